@@ -1,0 +1,3 @@
+module github.com/persiv/codex/controlplane
+
+go 1.26.0

@@ -1,0 +1,175 @@
+// Package edge holds the domain types and service interfaces of codex-edge,
+// the customer-run gateway between AI clients and AI providers.
+//
+// Implementations live in packages named after their dependency
+// (store/sqlite, store/postgres, cache/redis); the request path lives in
+// package proxy; cmd/codex-edge wires them together.
+package edge
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Error kinds shared by every store. Callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// Provider names an upstream AI provider.
+type Provider string
+
+const (
+	OpenAI    Provider = "openai"
+	Anthropic Provider = "anthropic"
+)
+
+// Valid reports whether p is a provider the edge can talk to.
+func (p Provider) Valid() bool { return p == OpenAI || p == Anthropic }
+
+// DefaultBaseURL is the provider's public API root.
+func (p Provider) DefaultBaseURL() string {
+	switch p {
+	case OpenAI:
+		return "https://api.openai.com"
+	case Anthropic:
+		return "https://api.anthropic.com"
+	}
+	return ""
+}
+
+// Org is a tenant of the edge: every key, setting and record belongs to one.
+type Org struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// KeyState is the life-cycle state of a gateway key.
+type KeyState string
+
+const (
+	KeyActive  KeyState = "active"
+	KeyRevoked KeyState = "revoked"
+)
+
+// APIKey is a gateway key as stored: never the secret, only its SHA-256.
+type APIKey struct {
+	ID        string
+	OrgID     string
+	Name      string
+	Prefix    string // non-secret display prefix, e.g. "pk_live_Ab3x"
+	Hash      [32]byte
+	State     KeyState
+	CreatedAt time.Time
+	RevokedAt time.Time // zero while active
+}
+
+// ProviderConfig is how one org reaches one provider. The credential is
+// referenced, never held here in plaintext at rest: APIKeyEnv names an
+// environment variable of the edge process.
+type ProviderConfig struct {
+	OrgID     string
+	Provider  Provider
+	BaseURL   string // empty means Provider.DefaultBaseURL
+	APIKeyEnv string
+	UpdatedAt time.Time
+}
+
+// CacheStatus is what the response cache did for a request.
+type CacheStatus string
+
+const (
+	CacheHit    CacheStatus = "hit"
+	CacheMiss   CacheStatus = "miss"
+	CacheBypass CacheStatus = "bypass"
+)
+
+// Count is a token count that may be unknown: a figure the provider did not
+// report is stored as unknown, never as zero and never estimated.
+type Count struct {
+	N     int64
+	Known bool
+}
+
+// Known returns a known count of n.
+func Known(n int64) Count { return Count{N: n, Known: true} }
+
+// Usage holds a response's token counters in disjoint buckets, each priced
+// at its own rate. Counters are kept as the provider defines them:
+//
+//	Input        OpenAI prompt_tokens minus cached; Anthropic input_tokens
+//	CachedInput  OpenAI prompt_tokens_details.cached_tokens; Anthropic cache_read_input_tokens
+//	CacheWrite   Anthropic cache_creation_input_tokens (OpenAI has none: unknown)
+//	Output       OpenAI completion_tokens; Anthropic output_tokens
+//	Reasoning    OpenAI reasoning tokens, a part of Output (priced within it)
+type Usage struct {
+	Input       Count
+	CachedInput Count
+	CacheWrite  Count
+	Output      Count
+	Reasoning   Count
+}
+
+// RequestRecord is the metadata kept for one request. It never holds
+// prompt or response content.
+type RequestRecord struct {
+	ID              string
+	Time            time.Time
+	OrgID           string
+	KeyID           string
+	Provider        Provider
+	Endpoint        string // e.g. "chat.completions", "messages"
+	Model           string
+	Stream          bool
+	Usage           Usage
+	CostNanoUSD     int64 // 1e-9 USD
+	CostKnown       bool
+	SavedNanoUSD    int64 // what a cache hit saved
+	Latency         time.Duration
+	UpstreamLatency time.Duration // zero when no provider call was made
+	Status          int
+	Cache           CacheStatus
+	Fingerprint     string // hex HMAC; reveals repetition, not content
+	MemoryID        string
+}
+
+// Change is an entry of the store's change feed: running instances poll it
+// to drop cached keys and settings that another process changed.
+type Change struct {
+	Seq   int64
+	OrgID string
+	Kind  string // "key", "provider", "org"
+	Ref   string
+}
+
+// Store persists orgs, keys, provider settings and request metadata.
+// Every method but KeyByHash and KeyByID is scoped by org.
+type Store interface {
+	CreateOrg(ctx context.Context, o Org, fingerprintSecret []byte) error
+	Org(ctx context.Context, id string) (Org, error)
+	Orgs(ctx context.Context) ([]Org, error)
+	FingerprintSecret(ctx context.Context, orgID string) ([]byte, error)
+
+	CreateKey(ctx context.Context, k APIKey) error
+	// KeyByHash is the one lookup that runs before the org is known.
+	KeyByHash(ctx context.Context, hash [32]byte) (APIKey, error)
+	KeyByID(ctx context.Context, id string) (APIKey, error)
+	Keys(ctx context.Context, orgID string) ([]APIKey, error)
+	RevokeKey(ctx context.Context, orgID, id string, at time.Time) error
+
+	SetProvider(ctx context.Context, p ProviderConfig) error
+	Providers(ctx context.Context, orgID string) ([]ProviderConfig, error)
+
+	InsertRequests(ctx context.Context, recs []RequestRecord) error
+	Requests(ctx context.Context, orgID string, since time.Time, limit int) ([]RequestRecord, error)
+
+	// Changes returns change-feed entries after seq, oldest first.
+	Changes(ctx context.Context, after int64) ([]Change, error)
+
+	Ping(ctx context.Context) error
+	Close() error
+}

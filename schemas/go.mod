@@ -1,0 +1,3 @@
+module github.com/persiv/codex/schemas
+
+go 1.26.0

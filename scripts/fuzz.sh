@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs each Go fuzz target for FUZZTIME (default 10s). Fuzz targets are found
+# by name, so a new target is picked up without editing this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZTIME="${FUZZTIME:-10s}"
+found=0
+while IFS= read -r file; do
+  dir=$(dirname "$file")
+  for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)' "$file" | awk '{print $2}'); do
+    found=$((found + 1))
+    echo "fuzz $dir $target ($FUZZTIME)"
+    (cd "$dir" && go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" .) || {
+      echo "fuzz target $target in $dir failed: the failing input is under $dir/testdata/fuzz/$target; rerun with: cd $dir && go test -run $target" >&2
+      exit 1
+    }
+  done
+done < <(grep -rl --include='*_test.go' -E '^func Fuzz' edge controlplane shared 2>/dev/null || true)
+echo "$found fuzz targets ran"
