@@ -1,0 +1,469 @@
+// Command codex-edge is the persīv codex gateway run inside the customer's
+// network. `codex-edge serve` runs it; the other subcommands manage orgs,
+// gateway keys and provider settings in the same data directory or
+// database that serve uses.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/config"
+	"github.com/persiv/codex/edge/server"
+	"github.com/persiv/codex/edge/store/sqlite"
+)
+
+const usageText = `codex-edge: the persīv codex gateway
+
+Usage:
+  codex-edge serve [--config edge.yaml]
+  codex-edge migrate
+  codex-edge orgs create NAME
+  codex-edge orgs list [--json]
+  codex-edge keys create --org ORG --name NAME [--json]
+  codex-edge keys list --org ORG [--json]
+  codex-edge keys revoke ID_OR_KEY
+  codex-edge providers set --org ORG openai|anthropic --api-key-env VAR [--base-url URL]
+  codex-edge providers list --org ORG [--json]
+
+Every subcommand takes --config FILE (or CODEX_CONFIG) and reads CODEX_*
+variables, so it acts on the same data directory or database as serve.
+ORG is an org id or name.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
+
+// env is what a subcommand runs with; tests build one directly.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usageText)
+		return 0
+	}
+	cmd, rest := args[0], args[1:]
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		switch cmd {
+		case "orgs", "keys", "providers":
+			cmd, rest = cmd+" "+rest[0], rest[1:]
+		}
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = e.serve(rest)
+	case "migrate":
+		err = e.migrate(rest)
+	case "orgs create":
+		err = e.orgsCreate(rest)
+	case "orgs list":
+		err = e.orgsList(rest)
+	case "keys create":
+		err = e.keysCreate(rest)
+	case "keys list":
+		err = e.keysList(rest)
+	case "keys revoke":
+		err = e.keysRevoke(rest)
+	case "providers set":
+		err = e.providersSet(rest)
+	case "providers list":
+		err = e.providersList(rest)
+	default:
+		fmt.Fprintf(stderr, "codex-edge: unknown command %q\n\n%s", strings.Join(args[:min(2, len(args))], " "), usageText)
+		return 2
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "codex-edge %s: %v\n\n%s", cmd, err, usageText)
+			return 2
+		}
+		fmt.Fprintf(stderr, "codex-edge %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// flags holds the flags every subcommand shares.
+type flags struct {
+	*flag.FlagSet
+	config string
+	json   bool
+}
+
+func newFlags(name string, withJSON bool) *flags {
+	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.SetOutput(io.Discard)
+	f.StringVar(&f.config, "config", "", "configuration file (YAML)")
+	if withJSON {
+		f.BoolVar(&f.json, "json", false, "print JSON, one object per line")
+	}
+	return f
+}
+
+// parse accepts flags before, between and after positional arguments.
+func (f *flags) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			return nil, usageError{err}
+		}
+		args = f.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (e *env) config(f *flags) (config.Config, error) {
+	path := f.config
+	if path == "" {
+		path = e.getenv("CODEX_CONFIG")
+	}
+	return config.Load(path, e.getenv)
+}
+
+func (e *env) logger(cfg config.Config) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(cfg.LogLevel))
+	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+// openStore opens the store the configuration selects.
+func (e *env) openStore(cfg config.Config) (edge.Store, error) {
+	if cfg.DatabaseURL != "" {
+		return nil, errors.New("CODEX_DATABASE_URL is set, but this build has no Postgres store yet; unset it to use the embedded SQLite store in CODEX_DATA_DIR")
+	}
+	db, err := sqlite.Open(e.ctx, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	return db, nil
+}
+
+func (e *env) withStore(f *flags, fn func(config.Config, edge.Store) error) error {
+	cfg, err := e.config(f)
+	if err != nil {
+		return err
+	}
+	st, err := e.openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(cfg, st)
+}
+
+func (e *env) serve(args []string) error {
+	f := newFlags("serve", false)
+	if pos, err := f.parse(args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	cfg, err := e.config(f)
+	if err != nil {
+		return err
+	}
+	log := e.logger(cfg)
+	st, err := e.openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := server.New(e.ctx, cfg, st, log, server.Options{Getenv: e.getenv})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(e.ctx); err != nil {
+		return err
+	}
+	<-e.ctx.Done()
+	log.Info("shutting down: finishing requests and writing queued metadata")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+func (e *env) migrate(args []string) error {
+	f := newFlags("migrate", false)
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	// Opening the store applies its migrations.
+	return e.withStore(f, func(cfg config.Config, st edge.Store) error {
+		fmt.Fprintln(e.stdout, "migrations applied")
+		return nil
+	})
+}
+
+func (e *env) orgsCreate(args []string) error {
+	f := newFlags("orgs create", false)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || strings.TrimSpace(pos[0]) == "" {
+		return usagef("give the org's name")
+	}
+	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		o := edge.Org{ID: apikey.NewID("org"), Name: strings.TrimSpace(pos[0]), CreatedAt: time.Now().UTC()}
+		if err := st.CreateOrg(e.ctx, o, secret); err != nil {
+			if errors.Is(err, edge.ErrConflict) {
+				return fmt.Errorf("an org named %q exists already", o.Name)
+			}
+			return err
+		}
+		fmt.Fprintln(e.stdout, o.ID)
+		return nil
+	})
+}
+
+func (e *env) orgsList(args []string) error {
+	f := newFlags("orgs list", true)
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+		orgs, err := st.Orgs(e.ctx)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			enc := json.NewEncoder(e.stdout)
+			for _, o := range orgs {
+				enc.Encode(map[string]any{"id": o.ID, "name": o.Name, "created_at": o.CreatedAt})
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tCREATED")
+		for _, o := range orgs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", o.ID, o.Name, o.CreatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	})
+}
+
+// findOrg accepts an org id or name.
+func (e *env) findOrg(st edge.Store, ref string) (edge.Org, error) {
+	if ref == "" {
+		return edge.Org{}, usagef("--org is required")
+	}
+	if o, err := st.Org(e.ctx, ref); err == nil {
+		return o, nil
+	} else if !errors.Is(err, edge.ErrNotFound) {
+		return edge.Org{}, err
+	}
+	orgs, err := st.Orgs(e.ctx)
+	if err != nil {
+		return edge.Org{}, err
+	}
+	for _, o := range orgs {
+		if o.Name == ref {
+			return o, nil
+		}
+	}
+	return edge.Org{}, fmt.Errorf("no org %q (list them with 'codex-edge orgs list')", ref)
+}
+
+func (e *env) keysCreate(args []string) error {
+	f := newFlags("keys create", true)
+	org := f.String("org", "", "org id or name")
+	name := f.String("name", "", "a name for the key, e.g. its owner")
+	if pos, err := f.parse(args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if strings.TrimSpace(*name) == "" {
+		return usagef("--name is required")
+	}
+	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+		o, err := e.findOrg(st, *org)
+		if err != nil {
+			return err
+		}
+		secret, err := apikey.Generate()
+		if err != nil {
+			return err
+		}
+		k := edge.APIKey{
+			ID: apikey.NewID("key"), OrgID: o.ID, Name: strings.TrimSpace(*name),
+			Prefix: apikey.DisplayPrefix(secret), Hash: apikey.Hash(secret),
+			State: edge.KeyActive, CreatedAt: time.Now().UTC(),
+		}
+		if err := st.CreateKey(e.ctx, k); err != nil {
+			return err
+		}
+		// The one place the secret is ever shown.
+		if f.json {
+			return json.NewEncoder(e.stdout).Encode(map[string]string{"id": k.ID, "key": secret.Reveal(), "prefix": k.Prefix})
+		}
+		fmt.Fprintln(e.stdout, secret.Reveal())
+		return nil
+	})
+}
+
+func (e *env) keysList(args []string) error {
+	f := newFlags("keys list", true)
+	org := f.String("org", "", "org id or name")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+		o, err := e.findOrg(st, *org)
+		if err != nil {
+			return err
+		}
+		keys, err := st.Keys(e.ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			enc := json.NewEncoder(e.stdout)
+			for _, k := range keys {
+				m := map[string]any{"id": k.ID, "org_id": k.OrgID, "name": k.Name, "prefix": k.Prefix, "state": k.State, "created_at": k.CreatedAt}
+				if !k.RevokedAt.IsZero() {
+					m["revoked_at"] = k.RevokedAt
+				}
+				enc.Encode(m)
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSTATE\tCREATED")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\n", k.ID, k.Name, k.Prefix, k.State, k.CreatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	})
+}
+
+func (e *env) keysRevoke(args []string) error {
+	f := newFlags("keys revoke", false)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("give the key's id or the key itself")
+	}
+	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+		var k edge.APIKey
+		var err error
+		if secret, perr := apikey.Parse(pos[0]); perr == nil {
+			k, err = st.KeyByHash(e.ctx, apikey.Hash(secret))
+		} else {
+			k, err = st.KeyByID(e.ctx, pos[0])
+		}
+		if errors.Is(err, edge.ErrNotFound) {
+			return errors.New("no such key (list keys with 'codex-edge keys list --org ORG')")
+		}
+		if err != nil {
+			return err
+		}
+		if err := st.RevokeKey(e.ctx, k.OrgID, k.ID, time.Now().UTC()); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "revoked %s\n", k.ID)
+		return nil
+	})
+}
+
+func (e *env) providersSet(args []string) error {
+	f := newFlags("providers set", false)
+	org := f.String("org", "", "org id or name")
+	keyEnv := f.String("api-key-env", "", "name of the environment variable holding the provider key (serve reads it)")
+	keyStdin := f.Bool("api-key-stdin", false, "read the provider key from standard input")
+	baseURL := f.String("base-url", "", "provider API root, e.g. https://api.openai.com (default: the provider's)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || !edge.Provider(pos[0]).Valid() {
+		return usagef("give the provider: openai or anthropic")
+	}
+	if *keyStdin {
+		return errors.New("--api-key-stdin stores the key encrypted, which needs the keyring (not in this build yet); use --api-key-env VAR")
+	}
+	if *keyEnv == "" {
+		return usagef("--api-key-env VAR is required")
+	}
+	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+		o, err := e.findOrg(st, *org)
+		if err != nil {
+			return err
+		}
+		pc := edge.ProviderConfig{OrgID: o.ID, Provider: edge.Provider(pos[0]), BaseURL: strings.TrimRight(*baseURL, "/"), APIKeyEnv: *keyEnv, UpdatedAt: time.Now().UTC()}
+		if err := st.SetProvider(e.ctx, pc); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s set for %s (key from $%s)\n", pc.Provider, o.Name, pc.APIKeyEnv)
+		return nil
+	})
+}
+
+func (e *env) providersList(args []string) error {
+	f := newFlags("providers list", true)
+	org := f.String("org", "", "org id or name")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+		o, err := e.findOrg(st, *org)
+		if err != nil {
+			return err
+		}
+		pcs, err := st.Providers(e.ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			enc := json.NewEncoder(e.stdout)
+			for _, p := range pcs {
+				enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "updated_at": p.UpdatedAt})
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROVIDER\tBASE URL\tKEY FROM\tUPDATED")
+		for _, p := range pcs {
+			fmt.Fprintf(tw, "%s\t%s\t$%s\t%s\n", p.Provider, p.BaseURL, p.APIKeyEnv, p.UpdatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	})
+}

@@ -1,0 +1,227 @@
+// Command codex-loadgen measures an OpenAI-compatible endpoint under load:
+// at a fixed offered rate (open loop: latency counts from the moment a
+// request was due, so a slow server cannot hide its queueing) and at
+// saturation (a fixed number of connections, closed loop). `make bench`
+// runs it against the fake provider directly and through the edge in one
+// run and prints the edge/direct ratios.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type target struct {
+	name, url, key string
+}
+
+type result struct {
+	name      string
+	mode      string
+	n, errors int
+	elapsed   time.Duration
+	lat       []time.Duration
+}
+
+func (r result) pct(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.lat)-1) * p)
+	return r.lat[i]
+}
+
+func (r result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+func main() {
+	var (
+		direct   = flag.String("direct", "", "base URL of the provider, measured directly")
+		directK  = flag.String("direct-key", "fake-provider-key", "provider key for the direct target")
+		via      = flag.String("edge", "", "base URL of the edge")
+		edgeK    = flag.String("edge-key", "", "gateway key for the edge (or CODEX_BENCH_KEY)")
+		rate     = flag.Int("rate", 2000, "offered rate for the fixed-rate phase, requests per second")
+		duration = flag.Duration("duration", 10*time.Second, "length of each phase")
+		conns    = flag.Int("conns", 64, "connections for the saturation phase")
+		warmup   = flag.Duration("warmup", 2*time.Second, "warm-up before each phase (not measured)")
+		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
+	)
+	flag.Parse()
+	if *edgeK == "" {
+		*edgeK = os.Getenv("CODEX_BENCH_KEY")
+	}
+	if *direct == "" || *via == "" || *edgeK == "" {
+		fmt.Fprintln(os.Stderr, "codex-loadgen: -direct, -edge and -edge-key (or CODEX_BENCH_KEY) are required")
+		os.Exit(2)
+	}
+	targets := []target{{"direct", *direct, *directK}, {"edge", *via, *edgeK}}
+	var results []result
+	for _, t := range targets {
+		fmt.Fprintf(os.Stderr, "fixed rate %d req/s against %s for %s…\n", *rate, t.name, *duration)
+		runFixed(t, *rate, *warmup)
+		results = append(results, runFixed(t, *rate, *duration))
+	}
+	for _, t := range targets {
+		fmt.Fprintf(os.Stderr, "saturation with %d connections against %s for %s…\n", *conns, t.name, *duration)
+		runSaturation(t, *conns, *warmup)
+		results = append(results, runSaturation(t, *conns, *duration))
+	}
+	report(os.Stdout, results)
+	if *jsonOut != "" {
+		writeJSON(*jsonOut, results)
+	}
+	for _, r := range results {
+		if r.errors > 0 {
+			fmt.Fprintf(os.Stderr, "codex-loadgen: %d failed requests against %s (%s); see the edge's log\n", r.errors, r.name, r.mode)
+			os.Exit(1)
+		}
+	}
+}
+
+var body = []byte(`{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":32}`)
+
+func client(conns int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns:        conns * 2,
+		MaxIdleConnsPerHost: conns * 2,
+		MaxConnsPerHost:     conns * 2,
+	}, Timeout: 30 * time.Second}
+}
+
+func do(c *http.Client, t target) error {
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+t.key)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// runFixed offers rate requests per second for d, each measured from the
+// moment it was due.
+func runFixed(t target, rate int, d time.Duration) result {
+	c := client(rate / 10)
+	interval := time.Second / time.Duration(rate)
+	total := int(d / interval)
+	lat := make([]time.Duration, total)
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range total {
+		due := start.Add(time.Duration(i) * interval)
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := do(c, t); err != nil {
+				errs.Add(1)
+			}
+			lat[i] = time.Since(due)
+		}()
+	}
+	wg.Wait()
+	r := result{name: t.name, mode: fmt.Sprintf("fixed %d/s", rate), n: total, errors: int(errs.Load()), elapsed: time.Since(start), lat: lat}
+	slices.Sort(r.lat)
+	return r
+}
+
+// runSaturation keeps conns requests in flight for d.
+func runSaturation(t target, conns int, d time.Duration) result {
+	c := client(conns)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var mu sync.Mutex
+	var all []time.Duration
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for ctx.Err() == nil {
+				s := time.Now()
+				if err := do(c, t); err != nil {
+					errs.Add(1)
+				}
+				mine = append(mine, time.Since(s))
+			}
+			mu.Lock()
+			all = append(all, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	r := result{name: t.name, mode: fmt.Sprintf("saturation %d conns", conns), n: len(all), errors: int(errs.Load()), elapsed: time.Since(start), lat: all}
+	slices.Sort(r.lat)
+	return r
+}
+
+func report(w io.Writer, rs []result) {
+	fmt.Fprintf(w, "\n%-8s %-22s %9s %10s %10s %10s %7s\n", "target", "mode", "requests", "req/s", "p50", "p99", "errors")
+	for _, r := range rs {
+		fmt.Fprintf(w, "%-8s %-22s %9d %10.0f %10s %10s %7d\n", r.name, r.mode, r.n, r.rps(), r.pct(0.50).Round(time.Microsecond), r.pct(0.99).Round(time.Microsecond), r.errors)
+	}
+	find := func(name, prefix string) result {
+		for _, r := range rs {
+			if r.name == name && strings.HasPrefix(r.mode, prefix) {
+				return r
+			}
+		}
+		return result{}
+	}
+	fd, fe := find("direct", "fixed"), find("edge", "fixed")
+	sd, se := find("direct", "saturation"), find("edge", "saturation")
+	fmt.Fprintf(w, "\nadded latency at %s (edge − direct):  p50 %s (target ≤ 100µs)   p99 %s (target ≤ 1ms)\n",
+		fd.mode, (fe.pct(0.5) - fd.pct(0.5)).Round(time.Microsecond), (fe.pct(0.99) - fd.pct(0.99)).Round(time.Microsecond))
+	fmt.Fprintf(w, "latency ratio edge/direct at fixed rate:  p50 %.2f   p99 %.2f\n",
+		ratio(fe.pct(0.5), fd.pct(0.5)), ratio(fe.pct(0.99), fd.pct(0.99)))
+	fmt.Fprintf(w, "saturation throughput edge/direct: %.0f / %.0f req/s = %.0f%% (target ≥ 33%%)\n",
+		se.rps(), sd.rps(), 100*se.rps()/sd.rps())
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func writeJSON(path string, rs []result) {
+	type row struct {
+		Target, Mode   string
+		Requests, Errs int
+		RPS            float64
+		P50us, P99us   int64
+	}
+	var rows []row
+	for _, r := range rs {
+		rows = append(rows, row{r.name, r.mode, r.n, r.errors, r.rps(), r.pct(0.5).Microseconds(), r.pct(0.99).Microseconds()})
+	}
+	b, _ := json.MarshalIndent(rows, "", "  ")
+	os.WriteFile(path, b, 0o644)
+}

@@ -1,0 +1,194 @@
+// Package config loads the edge's configuration: a YAML file whose every key
+// can be overridden by an environment variable CODEX_<KEY>. Secrets come
+// from the environment or files, never from flags, and are never printed.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the edge's configuration. The yaml tag of each field is its key;
+// its environment variable is CODEX_ followed by the key in upper case.
+type Config struct {
+	Listen          string `yaml:"listen"`            // client-facing address
+	AdminListen     string `yaml:"admin_listen"`      // admin API and /metrics
+	DataDir         string `yaml:"data_dir"`          // embedded store, spool, local key
+	DatabaseURL     string `yaml:"database_url"`      // Postgres instead of SQLite
+	DatabaseAppRole string `yaml:"database_app_role"` // role migrations grant row access to
+	RedisURL        string `yaml:"redis_url"`         // Redis instead of the in-process cache
+	TLSCert         string `yaml:"tls_cert"`          // PEM file
+	TLSKey          string `yaml:"tls_key"`           // PEM file
+	KEK             string `yaml:"kek"`               // local, byok, awskms:<key>
+
+	UpstreamConnectTimeout time.Duration `yaml:"upstream_connect_timeout"`
+	UpstreamHeaderTimeout  time.Duration `yaml:"upstream_header_timeout"`
+	UpstreamIdleTimeout    time.Duration `yaml:"upstream_idle_timeout"`
+	MaxBodyBytes           int64         `yaml:"max_body_bytes"`
+
+	// MetadataQueue bounds the request-metadata records waiting to be
+	// written; a full queue drops records and counts every drop.
+	MetadataQueue int `yaml:"metadata_queue"`
+	// MetadataBatch is the most records written in one transaction.
+	MetadataBatch int `yaml:"metadata_batch"`
+	// MetadataFlush is the longest a record waits before its batch is written.
+	MetadataFlush time.Duration `yaml:"metadata_flush"`
+	// ChangePoll is how often the store's change feed is read, so keys and
+	// settings changed by another process take effect.
+	ChangePoll time.Duration `yaml:"change_poll"`
+
+	PricingFile     string        `yaml:"pricing_file"` // operator prices over the shipped table
+	TelemetryWindow time.Duration `yaml:"telemetry_window"`
+	Pprof           bool          `yaml:"pprof"`     // /debug/pprof on the admin listener
+	LogLevel        string        `yaml:"log_level"` // debug, info, warn, error
+}
+
+// Default returns the embedded defaults: everything runs with no file.
+func Default() Config {
+	return Config{
+		Listen:                 "127.0.0.1:8080",
+		AdminListen:            "127.0.0.1:8081",
+		DataDir:                "./data",
+		DatabaseAppRole:        "codex_app",
+		KEK:                    "local",
+		UpstreamConnectTimeout: 10 * time.Second,
+		UpstreamHeaderTimeout:  10 * time.Minute,
+		UpstreamIdleTimeout:    5 * time.Minute,
+		MaxBodyBytes:           32 << 20,
+		MetadataQueue:          65536,
+		MetadataBatch:          1000,
+		MetadataFlush:          250 * time.Millisecond,
+		ChangePoll:             time.Second,
+		TelemetryWindow:        60 * time.Second,
+		LogLevel:               "info",
+	}
+}
+
+// Load reads the defaults, then the YAML file at path (if path is not
+// empty), then CODEX_* variables from getenv, and validates the result.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return c, fmt.Errorf("open config: %w", err)
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		// An empty file decodes as io.EOF: it means "no settings".
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// EnvName is the environment variable overriding the YAML key.
+func EnvName(key string) string { return "CODEX_" + strings.ToUpper(key) }
+
+// Keys lists every configuration key, for documentation and tests.
+func Keys() []string {
+	t := reflect.TypeOf(Config{})
+	keys := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		keys = append(keys, t.Field(i).Tag.Get("yaml"))
+	}
+	return keys
+}
+
+func applyEnv(c *Config, getenv func(string) string) error {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		name := EnvName(t.Field(i).Tag.Get("yaml"))
+		s := strings.TrimSpace(getenv(name))
+		if s == "" {
+			continue
+		}
+		f := v.Field(i)
+		switch {
+		case f.Type() == reflect.TypeOf(time.Duration(0)):
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return fmt.Errorf("%s: not a duration (use Go syntax such as 2s or 5m): %q", name, s)
+			}
+			f.SetInt(int64(d))
+		case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s: not an integer: %q", name, s)
+			}
+			f.SetInt(n)
+		case f.Kind() == reflect.Bool:
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("%s: not a boolean: %q", name, s)
+			}
+			f.SetBool(b)
+		case f.Kind() == reflect.String:
+			f.SetString(s)
+		default:
+			return fmt.Errorf("%s: unsupported type %s", name, f.Type())
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration as a whole; only a malformed
+// configuration stops start-up.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	for _, a := range []struct{ key, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {
+		_, _, err := net.SplitHostPort(a.addr)
+		check(err == nil, "%s: %q is not host:port", EnvName(a.key), a.addr)
+	}
+	check((c.TLSCert == "") == (c.TLSKey == ""), "CODEX_TLS_CERT and CODEX_TLS_KEY must be set together")
+	check(c.UpstreamConnectTimeout > 0, "CODEX_UPSTREAM_CONNECT_TIMEOUT must be positive")
+	check(c.UpstreamHeaderTimeout > 0, "CODEX_UPSTREAM_HEADER_TIMEOUT must be positive")
+	check(c.UpstreamIdleTimeout > 0, "CODEX_UPSTREAM_IDLE_TIMEOUT must be positive")
+	check(c.MaxBodyBytes > 0, "CODEX_MAX_BODY_BYTES must be positive")
+	check(c.MetadataQueue > 0, "CODEX_METADATA_QUEUE must be positive")
+	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
+	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")
+	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
+	check(c.TelemetryWindow > 0, "CODEX_TELEMETRY_WINDOW must be positive")
+	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("CODEX_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopback reports whether a listen address binds only loopback
+// interfaces, where plain HTTP is allowed for local development.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8080" || c.AdminListen != "127.0.0.1:8081" || c.MaxBodyBytes != 33554432 ||
+		c.UpstreamConnectTimeout != 10*time.Second || c.UpstreamHeaderTimeout != 10*time.Minute ||
+		c.UpstreamIdleTimeout != 5*time.Minute || c.DataDir != "./data" || c.KEK != "local" ||
+		c.DatabaseAppRole != "codex_app" || c.TelemetryWindow != time.Minute {
+		t.Fatalf("defaults differ from DESIGN §8: %+v", c)
+	}
+}
+
+func TestFileThenEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.yaml")
+	os.WriteFile(path, []byte("listen: 127.0.0.1:9000\nmax_body_bytes: 1024\nupstream_idle_timeout: 3s\n"), 0o600)
+	c, err := Load(path, env(map[string]string{"CODEX_MAX_BODY_BYTES": "2048", "CODEX_PPROF": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9000" || c.MaxBodyBytes != 2048 || c.UpstreamIdleTimeout != 3*time.Second || !c.Pprof {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestEmptyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.yaml")
+	os.WriteFile(path, nil, 0o600)
+	if _, err := Load(path, env(nil)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name, file string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown key", "lisen: x\n", nil, "lisen"},
+		{"bad duration", "", map[string]string{"CODEX_UPSTREAM_IDLE_TIMEOUT": "5"}, "CODEX_UPSTREAM_IDLE_TIMEOUT"},
+		{"bad int", "", map[string]string{"CODEX_MAX_BODY_BYTES": "lots"}, "CODEX_MAX_BODY_BYTES"},
+		{"zero limit", "", map[string]string{"CODEX_MAX_BODY_BYTES": "0"}, "CODEX_MAX_BODY_BYTES"},
+		{"bad listen", "", map[string]string{"CODEX_LISTEN": "8080"}, "CODEX_LISTEN"},
+		{"cert without key", "", map[string]string{"CODEX_TLS_CERT": "/x.pem"}, "CODEX_TLS_KEY"},
+		{"log level", "", map[string]string{"CODEX_LOG_LEVEL": "loud"}, "CODEX_LOG_LEVEL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = filepath.Join(t.TempDir(), "edge.yaml")
+				os.WriteFile(path, []byte(tc.file), 0o600)
+			}
+			_, err := Load(path, env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to name %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEveryKeyHasEnv(t *testing.T) {
+	for _, k := range Keys() {
+		if k == "" || strings.ToLower(k) != k {
+			t.Errorf("field without a lower-case yaml key: %q", k)
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:1": true, "127.1.2.3:80": true,
+		"0.0.0.0:8080": false, ":8080": false, "10.0.0.1:80": false, "example.com:80": false, "bad": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

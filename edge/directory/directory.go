@@ -1,0 +1,264 @@
+// Package directory resolves a gateway key to its org and the org's
+// provider settings from memory, so the request path makes no database
+// call once a key has been seen. It follows the store's change feed, so a
+// key revoked or a setting changed by another process (the CLI, another
+// instance) takes effect within one poll interval, and at once when the
+// change is made through this instance.
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/fingerprint"
+)
+
+// Store is the part of edge.Store the directory reads.
+type Store interface {
+	KeyByHash(ctx context.Context, hash [32]byte) (edge.APIKey, error)
+	FingerprintSecret(ctx context.Context, orgID string) ([]byte, error)
+	Providers(ctx context.Context, orgID string) ([]edge.ProviderConfig, error)
+	RevokeKey(ctx context.Context, orgID, id string, at time.Time) error
+	Changes(ctx context.Context, after int64) ([]edge.Change, error)
+}
+
+// ErrUnknownKey means the key does not exist or was revoked. Callers answer
+// 401 without saying which.
+var ErrUnknownKey = errors.New("unknown or revoked gateway key")
+
+// Key is what the request path needs to know about a resolved key.
+type Key struct {
+	ID    string
+	OrgID string
+	Org   *Org
+}
+
+// Org is an org's request-path state, shared by all its keys.
+type Org struct {
+	ID            string
+	Fingerprinter *fingerprint.Fingerprinter
+	upstreams     map[edge.Provider]Upstream
+}
+
+// Upstream is how an org reaches one provider. Credential is held in
+// memory only.
+type Upstream struct {
+	Provider   edge.Provider
+	BaseURL    string // no trailing slash
+	Credential string
+	// CredentialSource names where the credential comes from (an
+	// environment variable name), for error messages; never the secret.
+	CredentialSource string
+}
+
+// Upstream returns the org's settings for p; ok is false when the org has
+// not configured p.
+func (o *Org) Upstream(p edge.Provider) (Upstream, bool) {
+	u, ok := o.upstreams[p]
+	return u, ok
+}
+
+// Options configure a Directory.
+type Options struct {
+	MaxKeys     int           // resolved keys kept; default 100000
+	NegativeTTL time.Duration // how long an unknown key is remembered; default 30s
+	Getenv      func(string) string
+	Logger      *slog.Logger
+}
+
+// Directory caches keys and orgs.
+type Directory struct {
+	store  Store
+	opts   Options
+	keys   *lru.Cache[[32]byte, Key]
+	absent *expirable.LRU[[32]byte, struct{}]
+	group  singleflight.Group
+
+	mu   sync.RWMutex
+	orgs map[string]*Org
+	seq  int64 // last change-feed entry applied
+}
+
+// New returns an empty directory over store.
+func New(store Store, opts Options) *Directory {
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = 100000
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = 30 * time.Second
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	keys, _ := lru.New[[32]byte, Key](opts.MaxKeys) // size is positive
+	return &Directory{
+		store:  store,
+		opts:   opts,
+		keys:   keys,
+		absent: expirable.NewLRU[[32]byte, struct{}](opts.MaxKeys, nil, opts.NegativeTTL),
+		orgs:   make(map[string]*Org),
+	}
+}
+
+// Resolve returns the key whose SHA-256 is hash. Only the first use of a
+// key reads the store; concurrent first uses share one read.
+func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
+	if k, ok := d.keys.Get(hash); ok {
+		return k, nil
+	}
+	if d.absent.Contains(hash) {
+		return Key{}, ErrUnknownKey
+	}
+	v, err, _ := d.group.Do(string(hash[:]), func() (any, error) {
+		ak, err := d.store.KeyByHash(ctx, hash)
+		if errors.Is(err, edge.ErrNotFound) {
+			d.absent.Add(hash, struct{}{})
+			return Key{}, ErrUnknownKey
+		}
+		if err != nil {
+			return Key{}, fmt.Errorf("look up gateway key: %w", err)
+		}
+		if ak.State != edge.KeyActive {
+			d.absent.Add(hash, struct{}{})
+			return Key{}, ErrUnknownKey
+		}
+		org, err := d.Org(ctx, ak.OrgID)
+		if err != nil {
+			return Key{}, err
+		}
+		k := Key{ID: ak.ID, OrgID: ak.OrgID, Org: org}
+		d.keys.Add(hash, k)
+		return k, nil
+	})
+	if err != nil {
+		return Key{}, err
+	}
+	return v.(Key), nil
+}
+
+// Org returns the org's request-path state, loading it on first use.
+func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
+	d.mu.RLock()
+	o := d.orgs[id]
+	d.mu.RUnlock()
+	if o != nil {
+		return o, nil
+	}
+	v, err, _ := d.group.Do("org:"+id, func() (any, error) {
+		secret, err := d.store.FingerprintSecret(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("load org %s: %w", id, err)
+		}
+		pcs, err := d.store.Providers(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("load providers of org %s: %w", id, err)
+		}
+		o := &Org{ID: id, Fingerprinter: fingerprint.New(secret), upstreams: make(map[edge.Provider]Upstream, len(pcs))}
+		for _, pc := range pcs {
+			base := pc.BaseURL
+			if base == "" {
+				base = pc.Provider.DefaultBaseURL()
+			}
+			o.upstreams[pc.Provider] = Upstream{
+				Provider:         pc.Provider,
+				BaseURL:          strings.TrimRight(base, "/"),
+				Credential:       d.opts.Getenv(pc.APIKeyEnv),
+				CredentialSource: pc.APIKeyEnv,
+			}
+		}
+		d.mu.Lock()
+		d.orgs[id] = o
+		d.mu.Unlock()
+		return o, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Org), nil
+}
+
+// Revoke revokes a key through this instance: it stops working here at
+// once, and on other instances at their next poll of the change feed.
+func (d *Directory) Revoke(ctx context.Context, orgID, keyID string) error {
+	if err := d.store.RevokeKey(ctx, orgID, keyID, time.Now().UTC()); err != nil {
+		return err
+	}
+	d.forgetKey(keyID)
+	return nil
+}
+
+func (d *Directory) forgetKey(keyID string) {
+	for _, h := range d.keys.Keys() {
+		if k, ok := d.keys.Peek(h); ok && k.ID == keyID {
+			d.keys.Remove(h)
+		}
+	}
+}
+
+func (d *Directory) forgetOrg(orgID string) {
+	d.mu.Lock()
+	delete(d.orgs, orgID)
+	d.mu.Unlock()
+	// Keys hold a pointer to their org's state: drop them so they reload.
+	for _, h := range d.keys.Keys() {
+		if k, ok := d.keys.Peek(h); ok && k.OrgID == orgID {
+			d.keys.Remove(h)
+		}
+	}
+}
+
+// Sync applies the change feed once. The first call only records where the
+// feed stands, since nothing is cached yet.
+func (d *Directory) Sync(ctx context.Context) error {
+	changes, err := d.store.Changes(ctx, d.seq)
+	if err != nil {
+		return fmt.Errorf("read change feed: %w", err)
+	}
+	for _, c := range changes {
+		switch c.Kind {
+		case "key":
+			d.forgetKey(c.Ref)
+			// A key created elsewhere may be one we remembered as absent.
+			d.absent.Purge()
+		case "provider", "org":
+			d.forgetOrg(c.OrgID)
+		}
+		d.seq = c.Seq
+	}
+	return nil
+}
+
+// Run polls the change feed every interval until ctx ends.
+func (d *Directory) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := d.Sync(ctx)
+		if err != nil && !failing && ctx.Err() == nil {
+			d.opts.Logger.Warn("change feed unreadable; cached keys keep working", "err", err)
+		}
+		if err == nil && failing {
+			d.opts.Logger.Info("change feed readable again")
+		}
+		failing = err != nil
+	}
+}

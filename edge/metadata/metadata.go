@@ -1,0 +1,212 @@
+// Package metadata writes request metadata to the store off the request
+// path: records go into a bounded queue and a single writer stores them in
+// batches. A full queue drops the record, counts the drop and logs it; a
+// failing store is retried with back-off while the queue absorbs the load,
+// so the request path never waits for the database.
+package metadata
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/persiv/codex/edge"
+)
+
+// Inserter is the part of the store the writer needs.
+type Inserter interface {
+	InsertRequests(ctx context.Context, recs []edge.RequestRecord) error
+}
+
+// Options configure a Writer. Zero values take the defaults noted.
+type Options struct {
+	Queue    int           // queue length; default 65536
+	Batch    int           // records per transaction; default 1000
+	Flush    time.Duration // longest wait before a partial batch is written; default 250ms
+	MaxRetry time.Duration // longest back-off between failed writes; default 5s
+	Logger   *slog.Logger
+	// Observe, if set, is told about every batch: its size, how long the
+	// write took and whether it failed. It feeds the Prometheus metrics.
+	Observe func(n int, took time.Duration, err error)
+}
+
+// Writer queues records and writes them in batches.
+type Writer struct {
+	store Inserter
+	opts  Options
+	q     chan edge.RequestRecord
+
+	dropped  atomic.Int64
+	written  atomic.Int64
+	failures atomic.Int64
+	healthy  atomic.Bool
+
+	lastDropLog atomic.Int64 // unix nanos; rate-limits the drop warning
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// New starts a writer; Close drains it.
+func New(store Inserter, opts Options) *Writer {
+	if opts.Queue <= 0 {
+		opts.Queue = 65536
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 1000
+	}
+	if opts.Flush <= 0 {
+		opts.Flush = 250 * time.Millisecond
+	}
+	if opts.MaxRetry <= 0 {
+		opts.MaxRetry = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	w := &Writer{
+		store: store,
+		opts:  opts,
+		q:     make(chan edge.RequestRecord, opts.Queue),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	w.healthy.Store(true)
+	go w.run()
+	return w
+}
+
+// Record queues rec without blocking. It reports false when the queue was
+// full and the record was dropped (and counted).
+func (w *Writer) Record(rec edge.RequestRecord) bool {
+	select {
+	case w.q <- rec:
+		return true
+	default:
+	}
+	n := w.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := w.lastDropLog.Load()
+	if now-last > int64(10*time.Second) && w.lastDropLog.CompareAndSwap(last, now) {
+		w.opts.Logger.Warn("metadata queue full: request metadata dropped",
+			"dropped_total", n, "queue", cap(w.q),
+			"hint", "the store is too slow or unreachable; raise CODEX_METADATA_QUEUE or check the database")
+	}
+	return false
+}
+
+// Depth is the number of records waiting.
+func (w *Writer) Depth() int { return len(w.q) }
+
+// Capacity is the queue length.
+func (w *Writer) Capacity() int { return cap(w.q) }
+
+// Dropped is the number of records dropped because the queue was full.
+func (w *Writer) Dropped() int64 { return w.dropped.Load() }
+
+// Written is the number of records stored.
+func (w *Writer) Written() int64 { return w.written.Load() }
+
+// Healthy reports whether the last write succeeded.
+func (w *Writer) Healthy() bool { return w.healthy.Load() }
+
+// Close stops accepting work and writes what is queued, giving up when ctx
+// ends. Records still unwritten then are reported in the log.
+func (w *Writer) Close(ctx context.Context) error {
+	w.stopOnce.Do(func() { close(w.stop) })
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		w.opts.Logger.Error("metadata writer stopped before the queue was written",
+			"unwritten", len(w.q))
+		return ctx.Err()
+	}
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]edge.RequestRecord, 0, w.opts.Batch)
+	timer := time.NewTimer(w.opts.Flush)
+	defer timer.Stop()
+	for {
+		select {
+		case rec := <-w.q:
+			batch = append(batch, rec)
+			if len(batch) < w.opts.Batch {
+				continue
+			}
+		case <-timer.C:
+			timer.Reset(w.opts.Flush)
+			if len(batch) == 0 {
+				continue
+			}
+		case <-w.stop:
+			// Drain what is queued, then write it all.
+			for {
+				select {
+				case rec := <-w.q:
+					batch = append(batch, rec)
+					if len(batch) >= w.opts.Batch {
+						w.write(batch, true)
+						batch = batch[:0]
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				w.write(batch, true)
+			}
+			return
+		}
+		if !w.write(batch, false) {
+			return
+		}
+		batch = batch[:0]
+	}
+}
+
+// write stores batch, retrying with back-off until it succeeds. While it
+// retries, new records keep queueing (and overflow is counted). It returns
+// false when asked to stop during a retry and the final flush also failed.
+func (w *Writer) write(batch []edge.RequestRecord, stopping bool) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		err := w.store.InsertRequests(ctx, batch)
+		cancel()
+		if w.opts.Observe != nil {
+			w.opts.Observe(len(batch), time.Since(start), err)
+		}
+		if err == nil {
+			w.written.Add(int64(len(batch)))
+			if !w.healthy.Swap(true) {
+				w.opts.Logger.Info("metadata store reachable again", "written", len(batch))
+			}
+			return true
+		}
+		w.failures.Add(1)
+		if w.healthy.Swap(false) {
+			w.opts.Logger.Error("metadata write failed; retrying, records stay queued",
+				"err", err, "batch", len(batch), "queued", len(w.q))
+		}
+		if stopping {
+			// One last try on the way out, then report what is lost.
+			w.opts.Logger.Error("metadata not written at shutdown", "records", len(batch), "err", err)
+			return false
+		}
+		select {
+		case <-time.After(backoff):
+		case <-w.stop:
+			stopping = true
+			continue
+		}
+		backoff = min(backoff*2, w.opts.MaxRetry)
+	}
+}

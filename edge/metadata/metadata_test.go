@@ -1,0 +1,142 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/persiv/codex/edge"
+)
+
+// memStore stands in for the database in these queueing tests; the real
+// stores are exercised by the integration tests.
+type memStore struct {
+	mu      sync.Mutex
+	recs    []edge.RequestRecord
+	batches []int
+	fail    bool
+	block   chan struct{}
+}
+
+func (m *memStore) InsertRequests(ctx context.Context, recs []edge.RequestRecord) error {
+	if m.block != nil {
+		<-m.block
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return errors.New("database unreachable")
+	}
+	m.recs = append(m.recs, recs...)
+	m.batches = append(m.batches, len(recs))
+	return nil
+}
+
+func (m *memStore) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.recs)
+}
+
+func rec(i int) edge.RequestRecord { return edge.RequestRecord{ID: fmt.Sprintf("req_%d", i)} }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBatchesAndCloseDrains(t *testing.T) {
+	st := &memStore{}
+	w := New(st, Options{Queue: 1000, Batch: 7, Flush: time.Hour})
+	for i := range 100 {
+		if !w.Record(rec(i)) {
+			t.Fatal("dropped with room in the queue")
+		}
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st.count() != 100 || w.Written() != 100 {
+		t.Fatalf("stored %d, written %d; want 100", st.count(), w.Written())
+	}
+	for _, n := range st.batches {
+		if n > 7 {
+			t.Fatalf("batch of %d exceeds the limit 7", n)
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range st.recs {
+		if seen[r.ID] {
+			t.Fatalf("%s stored twice", r.ID)
+		}
+		seen[r.ID] = true
+	}
+}
+
+func TestFlushInterval(t *testing.T) {
+	st := &memStore{}
+	w := New(st, Options{Batch: 1000, Flush: 10 * time.Millisecond})
+	defer w.Close(context.Background())
+	w.Record(rec(1))
+	waitFor(t, "a partial batch to be flushed", func() bool { return st.count() == 1 })
+}
+
+func TestFullQueueDropsAndCounts(t *testing.T) {
+	st := &memStore{block: make(chan struct{})}
+	w := New(st, Options{Queue: 4, Batch: 1, Flush: time.Millisecond})
+	// The writer takes one record and blocks in the store; 4 more fill the
+	// queue; everything after that is dropped.
+	accepted := 0
+	for i := range 20 {
+		if w.Record(rec(i)) {
+			accepted++
+		}
+	}
+	if w.Dropped() != int64(20-accepted) || w.Dropped() == 0 {
+		t.Fatalf("dropped %d, accepted %d of 20", w.Dropped(), accepted)
+	}
+	close(st.block)
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st.count() != accepted {
+		t.Fatalf("stored %d, want every accepted record (%d)", st.count(), accepted)
+	}
+}
+
+func TestStoreOutageLosesNothing(t *testing.T) {
+	st := &memStore{fail: true}
+	w := New(st, Options{Batch: 10, Flush: time.Millisecond, MaxRetry: 5 * time.Millisecond})
+	for i := range 50 {
+		w.Record(rec(i))
+	}
+	waitFor(t, "the writer to notice the outage", func() bool { return !w.Healthy() })
+	st.mu.Lock()
+	st.fail = false
+	st.mu.Unlock()
+	waitFor(t, "every record to be written after recovery", func() bool { return st.count() == 50 })
+	if !w.Healthy() {
+		t.Fatal("writer still unhealthy after a successful write")
+	}
+	w.Close(context.Background())
+}
+
+func BenchmarkRecord(b *testing.B) {
+	st := &memStore{}
+	w := New(st, Options{Queue: 1 << 20, Batch: 1000, Flush: time.Millisecond})
+	defer w.Close(context.Background())
+	r := rec(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Record(r)
+	}
+}

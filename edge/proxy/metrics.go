@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/persiv/codex/edge"
+)
+
+// Metrics are the request path's Prometheus metrics. Labels carry only
+// bounded, non-secret values: never an org, a key or content.
+type Metrics struct {
+	requests       *prometheus.CounterVec
+	addedLatency   *prometheus.HistogramVec
+	upstreamLat    *prometheus.HistogramVec
+	upstreamErrors *prometheus.CounterVec
+	knownModel     func(p edge.Provider, model string) bool
+}
+
+// NewMetrics registers the metrics with reg (nil: not registered, for
+// tests). knownModel bounds the model label: models it does not know are
+// counted as "other", so a client cannot blow up label cardinality.
+func NewMetrics(reg prometheus.Registerer, knownModel func(edge.Provider, string) bool) *Metrics {
+	if knownModel == nil {
+		knownModel = func(edge.Provider, string) bool { return false }
+	}
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codex_edge_requests_total",
+			Help: "Requests served, by provider, endpoint, model (priced models only), status and cache status.",
+		}, []string{"provider", "endpoint", "model", "status", "cache"}),
+		addedLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "codex_edge_added_latency_seconds",
+			Help:    "Time the edge adds to a request: total time minus the provider's.",
+			Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, 0.25, 1},
+		}, []string{"provider", "endpoint"}),
+		upstreamLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "codex_edge_upstream_latency_seconds",
+			Help:    "Time from sending a request to the provider until its answer ended.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12),
+		}, []string{"provider"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codex_edge_upstream_errors_total",
+			Help: "Provider calls that failed, by kind (timeout, idle_timeout, unreachable, broken_response, client_closed).",
+		}, []string{"provider", "kind"}),
+		knownModel: knownModel,
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors)
+	}
+	return m
+}
+
+func (m *Metrics) observe(rec *edge.RequestRecord, noUpstream bool) {
+	model := "other"
+	if rec.Model != "" && m.knownModel(rec.Provider, rec.Model) {
+		model = rec.Model
+	}
+	m.requests.WithLabelValues(string(rec.Provider), rec.Endpoint, model, strconv.Itoa(rec.Status), string(rec.Cache)).Inc()
+	if noUpstream {
+		return
+	}
+	added := rec.Latency - rec.UpstreamLatency
+	m.addedLatency.WithLabelValues(string(rec.Provider), rec.Endpoint).Observe(added.Seconds())
+	m.upstreamLat.WithLabelValues(string(rec.Provider)).Observe(rec.UpstreamLatency.Seconds())
+}
+
+func (m *Metrics) upstreamError(p edge.Provider, kind string) {
+	m.upstreamErrors.WithLabelValues(string(p), kind).Inc()
+}

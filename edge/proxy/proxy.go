@@ -1,0 +1,602 @@
+// Package proxy is the edge's request path: it authenticates a client by its
+// gateway key, forwards the request to the org's provider exactly as sent
+// (except the credential and hop-by-hop headers), streams the answer back
+// event by event, and records the request's metadata without waiting for
+// the store.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/sse"
+	"github.com/persiv/codex/edge/usage"
+)
+
+const (
+	headerRequestID = "x-codex-request-id"
+	headerCache     = "x-codex-cache"
+)
+
+// Resolver maps a gateway key's hash to its org.
+type Resolver interface {
+	Resolve(ctx context.Context, hash [32]byte) (directory.Key, error)
+}
+
+// Sink receives request metadata. Record must not block.
+type Sink interface {
+	Record(edge.RequestRecord) bool
+}
+
+// Pricer prices a response's usage.
+type Pricer interface {
+	Cost(p edge.Provider, endpoint, model string, u edge.Usage) (nanoUSD int64, known bool)
+}
+
+// Options configure a Proxy. Zero durations and sizes take the DESIGN §8
+// defaults.
+type Options struct {
+	ConnectTimeout time.Duration // default 10s
+	HeaderTimeout  time.Duration // until the provider's response headers; default 10m
+	IdleTimeout    time.Duration // between two chunks of a response; default 5m
+	MaxBodyBytes   int64         // request body limit; default 32 MiB
+	// MaxCaptureBytes bounds how much of a non-streamed answer is kept in
+	// memory to read its usage; larger answers pass through with unknown
+	// usage. Default 64 MiB.
+	MaxCaptureBytes int
+	// MaxEventBytes bounds one SSE event; default 4 MiB.
+	MaxEventBytes int
+	Transport     http.RoundTripper // default: a tuned *http.Transport
+	Logger        *slog.Logger
+	Metrics       *Metrics
+}
+
+// Proxy serves the provider-compatible routes.
+type Proxy struct {
+	keys   Resolver
+	sink   Sink
+	prices Pricer
+	opts   Options
+	client *http.Client
+	bufs   sync.Pool
+}
+
+// New returns a proxy; register its routes with Register.
+func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.HeaderTimeout <= 0 {
+		opts.HeaderTimeout = 10 * time.Minute
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 5 * time.Minute
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 32 << 20
+	}
+	if opts.MaxCaptureBytes <= 0 {
+		opts.MaxCaptureBytes = 64 << 20
+	}
+	if opts.MaxEventBytes <= 0 {
+		opts.MaxEventBytes = 4 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil, nil)
+	}
+	if opts.Transport == nil {
+		opts.Transport = NewTransport(opts.ConnectTimeout, opts.HeaderTimeout)
+	}
+	return &Proxy{
+		keys:   keys,
+		sink:   sink,
+		prices: prices,
+		opts:   opts,
+		// No client timeout: streams may last long; the idle timer and the
+		// transport's header timeout bound every wait instead.
+		client: &http.Client{Transport: opts.Transport, CheckRedirect: noRedirect},
+		bufs:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
+	}
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// NewTransport returns the transport used towards providers: connection
+// reuse sized for a busy gateway, and the connect and header timeouts.
+func NewTransport(connect, header time.Duration) *http.Transport {
+	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		TLSHandshakeTimeout:   connect,
+		ResponseHeaderTimeout: header,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// route is one provider endpoint the edge serves.
+type route struct {
+	method   string
+	path     string
+	provider edge.Provider
+	endpoint string
+}
+
+var routes = []route{
+	{http.MethodPost, "/v1/chat/completions", edge.OpenAI, usage.ChatCompletions},
+	{http.MethodPost, "/v1/responses", edge.OpenAI, usage.Responses},
+	{http.MethodPost, "/v1/embeddings", edge.OpenAI, usage.Embeddings},
+	{http.MethodGet, "/v1/models", edge.OpenAI, usage.Models},
+	{http.MethodPost, "/v1/messages", edge.Anthropic, usage.Messages},
+	{http.MethodPost, "/v1/messages/count_tokens", edge.Anthropic, usage.CountTokens},
+}
+
+// Register adds the provider routes to e, and makes unknown routes answer
+// 404 in the provider's shape.
+func (p *Proxy) Register(e *echo.Echo) {
+	for _, rt := range routes {
+		e.Add(rt.method, rt.path, p.handler(rt))
+	}
+	e.RouteNotFound("/*", func(c echo.Context) error {
+		return writeError(c, providerForPath(c.Request()), errNotFound)
+	})
+}
+
+// exchange is the state of one request on its way through the edge.
+type exchange struct {
+	rt        route
+	provider  edge.Provider
+	key       directory.Key
+	body      []byte
+	injected  bool // we added stream_options.include_usage for the client
+	stream    bool
+	rec       edge.RequestRecord
+	upStart   time.Time
+	upElapsed time.Duration
+}
+
+func (p *Proxy) handler(rt route) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		x := exchange{rt: rt, provider: rt.provider}
+		// Anthropic's models API has OpenAI's path; its SDKs say who they are.
+		if rt.endpoint == usage.Models && c.Request().Header.Get("anthropic-version") != "" {
+			x.provider = edge.Anthropic
+		}
+		reqID := apikey.NewID("req")
+		c.Response().Header().Set(headerRequestID, reqID)
+		c.Response().Header().Set(headerCache, string(edge.CacheBypass))
+		x.rec = edge.RequestRecord{ID: reqID, Time: start.UTC(), Provider: x.provider, Endpoint: rt.endpoint, Cache: edge.CacheBypass}
+
+		err := p.serve(c, &x)
+		if ae := (*apiError)(nil); errors.As(err, &ae) {
+			x.rec.Status = ae.status
+			err = writeError(c, x.provider, ae)
+		}
+		if x.rec.Status == 0 {
+			x.rec.Status = c.Response().Status
+		}
+		x.rec.Latency = time.Since(start)
+		x.rec.UpstreamLatency = x.upElapsed
+		p.opts.Metrics.observe(&x.rec, x.upStart.IsZero())
+		// Requests that never reached an org (bad keys) have no tenant to
+		// be stored under; they are counted in metrics only.
+		if x.rec.OrgID != "" {
+			p.sink.Record(x.rec)
+		}
+		return err
+	}
+}
+
+func (p *Proxy) serve(c echo.Context, x *exchange) error {
+	r := c.Request()
+	cred, ok := apikey.FromHeader(r.Header.Get("Authorization"), r.Header.Get("x-api-key"))
+	if !ok {
+		return errMissingKey
+	}
+	secret, err := apikey.Parse(cred)
+	if err != nil {
+		return errBadKey // typos rejected before any lookup
+	}
+	key, err := p.keys.Resolve(r.Context(), apikey.Hash(secret))
+	if errors.Is(err, directory.ErrUnknownKey) {
+		return errBadKey
+	}
+	if err != nil {
+		p.opts.Logger.Error("key lookup failed", "err", err)
+		return errStore
+	}
+	x.key = key
+	x.rec.OrgID, x.rec.KeyID = key.OrgID, key.ID
+
+	up, ok := key.Org.Upstream(x.provider)
+	if !ok {
+		return providerNotConfigured(x.provider)
+	}
+	if up.Credential == "" {
+		return credentialUnavailable(x.provider)
+	}
+
+	if r.Method == http.MethodPost {
+		buf := p.bufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer p.bufs.Put(buf)
+		if err := p.readBody(r, buf); err != nil {
+			return err
+		}
+		x.body = buf.Bytes()
+		sum, info, err := key.Org.Fingerprinter.Sum(string(x.provider), x.rt.endpoint, x.body)
+		if err != nil {
+			return badJSON(err.Error())
+		}
+		x.rec.Fingerprint = sum.String()
+		x.rec.Model = info.Model
+		x.rec.Stream = info.Stream
+		x.stream = info.Stream
+		if x.stream && x.rt.endpoint == usage.ChatCompletions {
+			x.body, x.injected, err = requestUsage(x.body)
+			if err != nil {
+				return badJSON(err.Error())
+			}
+		}
+	}
+	return p.forward(c, x, up)
+}
+
+// readBody reads the request body into buf, refusing bodies over the limit
+// before reading them when the client declared the length.
+func (p *Proxy) readBody(r *http.Request, buf *bytes.Buffer) error {
+	limit := p.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return errTooLarge
+	}
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return &apiError{status: 400, code: "invalid_body", message: "Could not read the request body."}
+	}
+	if n > limit {
+		return errTooLarge
+	}
+	return nil
+}
+
+// requestUsage makes an OpenAI chat stream report its usage, which OpenAI
+// sends only when asked (stream_options.include_usage). It reports whether
+// it changed the body, so the extra usage chunk can be kept from a client
+// that did not ask for it.
+func requestUsage(body []byte) ([]byte, bool, error) {
+	var probe struct {
+		StreamOptions *struct {
+			IncludeUsage *bool `json:"include_usage"`
+		} `json:"stream_options"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return body, false, err
+	}
+	if probe.StreamOptions != nil && probe.StreamOptions.IncludeUsage != nil && *probe.StreamOptions.IncludeUsage {
+		return body, false, nil
+	}
+	if probe.StreamOptions == nil {
+		// Common case: insert the option after the opening brace, leaving
+		// every byte the client sent as it was.
+		i := bytes.IndexByte(body, '{')
+		out := make([]byte, 0, len(body)+40)
+		out = append(out, body[:i+1]...)
+		out = append(out, `"stream_options":{"include_usage":true}`...)
+		rest := bytes.TrimLeft(body[i+1:], " \t\r\n")
+		if len(rest) > 0 && rest[0] != '}' {
+			out = append(out, ',')
+		}
+		return append(out, body[i+1:]...), true, nil
+	}
+	// The client set stream_options without include_usage: set it there.
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return body, false, err
+	}
+	var so map[string]json.RawMessage
+	if err := json.Unmarshal(doc["stream_options"], &so); err != nil || so == nil {
+		so = map[string]json.RawMessage{}
+	}
+	so["include_usage"] = json.RawMessage("true")
+	doc["stream_options"], _ = json.Marshal(so)
+	out, err := json.Marshal(doc)
+	return out, true, err
+}
+
+// hopHeaders are removed in both directions (RFC 9110 §7.6.1), with
+// whatever the Connection header names.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// copyRequestHeaders copies what the client sent, minus its gateway key,
+// the edge's own control headers, hop-by-hop headers, and Accept-Encoding
+// (the transport negotiates compression itself, so usage stays readable).
+func copyRequestHeaders(dst, src http.Header) {
+	for k, vv := range src {
+		switch k {
+		case "Authorization", "X-Api-Key", "Host", "Content-Length", "Accept-Encoding":
+			continue
+		}
+		if strings.HasPrefix(k, "X-Codex-") {
+			continue
+		}
+		dst[k] = vv
+	}
+	removeHop(dst, src)
+}
+
+func removeHop(dst, src http.Header) {
+	for _, f := range src.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				dst.Del(name)
+			}
+		}
+	}
+	for _, h := range hopHeaders {
+		dst.Del(h)
+	}
+}
+
+func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) error {
+	r := c.Request()
+	// The upstream call ends when the client goes away, or when the idle
+	// timer fires between two chunks of the answer.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+
+	target := up.BaseURL + r.URL.Path
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	var body io.Reader = http.NoBody
+	if x.body != nil {
+		body = bytes.NewReader(x.body)
+	}
+	ureq, err := http.NewRequestWithContext(ctx, r.Method, target, body)
+	if err != nil {
+		p.opts.Logger.Error("bad upstream URL", "provider", up.Provider, "org", x.key.OrgID)
+		return errUnreach
+	}
+	ureq.ContentLength = int64(len(x.body))
+	copyRequestHeaders(ureq.Header, r.Header)
+	if up.Provider == edge.Anthropic {
+		ureq.Header.Set("X-Api-Key", up.Credential)
+	} else {
+		ureq.Header.Set("Authorization", "Bearer "+up.Credential)
+	}
+
+	x.upStart = time.Now()
+	resp, err := p.client.Do(ureq)
+	if err != nil {
+		x.upElapsed = time.Since(x.upStart)
+		return p.upstreamError(r.Context(), x, err)
+	}
+	defer resp.Body.Close()
+
+	idle := newIdleTimer(p.opts.IdleTimeout, cancel)
+	defer idle.stop()
+	rb := &idleReader{r: resp.Body, t: idle}
+
+	h := c.Response().Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	removeHop(h, resp.Header)
+	if resp.Uncompressed {
+		h.Del("Content-Length")
+	}
+	x.rec.Status = resp.StatusCode
+
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return p.copyStream(c, x, resp, rb, idle)
+	}
+	return p.copyBody(c, x, resp, rb, idle)
+}
+
+// upstreamError turns a failed provider call into the edge's answer.
+func (p *Proxy) upstreamError(clientCtx context.Context, x *exchange, err error) error {
+	if clientCtx.Err() != nil {
+		x.rec.Status = statusClientClosed
+		p.opts.Metrics.upstreamError(x.provider, "client_closed")
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		p.opts.Metrics.upstreamError(x.provider, "timeout")
+		return errTimeout
+	}
+	p.opts.Metrics.upstreamError(x.provider, "unreachable")
+	p.opts.Logger.Warn("provider unreachable", "provider", x.provider, "org", x.key.OrgID, "err", err)
+	return errUnreach
+}
+
+// statusClientClosed records a request whose client went away (nginx's 499).
+const statusClientClosed = 499
+
+// copyBody forwards a non-streamed answer, keeping a copy (up to a bound)
+// to read its usage.
+func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io.Reader, idle *idleTimer) error {
+	w := c.Response()
+	w.WriteHeader(resp.StatusCode)
+	capture := p.bufs.Get().(*bytes.Buffer)
+	capture.Reset()
+	defer p.bufs.Put(capture)
+	if resp.ContentLength > 0 && resp.ContentLength <= int64(p.opts.MaxCaptureBytes) {
+		capture.Grow(int(resp.ContentLength))
+	}
+	complete := true
+	chunk := make([]byte, 32<<10)
+	for {
+		n, err := rb.Read(chunk)
+		if n > 0 {
+			if capture.Len()+n <= p.opts.MaxCaptureBytes {
+				capture.Write(chunk[:n])
+			} else {
+				complete = false
+			}
+			if _, werr := w.Write(chunk[:n]); werr != nil {
+				x.rec.Status = statusClientClosed
+				break
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			x.upElapsed = time.Since(x.upStart)
+			return p.midResponseError(c, x, idle, err)
+		}
+	}
+	x.upElapsed = time.Since(x.upStart)
+	if complete && resp.StatusCode < 300 {
+		p.account(x, usage.ParseResult(x.provider, x.rt.endpoint, capture.Bytes()))
+	}
+	return nil
+}
+
+// midResponseError handles a failure after the status line was sent: the
+// only thing left is to end the response, and record why.
+func (p *Proxy) midResponseError(c echo.Context, x *exchange, idle *idleTimer, err error) error {
+	switch {
+	case idle.fired.Load():
+		x.rec.Status = errIdle.status
+		p.opts.Metrics.upstreamError(x.provider, "idle_timeout")
+		if x.stream {
+			p.writeStreamError(c, x, errIdle)
+		}
+	case c.Request().Context().Err() != nil:
+		x.rec.Status = statusClientClosed
+		p.opts.Metrics.upstreamError(x.provider, "client_closed")
+	default:
+		x.rec.Status = errUnreach.status
+		p.opts.Metrics.upstreamError(x.provider, "broken_response")
+		p.opts.Logger.Warn("provider response broken off", "provider", x.provider, "org", x.key.OrgID, "err", err)
+		if x.stream {
+			p.writeStreamError(c, x, errUnreach)
+		}
+	}
+	return nil
+}
+
+// writeStreamError ends an SSE stream with an error event in the
+// provider's own stream error format.
+func (p *Proxy) writeStreamError(c echo.Context, x *exchange, e *apiError) {
+	data, _ := json.Marshal(errorBody(x.provider, e, x.rec.ID))
+	w := c.Response()
+	if x.provider == edge.Anthropic {
+		sse.Write(w, "error", data)
+	} else {
+		sse.Write(w, "", data)
+	}
+	w.Flush()
+}
+
+// copyStream forwards an SSE answer event by event, flushing each one as it
+// arrives, and reads usage from the events as they pass.
+func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb io.Reader, idle *idleTimer) error {
+	x.stream = true
+	w := c.Response()
+	w.WriteHeader(resp.StatusCode)
+	w.Flush()
+	track := usage.NewStream(x.provider, x.rt.endpoint)
+	rd := sse.NewReader(rb, p.opts.MaxEventBytes)
+	for {
+		ev, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			x.upElapsed = time.Since(x.upStart)
+			return p.midResponseError(c, x, idle, err)
+		}
+		if track.Observe(ev.Event, ev.Data) && x.injected {
+			continue // the usage chunk the client did not ask for
+		}
+		if _, err := w.Write(ev.Raw); err != nil {
+			x.rec.Status = statusClientClosed
+			x.upElapsed = time.Since(x.upStart)
+			return nil
+		}
+		w.Flush()
+	}
+	x.upElapsed = time.Since(x.upStart)
+	if resp.StatusCode < 300 {
+		p.account(x, track.Result())
+	}
+	return nil
+}
+
+// account stores the usage and its cost on the record.
+func (p *Proxy) account(x *exchange, res usage.Result) {
+	x.rec.Usage = res.Usage
+	model := x.rec.Model
+	if res.Model != "" {
+		model = res.Model
+		x.rec.Model = res.Model
+	}
+	if p.prices != nil {
+		x.rec.CostNanoUSD, x.rec.CostKnown = p.prices.Cost(x.provider, x.rt.endpoint, model, res.Usage)
+	}
+}
+
+// idleTimer cancels the upstream call when no chunk arrives in time.
+type idleTimer struct {
+	d     time.Duration
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+func newIdleTimer(d time.Duration, cancel context.CancelFunc) *idleTimer {
+	it := &idleTimer{d: d}
+	it.t = time.AfterFunc(d, func() {
+		it.fired.Store(true)
+		cancel()
+	})
+	return it
+}
+
+func (it *idleTimer) reset() { it.t.Reset(it.d) }
+func (it *idleTimer) stop()  { it.t.Stop() }
+
+// idleReader restarts the idle timer whenever the provider sends bytes.
+type idleReader struct {
+	r io.Reader
+	t *idleTimer
+}
+
+func (ir *idleReader) Read(b []byte) (int, error) {
+	n, err := ir.r.Read(b)
+	if n > 0 {
+		ir.t.reset()
+	}
+	return n, err
+}

@@ -1,0 +1,254 @@
+// Package server assembles a running codex-edge from its configuration:
+// store, key directory, metadata writer, proxy, the client-facing listener
+// (TLS 1.3 only, or plain HTTP on loopback) and the admin listener.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/config"
+	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/metadata"
+	"github.com/persiv/codex/edge/pricing"
+	"github.com/persiv/codex/edge/proxy"
+)
+
+// HSTS is sent on every response of both listeners.
+const HSTS = "max-age=31536000; includeSubDomains"
+
+// Server is a configured edge, ready to Start.
+type Server struct {
+	cfg    config.Config
+	log    *slog.Logger
+	store  edge.Store
+	dir    *directory.Directory
+	writer *metadata.Writer
+	reg    *prometheus.Registry
+
+	main, admin     *http.Server
+	mainLn, adminLn net.Listener
+	cancel          context.CancelFunc
+	done            chan struct{}
+}
+
+// Options carry what the configuration cannot: the environment (provider
+// credentials are read from it) and, for tests, a transport to providers.
+type Options struct {
+	Getenv    func(string) string
+	Transport http.RoundTripper
+}
+
+// New checks the listeners' transport security, opens the store and builds
+// the request path. It does not listen yet.
+func New(ctx context.Context, cfg config.Config, store edge.Store, log *slog.Logger, opts Options) (*Server, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	tlsConf, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	prices, err := pricing.Default()
+	if err != nil {
+		return nil, fmt.Errorf("load shipped pricing table: %w", err)
+	}
+	if cfg.PricingFile != "" {
+		if prices, err = pricing.LoadFile(cfg.PricingFile); err != nil {
+			return nil, fmt.Errorf("CODEX_PRICING_FILE: %w", err)
+		}
+	}
+
+	s := &Server{cfg: cfg, log: log, store: store, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s.dir = directory.New(store, directory.Options{Getenv: opts.Getenv, Logger: log})
+	if err := s.dir.Sync(ctx); err != nil {
+		return nil, err
+	}
+	batches := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "codex_edge_metadata_batch_seconds", Help: "Time to write one batch of request metadata.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10),
+	})
+	writeErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "codex_edge_metadata_write_errors_total", Help: "Failed metadata batch writes (retried).",
+	})
+	s.writer = metadata.New(store, metadata.Options{
+		Queue: cfg.MetadataQueue, Batch: cfg.MetadataBatch, Flush: cfg.MetadataFlush, Logger: log,
+		Observe: func(n int, took time.Duration, err error) {
+			batches.Observe(took.Seconds())
+			if err != nil {
+				writeErrors.Inc()
+			}
+		},
+	})
+	s.reg.MustRegister(batches, writeErrors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_depth", Help: "Request metadata records waiting to be written."},
+			func() float64 { return float64(s.writer.Depth()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_capacity", Help: "Length of the metadata queue (CODEX_METADATA_QUEUE)."},
+			func() float64 { return float64(s.writer.Capacity()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_metadata_dropped_total", Help: "Request metadata records dropped because the queue was full."},
+			func() float64 { return float64(s.writer.Dropped()) }),
+	)
+
+	px := proxy.New(s.dir, s.writer, prices, proxy.Options{
+		ConnectTimeout: cfg.UpstreamConnectTimeout,
+		HeaderTimeout:  cfg.UpstreamHeaderTimeout,
+		IdleTimeout:    cfg.UpstreamIdleTimeout,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Transport:      opts.Transport,
+		Logger:         log,
+		Metrics:        proxy.NewMetrics(s.reg, prices.Known),
+	})
+
+	e := newEcho()
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	px.Register(e)
+	s.main = &http.Server{
+		Handler:           e,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	a := newEcho()
+	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
+	a.GET("/readyz", s.readyz)
+	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	if cfg.Pprof {
+		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
+		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
+		a.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+	}
+	s.admin = &http.Server{Handler: a, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return s, nil
+}
+
+func newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Use(middleware.Recover())
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.Response().Header().Set("Strict-Transport-Security", HSTS)
+			return next(c)
+		}
+	})
+	return e
+}
+
+// tlsConfig enforces DESIGN §3: TLS 1.3 only; plain HTTP only on loopback.
+func tlsConfig(cfg config.Config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		for _, a := range []struct{ name, addr string }{{"CODEX_LISTEN", cfg.Listen}, {"CODEX_ADMIN_LISTEN", cfg.AdminListen}} {
+			if !config.IsLoopback(a.addr) {
+				return nil, fmt.Errorf("%s=%s is not a loopback address: plain HTTP is refused there; set CODEX_TLS_CERT and CODEX_TLS_KEY, or listen on 127.0.0.1", a.name, a.addr)
+			}
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("load CODEX_TLS_CERT/CODEX_TLS_KEY: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}, nil
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"store": "ok", "metadata_writer": "ok"}
+	status := http.StatusOK
+	if err := s.store.Ping(ctx); err != nil {
+		checks["store"], status = "unreachable", http.StatusServiceUnavailable
+	}
+	if !s.writer.Healthy() {
+		checks["metadata_writer"], status = "failing", http.StatusServiceUnavailable
+	}
+	return c.JSON(status, checks)
+}
+
+// Start listens on both addresses and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	var err error
+	if s.mainLn, err = listen(s.cfg.Listen, s.main.TLSConfig); err != nil {
+		return fmt.Errorf("listen on CODEX_LISTEN: %w", err)
+	}
+	if s.adminLn, err = listen(s.cfg.AdminListen, s.admin.TLSConfig); err != nil {
+		s.mainLn.Close()
+		return fmt.Errorf("listen on CODEX_ADMIN_LISTEN: %w", err)
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	go func() {
+		defer close(s.done)
+		s.dir.Run(bg, s.cfg.ChangePoll)
+	}()
+	for _, p := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{s.main, s.mainLn}, {s.admin, s.adminLn}} {
+		go func() {
+			if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("listener stopped", "addr", p.ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	scheme := "http"
+	if s.main.TLSConfig != nil {
+		scheme = "https"
+	}
+	s.log.Info("codex-edge serving", "url", scheme+"://"+s.mainLn.Addr().String(), "admin", scheme+"://"+s.adminLn.Addr().String())
+	return nil
+}
+
+func listen(addr string, tc *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	return ln, nil
+}
+
+// Addr is the client-facing address actually bound.
+func (s *Server) Addr() string { return s.mainLn.Addr().String() }
+
+// AdminAddr is the admin address actually bound.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Directory exposes the key directory (for the admin API and tests).
+func (s *Server) Directory() *directory.Directory { return s.dir }
+
+// Shutdown stops accepting requests, lets running ones finish until ctx
+// ends, then writes the queued metadata.
+func (s *Server) Shutdown(ctx context.Context) error {
+	errs := []error{s.main.Shutdown(ctx), s.admin.Shutdown(ctx)}
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+	errs = append(errs, s.writer.Close(ctx))
+	return errors.Join(errs...)
+}

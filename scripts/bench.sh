@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make bench: measures the fake provider directly and through the edge in one
+# run (fixed rate, then saturation), prints percentiles and edge/direct
+# ratios, then runs the Go benchmarks of the hot path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+work=.tmp/bench
+rm -rf "$work" && mkdir -p "$work"
+fake_addr=127.0.0.1:19090 edge_addr=127.0.0.1:18080 admin_addr=127.0.0.1:18081
+for a in "$fake_addr" "$edge_addr" "$admin_addr"; do port_free "$a"; done
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+export FAKE_PROVIDER_KEY="fake-provider-key"
+echo "==> fake provider on $fake_addr"
+start_fake_provider "$fake_addr" "$FAKE_PROVIDER_KEY" "$work/fakeprovider.log"
+pids+=("$FAKE_PID")
+key=$(setup_org "$work/edge" bench "http://$fake_addr")
+echo "==> edge on $edge_addr"
+CODEX_DATA_DIR="$work/edge" CODEX_LISTEN="$edge_addr" CODEX_ADMIN_LISTEN="$admin_addr" CODEX_LOG_LEVEL=warn \
+  bin/codex-edge serve >"$work/edge.log" 2>&1 &
+pids+=("$!")
+wait_http "http://$edge_addr/healthz" 30
+
+echo "==> load (results also in $work/load.json)"
+bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
+  -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json"
+
+echo
+echo "==> Go benchmarks of the hot path"
+go test -run '^$' -bench . -benchmem -benchtime "${BENCH_TIME:-1s}" \
+  ./edge/apikey/ ./edge/fingerprint/ ./edge/sse/ ./edge/usage/ ./edge/metadata/ ./edge/proxy/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' || true
