@@ -96,35 +96,42 @@ func (s *Stream) observeChat(data []byte) bool {
 	return len(choices) == 0 || string(choices) == "[]" || string(choices) == "null"
 }
 
-// isResponseEvent reports whether a Responses API event of type t carries
-// a response object with a model or a usage.
-func isResponseEvent(t string) bool {
-	switch t {
-	case "response.created", "response.completed", "response.failed", "response.incomplete":
-		return true
+// Event types that can carry what a Stream looks for: for the Responses
+// API a response object with a model or a usage, for Anthropic a usage.
+var (
+	responseEvents = []string{"response.created", "response.completed", "response.failed", "response.incomplete"}
+	messageEvents  = []string{"message_start", "message_delta"}
+)
+
+func isOneOf(t string, names []string) bool {
+	for _, n := range names {
+		if t == n {
+			return true
+		}
 	}
 	return false
 }
 
-// isMessageEvent reports whether an Anthropic event of type t can carry
-// usage.
-func isMessageEvent(t string) bool { return t == "message_start" || t == "message_delta" }
-
-// maybe reports whether an event may be one that want accepts: by its event
-// name, else by the "type" that opens its data, else (for data of another
-// shape) by whether it holds a usage key or the extra key.
-func maybe(event string, data []byte, want func(string) bool, extra []byte) bool {
+// maybe reports whether an event may be one of names: by its event name,
+// else by the "type" that opens its data, else (data of another shape) by
+// whether it holds a usage key or the extra key. It does not allocate.
+func maybe(event string, data []byte, names []string, extra []byte) bool {
 	if event != "" {
-		return want(event)
+		return isOneOf(event, names)
 	}
 	if t := dataType(data); t != nil {
-		return want(string(t))
+		for _, n := range names {
+			if string(t) == n {
+				return true
+			}
+		}
+		return false
 	}
 	return bytes.Contains(data, keyUsage) || (extra != nil && bytes.Contains(data, extra))
 }
 
 func (s *Stream) observeResponses(event string, data []byte) {
-	if !maybe(event, data, isResponseEvent, keyModel) {
+	if !maybe(event, data, responseEvents, keyModel) {
 		return
 	}
 	var e responseEvent
@@ -134,7 +141,7 @@ func (s *Stream) observeResponses(event string, data []byte) {
 	if e.Type == "" {
 		e.Type = event
 	}
-	if !isResponseEvent(e.Type) {
+	if !isOneOf(e.Type, responseEvents) {
 		return
 	}
 	if e.Type == "response.created" {
@@ -149,7 +156,7 @@ func (s *Stream) observeResponses(event string, data []byte) {
 }
 
 func (s *Stream) observeMessages(event string, data []byte) {
-	if !maybe(event, data, isMessageEvent, nil) {
+	if !maybe(event, data, messageEvents, nil) {
 		return
 	}
 	var e anthropicEvent
