@@ -37,8 +37,8 @@ var embedded []byte
 // Rate is a price in nano-USD (1e-9 USD) per million tokens. Set is false
 // when the table gives no price for the bucket.
 type Rate struct {
-	NanoUSD int64
-	Set     bool
+	NanoUSDPerMTok int64
+	Set            bool
 }
 
 // Rates are the prices of a model's buckets.
@@ -272,7 +272,7 @@ func (t *Table) cost(p edge.Provider, endpoint, model string, u edge.Usage, writ
 	if !u.Input.Known {
 		return 0, false
 	}
-	a.add(u.Input.N, rates.Input.NanoUSD)
+	a.add(u.Input.N, rates.Input.NanoUSDPerMTok)
 	if !a.bucket(u.CachedInput, rates.CachedInput) || !a.bucket(u.Output, rates.Output) {
 		return 0, false
 	}
@@ -281,12 +281,12 @@ func (t *Table) cost(p edge.Provider, endpoint, model string, u edge.Usage, writ
 		// No cache-write rate: writes bill as input. When the provider
 		// reported none separately they are already inside Input.
 		if u.CacheWrite.Known {
-			a.add(u.CacheWrite.N, rates.Input.NanoUSD)
+			a.add(u.CacheWrite.N, rates.Input.NanoUSDPerMTok)
 		}
 	case !u.CacheWrite.Known:
 		return 0, false
 	case !split1h || u.CacheWrite.N == 0:
-		a.add(u.CacheWrite.N, rates.CacheWrite.NanoUSD)
+		a.add(u.CacheWrite.N, rates.CacheWrite.NanoUSDPerMTok)
 	default:
 		if !write1h.Known || write1h.N > u.CacheWrite.N {
 			return 0, false
@@ -295,9 +295,9 @@ func (t *Table) cost(p edge.Provider, endpoint, model string, u edge.Usage, writ
 			if !rates.CacheWrite1h.Set {
 				return 0, false
 			}
-			a.add(write1h.N, rates.CacheWrite1h.NanoUSD)
+			a.add(write1h.N, rates.CacheWrite1h.NanoUSDPerMTok)
 		}
-		a.add(u.CacheWrite.N-write1h.N, rates.CacheWrite.NanoUSD)
+		a.add(u.CacheWrite.N-write1h.N, rates.CacheWrite.NanoUSDPerMTok)
 	}
 	return a.nanoUSD()
 }
@@ -352,7 +352,7 @@ func (s *sum) bucket(c edge.Count, r Rate) bool {
 		if !c.Known {
 			return false
 		}
-		s.add(c.N, r.NanoUSD)
+		s.add(c.N, r.NanoUSDPerMTok)
 		return true
 	}
 	return !c.Known || c.N == 0
@@ -529,7 +529,7 @@ func parseRates(f fileRates) (Rates, error) {
 		if err != nil {
 			return Rates{}, fmt.Errorf("%s: %w", x.name, err)
 		}
-		*x.dst = Rate{NanoUSD: n, Set: true}
+		*x.dst = Rate{NanoUSDPerMTok: n, Set: true}
 	}
 	return r, nil
 }

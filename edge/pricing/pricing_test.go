@@ -53,8 +53,8 @@ func TestEmbeddedTable(t *testing.T) {
 				// Anthropic's published multipliers: reads 0.1×, 5-minute
 				// writes 1.25×, 1-hour writes 2× the input rate (Claude 3
 				// Haiku's published rates, 0.03 and 0.30, are not multiples).
-				in := pr.Input.NanoUSD
-				if pr.CachedInput.NanoUSD*10 != in || pr.CacheWrite.NanoUSD*4 != in*5 || pr.CacheWrite1h.NanoUSD != 2*in {
+				in := pr.Input.NanoUSDPerMTok
+				if pr.CachedInput.NanoUSDPerMTok*10 != in || pr.CacheWrite.NanoUSDPerMTok*4 != in*5 || pr.CacheWrite1h.NanoUSDPerMTok != 2*in {
 					t.Errorf("%s: cache rates %+v off the input rate %d", n, pr.Rates, in)
 				}
 			}
@@ -449,11 +449,26 @@ func FuzzLoad(f *testing.F) {
 		}
 		for _, p := range []edge.Provider{edge.OpenAI, edge.Anthropic} {
 			for name, pr := range tab.models[p] {
-				if !pr.Input.Set || pr.Input.NanoUSD < 0 {
+				if !pr.Input.Set || pr.Input.NanoUSDPerMTok < 0 {
 					t.Fatalf("%s %s: loaded without a valid input rate", p, name)
 				}
 				tab.Cost(p, usage.ChatCompletions, name, edge.Usage{Input: k(1 << 40), CachedInput: k(7), CacheWrite: k(3), Output: k(1 << 40)})
 			}
 		}
 	})
+}
+
+func BenchmarkCostResult(b *testing.B) {
+	tab, err := Load(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := usage.Result{Model: "claude-sonnet-4-5-20250929", ServiceTier: "standard", CacheWrite1h: k(1000),
+		Usage: edge.Usage{Input: k(21), CachedInput: k(12000), CacheWrite: k(2051), Output: k(393)}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, known := tab.CostResult(edge.Anthropic, usage.Messages, r); !known {
+			b.Fatal("unknown")
+		}
+	}
 }
