@@ -21,10 +21,9 @@ const (
 //
 // Observe is on the streaming hot path: events that cannot carry usage are
 // recognised by their event name or a byte scan and never unmarshalled. The
-// scan looks for the key `"usage":`, which in valid JSON can only be a key,
-// since a quote inside a string is escaped; a usage key nested deeper than
-// expected costs one unmarshal, not a wrong figure, because the unmarshal
-// reads only the fields at their defined places.
+// scan looks for a member named "usage" (see valueOf); a usage member
+// nested deeper than expected costs one unmarshal, not a wrong figure,
+// because the unmarshal reads only the fields at their defined places.
 type Stream struct {
 	kind  streamKind
 	model string
@@ -49,8 +48,8 @@ func NewStream(provider edge.Provider, endpoint string) *Stream {
 }
 
 var (
-	keyUsage = []byte(`"usage":`)
-	keyModel = []byte(`"model":`)
+	keyUsage = []byte(`"usage"`)
+	keyModel = []byte(`"model"`)
 )
 
 // Observe takes one SSE event: its event name (empty when the event had no
@@ -74,13 +73,9 @@ func (s *Stream) observeChat(data []byte) bool {
 	if s.model == "" {
 		s.model = scanString(data, keyModel)
 	}
-	i := bytes.Index(data, keyUsage)
-	if i < 0 {
-		return false
-	}
-	v := skipSpace(data[i+len(keyUsage):])
+	v := valueOf(data, keyUsage)
 	if len(v) == 0 || v[0] != '{' {
-		return false // "usage":null on an ordinary chunk
+		return false // no usage, or "usage":null on an ordinary chunk
 	}
 	var c chatChunk
 	if json.Unmarshal(data, &c) != nil || c.Usage == nil {
@@ -92,8 +87,20 @@ func (s *Stream) observeChat(data []byte) bool {
 	}
 	c.Usage.apply(&r)
 	s.res = r
-	choices := bytes.TrimSpace(c.Choices)
-	return len(choices) == 0 || string(choices) == "[]" || string(choices) == "null"
+	return noChoices(c.Choices)
+}
+
+// noChoices reports whether a choices member is absent, null or empty.
+func noChoices(raw json.RawMessage) bool {
+	v := skipSpace(raw)
+	switch {
+	case len(v) == 0 || string(v) == "null":
+		return true
+	case v[0] == '[':
+		v = skipSpace(v[1:])
+		return len(v) > 0 && v[0] == ']'
+	}
+	return false
 }
 
 // Event types that can carry what a Stream looks for: for the Responses
@@ -218,15 +225,29 @@ func dataType(data []byte) []byte {
 	return rest[:end]
 }
 
-// scanString returns the string value that follows the first occurrence of
-// key, or empty when there is none or it holds escapes (an ordinary model
-// name has none; the final usage event supplies the model in that case).
-func scanString(data, key []byte) string {
-	i := bytes.Index(data, key)
-	if i < 0 {
-		return ""
+// valueOf returns data from the value of the first member named key (a
+// quoted name) on, or nil. In valid JSON a quoted name followed by a colon
+// is a member name: a quote inside a string is escaped, so the name cannot
+// be matched inside one, and a string value equal to the name is followed
+// by something other than a colon.
+func valueOf(data, key []byte) []byte {
+	for {
+		i := bytes.Index(data, key)
+		if i < 0 {
+			return nil
+		}
+		data = skipSpace(data[i+len(key):])
+		if len(data) > 0 && data[0] == ':' {
+			return skipSpace(data[1:])
+		}
 	}
-	v := skipSpace(data[i+len(key):])
+}
+
+// scanString returns the string value of the first member named key, or
+// empty when there is none or it holds escapes (an ordinary model name has
+// none; the final usage event supplies the model in that case).
+func scanString(data, key []byte) string {
+	v := valueOf(data, key)
 	if len(v) == 0 || v[0] != '"' {
 		return ""
 	}

@@ -412,6 +412,15 @@ func TestStreamEvents(t *testing.T) {
 			want: Result{Model: "gpt-4o", Reported: true, Usage: edge.Usage{Input: k(5), Output: k(1)}},
 		},
 		{
+			name: "openai chat usage after whitespace and a string equal to the key", provider: edge.OpenAI, endpoint: ChatCompletions,
+			events: []ev{
+				{data: `{"id":"c","object":"usage","model" : "gpt-4o","choices":[{"index":0,"delta":{"content":"usage"}}],"usage" : null}`},
+				{data: `{"id":"c","object":"usage","model" : "gpt-4o","choices" : [ ],"usage" :
+ {"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":2}}}`, usageOnly: true},
+			},
+			want: Result{Model: "gpt-4o", Reported: true, Usage: edge.Usage{Input: k(3), CachedInput: k(2), Output: k(1)}},
+		},
+		{
 			name: "openai responses incomplete", provider: edge.OpenAI, endpoint: Responses,
 			events: []ev{
 				{event: "response.created", data: `{"type":"response.created","sequence_number":0,"response":{"object":"response","model":"gpt-5-mini-2025-08-07","output":[],"usage":null}}`},
@@ -473,5 +482,24 @@ func TestParseCount(t *testing.T) {
 		if n != tt.n || ok != tt.ok {
 			t.Errorf("parseCount(%q) = %d, %v; want %d, %v", tt.in, n, ok, tt.n, tt.ok)
 		}
+	}
+}
+
+func TestValueOf(t *testing.T) {
+	tests := []struct{ data, want string }{
+		{`{"usage":{"a":1}}`, `{"a":1}}`},
+		{`{"usage" :  null}`, `null}`},
+		{`{"object":"usage","usage":7}`, `7}`},
+		{`{"text":"say \"usage\": {}","n":1}`, ``},
+		{`{"x":["usage"]}`, ``},
+		{`{"usage"`, ``},
+	}
+	for _, tt := range tests {
+		if got := string(valueOf([]byte(tt.data), keyUsage)); got != tt.want {
+			t.Errorf("valueOf(%s) = %q, want %q", tt.data, got, tt.want)
+		}
+	}
+	if got := scanString([]byte(`{"model":"gpt-4o\u002dmini","usage":null}`), keyModel); got != "" {
+		t.Errorf("scanString of an escaped model = %q, want empty", got)
 	}
 }
