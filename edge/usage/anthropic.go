@@ -16,14 +16,12 @@ type anthropicMessage struct {
 // anthropicUsage is the usage object of a message, of message_start and
 // (with fewer fields, all cumulative) of message_delta.
 type anthropicUsage struct {
-	InputTokens              count `json:"input_tokens"`
-	CacheReadInputTokens     count `json:"cache_read_input_tokens"`
-	CacheCreationInputTokens count `json:"cache_creation_input_tokens"`
-	OutputTokens             count `json:"output_tokens"`
-	CacheCreation            *struct {
-		Ephemeral1h count `json:"ephemeral_1h_input_tokens"`
-	} `json:"cache_creation"`
-	OutputTokensDetails *struct {
+	InputTokens              count          `json:"input_tokens"`
+	CacheReadInputTokens     count          `json:"cache_read_input_tokens"`
+	CacheCreationInputTokens count          `json:"cache_creation_input_tokens"`
+	OutputTokens             count          `json:"output_tokens"`
+	CacheCreation            *cacheCreation `json:"cache_creation"`
+	OutputTokensDetails      *struct {
 		ThinkingTokens count `json:"thinking_tokens"`
 	} `json:"output_tokens_details"`
 	ServerToolUse  map[string]json.RawMessage `json:"server_tool_use"`
@@ -34,14 +32,37 @@ type anthropicUsage struct {
 }
 
 type anthropicIteration struct {
-	Type                     string `json:"type"`
-	InputTokens              count  `json:"input_tokens"`
-	CacheReadInputTokens     count  `json:"cache_read_input_tokens"`
-	CacheCreationInputTokens count  `json:"cache_creation_input_tokens"`
-	OutputTokens             count  `json:"output_tokens"`
-	CacheCreation            *struct {
-		Ephemeral1h count `json:"ephemeral_1h_input_tokens"`
-	} `json:"cache_creation"`
+	Type                     string         `json:"type"`
+	InputTokens              count          `json:"input_tokens"`
+	CacheReadInputTokens     count          `json:"cache_read_input_tokens"`
+	CacheCreationInputTokens count          `json:"cache_creation_input_tokens"`
+	OutputTokens             count          `json:"output_tokens"`
+	CacheCreation            *cacheCreation `json:"cache_creation"`
+}
+
+// cacheCreation splits cache_creation_input_tokens by lifetime.
+type cacheCreation struct {
+	Ephemeral5m count `json:"ephemeral_5m_input_tokens"`
+	Ephemeral1h count `json:"ephemeral_1h_input_tokens"`
+}
+
+// oneHour returns the 1-hour share of writes, known only when the split
+// accounts for exactly the writes reported beside it: message_delta may
+// update the writes without re-sending the split, and a stale split must
+// not price new writes.
+func (c *cacheCreation) oneHour(writes count) edge.Count {
+	switch {
+	case !writes.Known:
+		return edge.Count{}
+	case writes.N == 0:
+		return edge.Known(0)
+	case c == nil:
+		return edge.Count{}
+	}
+	if sum := add(c.Ephemeral5m.edge(), c.Ephemeral1h.edge()); !sum.Known || sum.N != writes.N {
+		return edge.Count{}
+	}
+	return c.Ephemeral1h.edge()
 }
 
 // freeServerTools are server_tool_use counters that carry no per-call fee
@@ -51,9 +72,10 @@ var freeServerTools = map[string]bool{"web_fetch_requests": true}
 // anthropicState folds a message's usage objects: the latest reported value
 // of each field wins, since message_delta repeats cumulative totals.
 type anthropicState struct {
-	model                    string
-	in, read, write, write1h count
-	out, thinking            count
+	model           string
+	in, read, write count
+	split           *cacheCreation // the latest split of write by lifetime
+	out, thinking   count
 	// outFinal is set once the output count is final: in a JSON answer at
 	// once, in a stream only by a message_delta. The output_tokens of
 	// message_start is a running figure, not what an interrupted stream
@@ -83,7 +105,7 @@ func (s *anthropicState) merge(u *anthropicUsage, final bool) {
 		s.outFinal = final
 	}
 	if u.CacheCreation != nil {
-		take(&s.write1h, u.CacheCreation.Ephemeral1h)
+		s.split = u.CacheCreation
 	}
 	if u.OutputTokensDetails != nil {
 		take(&s.thinking, u.OutputTokensDetails.ThinkingTokens)
@@ -130,7 +152,7 @@ func (s *anthropicState) result() Result {
 		Output:      out.edge(),
 		Reasoning:   s.thinking.edge(),
 	}
-	w1h := s.write1h.edge()
+	w1h := s.split.oneHour(s.write)
 	for _, it := range s.iterations {
 		switch it.Type {
 		case "message":
@@ -141,13 +163,7 @@ func (s *anthropicState) result() Result {
 			u.CachedInput = add(u.CachedInput, it.CacheReadInputTokens.edge())
 			u.CacheWrite = add(u.CacheWrite, it.CacheCreationInputTokens.edge())
 			u.Output = add(u.Output, it.OutputTokens.edge())
-			if it.CacheCreation != nil {
-				w1h = add(w1h, it.CacheCreation.Ephemeral1h.edge())
-			} else if it.CacheCreationInputTokens.Known && it.CacheCreationInputTokens.N == 0 {
-				w1h = add(w1h, edge.Known(0))
-			} else {
-				w1h = edge.Count{}
-			}
+			w1h = add(w1h, it.CacheCreation.oneHour(it.CacheCreationInputTokens))
 		case "advisor_message", "fallback_message":
 			r.Unpriced = UnpricedOtherModels
 		default:
