@@ -134,14 +134,14 @@ func TestParse(t *testing.T) {
 		{
 			name:     "anthropic message, split by lifetime that does not add up",
 			provider: edge.Anthropic, endpoint: Messages,
-			body:     `{"type":"message","model":"claude-haiku-4-5","usage":{"input_tokens":3,"cache_creation_input_tokens":100,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":60,"ephemeral_1h_input_tokens":30},"output_tokens":4}}`,
+			body: `{"type":"message","model":"claude-haiku-4-5","usage":{"input_tokens":3,"cache_creation_input_tokens":100,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":60,"ephemeral_1h_input_tokens":30},"output_tokens":4}}`,
 			want: Result{Model: "claude-haiku-4-5", Reported: true,
 				Usage: edge.Usage{Input: k(3), CachedInput: k(0), CacheWrite: k(100), Output: k(4)}},
 		},
 		{
 			name:     "anthropic message, writes without a split by lifetime",
 			provider: edge.Anthropic, endpoint: Messages,
-			body:     `{"type":"message","model":"claude-haiku-4-5","usage":{"input_tokens":3,"cache_creation_input_tokens":100,"cache_read_input_tokens":0,"output_tokens":4}}`,
+			body: `{"type":"message","model":"claude-haiku-4-5","usage":{"input_tokens":3,"cache_creation_input_tokens":100,"cache_read_input_tokens":0,"output_tokens":4}}`,
 			want: Result{Model: "claude-haiku-4-5", Reported: true,
 				Usage: edge.Usage{Input: k(3), CachedInput: k(0), CacheWrite: k(100), Output: k(4)}},
 		},
