@@ -85,7 +85,9 @@ type Result struct {
 	Speed string
 	// CacheWrite1h is the part of Usage.CacheWrite written with a 1-hour
 	// lifetime (Anthropic cache_creation.ephemeral_1h_input_tokens), which
-	// is billed at a higher rate than a 5-minute write.
+	// is billed at a higher rate than a 5-minute write. Known 0 when there
+	// were no writes; unknown when the split by lifetime is missing or does
+	// not add up to CacheWrite.
 	CacheWrite1h edge.Count
 	// Unpriced, when not empty, names why the answer incurred charges that
 	// token prices do not cover (one of the Unpriced constants).
