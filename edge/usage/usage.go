@@ -1,0 +1,201 @@
+// Package usage extracts token usage from provider responses into
+// edge.Usage, for JSON answers (Parse) and server-sent event streams
+// (Stream).
+//
+// A figure the provider did not report, absent or null, stays unknown: it
+// is never read as zero and never estimated. Buckets are disjoint, as
+// edge.Usage defines them, and the rules that make them so differ per
+// provider:
+//
+// OpenAI counts cache reads and cache writes inside prompt_tokens
+// (input_tokens in the Responses API), so
+//
+//	Input       = prompt_tokens − cached_tokens − cache_write_tokens
+//	CachedInput = prompt_tokens_details.cached_tokens
+//	CacheWrite  = prompt_tokens_details.cache_write_tokens, unknown when absent
+//	              (models before GPT-5.6 report none and bill writes as input)
+//	Output      = completion_tokens (Reasoning, a part of it, from completion_tokens_details)
+//
+// When prompt_tokens is reported but cached_tokens is not, Input is
+// prompt_tokens (less cache writes when those are reported) and CachedInput
+// stays unknown: Input may then include cached tokens, and the unknown
+// CachedInput is what keeps package pricing from claiming a known cost for
+// a model with a cached-input rate. Embedding models have no such rate, so
+// an embeddings answer (which reports prompt_tokens only) is fully priced.
+// A subtraction that would go negative leaves Input unknown.
+//
+// Anthropic counts its cache buckets outside input_tokens, so each field
+// maps to one bucket as is; thinking tokens (output_tokens_details) fill
+// Reasoning, a part of Output. Compaction iterations (usage.iterations),
+// which the provider bills but leaves out of the top-level fields, are
+// added to the buckets.
+//
+// Token counts alone do not always make the bill: Result also carries the
+// service tier, the 1-hour share of cache writes, and Unpriced, the reason
+// the answer incurred charges no token price covers (server-side tool
+// calls, audio, a second model), so package pricing can refuse to claim a
+// known cost.
+package usage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/persiv/codex/edge"
+)
+
+// Endpoints, as recorded in edge.RequestRecord.Endpoint.
+const (
+	ChatCompletions = "chat.completions" // OpenAI POST /v1/chat/completions
+	Responses       = "responses"        // OpenAI POST /v1/responses
+	Embeddings      = "embeddings"       // OpenAI POST /v1/embeddings
+	Models          = "models"           // OpenAI GET /v1/models
+	Messages        = "messages"         // Anthropic POST /v1/messages
+	CountTokens     = "messages.count_tokens"
+)
+
+// Reasons a Result is Unpriced.
+const (
+	UnpricedToolCalls   = "tool_calls"   // server-side tools billed per call (web search, file search, code interpreter, image generation)
+	UnpricedAudio       = "audio"        // audio tokens, priced at audio rates
+	UnpricedOtherModels = "other_models" // part of the answer came from another model (Anthropic advisor or fallback iterations)
+	UnpricedIterations  = "iterations"   // usage.iterations of a kind this package does not know
+)
+
+// ErrUnsupported is returned for a provider and endpoint pair the edge does
+// not serve.
+var ErrUnsupported = errors.New("usage: unsupported provider or endpoint")
+
+// Result is the accounting-relevant content of one answer.
+type Result struct {
+	// Model is the model the provider reports having served (often a dated
+	// snapshot of the requested one); empty when it reported none.
+	Model string
+	// Usage holds the billed token counters.
+	Usage edge.Usage
+	// Reported is true when the answer carried a usage object at all.
+	Reported bool
+	// ServiceTier is the tier the provider reports having used: OpenAI
+	// "default", "flex", "priority", "scale"; Anthropic "standard",
+	// "priority", "batch". Empty when not reported.
+	ServiceTier string
+	// Speed is Anthropic's inference speed mode ("standard", "fast");
+	// empty when not reported.
+	Speed string
+	// CacheWrite1h is the part of Usage.CacheWrite written with a 1-hour
+	// lifetime (Anthropic cache_creation.ephemeral_1h_input_tokens), which
+	// is billed at a higher rate than a 5-minute write. Known 0 when there
+	// were no writes; unknown when the split by lifetime is missing or does
+	// not add up to CacheWrite.
+	CacheWrite1h edge.Count
+	// Unpriced, when not empty, names why the answer incurred charges that
+	// token prices do not cover (one of the Unpriced constants).
+	Unpriced string
+}
+
+// Parse extracts the usage of a complete JSON answer. An answer without a
+// usage object (an error body, a models list, a count_tokens result, which
+// bills nothing) yields a Result with every counter unknown and a nil error;
+// only a body that is not a JSON object is an error.
+func Parse(provider edge.Provider, endpoint string, body []byte) (Result, error) {
+	switch {
+	case provider == edge.OpenAI && (endpoint == ChatCompletions || endpoint == Embeddings):
+		var b chatChunk
+		if err := json.Unmarshal(body, &b); err != nil {
+			return Result{}, fmt.Errorf("parse openai %s: %w", endpoint, err)
+		}
+		r := Result{Model: b.Model, ServiceTier: deref(b.ServiceTier)}
+		if b.Usage != nil {
+			b.Usage.apply(&r)
+		}
+		return r, nil
+	case provider == edge.OpenAI && endpoint == Responses:
+		var b openAIResponse
+		if err := json.Unmarshal(body, &b); err != nil {
+			return Result{}, fmt.Errorf("parse openai responses: %w", err)
+		}
+		var r Result
+		b.apply(&r)
+		return r, nil
+	case provider == edge.OpenAI && endpoint == Models,
+		provider == edge.Anthropic && endpoint == CountTokens:
+		var v map[string]json.RawMessage
+		if err := json.Unmarshal(body, &v); err != nil {
+			return Result{}, fmt.Errorf("parse %s %s: %w", provider, endpoint, err)
+		}
+		return Result{}, nil
+	case provider == edge.Anthropic && endpoint == Messages:
+		var b anthropicMessage
+		if err := json.Unmarshal(body, &b); err != nil {
+			return Result{}, fmt.Errorf("parse anthropic messages: %w", err)
+		}
+		var st anthropicState
+		st.model = b.Model
+		if b.Usage != nil {
+			st.merge(b.Usage, true)
+		}
+		return st.result(), nil
+	}
+	return Result{}, fmt.Errorf("parse %q %q: %w", provider, endpoint, ErrUnsupported)
+}
+
+// count is a token counter as the provider wrote it: null, a missing field,
+// or anything but a non-negative integer leaves it unknown. Unknown is not
+// an error, so one odd field does not cost the rest of the usage object.
+type count edge.Count
+
+func (c *count) UnmarshalJSON(b []byte) error {
+	*c = count{}
+	n, ok := parseCount(b)
+	if ok {
+		*c = count{N: n, Known: true}
+	}
+	return nil
+}
+
+// parseCount accepts a JSON integer in [0, MaxInt64] (a "-0" or a leading
+// zero is not JSON and is refused).
+func parseCount(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 || (len(b) > 1 && b[0] == '0') {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (1<<63-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+func (c count) edge() edge.Count { return edge.Count(c) }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// sub returns a − b when both are known and the result is not negative;
+// otherwise unknown.
+func sub(a, b edge.Count) edge.Count {
+	if !a.Known || !b.Known || b.N > a.N {
+		return edge.Count{}
+	}
+	return edge.Known(a.N - b.N)
+}
+
+// add returns a + b when both are known and the sum does not overflow.
+func add(a, b edge.Count) edge.Count {
+	if !a.Known || !b.Known || a.N > 1<<63-1-b.N {
+		return edge.Count{}
+	}
+	return edge.Known(a.N + b.N)
+}
