@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -70,6 +71,11 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := restrict(p); err != nil {
+			return nil, fmt.Errorf("open sqlite store: %w", err)
+		}
 	}
 
 	db := &DB{path: path}
@@ -293,6 +299,22 @@ func nowIfZero(t time.Time) time.Time {
 		return time.Now()
 	}
 	return t
+}
+
+// restrict makes an existing file readable by its owner only: a file left
+// by an older version, or created under a lax umask, is tightened.
+func restrict(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return os.Chmod(path, 0o600)
 }
 
 // checkPath rejects a data directory the driver would misread: it takes

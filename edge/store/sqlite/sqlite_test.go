@@ -84,6 +84,29 @@ func TestFilePermissions(t *testing.T) {
 	}
 }
 
+func TestTightensExistingFiles(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpen(t, dir)
+	if err := db.CreateOrg(t.Context(), edge.Org{ID: "o1", Name: "acme"}, []byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, dir)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("after reopening, mode = %v, want 0600", got)
+	}
+}
+
 func TestPragmas(t *testing.T) {
 	db := mustOpen(t, t.TempDir())
 	tests := []struct {

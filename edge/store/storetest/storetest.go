@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,6 +306,15 @@ func testKeysScopedByOrg(t *testing.T, s edge.Store) {
 			wantB = append(wantB, newKey(t, s, b.ID))
 		}
 	}
+	// Keys lists oldest first, then by id.
+	for _, keys := range [][]edge.APIKey{wantA, wantB} {
+		slices.SortStableFunc(keys, func(x, y edge.APIKey) int {
+			if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(x.ID, y.ID)
+		})
+	}
 	for _, tt := range []struct {
 		org  edge.Org
 		want []edge.APIKey
@@ -396,8 +406,8 @@ func testSetProvider(t *testing.T, s edge.Store) {
 		if err != nil {
 			t.Fatalf("Providers: %v", err)
 		}
-		slices.SortFunc(got, func(a, b edge.ProviderConfig) int { return compare(a.Provider, b.Provider) })
-		slices.SortFunc(want, func(a, b edge.ProviderConfig) int { return compare(a.Provider, b.Provider) })
+		slices.SortFunc(got, func(a, b edge.ProviderConfig) int { return strings.Compare(string(a.Provider), string(b.Provider)) })
+		slices.SortFunc(want, func(a, b edge.ProviderConfig) int { return strings.Compare(string(a.Provider), string(b.Provider)) })
 		if !slices.EqualFunc(got, want, sameProvider) {
 			t.Errorf("Providers = %+v, want %+v", got, want)
 		}
@@ -411,16 +421,6 @@ func testSetProvider(t *testing.T, s edge.Store) {
 		t.Fatalf("SetProvider overwrite: %v", err)
 	}
 	check(oa, an2)
-}
-
-func compare(a, b edge.Provider) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func testSetProviderInvalid(t *testing.T, s edge.Store) {
@@ -583,6 +583,17 @@ func testInsertRequestsAtomic(t *testing.T, s edge.Store) {
 		t.Errorf("after refused batch Requests = %+v, want only %+v", got, first)
 	}
 
+	// So is a batch with a record of an unknown org.
+	batch = []edge.RequestRecord{record(o.ID, k.ID, base.Add(2*time.Millisecond), 3), record(randomID("org_"), k.ID, base, 4)}
+	wantErr(t, "InsertRequests of an unknown org", s.InsertRequests(ctx, batch), edge.ErrConflict)
+	got, err = s.Requests(ctx, o.ID, time.Time{}, 10)
+	if err != nil {
+		t.Fatalf("Requests: %v", err)
+	}
+	if len(got) != 1 {
+		t.Errorf("after refused batch Requests = %+v, want only %+v", got, first)
+	}
+
 	noID := record(o.ID, k.ID, base, 2)
 	noID.ID = ""
 	wantErr(t, "InsertRequests without id", s.InsertRequests(ctx, []edge.RequestRecord{noID}), edge.ErrInvalid)
@@ -606,13 +617,7 @@ func testRequestsSinceAndLimit(t *testing.T, s edge.Store) {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
 		}
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
+		return strings.Compare(a.ID, b.ID)
 	})
 
 	tests := []struct {
