@@ -111,8 +111,9 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	// Freed pages are overwritten with zeros, so a deleted or updated row
-	// does not linger in the file.
+	// Deleted content (freed cells and pages) is overwritten with zeros, so
+	// an old value does not linger in the database file. Until a checkpoint,
+	// the WAL still holds page images from before the change.
 	q.Add("_pragma", "secure_delete(1)")
 	// Sorts and temporary indices stay in memory rather than in files
 	// outside the data directory.
