@@ -220,25 +220,29 @@ func (d *Directory) forgetOrg(orgID string) {
 	}
 }
 
-// Sync applies the change feed once. The first call only records where the
-// feed stands, since nothing is cached yet.
+// Sync applies every change-feed entry not yet applied. At start-up
+// nothing is cached, so the first call only finds where the feed stands.
 func (d *Directory) Sync(ctx context.Context) error {
-	changes, err := d.store.Changes(ctx, d.seq)
-	if err != nil {
-		return fmt.Errorf("read change feed: %w", err)
-	}
-	for _, c := range changes {
-		switch c.Kind {
-		case "key":
-			d.forgetKey(c.Ref)
-			// A key created elsewhere may be one we remembered as absent.
-			d.absent.Purge()
-		case "provider", "org":
-			d.forgetOrg(c.OrgID)
+	for {
+		changes, err := d.store.Changes(ctx, d.seq)
+		if err != nil {
+			return fmt.Errorf("read change feed: %w", err)
 		}
-		d.seq = c.Seq
+		if len(changes) == 0 {
+			return nil
+		}
+		for _, c := range changes {
+			switch c.Kind {
+			case "key":
+				d.forgetKey(c.Ref)
+				// A key created elsewhere may be one remembered as absent.
+				d.absent.Purge()
+			case "provider", "org":
+				d.forgetOrg(c.OrgID)
+			}
+			d.seq = c.Seq
+		}
 	}
-	return nil
 }
 
 // Run polls the change feed every interval until ctx ends.

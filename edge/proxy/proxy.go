@@ -45,7 +45,7 @@ type Sink interface {
 
 // Pricer prices a response's usage.
 type Pricer interface {
-	Cost(p edge.Provider, endpoint, model string, u edge.Usage) (nanoUSD int64, known bool)
+	CostResult(p edge.Provider, endpoint string, r usage.Result) (nanoUSD int64, known bool)
 }
 
 // Options configure a Proxy. Zero durations and sizes take the DESIGN §8
@@ -185,7 +185,7 @@ func (p *Proxy) handler(rt route) echo.HandlerFunc {
 		if rt.endpoint == usage.Models && c.Request().Header.Get("anthropic-version") != "" {
 			x.provider = edge.Anthropic
 		}
-		reqID := apikey.NewID("req")
+		reqID := apikey.NewID("req_")
 		c.Response().Header().Set(headerRequestID, reqID)
 		c.Response().Header().Set(headerCache, string(edge.CacheBypass))
 		x.rec = edge.RequestRecord{ID: reqID, Time: start.UTC(), Provider: x.provider, Endpoint: rt.endpoint, Cache: edge.CacheBypass}
@@ -255,11 +255,12 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 		x.rec.Model = info.Model
 		x.rec.Stream = info.Stream
 		x.stream = info.Stream
-		if x.stream && x.rt.endpoint == usage.ChatCompletions {
-			x.body, x.injected, err = requestUsage(x.body)
+		if x.stream && x.rt.endpoint == usage.ChatCompletions && !info.IncludeUsage {
+			x.body, err = requestUsage(x.body, info.StreamOptions)
 			if err != nil {
 				return badJSON(err.Error())
 			}
+			x.injected = true
 		}
 	}
 	return p.forward(c, x, up)
@@ -286,47 +287,33 @@ func (p *Proxy) readBody(r *http.Request, buf *bytes.Buffer) error {
 }
 
 // requestUsage makes an OpenAI chat stream report its usage, which OpenAI
-// sends only when asked (stream_options.include_usage). It reports whether
-// it changed the body, so the extra usage chunk can be kept from a client
-// that did not ask for it.
-func requestUsage(body []byte) ([]byte, bool, error) {
-	var probe struct {
-		StreamOptions *struct {
-			IncludeUsage *bool `json:"include_usage"`
-		} `json:"stream_options"`
-	}
-	if err := json.Unmarshal(body, &probe); err != nil {
-		return body, false, err
-	}
-	if probe.StreamOptions != nil && probe.StreamOptions.IncludeUsage != nil && *probe.StreamOptions.IncludeUsage {
-		return body, false, nil
-	}
-	if probe.StreamOptions == nil {
+// sends only when asked (stream_options.include_usage); the caller keeps the
+// extra usage chunk from the client, who did not ask for it.
+func requestUsage(body []byte, hasStreamOptions bool) ([]byte, error) {
+	if !hasStreamOptions {
 		// Common case: insert the option after the opening brace, leaving
 		// every byte the client sent as it was.
 		i := bytes.IndexByte(body, '{')
 		out := make([]byte, 0, len(body)+40)
 		out = append(out, body[:i+1]...)
 		out = append(out, `"stream_options":{"include_usage":true}`...)
-		rest := bytes.TrimLeft(body[i+1:], " \t\r\n")
-		if len(rest) > 0 && rest[0] != '}' {
+		if rest := bytes.TrimLeft(body[i+1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
 			out = append(out, ',')
 		}
-		return append(out, body[i+1:]...), true, nil
+		return append(out, body[i+1:]...), nil
 	}
 	// The client set stream_options without include_usage: set it there.
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return body, false, err
+		return nil, err
 	}
 	var so map[string]json.RawMessage
-	if err := json.Unmarshal(doc["stream_options"], &so); err != nil || so == nil {
-		so = map[string]json.RawMessage{}
+	if err := json.Unmarshal(doc["stream_options"], &so); err != nil {
+		return nil, err
 	}
 	so["include_usage"] = json.RawMessage("true")
 	doc["stream_options"], _ = json.Marshal(so)
-	out, err := json.Marshal(doc)
-	return out, true, err
+	return json.Marshal(doc)
 }
 
 // hopHeaders are removed in both directions (RFC 9110 §7.6.1), with
@@ -478,7 +465,9 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 	}
 	x.upElapsed = time.Since(x.upStart)
 	if complete && resp.StatusCode < 300 {
-		p.account(x, usage.ParseResult(x.provider, x.rt.endpoint, capture.Bytes()))
+		// An answer that is not JSON leaves usage unknown, as it should.
+		res, _ := usage.Parse(x.provider, x.rt.endpoint, capture.Bytes())
+		p.account(x, res)
 	}
 	return nil
 }
@@ -528,7 +517,7 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 	w.WriteHeader(resp.StatusCode)
 	w.Flush()
 	track := usage.NewStream(x.provider, x.rt.endpoint)
-	rd := sse.NewReader(rb, p.opts.MaxEventBytes)
+	rd := sse.NewReaderSize(rb, p.opts.MaxEventBytes)
 	for {
 		ev, err := rd.Next()
 		if err == io.EOF {
@@ -538,7 +527,7 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 			x.upElapsed = time.Since(x.upStart)
 			return p.midResponseError(c, x, idle, err)
 		}
-		if track.Observe(ev.Event, ev.Data) && x.injected {
+		if track.Observe(string(ev.Name), ev.Data) && x.injected {
 			continue // the usage chunk the client did not ask for
 		}
 		if _, err := w.Write(ev.Raw); err != nil {
@@ -558,13 +547,13 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 // account stores the usage and its cost on the record.
 func (p *Proxy) account(x *exchange, res usage.Result) {
 	x.rec.Usage = res.Usage
-	model := x.rec.Model
 	if res.Model != "" {
-		model = res.Model
-		x.rec.Model = res.Model
+		x.rec.Model = res.Model // the served snapshot prices more exactly
+	} else {
+		res.Model = x.rec.Model
 	}
 	if p.prices != nil {
-		x.rec.CostNanoUSD, x.rec.CostKnown = p.prices.Cost(x.provider, x.rt.endpoint, model, res.Usage)
+		x.rec.CostNanoUSD, x.rec.CostKnown = p.prices.CostResult(x.provider, x.rt.endpoint, res)
 	}
 }
 

@@ -64,7 +64,7 @@ func New(ctx context.Context, cfg config.Config, store edge.Store, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	prices, err := pricing.Default()
+	prices, err := pricing.Load(nil)
 	if err != nil {
 		return nil, fmt.Errorf("load shipped pricing table: %w", err)
 	}
@@ -113,7 +113,10 @@ func New(ctx context.Context, cfg config.Config, store edge.Store, log *slog.Log
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		Transport:      opts.Transport,
 		Logger:         log,
-		Metrics:        proxy.NewMetrics(s.reg, prices.Known),
+		Metrics: proxy.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
+			_, _, ok := prices.Lookup(p, model)
+			return ok
+		}),
 	})
 
 	e := newEcho()

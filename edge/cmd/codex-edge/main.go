@@ -240,7 +240,7 @@ func (e *env) orgsCreate(args []string) error {
 	return e.withStore(f, func(_ config.Config, st edge.Store) error {
 		secret := make([]byte, 32)
 		rand.Read(secret)
-		o := edge.Org{ID: apikey.NewID("org"), Name: strings.TrimSpace(pos[0]), CreatedAt: time.Now().UTC()}
+		o := edge.Org{ID: apikey.NewID("org_"), Name: strings.TrimSpace(pos[0]), CreatedAt: time.Now().UTC()}
 		if err := st.CreateOrg(e.ctx, o, secret); err != nil {
 			if errors.Is(err, edge.ErrConflict) {
 				return fmt.Errorf("an org named %q exists already", o.Name)
@@ -322,7 +322,7 @@ func (e *env) keysCreate(args []string) error {
 			return err
 		}
 		k := edge.APIKey{
-			ID: apikey.NewID("key"), OrgID: o.ID, Name: strings.TrimSpace(*name),
+			ID: apikey.NewID("key_"), OrgID: o.ID, Name: strings.TrimSpace(*name),
 			Prefix: apikey.DisplayPrefix(secret), Hash: apikey.Hash(secret),
 			State: edge.KeyActive, CreatedAt: time.Now().UTC(),
 		}

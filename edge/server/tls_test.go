@@ -1,0 +1,89 @@
+package server
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/persiv/codex/edge/config"
+)
+
+// SelfSignedCert writes a certificate for 127.0.0.1 and returns its files and
+// a pool that trusts it.
+func SelfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "codex-edge test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestTLSConfig(t *testing.T) {
+	certFile, keyFile, _ := SelfSignedCert(t)
+	cases := []struct {
+		name            string
+		listen, admin   string
+		cert, key       string
+		wantErr         string
+		wantTLS13OnlyOK bool
+	}{
+		{name: "loopback plain", listen: "127.0.0.1:0", admin: "127.0.0.1:0"},
+		{name: "ipv6 loopback plain", listen: "[::1]:0", admin: "localhost:0"},
+		{name: "public plain", listen: "0.0.0.0:8080", admin: "127.0.0.1:0", wantErr: "CODEX_LISTEN=0.0.0.0:8080 is not a loopback"},
+		{name: "public admin plain", listen: "127.0.0.1:0", admin: ":8081", wantErr: "CODEX_ADMIN_LISTEN"},
+		{name: "public with TLS", listen: "0.0.0.0:8080", admin: "0.0.0.0:8081", cert: certFile, key: keyFile, wantTLS13OnlyOK: true},
+		{name: "missing cert file", listen: "0.0.0.0:8080", admin: "127.0.0.1:0", cert: "/nonexistent.pem", key: keyFile, wantErr: "CODEX_TLS_CERT"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Listen, cfg.AdminListen, cfg.TLSCert, cfg.TLSKey = tc.listen, tc.admin, tc.cert, tc.key
+			tcfg, err := tlsConfig(cfg)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want it to mention %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantTLS13OnlyOK && (tcfg == nil || tcfg.MinVersion != tls.VersionTLS13) {
+				t.Fatalf("TLS config %+v, want TLS 1.3 minimum", tcfg)
+			}
+		})
+	}
+}
