@@ -82,6 +82,7 @@ type Keyring struct {
 	views   *lru.Cache[string, *orgView]   // org → its DEK list
 	keys    *expirable.LRU[DEKID, *dekKey] // unwrapped DEKs
 	refused *lru.Cache[DEKID, refusal]     // DEKs the master key refused, briefly
+	noGen   *lru.Cache[string, refusal]    // orgs whose master key refused to generate, briefly
 	flight  singleflight.Group             // one store read / unwrap / create at a time per org or DEK
 	epoch   atomic.Uint64                  // bumped by purge; a load that straddles one is not cached
 
@@ -142,6 +143,10 @@ func New(o Options) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
+	noGen, err := lru.New[string, refusal](1024)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
 	return &Keyring{
 		store:      o.Store,
 		master:     o.Master,
@@ -153,6 +158,7 @@ func New(o Options) (*Keyring, error) {
 		views:      views,
 		keys:       expirable.NewLRU[DEKID, *dekKey](o.CacheSize, nil, o.KeyLifetime),
 		refused:    refused,
+		noGen:      noGen,
 	}, nil
 }
 
@@ -173,10 +179,57 @@ func (k *Keyring) Seal(ctx context.Context, orgID string, purpose Purpose, recor
 		}
 	}
 	dk, err := k.key(ctx, v.active)
+	if errors.Is(err, ErrUnreadable) {
+		// The active DEK's master key version is gone (BYOK version removed,
+		// org moved to another master key): what it protects is lost, but
+		// new data must stay writable, so that a credential can be set again.
+		if v, err = k.replaceActive(ctx, orgID, v.active.ID); err != nil {
+			return nil, err
+		}
+		dk, err = k.key(ctx, v.active)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return sealWith(dk.aead, v.active.ID, nil, orgID, purpose, recordKey, plaintext)
+}
+
+// replaceActive creates a new generation for the org when its active DEK
+// is still unreadableID, and returns the fresh view.
+func (k *Keyring) replaceActive(ctx context.Context, orgID string, unreadableID DEKID) (*orgView, error) {
+	// A master key that refuses to unwrap usually refuses to generate too
+	// (disabled KMS key); do not ask it again on every write.
+	if r, ok := k.noGen.Get(orgID); ok && k.now().Sub(r.at) < k.revalidate {
+		return nil, r.err
+	}
+	r, err, _ := k.flight.Do("replace\x00"+orgID, func() (any, error) {
+		ctx, cancel := detach(ctx)
+		defer cancel()
+		v, err := k.loadView(ctx, orgID)
+		if err != nil || v.active == nil || v.active.ID != unreadableID {
+			return v, err
+		}
+		d, err := k.createDEK(ctx, orgID, v.active.Generation+1)
+		if errors.Is(err, ErrUnreadable) {
+			k.noGen.Add(orgID, refusal{at: k.now(), err: err})
+		}
+		if err != nil && !errors.Is(err, edge.ErrConflict) {
+			return nil, err
+		}
+		if err == nil {
+			k.log.WarnContext(ctx, "keyring: active data key unreadable, new generation created for new writes",
+				"org_id", orgID, "unreadable_dek_id", unreadableID.String(), "dek_id", d.ID.String(), "generation", d.Generation)
+		}
+		return k.loadView(ctx, orgID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	v := r.(*orgView)
+	if v.active == nil {
+		return nil, fmt.Errorf("keyring: org %s has no active data key", orgID)
+	}
+	return v, nil
 }
 
 // Open decrypts a ciphertext made by Seal with the same org, purpose and
@@ -606,6 +659,7 @@ func (k *Keyring) purge(orgID string) {
 		}
 	}
 	k.refused.Purge()
+	k.noGen.Remove(orgID)
 }
 
 // KeyStatus describes one DEK; it never holds key material.
