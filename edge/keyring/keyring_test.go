@@ -87,8 +87,8 @@ func TestTampering(t *testing.T) {
 	})
 	t.Run("moved", func(t *testing.T) {
 		seal(t, k, "org_b", keyring.PurposeCredential, "openai", "other org's own key exists")
-		mustUnreadable(t, k, "org_b", keyring.PurposeCredential, "openai", ct)     // other org
-		mustUnreadable(t, k, "org_a", keyring.PurposeCache, "openai", ct)          // other purpose
+		mustUnreadable(t, k, "org_b", keyring.PurposeCredential, "openai", ct)    // other org
+		mustUnreadable(t, k, "org_a", keyring.PurposeCache, "openai", ct)         // other purpose
 		mustUnreadable(t, k, "org_a", keyring.PurposeCredential, "anthropic", ct) // other record
 		mustUnreadable(t, k, "org_a", keyring.PurposeCredential, "openai\x00", ct)
 		mustOpen(t, k, "org_a", keyring.PurposeCredential, "openai", ct, "sk-secret")
