@@ -70,19 +70,23 @@ func ParseKey(s string) ([]byte, error) {
 		}
 		return b, nil
 	}
+	decodedLen := -1
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
 		b, err := enc.DecodeString(s)
 		if err != nil {
 			continue
 		}
-		if len(b) != keywrap.KeySize {
-			clear(b)
-			return nil, fmt.Errorf("decodes to %d bytes, want %d (a 256-bit key)", len(b), keywrap.KeySize)
+		if len(b) == keywrap.KeySize {
+			return b, nil
 		}
-		return b, nil
+		decodedLen = len(b)
+		clear(b)
 	}
 	if isHex(s) {
 		return nil, fmt.Errorf("hex key of %d digits, want %d (a 256-bit key)", len(s), 2*keywrap.KeySize)
+	}
+	if decodedLen >= 0 {
+		return nil, fmt.Errorf("base64 key decodes to %d bytes, want %d (a 256-bit key)", decodedLen, keywrap.KeySize)
 	}
 	return nil, fmt.Errorf("neither hex nor base64 (%d characters)", len(s))
 }
