@@ -202,9 +202,7 @@ func (k *Keyring) replaceActive(ctx context.Context, orgID string, unreadableID 
 	if r, ok := k.noGen.Get(orgID); ok && k.now().Sub(r.at) < k.revalidate {
 		return nil, r.err
 	}
-	r, err, _ := k.flight.Do("replace\x00"+orgID, func() (any, error) {
-		ctx, cancel := detach(ctx)
-		defer cancel()
+	r, err := k.shared(ctx, "replace\x00"+orgID, func(ctx context.Context) (any, error) {
 		v, err := k.loadView(ctx, orgID)
 		if err != nil || v.active == nil || v.active.ID != unreadableID {
 			return v, err
@@ -281,9 +279,7 @@ func (k *Keyring) view(ctx context.Context, orgID string, force bool) (*orgView,
 			return v, nil
 		}
 	}
-	r, err, _ := k.flight.Do("view\x00"+orgID, func() (any, error) {
-		ctx, cancel := detach(ctx)
-		defer cancel()
+	r, err := k.shared(ctx, "view\x00"+orgID, func(ctx context.Context) (any, error) {
 		return k.loadView(ctx, orgID)
 	})
 	if err != nil {
@@ -292,10 +288,27 @@ func (k *Keyring) view(ctx context.Context, orgID string, force bool) (*orgView,
 	return r.(*orgView), nil
 }
 
-// detach lets a shared load finish for the callers waiting on it even if
-// the caller that started it goes away, within a bound.
-func detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+// sharedTimeout bounds a store read, unwrap or key creation that several
+// callers wait on.
+const sharedTimeout = 30 * time.Second
+
+// shared runs fn once for all concurrent callers with the same key (one
+// store read or master-key call per org or DEK, however many requests
+// arrive at once). fn runs detached from the first caller's cancellation,
+// so that the others still get its result; each caller stops waiting when
+// its own context ends.
+func (k *Keyring) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+	ch := k.flight.DoChan(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+		defer cancel()
+		return fn(ctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("keyring: %w", ctx.Err())
+	}
 }
 
 func (k *Keyring) loadView(ctx context.Context, orgID string) (*orgView, error) {
@@ -353,9 +366,7 @@ func (k *Keyring) key(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 		k.stats.unreadable.Add(1)
 		return nil, r.err
 	}
-	r, err, _ := k.flight.Do("dek\x00"+d.ID.String(), func() (any, error) {
-		ctx, cancel := detach(ctx)
-		defer cancel()
+	r, err := k.shared(ctx, "dek\x00"+d.ID.String(), func(ctx context.Context) (any, error) {
 		return k.unwrap(ctx, d)
 	})
 	if err != nil {
@@ -376,7 +387,7 @@ func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 		k.stats.unwraps.Add(1)
 		dek, err = m.Unwrap(ctx, b, d.wrap())
 		if err == nil && len(dek) != DEKSize {
-			clear32(dek)
+			clear(dek)
 			err = fmt.Errorf("%w: unwrapped data key has %d bytes", ErrUnreadable, len(dek))
 		}
 	}
@@ -396,7 +407,7 @@ func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 // cacheKey builds the cipher for dek, clears dek and caches the cipher
 // unless a purge happened since epoch e.
 func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, e uint64) (*dekKey, error) {
-	defer clear32(dek)
+	defer clear(dek)
 	block, err := aes.NewCipher(dek)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
@@ -438,9 +449,7 @@ func (k *Keyring) masterByRef(orgID, ref string) MasterKey {
 // instances racing here both try; the store lets one win (ErrConflict) and
 // the loser reads the winner's.
 func (k *Keyring) firstDEK(ctx context.Context, orgID string) (*orgView, error) {
-	r, err, _ := k.flight.Do("create\x00"+orgID, func() (any, error) {
-		ctx, cancel := detach(ctx)
-		defer cancel()
+	r, err := k.shared(ctx, "create\x00"+orgID, func(ctx context.Context) (any, error) {
 		v, err := k.loadView(ctx, orgID)
 		if err != nil || v.active != nil {
 			return v, err
@@ -472,7 +481,7 @@ func (k *Keyring) createDEK(ctx context.Context, orgID string, gen int) (Wrapped
 	if err != nil {
 		return WrappedDEK{}, fmt.Errorf("keyring: generate data key for org %s with %s: %w", orgID, m.Ref(), err)
 	}
-	defer clear32(dek)
+	defer clear(dek)
 	if len(dek) != DEKSize {
 		return WrappedDEK{}, fmt.Errorf("keyring: master key %s generated a %d-byte data key", m.Ref(), len(dek))
 	}
@@ -609,7 +618,7 @@ func (k *Keyring) rewrapOne(ctx context.Context, d WrappedDEK) (Wrap, bool, erro
 			return Wrap{}, false, err
 		}
 		nw, err = m.Wrap(ctx, b, dek)
-		clear32(dek)
+		clear(dek)
 		if err != nil {
 			return Wrap{}, false, err
 		}

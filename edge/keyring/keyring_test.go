@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,5 +462,66 @@ func TestColdStartSharesUnwrap(t *testing.T) {
 	wg.Wait()
 	if got := m.unwraps.Load(); got < 1 || got > 2 {
 		t.Errorf("%d unwraps for 16 concurrent cold opens", got)
+	}
+}
+
+// gated is a Store whose DEKs reads, then waits for release: a slow read
+// that straddles another operation.
+type gated struct {
+	keyring.Store
+	armed   chan struct{} // receives once a gated read has its result
+	release chan struct{}
+	on      atomic.Bool
+}
+
+func (g *gated) DEKs(ctx context.Context, org string) ([]keyring.WrappedDEK, error) {
+	list, err := g.Store.DEKs(ctx, org)
+	if g.on.CompareAndSwap(true, false) {
+		g.armed <- struct{}{}
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return list, err
+}
+
+// A DEK list read before a shred and returned after it must not be cached:
+// otherwise the shredding instance would read the org for another
+// Revalidate.
+func TestShredDuringSlowReload(t *testing.T) {
+	g := &gated{Store: keyring.NewMemStore(), armed: make(chan struct{}), release: make(chan struct{})}
+	c := newClock()
+	k := newRing(t, g, byokKey(t, testKey(1)), c)
+	ct := seal(t, k, "org_a", keyring.PurposeCache, "r", "v")
+	c.Advance(keyring.DefaultRevalidate)
+	g.on.Store(true)
+	done := make(chan error)
+	go func() {
+		_, err := k.Open(context.Background(), "org_a", keyring.PurposeCache, "r", ct)
+		done <- err
+	}()
+	<-g.armed // the reload has read the pre-shred list
+	if _, err := k.Shred(context.Background(), "org_a"); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	<-done // either outcome is fine: that read was linearized before the shred
+	mustUnreadable(t, k, "org_a", keyring.PurposeCache, "r", ct)
+}
+
+// A caller whose context ends stops waiting on a shared slow read, with a
+// context error, not ErrUnreadable.
+func TestCallerCancelledWhileWaiting(t *testing.T) {
+	g := &gated{Store: keyring.NewMemStore(), armed: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(g.release)
+	k := newRing(t, g, byokKey(t, testKey(1)), nil)
+	g.on.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := k.Seal(ctx, "org_a", keyring.PurposeCache, "r", []byte("v"))
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, keyring.ErrUnreadable) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
 }

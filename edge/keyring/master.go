@@ -59,10 +59,3 @@ type MasterKey interface {
 type Rewrapper interface {
 	Rewrap(ctx context.Context, b Binding, w Wrap) (Wrap, error)
 }
-
-// clear zeroes a key buffer.
-func clear32(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
-}
