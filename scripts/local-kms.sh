@@ -80,7 +80,11 @@ run_tests() {
   install
   # Everything below runs without network except loopback; the module and
   # build caches are on disk, so go test needs no proxy.
-  unshare -n bash -c '
+  # As root a new network namespace suffices; otherwise map the user to
+  # root in a new user namespace to be allowed one.
+  local unshare=(unshare -n)
+  [[ $EUID -eq 0 ]] || unshare=(unshare -r -n)
+  "${unshare[@]}" bash -c '
     set -euo pipefail
     ip link set lo up
     "$0" start
