@@ -46,8 +46,10 @@ type Options struct {
 	// Master is the edge's default master key (CODEX_KEK). Required.
 	Master MasterKey
 	// OrgMaster returns the master key an org brought itself (cloud mode),
-	// or nil for Master. It is consulted on every DEK creation, unwrap and
-	// rewrap, so it must be cheap. Optional.
+	// or nil for Master. For an org whose own key has not been supplied
+	// since start-up it must return Unavailable(ref), not nil, or the
+	// org's new DEKs would be created under Master. It is consulted on
+	// every DEK creation, unwrap and rewrap, so it must be cheap. Optional.
 	OrgMaster func(orgID string) MasterKey
 	// CacheSize bounds the number of unwrapped DEKs held in memory (and of
 	// orgs whose DEK list is cached). Default DefaultCacheSize.
@@ -107,6 +109,7 @@ type dekKey struct {
 }
 
 type refusal struct {
+	org string
 	at  time.Time
 	err error
 }
@@ -209,7 +212,7 @@ func (k *Keyring) replaceActive(ctx context.Context, orgID string, unreadableID 
 		}
 		d, err := k.createDEK(ctx, orgID, v.active.Generation+1)
 		if errors.Is(err, ErrUnreadable) {
-			k.noGen.Add(orgID, refusal{at: k.now(), err: err})
+			k.noGen.Add(orgID, refusal{org: orgID, at: k.now(), err: err})
 		}
 		if err != nil && !errors.Is(err, edge.ErrConflict) {
 			return nil, err
@@ -395,7 +398,7 @@ func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 		err = fmt.Errorf("keyring: unwrap data key %s of org %s: %w", d.ID, d.OrgID, err)
 		if errors.Is(err, ErrUnreadable) {
 			k.stats.unreadable.Add(1)
-			k.refused.Add(d.ID, refusal{at: k.now(), err: err})
+			k.refused.Add(d.ID, refusal{org: d.OrgID, at: k.now(), err: err})
 			k.log.WarnContext(ctx, "keyring: data key unreadable", "org_id", d.OrgID, "dek_id", d.ID.String(),
 				"master_ref", d.MasterRef, "master_version", d.MasterVersion)
 		}
@@ -647,10 +650,23 @@ func (k *Keyring) Shred(ctx context.Context, orgID string) (int, error) {
 }
 
 // Invalidate makes the next use of the org re-read its DEK list from the
-// store. Wire it to the store's change feed so that another instance's
-// shred or rotation applies here at once rather than within Revalidate;
-// it makes no master-key call.
-func (k *Keyring) Invalidate(orgID string) { k.markStale(orgID) }
+// store and forgets that its master key refused recently. Wire it to the
+// store's change feed, so that another instance's shred or rotation
+// applies here at once rather than within Revalidate, and call it when an
+// org supplies its own key. It makes no master-key call.
+func (k *Keyring) Invalidate(orgID string) {
+	k.markStale(orgID)
+	k.forgetRefusals(orgID)
+}
+
+func (k *Keyring) forgetRefusals(orgID string) {
+	for _, id := range k.refused.Keys() {
+		if r, ok := k.refused.Peek(id); ok && r.org == orgID {
+			k.refused.Remove(id)
+		}
+	}
+	k.noGen.Remove(orgID)
+}
 
 func (k *Keyring) markStale(orgID string) {
 	if v, ok := k.views.Peek(orgID); ok {
@@ -667,8 +683,7 @@ func (k *Keyring) purge(orgID string) {
 			k.keys.Remove(id)
 		}
 	}
-	k.refused.Purge()
-	k.noGen.Remove(orgID)
+	k.forgetRefusals(orgID)
 }
 
 // KeyStatus describes one DEK; it never holds key material.

@@ -525,3 +525,45 @@ func TestCallerCancelledWhileWaiting(t *testing.T) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// An org whose own master key has not been supplied since start-up stays
+// unreadable, gets nothing sealed under the default key, and recovers when
+// its key is supplied; other orgs are unaffected.
+func TestOrgMasterNotSupplied(t *testing.T) {
+	store := keyring.NewMemStore()
+	def, own := byokKey(t, testKey(1)), byokKey(t, testKey(9))
+	var supplied atomic.Bool
+	supplied.Store(true)
+	orgMaster := func(org string) keyring.MasterKey {
+		if org != "org_own" {
+			return nil
+		}
+		if supplied.Load() {
+			return own
+		}
+		return keyring.Unavailable("byok")
+	}
+	opt := func(o *keyring.Options) { o.OrgMaster = orgMaster }
+	k := newRing(t, store, def, nil, opt)
+	ct := seal(t, k, "org_own", keyring.PurposeCredential, "openai", "sk-own")
+	other := seal(t, k, "org_x", keyring.PurposeCredential, "openai", "sk-x")
+	st, _ := k.Status(context.Background(), "org_own")
+	if len(st) != 1 || st[0].MasterVersion != own.Versions()[0] {
+		t.Fatalf("org_own's DEK not under its own key: %+v", st)
+	}
+
+	supplied.Store(false) // a restart before the org supplies its key again
+	cold := newRing(t, store, def, nil, opt)
+	mustUnreadable(t, cold, "org_own", keyring.PurposeCredential, "openai", ct)
+	if _, err := cold.Seal(context.Background(), "org_own", keyring.PurposeCache, "r", []byte("v")); !errors.Is(err, keyring.ErrUnreadable) {
+		t.Fatalf("seal without the org's key: %v, want ErrUnreadable", err)
+	}
+	if st, _ := cold.Status(context.Background(), "org_own"); len(st) != 1 {
+		t.Fatalf("a DEK was created without the org's key: %+v", st)
+	}
+	mustOpen(t, cold, "org_x", keyring.PurposeCredential, "openai", other, "sk-x")
+
+	supplied.Store(true)
+	cold.Invalidate("org_own") // what supplying the key does
+	mustOpen(t, cold, "org_own", keyring.PurposeCredential, "openai", ct, "sk-own")
+}

@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 )
 
@@ -59,3 +60,28 @@ type MasterKey interface {
 type Rewrapper interface {
 	Rewrap(ctx context.Context, b Binding, w Wrap) (Wrap, error)
 }
+
+// Unavailable returns a master key named ref that refuses every operation
+// with ErrUnreadable. OrgMaster returns it for an org that brought its own
+// key when that key has not been supplied since start-up: the org's data
+// stays unreadable and nothing new is sealed under the edge's default key
+// instead of the org's own.
+func Unavailable(ref string) MasterKey { return unavailable(ref) }
+
+type unavailable string
+
+func (u unavailable) Ref() string { return string(u) }
+
+func (u unavailable) err() error {
+	return fmt.Errorf("%w: the org's master key %q has not been supplied", ErrUnreadable, string(u))
+}
+
+func (u unavailable) Generate(context.Context, Binding) ([]byte, Wrap, error) {
+	return nil, Wrap{}, u.err()
+}
+
+func (u unavailable) Wrap(context.Context, Binding, []byte) (Wrap, error) { return Wrap{}, u.err() }
+
+func (u unavailable) Unwrap(context.Context, Binding, Wrap) ([]byte, error) { return nil, u.err() }
+
+func (u unavailable) Current(context.Context, Wrap) (bool, error) { return false, nil }
