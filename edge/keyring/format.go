@@ -148,10 +148,13 @@ func appendAAD(dst []byte, id DEKID, orgID string, p Purpose, recordKey string) 
 // sealWith encrypts plaintext under aead. nonce is nil in production (a
 // fresh random nonce is drawn); tests pass a fixed one for known answers.
 func sealWith(aead cipher.AEAD, id DEKID, nonce []byte, orgID string, p Purpose, recordKey string, plaintext []byte) ([]byte, error) {
-	out := make([]byte, headerLen, headerLen+len(plaintext)+tagLen)
-	out[0] = formatV1
-	copy(out[1:], id[:])
-	n := out[1+dekIDLen : headerLen]
+	// One allocation holds the ciphertext and, past its end, the AAD: the
+	// two never overlap, and the result is capped before the AAD.
+	ctLen := headerLen + len(plaintext) + tagLen
+	buf := make([]byte, headerLen, ctLen+aadLen(orgID, p, recordKey))
+	buf[0] = formatV1
+	copy(buf[1:], id[:])
+	n := buf[1+dekIDLen : headerLen]
 	if nonce == nil {
 		if _, err := rand.Read(n); err != nil {
 			return nil, fmt.Errorf("seal: nonce: %w", err)
@@ -159,16 +162,21 @@ func sealWith(aead cipher.AEAD, id DEKID, nonce []byte, orgID string, p Purpose,
 	} else {
 		copy(n, nonce)
 	}
-	var buf [128]byte
-	aad := appendAAD(buf[:0], id, orgID, p, recordKey)
-	return aead.Seal(out, n, plaintext, aad), nil
+	aad := appendAAD(buf[ctLen:ctLen], id, orgID, p, recordKey)
+	return aead.Seal(buf, n, plaintext, aad)[:ctLen:ctLen], nil
+}
+
+// aadLen is the length appendAAD produces.
+func aadLen(orgID string, p Purpose, recordKey string) int {
+	return 1 + dekIDLen + 4 + len(orgID) + 1 + len(p) + len(recordKey)
 }
 
 // openWith decrypts a parsed ciphertext.
 func openWith(aead cipher.AEAD, h header, orgID string, p Purpose, recordKey string) ([]byte, error) {
-	var buf [128]byte
-	aad := appendAAD(buf[:0], h.id, orgID, p, recordKey)
-	pt, err := aead.Open(nil, h.nonce, h.body, aad)
+	ptLen := len(h.body) - tagLen
+	buf := make([]byte, 0, ptLen+aadLen(orgID, p, recordKey))
+	aad := appendAAD(buf[ptLen:ptLen], h.id, orgID, p, recordKey)
+	pt, err := aead.Open(buf[:0:ptLen], h.nonce, h.body, aad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: authentication failed (tampered, or bound to another org, purpose or record)", ErrUnreadable)
 	}
