@@ -343,14 +343,12 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		k, err := Parse(s)
 		if err != nil {
-			if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrChecksum) {
-				t.Fatalf("unexpected error kind: %v", err)
+			// The sentinels themselves, so the text cannot carry the input.
+			if err != ErrFormat && err != ErrChecksum {
+				t.Fatalf("unexpected error: %v", err)
 			}
 			if k != "" {
 				t.Fatal("key returned with error")
-			}
-			if len(s) > 0 && strings.Contains(err.Error(), s) {
-				t.Fatal("error text contains the input")
 			}
 			return
 		}
