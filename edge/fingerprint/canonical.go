@@ -1,0 +1,346 @@
+package fingerprint
+
+import (
+	"bytes"
+	"hash"
+	"strconv"
+	"unicode/utf8"
+)
+
+// sink receives canonical bytes: either a hash, through a small staging
+// buffer so that the hash sees few large writes, or a byte slice.
+type sink struct {
+	h   hash.Hash // nil: append to out
+	buf []byte    // staging for h, never grown past its capacity
+	out []byte
+}
+
+const stageSize = 4096
+
+func (s *sink) write(p []byte) {
+	if s.h == nil {
+		s.out = append(s.out, p...)
+		return
+	}
+	if len(s.buf)+len(p) > cap(s.buf) {
+		s.flush()
+		if len(p) >= cap(s.buf)/2 {
+			s.h.Write(p)
+			return
+		}
+	}
+	s.buf = append(s.buf, p...)
+}
+
+func (s *sink) writeString(p string) {
+	if s.h == nil {
+		s.out = append(s.out, p...)
+		return
+	}
+	if len(s.buf)+len(p) > cap(s.buf) {
+		s.flush()
+	}
+	if len(p) > cap(s.buf) {
+		s.h.Write([]byte(p)) // not reached by the package's own short strings
+		return
+	}
+	s.buf = append(s.buf, p...)
+}
+
+func (s *sink) writeByte(c byte) {
+	if s.h == nil {
+		s.out = append(s.out, c)
+		return
+	}
+	if len(s.buf) == cap(s.buf) {
+		s.flush()
+	}
+	s.buf = append(s.buf, c)
+}
+
+func (s *sink) flush() {
+	if s.h != nil && len(s.buf) > 0 {
+		s.h.Write(s.buf)
+		s.buf = s.buf[:0]
+	}
+}
+
+// emitter writes the canonical form of a parsed body. It trusts the body:
+// the parser has validated it.
+type emitter struct {
+	p *parser
+	w *sink
+}
+
+// emit writes the canonical form of the whole body (the root object, minus
+// the excluded top-level fields).
+func (e *emitter) emit() {
+	e.object(0, true)
+}
+
+func (e *emitter) value(i int) int {
+	b := e.p.body
+	switch c := b[i]; {
+	case c == '{':
+		return e.object(e.p.objectAt(i), false)
+	case c == '[':
+		return e.array(i)
+	case c == '"':
+		return e.str(i)
+	case c == 't':
+		e.w.writeString("true")
+		return i + 4
+	case c == 'f':
+		e.w.writeString("false")
+		return i + 5
+	case c == 'n':
+		e.w.writeString("null")
+		return i + 4
+	}
+	return e.number(i)
+}
+
+func (e *emitter) object(idx int, root bool) int {
+	p := e.p
+	o := p.objects[idx]
+	e.w.writeByte('{')
+	first := true
+	for k := o.first; k < o.first+o.n; k++ {
+		m := &p.members[k]
+		if root && excluded(p.key(m)) {
+			continue
+		}
+		if !first {
+			e.w.writeByte(',')
+		}
+		first = false
+		if m.esc {
+			e.quoted(p.body[m.pos+1 : m.pos+1+m.rawLen])
+		} else {
+			e.w.writeByte('"')
+			e.w.write(p.body[m.pos+1 : m.pos+1+m.rawLen])
+			e.w.writeByte('"')
+		}
+		e.w.writeByte(':')
+		e.value(int(m.val))
+	}
+	e.w.writeByte('}')
+	return int(o.end)
+}
+
+func (e *emitter) array(i int) int {
+	b := e.p.body
+	e.w.writeByte('[')
+	i = skipWS(b, i+1)
+	if b[i] == ']' {
+		e.w.writeByte(']')
+		return i + 1
+	}
+	for {
+		i = skipWS(b, e.value(i))
+		if b[i] == ']' {
+			e.w.writeByte(']')
+			return i + 1
+		}
+		e.w.writeByte(',')
+		i = skipWS(b, i+1)
+	}
+}
+
+// str writes the string whose opening quote is at i and returns its end.
+func (e *emitter) str(i int) int {
+	b := e.p.body
+	start := i + 1
+	j := start
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		j += k
+		// The quote closes the string unless an odd run of backslashes
+		// escapes it.
+		n := 0
+		for j-1-n >= start && b[j-1-n] == '\\' {
+			n++
+		}
+		if n%2 == 0 {
+			break
+		}
+		j++
+	}
+	content := b[start:j]
+	if bytes.IndexByte(content, '\\') < 0 {
+		// Valid JSON without escapes is already in canonical form.
+		e.w.writeByte('"')
+		e.w.write(content)
+		e.w.writeByte('"')
+	} else {
+		e.quoted(content)
+	}
+	return j + 1
+}
+
+// quoted writes a validated string content that contains escapes in the
+// canonical escaping: only '"', '\\' and control characters are escaped,
+// the latter as \b \t \n \f \r or \u00xx with lower-case hex (RFC 8785
+// §3.2.2.2); everything else, '/' and non-ASCII included, is written as
+// UTF-8.
+func (e *emitter) quoted(s []byte) {
+	e.w.writeByte('"')
+	for len(s) > 0 {
+		k := bytes.IndexByte(s, '\\')
+		if k < 0 {
+			e.w.write(s)
+			break
+		}
+		e.w.write(s[:k])
+		r, n := decodeEscape(s[k:])
+		e.rune(r)
+		s = s[k+n:]
+	}
+	e.w.writeByte('"')
+}
+
+func (e *emitter) rune(r rune) {
+	switch r {
+	case '"':
+		e.w.writeString(`\"`)
+	case '\\':
+		e.w.writeString(`\\`)
+	case '\b':
+		e.w.writeString(`\b`)
+	case '\f':
+		e.w.writeString(`\f`)
+	case '\n':
+		e.w.writeString(`\n`)
+	case '\r':
+		e.w.writeString(`\r`)
+	case '\t':
+		e.w.writeString(`\t`)
+	default:
+		var buf [6]byte
+		if r < 0x20 {
+			const hex = "0123456789abcdef"
+			buf = [6]byte{'\\', 'u', '0', '0', hex[r>>4], hex[r&0xf]}
+			e.w.write(buf[:])
+			return
+		}
+		e.w.write(utf8.AppendRune(buf[:0], r))
+	}
+}
+
+// number writes the number at i in canonical form and returns its end.
+//
+// The canonical form is the exact decimal value of the literal, laid out as
+// ECMAScript's Number::toString (and so RFC 8785) lays out a double: with
+// s the significant digits (no leading or trailing zeros), k their count and
+// n the position of the decimal point relative to them (value = 0.s × 10^n):
+//
+//	k ≤ n ≤ 21    s followed by n−k zeros           100, 1e20 → 100000000000000000000
+//	0 < n < k     s with a point after n digits     1.5, 123.456
+//	−6 < n ≤ 0    "0." then −n zeros then s         0.001
+//	otherwise     d[.ddd]e±(n−1)                    1e+21, 1.5e-7
+//
+// "-" precedes negative values; zero is "0" whatever its sign or spelling.
+// So 1, 1.0, 1e0, 10e-1 and 0.1e1 all become "1", while every digit of a
+// long literal is kept: 9007199254740993 does not collapse into
+// 9007199254740992 as it would through a double.
+func (e *emitter) number(i int) int {
+	b := e.p.body
+	neg := b[i] == '-'
+	if neg {
+		i++
+	}
+	intS := i
+	i = digits(b, i)
+	intE := i
+	fracS, fracE := i, i
+	if i < len(b) && b[i] == '.' {
+		fracS = i + 1
+		i = digits(b, fracS)
+		fracE = i
+	}
+	var exp int64
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		expNeg := false
+		if b[i] == '+' || b[i] == '-' {
+			expNeg = b[i] == '-'
+			i++
+		}
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			exp = exp*10 + int64(b[i]-'0') // at most 9 significant digits
+		}
+		if expNeg {
+			exp = -exp
+		}
+	}
+	end := i
+
+	li, lf := intE-intS, fracE-fracS
+	total := li + lf
+	at := func(k int) byte {
+		if k < li {
+			return b[intS+k]
+		}
+		return b[fracS+k-li]
+	}
+	lead := 0
+	for lead < total && at(lead) == '0' {
+		lead++
+	}
+	if lead == total {
+		e.w.writeByte('0')
+		return end
+	}
+	last := total - 1
+	for at(last) == '0' {
+		last--
+	}
+	k := int64(last - lead + 1)
+	n := k + int64(total-1-last) + exp - int64(lf)
+
+	// digits writes significant digits [from, to) relative to lead.
+	digitsOut := func(from, to int64) {
+		a, z := lead+int(from), lead+int(to)
+		if a < li {
+			e.w.write(b[intS+a : intS+min(z, li)])
+			a = li
+		}
+		if a < z {
+			e.w.write(b[fracS+a-li : fracS+z-li])
+		}
+	}
+	if neg {
+		e.w.writeByte('-')
+	}
+	switch {
+	case k <= n && n <= 21:
+		digitsOut(0, k)
+		e.zeros(n - k)
+	case 0 < n && n <= 21:
+		digitsOut(0, n)
+		e.w.writeByte('.')
+		digitsOut(n, k)
+	case -6 < n && n <= 0:
+		e.w.writeString("0.")
+		e.zeros(-n)
+		digitsOut(0, k)
+	default:
+		digitsOut(0, 1)
+		if k > 1 {
+			e.w.writeByte('.')
+			digitsOut(1, k)
+		}
+		e.w.writeByte('e')
+		if n-1 >= 0 {
+			e.w.writeByte('+')
+		}
+		var buf [24]byte
+		e.w.write(strconv.AppendInt(buf[:0], n-1, 10))
+	}
+	return end
+}
+
+func (e *emitter) zeros(n int64) {
+	const z = "000000000000000000000"
+	e.w.writeString(z[:n])
+}
