@@ -28,9 +28,11 @@
 //     are equal but no digit of a long number is lost (see emitter.number);
 //     -0 is 0.
 //
-// This equals RFC 8785 output except for numbers whose literal is not the
-// shortest round-trip form of a double; it was chosen over JCS because
-// JCS goes through float64 and would silently merge distinct big integers.
+// This differs from RFC 8785 in two ways: keys are ordered by UTF-8 bytes,
+// not UTF-16 code units (the same order unless keys mix characters above
+// U+FFFF with ones from U+E000 to U+FFFF), and numbers keep their exact
+// value, where JCS goes through float64 and would silently merge distinct
+// big integers such as 9007199254740992 and 9007199254740993.
 //
 // Validation, field extraction and fingerprinting share one validating
 // pass; the canonical form is then streamed into the HMAC from the body's
@@ -115,6 +117,9 @@ func Canonical(body []byte) ([]byte, error) {
 	p := getParser()
 	defer putParser(p)
 	if err := p.parse(body); err != nil {
+		return nil, err
+	}
+	if _, err := p.info(); err != nil {
 		return nil, err
 	}
 	w := sink{out: make([]byte, 0, len(body))}

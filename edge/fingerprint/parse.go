@@ -2,9 +2,11 @@ package fingerprint
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"unicode/utf8"
 )
@@ -300,6 +302,7 @@ func (p *parser) str(i int) (end int, esc bool, err error) {
 	b := p.body
 	j := i + 1
 	for {
+		j = plainRun(b, j)
 		for j < len(b) && strClass[b[j]] == 0 {
 			j++
 		}
@@ -324,6 +327,27 @@ func (p *parser) str(i int) (end int, esc bool, err error) {
 			j += size
 		}
 	}
+}
+
+// plainRun returns the offset of the first byte at or after j that may
+// need attention in a string (quote, backslash, control or non-ASCII),
+// looking at 8 bytes at a time; it may stop a little early, never late.
+func plainRun(b []byte, j int) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for ; j+8 <= len(b); j += 8 {
+		x := binary.LittleEndian.Uint64(b[j:])
+		// A byte's high bit ends up set if it is below 0x20, equal to
+		// '"' or '\\', or non-ASCII. Borrows only run upwards from such a
+		// byte, so the lowest flagged byte is always a real one.
+		m := (x - 0x20*ones) | ((x ^ '"'*ones) - ones) | ((x ^ '\\'*ones) - ones) | x
+		if m&highs != 0 {
+			return j + bits.TrailingZeros64(m&highs)/8
+		}
+	}
+	return j
 }
 
 // escape validates the escape sequence at b[j] == '\\' and returns the
