@@ -81,13 +81,13 @@ func (r *Reader) Next() (Event, error) {
 	if r.err != nil {
 		return Event{}, r.err
 	}
-	// The previous event's bytes are no longer needed.
-	if r.off > 0 {
-		r.n = copy(r.buf, r.buf[r.off:r.n])
-		r.off = 0
+	// The previous event's bytes are no longer needed; they are moved out
+	// of the way only when the buffer needs the room (see read).
+	if r.off == r.n {
+		r.off, r.n = 0, 0
 	}
-	var ev eventState
-	p := 0 // start of the next line
+	ev := eventState{start: r.off}
+	p := r.off // start of the next line
 	emptyReads := 0
 	for {
 		b := r.buf[:r.n]
@@ -116,7 +116,7 @@ func (r *Reader) Next() (Event, error) {
 
 		// The buffered bytes end inside this event: read more.
 		if r.eof {
-			if r.n == 0 {
+			if r.n == ev.start {
 				r.err = io.EOF
 				return Event{}, io.EOF
 			}
@@ -126,12 +126,12 @@ func (r *Reader) Next() (Event, error) {
 			r.off = r.n
 			return r.event(&ev, r.n, ev.lines > 0), nil
 		}
-		if r.n >= r.max {
+		if r.n-ev.start >= r.max {
 			r.err = fmt.Errorf("%w: larger than %d bytes", ErrEventTooLarge, r.max)
 			return Event{}, r.err
 		}
 		if r.n == len(r.buf) {
-			r.grow()
+			p -= r.makeRoom(&ev)
 		}
 		m, err := r.r.Read(r.buf[r.n:])
 		r.n += m
@@ -153,6 +153,7 @@ func (r *Reader) Next() (Event, error) {
 // eventState is what Next has parsed of the current event, as offsets into
 // the buffer (which may move when it grows).
 type eventState struct {
+	start          int // Raw begins at buf[start]
 	lines          int // non-blank lines
 	nameS, nameE   int // Name
 	dataN          int // number of data fields
@@ -231,7 +232,7 @@ func (r *Reader) line(ev *eventState, s, e int) bool {
 
 func (r *Reader) event(ev *eventState, end int, partial bool) Event {
 	out := Event{
-		Raw:     r.buf[:end:end],
+		Raw:     r.buf[ev.start:end:end],
 		Name:    r.buf[ev.nameS:ev.nameE:ev.nameE],
 		HasData: ev.dataN > 0,
 		Partial: partial,
@@ -245,12 +246,29 @@ func (r *Reader) event(ev *eventState, end int, partial bool) Event {
 	return out
 }
 
-func (r *Reader) grow() {
-	size := max(2*len(r.buf), 4096)
-	size = min(size, r.max)
-	nb := make([]byte, size)
-	copy(nb, r.buf[:r.n])
-	r.buf = nb
+// makeRoom makes room at the end of a full buffer: it moves the current
+// event to the front or, if it already is there, grows the buffer up to
+// the event size limit. It returns how far the event moved.
+func (r *Reader) makeRoom(ev *eventState) int {
+	d := ev.start
+	if d == 0 {
+		size := min(max(2*len(r.buf), 4096), r.max)
+		nb := make([]byte, size)
+		copy(nb, r.buf[:r.n])
+		r.buf = nb
+		return 0
+	}
+	r.n = copy(r.buf, r.buf[d:r.n])
+	ev.start = 0
+	if ev.nameE > 0 { // a name was seen
+		ev.nameS -= d
+		ev.nameE -= d
+	}
+	if ev.dataN > 0 {
+		ev.data0S -= d
+		ev.data0E -= d
+	}
+	return d
 }
 
 // ErrInvalidName is returned by Write for an event name containing a line

@@ -251,6 +251,50 @@ func TestReaderSteadyStateAllocs(t *testing.T) {
 	}
 }
 
+// TestReaderLongStream reads a long stream of events of many sizes in small
+// pieces, so that events straddle reads, the buffer grows and events are
+// moved to its front.
+func TestReaderLongStream(t *testing.T) {
+	var in bytes.Buffer
+	breaks := []string{"\n", "\r\n", "\r"}
+	seed := uint64(42)
+	rnd := func(n int) int {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return int(seed>>33) % n
+	}
+	for i := range 3000 {
+		nl := breaks[rnd(3)]
+		if rnd(4) == 0 {
+			fmt.Fprintf(&in, "event: e%d%s", i, nl)
+		}
+		if rnd(10) == 0 {
+			in.WriteString(": keep-alive" + nl)
+		}
+		for range 1 + rnd(3) {
+			fmt.Fprintf(&in, "data: %d %s%s", i, strings.Repeat("x", rnd(3000)), nl)
+		}
+		in.WriteString(nl)
+	}
+	in.WriteString("data: unterminated")
+	want := significant(reference(in.Bytes()))
+	for _, seed := range []uint64{1, 2, 3} {
+		got, err := readAll(t, NewReaderSize(&chunkReader{b: in.Bytes(), seed: seed}, 16<<10))
+		if err != io.EOF {
+			t.Fatal(err)
+		}
+		var raw []byte
+		for _, e := range got {
+			raw = append(raw, e.Raw...)
+		}
+		if !bytes.Equal(raw, in.Bytes()) {
+			t.Fatal("raw bytes differ from the input")
+		}
+		if g := significant(got); g != want {
+			t.Fatalf("events differ from the reference (%d vs %d bytes of listing)", len(g), len(want))
+		}
+	}
+}
+
 func TestWrite(t *testing.T) {
 	tests := []struct {
 		event, data, want string
@@ -321,6 +365,9 @@ func FuzzReader(f *testing.F) {
 		}
 		if !bytes.HasPrefix(in, raw) {
 			t.Fatal("small limit: raw bytes are not a prefix of the input")
+		}
+		if g, w := significant(small), significant(reference(in)); !strings.HasPrefix(w, g) {
+			t.Fatalf("small limit: events\n%s\nare not a prefix of\n%s", g, w)
 		}
 	})
 }
