@@ -7,60 +7,62 @@ import (
 	"unicode/utf8"
 )
 
-// sink receives canonical bytes: either a hash, through a small staging
-// buffer so that the hash sees few large writes, or a byte slice.
+// sink receives canonical bytes through a staging buffer, so that the hash
+// sees few large writes and the common small writes are inlined appends.
 type sink struct {
-	h   hash.Hash // nil: append to out
-	buf []byte    // staging for h, never grown past its capacity
+	h   hash.Hash // nil: flush appends to out
+	buf []byte    // staging, never grown past its capacity
 	out []byte
 }
 
 const stageSize = 4096
 
 func (s *sink) write(p []byte) {
-	if s.h == nil {
-		s.out = append(s.out, p...)
+	if len(s.buf)+len(p) <= cap(s.buf) {
+		s.buf = append(s.buf, p...)
 		return
 	}
-	if len(s.buf)+len(p) > cap(s.buf) {
-		s.flush()
-		if len(p) >= cap(s.buf)/2 {
-			s.h.Write(p)
-			return
-		}
+	s.writeSlow(p)
+}
+
+func (s *sink) writeSlow(p []byte) {
+	s.flush()
+	if len(p) >= cap(s.buf)/2 {
+		s.direct(p)
+		return
 	}
 	s.buf = append(s.buf, p...)
 }
 
 func (s *sink) writeString(p string) {
-	if s.h == nil {
-		s.out = append(s.out, p...)
+	if len(s.buf)+len(p) <= cap(s.buf) {
+		s.buf = append(s.buf, p...)
 		return
 	}
-	if len(s.buf)+len(p) > cap(s.buf) {
-		s.flush()
-	}
-	if len(p) > cap(s.buf) {
-		s.h.Write([]byte(p)) // not reached by the package's own short strings
-		return
-	}
-	s.buf = append(s.buf, p...)
+	s.flush()
+	s.buf = append(s.buf, p...) // the package's strings are short
 }
 
 func (s *sink) writeByte(c byte) {
-	if s.h == nil {
-		s.out = append(s.out, c)
+	if len(s.buf) < cap(s.buf) {
+		s.buf = append(s.buf, c)
 		return
 	}
-	if len(s.buf) == cap(s.buf) {
-		s.flush()
-	}
+	s.flush()
 	s.buf = append(s.buf, c)
 }
 
+func (s *sink) direct(p []byte) {
+	if s.h != nil {
+		s.h.Write(p)
+	} else {
+		s.out = append(s.out, p...)
+	}
+}
+
 func (s *sink) flush() {
-	if s.h != nil && len(s.buf) > 0 {
-		s.h.Write(s.buf)
+	if len(s.buf) > 0 {
+		s.direct(s.buf)
 		s.buf = s.buf[:0]
 	}
 }

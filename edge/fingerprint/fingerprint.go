@@ -122,9 +122,10 @@ func Canonical(body []byte) ([]byte, error) {
 	if _, err := p.info(); err != nil {
 		return nil, err
 	}
-	w := sink{out: make([]byte, 0, len(body))}
+	w := sink{buf: make([]byte, 0, stageSize), out: make([]byte, 0, len(body))}
 	e := emitter{p: p, w: &w}
 	e.emit()
+	w.flush()
 	return w.out, nil
 }
 

@@ -408,7 +408,9 @@ func chatBody(size int) []byte {
 	b.WriteString(`{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"temperature":0.7,"max_tokens":1024,"top_p":1,` +
 		`"tools":[{"type":"function","function":{"name":"get_weather","description":"Get the current weather for a city.","parameters":{"type":"object","properties":{"city":{"type":"string","description":"City name, e.g. Zürich"},"unit":{"type":"string","enum":["celsius","fahrenheit"]}},"required":["city"]}}}],` +
 		`"messages":[{"role":"system","content":"You are a helpful assistant. Answer briefly and cite sources when you can."}`)
-	words := []string{"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "naïve", "café", "\\\"quoted\\\"", "line\\nbreak", "日本語", "1.5", "<tag>"}
+	// Mostly English, with some escapes and non-ASCII text as in real
+	// prompts.
+	words := []string{"the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "then", "asks", "about", "a", "naïve", "question", "in", "a", "café", "with", "\\\"quoted\\\"", "text", "and", "a", "line\\nbreak", "or", "日本語", "1.5", "<tag>", "again"}
 	for i := 0; b.Len() < size-200; i++ {
 		role := "user"
 		if i%2 == 1 {

@@ -263,7 +263,17 @@ func (p *parser) object(i int) (int, error) {
 // duplicate keys, and moves them from the open stack to the index.
 func (p *parser) closeObject(idx, base, i int) (int, error) {
 	ms := p.open[base:]
-	slices.SortFunc(ms, func(x, y member) int { return bytes.Compare(p.key(&x), p.key(&y)) })
+	if len(ms) <= 12 {
+		// Most objects are small; a plain insertion sort beats the
+		// generic sort's indirect comparisons there.
+		for k := 1; k < len(ms); k++ {
+			for j := k; j > 0 && bytes.Compare(p.key(&ms[j-1]), p.key(&ms[j])) > 0; j-- {
+				ms[j-1], ms[j] = ms[j], ms[j-1]
+			}
+		}
+	} else {
+		slices.SortFunc(ms, func(x, y member) int { return bytes.Compare(p.key(&x), p.key(&y)) })
+	}
 	for k := 1; k < len(ms); k++ {
 		if bytes.Equal(p.key(&ms[k-1]), p.key(&ms[k])) {
 			return i, errAt(int(max(ms[k-1].pos, ms[k].pos)), "duplicate object key")
