@@ -116,11 +116,11 @@ func (e *emitter) object(idx int, root bool) int {
 			e.w.writeByte(',')
 		}
 		first = false
-		if m.esc {
-			e.quoted(p.body[m.pos+1 : m.pos+1+m.rawLen])
+		if m.escaped() {
+			e.quotedDecoded(p.key(m))
 		} else {
 			e.w.writeByte('"')
-			e.w.write(p.body[m.pos+1 : m.pos+1+m.rawLen])
+			e.w.write(p.key(m))
 			e.w.writeByte('"')
 		}
 		e.w.writeByte(':')
@@ -197,6 +197,25 @@ func (e *emitter) quoted(s []byte) {
 		r, n := decodeEscape(s[k:])
 		e.rune(r)
 		s = s[k+n:]
+	}
+	e.w.writeByte('"')
+}
+
+// quotedDecoded writes decoded (unescaped) string bytes in the canonical
+// escaping.
+func (e *emitter) quotedDecoded(s []byte) {
+	e.w.writeByte('"')
+	for len(s) > 0 {
+		k := 0
+		for k < len(s) && s[k] >= 0x20 && s[k] != '"' && s[k] != '\\' {
+			k++
+		}
+		e.w.write(s[:k])
+		if k == len(s) {
+			break
+		}
+		e.rune(rune(s[k]))
+		s = s[k+1:]
 	}
 	e.w.writeByte('"')
 }

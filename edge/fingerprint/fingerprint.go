@@ -17,7 +17,8 @@
 // each of which would otherwise make "the same request" ambiguous: strings
 // are valid UTF-8 with no lone surrogate escapes (I-JSON, RFC 7493), no
 // object has two keys that decode to the same string, nesting is at most
-// MaxDepth deep, and an exponent has at most 9 digits. Its canonical form:
+// MaxDepth deep, an exponent has at most 9 digits, and a body holds at most
+// MaxIndexed objects and members together. Its canonical form:
 //
 //   - no whitespace between tokens;
 //   - object members sorted by the bytes of their decoded UTF-8 keys (the

@@ -30,6 +30,7 @@ func TestCanonical(t *testing.T) {
 		{"utf-8 not utf-16 order", `{"😀":1,"｡":2}`, `{"｡":2,"😀":1}`},
 		{"escaped key sorts decoded", `{"\u00e9":1,"f":2}`, `{"f":2,"é":1}`},
 		{"escaped key rewritten", `{"a\/b\u0041":1}`, `{"a/bA":1}`},
+		{"escaped key keeps needed escapes", `{"\u0001\"\\\n\u00e9":1}`, `{"\u0001\"\\\né":1}`},
 
 		{"int", `{"n":1}`, `{"n":1}`},
 		{"1.0", `{"n":1.0}`, `{"n":1}`},
@@ -88,7 +89,8 @@ func TestCanonical(t *testing.T) {
 // reasons are all the texts an Error may carry; the fuzz test checks that an
 // error is one of them, which proves no content reaches the message.
 var reasons = []string{
-	"body larger than 4 GiB",
+	"body of 2 GiB or more",
+	"too many objects and members",
 	"empty body",
 	"body is not a JSON object",
 	"data after the JSON object",
@@ -134,6 +136,7 @@ func TestErrors(t *testing.T) {
 		{"two objects", `{"a":1}{}`, 7, "data after the JSON object"},
 		{"duplicate", `{"a":1,"a":2}`, 7, "duplicate object key"},
 		{"duplicate after decoding", `{"a":1,"\u0061":2}`, 7, "duplicate object key"},
+		{"duplicate of escaped key", `{"\u0061":1,"a":2}`, 12, "duplicate object key"},
 		{"nested duplicate", `{"x":{"b":1,"c":2,"b":3}}`, 18, "duplicate object key"},
 		{"trailing comma", `{"a":1,}`, 7, "expected a string key in object"},
 		{"unquoted key", `{a:1}`, 1, "expected a string key in object"},
@@ -202,6 +205,21 @@ func TestErrors(t *testing.T) {
 		if _, err := Scan([]byte(deepArr(n))); err != nil {
 			t.Errorf("array depth %d rejected: %v", n, err)
 		}
+	}
+}
+
+func TestMaxIndexed(t *testing.T) {
+	body := func(objects int) []byte {
+		return []byte(`{"a":[` + strings.Repeat(`{},`, objects-1) + `{}]}`)
+	}
+	// The root object, its member "a" and the objects in the array.
+	if _, err := Scan(body(MaxIndexed - 2)); err != nil {
+		t.Fatalf("body at the limit: %v", err)
+	}
+	_, err := Scan(body(MaxIndexed - 1))
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != "too many objects and members" {
+		t.Fatalf("body over the limit: %v", err)
 	}
 }
 

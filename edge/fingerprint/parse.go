@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"math/bits"
 	"slices"
 	"unicode/utf8"
@@ -15,6 +14,12 @@ import (
 // top-level object is depth 1. Deeper bodies are rejected: no API request
 // needs them and they only cost stack.
 const MaxDepth = 64
+
+// MaxIndexed bounds the number of objects plus object members in a body.
+// The validator indexes each (in 16 and 12 bytes) so that the canonical form
+// can be streamed; the bound keeps that index under about 16 MiB whatever
+// the body, far above what any real request needs.
+const MaxIndexed = 1 << 20
 
 // maxExponentDigits bounds a number's exponent (after leading zeros): numbers
 // like 1e1000000000 are rejected instead of being normalised.
@@ -41,15 +46,19 @@ func errAt(off int, reason string) error { return &Error{Offset: off, Reason: re
 
 // member is one key/value pair of an object, located in the body. Keys that
 // contain escapes are decoded into the parser's arena, because keys are
-// sorted and compared by their decoded bytes.
+// sorted and compared by their decoded bytes; the arena then also records
+// where the key was, for error messages. 12 bytes per member keep the index
+// small next to the body even for bodies made of tiny objects.
 type member struct {
-	pos    uint32 // offset of the key's opening quote
-	rawLen uint32 // length of the key between its quotes, as written
-	aOff   uint32 // decoded key in arena[aOff:aOff+aLen] when esc
-	aLen   uint32
-	val    uint32 // offset of the value's first byte
-	esc    bool
+	key  uint32 // offset of the key's bytes: in the body, or in the arena
+	klen uint32 // length of the key's bytes, | inArena
+	val  uint32 // offset of the value's first byte in the body
 }
+
+const inArena = 1 << 31
+
+// escaped reports whether the key is decoded in the arena.
+func (m *member) escaped() bool { return m.klen&inArena != 0 }
 
 // object locates one object and its members, sorted by decoded key.
 type object struct {
@@ -95,18 +104,28 @@ func (p *parser) release() {
 	}
 }
 
+// key returns a member's key bytes, decoded.
 func (p *parser) key(m *member) []byte {
-	if m.esc {
-		return p.arena[m.aOff : m.aOff+m.aLen]
+	n := m.klen &^ inArena
+	if m.escaped() {
+		return p.arena[m.key : m.key+n]
 	}
-	return p.body[m.pos+1 : m.pos+1+m.rawLen]
+	return p.body[m.key : m.key+n]
+}
+
+// keyPos returns the offset of a member's opening quote.
+func (p *parser) keyPos(m *member) int {
+	if m.escaped() {
+		return int(binary.LittleEndian.Uint32(p.arena[m.key-4:]))
+	}
+	return int(m.key) - 1
 }
 
 // parse validates the whole body as a single JSON object.
 func (p *parser) parse(body []byte) error {
 	p.reset(body)
-	if len(body) > math.MaxUint32 {
-		return errAt(0, "body larger than 4 GiB")
+	if len(body) >= inArena {
+		return errAt(0, "body of 2 GiB or more")
 	}
 	i := skipWS(body, 0)
 	if i == len(body) {
@@ -213,6 +232,9 @@ func (p *parser) object(i int) (int, error) {
 		return i, err
 	}
 	b := p.body
+	if len(p.members)+len(p.open)+len(p.objects) >= MaxIndexed {
+		return i, errAt(i, "too many objects and members")
+	}
 	idx := len(p.objects)
 	p.objects = append(p.objects, object{start: uint32(i)})
 	base := len(p.open)
@@ -228,11 +250,15 @@ func (p *parser) object(i int) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		m := member{pos: uint32(i), rawLen: uint32(end - i - 2), esc: esc}
+		if len(p.members)+len(p.open)+len(p.objects) >= MaxIndexed {
+			return i, errAt(i, "too many objects and members")
+		}
+		m := member{key: uint32(i + 1), klen: uint32(end - i - 2)}
 		if esc {
-			m.aOff = uint32(len(p.arena))
+			p.arena = binary.LittleEndian.AppendUint32(p.arena, uint32(i))
+			m.key = uint32(len(p.arena))
 			p.arena = appendDecoded(p.arena, b[i+1:end-1])
-			m.aLen = uint32(len(p.arena)) - m.aOff
+			m.klen = (uint32(len(p.arena)) - m.key) | inArena
 		}
 		i = skipWS(b, end)
 		if i >= len(b) || b[i] != ':' {
@@ -276,7 +302,7 @@ func (p *parser) closeObject(idx, base, i int) (int, error) {
 	}
 	for k := 1; k < len(ms); k++ {
 		if bytes.Equal(p.key(&ms[k-1]), p.key(&ms[k])) {
-			return i, errAt(int(max(ms[k-1].pos, ms[k].pos)), "duplicate object key")
+			return i, errAt(max(p.keyPos(&ms[k-1]), p.keyPos(&ms[k])), "duplicate object key")
 		}
 	}
 	o := &p.objects[idx]
