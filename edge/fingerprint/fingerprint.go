@@ -80,10 +80,10 @@ const domain = "codex-fingerprint-v1\x00"
 
 // Info is what the edge needs to know about a request body.
 type Info struct {
-	Model         string // top-level "model"; "" when absent or null
-	Stream        bool   // top-level "stream" is true
-	StreamOptions bool   // top-level "stream_options" is an object
-	IncludeUsage  bool   // "stream_options": {"include_usage": true}
+	Model            string // top-level "model"; "" when absent or null
+	Stream           bool   // top-level "stream" is true
+	HasStreamOptions bool   // top-level "stream_options" is an object
+	IncludeUsage     bool   // "stream_options": {"include_usage": true}
 }
 
 // Sum is a request fingerprint.
@@ -231,7 +231,7 @@ func (p *parser) info() (Info, error) {
 			if p.body[v] != '{' {
 				continue
 			}
-			info.StreamOptions = true
+			info.HasStreamOptions = true
 			o := p.objects[p.objectAt(v)]
 			for j := o.first; j < o.first+o.n; j++ {
 				if string(p.key(&p.members[j])) == "include_usage" {
