@@ -168,36 +168,37 @@ func (e *emitter) str(i int) int {
 		}
 		j++
 	}
-	content := b[start:j]
-	if bytes.IndexByte(content, '\\') < 0 {
-		// Valid JSON without escapes is already in canonical form.
-		e.w.writeByte('"')
-		e.w.write(content)
-		e.w.writeByte('"')
-	} else {
-		e.quoted(content)
-	}
+	e.quoted(b[start:j])
 	return j + 1
 }
 
-// quoted writes a validated string content that contains escapes in the
-// canonical escaping: only '"', '\\' and control characters are escaped,
-// the latter as \b \t \n \f \r or \u00xx with lower-case hex (RFC 8785
-// §3.2.2.2); everything else, '/' and non-ASCII included, is written as
-// UTF-8.
+// quoted writes a validated string's content in the canonical escaping:
+// only '"', '\\' and control characters are escaped, the latter as \b \t \n
+// \f \r or \u00xx with lower-case hex (RFC 8785 §3.2.2.2); everything else,
+// '/' and non-ASCII included, is written as UTF-8. Valid JSON text is
+// already canonical except for "\/" and "\u" escapes, so only those break
+// the runs of bytes copied as they are.
 func (e *emitter) quoted(s []byte) {
 	e.w.writeByte('"')
-	for len(s) > 0 {
-		k := bytes.IndexByte(s, '\\')
-		if k < 0 {
-			e.w.write(s)
+	run := 0 // start of the bytes not yet written
+	for k := 0; ; {
+		i := bytes.IndexByte(s[k:], '\\')
+		if i < 0 {
 			break
 		}
-		e.w.write(s[:k])
+		k += i
+		switch s[k+1] {
+		case '"', '\\', 'b', 'f', 'n', 'r', 't':
+			k += 2 // already canonical
+			continue
+		}
+		e.w.write(s[run:k])
 		r, n := decodeEscape(s[k:])
 		e.rune(r)
-		s = s[k+n:]
+		k += n
+		run = k
 	}
+	e.w.write(s[run:])
 	e.w.writeByte('"')
 }
 

@@ -58,6 +58,8 @@ func TestCanonical(t *testing.T) {
 		{"unicode escape", `{"s":"\u00e9\u2603"}`, `{"s":"é☃"}`},
 		{"surrogate pair", `{"s":"\ud83d\ude00"}`, `{"s":"😀"}`},
 		{"solidus", `{"s":"a\/b"}`, `{"s":"a/b"}`},
+		{"escaped backslash before u", `{"s":"a\\u0041\\\/"}`, `{"s":"a\\u0041\\/"}`},
+		{"mixed escapes", `{"s":"x\n\u0041\ty\/z\u00e9"}`, `{"s":"x\nA\ty/zé"}`},
 		{"short escapes", `{"s":"\b\f\n\r\t\"\\"}`, `{"s":"\b\f\n\r\t\"\\"}`},
 		{"short escapes from \\u", `{"s":"\u0008\u000C\u000a\u000D\u0009\u0022\u005C"}`, `{"s":"\b\f\n\r\t\"\\"}`},
 		{"control lower hex", `{"s":"\u001F\u0000\u007f"}`, `{"s":"\u001f\u0000` + "\x7f" + `"}`},
