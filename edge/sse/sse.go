@@ -82,12 +82,16 @@ func (r *Reader) Next() (Event, error) {
 		return Event{}, r.err
 	}
 	// The previous event's bytes are no longer needed; they are moved out
-	// of the way only when the buffer needs the room (see read).
+	// of the way only when the buffer needs the room (see makeRoom).
 	if r.off == r.n {
 		r.off, r.n = 0, 0
 	}
 	ev := eventState{start: r.off}
 	p := r.off // start of the next line
+	// from is where the search for p's line break resumes: the bytes
+	// before it were searched already, so a long line arriving in many
+	// reads is not searched again and again.
+	from := p
 	emptyReads := 0
 	for {
 		b := r.buf[:r.n]
@@ -95,10 +99,11 @@ func (r *Reader) Next() (Event, error) {
 			r.skipLF = false
 			if b[p] == '\n' {
 				p++
+				from = p
 			}
 		}
 		if p < len(b) {
-			if le, next, ok := lineEnd(b, p); ok {
+			if le, next, ok := lineEnd(b, max(p, from)); ok {
 				if next == len(b) && b[le] == '\r' {
 					// Whether a '\n' follows is not known yet; it is
 					// skipped when it comes, so this line need not wait.
@@ -109,9 +114,10 @@ func (r *Reader) Next() (Event, error) {
 					r.off = next
 					return r.event(&ev, next, false), nil
 				}
-				p = next
+				p, from = next, next
 				continue
 			}
+			from = len(b)
 		}
 
 		// The buffered bytes end inside this event: read more.
@@ -131,7 +137,9 @@ func (r *Reader) Next() (Event, error) {
 			return Event{}, r.err
 		}
 		if r.n == len(r.buf) {
-			p -= r.makeRoom(&ev)
+			d := r.makeRoom(&ev)
+			p -= d
+			from -= d
 		}
 		m, err := r.r.Read(r.buf[r.n:])
 		r.n += m
@@ -162,9 +170,8 @@ type eventState struct {
 
 var bom = []byte("\xef\xbb\xbf")
 
-// lineEnd finds the end of the line starting at p: le is the offset of its
-// line break and next the offset after it. ok is false when the buffered
-// bytes hold no line break.
+// lineEnd finds the first line break at or after p: le is its offset and
+// next the offset after it. ok is false when the buffered bytes hold none.
 func lineEnd(b []byte, p int) (le, next int, ok bool) {
 	rest := b[p:]
 	k := bytes.IndexByte(rest, '\n')
