@@ -116,7 +116,7 @@ func fillBase62(dst []byte) error {
 	var pool [64]byte
 	n := 0
 	for n < len(dst) {
-		if _, err := io.ReadFull(rand.Reader, pool[:]); err != nil {
+		if _, err := rand.Read(pool[:]); err != nil {
 			return err
 		}
 		for _, c := range pool {
