@@ -249,22 +249,9 @@ func (e *emitter) rune(r rune) {
 	}
 }
 
-// number writes the number at i in canonical form and returns its end.
-//
-// The canonical form is the exact decimal value of the literal, laid out as
-// ECMAScript's Number::toString (and so RFC 8785) lays out a double: with
-// s the significant digits (no leading or trailing zeros), k their count and
-// n the position of the decimal point relative to them (value = 0.s × 10^n):
-//
-//	k ≤ n ≤ 21    s followed by n−k zeros           100, 1e20 → 100000000000000000000
-//	0 < n < k     s with a point after n digits     1.5, 123.456
-//	−6 < n ≤ 0    "0." then −n zeros then s         0.001
-//	otherwise     d[.ddd]e±(n−1)                    1e+21, 1.5e-7
-//
-// "-" precedes negative values; zero is "0" whatever its sign or spelling.
-// So 1, 1.0, 1e0, 10e-1 and 0.1e1 all become "1", while every digit of a
-// long literal is kept: 9007199254740993 does not collapse into
-// 9007199254740992 as it would through a double.
+// number writes the number at i in canonical form (see the package
+// documentation) and returns its end. It works on the literal's digits in
+// place, so a long literal costs no allocation and keeps every digit.
 func (e *emitter) number(i int) int {
 	b := e.p.body
 	neg := b[i] == '-'

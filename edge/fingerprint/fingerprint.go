@@ -25,9 +25,20 @@
 //     order of array elements is kept: it is meaningful);
 //   - strings escaped as in RFC 8785 (JCS): only '"', '\\' and control
 //     characters are escaped, everything else is written as UTF-8;
-//   - numbers as their exact decimal value in JCS layout, so 1, 1.0 and 1e0
-//     are equal but no digit of a long number is lost (see emitter.number);
-//     -0 is 0.
+//   - numbers as their exact decimal value, in the layout below; so 1, 1.0,
+//     1e0 and 10e-1 are all 1, while no digit of a long literal is lost.
+//
+// A number is laid out as RFC 8785 lays out a double (ECMAScript's
+// Number::toString), but from the literal's own digits. With s the
+// significant digits (no leading or trailing zeros), k their count and n
+// such that the value is 0.s × 10^n:
+//
+//	k ≤ n ≤ 21    s, then n−k zeros           1e20 → 100000000000000000000
+//	0 < n < k     s with a point after n      1.50 → 1.5
+//	−6 < n ≤ 0    "0.", −n zeros, then s      1e-3 → 0.001
+//	otherwise     d[.ddd]e±(n−1)              1e21 → 1e+21, 0.00000015 → 1.5e-7
+//
+// with "-" before negative values; zero is 0 whatever its sign or spelling.
 //
 // This differs from RFC 8785 in two ways: keys are ordered by UTF-8 bytes,
 // not UTF-16 code units (the same order unless keys mix characters above
@@ -35,9 +46,13 @@
 // value, where JCS goes through float64 and would silently merge distinct
 // big integers such as 9007199254740992 and 9007199254740993.
 //
-// Validation, field extraction and fingerprinting share one validating
-// pass; the canonical form is then streamed into the HMAC from the body's
-// own bytes, through a 4 KiB buffer, without being built in memory.
+// # Cost
+//
+// Validation and field extraction are one pass over the body, which also
+// indexes its objects' members (12 bytes each) in sorted order. Sum then
+// streams the canonical form into the HMAC straight from the body's bytes,
+// through a 4 KiB buffer: the canonical document is never built. All
+// working memory is pooled; a Sum allocates only Info.Model.
 package fingerprint
 
 import (
