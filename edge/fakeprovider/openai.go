@@ -54,11 +54,11 @@ func (ex *exchange) chatCompletions() error {
 		b = append(b, `,"object":"chat.completion","created":`...)
 		b = strconv.AppendInt(b, created, 10)
 		b = appendStringField(b, "model", p.req.Model)
-		b = append(b, `,"choices":[{"index":0,"message":{"role":"assistant",`...)
+		b = append(b, `,"choices":[{"index":0,"message":{"role":"assistant"`...)
 		finish := "stop"
 		if p.tool != "" {
 			finish = "tool_calls"
-			b = append(b, `"content":null,"tool_calls":[{"id":`...)
+			b = append(b, `,"content":null,"tool_calls":[{"id":`...)
 			b = appendString(b, ex.newID("call_fake"))
 			b = append(b, `,"type":"function","function":{"name":`...)
 			b = appendString(b, p.tool)
@@ -241,6 +241,7 @@ func (r *responseState) appendResponse(b []byte, status string) []byte {
 		b = strconv.AppendInt(b, r.usage.InputTokens, 10)
 		b = append(b, `,"input_tokens_details":{"cached_tokens":`...)
 		b = strconv.AppendInt(b, r.usage.CachedTokens, 10)
+		b = append(b, '}')
 		b = appendIntField(b, "output_tokens", r.usage.OutputTokens)
 		b = append(b, `,"output_tokens_details":{"reasoning_tokens":`...)
 		b = strconv.AppendInt(b, r.usage.ReasoningTokens, 10)
