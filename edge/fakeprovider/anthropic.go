@@ -54,12 +54,12 @@ func (ex *exchange) messages() error {
 		b = append(b, `","stop_sequence":null,"usage":`...)
 		b = appendAnthropicUsage(b, u, u.OutputTokens)
 		b = append(b, "}\n"...)
+		if !ex.stall {
+			ex.setUsage(u)
+		}
 		err = ex.writeJSON(http.StatusOK, b)
 		return b
 	})
-	if err == nil {
-		ex.usage = &u
-	}
 	return err
 }
 
@@ -129,6 +129,7 @@ func (ex *exchange) messagesStream(p prompt, id, answer string) error {
 	if err := event("content_block_stop", func(b []byte) []byte { return append(b, `,"index":0`...) }); err != nil {
 		return err
 	}
+	st.usage = &u
 	err = event("message_delta", func(b []byte) []byte {
 		if p.tool != "" {
 			b = append(b, `,"delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":`...)
@@ -147,7 +148,6 @@ func (ex *exchange) messagesStream(p prompt, id, answer string) error {
 	if err := event("message_stop", none); err != nil {
 		return err
 	}
-	ex.usage = &u
 	return st.finish()
 }
 
@@ -162,9 +162,8 @@ func (ex *exchange) countTokens() error {
 	b = append(b, `{"input_tokens":`...)
 	b = strconv.AppendInt(b, u.InputTokens, 10)
 	b = append(b, "}\n"...)
-	err := ex.writeJSON(http.StatusOK, b)
-	if err == nil {
-		ex.usage = &u
+	if !ex.stall {
+		ex.setUsage(u)
 	}
-	return err
+	return ex.writeJSON(http.StatusOK, b)
 }

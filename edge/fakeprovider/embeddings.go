@@ -187,11 +187,11 @@ func (ex *exchange) embeddings() error {
 		b = strconv.AppendInt(b, u.InputTokens, 10)
 		b = appendIntField(b, "total_tokens", u.InputTokens)
 		b = append(b, "}}\n"...)
+		if !ex.stall {
+			ex.setUsage(u)
+		}
 		err = ex.writeJSON(http.StatusOK, b)
 		return b
 	})
-	if err == nil {
-		ex.usage = &u
-	}
 	return err
 }

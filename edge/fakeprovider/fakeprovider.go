@@ -230,8 +230,6 @@ type exchange struct {
 	id      uint64
 	body    []byte
 	rec     *Request
-	status  int
-	usage   *Usage
 	done    bool // the response was written in full
 	stall   bool
 	flusher http.Flusher
@@ -324,18 +322,22 @@ func (ex *exchange) finish() {
 	if canceled {
 		ex.s.canceled.Add(1)
 	}
-	if ex.rec == nil && ex.usage == nil {
-		return
+	if ex.rec != nil && canceled {
+		ex.s.mu.Lock()
+		ex.rec.Canceled = true
+		ex.s.mu.Unlock()
 	}
+}
+
+// setUsage records the usage a response reports. It is called before the
+// bytes carrying the usage are written, so a test that has read the whole
+// response sees it.
+func (ex *exchange) setUsage(u Usage) {
 	ex.s.mu.Lock()
 	if ex.rec != nil {
-		ex.rec.Status = ex.status
-		ex.rec.Usage = ex.usage
-		ex.rec.Canceled = canceled
+		ex.rec.Usage = &u
 	}
-	if ex.usage != nil {
-		ex.s.lastUsage = ex.usage
-	}
+	ex.s.lastUsage = &u
 	ex.s.mu.Unlock()
 }
 
@@ -343,7 +345,12 @@ func (ex *exchange) finish() {
 // it is missing or wrong.
 func (ex *exchange) authorized() bool {
 	if ex.rt.anthropic {
+		// Anthropic takes "x-api-key", and current SDKs send the key as
+		// "Authorization: Bearer" instead; the API accepts both.
 		key := ex.r.Header.Get("x-api-key")
+		if key == "" {
+			key = bearer(ex.r.Header.Get("Authorization"))
+		}
 		switch {
 		case key == "":
 			ex.anthropicError(http.StatusUnauthorized, "authentication_error", "x-api-key header is required")
@@ -354,18 +361,27 @@ func (ex *exchange) authorized() bool {
 		}
 		return true
 	}
-	auth := ex.r.Header.Get("Authorization")
-	const prefix = "Bearer "
-	if len(auth) <= len(prefix) || !equalFold(auth[:len(prefix)], prefix) {
+	key := bearer(ex.r.Header.Get("Authorization"))
+	if key == "" {
 		ex.openAIError(http.StatusUnauthorized, "invalid_request_error", "", "",
 			"You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
 		return false
 	}
-	if want := ex.s.opts.OpenAIKey; want != "" && auth[len(prefix):] != want {
+	if want := ex.s.opts.OpenAIKey; want != "" && key != want {
 		ex.openAIError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "", "Incorrect API key provided.")
 		return false
 	}
 	return true
+}
+
+// bearer returns the credential of an "Authorization: Bearer" header value,
+// "" when there is none.
+func bearer(auth string) string {
+	const prefix = "Bearer "
+	if len(auth) <= len(prefix) || !equalFold(auth[:len(prefix)], prefix) {
+		return ""
+	}
+	return auth[len(prefix):]
 }
 
 func equalFold(a, b string) bool {
@@ -485,7 +501,11 @@ func (ex *exchange) writeHeader(status int, contentType string, length int) {
 	} else {
 		h.Set("x-request-id", ex.requestID())
 	}
-	ex.status = status
+	if ex.rec != nil {
+		ex.s.mu.Lock()
+		ex.rec.Status = status
+		ex.s.mu.Unlock()
+	}
 	ex.w.WriteHeader(status)
 }
 

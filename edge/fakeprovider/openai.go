@@ -73,12 +73,12 @@ func (ex *exchange) chatCompletions() error {
 		b = appendOpenAIUsage(b, u)
 		b = append(b, `,"service_tier":"default","system_fingerprint":"fp_fake"}`...)
 		b = append(b, '\n')
+		if !ex.stall {
+			ex.setUsage(u)
+		}
 		err = ex.writeJSON(http.StatusOK, b)
 		return b
 	})
-	if err == nil {
-		ex.usage = &u
-	}
 	return err
 }
 
@@ -160,10 +160,10 @@ func (ex *exchange) chatStream(p prompt, answer string, created int64) error {
 		b = append(b, `],"usage":`...)
 		b = appendOpenAIUsage(b, u)
 		b = append(b, '}')
+		st.usage = &u
 		if err := st.end(b); err != nil {
 			return err
 		}
-		ex.usage = &u
 	}
 	if err := st.end(append(st.begin(""), "[DONE]"...)); err != nil {
 		return err
@@ -197,12 +197,12 @@ func (ex *exchange) responses() error {
 	withBuffer(func(b []byte) []byte {
 		b = r.appendResponse(b, "completed")
 		b = append(b, '\n')
+		if !ex.stall {
+			ex.setUsage(u)
+		}
 		err = ex.writeJSON(http.StatusOK, b)
 		return b
 	})
-	if err == nil {
-		ex.usage = &u
-	}
 	return err
 }
 
@@ -389,13 +389,13 @@ func (ex *exchange) responsesStream(r *responseState, answer string) error {
 		return err
 	}
 	r.usage = &u
+	st.usage = &u
 	err = event("response.completed", func(b []byte) []byte {
 		return r.appendResponse(append(b, `,"response":`...), "completed")
 	})
 	if err != nil {
 		return err
 	}
-	ex.usage = &u
 	return st.finish()
 }
 

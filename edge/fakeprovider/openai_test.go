@@ -549,7 +549,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"anthropic malformed json", "POST", fakeprovider.PathMessages, `{"model`, nil, 400, true},
 		{"anthropic no version", "POST", fakeprovider.PathMessages, `{"model":"c","max_tokens":1,"messages":[{"role":"user","content":"x"}]}`, map[string]string{"anthropic-version": ""}, 400, true},
 		{"anthropic no max_tokens", "POST", fakeprovider.PathMessages, `{"model":"c","messages":[{"role":"user","content":"x"}]}`, nil, 400, true},
-		{"anthropic no key", "POST", fakeprovider.PathMessages, `{}`, map[string]string{"x-api-key": ""}, 401, true},
+		{"anthropic no key", "POST", fakeprovider.PathMessages, `{}`, map[string]string{"x-api-key": "", "Authorization": ""}, 401, true},
 		{"anthropic wrong key", "POST", fakeprovider.PathCountTokens, `{}`, map[string]string{"x-api-key": "nope"}, 401, true},
 	}
 	for _, tt := range tests {

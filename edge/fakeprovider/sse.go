@@ -11,6 +11,9 @@ type stream struct {
 	ex  *exchange
 	n   int // events written so far
 	buf []byte
+	// usage, when set, is recorded just before the next event is written:
+	// the event that reports it.
+	usage *Usage
 }
 
 func (ex *exchange) startStream(contentType string) *stream {
@@ -53,6 +56,10 @@ func (st *stream) end(b []byte) error {
 				return fmt.Errorf("gate chunk %d: %w", st.n, err)
 			}
 		}
+	}
+	if st.usage != nil {
+		ex.setUsage(*st.usage)
+		st.usage = nil
 	}
 	if _, err := ex.w.Write(b); err != nil {
 		return errClientGone
