@@ -30,7 +30,7 @@ const (
 	ModelSlow     = "fake-slow"      // waits Options.SlowLatency before headers
 )
 
-// MaxBodyBytes is the largest request body accepted; larger ones get 413.
+// MaxBodyBytes is the default limit on request bodies; larger ones get 413.
 const MaxBodyBytes = 32 << 20
 
 // DefaultModels are listed by GET /v1/models when Options.Models is empty.
@@ -64,6 +64,9 @@ type Options struct {
 	AnthropicKey string
 	// Models are the ids GET /v1/models lists. Default DefaultModels.
 	Models []string
+	// MaxBodyBytes is the largest request body accepted; larger ones get
+	// 413 in the provider's error shape. Default MaxBodyBytes (32 MiB).
+	MaxBodyBytes int64
 	// NoRecord turns off request recording (Requests stays empty), for
 	// benchmarks. Counters and LastUsage still work.
 	NoRecord bool
@@ -113,6 +116,9 @@ func New(opts Options) *Server {
 	}
 	if len(opts.Models) == 0 {
 		opts.Models = DefaultModels
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = MaxBodyBytes
 	}
 	s := &Server{opts: opts}
 	s.modelsBody = appendModels(nil, opts.Models)
@@ -261,14 +267,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			bodyPool.Put(bp)
 		}
 	}()
-	body, err := readBody(w, r, (*bp)[:0])
+	body, err := readBody(w, r, (*bp)[:0], s.opts.MaxBodyBytes)
 	*bp = body[:0]
 	ex.body = body
 	ex.rec = s.record(r, body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			ex.error(http.StatusRequestEntityTooLarge, errTooLarge, "Request body exceeds the maximum of "+strconv.Itoa(MaxBodyBytes)+" bytes.")
+			ex.error(http.StatusRequestEntityTooLarge, errTooLarge, "Request body exceeds the maximum of "+strconv.FormatInt(s.opts.MaxBodyBytes, 10)+" bytes.")
 			return
 		}
 		if ex.ctx.Err() != nil {
@@ -292,15 +298,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readBody reads r's body into buf, refusing bodies over MaxBodyBytes.
-func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
+// readBody reads r's body into buf, refusing bodies over limit.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return buf, nil
 	}
-	if n := r.ContentLength; n > 0 && n <= MaxBodyBytes && int64(cap(buf)) < n {
-		buf = make([]byte, 0, n)
+	if n := r.ContentLength; n > limit {
+		// Refuse at once rather than read what is announced as too large.
+		return buf, &http.MaxBytesError{Limit: limit}
+	} else if n > 0 && int64(cap(buf)) < n+1 {
+		buf = make([]byte, 0, n+1) // +1: the read that sees EOF needs room
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -530,8 +531,9 @@ func checkStatus(t *testing.T, err error, status int) {
 }
 
 func TestMalformedRequests(t *testing.T) {
-	_, ts := start(t, fakeprovider.Options{})
-	big := strings.NewReader(`{"model":"x","input":"` + strings.Repeat("a", fakeprovider.MaxBodyBytes) + `"}`)
+	const limit = 1 << 10
+	_, ts := start(t, fakeprovider.Options{MaxBodyBytes: limit})
+	big := `{"model":"x","input":"` + strings.Repeat("a", limit) + `"}`
 	tests := []struct {
 		name, method, path, body string
 		header                   map[string]string
@@ -570,14 +572,30 @@ func TestMalformedRequests(t *testing.T) {
 			checkErrorResponse(t, req, tt.status, tt.anthropic)
 		})
 	}
-	t.Run("body over 32 MiB", func(t *testing.T) {
-		req, err := http.NewRequestWithContext(testContext(t), "POST", ts.URL+fakeprovider.PathResponses, big)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+testKey)
-		checkErrorResponse(t, req, http.StatusRequestEntityTooLarge, false)
-	})
+	for _, tt := range []struct {
+		name      string
+		path      string
+		chunked   bool
+		anthropic bool
+	}{
+		{"openai body over limit", fakeprovider.PathResponses, false, false},
+		{"openai chunked body over limit", fakeprovider.PathResponses, true, false},
+		{"anthropic body over limit", fakeprovider.PathMessages, false, true},
+		{"anthropic chunked body over limit", fakeprovider.PathMessages, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader(big)
+			if tt.chunked {
+				body = io.MultiReader(body) // hides the length: sent chunked
+			}
+			req, err := http.NewRequestWithContext(testContext(t), "POST", ts.URL+tt.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			checkErrorResponse(t, req, http.StatusRequestEntityTooLarge, tt.anthropic)
+		})
+	}
 }
 
 // checkErrorResponse sends req and checks the answer has status and the
