@@ -25,6 +25,13 @@ func (c *content) UnmarshalJSON(b []byte) error {
 	}
 	switch b[0] {
 	case '"':
+		// The common case, a string without escapes, needs no second decode.
+		if len(b) >= 2 && b[len(b)-1] == '"' {
+			if inner := b[1 : len(b)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+				*c = content(inner)
+				return nil
+			}
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
