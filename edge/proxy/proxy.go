@@ -72,8 +72,9 @@ type Proxy struct {
 	sink   Sink
 	prices Pricer
 	opts   Options
-	client *http.Client
-	bufs   sync.Pool
+	rt     http.RoundTripper
+	bufs   sync.Pool // *bytes.Buffer: request bodies and captured answers
+	chunks sync.Pool // *[]byte: copy buffers for answers
 }
 
 // New returns a proxy; register its routes with Register.
@@ -110,14 +111,14 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 		sink:   sink,
 		prices: prices,
 		opts:   opts,
-		// No client timeout: streams may last long; the idle timer and the
-		// transport's header timeout bound every wait instead.
-		client: &http.Client{Transport: opts.Transport, CheckRedirect: noRedirect},
+		// The transport is used directly, not through an http.Client: the
+		// edge follows no redirects, and sets no overall deadline (streams
+		// last long; the header and idle timeouts bound every wait).
+		rt:     opts.Transport,
 		bufs:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		chunks: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
 	}
 }
-
-func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // NewTransport returns the transport used towards providers: connection
 // reuse sized for a busy gateway, and the connect and header timeouts.
@@ -256,7 +257,7 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 		x.rec.Stream = info.Stream
 		x.stream = info.Stream
 		if x.stream && x.rt.endpoint == usage.ChatCompletions && !info.IncludeUsage {
-			x.body, err = requestUsage(x.body, info.StreamOptions)
+			x.body, err = requestUsage(x.body, info.HasStreamOptions)
 			if err != nil {
 				return badJSON(err.Error())
 			}
@@ -382,7 +383,7 @@ func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) erro
 	}
 
 	x.upStart = time.Now()
-	resp, err := p.client.Do(ureq)
+	resp, err := p.rt.RoundTrip(ureq)
 	if err != nil {
 		x.upElapsed = time.Since(x.upStart)
 		return p.upstreamError(r.Context(), x, err)
@@ -441,7 +442,9 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 		capture.Grow(int(resp.ContentLength))
 	}
 	complete := true
-	chunk := make([]byte, 32<<10)
+	cp := p.chunks.Get().(*[]byte)
+	defer p.chunks.Put(cp)
+	chunk := *cp
 	for {
 		n, err := rb.Read(chunk)
 		if n > 0 {

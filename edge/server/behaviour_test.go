@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -168,7 +169,7 @@ func TestKeysNeverCrossOrgs(t *testing.T) {
 	h := newHarness(t, fakeprovider.Options{}, nil)
 	a, b := h.addOrg("a"), h.addOrg("b")
 	for _, tn := range []tenant{a, b, a} {
-		if _, err := h.openai(tn.key).Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
+		if _, err := oa(h, tn.key).Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("which org")}}); err != nil {
 			t.Fatal(err)
 		}
@@ -254,6 +255,9 @@ func TestProviderErrorsPassThrough(t *testing.T) {
 		}
 		dst, dh, dbody := raw(t, "POST", h.fakeURL+c.path, hdrFor(tn.providerKey), c.body)
 		est, eh, ebody := raw(t, "POST", h.base+c.path, hdrFor(tn.key), c.body)
+		// The provider numbers its request ids; everything else must match.
+		reqID := regexp.MustCompile(`req_fake[0-9]+`)
+		dbody, ebody = reqID.ReplaceAll(dbody, nil), reqID.ReplaceAll(ebody, nil)
 		if dst != est || !bytes.Equal(dbody, ebody) || dh.Get("retry-after") != eh.Get("retry-after") {
 			t.Fatalf("%s: through the edge %d %s (retry-after %q), direct %d %s (retry-after %q)",
 				c.body, est, ebody, eh.Get("retry-after"), dst, dbody, dh.Get("retry-after"))
@@ -269,13 +273,13 @@ func TestTimeoutsAndUnreachable(t *testing.T) {
 	tn := h.addOrg("acme")
 
 	// No response headers in time: 504 in each provider's shape.
-	_, err := h.openai(tn.key).Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "fake-hang",
+	_, err := oa(h, tn.key).Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "fake-hang",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")}})
 	var oe *openai.Error
 	if !errors.As(err, &oe) || oe.StatusCode != 504 || oe.Type != "server_error" {
 		t.Fatalf("hang via openai: %v", err)
 	}
-	_, err = h.anthropic(tn.key).Messages.New(ctxT(t), anthropic.MessageNewParams{Model: "fake-hang", MaxTokens: 5,
+	_, err = an(h, tn.key).Messages.New(ctxT(t), anthropic.MessageNewParams{Model: "fake-hang", MaxTokens: 5,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("x"))}})
 	var ae *anthropic.Error
 	if !errors.As(err, &ae) || ae.StatusCode != 504 || !strings.Contains(ae.RawJSON(), "timeout_error") {
@@ -283,7 +287,7 @@ func TestTimeoutsAndUnreachable(t *testing.T) {
 	}
 
 	// A stream that stalls after it started ends with an error event.
-	s := h.anthropic(tn.key).Messages.NewStreaming(ctxT(t), anthropic.MessageNewParams{Model: "fake-stall", MaxTokens: 5,
+	s := an(h, tn.key).Messages.NewStreaming(ctxT(t), anthropic.MessageNewParams{Model: "fake-stall", MaxTokens: 5,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("x"))}})
 	events := 0
 	for s.Next() {
@@ -317,7 +321,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	h := newHarness(t, fakeprovider.Options{}, nil)
 	tn := h.addOrg("acme")
 	ctx, cancel := context.WithCancel(ctxT(t))
-	s := h.openai(tn.key).Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "fake-stall",
+	s := oa(h, tn.key).Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "fake-stall",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")}})
 	if !s.Next() {
 		t.Fatalf("no first chunk: %v", s.Err())
@@ -354,7 +358,7 @@ func TestStreamChunksAreNotHeldBack(t *testing.T) {
 	t.Run("openai", func(t *testing.T) {
 		seen.Store(0)
 		firstDelta.Store(1) // after the role chunk
-		s := h.openai(tn.key).Chat.Completions.NewStreaming(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o",
+		s := oa(h, tn.key).Chat.Completions.NewStreaming(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("one two three four five six seven")}})
 		for s.Next() {
 			if c := s.Current(); len(c.Choices) > 0 && c.Choices[0].Delta.Content != "" {
@@ -368,7 +372,7 @@ func TestStreamChunksAreNotHeldBack(t *testing.T) {
 	t.Run("anthropic", func(t *testing.T) {
 		seen.Store(0)
 		firstDelta.Store(3) // after message_start, content_block_start, ping
-		s := h.anthropic(tn.key).Messages.NewStreaming(ctxT(t), anthropic.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 64,
+		s := an(h, tn.key).Messages.NewStreaming(ctxT(t), anthropic.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 64,
 			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("one two three four five six seven"))}})
 		for s.Next() {
 			if ev := s.Current(); ev.Type == "content_block_delta" {
@@ -388,15 +392,15 @@ func TestNoContentAtRest(t *testing.T) {
 	tn := h.addOrg("acme")
 	canaries := []string{"CANARYa7f3e9q1prompt", "CANARYz8k2m4w6stream", "CANARYm5n7b9v2anthropic"}
 	ctx := ctxT(t)
-	if _, err := h.openai(tn.key).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o",
+	if _, err := oa(h, tn.key).Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(canaries[0])}}); err != nil {
 		t.Fatal(err)
 	}
-	s := h.openai(tn.key).Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o",
+	s := oa(h, tn.key).Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(canaries[1])}})
 	for s.Next() {
 	}
-	if _, err := h.anthropic(tn.key).Messages.New(ctx, anthropic.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 16,
+	if _, err := an(h, tn.key).Messages.New(ctx, anthropic.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 16,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(canaries[2]))}}); err != nil {
 		t.Fatal(err)
 	}
@@ -459,4 +463,16 @@ func TestHealthAndMetrics(t *testing.T) {
 	if st, _, _ := raw(t, "GET", admin+"/debug/pprof/", nil, ""); st != 404 {
 		t.Fatalf("pprof reachable while disabled: %d", st)
 	}
+}
+
+// oa and an return addressable SDK clients (their services have pointer
+// methods).
+func oa(h *harness, key string) *openai.Client {
+	c := h.openai(key)
+	return &c
+}
+
+func an(h *harness, key string) *anthropic.Client {
+	c := h.anthropic(key)
+	return &c
 }

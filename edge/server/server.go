@@ -200,6 +200,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.mainLn.Close()
 		return fmt.Errorf("listen on CODEX_ADMIN_LISTEN: %w", err)
 	}
+	// Read before serving: Serve configures HTTP/2 on the TLS config.
+	scheme := "http"
+	if s.main.TLSConfig != nil {
+		scheme = "https"
+	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	go func() {
@@ -215,10 +220,6 @@ func (s *Server) Start(ctx context.Context) error {
 				s.log.Error("listener stopped", "addr", p.ln.Addr().String(), "err", err)
 			}
 		}()
-	}
-	scheme := "http"
-	if s.main.TLSConfig != nil {
-		scheme = "https"
 	}
 	s.log.Info("codex-edge serving", "url", scheme+"://"+s.mainLn.Addr().String(), "admin", scheme+"://"+s.adminLn.Addr().String())
 	return nil

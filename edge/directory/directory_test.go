@@ -1,0 +1,182 @@
+package directory_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/store/sqlite"
+)
+
+// counting wraps the real store to count key lookups.
+type counting struct {
+	*sqlite.DB
+	lookups atomic.Int64
+}
+
+func (c *counting) KeyByHash(ctx context.Context, h [32]byte) (edge.APIKey, error) {
+	c.lookups.Add(1)
+	return c.DB.KeyByHash(ctx, h)
+}
+
+func setup(t *testing.T) (*counting, *directory.Directory, string) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st := &counting{DB: db}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	org := edge.Org{ID: apikey.NewID("org_"), Name: "acme"}
+	if err := db.CreateOrg(context.Background(), org, secret); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"OPENAI_KEY": "sk-one"}
+	d := directory.New(st, directory.Options{Getenv: func(k string) string { return env[k] }})
+	if err := d.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st, d, org.ID
+}
+
+func newKey(t *testing.T, st *counting, orgID string) (edge.APIKey, [32]byte) {
+	t.Helper()
+	s, _ := apikey.Generate()
+	k := edge.APIKey{ID: apikey.NewID("key_"), OrgID: orgID, Name: "k", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive}
+	if err := st.CreateKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	return k, k.Hash
+}
+
+func TestResolveCachesAndShares(t *testing.T) {
+	st, d, orgID := setup(t)
+	ctx := context.Background()
+	k, h := newKey(t, st, orgID)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := d.Resolve(ctx, h)
+			if err != nil || got.ID != k.ID || got.OrgID != orgID || got.Org == nil {
+				t.Errorf("Resolve = %+v, %v", got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for range 10 {
+		d.Resolve(ctx, h)
+	}
+	if n := st.lookups.Load(); n != 1 {
+		t.Fatalf("%d store lookups for one key, want 1", n)
+	}
+}
+
+func TestUnknownKeysAreRememberedUntilAKeyIsCreated(t *testing.T) {
+	st, d, orgID := setup(t)
+	ctx := context.Background()
+	s, _ := apikey.Generate()
+	h := apikey.Hash(s)
+	for range 3 {
+		if _, err := d.Resolve(ctx, h); !errors.Is(err, directory.ErrUnknownKey) {
+			t.Fatalf("unknown key: %v", err)
+		}
+	}
+	if n := st.lookups.Load(); n != 1 {
+		t.Fatalf("%d lookups of an unknown key, want 1 (then remembered)", n)
+	}
+	// The same secret created by another process afterwards.
+	k := edge.APIKey{ID: apikey.NewID("key_"), OrgID: orgID, Name: "late", Prefix: apikey.DisplayPrefix(s), Hash: h, State: edge.KeyActive}
+	if err := st.CreateKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.Resolve(ctx, h); err != nil || got.ID != k.ID {
+		t.Fatalf("key created elsewhere: %+v, %v", got, err)
+	}
+}
+
+func TestRevocation(t *testing.T) {
+	st, d, orgID := setup(t)
+	ctx := context.Background()
+	k1, h1 := newKey(t, st, orgID)
+	k2, h2 := newKey(t, st, orgID)
+	d.Resolve(ctx, h1)
+	d.Resolve(ctx, h2)
+
+	if err := d.Revoke(ctx, orgID, k1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Resolve(ctx, h1); !errors.Is(err, directory.ErrUnknownKey) {
+		t.Fatalf("revoked here, still resolves: %v", err)
+	}
+	// Revoked by another process: gone after the next Sync.
+	if err := st.RevokeKey(ctx, orgID, k2.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Resolve(ctx, h2); err != nil {
+		t.Fatal("cached key should still resolve before the feed is read")
+	}
+	if err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Resolve(ctx, h2); !errors.Is(err, directory.ErrUnknownKey) {
+		t.Fatalf("revoked elsewhere, still resolves after Sync: %v", err)
+	}
+}
+
+func TestProviderSettingsFollowTheFeed(t *testing.T) {
+	st, d, orgID := setup(t)
+	ctx := context.Background()
+	_, h := newKey(t, st, orgID)
+	k, _ := d.Resolve(ctx, h)
+	if _, ok := k.Org.Upstream(edge.OpenAI); ok {
+		t.Fatal("upstream before any provider was set")
+	}
+	if err := st.SetProvider(ctx, edge.ProviderConfig{OrgID: orgID, Provider: edge.OpenAI, BaseURL: "http://127.0.0.1:9/", APIKeyEnv: "OPENAI_KEY"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k, _ = d.Resolve(ctx, h)
+	u, ok := k.Org.Upstream(edge.OpenAI)
+	if !ok || u.BaseURL != "http://127.0.0.1:9" || u.Credential != "sk-one" || u.CredentialSource != "OPENAI_KEY" {
+		t.Fatalf("upstream %+v %v", u, ok)
+	}
+	if _, ok := k.Org.Upstream(edge.Anthropic); ok {
+		t.Fatal("anthropic configured out of nowhere")
+	}
+}
+
+func TestStoreDownKeepsKnownKeys(t *testing.T) {
+	st, d, orgID := setup(t)
+	ctx := context.Background()
+	_, h := newKey(t, st, orgID)
+	if _, err := d.Resolve(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	st.DB.Close()
+	if _, err := d.Resolve(ctx, h); err != nil {
+		t.Fatalf("known key with the store closed: %v", err)
+	}
+	s, _ := apikey.Generate()
+	if _, err := d.Resolve(ctx, apikey.Hash(s)); err == nil || errors.Is(err, directory.ErrUnknownKey) {
+		t.Fatalf("unknown key with the store closed: %v, want a store error (not 'unknown')", err)
+	}
+	if err := d.Sync(ctx); err == nil {
+		t.Fatal("Sync with the store closed succeeded")
+	}
+}

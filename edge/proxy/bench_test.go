@@ -1,0 +1,114 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/pricing"
+	"github.com/persiv/codex/edge/proxy"
+	"github.com/persiv/codex/edge/store/sqlite"
+)
+
+// inProcess hands requests straight to the fake provider, so the benchmark
+// measures the edge's own work rather than loopback networking.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}
+
+type discard struct{}
+
+func (discard) Record(edge.RequestRecord) bool { return true }
+
+func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
+	db.CreateOrg(ctx, org, secret)
+	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", APIKeyEnv: "K"})
+	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.Anthropic, BaseURL: "http://fake", APIKeyEnv: "K"})
+	s, _ := apikey.Generate()
+	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	dir := directory.New(db, directory.Options{Getenv: func(string) string { return "sk-fake" }})
+	prices, _ := pricing.Load(nil)
+	fake := fakeprovider.New(fakeprovider.Options{NoRecord: true})
+	px := proxy.New(dir, discard{}, prices, proxy.Options{Transport: inProcess{fake}})
+	e := echo.New()
+	px.Register(e)
+	return e, s.Reveal(), fake
+}
+
+var benchChat = []byte(`{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark, please, in a few words."}],"max_tokens":32}`)
+
+func serve(b *testing.B, h http.Handler, key string, body []byte, extra ...string) {
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		b.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+}
+
+// BenchmarkChatThroughEdge is one non-streamed chat completion through the
+// edge (auth lookup, fingerprint, forwarding, usage, pricing), provider
+// included; compare with BenchmarkChatDirect for the edge's share.
+func BenchmarkChatThroughEdge(b *testing.B) {
+	h, key, _ := setupBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, h, key, benchChat)
+	}
+}
+
+// BenchmarkChatDirect is the same request answered by the fake provider
+// alone.
+func BenchmarkChatDirect(b *testing.B) {
+	_, _, fake := setupBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, fake, "sk-fake", benchChat)
+	}
+}
+
+var benchStream = []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Stream a few words to the benchmark."}]}`)
+
+// BenchmarkChatStreamThroughEdge forwards an SSE answer event by event.
+func BenchmarkChatStreamThroughEdge(b *testing.B) {
+	h, key, _ := setupBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, h, key, benchStream)
+	}
+}
+
+func BenchmarkChatStreamDirect(b *testing.B) {
+	_, _, fake := setupBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, fake, "sk-fake", benchStream)
+	}
+}
