@@ -54,7 +54,9 @@ type Options struct {
 	// Gate, when set, is called before each stream chunk after the first,
 	// with the chunk's index: every SSE event counts, from 0 (so the first
 	// gated chunk is 1). A test blocks in it to release chunk n+1 only
-	// after its client saw chunk n. An error aborts the stream.
+	// after its client saw chunk n. An error aborts the stream. Events the
+	// SDKs do not surface count too: OpenAI's data: [DONE] and Anthropic's
+	// ping (the third event of a Messages stream).
 	Gate func(ctx context.Context, chunk int) error
 	// OpenAIKey is the key OpenAI routes require as "Authorization: Bearer";
 	// empty accepts any non-empty key.
@@ -154,7 +156,9 @@ func routeIndex(path string) int {
 	return -1
 }
 
-// Count returns how many requests reached path since the last Reset.
+// Count returns how many requests reached path since the last Reset. For a
+// path the fake does not serve, it is the number of requests to any such
+// path.
 func (s *Server) Count(path string) int64 {
 	if i := routeIndex(path); i >= 0 {
 		return s.counts[i].Load()
