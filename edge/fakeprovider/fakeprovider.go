@@ -27,7 +27,7 @@ const (
 	ModelError400 = "fake-error-400" // 400 invalid request error
 	ModelHang     = "fake-hang"      // no headers until the request context ends
 	ModelStall    = "fake-stall"     // first chunk, then nothing until the context ends
-	ModelSlow     = "fake-slow"      // waits Options.SlowLatency before headers
+	ModelSlow     = "fake-slow"      // waits Options.SlowLatency (default Latency, or 1s) before headers
 )
 
 // MaxBodyBytes is the default limit on request bodies; larger ones get 413.
@@ -43,7 +43,7 @@ type Options struct {
 	// Default 0.
 	Latency time.Duration
 	// SlowLatency is waited before the headers of model fake-slow, instead
-	// of Latency. Default 1s.
+	// of Latency. Default: Latency, or 1s when Latency is 0.
 	SlowLatency time.Duration
 	// ChunkDelay is waited before each stream chunk after the first.
 	// Default 0.
@@ -112,6 +112,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.Chunks <= 0 {
 		opts.Chunks = 4
+	}
+	if opts.SlowLatency <= 0 {
+		opts.SlowLatency = opts.Latency
 	}
 	if opts.SlowLatency <= 0 {
 		opts.SlowLatency = time.Second

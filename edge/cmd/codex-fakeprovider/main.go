@@ -29,7 +29,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "codex-fakeprovider:", err)
 		os.Exit(1)
@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("codex-fakeprovider", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9090", "address to listen on (port 0 picks a free port)")
-	latency := fs.Duration("latency", 0, "delay before the response headers of every request")
+	latency := fs.Duration("latency", 0, "delay before the response headers of every request (model fake-slow: this, or 1s when 0)")
 	chunkDelay := fs.Duration("chunk-delay", 0, "delay between stream chunks")
 	chunks := fs.Int("chunks", 4, "text deltas per streamed answer")
 	if err := fs.Parse(args); err != nil {
