@@ -334,15 +334,16 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) (
 
 // finish records the outcome of the exchange.
 func (ex *exchange) finish() {
-	canceled := !ex.done && ex.ctx.Err() != nil
-	if canceled {
-		ex.s.canceled.Add(1)
+	if ex.done || ex.ctx.Err() == nil {
+		return
 	}
-	if ex.rec != nil && canceled {
+	// The record first: a test that saw the counter move reads it next.
+	if ex.rec != nil {
 		ex.s.mu.Lock()
 		ex.rec.Canceled = true
 		ex.s.mu.Unlock()
 	}
+	ex.s.canceled.Add(1)
 }
 
 // setUsage records the usage a response reports. It is called before the
