@@ -244,6 +244,7 @@ type exchange struct {
 	body    []byte
 	rec     *Request
 	done    bool // the response was written in full
+	gone    bool // a write failed: the client went away
 	stall   bool
 	flusher http.Flusher
 }
@@ -298,7 +299,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ex.authorized() {
 		return
 	}
-	if err := ex.rt.handle(ex); err != nil && !errors.Is(err, errClientGone) {
+	err = ex.rt.handle(ex)
+	if errors.Is(err, errClientGone) {
+		// A failed write may come before the request context ends.
+		ex.gone = true
+		return
+	}
+	if err != nil {
 		// A handler error after headers were sent can only abort the
 		// response, so the client sees a broken stream.
 		panic(http.ErrAbortHandler)
@@ -334,7 +341,7 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) (
 
 // finish records the outcome of the exchange.
 func (ex *exchange) finish() {
-	if ex.done || ex.ctx.Err() == nil {
+	if ex.done || (ex.ctx.Err() == nil && !ex.gone) {
 		return
 	}
 	// The record first: a test that saw the counter move reads it next.
