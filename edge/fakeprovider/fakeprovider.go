@@ -27,7 +27,7 @@ const (
 	ModelError400 = "fake-error-400" // 400 invalid request error
 	ModelHang     = "fake-hang"      // no headers until the request context ends
 	ModelStall    = "fake-stall"     // first chunk, then nothing until the context ends
-	ModelSlow     = "fake-slow"      // waits Options.SlowLatency before headers
+	ModelSlow     = "fake-slow"      // waits Options.SlowLatency (default Latency, or 1s) before headers
 )
 
 // MaxBodyBytes is the default limit on request bodies; larger ones get 413.
@@ -43,7 +43,7 @@ type Options struct {
 	// Default 0.
 	Latency time.Duration
 	// SlowLatency is waited before the headers of model fake-slow, instead
-	// of Latency. Default 1s.
+	// of Latency. Default: Latency, or 1s when Latency is 0.
 	SlowLatency time.Duration
 	// ChunkDelay is waited before each stream chunk after the first.
 	// Default 0.
@@ -54,7 +54,9 @@ type Options struct {
 	// Gate, when set, is called before each stream chunk after the first,
 	// with the chunk's index: every SSE event counts, from 0 (so the first
 	// gated chunk is 1). A test blocks in it to release chunk n+1 only
-	// after its client saw chunk n. An error aborts the stream.
+	// after its client saw chunk n. An error aborts the stream. Events the
+	// SDKs do not surface count too: OpenAI's data: [DONE] and Anthropic's
+	// ping (the third event of a Messages stream).
 	Gate func(ctx context.Context, chunk int) error
 	// OpenAIKey is the key OpenAI routes require as "Authorization: Bearer";
 	// empty accepts any non-empty key.
@@ -112,6 +114,9 @@ func New(opts Options) *Server {
 		opts.Chunks = 4
 	}
 	if opts.SlowLatency <= 0 {
+		opts.SlowLatency = opts.Latency
+	}
+	if opts.SlowLatency <= 0 {
 		opts.SlowLatency = time.Second
 	}
 	if len(opts.Models) == 0 {
@@ -154,7 +159,9 @@ func routeIndex(path string) int {
 	return -1
 }
 
-// Count returns how many requests reached path since the last Reset.
+// Count returns how many requests reached path since the last Reset. For a
+// path the fake does not serve, it is the number of requests to any such
+// path.
 func (s *Server) Count(path string) int64 {
 	if i := routeIndex(path); i >= 0 {
 		return s.counts[i].Load()
@@ -237,6 +244,7 @@ type exchange struct {
 	body    []byte
 	rec     *Request
 	done    bool // the response was written in full
+	gone    bool // a write failed: the client went away
 	stall   bool
 	flusher http.Flusher
 }
@@ -291,7 +299,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ex.authorized() {
 		return
 	}
-	if err := ex.rt.handle(ex); err != nil && !errors.Is(err, errClientGone) {
+	err = ex.rt.handle(ex)
+	if errors.Is(err, errClientGone) {
+		// A failed write may come before the request context ends.
+		ex.gone = true
+		return
+	}
+	if err != nil {
 		// A handler error after headers were sent can only abort the
 		// response, so the client sees a broken stream.
 		panic(http.ErrAbortHandler)
@@ -327,15 +341,16 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) (
 
 // finish records the outcome of the exchange.
 func (ex *exchange) finish() {
-	canceled := !ex.done && ex.ctx.Err() != nil
-	if canceled {
-		ex.s.canceled.Add(1)
+	if ex.done || (ex.ctx.Err() == nil && !ex.gone) {
+		return
 	}
-	if ex.rec != nil && canceled {
+	// The record first: a test that saw the counter move reads it next.
+	if ex.rec != nil {
 		ex.s.mu.Lock()
 		ex.rec.Canceled = true
 		ex.s.mu.Unlock()
 	}
+	ex.s.canceled.Add(1)
 }
 
 // setUsage records the usage a response reports. It is called before the

@@ -222,6 +222,18 @@ func TestLatencies(t *testing.T) {
 	}
 }
 
+func TestSlowDefaultsToLatency(t *testing.T) {
+	_, ts := start(t, fakeprovider.Options{Latency: 30 * time.Millisecond})
+	client := openAIClient(ts)
+	began := time.Now()
+	if _, err := client.Chat.Completions.New(testContext(t), chatParams(fakeprovider.ModelSlow, "hi", false)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d < 30*time.Millisecond || d > 900*time.Millisecond {
+		t.Fatalf("fake-slow took %v, want Latency (30ms), not the 1s default", d)
+	}
+}
+
 func TestChunkDelay(t *testing.T) {
 	const delay = 5 * time.Millisecond
 	_, ts := start(t, fakeprovider.Options{ChunkDelay: delay, Chunks: 4})

@@ -164,7 +164,7 @@ func TestEveryShapeIsValidJSON(t *testing.T) {
 		{"messages stream tools", PathMessages, `{"model":"c","max_tokens":9,"stream":true,"tools":[{"name":"t","input_schema":{}}],"messages":` + msgs + `}`, 10},
 		{"count tokens", PathCountTokens, `{"model":"c","messages":` + msgs + `}`, 0},
 	}
-	s := New(Options{Chunks: 4})
+	s := New(Options{}) // the default of 4 chunks gives the event counts above
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			method := http.MethodPost

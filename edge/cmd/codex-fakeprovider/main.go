@@ -29,7 +29,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "codex-fakeprovider:", err)
 		os.Exit(1)
@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("codex-fakeprovider", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9090", "address to listen on (port 0 picks a free port)")
-	latency := fs.Duration("latency", 0, "delay before the response headers of every request")
+	latency := fs.Duration("latency", 0, "delay before the response headers of every request (model fake-slow: this, or 1s when 0)")
 	chunkDelay := fs.Duration("chunk-delay", 0, "delay between stream chunks")
 	chunks := fs.Int("chunks", 4, "text deltas per streamed answer")
 	if err := fs.Parse(args); err != nil {
@@ -70,7 +70,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen: %w", err)
 	}
 	hs := &http.Server{
-		Handler:           srv,
+		Handler: srv,
+		// Requests live in ctx, so a signal ends hung and stalled ones
+		// (fake-hang, fake-stall wait for their context) and the shutdown
+		// below completes at once.
+		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -88,10 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	// Hung and stalled requests (fake-hang, fake-stall) end only when their
-	// client goes away, so a graceful shutdown gets a bounded wait and then
-	// closes what is left.
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
