@@ -25,7 +25,7 @@ port_free() {
 # start_fake_provider ADDR KEY LOG: runs the fake provider in the background, sets FAKE_PID.
 start_fake_provider() {
   local addr=$1 key=$2 log=$3
-  bin/codex-fakeprovider -listen "$addr" -openai-key "$key" -anthropic-key "$key" >"$log" 2>&1 &
+  CODEX_FAKE_OPENAI_KEY="$key" CODEX_FAKE_ANTHROPIC_KEY="$key" bin/codex-fakeprovider -listen "$addr" >"$log" 2>&1 &
   FAKE_PID=$!
   wait_http "http://$addr/healthz" 10
 }

@@ -7,11 +7,30 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# need PKG CMD...: installs the Debian package PKG when one of CMD is missing.
+apt_updated=
+need() {
+  local pkg=$1; shift
+  for c in "$@"; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      step "installing $pkg (for $c)"
+      if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+      return
+    fi
+  done
+}
+need iproute2 ip
+need util-linux unshare
+
 step "lint (gofmt, go vet)"
 make --no-print-directory lint
 
 step "tests (go test -race, all modules)"
 go test -race -count=1 -timeout 20m ./edge/... ./controlplane/... ./shared/... ./schemas/...
+
+step "awskms keyring against a local KMS (private network namespace)"
+scripts/local-kms.sh test
 
 step "fuzz (short runs of every fuzz target)"
 FUZZTIME="${FUZZTIME:-10s}" scripts/fuzz.sh

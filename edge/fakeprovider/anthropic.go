@@ -167,3 +167,30 @@ func (ex *exchange) countTokens() error {
 	}
 	return ex.writeJSON(http.StatusOK, b)
 }
+
+// DefaultAnthropicModels are listed by GET /v1/models to Anthropic clients.
+var DefaultAnthropicModels = []string{"claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"}
+
+func (ex *exchange) anthropicModels() error {
+	return ex.writeJSON(http.StatusOK, ex.s.anthropicModelsBody)
+}
+
+// appendAnthropicModels renders Anthropic's models list page.
+func appendAnthropicModels(b []byte, ids []string) []byte {
+	b = append(b, `{"data":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"type":"model","id":`...)
+		b = appendString(b, id)
+		b = append(b, `,"display_name":`...)
+		b = appendString(b, id)
+		b = append(b, `,"created_at":"2025-09-29T00:00:00Z"}`...)
+	}
+	b = append(b, `],"has_more":false,"first_id":`...)
+	b = appendString(b, ids[0])
+	b = append(b, `,"last_id":`...)
+	b = appendString(b, ids[len(ids)-1])
+	return append(b, "}\n"...)
+}

@@ -95,12 +95,14 @@ const maxRecords = 1000
 // Server is the fake provider, an http.Handler. It is safe for concurrent
 // use.
 type Server struct {
-	opts        Options
-	modelsBody  []byte
-	seq         atomic.Uint64
-	counts      [numRoutes]atomic.Int64
-	canceled    atomic.Int64
-	unknownPath atomic.Int64
+	opts       Options
+	modelsBody []byte
+	// anthropicModelsBody answers GET /v1/models from Anthropic clients.
+	anthropicModelsBody []byte
+	seq                 atomic.Uint64
+	counts              [numRoutes]atomic.Int64
+	canceled            atomic.Int64
+	unknownPath         atomic.Int64
 
 	mu        sync.Mutex
 	records   []*Request // ring of the last maxRecords
@@ -127,6 +129,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts}
 	s.modelsBody = appendModels(nil, opts.Models)
+	s.anthropicModelsBody = appendAnthropicModels(nil, DefaultAnthropicModels)
 	return s
 }
 
@@ -149,6 +152,8 @@ var routes = [numRoutes]route{
 	{PathMessages, http.MethodPost, true, (*exchange).messages},
 	{PathCountTokens, http.MethodPost, true, (*exchange).countTokens},
 }
+
+var anthropicModelsRoute = route{PathModels, http.MethodGet, true, (*exchange).anthropicModels}
 
 func routeIndex(path string) int {
 	for i := range routes {
@@ -260,6 +265,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.flusher, _ = w.(http.Flusher)
 	defer ex.finish()
 
+	if r.URL.Path == "/healthz" {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	i := routeIndex(r.URL.Path)
 	if i < 0 {
 		s.unknownPath.Add(1)
@@ -268,6 +277,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.counts[i].Add(1)
 	ex.rt = &routes[i]
+	// Anthropic's models API shares OpenAI's path; its SDKs send
+	// anthropic-version, which is how the real APIs' clients differ.
+	if ex.rt.path == PathModels && r.Header.Get("anthropic-version") != "" {
+		ex.rt = &anthropicModelsRoute
+	}
 
 	bp := bodyPool.Get().(*[]byte)
 	defer func() {
