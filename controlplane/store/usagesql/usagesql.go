@@ -127,7 +127,7 @@ func Build(q controlplane.UsageQuery, table, bucket string, from, to any, ph fun
 		group = append(group, string(d))
 	}
 	for _, c := range MetricColumns {
-		sel = append(sel, "SUM("+c+")")
+		sel = append(sel, "CAST(SUM("+c+") AS BIGINT)")
 	}
 	out.SQL = fmt.Sprintf("SELECT %s FROM %s WHERE %s GROUP BY %s ORDER BY %s",
 		strings.Join(sel, ", "), table, where.String(), strings.Join(group, ", "), strings.Join(group, ", "))

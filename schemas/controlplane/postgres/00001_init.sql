@@ -233,7 +233,51 @@ CREATE POLICY tenant ON usage_day
     USING (org_id = current_setting('app.org_id', true))
     WITH CHECK (org_id = current_setting('app.org_id', true));
 
+-- Maintenance: retention runs across orgs, so it cannot go through the
+-- tenant policies. It has one narrow path: codex_prune, run with the
+-- owner's rights, and policies that let only the owner (the role running
+-- these migrations) delete old usage and mark silent edges.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    EXECUTE format('CREATE POLICY maintenance_read ON usage_minute FOR SELECT TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance ON usage_minute FOR DELETE TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance_read ON usage_hour FOR SELECT TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance ON usage_hour FOR DELETE TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance_read ON usage_day FOR SELECT TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance ON usage_day FOR DELETE TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance_read ON usage_batches FOR SELECT TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance ON usage_batches FOR DELETE TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance_read ON edges FOR SELECT TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY maintenance ON edges FOR UPDATE TO %I USING (true) WITH CHECK (true)', current_user);
+END
+$$;
+-- +goose StatementEnd
+
+-- The caller's clock can only make pruning keep more (LEAST with the
+-- server's), and retention has floors, so the application role cannot use
+-- this to wipe other orgs' data.
+-- +goose StatementBegin
+CREATE FUNCTION codex_prune(p_now timestamptz, keep_minutes interval, keep_hours interval, keep_days interval)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    t timestamptz := LEAST(p_now, now());
+BEGIN
+    IF keep_minutes < interval '1 day' OR keep_hours < keep_minutes OR keep_days < keep_hours THEN
+        RAISE EXCEPTION 'codex_prune: retention too short';
+    END IF;
+    DELETE FROM usage_minute WHERE ts < t - keep_minutes;
+    DELETE FROM usage_hour WHERE ts < t - keep_hours;
+    DELETE FROM usage_day WHERE ts < t - keep_days;
+    DELETE FROM usage_batches WHERE window_start < t - keep_days;
+    UPDATE edges SET sharing = FALSE WHERE sharing AND last_seen < t - interval '10 minutes';
+END
+$$;
+-- +goose StatementEnd
+REVOKE ALL ON FUNCTION codex_prune(timestamptz, interval, interval, interval) FROM PUBLIC;
+
 -- +goose Down
+DROP FUNCTION codex_prune(timestamptz, interval, interval, interval);
 DROP TABLE usage_day;
 DROP TABLE usage_hour;
 DROP TABLE usage_minute;
