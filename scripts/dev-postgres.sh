@@ -86,9 +86,17 @@ stop() {
   rm -rf "$BASE"
 }
 
+# Serialise start and stop: test packages of both modules may call start
+# at once.
+lock() {
+  mkdir -p "$PWD/.tmp"
+  exec 9>"$PWD/.tmp/dev-postgres.lock"
+  flock 9
+}
+
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
+  start) lock; start ;;
+  stop) lock; stop ;;
   env) running || { echo "dev-postgres: not running (run: $0 start)" >&2; exit 1; }; print_env ;;
   *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
 esac

@@ -138,7 +138,8 @@ func (a *Authority) loadIngest() error {
 		if c.Subject != a.ingestPub || c.Issuer != a.operatorPub {
 			return errors.New("ingest account jwt does not match the stored keys")
 		}
-		a.claims = c
+		a.claims, a.ingestJWT = c, string(raw)
+		return nil
 	case errors.Is(err, fs.ErrNotExist):
 		c := jwt.NewAccountClaims(a.ingestPub)
 		c.Name = IngestAccountName
