@@ -76,10 +76,11 @@ const (
 	ReasonUnknownEdge               // no such edge in the subject's org
 	ReasonRevoked                   // the edge is revoked
 	ReasonMsgID                     // Nats-Msg-Id is not <edge_id>:<seq>
+	ReasonFuture                    // the window ends beyond MaxClockSkew from now
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"malformed", "subject", "mismatch", "unknown_edge", "revoked", "msg_id"}
+var reasonNames = [numReasons]string{"malformed", "subject", "mismatch", "unknown_edge", "revoked", "msg_id", "future"}
 
 func (r Reason) String() string { return reasonNames[r] }
 
@@ -92,6 +93,10 @@ type RejectError struct {
 
 func (e *RejectError) Error() string { return "rejected (" + e.Reason.String() + "): " + e.Err.Error() }
 func (e *RejectError) Unwrap() error { return e.Err }
+
+// MaxClockSkew is how far in the future a batch's window may end: an edge
+// with a wrong clock must not write rows that a dashboard shows ahead.
+const MaxClockSkew = 10 * time.Minute
 
 // Stats are the ingest's counters since start.
 type Stats struct {
@@ -138,6 +143,13 @@ func (in *Ingester) Handle(ctx context.Context, subject, msgID string, data []by
 	if msgID != "" && msgID != wire.MsgID(b.EdgeID, b.Seq) {
 		return false, reject(ReasonMsgID, errors.New("Nats-Msg-Id is not <edge_id>:<seq>"))
 	}
+	now := time.Now
+	if in.Now != nil {
+		now = in.Now
+	}
+	if b.WindowEnd.After(now().Add(MaxClockSkew)) {
+		return false, reject(ReasonFuture, errors.New("window ends in the future"))
+	}
 	edge, err := in.Store.Edge(ctx, orgID, edgeID)
 	if errors.Is(err, controlplane.ErrNotFound) {
 		return false, reject(ReasonUnknownEdge, err)
@@ -147,10 +159,6 @@ func (in *Ingester) Handle(ctx context.Context, subject, msgID string, data []by
 	}
 	if edge.Revoked() {
 		return false, reject(ReasonRevoked, errors.New("edge revoked"))
-	}
-	now := time.Now
-	if in.Now != nil {
-		now = in.Now
 	}
 	stored, err := in.Store.IngestBatch(ctx, b, now().UTC())
 	if err != nil {

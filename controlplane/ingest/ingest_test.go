@@ -185,6 +185,7 @@ func TestInvalidBatchesRejectedAndCounted(t *testing.T) {
 		{"mismatched org", encode(t, otherOrg), "", "mismatch"},
 		{"mismatched edge", encode(t, otherEdge), "", "mismatch"},
 		{"mismatched msg id", encode(t, batch(ed, 6)), wire.MsgID(ed.EdgeID, 7), "msg_id"},
+		{"window in the future", encode(t, storetest.Batch(ed.OrgID, ed.EdgeID, 8, time.Now().Add(time.Hour), 1)), "", "future"},
 	}
 	for _, tc := range cases {
 		if _, err := publish(ctx, js, ed.Subject, tc.data, tc.msgID); err != nil {
@@ -208,7 +209,7 @@ func TestInvalidBatchesRejectedAndCounted(t *testing.T) {
 	if _, err := publish(ctx, sjs, revoked.Subject, encode(t, batch(revoked, 1)), ""); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int64{"malformed": 3, "mismatch": 2, "msg_id": 1, "unknown_edge": 1, "revoked": 1}
+	want := map[string]int64{"malformed": 3, "mismatch": 2, "msg_id": 1, "future": 1, "unknown_edge": 1, "revoked": 1}
 	testenv.Eventually(t, 20*time.Second, "all rejections counted", func() bool {
 		got := env.Ingester.Stats().Rejected
 		for k, v := range want {
@@ -429,6 +430,7 @@ func BenchmarkIngestThroughput(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	var seq int64
+	began := time.Now()
 	for b.Loop() {
 		seq++
 		if len(data) < int(seq) {
@@ -449,7 +451,8 @@ func BenchmarkIngestThroughput(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	sec := b.Elapsed().Seconds()
+	// Until the last batch is stored, not just published.
+	sec := time.Since(began).Seconds()
 	b.ReportMetric(float64(seq)/sec, "batches/s")
 	b.ReportMetric(float64(seq*rows)/sec, "rows/s")
 }

@@ -294,11 +294,7 @@ func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) 
 
 func dollar(i int) string { return fmt.Sprintf("$%d", i) }
 
-var (
-	upsertMinute = usagesql.Upsert("usage_minute", dollar)
-	upsertHour   = usagesql.Upsert("usage_hour", dollar)
-	upsertDay    = usagesql.Upsert("usage_day", dollar)
-)
+var upserts = usagesql.NewStatements(dollar)
 
 // IngestBatch stores a batch once, keyed by (edge_id, seq).
 func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (bool, error) {
@@ -312,17 +308,20 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 		}
 		var batch pgx.Batch
 		for _, st := range []struct {
-			sql string
-			ts  time.Time
+			table string
+			ts    time.Time
 		}{
-			{upsertMinute, b.WindowStart.Truncate(time.Minute)},
-			{upsertHour, b.WindowStart.Truncate(time.Hour)},
-			{upsertDay, b.WindowStart.Truncate(controlplane.Day)},
+			{"usage_minute", b.WindowStart.Truncate(time.Minute)},
+			{"usage_hour", b.WindowStart.Truncate(time.Hour)},
+			{"usage_day", b.WindowStart.Truncate(controlplane.Day)},
 		} {
-			for i := range b.Rows {
-				r := &b.Rows[i]
-				args := append([]any{b.OrgID, st.ts, b.EdgeID, r.Workspace, r.Provider, r.Model, r.KeyRef, string(r.CacheStatus), string(r.StatusClass)}, usagesql.Metrics(r)...)
-				batch.Queue(st.sql, args...)
+			for lo := 0; lo < len(b.Rows); lo += usagesql.ChunkRows {
+				hi := min(lo+usagesql.ChunkRows, len(b.Rows))
+				args := make([]any, 0, (hi-lo)*(9+len(usagesql.MetricColumns)))
+				for i := lo; i < hi; i++ {
+					args = usagesql.RowArgs(args, b.OrgID, st.ts, b.EdgeID, &b.Rows[i])
+				}
+				batch.Queue(upserts.Upsert(st.table, hi-lo), args...)
 			}
 		}
 		batch.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, $1), sharing = TRUE WHERE org_id = $2 AND id = $3`, receivedAt, b.OrgID, b.EdgeID)

@@ -245,11 +245,7 @@ func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) 
 	return nil
 }
 
-var (
-	upsertMinute = usagesql.Upsert("usage_minute", func(int) string { return "?" })
-	upsertHour   = usagesql.Upsert("usage_hour", func(int) string { return "?" })
-	upsertDay    = usagesql.Upsert("usage_day", func(int) string { return "?" })
-)
+var upserts = usagesql.NewStatements(func(int) string { return "?" })
 
 // IngestBatch stores a batch once, keyed by (edge_id, seq).
 func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (bool, error) {
@@ -267,29 +263,24 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil // stored before: a redelivery or a re-sent batch
 	}
-	minute := b.WindowStart.Truncate(time.Minute)
-	stamps := []struct {
-		sql string
-		ts  int64
+	for _, st := range []struct {
+		table string
+		ts    int64
 	}{
-		{upsertMinute, unix(minute)},
-		{upsertHour, unix(b.WindowStart.Truncate(time.Hour))},
-		{upsertDay, unix(b.WindowStart.Truncate(controlplane.Day))},
-	}
-	for _, st := range stamps {
-		stmt, err := tx.PrepareContext(ctx, st.sql)
-		if err != nil {
-			return false, fmt.Errorf("ingest batch: %w", err)
-		}
-		for i := range b.Rows {
-			r := &b.Rows[i]
-			args := append([]any{b.OrgID, st.ts, b.EdgeID, r.Workspace, r.Provider, r.Model, r.KeyRef, string(r.CacheStatus), string(r.StatusClass)}, usagesql.Metrics(r)...)
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				stmt.Close()
+		{"usage_minute", unix(b.WindowStart.Truncate(time.Minute))},
+		{"usage_hour", unix(b.WindowStart.Truncate(time.Hour))},
+		{"usage_day", unix(b.WindowStart.Truncate(controlplane.Day))},
+	} {
+		for lo := 0; lo < len(b.Rows); lo += usagesql.ChunkRows {
+			hi := min(lo+usagesql.ChunkRows, len(b.Rows))
+			args := make([]any, 0, (hi-lo)*(9+len(usagesql.MetricColumns)))
+			for i := lo; i < hi; i++ {
+				args = usagesql.RowArgs(args, b.OrgID, st.ts, b.EdgeID, &b.Rows[i])
+			}
+			if _, err := tx.ExecContext(ctx, upserts.Upsert(st.table, hi-lo), args...); err != nil {
 				return false, fmt.Errorf("ingest batch: %w", err)
 			}
 		}
-		stmt.Close()
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE edges SET last_seen = MAX(COALESCE(last_seen, 0), ?), sharing = TRUE WHERE org_id = ? AND id = ?`,
 		unix(receivedAt), b.OrgID, b.EdgeID); err != nil {

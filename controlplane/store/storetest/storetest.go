@@ -30,6 +30,7 @@ func Run(t *testing.T, open Open) {
 		{"EnrollConcurrent", testEnrollConcurrent},
 		{"EdgesScopedByOrg", testEdgesScoped},
 		{"IngestExactlyOnce", testIngestOnce},
+		{"IngestLargeBatch", testIngestLarge},
 		{"UsageQuery", testUsageQuery},
 		{"Prune", testPrune},
 	} {
@@ -243,6 +244,23 @@ func testIngestOnce(t *testing.T, s controlplane.Store) {
 	got, err := s.Edge(ctx, org, e.ID)
 	if err != nil || !got.LastSeen.Equal(t0.Add(2*time.Minute)) || !got.Sharing {
 		t.Fatalf("edge after ingest = %+v, %v", got, err)
+	}
+}
+
+// testIngestLarge stores a batch larger than one multi-row statement.
+func testIngestLarge(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org := MustOrg(t, s)
+	e := MustEdge(t, s, org)
+	const n = 1234
+	if stored, err := s.IngestBatch(ctx, Batch(org, e.ID, 1, t0, n), t0); err != nil || !stored {
+		t.Fatalf("ingest = %v, %v", stored, err)
+	}
+	for _, step := range []time.Duration{controlplane.Minute, controlplane.Hour, controlplane.Day} {
+		rows, err := s.Usage(ctx, controlplane.UsageQuery{OrgID: org, From: t0.Add(-controlplane.Day), To: t0.Add(controlplane.Day), Step: step, GroupBy: []controlplane.Dimension{controlplane.DimKeyRef}})
+		if err != nil || len(rows) != n {
+			t.Fatalf("step %v: %d rows, %v; want %d", step, len(rows), err, n)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ package usagesql
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/shared/wire"
@@ -60,19 +61,33 @@ func Table(step int64) (string, error) {
 	return "", fmt.Errorf("%w: step must be a minute, an hour or a day", controlplane.ErrInvalid)
 }
 
-// Upsert returns an INSERT … ON CONFLICT statement adding a row's metrics
-// to table, with placeholders made by ph (1-based).
-func Upsert(table string, ph func(i int) string) string {
+// ChunkRows bounds the rows of one multi-row upsert, keeping its
+// parameters (37 a row) under SQLite's and Postgres's limits.
+const ChunkRows = 500
+
+// Upsert returns an INSERT … ON CONFLICT statement adding the metrics of n
+// rows to table, with placeholders made by ph (1-based). The rows' keys
+// must be distinct, as a valid batch's are.
+func Upsert(table string, n int, ph func(i int) string) string {
 	cols := append(append([]string{"org_id", "ts"}, KeyColumns...), MetricColumns...)
 	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES (", table, strings.Join(cols, ", "))
-	for i := range cols {
-		if i > 0 {
+	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
+	p := 0
+	for r := 0; r < n; r++ {
+		if r > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(ph(i + 1))
+		b.WriteByte('(')
+		for i := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			p++
+			b.WriteString(ph(p))
+		}
+		b.WriteByte(')')
 	}
-	fmt.Fprintf(&b, ") ON CONFLICT (org_id, ts, %s) DO UPDATE SET ", strings.Join(KeyColumns, ", "))
+	fmt.Fprintf(&b, " ON CONFLICT (org_id, ts, %s) DO UPDATE SET ", strings.Join(KeyColumns, ", "))
 	for i, c := range MetricColumns {
 		if i > 0 {
 			b.WriteString(", ")
@@ -80,6 +95,37 @@ func Upsert(table string, ph func(i int) string) string {
 		fmt.Fprintf(&b, "%s = %s.%s + excluded.%s", c, table, c, c)
 	}
 	return b.String()
+}
+
+// RowArgs appends the parameters of one row of an upsert to args.
+func RowArgs(args []any, orgID string, ts any, edgeID string, r *wire.UsageRow) []any {
+	args = append(args, orgID, ts, edgeID, r.Workspace, r.Provider, r.Model, r.KeyRef, string(r.CacheStatus), string(r.StatusClass))
+	return append(args, Metrics(r)...)
+}
+
+// Statements is a cache of upsert statements by table and row count.
+type Statements struct {
+	ph func(int) string
+	m  sync.Map // stmtKey → string
+}
+
+type stmtKey struct {
+	table string
+	n     int
+}
+
+// NewStatements returns a cache for a placeholder style.
+func NewStatements(ph func(int) string) *Statements { return &Statements{ph: ph} }
+
+// Upsert returns the cached statement for n rows of table.
+func (s *Statements) Upsert(table string, n int) string {
+	k := stmtKey{table, n}
+	if v, ok := s.m.Load(k); ok {
+		return v.(string)
+	}
+	q := Upsert(table, n, s.ph)
+	s.m.Store(k, q)
+	return q
 }
 
 // Query is a usage query compiled to SQL: bucket expression and grouped
