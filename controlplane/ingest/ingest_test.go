@@ -427,14 +427,14 @@ func BenchmarkIngestThroughput(b *testing.B) {
 	_, js := edgeJS(b, ed)
 	const rows = 50
 	data := make([][]byte, 0, b.N)
-	ctx := context.Background()
 	b.ReportAllocs()
 	var seq int64
 	began := time.Now()
 	for b.Loop() {
 		seq++
 		if len(data) < int(seq) {
-			data = append(data, encode(b, storetest.Batch(ed.OrgID, ed.EdgeID, seq, start.Add(time.Duration(seq)*time.Minute), rows)))
+			at := time.Now().UTC().Truncate(time.Minute).Add(-30 * 24 * time.Hour).Add(time.Duration(seq) * time.Minute)
+			data = append(data, encode(b, storetest.Batch(ed.OrgID, ed.EdgeID, seq, at, rows)))
 		}
 		if _, err := js.PublishAsync(ed.Subject, data[seq-1], jetstream.WithMsgID(wire.MsgID(ed.EdgeID, seq))); err != nil {
 			b.Fatal(err)
@@ -445,9 +445,15 @@ func BenchmarkIngestThroughput(b *testing.B) {
 	case <-time.After(time.Minute):
 		b.Fatal("publishes not acknowledged")
 	}
-	for env.Ingester.Stats().Stored < seq {
-		if ctx.Err() != nil {
-			b.Fatal(ctx.Err())
+	deadline := time.Now().Add(5 * time.Minute)
+	for st := env.Ingester.Stats(); st.Stored < seq; st = env.Ingester.Stats() {
+		if time.Now().After(deadline) || st.Errors > 0 {
+			b.Fatalf("ingest stalled: %+v", st)
+		}
+		for reason, n := range st.Rejected {
+			if n > 0 {
+				b.Fatalf("benchmark batches rejected (%s)", reason)
+			}
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -23,6 +24,30 @@ import (
 // Store is a controlplane.Store backed by one SQLite file.
 type Store struct {
 	db *sql.DB
+	// stmts caches prepared upserts by table and row count: parsing the
+	// statement otherwise takes as long as running it.
+	stmts sync.Map // upsertKey → *sql.Stmt
+}
+
+type upsertKey struct {
+	table string
+	n     int
+}
+
+func (s *Store) upsert(ctx context.Context, table string, n int) (*sql.Stmt, error) {
+	k := upsertKey{table, n}
+	if v, ok := s.stmts.Load(k); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, upserts.Upsert(table, n))
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := s.stmts.LoadOrStore(k, st); loaded {
+		st.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 var _ controlplane.Store = (*Store)(nil)
@@ -51,7 +76,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	return s.db.Close()
+}
 
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -277,7 +305,11 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 			for i := lo; i < hi; i++ {
 				args = usagesql.RowArgs(args, b.OrgID, st.ts, b.EdgeID, &b.Rows[i])
 			}
-			if _, err := tx.ExecContext(ctx, upserts.Upsert(st.table, hi-lo), args...); err != nil {
+			stmt, err := s.upsert(ctx, st.table, hi-lo)
+			if err != nil {
+				return false, fmt.Errorf("ingest batch: %w", err)
+			}
+			if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 				return false, fmt.Errorf("ingest batch: %w", err)
 			}
 		}
