@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
@@ -120,16 +122,51 @@ func freePort(t *testing.T) string {
 // publishes a batch over the embedded NATS, and the batch is stored.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	listen := freePort(t)
-	env := map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": listen, "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"}
+	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"})
+}
+
+// TestServeWithExternalNATS runs a nats-server configured only from what
+// nats-config prints, and serve against it through CODEX_NATS_URL.
+func TestServeWithExternalNATS(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"}
+	code, conf, errs := runCmd(t, env, "", "nats-config", "--resolver-dir", filepath.Join(t.TempDir(), "resolver"))
+	if code != 0 {
+		t.Fatalf("nats-config: %d %s", code, errs)
+	}
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server rejects the printed config: %v", err)
+	}
+	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, t.TempDir(), true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("external nats-server not ready")
+	}
+	env["CODEX_NATS_URL"] = srv.ClientURL()
+	serveAndIngest(t, env)
+}
+
+func serveAndIngest(t *testing.T, env map[string]string) {
+	dir, listen := env["CODEX_DATA_DIR"], env["CODEX_CONTROLPLANE_LISTEN"]
 	_, out, _ := runCmd(t, env, "", "orgs", "create", "Acme")
 	org := strings.TrimSpace(out)
 	_, out, _ = runCmd(t, env, "", "enroll-token", "create", "--org", org)
 	token := strings.TrimSpace(out)
 
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan int, 1)
-	var logs bytes.Buffer
+	var logs syncBuffer
 	go func() { done <- Run(ctx, []string{"serve"}, strings.NewReader(""), &bytes.Buffer{}, &logs, envOf(env)) }()
 	base := "http://" + listen
 	testenv.Eventually(t, 20*time.Second, "readyz", func() bool {
@@ -190,6 +227,19 @@ func TestServe(t *testing.T) {
 		t.Fatal("serve did not stop")
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
 	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": "0.0.0.0:0"}
