@@ -1,3 +1,209 @@
 // Package controlplane holds the domain types of codex-controlplane, the
 // multi-tenant SaaS that receives aggregated usage metadata from edges.
+//
+// Implementations live in packages named after their dependency
+// (store/sqlite, store/postgres, natsauth); ingest consumes the NATS
+// stream; cmd/codex-controlplane wires them together.
 package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/persiv/codex/shared/wire"
+)
+
+// Error kinds shared by every store and service. Callers test with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrInvalid      = errors.New("invalid")
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// Org is a tenant of the control plane.
+type Org struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// Role is what a user may do within its org.
+type Role string
+
+const (
+	RoleOwner  Role = "owner"
+	RoleAdmin  Role = "admin"
+	RoleViewer Role = "viewer"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleOwner || r == RoleAdmin || r == RoleViewer }
+
+// User is a member of one org. PasswordHash is a PHC-format argon2id hash.
+type User struct {
+	ID           string
+	OrgID        string
+	Email        string
+	Role         Role
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+// Edge is an enrolled codex-edge. PublicKey is its NATS user nkey; the
+// private half never leaves the edge.
+type Edge struct {
+	ID        string
+	OrgID     string
+	Name      string
+	Version   string
+	PublicKey string
+	CreatedAt time.Time
+	LastSeen  time.Time // zero until its first batch
+	Sharing   bool      // whether batches arrived recently; the edge decides
+	RevokedAt time.Time // zero while enrolled
+}
+
+// Revoked reports whether the edge was revoked.
+func (e Edge) Revoked() bool { return !e.RevokedAt.IsZero() }
+
+// EnrollToken is a one-time enrollment token as stored: its SHA-256 only.
+type EnrollToken struct {
+	Hash      [32]byte
+	OrgID     string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Dimension is a key field of usage rows that queries group or filter by.
+type Dimension string
+
+const (
+	DimEdge        Dimension = "edge_id"
+	DimWorkspace   Dimension = "workspace"
+	DimProvider    Dimension = "provider"
+	DimModel       Dimension = "model"
+	DimKeyRef      Dimension = "key_ref"
+	DimCacheStatus Dimension = "cache_status"
+	DimStatusClass Dimension = "status_class"
+)
+
+// Dimensions lists every Dimension.
+var Dimensions = []Dimension{DimEdge, DimWorkspace, DimProvider, DimModel, DimKeyRef, DimCacheStatus, DimStatusClass}
+
+// Valid reports whether d is a known dimension.
+func (d Dimension) Valid() bool {
+	for _, v := range Dimensions {
+		if d == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Resolutions of stored usage: minute rows are kept for MinuteRetention,
+// hour rows for HourRetention, day rows for DayRetention.
+const (
+	Minute = time.Minute
+	Hour   = time.Hour
+	Day    = 24 * time.Hour
+)
+
+// UsageQuery selects usage of one org in [From, To), bucketed by Step
+// (Minute, Hour or Day; zero picks by span), grouped by GroupBy and
+// filtered by Where (dimension = value).
+type UsageQuery struct {
+	OrgID   string
+	From    time.Time
+	To      time.Time
+	Step    time.Duration
+	GroupBy []Dimension
+	Where   map[Dimension]string
+}
+
+// AutoStep picks the resolution of a query spanning d: minutes up to six
+// hours, hours up to 31 days, days beyond.
+func AutoStep(d time.Duration) time.Duration {
+	switch {
+	case d <= 6*time.Hour:
+		return Minute
+	case d <= 31*Day:
+		return Hour
+	}
+	return Day
+}
+
+// Totals are usage counters summed over rows; see wire.UsageRow.
+type Totals struct {
+	Requests                               int64
+	Input, CachedInput, CacheWrite, Output wire.Tokens
+	Reasoning                              wire.Tokens
+	CostNanoUSD, CostUnknown, SavedNanoUSD int64
+	LatencyMS                              [wire.LatencyBuckets]int64
+}
+
+// UsageRow is one bucket of a query result: Time is the bucket's start and
+// Key holds the grouped dimensions (others are empty).
+type UsageRow struct {
+	Time time.Time
+	Key  map[Dimension]string
+	Totals
+}
+
+// Retention says how long each resolution is kept.
+type Retention struct {
+	Minute, Hour, Day time.Duration
+}
+
+// DefaultRetention keeps minutes for 35 days, hours for 13 months and days
+// for 5 years: a year of hours stays fast to scan for one org.
+var DefaultRetention = Retention{Minute: 35 * Day, Hour: 400 * Day, Day: 5 * 365 * Day}
+
+// Store persists accounts, edges and usage. Every method but
+// RedeemEnrollToken is scoped by org.
+type Store interface {
+	CreateOrg(ctx context.Context, o Org) error
+	Org(ctx context.Context, id string) (Org, error)
+
+	CreateUser(ctx context.Context, u User) error
+	Users(ctx context.Context, orgID string) ([]User, error)
+
+	CreateEnrollToken(ctx context.Context, t EnrollToken) error
+	// RedeemEnrollToken atomically marks the unused, unexpired token with
+	// this hash used and creates e in the token's org, returning the edge
+	// as stored. A token that is unknown, used or expired gives
+	// ErrUnauthorized, whichever it is.
+	RedeemEnrollToken(ctx context.Context, hash [32]byte, now time.Time, e Edge) (Edge, error)
+
+	Edge(ctx context.Context, orgID, id string) (Edge, error)
+	Edges(ctx context.Context, orgID string) ([]Edge, error)
+	RevokeEdge(ctx context.Context, orgID, id string, at time.Time) error
+
+	// IngestBatch stores a validated batch exactly once: it reports false
+	// when (edge_id, seq) was stored before. It also updates the edge's
+	// last-seen time and the hour and day roll-ups in the same transaction.
+	IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (stored bool, err error)
+	Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error)
+	// Prune deletes usage older than the retention of its resolution.
+	Prune(ctx context.Context, r Retention, now time.Time) error
+
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// NewID returns a random id such as "org_5k2x…": a lowercase prefix, an
+// underscore and 26 base32 characters (130 bits), valid as a NATS subject
+// token and as a wire id.
+func NewID(prefix string) string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return prefix + "_" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

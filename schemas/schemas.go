@@ -11,8 +11,22 @@ import (
 //go:embed edge
 var edgeFS embed.FS
 
+//go:embed controlplane wire
+var controlplaneFS embed.FS
+
 // EdgeSQLite holds the edge's SQLite migrations, in goose format.
 func EdgeSQLite() fs.FS { return sub(edgeFS, "edge/sqlite") }
+
+// ControlplaneSQLite holds the control plane's SQLite migrations, in goose
+// format.
+func ControlplaneSQLite() fs.FS { return sub(controlplaneFS, "controlplane/sqlite") }
+
+// ControlplanePostgres holds the control plane's Postgres migrations, in
+// goose format.
+func ControlplanePostgres() fs.FS { return sub(controlplaneFS, "controlplane/postgres") }
+
+// Wire holds the JSON Schemas of the messages edges send the control plane.
+func Wire() fs.FS { return sub(controlplaneFS, "wire") }
 
 func sub(f fs.FS, dir string) fs.FS {
 	s, err := fs.Sub(f, dir)

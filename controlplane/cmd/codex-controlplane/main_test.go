@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/controlplane/password"
+	"github.com/persiv/codex/controlplane/store/sqlite"
+	"github.com/persiv/codex/controlplane/store/storetest"
+	"github.com/persiv/codex/controlplane/testenv"
+	"github.com/persiv/codex/shared/wire"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func runCmd(t *testing.T, env map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, strings.NewReader(stdin), &out, &errb, envOf(env))
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	env := map[string]string{"CODEX_DATA_DIR": t.TempDir()}
+	code, out, errs := runCmd(t, env, "", "orgs", "create", "Acme Corp")
+	if code != 0 || !regexp.MustCompile(`^org_[a-z2-7]{26}\n$`).MatchString(out) {
+		t.Fatalf("orgs create = %d %q %q", code, out, errs)
+	}
+	org := strings.TrimSpace(out)
+
+	code, out, errs = runCmd(t, env, "a long enough passphrase\n", "users", "create", "--org", org, "--email", "Ada@Example.com", "--role", "owner")
+	if code != 0 || !strings.HasPrefix(out, "usr_") {
+		t.Fatalf("users create = %d %q %q", code, out, errs)
+	}
+	code, out, errs = runCmd(t, env, "", "enroll-token", "create", "--org", org, "--ttl", "2h")
+	if code != 0 || !regexp.MustCompile(`^`+enroll.TokenPrefix+`[a-z2-7]{52}\n$`).MatchString(out) {
+		t.Fatalf("enroll-token create = %d %q %q", code, out, errs)
+	}
+
+	s, err := sqlite.Open(context.Background(), filepath.Join(env["CODEX_DATA_DIR"], "controlplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	users, err := s.Users(context.Background(), org)
+	if err != nil || len(users) != 1 || users[0].Email != "ada@example.com" || users[0].Role != controlplane.RoleOwner {
+		t.Fatalf("users = %+v, %v", users, err)
+	}
+	if err := password.Verify("a long enough passphrase", users[0].PasswordHash); err != nil {
+		t.Fatalf("stored hash does not verify: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+		want  int
+	}{
+		{"no command", "", nil, 2},
+		{"unknown command", "", []string{"frobnicate"}, 2},
+		{"orgs without name", "", []string{"orgs", "create"}, 2},
+		{"bad role", "a long enough passphrase\n", []string{"users", "create", "--org", org, "--email", "b@example.com", "--role", "root"}, 2},
+		{"bad email", "a long enough passphrase\n", []string{"users", "create", "--org", org, "--email", "nobody", "--role", "viewer"}, 2},
+		{"no password", "", []string{"users", "create", "--org", org, "--email", "c@example.com", "--role", "viewer"}, 1},
+		{"short password", "short\n", []string{"users", "create", "--org", org, "--email", "c@example.com", "--role", "viewer"}, 1},
+		{"unknown org", "a long enough passphrase\n", []string{"users", "create", "--org", "org_nope", "--email", "d@example.com", "--role", "viewer"}, 1},
+		{"token for unknown org", "", []string{"enroll-token", "create", "--org", "org_nope"}, 1},
+		{"token ttl too long", "", []string{"enroll-token", "create", "--org", org, "--ttl", "9000h"}, 1},
+		{"password flag", "", []string{"users", "create", "--org", org, "--email", "e@example.com", "--role", "viewer", "--password", "x"}, 2},
+	} {
+		if code, out, errs := runCmd(t, env, tc.stdin, tc.args...); code != tc.want {
+			t.Errorf("%s: exit %d, want %d (%q %q)", tc.name, code, tc.want, out, errs)
+		}
+	}
+
+	code, out, _ = runCmd(t, env, "", "nats-config")
+	if code != 0 || !strings.Contains(out, "operator: ") || !strings.Contains(out, "resolver_preload") {
+		t.Fatalf("nats-config = %d %q", code, out)
+	}
+	for _, f := range []string{"operator.nk", "system.nk", "ingest.nk"} {
+		seed, err := os.ReadFile(filepath.Join(env["CODEX_DATA_DIR"], "nats", "keys", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, strings.TrimSpace(string(seed))) {
+			t.Fatalf("nats-config prints the seed of %s", f)
+		}
+		if fi, _ := os.Stat(filepath.Join(env["CODEX_DATA_DIR"], "nats", "keys", f)); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServe runs the binary's serve end to end: an edge enrolls over HTTP,
+// publishes a batch over the embedded NATS, and the batch is stored.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"})
+}
+
+// TestServeWithExternalNATS runs a nats-server configured only from what
+// nats-config prints, and serve against it through CODEX_NATS_URL.
+func TestServeWithExternalNATS(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"}
+	code, conf, errs := runCmd(t, env, "", "nats-config", "--resolver-dir", filepath.Join(t.TempDir(), "resolver"))
+	if code != 0 {
+		t.Fatalf("nats-config: %d %s", code, errs)
+	}
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server rejects the printed config: %v", err)
+	}
+	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, t.TempDir(), true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("external nats-server not ready")
+	}
+	env["CODEX_NATS_URL"] = srv.ClientURL()
+	serveAndIngest(t, env)
+}
+
+func serveAndIngest(t *testing.T, env map[string]string) {
+	dir, listen := env["CODEX_DATA_DIR"], env["CODEX_CONTROLPLANE_LISTEN"]
+	_, out, _ := runCmd(t, env, "", "orgs", "create", "Acme")
+	org := strings.TrimSpace(out)
+	_, out, _ = runCmd(t, env, "", "enroll-token", "create", "--org", org)
+	token := strings.TrimSpace(out)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var logs syncBuffer
+	go func() { done <- Run(ctx, []string{"serve"}, strings.NewReader(""), &bytes.Buffer{}, &logs, envOf(env)) }()
+	base := "http://" + listen
+	testenv.Eventually(t, 20*time.Second, "readyz", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	body, _ := json.Marshal(enroll.Request{Token: token, PublicKey: pub, Name: "edge-a", Version: "0.1.0"})
+	resp, err := http.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var er enroll.Response
+	err = json.NewDecoder(resp.Body).Decode(&er)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("enroll: %d %v", resp.StatusCode, err)
+	}
+	nc, err := testenv.Edge{Response: er, Key: kp}.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	data, err := wire.Encode(storetest.Batch(org, er.EdgeID, 1, start, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	if _, err := js.Publish(pctx, er.Subject, data, jetstream.WithMsgID(wire.MsgID(er.EdgeID, 1))); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := sqlite.Open(ctx, filepath.Join(dir, "controlplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	testenv.Eventually(t, 20*time.Second, "batch stored", func() bool {
+		rows, err := s.Usage(ctx, controlplane.UsageQuery{OrgID: org, From: start, To: start.Add(time.Hour), Step: controlplane.Minute})
+		return err == nil && len(rows) == 1 && rows[0].Requests == 10
+	})
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d: %s", code, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
+	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": "0.0.0.0:0"}
+	code, _, errs := runCmd(t, env, "", "serve")
+	if code != 1 || !strings.Contains(errs, "plain HTTP") {
+		t.Fatalf("serve on 0.0.0.0 without TLS: exit %d, %q", code, errs)
+	}
+}

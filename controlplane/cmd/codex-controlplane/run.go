@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/config"
+	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/controlplane/httpapi"
+	"github.com/persiv/codex/controlplane/ingest"
+	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/password"
+	"github.com/persiv/codex/controlplane/store/postgres"
+	"github.com/persiv/codex/controlplane/store/sqlite"
+)
+
+const usage = `usage:
+  codex-controlplane serve [--config FILE]
+  codex-controlplane orgs create NAME                                   (prints the org id)
+  codex-controlplane users create --org ORG --email EMAIL --role owner|admin|viewer   (password on stdin)
+  codex-controlplane enroll-token create --org ORG [--ttl 24h]           (prints the token)
+  codex-controlplane nats-config [--resolver-dir DIR]                    (server config for an external NATS)
+  codex-controlplane migrate                                             (Postgres: apply migrations as the owner)
+Every command takes --config FILE; every key is overridable by CODEX_<KEY>.
+`
+
+// errUsage marks a command-line mistake: exit status 2.
+var errUsage = errors.New("usage")
+
+// Run runs one command and returns the process exit status.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+	err := run(ctx, args, stdin, stdout, stderr, getenv)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		if msg := strings.TrimPrefix(err.Error(), errUsage.Error()); msg != "" {
+			fmt.Fprintln(stderr, "codex-controlplane:"+strings.TrimPrefix(msg, ":"))
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "codex-controlplane:", err)
+		return 1
+	}
+}
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool)) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	if cmd == "orgs" || cmd == "users" || cmd == "enroll-token" {
+		if len(rest) == 0 || rest[0] != "create" {
+			return usageErr("%s: only 'create' exists", cmd)
+		}
+		cmd, rest = cmd+" create", rest[1:]
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfgPath := fs.String("config", "", "YAML configuration file")
+	org := fs.String("org", "", "org id")
+	email := fs.String("email", "", "user email")
+	role := fs.String("role", "", "owner, admin or viewer")
+	ttl := fs.Duration("ttl", 24*time.Hour, "token lifetime")
+	resolverDir := fs.String("resolver-dir", "/var/lib/nats/accounts", "nats-server account resolver directory")
+	if err := fs.Parse(rest); err != nil {
+		return usageErr("%s: %v", cmd, err)
+	}
+	cfg, err := config.Load(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, stderr)
+	case "migrate":
+		if cfg.DatabaseURL == "" {
+			return errors.New("migrate: the embedded SQLite store migrates itself; set CODEX_DATABASE_URL to the owner role's URL")
+		}
+		return postgres.Migrate(ctx, cfg.DatabaseURL, cfg.DatabaseAppRole)
+	case "nats-config":
+		auth, err := natsauth.Open(filepath.Join(cfg.DataDir, "nats", "keys"))
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir))
+		return err
+	}
+
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	now := time.Now().UTC()
+	switch cmd {
+	case "orgs create":
+		if fs.NArg() != 1 || strings.TrimSpace(fs.Arg(0)) == "" || len(fs.Arg(0)) > 200 {
+			return usageErr("orgs create: give one NAME (at most 200 bytes)")
+		}
+		o := controlplane.Org{ID: controlplane.NewID("org"), Name: strings.TrimSpace(fs.Arg(0)), CreatedAt: now}
+		if err := store.CreateOrg(ctx, o); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, o.ID)
+	case "users create":
+		r := controlplane.Role(*role)
+		if *org == "" || !validEmail(*email) || !r.Valid() || fs.NArg() != 0 {
+			return usageErr("users create: need --org, a valid --email and --role owner|admin|viewer")
+		}
+		pw, err := readPassword(stdin)
+		if err != nil {
+			return err
+		}
+		hash, err := password.Hash(pw)
+		if err != nil {
+			return err
+		}
+		u := controlplane.User{ID: controlplane.NewID("usr"), OrgID: *org, Email: strings.ToLower(*email), Role: r, PasswordHash: hash, CreatedAt: now}
+		if err := store.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, u.ID)
+	case "enroll-token create":
+		if *org == "" || fs.NArg() != 0 {
+			return usageErr("enroll-token create: need --org")
+		}
+		tok, err := (&enroll.Service{Store: store}).CreateToken(ctx, *org, *ttl)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+	default:
+		return usageErr("unknown command %q", cmd)
+	}
+	return nil
+}
+
+func validEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return len(s) <= 254 && at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t\r\n<>\"")
+}
+
+// readPassword reads the first line of r: the password, never a flag.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, password.MaxLength+2)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", errors.New("no password on stdin")
+	}
+	return pw, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config) (controlplane.Store, error) {
+	if cfg.DatabaseURL != "" {
+		return postgres.Open(ctx, cfg.DatabaseURL)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	return sqlite.Open(ctx, filepath.Join(cfg.DataDir, "controlplane.db"))
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated by config
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+	log := newLogger(stderr, cfg.LogLevel)
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" {
+		var err error
+		if tlsConf, err = httpapi.TLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+	}
+	// Refuse a plain non-loopback listener before starting anything.
+	ln, err := httpapi.Listen(cfg.ControlplaneListen, tlsConf)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	auth, err := natsauth.Open(filepath.Join(cfg.DataDir, "nats", "keys"))
+	if err != nil {
+		return err
+	}
+	log.Warn("NATS operator and account seeds are stored unsealed (0600) in the data directory")
+
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		emb, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, TLS: tlsConf})
+		if err != nil {
+			return err
+		}
+		defer emb.Shutdown()
+		natsURL = emb.ClientURL()
+		log.Info("embedded NATS started", "url", natsURL)
+	}
+	sysCreds, err := auth.SystemCreds()
+	if err != nil {
+		return err
+	}
+	sys, err := connect(natsURL, sysCreds, "codex-controlplane-sys", log)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	svcCreds, err := auth.ServiceCreds()
+	if err != nil {
+		return err
+	}
+	if cfg.NATSCreds != "" {
+		if svcCreds, err = os.ReadFile(cfg.NATSCreds); err != nil {
+			return fmt.Errorf("read nats creds: %w", err)
+		}
+	}
+	svc, err := connect(natsURL, svcCreds, "codex-controlplane", log)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	accounts := &natsbus.Accounts{Auth: auth, Sys: sys}
+	if err := accounts.Sync(ctx); err != nil {
+		return err
+	}
+
+	js, err := jetstream.New(svc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	cons, err := ingest.Setup(ctx, js)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ing := &ingest.Ingester{Store: store, Log: log}
+	ingestDone := make(chan error, 1)
+	go func() { ingestDone <- ing.Run(ctx, cons) }()
+	go prune(ctx, store, controlplane.Retention{Minute: cfg.RetainMinutes, Hour: cfg.RetainHours, Day: cfg.RetainDays}, log)
+
+	publicURL := cfg.NATSPublicURL
+	if publicURL == "" {
+		publicURL = natsURL
+	}
+	api := &httpapi.API{
+		Enroll: &enroll.Service{Store: store, Accounts: accounts, NATSURL: publicURL},
+		Log:    log,
+		Ready: func(ctx context.Context) error {
+			if !svc.IsConnected() || !sys.IsConnected() {
+				return errors.New("nats disconnected")
+			}
+			return store.Ping(ctx)
+		},
+	}
+	log.Info("codex-controlplane listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)
+	err = httpapi.Serve(ctx, ln, api.Handler())
+	cancel()
+	if ierr := <-ingestDone; err == nil {
+		err = ierr
+	}
+	st := ing.Stats()
+	log.Info("codex-controlplane stopped", "stored", st.Stored, "duplicates", st.Duplicates, "errors", st.Errors)
+	return err
+}
+
+func connect(url string, creds []byte, name string, log *slog.Logger) (*nats.Conn, error) {
+	opt, err := natsbus.Creds(creds)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, opt, nats.Name(name), nats.CustomInboxPrefix("_CODEX_CP"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "conn", name, "err", err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected", "conn", name) }))
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats as %s: %w", name, err)
+	}
+	return nc, nil
+}
+
+// prune applies retention hourly.
+func prune(ctx context.Context, store controlplane.Store, r controlplane.Retention, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := store.Prune(ctx, r, time.Now().UTC()); err != nil && ctx.Err() == nil {
+			log.Error("prune usage", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

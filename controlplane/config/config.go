@@ -1,0 +1,123 @@
+// Package config loads codex-controlplane's configuration: defaults, then
+// a YAML file, then CODEX_<KEY> environment variables, each key named by
+// its YAML tag (controlplane_listen ↔ CODEX_CONTROLPLANE_LISTEN).
+// Secrets come from the environment or files, never from flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the control plane's configuration. Every field documents its
+// default.
+type Config struct {
+	// ControlplaneListen is the dashboard and API address. Default 127.0.0.1:8090.
+	ControlplaneListen string `yaml:"controlplane_listen"`
+	// DataDir holds the embedded store, JetStream, and the NATS keys. Default ./data.
+	DataDir string `yaml:"data_dir"`
+	// DatabaseURL selects Postgres instead of the embedded SQLite. Default unset.
+	DatabaseURL string `yaml:"database_url"`
+	// DatabaseAppRole is the role migrations grant row access to. Default codex_app.
+	DatabaseAppRole string `yaml:"database_app_role"`
+	// TLSCert and TLSKey are PEM files; required outside loopback. Default unset.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// NATSURL selects an external NATS instead of the embedded server. Default unset.
+	NATSURL string `yaml:"nats_url"`
+	// NATSCreds is a creds file for the control plane's own ingest user on
+	// an external NATS. Default unset: minted from the ingest account key.
+	NATSCreds string `yaml:"nats_creds"`
+	// NATSListen is the embedded server's address. Default 127.0.0.1:4222.
+	NATSListen string `yaml:"nats_listen"`
+	// NATSPublicURL is the NATS URL given to enrolling edges. Default: the
+	// embedded server's or NATSURL.
+	NATSPublicURL string `yaml:"nats_public_url"`
+	// RetainMinutes, RetainHours and RetainDays bound each usage
+	// resolution. Defaults 840h (35 days), 9600h (400 days), 43800h (5 years).
+	RetainMinutes time.Duration `yaml:"retain_minutes"`
+	RetainHours   time.Duration `yaml:"retain_hours"`
+	RetainDays    time.Duration `yaml:"retain_days"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		ControlplaneListen: "127.0.0.1:8090",
+		DataDir:            "./data",
+		DatabaseAppRole:    "codex_app",
+		NATSListen:         "127.0.0.1:4222",
+		RetainMinutes:      35 * 24 * time.Hour,
+		RetainHours:        400 * 24 * time.Hour,
+		RetainDays:         5 * 365 * 24 * time.Hour,
+		LogLevel:           "info",
+	}
+}
+
+// Load reads the YAML file at path (none when empty) over the defaults,
+// then applies environment overrides from getenv.
+func Load(path string, getenv func(string) (string, bool)) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("parse config %s: %w", path, err)
+		}
+	}
+	v := reflect.ValueOf(&c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		key, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		env := "CODEX_" + strings.ToUpper(key)
+		s, ok := getenv(env)
+		if !ok {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Interface().(type) {
+		case string:
+			f.SetString(s)
+		case time.Duration:
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", env, err)
+			}
+			f.SetInt(int64(d))
+		}
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what would otherwise fail later.
+func (c Config) Validate() error {
+	switch {
+	case c.ControlplaneListen == "":
+		return errors.New("controlplane_listen is empty")
+	case c.DataDir == "":
+		return errors.New("data_dir is empty")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("tls_cert and tls_key go together")
+	case c.RetainMinutes <= 0 || c.RetainHours < c.RetainMinutes || c.RetainDays < c.RetainHours:
+		return errors.New("retention must be positive and grow from minutes to hours to days")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q is not debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}

@@ -1,0 +1,49 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.yaml")
+	if err := os.WriteFile(path, []byte("data_dir: /var/lib/codex\nnats_listen: 127.0.0.1:4300\nretain_minutes: 48h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, env(map[string]string{"CODEX_NATS_LISTEN": "127.0.0.1:4400", "CODEX_CONTROLPLANE_LISTEN": "127.0.0.1:9000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/codex" || c.NATSListen != "127.0.0.1:4400" || c.ControlplaneListen != "127.0.0.1:9000" ||
+		c.RetainMinutes != 48*time.Hour || c.DatabaseAppRole != "codex_app" {
+		t.Fatalf("config = %+v", c)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	dir := t.TempDir()
+	unknown := filepath.Join(dir, "unknown.yaml")
+	os.WriteFile(unknown, []byte("listen_adress: x\n"), 0o600)
+	for name, tc := range map[string]struct {
+		path string
+		env  map[string]string
+	}{
+		"unknown key":    {unknown, nil},
+		"bad duration":   {"", map[string]string{"CODEX_RETAIN_DAYS": "forever"}},
+		"half TLS":       {"", map[string]string{"CODEX_TLS_CERT": "/c.pem"}},
+		"bad log level":  {"", map[string]string{"CODEX_LOG_LEVEL": "loud"}},
+		"missing file":   {filepath.Join(dir, "none.yaml"), nil},
+		"short hours":    {"", map[string]string{"CODEX_RETAIN_HOURS": "1h"}},
+		"empty data dir": {"", map[string]string{"CODEX_DATA_DIR": ""}},
+	} {
+		if _, err := Load(tc.path, env(tc.env)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,169 @@
+// Package enroll turns a one-time enrollment token and an edge's public
+// NATS key into the edge's identity and credentials. The edge's private key
+// never leaves the edge; the token is stored only as its SHA-256.
+package enroll
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// TokenPrefix starts every enrollment token, so secret scanners and
+// people can tell one from other secrets.
+const TokenPrefix = "cpenroll_"
+
+// tokenLen is the length of a token: the prefix and 52 base32 characters
+// (256 random bits).
+const tokenLen = len(TokenPrefix) + 52
+
+var tokenEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewToken returns a fresh token and its hash.
+func NewToken() (string, [32]byte) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	tok := TokenPrefix + strings.ToLower(tokenEncoding.EncodeToString(b[:]))
+	return tok, sha256.Sum256([]byte(tok))
+}
+
+// ErrBadToken is the one answer to a token that is unknown, used, expired
+// or malformed: which of these it was is not revealed.
+var ErrBadToken = fmt.Errorf("invalid or expired enrollment token: %w", controlplane.ErrUnauthorized)
+
+// Accounts is what enrollment needs of the NATS authority.
+type Accounts interface {
+	EnsureOrg(ctx context.Context, orgID string) error
+	MintEdge(orgID, edgeID, userPub string) (string, error)
+	Revoke(ctx context.Context, userPub string, at time.Time) error
+}
+
+// Service enrolls and revokes edges.
+type Service struct {
+	Store    controlplane.Store
+	Accounts Accounts
+	// NATSURL is the URL edges are told to publish to.
+	NATSURL string
+	Now     func() time.Time // defaults to time.Now
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// MaxTTL bounds a token's lifetime.
+const MaxTTL = 30 * 24 * time.Hour
+
+// CreateToken stores a new token for org, valid for ttl, and returns it.
+// It is shown once: only its hash is kept.
+func (s *Service) CreateToken(ctx context.Context, orgID string, ttl time.Duration) (string, error) {
+	if ttl <= 0 || ttl > MaxTTL {
+		return "", fmt.Errorf("%w: ttl must be positive and at most %s", controlplane.ErrInvalid, MaxTTL)
+	}
+	if _, err := s.Store.Org(ctx, orgID); err != nil {
+		return "", fmt.Errorf("create enroll token: %w", err)
+	}
+	tok, hash := NewToken()
+	now := s.now()
+	if err := s.Store.CreateEnrollToken(ctx, controlplane.EnrollToken{Hash: hash, OrgID: orgID, CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// Request is what an edge sends to enroll.
+type Request struct {
+	Token     string `json:"token"`
+	PublicKey string `json:"public_key"` // NATS user nkey, "U…"
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+}
+
+// Response is what an enrolled edge receives. With its own seed, UserJWT
+// lets it publish on Subject only, using InboxPrefix for replies.
+type Response struct {
+	EdgeID      string `json:"edge_id"`
+	OrgID       string `json:"org_id"`
+	UserJWT     string `json:"user_jwt"`
+	NATSURL     string `json:"nats_url"`
+	Subject     string `json:"subject"`
+	InboxPrefix string `json:"inbox_prefix"`
+}
+
+// Validate checks the request's fields (not the token's validity).
+func (r *Request) Validate() error {
+	switch {
+	case !nkeys.IsValidPublicUserKey(r.PublicKey):
+		return fmt.Errorf("%w: public_key is not a NATS user public key", controlplane.ErrInvalid)
+	case !wire.LabelChars.Valid(r.Name):
+		return fmt.Errorf("%w: name must match %s", controlplane.ErrInvalid, wire.LabelChars.Pattern())
+	case !wire.ModelChars.Valid(r.Version) || len(r.Version) > 64:
+		return fmt.Errorf("%w: version must be at most 64 characters of [A-Za-z0-9._:/@+-]", controlplane.ErrInvalid)
+	}
+	return nil
+}
+
+// Enroll redeems the token once and returns the new edge's credentials.
+func (s *Service) Enroll(ctx context.Context, r Request) (Response, error) {
+	if err := r.Validate(); err != nil {
+		return Response{}, err
+	}
+	if len(r.Token) != tokenLen || !strings.HasPrefix(r.Token, TokenPrefix) {
+		return Response{}, ErrBadToken
+	}
+	hash := sha256.Sum256([]byte(r.Token))
+	e, err := s.Store.RedeemEnrollToken(ctx, hash, s.now(), controlplane.Edge{
+		ID: controlplane.NewID("edge"), Name: r.Name, Version: r.Version, PublicKey: r.PublicKey,
+	})
+	if errors.Is(err, controlplane.ErrUnauthorized) {
+		return Response{}, ErrBadToken
+	}
+	if err != nil {
+		return Response{}, fmt.Errorf("enroll: %w", err)
+	}
+	if err := s.Accounts.EnsureOrg(ctx, e.OrgID); err != nil {
+		return Response{}, fmt.Errorf("enroll: org signing key: %w", err)
+	}
+	userJWT, err := s.Accounts.MintEdge(e.OrgID, e.ID, e.PublicKey)
+	if err != nil {
+		return Response{}, fmt.Errorf("enroll: %w", err)
+	}
+	return Response{
+		EdgeID: e.ID, OrgID: e.OrgID, UserJWT: userJWT, NATSURL: s.NATSURL,
+		Subject: wire.Subject(e.OrgID, e.ID), InboxPrefix: natsauth.InboxPrefix(e.ID),
+	}, nil
+}
+
+// Revoke revokes an edge: stored first, so ingest refuses its batches even
+// if pushing the revocation to NATS fails, then pushed, so NATS refuses its
+// connections.
+func (s *Service) Revoke(ctx context.Context, orgID, edgeID string) error {
+	e, err := s.Store.Edge(ctx, orgID, edgeID)
+	if err != nil {
+		return fmt.Errorf("revoke edge: %w", err)
+	}
+	at := s.now()
+	if err := s.Store.RevokeEdge(ctx, orgID, edgeID, at); err != nil {
+		return err
+	}
+	if err := s.Accounts.Revoke(ctx, e.PublicKey, at); err != nil {
+		return fmt.Errorf("revoke edge: push revocation: %w", err)
+	}
+	return nil
+}

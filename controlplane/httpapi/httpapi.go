@@ -1,0 +1,208 @@
+// Package httpapi serves the control plane's HTTP API on echo: health
+// and readiness probes and edge enrollment. It sets HSTS on every response
+// and serves plain HTTP only on loopback, TLS 1.3 elsewhere.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
+)
+
+// MaxEnrollBody bounds an enrollment request.
+const MaxEnrollBody = 8 << 10
+
+// HSTS is the Strict-Transport-Security value of every response.
+const HSTS = "max-age=31536000; includeSubDomains"
+
+// API holds what the handlers need.
+type API struct {
+	Enroll *enroll.Service
+	// Ready reports whether the stores and NATS answer.
+	Ready func(ctx context.Context) error
+	Log   *slog.Logger
+}
+
+// Handler returns the echo instance serving the API.
+func (a *API) Handler() *echo.Echo {
+	if a.Log == nil {
+		a.Log = slog.New(slog.DiscardHandler)
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.errorHandler
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Response().Header()
+			h.Set("Strict-Transport-Security", HSTS)
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("Cache-Control", "no-store")
+			return next(c)
+		}
+	})
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", a.readyz)
+	e.POST("/api/v1/enroll", a.enroll)
+	return e
+}
+
+func (a *API) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if a.Ready != nil {
+		if err := a.Ready(ctx); err != nil {
+			a.Log.Warn("not ready", "err", err)
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// apiError is an error with the status and the message the client sees.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func (a *API) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &he):
+		ae = &apiError{status: he.Code, code: "http_error", message: http.StatusText(he.Code)}
+	case errors.Is(err, controlplane.ErrUnauthorized):
+		ae = &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "unauthorized"}
+	case errors.Is(err, controlplane.ErrInvalid):
+		ae = &apiError{status: http.StatusBadRequest, code: "invalid_request", message: err.Error()}
+	default:
+		// The client gets an id; the log gets the detail.
+		var id [8]byte
+		rand.Read(id[:])
+		ref := hex.EncodeToString(id[:])
+		a.Log.Error("request failed", "path", c.Path(), "error_id", ref, "err", err)
+		ae = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error " + ref}
+	}
+	body := map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}}
+	if err := c.JSON(ae.status, body); err != nil {
+		a.Log.Error("write error response", "err", err)
+	}
+}
+
+func (a *API) enroll(c echo.Context) error {
+	mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: "send application/json"}
+	}
+	var req enroll.Request
+	if err := decodeStrict(http.MaxBytesReader(c.Response(), c.Request().Body, MaxEnrollBody), &req); err != nil {
+		return err
+	}
+	resp, err := a.Enroll.Enroll(c.Request().Context(), req)
+	if errors.Is(err, controlplane.ErrUnauthorized) {
+		// One answer for unknown, used, expired and malformed tokens.
+		return &apiError{status: http.StatusUnauthorized, code: "invalid_token", message: "invalid or expired enrollment token"}
+	}
+	if err != nil {
+		return err
+	}
+	a.Log.Info("edge enrolled", "org_id", resp.OrgID, "edge_id", resp.EdgeID)
+	return c.JSON(http.StatusOK, resp)
+}
+
+// decodeStrict decodes exactly one JSON object with no unknown fields.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &apiError{status: http.StatusRequestEntityTooLarge, code: "too_large", message: "request body too large"}
+		}
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "malformed JSON or unknown field"}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "trailing data after the JSON object"}
+	}
+	return nil
+}
+
+// TLSConfig returns the TLS 1.3-only configuration for a certificate pair.
+func TLSConfig(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// Listen opens addr, refusing plain HTTP outside loopback. With tlsConf
+// the listener serves TLS 1.3 only.
+func Listen(addr string, tlsConf *tls.Config) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if tlsConf == nil && !isLoopback(host) {
+		return nil, fmt.Errorf("refusing plain HTTP on %s: set CODEX_TLS_CERT and CODEX_TLS_KEY, or listen on loopback", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if tlsConf != nil {
+		conf := tlsConf.Clone()
+		conf.MinVersion = tls.VersionTLS13
+		ln = tls.NewListener(ln, conf)
+	}
+	return ln, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Serve serves h on ln until ctx ends, then shuts down gracefully.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,464 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/ingest"
+	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/store/storetest"
+	"github.com/persiv/codex/controlplane/testenv"
+	"github.com/persiv/codex/shared/wire"
+)
+
+var start = time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+
+func batch(ed testenv.Edge, seq int64) *wire.UsageBatch {
+	return storetest.Batch(ed.OrgID, ed.EdgeID, seq, start.Add(time.Duration(seq)*time.Minute), 3)
+}
+
+func encode(t testing.TB, b *wire.UsageBatch) []byte {
+	t.Helper()
+	data, err := wire.Encode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func edgeJS(t testing.TB, ed testenv.Edge) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := ed.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func publish(ctx context.Context, js jetstream.JetStream, subject string, data []byte, msgID string) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	return js.Publish(ctx, subject, data, opts...)
+}
+
+func requests(t testing.TB, s controlplane.Store, orgID string) int64 {
+	t.Helper()
+	rows, err := s.Usage(context.Background(), controlplane.UsageQuery{OrgID: orgID, From: start.Add(-time.Hour), To: start.Add(6 * time.Hour), Step: controlplane.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, r := range rows {
+		n += r.Requests
+	}
+	return n
+}
+
+// flakyStore commits a batch but reports a failure for the first few, as
+// a store whose commit acknowledgement is lost would: the message is
+// redelivered and must not be counted twice.
+type flakyStore struct {
+	controlplane.Store
+	failures atomic.Int64
+}
+
+func (f *flakyStore) IngestBatch(ctx context.Context, b *wire.UsageBatch, at time.Time) (bool, error) {
+	stored, err := f.Store.IngestBatch(ctx, b, at)
+	if err == nil && f.failures.Add(-1) >= 0 {
+		return false, errors.New("injected: commit acknowledgement lost")
+	}
+	return stored, err
+}
+
+func TestBatchesStoredExactlyOnce(t *testing.T) {
+	flaky := &flakyStore{}
+	flaky.failures.Store(3)
+	env := testenv.New(t, testenv.Options{Store: func(s controlplane.Store) controlplane.Store { flaky.Store = s; return flaky }})
+	org := env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	_, js := edgeJS(t, ed)
+	ctx := context.Background()
+
+	const n = 40
+	for seq := int64(1); seq <= n; seq++ {
+		data := encode(t, batch(ed, seq))
+		if _, err := publish(ctx, js, ed.Subject, data, wire.MsgID(ed.EdgeID, seq)); err != nil {
+			t.Fatalf("publish %d: %v", seq, err)
+		}
+	}
+	// The same message ids again: JetStream drops them.
+	for seq := int64(1); seq <= 5; seq++ {
+		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, seq)), wire.MsgID(ed.EdgeID, seq))
+		if err != nil || !ack.Duplicate {
+			t.Fatalf("re-sent msg id %d: ack %+v, %v; want a duplicate", seq, ack, err)
+		}
+	}
+	// Re-sent without a message id (as after the duplicate window): the
+	// store drops them.
+	for seq := int64(6); seq <= 10; seq++ {
+		if _, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, seq)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "every batch settled", func() bool {
+		s := env.Ingester.Stats()
+		// The 3 batches whose first attempt failed after committing come
+		// back as duplicates, like the 5 re-sent without a message id.
+		return s.Stored == n-3 && s.Duplicates == 5+3
+	})
+	if got, want := requests(t, env.Store, org), int64(n*3*2); got != want {
+		t.Fatalf("stored %d requests, want %d: a batch was counted twice or lost", got, want)
+	}
+	st := env.Ingester.Stats()
+	if st.Errors != 3 {
+		t.Errorf("errors = %d, want the 3 injected", st.Errors)
+	}
+	for reason, c := range st.Rejected {
+		if c != 0 {
+			t.Errorf("rejected %d for %s", c, reason)
+		}
+	}
+	got, err := env.Store.Edge(ctx, org, ed.EdgeID)
+	if err != nil || got.LastSeen.IsZero() || !got.Sharing {
+		t.Fatalf("edge after ingest: %+v, %v", got, err)
+	}
+}
+
+func TestInvalidBatchesRejectedAndCounted(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	org, other := env.Org(t), env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	sibling := env.EnrollEdge(t, org)
+	revoked := env.EnrollEdge(t, org)
+	_, js := edgeJS(t, ed)
+	ctx := context.Background()
+
+	withField := func(b *wire.UsageBatch, field string) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(encode(t, b), &m); err != nil {
+			t.Fatal(err)
+		}
+		m[field] = "the prompt"
+		data, _ := json.Marshal(m)
+		return data
+	}
+	replace := func(b *wire.UsageBatch, old, new string) []byte {
+		return []byte(strings.Replace(string(encode(t, b)), old, new, 1))
+	}
+	otherOrg := batch(ed, 4)
+	otherOrg.OrgID = other
+	otherEdge := batch(ed, 5)
+	otherEdge.EdgeID = sibling.EdgeID
+
+	cases := []struct {
+		name   string
+		data   []byte
+		msgID  string
+		reason string
+	}{
+		{"unknown field", withField(batch(ed, 1), "content"), "", "malformed"},
+		{"oversized string", replace(batch(ed, 2), `"model":"gpt-4o"`, `"model":"`+strings.Repeat("x", 300)+`"`), "", "malformed"},
+		{"oversized number", replace(batch(ed, 3), `"cost_nano_usd":1000`, `"cost_nano_usd":90071992547409910`), "", "malformed"},
+		{"mismatched org", encode(t, otherOrg), "", "mismatch"},
+		{"mismatched edge", encode(t, otherEdge), "", "mismatch"},
+		{"mismatched msg id", encode(t, batch(ed, 6)), wire.MsgID(ed.EdgeID, 7), "msg_id"},
+		{"window in the future", encode(t, storetest.Batch(ed.OrgID, ed.EdgeID, 8, time.Now().Add(time.Hour), 1)), "", "future"},
+	}
+	for _, tc := range cases {
+		if _, err := publish(ctx, js, ed.Subject, tc.data, tc.msgID); err != nil {
+			t.Fatalf("%s: publish: %v", tc.name, err)
+		}
+	}
+	// The control plane's own user may publish anywhere: batches for
+	// an edge that does not exist or was revoked are refused by ingest.
+	sjs, err := jetstream.New(env.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := batch(ed, 1)
+	ghost.EdgeID = "edge_ghost"
+	if _, err := publish(ctx, sjs, wire.Subject(org, "edge_ghost"), encode(t, ghost), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Enroll.Revoke(ctx, org, revoked.EdgeID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publish(ctx, sjs, revoked.Subject, encode(t, batch(revoked, 1)), ""); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"malformed": 3, "mismatch": 2, "msg_id": 1, "future": 1, "unknown_edge": 1, "revoked": 1}
+	testenv.Eventually(t, 20*time.Second, "all rejections counted", func() bool {
+		got := env.Ingester.Stats().Rejected
+		for k, v := range want {
+			if got[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+	if st := env.Ingester.Stats(); st.Stored != 0 {
+		t.Fatalf("stored %d invalid batches", st.Stored)
+	}
+	if got := requests(t, env.Store, org) + requests(t, env.Store, other); got != 0 {
+		t.Fatalf("invalid batches reached the store: %d requests", got)
+	}
+	// Terminated, not left for redelivery.
+	stream, err := sjs.Stream(ctx, ingest.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "stream drained", func() bool {
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+}
+
+// permErrors collects the permission violations the server reports.
+func permErrors(ch chan<- error) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			select {
+			case ch <- err:
+			default:
+			}
+		}
+	})
+}
+
+func TestNATSConfinesEdgesToTheirSubject(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org, other := env.Org(t), env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	sibling := env.EnrollEdge(t, org)
+	foreign := env.EnrollEdge(t, other)
+	ctx := context.Background()
+
+	violations := make(chan error, 16)
+	nc, err := ed.Connect(permErrors(violations))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), ""); err != nil {
+		t.Fatalf("own subject refused: %v", err)
+	}
+	for name, subj := range map[string]string{
+		"another org's edge":      foreign.Subject,
+		"another edge of the org": sibling.Subject,
+		"a made-up edge":          wire.Subject(org, "edge_x"),
+		"the JetStream API":       "$JS.API.STREAM.LIST",
+	} {
+		if _, err := publish(ctx, js, subj, encode(t, batch(ed, 2)), ""); err == nil {
+			t.Errorf("%s: publish accepted", name)
+		}
+		select {
+		case <-violations:
+		case <-time.After(2 * time.Second):
+			t.Errorf("%s: no permissions violation reported", name)
+		}
+	}
+	for _, subj := range []string{"codex.usage.v1.>", "_INBOX.>", foreign.InboxPrefix + ".>", "_CODEX_CP.>"} {
+		if _, err := nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+		select {
+		case <-violations:
+		case <-time.After(2 * time.Second):
+			t.Errorf("subscribe %s: no permissions violation reported", subj)
+		}
+	}
+	sjs, _ := jetstream.New(env.Service)
+	stream, err := sjs.Stream(ctx, ingest.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(wire.SubjectPrefix+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.State.Subjects) != 1 || info.State.Subjects[ed.Subject] != 1 {
+		t.Fatalf("stream holds %v; want only the edge's own message", info.State.Subjects)
+	}
+}
+
+func TestLeakedOrgKeyMintsNothingOutsideItsOrg(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org, other := env.Org(t), env.Org(t)
+	env.EnrollEdge(t, org) // gives org its signing key
+	foreign := env.EnrollEdge(t, other)
+
+	seed, err := os.ReadFile(filepath.Join(env.Dir, "nats-keys", "orgs", org+".nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgKey, err := nkeys.FromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Impersonate the foreign edge: its name, a tag for its org, and
+	// permissions asked for in the JWT itself.
+	user, _ := nkeys.CreateUser()
+	pub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = foreign.EdgeID
+	uc.IssuerAccount = env.Auth.IngestAccount()
+	uc.Tags.Add("org:" + other)
+	uc.UserPermissionLimits = jwt.UserPermissionLimits{}
+	forged, err := uc.Encode(orgKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	violations := make(chan error, 4)
+	nc, err := nats.Connect(env.NATS.ClientURL(), natsbus.JWTAndKey(forged, user), nats.CustomInboxPrefix("_INBOX."+foreign.EdgeID), permErrors(violations))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := publish(context.Background(), js, foreign.Subject, []byte("{}"), ""); err == nil {
+		t.Fatal("a user minted with org A's key published on org B's subject")
+	}
+	<-violations
+
+	// A JWT that asks for wider permissions is refused outright.
+	uc.Permissions.Pub.Allow.Add(">")
+	wide, _ := uc.Encode(orgKey)
+	if nc, err := nats.Connect(env.NATS.ClientURL(), natsbus.JWTAndKey(wide, user)); err == nil {
+		nc.Close()
+		t.Fatal("scoped user with its own permissions connected")
+	}
+}
+
+func TestRevokedEdgeCannotConnectOrPublish(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org := env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	ctx := context.Background()
+	closed := make(chan struct{})
+	nc, err := ed.Connect(nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Enroll.Revoke(ctx, org, ed.EdgeID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked edge's connection stayed open")
+	}
+	if _, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 2)), ""); err == nil {
+		t.Fatal("revoked edge published")
+	}
+	if nc, err := ed.Connect(); err == nil {
+		nc.Close()
+		t.Fatal("revoked edge connected")
+	}
+	// The revocation is persisted: a restarted authority keeps it.
+	again, err := natsauth.Open(filepath.Join(env.Dir, "nats-keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := jwt.DecodeAccountClaims(again.IngestJWT())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ed.Key.PublicKey()
+	if _, ok := claims.Revocations[pub]; !ok {
+		t.Fatal("revocation lost on reopening the authority")
+	}
+}
+
+func TestAnonymousRefused(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	if nc, err := nats.Connect(env.NATS.ClientURL(), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("anonymous connection accepted")
+	}
+	if nc, err := nats.Connect(env.NATS.ClientURL(), nats.UserInfo("codex", "codex"), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("user/password connection accepted")
+	}
+	// A user of an account the operator never signed.
+	acct, _ := nkeys.CreateAccount()
+	user, _ := nkeys.CreateUser()
+	pub, _ := user.PublicKey()
+	uj, _ := jwt.NewUserClaims(pub).Encode(acct)
+	if nc, err := nats.Connect(env.NATS.ClientURL(), natsbus.JWTAndKey(uj, user), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("user of an unknown account accepted")
+	}
+}
+
+func BenchmarkIngestThroughput(b *testing.B) {
+	env := testenv.New(b, testenv.Options{})
+	org := env.Org(b)
+	ed := env.EnrollEdge(b, org)
+	_, js := edgeJS(b, ed)
+	const rows = 50
+	data := make([][]byte, 0, b.N)
+	b.ReportAllocs()
+	var seq int64
+	began := time.Now()
+	for b.Loop() {
+		seq++
+		if len(data) < int(seq) {
+			at := time.Now().UTC().Truncate(time.Minute).Add(-30 * 24 * time.Hour).Add(time.Duration(seq) * time.Minute)
+			data = append(data, encode(b, storetest.Batch(ed.OrgID, ed.EdgeID, seq, at, rows)))
+		}
+		if _, err := js.PublishAsync(ed.Subject, data[seq-1], jetstream.WithMsgID(wire.MsgID(ed.EdgeID, seq))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publishes not acknowledged")
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for st := env.Ingester.Stats(); st.Stored < seq; st = env.Ingester.Stats() {
+		if time.Now().After(deadline) || st.Errors > 0 {
+			b.Fatalf("ingest stalled: %+v", st)
+		}
+		for reason, n := range st.Rejected {
+			if n > 0 {
+				b.Fatalf("benchmark batches rejected (%s)", reason)
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Until the last batch is stored, not just published.
+	sec := time.Since(began).Seconds()
+	b.ReportMetric(float64(seq)/sec, "batches/s")
+	b.ReportMetric(float64(seq*rows)/sec, "rows/s")
+}

@@ -1,0 +1,329 @@
+// Package natsauth is the control plane's NATS authority in operator/JWT
+// mode: it creates and keeps the operator, the system account and the
+// ingest account, mints per-edge user JWTs and revokes them.
+//
+// Edges are minted with a per-org scoped signing key. The scope's template
+// confines a user to publishing on codex.usage.v1.<org>.<its name> and to
+// its own reply inbox, so a leaked org signing key can mint nothing
+// outside that org, and a user JWT carries no permissions of its own.
+//
+// Seeds are stored in the authority's directory as 0600 files. Sealing them
+// with the keyring is future work.
+package natsauth
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/shared/wire"
+)
+
+// IngestAccountName is the name of the account edges publish into.
+const IngestAccountName = "CODEX_INGEST"
+
+// InboxPrefix returns the reply inbox prefix an edge must use
+// (nats.CustomInboxPrefix): its user may subscribe only below it, so no
+// edge can read another's replies or the control plane's deliveries.
+func InboxPrefix(edgeID string) string { return "_INBOX." + edgeID }
+
+// EdgeSubsLimit bounds an edge's subscriptions: it needs one for replies.
+const EdgeSubsLimit = 8
+
+// Authority holds the keys and the current ingest account JWT.
+type Authority struct {
+	dir string
+
+	operator, system, ingest nkeys.KeyPair
+	operatorPub, systemPub   string
+	ingestPub                string
+	operatorJWT, systemJWT   string
+
+	mu        sync.Mutex
+	ingestJWT string
+	claims    *jwt.AccountClaims
+	orgKeys   map[string]nkeys.KeyPair
+}
+
+// Open loads the authority kept in dir, creating keys on first use.
+func Open(dir string) (*Authority, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "orgs"), 0o700); err != nil {
+		return nil, fmt.Errorf("nats authority dir: %w", err)
+	}
+	a := &Authority{dir: dir, orgKeys: map[string]nkeys.KeyPair{}}
+	var err error
+	if a.operator, err = loadOrCreate(filepath.Join(dir, "operator.nk"), nkeys.CreateOperator); err != nil {
+		return nil, err
+	}
+	if a.system, err = loadOrCreate(filepath.Join(dir, "system.nk"), nkeys.CreateAccount); err != nil {
+		return nil, err
+	}
+	if a.ingest, err = loadOrCreate(filepath.Join(dir, "ingest.nk"), nkeys.CreateAccount); err != nil {
+		return nil, err
+	}
+	a.operatorPub, _ = a.operator.PublicKey()
+	a.systemPub, _ = a.system.PublicKey()
+	a.ingestPub, _ = a.ingest.PublicKey()
+
+	oc := jwt.NewOperatorClaims(a.operatorPub)
+	oc.Name = "codex"
+	oc.SystemAccount = a.systemPub
+	if a.operatorJWT, err = oc.Encode(a.operator); err != nil {
+		return nil, fmt.Errorf("encode operator jwt: %w", err)
+	}
+	sc := jwt.NewAccountClaims(a.systemPub)
+	sc.Name = "SYS"
+	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
+		return nil, fmt.Errorf("encode system account jwt: %w", err)
+	}
+	if err := a.loadIngest(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func loadOrCreate(path string, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, error) {
+	seed, err := os.ReadFile(path)
+	if err == nil {
+		kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", filepath.Base(path), err)
+		}
+		return kp, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", filepath.Base(path), err)
+	}
+	kp, err := create()
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Base(path), err)
+	}
+	seed, _ = kp.Seed()
+	if err := writeFileAtomic(path, seed, 0o600); err != nil {
+		return nil, err
+	}
+	return kp, nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// loadIngest reads the persisted ingest account claims (its scoped keys
+// and revocations) or creates them.
+func (a *Authority) loadIngest() error {
+	path := filepath.Join(a.dir, "ingest.jwt")
+	raw, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		c, err := jwt.DecodeAccountClaims(string(raw))
+		if err != nil {
+			return fmt.Errorf("decode ingest account jwt: %w", err)
+		}
+		if c.Subject != a.ingestPub || c.Issuer != a.operatorPub {
+			return errors.New("ingest account jwt does not match the stored keys")
+		}
+		a.claims, a.ingestJWT = c, string(raw)
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		c := jwt.NewAccountClaims(a.ingestPub)
+		c.Name = IngestAccountName
+		c.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		a.claims = c
+	default:
+		return fmt.Errorf("read ingest account jwt: %w", err)
+	}
+	return a.saveIngestLocked()
+}
+
+func (a *Authority) saveIngestLocked() error {
+	s, err := a.claims.Encode(a.operator)
+	if err != nil {
+		return fmt.Errorf("encode ingest account jwt: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(a.dir, "ingest.jwt"), []byte(s), 0o600); err != nil {
+		return err
+	}
+	a.ingestJWT = s
+	return nil
+}
+
+// OperatorJWT returns the operator JWT a server must trust.
+func (a *Authority) OperatorJWT() string { return a.operatorJWT }
+
+// SystemAccount returns the system account's public key.
+func (a *Authority) SystemAccount() string { return a.systemPub }
+
+// IngestAccount returns the ingest account's public key.
+func (a *Authority) IngestAccount() string { return a.ingestPub }
+
+// SystemJWT returns the system account JWT.
+func (a *Authority) SystemJWT() string { return a.systemJWT }
+
+// IngestJWT returns the current ingest account JWT.
+func (a *Authority) IngestJWT() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ingestJWT
+}
+
+// EnsureOrg gives org its scoped signing key, adding it to the ingest
+// account. It reports whether the account JWT changed and must be pushed.
+func (a *Authority) EnsureOrg(orgID string) (changed bool, err error) {
+	if !wire.IDChars.Valid(orgID) {
+		return false, fmt.Errorf("org id %q is not a valid subject token", orgID)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	kp, err := a.orgKeyLocked(orgID)
+	if err != nil {
+		return false, err
+	}
+	pub, _ := kp.PublicKey()
+	if a.claims.SigningKeys.Contains(pub) {
+		return false, nil
+	}
+	scope := jwt.NewUserScope()
+	scope.Key = pub
+	scope.Role = "edge:" + orgID
+	scope.Description = "edges of org " + orgID
+	scope.Template = jwt.UserPermissionLimits{
+		Permissions: jwt.Permissions{
+			Pub: jwt.Permission{Allow: jwt.StringList{wire.SubjectPrefix + "." + orgID + ".{{name()}}"}},
+			Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX.{{name()}}.>"}},
+		},
+		Limits: jwt.Limits{
+			UserLimits: jwt.UserLimits{},
+			NatsLimits: jwt.NatsLimits{Subs: EdgeSubsLimit, Data: jwt.NoLimit, Payload: wire.MaxBatchBytes},
+		},
+	}
+	a.claims.SigningKeys.AddScopedSigner(scope)
+	if err := a.saveIngestLocked(); err != nil {
+		a.claims.SigningKeys.Remove(pub)
+		return false, err
+	}
+	return true, nil
+}
+
+func (a *Authority) orgKeyLocked(orgID string) (nkeys.KeyPair, error) {
+	if kp, ok := a.orgKeys[orgID]; ok {
+		return kp, nil
+	}
+	kp, err := loadOrCreate(filepath.Join(a.dir, "orgs", orgID+".nk"), nkeys.CreateAccount)
+	if err != nil {
+		return nil, err
+	}
+	a.orgKeys[orgID] = kp
+	return kp, nil
+}
+
+// MintEdge returns the user JWT of an edge whose nkey is userPub, signed by
+// its org's scoped key; EnsureOrg must have run for the org. The JWT
+// carries no permissions: the scope's template supplies them.
+func (a *Authority) MintEdge(orgID, edgeID, userPub string) (string, error) {
+	if !wire.IDChars.Valid(orgID) || !wire.IDChars.Valid(edgeID) {
+		return "", errors.New("org or edge id is not a valid subject token")
+	}
+	if !nkeys.IsValidPublicUserKey(userPub) {
+		return "", errors.New("not a NATS user public key")
+	}
+	a.mu.Lock()
+	kp, err := a.orgKeyLocked(orgID)
+	var scoped bool
+	if err == nil {
+		pub, _ := kp.PublicKey()
+		scoped = a.claims.SigningKeys.Contains(pub)
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	if !scoped {
+		return "", fmt.Errorf("org %s has no signing key in the ingest account", orgID)
+	}
+	uc := jwt.NewUserClaims(userPub)
+	uc.Name = edgeID
+	uc.IssuerAccount = a.ingestPub
+	uc.Tags.Add("org:" + orgID)
+	// Scoped users must carry empty permissions and limits; NewUserClaims
+	// sets unlimited limits, which the server refuses for a scoped signer.
+	uc.UserPermissionLimits = jwt.UserPermissionLimits{}
+	s, err := uc.Encode(kp)
+	if err != nil {
+		return "", fmt.Errorf("encode edge jwt: %w", err)
+	}
+	return s, nil
+}
+
+// Revoke revokes every user JWT of userPub issued at or before at. The
+// caller pushes the changed account JWT.
+func (a *Authority) Revoke(userPub string, at time.Time) error {
+	if !nkeys.IsValidPublicUserKey(userPub) {
+		return errors.New("not a NATS user public key")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.claims.RevokeAt(userPub, at)
+	return a.saveIngestLocked()
+}
+
+// ServiceCreds returns a creds file for the control plane's own user in the
+// ingest account, signed by the account key: it consumes the stream.
+func (a *Authority) ServiceCreds() ([]byte, error) {
+	return creds(a.ingest, "codex-controlplane")
+}
+
+// SystemCreds returns a creds file for a system account user, used to push
+// account JWT updates to the servers.
+func (a *Authority) SystemCreds() ([]byte, error) {
+	return creds(a.system, "codex-controlplane-sys")
+}
+
+func creds(signer nkeys.KeyPair, name string) ([]byte, error) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("create user key: %w", err)
+	}
+	pub, _ := user.PublicKey()
+	seed, _ := user.Seed()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	s, err := uc.Encode(signer)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s jwt: %w", name, err)
+	}
+	return jwt.FormatUserConfig(s, seed)
+}
+
+// ServerConfig returns a nats-server configuration block trusting this
+// operator with a full (directory) resolver preloaded with both accounts,
+// for running an external NATS.
+func (a *Authority) ServerConfig(resolverDir string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# persiv codex: NATS operator/JWT configuration.\n")
+	fmt.Fprintf(&b, "operator: %s\n", a.operatorJWT)
+	fmt.Fprintf(&b, "system_account: %s\n", a.systemPub)
+	fmt.Fprintf(&b, "jetstream: enabled\n")
+	fmt.Fprintf(&b, "max_payload: %d\n", wire.MaxBatchBytes)
+	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n}\n", resolverDir)
+	fmt.Fprintf(&b, "resolver_preload: {\n")
+	fmt.Fprintf(&b, "  # SYS\n  %s: %s\n", a.systemPub, a.systemJWT)
+	fmt.Fprintf(&b, "  # %s\n  %s: %s\n", IngestAccountName, a.ingestPub, a.IngestJWT())
+	fmt.Fprintf(&b, "}\n")
+	return b.String()
+}

@@ -1,0 +1,205 @@
+// Package natsbus runs the control plane's NATS side: an in-process
+// nats-server with JetStream in operator/JWT mode for the embedded
+// default, client connections from creds held in memory, and pushing
+// account JWT updates (new org signing keys, revocations) to the servers.
+package natsbus
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// EmbeddedConfig configures the in-process server.
+type EmbeddedConfig struct {
+	// Dir holds JetStream's store and the account resolver's JWTs.
+	Dir string
+	// Listen is host:port; port 0 picks a free one. Outside loopback TLS
+	// is required.
+	Listen string
+	// TLS, when set, is required of every client (TLS 1.3 only).
+	TLS *tls.Config
+}
+
+// Embedded is a running in-process nats-server.
+type Embedded struct {
+	srv *server.Server
+}
+
+// StartEmbedded starts a nats-server trusting auth's operator, with the
+// system and ingest accounts preloaded into a directory resolver and
+// JetStream enabled. No anonymous user exists in operator mode.
+func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen port: %w", err)
+	}
+	if !IsLoopback(host) && cfg.TLS == nil {
+		return nil, errors.New("nats: listening outside loopback requires TLS")
+	}
+	op, err := jwt.DecodeOperatorClaims(auth.OperatorJWT())
+	if err != nil {
+		return nil, fmt.Errorf("decode operator jwt: %w", err)
+	}
+	resolverDir := filepath.Join(cfg.Dir, "accounts")
+	if err := os.MkdirAll(resolverDir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats resolver dir: %w", err)
+	}
+	res, err := server.NewDirAccResolver(resolverDir, 0, 2*time.Minute, server.NoDelete)
+	if err != nil {
+		return nil, fmt.Errorf("nats resolver: %w", err)
+	}
+	for pub, j := range map[string]string{auth.SystemAccount(): auth.SystemJWT(), auth.IngestAccount(): auth.IngestJWT()} {
+		if err := res.Store(pub, j); err != nil {
+			return nil, fmt.Errorf("preload account: %w", err)
+		}
+	}
+	opts := &server.Options{
+		ServerName:       "codex-controlplane",
+		Host:             host,
+		Port:             port,
+		JetStream:        true,
+		StoreDir:         filepath.Join(cfg.Dir, "jetstream"),
+		TrustedOperators: []*jwt.OperatorClaims{op},
+		SystemAccount:    auth.SystemAccount(),
+		AccountResolver:  res,
+		MaxPayload:       wire.MaxBatchBytes,
+		NoSigs:           true,
+		NoLog:            true,
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS.Clone()
+		opts.TLSConfig.MinVersion = tls.VersionTLS13
+		opts.TLS, opts.TLSVerify = true, false
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("nats server did not become ready")
+	}
+	return &Embedded{srv: srv}, nil
+}
+
+// ClientURL is the URL clients connect to.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Shutdown stops the server and waits for it.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// IsLoopback reports whether host (a name or an IP) is a loopback
+// address. Only "localhost" is trusted among names.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Creds returns a connect option authenticating with a creds file's
+// content, kept in memory.
+func Creds(creds []byte) (nats.Option, error) {
+	userJWT, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return nil, fmt.Errorf("parse creds jwt: %w", err)
+	}
+	kp, err := jwt.ParseDecoratedNKey(creds)
+	if err != nil {
+		return nil, fmt.Errorf("parse creds seed: %w", err)
+	}
+	return JWTAndKey(userJWT, kp), nil
+}
+
+// JWTAndKey returns a connect option authenticating as a user JWT whose
+// nkey is kp.
+func JWTAndKey(userJWT string, kp nkeys.KeyPair) nats.Option {
+	return nats.UserJWT(
+		func() (string, error) { return userJWT, nil },
+		func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) },
+	)
+}
+
+// PushAccount sends an account JWT to the servers over a system account
+// connection and waits for one to accept it.
+func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
+	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(accountJWT))
+	if err != nil {
+		return fmt.Errorf("push account jwt: %w", err)
+	}
+	var resp struct {
+		Data  *struct{ Code int } `json:"data"`
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("push account jwt: bad response: %w", err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("push account jwt: server refused (%d): %s", resp.Error.Code, resp.Error.Description)
+	}
+	return nil
+}
+
+// Accounts applies changes of the ingest account to the running servers:
+// each change is saved by the authority, then pushed.
+type Accounts struct {
+	Auth *natsauth.Authority
+	Sys  *nats.Conn // a system account connection
+}
+
+// Sync pushes the current ingest account JWT, as after a start against an
+// external NATS that may hold an older one.
+func (a *Accounts) Sync(ctx context.Context) error {
+	return PushAccount(ctx, a.Sys, a.Auth.IngestJWT())
+}
+
+// EnsureOrg makes sure org has its scoped signing key on the servers.
+func (a *Accounts) EnsureOrg(ctx context.Context, orgID string) error {
+	changed, err := a.Auth.EnsureOrg(orgID)
+	if err != nil || !changed {
+		return err
+	}
+	return a.Sync(ctx)
+}
+
+// Revoke revokes an edge's user key on the servers: they refuse its next
+// connection and close the current ones.
+func (a *Accounts) Revoke(ctx context.Context, userPub string, at time.Time) error {
+	if err := a.Auth.Revoke(userPub, at); err != nil {
+		return err
+	}
+	return a.Sync(ctx)
+}
+
+// MintEdge returns an edge's user JWT; see natsauth.Authority.MintEdge.
+func (a *Accounts) MintEdge(orgID, edgeID, userPub string) (string, error) {
+	return a.Auth.MintEdge(orgID, edgeID, userPub)
+}

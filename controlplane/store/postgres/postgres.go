@@ -1,0 +1,391 @@
+// Package postgres implements controlplane.Store on PostgreSQL (pgx v5
+// pool) under forced row-level security: every transaction sets
+// app.org_id with set_config(..., true) right after BEGIN, so a pooled
+// connection never carries one org's setting into another's work, and a
+// transaction that set none sees nothing.
+//
+// Open connects as the application role and refuses a role that is a
+// superuser, may bypass RLS or owns a table. Migrate runs as the owner.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for goose
+	"github.com/pressly/goose/v3"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/store/usagesql"
+	"github.com/persiv/codex/schemas"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// TenantTables are the tables under forced row-level security.
+var TenantTables = []string{"orgs", "users", "enroll_tokens", "edges", "usage_batches", "usage_minute", "usage_hour", "usage_day"}
+
+// Migrate applies the migrations as the owner (ownerURL) and grants the
+// application role row access to the tenant tables and the prune function.
+func Migrate(ctx context.Context, ownerURL, appRole string) error {
+	db, err := sql.Open("pgx", ownerURL)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, schemas.ControlplanePostgres())
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate postgres: %w", err)
+	}
+	role := pgx.Identifier{appRole}.Sanitize()
+	for _, stmt := range []string{
+		"GRANT USAGE ON SCHEMA public TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day TO " + role,
+		"GRANT EXECUTE ON FUNCTION codex_prune(timestamptz, interval, interval, interval) TO " + role,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("migrate: grant to %s: %w", appRole, err)
+		}
+	}
+	return nil
+}
+
+// Store is a controlplane.Store on a pgx pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ controlplane.Store = (*Store)(nil)
+
+// Open connects as the application role and checks that the role cannot
+// get around row-level security.
+func Open(ctx context.Context, url string) (*Store, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	var super, bypass bool
+	var owned int
+	err = pool.QueryRow(ctx, `SELECT r.rolsuper, r.rolbypassrls,
+		(SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p'))
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&super, &bypass, &owned)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres: check role: %w", err)
+	}
+	if super || bypass || owned > 0 {
+		pool.Close()
+		return nil, errors.New("open postgres: the role is a superuser, has BYPASSRLS or owns tables; serve with the application role (CODEX_DATABASE_APP_ROLE)")
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error { s.pool.Close(); return nil }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// inOrg runs fn in a transaction scoped to orgID.
+func (s *Store) inOrg(ctx context.Context, orgID string, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.org_id', $1, true)`, orgID); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func mapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%s: %w", op, controlplane.ErrNotFound)
+	case pgCode(err) == "23505":
+		return fmt.Errorf("%s: %w", op, controlplane.ErrConflict)
+	case pgCode(err) == "23503":
+		return fmt.Errorf("%s: org %w", op, controlplane.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func fromNull(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// CreateOrg stores a new org.
+func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
+	return mapErr("create org", s.inOrg(ctx, o.ID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`, o.ID, o.Name, o.CreatedAt)
+		return err
+	}))
+}
+
+// Org returns an org by id.
+func (s *Store) Org(ctx context.Context, id string) (controlplane.Org, error) {
+	o := controlplane.Org{ID: id}
+	err := s.inOrg(ctx, id, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT name, created_at FROM orgs WHERE id = $1`, id).Scan(&o.Name, &o.CreatedAt)
+	})
+	o.CreatedAt = o.CreatedAt.UTC()
+	return o, mapErr("org", err)
+}
+
+// CreateUser stores a new user of an existing org.
+func (s *Store) CreateUser(ctx context.Context, u controlplane.User) error {
+	return mapErr("create user", s.inOrg(ctx, u.OrgID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO users (id, org_id, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			u.ID, u.OrgID, u.Email, string(u.Role), u.PasswordHash, u.CreatedAt)
+		return err
+	}))
+}
+
+// Users lists an org's users by email.
+func (s *Store) Users(ctx context.Context, orgID string) ([]controlplane.User, error) {
+	var out []controlplane.User
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, email, role, password_hash, created_at FROM users WHERE org_id = $1 ORDER BY email`, orgID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			u := controlplane.User{OrgID: orgID}
+			var role string
+			if err := rows.Scan(&u.ID, &u.Email, &role, &u.PasswordHash, &u.CreatedAt); err != nil {
+				return err
+			}
+			u.Role, u.CreatedAt = controlplane.Role(role), u.CreatedAt.UTC()
+			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	return out, mapErr("users", err)
+}
+
+// CreateEnrollToken stores a token's hash.
+func (s *Store) CreateEnrollToken(ctx context.Context, t controlplane.EnrollToken) error {
+	return mapErr("create enroll token", s.inOrg(ctx, t.OrgID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO enroll_tokens (hash, org_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
+			t.Hash[:], t.OrgID, t.CreatedAt, t.ExpiresAt)
+		return err
+	}))
+}
+
+// RedeemEnrollToken runs before the org is known: the transaction names
+// the token's hash in app.enroll_hash, which makes that one row visible,
+// marks it used (a concurrent redemption waits on the row lock and then
+// finds it used), then scopes itself to the token's org to create the edge.
+func (s *Store) RedeemEnrollToken(ctx context.Context, hash [32]byte, now time.Time, e controlplane.Edge) (controlplane.Edge, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return e, mapErr("redeem enroll token", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.enroll_hash', $1, true)`, hex.EncodeToString(hash[:])); err != nil {
+		return e, mapErr("redeem enroll token", err)
+	}
+	var orgID string
+	err = tx.QueryRow(ctx, `UPDATE enroll_tokens SET used_at = $1, edge_id = $2
+		WHERE hash = $3 AND used_at IS NULL AND expires_at > $1 RETURNING org_id`, now, e.ID, hash[:]).Scan(&orgID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, fmt.Errorf("redeem enroll token: %w", controlplane.ErrUnauthorized)
+	}
+	if err != nil {
+		return e, mapErr("redeem enroll token", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.enroll_hash', '', true), set_config('app.org_id', $1, true)`, orgID); err != nil {
+		return e, mapErr("redeem enroll token", err)
+	}
+	e.OrgID, e.CreatedAt = orgID, now
+	if _, err := tx.Exec(ctx, `INSERT INTO edges (id, org_id, name, version, public_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		e.ID, e.OrgID, e.Name, e.Version, e.PublicKey, now); err != nil {
+		return e, mapErr("redeem enroll token: edge", err)
+	}
+	return e, mapErr("redeem enroll token", tx.Commit(ctx))
+}
+
+const edgeCols = `id, org_id, name, version, public_key, created_at, last_seen, sharing, revoked_at`
+
+func scanEdge(row pgx.Row) (controlplane.Edge, error) {
+	var e controlplane.Edge
+	var seen, revoked *time.Time
+	err := row.Scan(&e.ID, &e.OrgID, &e.Name, &e.Version, &e.PublicKey, &e.CreatedAt, &seen, &e.Sharing, &revoked)
+	e.CreatedAt, e.LastSeen, e.RevokedAt = e.CreatedAt.UTC(), fromNull(seen), fromNull(revoked)
+	return e, err
+}
+
+// Edge returns an edge of an org.
+func (s *Store) Edge(ctx context.Context, orgID, id string) (controlplane.Edge, error) {
+	var e controlplane.Edge
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		var err error
+		e, err = scanEdge(tx.QueryRow(ctx, `SELECT `+edgeCols+` FROM edges WHERE org_id = $1 AND id = $2`, orgID, id))
+		return err
+	})
+	return e, mapErr("edge", err)
+}
+
+// Edges lists an org's edges by name.
+func (s *Store) Edges(ctx context.Context, orgID string) ([]controlplane.Edge, error) {
+	var out []controlplane.Edge
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+edgeCols+` FROM edges WHERE org_id = $1 ORDER BY name, id`, orgID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e, err := scanEdge(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	return out, mapErr("edges", err)
+}
+
+// RevokeEdge marks an edge revoked; revoking twice keeps the first time.
+func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) error {
+	return mapErr("revoke edge", s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE edges SET revoked_at = COALESCE(revoked_at, $1), sharing = FALSE WHERE org_id = $2 AND id = $3`, at, orgID, id)
+		if err == nil && tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		return err
+	}))
+}
+
+func dollar(i int) string { return fmt.Sprintf("$%d", i) }
+
+var upserts = usagesql.NewStatements(dollar)
+
+// IngestBatch stores a batch once, keyed by (edge_id, seq).
+func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (bool, error) {
+	stored := false
+	err := s.inOrg(ctx, b.OrgID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO usage_batches (edge_id, seq, org_id, window_start, window_end, received_at, row_count)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (edge_id, seq) DO NOTHING`,
+			b.EdgeID, b.Seq, b.OrgID, b.WindowStart, b.WindowEnd, receivedAt, len(b.Rows))
+		if err != nil || tag.RowsAffected() == 0 {
+			return err // a duplicate commits nothing new
+		}
+		var batch pgx.Batch
+		for _, st := range []struct {
+			table string
+			ts    time.Time
+		}{
+			{"usage_minute", b.WindowStart.Truncate(time.Minute)},
+			{"usage_hour", b.WindowStart.Truncate(time.Hour)},
+			{"usage_day", b.WindowStart.Truncate(controlplane.Day)},
+		} {
+			for lo := 0; lo < len(b.Rows); lo += usagesql.ChunkRows {
+				hi := min(lo+usagesql.ChunkRows, len(b.Rows))
+				args := make([]any, 0, (hi-lo)*(9+len(usagesql.MetricColumns)))
+				for i := lo; i < hi; i++ {
+					args = usagesql.RowArgs(args, b.OrgID, st.ts, b.EdgeID, &b.Rows[i])
+				}
+				batch.Queue(upserts.Upsert(st.table, hi-lo), args...)
+			}
+		}
+		batch.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, $1), sharing = TRUE WHERE org_id = $2 AND id = $3`, receivedAt, b.OrgID, b.EdgeID)
+		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+			return err
+		}
+		stored = true
+		return nil
+	})
+	if err != nil {
+		return false, mapErr("ingest batch", err)
+	}
+	return stored, nil
+}
+
+// Usage answers a usage query from the table of its step.
+func (s *Store) Usage(ctx context.Context, q controlplane.UsageQuery) ([]controlplane.UsageRow, error) {
+	if q.Step == 0 {
+		q.Step = controlplane.AutoStep(q.To.Sub(q.From))
+	}
+	table, err := usagesql.Table(int64(q.Step))
+	if err != nil {
+		return nil, err
+	}
+	built, err := usagesql.Build(q, table, "ts", q.From, q.To, dollar)
+	if err != nil {
+		return nil, err
+	}
+	var out []controlplane.UsageRow
+	err = s.inOrg(ctx, q.OrgID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, built.SQL, built.Args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r controlplane.UsageRow
+			dims := make([]string, len(built.Dims))
+			dest := []any{&r.Time}
+			for i := range dims {
+				dest = append(dest, &dims[i])
+			}
+			dest = append(dest, usagesql.TotalsDest(&r.Totals)...)
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			r.Time = r.Time.UTC()
+			if len(dims) > 0 {
+				r.Key = make(map[controlplane.Dimension]string, len(dims))
+				for i, d := range built.Dims {
+					r.Key[d] = dims[i]
+				}
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, mapErr("usage", err)
+}
+
+// Prune applies retention across orgs through codex_prune, the one
+// maintenance path.
+func (s *Store) Prune(ctx context.Context, r controlplane.Retention, now time.Time) error {
+	iv := func(d time.Duration) string { return fmt.Sprintf("%d microseconds", d.Microseconds()) }
+	_, err := s.pool.Exec(ctx, `SELECT codex_prune($1, $2::interval, $3::interval, $4::interval)`, now, iv(r.Minute), iv(r.Hour), iv(r.Day))
+	return mapErr("prune", err)
+}

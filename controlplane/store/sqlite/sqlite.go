@@ -1,0 +1,391 @@
+// Package sqlite implements controlplane.Store on an embedded SQLite
+// database (modernc.org/sqlite, no cgo): the control plane's zero-setup
+// default. Times are stored as Unix seconds.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/store/usagesql"
+	"github.com/persiv/codex/schemas"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// Store is a controlplane.Store backed by one SQLite file.
+type Store struct {
+	db *sql.DB
+	// stmts caches prepared upserts by table and row count: parsing the
+	// statement otherwise takes as long as running it.
+	stmts sync.Map // upsertKey → *sql.Stmt
+}
+
+type upsertKey struct {
+	table string
+	n     int
+}
+
+func (s *Store) upsert(ctx context.Context, table string, n int) (*sql.Stmt, error) {
+	k := upsertKey{table, n}
+	if v, ok := s.stmts.Load(k); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, upserts.Upsert(table, n))
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := s.stmts.LoadOrStore(k, st); loaded {
+		st.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+var _ controlplane.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at path and applies pending
+// migrations.
+func Open(ctx context.Context, path string) (*Store, error) {
+	// WAL lets readers run beside the writer; immediate transactions take
+	// the write lock up front, so two writers wait instead of deadlocking.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, schemas.ControlplaneSQLite())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate sqlite: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	return s.db.Close()
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+func unix(t time.Time) int64 { return t.Unix() }
+
+func fromUnix(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(n.Int64, 0).UTC()
+}
+
+func nullUnix(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.Unix(), Valid: true}
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func isForeignKey(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "FOREIGN KEY constraint failed")
+}
+
+// CreateOrg stores a new org.
+func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`, o.ID, o.Name, unix(o.CreatedAt))
+	if isUnique(err) {
+		return fmt.Errorf("create org: %w", controlplane.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create org: %w", err)
+	}
+	return nil
+}
+
+// Org returns an org by id.
+func (s *Store) Org(ctx context.Context, id string) (controlplane.Org, error) {
+	o := controlplane.Org{ID: id}
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT name, created_at FROM orgs WHERE id = ?`, id).Scan(&o.Name, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return o, fmt.Errorf("org: %w", controlplane.ErrNotFound)
+	}
+	if err != nil {
+		return o, fmt.Errorf("org: %w", err)
+	}
+	o.CreatedAt = time.Unix(created, 0).UTC()
+	return o, nil
+}
+
+// CreateUser stores a new user of an existing org.
+func (s *Store) CreateUser(ctx context.Context, u controlplane.User) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO users (id, org_id, email, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.ID, u.OrgID, u.Email, string(u.Role), u.PasswordHash, unix(u.CreatedAt))
+	switch {
+	case isUnique(err):
+		return fmt.Errorf("create user: %w", controlplane.ErrConflict)
+	case isForeignKey(err):
+		return fmt.Errorf("create user: org %w", controlplane.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("create user: %w", err)
+	}
+	return nil
+}
+
+// Users lists an org's users by email.
+func (s *Store) Users(ctx context.Context, orgID string) ([]controlplane.User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, email, role, password_hash, created_at FROM users WHERE org_id = ? ORDER BY email`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("users: %w", err)
+	}
+	defer rows.Close()
+	var out []controlplane.User
+	for rows.Next() {
+		u := controlplane.User{OrgID: orgID}
+		var role string
+		var created int64
+		if err := rows.Scan(&u.ID, &u.Email, &role, &u.PasswordHash, &created); err != nil {
+			return nil, fmt.Errorf("users: %w", err)
+		}
+		u.Role, u.CreatedAt = controlplane.Role(role), time.Unix(created, 0).UTC()
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// CreateEnrollToken stores a token's hash.
+func (s *Store) CreateEnrollToken(ctx context.Context, t controlplane.EnrollToken) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO enroll_tokens (hash, org_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+		t.Hash[:], t.OrgID, unix(t.CreatedAt), unix(t.ExpiresAt))
+	switch {
+	case isUnique(err):
+		return fmt.Errorf("create enroll token: %w", controlplane.ErrConflict)
+	case isForeignKey(err):
+		return fmt.Errorf("create enroll token: org %w", controlplane.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("create enroll token: %w", err)
+	}
+	return nil
+}
+
+// RedeemEnrollToken marks the token used and creates the edge, in one
+// immediate transaction: of two concurrent redemptions one finds the token
+// used.
+func (s *Store) RedeemEnrollToken(ctx context.Context, hash [32]byte, now time.Time, e controlplane.Edge) (controlplane.Edge, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return e, fmt.Errorf("redeem enroll token: %w", err)
+	}
+	defer tx.Rollback()
+	var orgID string
+	err = tx.QueryRowContext(ctx, `UPDATE enroll_tokens SET used_at = ?, edge_id = ?
+		WHERE hash = ? AND used_at IS NULL AND expires_at > ? RETURNING org_id`,
+		unix(now), e.ID, hash[:], unix(now)).Scan(&orgID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("redeem enroll token: %w", controlplane.ErrUnauthorized)
+	}
+	if err != nil {
+		return e, fmt.Errorf("redeem enroll token: %w", err)
+	}
+	e.OrgID, e.CreatedAt = orgID, now
+	_, err = tx.ExecContext(ctx, `INSERT INTO edges (id, org_id, name, version, public_key, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		e.ID, e.OrgID, e.Name, e.Version, e.PublicKey, unix(now))
+	if isUnique(err) {
+		return e, fmt.Errorf("redeem enroll token: edge key already enrolled: %w", controlplane.ErrConflict)
+	}
+	if err != nil {
+		return e, fmt.Errorf("redeem enroll token: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return e, fmt.Errorf("redeem enroll token: %w", err)
+	}
+	return e, nil
+}
+
+const edgeCols = `id, org_id, name, version, public_key, created_at, last_seen, sharing, revoked_at`
+
+func scanEdge(sc interface{ Scan(...any) error }) (controlplane.Edge, error) {
+	var e controlplane.Edge
+	var created int64
+	var seen, revoked sql.NullInt64
+	err := sc.Scan(&e.ID, &e.OrgID, &e.Name, &e.Version, &e.PublicKey, &created, &seen, &e.Sharing, &revoked)
+	e.CreatedAt, e.LastSeen, e.RevokedAt = time.Unix(created, 0).UTC(), fromUnix(seen), fromUnix(revoked)
+	return e, err
+}
+
+// Edge returns an edge of an org.
+func (s *Store) Edge(ctx context.Context, orgID, id string) (controlplane.Edge, error) {
+	e, err := scanEdge(s.db.QueryRowContext(ctx, `SELECT `+edgeCols+` FROM edges WHERE org_id = ? AND id = ?`, orgID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("edge: %w", controlplane.ErrNotFound)
+	}
+	if err != nil {
+		return e, fmt.Errorf("edge: %w", err)
+	}
+	return e, nil
+}
+
+// Edges lists an org's edges by name.
+func (s *Store) Edges(ctx context.Context, orgID string) ([]controlplane.Edge, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+edgeCols+` FROM edges WHERE org_id = ? ORDER BY name, id`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("edges: %w", err)
+	}
+	defer rows.Close()
+	var out []controlplane.Edge
+	for rows.Next() {
+		e, err := scanEdge(rows)
+		if err != nil {
+			return nil, fmt.Errorf("edges: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// RevokeEdge marks an edge revoked; revoking twice keeps the first time.
+func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE edges SET revoked_at = COALESCE(revoked_at, ?), sharing = FALSE WHERE org_id = ? AND id = ?`, unix(at), orgID, id)
+	if err != nil {
+		return fmt.Errorf("revoke edge: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("revoke edge: %w", controlplane.ErrNotFound)
+	}
+	return nil
+}
+
+var upserts = usagesql.NewStatements(func(int) string { return "?" })
+
+// IngestBatch stores a batch once, keyed by (edge_id, seq).
+func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("ingest batch: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO usage_batches (edge_id, seq, org_id, window_start, window_end, received_at, row_count)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (edge_id, seq) DO NOTHING`,
+		b.EdgeID, b.Seq, b.OrgID, unix(b.WindowStart), unix(b.WindowEnd), unix(receivedAt), len(b.Rows))
+	if err != nil {
+		return false, fmt.Errorf("ingest batch: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil // stored before: a redelivery or a re-sent batch
+	}
+	for _, st := range []struct {
+		table string
+		ts    int64
+	}{
+		{"usage_minute", unix(b.WindowStart.Truncate(time.Minute))},
+		{"usage_hour", unix(b.WindowStart.Truncate(time.Hour))},
+		{"usage_day", unix(b.WindowStart.Truncate(controlplane.Day))},
+	} {
+		for lo := 0; lo < len(b.Rows); lo += usagesql.ChunkRows {
+			hi := min(lo+usagesql.ChunkRows, len(b.Rows))
+			args := make([]any, 0, (hi-lo)*(9+len(usagesql.MetricColumns)))
+			for i := lo; i < hi; i++ {
+				args = usagesql.RowArgs(args, b.OrgID, st.ts, b.EdgeID, &b.Rows[i])
+			}
+			stmt, err := s.upsert(ctx, st.table, hi-lo)
+			if err != nil {
+				return false, fmt.Errorf("ingest batch: %w", err)
+			}
+			if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+				return false, fmt.Errorf("ingest batch: %w", err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE edges SET last_seen = MAX(COALESCE(last_seen, 0), ?), sharing = TRUE WHERE org_id = ? AND id = ?`,
+		unix(receivedAt), b.OrgID, b.EdgeID); err != nil {
+		return false, fmt.Errorf("ingest batch: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("ingest batch: %w", err)
+	}
+	return true, nil
+}
+
+// Usage answers a usage query from the table of its step.
+func (s *Store) Usage(ctx context.Context, q controlplane.UsageQuery) ([]controlplane.UsageRow, error) {
+	if q.Step == 0 {
+		q.Step = controlplane.AutoStep(q.To.Sub(q.From))
+	}
+	table, err := usagesql.Table(int64(q.Step))
+	if err != nil {
+		return nil, err
+	}
+	built, err := usagesql.Build(q, table, "ts", unix(q.From), unix(q.To), func(int) string { return "?" })
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, built.SQL, built.Args...)
+	if err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	defer rows.Close()
+	var out []controlplane.UsageRow
+	for rows.Next() {
+		var r controlplane.UsageRow
+		var ts int64
+		dims := make([]string, len(built.Dims))
+		dest := []any{&ts}
+		for i := range dims {
+			dest = append(dest, &dims[i])
+		}
+		dest = append(dest, usagesql.TotalsDest(&r.Totals)...)
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("usage: %w", err)
+		}
+		r.Time = time.Unix(ts, 0).UTC()
+		if len(dims) > 0 {
+			r.Key = make(map[controlplane.Dimension]string, len(dims))
+			for i, d := range built.Dims {
+				r.Key[d] = dims[i]
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Prune deletes usage past its retention, forgets batch ids past the
+// longest window an edge may still re-send, and marks edges silent for ten
+// minutes as not sharing.
+func (s *Store) Prune(ctx context.Context, r controlplane.Retention, now time.Time) error {
+	for _, p := range []struct {
+		table string
+		keep  time.Duration
+	}{{"usage_minute", r.Minute}, {"usage_hour", r.Hour}, {"usage_day", r.Day}} {
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM `+p.table+` WHERE ts < ?`, unix(now.Add(-p.keep))); err != nil {
+			return fmt.Errorf("prune %s: %w", p.table, err)
+		}
+	}
+	// Batch ids are kept as long as day rows: a batch re-sent later than
+	// that would find no row to double-count.
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM usage_batches WHERE window_start < ?`, unix(now.Add(-r.Day))); err != nil {
+		return fmt.Errorf("prune usage_batches: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE edges SET sharing = FALSE WHERE sharing AND last_seen < ?`, unix(now.Add(-10*time.Minute))); err != nil {
+		return fmt.Errorf("prune edges: %w", err)
+	}
+	return nil
+}

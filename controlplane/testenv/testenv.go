@@ -1,0 +1,168 @@
+// Package testenv starts, for tests, the control plane's real moving
+// parts: a NATS authority, an in-process nats-server with JetStream on a
+// random loopback port in t.TempDir(), a SQLite store, the enrollment
+// service and the ingest consumer.
+package testenv
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/controlplane/ingest"
+	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/store/sqlite"
+)
+
+// Env is a running control plane.
+type Env struct {
+	Dir      string
+	Auth     *natsauth.Authority
+	NATS     *natsbus.Embedded
+	Sys      *nats.Conn
+	Service  *nats.Conn // the control plane's own ingest-account user
+	Accounts *natsbus.Accounts
+	Store    controlplane.Store
+	Enroll   *enroll.Service
+	Ingester *ingest.Ingester
+}
+
+// Options tweak an Env.
+type Options struct {
+	// Store replaces the SQLite store the ingest writes to.
+	Store func(controlplane.Store) controlplane.Store
+	// NoIngest leaves the consumer stopped.
+	NoIngest bool
+}
+
+// New starts an Env that stops when the test ends.
+func New(t testing.TB, o Options) *Env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
+	e := &Env{Dir: dir}
+	var err error
+	if e.Auth, err = natsauth.Open(filepath.Join(dir, "nats-keys")); err != nil {
+		t.Fatal(err)
+	}
+	if e.NATS, err = natsbus.StartEmbedded(e.Auth, natsbus.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.NATS.Shutdown)
+	e.Sys = e.connect(t, e.Auth.SystemCreds)
+	e.Service = e.connect(t, e.Auth.ServiceCreds)
+	e.Accounts = &natsbus.Accounts{Auth: e.Auth, Sys: e.Sys}
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	e.Store = store
+	e.Enroll = &enroll.Service{Store: store, Accounts: e.Accounts, NATSURL: e.NATS.ClientURL()}
+	ingestStore := controlplane.Store(store)
+	if o.Store != nil {
+		ingestStore = o.Store(store)
+	}
+	e.Ingester = &ingest.Ingester{Store: ingestStore}
+	js, err := jetstream.New(e.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := ingest.Setup(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	if o.NoIngest {
+		close(done)
+	} else {
+		go func() {
+			defer close(done)
+			if err := e.Ingester.Run(ctx, cons); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+func (e *Env) connect(t testing.TB, creds func() ([]byte, error)) *nats.Conn {
+	t.Helper()
+	c, err := creds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := natsbus.Creds(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.NATS.ClientURL(), opt, nats.CustomInboxPrefix("_CODEX_CP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Org creates an org and returns its id.
+func (e *Env) Org(t testing.TB) string {
+	t.Helper()
+	o := controlplane.Org{ID: controlplane.NewID("org"), Name: "Acme", CreatedAt: time.Now().UTC()}
+	if err := e.Store.CreateOrg(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	return o.ID
+}
+
+// Edge is an enrolled edge with its private key.
+type Edge struct {
+	enroll.Response
+	Key nkeys.KeyPair
+}
+
+// EnrollEdge enrolls a new edge into org the way codex-edge does.
+func (e *Env) EnrollEdge(t testing.TB, orgID string) Edge {
+	t.Helper()
+	ctx := context.Background()
+	tok, err := e.Enroll.CreateToken(ctx, orgID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	resp, err := e.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: "edge-1", Version: "0.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Edge{Response: resp, Key: kp}
+}
+
+// Connect connects as the edge, with the options codex-edge uses.
+func (ed Edge) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{natsbus.JWTAndKey(ed.UserJWT, ed.Key), nats.CustomInboxPrefix(ed.InboxPrefix), nats.NoReconnect()}, opts...)
+	return nats.Connect(ed.NATSURL, opts...)
+}
+
+// Eventually polls cond until it holds or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,196 @@
+package wire
+
+import (
+	"fmt"
+	"time"
+)
+
+// Charset is a bounded identifier syntax: a first byte from First, then
+// up to MaxLen-1 bytes from Rest. ASCII only, no spaces: identifiers, not
+// text.
+type Charset struct {
+	MaxLen      int
+	First, Rest string // allowed bytes, in regexp class syntax order
+	pattern     string
+	first, rest [256]bool
+}
+
+func newCharset(maxLen int, first, rest, pattern string) *Charset {
+	c := &Charset{MaxLen: maxLen, First: first, Rest: rest, pattern: pattern}
+	expand := func(set string, into *[256]bool) {
+		for i := 0; i < len(set); i++ {
+			if i+2 < len(set) && set[i+1] == '-' {
+				for b := set[i]; b <= set[i+2]; b++ {
+					into[b] = true
+				}
+				i += 2
+				continue
+			}
+			into[set[i]] = true
+		}
+	}
+	expand(first, &c.first)
+	expand(rest, &c.rest)
+	return c
+}
+
+// Valid reports whether s is a non-empty identifier of this charset.
+func (c *Charset) Valid(s string) bool {
+	if len(s) == 0 || len(s) > c.MaxLen || !c.first[s[0]] {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !c.rest[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// Pattern is the charset as a JSON Schema (ECMA 262) regular expression.
+func (c *Charset) Pattern() string { return c.pattern }
+
+// The identifier syntaxes of the wire contract. A '-' at the end of a
+// set is literal.
+var (
+	// IDChars: org and edge ids. They are NATS subject tokens, so never
+	// '.', '*' or '>'.
+	IDChars = newCharset(64, "a-z0-9", "a-z0-9_-", `^[a-z0-9][a-z0-9_-]{0,63}$`)
+	// LabelChars: workspace and key reference, pseudonyms by default.
+	LabelChars = newCharset(64, "A-Za-z0-9", "A-Za-z0-9._:-", `^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
+	// ModelChars: provider model names such as "gpt-4o-2024-08-06" or
+	// "ft:gpt-4o-mini:acme::abc123".
+	ModelChars = newCharset(128, "A-Za-z0-9", "A-Za-z0-9._:/@+-", `^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$`)
+	// ProviderChars: provider names such as "openai".
+	ProviderChars = newCharset(32, "a-z", "a-z0-9_-", `^[a-z][a-z0-9_-]{0,31}$`)
+)
+
+func invalid(field, rule string) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, rule)
+}
+
+// Validate checks every bound and consistency rule of the contract.
+func (b *UsageBatch) Validate() error {
+	if b.SchemaVersion != SchemaVersion {
+		return invalid("schema_version", "unsupported version")
+	}
+	if err := checkTime("window_start", b.WindowStart); err != nil {
+		return err
+	}
+	if err := checkTime("window_end", b.WindowEnd); err != nil {
+		return err
+	}
+	if !b.WindowEnd.After(b.WindowStart) {
+		return invalid("window_end", "not after window_start")
+	}
+	if b.WindowEnd.Sub(b.WindowStart) > MaxWindow {
+		return invalid("window_end", "window longer than "+MaxWindow.String())
+	}
+	if !IDChars.Valid(b.OrgID) {
+		return invalid("org_id", "not an id")
+	}
+	if !IDChars.Valid(b.EdgeID) {
+		return invalid("edge_id", "not an id")
+	}
+	if b.Seq < 1 || b.Seq > MaxCount {
+		return invalid("seq", "out of range")
+	}
+	if b.Rows == nil {
+		return invalid("rows", "missing")
+	}
+	if len(b.Rows) > MaxRows {
+		return invalid("rows", "too many rows")
+	}
+	seen := make(map[RowKey]struct{}, len(b.Rows))
+	for i := range b.Rows {
+		r := &b.Rows[i]
+		if err := r.validate(); err != nil {
+			return fmt.Errorf("rows[%d]: %w", i, err)
+		}
+		k := r.Key()
+		if _, dup := seen[k]; dup {
+			return fmt.Errorf("rows[%d]: %w", i, invalid("key", "duplicate row key"))
+		}
+		seen[k] = struct{}{}
+	}
+	return nil
+}
+
+func checkTime(field string, t time.Time) error {
+	if _, off := t.Zone(); off != 0 {
+		return invalid(field, "not UTC")
+	}
+	if t.Before(minTime) || !t.Before(maxTime) {
+		return invalid(field, "out of range")
+	}
+	return nil
+}
+
+func (r *UsageRow) validate() error {
+	switch {
+	case !LabelChars.Valid(r.Workspace):
+		return invalid("workspace", "not a label")
+	case !ProviderChars.Valid(r.Provider):
+		return invalid("provider", "not a provider name")
+	case !ModelChars.Valid(r.Model):
+		return invalid("model", "not a model name")
+	case !LabelChars.Valid(r.KeyRef):
+		return invalid("key_ref", "not a label")
+	case !validCache(r.CacheStatus):
+		return invalid("cache_status", "unknown status")
+	case !validClass(r.StatusClass):
+		return invalid("status_class", "unknown class")
+	}
+	if r.Requests < 1 || r.Requests > MaxCount {
+		return invalid("requests", "out of range")
+	}
+	for _, t := range []struct {
+		name string
+		v    Tokens
+	}{{"input", r.Input}, {"cached_input", r.CachedInput}, {"cache_write", r.CacheWrite}, {"output", r.Output}, {"reasoning", r.Reasoning}} {
+		if t.v.Sum < 0 || t.v.Sum > MaxCount {
+			return invalid(t.name+".sum", "out of range")
+		}
+		if t.v.Unknown < 0 || t.v.Unknown > r.Requests {
+			return invalid(t.name+".unknown", "out of range (0..requests)")
+		}
+	}
+	if r.CostNanoUSD < 0 || r.CostNanoUSD > MaxCount {
+		return invalid("cost_nano_usd", "out of range")
+	}
+	if r.CostUnknown < 0 || r.CostUnknown > r.Requests {
+		return invalid("cost_unknown", "out of range (0..requests)")
+	}
+	if r.SavedNanoUSD < 0 || r.SavedNanoUSD > MaxCount {
+		return invalid("saved_nano_usd", "out of range")
+	}
+	var total int64
+	for _, n := range r.LatencyMS {
+		if n < 0 || n > r.Requests {
+			return invalid("latency_ms", "bucket out of range (0..requests)")
+		}
+		total += n
+	}
+	if total != r.Requests {
+		return invalid("latency_ms", "buckets do not add up to requests")
+	}
+	return nil
+}
+
+func validCache(c CacheStatus) bool {
+	for _, v := range CacheStatuses {
+		if c == v {
+			return true
+		}
+	}
+	return false
+}
+
+func validClass(c StatusClass) bool {
+	for _, v := range StatusClasses {
+		if c == v {
+			return true
+		}
+	}
+	return false
+}

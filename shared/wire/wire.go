@@ -1,0 +1,204 @@
+// Package wire defines the one message that crosses from codex-edge to
+// codex-controlplane: the versioned, aggregated usage batch of DESIGN §6.
+//
+// The type is deliberately unable to carry content. Every string is a
+// bounded identifier whose charset excludes spaces and punctuation that
+// prose needs; every number is a bounded counter. Decode is strict: it
+// rejects unknown, duplicated or case-folded keys, nulls, oversized values,
+// oversized messages and inconsistent counters, so whatever the control
+// plane stores went through the same checks that schemas/wire documents.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the version of UsageBatch this package encodes and
+// accepts. A change that an older control plane could misread gets a new
+// version and a new subject prefix.
+const SchemaVersion = 1
+
+// Limits of a batch. They bound what a credentialed but hostile edge can
+// make the control plane parse and store.
+const (
+	// MaxBatchBytes bounds the encoded batch; NATS user permissions carry
+	// the same figure as the edge's max payload.
+	MaxBatchBytes = 1 << 20
+	// MaxRows bounds the rows of one batch.
+	MaxRows = 5000
+	// MaxCount bounds every counter: the largest integer a JSON number
+	// carries exactly in every language (2^53-1).
+	MaxCount = 1<<53 - 1
+	// MaxWindow bounds a batch's window (window_end - window_start).
+	MaxWindow = time.Hour
+)
+
+// Earliest and latest instants a window may name: anything outside is a
+// broken clock or a forged batch, not usage.
+var (
+	minTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ErrInvalid is wrapped by every decoding and validation error. Error
+// texts name the field and the rule, never the offending value, so logging
+// them cannot leak whatever an edge tried to smuggle.
+var ErrInvalid = errors.New("invalid usage batch")
+
+// SubjectPrefix is the NATS subject prefix of version 1 batches; a batch is
+// published on SubjectPrefix + "." + org_id + "." + edge_id.
+const SubjectPrefix = "codex.usage.v1"
+
+// Subject returns the subject an edge publishes its batches on.
+func Subject(orgID, edgeID string) string {
+	return SubjectPrefix + "." + orgID + "." + edgeID
+}
+
+// ParseSubject splits a batch subject into org and edge id, checking both.
+func ParseSubject(subject string) (orgID, edgeID string, err error) {
+	rest, ok := strings.CutPrefix(subject, SubjectPrefix+".")
+	if !ok {
+		return "", "", fmt.Errorf("%w: subject outside %s", ErrInvalid, SubjectPrefix)
+	}
+	orgID, edgeID, ok = strings.Cut(rest, ".")
+	if !ok || !IDChars.Valid(orgID) || !IDChars.Valid(edgeID) {
+		return "", "", fmt.Errorf("%w: subject is not %s.<org_id>.<edge_id>", ErrInvalid, SubjectPrefix)
+	}
+	return orgID, edgeID, nil
+}
+
+// MsgID returns the Nats-Msg-Id of a batch, which JetStream uses to drop
+// re-sent copies within its duplicate window.
+func MsgID(edgeID string, seq int64) string {
+	return edgeID + ":" + strconv.FormatInt(seq, 10)
+}
+
+// UsageBatch is the aggregated usage of one window, for one control plane
+// org, from one edge.
+type UsageBatch struct {
+	SchemaVersion int        `json:"schema_version"`
+	WindowStart   time.Time  `json:"window_start"` // RFC 3339, UTC
+	WindowEnd     time.Time  `json:"window_end"`   // RFC 3339, UTC, after WindowStart
+	OrgID         string     `json:"org_id"`       // control plane org that enrolled the edge
+	EdgeID        string     `json:"edge_id"`
+	Seq           int64      `json:"seq"` // per edge, from 1; (edge_id, seq) identifies the batch
+	Rows          []UsageRow `json:"rows"`
+}
+
+// UsageRow aggregates the requests of a window that share every key field.
+// A batch holds at most one row per key.
+type UsageRow struct {
+	Workspace   string      `json:"workspace"` // the edge's own org: a pseudonym unless the customer opts into names
+	Provider    string      `json:"provider"`
+	Model       string      `json:"model"`
+	KeyRef      string      `json:"key_ref"` // gateway key: HMAC pseudonym unless the customer opts into names
+	CacheStatus CacheStatus `json:"cache_status"`
+	StatusClass StatusClass `json:"status_class"`
+
+	Requests    int64  `json:"requests"`
+	Input       Tokens `json:"input"`
+	CachedInput Tokens `json:"cached_input"`
+	CacheWrite  Tokens `json:"cache_write"`
+	Output      Tokens `json:"output"`
+	Reasoning   Tokens `json:"reasoning"`
+
+	CostNanoUSD  int64 `json:"cost_nano_usd"`  // 1e-9 USD, over requests whose cost is known
+	CostUnknown  int64 `json:"cost_unknown"`   // requests whose cost could not be computed
+	SavedNanoUSD int64 `json:"saved_nano_usd"` // what cache hits saved
+
+	// LatencyMS counts requests by latency; bucket i holds latencies in
+	// (LatencyBoundsMS[i-1], LatencyBoundsMS[i]] and the last bucket
+	// those above the largest bound. Its counts add up to Requests.
+	LatencyMS [LatencyBuckets]int64 `json:"latency_ms"`
+}
+
+// Key returns the row's key fields, which are unique within a batch.
+func (r *UsageRow) Key() RowKey {
+	return RowKey{r.Workspace, r.Provider, r.Model, r.KeyRef, r.CacheStatus, r.StatusClass}
+}
+
+// RowKey is the identity of a row within a batch.
+type RowKey struct {
+	Workspace, Provider, Model, KeyRef string
+	CacheStatus                        CacheStatus
+	StatusClass                        StatusClass
+}
+
+// Tokens is one kind of token counter summed over a row's requests. A
+// provider that does not report a figure makes it unknown: such requests
+// are counted in Unknown and add nothing to Sum, so zero never stands in
+// for "not reported".
+type Tokens struct {
+	Sum     int64 `json:"sum"`
+	Unknown int64 `json:"unknown"` // requests whose count was not reported
+}
+
+// CacheStatus is what the edge's response cache did.
+type CacheStatus string
+
+const (
+	CacheHit    CacheStatus = "hit"
+	CacheMiss   CacheStatus = "miss"
+	CacheBypass CacheStatus = "bypass"
+)
+
+// CacheStatuses lists every valid CacheStatus.
+var CacheStatuses = []CacheStatus{CacheHit, CacheMiss, CacheBypass}
+
+// StatusClass is the class of the HTTP status the client received;
+// "error" means no status (the request failed before one was sent).
+type StatusClass string
+
+const (
+	Status1xx   StatusClass = "1xx"
+	Status2xx   StatusClass = "2xx"
+	Status3xx   StatusClass = "3xx"
+	Status4xx   StatusClass = "4xx"
+	Status5xx   StatusClass = "5xx"
+	StatusError StatusClass = "error"
+)
+
+// StatusClasses lists every valid StatusClass.
+var StatusClasses = []StatusClass{Status1xx, Status2xx, Status3xx, Status4xx, Status5xx, StatusError}
+
+// ClassOf returns the class of an HTTP status code; 0 or an out-of-range
+// code is StatusError.
+func ClassOf(status int) StatusClass {
+	switch {
+	case status >= 100 && status < 200:
+		return Status1xx
+	case status >= 200 && status < 300:
+		return Status2xx
+	case status >= 300 && status < 400:
+		return Status3xx
+	case status >= 400 && status < 500:
+		return Status4xx
+	case status >= 500 && status < 600:
+		return Status5xx
+	}
+	return StatusError
+}
+
+// LatencyBuckets is the number of latency histogram buckets.
+const LatencyBuckets = len(LatencyBoundsMS) + 1
+
+// LatencyBoundsMS are the inclusive upper bounds, in milliseconds, of the
+// latency histogram's buckets; one more bucket counts everything above the
+// last. They are part of the wire contract: changing them is a new version.
+var LatencyBoundsMS = [...]int64{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000}
+
+// LatencyBucket returns the histogram bucket of a latency.
+func LatencyBucket(d time.Duration) int {
+	// Round up so that 10.2 ms does not land in the ≤10 ms bucket.
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	for i, b := range LatencyBoundsMS {
+		if int64(ms) <= b {
+			return i
+		}
+	}
+	return len(LatencyBoundsMS)
+}

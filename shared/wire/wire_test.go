@@ -1,0 +1,390 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden JSON Schema from the Go type")
+
+const schemaPath = "../../schemas/wire/usage_batch.v1.schema.json"
+
+func validBatch() *UsageBatch {
+	start := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	row := UsageRow{
+		Workspace: "ws_3f9a", Provider: "openai", Model: "gpt-4o-2024-08-06", KeyRef: "k_7c1e",
+		CacheStatus: CacheMiss, StatusClass: Status2xx,
+		Requests: 3, Input: Tokens{Sum: 1200}, CachedInput: Tokens{Sum: 100}, CacheWrite: Tokens{Unknown: 3},
+		Output: Tokens{Sum: 300}, Reasoning: Tokens{Sum: 20, Unknown: 1},
+		CostNanoUSD: 4_500_000, CostUnknown: 0, SavedNanoUSD: 0,
+	}
+	row.LatencyMS[3] = 2
+	row.LatencyMS[LatencyBuckets-1] = 1
+	hit := row
+	hit.CacheStatus = CacheHit
+	hit.Model = "claude-3-5-sonnet-20241022"
+	hit.Provider = "anthropic"
+	hit.SavedNanoUSD = 1_000
+	return &UsageBatch{
+		SchemaVersion: SchemaVersion, WindowStart: start, WindowEnd: start.Add(time.Minute),
+		OrgID: "org_a1", EdgeID: "edge_b2", Seq: 7, Rows: []UsageRow{row, hit},
+	}
+}
+
+func mustEncode(t testing.TB, b *UsageBatch) []byte {
+	t.Helper()
+	data, err := Encode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestRoundTrip(t *testing.T) {
+	b := validBatch()
+	got, err := Decode(mustEncode(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, b) {
+		t.Fatalf("round trip changed the batch:\n got %+v\nwant %+v", got, b)
+	}
+}
+
+// edit applies f to the generic JSON form of a valid batch.
+func edit(t *testing.T, f func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(mustEncode(t, validBatch()), &m); err != nil {
+		t.Fatal(err)
+	}
+	f(m)
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func row0(m map[string]any) map[string]any { return m["rows"].([]any)[0].(map[string]any) }
+
+type rejectCase struct {
+	name string
+	data func(t *testing.T) []byte
+	// goOnly marks rules JSON Schema cannot express (cross-field sums,
+	// uniqueness of row keys, time order); the schema accepts these.
+	goOnly bool
+}
+
+func rejectCases() []rejectCase {
+	set := func(f func(m map[string]any)) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte { return edit(t, f) }
+	}
+	raw := func(s string) func(t *testing.T) []byte { return func(*testing.T) []byte { return []byte(s) } }
+	long := strings.Repeat("a", 200)
+	return []rejectCase{
+		{name: "unknown top field", data: set(func(m map[string]any) { m["prompt"] = "hello" })},
+		{name: "unknown row field", data: set(func(m map[string]any) { row0(m)["content"] = "x" })},
+		{name: "unknown tokens field", data: set(func(m map[string]any) { row0(m)["input"].(map[string]any)["text"] = 1 })},
+		{name: "missing field", data: set(func(m map[string]any) { delete(m, "seq") })},
+		{name: "null rows", data: set(func(m map[string]any) { m["rows"] = nil })},
+		{name: "null model", data: set(func(m map[string]any) { row0(m)["model"] = nil })},
+		{name: "wrong version", data: set(func(m map[string]any) { m["schema_version"] = 2 })},
+		{name: "oversized model", data: set(func(m map[string]any) { row0(m)["model"] = long })},
+		{name: "oversized workspace", data: set(func(m map[string]any) { row0(m)["workspace"] = long })},
+		{name: "space in key_ref", data: set(func(m map[string]any) { row0(m)["key_ref"] = "alice smith" })},
+		{name: "prose in model", data: set(func(m map[string]any) { row0(m)["model"] = "tell me a secret" })},
+		{name: "dot in org id", data: set(func(m map[string]any) { m["org_id"] = "org.a" })},
+		{name: "uppercase edge id", data: set(func(m map[string]any) { m["edge_id"] = "Edge" })},
+		{name: "empty provider", data: set(func(m map[string]any) { row0(m)["provider"] = "" })},
+		{name: "unknown cache status", data: set(func(m map[string]any) { row0(m)["cache_status"] = "stale" })},
+		{name: "unknown status class", data: set(func(m map[string]any) { row0(m)["status_class"] = "6xx" })},
+		{name: "oversized number", data: set(func(m map[string]any) { row0(m)["cost_nano_usd"] = 1e17 })},
+		{name: "number beyond int64", data: raw(`{"schema_version":1,"seq":99999999999999999999999}`)},
+		{name: "negative tokens", data: set(func(m map[string]any) { row0(m)["output"].(map[string]any)["sum"] = -1 })},
+		{name: "fractional count", data: set(func(m map[string]any) { row0(m)["requests"] = 1.5 })},
+		{name: "string count", data: set(func(m map[string]any) { row0(m)["requests"] = "3" })},
+		{name: "zero seq", data: set(func(m map[string]any) { m["seq"] = 0 })},
+		{name: "zero requests", data: set(func(m map[string]any) { row0(m)["requests"] = 0 })},
+		{name: "short histogram", data: set(func(m map[string]any) { row0(m)["latency_ms"] = []any{3} })},
+		{name: "local time", data: set(func(m map[string]any) { m["window_start"] = "2026-11-29T11:00:00+01:00" })},
+		{name: "not a time", data: set(func(m map[string]any) { m["window_start"] = "yesterday" })},
+		{name: "not an object", data: raw(`[1,2,3]`)},
+		{name: "trailing data", data: func(t *testing.T) []byte { return append(mustEncode(t, validBatch()), []byte(` {}`)...) }},
+		{name: "repeated key", data: func(t *testing.T) []byte {
+			return bytes.Replace(mustEncode(t, validBatch()), []byte(`"seq":7`), []byte(`"seq":7,"seq":8`), 1)
+		}},
+		{name: "case-folded key", data: func(t *testing.T) []byte {
+			return bytes.Replace(mustEncode(t, validBatch()), []byte(`"seq":`), []byte(`"SEQ":`), 1)
+		}},
+		{name: "too many rows", data: set(func(m map[string]any) {
+			rows := make([]any, MaxRows+1)
+			for i := range rows {
+				rows[i] = row0(m)
+			}
+			m["rows"] = rows
+		})},
+		{name: "too large", data: func(*testing.T) []byte { return bytes.Repeat([]byte(" "), MaxBatchBytes+1) }},
+		{name: "histogram does not add up", goOnly: true, data: set(func(m map[string]any) { row0(m)["requests"] = 4 })},
+		{name: "unknown above requests", goOnly: true, data: set(func(m map[string]any) { row0(m)["cost_unknown"] = 9 })},
+		{name: "window reversed", goOnly: true, data: set(func(m map[string]any) { m["window_end"] = "2026-11-29T09:00:00Z" })},
+		{name: "window too long", goOnly: true, data: set(func(m map[string]any) { m["window_end"] = "2026-11-29T12:00:00Z" })},
+		{name: "time out of range", goOnly: true, data: set(func(m map[string]any) { m["window_start"] = "1999-01-01T00:00:00Z" })},
+		{name: "duplicate row key", goOnly: true, data: set(func(m map[string]any) { m["rows"] = []any{row0(m), row0(m)} })},
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	for _, tc := range rejectCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := Decode(tc.data(t))
+			if err == nil {
+				t.Fatalf("accepted: %+v", b)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestErrorsDoNotQuoteInput: a rejected value never appears in the error
+// text, so logging a rejection cannot leak what an edge tried to send.
+func TestErrorsDoNotQuoteInput(t *testing.T) {
+	secret := "SECRETxPROMPTxTEXT"
+	for _, data := range [][]byte{
+		edit(t, func(m map[string]any) { row0(m)["model"] = secret + " with spaces" }),
+		edit(t, func(m map[string]any) { m[secret] = 1 }),
+		edit(t, func(m map[string]any) { row0(m)["requests"] = secret }),
+		[]byte(`{"` + secret + ``),
+	} {
+		_, err := Decode(data)
+		if err == nil || strings.Contains(err.Error(), secret) {
+			t.Fatalf("error %q quotes the input", err)
+		}
+	}
+}
+
+func TestSubject(t *testing.T) {
+	org, edge, err := ParseSubject(Subject("org_a1", "edge_b2"))
+	if err != nil || org != "org_a1" || edge != "edge_b2" {
+		t.Fatalf("ParseSubject(Subject) = %q, %q, %v", org, edge, err)
+	}
+	for _, s := range []string{"codex.usage.v1.org", "codex.usage.v1.a.b.c", "codex.usage.v2.a.b", "codex.usage.v1..b", "codex.usage.v1.A.b"} {
+		if _, _, err := ParseSubject(s); err == nil {
+			t.Errorf("ParseSubject(%q) accepted", s)
+		}
+	}
+	if got := MsgID("edge_b2", 42); got != "edge_b2:42" {
+		t.Errorf("MsgID = %q", got)
+	}
+}
+
+func TestLatencyBucket(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want int
+	}{
+		{0, 0}, {10 * time.Millisecond, 0}, {10*time.Millisecond + 1, 1}, {100 * time.Millisecond, 3},
+		{120 * time.Second, len(LatencyBoundsMS) - 1}, {121 * time.Second, len(LatencyBoundsMS)}, {time.Hour, LatencyBuckets - 1},
+	} {
+		if got := LatencyBucket(tc.d); got != tc.want {
+			t.Errorf("LatencyBucket(%v) = %d, want %d", tc.d, got, tc.want)
+		}
+	}
+}
+
+func TestClassOf(t *testing.T) {
+	for status, want := range map[int]StatusClass{0: StatusError, 101: Status1xx, 200: Status2xx, 304: Status3xx, 429: Status4xx, 502: Status5xx, 600: StatusError} {
+		if got := ClassOf(status); got != want {
+			t.Errorf("ClassOf(%d) = %s, want %s", status, got, want)
+		}
+	}
+}
+
+// generateSchema derives the JSON Schema from the Go type: every field of
+// every struct must have a rule below, so adding a field without updating
+// the schema fails this test, and so does changing a bound.
+func generateSchema(t *testing.T) []byte {
+	t.Helper()
+	count := func(min int64) map[string]any {
+		return map[string]any{"type": "integer", "minimum": min, "maximum": int64(MaxCount)}
+	}
+	str := func(c *Charset) map[string]any {
+		return map[string]any{"type": "string", "maxLength": c.MaxLen, "pattern": c.Pattern()}
+	}
+	enum := func(vs any) map[string]any { return map[string]any{"type": "string", "enum": vs} }
+	dateTime := map[string]any{"type": "string", "format": "date-time", "pattern": "Z$",
+		"description": "RFC 3339 in UTC, from 2020 until 2200"}
+	rules := map[string]map[string]any{
+		"schema_version": {"const": SchemaVersion},
+		"window_start":   dateTime,
+		"window_end":     dateTime,
+		"org_id":         str(IDChars),
+		"edge_id":        str(IDChars),
+		"seq":            count(1),
+		"rows":           {"type": "array", "maxItems": MaxRows, "items": map[string]any{"$ref": "#/$defs/row"}},
+		"workspace":      str(LabelChars),
+		"provider":       str(ProviderChars),
+		"model":          str(ModelChars),
+		"key_ref":        str(LabelChars),
+		"cache_status":   enum(CacheStatuses),
+		"status_class":   enum(StatusClasses),
+		"requests":       count(1),
+		"input":          {"$ref": "#/$defs/tokens"},
+		"cached_input":   {"$ref": "#/$defs/tokens"},
+		"cache_write":    {"$ref": "#/$defs/tokens"},
+		"output":         {"$ref": "#/$defs/tokens"},
+		"reasoning":      {"$ref": "#/$defs/tokens"},
+		"cost_nano_usd":  count(0),
+		"cost_unknown":   count(0),
+		"saved_nano_usd": count(0),
+		"latency_ms": {"type": "array", "minItems": LatencyBuckets, "maxItems": LatencyBuckets, "items": count(0),
+			"description": fmt.Sprintf("request counts per latency bucket; upper bounds in ms %v, then one bucket above the last; the counts add up to requests", LatencyBoundsMS)},
+		"sum":     count(0),
+		"unknown": count(0),
+	}
+	object := func(typ reflect.Type, desc string) map[string]any {
+		props := map[string]any{}
+		var required []string
+		for i := 0; i < typ.NumField(); i++ {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+			rule, ok := rules[name]
+			if !ok {
+				t.Fatalf("field %s.%s has no schema rule", typ.Name(), typ.Field(i).Name)
+			}
+			props[name] = rule
+			required = append(required, name)
+		}
+		return map[string]any{"type": "object", "additionalProperties": false, "required": required,
+			"properties": props, "description": desc}
+	}
+	schema := object(reflect.TypeFor[UsageBatch](), fmt.Sprintf(
+		"aggregated usage of one window for one control plane org from one edge; at most %d bytes encoded, window at most %s, row keys unique within a batch",
+		MaxBatchBytes, MaxWindow))
+	schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	schema["$id"] = "urn:persiv:codex:wire:usage_batch:v1"
+	schema["title"] = "persiv codex usage batch, version 1"
+	schema["$defs"] = map[string]any{
+		"row":    object(reflect.TypeFor[UsageRow](), "requests of the window sharing every key field"),
+		"tokens": object(reflect.TypeFor[Tokens](), "a token counter; unknown counts requests whose figure the provider did not report (at most requests)"),
+	}
+	data, err := json.MarshalIndent(schema, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(data, '\n')
+}
+
+func TestSchemaGolden(t *testing.T) {
+	want := generateSchema(t)
+	if *update {
+		if err := os.WriteFile(schemaPath, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(schemaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s drifted from the Go type; run go test ./shared/wire -run TestSchemaGolden -update and review the diff", schemaPath)
+	}
+}
+
+// TestSchemaAgreesWithDecode runs the golden schema through a JSON Schema
+// validator on the same inputs as Decode: both accept the valid batch and
+// both reject every case the schema can express.
+func TestSchemaAgreesWithDecode(t *testing.T) {
+	raw, err := os.ReadFile(schemaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("usage_batch.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("usage_batch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate := func(data []byte) error {
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		return sch.Validate(inst)
+	}
+	if err := validate(mustEncode(t, validBatch())); err != nil {
+		t.Fatalf("schema rejects a valid batch: %v", err)
+	}
+	for _, tc := range rejectCases() {
+		if tc.goOnly {
+			continue
+		}
+		switch tc.name {
+		case "repeated key", "trailing data", "too large":
+			continue // properties of the encoding, not of the JSON value
+		}
+		if err := validate(tc.data(t)); err == nil {
+			t.Errorf("%s: schema accepts what Decode rejects", tc.name)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(mustEncode(f, validBatch()))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"schema_version":1,"rows":[{"latency_ms":[1,2]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := Decode(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		// Whatever Decode accepts is valid and survives a round trip.
+		again, err := Decode(mustEncode(t, b))
+		if err != nil {
+			t.Fatalf("re-decoding an accepted batch: %v", err)
+		}
+		if !reflect.DeepEqual(again, b) {
+			t.Fatal("round trip changed an accepted batch")
+		}
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	batch := validBatch()
+	rows := make([]UsageRow, 0, 500)
+	for i := 0; i < 500; i++ {
+		r := batch.Rows[0]
+		r.Model = fmt.Sprintf("model-%d", i)
+		rows = append(rows, r)
+	}
+	batch.Rows = rows
+	data := mustEncode(b, batch)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
