@@ -69,15 +69,23 @@ type APIKey struct {
 }
 
 // ProviderConfig is how one org reaches one provider. The credential is
-// referenced, never held here in plaintext at rest: APIKeyEnv names an
-// environment variable of the edge process.
+// never held here in plaintext: either APIKeyEnv names an environment
+// variable of the edge process, or SealedKey holds the key sealed by the
+// org's data key (purpose "credential", record key CredentialRecord).
 type ProviderConfig struct {
 	OrgID     string
 	Provider  Provider
 	BaseURL   string // empty means Provider.DefaultBaseURL
 	APIKeyEnv string
+	SealedKey []byte
 	UpdatedAt time.Time
 }
+
+// CredentialRecord is the record key a provider credential is sealed under.
+func CredentialRecord(p Provider) string { return "provider/" + string(p) }
+
+// FingerprintRecord is the record key of an org's fingerprint secret.
+const FingerprintRecord = "fingerprint"
 
 // CacheStatus is what the response cache did for a request.
 type CacheStatus string
@@ -149,10 +157,16 @@ type Change struct {
 // Store persists orgs, keys, provider settings and request metadata.
 // Every method but KeyByHash and KeyByID is scoped by org.
 type Store interface {
-	CreateOrg(ctx context.Context, o Org, fingerprintSecret []byte) error
+	CreateOrg(ctx context.Context, o Org) error
 	Org(ctx context.Context, id string) (Org, error)
 	Orgs(ctx context.Context) ([]Org, error)
+	// FingerprintSecret returns the org's sealed fingerprint secret, or nil
+	// when none is set yet (the edge makes one on the org's first request).
 	FingerprintSecret(ctx context.Context, orgID string) ([]byte, error)
+	// SwapFingerprintSecret stores next if the stored secret still equals
+	// prev (nil: unset), and returns the secret stored afterwards, so two
+	// instances creating the first secret at once agree on one.
+	SwapFingerprintSecret(ctx context.Context, orgID string, prev, next []byte) ([]byte, error)
 
 	CreateKey(ctx context.Context, k APIKey) error
 	// KeyByHash is the one lookup that runs before the org is known.

@@ -7,7 +7,9 @@
 package directory
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,15 +23,23 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/fingerprint"
+	"github.com/persiv/codex/edge/keyring"
 )
 
 // Store is the part of edge.Store the directory reads.
 type Store interface {
 	KeyByHash(ctx context.Context, hash [32]byte) (edge.APIKey, error)
 	FingerprintSecret(ctx context.Context, orgID string) ([]byte, error)
+	SwapFingerprintSecret(ctx context.Context, orgID string, prev, next []byte) ([]byte, error)
 	Providers(ctx context.Context, orgID string) ([]edge.ProviderConfig, error)
 	RevokeKey(ctx context.Context, orgID, id string, at time.Time) error
 	Changes(ctx context.Context, after int64) ([]edge.Change, error)
+}
+
+// Sealer seals and opens an org's secrets (the keyring).
+type Sealer interface {
+	Seal(ctx context.Context, orgID string, p keyring.Purpose, recordKey string, plaintext []byte) ([]byte, error)
+	Open(ctx context.Context, orgID string, p keyring.Purpose, recordKey string, ciphertext []byte) ([]byte, error)
 }
 
 // ErrUnknownKey means the key does not exist or was revoked. Callers answer
@@ -57,7 +67,7 @@ type Upstream struct {
 	BaseURL    string // no trailing slash
 	Credential string
 	// CredentialSource names where the credential comes from (an
-	// environment variable name), for error messages; never the secret.
+	// environment variable, or "sealed"), for logs; never the secret.
 	CredentialSource string
 }
 
@@ -70,10 +80,14 @@ func (o *Org) Upstream(p edge.Provider) (Upstream, bool) {
 
 // Options configure a Directory.
 type Options struct {
+	Keys        Sealer        // opens sealed credentials and fingerprint secrets; required
 	MaxKeys     int           // resolved keys kept; default 100000
 	NegativeTTL time.Duration // how long an unknown key is remembered; default 30s
 	Getenv      func(string) string
 	Logger      *slog.Logger
+	// OrgChanged, if set, is told about every org whose keys or settings
+	// changed in the change feed (the keyring drops its cached data keys).
+	OrgChanged func(orgID string)
 }
 
 // Directory caches keys and orgs.
@@ -158,26 +172,9 @@ func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 		return o, nil
 	}
 	v, err, _ := d.group.Do("org:"+id, func() (any, error) {
-		secret, err := d.store.FingerprintSecret(ctx, id)
+		o, err := d.loadOrg(ctx, id)
 		if err != nil {
-			return nil, fmt.Errorf("load org %s: %w", id, err)
-		}
-		pcs, err := d.store.Providers(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("load providers of org %s: %w", id, err)
-		}
-		o := &Org{ID: id, Fingerprinter: fingerprint.New(secret), upstreams: make(map[edge.Provider]Upstream, len(pcs))}
-		for _, pc := range pcs {
-			base := pc.BaseURL
-			if base == "" {
-				base = pc.Provider.DefaultBaseURL()
-			}
-			o.upstreams[pc.Provider] = Upstream{
-				Provider:         pc.Provider,
-				BaseURL:          strings.TrimRight(base, "/"),
-				Credential:       d.opts.Getenv(pc.APIKeyEnv),
-				CredentialSource: pc.APIKeyEnv,
-			}
+			return nil, err
 		}
 		d.mu.Lock()
 		d.orgs[id] = o
@@ -188,6 +185,86 @@ func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 		return nil, err
 	}
 	return v.(*Org), nil
+}
+
+func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
+	secret, err := d.fingerprintSecret(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	pcs, err := d.store.Providers(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load providers of org %s: %w", id, err)
+	}
+	o := &Org{ID: id, Fingerprinter: fingerprint.New(secret), upstreams: make(map[edge.Provider]Upstream, len(pcs))}
+	clear(secret)
+	for _, pc := range pcs {
+		base := strings.TrimSuffix(strings.TrimRight(pc.BaseURL, "/"), "/v1")
+		if base == "" {
+			base = pc.Provider.DefaultBaseURL()
+		}
+		u := Upstream{Provider: pc.Provider, BaseURL: base, CredentialSource: pc.APIKeyEnv}
+		if len(pc.SealedKey) > 0 {
+			u.CredentialSource = "sealed"
+			key, err := d.opts.Keys.Open(ctx, id, keyring.PurposeCredential, edge.CredentialRecord(pc.Provider), pc.SealedKey)
+			switch {
+			case errors.Is(err, keyring.ErrUnreadable):
+				// Shredded, or the master key was revoked: the credential
+				// is gone until it is set again; requests get 503.
+				d.opts.Logger.Warn("provider credential unreadable; set it again with 'codex-edge providers set'",
+					"org", id, "provider", pc.Provider)
+			case err != nil:
+				return nil, fmt.Errorf("open %s credential of org %s: %w", pc.Provider, id, err)
+			default:
+				u.Credential = string(key)
+				clear(key)
+			}
+		} else {
+			u.Credential = d.opts.Getenv(pc.APIKeyEnv)
+		}
+		o.upstreams[pc.Provider] = u
+	}
+	return o, nil
+}
+
+// fingerprintSecret opens the org's fingerprint secret, making one on the
+// org's first use, or a new one when the old one became unreadable (after
+// a shred its fingerprints described content that is gone anyway).
+func (d *Directory) fingerprintSecret(ctx context.Context, id string) ([]byte, error) {
+	sealed, err := d.store.FingerprintSecret(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load org %s: %w", id, err)
+	}
+	for range 3 {
+		if sealed != nil {
+			secret, err := d.opts.Keys.Open(ctx, id, keyring.PurposeSecret, edge.FingerprintRecord, sealed)
+			if err == nil {
+				return secret, nil
+			}
+			if !errors.Is(err, keyring.ErrUnreadable) {
+				return nil, fmt.Errorf("open fingerprint secret of org %s: %w", id, err)
+			}
+		}
+		fresh := make([]byte, 32)
+		rand.Read(fresh)
+		next, err := d.opts.Keys.Seal(ctx, id, keyring.PurposeSecret, edge.FingerprintRecord, fresh)
+		if err != nil {
+			// The master key cannot make a data key (revoked, or an org's
+			// own key not supplied yet): fingerprint with a secret that
+			// lives only in this process, so requests still flow.
+			d.opts.Logger.Warn("fingerprint secret cannot be sealed; using a process-local one", "org", id, "err", err)
+			return fresh, nil
+		}
+		stored, err := d.store.SwapFingerprintSecret(ctx, id, sealed, next)
+		if err != nil {
+			return nil, fmt.Errorf("store fingerprint secret of org %s: %w", id, err)
+		}
+		if bytes.Equal(stored, next) {
+			return fresh, nil
+		}
+		sealed = stored // another instance won the race: use its secret
+	}
+	return nil, fmt.Errorf("fingerprint secret of org %s keeps changing", id)
 }
 
 // Revoke revokes a key through this instance: it stops working here at
@@ -237,8 +314,11 @@ func (d *Directory) Sync(ctx context.Context) error {
 				d.forgetKey(c.Ref)
 				// A key created elsewhere may be one remembered as absent.
 				d.absent.Purge()
-			case "provider", "org":
+			case "provider", "org", "dek":
 				d.forgetOrg(c.OrgID)
+				if d.opts.OrgChanged != nil {
+					d.opts.OrgChanged(c.OrgID)
+				}
 			}
 			d.seq = c.Seq
 		}

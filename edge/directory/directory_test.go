@@ -2,7 +2,6 @@ package directory_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,8 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/local"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
 
@@ -34,14 +35,20 @@ func setup(t *testing.T) (*counting, *directory.Directory, string) {
 	}
 	t.Cleanup(func() { db.Close() })
 	st := &counting{DB: db}
-	secret := make([]byte, 32)
-	rand.Read(secret)
 	org := edge.Org{ID: apikey.NewID("org_"), Name: "acme"}
-	if err := db.CreateOrg(context.Background(), org, secret); err != nil {
+	if err := db.CreateOrg(context.Background(), org); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"OPENAI_KEY": "sk-one"}
-	d := directory.New(st, directory.Options{Getenv: func(k string) string { return env[k] }})
+	master, _, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.New(keyring.Options{Store: db, Master: master})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := directory.New(st, directory.Options{Keys: kr, Getenv: func(k string) string { return env[k] }})
 	if err := d.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}

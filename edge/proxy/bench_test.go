@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/local"
 	"github.com/persiv/codex/edge/pricing"
 	"github.com/persiv/codex/edge/proxy"
 	"github.com/persiv/codex/edge/store/sqlite"
@@ -40,15 +41,21 @@ func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	secret := make([]byte, 32)
-	rand.Read(secret)
 	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
-	db.CreateOrg(ctx, org, secret)
+	db.CreateOrg(ctx, org)
 	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", APIKeyEnv: "K"})
 	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.Anthropic, BaseURL: "http://fake", APIKeyEnv: "K"})
 	s, _ := apikey.Generate()
 	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
-	dir := directory.New(db, directory.Options{Getenv: func(string) string { return "sk-fake" }})
+	master, _, err := local.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	kr, err := keyring.New(keyring.Options{Store: db, Master: master})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := directory.New(db, directory.Options{Keys: kr, Getenv: func(string) string { return "sk-fake" }})
 	prices, _ := pricing.Load(nil)
 	fake := fakeprovider.New(fakeprovider.Options{NoRecord: true})
 	px := proxy.New(dir, discard{}, prices, proxy.Options{Transport: inProcess{fake}})

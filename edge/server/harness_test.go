@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -40,6 +39,13 @@ type harness struct {
 
 func newHarness(t *testing.T, fo fakeprovider.Options, mutate func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessEnv(t, fo, mutate, nil)
+}
+
+// newHarnessEnv is newHarness with environment variables set before the
+// edge starts (the master key settings are read at start-up).
+func newHarnessEnv(t *testing.T, fo fakeprovider.Options, mutate func(*config.Config), env map[string]string) *harness {
+	t.Helper()
 	fake := fakeprovider.New(fo)
 	ts := httptest.NewServer(fake)
 	t.Cleanup(ts.Close)
@@ -57,24 +63,53 @@ func newHarness(t *testing.T, fo fakeprovider.Options, mutate func(*config.Confi
 		mutate(&cfg)
 	}
 	h := &harness{t: t, fake: fake, fakeURL: ts.URL, store: st, cfg: cfg, env: map[string]string{}}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(context.Background(), cfg, st, log, server.Options{Getenv: h.getenv})
-	if err != nil {
-		t.Fatal(err)
+	for k, v := range env {
+		h.env[k] = v
 	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	h.srv, h.base = srv, "http://"+srv.Addr()
+	h.start()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
+		h.stop()
 		st.Close()
 	})
 	return h
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(context.Background(), h.cfg, h.store, log, server.Options{Getenv: h.getenv})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.srv, h.base = srv, "http://"+srv.Addr()
+}
+
+func (h *harness) stop() {
+	if h.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		h.t.Errorf("shutdown: %v", err)
+	}
+	h.srv = nil
+}
+
+// restart stops the edge and starts a new one on the same store with env
+// changed: as an operator restarting it with other settings would.
+func (h *harness) restart(env map[string]string) {
+	h.t.Helper()
+	h.stop()
+	h.mu.Lock()
+	for k, v := range env {
+		h.env[k] = v
+	}
+	h.mu.Unlock()
+	h.start()
 }
 
 func (h *harness) getenv(k string) string {
@@ -92,10 +127,8 @@ type tenant struct {
 func (h *harness) addOrg(name string) tenant {
 	h.t.Helper()
 	ctx := context.Background()
-	secret := make([]byte, 32)
-	rand.Read(secret)
 	org := edge.Org{ID: apikey.NewID("org_"), Name: name, CreatedAt: time.Now()}
-	if err := h.store.CreateOrg(ctx, org, secret); err != nil {
+	if err := h.store.CreateOrg(ctx, org); err != nil {
 		h.t.Fatal(err)
 	}
 	tn := tenant{orgID: org.ID, providerKey: "sk-provider-" + name}

@@ -24,6 +24,8 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/kek"
 	"github.com/persiv/codex/edge/metadata"
 	"github.com/persiv/codex/edge/pricing"
 	"github.com/persiv/codex/edge/proxy"
@@ -32,11 +34,37 @@ import (
 // HSTS is sent on every response of both listeners.
 const HSTS = "max-age=31536000; includeSubDomains"
 
+// Store is what the edge persists: its own records and the keyring's
+// wrapped data keys.
+type Store interface {
+	edge.Store
+	keyring.Store
+}
+
+// OpenKeyring builds the keyring over store with the master key CODEX_KEK
+// names. It makes no master-key call: a disabled KMS key or a missing BYOK
+// version makes content unreadable, never the edge unable to start.
+func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, error) {
+	spec, err := kek.Parse(cfg.KEK)
+	if err != nil {
+		return nil, err
+	}
+	master, warning, err := kek.Open(ctx, spec, getenv, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("master key (CODEX_KEK=%s): %w", spec.Kind, err)
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	return keyring.New(keyring.Options{Store: store, Master: master, Logger: log})
+}
+
 // Server is a configured edge, ready to Start.
 type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
-	store  edge.Store
+	store  Store
+	keys   *keyring.Keyring
 	dir    *directory.Directory
 	writer *metadata.Writer
 	reg    *prometheus.Registry
@@ -56,7 +84,7 @@ type Options struct {
 
 // New checks the listeners' transport security, opens the store and builds
 // the request path. It does not listen yet.
-func New(ctx context.Context, cfg config.Config, store edge.Store, log *slog.Logger, opts Options) (*Server, error) {
+func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, opts Options) (*Server, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
@@ -77,7 +105,10 @@ func New(ctx context.Context, cfg config.Config, store edge.Store, log *slog.Log
 	s := &Server{cfg: cfg, log: log, store: store, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	s.dir = directory.New(store, directory.Options{Getenv: opts.Getenv, Logger: log})
+	if s.keys, err = OpenKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
+		return nil, err
+	}
+	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, Logger: log, OrgChanged: s.keys.Invalidate})
 	if err := s.dir.Sync(ctx); err != nil {
 		return nil, err
 	}
@@ -98,6 +129,10 @@ func New(ctx context.Context, cfg config.Config, store edge.Store, log *slog.Log
 		},
 	})
 	s.reg.MustRegister(batches, writeErrors,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_unreadable_total", Help: "Records that failed to decrypt (shredded, revoked master key, tampered); treated as absent."},
+			func() float64 { return float64(s.keys.Stats().Unreadable) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_calls_total", Help: "Calls to the master key (KMS or BYOK) to unwrap or generate data keys; zero in steady state."},
+			func() float64 { st := s.keys.Stats(); return float64(st.Unwraps + st.Generates) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_depth", Help: "Request metadata records waiting to be written."},
 			func() float64 { return float64(s.writer.Depth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_capacity", Help: "Length of the metadata queue (CODEX_METADATA_QUEUE)."},
@@ -241,6 +276,9 @@ func (s *Server) Addr() string { return s.mainLn.Addr().String() }
 
 // AdminAddr is the admin address actually bound.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Keyring exposes the keyring (for the admin API and tests).
+func (s *Server) Keyring() *keyring.Keyring { return s.keys }
 
 // Directory exposes the key directory (for the admin API and tests).
 func (s *Server) Directory() *directory.Directory { return s.dir }

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +22,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/config"
+	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
@@ -37,8 +37,12 @@ Usage:
   codex-edge keys create --org ORG --name NAME [--json]
   codex-edge keys list --org ORG [--json]
   codex-edge keys revoke ID_OR_KEY
-  codex-edge providers set --org ORG openai|anthropic --api-key-env VAR [--base-url URL]
+  codex-edge providers set --org ORG openai|anthropic (--api-key-env VAR | --api-key-stdin) [--base-url URL]
   codex-edge providers list --org ORG [--json]
+  codex-edge crypto status [--org ORG] [--json]
+  codex-edge crypto rotate --org ORG
+  codex-edge crypto rewrap
+  codex-edge crypto shred --org ORG --yes
 
 Every subcommand takes --config FILE (or CODEX_CONFIG) and reads CODEX_*
 variables, so it acts on the same data directory or database as serve.
@@ -69,7 +73,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd, rest := args[0], args[1:]
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		switch cmd {
-		case "orgs", "keys", "providers":
+		case "orgs", "keys", "providers", "crypto":
 			cmd, rest = cmd+" "+rest[0], rest[1:]
 		}
 	}
@@ -93,6 +97,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.providersSet(rest)
 	case "providers list":
 		err = e.providersList(rest)
+	case "crypto status":
+		err = e.cryptoStatus(rest)
+	case "crypto rotate":
+		err = e.cryptoRotate(rest)
+	case "crypto rewrap":
+		err = e.cryptoRewrap(rest)
+	case "crypto shred":
+		err = e.cryptoShred(rest)
 	default:
 		fmt.Fprintf(stderr, "codex-edge: unknown command %q\n\n%s", strings.Join(args[:min(2, len(args))], " "), usageText)
 		return 2
@@ -161,7 +173,7 @@ func (e *env) logger(cfg config.Config) *slog.Logger {
 }
 
 // openStore opens the store the configuration selects.
-func (e *env) openStore(cfg config.Config) (edge.Store, error) {
+func (e *env) openStore(cfg config.Config) (server.Store, error) {
 	if cfg.DatabaseURL != "" {
 		return nil, errors.New("CODEX_DATABASE_URL is set, but this build has no Postgres store yet; unset it to use the embedded SQLite store in CODEX_DATA_DIR")
 	}
@@ -172,7 +184,7 @@ func (e *env) openStore(cfg config.Config) (edge.Store, error) {
 	return db, nil
 }
 
-func (e *env) withStore(f *flags, fn func(config.Config, edge.Store) error) error {
+func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) error {
 	cfg, err := e.config(f)
 	if err != nil {
 		return err
@@ -222,7 +234,7 @@ func (e *env) migrate(args []string) error {
 		return err
 	}
 	// Opening the store applies its migrations.
-	return e.withStore(f, func(cfg config.Config, st edge.Store) error {
+	return e.withStore(f, func(cfg config.Config, st server.Store) error {
 		fmt.Fprintln(e.stdout, "migrations applied")
 		return nil
 	})
@@ -237,11 +249,9 @@ func (e *env) orgsCreate(args []string) error {
 	if len(pos) != 1 || strings.TrimSpace(pos[0]) == "" {
 		return usagef("give the org's name")
 	}
-	return e.withStore(f, func(_ config.Config, st edge.Store) error {
-		secret := make([]byte, 32)
-		rand.Read(secret)
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
 		o := edge.Org{ID: apikey.NewID("org_"), Name: strings.TrimSpace(pos[0]), CreatedAt: time.Now().UTC()}
-		if err := st.CreateOrg(e.ctx, o, secret); err != nil {
+		if err := st.CreateOrg(e.ctx, o); err != nil {
 			if errors.Is(err, edge.ErrConflict) {
 				return fmt.Errorf("an org named %q exists already", o.Name)
 			}
@@ -257,7 +267,7 @@ func (e *env) orgsList(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
 		orgs, err := st.Orgs(e.ctx)
 		if err != nil {
 			return err
@@ -312,7 +322,7 @@ func (e *env) keysCreate(args []string) error {
 	if strings.TrimSpace(*name) == "" {
 		return usagef("--name is required")
 	}
-	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
 		o, err := e.findOrg(st, *org)
 		if err != nil {
 			return err
@@ -344,7 +354,7 @@ func (e *env) keysList(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
 		o, err := e.findOrg(st, *org)
 		if err != nil {
 			return err
@@ -382,7 +392,7 @@ func (e *env) keysRevoke(args []string) error {
 	if len(pos) != 1 {
 		return usagef("give the key's id or the key itself")
 	}
-	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
 		var k edge.APIKey
 		var err error
 		if secret, perr := apikey.Parse(pos[0]); perr == nil {
@@ -417,22 +427,37 @@ func (e *env) providersSet(args []string) error {
 	if len(pos) != 1 || !edge.Provider(pos[0]).Valid() {
 		return usagef("give the provider: openai or anthropic")
 	}
-	if *keyStdin {
-		return errors.New("--api-key-stdin stores the key encrypted, which needs the keyring (not in this build yet); use --api-key-env VAR")
+	if (*keyEnv == "") == !*keyStdin {
+		return usagef("give exactly one of --api-key-env VAR and --api-key-stdin")
 	}
-	if *keyEnv == "" {
-		return usagef("--api-key-env VAR is required")
-	}
-	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+	return e.withStore(f, func(cfg config.Config, st server.Store) error {
 		o, err := e.findOrg(st, *org)
 		if err != nil {
 			return err
 		}
-		pc := edge.ProviderConfig{OrgID: o.ID, Provider: edge.Provider(pos[0]), BaseURL: strings.TrimRight(*baseURL, "/"), APIKeyEnv: *keyEnv, UpdatedAt: time.Now().UTC()}
+		p := edge.Provider(pos[0])
+		pc := edge.ProviderConfig{OrgID: o.ID, Provider: p, BaseURL: strings.TrimRight(*baseURL, "/"), APIKeyEnv: *keyEnv, UpdatedAt: time.Now().UTC()}
+		from := "$" + *keyEnv
+		if *keyStdin {
+			key, err := readSecret(e.stdin)
+			if err != nil {
+				return err
+			}
+			kr, err := e.keyring(cfg, st)
+			if err != nil {
+				return err
+			}
+			pc.SealedKey, err = kr.Seal(e.ctx, o.ID, keyring.PurposeCredential, edge.CredentialRecord(p), key)
+			clear(key)
+			if err != nil {
+				return fmt.Errorf("seal the %s key: %w", p, err)
+			}
+			from = "stdin, stored encrypted"
+		}
 		if err := st.SetProvider(e.ctx, pc); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "%s set for %s (key from $%s)\n", pc.Provider, o.Name, pc.APIKeyEnv)
+		fmt.Fprintf(e.stdout, "%s set for %s (key from %s)\n", pc.Provider, o.Name, from)
 		return nil
 	})
 }
@@ -443,7 +468,7 @@ func (e *env) providersList(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	return e.withStore(f, func(_ config.Config, st edge.Store) error {
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
 		o, err := e.findOrg(st, *org)
 		if err != nil {
 			return err
@@ -455,15 +480,175 @@ func (e *env) providersList(args []string) error {
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, p := range pcs {
-				enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "updated_at": p.UpdatedAt})
+				enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "sealed": len(p.SealedKey) > 0, "updated_at": p.UpdatedAt})
 			}
 			return nil
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PROVIDER\tBASE URL\tKEY FROM\tUPDATED")
 		for _, p := range pcs {
-			fmt.Fprintf(tw, "%s\t%s\t$%s\t%s\n", p.Provider, p.BaseURL, p.APIKeyEnv, p.UpdatedAt.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Provider, p.BaseURL, keySource(p), p.UpdatedAt.Format(time.RFC3339))
 		}
 		return tw.Flush()
+	})
+}
+
+func keySource(p edge.ProviderConfig) string {
+	if len(p.SealedKey) > 0 {
+		return "sealed"
+	}
+	return "$" + p.APIKeyEnv
+}
+
+// maxSecret bounds a secret read from standard input.
+const maxSecret = 64 << 10
+
+// readSecret reads a secret from r, ignoring surrounding whitespace.
+func readSecret(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxSecret+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the key from standard input: %w", err)
+	}
+	if len(b) > maxSecret {
+		return nil, errors.New("the key on standard input is longer than 64 KiB")
+	}
+	key := []byte(strings.TrimSpace(string(b)))
+	clear(b)
+	if len(key) == 0 {
+		return nil, errors.New("no key on standard input (pipe it in: printenv OPENAI_API_KEY | codex-edge providers set …)")
+	}
+	return key, nil
+}
+
+func (e *env) keyring(cfg config.Config, st server.Store) (*keyring.Keyring, error) {
+	// Subcommands report what they did on stdout; the log carries warnings
+	// only (such as the local master key's development-only notice).
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return server.OpenKeyring(e.ctx, cfg, st, e.getenv, log)
+}
+
+func (e *env) cryptoStatus(args []string) error {
+	f := newFlags("crypto status", true)
+	org := f.String("org", "", "org id or name (default: every org)")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(cfg config.Config, st server.Store) error {
+		id := ""
+		if *org != "" {
+			o, err := e.findOrg(st, *org)
+			if err != nil {
+				return err
+			}
+			id = o.ID
+		}
+		kr, err := e.keyring(cfg, st)
+		if err != nil {
+			return err
+		}
+		list, err := kr.Status(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			enc := json.NewEncoder(e.stdout)
+			for _, k := range list {
+				m := map[string]any{"org_id": k.OrgID, "dek_id": k.DEKID.String(), "generation": k.Generation, "state": k.State,
+					"master_ref": k.MasterRef, "master_version": k.MasterVersion, "created_at": k.CreatedAt, "age_seconds": int64(k.Age.Seconds())}
+				if !k.RewrappedAt.IsZero() {
+					m["rewrapped_at"] = k.RewrappedAt
+				}
+				enc.Encode(m)
+			}
+			return nil
+		}
+		spec := cfg.KEK
+		fmt.Fprintf(e.stdout, "master key: %s\n", spec)
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE")
+		for _, k := range list {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second))
+		}
+		return tw.Flush()
+	})
+}
+
+func (e *env) cryptoRotate(args []string) error {
+	f := newFlags("crypto rotate", false)
+	org := f.String("org", "", "org id or name")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(cfg config.Config, st server.Store) error {
+		o, err := e.findOrg(st, *org)
+		if err != nil {
+			return err
+		}
+		kr, err := e.keyring(cfg, st)
+		if err != nil {
+			return err
+		}
+		k, err := kr.Rotate(e.ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "org %s: data key generation %d is active for new writes; older generations still open existing data\n", o.Name, k.Generation)
+		return nil
+	})
+}
+
+func (e *env) cryptoRewrap(args []string) error {
+	f := newFlags("crypto rewrap", false)
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(cfg config.Config, st server.Store) error {
+		kr, err := e.keyring(cfg, st)
+		if err != nil {
+			return err
+		}
+		res, err := kr.Rewrap(e.ctx, func(ev keyring.RewrapEvent) {
+			state := "already current"
+			switch {
+			case ev.Err != nil:
+				state = "FAILED: " + ev.Err.Error()
+			case ev.Rewrapped:
+				state = "rewrapped " + ev.From.Version + " -> " + ev.To.Version
+			}
+			fmt.Fprintf(e.stdout, "[%d/%d] org %s generation %d: %s\n", ev.N, ev.Total, ev.OrgID, ev.Generation, state)
+		})
+		fmt.Fprintf(e.stdout, "%d data keys: %d rewrapped, %d already current, %d failed\n", res.Total, res.Rewrapped, res.Current, res.Failed)
+		if err != nil {
+			return fmt.Errorf("%w (the failed keys stay wrapped by their old master key version; keep it configured until they are rewrapped or their content expires)", err)
+		}
+		return nil
+	})
+}
+
+func (e *env) cryptoShred(args []string) error {
+	f := newFlags("crypto shred", false)
+	org := f.String("org", "", "org id or name")
+	yes := f.Bool("yes", false, "confirm: everything encrypted for this org becomes unreadable, for good")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	if !*yes {
+		return usagef("crypto shred destroys the org's data keys: every credential, cache entry and record sealed for it becomes unreadable for good; add --yes to confirm")
+	}
+	return e.withStore(f, func(cfg config.Config, st server.Store) error {
+		o, err := e.findOrg(st, *org)
+		if err != nil {
+			return err
+		}
+		kr, err := e.keyring(cfg, st)
+		if err != nil {
+			return err
+		}
+		n, err := kr.Shred(e.ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys within CODEX_CHANGE_POLL). Set provider keys again to resume.\n", o.Name, n)
+		return nil
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/store/storetest"
 )
 
 // cli runs codex-edge subcommands against one data directory.
@@ -103,9 +104,20 @@ func TestProviders(t *testing.T) {
 			t.Errorf("%v: exit %d, want usage error 2", args, code)
 		}
 	}
-	if code, _, errs := c.run("sk-secret", "providers", "set", "--org", "acme", "openai", "--api-key-stdin"); code != 1 || !strings.Contains(errs, "keyring") {
-		t.Fatalf("--api-key-stdin: exit %d %q", code, errs)
+	if code, _, errs := c.run("", "providers", "set", "--org", "acme", "openai", "--api-key-env", "X", "--api-key-stdin"); code != 2 {
+		t.Fatalf("both credential sources: exit %d %q", code, errs)
 	}
+	if code, _, errs := c.run("  \n", "providers", "set", "--org", "acme", "openai", "--api-key-stdin"); code != 1 || !strings.Contains(errs, "no key on standard input") {
+		t.Fatalf("empty stdin: exit %d %q", code, errs)
+	}
+	const providerKey = "sk-canary-provider-key-0123456789abcdef"
+	if code, out, errs := c.run(providerKey+"\n", "providers", "set", "--org", "acme", "anthropic", "--api-key-stdin"); code != 0 || !strings.Contains(out, "stored encrypted") {
+		t.Fatalf("--api-key-stdin: exit %d %q %q", code, out, errs)
+	}
+	if out := c.ok("providers", "list", "--org", "acme"); !strings.Contains(out, "sealed") {
+		t.Fatalf("providers list: %s", out)
+	}
+	storetest.ScanDirForCanaries(t, c.env["CODEX_DATA_DIR"], providerKey)
 	if code, _, errs := c.run("", "providers", "list", "--org", "nope"); code != 1 || !strings.Contains(errs, "no org") {
 		t.Fatalf("unknown org: exit %d %q", code, errs)
 	}
@@ -129,5 +141,61 @@ func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
 	code, _, errs := c.run("", "serve")
 	if code != 1 || !strings.Contains(errs, "CODEX_TLS_CERT") {
 		t.Fatalf("serve on 0.0.0.0 without TLS: exit %d %q", code, errs)
+	}
+}
+
+func TestCrypto(t *testing.T) {
+	c := newCLI(t)
+	c.ok("orgs", "create", "acme")
+	c.ok("orgs", "create", "other")
+	for _, org := range []string{"acme", "other"} {
+		code, _, errs := c.run("sk-key-of-"+org, "providers", "set", "--org", org, "openai", "--api-key-stdin")
+		if code != 0 {
+			t.Fatalf("providers set: %s", errs)
+		}
+	}
+	status := func(org string) []map[string]any {
+		t.Helper()
+		var out []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(c.ok("crypto", "status", "--org", org, "--json")), "\n") {
+			if line == "" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("status line %q: %v", line, err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	if s := status("acme"); len(s) != 1 || s[0]["generation"] != float64(1) || s[0]["state"] != "active" || s[0]["master_ref"] != "local" {
+		t.Fatalf("status after first seal: %v", s)
+	}
+	if out := c.ok("crypto", "rotate", "--org", "acme"); !strings.Contains(out, "generation 2") {
+		t.Fatalf("rotate: %q", out)
+	}
+	s := status("acme")
+	if len(s) != 2 || s[0]["generation"] != float64(2) || s[0]["state"] != "active" || s[1]["state"] != "retired" {
+		t.Fatalf("status after rotate: %v", s)
+	}
+	if out := c.ok("crypto", "rewrap"); !strings.Contains(out, "3 data keys") || !strings.Contains(out, "[3/3]") {
+		t.Fatalf("rewrap: %q", out)
+	}
+	if code, _, _ := c.run("", "crypto", "shred", "--org", "acme"); code != 2 {
+		t.Fatal("shred without --yes ran")
+	}
+	if out := c.ok("crypto", "shred", "--org", "acme", "--yes"); !strings.Contains(out, "2 data keys destroyed") {
+		t.Fatalf("shred: %q", out)
+	}
+	if s := status("acme"); len(s) != 0 {
+		t.Fatalf("keys left after shred: %v", s)
+	}
+	if s := status("other"); len(s) != 1 {
+		t.Fatalf("shred touched another org: %v", s)
+	}
+	out := c.ok("crypto", "status")
+	if strings.Contains(out, "sk-key-of") {
+		t.Fatal("status shows key material")
 	}
 }

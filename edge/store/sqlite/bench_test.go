@@ -37,7 +37,7 @@ func BenchmarkInsertRequests(b *testing.B) {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			db := mustOpen(b, b.TempDir())
 			ctx := context.Background()
-			if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}, []byte("s")); err != nil {
+			if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}); err != nil {
 				b.Fatal(err)
 			}
 			if err := db.CreateKey(ctx, edge.APIKey{ID: "k1", OrgID: "o1", Hash: sha256.Sum256([]byte("k1"))}); err != nil {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -8,17 +9,17 @@ import (
 	"github.com/persiv/codex/edge"
 )
 
-// CreateOrg stores a new org with its fingerprint secret. A zero CreatedAt
-// is set to the current time. A taken id or name is edge.ErrConflict.
-func (db *DB) CreateOrg(ctx context.Context, o edge.Org, fingerprintSecret []byte) error {
-	if o.ID == "" || o.Name == "" || len(fingerprintSecret) == 0 {
-		return fmt.Errorf("create org: id, name and fingerprint secret are required: %w", edge.ErrInvalid)
+// CreateOrg stores a new org. A zero CreatedAt is set to the current time.
+// A taken id or name is edge.ErrConflict.
+func (db *DB) CreateOrg(ctx context.Context, o edge.Org) error {
+	if o.ID == "" || o.Name == "" {
+		return fmt.Errorf("create org: id and name are required: %w", edge.ErrInvalid)
 	}
 	o.CreatedAt = nowIfZero(o.CreatedAt)
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO orgs (id, name, created_at, fingerprint_secret) VALUES (?, ?, ?, ?)`,
-			o.ID, o.Name, o.CreatedAt.UnixNano(), fingerprintSecret)
+			`INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`,
+			o.ID, o.Name, o.CreatedAt.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -69,7 +70,8 @@ func (db *DB) Orgs(ctx context.Context) ([]edge.Org, error) {
 	return orgs, nil
 }
 
-// FingerprintSecret returns the org's request-fingerprint secret.
+// FingerprintSecret returns the org's sealed fingerprint secret, nil when
+// none is set.
 func (db *DB) FingerprintSecret(ctx context.Context, orgID string) ([]byte, error) {
 	var secret []byte
 	err := db.read.QueryRowContext(ctx,
@@ -78,4 +80,27 @@ func (db *DB) FingerprintSecret(ctx context.Context, orgID string) ([]byte, erro
 		return nil, wrap(fmt.Sprintf("fingerprint secret of org %q", orgID), err)
 	}
 	return secret, nil
+}
+
+// SwapFingerprintSecret sets the org's sealed fingerprint secret to next if
+// it still equals prev, and returns the secret stored afterwards.
+func (db *DB) SwapFingerprintSecret(ctx context.Context, orgID string, prev, next []byte) ([]byte, error) {
+	var stored []byte
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT fingerprint_secret FROM orgs WHERE id = ?`, orgID).Scan(&stored); err != nil {
+			return err
+		}
+		if !bytes.Equal(stored, prev) {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE orgs SET fingerprint_secret = ? WHERE id = ?`, next, orgID); err != nil {
+			return err
+		}
+		stored = next
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("swap fingerprint secret of org %q", orgID), err)
+	}
+	return stored, nil
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/keyringtest"
 	"github.com/persiv/codex/edge/store/storetest"
 	"github.com/persiv/codex/schemas"
 )
@@ -52,7 +54,7 @@ func TestFilePermissions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	db := mustOpen(t, dir)
 	// Write something so the -wal and -shm files exist.
-	if err := db.CreateOrg(t.Context(), edge.Org{ID: "o1", Name: "acme"}, []byte("secret")); err != nil {
+	if err := db.CreateOrg(t.Context(), edge.Org{ID: "o1", Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(dir)
@@ -87,7 +89,7 @@ func TestFilePermissions(t *testing.T) {
 func TestTightensExistingFiles(t *testing.T) {
 	dir := t.TempDir()
 	db := mustOpen(t, dir)
-	if err := db.CreateOrg(t.Context(), edge.Org{ID: "o1", Name: "acme"}, []byte("secret")); err != nil {
+	if err := db.CreateOrg(t.Context(), edge.Org{ID: "o1", Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -150,7 +152,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}, []byte("secret")); err != nil {
+	if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -213,7 +215,7 @@ func TestOpenInvalid(t *testing.T) {
 // process of the edge would, and returns the org's id.
 func writeSome(ctx context.Context, db *DB, name string, keys, batches int) (string, error) {
 	org := edge.Org{ID: "org_" + name, Name: name}
-	if err := db.CreateOrg(ctx, org, []byte("fp-"+name)); err != nil {
+	if err := db.CreateOrg(ctx, org); err != nil {
 		return "", err
 	}
 	for i := range keys {
@@ -386,7 +388,7 @@ func TestCanaryFoundInDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateOrg(t.Context(), edge.Org{ID: "o1", Name: canary}, []byte("secret")); err != nil {
+	if err := db.CreateOrg(t.Context(), edge.Org{ID: "o1", Name: canary}); err != nil {
 		t.Fatal(err)
 	}
 	for _, when := range []string{"open", "closed"} {
@@ -415,7 +417,7 @@ func TestSecureDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}, []byte("secret")); err != nil {
+	if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
 	p := edge.ProviderConfig{OrgID: "o1", Provider: edge.OpenAI, APIKeyEnv: old}
@@ -443,7 +445,7 @@ func TestSecureDelete(t *testing.T) {
 func TestErrorKinds(t *testing.T) {
 	db := mustOpen(t, t.TempDir())
 	ctx := t.Context()
-	if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}, []byte("s")); err != nil {
+	if err := db.CreateOrg(ctx, edge.Org{ID: "o1", Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
 	// Constraints the Go checks do not cover still map to edge kinds.
@@ -465,4 +467,18 @@ func TestErrorKinds(t *testing.T) {
 	if got := wrap("op", errors.New("disk on fire")); errors.Is(got, edge.ErrConflict) || errors.Is(got, edge.ErrNotFound) || errors.Is(got, edge.ErrInvalid) {
 		t.Errorf("other error mapped to a kind: %v", got)
 	}
+}
+
+// TestKeyringContract runs the keyring's store contract on SQLite; the
+// contract names its orgs org_a, org_b and org_c.
+func TestKeyringContract(t *testing.T) {
+	keyringtest.StoreContract(t, func(t *testing.T) keyring.Store {
+		db := mustOpen(t, t.TempDir())
+		for _, id := range []string{"org_a", "org_b", "org_c"} {
+			if err := db.CreateOrg(t.Context(), edge.Org{ID: id, Name: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return db
+	})
 }

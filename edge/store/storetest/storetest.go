@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) edge.Store) {
 		{"DuplicateOrg", testDuplicateOrg},
 		{"OrgNotFound", testOrgNotFound},
 		{"FingerprintSecret", testFingerprintSecret},
+		{"ProviderSealedKey", testProviderSealedKey},
 		{"CreateKeyAndLookUp", testCreateKeyAndLookUp},
 		{"CreateKeyConflicts", testCreateKeyConflicts},
 		{"CreateKeyUnknownOrg", testCreateKeyUnknownOrg},
@@ -77,7 +78,7 @@ func randomSecret() []byte {
 func newOrg(t *testing.T, s edge.Store) edge.Org {
 	t.Helper()
 	o := edge.Org{ID: randomID("org_"), Name: randomID("name-"), CreatedAt: now()}
-	if err := s.CreateOrg(t.Context(), o, randomSecret()); err != nil {
+	if err := s.CreateOrg(t.Context(), o); err != nil {
 		t.Fatalf("CreateOrg: %v", err)
 	}
 	return o
@@ -156,7 +157,7 @@ func testCreateAndListOrgs(t *testing.T, s edge.Store) {
 	// A zero creation time is filled in by the store.
 	before := now()
 	c := edge.Org{ID: randomID("org_"), Name: randomID("name-")}
-	if err := s.CreateOrg(ctx, c, randomSecret()); err != nil {
+	if err := s.CreateOrg(ctx, c); err != nil {
 		t.Fatalf("CreateOrg without time: %v", err)
 	}
 	got, err := s.Org(ctx, c.ID)
@@ -170,16 +171,14 @@ func testCreateAndListOrgs(t *testing.T, s edge.Store) {
 
 func testCreateOrgInvalid(t *testing.T, s edge.Store) {
 	tests := []struct {
-		name   string
-		org    edge.Org
-		secret []byte
+		name string
+		org  edge.Org
 	}{
-		{"no id", edge.Org{Name: randomID("name-")}, randomSecret()},
-		{"no name", edge.Org{ID: randomID("org_")}, randomSecret()},
-		{"no secret", edge.Org{ID: randomID("org_"), Name: randomID("name-")}, nil},
+		{"no id", edge.Org{Name: randomID("name-")}},
+		{"no name", edge.Org{ID: randomID("org_")}},
 	}
 	for _, tt := range tests {
-		err := s.CreateOrg(t.Context(), tt.org, tt.secret)
+		err := s.CreateOrg(t.Context(), tt.org)
 		wantErr(t, "CreateOrg "+tt.name, err, edge.ErrInvalid)
 	}
 }
@@ -187,9 +186,9 @@ func testCreateOrgInvalid(t *testing.T, s edge.Store) {
 func testDuplicateOrg(t *testing.T, s edge.Store) {
 	ctx := t.Context()
 	a := newOrg(t, s)
-	err := s.CreateOrg(ctx, edge.Org{ID: randomID("org_"), Name: a.Name, CreatedAt: now()}, randomSecret())
+	err := s.CreateOrg(ctx, edge.Org{ID: randomID("org_"), Name: a.Name, CreatedAt: now()})
 	wantErr(t, "CreateOrg with a taken name", err, edge.ErrConflict)
-	err = s.CreateOrg(ctx, edge.Org{ID: a.ID, Name: randomID("name-"), CreatedAt: now()}, randomSecret())
+	err = s.CreateOrg(ctx, edge.Org{ID: a.ID, Name: randomID("name-"), CreatedAt: now()})
 	wantErr(t, "CreateOrg with a taken id", err, edge.ErrConflict)
 
 	got, err := s.Org(ctx, a.ID)
@@ -211,9 +210,16 @@ func testFingerprintSecret(t *testing.T, s edge.Store) {
 	secrets := map[string][]byte{}
 	for range 3 {
 		o := edge.Org{ID: randomID("org_"), Name: randomID("name-"), CreatedAt: now()}
-		secrets[o.ID] = randomSecret()
-		if err := s.CreateOrg(ctx, o, secrets[o.ID]); err != nil {
+		if err := s.CreateOrg(ctx, o); err != nil {
 			t.Fatalf("CreateOrg: %v", err)
+		}
+		if got, err := s.FingerprintSecret(ctx, o.ID); err != nil || got != nil {
+			t.Fatalf("FingerprintSecret of a new org = %x, %v; want nil", got, err)
+		}
+		secrets[o.ID] = randomSecret()
+		got, err := s.SwapFingerprintSecret(ctx, o.ID, nil, secrets[o.ID])
+		if err != nil || string(got) != string(secrets[o.ID]) {
+			t.Fatalf("first SwapFingerprintSecret = %x, %v", got, err)
 		}
 	}
 	for id, want := range secrets {
@@ -224,7 +230,18 @@ func testFingerprintSecret(t *testing.T, s edge.Store) {
 		if string(got) != string(want) {
 			t.Errorf("FingerprintSecret(%s) = %x, want %x", id, got, want)
 		}
+		// A swap from a stale value loses and reports the stored one.
+		got, err = s.SwapFingerprintSecret(ctx, id, nil, randomSecret())
+		if err != nil || string(got) != string(want) {
+			t.Errorf("stale swap = %x, %v; want the stored %x", got, err, want)
+		}
+		next := randomSecret()
+		if got, err = s.SwapFingerprintSecret(ctx, id, want, next); err != nil || string(got) != string(next) {
+			t.Errorf("swap from the current value = %x, %v", got, err)
+		}
 	}
+	_, err := s.SwapFingerprintSecret(ctx, randomID("org_"), nil, randomSecret())
+	wantErr(t, "SwapFingerprintSecret of unknown org", err, edge.ErrNotFound)
 }
 
 func testCreateKeyAndLookUp(t *testing.T, s edge.Store) {
@@ -728,7 +745,7 @@ func testChangeFeed(t *testing.T, s edge.Store) {
 		t.Fatalf("RevokeKey: %v", err)
 	}
 	// Failed writes leave no entry.
-	if err := s.CreateOrg(ctx, edge.Org{ID: randomID("org_"), Name: o.Name, CreatedAt: now()}, randomSecret()); !errors.Is(err, edge.ErrConflict) {
+	if err := s.CreateOrg(ctx, edge.Org{ID: randomID("org_"), Name: o.Name, CreatedAt: now()}); !errors.Is(err, edge.ErrConflict) {
 		t.Fatalf("duplicate CreateOrg = %v, want ErrConflict", err)
 	}
 	if err := s.RevokeKey(ctx, randomID("org_"), k.ID, now()); !errors.Is(err, edge.ErrNotFound) {
@@ -777,5 +794,32 @@ func testChangeFeed(t *testing.T, s edge.Store) {
 func testPing(t *testing.T, s edge.Store) {
 	if err := s.Ping(t.Context()); err != nil {
 		t.Errorf("Ping: %v", err)
+	}
+}
+
+func testProviderSealedKey(t *testing.T, s edge.Store) {
+	ctx := t.Context()
+	o := newOrg(t, s)
+	sealed := []byte{1, 2, 3, 0, 255}
+	if err := s.SetProvider(ctx, edge.ProviderConfig{OrgID: o.ID, Provider: edge.Anthropic, SealedKey: sealed}); err != nil {
+		t.Fatalf("SetProvider with a sealed key: %v", err)
+	}
+	got, err := s.Providers(ctx, o.ID)
+	if err != nil || len(got) != 1 || string(got[0].SealedKey) != string(sealed) || got[0].APIKeyEnv != "" {
+		t.Fatalf("Providers = %+v, %v", got, err)
+	}
+	// Switching to an environment variable drops the sealed key.
+	if err := s.SetProvider(ctx, edge.ProviderConfig{OrgID: o.ID, Provider: edge.Anthropic, APIKeyEnv: "ANTHROPIC_API_KEY"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Providers(ctx, o.ID)
+	if len(got) != 1 || got[0].SealedKey != nil || got[0].APIKeyEnv != "ANTHROPIC_API_KEY" {
+		t.Fatalf("after switching to an env var: %+v", got)
+	}
+	for _, bad := range []edge.ProviderConfig{
+		{OrgID: o.ID, Provider: edge.OpenAI},
+		{OrgID: o.ID, Provider: edge.OpenAI, APIKeyEnv: "X", SealedKey: sealed},
+	} {
+		wantErr(t, "SetProvider with zero or two credential sources", s.SetProvider(ctx, bad), edge.ErrInvalid)
 	}
 }

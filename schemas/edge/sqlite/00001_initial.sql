@@ -4,11 +4,28 @@
 -- "unknown", never zero.
 
 -- +goose Up
+-- fingerprint_secret is sealed by the org's data key (purpose "secret");
+-- NULL until the edge makes it on the org's first request.
 CREATE TABLE orgs (
     id                 TEXT    NOT NULL PRIMARY KEY,
     name               TEXT    NOT NULL UNIQUE,
     created_at         INTEGER NOT NULL,
-    fingerprint_secret BLOB    NOT NULL
+    fingerprint_secret BLOB
+);
+
+-- Per-org data keys, stored only wrapped by a master key (schemas/crypto).
+CREATE TABLE data_keys (
+    org_id         TEXT    NOT NULL REFERENCES orgs (id),
+    id             TEXT    NOT NULL,
+    generation     INTEGER NOT NULL,
+    state          TEXT    NOT NULL CHECK (state IN ('active', 'retired')),
+    master_ref     TEXT    NOT NULL,
+    master_version TEXT    NOT NULL,
+    wrapped        BLOB    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    rewrapped_at   INTEGER,
+    PRIMARY KEY (org_id, id),
+    UNIQUE (org_id, generation)
 );
 
 CREATE TABLE api_keys (
@@ -28,6 +45,9 @@ CREATE TABLE provider_configs (
     provider    TEXT    NOT NULL CHECK (provider IN ('openai', 'anthropic')),
     base_url    TEXT    NOT NULL,
     api_key_env TEXT    NOT NULL,
+    -- The provider key sealed by the org's data key (purpose "credential"),
+    -- or NULL when the key comes from the environment variable api_key_env.
+    sealed_key  BLOB,
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (org_id, provider)
 );
@@ -63,7 +83,7 @@ CREATE INDEX requests_org_time ON requests (org_id, at, id);
 CREATE TABLE changes (
     seq    INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
     org_id TEXT    NOT NULL,
-    kind   TEXT    NOT NULL CHECK (kind IN ('key', 'provider', 'org')),
+    kind   TEXT    NOT NULL CHECK (kind IN ('key', 'provider', 'org', 'dek')),
     ref    TEXT    NOT NULL,
     at     INTEGER NOT NULL
 );
@@ -73,4 +93,5 @@ DROP TABLE changes;
 DROP TABLE requests;
 DROP TABLE provider_configs;
 DROP TABLE api_keys;
+DROP TABLE data_keys;
 DROP TABLE orgs;
