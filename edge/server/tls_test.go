@@ -87,3 +87,18 @@ func TestTLSConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestAdminTokenRequiredOffLoopback(t *testing.T) {
+	cfg := config.Default()
+	cfg.AdminListen = "0.0.0.0:8081"
+	if _, err := adminToken(cfg, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "CODEX_ADMIN_TOKEN") {
+		t.Fatalf("non-loopback admin without a token: %v", err)
+	}
+	if _, err := adminToken(cfg, func(string) string { return "short" }); err == nil {
+		t.Fatal("a 5-character admin token was accepted")
+	}
+	tok, err := adminToken(cfg, func(string) string { return " long-enough-admin-token \n" })
+	if err != nil || string(tok) != "long-enough-admin-token" {
+		t.Fatalf("token %q, %v", tok, err)
+	}
+}
