@@ -48,12 +48,12 @@ type Config struct {
 
 	PricingFile     string        `yaml:"pricing_file"` // operator prices over the shipped table
 	TelemetryWindow time.Duration `yaml:"telemetry_window"`
-	Pprof           bool          `yaml:"pprof"`     // /debug/pprof on the admin listener
+	Pprof           bool          `yaml:"pprof"` // /debug/pprof on the admin listener
 	// AdminTokenFile holds the bearer token the admin API (/admin/v1)
 	// requires. Without one the admin API answers only on a loopback
 	// admin address. The token itself may be given as CODEX_ADMIN_TOKEN.
 	AdminTokenFile string `yaml:"admin_token_file"`
-	LogLevel        string        `yaml:"log_level"` // debug, info, warn, error
+	LogLevel       string `yaml:"log_level"` // debug, info, warn, error
 }
 
 // Default returns the embedded defaults: everything runs with no file.
