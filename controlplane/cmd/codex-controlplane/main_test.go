@@ -3,7 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +23,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
@@ -125,6 +134,31 @@ func TestServe(t *testing.T) {
 	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"})
 }
 
+// TestServeTLS: with a certificate, the API and the embedded NATS speak
+// TLS 1.3 only.
+func TestServeTLS(t *testing.T) {
+	cert, key := selfSigned(t)
+	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t),
+		"CODEX_LOG_LEVEL": "warn", "CODEX_TLS_CERT": cert, "CODEX_TLS_KEY": key})
+}
+
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
 // TestServeWithExternalNATS runs a nats-server configured only from what
 // nats-config prints, and serve against it through CODEX_NATS_URL.
 func TestServeWithExternalNATS(t *testing.T) {
@@ -168,20 +202,45 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 	done := make(chan int, 1)
 	var logs syncBuffer
 	go func() { done <- Run(ctx, []string{"serve"}, strings.NewReader(""), &bytes.Buffer{}, &logs, envOf(env)) }()
-	base := "http://" + listen
+	base, client, natsOpts := "http://"+listen, http.DefaultClient, []nats.Option(nil)
+	checkOldTLS := func() {}
+	if cert := env["CODEX_TLS_CERT"]; cert != "" {
+		pemData, _ := os.ReadFile(cert)
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pemData)
+		base = "https://" + listen
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS13}}}
+		natsOpts = append(natsOpts, nats.RootCAs(cert))
+		// TLS 1.2 is refused by the API and by NATS.
+		checkOldTLS = func() {
+			old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}}}
+			if resp, err := old.Get(base + "/healthz"); err == nil {
+				resp.Body.Close()
+				t.Error("API accepted TLS 1.2")
+			}
+			nc, err := nats.Connect("tls://"+env["CODEX_NATS_LISTEN"], nats.Secure(&tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}), nats.NoReconnect())
+			if err == nil {
+				nc.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "tls") && !strings.Contains(err.Error(), "version") {
+				t.Errorf("NATS with TLS 1.2: %v, want a handshake failure", err)
+			}
+		}
+	}
 	testenv.Eventually(t, 20*time.Second, "readyz", func() bool {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := client.Get(base + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	checkOldTLS()
 
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
 	body, _ := json.Marshal(enroll.Request{Token: token, PublicKey: pub, Name: "edge-a", Version: "0.1.0"})
-	resp, err := http.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
+	resp, err := client.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,11 +250,22 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("enroll: %d %v", resp.StatusCode, err)
 	}
-	nc, err := testenv.Edge{Response: er, Key: kp}.Connect()
+	if env["CODEX_TLS_CERT"] != "" && resp.TLS == nil {
+		t.Fatal("enrolled over plain HTTP")
+	}
+	if resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatal("no HSTS header")
+	}
+	nc, err := testenv.Edge{Response: er, Key: kp}.Connect(natsOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	if env["CODEX_TLS_CERT"] != "" {
+		if st, err := nc.TLSConnectionState(); err != nil || st.Version != tls.VersionTLS13 {
+			t.Fatalf("edge NATS connection: TLS %x, %v", st.Version, err)
+		}
+	}
 	js, _ := jetstream.New(nc)
 	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
 	data, err := wire.Encode(storetest.Batch(org, er.EdgeID, 1, start, 5))
