@@ -315,7 +315,11 @@ func connect(url string, creds []byte, name string, log *slog.Logger, extra ...n
 		return nil, err
 	}
 	opts := append([]nats.Option{opt, nats.Name(name), nats.CustomInboxPrefix("_CODEX_CP"), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "conn", name, "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed on purpose
+				log.Warn("nats disconnected", "conn", name, "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected", "conn", name) })}, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
