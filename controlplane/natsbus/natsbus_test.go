@@ -1,12 +1,35 @@
 package natsbus_test
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/testenv"
 )
+
+func mustSysCreds(t *testing.T, env *testenv.Env) (string, nkeys.KeyPair) {
+	t.Helper()
+	creds, err := env.Auth.SystemCreds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := jwt.ParseDecoratedNKey(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, kp
+}
 
 func TestEmbeddedRefusesPlainOffLoopback(t *testing.T) {
 	auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"))
@@ -53,4 +76,31 @@ func TestAuthorityPersists(t *testing.T) {
 	if changed, err := b.EnsureOrg("org_a"); err != nil || changed {
 		t.Fatalf("EnsureOrg after reopen = %v, %v", changed, err)
 	}
+}
+
+// TestFailedPushIsRetried: a change saved while the servers were
+// unreachable is pushed with the next call, even one that changes nothing.
+func TestFailedPushIsRetried(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org := env.Org(t)
+	sys := env.Accounts.Sys
+	dead, err := nats.Connect(env.NATS.ClientURL(), natsbus.JWTAndKey(mustSysCreds(t, env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	env.Accounts.Sys = dead
+	if err := env.Accounts.EnsureOrg(context.Background(), org); err == nil {
+		t.Fatal("push over a dead connection succeeded")
+	}
+	env.Accounts.Sys = sys
+	if err := env.Accounts.EnsureOrg(context.Background(), org); err != nil {
+		t.Fatal(err)
+	}
+	ed := env.EnrollEdge(t, org)
+	nc, err := ed.Connect()
+	if err != nil {
+		t.Fatalf("edge of an org whose key push was retried: %v", err)
+	}
+	nc.Close()
 }
