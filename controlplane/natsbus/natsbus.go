@@ -97,7 +97,8 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	// Generous: on a loaded machine JetStream's start-up fsyncs can take seconds.
+	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
 		return nil, errors.New("nats server did not become ready")
 	}
