@@ -54,6 +54,10 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 	if err != nil {
 		return nil, fmt.Errorf("nats listen port: %w", err)
 	}
+	if port == 0 {
+		// nats-server reads 0 as its default port, 4222.
+		port = server.RANDOM_PORT
+	}
 	if !IsLoopback(host) && cfg.TLS == nil {
 		return nil, errors.New("nats: listening outside loopback requires TLS")
 	}
@@ -97,10 +101,9 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
 	srv.Start()
-	// Generous: on a loaded machine JetStream's start-up fsyncs can take seconds.
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return nil, errors.New("nats server did not become ready")
+		return nil, fmt.Errorf("nats server did not become ready (is %s free?)", cfg.Listen)
 	}
 	return &Embedded{srv: srv}, nil
 }

@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
@@ -103,4 +104,25 @@ func TestFailedPushIsRetried(t *testing.T) {
 		t.Fatalf("edge of an org whose key push was retried: %v", err)
 	}
 	nc.Close()
+}
+
+// TestPortZeroIsRandom: port 0 picks a free port (nats-server alone would
+// read it as 4222), so tests and a second instance do not collide.
+func TestPortZeroIsRandom(t *testing.T) {
+	var urls []string
+	for i := 0; i < 2; i++ {
+		auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Shutdown()
+		urls = append(urls, e.ClientURL())
+	}
+	if urls[0] == urls[1] || strings.HasSuffix(urls[0], ":4222") {
+		t.Fatalf("servers on %v", urls)
+	}
 }
