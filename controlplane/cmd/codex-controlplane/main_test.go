@@ -9,12 +9,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,12 +25,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/password"
 	"github.com/persiv/codex/controlplane/store/sqlite"
@@ -191,7 +196,7 @@ func TestServeWithExternalNATS(t *testing.T) {
 }
 
 func serveAndIngest(t *testing.T, env map[string]string) {
-	dir, listen := env["CODEX_DATA_DIR"], env["CODEX_CONTROLPLANE_LISTEN"]
+	listen := env["CODEX_CONTROLPLANE_LISTEN"]
 	_, out, _ := runCmd(t, env, "", "orgs", "create", "Acme")
 	org := strings.TrimSpace(out)
 	_, out, _ = runCmd(t, env, "", "enroll-token", "create", "--org", org)
@@ -278,7 +283,11 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 		t.Fatal(err)
 	}
 
-	s, err := sqlite.Open(ctx, filepath.Join(dir, "controlplane.db"))
+	cfg, err := config.Load("", envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +319,60 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestServePostgres runs the production store path: migrate as the owner,
+// then the CLI and serve as the application role.
+func TestServePostgres(t *testing.T) {
+	owner, app := os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
+	if owner == "" || app == "" {
+		out, err := exec.Command("../../../scripts/dev-postgres.sh", "start").Output()
+		if err != nil {
+			t.Fatalf("start dev postgres: %v", err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			k, v, _ := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+			switch v = strings.Trim(v, "'"); k {
+			case "CODEX_TEST_POSTGRES_URL":
+				owner = v
+			case "CODEX_TEST_POSTGRES_APP_URL":
+				app = v
+			}
+		}
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	db := "cp_cmd_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)")
+	withDB := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Path = "/" + db
+		return u.String()
+	}
+	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_DATABASE_URL": withDB(app), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"}
+	if code, _, _ := runCmd(t, env, "", "orgs", "create", "Acme"); code == 0 {
+		t.Fatal("orgs create worked before migrate")
+	}
+	ownerEnv := map[string]string{"CODEX_DATA_DIR": env["CODEX_DATA_DIR"], "CODEX_DATABASE_URL": withDB(owner)}
+	if code, _, errs := runCmd(t, ownerEnv, "", "migrate"); code != 0 {
+		t.Fatalf("migrate: %s", errs)
+	}
+	if code, _, errs := runCmd(t, ownerEnv, "", "serve"); code != 1 || !strings.Contains(errs, "application role") {
+		t.Fatalf("serve as the owner: exit %d, %q", code, errs)
+	}
+	serveAndIngest(t, env)
+}
 
 func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
 	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": "0.0.0.0:0"}
