@@ -194,8 +194,9 @@ func (in *Ingester) process(ctx context.Context, msg jetstream.Msg) {
 		} else {
 			in.duplicates.Add(1)
 		}
-		// Acked only once stored: a crash before this line redelivers.
-		if err := msg.DoubleAck(ctx); err != nil {
+		// Acked only once stored: a crash before this line, or a lost
+		// ack, redelivers, and the store counts the batch once.
+		if err := msg.Ack(); err != nil {
 			in.Log.Error("ack message", "err", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -52,6 +53,10 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
 		return nil, fmt.Errorf("nats listen port: %w", err)
+	}
+	if port == 0 {
+		// nats-server reads 0 as its default port, 4222.
+		port = server.RANDOM_PORT
 	}
 	if !IsLoopback(host) && cfg.TLS == nil {
 		return nil, errors.New("nats: listening outside loopback requires TLS")
@@ -96,9 +101,9 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return nil, errors.New("nats server did not become ready")
+		return nil, fmt.Errorf("nats server did not become ready (is %s free?)", cfg.Listen)
 	}
 	return &Embedded{srv: srv}, nil
 }
@@ -169,34 +174,55 @@ func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
 }
 
 // Accounts applies changes of the ingest account to the running servers:
-// each change is saved by the authority, then pushed.
+// each change is saved by the authority, then pushed. A push that failed
+// is retried with the next change, so a saved change is never left
+// unpushed; changes and pushes are serialised, so an edge minted after
+// EnsureOrg returns is known to the servers.
 type Accounts struct {
 	Auth *natsauth.Authority
 	Sys  *nats.Conn // a system account connection
+
+	mu      sync.Mutex
+	pending bool // a saved change has not been pushed
 }
 
 // Sync pushes the current ingest account JWT, as after a start against an
 // external NATS that may hold an older one.
 func (a *Accounts) Sync(ctx context.Context) error {
-	return PushAccount(ctx, a.Sys, a.Auth.IngestJWT())
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pushLocked(ctx)
+}
+
+func (a *Accounts) pushLocked(ctx context.Context) error {
+	err := PushAccount(ctx, a.Sys, a.Auth.IngestJWT())
+	a.pending = err != nil
+	return err
 }
 
 // EnsureOrg makes sure org has its scoped signing key on the servers.
 func (a *Accounts) EnsureOrg(ctx context.Context, orgID string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	changed, err := a.Auth.EnsureOrg(orgID)
-	if err != nil || !changed {
+	if err != nil {
 		return err
 	}
-	return a.Sync(ctx)
+	if changed || a.pending {
+		return a.pushLocked(ctx)
+	}
+	return nil
 }
 
 // Revoke revokes an edge's user key on the servers: they refuse its next
 // connection and close the current ones.
 func (a *Accounts) Revoke(ctx context.Context, userPub string, at time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err := a.Auth.Revoke(userPub, at); err != nil {
 		return err
 	}
-	return a.Sync(ctx)
+	return a.pushLocked(ctx)
 }
 
 // MintEdge returns an edge's user JWT; see natsauth.Authority.MintEdge.

@@ -1,12 +1,36 @@
 package natsbus_test
 
 import (
+	"context"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/testenv"
 )
+
+func mustSysCreds(t *testing.T, env *testenv.Env) (string, nkeys.KeyPair) {
+	t.Helper()
+	creds, err := env.Auth.SystemCreds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := jwt.ParseDecoratedNKey(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, kp
+}
 
 func TestEmbeddedRefusesPlainOffLoopback(t *testing.T) {
 	auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"))
@@ -52,5 +76,53 @@ func TestAuthorityPersists(t *testing.T) {
 	}
 	if changed, err := b.EnsureOrg("org_a"); err != nil || changed {
 		t.Fatalf("EnsureOrg after reopen = %v, %v", changed, err)
+	}
+}
+
+// TestFailedPushIsRetried: a change saved while the servers were
+// unreachable is pushed with the next call, even one that changes nothing.
+func TestFailedPushIsRetried(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org := env.Org(t)
+	sys := env.Accounts.Sys
+	dead, err := nats.Connect(env.NATS.ClientURL(), natsbus.JWTAndKey(mustSysCreds(t, env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	env.Accounts.Sys = dead
+	if err := env.Accounts.EnsureOrg(context.Background(), org); err == nil {
+		t.Fatal("push over a dead connection succeeded")
+	}
+	env.Accounts.Sys = sys
+	if err := env.Accounts.EnsureOrg(context.Background(), org); err != nil {
+		t.Fatal(err)
+	}
+	ed := env.EnrollEdge(t, org)
+	nc, err := ed.Connect()
+	if err != nil {
+		t.Fatalf("edge of an org whose key push was retried: %v", err)
+	}
+	nc.Close()
+}
+
+// TestPortZeroIsRandom: port 0 picks a free port (nats-server alone would
+// read it as 4222), so tests and a second instance do not collide.
+func TestPortZeroIsRandom(t *testing.T) {
+	var urls []string
+	for i := 0; i < 2; i++ {
+		auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Shutdown()
+		urls = append(urls, e.ClientURL())
+	}
+	if urls[0] == urls[1] || strings.HasSuffix(urls[0], ":4222") {
+		t.Fatalf("servers on %v", urls)
 	}
 }

@@ -100,11 +100,11 @@ type UsageRow struct {
 	StatusClass StatusClass `json:"status_class"`
 
 	Requests    int64  `json:"requests"`
-	Input       Tokens `json:"input"`
+	Input       Tokens `json:"input"` // disjoint from CachedInput and CacheWrite
 	CachedInput Tokens `json:"cached_input"`
 	CacheWrite  Tokens `json:"cache_write"`
 	Output      Tokens `json:"output"`
-	Reasoning   Tokens `json:"reasoning"`
+	Reasoning   Tokens `json:"reasoning"` // a part of Output, as OpenAI reports it
 
 	CostNanoUSD  int64 `json:"cost_nano_usd"`  // 1e-9 USD, over requests whose cost is known
 	CostUnknown  int64 `json:"cost_unknown"`   // requests whose cost could not be computed

@@ -3,10 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,11 +25,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/password"
 	"github.com/persiv/codex/controlplane/store/sqlite"
@@ -125,6 +139,31 @@ func TestServe(t *testing.T) {
 	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"})
 }
 
+// TestServeTLS: with a certificate, the API and the embedded NATS speak
+// TLS 1.3 only.
+func TestServeTLS(t *testing.T) {
+	cert, key := selfSigned(t)
+	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t),
+		"CODEX_LOG_LEVEL": "warn", "CODEX_TLS_CERT": cert, "CODEX_TLS_KEY": key})
+}
+
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
 // TestServeWithExternalNATS runs a nats-server configured only from what
 // nats-config prints, and serve against it through CODEX_NATS_URL.
 func TestServeWithExternalNATS(t *testing.T) {
@@ -157,7 +196,7 @@ func TestServeWithExternalNATS(t *testing.T) {
 }
 
 func serveAndIngest(t *testing.T, env map[string]string) {
-	dir, listen := env["CODEX_DATA_DIR"], env["CODEX_CONTROLPLANE_LISTEN"]
+	listen := env["CODEX_CONTROLPLANE_LISTEN"]
 	_, out, _ := runCmd(t, env, "", "orgs", "create", "Acme")
 	org := strings.TrimSpace(out)
 	_, out, _ = runCmd(t, env, "", "enroll-token", "create", "--org", org)
@@ -168,20 +207,45 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 	done := make(chan int, 1)
 	var logs syncBuffer
 	go func() { done <- Run(ctx, []string{"serve"}, strings.NewReader(""), &bytes.Buffer{}, &logs, envOf(env)) }()
-	base := "http://" + listen
+	base, client, natsOpts := "http://"+listen, http.DefaultClient, []nats.Option(nil)
+	checkOldTLS := func() {}
+	if cert := env["CODEX_TLS_CERT"]; cert != "" {
+		pemData, _ := os.ReadFile(cert)
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pemData)
+		base = "https://" + listen
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS13}}}
+		natsOpts = append(natsOpts, nats.RootCAs(cert))
+		// TLS 1.2 is refused by the API and by NATS.
+		checkOldTLS = func() {
+			old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}}}
+			if resp, err := old.Get(base + "/healthz"); err == nil {
+				resp.Body.Close()
+				t.Error("API accepted TLS 1.2")
+			}
+			nc, err := nats.Connect("tls://"+env["CODEX_NATS_LISTEN"], nats.Secure(&tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}), nats.NoReconnect())
+			if err == nil {
+				nc.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "tls") && !strings.Contains(err.Error(), "version") {
+				t.Errorf("NATS with TLS 1.2: %v, want a handshake failure", err)
+			}
+		}
+	}
 	testenv.Eventually(t, 20*time.Second, "readyz", func() bool {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := client.Get(base + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	checkOldTLS()
 
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
 	body, _ := json.Marshal(enroll.Request{Token: token, PublicKey: pub, Name: "edge-a", Version: "0.1.0"})
-	resp, err := http.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
+	resp, err := client.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,11 +255,22 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("enroll: %d %v", resp.StatusCode, err)
 	}
-	nc, err := testenv.Edge{Response: er, Key: kp}.Connect()
+	if env["CODEX_TLS_CERT"] != "" && resp.TLS == nil {
+		t.Fatal("enrolled over plain HTTP")
+	}
+	if resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatal("no HSTS header")
+	}
+	nc, err := testenv.Edge{Response: er, Key: kp}.Connect(natsOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	if env["CODEX_TLS_CERT"] != "" {
+		if st, err := nc.TLSConnectionState(); err != nil || st.Version != tls.VersionTLS13 {
+			t.Fatalf("edge NATS connection: TLS %x, %v", st.Version, err)
+		}
+	}
 	js, _ := jetstream.New(nc)
 	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
 	data, err := wire.Encode(storetest.Batch(org, er.EdgeID, 1, start, 5))
@@ -208,7 +283,11 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 		t.Fatal(err)
 	}
 
-	s, err := sqlite.Open(ctx, filepath.Join(dir, "controlplane.db"))
+	cfg, err := config.Load("", envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,6 +319,60 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestServePostgres runs the production store path: migrate as the owner,
+// then the CLI and serve as the application role.
+func TestServePostgres(t *testing.T) {
+	owner, app := os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
+	if owner == "" || app == "" {
+		out, err := exec.Command("../../../scripts/dev-postgres.sh", "start").Output()
+		if err != nil {
+			t.Fatalf("start dev postgres: %v", err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			k, v, _ := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+			switch v = strings.Trim(v, "'"); k {
+			case "CODEX_TEST_POSTGRES_URL":
+				owner = v
+			case "CODEX_TEST_POSTGRES_APP_URL":
+				app = v
+			}
+		}
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	db := "cp_cmd_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)")
+	withDB := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Path = "/" + db
+		return u.String()
+	}
+	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_DATABASE_URL": withDB(app), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"}
+	if code, _, _ := runCmd(t, env, "", "orgs", "create", "Acme"); code == 0 {
+		t.Fatal("orgs create worked before migrate")
+	}
+	ownerEnv := map[string]string{"CODEX_DATA_DIR": env["CODEX_DATA_DIR"], "CODEX_DATABASE_URL": withDB(owner)}
+	if code, _, errs := runCmd(t, ownerEnv, "", "migrate"); code != 0 {
+		t.Fatalf("migrate: %s", errs)
+	}
+	if code, _, errs := runCmd(t, ownerEnv, "", "serve"); code != 1 || !strings.Contains(errs, "application role") {
+		t.Fatalf("serve as the owner: exit %d, %q", code, errs)
+	}
+	serveAndIngest(t, env)
+}
 
 func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
 	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": "0.0.0.0:0"}

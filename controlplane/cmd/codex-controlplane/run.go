@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -231,7 +232,20 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sys, err := connect(natsURL, sysCreds, "codex-controlplane-sys", log)
+	var natsTLS []nats.Option
+	if tlsConf != nil {
+		// The embedded server presents CODEX_TLS_CERT, which may be
+		// self-signed: trust it besides the system roots.
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(cfg.TLSCert); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		natsTLS = append(natsTLS, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}))
+	}
+	sys, err := connect(natsURL, sysCreds, "codex-controlplane-sys", log, natsTLS...)
 	if err != nil {
 		return err
 	}
@@ -245,7 +259,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 			return fmt.Errorf("read nats creds: %w", err)
 		}
 	}
-	svc, err := connect(natsURL, svcCreds, "codex-controlplane", log)
+	svc, err := connect(natsURL, svcCreds, "codex-controlplane", log, natsTLS...)
 	if err != nil {
 		return err
 	}
@@ -295,15 +309,19 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	return err
 }
 
-func connect(url string, creds []byte, name string, log *slog.Logger) (*nats.Conn, error) {
+func connect(url string, creds []byte, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opt, err := natsbus.Creds(creds)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, opt, nats.Name(name), nats.CustomInboxPrefix("_CODEX_CP"),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "conn", name, "err", err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected", "conn", name) }))
+	opts := append([]nats.Option{opt, nats.Name(name), nats.CustomInboxPrefix("_CODEX_CP"), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed on purpose
+				log.Warn("nats disconnected", "conn", name, "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected", "conn", name) })}, extra...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats as %s: %w", name, err)
 	}

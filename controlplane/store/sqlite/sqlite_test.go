@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -25,3 +26,19 @@ func TestContract(t *testing.T) { storetest.Run(t, open) }
 func BenchmarkIngest(b *testing.B) { storetest.BenchIngest(b, open) }
 
 func BenchmarkUsage30Days(b *testing.B) { storetest.BenchUsage30Days(b, open) }
+
+func TestDatabaseFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database file mode %v, want 0600", fi.Mode().Perm())
+	}
+}

@@ -387,13 +387,22 @@ func BenchUsage30Days(b *testing.B, open Open) {
 			}
 		}
 	}
-	q := controlplane.UsageQuery{OrgID: org, From: start, To: t0, GroupBy: []controlplane.Dimension{controlplane.DimModel}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		rows, err := s.Usage(ctx, q)
-		if err != nil || len(rows) != 30*24*3 {
-			b.Fatalf("30-day overview: %d rows, %v", len(rows), err)
-		}
+	// The dashboard's query (auto step: hours) and, for comparison, the
+	// same 30 days summed from the minute rows.
+	for _, bc := range []struct {
+		name string
+		step time.Duration
+		rows int
+	}{{"hourly", 0, 30 * 24 * 3}, {"minutes", controlplane.Minute, 30 * 24 * 60 * 3}} {
+		b.Run(bc.name, func(b *testing.B) {
+			q := controlplane.UsageQuery{OrgID: org, From: start, To: t0, Step: bc.step, GroupBy: []controlplane.Dimension{controlplane.DimModel}}
+			b.ReportAllocs()
+			for b.Loop() {
+				rows, err := s.Usage(ctx, q)
+				if err != nil || len(rows) != bc.rows {
+					b.Fatalf("30-day overview: %d rows, %v", len(rows), err)
+				}
+			}
+		})
 	}
 }
