@@ -23,6 +23,10 @@ need() {
 need iproute2 ip
 need util-linux unshare
 
+step "PostgreSQL for the store tests (throw-away, loopback, port 55432)"
+eval "$(scripts/dev-postgres.sh start)"
+trap 'scripts/dev-postgres.sh stop >/dev/null 2>&1 || true' EXIT
+
 step "lint (gofmt, go vet)"
 make --no-print-directory lint
 
