@@ -197,6 +197,18 @@ func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) er
 	return fn(cfg, st)
 }
 
+// withOrg runs fn with the store and the org that ref (an id or a name)
+// names.
+func (e *env) withOrg(f *flags, ref string, fn func(config.Config, server.Store, edge.Org) error) error {
+	return e.withStore(f, func(cfg config.Config, st server.Store) error {
+		o, err := e.findOrg(st, ref)
+		if err != nil {
+			return err
+		}
+		return fn(cfg, st, o)
+	})
+}
+
 func (e *env) serve(args []string) error {
 	f := newFlags("serve", false)
 	if pos, err := f.parse(args); err != nil {
@@ -322,11 +334,7 @@ func (e *env) keysCreate(args []string) error {
 	if strings.TrimSpace(*name) == "" {
 		return usagef("--name is required")
 	}
-	return e.withStore(f, func(_ config.Config, st server.Store) error {
-		o, err := e.findOrg(st, *org)
-		if err != nil {
-			return err
-		}
+	return e.withOrg(f, *org, func(_ config.Config, st server.Store, o edge.Org) error {
 		secret, err := apikey.Generate()
 		if err != nil {
 			return err
@@ -354,11 +362,7 @@ func (e *env) keysList(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	return e.withStore(f, func(_ config.Config, st server.Store) error {
-		o, err := e.findOrg(st, *org)
-		if err != nil {
-			return err
-		}
+	return e.withOrg(f, *org, func(_ config.Config, st server.Store, o edge.Org) error {
 		keys, err := st.Keys(e.ctx, o.ID)
 		if err != nil {
 			return err
@@ -430,11 +434,7 @@ func (e *env) providersSet(args []string) error {
 	if (*keyEnv == "") == !*keyStdin {
 		return usagef("give exactly one of --api-key-env VAR and --api-key-stdin")
 	}
-	return e.withStore(f, func(cfg config.Config, st server.Store) error {
-		o, err := e.findOrg(st, *org)
-		if err != nil {
-			return err
-		}
+	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
 		p := edge.Provider(pos[0])
 		pc := edge.ProviderConfig{OrgID: o.ID, Provider: p, BaseURL: strings.TrimRight(*baseURL, "/"), APIKeyEnv: *keyEnv, UpdatedAt: time.Now().UTC()}
 		from := "$" + *keyEnv
@@ -468,11 +468,7 @@ func (e *env) providersList(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	return e.withStore(f, func(_ config.Config, st server.Store) error {
-		o, err := e.findOrg(st, *org)
-		if err != nil {
-			return err
-		}
+	return e.withOrg(f, *org, func(_ config.Config, st server.Store, o edge.Org) error {
 		pcs, err := st.Providers(e.ctx, o.ID)
 		if err != nil {
 			return err
@@ -579,11 +575,7 @@ func (e *env) cryptoRotate(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	return e.withStore(f, func(cfg config.Config, st server.Store) error {
-		o, err := e.findOrg(st, *org)
-		if err != nil {
-			return err
-		}
+	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
 		kr, err := e.keyring(cfg, st)
 		if err != nil {
 			return err
@@ -635,11 +627,7 @@ func (e *env) cryptoShred(args []string) error {
 	if !*yes {
 		return usagef("crypto shred destroys the org's data keys: every credential, cache entry and record sealed for it becomes unreadable for good; add --yes to confirm")
 	}
-	return e.withStore(f, func(cfg config.Config, st server.Store) error {
-		o, err := e.findOrg(st, *org)
-		if err != nil {
-			return err
-		}
+	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
 		kr, err := e.keyring(cfg, st)
 		if err != nil {
 			return err
