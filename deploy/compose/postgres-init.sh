@@ -5,7 +5,7 @@
 # applies), and one database per binary.
 set -eu
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
-  -v owner_pw="$CODEX_OWNER_PASSWORD" -v app_pw="$CODEX_APP_PASSWORD" <<'SQL'
+  -v owner_pw="$POSTGRES_OWNER_PASSWORD" -v app_pw="$POSTGRES_APP_PASSWORD" <<'SQL'
 CREATE ROLE codex_owner LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD :'owner_pw';
 CREATE ROLE codex_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD :'app_pw';
 CREATE DATABASE codex_edge OWNER codex_owner;

@@ -33,8 +33,8 @@ if [ ! -f .env ]; then
   umask 077
   {
     echo "POSTGRES_PASSWORD=$(openssl rand -hex 24)"
-    echo "CODEX_OWNER_PASSWORD=$(openssl rand -hex 24)"
-    echo "CODEX_APP_PASSWORD=$(openssl rand -hex 24)"
+    echo "POSTGRES_OWNER_PASSWORD=$(openssl rand -hex 24)"
+    echo "POSTGRES_APP_PASSWORD=$(openssl rand -hex 24)"
     echo "REDIS_PASSWORD=$(openssl rand -hex 24)"
   } >.env
 fi

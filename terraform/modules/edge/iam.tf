@@ -33,8 +33,8 @@ resource "aws_iam_role" "task" {
 
 locals {
   # An image in ECR needs pull rights on its repository only.
-  ecr_match          = regex("^(?:(?P<account>[0-9]{12})\\.dkr\\.ecr\\.(?P<region>[a-z0-9-]+)\\.amazonaws\\.com/(?P<repo>[^:@]+))?", var.image)
-  ecr_repository_arn = local.ecr_match.account != null ? "arn:${local.partition}:ecr:${local.ecr_match.region}:${local.ecr_match.account}:repository/${local.ecr_match.repo}" : ""
+  ecr_match          = try(regex("^(?P<account>[0-9]{12})\\.dkr\\.ecr\\.(?P<region>[a-z0-9-]+)\\.amazonaws\\.com/(?P<repo>[^:@]+)", var.image), null)
+  ecr_repository_arn = local.ecr_match != null ? "arn:${local.partition}:ecr:${local.ecr_match.region}:${local.ecr_match.account}:repository/${local.ecr_match.repo}" : ""
 
   execution_secret_arns = distinct(concat(
     module.plan.secret_arns,

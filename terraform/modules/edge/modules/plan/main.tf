@@ -7,30 +7,30 @@ locals {
   # AWS limits: load balancer and target group names 32, ElastiCache
   # replication group ids 40, RDS identifiers 63. name is at most 24.
   names = {
-    cluster           = var.name
-    service           = var.name
-    task_family       = var.name
-    migrate_family    = "${var.name}-migrate"
-    log_group         = "/codex/${var.name}/edge"
-    load_balancer     = "${var.name}-lb"
-    target_group      = "${var.name}-tg"
-    kms_alias         = "alias/${var.name}-kek"
-    database          = "${var.name}-pg"
-    database_subnets  = "${var.name}-pg"
-    redis             = "${var.name}-redis"
-    redis_subnets     = "${var.name}-redis"
-    secret_prefix     = "${var.name}/"
-    task_role         = "${var.name}-task"
-    execution_role    = "${var.name}-execution"
-    sg_load_balancer  = "${var.name}-lb"
-    sg_edge           = "${var.name}-edge"
-    sg_database       = "${var.name}-pg"
-    sg_redis          = "${var.name}-redis"
-    tls_cert_file     = "${var.tls_dir}/cert.pem"
-    tls_key_file      = "${var.tls_dir}/key.pem"
-    data_volume       = "data"
-    tls_volume        = "tls"
-    edge_container    = "edge"
+    cluster            = var.name
+    service            = var.name
+    task_family        = var.name
+    migrate_family     = "${var.name}-migrate"
+    log_group          = "/codex/${var.name}/edge"
+    load_balancer      = "${var.name}-lb"
+    target_group       = "${var.name}-tg"
+    kms_alias          = "alias/${var.name}-kek"
+    database           = "${var.name}-pg"
+    database_subnets   = "${var.name}-pg"
+    redis              = "${var.name}-redis"
+    redis_subnets      = "${var.name}-redis"
+    secret_prefix      = "${var.name}/"
+    task_role          = "${var.name}-task"
+    execution_role     = "${var.name}-execution"
+    sg_load_balancer   = "${var.name}-lb"
+    sg_edge            = "${var.name}-edge"
+    sg_database        = "${var.name}-pg"
+    sg_redis           = "${var.name}-redis"
+    tls_cert_file      = "${var.tls_dir}/cert.pem"
+    tls_key_file       = "${var.tls_dir}/key.pem"
+    data_volume        = "data"
+    tls_volume         = "tls"
+    edge_container     = "edge"
     tls_init_container = "tls-init"
   }
 
@@ -122,7 +122,7 @@ locals {
   )
   environment = merge(var.extra_environment, local.module_environment)
 
-  secrets = merge(
+  secrets_wanted = merge(
     {
       CODEX_DATABASE_URL = var.secret_arns.database_url
       CODEX_REDIS_URL    = var.secret_arns.redis_url
@@ -132,8 +132,11 @@ locals {
     var.share_metrics && var.secret_arns.enrollment_token != "" ? { CODEX_ENROLLMENT_TOKEN = var.secret_arns.enrollment_token } : {},
     var.provider_api_key_secrets,
   )
+  # An empty reference is a missing input: the environment output's
+  # preconditions name it; here it is left out.
+  secrets = { for k, v in local.secrets_wanted : k => v if v != "" }
 
   # The ARN part of each reference (without an ECS JSON-key suffix), for the
   # execution role's policy.
-  secret_arns = distinct(sort([for v in values(local.secrets) : join(":", slice(split(":", v), 0, 7))]))
+  secret_arns = distinct(sort([for v in values(local.secrets) : join(":", slice(split(":", v), 0, min(7, length(split(":", v)))))]))
 }

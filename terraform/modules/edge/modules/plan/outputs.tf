@@ -21,6 +21,10 @@ output "environment" {
     error_message = "kek is \"byok\": secret_arns.byok_key must name the Secrets Manager secret holding the key."
   }
   precondition {
+    condition     = var.secret_arns.database_url != "" && var.secret_arns.redis_url != ""
+    error_message = "secret_arns.database_url and secret_arns.redis_url are required."
+  }
+  precondition {
     condition     = !var.share_metrics || (var.controlplane_url != "" && var.secret_arns.enrollment_token != "" && length(var.controlplane_nats_cidrs) > 0)
     error_message = "share_metrics is true: set controlplane_url, secret_arns.enrollment_token and controlplane_nats_cidrs."
   }
