@@ -15,6 +15,8 @@ root=$PWD
 
 TOFU_VERSION=v1.12.6
 HELM_VERSION=v3.22.0
+# Render for a supported cluster: a helm built with go install assumes v1.20.
+KUBE_VERSION=1.31.0
 bin=$root/.tmp/bin
 mkdir -p "$bin"
 export PATH="$bin:$PATH"
@@ -48,7 +50,9 @@ build_tofu() {
 }
 
 build_helm() {
-  if [ -x "$bin/helm" ] && "$bin/helm" version --short 2>/dev/null | grep -q "$HELM_VERSION"; then return; fi
+  # go install leaves helm's own version string short (v3.22); the module
+  # version in the binary's build info is exact.
+  if [ -x "$bin/helm" ] && go version -m "$bin/helm" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+helm.sh/helm/v3[[:space:]]+$HELM_VERSION[[:space:]]"; then return; fi
   step "building Helm $HELM_VERSION into .tmp/bin (once per machine)"
   GOWORK=off GOBIN=$bin CGO_ENABLED=0 go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
     || fail "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed: check GOPROXY and the network"
@@ -78,9 +82,9 @@ check_helm() {
   # it is linted and rendered with the values files in ci/.
   for v in minimal full; do
     step "helm lint --strict $chart -f ci/$v-values.yaml"
-    helm lint --strict "$chart" -f "$chart/ci/$v-values.yaml" || fail "helm lint with ci/$v-values.yaml failed: fix the chart"
+    helm lint --strict --kube-version "$KUBE_VERSION" "$chart" -f "$chart/ci/$v-values.yaml" || fail "helm lint with ci/$v-values.yaml failed: fix the chart"
     step "helm template $chart -f ci/$v-values.yaml (into .tmp/helm/$v.yaml)"
-    helm template codex "$chart" --namespace codex -f "$chart/ci/$v-values.yaml" >"$out/$v.yaml" \
+    helm template codex "$chart" --namespace codex --kube-version "$KUBE_VERSION" -f "$chart/ci/$v-values.yaml" >"$out/$v.yaml" \
       || fail "helm template with ci/$v-values.yaml failed: fix the chart"
   done
 }

@@ -28,6 +28,13 @@ func readFile(t *testing.T, rel string) []byte {
 	return b
 }
 
+// readFileNoT reads a repository file for a fixture; a missing file reads
+// as empty, which the test using it reports.
+func readFileNoT(rel string) []byte {
+	b, _ := os.ReadFile(filepath.Join(repoRoot, rel))
+	return b
+}
+
 var (
 	pinnedImage = regexp.MustCompile(`^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(@sha256:[0-9a-f]{64})?$`)
 	urlArg      = regexp.MustCompile(`(?i)\b(https?|ftp)://`)
