@@ -18,17 +18,19 @@ import (
 type tfModule struct {
 	dir    string
 	bodies []*hclsyntax.Body
+	src    map[string][]byte // by the file name in ranges
 }
 
 func parseModule(t *testing.T, dir string, files map[string]string) tfModule {
 	t.Helper()
-	m := tfModule{dir: dir}
+	m := tfModule{dir: dir, src: map[string][]byte{}}
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	for _, n := range names {
+		m.src[filepath.Join(dir, n)] = []byte(files[n])
 		f, diags := hclsyntax.ParseConfig([]byte(files[n]), filepath.Join(dir, n), hcl.InitialPos)
 		if diags.HasErrors() {
 			t.Fatalf("parse %s: %v", filepath.Join(dir, n), diags)
@@ -87,6 +89,11 @@ func (m tfModule) blocks(typ string, labels ...string) []*hclsyntax.Block {
 		}
 	}
 	return out
+}
+
+// text returns the source text of r.
+func (m tfModule) text(r hcl.Range) string {
+	return string(r.SliceBytes(m.src[r.Filename]))
 }
 
 // local returns the expression of local.name in the module.
