@@ -157,6 +157,50 @@ resource "aws_ecs_task_definition" "migrate" {
   }
 }
 
+# One-off, with create_database only: creates (or re-passwords) the
+# application role the edge serves as, which owns nothing and cannot bypass
+# row-level security, and lets it connect. Idempotent; run it before the
+# first migrate (INSTALL.md).
+resource "aws_ecs_task_definition" "bootstrap" {
+  count = var.create_database ? 1 : 0
+
+  family                   = "${var.name}-bootstrap"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = 256
+  memory                   = 512
+  execution_role_arn       = aws_iam_role.execution.arn
+  tags                     = local.tags
+
+  container_definitions = jsonencode([{
+    name                   = "bootstrap"
+    image                  = var.psql_image
+    essential              = true
+    user                   = "70:70" # postgres in the alpine image
+    readonlyRootFilesystem = true
+    entryPoint             = ["sh", "-c"]
+    command = [join("\n", [
+      "psql \"$OWNER_URL\" -v ON_ERROR_STOP=1 -v role=\"$APP_ROLE\" -v pw=\"$APP_PASSWORD\" <<'SQL'",
+      "SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE', :'role') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \\gexec",
+      "SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD %L', :'role', :'pw') \\gexec",
+      "SELECT format('GRANT CONNECT ON DATABASE codex TO %I', :'role') \\gexec",
+      "SQL",
+    ])]
+    environment = [{ name = "APP_ROLE", value = var.database_app_role }]
+    secrets = [
+      { name = "OWNER_URL", valueFrom = aws_secretsmanager_secret.database_owner_url[0].arn },
+      { name = "APP_PASSWORD", valueFrom = "${aws_secretsmanager_secret.database_url[0].arn}:password::" },
+    ]
+    linuxParameters  = { capabilities = { drop = ["ALL"] } }
+    logConfiguration = local.log_configuration
+  }])
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+}
+
 resource "aws_ecs_service" "edge" {
   name                   = local.names.service
   cluster                = local.cluster_arn

@@ -38,7 +38,7 @@ module "plan" {
   extra_environment                 = var.extra_environment
 
   secret_arns = {
-    database_url       = var.create_database ? aws_secretsmanager_secret.database_url[0].arn : var.database_url_secret_arn
+    database_url       = var.create_database ? "${aws_secretsmanager_secret.database_url[0].arn}:url::" : var.database_url_secret_arn
     redis_url          = var.create_redis ? aws_secretsmanager_secret.redis_url[0].arn : var.redis_url_secret_arn
     byok_key           = var.byok_key_secret_arn
     byok_previous_keys = var.byok_previous_keys_secret_arn

@@ -48,9 +48,19 @@ output "ecs_service_name" {
   value       = aws_ecs_service.edge.name
 }
 
+output "edge_task_definition_arn" {
+  description = "Task definition of the edge; run it with a command override for CLI tasks (orgs, providers, keys)."
+  value       = aws_ecs_task_definition.edge.arn
+}
+
 output "migrate_task_definition_arn" {
   description = "Task definition running `codex-edge migrate` as the owner role (null when no owner URL is known)."
   value       = length(aws_ecs_task_definition.migrate) > 0 ? aws_ecs_task_definition.migrate[0].arn : null
+}
+
+output "bootstrap_task_definition_arn" {
+  description = "Task definition creating the application role in the created database; run it once before the first migrate (null with an existing database)."
+  value       = var.create_database ? aws_ecs_task_definition.bootstrap[0].arn : null
 }
 
 output "log_group_name" {

@@ -75,14 +75,14 @@ resource "aws_secretsmanager_secret_version" "database_owner_url" {
   count = var.create_database ? 1 : 0
 
   secret_id     = aws_secretsmanager_secret.database_owner_url[0].id
-  secret_string = "postgres://codex_owner:${random_password.database_owner[0].result}@${aws_db_instance.this[0].address}:${var.database_port}/codex?sslmode=verify-full"
+  secret_string = "postgres://codex_owner:${random_password.database_owner[0].result}@${aws_db_instance.this[0].address}:${var.database_port}/codex?sslmode=require"
 }
 
 resource "aws_secretsmanager_secret" "database_url" {
   count = var.create_database ? 1 : 0
 
   name_prefix             = "${local.names.secret_prefix}database-url-"
-  description             = "codex-edge ${var.name}: Postgres URL of the application role (CODEX_DATABASE_URL)"
+  description             = "codex-edge ${var.name}: the application role's Postgres URL (key url, CODEX_DATABASE_URL) and password (key password, for the bootstrap task)"
   recovery_window_in_days = 7
   tags                    = local.tags
 }
@@ -90,8 +90,13 @@ resource "aws_secretsmanager_secret" "database_url" {
 resource "aws_secretsmanager_secret_version" "database_url" {
   count = var.create_database ? 1 : 0
 
-  secret_id     = aws_secretsmanager_secret.database_url[0].id
-  secret_string = "postgres://${var.database_app_role}:${random_password.database_app[0].result}@${aws_db_instance.this[0].address}:${var.database_port}/codex?sslmode=verify-full"
+  secret_id = aws_secretsmanager_secret.database_url[0].id
+  # sslmode=require: RDS forces TLS (rds.force_ssl); verify-full would need
+  # the RDS CA bundle in the image, which the distroless image lacks.
+  secret_string = jsonencode({
+    url      = "postgres://${var.database_app_role}:${random_password.database_app[0].result}@${aws_db_instance.this[0].address}:${var.database_port}/codex?sslmode=require"
+    password = random_password.database_app[0].result
+  })
 }
 
 # ---- Redis URL ------------------------------------------------------------------

@@ -311,6 +311,12 @@ variable "database_backup_retention_days" {
   default     = 14
 }
 
+variable "psql_image" {
+  description = "Image with psql for the one-off bootstrap task that creates the application role in the created database (create_database = true)."
+  type        = string
+  default     = "public.ecr.aws/docker/library/postgres:17.6-alpine"
+}
+
 variable "database_app_role" {
   description = "Postgres role the edge serves as (CODEX_DATABASE_APP_ROLE); it owns no table and cannot bypass row-level security."
   type        = string
