@@ -96,7 +96,7 @@ func lintDockerfile(d *Dockerfile) []string {
 	case len(users) == 0:
 		p = append(p, "final stage has no USER: it would run as root")
 	default:
-		u := strings.Fields(users[len(users)-1].Args)[0]
+		u, _, _ := strings.Cut(strings.TrimSpace(users[len(users)-1].Args)+" ", " ")
 		uid, _, _ := strings.Cut(u, ":")
 		if !regexp.MustCompile(`^[1-9][0-9]*$`).MatchString(uid) {
 			p = append(p, "USER "+u+" is not a numeric non-root uid (Kubernetes runAsNonRoot needs a number)")

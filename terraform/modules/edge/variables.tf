@@ -209,7 +209,7 @@ variable "kek" {
 }
 
 variable "kms_key_administrator_arns" {
-  description = "IAM principals allowed to administer (not use) the KMS key. Empty: the account root, which delegates administration to IAM policies."
+  description = "IAM principals allowed to administer (not use) the KMS key; include the principal running Terraform, or KMS refuses the policy. Empty: the account root, which delegates administration to IAM policies."
   type        = list(string)
   default     = []
 }
