@@ -78,3 +78,35 @@ func TestModuleREADMEs(t *testing.T) {
 		t.Errorf("%s/README.md: inputs/outputs tables are out of date: go test ./deploy/deploytest -run TestModuleREADMEs -update", m.dir)
 	}
 }
+
+// deploy/INSTALL.md reads module outputs as $(o NAME) and names module
+// inputs in HCL; each must exist in terraform/modules/edge.
+func TestInstallGuideNamesRealOutputs(t *testing.T) {
+	guide := string(readFile(t, "deploy/INSTALL.md"))
+	var edge tfModule
+	for _, m := range loadTerraform(t) {
+		if m.dir == filepath.Join("terraform", "modules", "edge") {
+			edge = m
+		}
+	}
+	d := declarations(edge)
+	outs := regexp.MustCompile(`\$\(o ([a-z_]+)\)`).FindAllStringSubmatch(guide, -1)
+	if len(outs) == 0 {
+		t.Fatal("INSTALL.md reads no module output")
+	}
+	for _, o := range outs {
+		if !d.outputs[o[1]] {
+			t.Errorf("INSTALL.md reads output %s, which terraform/modules/edge does not have", o[1])
+		}
+	}
+	for _, v := range regexp.MustCompile("`([a-z_]+) = ").FindAllStringSubmatch(guide, -1) {
+		if !d.vars[v[1]] {
+			t.Errorf("INSTALL.md names input %s, which terraform/modules/edge does not have", v[1])
+		}
+	}
+	for _, want := range []string{"## What leaves your VPC", "## What the module creates", "terraform apply", "base_url="} {
+		if !strings.Contains(guide, want) {
+			t.Errorf("INSTALL.md lacks %q", want)
+		}
+	}
+}
