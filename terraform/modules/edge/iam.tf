@@ -101,7 +101,7 @@ data "aws_iam_policy_document" "task" {
 
   statement {
     sid       = "MasterKey"
-    actions   = ["kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"]
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:DescribeKey"]
     resources = [aws_kms_key.kek[0].arn]
   }
 }

@@ -1,5 +1,6 @@
 # The master key wrapping every org's data keys (DESIGN §5). Only the edge's
-# task role may use it, only with an org_id encryption context; the
+# task role may use it, only with an org_id encryption context (the only
+# context key edge/keyring/awskms sends); the
 # administrators may manage but not use it. Disabling or deleting it makes
 # all content unreadable (crypto-shred) without stopping the edge.
 
@@ -32,7 +33,9 @@ data "aws_iam_policy_document" "kek" {
       type        = "AWS"
       identifiers = [aws_iam_role.task.arn]
     }
-    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    # The calls of edge/keyring/awskms (its API interface); ReEncrypt
+    # (rewrap) needs both ReEncrypt permissions.
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
     resources = ["*"]
     condition {
       test     = "ForAllValues:StringEquals"
