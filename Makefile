@@ -1,7 +1,7 @@
 # persīv codex: build, demo, test, bench, lint. See README.md.
 SHELL := /bin/bash
 GO    ?= go
-PKGS  := ./edge/... ./controlplane/... ./shared/... ./schemas/...
+PKGS  := ./edge/... ./controlplane/... ./shared/... ./schemas/... ./deploy/deploytest/...
 BIN   := bin
 
 .PHONY: build demo test bench lint fuzz clean
@@ -21,7 +21,7 @@ bench: build
 	@scripts/bench.sh
 
 lint:
-	@test -z "$$(gofmt -l edge controlplane shared schemas)" || { echo "gofmt needed:"; gofmt -l edge controlplane shared schemas; exit 1; }
+	@test -z "$$(gofmt -l edge controlplane shared schemas deploy)" || { echo "gofmt needed:"; gofmt -l edge controlplane shared schemas deploy; exit 1; }
 	$(GO) vet $(PKGS)
 
 # Short fuzz runs of every fuzz target (longer: FUZZTIME=5m make fuzz).

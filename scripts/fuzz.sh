@@ -26,5 +26,5 @@ while IFS= read -r file; do
       echo "fuzz $target: the fuzzing engine timed out without a finding; retrying ($attempt/3)"
     done
   done
-done < <(grep -rl --include='*_test.go' -E '^func Fuzz' edge controlplane shared 2>/dev/null || true)
+done < <(grep -rl --include='*_test.go' -E '^func Fuzz' edge controlplane shared deploy 2>/dev/null || true)
 echo "$found fuzz targets ran"

@@ -25,7 +25,7 @@ need util-linux unshare
 
 step "PostgreSQL for the store tests (throw-away, loopback, port 55432)"
 eval "$(scripts/dev-postgres.sh start)"
-trap 'scripts/dev-postgres.sh stop >/dev/null 2>&1 || true' EXIT
+trap 'timeout 60 scripts/dev-postgres.sh stop >/dev/null 2>&1 || true' EXIT
 
 step "lint (gofmt, go vet)"
 make --no-print-directory lint
@@ -35,6 +35,9 @@ go test -race -count=1 -timeout 20m ./edge/... ./controlplane/... ./shared/... .
 
 step "awskms keyring against a local KMS (private network namespace)"
 scripts/local-kms.sh test
+
+step "deploy checks (tofu fmt/test, helm lint/template, deploytest; builds tofu and helm once per machine)"
+scripts/deploy-checks.sh
 
 step "fuzz (short runs of every fuzz target)"
 FUZZTIME="${FUZZTIME:-10s}" scripts/fuzz.sh
