@@ -55,13 +55,9 @@ func Server(tb testing.TB) (owner, app string) {
 			serverErr = err
 			return
 		}
-		out, err := exec.Command(filepath.Join(root, "scripts", "dev-postgres.sh"), "start").Output()
+		out, err := runToFile(exec.Command(filepath.Join(root, "scripts", "dev-postgres.sh"), "start"), os.TempDir())
 		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				err = fmt.Errorf("%w: %s", err, ee.Stderr)
-			}
-			serverErr = fmt.Errorf("CODEX_TEST_POSTGRES_URL is unset and scripts/dev-postgres.sh start failed: %w", err)
+			serverErr = fmt.Errorf("CODEX_TEST_POSTGRES_URL is unset and scripts/dev-postgres.sh start failed: %w\n%s", err, out)
 			return
 		}
 		sc := bufio.NewScanner(strings.NewReader(string(out)))
@@ -293,7 +289,24 @@ func (c *Cluster) run(tool string, args ...string) ([]byte, error) {
 	if os.Getuid() == 0 {
 		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(c.bin, tool)}, args...)...)
 	}
-	return cmd.CombinedOutput()
+	return runToFile(cmd, c.base)
+}
+
+// runToFile runs cmd with its output in a file, not a pipe: a server that
+// cmd starts inherits the output and would hold a pipe open for its whole
+// life, so waiting for the pipe to close would never end. The dev script
+// prints its variables on stdout and progress on stderr; both are returned.
+func runToFile(cmd *exec.Cmd, dir string) ([]byte, error) {
+	out, err := os.CreateTemp(dir, "pgtest-out-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Run()
+	b, _ := os.ReadFile(out.Name())
+	return b, err
 }
 
 func binDir() (string, error) {
