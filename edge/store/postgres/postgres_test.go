@@ -482,3 +482,46 @@ func TestCheckSchema(t *testing.T) {
 		t.Errorf("CheckSchema on an empty database = %v, want a hint to migrate", err)
 	}
 }
+
+// TestDefinerFunctions: every SECURITY DEFINER function pins search_path,
+// is not executable by PUBLIC, and is executable by the application role.
+func TestDefinerFunctions(t *testing.T) {
+	owner, _ := pgtest.FreshDB(t)
+	conn := connect(t, owner)
+	rows, err := conn.Query(t.Context(), `
+		SELECT p.proname, COALESCE(array_to_string(p.proconfig, ','), ''),
+		       EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),
+		       has_function_privilege($1, p.oid, 'EXECUTE')
+		FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.prosecdef
+		ORDER BY p.proname`, pgtest.AppRole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for rows.Next() {
+		var (
+			name, config       string
+			public, appCanExec bool
+		)
+		if err := rows.Scan(&name, &config, &public, &appCanExec); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+		if !strings.HasPrefix(config, "search_path=pg_catalog, ") || !strings.HasSuffix(config, ", pg_temp") {
+			t.Errorf("%s: config %q, want search_path pinned to pg_catalog, the schema, pg_temp", name, config)
+		}
+		if public {
+			t.Errorf("%s: PUBLIC may execute it", name)
+		}
+		if !appCanExec {
+			t.Errorf("%s: the application role may not execute it", name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"codex_changes", "codex_dek_orgs", "codex_key_by_hash", "codex_key_by_id", "codex_orgs"}
+	if !slices.Equal(names, want) {
+		t.Errorf("SECURITY DEFINER functions %v, want exactly %v", names, want)
+	}
+}
