@@ -67,8 +67,10 @@ start() {
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$BASE"; chmod 755 "$PWD/.tmp"; fi
   as_pg "$bin/initdb" -D "$DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-locale >"$BASE/initdb.log" 2>&1 \
     || { cat "$BASE/initdb.log" >&2; exit 1; }
+  # 9>&-: the server must not inherit the lock's descriptor, or it would
+  # hold the lock for its whole life and every later start would hang.
   as_pg "$bin/pg_ctl" -D "$DATA" -l "$BASE/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null 9>&- \
     || { cat "$BASE/server.log" >&2; exit 1; }
   as_pg "$bin/psql" -h "$SOCK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -q >/dev/null <<SQL
 CREATE ROLE codex_owner LOGIN CREATEDB NOSUPERUSER NOBYPASSRLS PASSWORD '$OWNER_PW';
