@@ -12,7 +12,7 @@ import (
 // Changes returns up to 1000 change-feed entries after seq, oldest first,
 // through codex_changes.
 func (db *DB) Changes(ctx context.Context, after int64) ([]edge.Change, error) {
-	rows, err := db.pool.Query(ctx, `SELECT seq, org_id, kind, ref FROM codex_changes($1, $2)`, after, changesPage)
+	rows, err := db.pool.Query(ctx, `SELECT seq, org_id, kind, ref FROM codex_changes($1, $2) ORDER BY seq`, after, changesPage)
 	if err != nil {
 		return nil, wrap("list changes", err)
 	}

@@ -105,7 +105,7 @@ func (db *DB) DeleteDEKs(ctx context.Context, orgID string) (int, error) {
 // DEKOrgs lists the orgs that have data keys (for rewrap and status),
 // through codex_dek_orgs.
 func (db *DB) DEKOrgs(ctx context.Context) ([]string, error) {
-	rows, err := db.pool.Query(ctx, `SELECT org_id FROM codex_dek_orgs()`)
+	rows, err := db.pool.Query(ctx, `SELECT org_id FROM codex_dek_orgs() ORDER BY org_id COLLATE "C"`)
 	if err != nil {
 		return nil, wrap("list orgs with data keys", err)
 	}

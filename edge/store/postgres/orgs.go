@@ -46,7 +46,7 @@ func (db *DB) Org(ctx context.Context, id string) (edge.Org, error) {
 // Orgs returns every org, by name, through codex_orgs (it runs before any
 // org is chosen).
 func (db *DB) Orgs(ctx context.Context) ([]edge.Org, error) {
-	rows, err := db.pool.Query(ctx, `SELECT id, name, created_at FROM codex_orgs()`)
+	rows, err := db.pool.Query(ctx, `SELECT id, name, created_at FROM codex_orgs() ORDER BY name COLLATE "C", id COLLATE "C"`)
 	if err != nil {
 		return nil, wrap("list orgs", err)
 	}

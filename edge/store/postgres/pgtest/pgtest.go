@@ -182,6 +182,11 @@ func NewCluster(tb testing.TB) *Cluster {
 	tb.Helper()
 	bin, err := binDir()
 	if err != nil {
+		// The dev script installs the Debian package when it is missing.
+		Server(tb)
+		bin, err = binDir()
+	}
+	if err != nil {
 		tb.Fatalf("postgres binaries: %v (install the Debian package postgresql, or run scripts/dev-postgres.sh start once)", err)
 	}
 	base, err := os.MkdirTemp("", "codex-pgtest-")
