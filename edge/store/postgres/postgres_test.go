@@ -240,13 +240,15 @@ func TestRLSIsolatesOrgs(t *testing.T) {
 			if !denied(err) {
 				t.Errorf("moving org_a's row to org_b: %v, want refused", err)
 			}
-			err = inTx("org_a", func(tx pgx.Tx) error {
-				_, err := tx.Exec(ctx, fmt.Sprintf(
-					`INSERT INTO %[1]s OVERRIDING SYSTEM VALUE SELECT * FROM %[1]s WHERE false UNION ALL SELECT (jsonb_populate_record(NULL::%[1]s, jsonb_build_object('%[2]s', 'org_b'))).*`, table, col))
-				return err
-			})
-			if !denied(err) {
-				t.Errorf("inserting a row of org_b as org_a: %v, want refused", err)
+			for _, org := range []string{"org_a", ""} {
+				err = inTx(org, func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, fmt.Sprintf(
+						`INSERT INTO %[1]s OVERRIDING SYSTEM VALUE SELECT * FROM %[1]s WHERE false UNION ALL SELECT (jsonb_populate_record(NULL::%[1]s, jsonb_build_object('%[2]s', 'org_b'))).*`, table, col))
+					return err
+				})
+				if !denied(err) {
+					t.Errorf("inserting a row of org_b as %q: %v, want refused", org, err)
+				}
 			}
 		})
 	}
