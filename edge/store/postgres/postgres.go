@@ -57,6 +57,12 @@ type DB struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 
+	// uncertain holds the ids of request batches whose COMMIT got no
+	// answer (the connection dropped): they may be stored. See
+	// InsertRequests.
+	uncertainMu sync.Mutex
+	uncertain   map[string][]string // first record id → every id
+
 	notifyOnce sync.Once
 	notify     chan struct{}
 	stop       context.CancelFunc
@@ -253,10 +259,18 @@ func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			// No answer from the server: the commit may have happened.
+			return fmt.Errorf("commit: %w: %w", errCommitUncertain, err)
+		}
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
+
+// errCommitUncertain marks a COMMIT whose outcome is unknown.
+var errCommitUncertain = errors.New("outcome unknown")
 
 // setOrg makes orgID the transaction's tenant. It is transaction-local
 // (is_local true): a session-level SET would outlive the transaction on a

@@ -527,3 +527,44 @@ func TestDefinerFunctions(t *testing.T) {
 		t.Errorf("SECURITY DEFINER functions %v, want exactly %v", names, want)
 	}
 }
+
+// TestInsertRequestsReplayAfterUncertainCommit: when a batch's COMMIT went
+// unanswered but did happen, the writer's retry of that same batch
+// succeeds without storing it twice; any other batch with a taken id is
+// still a conflict.
+func TestInsertRequestsReplayAfterUncertainCommit(t *testing.T) {
+	_, app := pgtest.FreshDB(t)
+	db := pgtest.Open(t, app)
+	ctx := t.Context()
+	for _, o := range []string{"o1", "o2"} {
+		if err := db.CreateOrg(ctx, edge.Org{ID: o, Name: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := []edge.RequestRecord{benchRecord("o1", "k", "r1", time.Now()), benchRecord("o2", "k", "r2", time.Now())}
+	if err := db.InsertRequests(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	// Not marked: a replay is a conflict, as in every store.
+	if err := db.InsertRequests(ctx, batch); !errors.Is(err, edge.ErrConflict) {
+		t.Fatalf("replay of a committed batch = %v, want ErrConflict", err)
+	}
+	db.MarkUncertain(batch)
+	// A different batch sharing the first id is still refused.
+	other := []edge.RequestRecord{batch[0], benchRecord("o1", "k", "r3", time.Now())}
+	if err := db.InsertRequests(ctx, other); !errors.Is(err, edge.ErrConflict) {
+		t.Fatalf("other batch with a taken id = %v, want ErrConflict", err)
+	}
+	if err := db.InsertRequests(ctx, batch); err != nil {
+		t.Fatalf("retry of a batch whose commit went unanswered = %v, want nil", err)
+	}
+	for _, o := range []string{"o1", "o2"} {
+		if recs, err := db.Requests(ctx, o, time.Time{}, 10); err != nil || len(recs) != 1 {
+			t.Errorf("org %s: %d records, %v; want 1", o, len(recs), err)
+		}
+	}
+	// Only once: a second replay is a conflict again.
+	if err := db.InsertRequests(ctx, batch); !errors.Is(err, edge.ErrConflict) {
+		t.Fatalf("second replay = %v, want ErrConflict", err)
+	}
+}

@@ -2,10 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/persiv/codex/edge"
 )
@@ -73,7 +76,11 @@ func (c *requestColumnsBuf) args() []any {
 // all of them or, on error, none. The batch may mix orgs (the writer
 // batches across the edge): each org's records go in one multi-row insert
 // under that org's row-level security setting. A record of an unknown org,
-// or whose id is taken, fails the batch with edge.ErrConflict.
+// or whose id is taken, fails the batch with edge.ErrConflict, with one
+// exception that only a network store needs: when the COMMIT of a batch
+// got no answer (the connection dropped) and it did happen, retrying that
+// very batch succeeds instead of failing for ever, so the metadata writer
+// neither loses nor duplicates it.
 func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -95,7 +102,25 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 		}
 		c.add(r)
 	}
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
+	err := db.insertRequests(ctx, order, perOrg)
+	if errors.Is(err, errCommitUncertain) {
+		db.markUncertain(recs)
+	} else if isUniqueViolation(err) {
+		// The writer retries a failed batch as it was. If this is the
+		// retry of a batch whose commit went unanswered and every record
+		// is stored, that commit happened: the batch is stored once.
+		if ok, cerr := db.replayOfUncertain(ctx, recs, order); cerr == nil && ok {
+			return nil
+		}
+	}
+	if err == nil {
+		db.forgetUncertain(recs)
+	}
+	return wrap(fmt.Sprintf("insert %d requests", len(recs)), err)
+}
+
+func (db *DB) insertRequests(ctx context.Context, order []string, perOrg map[string]*requestColumnsBuf) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
 		for _, org := range order {
 			if err := setOrg(ctx, tx, org); err != nil {
 				return err
@@ -106,7 +131,68 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 		}
 		return nil
 	})
-	return wrap(fmt.Sprintf("insert %d requests", len(recs)), err)
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+func ids(recs []edge.RequestRecord) []string {
+	out := make([]string, len(recs))
+	for i := range recs {
+		out[i] = recs[i].ID
+	}
+	return out
+}
+
+// markUncertain remembers a batch whose commit went unanswered. Only the
+// last few are kept: the writer retries one batch at a time.
+func (db *DB) markUncertain(recs []edge.RequestRecord) {
+	db.uncertainMu.Lock()
+	defer db.uncertainMu.Unlock()
+	if db.uncertain == nil || len(db.uncertain) >= 16 {
+		db.uncertain = map[string][]string{}
+	}
+	db.uncertain[recs[0].ID] = ids(recs)
+}
+
+func (db *DB) forgetUncertain(recs []edge.RequestRecord) {
+	db.uncertainMu.Lock()
+	defer db.uncertainMu.Unlock()
+	delete(db.uncertain, recs[0].ID)
+}
+
+// replayOfUncertain reports whether recs is exactly a batch whose commit
+// went unanswered and whose records are all stored now. Any other batch
+// with a taken id stays a conflict, as in every store.
+func (db *DB) replayOfUncertain(ctx context.Context, recs []edge.RequestRecord, order []string) (bool, error) {
+	db.uncertainMu.Lock()
+	want, ok := db.uncertain[recs[0].ID]
+	db.uncertainMu.Unlock()
+	if !ok || !slices.Equal(want, ids(recs)) {
+		return false, nil
+	}
+	perOrg := map[string][]string{}
+	for i := range recs {
+		perOrg[recs[i].OrgID] = append(perOrg[recs[i].OrgID], recs[i].ID)
+	}
+	stored := 0
+	for _, org := range order {
+		var n int
+		err := db.inOrg(ctx, org, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT count(*) FROM requests WHERE org_id = $1 AND id = ANY($2)`, org, perOrg[org]).Scan(&n)
+		})
+		if err != nil {
+			return false, err
+		}
+		stored += n
+	}
+	if stored != len(recs) {
+		return false, nil
+	}
+	db.forgetUncertain(recs)
+	return true, nil
 }
 
 // Requests returns up to limit of the org's records at or after since,
