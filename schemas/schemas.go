@@ -17,6 +17,11 @@ var controlplaneFS embed.FS
 // EdgeSQLite holds the edge's SQLite migrations, in goose format.
 func EdgeSQLite() fs.FS { return sub(edgeFS, "edge/sqlite") }
 
+// EdgePostgres holds the edge's Postgres migrations, in goose format. They
+// read the application role to grant from the session setting
+// codex.app_role.
+func EdgePostgres() fs.FS { return sub(edgeFS, "edge/postgres") }
+
 // ControlplaneSQLite holds the control plane's SQLite migrations, in goose
 // format.
 func ControlplaneSQLite() fs.FS { return sub(controlplaneFS, "controlplane/sqlite") }

@@ -317,7 +317,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.cancel = cancel
 	go func() {
 		defer close(s.done)
-		s.dir.Run(bg, s.cfg.ChangePoll)
+		s.followChanges(bg)
 	}()
 	for _, p := range []struct {
 		srv *http.Server
@@ -331,6 +331,43 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.log.Info("codex-edge serving", "url", scheme+"://"+s.mainLn.Addr().String(), "admin", scheme+"://"+s.adminLn.Addr().String())
 	return nil
+}
+
+// changeNotifier is a store that signals new change-feed entries (Postgres
+// LISTEN/NOTIFY), so other instances' changes apply at once rather than at
+// the next poll.
+type changeNotifier interface {
+	ChangeNotify() <-chan struct{}
+}
+
+// followChanges keeps the directory in step with the change feed: every
+// CODEX_CHANGE_POLL, and at once when the store signals a change.
+func (s *Server) followChanges(ctx context.Context) {
+	n, ok := s.store.(changeNotifier)
+	if !ok {
+		s.dir.Run(ctx, s.cfg.ChangePoll)
+		return
+	}
+	notified := n.ChangeNotify()
+	t := time.NewTicker(s.cfg.ChangePoll)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-notified:
+		}
+		err := s.dir.Sync(ctx)
+		if err != nil && !failing && ctx.Err() == nil {
+			s.log.Warn("change feed unreadable; cached keys keep working", "err", err)
+		}
+		if err == nil && failing {
+			s.log.Info("change feed readable again")
+		}
+		failing = err != nil
+	}
 }
 
 func listen(addr string, tc *tls.Config) (net.Listener, error) {

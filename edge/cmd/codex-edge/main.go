@@ -24,6 +24,7 @@ import (
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/server"
+	"github.com/persiv/codex/edge/store/postgres"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
 
@@ -47,6 +48,13 @@ Usage:
 Every subcommand takes --config FILE (or CODEX_CONFIG) and reads CODEX_*
 variables, so it acts on the same data directory or database as serve.
 ORG is an org id or name.
+
+Postgres (CODEX_DATABASE_URL): run "codex-edge migrate" with the owner
+role's URL (in CODEX_DATABASE_URL or CODEX_DATABASE_OWNER_URL); it grants
+CODEX_DATABASE_APP_ROLE (default codex_app) the access serve needs. serve
+connects as that role and refuses a superuser, BYPASSRLS or table-owning
+role and an unmigrated schema. With CODEX_DATABASE_MIGRATE=true and
+CODEX_DATABASE_OWNER_URL set, serve migrates at start-up first.
 `
 
 func main() {
@@ -172,16 +180,61 @@ func (e *env) logger(cfg config.Config) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-// openStore opens the store the configuration selects.
+// openStore opens the store the configuration selects: Postgres when
+// CODEX_DATABASE_URL is set, else SQLite in CODEX_DATA_DIR.
 func (e *env) openStore(cfg config.Config) (server.Store, error) {
 	if cfg.DatabaseURL != "" {
-		return nil, errors.New("CODEX_DATABASE_URL is set, but this build has no Postgres store yet; unset it to use the embedded SQLite store in CODEX_DATA_DIR")
+		db, err := postgres.Open(e.ctx, cfg.DatabaseURL, postgres.Options{Logger: e.logger(cfg)})
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
 	}
 	db, err := sqlite.Open(e.ctx, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 	}
 	return db, nil
+}
+
+// migratePostgres applies the Postgres migrations as the owner role:
+// CODEX_DATABASE_OWNER_URL, or else CODEX_DATABASE_URL (codex-edge migrate
+// run with the owner's URL).
+func (e *env) migratePostgres(cfg config.Config) error {
+	url := e.getenv("CODEX_DATABASE_OWNER_URL")
+	if url == "" {
+		url = cfg.DatabaseURL
+	}
+	if err := postgres.Migrate(e.ctx, url, cfg.DatabaseAppRole); err != nil {
+		return fmt.Errorf("migrate the Postgres database (as its owner role, granting %s): %w", cfg.DatabaseAppRole, err)
+	}
+	return nil
+}
+
+// checkPostgresServe is serve's start-up check of a Postgres store: it
+// migrates first when the operator allows it (CODEX_DATABASE_MIGRATE=true,
+// with the owner's URL in CODEX_DATABASE_OWNER_URL), then refuses a role
+// that could bypass row-level security and a schema not migrated yet.
+func (e *env) checkPostgresServe(cfg config.Config, db *postgres.DB) error {
+	switch m := strings.TrimSpace(e.getenv("CODEX_DATABASE_MIGRATE")); m {
+	case "", "false":
+	case "true":
+		if e.getenv("CODEX_DATABASE_OWNER_URL") == "" {
+			return errors.New("CODEX_DATABASE_MIGRATE=true needs the owner role's URL in CODEX_DATABASE_OWNER_URL (serve itself connects as the application role, which may not change the schema)")
+		}
+		if err := e.migratePostgres(cfg); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("CODEX_DATABASE_MIGRATE=%q: want true or false", m)
+	}
+	if err := db.CheckServeRole(e.ctx, cfg.DatabaseAppRole); err != nil {
+		return fmt.Errorf("refusing to serve: %w", err)
+	}
+	if err := db.CheckSchema(e.ctx); err != nil {
+		return fmt.Errorf("refusing to serve: %w", err)
+	}
+	return nil
 }
 
 func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) error {
@@ -226,6 +279,11 @@ func (e *env) serve(args []string) error {
 		return err
 	}
 	defer st.Close()
+	if db, ok := st.(*postgres.DB); ok {
+		if err := e.checkPostgresServe(cfg, db); err != nil {
+			return err
+		}
+	}
 	srv, err := server.New(e.ctx, cfg, st, log, server.Options{Getenv: e.getenv})
 	if err != nil {
 		return err
@@ -245,7 +303,21 @@ func (e *env) migrate(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	// Opening the store applies its migrations.
+	cfg, err := e.config(f)
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL != "" || e.getenv("CODEX_DATABASE_OWNER_URL") != "" {
+		if cfg.DatabaseURL == "" {
+			cfg.DatabaseURL = e.getenv("CODEX_DATABASE_OWNER_URL")
+		}
+		if err := e.migratePostgres(cfg); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, "migrations applied")
+		return nil
+	}
+	// Opening the SQLite store applies its migrations.
 	return e.withStore(f, func(cfg config.Config, st server.Store) error {
 		fmt.Fprintln(e.stdout, "migrations applied")
 		return nil

@@ -1,0 +1,383 @@
+package server_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/config"
+	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/server"
+	"github.com/persiv/codex/edge/store/postgres"
+	"github.com/persiv/codex/edge/store/postgres/pgtest"
+	"github.com/persiv/codex/edge/store/storetest"
+)
+
+// pgFleet is a set of edge instances on one Postgres database, as several
+// codex-edge processes behind a load balancer: each has its own connection
+// pool, key directory and metadata writer. They share a BYOK master key,
+// as production instances share a KMS key.
+type pgFleet struct {
+	t       *testing.T
+	appURL  string
+	fakeURL string
+	env     map[string]string
+	admin   *postgres.DB // what the CLI would use
+	edges   []*pgEdge
+}
+
+type pgEdge struct {
+	srv   *server.Server
+	store *postgres.DB
+	base  string
+}
+
+func newPGFleet(t *testing.T, appURL string) *pgFleet {
+	t.Helper()
+	ts := httptest.NewServer(fakeprovider.New(fakeprovider.Options{}))
+	t.Cleanup(ts.Close)
+	kek := make([]byte, 32)
+	rand.Read(kek)
+	f := &pgFleet{t: t, appURL: appURL, fakeURL: ts.URL,
+		env: map[string]string{"CODEX_BYOK_KEY": hex.EncodeToString(kek), "PROVIDER_KEY": "sk-provider-fleet"}}
+	f.admin = pgtest.Open(t, appURL)
+	return f
+}
+
+// start starts one more edge instance.
+func (f *pgFleet) start(mutate func(*config.Config)) *pgEdge {
+	f.t.Helper()
+	st, err := postgres.Open(context.Background(), f.appURL, postgres.Options{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := st.CheckServeRole(context.Background(), pgtest.AppRole); err != nil {
+		f.t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Listen, cfg.AdminListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", f.t.TempDir()
+	cfg.DatabaseURL, cfg.KEK = f.appURL, "byok"
+	cfg.MetadataFlush = 10 * time.Millisecond
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(context.Background(), cfg, st, log, server.Options{Getenv: func(k string) string { return f.env[k] }})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+	e := &pgEdge{srv: srv, store: st, base: "http://" + srv.Addr()}
+	f.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			f.t.Errorf("shutdown: %v", err)
+		}
+		st.Close()
+	})
+	f.edges = append(f.edges, e)
+	return e
+}
+
+// addOrg creates an org with the fake provider, as the CLI would.
+func (f *pgFleet) addOrg(name string) string {
+	f.t.Helper()
+	ctx := context.Background()
+	id := apikey.NewID("org_")
+	if err := f.admin.CreateOrg(ctx, edge.Org{ID: id, Name: name}); err != nil {
+		f.t.Fatal(err)
+	}
+	for _, p := range []edge.Provider{edge.OpenAI, edge.Anthropic} {
+		if err := f.admin.SetProvider(ctx, edge.ProviderConfig{OrgID: id, Provider: p, BaseURL: f.fakeURL, APIKeyEnv: "PROVIDER_KEY"}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return id
+}
+
+func (f *pgFleet) addKey(orgID string) (id, key string) {
+	f.t.Helper()
+	s, err := apikey.Generate()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	k := edge.APIKey{ID: apikey.NewID("key_"), OrgID: orgID, Name: "test", Prefix: apikey.DisplayPrefix(s),
+		Hash: apikey.Hash(s), State: edge.KeyActive, CreatedAt: time.Now()}
+	if err := f.admin.CreateKey(context.Background(), k); err != nil {
+		f.t.Fatal(err)
+	}
+	return k.ID, s.Reveal()
+}
+
+var pgClient = &http.Client{Timeout: 10 * time.Second}
+
+// chat sends one chat completion through base and returns the status.
+func chat(base, key, content string) (int, error) {
+	body := fmt.Sprintf(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, content)
+	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := pgClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+func pgStatus(t *testing.T, base, key string) int {
+	t.Helper()
+	st, err := chat(base, key, "hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// within polls cond every 5ms and returns how long it took to hold, or
+// fails the test after limit.
+func within(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// countRecords waits until the org has exactly want metadata records
+// (failing on more, or on fewer after 30s) and checks their ids are unique.
+func countRecords(t *testing.T, st edge.Store, orgID string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		recs, err := st.Requests(context.Background(), orgID, time.Time{}, want+1000)
+		if err == nil {
+			if len(recs) > want {
+				t.Fatalf("%d metadata records, want exactly %d", len(recs), want)
+			}
+			if len(recs) == want {
+				ids := make([]string, 0, len(recs))
+				for _, r := range recs {
+					ids = append(ids, r.ID)
+				}
+				slices.Sort(ids)
+				if len(slices.Compact(ids)) != want {
+					t.Fatalf("duplicate record ids among %d", want)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d metadata records after 30s (err %v), want %d", len(recs), err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPostgresTwoInstances: two edges on one database behave as one
+// gateway. A key created or revoked through one is honoured by the other
+// within one second (the default CODEX_CHANGE_POLL, helped by NOTIFY), and
+// metadata from both lands exactly once.
+func TestPostgresTwoInstances(t *testing.T) {
+	_, app := pgtest.FreshDB(t)
+	f := newPGFleet(t, app)
+	a, b := f.start(nil), f.start(nil)
+	org := f.addOrg("acme")
+	_, key := f.addKey(org)
+	sent := 0
+	for _, e := range []*pgEdge{a, b} {
+		if st := pgStatus(t, e.base, key); st != 200 {
+			t.Fatalf("known key through %s: %d", e.base, st)
+		}
+		sent++
+	}
+
+	// A key created through instance a (its store, as the CLI does) is
+	// accepted by b; b asked for it first, so it must forget the miss.
+	s, _ := apikey.Generate()
+	if st := pgStatus(t, b.base, s.Reveal()); st != 401 {
+		t.Fatalf("unknown key: %d", st)
+	}
+	k := edge.APIKey{ID: apikey.NewID("key_"), OrgID: org, Name: "new", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s)}
+	if err := a.store.CreateKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	took := within(t, time.Second, "key created on a accepted by b", func() bool {
+		st := pgStatus(t, b.base, s.Reveal())
+		if st == 200 {
+			sent++
+		}
+		return st == 200
+	})
+	t.Logf("key creation honoured by the other instance after %v", took)
+
+	// Revoked through a's directory: at once on a, within 1s on b.
+	if err := a.srv.Directory().Revoke(context.Background(), org, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := pgStatus(t, a.base, s.Reveal()); st != 401 {
+		t.Fatalf("revoked key on the revoking instance: %d", st)
+	}
+	took = within(t, time.Second, "key revoked on a refused by b", func() bool {
+		st := pgStatus(t, b.base, s.Reveal())
+		if st == 200 {
+			sent++
+		}
+		return st == 401
+	})
+	t.Logf("revocation honoured by the other instance after %v", took)
+
+	// Provider settings likewise (another org, so the record count of the
+	// first stays exact): point openai at a dead address through a.
+	org2 := f.addOrg("globex")
+	_, key2 := f.addKey(org2)
+	if st := pgStatus(t, b.base, key2); st != 200 {
+		t.Fatalf("second org through b: %d", st)
+	}
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	if err := a.store.SetProvider(context.Background(), edge.ProviderConfig{OrgID: org2, Provider: edge.OpenAI, BaseURL: dead.URL, APIKeyEnv: "PROVIDER_KEY"}); err != nil {
+		t.Fatal(err)
+	}
+	took = within(t, time.Second, "provider change on a honoured by b", func() bool { return pgStatus(t, b.base, key2) != 200 })
+	t.Logf("provider change honoured by the other instance after %v", took)
+
+	// Load through both at once: every record lands exactly once.
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := range 8 {
+		e := f.edges[i%2]
+		wg.Go(func() {
+			for range 25 {
+				if st, err := chat(e.base, key, "hello"); err == nil && st == 200 {
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 200 {
+		t.Fatalf("%d of 200 requests succeeded", ok.Load())
+	}
+	countRecords(t, f.admin, org, sent+200)
+}
+
+func readyz(base string) int {
+	resp, err := pgClient.Get(base + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestPostgresOutage stops Postgres during a load of requests: requests for
+// a known key keep succeeding, /readyz reports not ready while it is down,
+// and once it is back every request's metadata is written, none lost and
+// none twice.
+func TestPostgresOutage(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	_, app := c.FreshDB(t)
+	f := newPGFleet(t, app)
+	e := f.start(func(cfg *config.Config) { cfg.ChangePoll = 100 * time.Millisecond })
+	org := f.addOrg("acme")
+	_, key := f.addKey(org)
+	if st := pgStatus(t, e.base, key); st != 200 {
+		t.Fatalf("warm-up request: %d", st)
+	}
+	if st := readyz(e.base); st != 200 {
+		t.Fatalf("readyz before the outage: %d", st)
+	}
+
+	var (
+		wg       sync.WaitGroup
+		ok, bad  atomic.Int64
+		firstBad atomic.Value
+		stop     = make(chan struct{})
+	)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st, err := chat(e.base, key, "during the outage")
+				if err != nil || st != 200 {
+					bad.Add(1)
+					firstBad.CompareAndSwap(nil, fmt.Sprintf("status %d, err %v", st, err))
+				} else {
+					ok.Add(1)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	c.Stop()
+	before := ok.Load()
+	within(t, 5*time.Second, "readyz reports not ready with Postgres down", func() bool { return readyz(e.base) == 503 })
+	time.Sleep(time.Second)
+	during := ok.Load() - before
+	c.Start()
+	took := within(t, 20*time.Second, "readyz ready once Postgres is back", func() bool { return readyz(e.base) == 200 })
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if bad.Load() > 0 {
+		t.Fatalf("%d requests failed during the outage; first: %v", bad.Load(), firstBad.Load())
+	}
+	if during == 0 {
+		t.Fatal("no request was served while Postgres was down")
+	}
+	t.Logf("%d requests, %d of them with Postgres down; ready %v after restart", ok.Load(), during, took)
+	countRecords(t, f.admin, org, 1+int(ok.Load()))
+}
+
+// TestPostgresNoContentAtRest sends requests carrying unique canaries and
+// finds none in the Postgres data directory, heap files and WAL, after a
+// checkpoint has written everything out.
+func TestPostgresNoContentAtRest(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	_, app := c.FreshDB(t)
+	f := newPGFleet(t, app)
+	e := f.start(nil)
+	org := f.addOrg("acme")
+	_, key := f.addKey(org)
+	var canaries []string
+	for i := range 3 {
+		b := make([]byte, 8)
+		rand.Read(b)
+		canaries = append(canaries, fmt.Sprintf("CANARYpg%d%s", i, hex.EncodeToString(b)))
+	}
+	for _, cn := range canaries {
+		if st, err := chat(e.base, key, cn); err != nil || st != 200 {
+			t.Fatalf("request: %d %v", st, err)
+		}
+	}
+	countRecords(t, f.admin, org, len(canaries))
+	c.Checkpoint()
+	storetest.ScanDirForCanaries(t, c.DataDir, append(canaries, key, f.env["PROVIDER_KEY"], f.env["CODEX_BYOK_KEY"])...)
+}

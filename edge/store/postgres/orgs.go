@@ -1,0 +1,103 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/persiv/codex/edge"
+)
+
+// CreateOrg stores a new org. A zero CreatedAt is set to the current time.
+// A taken id or name is edge.ErrConflict.
+func (db *DB) CreateOrg(ctx context.Context, o edge.Org) error {
+	if o.ID == "" || o.Name == "" {
+		return fmt.Errorf("create org: id and name are required: %w", edge.ErrInvalid)
+	}
+	o.CreatedAt = nowIfZero(o.CreatedAt)
+	err := db.inOrg(ctx, o.ID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`,
+			o.ID, o.Name, o.CreatedAt)
+		if err != nil {
+			return err
+		}
+		return recordChange(ctx, tx, o.ID, "org", o.ID, o.CreatedAt)
+	})
+	return wrap(fmt.Sprintf("create org %q", o.ID), err)
+}
+
+// Org returns the org with the given id. It runs as that org, so row-level
+// security lets it see that row only.
+func (db *DB) Org(ctx context.Context, id string) (edge.Org, error) {
+	var o edge.Org
+	err := db.inOrg(ctx, id, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT id, name, created_at FROM orgs WHERE id = $1`, id).
+			Scan(&o.ID, &o.Name, &o.CreatedAt)
+	})
+	if err != nil {
+		return edge.Org{}, wrap(fmt.Sprintf("org %q", id), err)
+	}
+	o.CreatedAt = o.CreatedAt.UTC()
+	return o, nil
+}
+
+// Orgs returns every org, by name, through codex_orgs (it runs before any
+// org is chosen).
+func (db *DB) Orgs(ctx context.Context) ([]edge.Org, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, name, created_at FROM codex_orgs() ORDER BY name COLLATE "C", id COLLATE "C"`)
+	if err != nil {
+		return nil, wrap("list orgs", err)
+	}
+	orgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (edge.Org, error) {
+		var o edge.Org
+		err := r.Scan(&o.ID, &o.Name, &o.CreatedAt)
+		o.CreatedAt = o.CreatedAt.UTC()
+		return o, err
+	})
+	if err != nil {
+		return nil, wrap("list orgs", err)
+	}
+	if len(orgs) == 0 {
+		return nil, nil
+	}
+	return orgs, nil
+}
+
+// FingerprintSecret returns the org's sealed fingerprint secret, nil when
+// none is set.
+func (db *DB) FingerprintSecret(ctx context.Context, orgID string) ([]byte, error) {
+	var secret []byte
+	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT fingerprint_secret FROM orgs WHERE id = $1`, orgID).Scan(&secret)
+	})
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("fingerprint secret of org %q", orgID), err)
+	}
+	return secret, nil
+}
+
+// SwapFingerprintSecret sets the org's sealed fingerprint secret to next if
+// it still equals prev, and returns the secret stored afterwards. The row
+// lock (FOR UPDATE) makes two instances swapping at once agree.
+func (db *DB) SwapFingerprintSecret(ctx context.Context, orgID string, prev, next []byte) ([]byte, error) {
+	var stored []byte
+	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT fingerprint_secret FROM orgs WHERE id = $1 FOR UPDATE`, orgID).Scan(&stored); err != nil {
+			return err
+		}
+		if !bytes.Equal(stored, prev) {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE orgs SET fingerprint_secret = $1 WHERE id = $2`, next, orgID); err != nil {
+			return err
+		}
+		stored = next
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("swap fingerprint secret of org %q", orgID), err)
+	}
+	return stored, nil
+}
