@@ -30,11 +30,12 @@ const (
 )
 
 // KeyStore is a keyring.Store kept in one JSON file, rewritten atomically
-// on every change. It holds only wrapped data keys.
+// on every change and re-read on every read, so a key created by the CLI
+// (enroll) is seen by a running serve. It holds only wrapped data keys,
+// and is read rarely: the keyring caches what it unwraps.
 type KeyStore struct {
 	path string
 	mu   sync.Mutex
-	mem  *keyring.MemStore
 }
 
 var _ keyring.Store = (*KeyStore)(nil)
@@ -50,19 +51,21 @@ type storedDEK struct {
 	RewrappedAt   time.Time `json:"rewrapped_at"`
 }
 
-// OpenKeyStore loads the key store at path (absent: empty).
+// OpenKeyStore opens the key store at path (absent: empty) and checks
+// that it parses.
 func OpenKeyStore(path string) (*KeyStore, error) {
-	s := &KeyStore{path: path, mem: keyring.NewMemStore()}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
+	s := &KeyStore{path: path}
+	if _, err := s.load(); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read telemetry key store: %w", err)
-	}
+	return s, nil
+}
+
+func (s *KeyStore) load() (*keyring.MemStore, error) {
+	mem := keyring.NewMemStore()
 	var list []storedDEK
-	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("parse telemetry key store %s: %w", path, err)
+	if _, err := readJSON(s.path, &list); err != nil {
+		return nil, fmt.Errorf("telemetry key store: %w", err)
 	}
 	// Oldest generation first: CreateDEK retires the earlier ones.
 	slices.SortFunc(list, func(a, b storedDEK) int { return a.Generation - b.Generation })
@@ -73,21 +76,21 @@ func OpenKeyStore(path string) (*KeyStore, error) {
 		}
 		w := keyring.WrappedDEK{ID: id, OrgID: d.OrgID, Generation: d.Generation, MasterRef: d.MasterRef,
 			MasterVersion: d.MasterVersion, Wrapped: d.Wrapped, CreatedAt: d.CreatedAt, RewrappedAt: d.RewrappedAt}
-		if err := s.mem.CreateDEK(context.Background(), w); err != nil {
+		if err := mem.CreateDEK(context.Background(), w); err != nil {
 			return nil, fmt.Errorf("telemetry key store: %w", err)
 		}
 	}
-	return s, nil
+	return mem, nil
 }
 
-func (s *KeyStore) save(ctx context.Context) error {
-	orgs, err := s.mem.DEKOrgs(ctx)
+func (s *KeyStore) save(ctx context.Context, mem *keyring.MemStore) error {
+	orgs, err := mem.DEKOrgs(ctx)
 	if err != nil {
 		return err
 	}
 	list := []storedDEK{}
 	for _, org := range orgs {
-		deks, err := s.mem.DEKs(ctx, org)
+		deks, err := mem.DEKs(ctx, org)
 		if err != nil {
 			return err
 		}
@@ -99,44 +102,60 @@ func (s *KeyStore) save(ctx context.Context) error {
 	return writeJSON(s.path, list)
 }
 
-// CreateDEK implements keyring.Store.
-func (s *KeyStore) CreateDEK(ctx context.Context, d keyring.WrappedDEK) error {
+// update loads, applies f and saves.
+func (s *KeyStore) update(ctx context.Context, f func(*keyring.MemStore) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.mem.CreateDEK(ctx, d); err != nil {
+	mem, err := s.load()
+	if err != nil {
 		return err
 	}
-	return s.save(ctx)
+	if err := f(mem); err != nil {
+		return err
+	}
+	return s.save(ctx, mem)
+}
+
+func (s *KeyStore) read() (*keyring.MemStore, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.load()
+}
+
+// CreateDEK implements keyring.Store.
+func (s *KeyStore) CreateDEK(ctx context.Context, d keyring.WrappedDEK) error {
+	return s.update(ctx, func(m *keyring.MemStore) error { return m.CreateDEK(ctx, d) })
 }
 
 // DEKs implements keyring.Store.
 func (s *KeyStore) DEKs(ctx context.Context, orgID string) ([]keyring.WrappedDEK, error) {
-	return s.mem.DEKs(ctx, orgID)
+	m, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return m.DEKs(ctx, orgID)
 }
 
 // UpdateWrapped implements keyring.Store.
 func (s *KeyStore) UpdateWrapped(ctx context.Context, orgID string, id keyring.DEKID, w keyring.Wrap, at time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.mem.UpdateWrapped(ctx, orgID, id, w, at); err != nil {
-		return err
-	}
-	return s.save(ctx)
+	return s.update(ctx, func(m *keyring.MemStore) error { return m.UpdateWrapped(ctx, orgID, id, w, at) })
 }
 
 // DeleteDEKs implements keyring.Store.
 func (s *KeyStore) DeleteDEKs(ctx context.Context, orgID string) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, err := s.mem.DeleteDEKs(ctx, orgID)
-	if err != nil {
-		return 0, err
-	}
-	return n, s.save(ctx)
+	var n int
+	err := s.update(ctx, func(m *keyring.MemStore) (err error) { n, err = m.DeleteDEKs(ctx, orgID); return err })
+	return n, err
 }
 
 // DEKOrgs implements keyring.Store.
-func (s *KeyStore) DEKOrgs(ctx context.Context) ([]string, error) { return s.mem.DEKOrgs(ctx) }
+func (s *KeyStore) DEKOrgs(ctx context.Context) ([]string, error) {
+	m, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return m.DEKOrgs(ctx)
+}
 
 // writeJSON replaces path atomically with v's JSON encoding (mode 0600).
 func writeJSON(path string, v any) error {
