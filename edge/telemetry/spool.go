@@ -163,7 +163,10 @@ type Ledger struct {
 	path string
 }
 
-// AppendLedger appends e for data to the ledger and syncs it to disk.
+// NewLedger returns the ledger kept in the file at path.
+func NewLedger(path string) *Ledger { return &Ledger{path: path} }
+
+// Append appends e for data to the ledger and syncs it to disk.
 func (l *Ledger) Append(e LedgerEntry, data []byte) error {
 	sum := sha256.Sum256(data)
 	e.Bytes, e.SHA256, e.Batch = len(data), hex.EncodeToString(sum[:]), json.RawMessage(data)
