@@ -183,8 +183,9 @@ type Window struct {
 // Run aggregates until ctx ends, calling emit with each closed window
 // (also windows without rows, which tell the control plane the edge is
 // alive and sharing). On return the last partial window is emitted.
-func (a *Aggregator) Run(ctx context.Context, window time.Duration, labels Labeler, emit func(Window)) {
+func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labeler, emit func(Window)) {
 	rows := make(map[wire.RowKey]*wire.UsageRow)
+	labels := &labelCache{l: labeler}
 	start := time.Now().UTC()
 	tick := time.NewTicker(window)
 	defer tick.Stop()
@@ -217,6 +218,7 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labels Label
 			a.add(rows, labels, &rec)
 		case <-tick.C:
 			closeWindow()
+			labels.reset() // picks up renamed orgs and keys once a window
 		case done := <-a.flush:
 			drain()
 			closeWindow()
@@ -229,8 +231,43 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labels Label
 	}
 }
 
+// labelCache remembers labels, so that the hot loop computes an HMAC
+// once per org and key rather than once per request.
+type labelCache struct {
+	l    Labeler
+	ws   map[string]string
+	keys map[[2]string]string
+}
+
+func (c *labelCache) reset() { c.ws, c.keys = nil, nil }
+
+func (c *labelCache) Workspace(orgID string) string {
+	if v, ok := c.ws[orgID]; ok {
+		return v
+	}
+	if c.ws == nil || len(c.ws) > 10000 {
+		c.ws = make(map[string]string)
+	}
+	v := c.l.Workspace(orgID)
+	c.ws[orgID] = v
+	return v
+}
+
+func (c *labelCache) KeyRef(orgID, keyID string) string {
+	k := [2]string{orgID, keyID}
+	if v, ok := c.keys[k]; ok {
+		return v
+	}
+	if c.keys == nil || len(c.keys) > 10000 {
+		c.keys = make(map[[2]string]string)
+	}
+	v := c.l.KeyRef(orgID, keyID)
+	c.keys[k] = v
+	return v
+}
+
 // add folds one record into its row.
-func (a *Aggregator) add(rows map[wire.RowKey]*wire.UsageRow, labels Labeler, rec *edge.RequestRecord) {
+func (a *Aggregator) add(rows map[wire.RowKey]*wire.UsageRow, labels *labelCache, rec *edge.RequestRecord) {
 	if rec.OrgID == "" {
 		a.skipped.Add(1) // not attributable to a workspace
 		return
