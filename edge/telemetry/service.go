@@ -517,9 +517,9 @@ type Status struct {
 	Aggregator       AggregatorStats `json:"-"`
 }
 
-// ReadStatus reports the state kept in d, for the CLI when no serve runs
-// in this process.
-func ReadStatus(d Dir) (Status, error) {
+// ReadStatus reports the state kept in d, for the CLI (a running serve may
+// be sending meanwhile); the bounds are the configured spool bounds.
+func ReadStatus(d Dir, maxBatches int, maxBytes int64) (Status, error) {
 	var st Status
 	sh, err := d.Sharing()
 	if err != nil {
@@ -533,7 +533,7 @@ func ReadStatus(d Dir) (Status, error) {
 	if err != nil {
 		return st, err
 	}
-	sp, err := OpenSpool(d.path("spool"), 0, 0)
+	sp, err := OpenSpool(d.path("spool"), maxBatches, maxBytes)
 	if err != nil {
 		return st, err
 	}

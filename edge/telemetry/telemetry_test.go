@@ -319,14 +319,14 @@ func TestEnrollRefusesPlainRemoteHTTP(t *testing.T) {
 
 func TestSharingOffByDefault(t *testing.T) {
 	d := telemetry.Dir(t.TempDir())
-	st, err := telemetry.ReadStatus(d)
+	st, err := telemetry.ReadStatus(d, 10, 100)
 	if err != nil || st.Sharing || st.Enrolled {
 		t.Fatalf("fresh status %+v %v", st, err)
 	}
 	if err := d.SetSharing(true, "cli"); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := telemetry.ReadStatus(d); !st.Sharing || st.SharingChangedAt == nil {
+	if st, _ := telemetry.ReadStatus(d, 10, 100); !st.Sharing || st.SharingChangedAt == nil {
 		t.Fatalf("status after on: %+v", st)
 	}
 }

@@ -132,11 +132,11 @@ func (e *env) telemetryStatus(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	_, d, err := e.telemetryDir(f)
+	cfg, d, err := e.telemetryDir(f)
 	if err != nil {
 		return err
 	}
-	st, err := telemetry.ReadStatus(d)
+	st, err := telemetry.ReadStatus(d, cfg.TelemetrySpoolMaxBatches, cfg.TelemetrySpoolMaxBytes)
 	if err != nil {
 		return err
 	}
