@@ -79,7 +79,7 @@ func Default() Config {
 		MetadataFlush:            250 * time.Millisecond,
 		ChangePoll:               time.Second,
 		TelemetryWindow:          60 * time.Second,
-		TelemetryQueue:           65536,
+		TelemetryQueue:           8192,
 		TelemetrySpoolMaxBatches: 10000,
 		TelemetrySpoolMaxBytes:   256 << 20,
 		LogLevel:                 "info",

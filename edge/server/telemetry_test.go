@@ -376,8 +376,16 @@ func setSharing(t *testing.T, h *harness, on bool) telemetry.Status {
 // every third request repeats an earlier prompt.
 func traffic(t *testing.T, h *harness, tenants []tenant, from, n int, canary string) {
 	t.Helper()
-	ctx := ctxT(t)
+	if err := sendTraffic(ctxT(t), h, tenants, from, n, canary, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendTraffic is traffic with a pause between requests, safe to run in a
+// goroutine.
+func sendTraffic(ctx context.Context, h *harness, tenants []tenant, from, n int, canary string, pause time.Duration) error {
 	for i := from; i < from+n; i++ {
+		time.Sleep(pause)
 		tn := tenants[i%len(tenants)]
 		prompt := fmt.Sprintf("%s-%d what is the weather", canary, i)
 		if i%3 == 2 {
@@ -414,9 +422,10 @@ func traffic(t *testing.T, h *harness, tenants []tenant, from, n int, canary str
 			err = s.Err()
 		}
 		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
+			return fmt.Errorf("request %d: %w", i, err)
 		}
 	}
+	return nil
 }
 
 // allRecords waits for n metadata records over the tenants.
@@ -588,19 +597,22 @@ func TestTelemetryOutageAndRestartsLoseNothing(t *testing.T) {
 	org := cp.org()
 	h := newTelemetryHarness(t)
 	tenants := []tenant{h.addOrg("alpha"), h.addOrg("beta")}
-	enrollEdge(t, h, cp, org)
+	enr := enrollEdge(t, h, cp, org)
 	setSharing(t, h, true)
+	ctx := ctxT(t)
 
-	traffic(t, h, tenants, 0, 15, "c")
-	allRecords(t, h, tenants, 15)
-	h.srv.Telemetry().Flush(ctxT(t))
-
-	// The control plane goes away (NATS with it) in the middle of traffic.
+	traffic(t, h, tenants, 0, 10, "c")
+	// The control plane goes away, NATS with it, while traffic flows.
+	errc := make(chan error, 1)
+	go func() { errc <- sendTraffic(ctx, h, tenants, 10, 20, "c", 20*time.Millisecond) }()
+	time.Sleep(150 * time.Millisecond)
 	cp.relay.cut()
 	cp.stop()
-	traffic(t, h, tenants, 15, 15, "c")
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 	allRecords(t, h, tenants, 30)
-	h.srv.Telemetry().Flush(ctxT(t))
+	h.srv.Telemetry().Flush(ctx)
 	eventually(t, "batches spooled", func() bool { return h.srv.Telemetry().Status().Spool.Batches > 0 })
 
 	// The edge restarts too while it cannot deliver: the spool and the
@@ -608,25 +620,83 @@ func TestTelemetryOutageAndRestartsLoseNothing(t *testing.T) {
 	h.stop()
 	startTelemetryEdge(h)
 	traffic(t, h, tenants, 30, 10, "c")
-	recs := allRecords(t, h, tenants, 40)
-	h.srv.Telemetry().Flush(ctxT(t))
+	allRecords(t, h, tenants, 40)
+	h.srv.Telemetry().Flush(ctx)
 	time.Sleep(500 * time.Millisecond) // a few failed attempts
 
+	// The control plane comes back while traffic flows.
+	go func() { errc <- sendTraffic(ctx, h, tenants, 40, 15, "c", 20*time.Millisecond) }()
+	time.Sleep(100 * time.Millisecond)
 	cp.start()
-	traffic(t, h, tenants, 40, 10, "c")
-	recs = allRecords(t, h, tenants, 50)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	recs := allRecords(t, h, tenants, 55)
 	waitTotals(t, h, cp, org, recs)
 
 	// And once more: the control plane restarts right after delivering.
 	cp.relay.cut()
 	cp.stop()
 	cp.start()
-	traffic(t, h, tenants, 50, 5, "c")
-	recs = allRecords(t, h, tenants, 55)
+	traffic(t, h, tenants, 55, 5, "c")
+	recs = allRecords(t, h, tenants, 60)
 	waitTotals(t, h, cp, org, recs)
 	if st := h.srv.Telemetry().Status(); st.Spool.Batches != 0 || st.Spool.Dropped != 0 {
 		t.Fatalf("spool after recovery: %+v", st.Spool)
 	}
+
+	// Batches sent again (a lost acknowledgement) count once: with their
+	// Nats-Msg-Id JetStream drops them, and without it the store does.
+	want := cp.totals(org)
+	before := cp.ingester.Stats().Duplicates
+	js, err := jetstream.New(edgeConn(t, h, enr, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resent := 0
+	for _, e := range getLedger(t, h) {
+		if b, _ := wire.Decode(e.Batch); b == nil || len(b.Rows) == 0 {
+			continue
+		}
+		if _, err := js.Publish(ctx, e.Subject, e.Batch, jetstream.WithMsgID(e.MsgID)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, e.Subject, e.Batch); err != nil {
+			t.Fatal(err)
+		}
+		resent++
+	}
+	if resent == 0 {
+		t.Fatal("no batch with rows in the ledger")
+	}
+	eventually(t, "the re-sent batches to be seen as duplicates", func() bool { return cp.ingester.Stats().Duplicates-before >= int64(resent) })
+	if got := cp.totals(org); got != want {
+		t.Fatalf("re-sent batches changed the totals:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// edgeConn connects to NATS with the edge's own credentials, unsealed
+// from its data directory.
+func edgeConn(t *testing.T, h *harness, enr telemetry.Enrollment, errs func(error)) *nats.Conn {
+	t.Helper()
+	seed, err := telemetryKeyring(t, h).Open(context.Background(), telemetry.KeyOrg, keyring.PurposeTelemetry, "nats-seed", enr.SealedSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []nats.Option{natsbus.JWTAndKey(enr.UserJWT, kp), nats.CustomInboxPrefix(enr.InboxPrefix), nats.NoReconnect()}
+	if errs != nil {
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs(err) }))
+	}
+	nc, err := nats.Connect(enr.NATSURL, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 func TestTelemetryOffOpensNoConnection(t *testing.T) {
@@ -683,27 +753,9 @@ func TestTelemetryCredentialsScopedAndRevocable(t *testing.T) {
 	h3 := newTelemetryHarness(t)
 	enrB := enrollEdge(t, h3, cp, orgB)
 
-	kr := telemetryKeyring(t, h)
-	seed, err := kr.Open(context.Background(), telemetry.KeyOrg, keyring.PurposeTelemetry, "nats-seed", enrA.SealedSeed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := nkeys.FromSeed(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var asyncErrs []error
-	nc, err := nats.Connect(enrA.NATSURL, natsbus.JWTAndKey(enrA.UserJWT, kp), nats.CustomInboxPrefix(enrA.InboxPrefix), nats.NoReconnect(),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			mu.Lock()
-			asyncErrs = append(asyncErrs, err)
-			mu.Unlock()
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := edgeConn(t, h, enrA, func(err error) { mu.Lock(); asyncErrs = append(asyncErrs, err); mu.Unlock() })
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -749,6 +801,14 @@ func TestTelemetryCredentialsScopedAndRevocable(t *testing.T) {
 	// Revoked: NATS refuses the edge's credentials, and the edge's own
 	// sender reports the refusal instead of delivering.
 	if err := cp.enroll.Revoke(ctx, orgA, enrA.EdgeID); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := telemetryKeyring(t, h).Open(ctx, telemetry.KeyOrg, keyring.PurposeTelemetry, "nats-seed", enrA.SealedSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := nats.Connect(enrA.NATSURL, natsbus.JWTAndKey(enrA.UserJWT, kp), nats.NoReconnect()); err == nil {

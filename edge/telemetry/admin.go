@@ -31,6 +31,10 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 		if err := dec.Decode(&req); err != nil || req.On == nil {
 			return c.JSON(http.StatusBadRequest, apiErr("invalid_request", `send {"on": true} or {"on": false}`))
 		}
+		s.reload(c.Request().Context()) // an enrollment the CLI just made
+		if *req.On && !s.Status().Enrolled {
+			return c.JSON(http.StatusConflict, apiErr("not_enrolled", "enroll first: codex-edge telemetry enroll --url URL --token TOKEN"))
+		}
 		if err := s.SetSharing(c.Request().Context(), *req.On, "admin-api"); err != nil {
 			return c.JSON(http.StatusInternalServerError, apiErr("internal", "could not persist the switch"))
 		}

@@ -123,7 +123,7 @@ type Aggregator struct {
 // NewAggregator returns an aggregator whose queue holds queue records.
 func NewAggregator(queue int) *Aggregator {
 	if queue <= 0 {
-		queue = 65536
+		queue = DefaultQueue
 	}
 	return &Aggregator{ch: make(chan edge.RequestRecord, queue), flush: make(chan chan struct{})}
 }

@@ -24,7 +24,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultQueue           = 65536
+	DefaultQueue           = 8192
 	DefaultSpoolMaxBatches = 10000
 	DefaultSpoolMaxBytes   = 256 << 20
 	DefaultPoll            = time.Second
