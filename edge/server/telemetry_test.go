@@ -502,9 +502,13 @@ func TestTelemetryTotalsEqualEdgeMetadata(t *testing.T) {
 		t.Fatalf("traffic too uniform to test the sums: %+v", want)
 	}
 	st := h.srv.Telemetry().Status()
-	if st.LastSentSeq == 0 || st.Spool.Batches != 0 || !st.Connected || st.EdgeID != enr.EdgeID {
+	if st.LastSentSeq == 0 || !st.Connected || st.EdgeID != enr.EdgeID || st.LastError != "" {
 		t.Fatalf("status after delivery: %+v", st)
 	}
+	// Off: windows stop, and with them the ledger, so it can be compared.
+	setSharing(t, h, false)
+	eventually(t, "the connection to close", func() bool { return !h.srv.Telemetry().Status().Connected })
+	st = h.srv.Telemetry().Status()
 
 	// The ledger lists exactly the batches the control plane holds.
 	ledger := getLedger(t, h)
@@ -641,7 +645,9 @@ func TestTelemetryOutageAndRestartsLoseNothing(t *testing.T) {
 	traffic(t, h, tenants, 55, 5, "c")
 	recs = allRecords(t, h, tenants, 60)
 	waitTotals(t, h, cp, org, recs)
-	if st := h.srv.Telemetry().Status(); st.Spool.Batches != 0 || st.Spool.Dropped != 0 {
+	// A window may close at any moment; the spool empties, nothing dropped.
+	eventually(t, "an empty spool", func() bool { return h.srv.Telemetry().Status().Spool.Batches == 0 })
+	if st := h.srv.Telemetry().Status(); st.Spool.Dropped != 0 {
 		t.Fatalf("spool after recovery: %+v", st.Spool)
 	}
 
