@@ -713,7 +713,17 @@ func TestTelemetryOffOpensNoConnection(t *testing.T) {
 	enrollEdge(t, h, cp, org)
 	enrollConns := cp.apiConns.Load()
 
-	// Enrolled, never switched on.
+	// Enrolled, never switched on: off by default.
+	resp, err := http.Get("http://" + h.srv.AdminAddr() + "/admin/v1/telemetry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st telemetry.Status
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.Sharing || !st.Enrolled || st.Connected || !st.Running {
+		t.Fatalf("status after enrolling: %+v", st)
+	}
 	traffic(t, h, tenants, 0, 10, "c")
 	allRecords(t, h, tenants, 10)
 	h.srv.Telemetry().Flush(ctxT(t))

@@ -21,7 +21,10 @@ import (
 // publishes to the control plane and subscribes to nothing but its own
 // acknowledgements, so nothing there can switch sharing on.
 func (s *Service) RegisterAdmin(g *echo.Group) {
-	g.GET("", func(c echo.Context) error { return c.JSON(http.StatusOK, s.Status()) })
+	g.GET("", func(c echo.Context) error {
+		s.reload(c.Request().Context()) // a change the CLI just made
+		return c.JSON(http.StatusOK, s.Status())
+	})
 	g.POST("/sharing", func(c echo.Context) error {
 		var req struct {
 			On *bool `json:"on"`

@@ -194,6 +194,10 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labe
 		if !end.After(start) {
 			end = start.Add(time.Microsecond)
 		}
+		if end.Sub(start) > wire.MaxWindow {
+			// A stalled process: the wire bounds a window's length.
+			start = end.Add(-wire.MaxWindow)
+		}
 		w := Window{Start: start, End: end, Rows: make([]wire.UsageRow, 0, len(rows))}
 		for _, r := range rows {
 			w.Rows = append(w.Rows, *r)

@@ -352,3 +352,33 @@ func BenchmarkRecordOff(b *testing.B) {
 		a.Record(r)
 	}
 }
+
+func TestNames(t *testing.T) {
+	calls := 0
+	n := &telemetry.Names{
+		OrgName: func(_ context.Context, id string) (string, error) {
+			calls++
+			if id == "org_gone" {
+				return "", edge.ErrNotFound
+			}
+			return "Acme Corp", nil
+		},
+		KeyName: func(_ context.Context, id string) (string, error) { return "alice's key", nil },
+	}
+	if got := n.Workspace("org_1"); got != "Acme-Corp" {
+		t.Fatalf("workspace %q", got)
+	}
+	n.Workspace("org_1")
+	if calls != 1 {
+		t.Fatalf("%d lookups for one org, want 1 (cached)", calls)
+	}
+	if got := n.Workspace("org_gone"); got != "org_gone" {
+		t.Fatalf("unknown org labelled %q, want its id", got)
+	}
+	if got := n.KeyRef("org_1", "key_1"); got != "alice-s-key" || !wire.LabelChars.Valid(got) {
+		t.Fatalf("key ref %q", got)
+	}
+	if got := n.KeyRef("org_1", ""); got != "none" {
+		t.Fatalf("no key: %q", got)
+	}
+}
