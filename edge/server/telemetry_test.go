@@ -3,14 +3,22 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +59,8 @@ type controlPlane struct {
 	t     *testing.T
 	dir   string
 	relay *relay
+	tls   *tls.Config    // NATS requires TLS when set
+	roots *x509.CertPool // trusts tls's certificate
 
 	auth     *natsauth.Authority
 	nats     *natsbus.Embedded
@@ -64,9 +74,14 @@ type controlPlane struct {
 	done     chan struct{}
 }
 
-func newControlPlane(t *testing.T) *controlPlane {
+func newControlPlane(t *testing.T) *controlPlane { return newControlPlaneTLS(t, false) }
+
+func newControlPlaneTLS(t *testing.T, withTLS bool) *controlPlane {
 	t.Helper()
 	c := &controlPlane{t: t, dir: t.TempDir(), relay: newRelay(t)}
+	if withTLS {
+		c.tls, c.roots = selfSigned(t)
+	}
 	c.start()
 	t.Cleanup(func() {
 		c.stop()
@@ -85,10 +100,14 @@ func (c *controlPlane) start() {
 	if c.auth, err = natsauth.Open(filepath.Join(c.dir, "nats-keys")); err != nil {
 		t.Fatal(err)
 	}
-	if c.nats, err = natsbus.StartEmbedded(c.auth, natsbus.EmbeddedConfig{Dir: filepath.Join(c.dir, "nats"), Listen: "127.0.0.1:0"}); err != nil {
+	if c.nats, err = natsbus.StartEmbedded(c.auth, natsbus.EmbeddedConfig{Dir: filepath.Join(c.dir, "nats"), Listen: "127.0.0.1:-1", TLS: c.tls}); err != nil {
 		t.Fatal(err)
 	}
-	c.relay.target.Store(strings.TrimPrefix(c.nats.ClientURL(), "nats://"))
+	u, err := url.Parse(c.nats.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.relay.target.Store(u.Host)
 	c.sys = c.connect(c.auth.SystemCreds)
 	c.svc = c.connect(c.auth.ServiceCreds)
 	accounts := &natsbus.Accounts{Auth: c.auth, Sys: c.sys}
@@ -98,7 +117,11 @@ func (c *controlPlane) start() {
 	if c.store, err = cpsqlite.Open(ctx, filepath.Join(c.dir, "cp.db")); err != nil {
 		t.Fatal(err)
 	}
-	c.enroll = &enroll.Service{Store: c.store, Accounts: accounts, NATSURL: "nats://" + c.relay.addr()}
+	scheme := "nats://"
+	if c.tls != nil {
+		scheme = "tls://"
+	}
+	c.enroll = &enroll.Service{Store: c.store, Accounts: accounts, NATSURL: scheme + c.relay.addr()}
 	if c.api == nil {
 		api := &httpapi.API{Enroll: c.enroll, Ready: func(context.Context) error { return nil }}
 		c.api = httptest.NewUnstartedServer(api.Handler())
@@ -151,7 +174,11 @@ func (c *controlPlane) connect(creds func() ([]byte, error)) *nats.Conn {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	nc, err := nats.Connect(c.nats.ClientURL(), opt, nats.CustomInboxPrefix("_CODEX_CP"))
+	opts := []nats.Option{opt, nats.CustomInboxPrefix("_CODEX_CP")}
+	if c.roots != nil {
+		opts = append(opts, nats.Secure(&tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS13}))
+	}
+	nc, err := nats.Connect(c.nats.ClientURL(), opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -309,11 +336,19 @@ func newTelemetryHarness(t *testing.T) *harness {
 	return h
 }
 
+// edgeRoots holds the NATS CA an edge trusts, per harness.
+var edgeRoots sync.Map // *harness → *x509.CertPool
+
 func startTelemetryEdge(h *harness) {
 	h.t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := server.New(context.Background(), h.cfg, h.store, log, server.Options{Getenv: h.getenv,
-		Telemetry: func(o *telemetry.Options) { o.Poll, o.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond }})
+		Telemetry: func(o *telemetry.Options) {
+			o.Poll, o.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+			if roots, ok := edgeRoots.Load(h); ok {
+				o.RootCAs = roots.(*x509.CertPool)
+			}
+		}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -842,4 +877,60 @@ func TestTelemetryCredentialsScopedAndRevocable(t *testing.T) {
 	if got := cp.totals(orgA).Requests; got != 0 {
 		t.Fatalf("a revoked edge's usage was stored: %d requests", got)
 	}
+}
+
+// selfSigned returns a TLS 1.3 server configuration for 127.0.0.1 and a
+// pool that trusts it.
+func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "codex test nats"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, roots
+}
+
+func TestTelemetryOverTLS(t *testing.T) {
+	cp := newControlPlaneTLS(t, true)
+	org := cp.org()
+	h := newTelemetryHarness(t)
+	tenants := []tenant{h.addOrg("alpha")}
+	enr := enrollEdge(t, h, cp, org)
+	if !strings.HasPrefix(enr.NATSURL, "tls://") {
+		t.Fatalf("NATS URL %s", enr.NATSURL)
+	}
+
+	// Without the CA the edge refuses the server; nothing is delivered.
+	setSharing(t, h, true)
+	traffic(t, h, tenants, 0, 5, "c")
+	allRecords(t, h, tenants, 5)
+	h.srv.Telemetry().Flush(ctxT(t))
+	eventually(t, "a certificate error", func() bool {
+		return strings.Contains(h.srv.Telemetry().Status().LastError, "certificate")
+	})
+
+	// Trusting it (a restart with the CA configured), everything arrives.
+	edgeRoots.Store(h, cp.roots)
+	t.Cleanup(func() { edgeRoots.Delete(h) })
+	h.stop()
+	startTelemetryEdge(h)
+	traffic(t, h, tenants, 5, 5, "c")
+	recs := allRecords(t, h, tenants, 10)
+	waitTotals(t, h, cp, org, recs)
 }

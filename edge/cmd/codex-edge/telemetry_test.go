@@ -11,18 +11,63 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/httpapi"
-	"github.com/persiv/codex/controlplane/testenv"
+	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/store/sqlite"
 )
+
+// enrollService runs the control plane's enrollment: NATS (JetStream on a
+// random port: -1, since 0 means nats-server's default 4222) with the
+// authority that mints edge credentials, and a SQLite store.
+func enrollService(t *testing.T) (*enroll.Service, controlplane.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	auth, err := natsauth.Open(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	creds, err := auth.SystemCreds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := natsbus.Creds(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := nats.Connect(ns.ClientURL(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Close)
+	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return &enroll.Service{Store: store, Accounts: &natsbus.Accounts{Auth: auth, Sys: sys}, NATSURL: ns.ClientURL()}, store
+}
 
 // nkeySeed matches a NATS user seed in the clear.
 var nkeySeed = regexp.MustCompile(`SU[A-Z2-7]{56}`)
 
 func TestTelemetryCommands(t *testing.T) {
-	cp := testenv.New(t, testenv.Options{})
-	api := httptest.NewServer((&httpapi.API{Enroll: cp.Enroll}).Handler())
+	svc, store := enrollService(t)
+	api := httptest.NewServer((&httpapi.API{Enroll: svc}).Handler())
 	t.Cleanup(api.Close)
-	org := cp.Org(t)
+	org := controlplane.NewID("org")
+	if err := store.CreateOrg(context.Background(), controlplane.Org{ID: org, Name: "Acme", CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
 	c := newCLI(t)
 
 	out := c.ok("telemetry", "status")
@@ -39,7 +84,7 @@ func TestTelemetryCommands(t *testing.T) {
 		t.Fatalf("enroll without --token: exit %d, want 2", code)
 	}
 
-	tok, err := cp.Enroll.CreateToken(context.Background(), org, time.Hour)
+	tok, err := svc.CreateToken(context.Background(), org, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +96,7 @@ func TestTelemetryCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.ok("telemetry", "enroll", "--url", api.URL, "--token", tok, "--name", "cli-test", "--json")), &enr); err != nil {
 		t.Fatal(err)
 	}
-	stored, err := cp.Store.Edge(context.Background(), org, enr.EdgeID)
+	stored, err := store.Edge(context.Background(), org, enr.EdgeID)
 	if err != nil || enr.OrgID != org || enr.Sharing || stored.Name != "cli-test" {
 		t.Fatalf("enrolled %+v, control plane has %+v (%v)", enr, stored, err)
 	}
