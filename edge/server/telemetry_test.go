@@ -934,3 +934,35 @@ func TestTelemetryOverTLS(t *testing.T) {
 	recs := allRecords(t, h, tenants, 10)
 	waitTotals(t, h, cp, org, recs)
 }
+
+func TestTelemetryAdminSharingNeedsJSON(t *testing.T) {
+	h := newTelemetryHarness(t)
+	cp := newControlPlane(t)
+	url := "http://" + h.srv.AdminAddr() + "/admin/v1/telemetry/sharing"
+	for _, c := range []struct {
+		ctype, body string
+		want        int
+	}{
+		{"text/plain", `{"on":true}`, http.StatusUnsupportedMediaType}, // what a cross-site form can send
+		{"application/json", `{"on":true}`, http.StatusConflict},       // not enrolled yet
+		{"application/json", `{"on":"yes"}`, http.StatusBadRequest},
+		{"application/json", `{}`, http.StatusBadRequest},
+	} {
+		resp, err := http.Post(url, c.ctype, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s: %d, want %d", c.ctype, c.body, resp.StatusCode, c.want)
+		}
+	}
+	if st, _ := telemetry.ReadStatus(telemetry.DirIn(h.cfg.DataDir), 1, 1); st.Sharing {
+		t.Fatal("sharing switched on by a refused request")
+	}
+	enrollEdge(t, h, cp, cp.org())
+	setSharing(t, h, true)
+	if st, _ := telemetry.ReadStatus(telemetry.DirIn(h.cfg.DataDir), 1, 1); !st.Sharing {
+		t.Fatal("the admin API's switch was not persisted")
+	}
+}

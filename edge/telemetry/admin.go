@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 
@@ -26,6 +27,12 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 		return c.JSON(http.StatusOK, s.Status())
 	})
 	g.POST("/sharing", func(c echo.Context) error {
+		// application/json only: a web page cannot send it cross-origin
+		// without a CORS preflight, which this listener never grants, so
+		// a browser on the admin host cannot be made to switch sharing.
+		if mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return c.JSON(http.StatusUnsupportedMediaType, apiErr("unsupported_media_type", "send application/json"))
+		}
 		var req struct {
 			On *bool `json:"on"`
 		}

@@ -336,6 +336,7 @@ func (s *Service) spoolBatch(seq int64, data []byte) error {
 type link struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
+	kp  nkeys.KeyPair
 	enr Enrollment
 }
 
@@ -378,15 +379,17 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
+		kp.Wipe()
 		return nil, err
 	}
 	s.connected.Store(true)
-	return &link{nc: nc, js: js, enr: enr}, nil
+	return &link{nc: nc, js: js, kp: kp, enr: enr}, nil
 }
 
 func (s *Service) disconnect(l **link) {
 	if *l != nil {
 		(*l).nc.Close()
+		(*l).kp.Wipe()
 		*l = nil
 		s.connected.Store(false)
 	}
