@@ -53,7 +53,7 @@ echo "==> creating the edge's demo org and a gateway key (data: $demo/edge)"
 key=$(setup_org "$demo/edge" demo "http://$fake_addr")
 
 echo "==> enrolling the edge into the control plane and switching metric sharing on"
-edge telemetry enroll --url "http://$cp_addr" --token "$token" --name demo-edge | sed 's/^/    /'
+edge telemetry enroll --url "http://$cp_addr" --token "$token" --name demo-edge | grep -v '^sharing is off' | sed 's/^/    /'
 edge telemetry on >/dev/null
 
 echo "==> starting codex-edge on $edge_addr (logs: $demo/edge.log)"
