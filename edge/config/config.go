@@ -48,7 +48,17 @@ type Config struct {
 
 	PricingFile     string        `yaml:"pricing_file"` // operator prices over the shipped table
 	TelemetryWindow time.Duration `yaml:"telemetry_window"`
-	Pprof           bool          `yaml:"pprof"` // /debug/pprof on the admin listener
+	// TelemetryNames labels workspaces and keys in shared metrics by their
+	// names instead of HMAC pseudonyms: the customer's explicit opt-in.
+	TelemetryNames bool `yaml:"telemetry_names"`
+	// TelemetryQueue bounds the request records waiting to be aggregated;
+	// a full queue drops records and counts every drop.
+	TelemetryQueue int `yaml:"telemetry_queue"`
+	// TelemetrySpoolMaxBatches and TelemetrySpoolMaxBytes bound the
+	// on-disk spool of unsent batches; past them the oldest are dropped.
+	TelemetrySpoolMaxBatches int   `yaml:"telemetry_spool_max_batches"`
+	TelemetrySpoolMaxBytes   int64 `yaml:"telemetry_spool_max_bytes"`
+	Pprof                    bool  `yaml:"pprof"` // /debug/pprof on the admin listener
 	// AdminTokenFile holds the bearer token the admin API (/admin/v1)
 	// requires. Without one the admin API answers only on a loopback
 	// admin address. The token itself may be given as CODEX_ADMIN_TOKEN.
@@ -59,21 +69,24 @@ type Config struct {
 // Default returns the embedded defaults: everything runs with no file.
 func Default() Config {
 	return Config{
-		Listen:                 "127.0.0.1:8080",
-		AdminListen:            "127.0.0.1:8081",
-		DataDir:                "./data",
-		DatabaseAppRole:        "codex_app",
-		KEK:                    "local",
-		UpstreamConnectTimeout: 10 * time.Second,
-		UpstreamHeaderTimeout:  10 * time.Minute,
-		UpstreamIdleTimeout:    5 * time.Minute,
-		MaxBodyBytes:           32 << 20,
-		MetadataQueue:          65536,
-		MetadataBatch:          1000,
-		MetadataFlush:          250 * time.Millisecond,
-		ChangePoll:             time.Second,
-		TelemetryWindow:        60 * time.Second,
-		LogLevel:               "info",
+		Listen:                   "127.0.0.1:8080",
+		AdminListen:              "127.0.0.1:8081",
+		DataDir:                  "./data",
+		DatabaseAppRole:          "codex_app",
+		KEK:                      "local",
+		UpstreamConnectTimeout:   10 * time.Second,
+		UpstreamHeaderTimeout:    10 * time.Minute,
+		UpstreamIdleTimeout:      5 * time.Minute,
+		MaxBodyBytes:             32 << 20,
+		MetadataQueue:            65536,
+		MetadataBatch:            1000,
+		MetadataFlush:            250 * time.Millisecond,
+		ChangePoll:               time.Second,
+		TelemetryWindow:          60 * time.Second,
+		TelemetryQueue:           8192,
+		TelemetrySpoolMaxBatches: 10000,
+		TelemetrySpoolMaxBytes:   256 << 20,
+		LogLevel:                 "info",
 	}
 }
 
@@ -173,7 +186,10 @@ func (c Config) Validate() error {
 	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
 	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")
 	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
-	check(c.TelemetryWindow > 0, "CODEX_TELEMETRY_WINDOW must be positive")
+	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= time.Hour, "CODEX_TELEMETRY_WINDOW must be positive and at most 1h")
+	check(c.TelemetryQueue > 0, "CODEX_TELEMETRY_QUEUE must be positive")
+	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
+	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")
 	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

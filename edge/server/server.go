@@ -31,6 +31,7 @@ import (
 	"github.com/persiv/codex/edge/metadata"
 	"github.com/persiv/codex/edge/pricing"
 	"github.com/persiv/codex/edge/proxy"
+	"github.com/persiv/codex/edge/telemetry"
 )
 
 // HSTS is sent on every response of both listeners.
@@ -69,6 +70,7 @@ type Server struct {
 	keys   *keyring.Keyring
 	dir    *directory.Directory
 	writer *metadata.Writer
+	tel    *telemetry.Service
 	reg    *prometheus.Registry
 
 	adminAPI        *echo.Group // /admin/v1: token-protected
@@ -83,6 +85,8 @@ type Server struct {
 type Options struct {
 	Getenv    func(string) string
 	Transport http.RoundTripper
+	// Telemetry, when set, adjusts the telemetry options (tests).
+	Telemetry func(*telemetry.Options)
 }
 
 // New checks the listeners' transport security, opens the store and builds
@@ -144,7 +148,12 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.writer.Dropped()) }),
 	)
 
-	px := proxy.New(s.dir, s.writer, prices, proxy.Options{
+	if s.tel, err = openTelemetry(ctx, cfg, store, opts, log); err != nil {
+		return nil, err
+	}
+	s.reg.MustRegister(s.tel.Collectors()...)
+
+	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
 		ConnectTimeout: cfg.UpstreamConnectTimeout,
 		HeaderTimeout:  cfg.UpstreamHeaderTimeout,
 		IdleTimeout:    cfg.UpstreamIdleTimeout,
@@ -180,6 +189,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	a.GET("/readyz", s.readyz)
 	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	s.tel.RegisterAdmin(s.adminAPI.Group("/telemetry"))
 	if cfg.Pprof {
 		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
 		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
@@ -189,6 +199,58 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
+
+// openTelemetry opens the hybrid link's state in the data directory. Its
+// secrets are sealed under telemetry.KeyOrg in a key store of their own
+// (see telemetry.KeyStore), with the same master key as the tenants'.
+func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Options, log *slog.Logger) (*telemetry.Service, error) {
+	d := telemetry.DirIn(cfg.DataDir)
+	if err := d.Ensure(); err != nil {
+		return nil, err
+	}
+	ks, err := telemetry.OpenKeyStore(d.KeyStorePath())
+	if err != nil {
+		return nil, err
+	}
+	// The master key's warnings were logged once already.
+	kr, err := OpenKeyring(ctx, cfg, ks, opts.Getenv, slog.New(errorsOnly{log.Handler()}))
+	if err != nil {
+		return nil, err
+	}
+	to := telemetry.Options{
+		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
+		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
+	}
+	if cfg.TelemetryNames {
+		to.Names = &telemetry.Names{
+			OrgName: func(ctx context.Context, id string) (string, error) { o, err := store.Org(ctx, id); return o.Name, err },
+			KeyName: func(ctx context.Context, id string) (string, error) {
+				k, err := store.KeyByID(ctx, id)
+				return k.Name, err
+			},
+		}
+	}
+	if opts.Telemetry != nil {
+		opts.Telemetry(&to)
+	}
+	return telemetry.Open(to)
+}
+
+// errorsOnly passes on errors only.
+type errorsOnly struct{ slog.Handler }
+
+func (h errorsOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError && h.Handler.Enabled(ctx, l)
+}
+
+func (h errorsOnly) WithAttrs(as []slog.Attr) slog.Handler {
+	return errorsOnly{h.Handler.WithAttrs(as)}
+}
+
+func (h errorsOnly) WithGroup(name string) slog.Handler { return errorsOnly{h.Handler.WithGroup(name)} }
+
+// Telemetry exposes the hybrid link (for tests).
+func (s *Server) Telemetry() *telemetry.Service { return s.tel }
 
 func newEcho() *echo.Echo {
 	e := echo.New()
@@ -315,6 +377,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	s.tel.Start(bg)
 	go func() {
 		defer close(s.done)
 		s.followChanges(bg)
@@ -401,6 +464,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 		<-s.done
 	}
+	s.tel.Close()
 	errs = append(errs, s.writer.Close(ctx))
 	return errors.Join(errs...)
 }

@@ -44,6 +44,8 @@ Usage:
   codex-edge crypto rotate --org ORG
   codex-edge crypto rewrap
   codex-edge crypto shred --org ORG --yes
+  codex-edge telemetry enroll --url URL --token TOKEN [--name NAME]
+  codex-edge telemetry on|off|status|ledger [--json]
 
 Every subcommand takes --config FILE (or CODEX_CONFIG) and reads CODEX_*
 variables, so it acts on the same data directory or database as serve.
@@ -81,7 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd, rest := args[0], args[1:]
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		switch cmd {
-		case "orgs", "keys", "providers", "crypto":
+		case "orgs", "keys", "providers", "crypto", "telemetry":
 			cmd, rest = cmd+" "+rest[0], rest[1:]
 		}
 	}
@@ -113,6 +115,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.cryptoRewrap(rest)
 	case "crypto shred":
 		err = e.cryptoShred(rest)
+	case "telemetry enroll":
+		err = e.telemetryEnroll(rest)
+	case "telemetry on", "telemetry off":
+		err = e.telemetrySet(cmd == "telemetry on")(rest)
+	case "telemetry status":
+		err = e.telemetryStatus(rest)
+	case "telemetry ledger":
+		err = e.telemetryLedger(rest)
 	default:
 		fmt.Fprintf(stderr, "codex-edge: unknown command %q\n\n%s", strings.Join(args[:min(2, len(args))], " "), usageText)
 		return 2

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/persiv/codex/edge/config"
+	"github.com/persiv/codex/edge/server"
+	"github.com/persiv/codex/edge/telemetry"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// The telemetry subcommands act on the files in CODEX_DATA_DIR/telemetry
+// that a running serve re-reads every second, so they need no store and
+// take effect without a restart.
+
+func (e *env) telemetryDir(f *flags) (config.Config, telemetry.Dir, error) {
+	cfg, err := e.config(f)
+	if err != nil {
+		return cfg, "", err
+	}
+	return cfg, telemetry.DirIn(cfg.DataDir), nil
+}
+
+func (e *env) telemetryEnroll(args []string) error {
+	f := newFlags("telemetry enroll", true)
+	cpURL := f.String("url", "", "the control plane's URL, e.g. https://codex.example.com")
+	token := f.String("token", "", "one-time enrollment token from the dashboard or 'codex-controlplane enroll-token create'")
+	name := f.String("name", "", "a name for this edge in the dashboard (default: the host name)")
+	if pos, err := f.parse(args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *cpURL == "" || *token == "" {
+		return usagef("--url and --token are required")
+	}
+	if *name == "" {
+		host, _ := os.Hostname()
+		*name = telemetry.Label(host)
+	}
+	if !wire.LabelChars.Valid(*name) {
+		*name = "edge"
+	}
+	cfg, d, err := e.telemetryDir(f)
+	if err != nil {
+		return err
+	}
+	if err := d.Ensure(); err != nil {
+		return err
+	}
+	ks, err := telemetry.OpenKeyStore(d.KeyStorePath())
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	kr, err := server.OpenKeyring(e.ctx, cfg, ks, e.getenv, log)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	enr, err := telemetry.Enroll(e.ctx, d, kr, client, *cpURL, *token, *name, version())
+	if err != nil {
+		return err
+	}
+	sh, err := d.Sharing()
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"edge_id": enr.EdgeID, "org_id": enr.OrgID, "subject": enr.Subject, "nats_url": enr.NATSURL, "sharing": sh.On})
+	}
+	fmt.Fprintf(e.stdout, "enrolled as edge %s of control plane org %s (publishes on %s)\n", enr.EdgeID, enr.OrgID, enr.Subject)
+	if !sh.On {
+		fmt.Fprintln(e.stdout, "sharing is off: nothing is sent until you run 'codex-edge telemetry on'")
+	}
+	return nil
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && wire.ModelChars.Valid(bi.Main.Version) {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func (e *env) telemetrySet(on bool) func([]string) error {
+	return func(args []string) error {
+		name := "telemetry off"
+		if on {
+			name = "telemetry on"
+		}
+		f := newFlags(name, true)
+		if pos, err := f.parse(args); err != nil {
+			return err
+		} else if len(pos) > 0 {
+			return usagef("unexpected argument %q", pos[0])
+		}
+		_, d, err := e.telemetryDir(f)
+		if err != nil {
+			return err
+		}
+		if on {
+			if _, ok, err := d.Enrollment(); err != nil {
+				return err
+			} else if !ok {
+				return fmt.Errorf("this edge is not enrolled: run 'codex-edge telemetry enroll --url URL --token TOKEN' first")
+			}
+		}
+		if err := d.SetSharing(on, "cli"); err != nil {
+			return err
+		}
+		if f.json {
+			return json.NewEncoder(e.stdout).Encode(map[string]bool{"sharing": on})
+		}
+		if on {
+			fmt.Fprintln(e.stdout, "sharing on: aggregated usage metrics go to the control plane (a running serve notices within a second); see 'codex-edge telemetry ledger'")
+		} else {
+			fmt.Fprintln(e.stdout, "sharing off: a running serve closes its control plane connection within a second and sends nothing")
+		}
+		return nil
+	}
+}
+
+func (e *env) telemetryStatus(args []string) error {
+	f := newFlags("telemetry status", true)
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, d, err := e.telemetryDir(f)
+	if err != nil {
+		return err
+	}
+	st, err := telemetry.ReadStatus(d, cfg.TelemetrySpoolMaxBatches, cfg.TelemetrySpoolMaxBytes)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return json.NewEncoder(e.stdout).Encode(st)
+	}
+	w := e.stdout
+	state := "off"
+	if st.Sharing {
+		state = "on"
+	}
+	if st.SharingChangedAt != nil {
+		state += " (since " + st.SharingChangedAt.Format(time.RFC3339) + ")"
+	}
+	fmt.Fprintf(w, "sharing:          %s\n", state)
+	if !st.Enrolled {
+		fmt.Fprintln(w, "enrolled:         no ('codex-edge telemetry enroll --url URL --token TOKEN')")
+	} else {
+		fmt.Fprintf(w, "edge id:          %s\n", st.EdgeID)
+		fmt.Fprintf(w, "control plane:    %s (org %s)\n", st.ControlPlaneURL, st.OrgID)
+		fmt.Fprintf(w, "nats:             %s subject %s\n", st.NATSURL, st.Subject)
+	}
+	last := "never"
+	if st.LastSentAt != nil {
+		last = fmt.Sprintf("seq %d at %s", st.LastSentSeq, st.LastSentAt.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "last batch sent:  %s\n", last)
+	fmt.Fprintf(w, "spool:            %d batches, %d bytes (bounds: %d batches, %d bytes)\n",
+		st.Spool.Batches, st.Spool.Bytes, st.Spool.MaxBatches, st.Spool.MaxBytes)
+	return nil
+}
+
+func (e *env) telemetryLedger(args []string) error {
+	f := newFlags("telemetry ledger", true)
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	_, d, err := e.telemetryDir(f)
+	if err != nil {
+		return err
+	}
+	entries, err := telemetry.ReadLedger(d.LedgerPath())
+	if err != nil {
+		return err
+	}
+	if f.json {
+		enc := json.NewEncoder(e.stdout)
+		for _, en := range entries {
+			if err := enc.Encode(en); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(e.stdout, "no batch has left this edge")
+		return nil
+	}
+	for _, en := range entries {
+		var b wire.UsageBatch
+		rows := "?"
+		if json.Unmarshal(en.Batch, &b) == nil {
+			rows = fmt.Sprint(len(b.Rows))
+		}
+		fmt.Fprintf(e.stdout, "%s  seq %d  msg-id %s  to %s on %s  %d bytes  %s rows  sha256 %s\n",
+			en.Time.Format(time.RFC3339), en.Seq, en.MsgID, en.NATSURL, en.Subject, en.Bytes, rows, en.SHA256)
+		fmt.Fprintf(e.stdout, "  %s\n", en.Batch)
+	}
+	return nil
+}

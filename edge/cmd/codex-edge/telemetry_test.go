@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/controlplane/httpapi"
+	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/store/sqlite"
+)
+
+// enrollService runs the control plane's enrollment: NATS (JetStream on a
+// random port: -1, since 0 means nats-server's default 4222) with the
+// authority that mints edge credentials, and a SQLite store.
+func enrollService(t *testing.T) (*enroll.Service, controlplane.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	auth, err := natsauth.Open(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	creds, err := auth.SystemCreds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := natsbus.Creds(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := nats.Connect(ns.ClientURL(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Close)
+	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return &enroll.Service{Store: store, Accounts: &natsbus.Accounts{Auth: auth, Sys: sys}, NATSURL: ns.ClientURL()}, store
+}
+
+// nkeySeed matches a NATS user seed in the clear.
+var nkeySeed = regexp.MustCompile(`SU[A-Z2-7]{56}`)
+
+func TestTelemetryCommands(t *testing.T) {
+	svc, store := enrollService(t)
+	api := httptest.NewServer((&httpapi.API{Enroll: svc}).Handler())
+	t.Cleanup(api.Close)
+	org := controlplane.NewID("org")
+	if err := store.CreateOrg(context.Background(), controlplane.Org{ID: org, Name: "Acme", CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+
+	out := c.ok("telemetry", "status")
+	if !strings.Contains(out, "sharing:          off") || !strings.Contains(out, "enrolled:         no") {
+		t.Fatalf("fresh status:\n%s", out)
+	}
+	if code, _, errs := c.run("", "telemetry", "on"); code != 1 || !strings.Contains(errs, "not enrolled") {
+		t.Fatalf("on before enrolling: exit %d %q", code, errs)
+	}
+	if code, _, errs := c.run("", "telemetry", "enroll", "--url", api.URL, "--token", "cpenroll_bogus"); code != 1 || !strings.Contains(errs, "invalid_token") {
+		t.Fatalf("bad token: exit %d %q", code, errs)
+	}
+	if code, _, _ := c.run("", "telemetry", "enroll", "--url", api.URL); code != 2 {
+		t.Fatalf("enroll without --token: exit %d, want 2", code)
+	}
+
+	tok, err := svc.CreateToken(context.Background(), org, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enr struct {
+		EdgeID  string `json:"edge_id"`
+		OrgID   string `json:"org_id"`
+		Sharing bool   `json:"sharing"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("telemetry", "enroll", "--url", api.URL, "--token", tok, "--name", "cli-test", "--json")), &enr); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := store.Edge(context.Background(), org, enr.EdgeID)
+	if err != nil || enr.OrgID != org || enr.Sharing || stored.Name != "cli-test" {
+		t.Fatalf("enrolled %+v, control plane has %+v (%v)", enr, stored, err)
+	}
+	// Only the public key went out; the seed is stored sealed.
+	raw, err := os.ReadFile(filepath.Join(c.env["CODEX_DATA_DIR"], "telemetry", "enrollment.json"))
+	if err != nil || !strings.Contains(string(raw), stored.PublicKey) {
+		t.Fatalf("enrollment.json does not name the enrolled public key: %v", err)
+	}
+	filepath.WalkDir(c.env["CODEX_DATA_DIR"], func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(path); nkeySeed.Match(b) {
+				t.Errorf("%s holds a NATS seed in the clear", path)
+			}
+		}
+		return nil
+	})
+
+	c.ok("telemetry", "on")
+	var st struct {
+		Sharing bool   `json:"sharing"`
+		EdgeID  string `json:"edge_id"`
+		Spool   struct {
+			MaxBatches int `json:"max_batches"`
+		} `json:"spool"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("telemetry", "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Sharing || st.EdgeID != enr.EdgeID || st.Spool.MaxBatches != 10000 {
+		t.Fatalf("status after on: %+v", st)
+	}
+	if out := c.ok("telemetry", "ledger"); !strings.Contains(out, "no batch has left") {
+		t.Fatalf("empty ledger: %q", out)
+	}
+	if out := c.ok("telemetry", "ledger", "--json"); out != "" {
+		t.Fatalf("empty ledger as JSON: %q", out)
+	}
+	c.ok("telemetry", "off")
+	if out := c.ok("telemetry", "status"); !strings.Contains(out, "sharing:          off (since") {
+		t.Fatalf("status after off:\n%s", out)
+	}
+}

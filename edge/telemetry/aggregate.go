@@ -1,0 +1,339 @@
+// Package telemetry is the edge's side of the hybrid link (DESIGN §6): it
+// aggregates request metadata into per-window usage rows, and, only while
+// the customer has switched sharing on, publishes them as wire.UsageBatch
+// messages to the control plane over NATS JetStream. Batches that cannot be
+// sent wait in a bounded on-disk spool; every batch that leaves is first
+// written to an append-only egress ledger the customer can audit.
+//
+// Nothing in this package reads prompt or response content: its input is
+// edge.RequestRecord, which carries none, and its output is wire.UsageBatch,
+// which cannot carry any.
+package telemetry
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync/atomic"
+	"time"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// Labeler turns the edge's own org and key ids into the labels a batch
+// carries. It is called only from the aggregator's goroutine.
+type Labeler interface {
+	Workspace(orgID string) string
+	KeyRef(orgID, keyID string) string
+}
+
+// Pseudonyms labels orgs and keys with HMAC-SHA256 pseudonyms under a
+// per-edge secret: stable, so the dashboard can group by them, but not
+// reversible without the secret, which never leaves the edge.
+type Pseudonyms struct{ Secret []byte }
+
+func (p Pseudonyms) mac(kind, id string) string {
+	m := hmac.New(sha256.New, p.Secret)
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
+// Workspace implements Labeler.
+func (p Pseudonyms) Workspace(orgID string) string { return "ws-" + p.mac("workspace", orgID) }
+
+// KeyRef implements Labeler.
+func (p Pseudonyms) KeyRef(orgID, keyID string) string {
+	if keyID == "" {
+		return "none"
+	}
+	return "key-" + p.mac("key", orgID+"\x00"+keyID)
+}
+
+// Names labels orgs and keys with their names (sanitized to the wire's
+// label charset), for customers who opt into names. Lookups are cached.
+type Names struct {
+	OrgName func(ctx context.Context, orgID string) (string, error)
+	KeyName func(ctx context.Context, keyID string) (string, error)
+	cache   map[string]string
+}
+
+func (n *Names) lookup(kind, id string, f func(context.Context, string) (string, error)) string {
+	if n.cache == nil || len(n.cache) > 10000 {
+		n.cache = make(map[string]string)
+	}
+	if v, ok := n.cache[kind+id]; ok {
+		return v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	name, err := f(ctx, id)
+	v := Label(name)
+	if err != nil || v == "" {
+		v = Label(id) // fall back to the id, which is no secret either
+	} else {
+		n.cache[kind+id] = v
+	}
+	return v
+}
+
+// Workspace implements Labeler.
+func (n *Names) Workspace(orgID string) string { return n.lookup("o", orgID, n.OrgName) }
+
+// KeyRef implements Labeler.
+func (n *Names) KeyRef(_, keyID string) string {
+	if keyID == "" {
+		return "none"
+	}
+	return n.lookup("k", keyID, n.KeyName)
+}
+
+// Label maps s onto wire.LabelChars: disallowed bytes become '-', the
+// result is cut to the maximum length; "" when nothing usable is left.
+func Label(s string) string {
+	b := []byte(s)
+	if len(b) > wire.LabelChars.MaxLen {
+		b = b[:wire.LabelChars.MaxLen]
+	}
+	for i, c := range b {
+		if !wire.LabelChars.Valid(string([]byte{'a', c})) {
+			b[i] = '-'
+		}
+	}
+	for len(b) > 0 && !wire.LabelChars.Valid(string(b[:1])) {
+		b = b[1:]
+	}
+	return string(b)
+}
+
+// Aggregator sums request records into usage rows per window, off the
+// request path: Record only tries a channel send.
+type Aggregator struct {
+	ch       chan edge.RequestRecord
+	on       atomic.Bool
+	accepted atomic.Int64
+	dropped  atomic.Int64
+	skipped  atomic.Int64
+	flush    chan chan struct{}
+}
+
+// NewAggregator returns an aggregator whose queue holds queue records.
+func NewAggregator(queue int) *Aggregator {
+	if queue <= 0 {
+		queue = DefaultQueue
+	}
+	return &Aggregator{ch: make(chan edge.RequestRecord, queue), flush: make(chan chan struct{})}
+}
+
+// SetOn starts or stops accepting records. While off Record does nothing,
+// so no usage is gathered while sharing is off.
+func (a *Aggregator) SetOn(on bool) { a.on.Store(on) }
+
+// Record queues rec for aggregation without blocking; a full queue drops
+// it and counts the drop. It reports whether rec was queued.
+func (a *Aggregator) Record(rec edge.RequestRecord) bool {
+	if !a.on.Load() {
+		return false
+	}
+	select {
+	case a.ch <- rec:
+		a.accepted.Add(1)
+		return true
+	default:
+		a.dropped.Add(1)
+		return false
+	}
+}
+
+// AggregatorStats are the aggregator's counters.
+type AggregatorStats struct {
+	Accepted, Dropped, Skipped int64
+	Depth, Capacity            int
+}
+
+// Stats returns the counters.
+func (a *Aggregator) Stats() AggregatorStats {
+	return AggregatorStats{Accepted: a.accepted.Load(), Dropped: a.dropped.Load(), Skipped: a.skipped.Load(), Depth: len(a.ch), Capacity: cap(a.ch)}
+}
+
+// Flush closes the current window now (after the records queued so far)
+// and waits until it was emitted. For tests and shutdown.
+func (a *Aggregator) Flush(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case a.flush <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Window is one closed window's rows.
+type Window struct {
+	Start, End time.Time
+	Rows       []wire.UsageRow
+}
+
+// Run aggregates until ctx ends, calling emit with each closed window
+// (also windows without rows, which tell the control plane the edge is
+// alive and sharing). On return the last partial window is emitted.
+func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labeler, emit func(Window)) {
+	rows := make(map[wire.RowKey]*wire.UsageRow)
+	labels := &labelCache{l: labeler}
+	start := time.Now().UTC()
+	tick := time.NewTicker(window)
+	defer tick.Stop()
+	closeWindow := func() {
+		end := time.Now().UTC()
+		if !end.After(start) {
+			end = start.Add(time.Microsecond)
+		}
+		if end.Sub(start) > wire.MaxWindow {
+			// A stalled process: the wire bounds a window's length.
+			start = end.Add(-wire.MaxWindow)
+		}
+		w := Window{Start: start, End: end, Rows: make([]wire.UsageRow, 0, len(rows))}
+		for _, r := range rows {
+			w.Rows = append(w.Rows, *r)
+		}
+		clear(rows)
+		start = end
+		emit(w)
+	}
+	drain := func() {
+		for {
+			select {
+			case rec := <-a.ch:
+				a.add(rows, labels, &rec)
+			default:
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case rec := <-a.ch:
+			a.add(rows, labels, &rec)
+		case <-tick.C:
+			closeWindow()
+			labels.reset() // picks up renamed orgs and keys once a window
+		case done := <-a.flush:
+			drain()
+			closeWindow()
+			done <- struct{}{}
+		case <-ctx.Done():
+			drain()
+			closeWindow()
+			return
+		}
+	}
+}
+
+// labelCache remembers labels, so that the hot loop computes an HMAC
+// once per org and key rather than once per request.
+type labelCache struct {
+	l    Labeler
+	ws   map[string]string
+	keys map[[2]string]string
+}
+
+func (c *labelCache) reset() { c.ws, c.keys = nil, nil }
+
+func (c *labelCache) Workspace(orgID string) string {
+	if v, ok := c.ws[orgID]; ok {
+		return v
+	}
+	if c.ws == nil || len(c.ws) > 10000 {
+		c.ws = make(map[string]string)
+	}
+	v := c.l.Workspace(orgID)
+	c.ws[orgID] = v
+	return v
+}
+
+func (c *labelCache) KeyRef(orgID, keyID string) string {
+	k := [2]string{orgID, keyID}
+	if v, ok := c.keys[k]; ok {
+		return v
+	}
+	if c.keys == nil || len(c.keys) > 10000 {
+		c.keys = make(map[[2]string]string)
+	}
+	v := c.l.KeyRef(orgID, keyID)
+	c.keys[k] = v
+	return v
+}
+
+// add folds one record into its row.
+func (a *Aggregator) add(rows map[wire.RowKey]*wire.UsageRow, labels *labelCache, rec *edge.RequestRecord) {
+	if rec.OrgID == "" {
+		a.skipped.Add(1) // not attributable to a workspace
+		return
+	}
+	k := wire.RowKey{
+		Workspace:   labels.Workspace(rec.OrgID),
+		Provider:    string(rec.Provider),
+		Model:       rec.Model,
+		KeyRef:      labels.KeyRef(rec.OrgID, rec.KeyID),
+		CacheStatus: wire.CacheStatus(rec.Cache),
+		StatusClass: wire.ClassOf(rec.Status),
+	}
+	if !wire.ProviderChars.Valid(k.Provider) {
+		k.Provider = "unknown"
+	}
+	if !wire.ModelChars.Valid(k.Model) {
+		k.Model = "unknown"
+	}
+	switch k.CacheStatus {
+	case wire.CacheHit, wire.CacheMiss:
+	default:
+		k.CacheStatus = wire.CacheBypass
+	}
+	r := rows[k]
+	if r == nil {
+		r = &wire.UsageRow{Workspace: k.Workspace, Provider: k.Provider, Model: k.Model, KeyRef: k.KeyRef, CacheStatus: k.CacheStatus, StatusClass: k.StatusClass}
+		rows[k] = r
+	}
+	r.Requests++
+	addTokens(&r.Input, rec.Usage.Input)
+	addTokens(&r.CachedInput, rec.Usage.CachedInput)
+	addTokens(&r.CacheWrite, rec.Usage.CacheWrite)
+	addTokens(&r.Output, rec.Usage.Output)
+	addTokens(&r.Reasoning, rec.Usage.Reasoning)
+	if rec.CostKnown {
+		r.CostNanoUSD += max(rec.CostNanoUSD, 0)
+	} else {
+		r.CostUnknown++
+	}
+	r.SavedNanoUSD += max(rec.SavedNanoUSD, 0)
+	r.LatencyMS[wire.LatencyBucket(rec.Latency)]++
+}
+
+func addTokens(t *wire.Tokens, c edge.Count) {
+	if c.Known {
+		t.Sum += max(c.N, 0)
+	} else {
+		t.Unknown++
+	}
+}
+
+// Fanout is a proxy sink that hands every record to each of its sinks.
+// It reports whether the first (the metadata writer) took it.
+type Fanout []interface{ Record(edge.RequestRecord) bool }
+
+// Record implements proxy.Sink.
+func (f Fanout) Record(rec edge.RequestRecord) bool {
+	ok := true
+	for i, s := range f {
+		if took := s.Record(rec); i == 0 {
+			ok = took
+		}
+	}
+	return ok
+}

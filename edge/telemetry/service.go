@@ -1,0 +1,606 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// Defaults of Options.
+const (
+	DefaultQueue           = 8192
+	DefaultSpoolMaxBatches = 10000
+	DefaultSpoolMaxBytes   = 256 << 20
+	DefaultPoll            = time.Second
+	DefaultMaxBackoff      = 30 * time.Second
+	// rowsPerBatch keeps a batch well under wire.MaxBatchBytes; a window
+	// with more rows goes out as several batches.
+	rowsPerBatch = 1000
+)
+
+// Options configure a Service.
+type Options struct {
+	Dir     Dir
+	Keyring *keyring.Keyring // over OpenKeyStore(Dir.KeyStorePath())
+	// Window is the aggregation window (CODEX_TELEMETRY_WINDOW), at most
+	// wire.MaxWindow.
+	Window          time.Duration
+	Queue           int
+	SpoolMaxBatches int
+	SpoolMaxBytes   int64
+	// Names, when set, labels workspaces and keys by name instead of
+	// HMAC pseudonyms (the customer's opt-in).
+	Names *Names
+	// Poll is how often the switch and enrollment files are re-read, so a
+	// CLI change reaches a running serve.
+	Poll       time.Duration
+	MaxBackoff time.Duration
+	// RootCAs verifies the NATS server's certificate (nil: the system's).
+	RootCAs *x509.CertPool
+	Logger  *slog.Logger
+}
+
+// Service runs the edge's side of the hybrid link.
+type Service struct {
+	opts   Options
+	log    *slog.Logger
+	agg    *Aggregator
+	spool  *Spool
+	ledger *Ledger
+	wake   chan struct{}
+
+	mu       sync.Mutex
+	prog     Progress
+	enr      Enrollment
+	enrolled bool
+	sharing  Sharing
+	lastErr  string
+	labels   atomic.Pointer[Labeler]
+	pseudoOf []byte // the sealed pseudonym secret the labels were made from
+
+	connected atomic.Bool
+	sent      atomic.Int64
+	failures  atomic.Int64
+
+	cancel  context.CancelFunc
+	aggDone chan struct{}
+	bgDone  chan struct{}
+}
+
+// Open loads the telemetry directory. It makes no network connection.
+func Open(opts Options) (*Service, error) {
+	if opts.Window <= 0 || opts.Window > wire.MaxWindow {
+		return nil, fmt.Errorf("telemetry window must be in (0, %s]", wire.MaxWindow)
+	}
+	if opts.SpoolMaxBatches <= 0 {
+		opts.SpoolMaxBatches = DefaultSpoolMaxBatches
+	}
+	if opts.SpoolMaxBytes <= 0 {
+		opts.SpoolMaxBytes = DefaultSpoolMaxBytes
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = DefaultPoll
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := opts.Dir.Ensure(); err != nil {
+		return nil, err
+	}
+	sp, err := OpenSpool(opts.Dir.path("spool"), opts.SpoolMaxBatches, opts.SpoolMaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{opts: opts, log: opts.Logger.With("component", "telemetry"), agg: NewAggregator(opts.Queue), spool: sp,
+		ledger: &Ledger{path: opts.Dir.LedgerPath()}, wake: make(chan struct{}, 1)}
+	if s.prog, err = opts.Dir.Progress(); err != nil {
+		return nil, err
+	}
+	// A spooled batch whose number the progress file missed (a crash
+	// between the two writes) must not have its number reused.
+	s.prog.LastSeq = max(s.prog.LastSeq, sp.Stats().MaxSeq, s.prog.LedgerSeq)
+	s.reload(context.Background())
+	return s, nil
+}
+
+// Record implements proxy.Sink: it never blocks.
+func (s *Service) Record(rec edge.RequestRecord) bool { return s.agg.Record(rec) }
+
+// Workspace implements Labeler over the current labels.
+func (s *Service) Workspace(orgID string) string {
+	if l := s.labels.Load(); l != nil {
+		return (*l).Workspace(orgID)
+	}
+	return "unlabelled"
+}
+
+// KeyRef implements Labeler over the current labels.
+func (s *Service) KeyRef(orgID, keyID string) string {
+	if l := s.labels.Load(); l != nil {
+		return (*l).KeyRef(orgID, keyID)
+	}
+	return "unlabelled"
+}
+
+// Start runs the aggregator, the file watcher and the sender until Close.
+func (s *Service) Start(ctx context.Context) {
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	aggCtx, aggCancel := context.WithCancel(ctx)
+	s.aggDone, s.bgDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.aggDone)
+		s.agg.Run(aggCtx, s.opts.Window, s, s.emit)
+	}()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.watch(ctx) }()
+	go func() { defer wg.Done(); s.send(ctx) }()
+	go func() {
+		<-ctx.Done()
+		aggCancel()
+		wg.Wait()
+		close(s.bgDone)
+	}()
+}
+
+// Close stops the service: the current window is closed into the spool
+// (if sharing is on) and the connection, if any, is closed.
+func (s *Service) Close() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	<-s.aggDone
+	<-s.bgDone
+}
+
+// Flush closes the current window now and spools it; for tests and the
+// demo, so totals need not wait for the window.
+func (s *Service) Flush(ctx context.Context) { s.agg.Flush(ctx) }
+
+// SetSharing switches sharing and persists the switch; by says who.
+func (s *Service) SetSharing(ctx context.Context, on bool, by string) error {
+	if err := s.opts.Dir.SetSharing(on, by); err != nil {
+		return err
+	}
+	s.reload(ctx)
+	return nil
+}
+
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watch re-reads the switch and enrollment, so a change made by the CLI
+// in another process takes effect within Poll.
+func (s *Service) watch(ctx context.Context) {
+	t := time.NewTicker(s.opts.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.reload(ctx)
+		}
+	}
+}
+
+// reload applies the files' state.
+func (s *Service) reload(ctx context.Context) {
+	sh, err := s.opts.Dir.Sharing()
+	if err != nil {
+		s.setErr("read sharing switch: " + err.Error())
+		sh = Sharing{} // unreadable means off
+	}
+	enr, enrolled, err := s.opts.Dir.Enrollment()
+	if err != nil {
+		s.setErr("read enrollment: " + err.Error())
+		enrolled = false
+	}
+	s.mu.Lock()
+	changed := sh.On != s.sharing.On || enrolled != s.enrolled || enr.EdgeID != s.enr.EdgeID
+	s.sharing, s.enr, s.enrolled = sh, enr, enrolled
+	needLabels := enrolled && s.labels.Load() == nil || string(enr.SealedPseudonym) != string(s.pseudoOf)
+	s.mu.Unlock()
+	if enrolled && needLabels {
+		if err := s.makeLabels(ctx, enr); err != nil {
+			s.setErr(err.Error())
+		}
+	}
+	on := sh.On && enrolled && s.labels.Load() != nil
+	s.agg.SetOn(on)
+	if changed {
+		s.log.Info("telemetry sharing", "on", sh.On, "enrolled", enrolled, "edge_id", enr.EdgeID)
+		s.poke()
+	}
+}
+
+func (s *Service) makeLabels(ctx context.Context, enr Enrollment) error {
+	var l Labeler
+	if s.opts.Names != nil {
+		l = s.opts.Names
+	} else {
+		secret, err := s.opts.Keyring.Open(ctx, KeyOrg, keyring.PurposeTelemetry, recordPseudonym, enr.SealedPseudonym)
+		if err != nil {
+			return fmt.Errorf("open the pseudonym secret: %w", err)
+		}
+		l = Pseudonyms{Secret: secret}
+	}
+	s.labels.Store(&l)
+	s.mu.Lock()
+	s.pseudoOf = enr.SealedPseudonym
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Service) setErr(msg string) {
+	s.mu.Lock()
+	changed := s.lastErr != msg
+	s.lastErr = msg
+	s.mu.Unlock()
+	if changed && msg != "" {
+		s.log.Warn("telemetry", "err", msg)
+	}
+}
+
+// active reports whether batches may be produced and sent, and for whom.
+func (s *Service) active() (Enrollment, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enr, s.sharing.On && s.enrolled
+}
+
+// emit turns a closed window into batches in the spool.
+func (s *Service) emit(w Window) {
+	enr, on := s.active()
+	if !on {
+		return // gathered while on, but the customer has switched off since
+	}
+	rows := w.Rows
+	for first := true; first || len(rows) > 0; first = false {
+		n := min(len(rows), rowsPerBatch)
+		for {
+			data, seq, err := s.encode(enr, w, rows[:n])
+			if errors.Is(err, wire.ErrInvalid) && n > 1 {
+				n /= 2 // too large: split further
+				continue
+			}
+			if err != nil {
+				s.setErr("encode batch: " + err.Error())
+				s.failures.Add(1)
+				break
+			}
+			if err := s.spoolBatch(seq, data); err != nil {
+				s.setErr(err.Error())
+			}
+			break
+		}
+		rows = rows[n:]
+	}
+	s.poke()
+}
+
+func (s *Service) encode(enr Enrollment, w Window, rows []wire.UsageRow) ([]byte, int64, error) {
+	s.mu.Lock()
+	seq := s.prog.LastSeq + 1
+	s.mu.Unlock()
+	b := wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: w.Start, WindowEnd: w.End,
+		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows}
+	data, err := wire.Encode(&b)
+	return data, seq, err
+}
+
+func (s *Service) spoolBatch(seq int64, data []byte) error {
+	s.mu.Lock()
+	s.prog.LastSeq = seq
+	p := s.prog
+	s.mu.Unlock()
+	// The number is persisted first: after a crash a number is skipped,
+	// never reused for different content.
+	if err := s.opts.Dir.saveProgress(p); err != nil {
+		return err
+	}
+	dropped, err := s.spool.Put(seq, data)
+	if dropped > 0 {
+		st := s.spool.Stats()
+		s.log.Warn("telemetry spool full: oldest batches dropped", "dropped", dropped,
+			"max_batches", st.MaxBatches, "max_bytes", st.MaxBytes, "dropped_total", st.Dropped)
+	}
+	return err
+}
+
+// link is a connection to the control plane's NATS.
+type link struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	kp  nkeys.KeyPair
+	enr Enrollment
+}
+
+func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
+	seed, err := s.opts.Keyring.Open(ctx, KeyOrg, keyring.PurposeTelemetry, recordSeed, enr.SealedSeed)
+	if err != nil {
+		return nil, fmt.Errorf("open the nats seed: %w", err)
+	}
+	kp, err := nkeys.FromSeed(seed)
+	clear(seed)
+	if err != nil {
+		return nil, fmt.Errorf("nats seed: %w", err)
+	}
+	u, err := url.Parse(enr.NATSURL)
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("nats url: %w", err)
+	}
+	jwtCB := func() (string, error) { return enr.UserJWT, nil }
+	opts := []nats.Option{
+		nats.UserJWT(jwtCB, func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) }),
+		nats.Name("codex-edge " + enr.EdgeID),
+		nats.Timeout(5 * time.Second),
+		// The sender reconnects itself, so that switching sharing off
+		// leaves no client retrying in the background.
+		nats.NoReconnect(),
+		nats.NoCallbacksAfterClientClose(),
+	}
+	if enr.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(enr.InboxPrefix))
+	}
+	if u.Scheme == "tls" || !isLoopbackHost(u.Hostname()) {
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.opts.RootCAs, ServerName: u.Hostname()}))
+	}
+	nc, err := nats.Connect(enr.NATSURL, opts...)
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("connect to %s: %w", u.Host, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		kp.Wipe()
+		return nil, err
+	}
+	s.connected.Store(true)
+	return &link{nc: nc, js: js, kp: kp, enr: enr}, nil
+}
+
+func (s *Service) disconnect(l **link) {
+	if *l != nil {
+		(*l).nc.Close()
+		(*l).kp.Wipe()
+		*l = nil
+		s.connected.Store(false)
+	}
+}
+
+// send delivers spooled batches in order while sharing is on, one at a
+// time, each after the previous one was acknowledged.
+func (s *Service) send(ctx context.Context) {
+	var l *link
+	defer s.disconnect(&l)
+	backoff := time.Duration(0)
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		if backoff > 0 {
+			retry.Reset(backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-retry.C:
+		}
+		enr, on := s.active()
+		if !on || (l != nil && l.enr.EdgeID != enr.EdgeID) {
+			s.disconnect(&l)
+		}
+		if !on {
+			backoff = 0
+			continue
+		}
+		ok, err := s.drain(ctx, enr, &l)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.failures.Add(1)
+			s.setErr(err.Error())
+			s.disconnect(&l)
+			backoff = min(max(2*backoff, 250*time.Millisecond), s.opts.MaxBackoff)
+		case ok:
+			s.setErr("")
+			backoff = 0
+		}
+	}
+}
+
+// drain sends spooled batches until the spool is empty, sharing goes off
+// or a send fails.
+func (s *Service) drain(ctx context.Context, enr Enrollment, l **link) (bool, error) {
+	for {
+		if cur, on := s.active(); !on || cur.EdgeID != enr.EdgeID {
+			return true, nil
+		}
+		seq, data, ok, err := s.spool.Oldest()
+		if err != nil || !ok {
+			return true, err
+		}
+		b, err := wire.Decode(data)
+		if err != nil || b.EdgeID != enr.EdgeID || b.OrgID != enr.OrgID {
+			// Made for an earlier enrollment (or damaged): it cannot go to
+			// this subject, and was never sent from here.
+			s.log.Warn("telemetry: dropping a spooled batch of another enrollment", "seq", seq)
+			if err := s.spool.Remove(seq); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if *l == nil {
+			if *l, err = s.connect(ctx, enr); err != nil {
+				return false, err
+			}
+		}
+		msgID := wire.MsgID(enr.EdgeID, seq)
+		s.mu.Lock()
+		ledgered := seq <= s.prog.LedgerSeq
+		s.mu.Unlock()
+		if !ledgered {
+			// Written before the first attempt: whatever may have left is
+			// in the ledger, and a retry is the same message, not a new one.
+			if err := s.ledger.Append(LedgerEntry{Time: time.Now().UTC(), NATSURL: enr.NATSURL, Subject: enr.Subject, MsgID: msgID, Seq: seq}, data); err != nil {
+				return false, err
+			}
+			if err := s.updateProgress(func(p *Progress) { p.LedgerSeq = seq }); err != nil {
+				return false, err
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = (*l).js.Publish(pctx, enr.Subject, data, jetstream.WithMsgID(msgID))
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("publish batch %d: %w", seq, err)
+		}
+		s.sent.Add(1)
+		if err := s.spool.Remove(seq); err != nil {
+			return false, err
+		}
+		if err := s.updateProgress(func(p *Progress) { p.LastSentSeq, p.LastSentAt = seq, time.Now().UTC() }); err != nil {
+			return false, err
+		}
+	}
+}
+
+func (s *Service) updateProgress(f func(*Progress)) error {
+	s.mu.Lock()
+	f(&s.prog)
+	p := s.prog
+	s.mu.Unlock()
+	return s.opts.Dir.saveProgress(p)
+}
+
+// Status is what `codex-edge telemetry status` and the admin API report.
+type Status struct {
+	Sharing          bool            `json:"sharing"`
+	SharingChangedAt *time.Time      `json:"sharing_changed_at,omitempty"`
+	Enrolled         bool            `json:"enrolled"`
+	EdgeID           string          `json:"edge_id,omitempty"`
+	OrgID            string          `json:"org_id,omitempty"`
+	ControlPlaneURL  string          `json:"control_plane_url,omitempty"`
+	NATSURL          string          `json:"nats_url,omitempty"`
+	Subject          string          `json:"subject,omitempty"`
+	Names            bool            `json:"names"` // labels are names, not pseudonyms
+	LastSeq          int64           `json:"last_seq"`
+	LastSentSeq      int64           `json:"last_sent_seq"`
+	LastSentAt       *time.Time      `json:"last_sent_at,omitempty"`
+	Spool            SpoolStats      `json:"spool"`
+	Running          bool            `json:"running"` // reported by a running serve
+	Connected        bool            `json:"connected"`
+	LastError        string          `json:"last_error,omitempty"`
+	Aggregator       AggregatorStats `json:"-"`
+}
+
+// ReadStatus reports the state kept in d, for the CLI (a running serve may
+// be sending meanwhile); the bounds are the configured spool bounds.
+func ReadStatus(d Dir, maxBatches int, maxBytes int64) (Status, error) {
+	var st Status
+	sh, err := d.Sharing()
+	if err != nil {
+		return st, err
+	}
+	enr, ok, err := d.Enrollment()
+	if err != nil {
+		return st, err
+	}
+	p, err := d.Progress()
+	if err != nil {
+		return st, err
+	}
+	sp, err := OpenSpool(d.path("spool"), maxBatches, maxBytes)
+	if err != nil {
+		return st, err
+	}
+	fill(&st, sh, enr, ok, p, sp.Stats())
+	return st, nil
+}
+
+func fill(st *Status, sh Sharing, enr Enrollment, enrolled bool, p Progress, sp SpoolStats) {
+	st.Sharing, st.Enrolled = sh.On, enrolled
+	if !sh.ChangedAt.IsZero() {
+		t := sh.ChangedAt
+		st.SharingChangedAt = &t
+	}
+	if enrolled {
+		st.EdgeID, st.OrgID, st.ControlPlaneURL, st.NATSURL, st.Subject = enr.EdgeID, enr.OrgID, enr.ControlPlaneURL, enr.NATSURL, enr.Subject
+	}
+	st.LastSeq, st.LastSentSeq = p.LastSeq, p.LastSentSeq
+	if !p.LastSentAt.IsZero() {
+		t := p.LastSentAt
+		st.LastSentAt = &t
+	}
+	st.Spool = sp
+}
+
+// Status reports the running service's state.
+func (s *Service) Status() Status {
+	var st Status
+	s.mu.Lock()
+	fill(&st, s.sharing, s.enr, s.enrolled, s.prog, s.spool.Stats())
+	st.LastError = s.lastErr
+	s.mu.Unlock()
+	st.Names = s.opts.Names != nil
+	st.Running, st.Connected = true, s.connected.Load()
+	st.Aggregator = s.agg.Stats()
+	return st
+}
+
+// Ledger returns every ledger entry.
+func (s *Service) Ledger() ([]LedgerEntry, error) { return ReadLedger(s.opts.Dir.LedgerPath()) }
+
+// Collectors returns the service's Prometheus metrics.
+func (s *Service) Collectors() []prometheus.Collector {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	return []prometheus.Collector{
+		gauge("codex_edge_telemetry_sharing", "1 while metric sharing is switched on.", func() float64 { _, on := s.active(); return b2f(on) }),
+		gauge("codex_edge_telemetry_connected", "1 while connected to the control plane's NATS.", func() float64 { return b2f(s.connected.Load()) }),
+		gauge("codex_edge_telemetry_spool_batches", "Batches waiting in the spool.", func() float64 { return float64(s.spool.Stats().Batches) }),
+		gauge("codex_edge_telemetry_spool_bytes", "Bytes waiting in the spool.", func() float64 { return float64(s.spool.Stats().Bytes) }),
+		gauge("codex_edge_telemetry_spool_max_batches", "Spool bound in batches (CODEX_TELEMETRY_SPOOL_MAX_BATCHES).", func() float64 { return float64(s.spool.Stats().MaxBatches) }),
+		gauge("codex_edge_telemetry_spool_max_bytes", "Spool bound in bytes (CODEX_TELEMETRY_SPOOL_MAX_BYTES).", func() float64 { return float64(s.spool.Stats().MaxBytes) }),
+		counter("codex_edge_telemetry_spool_dropped_total", "Batches dropped because the spool was full.", func() float64 { return float64(s.spool.Stats().Dropped) }),
+		counter("codex_edge_telemetry_batches_sent_total", "Batches acknowledged by the control plane's JetStream.", func() float64 { return float64(s.sent.Load()) }),
+		counter("codex_edge_telemetry_failures_total", "Failed connection or publish attempts (retried).", func() float64 { return float64(s.failures.Load()) }),
+		counter("codex_edge_telemetry_records_dropped_total", "Request records not aggregated because the telemetry queue was full.", func() float64 { return float64(s.agg.Stats().Dropped) }),
+	}
+}

@@ -1,0 +1,225 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/shared/wire"
+)
+
+// Dir is the telemetry directory inside the edge's data directory. Every
+// file is private to the edge's user (0600, directory 0700):
+//
+//	keys.json        wrapped data keys of KeyOrg (see KeyStore)
+//	enrollment.json  edge id, control plane org, NATS URL, subject, user JWT, sealed seed
+//	sharing.json     the customer's switch: {"on": bool, "changed_at": …}
+//	progress.json    last sequence number used, last batch acknowledged
+//	spool/           batches not yet acknowledged, one file per sequence number
+//	ledger.jsonl     every batch that left, appended before it is sent
+type Dir string
+
+// DirIn returns the telemetry directory of a data directory.
+func DirIn(dataDir string) Dir { return Dir(filepath.Join(dataDir, "telemetry")) }
+
+func (d Dir) path(name string) string { return filepath.Join(string(d), name) }
+
+// Ensure creates the directory.
+func (d Dir) Ensure() error {
+	if err := os.MkdirAll(d.path("spool"), 0o700); err != nil {
+		return fmt.Errorf("telemetry directory: %w", err)
+	}
+	return nil
+}
+
+// LedgerPath is the egress ledger's file.
+func (d Dir) LedgerPath() string { return d.path("ledger.jsonl") }
+
+// KeyStorePath is the file of KeyStore.
+func (d Dir) KeyStorePath() string { return d.path("keys.json") }
+
+// Enrollment is what enrolling the edge produced.
+type Enrollment struct {
+	ControlPlaneURL string    `json:"control_plane_url"`
+	EdgeID          string    `json:"edge_id"`
+	OrgID           string    `json:"org_id"` // control plane org
+	NATSURL         string    `json:"nats_url"`
+	Subject         string    `json:"subject"`
+	InboxPrefix     string    `json:"inbox_prefix"`
+	UserJWT         string    `json:"user_jwt"`
+	PublicKey       string    `json:"public_key"`
+	SealedSeed      []byte    `json:"sealed_seed"`      // keyring: KeyOrg, purpose telemetry
+	SealedPseudonym []byte    `json:"sealed_pseudonym"` // keyring: KeyOrg, purpose telemetry
+	EnrolledAt      time.Time `json:"enrolled_at"`
+}
+
+// Enrollment reads the enrollment; ok is false when the edge is not enrolled.
+func (d Dir) Enrollment() (e Enrollment, ok bool, err error) {
+	ok, err = readJSON(d.path("enrollment.json"), &e)
+	return e, ok, err
+}
+
+// Sharing is the customer's switch.
+type Sharing struct {
+	On        bool      `json:"on"`
+	ChangedAt time.Time `json:"changed_at"`
+	By        string    `json:"by"` // "cli" or "admin-api"
+}
+
+// Sharing reads the switch; absent means off.
+func (d Dir) Sharing() (Sharing, error) {
+	var s Sharing
+	_, err := readJSON(d.path("sharing.json"), &s)
+	return s, err
+}
+
+// SetSharing writes the switch.
+func (d Dir) SetSharing(on bool, by string) error {
+	if err := d.Ensure(); err != nil {
+		return err
+	}
+	return writeJSON(d.path("sharing.json"), Sharing{On: on, ChangedAt: time.Now().UTC(), By: by})
+}
+
+// Progress is the delivery state that must survive restarts.
+type Progress struct {
+	LastSeq     int64     `json:"last_seq"`      // highest sequence number given to a batch
+	LedgerSeq   int64     `json:"ledger_seq"`    // highest sequence number written to the ledger
+	LastSentSeq int64     `json:"last_sent_seq"` // highest acknowledged
+	LastSentAt  time.Time `json:"last_sent_at"`
+}
+
+// Progress reads the delivery state.
+func (d Dir) Progress() (Progress, error) {
+	var p Progress
+	_, err := readJSON(d.path("progress.json"), &p)
+	return p, err
+}
+
+func (d Dir) saveProgress(p Progress) error { return writeJSON(d.path("progress.json"), p) }
+
+// EnrollRequest is what the edge sends to the control plane's
+// POST /api/v1/enroll.
+type EnrollRequest struct {
+	Token     string `json:"token"`
+	PublicKey string `json:"public_key"`
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+}
+
+type enrollResponse struct {
+	EdgeID      string `json:"edge_id"`
+	OrgID       string `json:"org_id"`
+	UserJWT     string `json:"user_jwt"`
+	NATSURL     string `json:"nats_url"`
+	Subject     string `json:"subject"`
+	InboxPrefix string `json:"inbox_prefix"`
+}
+
+// Enroll creates the edge's NATS user key pair, sends only its public half
+// with the one-time token to the control plane at cpURL, and stores the
+// answer with the private seed sealed by kr (org KeyOrg, purpose
+// telemetry). Sharing stays as it was (off unless switched on).
+func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client, cpURL, token, name, version string) (Enrollment, error) {
+	u, err := url.Parse(cpURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return Enrollment{}, fmt.Errorf("control plane URL %q: want https://host[:port]", cpURL)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return Enrollment{}, fmt.Errorf("control plane URL %q: plain http is allowed only on loopback; use https", cpURL)
+	}
+	if err := d.Ensure(); err != nil {
+		return Enrollment{}, err
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("create nats user key: %w", err)
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return Enrollment{}, err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return Enrollment{}, err
+	}
+	defer clear(seed)
+	sealedSeed, err := kr.Seal(ctx, KeyOrg, keyring.PurposeTelemetry, recordSeed, seed)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("seal the nats seed: %w", err)
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	sealedPseudo, err := kr.Seal(ctx, KeyOrg, keyring.PurposeTelemetry, recordPseudonym, secret)
+	clear(secret)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("seal the pseudonym secret: %w", err)
+	}
+	if old, ok, err := d.Enrollment(); err == nil && ok && len(old.SealedPseudonym) > 0 {
+		// Re-enrolling keeps the pseudonyms stable.
+		sealedPseudo = old.SealedPseudonym
+	}
+
+	body, _ := json.Marshal(EnrollRequest{Token: token, PublicKey: pub, Name: name, Version: version})
+	endpoint := strings.TrimRight(u.String(), "/") + "/api/v1/enroll"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return Enrollment{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("enroll at %s: %w", u.Host, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("enroll: read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		json.Unmarshal(raw, &e)
+		return Enrollment{}, fmt.Errorf("enroll refused (%s): %s %s", resp.Status, e.Error.Code, e.Error.Message)
+	}
+	var r enrollResponse
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return Enrollment{}, fmt.Errorf("enroll: malformed answer: %w", err)
+	}
+	if !wire.IDChars.Valid(r.EdgeID) || !wire.IDChars.Valid(r.OrgID) || r.Subject != wire.Subject(r.OrgID, r.EdgeID) || r.UserJWT == "" || r.NATSURL == "" {
+		return Enrollment{}, errors.New("enroll: the control plane's answer is incomplete or names another subject")
+	}
+	e := Enrollment{
+		ControlPlaneURL: strings.TrimRight(u.String(), "/"), EdgeID: r.EdgeID, OrgID: r.OrgID, NATSURL: r.NATSURL,
+		Subject: r.Subject, InboxPrefix: r.InboxPrefix, UserJWT: r.UserJWT, PublicKey: pub,
+		SealedSeed: sealedSeed, SealedPseudonym: sealedPseudo, EnrolledAt: time.Now().UTC(),
+	}
+	if err := writeJSON(d.path("enrollment.json"), e); err != nil {
+		return Enrollment{}, err
+	}
+	return e, nil
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
