@@ -88,7 +88,7 @@ func TestAuth(t *testing.T) {
 	}{
 		{"openai missing", edge.OpenAI, chat, nil, chatBody},
 		{"openai malformed", edge.OpenAI, chat, map[string]string{"Authorization": "Bearer pk_live_nope"}, chatBody},
-		{"openai typo", edge.OpenAI, chat, map[string]string{"Authorization": "Bearer " + tn.key[:20] + "X" + tn.key[21:]}, chatBody},
+		{"openai typo", edge.OpenAI, chat, map[string]string{"Authorization": "Bearer " + typo(tn.key, 20)}, chatBody},
 		{"openai unknown", edge.OpenAI, chat, map[string]string{"Authorization": "Bearer " + other}, chatBody},
 		{"openai provider key", edge.OpenAI, chat, map[string]string{"Authorization": "Bearer " + tn.providerKey}, chatBody},
 		{"anthropic missing", edge.Anthropic, msgs, anth, msgBody},
@@ -512,4 +512,13 @@ func TestAdminToken(t *testing.T) {
 	if st, _, body := raw(t, "POST", url, map[string]string{"Authorization": "Bearer " + token}, ""); st != 200 {
 		t.Fatalf("with the token: %d %s", st, body)
 	}
+}
+
+// typo changes the character at i to a different one.
+func typo(key string, i int) string {
+	c := byte('X')
+	if key[i] == c {
+		c = 'Y'
+	}
+	return key[:i] + string(c) + key[i+1:]
 }
