@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -216,4 +217,27 @@ func (d *decoder) bytes() []byte {
 	s := d.b[:n:n]
 	d.b = d.b[n:]
 	return s
+}
+
+// Complete reports whether a stream entry ends as a finished answer of
+// its provider does (a truncated or failed stream is not stored). A JSON
+// entry is complete by construction.
+func (e *Entry) Complete() bool {
+	if !e.Stream {
+		return true
+	}
+	n := e.NumEvents()
+	if n == 0 {
+		return false
+	}
+	last := e.Event(n - 1)
+	switch {
+	case e.Provider == edge.OpenAI && e.Endpoint == "chat.completions":
+		return bytes.Contains(last, []byte("data: [DONE]")) || bytes.Contains(last, []byte("data:[DONE]"))
+	case e.Provider == edge.OpenAI && e.Endpoint == "responses":
+		return bytes.Contains(last, []byte(`"response.completed"`))
+	case e.Provider == edge.Anthropic && e.Endpoint == "messages":
+		return bytes.Contains(last, []byte(`"message_stop"`))
+	}
+	return false
 }

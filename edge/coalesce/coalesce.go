@@ -54,6 +54,12 @@ func (g *Group) Len() int {
 	return len(g.m)
 }
 
+// Solo returns a flight outside any group: it only records an answer
+// (for the cache) and is never joined.
+func Solo() *Flight {
+	return &Flight{g: &Group{}, refs: 1, changed: make(chan struct{}), entry: &cache.Entry{}}
+}
+
 // Forget stops f from taking new followers; later identical requests
 // start a new flight (or hit the cache the leader filled).
 func (g *Group) Forget(f *Flight) {
@@ -146,9 +152,14 @@ func (f *Flight) Size() int {
 // Finish ends the flight with a complete answer: body for a JSON answer
 // (nil for a stream), and result, what the leader computed about it
 // (usage, cost), handed to followers as is.
-func (f *Flight) Finish(body []byte, result any) {
+// fill, when set, completes the entry (model, usage, cost) under the
+// flight's lock, before followers can see it.
+func (f *Flight) Finish(body []byte, result any, fill func(*cache.Entry)) {
 	f.mu.Lock()
 	f.entry.Body = body
+	if fill != nil {
+		fill(f.entry)
+	}
 	f.result = result
 	f.done = true
 	f.notify()

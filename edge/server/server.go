@@ -22,6 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/cache"
+	"github.com/persiv/codex/edge/cache/memory"
+	cacheredis "github.com/persiv/codex/edge/cache/redis"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/keyring"
@@ -68,6 +71,7 @@ type Server struct {
 	dir    *directory.Directory
 	writer *metadata.Writer
 	reg    *prometheus.Registry
+	cache  *cache.Cache
 
 	main, admin     *http.Server
 	mainLn, adminLn net.Listener
@@ -141,7 +145,12 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.writer.Dropped()) }),
 	)
 
+	cacheOpts, err := s.openCache(cfg)
+	if err != nil {
+		return nil, err
+	}
 	px := proxy.New(s.dir, s.writer, prices, proxy.Options{
+		Cache:          cacheOpts,
 		ConnectTimeout: cfg.UpstreamConnectTimeout,
 		HeaderTimeout:  cfg.UpstreamHeaderTimeout,
 		IdleTimeout:    cfg.UpstreamIdleTimeout,
@@ -179,6 +188,37 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s.admin = &http.Server{Handler: a, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil
+}
+
+// openCache builds the response cache: Redis when CODEX_REDIS_URL is set,
+// else in-process, with per-org and per-key overrides.
+func (s *Server) openCache(cfg config.Config) (proxy.CacheOptions, error) {
+	overrides, err := config.ParseCacheOverrides(cfg.CacheOverrides)
+	if err != nil {
+		return proxy.CacheOptions{}, err
+	}
+	var b cache.Backend
+	if cfg.RedisURL != "" {
+		if b, err = cacheredis.Open(cfg.RedisURL, cacheredis.Options{}); err != nil {
+			return proxy.CacheOptions{}, err
+		}
+	} else if b, err = memory.New(cfg.CacheBudgetBytes); err != nil {
+		return proxy.CacheOptions{}, err
+	}
+	s.cache = cache.New(b, s.keys, cache.Options{Registerer: s.reg})
+	o := proxy.CacheOptions{Cache: s.cache, Enabled: cfg.CacheEnabled, TTL: cfg.CacheTTL, MaxTTL: cfg.CacheMaxTTL, MaxEntryBytes: cfg.CacheMaxEntryBytes}
+	if len(overrides) > 0 {
+		o.Policy = func(orgID, keyID string) proxy.CachePolicy {
+			if v, ok := overrides[keyID]; ok {
+				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
+			}
+			if v, ok := overrides[orgID]; ok {
+				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
+			}
+			return proxy.CachePolicy{Enabled: cfg.CacheEnabled}
+		}
+	}
+	return o, nil
 }
 
 func newEcho() *echo.Echo {
@@ -292,5 +332,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 	}
 	errs = append(errs, s.writer.Close(ctx))
+	if s.cache != nil {
+		errs = append(errs, s.cache.Close())
+	}
 	return errors.Join(errs...)
 }
