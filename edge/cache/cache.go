@@ -168,5 +168,8 @@ func (c *Cache) Set(ctx context.Context, orgID, record string, e *Entry, ttl tim
 	return nil
 }
 
+// Timeout is the longest one backend call may take.
+func (c *Cache) Timeout() time.Duration { return c.timeout }
+
 // Close closes the backend.
 func (c *Cache) Close() error { return c.b.Close() }

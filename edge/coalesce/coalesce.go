@@ -166,6 +166,16 @@ func (f *Flight) Finish(body []byte, result any, fill func(*cache.Entry)) {
 	f.mu.Unlock()
 }
 
+// Resolve ends the flight with an answer that did not come from the
+// leader's own call (a cache hit).
+func (f *Flight) Resolve(e *cache.Entry, result any) {
+	f.mu.Lock()
+	f.entry, f.result = e, result
+	f.started, f.done = true, true
+	f.notify()
+	f.mu.Unlock()
+}
+
 // Fail ends the flight without a complete answer.
 func (f *Flight) Fail(err error) {
 	f.mu.Lock()

@@ -127,54 +127,79 @@ func (x *exchange) setCache(c echo.Context, s edge.CacheStatus) {
 // serveCached answers from the cache or an identical call in flight when
 // it can; otherwise it prepares x to record the fresh answer, and returns
 // served false.
+//
+// The flight is joined before the cache is read: a request arriving just
+// after another stored its answer either still finds that flight or, once
+// the flight is gone, finds the entry, so there is no window in which it
+// would call the provider again. Concurrent hits share one lookup.
 func (p *Proxy) serveCached(c echo.Context, x *exchange) (served bool, err error) {
 	cs := &x.cache
 	if !cs.store {
 		return false, nil
 	}
-	ctx := c.Request().Context()
-	if cs.lookup {
-		e, err := p.opts.Cache.Cache.Get(ctx, x.key.OrgID, cs.record)
-		if err == nil {
-			if out, rerr := cache.Render(e, x.stream); rerr == nil {
-				return true, p.serveEntry(c, x, out)
-			}
-			// Cached in the other form and not renderable in this one:
-			// this form keeps its own entry.
-			cs.record += "/" + form(x.stream)
-			e, err = p.opts.Cache.Cache.Get(ctx, x.key.OrgID, cs.record)
-			if err == nil && e.Stream == x.stream {
-				return true, p.serveEntry(c, x, e)
-			}
-		}
-		if err != nil && !errors.Is(err, cache.ErrMiss) {
-			// Backend trouble: answer without the cache; counted by the cache.
-			p.opts.Logger.Debug("cache unavailable; bypassing", "err", err)
-			x.setCache(c, edge.CacheBypass)
-			cs.store = false
-		} else {
-			x.setCache(c, edge.CacheMiss)
-		}
-	} else {
-		x.setCache(c, edge.CacheMiss)
-	}
 	if cs.coalesce {
-		key := x.key.OrgID + "\x00" + x.rec.Fingerprint + "\x00" + form(x.stream)
-		f, leader := p.flights.Join(key)
+		// One flight per org and fingerprint, whatever the form: a
+		// follower of the other form gets the answer rendered.
+		f, leader := p.flights.Join(x.key.OrgID + "\x00" + x.rec.Fingerprint)
 		if !leader {
 			if served, err := p.follow(c, x, f); served {
 				return true, err
 			}
-			cs.store = false // the leader stores; this one retries alone
+			if strings.Contains(cs.record, "/") {
+				// The leader's answer does not render in this form: this
+				// one keeps its own entry.
+				cs.flight = coalesce.Solo()
+			} else {
+				cs.store = false // the leader stores; this one retries alone
+			}
+			x.setCache(c, edge.CacheMiss)
 			return false, nil
 		}
 		cs.flight, cs.shared = f, true
-		return false, nil
 	}
-	if cs.store {
+	x.setCache(c, edge.CacheMiss)
+	if cs.lookup {
+		ctx := c.Request().Context()
+		e, err := p.opts.Cache.Cache.Get(ctx, x.key.OrgID, cs.record)
+		if err == nil {
+			out, rerr := cache.Render(e, x.stream)
+			if rerr != nil {
+				// Cached in the other form and not renderable in this
+				// one: this form keeps its own entry.
+				cs.record += "/" + form(x.stream)
+				if e, err = p.opts.Cache.Cache.Get(ctx, x.key.OrgID, cs.record); err == nil && e.Stream != x.stream {
+					err = cache.ErrMiss
+				}
+				out = e
+			}
+			if err == nil {
+				p.resolveFlight(x, e)
+				return true, p.serveEntry(c, x, out)
+			}
+		}
+		if err != nil && !errors.Is(err, cache.ErrMiss) {
+			// Backend trouble: answer without the cache (counted by it).
+			p.opts.Logger.Debug("cache unavailable; bypassing", "err", err)
+			x.setCache(c, edge.CacheBypass)
+			cs.store = false
+		}
+	}
+	if cs.flight == nil {
 		cs.flight = coalesce.Solo()
 	}
 	return false, nil
+}
+
+// resolveFlight hands a cached entry to the followers of x's flight.
+func (p *Proxy) resolveFlight(x *exchange, e *cache.Entry) {
+	f := x.cache.flight
+	if f == nil {
+		return
+	}
+	x.cache.flight = nil
+	f.Resolve(e, hitResult{usage: e.Usage, model: e.Model, cost: e.CostNanoUSD, costKnown: e.CostKnown})
+	p.flights.Forget(f)
+	f.Release()
 }
 
 // serveEntry answers a cache hit in the form the request asked for.
@@ -236,36 +261,43 @@ func (x *exchange) accountHit(r hitResult) {
 	}
 }
 
-// follow serves x from the flight f another identical request leads. It
-// returns served false when the leader gave up and x should call the
-// provider itself.
+// follow serves x from the flight f another identical request leads. A
+// follower asking for the leader's form receives a stream event by event;
+// one asking for the other form waits for the complete answer and gets it
+// rendered. It returns served false when the leader gave up, or its answer
+// cannot be rendered in x's form: x then calls the provider itself.
 func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, error) {
 	defer f.Release()
 	ctx := c.Request().Context()
 	v := f.Snapshot()
 	var err error
-	// A JSON answer is shared once complete; a stream from its first event.
-	for !v.Done && (!x.stream || !v.Started) {
+	for !v.Done && (!v.Started || !x.stream || !v.Entry.Stream) {
 		if v, err = f.Wait(ctx, v); err != nil {
 			x.rec.Status = statusClientClosed
 			return true, nil
 		}
 	}
-	if v.Err != nil && !v.Started {
+	if v.Err != nil && (!v.Started || !x.stream || !v.Entry.Stream) {
 		if ae := (*apiError)(nil); errors.As(v.Err, &ae) {
 			return true, ae
 		}
 		return false, nil
 	}
-	if !x.stream {
-		if v.Err != nil {
-			if ae := (*apiError)(nil); errors.As(v.Err, &ae) {
-				return true, ae
+	if !x.stream || !v.Entry.Stream {
+		e := &v.Entry
+		if e.Stream != x.stream {
+			if e.Status >= 300 {
+				return false, nil // a provider error: this form asks itself
 			}
-			return false, nil
+			out, err := cache.Render(e, x.stream)
+			if err != nil {
+				x.cache.record = x.rec.Fingerprint + "/" + form(x.stream)
+				return false, nil
+			}
+			e = out
 		}
 		x.setCache(c, edge.CacheHit)
-		p.writeEntry(c, x, &v.Entry, 0)
+		p.writeEntry(c, x, e, e.NumEvents())
 		if r, ok := v.Result.(hitResult); ok {
 			x.accountHit(r)
 		}
@@ -334,12 +366,12 @@ func (p *Proxy) finishFlight(x *exchange, status int, body []byte) {
 	// done, identical requests are served from the flight.
 	org, record, ttl := x.key.OrgID, x.cache.record, x.cache.ttl
 	go func() {
-		defer f.Fail(nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := p.opts.Cache.Cache.Set(ctx, org, record, f.Entry(), ttl); err != nil {
 			p.opts.Logger.Debug("cache store failed", "err", err)
 		}
+		f.Fail(nil) // done already: the entry takes over from the flight
 	}()
 }
 
