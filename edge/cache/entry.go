@@ -210,8 +210,12 @@ func (d *decoder) varint() int64 {
 }
 
 func (d *decoder) bytes() []byte {
-	n := d.uvarint(uint64(len(d.b)))
+	n := d.uvarint(1 << 40)
 	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail()
 		return nil
 	}
 	s := d.b[:n:n]

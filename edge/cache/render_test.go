@@ -175,3 +175,32 @@ func strip(v any) {
 		}
 	}
 }
+
+// FuzzRender: whatever a cached entry holds, rendering it in the other
+// form either works or says it cannot; it never panics.
+func FuzzRender(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`))
+	f.Add(uint8(1), []byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"))
+	f.Add(uint8(2), []byte(`{"status":"completed","output":[{"type":"message","id":"m","content":[{"type":"output_text","text":"x"}]}]}`))
+	f.Add(uint8(3), []byte("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{}}\n\n"))
+	f.Add(uint8(4), []byte(`{"content":[{"type":"tool_use","id":"t","name":"n","input":{"a":1}}],"stop_reason":"tool_use","usage":{}}`))
+	f.Add(uint8(5), []byte("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\"}}\n\nevent: message_stop\ndata: {}\n\n"))
+	kinds := []struct {
+		p        edge.Provider
+		endpoint string
+	}{{edge.OpenAI, usage.ChatCompletions}, {edge.OpenAI, usage.Responses}, {edge.Anthropic, usage.Messages}}
+	f.Fuzz(func(t *testing.T, kind uint8, b []byte) {
+		k := kinds[int(kind/2)%len(kinds)]
+		e := &cache.Entry{Provider: k.p, Endpoint: k.endpoint, Status: 200}
+		if kind%2 == 1 {
+			e.Stream = true
+			e.AddEvent(b, false)
+		} else {
+			e.Body = b
+		}
+		out, err := cache.Render(e, !e.Stream)
+		if err == nil && out.Stream == e.Stream {
+			t.Fatal("rendered in the same form")
+		}
+	})
+}
