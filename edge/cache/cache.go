@@ -38,6 +38,17 @@ type Backend interface {
 	Close() error
 }
 
+// Local is implemented by backends that never block (in-process): the
+// cache then spares them a deadline per call.
+type Local interface {
+	Local() bool
+}
+
+func isLocal(b Backend) bool {
+	l, ok := b.(Local)
+	return ok && l.Local()
+}
+
 // Sealer seals and opens an org's records (the keyring).
 type Sealer interface {
 	Seal(ctx context.Context, orgID string, p keyring.Purpose, recordKey string, plaintext []byte) ([]byte, error)
@@ -52,6 +63,7 @@ type Cache struct {
 	b       Backend
 	keys    Sealer
 	timeout time.Duration
+	remote  bool // the backend does I/O: bound each call by timeout
 	bufs    sync.Pool
 
 	lookups  *prometheus.CounterVec
@@ -76,7 +88,7 @@ func New(b Backend, keys Sealer, o Options) *Cache {
 		o.Timeout = 100 * time.Millisecond
 	}
 	c := &Cache{
-		b: b, keys: keys, timeout: o.Timeout,
+		b: b, keys: keys, timeout: o.Timeout, remote: !isLocal(b),
 		bufs: sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }},
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codex_edge_cache_lookups_total",
@@ -107,8 +119,11 @@ func New(b Backend, keys Sealer, o Options) *Cache {
 // is none or it does not open; any other error means the backend is in
 // trouble and the caller should bypass the cache.
 func (c *Cache) Get(ctx context.Context, orgID, record string) (*Entry, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	if c.remote {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	key := Key(orgID, record)
 	sealed, err := c.b.Get(ctx, key)
 	if errors.Is(err, ErrMiss) {
@@ -157,8 +172,11 @@ func (c *Cache) Set(ctx context.Context, orgID, record string, e *Entry, ttl tim
 		c.storeErr.Inc()
 		return fmt.Errorf("cache seal: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	if c.remote {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	if err := c.b.Set(ctx, Key(orgID, record), sealed, ttl); err != nil {
 		c.storeErr.Inc()
 		c.errs.WithLabelValues("set").Inc()

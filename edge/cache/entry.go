@@ -123,9 +123,9 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	flags := d.byte()
 	e.Stream, e.CostKnown = flags&flagStream != 0, flags&flagCostKnown != 0
 	e.Status = int(d.uvarint(999))
-	e.Provider = edge.Provider(d.bytes())
-	e.Endpoint = string(d.bytes())
-	e.ContentType = string(d.bytes())
+	e.Provider = edge.Provider(intern(d.bytes()))
+	e.Endpoint = intern(d.bytes())
+	e.ContentType = intern(d.bytes())
 	e.Model = string(d.bytes())
 	for _, c := range [...]*edge.Count{&e.Usage.Input, &e.Usage.CachedInput, &e.Usage.CacheWrite, &e.Usage.Output, &e.Usage.Reasoning} {
 		if d.byte() == 1 {
@@ -158,6 +158,23 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 		e.Events = d.b
 	}
 	return nil
+}
+
+// common are the values most entries share; decoding one costs no
+// allocation.
+var common = [...]string{
+	string(edge.OpenAI), string(edge.Anthropic),
+	"chat.completions", "responses", "embeddings", "messages",
+	"application/json", "text/event-stream", "text/event-stream; charset=utf-8",
+}
+
+func intern(b []byte) string {
+	for _, s := range common {
+		if string(b) == s {
+			return s
+		}
+	}
+	return string(b)
 }
 
 func appendString(b []byte, s string) []byte {

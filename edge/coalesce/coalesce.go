@@ -42,7 +42,7 @@ func (g *Group) Join(key string) (f *Flight, leader bool) {
 	if g.m == nil {
 		g.m = make(map[string]*Flight)
 	}
-	f = &Flight{g: g, key: key, refs: 1, changed: make(chan struct{}), entry: &cache.Entry{}}
+	f = &Flight{g: g, key: key, refs: 1, changed: make(chan struct{})}
 	g.m[key] = f
 	return f, true
 }
@@ -57,7 +57,7 @@ func (g *Group) Len() int {
 // Solo returns a flight outside any group: it only records an answer
 // (for the cache) and is never joined.
 func Solo() *Flight {
-	return &Flight{g: &Group{}, refs: 1, changed: make(chan struct{}), entry: &cache.Entry{}}
+	return &Flight{g: &Group{}, refs: 1, changed: make(chan struct{})}
 }
 
 // Forget stops f from taking new followers; later identical requests
@@ -79,7 +79,7 @@ type Flight struct {
 	changed chan struct{} // closed and replaced on every change
 	refs    int
 	cancel  context.CancelFunc
-	entry   *cache.Entry // status, content type, body or events so far
+	entry   cache.Entry // status, content type, body or events so far
 	started bool
 	done    bool
 	err     error
@@ -158,7 +158,7 @@ func (f *Flight) Finish(body []byte, result any, fill func(*cache.Entry)) {
 	f.mu.Lock()
 	f.entry.Body = body
 	if fill != nil {
-		fill(f.entry)
+		fill(&f.entry)
 	}
 	f.result = result
 	f.done = true
@@ -170,7 +170,7 @@ func (f *Flight) Finish(body []byte, result any, fill func(*cache.Entry)) {
 // leader's own call (a cache hit).
 func (f *Flight) Resolve(e *cache.Entry, result any) {
 	f.mu.Lock()
-	f.entry, f.result = e, result
+	f.entry, f.result = *e, result
 	f.started, f.done = true, true
 	f.notify()
 	f.mu.Unlock()
@@ -188,7 +188,7 @@ func (f *Flight) Fail(err error) {
 }
 
 // Entry returns the recorded answer; call it only after Finish.
-func (f *Flight) Entry() *cache.Entry { return f.entry }
+func (f *Flight) Entry() *cache.Entry { return &f.entry }
 
 // View is a follower's snapshot of a flight. Its slices must not be
 // modified; they stay valid after the flight moves on.
@@ -205,7 +205,7 @@ type View struct {
 func (f *Flight) Snapshot() View {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return View{Started: f.started, Entry: *f.entry, Done: f.done, Err: f.err, Result: f.result, changed: f.changed}
+	return View{Started: f.started, Entry: f.entry, Done: f.done, Err: f.err, Result: f.result, changed: f.changed}
 }
 
 // Wait blocks until the flight changed after v was taken, or ctx ends,

@@ -119,9 +119,16 @@ func (p *Proxy) planCache(r *http.Request, x *exchange) error {
 	return nil
 }
 
+// cacheHeader is x-codex-cache in canonical form: set directly, it costs
+// no canonicalisation.
+const cacheHeader = "X-Codex-Cache"
+
 func (x *exchange) setCache(c echo.Context, s edge.CacheStatus) {
+	if x.rec.Cache == s {
+		return
+	}
 	x.rec.Cache = s
-	c.Response().Header().Set(headerCache, string(s))
+	c.Response().Header()[cacheHeader] = []string{string(s)}
 }
 
 // serveCached answers from the cache or an identical call in flight when
@@ -384,4 +391,19 @@ func (x *exchange) failFlight(err error) {
 		}
 		f.Fail(err)
 	}
+}
+
+// finalEvent reports whether an SSE event is the last one of a complete
+// answer: OpenAI chat's [DONE], Responses' response.completed, Anthropic's
+// message_stop.
+func finalEvent(p edge.Provider, endpoint string, name, data []byte) bool {
+	switch {
+	case p == edge.OpenAI && endpoint == usage.ChatCompletions:
+		return string(data) == "[DONE]"
+	case p == edge.OpenAI && endpoint == usage.Responses:
+		return string(name) == "response.completed"
+	case p == edge.Anthropic && endpoint == usage.Messages:
+		return string(name) == "message_stop"
+	}
+	return false
 }

@@ -511,6 +511,11 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 		if err == io.EOF {
 			break
 		}
+		if err != nil && complete && resp.ContentLength >= 0 && int64(capture.Len()) == resp.ContentLength {
+			// Every announced byte arrived (the client, done reading, may
+			// have cancelled the call before the final EOF): complete.
+			break
+		}
 		if err != nil {
 			x.upElapsed = time.Since(x.upStart)
 			return p.midResponseError(c, x, idle, err)
@@ -580,16 +585,19 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 	track := usage.NewStream(x.provider, x.rt.endpoint)
 	rd := sse.NewReaderSize(rb, p.opts.MaxEventBytes)
 	f := x.cache.flight
-	recorded, overflow, gone := 0, false, false
+	recorded, overflow, gone, ended := 0, false, false, false
 	for {
 		ev, err := rd.Next()
-		if err == io.EOF {
+		if err == io.EOF || (err != nil && ended) {
+			// After the provider's final event nothing is missing, even
+			// if the client, done reading, cancelled the call before EOF.
 			break
 		}
 		if err != nil {
 			x.upElapsed = time.Since(x.upStart)
 			return p.midResponseError(c, x, idle, err)
 		}
+		ended = finalEvent(x.provider, x.rt.endpoint, ev.Name, ev.Data)
 		usageOnly := track.Observe(string(ev.Name), ev.Data)
 		if f != nil && !overflow {
 			// Recorded for followers and the cache, up to the capture bound.

@@ -68,6 +68,9 @@ func (b *Backend) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// Local reports that the backend never blocks (cache.Local).
+func (b *Backend) Local() bool { return true }
+
 // Close implements cache.Backend.
 func (b *Backend) Close() error {
 	b.c.Close()

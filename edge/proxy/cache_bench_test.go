@@ -1,0 +1,168 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/cache"
+	"github.com/persiv/codex/edge/cache/memory"
+	cacheredis "github.com/persiv/codex/edge/cache/redis"
+	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/local"
+	"github.com/persiv/codex/edge/pricing"
+	"github.com/persiv/codex/edge/proxy"
+	"github.com/persiv/codex/edge/store/sqlite"
+)
+
+// setupCacheBench is setupBench with the response cache on backend b.
+func setupCacheBench(b *testing.B, backend cache.Backend, fo fakeprovider.Options) (http.Handler, string, *fakeprovider.Server) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
+	db.CreateOrg(ctx, org)
+	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", APIKeyEnv: "K"})
+	s, _ := apikey.Generate()
+	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	master, _, err := local.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	kr, err := keyring.New(keyring.Options{Store: db, Master: master})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := directory.New(db, directory.Options{Keys: kr, Getenv: func(string) string { return "sk-fake" }})
+	prices, _ := pricing.Load(nil)
+	fo.NoRecord = true
+	fake := fakeprovider.New(fo)
+	c := cache.New(backend, kr, cache.Options{})
+	b.Cleanup(func() { c.Close() })
+	px := proxy.New(dir, discard{}, prices, proxy.Options{Transport: inProcess{fake},
+		Cache: proxy.CacheOptions{Cache: c, Enabled: true}})
+	e := echo.New()
+	px.Register(e)
+	return e, s.Reveal(), fake
+}
+
+func memoryBackend(b *testing.B) cache.Backend {
+	m, err := memory.New(64 << 20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func redisBackend(b *testing.B) cache.Backend {
+	u := os.Getenv("CODEX_TEST_REDIS_URL")
+	if u == "" {
+		b.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\")")
+	}
+	r, err := cacheredis.Open(u, cacheredis.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// serveHit sends one request and fails unless it was a cache hit.
+func serveHit(b *testing.B, h http.Handler, key string, body []byte) {
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Header().Get("x-codex-cache") != "hit" {
+		b.Fatalf("status %d, cache %q", rec.Code, rec.Header().Get("x-codex-cache"))
+	}
+}
+
+// benchHits measures a hit's latency through the edge's handler
+// (authentication, fingerprint, lookup, opening the entry, writing it) and
+// reports its p50 and p99.
+func benchHits(b *testing.B, backend cache.Backend, body []byte) {
+	h, key, _ := setupCacheBench(b, backend, fakeprovider.Options{})
+	serve(b, h, key, body) // the miss that fills the cache
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Header().Get("x-codex-cache") == "hit" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the entry was never stored")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	lat := make([]time.Duration, 0, 1<<16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		serveHit(b, h, key, body)
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+func BenchmarkCacheHitMemory(b *testing.B)       { benchHits(b, memoryBackend(b), benchChat) }
+func BenchmarkCacheHitRedis(b *testing.B)        { benchHits(b, redisBackend(b), benchChat) }
+func BenchmarkCacheHitStreamMemory(b *testing.B) { benchHits(b, memoryBackend(b), benchStream) }
+func BenchmarkCacheHitStreamRedis(b *testing.B)  { benchHits(b, redisBackend(b), benchStream) }
+
+// BenchmarkCoalescingBurst sends bursts of 64 identical requests at once
+// to a provider that takes 5 ms, each burst a new prompt: one provider call
+// per burst is the goal.
+func BenchmarkCoalescingBurst(b *testing.B) {
+	const burst = 64
+	h, key, fake := setupCacheBench(b, memoryBackend(b), fakeprovider.Options{Latency: 5 * time.Millisecond})
+	i := 0
+	lat := make([]time.Duration, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		body := fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"burst %d"}]}`, i)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range burst {
+			wg.Go(func() {
+				req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+key)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Errorf("status %d", rec.Code)
+				}
+			})
+		}
+		wg.Wait()
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(fake.Count(fakeprovider.PathChatCompletions))/float64(i), "provider-calls/burst")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "burst-p50-µs")
+}
