@@ -95,7 +95,10 @@ func (f *Flight) SetCancel(cancel context.CancelFunc) {
 }
 
 // Release leaves the flight. When no participant is left, the upstream
-// call is cancelled and the flight takes no new followers.
+// call is cancelled. The flight stays joinable until its leader ends it:
+// an answer that was complete when the call was cancelled is still
+// shared (and stored), and a cancelled one fails its late joiners with
+// ErrRetry.
 func (f *Flight) Release() {
 	f.mu.Lock()
 	f.refs--
@@ -103,13 +106,8 @@ func (f *Flight) Release() {
 	cancel := f.cancel
 	done := f.done
 	f.mu.Unlock()
-	if last {
-		if !done && cancel != nil {
-			cancel()
-		}
-		if !done {
-			f.g.Forget(f)
-		}
+	if last && !done && cancel != nil {
+		cancel()
 	}
 }
 

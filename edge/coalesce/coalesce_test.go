@@ -69,8 +69,16 @@ func TestCancelOnlyWhenAllLeft(t *testing.T) {
 	if ctx.Err() == nil {
 		t.Fatal("not cancelled when everyone left")
 	}
+	late, lead := g.Join("k")
+	if lead || late != f {
+		t.Fatal("the flight stopped being joinable before its leader ended it")
+	}
+	f.Fail(coalesce.ErrRetry)
+	if v := late.Snapshot(); !v.Done || !errors.Is(v.Err, coalesce.ErrRetry) {
+		t.Fatalf("late joiner of a cancelled flight: %+v", v)
+	}
 	if _, lead := g.Join("k"); !lead {
-		t.Fatal("an abandoned flight took a new follower")
+		t.Fatal("an ended flight took a new follower")
 	}
 }
 

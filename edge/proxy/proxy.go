@@ -540,18 +540,20 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 // midResponseError handles a failure after the status line was sent: the
 // only thing left is to end the response, and record why.
 func (p *Proxy) midResponseError(c echo.Context, x *exchange, idle *idleTimer, err error) error {
-	defer x.failFlight(errUnreach)
 	switch {
 	case idle.fired.Load():
+		x.failFlight(errIdle)
 		x.rec.Status = errIdle.status
 		p.opts.Metrics.upstreamError(x.provider, "idle_timeout")
 		if x.stream {
 			p.writeStreamError(c, x, errIdle)
 		}
 	case c.Request().Context().Err() != nil:
+		x.failFlight(coalesce.ErrRetry) // whoever joined since asks again
 		x.rec.Status = statusClientClosed
 		p.opts.Metrics.upstreamError(x.provider, "client_closed")
 	default:
+		x.failFlight(errUnreach)
 		x.rec.Status = errUnreach.status
 		p.opts.Metrics.upstreamError(x.provider, "broken_response")
 		p.opts.Logger.Warn("provider response broken off", "provider", x.provider, "org", x.key.OrgID, "err", err)
