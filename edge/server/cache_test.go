@@ -714,3 +714,38 @@ func redisClient(t *testing.T) *redisConn {
 }
 
 var _ = json.Marshal
+
+// TestCacheOverrides: the cache is switched per org and per key, a key's
+// setting winning over its org's.
+func TestCacheOverrides(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, func(c *config.Config) { c.CacheEnabled = true })
+	on, off := h.addOrg("on"), h.addOrg("off")
+	offKeyID, offKey := h.addKey(on.orgID) // a key of an org with the cache on, turned off
+	onKeyID, onKey := h.addKey(off.orgID)  // a key of an org with the cache off, turned on
+	// Overrides are read at start-up.
+	h.cfg.CacheOverrides = fmt.Sprintf("%s=off; %s=off; %s=on,ttl=1s", off.orgID, offKeyID, onKeyID)
+	h.restart(nil)
+	url := h.base + "/v1/chat/completions"
+	for _, c := range []struct {
+		name, key string
+		want      []string
+	}{
+		{"org on", on.key, []string{"miss", "hit"}},
+		{"org off", off.key, []string{"bypass", "bypass"}},
+		{"key off in an org on", offKey, []string{"bypass", "bypass"}},
+		{"key on in an org off", onKey, []string{"miss", "hit"}},
+	} {
+		body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"` + c.name + `"}]}`
+		for i, want := range c.want {
+			if _, hdr, _ := raw(t, "POST", url, bearer(c.key), body); hdr.Get("x-codex-cache") != want {
+				t.Fatalf("%s, request %d: %q, want %q", c.name, i, hdr.Get("x-codex-cache"), want)
+			}
+		}
+	}
+	// The key's TTL override applies: after it, a miss again.
+	time.Sleep(2100 * time.Millisecond)
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"key on in an org off"}]}`
+	if _, hdr, _ := raw(t, "POST", url, bearer(onKey), body); hdr.Get("x-codex-cache") != "miss" {
+		t.Fatalf("after the key's TTL: %q", hdr.Get("x-codex-cache"))
+	}
+}
