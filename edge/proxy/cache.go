@@ -150,6 +150,7 @@ func (p *Proxy) serveCached(c echo.Context, x *exchange) (served bool, err error
 		f, leader := p.flights.Join(x.key.OrgID + "\x00" + x.rec.Fingerprint)
 		if !leader {
 			if served, err := p.follow(c, x, f); served {
+				p.opts.Metrics.coalesced.Inc()
 				return true, err
 			}
 			if strings.Contains(cs.record, "/") {

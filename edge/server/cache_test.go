@@ -482,6 +482,9 @@ func TestCoalescing(t *testing.T) {
 	if misses != 2 || bytes.Equal(bodies[0], bodies[1]) {
 		t.Fatalf("%d misses (want one leader per org); org answers equal: %v", misses, bytes.Equal(bodies[0], bodies[1]))
 	}
+	if !strings.Contains(metrics(t, h), fmt.Sprintf("codex_edge_coalesced_total %d", 2*n-2)) {
+		t.Fatal("coalesced requests are not counted")
+	}
 	recs := append(h.records(a.orgID, n), h.records(b.orgID, n)...)
 	for _, r := range recs {
 		if r.Status != 200 || (r.Cache == edge.CacheHit && (r.CostNanoUSD != 0 || r.SavedNanoUSD == 0)) {
