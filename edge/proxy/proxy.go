@@ -79,8 +79,8 @@ type Proxy struct {
 	rt     http.RoundTripper
 	bufs   sync.Pool // *bytes.Buffer: request bodies and captured answers
 	chunks sync.Pool // *[]byte: copy buffers for answers
-	// flights are the identical requests in progress, by org, fingerprint
-	// and form.
+	// flights are the identical requests in progress, by org and
+	// fingerprint.
 	flights coalesce.Group
 }
 
