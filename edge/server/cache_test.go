@@ -657,6 +657,32 @@ func TestCacheRedisPersistenceAndOutage(t *testing.T) {
 	}
 	storetest.ScanDirForCanaries(t, rp.dir, canaries...)
 
+	// Redis full (out of memory, no eviction): answers are served, not
+	// stored, and the failed stores are counted.
+	rc := rp.client()
+	if err := rc.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	full := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"redis is full"}]}`
+	st, hdr, body := raw(t, "POST", h.base+"/v1/chat/completions", bearer(tn.key), full)
+	if st != 200 || hdr.Get("x-codex-cache") != "miss" {
+		t.Fatalf("with Redis full: %d %q %s", st, hdr.Get("x-codex-cache"), body)
+	}
+	eventually(t, "the failed store to be counted", func() bool {
+		return strings.Contains(metrics(t, h), `codex_edge_cache_backend_errors_total{op="set"} 1`)
+	})
+	before := h.fake.Count(fakeprovider.PathChatCompletions)
+	if st, hdr, _ := raw(t, "POST", h.base+"/v1/chat/completions", bearer(tn.key), full); st != 200 || hdr.Get("x-codex-cache") != "miss" ||
+		h.fake.Count(fakeprovider.PathChatCompletions) != before+1 {
+		t.Fatalf("after a failed store: %d %q", st, hdr.Get("x-codex-cache"))
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+
 	// Redis goes away: requests still succeed, as bypass, and are counted.
 	rp.stop()
 	url := h.base + "/v1/chat/completions"
