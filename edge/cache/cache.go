@@ -4,6 +4,15 @@
 // leave the process, in a Backend: in-process (package cache/memory) or
 // shared by several edge instances (package cache/redis).
 //
+// An entry holds one answer as it was produced (see Entry): status, the
+// provider's Content-Type (no other provider header: never credentials,
+// request ids or rate-limit state), the JSON body or the raw SSE events,
+// and the model, usage and cost. Render serves it in the other form
+// (stream ↔ JSON) for chat completions, responses and messages; an answer
+// that cannot be rendered faithfully (logprobs, audio, reasoning items,
+// thinking blocks...) makes the other form keep its own entry, under the
+// record key "{fingerprint}/stream" or "{fingerprint}/json".
+//
 // A Backend in trouble never fails a request: Get and Set report the error,
 // the caller answers without the cache ("bypass"), and the failure is
 // counted. An entry that does not open (shredded org, revoked master key,
