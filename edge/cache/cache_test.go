@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/memory"
 	"github.com/persiv/codex/edge/keyring"
@@ -105,5 +104,3 @@ func bytesContains(b, s []byte) bool {
 	}
 	return false
 }
-
-var _ = edge.OpenAI

@@ -199,5 +199,3 @@ func messagesSSE(ac anthropic.Client, tool bool) func(context.Context, string) (
 		return messageAnswer(m), nil
 	}
 }
-
-var _ = testing.Short

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -741,8 +740,6 @@ func redisClient(t *testing.T) *redisConn {
 	t.Helper()
 	return newRedisConn(t, testRedisURL(t))
 }
-
-var _ = json.Marshal
 
 // TestCacheOverrides: the cache is switched per org and per key, a key's
 // setting winning over its org's.
