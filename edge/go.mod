@@ -9,6 +9,9 @@ require (
 	github.com/persiv/codex/controlplane v0.0.0
 	github.com/persiv/codex/schemas v0.0.0
 	github.com/persiv/codex/shared v0.0.0
+	github.com/dgraph-io/ristretto/v2 v2.4.2
+	github.com/persiv/codex/schemas v0.0.0
+	github.com/redis/go-redis/v9 v9.23.0
 )
 
 require (
@@ -28,6 +31,8 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.23.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 

@@ -46,6 +46,22 @@ type Config struct {
 	// settings changed by another process take effect.
 	ChangePoll time.Duration `yaml:"change_poll"`
 
+	// CacheEnabled turns the response cache and request coalescing on for
+	// orgs and keys without an override.
+	CacheEnabled bool `yaml:"cache_enabled"`
+	// CacheTTL is an entry's default lifetime; x-codex-cache-ttl may set
+	// another, up to CacheMaxTTL.
+	CacheTTL    time.Duration `yaml:"cache_ttl"`
+	CacheMaxTTL time.Duration `yaml:"cache_max_ttl"`
+	// CacheMaxEntryBytes is the largest answer stored.
+	CacheMaxEntryBytes int `yaml:"cache_max_entry_bytes"`
+	// CacheBudgetBytes bounds the in-process cache (when RedisURL is empty).
+	CacheBudgetBytes int64 `yaml:"cache_budget_bytes"`
+	// CacheOverrides sets the cache per org or per key (a key's setting
+	// wins over its org's): "org_123=off; key_456=on,ttl=10m". See
+	// ParseCacheOverrides.
+	CacheOverrides string `yaml:"cache_overrides"`
+
 	PricingFile     string        `yaml:"pricing_file"` // operator prices over the shipped table
 	TelemetryWindow time.Duration `yaml:"telemetry_window"`
 	// TelemetryNames labels workspaces and keys in shared metrics by their
@@ -86,6 +102,11 @@ func Default() Config {
 		TelemetryQueue:           8192,
 		TelemetrySpoolMaxBatches: 10000,
 		TelemetrySpoolMaxBytes:   256 << 20,
+		CacheEnabled:             true,
+		CacheTTL:                 time.Hour,
+		CacheMaxTTL:              7 * 24 * time.Hour,
+		CacheMaxEntryBytes:       4 << 20,
+		CacheBudgetBytes:         256 << 20,
 		LogLevel:                 "info",
 	}
 }
@@ -191,6 +212,13 @@ func (c Config) Validate() error {
 	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
 	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")
 	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
+	check(c.CacheTTL > 0, "CODEX_CACHE_TTL must be positive")
+	check(c.CacheMaxTTL >= c.CacheTTL, "CODEX_CACHE_MAX_TTL must be at least CODEX_CACHE_TTL")
+	check(c.CacheMaxEntryBytes > 0, "CODEX_CACHE_MAX_ENTRY_BYTES must be positive")
+	check(c.CacheBudgetBytes > 0, "CODEX_CACHE_BUDGET_BYTES must be positive")
+	if _, err := ParseCacheOverrides(c.CacheOverrides); err != nil {
+		errs = append(errs, fmt.Errorf("CODEX_CACHE_OVERRIDES: %w", err))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -211,4 +239,49 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// CacheOverride is the cache setting of one org or key.
+type CacheOverride struct {
+	Enabled bool
+	TTL     time.Duration // 0: the default
+}
+
+// ParseCacheOverrides reads "id=setting[,setting]; ..." where id is an org
+// id or a key id and each setting is on, off or ttl=<duration>:
+//
+//	org_123=off; key_456=on,ttl=10m
+func ParseCacheOverrides(s string) (map[string]CacheOverride, error) {
+	out := map[string]CacheOverride{}
+	for _, item := range strings.Split(s, ";") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		id, settings, ok := strings.Cut(item, "=")
+		id = strings.TrimSpace(id)
+		if !ok || id == "" {
+			return nil, fmt.Errorf("%q is not id=setting", item)
+		}
+		o := CacheOverride{Enabled: true}
+		for _, st := range strings.Split(settings, ",") {
+			st = strings.TrimSpace(st)
+			switch {
+			case st == "on":
+				o.Enabled = true
+			case st == "off":
+				o.Enabled = false
+			case strings.HasPrefix(st, "ttl="):
+				d, err := time.ParseDuration(st[4:])
+				if err != nil || d <= 0 {
+					return nil, fmt.Errorf("%q: ttl is not a positive duration", item)
+				}
+				o.TTL = d
+			default:
+				return nil, fmt.Errorf("%q: setting %q is not on, off or ttl=<duration>", item, st)
+			}
+		}
+		out[id] = o
+	}
+	return out, nil
 }

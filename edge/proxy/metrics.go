@@ -15,6 +15,7 @@ type Metrics struct {
 	addedLatency   *prometheus.HistogramVec
 	upstreamLat    *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
+	coalesced      prometheus.Counter
 	knownModel     func(p edge.Provider, model string) bool
 }
 
@@ -44,10 +45,14 @@ func NewMetrics(reg prometheus.Registerer, knownModel func(edge.Provider, string
 			Name: "codex_edge_upstream_errors_total",
 			Help: "Provider calls that failed, by kind (timeout, idle_timeout, unreachable, broken_response, client_closed).",
 		}, []string{"provider", "kind"}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codex_edge_coalesced_total",
+			Help: "Requests answered from an identical request's provider call in flight (counted as cache hits too).",
+		}),
 		knownModel: knownModel,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors)
+		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced)
 	}
 	return m
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/coalesce"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/sse"
 	"github.com/persiv/codex/edge/usage"
@@ -64,6 +65,9 @@ type Options struct {
 	Transport     http.RoundTripper // default: a tuned *http.Transport
 	Logger        *slog.Logger
 	Metrics       *Metrics
+	// Cache is the response cache and request coalescing; off when
+	// Cache.Cache is nil.
+	Cache CacheOptions
 }
 
 // Proxy serves the provider-compatible routes.
@@ -75,6 +79,9 @@ type Proxy struct {
 	rt     http.RoundTripper
 	bufs   sync.Pool // *bytes.Buffer: request bodies and captured answers
 	chunks sync.Pool // *[]byte: copy buffers for answers
+	// flights are the identical requests in progress, by org and
+	// fingerprint.
+	flights coalesce.Group
 }
 
 // New returns a proxy; register its routes with Register.
@@ -105,6 +112,15 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 	}
 	if opts.Transport == nil {
 		opts.Transport = NewTransport(opts.ConnectTimeout, opts.HeaderTimeout)
+	}
+	if opts.Cache.TTL <= 0 {
+		opts.Cache.TTL = time.Hour
+	}
+	if opts.Cache.MaxTTL <= 0 {
+		opts.Cache.MaxTTL = 7 * 24 * time.Hour
+	}
+	if opts.Cache.MaxEntryBytes <= 0 {
+		opts.Cache.MaxEntryBytes = 4 << 20
 	}
 	return &Proxy{
 		keys:   keys,
@@ -176,6 +192,7 @@ type exchange struct {
 	rec       edge.RequestRecord
 	upStart   time.Time
 	upElapsed time.Duration
+	cache     cacheState
 }
 
 func (p *Proxy) handler(rt route) echo.HandlerFunc {
@@ -192,6 +209,10 @@ func (p *Proxy) handler(rt route) echo.HandlerFunc {
 		x.rec = edge.RequestRecord{ID: reqID, Time: start.UTC(), Provider: x.provider, Endpoint: rt.endpoint, Cache: edge.CacheBypass}
 
 		err := p.serve(c, &x)
+		if x.cache.flight != nil {
+			// The leader ended without an answer to share.
+			x.failFlight(err)
+		}
 		if ae := (*apiError)(nil); errors.As(err, &ae) {
 			x.rec.Status = ae.status
 			err = writeError(c, x.provider, ae)
@@ -262,6 +283,12 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 				return badJSON(err.Error())
 			}
 			x.injected = true
+		}
+		if err := p.planCache(r, x); err != nil {
+			return err
+		}
+		if served, err := p.serveCached(c, x); served {
+			return err
 		}
 	}
 	return p.forward(c, x, up)
@@ -359,6 +386,19 @@ func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) erro
 	// The upstream call ends when the client goes away, or when the idle
 	// timer fires between two chunks of the answer.
 	ctx, cancel := context.WithCancel(r.Context())
+	if f := x.cache.flight; x.cache.shared {
+		// The call is shared with followers: the leader's client leaving
+		// cancels it only when no follower is left.
+		cancel()
+		ctx, cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+		f.SetCancel(cancel)
+		stop := context.AfterFunc(r.Context(), f.Release)
+		defer func() {
+			if stop() {
+				f.Release()
+			}
+		}()
+	}
 	defer cancel()
 
 	target := up.BaseURL + r.URL.Path
@@ -404,7 +444,11 @@ func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) erro
 	}
 	x.rec.Status = resp.StatusCode
 
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	isStream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if f := x.cache.flight; f != nil {
+		f.Start(resp.StatusCode, resp.Header.Get("Content-Type"), isStream)
+	}
+	if isStream {
 		return p.copyStream(c, x, resp, rb, idle)
 	}
 	return p.copyBody(c, x, resp, rb, idle)
@@ -441,7 +485,7 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 	if resp.ContentLength > 0 && resp.ContentLength <= int64(p.opts.MaxCaptureBytes) {
 		capture.Grow(int(resp.ContentLength))
 	}
-	complete := true
+	complete, gone := true, false
 	cp := p.chunks.Get().(*[]byte)
 	defer p.chunks.Put(cp)
 	chunk := *cp
@@ -453,12 +497,23 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 			} else {
 				complete = false
 			}
-			if _, werr := w.Write(chunk[:n]); werr != nil {
-				x.rec.Status = statusClientClosed
-				break
+			if !gone {
+				if _, werr := w.Write(chunk[:n]); werr != nil {
+					x.rec.Status = statusClientClosed
+					if !x.cache.shared {
+						complete = false
+						break
+					}
+					gone = true // keep reading for the followers
+				}
 			}
 		}
 		if err == io.EOF {
+			break
+		}
+		if err != nil && complete && resp.ContentLength >= 0 && int64(capture.Len()) == resp.ContentLength {
+			// Every announced byte arrived (the client, done reading, may
+			// have cancelled the call before the final EOF): complete.
 			break
 		}
 		if err != nil {
@@ -472,6 +527,13 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 		res, _ := usage.Parse(x.provider, x.rt.endpoint, capture.Bytes())
 		p.account(x, res)
 	}
+	if x.cache.flight != nil {
+		if complete {
+			p.finishFlight(x, resp.StatusCode, bytes.Clone(capture.Bytes()))
+		} else {
+			x.failFlight(coalesce.ErrRetry)
+		}
+	}
 	return nil
 }
 
@@ -480,15 +542,18 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 func (p *Proxy) midResponseError(c echo.Context, x *exchange, idle *idleTimer, err error) error {
 	switch {
 	case idle.fired.Load():
+		x.failFlight(errIdle)
 		x.rec.Status = errIdle.status
 		p.opts.Metrics.upstreamError(x.provider, "idle_timeout")
 		if x.stream {
 			p.writeStreamError(c, x, errIdle)
 		}
 	case c.Request().Context().Err() != nil:
+		x.failFlight(coalesce.ErrRetry) // whoever joined since asks again
 		x.rec.Status = statusClientClosed
 		p.opts.Metrics.upstreamError(x.provider, "client_closed")
 	default:
+		x.failFlight(errUnreach)
 		x.rec.Status = errUnreach.status
 		p.opts.Metrics.upstreamError(x.provider, "broken_response")
 		p.opts.Logger.Warn("provider response broken off", "provider", x.provider, "org", x.key.OrgID, "err", err)
@@ -521,28 +586,54 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 	w.Flush()
 	track := usage.NewStream(x.provider, x.rt.endpoint)
 	rd := sse.NewReaderSize(rb, p.opts.MaxEventBytes)
+	f := x.cache.flight
+	recorded, overflow, gone, ended := 0, false, false, false
 	for {
 		ev, err := rd.Next()
-		if err == io.EOF {
+		if err == io.EOF || (err != nil && ended) {
+			// After the provider's final event nothing is missing, even
+			// if the client, done reading, cancelled the call before EOF.
 			break
 		}
 		if err != nil {
 			x.upElapsed = time.Since(x.upStart)
 			return p.midResponseError(c, x, idle, err)
 		}
-		if track.Observe(string(ev.Name), ev.Data) && x.injected {
+		ended = finalEvent(x.provider, x.rt.endpoint, ev.Name, ev.Data)
+		usageOnly := track.Observe(string(ev.Name), ev.Data)
+		if f != nil && !overflow {
+			// Recorded for followers and the cache, up to the capture bound.
+			if recorded += len(ev.Raw); recorded > p.opts.MaxCaptureBytes {
+				overflow = true
+			} else {
+				f.AddEvent(ev.Raw, usageOnly)
+			}
+		}
+		if (usageOnly && x.injected) || gone {
 			continue // the usage chunk the client did not ask for
 		}
 		if _, err := w.Write(ev.Raw); err != nil {
 			x.rec.Status = statusClientClosed
-			x.upElapsed = time.Since(x.upStart)
-			return nil
+			if !x.cache.shared {
+				x.upElapsed = time.Since(x.upStart)
+				x.failFlight(coalesce.ErrRetry)
+				return nil
+			}
+			gone = true // keep reading for the followers
+			continue
 		}
 		w.Flush()
 	}
 	x.upElapsed = time.Since(x.upStart)
 	if resp.StatusCode < 300 {
 		p.account(x, track.Result())
+	}
+	if f != nil {
+		if overflow {
+			x.failFlight(errUnreach)
+		} else {
+			p.finishFlight(x, resp.StatusCode, nil)
+		}
 	}
 	return nil
 }

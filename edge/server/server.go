@@ -24,6 +24,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/cache"
+	"github.com/persiv/codex/edge/cache/memory"
+	cacheredis "github.com/persiv/codex/edge/cache/redis"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/keyring"
@@ -72,6 +75,7 @@ type Server struct {
 	writer *metadata.Writer
 	tel    *telemetry.Service
 	reg    *prometheus.Registry
+	cache  *cache.Cache
 
 	adminAPI        *echo.Group // /admin/v1: token-protected
 	main, admin     *http.Server
@@ -152,8 +156,13 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, err
 	}
 	s.reg.MustRegister(s.tel.Collectors()...)
+	cacheOpts, err := s.openCache(cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
+		Cache:          cacheOpts,
 		ConnectTimeout: cfg.UpstreamConnectTimeout,
 		HeaderTimeout:  cfg.UpstreamHeaderTimeout,
 		IdleTimeout:    cfg.UpstreamIdleTimeout,
@@ -251,6 +260,37 @@ func (h errorsOnly) WithGroup(name string) slog.Handler { return errorsOnly{h.Ha
 
 // Telemetry exposes the hybrid link (for tests).
 func (s *Server) Telemetry() *telemetry.Service { return s.tel }
+
+// openCache builds the response cache: Redis when CODEX_REDIS_URL is set,
+// else in-process, with per-org and per-key overrides.
+func (s *Server) openCache(cfg config.Config) (proxy.CacheOptions, error) {
+	overrides, err := config.ParseCacheOverrides(cfg.CacheOverrides)
+	if err != nil {
+		return proxy.CacheOptions{}, err
+	}
+	var b cache.Backend
+	if cfg.RedisURL != "" {
+		if b, err = cacheredis.Open(cfg.RedisURL, cacheredis.Options{}); err != nil {
+			return proxy.CacheOptions{}, err
+		}
+	} else if b, err = memory.New(cfg.CacheBudgetBytes); err != nil {
+		return proxy.CacheOptions{}, err
+	}
+	s.cache = cache.New(b, s.keys, cache.Options{Registerer: s.reg})
+	o := proxy.CacheOptions{Cache: s.cache, Enabled: cfg.CacheEnabled, TTL: cfg.CacheTTL, MaxTTL: cfg.CacheMaxTTL, MaxEntryBytes: cfg.CacheMaxEntryBytes}
+	if len(overrides) > 0 {
+		o.Policy = func(orgID, keyID string) proxy.CachePolicy {
+			if v, ok := overrides[keyID]; ok {
+				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
+			}
+			if v, ok := overrides[orgID]; ok {
+				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
+			}
+			return proxy.CachePolicy{Enabled: cfg.CacheEnabled}
+		}
+	}
+	return o, nil
+}
 
 func newEcho() *echo.Echo {
 	e := echo.New()
@@ -466,5 +506,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.tel.Close()
 	errs = append(errs, s.writer.Close(ctx))
+	if s.cache != nil {
+		errs = append(errs, s.cache.Close())
+	}
 	return errors.Join(errs...)
 }

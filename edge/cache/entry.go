@@ -1,0 +1,264 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/persiv/codex/edge"
+)
+
+// Entry is one cached answer, as it was produced: a JSON body, or the SSE
+// events of a stream. It holds content, so it only ever leaves the process
+// sealed.
+type Entry struct {
+	Provider edge.Provider
+	Endpoint string // usage.ChatCompletions, ...
+	// Stream says the answer was produced as a stream: Events is set, not
+	// Body.
+	Stream bool
+	Status int
+	// ContentType is the provider's Content-Type; the only provider header
+	// replayed (never credentials, request ids or rate-limit state).
+	ContentType string
+	Body        []byte
+	// Events are the raw SSE events, back to back: event i is
+	// Events[end(i-1):Ends[i]]. UsageOnly[i] marks an OpenAI chat chunk
+	// carrying only usage, which a client that did not ask for usage must
+	// not see.
+	Events    []byte
+	Ends      []uint32
+	UsageOnly []bool
+
+	Model       string // the model the provider served
+	Usage       edge.Usage
+	CostNanoUSD int64
+	CostKnown   bool
+	Created     int64 // Unix seconds
+}
+
+// NumEvents is the number of SSE events of a stream entry.
+func (e *Entry) NumEvents() int { return len(e.Ends) }
+
+// Event returns the raw bytes of event i.
+func (e *Entry) Event(i int) []byte {
+	start := uint32(0)
+	if i > 0 {
+		start = e.Ends[i-1]
+	}
+	return e.Events[start:e.Ends[i]]
+}
+
+// AddEvent appends one raw SSE event.
+func (e *Entry) AddEvent(raw []byte, usageOnly bool) {
+	e.Events = append(e.Events, raw...)
+	e.Ends = append(e.Ends, uint32(len(e.Events)))
+	e.UsageOnly = append(e.UsageOnly, usageOnly)
+}
+
+// Size is roughly how many bytes the entry takes, for the size limit.
+func (e *Entry) Size() int {
+	return len(e.Body) + len(e.Events) + 5*len(e.Ends) + len(e.Model) + len(e.ContentType) + 64
+}
+
+// entryVersion is the first byte of an encoded entry; a reader refuses
+// others, which makes a format change a miss, never a wrong answer.
+const entryVersion = 1
+
+const (
+	flagStream = 1 << iota
+	flagCostKnown
+)
+
+// AppendBinary appends the entry's encoding to b.
+func (e *Entry) AppendBinary(b []byte) []byte {
+	b = append(b, entryVersion)
+	var flags byte
+	if e.Stream {
+		flags |= flagStream
+	}
+	if e.CostKnown {
+		flags |= flagCostKnown
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(e.Status))
+	b = appendString(b, string(e.Provider))
+	b = appendString(b, e.Endpoint)
+	b = appendString(b, e.ContentType)
+	b = appendString(b, e.Model)
+	for _, c := range [...]edge.Count{e.Usage.Input, e.Usage.CachedInput, e.Usage.CacheWrite, e.Usage.Output, e.Usage.Reasoning} {
+		if c.Known {
+			b = append(b, 1)
+			b = binary.AppendVarint(b, c.N)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	b = binary.AppendVarint(b, e.CostNanoUSD)
+	b = binary.AppendVarint(b, e.Created)
+	b = appendString(b, string(e.Body))
+	b = binary.AppendUvarint(b, uint64(len(e.Ends)))
+	prev := uint32(0)
+	for i, end := range e.Ends {
+		b = binary.AppendUvarint(b, uint64(end-prev))
+		prev = end
+		if e.UsageOnly[i] {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	return append(b, e.Events...)
+}
+
+var errCorrupt = errors.New("cache: corrupt entry")
+
+// UnmarshalBinary decodes an entry. Body and Events alias b.
+func (e *Entry) UnmarshalBinary(b []byte) error {
+	d := decoder{b: b}
+	if d.byte() != entryVersion {
+		return fmt.Errorf("%w: unknown version", errCorrupt)
+	}
+	flags := d.byte()
+	e.Stream, e.CostKnown = flags&flagStream != 0, flags&flagCostKnown != 0
+	e.Status = int(d.uvarint(999))
+	e.Provider = edge.Provider(intern(d.bytes()))
+	e.Endpoint = intern(d.bytes())
+	e.ContentType = intern(d.bytes())
+	e.Model = string(d.bytes())
+	for _, c := range [...]*edge.Count{&e.Usage.Input, &e.Usage.CachedInput, &e.Usage.CacheWrite, &e.Usage.Output, &e.Usage.Reasoning} {
+		if d.byte() == 1 {
+			*c = edge.Known(d.varint())
+		}
+	}
+	e.CostNanoUSD = d.varint()
+	e.Created = d.varint()
+	if body := d.bytes(); len(body) > 0 {
+		e.Body = body
+	}
+	n := int(d.uvarint(uint64(len(b))))
+	if n > 0 {
+		e.Ends = make([]uint32, n)
+		e.UsageOnly = make([]bool, n)
+	}
+	end := uint64(0)
+	for i := range n {
+		end += d.uvarint(uint64(len(b)))
+		e.Ends[i] = uint32(end)
+		e.UsageOnly[i] = d.byte() == 1
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if uint64(len(d.b)) != end {
+		return fmt.Errorf("%w: events length", errCorrupt)
+	}
+	if end > 0 {
+		e.Events = d.b
+	}
+	return nil
+}
+
+// common are the values most entries share; decoding one costs no
+// allocation.
+var common = [...]string{
+	string(edge.OpenAI), string(edge.Anthropic),
+	"chat.completions", "responses", "embeddings", "messages",
+	"application/json", "text/event-stream", "text/event-stream; charset=utf-8",
+}
+
+func intern(b []byte) string {
+	for _, s := range common {
+		if string(b) == s {
+			return s
+		}
+	}
+	return string(b)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decoder reads an encoding, remembering the first error; reads after an
+// error return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = errCorrupt
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail()
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint(max uint64) uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || v > max {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint(1 << 40)
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+// Complete reports whether a stream entry ends as a finished answer of
+// its provider does (a truncated or failed stream is not stored). A JSON
+// entry is complete by construction.
+func (e *Entry) Complete() bool {
+	if !e.Stream {
+		return true
+	}
+	n := e.NumEvents()
+	if n == 0 {
+		return false
+	}
+	last := e.Event(n - 1)
+	switch {
+	case e.Provider == edge.OpenAI && e.Endpoint == "chat.completions":
+		return bytes.Contains(last, []byte("data: [DONE]")) || bytes.Contains(last, []byte("data:[DONE]"))
+	case e.Provider == edge.OpenAI && e.Endpoint == "responses":
+		return bytes.Contains(last, []byte(`"response.completed"`))
+	case e.Provider == edge.Anthropic && e.Endpoint == "messages":
+		return bytes.Contains(last, []byte(`"message_stop"`))
+	}
+	return false
+}

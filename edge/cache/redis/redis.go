@@ -1,0 +1,139 @@
+// Package redis is the cache.Backend shared by several edge instances:
+// Redis through go-redis v9 (CODEX_REDIS_URL). It holds only sealed
+// entries.
+//
+// Redis in trouble never fails a request: every call has short timeouts
+// and no retries, and after a connection failure the backend answers at
+// once with ErrUnavailable for a cool-down period instead of making every
+// request wait for a timeout; the first call after the cool-down tries
+// Redis again, so the edge recovers by itself.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/persiv/codex/edge/cache"
+)
+
+// ErrUnavailable is returned while the backend cools down after a failure.
+var ErrUnavailable = errors.New("redis cache: unavailable (cooling down after a failure)")
+
+// Options configure a Backend. Zero values take the defaults.
+type Options struct {
+	DialTimeout time.Duration // default 250ms
+	Timeout     time.Duration // one read or write; default 100ms
+	Cooldown    time.Duration // after a connection failure; default 1s
+	PoolSize    int           // default go-redis's (10 per CPU)
+}
+
+// Backend is a Redis cache.Backend.
+type Backend struct {
+	c        *goredis.Client
+	cooldown time.Duration
+	downTill atomic.Int64 // unix nanos; 0 when up
+}
+
+// Open parses url (redis://[:password@]host:port/db, rediss:// for TLS)
+// and returns a backend. It does not connect: Redis may come up later.
+func Open(url string, o Options) (*Backend, error) {
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("CODEX_REDIS_URL: %w", err)
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 250 * time.Millisecond
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 100 * time.Millisecond
+	}
+	if o.Cooldown <= 0 {
+		o.Cooldown = time.Second
+	}
+	opt.DialTimeout = o.DialTimeout
+	opt.ReadTimeout = o.Timeout
+	opt.WriteTimeout = o.Timeout
+	opt.PoolTimeout = o.Timeout
+	opt.ContextTimeoutEnabled = true
+	opt.MaxRetries = -1 // a retry would double the wait; the request bypasses instead
+	opt.DisableIdentity = true
+	if o.PoolSize > 0 {
+		opt.PoolSize = o.PoolSize
+	}
+	return &Backend{c: goredis.NewClient(opt), cooldown: o.Cooldown}, nil
+}
+
+func (b *Backend) available() error {
+	if t := b.downTill.Load(); t != 0 && time.Now().UnixNano() < t {
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// observe starts a cool-down after a connection-level failure. A reply
+// error (full: OOM, a read-only replica) is Redis answering: no cool-down.
+func (b *Backend) observe(err error) error {
+	var re goredis.Error
+	switch {
+	case err == nil:
+		b.downTill.Store(0)
+	case errors.Is(err, goredis.Nil):
+	case errors.As(err, &re) && !errors.Is(err, context.DeadlineExceeded):
+	default:
+		b.downTill.Store(time.Now().Add(b.cooldown).UnixNano())
+	}
+	return err
+}
+
+// Get implements cache.Backend.
+func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := b.available(); err != nil {
+		return nil, err
+	}
+	v, err := b.c.Get(ctx, key).Bytes()
+	if errors.Is(b.observe(err), goredis.Nil) {
+		return nil, cache.ErrMiss
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis get: %w", err)
+	}
+	return v, nil
+}
+
+// Set implements cache.Backend.
+func (b *Backend) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if err := b.available(); err != nil {
+		return err
+	}
+	if err := b.observe(b.c.Set(ctx, key, val, ttl).Err()); err != nil {
+		return fmt.Errorf("redis set: %w", err)
+	}
+	return nil
+}
+
+// Delete implements cache.Backend.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	if err := b.available(); err != nil {
+		return err
+	}
+	if err := b.observe(b.c.Del(ctx, key).Err()); err != nil {
+		return fmt.Errorf("redis del: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers (for readiness).
+func (b *Backend) Ping(ctx context.Context) error {
+	return b.observe(b.c.Ping(ctx).Err())
+}
+
+// Client exposes the go-redis client (for tests and administration).
+func (b *Backend) Client() *goredis.Client { return b.c }
+
+// Close implements cache.Backend.
+func (b *Backend) Close() error { return b.c.Close() }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Throw-away Redis for development and tests, on loopback only, on a
+# non-default port, with persistence ON (AOF and RDB, uncompressed, so a
+# test can scan the files for plaintext) and its data under .tmp/dev-redis.
+#
+#   scripts/dev-redis.sh start   # install redis-server if missing, start; prints the env
+#   scripts/dev-redis.sh env     # prints the env of the running server
+#   scripts/dev-redis.sh stop    # stops it and deletes its data
+#
+# The printed variables:
+#   CODEX_TEST_REDIS_URL       redis://127.0.0.1:PORT/0
+#   CODEX_TEST_REDIS_DIR       its data directory (RDB and AOF files)
+#   CODEX_TEST_REDIS_SERVER    the redis-server binary (tests restart it)
+#   CODEX_TEST_REDIS_CONF      its configuration file
+# Use: eval "$(scripts/dev-redis.sh start)"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT="${CODEX_DEV_REDIS_PORT:-56379}"
+BASE="$PWD/.tmp/dev-redis"
+DATA="$BASE/data"
+CONF="$BASE/redis.conf"
+
+server_bin() { command -v redis-server || { [ -x /usr/bin/redis-server ] && echo /usr/bin/redis-server; }; }
+cli_bin() { command -v redis-cli || { [ -x /usr/bin/redis-cli ] && echo /usr/bin/redis-cli; }; }
+
+install_redis() {
+  echo "dev-redis: installing the Debian package redis-server" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq redis-server >&2
+}
+
+print_env() {
+  echo "export CODEX_TEST_REDIS_URL='redis://127.0.0.1:$PORT/0'"
+  echo "export CODEX_TEST_REDIS_DIR='$DATA'"
+  echo "export CODEX_TEST_REDIS_SERVER='$(server_bin)'"
+  echo "export CODEX_TEST_REDIS_CONF='$CONF'"
+}
+
+running() {
+  local cli; cli=$(cli_bin) || return 1
+  [ "$("$cli" -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = PONG ]
+}
+
+start() {
+  server_bin >/dev/null || install_redis
+  if running; then print_env; return; fi
+  rm -rf "$BASE"
+  mkdir -p "$DATA"
+  cat >"$CONF" <<CONF
+bind 127.0.0.1
+protected-mode yes
+port $PORT
+daemonize yes
+pidfile $BASE/redis.pid
+logfile $BASE/redis.log
+dir $DATA
+# Persistence on, as in production, so tests can prove what reaches disk.
+appendonly yes
+appendfsync everysec
+save 60 1
+dbfilename dump.rdb
+# No compression: a compressed file could hide a plaintext canary.
+rdbcompression no
+maxmemory 256mb
+maxmemory-policy allkeys-lru
+CONF
+  "$(server_bin)" "$CONF" >&2
+  for _ in $(seq 1 100); do
+    if running; then print_env; return; fi
+    sleep 0.1
+  done
+  echo "dev-redis: redis-server did not start; see $BASE/redis.log" >&2
+  cat "$BASE/redis.log" >&2 || true
+  exit 1
+}
+
+stop() {
+  local cli
+  if cli=$(cli_bin) && running; then
+    "$cli" -h 127.0.0.1 -p "$PORT" shutdown nosave >/dev/null 2>&1 || true
+  fi
+  rm -rf "$BASE"
+}
+
+case "${1:-}" in
+  start) start ;;
+  env) running || { echo "dev-redis: not running; run scripts/dev-redis.sh start" >&2; exit 1; }; print_env ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac
