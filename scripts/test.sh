@@ -25,7 +25,10 @@ need util-linux unshare
 
 step "PostgreSQL for the store tests (throw-away, loopback, port 55432)"
 eval "$(scripts/dev-postgres.sh start)"
-trap 'timeout 60 scripts/dev-postgres.sh stop >/dev/null 2>&1 || true' EXIT
+
+step "Redis for the cache tests (throw-away, loopback, persistence on)"
+eval "$(scripts/dev-redis.sh start)"
+trap 'timeout 60 scripts/dev-postgres.sh stop >/dev/null 2>&1 || true; timeout 60 scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT
 
 step "lint (gofmt, go vet)"
 make --no-print-directory lint

@@ -168,18 +168,32 @@ func TestRevocation(t *testing.T) {
 func TestKeysNeverCrossOrgs(t *testing.T) {
 	h := newHarness(t, fakeprovider.Options{}, nil)
 	a, b := h.addOrg("a"), h.addOrg("b")
-	for _, tn := range []tenant{a, b, a} {
+	ask := func(tn tenant) {
+		t.Helper()
 		if _, err := oa(h, tn.key).Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("which org")}}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Byte-identical requests: each org's goes out with its own credential,
+	// and org b is never served org a's cached answer.
+	for _, tn := range []tenant{a, b} {
+		ask(tn)
 		reqs := h.fake.Requests()
 		if got := reqs[len(reqs)-1].Header.Get("Authorization"); got != "Bearer "+tn.providerKey {
 			t.Fatalf("org %s's request went out with %q", tn.orgID, got)
 		}
 	}
-	if ra, rb := h.records(a.orgID, 2), h.records(b.orgID, 1); ra[0].KeyID != a.keyID || rb[0].KeyID != b.keyID {
-		t.Fatal("metadata recorded under the wrong org")
+	if n := h.fake.Count(fakeprovider.PathChatCompletions); n != 2 {
+		t.Fatalf("%d provider calls for two orgs, want 2", n)
+	}
+	ask(a) // org a's own repeat is a cache hit
+	if n := h.fake.Count(fakeprovider.PathChatCompletions); n != 2 {
+		t.Fatalf("org a's repeat called the provider (%d calls)", n)
+	}
+	ra, rb := h.records(a.orgID, 2), h.records(b.orgID, 1)
+	if ra[0].KeyID != a.keyID || rb[0].KeyID != b.keyID || ra[0].Cache != edge.CacheMiss || ra[1].Cache != edge.CacheHit || rb[0].Cache != edge.CacheMiss {
+		t.Fatalf("records: org a %+v, org b %+v", ra, rb)
 	}
 }
 
@@ -309,7 +323,7 @@ func TestTimeoutsAndUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "502 from an unreachable provider", func() bool {
-		st, _, body := raw(t, "POST", h.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + tn.key}, chatBody)
+		st, _, body := raw(t, "POST", h.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + tn.key, "Cache-Control": "no-store"}, chatBody)
 		if st == 502 {
 			shape(t, edge.OpenAI, body, "server_error")
 		}
@@ -449,7 +463,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d", st)
 	}
 	m := string(body)
-	for _, want := range []string{`codex_edge_requests_total{cache="bypass",endpoint="chat.completions",model="gpt-4o-mini",provider="openai",status="200"} 1`,
+	for _, want := range []string{`codex_edge_requests_total{cache="miss",endpoint="chat.completions",model="gpt-4o-mini",provider="openai",status="200"} 1`,
 		"codex_edge_added_latency_seconds_bucket", "codex_edge_upstream_latency_seconds_bucket", "codex_edge_metadata_queue_depth", "codex_edge_metadata_dropped_total"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
