@@ -24,10 +24,13 @@ need iproute2 ip
 need util-linux unshare
 
 step "PostgreSQL for the store tests (throw-away, loopback, port 55432)"
-eval "$(scripts/dev-postgres.sh start)"
+# An assignment, not eval "$(…)": a failed start must stop the run here.
+pgenv=$(scripts/dev-postgres.sh start)
+eval "$pgenv"
 
 step "Redis for the cache tests (throw-away, loopback, persistence on)"
-eval "$(scripts/dev-redis.sh start)"
+redisenv=$(scripts/dev-redis.sh start)
+eval "$redisenv"
 trap 'timeout 60 scripts/dev-postgres.sh stop >/dev/null 2>&1 || true; timeout 60 scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT
 
 step "lint (gofmt, go vet)"
