@@ -26,6 +26,10 @@ func Run(t *testing.T, open Open) {
 	}{
 		{"Orgs", testOrgs},
 		{"Users", testUsers},
+		{"Sessions", testSessions},
+		{"LastOwner", testLastOwner},
+		{"Invites", testInvites},
+		{"EnrollTokensListed", testEnrollTokensListed},
 		{"EnrollSingleUse", testEnrollSingleUse},
 		{"EnrollConcurrent", testEnrollConcurrent},
 		{"EdgesScopedByOrg", testEdgesScoped},
