@@ -189,7 +189,7 @@ func (s *Server) requireCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 		if isSafe(c.Request().Method) {
 			return next(c)
 		}
-		if !s.csrfValid(sess(c).ID, c.FormValue("csrf")) {
+		if !s.csrfValid(sess(c).ID, form(c, "csrf")) {
 			return errCSRF
 		}
 		return next(c)
@@ -221,7 +221,7 @@ func (s *Server) requirePreCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		m := hmac.New(sha256.New, s.preKey)
 		m.Write([]byte(ck.Value))
-		if !hmac.Equal([]byte(c.FormValue("csrf")), []byte(base64.RawURLEncoding.EncodeToString(m.Sum(nil)))) {
+		if !hmac.Equal([]byte(form(c, "csrf")), []byte(base64.RawURLEncoding.EncodeToString(m.Sum(nil)))) {
 			return errCSRF
 		}
 		return next(c)

@@ -133,12 +133,13 @@ type loginData struct {
 	Token string
 }
 
+// form reads a field of the request body only: a token in the query
+// string would end up in logs and histories.
+func form(c echo.Context, name string) string { return c.Request().PostFormValue(name) }
+
+// loginPage shows the form even to a signed-in browser: signing in again
+// replaces its session.
 func (s *Server) loginPage(c echo.Context) error {
-	if ck, err := c.Cookie(SessionCookie); err == nil {
-		if _, err := s.verify(c.Request().Context(), ck.Value); err == nil {
-			return c.Redirect(http.StatusSeeOther, "/overview")
-		}
-	}
 	d := s.base(c, "Sign in")
 	d.Page = loginData{Token: s.preToken(c)}
 	return s.render(c, http.StatusOK, "login", d)
@@ -152,7 +153,7 @@ func (s *Server) loginError(c echo.Context, status int, email, msg string) error
 
 func (s *Server) login(c echo.Context) error {
 	ctx := c.Request().Context()
-	email, pw := normalizeEmail(c.FormValue("email")), c.FormValue("password")
+	email, pw := normalizeEmail(form(c, "email")), form(c, "password")
 	now := s.now()
 	// Both buckets are charged before any password is checked: argon2id is
 	// the expensive part an attacker would make us do.
@@ -229,11 +230,11 @@ func (s *Server) changePassword(c echo.Context) error {
 	if !s.byEmail.allow(u.Email, s.now()) {
 		return fail(http.StatusTooManyRequests, "Too many attempts. Wait a minute and try again.")
 	}
-	if password.Verify(c.FormValue("current"), u.PasswordHash) != nil {
+	if password.Verify(form(c, "current"), u.PasswordHash) != nil {
 		return fail(http.StatusUnauthorized, "The current password is incorrect.")
 	}
-	pw := c.FormValue("new")
-	if pw != c.FormValue("confirm") {
+	pw := form(c, "new")
+	if pw != form(c, "confirm") {
 		return fail(http.StatusBadRequest, "The new passwords do not match.")
 	}
 	hash, err := password.Hash(pw)
@@ -307,7 +308,7 @@ func (s *Server) membersPage(c echo.Context) error {
 func (s *Server) invite(c echo.Context) error {
 	ctx := c.Request().Context()
 	u := sess(c).User
-	email, role := normalizeEmail(c.FormValue("email")), controlplane.Role(c.FormValue("role"))
+	email, role := normalizeEmail(form(c, "email")), controlplane.Role(form(c, "role"))
 	fail := func(status int, msg string) error {
 		m, err := s.members(c)
 		if err != nil {
@@ -424,8 +425,8 @@ func (s *Server) acceptInvite(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	pw := c.FormValue("password")
-	if pw != c.FormValue("confirm") {
+	pw := form(c, "password")
+	if pw != form(c, "confirm") {
 		return s.renderInvite(c, http.StatusBadRequest, inv, "The passwords do not match.")
 	}
 	h, err := password.Hash(pw)
@@ -515,7 +516,7 @@ func (s *Server) createToken(c echo.Context) error {
 	u := sess(c).User
 	var ttl time.Duration
 	for _, o := range tokenTTLs {
-		if o.Value == c.FormValue("ttl") {
+		if o.Value == form(c, "ttl") {
 			ttl, _ = time.ParseDuration(o.Value)
 		}
 	}
