@@ -72,16 +72,12 @@ func usd(nano int64) string {
 	if neg {
 		nano = -nano
 	}
-	whole, frac := nano/1e9, nano%1e9
 	var s string
-	if whole >= 1 {
-		cents := (frac + 5e6) / 1e7 // rounded
-		if cents == 100 {
-			whole, cents = whole+1, 0
-		}
-		s = fmt.Sprintf("$%s.%02d", num(whole), cents)
+	if tenThousandths := (nano + 5e4) / 1e5; tenThousandths < 1e4 {
+		s = fmt.Sprintf("$0.%04d", tenThousandths)
 	} else {
-		s = fmt.Sprintf("$0.%04d", (frac+5e4)/1e5)
+		cents := (nano + 5e6) / 1e7 // rounded half up
+		s = fmt.Sprintf("$%s.%02d", num(cents/100), cents%100)
 	}
 	if neg {
 		return "-" + s
