@@ -12,15 +12,19 @@ import (
 // they print and work offline. Colors are presentation attributes, which
 // the CSP allows (it forbids inline style).
 
+// Chart sizes in SVG units, about the pixels they are drawn at, so that
+// 11-unit axis labels read as 11 px.
 const (
-	chartW, chartH               = 720.0, 200.0
-	padL, padR, padT, padB       = 60.0, 14.0, 12.0, 26.0
-	plotW, plotH                 = chartW - padL - padR, chartH - padT - padB
-	colorBlue, colorTeal         = "#2563eb", "#0d9488"
-	colorAmber, colorRose        = "#d97706", "#e11d48"
-	colorViolet, colorSlate      = "#7c3aed", "#64748b"
-	colorGreen                   = "#16a34a"
-	gridColor, axisText, nanText = "#e5e7eb", "#6b7280", ""
+	wideW, wideH, halfW, halfH = 1200.0, 240.0, 600.0, 220.0
+	padL, padR, padT, padB     = 56.0, 14.0, 12.0, 26.0
+)
+
+const (
+	colorBlue, colorTeal    = "#2563eb", "#0d9488"
+	colorAmber, colorRose   = "#d97706", "#e11d48"
+	colorViolet, colorSlate = "#7c3aed", "#64748b"
+	colorGreen              = "#16a34a"
+	gridColor               = "#e5e7eb"
 )
 
 type series struct {
@@ -54,7 +58,9 @@ func niceMax(v float64) float64 {
 }
 
 // lineChart draws series over buckets; yMax 0 scales to the data.
-func lineChart(label string, buckets []time.Time, step time.Duration, ss []series, yFmt func(float64) string, yMax float64) template.HTML {
+func lineChart(label string, w, h float64, buckets []time.Time, ss []series, yFmt func(float64) string, yMax float64) template.HTML {
+	chartW, chartH := w, h
+	plotW, plotH := chartW-padL-padR, chartH-padT-padB
 	n := len(buckets)
 	if yMax == 0 {
 		for _, s := range ss {
@@ -170,7 +176,11 @@ func charts(u *Usage) []chart {
 	}
 	per := "per " + stepName(u.Range.Step)
 	mk := func(id, title, sub string, ss []series, yFmt func(float64) string, yMax float64) chart {
-		c := chart{ID: id, Title: title, Sub: sub, SVG: lineChart(title, u.Buckets, u.Range.Step, ss, yFmt, yMax)}
+		w, h := halfW, halfH
+		if id == "chart-requests" {
+			w, h = wideW, wideH
+		}
+		c := chart{ID: id, Title: title, Sub: sub, SVG: lineChart(title, w, h, u.Buckets, ss, yFmt, yMax)}
 		if len(ss) > 1 {
 			for _, s := range ss {
 				c.Legend = append(c.Legend, legendItem{Name: s.Name, Color: s.Color, Swatch: swatch(s.Color)})
@@ -248,7 +258,7 @@ func usdAxis(v float64) string {
 
 func msAxis(v float64) string {
 	if v >= 1000 {
-		return trimZero(fmt.Sprintf("%.1f", v/1000)) + " s"
+		return trimZero(fmt.Sprintf("%.2f", v/1000)) + " s"
 	}
 	return fmt.Sprintf("%.0f ms", v)
 }

@@ -82,8 +82,12 @@ func TestCrossTenantNotFound(t *testing.T) {
 			x := f.client(t)
 			wantStatus(t, "login as A with a wrong password", x.login("owner@alpha.example", "not the password"), http.StatusUnauthorized)
 		},
-		"GET /invite/:token":  func(t *testing.T) { wantStatus(t, "invite", c.get("/invite/"+InvitePrefix+strings.Repeat("A", 43)), http.StatusNotFound) },
-		"POST /invite/:token": func(t *testing.T) { wantStatus(t, "accept", c.post("/invite/"+orgA, url.Values{}), http.StatusForbidden) },
+		"GET /invite/:token": func(t *testing.T) {
+			wantStatus(t, "invite", c.get("/invite/"+InvitePrefix+strings.Repeat("A", 43)), http.StatusNotFound)
+		},
+		"POST /invite/:token": func(t *testing.T) {
+			wantStatus(t, "accept", c.post("/invite/"+orgA, url.Values{}), http.StatusForbidden)
+		},
 		"GET /overview": func(t *testing.T) {
 			for _, rg := range Ranges {
 				r := c.get("/overview?range=" + rg.Key)
@@ -94,10 +98,22 @@ func TestCrossTenantNotFound(t *testing.T) {
 				}
 			}
 		},
-		"GET /fleet":    func(t *testing.T) { r := c.get("/fleet"); wantStatus(t, "fleet", r, http.StatusOK); noLeak("fleet", r) },
-		"GET /members":  func(t *testing.T) { r := c.get("/members"); wantStatus(t, "members", r, http.StatusOK); noLeak("members", r) },
-		"GET /privacy":  func(t *testing.T) { r := c.get("/privacy"); wantStatus(t, "privacy", r, http.StatusOK); noLeak("privacy", r) },
-		"GET /account":  func(t *testing.T) { r := c.get("/account"); wantStatus(t, "account", r, http.StatusOK); noLeak("account", r) },
+		"GET /fleet": func(t *testing.T) { r := c.get("/fleet"); wantStatus(t, "fleet", r, http.StatusOK); noLeak("fleet", r) },
+		"GET /members": func(t *testing.T) {
+			r := c.get("/members")
+			wantStatus(t, "members", r, http.StatusOK)
+			noLeak("members", r)
+		},
+		"GET /privacy": func(t *testing.T) {
+			r := c.get("/privacy")
+			wantStatus(t, "privacy", r, http.StatusOK)
+			noLeak("privacy", r)
+		},
+		"GET /account": func(t *testing.T) {
+			r := c.get("/account")
+			wantStatus(t, "account", r, http.StatusOK)
+			noLeak("account", r)
+		},
 		"POST /fleet/tokens": func(t *testing.T) {
 			r := post("/fleet/tokens", url.Values{"ttl": {"1h"}, "org": {orgA}, "org_id": {orgA}})
 			wantStatus(t, "token", r, http.StatusOK)

@@ -169,10 +169,10 @@ func TestPercentile(t *testing.T) {
 		want float64
 	}{
 		{"empty", h(nil), 0.5, -1},
-		{"one bucket, median in its middle", h(map[int]int64{3: 10}), 0.5, 75},  // (50, 100]
-		{"first bucket starts at 0", h(map[int]int64{0: 4}), 0.5, 5},             // (0, 10]
-		{"p95 in the upper bucket", h(map[int]int64{1: 90, 5: 10}), 0.95, 375},   // (250, 500], half way
-		{"p50 at a bucket's top", h(map[int]int64{1: 50, 5: 50}), 0.5, 25},       // exactly the 50th
+		{"one bucket, median in its middle", h(map[int]int64{3: 10}), 0.5, 75}, // (50, 100]
+		{"first bucket starts at 0", h(map[int]int64{0: 4}), 0.5, 5},           // (0, 10]
+		{"p95 in the upper bucket", h(map[int]int64{1: 90, 5: 10}), 0.95, 375}, // (250, 500], half way
+		{"p50 at a bucket's top", h(map[int]int64{1: 50, 5: 50}), 0.5, 25},     // exactly the 50th
 		{"open last bucket reports its floor", h(map[int]int64{13: 3}), 0.95, 120000},
 	} {
 		if got := Percentile(tc.h, tc.q); math.Abs(got-tc.want) > 1e-9 {
@@ -183,7 +183,7 @@ func TestPercentile(t *testing.T) {
 
 func TestMoneyAndNumbers(t *testing.T) {
 	for _, tc := range []struct {
-		nano        int64
+		nano       int64
 		usd, exact string
 	}{
 		{0, "$0.0000", "$0.000000000"},
