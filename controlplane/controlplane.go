@@ -140,6 +140,9 @@ type UsageQuery struct {
 	Step    time.Duration
 	GroupBy []Dimension
 	Where   map[Dimension]string
+	// Whole sums the range into one row per group, read from the table of
+	// Step; its Time is the group's earliest bucket.
+	Whole bool
 }
 
 // AutoStep picks the resolution of a query spanning d: minutes up to six

@@ -178,7 +178,8 @@ var breakdownDims = []struct {
 const maxBreakdownRows = 10
 
 // Overview computes an org's usage over r as of now: one query for the
-// time series (by cache status, for the hit rate) and one per breakdown.
+// time series (by cache status, for the hit rate) and one per breakdown,
+// summed over the range by the store.
 func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRange, now time.Time) (*Usage, error) {
 	u := &Usage{Range: r}
 	u.From, u.To = r.bounds(now)
@@ -200,7 +201,8 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 		u.Total.add(&rows[i])
 	}
 	for _, bd := range breakdownDims {
-		rows, err := st.Usage(ctx, controlplane.UsageQuery{OrgID: orgID, From: u.From, To: u.To, Step: r.Step, GroupBy: []controlplane.Dimension{bd.dim, controlplane.DimCacheStatus}})
+		rows, err := st.Usage(ctx, controlplane.UsageQuery{OrgID: orgID, From: u.From, To: u.To, Step: r.Step, Whole: true,
+			GroupBy: []controlplane.Dimension{bd.dim, controlplane.DimCacheStatus}})
 		if err != nil {
 			return nil, err
 		}
