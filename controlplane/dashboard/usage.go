@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/shared/wire"
@@ -177,9 +178,7 @@ var breakdownDims = []struct {
 // maxBreakdownRows bounds a breakdown table; the rest is summed as "other".
 const maxBreakdownRows = 10
 
-// Overview computes an org's usage over r as of now: one query for the
-// time series (by cache status, for the hit rate) and one per breakdown,
-// summed over the range by the store.
+// Overview computes an org's usage over r as of now.
 func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRange, now time.Time) (*Usage, error) {
 	u := &Usage{Range: r}
 	u.From, u.To = r.bounds(now)
@@ -188,8 +187,20 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 	for i := range u.Buckets {
 		u.Buckets[i] = u.From.Add(time.Duration(i) * r.Step)
 	}
-	rows, err := st.Usage(ctx, controlplane.UsageQuery{OrgID: orgID, From: u.From, To: u.To, Step: r.Step, GroupBy: []controlplane.Dimension{controlplane.DimCacheStatus}})
-	if err != nil {
+	// Two queries at once: the series, bucketed, and every breakdown from
+	// one pass summing the whole range per key combination.
+	var rows, combos []controlplane.UsageRow
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		rows, err = st.Usage(gctx, controlplane.UsageQuery{OrgID: orgID, From: u.From, To: u.To, Step: r.Step, GroupBy: []controlplane.Dimension{controlplane.DimCacheStatus}})
+		return err
+	})
+	g.Go(func() (err error) {
+		combos, err = st.Usage(gctx, controlplane.UsageQuery{OrgID: orgID, From: u.From, To: u.To, Step: r.Step, Whole: true,
+			GroupBy: []controlplane.Dimension{controlplane.DimModel, controlplane.DimProvider, controlplane.DimWorkspace, controlplane.DimKeyRef, controlplane.DimCacheStatus}})
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	for i := range rows {
@@ -201,20 +212,15 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 		u.Total.add(&rows[i])
 	}
 	for _, bd := range breakdownDims {
-		rows, err := st.Usage(ctx, controlplane.UsageQuery{OrgID: orgID, From: u.From, To: u.To, Step: r.Step, Whole: true,
-			GroupBy: []controlplane.Dimension{bd.dim, controlplane.DimCacheStatus}})
-		if err != nil {
-			return nil, err
-		}
 		byName := map[string]*Summary{}
-		for i := range rows {
-			name := rows[i].Key[bd.dim]
+		for i := range combos {
+			name := combos[i].Key[bd.dim]
 			s, ok := byName[name]
 			if !ok {
 				s = &Summary{}
 				byName[name] = s
 			}
-			s.add(&rows[i])
+			s.add(&combos[i])
 		}
 		b := Breakdown{Dim: bd.dim, Title: bd.title}
 		for name, s := range byName {
