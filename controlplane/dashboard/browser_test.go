@@ -203,8 +203,10 @@ func TestBrowserOverviewAndFleet(t *testing.T) {
 
 	do("privacy page", chromedp.Navigate(base+"/privacy"), chromedp.WaitVisible("#never"))
 	privacyPNG := shot()
+	do("members page", chromedp.Navigate(base+"/members"), chromedp.WaitVisible("#members"))
+	membersPNG := shot()
 
-	for name, png := range map[string][]byte{"login.png": loginPNG, "overview.png": overviewPNG, "fleet.png": fleetPNG, "privacy.png": privacyPNG} {
+	for name, png := range map[string][]byte{"login.png": loginPNG, "overview.png": overviewPNG, "fleet.png": fleetPNG, "privacy.png": privacyPNG, "members.png": membersPNG} {
 		if len(png) < 1000 || string(png[1:4]) != "PNG" {
 			t.Errorf("%s: not a PNG screenshot (%d bytes)", name, len(png))
 			continue

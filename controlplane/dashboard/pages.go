@@ -275,6 +275,7 @@ type membersData struct {
 	Link     string              // a just-created invitation link, shown once
 	LinkFor  string
 	CanOwner bool
+	Owners   int // the last owner gets no remove button
 }
 
 func (s *Server) members(c echo.Context) (membersData, error) {
@@ -287,6 +288,11 @@ func (s *Server) members(c echo.Context) (membersData, error) {
 	}
 	if m.Invites, err = s.store.Invites(ctx, u.OrgID, s.now()); err != nil {
 		return m, err
+	}
+	for _, x := range m.Members {
+		if x.Role == controlplane.RoleOwner {
+			m.Owners++
+		}
 	}
 	m.Roles = []controlplane.Role{controlplane.RoleViewer, controlplane.RoleAdmin}
 	if u.Role == controlplane.RoleOwner {
