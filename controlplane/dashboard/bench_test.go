@@ -2,15 +2,22 @@ package dashboard
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/httpapi"
+	"github.com/persiv/codex/controlplane/store/postgres"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/controlplane/store/storetest"
 )
@@ -20,12 +27,53 @@ import (
 // 43,200 batches, 259,200 minute rows), beside a second org as large.
 // Each range reads its roll-up; "page" is the whole HTTP response.
 func BenchmarkOverview30Days(b *testing.B) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "cp.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "cp.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	benchOverview(b, st)
+}
+
+// BenchmarkOverview30DaysPostgres is the same on PostgreSQL under RLS, as
+// the application role: eval "$(scripts/dev-postgres.sh start)" first.
+func BenchmarkOverview30DaysPostgres(b *testing.B) {
+	ctx := context.Background()
+	ownerURL, appURL := os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
+	if ownerURL == "" || appURL == "" {
+		b.Fatal(`set CODEX_TEST_POSTGRES_URL and CODEX_TEST_POSTGRES_APP_URL: eval "$(scripts/dev-postgres.sh start)"`)
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	name := "cp_bench_" + hex.EncodeToString(rnd[:])
+	admin, err := pgx.Connect(ctx, ownerURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+	withDB := func(raw string) string {
+		u, _ := url.Parse(raw)
+		u.Path = "/" + name
+		return u.String()
+	}
+	appUser, _ := url.Parse(appURL)
+	if err := postgres.Migrate(ctx, withDB(ownerURL), appUser.User.Username()); err != nil {
+		b.Fatal(err)
+	}
+	st, err := postgres.Open(ctx, withDB(appURL))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	benchOverview(b, st)
+}
+
+func benchOverview(b *testing.B, st controlplane.Store) {
+	ctx := context.Background()
 	now := time.Date(2026, 11, 29, 10, 30, 0, 0, time.UTC)
 	org, other := storetest.MustOrg(b, st), storetest.MustOrg(b, st)
 	e, oe := storetest.MustEdge(b, st, org), storetest.MustEdge(b, st, other)

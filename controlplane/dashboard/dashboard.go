@@ -100,38 +100,37 @@ func New(c Config) (*Server, error) {
 
 func (s *Server) now() time.Time { return s.clock().UTC() }
 
-// Register adds the dashboard's routes to e.
+// Register adds the dashboard's routes to e: the pages in one group
+// (forms, HTML errors, browser security headers) and the JSON API under
+// /api/v1/dashboard in another (JSON only, JSON errors).
 func (s *Server) Register(e *echo.Echo) {
-	page := []echo.MiddlewareFunc{s.pageHeaders, s.pageErrors}
-	authed := slices.Concat(page, []echo.MiddlewareFunc{s.requireSession, s.requireCSRF})
+	authed := []echo.MiddlewareFunc{s.requireSession, s.requireCSRF}
 	admin := slices.Concat(authed, []echo.MiddlewareFunc{requireRole(controlplane.RoleAdmin)})
-	pre := slices.Concat(page, []echo.MiddlewareFunc{s.requirePreCSRF})
 
-	e.GET("/static/style.css", s.styleCSS, s.pageHeaders)
-	e.GET("/login", s.loginPage, page...)
-	e.POST("/login", s.login, pre...)
-	e.GET("/invite/:token", s.invitePage, page...)
-	e.POST("/invite/:token", s.acceptInvite, pre...)
+	pages := e.Group("", s.pageHeaders, s.pageErrors)
+	pages.GET("/static/style.css", s.styleCSS)
+	pages.GET("/login", s.loginPage)
+	pages.POST("/login", s.login, s.requirePreCSRF)
+	pages.GET("/invite/:token", s.invitePage)
+	pages.POST("/invite/:token", s.acceptInvite, s.requirePreCSRF)
+	pages.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/overview") }, authed...)
+	pages.GET("/overview", s.overviewPage, authed...)
+	pages.GET("/fleet", s.fleetPage, authed...)
+	pages.POST("/fleet/tokens", s.createToken, admin...)
+	pages.POST("/fleet/edges/:id/revoke", s.revokeEdge, admin...)
+	pages.GET("/members", s.membersPage, authed...)
+	pages.POST("/members/invite", s.invite, admin...)
+	pages.POST("/members/:id/remove", s.removeMember, admin...)
+	pages.GET("/account", s.accountPage, authed...)
+	pages.POST("/account/password", s.changePassword, authed...)
+	pages.POST("/logout", s.logout, authed...)
+	pages.GET("/privacy", s.privacyPage, authed...)
 
-	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/overview") }, authed...)
-	e.GET("/overview", s.overviewPage, authed...)
-	e.GET("/fleet", s.fleetPage, authed...)
-	e.POST("/fleet/tokens", s.createToken, admin...)
-	e.POST("/fleet/edges/:id/revoke", s.revokeEdge, admin...)
-	e.GET("/members", s.membersPage, authed...)
-	e.POST("/members/invite", s.invite, admin...)
-	e.POST("/members/:id/remove", s.removeMember, admin...)
-	e.GET("/account", s.accountPage, authed...)
-	e.POST("/account/password", s.changePassword, authed...)
-	e.POST("/logout", s.logout, authed...)
-	e.GET("/privacy", s.privacyPage, authed...)
-
-	api := []echo.MiddlewareFunc{s.apiHeaders, s.apiErrors, s.requireSession, s.requireAPIRequest}
-	apiAdmin := slices.Concat(api, []echo.MiddlewareFunc{requireRole(controlplane.RoleAdmin)})
-	e.GET("/api/v1/dashboard/usage", s.apiUsage, api...)
-	e.GET("/api/v1/dashboard/edges", s.apiEdges, api...)
-	e.POST("/api/v1/dashboard/edges/:id/revoke", s.apiRevokeEdge, apiAdmin...)
-	e.GET("/api/v1/dashboard/members", s.apiMembers, api...)
+	api := e.Group("/api/v1/dashboard", s.apiHeaders, s.apiErrors, s.requireSession, s.requireAPIRequest)
+	api.GET("/usage", s.apiUsage)
+	api.GET("/edges", s.apiEdges)
+	api.POST("/edges/:id/revoke", s.apiRevokeEdge, requireRole(controlplane.RoleAdmin))
+	api.GET("/members", s.apiMembers)
 }
 
 // pageHeaders sets the browser-facing security headers.
