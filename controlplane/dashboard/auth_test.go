@@ -263,6 +263,9 @@ func TestSecurityHeaders(t *testing.T) {
 			t.Errorf("%s: inline script or style in the page", path)
 		}
 	}
+	if r := c.get("/no/such/page"); r.StatusCode != http.StatusNotFound || r.Header.Get("Content-Security-Policy") != CSP || !strings.Contains(r.body, "Not found") {
+		t.Errorf("unknown page: %d, CSP %q", r.StatusCode, r.Header.Get("Content-Security-Policy"))
+	}
 	if !strings.Contains(CSP, "default-src 'self'") || !strings.Contains(CSP, "frame-ancestors 'none'") || strings.Contains(CSP, "unsafe-inline") {
 		t.Fatalf("CSP %q", CSP)
 	}

@@ -122,10 +122,11 @@ func TestBrowserOverviewAndFleet(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, "every batch stored", func() bool { return f.env.Ingester.Stats().Stored == batches })
 
-	// Plain HTTP on loopback, as codex-controlplane serves by default.
+	// Plain HTTP on 127.0.0.1, as codex-controlplane serves by default:
+	// Chromium keeps Secure cookies for loopback origins.
 	srv := httptest.NewServer(f.echo)
 	defer srv.Close()
-	base := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	base := srv.URL
 
 	alloc, cancel := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(exe),
