@@ -52,6 +52,9 @@ type User struct {
 	Role         Role
 	PasswordHash string
 	CreatedAt    time.Time
+	// SessionEpoch is carried by every dashboard session of the user;
+	// bumping it (logout, password change) ends them all at once.
+	SessionEpoch int64
 }
 
 // Edge is an enrolled codex-edge. PublicKey is its NATS user nkey; the
@@ -75,6 +78,20 @@ func (e Edge) Revoked() bool { return !e.RevokedAt.IsZero() }
 type EnrollToken struct {
 	Hash      [32]byte
 	OrgID     string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero while unused
+	EdgeID    string    // the edge it enrolled, once used
+}
+
+// Invite is a one-time invitation into an org as stored: the SHA-256 of
+// the link's token only.
+type Invite struct {
+	Hash      [32]byte
+	OrgID     string
+	Email     string
+	Role      Role
+	CreatedBy string // user id
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
@@ -123,6 +140,9 @@ type UsageQuery struct {
 	Step    time.Duration
 	GroupBy []Dimension
 	Where   map[Dimension]string
+	// Whole sums the range into one row per group, read from the table of
+	// Step; its Time is the group's earliest bucket.
+	Whole bool
 }
 
 // AutoStep picks the resolution of a query spanning d: minutes up to six
@@ -171,8 +191,32 @@ type Store interface {
 
 	CreateUser(ctx context.Context, u User) error
 	Users(ctx context.Context, orgID string) ([]User, error)
+	User(ctx context.Context, orgID, id string) (User, error)
+	// UsersByEmail finds the accounts of an email across orgs, oldest
+	// first: login happens before the org is known.
+	UsersByEmail(ctx context.Context, email string) ([]User, error)
+	// SetPassword replaces a user's hash and ends all its sessions.
+	SetPassword(ctx context.Context, orgID, id, hash string) error
+	// EndSessions bumps the user's session epoch.
+	EndSessions(ctx context.Context, orgID, id string) error
+	// RemoveUser deletes a member; removing the org's last owner gives
+	// ErrConflict.
+	RemoveUser(ctx context.Context, orgID, id string) error
+
+	CreateInvite(ctx context.Context, inv Invite) error
+	// Invites lists an org's unused, unexpired invitations.
+	Invites(ctx context.Context, orgID string, now time.Time) ([]Invite, error)
+	// Invite returns the unused, unexpired invitation with this hash
+	// (ErrNotFound otherwise), whatever its org.
+	Invite(ctx context.Context, hash [32]byte, now time.Time) (Invite, error)
+	// RedeemInvite atomically marks the invitation used and creates u in
+	// its org with its email and role. An unknown, used or expired
+	// invitation gives ErrNotFound.
+	RedeemInvite(ctx context.Context, hash [32]byte, now time.Time, u User) (User, error)
 
 	CreateEnrollToken(ctx context.Context, t EnrollToken) error
+	// EnrollTokens lists an org's tokens, newest first.
+	EnrollTokens(ctx context.Context, orgID string) ([]EnrollToken, error)
 	// RedeemEnrollToken atomically marks the unused, unexpired token with
 	// this hash used and creates e in the token's org, returning the edge
 	// as stored. A token that is unknown, used or expired gives

@@ -1,5 +1,5 @@
 // Package httpapi serves the control plane's HTTP API on echo: health
-// and readiness probes and edge enrollment. It sets HSTS on every response
+// and readiness probes, edge enrollment and, when given, the dashboard. It sets HSTS on every response
 // and serves plain HTTP only on loopback, TLS 1.3 elsewhere.
 package httpapi
 
@@ -36,6 +36,8 @@ type API struct {
 	// Ready reports whether the stores and NATS answer.
 	Ready func(ctx context.Context) error
 	Log   *slog.Logger
+	// Dashboard, when set, adds the web dashboard's routes.
+	Dashboard interface{ Register(e *echo.Echo) }
 }
 
 // Handler returns the echo instance serving the API.
@@ -60,6 +62,9 @@ func (a *API) Handler() *echo.Echo {
 	})
 	e.GET("/readyz", a.readyz)
 	e.POST("/api/v1/enroll", a.enroll)
+	if a.Dashboard != nil {
+		a.Dashboard.Register(e)
+	}
 	return e
 }
 

@@ -136,7 +136,11 @@ func freePort(t *testing.T) string {
 // publishes a batch over the embedded NATS, and the batch is stored.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"})
+	listen := freePort(t)
+	logs := serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": dir, "CODEX_CONTROLPLANE_LISTEN": listen, "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "info"})
+	if want := `"dashboard":"http://` + listen + `/"`; !strings.Contains(logs, want) {
+		t.Errorf("serve did not log the dashboard URL (%s)", want)
+	}
 }
 
 // TestServeTLS: with a certificate, the API and the embedded NATS speak
@@ -195,7 +199,7 @@ func TestServeWithExternalNATS(t *testing.T) {
 	serveAndIngest(t, env)
 }
 
-func serveAndIngest(t *testing.T, env map[string]string) {
+func serveAndIngest(t *testing.T, env map[string]string) string {
 	listen := env["CODEX_CONTROLPLANE_LISTEN"]
 	_, out, _ := runCmd(t, env, "", "orgs", "create", "Acme")
 	org := strings.TrimSpace(out)
@@ -242,10 +246,26 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 	})
 	checkOldTLS()
 
+	// The dashboard is served beside the API, its session key kept private.
+	resp, err := client.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("GET /login: %d, CSP %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
+	}
+	if dir := env["CODEX_DATA_DIR"]; dir != "" {
+		fi, err := os.Stat(filepath.Join(dir, "dashboard", "session.key"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("dashboard session key: %v, mode %v", err, fi.Mode())
+		}
+	}
+
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
 	body, _ := json.Marshal(enroll.Request{Token: token, PublicKey: pub, Name: "edge-a", Version: "0.1.0"})
-	resp, err := client.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
+	resp, err = client.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +325,7 @@ func serveAndIngest(t *testing.T, env map[string]string) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+	return logs.String()
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's logger and the test.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/config"
+	"github.com/persiv/codex/controlplane/dashboard"
 	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/httpapi"
 	"github.com/persiv/codex/controlplane/ingest"
@@ -288,9 +289,19 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if publicURL == "" {
 		publicURL = natsURL
 	}
+	enrollSvc := &enroll.Service{Store: store, Accounts: accounts, NATSURL: publicURL}
+	key, err := dashboard.LoadOrCreateKey(filepath.Join(cfg.DataDir, "dashboard", "session.key"))
+	if err != nil {
+		return err
+	}
+	dash, err := dashboard.New(dashboard.Config{Store: store, Enroll: enrollSvc, Key: key, Log: log})
+	if err != nil {
+		return err
+	}
 	api := &httpapi.API{
-		Enroll: &enroll.Service{Store: store, Accounts: accounts, NATSURL: publicURL},
-		Log:    log,
+		Enroll:    enrollSvc,
+		Dashboard: dash,
+		Log:       log,
 		Ready: func(ctx context.Context) error {
 			if !svc.IsConnected() || !sys.IsConnected() {
 				return errors.New("nats disconnected")
@@ -298,7 +309,12 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 			return store.Ping(ctx)
 		},
 	}
-	log.Info("codex-controlplane listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	log.Info("codex-controlplane listening", "addr", ln.Addr().String(), "tls", tlsConf != nil,
+		"dashboard", scheme+"://"+ln.Addr().String()+"/")
 	err = httpapi.Serve(ctx, ln, api.Handler())
 	cancel()
 	if ierr := <-ingestDone; err == nil {

@@ -29,7 +29,7 @@ import (
 )
 
 // TenantTables are the tables under forced row-level security.
-var TenantTables = []string{"orgs", "users", "enroll_tokens", "edges", "usage_batches", "usage_minute", "usage_hour", "usage_day"}
+var TenantTables = []string{"orgs", "users", "enroll_tokens", "edges", "usage_batches", "usage_minute", "usage_hour", "usage_day", "invites"}
 
 // Migrate applies the migrations as the owner (ownerURL) and grants the
 // application role row access to the tenant tables and the prune function.
@@ -49,7 +49,7 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 	role := pgx.Identifier{appRole}.Sanitize()
 	for _, stmt := range []string{
 		"GRANT USAGE ON SCHEMA public TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day, invites TO " + role,
 		"GRANT EXECUTE ON FUNCTION codex_prune(timestamptz, interval, interval, interval) TO " + role,
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
@@ -178,21 +178,9 @@ func (s *Store) CreateUser(ctx context.Context, u controlplane.User) error {
 func (s *Store) Users(ctx context.Context, orgID string) ([]controlplane.User, error) {
 	var out []controlplane.User
 	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, email, role, password_hash, created_at FROM users WHERE org_id = $1 ORDER BY email`, orgID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			u := controlplane.User{OrgID: orgID}
-			var role string
-			if err := rows.Scan(&u.ID, &u.Email, &role, &u.PasswordHash, &u.CreatedAt); err != nil {
-				return err
-			}
-			u.Role, u.CreatedAt = controlplane.Role(role), u.CreatedAt.UTC()
-			out = append(out, u)
-		}
-		return rows.Err()
+		var err error
+		out, err = queryUsers(ctx, tx, `SELECT `+userCols+` FROM users WHERE org_id = $1 ORDER BY email`, orgID)
+		return err
 	})
 	return out, mapErr("users", err)
 }

@@ -160,23 +160,7 @@ func (s *Store) CreateUser(ctx context.Context, u controlplane.User) error {
 
 // Users lists an org's users by email.
 func (s *Store) Users(ctx context.Context, orgID string) ([]controlplane.User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, email, role, password_hash, created_at FROM users WHERE org_id = ? ORDER BY email`, orgID)
-	if err != nil {
-		return nil, fmt.Errorf("users: %w", err)
-	}
-	defer rows.Close()
-	var out []controlplane.User
-	for rows.Next() {
-		u := controlplane.User{OrgID: orgID}
-		var role string
-		var created int64
-		if err := rows.Scan(&u.ID, &u.Email, &role, &u.PasswordHash, &created); err != nil {
-			return nil, fmt.Errorf("users: %w", err)
-		}
-		u.Role, u.CreatedAt = controlplane.Role(role), time.Unix(created, 0).UTC()
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return s.queryUsers(ctx, "users", `SELECT `+userCols+` FROM users WHERE org_id = ? ORDER BY email`, orgID)
 }
 
 // CreateEnrollToken stores a token's hash.

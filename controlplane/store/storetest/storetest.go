@@ -26,6 +26,10 @@ func Run(t *testing.T, open Open) {
 	}{
 		{"Orgs", testOrgs},
 		{"Users", testUsers},
+		{"Sessions", testSessions},
+		{"LastOwner", testLastOwner},
+		{"Invites", testInvites},
+		{"EnrollTokensListed", testEnrollTokensListed},
 		{"EnrollSingleUse", testEnrollSingleUse},
 		{"EnrollConcurrent", testEnrollConcurrent},
 		{"EdgesScopedByOrg", testEdgesScoped},
@@ -301,6 +305,19 @@ func testUsageQuery(t *testing.T, s controlplane.Store) {
 		Where: map[controlplane.Dimension]string{controlplane.DimModel: "gpt-4o", controlplane.DimEdge: e.ID}})
 	if err != nil || len(rows) != 30 || sum(rows) != 30*2 {
 		t.Fatalf("filtered minutes: %d rows, %d requests, %v", len(rows), sum(rows), err)
+	}
+	// Whole: one row per group over the range, its time the first bucket.
+	rows, err = s.Usage(ctx, controlplane.UsageQuery{OrgID: org, From: t0.Add(30 * time.Minute), To: t0.Add(3 * time.Hour), Step: controlplane.Minute,
+		GroupBy: []controlplane.Dimension{controlplane.DimModel}, Whole: true})
+	if err != nil || len(rows) != 3 || sum(rows) != 150*3*2 || !rows[0].Time.Equal(t0.Add(30*time.Minute)) {
+		t.Fatalf("whole range by model: %d rows, %d requests, %v; first %+v", len(rows), sum(rows), err, rows)
+	}
+	rows, err = s.Usage(ctx, controlplane.UsageQuery{OrgID: org, From: t0, To: t0.Add(3 * time.Hour), Step: controlplane.Hour, Whole: true})
+	if err != nil || len(rows) != 1 || sum(rows) != 180*3*2 {
+		t.Fatalf("whole range: %d rows, %d requests, %v", len(rows), sum(rows), err)
+	}
+	if rows, err := s.Usage(ctx, controlplane.UsageQuery{OrgID: other, From: t0, To: t0.Add(3 * time.Hour), Whole: true}); err != nil || len(rows) != 0 {
+		t.Fatalf("whole range of an empty org: %d rows, %v", len(rows), err)
 	}
 	if rows, err := s.Usage(ctx, controlplane.UsageQuery{OrgID: other, From: t0, To: t0.Add(3 * time.Hour)}); err != nil || len(rows) != 0 {
 		t.Fatalf("another org sees %d rows, %v", len(rows), err)

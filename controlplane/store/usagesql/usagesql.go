@@ -168,12 +168,20 @@ func Build(q controlplane.UsageQuery, table, bucket string, from, to any, ph fun
 	}
 	sel := []string{bucket + " AS bucket"}
 	group := []string{"bucket"}
+	if q.Whole {
+		sel, group = []string{"MIN(" + bucket + ") AS bucket"}, nil
+	}
 	for _, d := range out.Dims {
 		sel = append(sel, string(d))
 		group = append(group, string(d))
 	}
 	for _, c := range MetricColumns {
 		sel = append(sel, "CAST(SUM("+c+") AS BIGINT)")
+	}
+	if len(group) == 0 {
+		// An aggregate without GROUP BY yields a row even over no rows.
+		out.SQL = fmt.Sprintf("SELECT %s FROM %s WHERE %s HAVING COUNT(*) > 0", strings.Join(sel, ", "), table, where.String())
+		return out, nil
 	}
 	out.SQL = fmt.Sprintf("SELECT %s FROM %s WHERE %s GROUP BY %s ORDER BY %s",
 		strings.Join(sel, ", "), table, where.String(), strings.Join(group, ", "), strings.Join(group, ", "))

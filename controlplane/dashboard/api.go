@@ -1,0 +1,190 @@
+package dashboard
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// CSRFHeader carries the session's CSRF token on the JSON API's
+// state-changing requests (the pages embed it as data-csrf on <body>).
+const CSRFHeader = "X-CSRF-Token"
+
+func (s *Server) apiHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+		h.Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+// requireAPIRequest keeps forms out of the API: a state-changing request
+// must carry the CSRF header (which a cross-site form cannot set) and, with
+// a body, JSON.
+func (s *Server) requireAPIRequest(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if isSafe(r.Method) {
+			return next(c)
+		}
+		if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || mt != "application/json" {
+				return &httpError{status: http.StatusUnsupportedMediaType, msg: "send application/json"}
+			}
+		}
+		if !s.csrfValid(sess(c).ID, r.Header.Get(CSRFHeader)) {
+			return &httpError{status: http.StatusForbidden, msg: "missing or invalid " + CSRFHeader}
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) apiErrors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := userError(next(c))
+		if err == nil || c.Response().Committed {
+			return err
+		}
+		var he *httpError
+		var ee *echo.HTTPError
+		switch {
+		case errors.As(err, &he):
+		case errors.As(err, &ee):
+			he = &httpError{status: ee.Code, msg: http.StatusText(ee.Code)}
+		default:
+			ref := randomID()[:10]
+			s.log.Error("dashboard API request failed", "path", c.Path(), "error_id", ref, "err", err)
+			he = &httpError{status: http.StatusInternalServerError, msg: "internal error " + ref}
+		}
+		code := map[int]string{401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 415: "unsupported_media_type"}[he.status]
+		if code == "" {
+			code = "error"
+		}
+		return c.JSON(he.status, map[string]any{"error": map[string]string{"code": code, "message": he.msg}})
+	}
+}
+
+type apiTotals struct {
+	Requests          int64   `json:"requests"`
+	InputTokens       int64   `json:"input_tokens"`
+	CachedInputTokens int64   `json:"cached_input_tokens"`
+	CacheWriteTokens  int64   `json:"cache_write_tokens"`
+	OutputTokens      int64   `json:"output_tokens"`
+	ReasoningTokens   int64   `json:"reasoning_tokens"`
+	CostNanoUSD       int64   `json:"cost_nano_usd"`
+	CostUnknown       int64   `json:"cost_unknown"`
+	SavedNanoUSD      int64   `json:"saved_nano_usd"`
+	CacheHitRate      float64 `json:"cache_hit_rate"` // -1: no cacheable requests
+	LatencyP50MS      float64 `json:"latency_p50_ms"` // -1: no requests
+	LatencyP95MS      float64 `json:"latency_p95_ms"`
+}
+
+func totalsJSON(s Summary) apiTotals {
+	return apiTotals{Requests: s.Requests, InputTokens: s.Input.Sum, CachedInputTokens: s.CachedInput.Sum, CacheWriteTokens: s.CacheWrite.Sum,
+		OutputTokens: s.Output.Sum, ReasoningTokens: s.Reasoning.Sum, CostNanoUSD: s.CostNanoUSD, CostUnknown: s.CostUnknown,
+		SavedNanoUSD: s.SavedNanoUSD, CacheHitRate: s.HitRate(), LatencyP50MS: s.P50(), LatencyP95MS: s.P95()}
+}
+
+func (s *Server) apiUsage(c echo.Context) error {
+	u, err := Overview(c.Request().Context(), s.store, sess(c).User.OrgID, rangeByKey(c.QueryParam("range")), s.now())
+	if err != nil {
+		return err
+	}
+	type point struct {
+		Time time.Time `json:"time"`
+		apiTotals
+	}
+	type bdRow struct {
+		Name string `json:"name"`
+		apiTotals
+	}
+	out := struct {
+		Range      string             `json:"range"`
+		From       time.Time          `json:"from"`
+		To         time.Time          `json:"to"`
+		Step       string             `json:"step"`
+		Totals     apiTotals          `json:"totals"`
+		Series     []point            `json:"series"`
+		Breakdowns map[string][]bdRow `json:"breakdowns"`
+	}{Range: u.Range.Key, From: u.From, To: u.To, Step: u.Range.Step.String(), Totals: totalsJSON(u.Total), Breakdowns: map[string][]bdRow{}}
+	for i, t := range u.Buckets {
+		out.Series = append(out.Series, point{Time: t, apiTotals: totalsJSON(u.Series[i])})
+	}
+	for _, b := range u.Breakdowns {
+		rows := []bdRow{}
+		for _, r := range b.Rows {
+			rows = append(rows, bdRow{Name: r.Name, apiTotals: totalsJSON(r.Summary)})
+		}
+		out.Breakdowns[string(b.Dim)] = rows
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+type apiEdge struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Version   string     `json:"version"`
+	CreatedAt time.Time  `json:"created_at"`
+	LastSeen  *time.Time `json:"last_seen"`
+	Sharing   bool       `json:"sharing"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func (s *Server) apiEdges(c echo.Context) error {
+	edges, err := s.store.Edges(c.Request().Context(), sess(c).User.OrgID)
+	if err != nil {
+		return err
+	}
+	out := []apiEdge{}
+	for _, e := range edges {
+		out = append(out, apiEdge{ID: e.ID, Name: e.Name, Version: e.Version, CreatedAt: e.CreatedAt, LastSeen: optTime(e.LastSeen), Sharing: e.Sharing, RevokedAt: optTime(e.RevokedAt)})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"edges": out})
+}
+
+func (s *Server) apiRevokeEdge(c echo.Context) error {
+	u := sess(c).User
+	if err := s.enroll.Revoke(c.Request().Context(), u.OrgID, c.Param("id")); err != nil {
+		return err
+	}
+	s.log.Info("dashboard edge revoked", "org_id", u.OrgID, "by", u.ID, "edge_id", c.Param("id"))
+	e, err := s.store.Edge(c.Request().Context(), u.OrgID, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, apiEdge{ID: e.ID, Name: e.Name, Version: e.Version, CreatedAt: e.CreatedAt, LastSeen: optTime(e.LastSeen), Sharing: e.Sharing, RevokedAt: optTime(e.RevokedAt)})
+}
+
+func (s *Server) apiMembers(c echo.Context) error {
+	users, err := s.store.Users(c.Request().Context(), sess(c).User.OrgID)
+	if err != nil {
+		return err
+	}
+	type member struct {
+		ID        string    `json:"id"`
+		Email     string    `json:"email"`
+		Role      string    `json:"role"`
+		CreatedAt time.Time `json:"created_at"`
+	}
+	out := []member{}
+	for _, u := range users {
+		out = append(out, member{ID: u.ID, Email: u.Email, Role: string(u.Role), CreatedAt: u.CreatedAt})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"members": out})
+}

@@ -1,0 +1,314 @@
+// Package dashboard serves the control plane's web dashboard: login and
+// sessions, members and invitations, usage overview, edge fleet and a page
+// stating exactly which metadata the control plane holds.
+//
+// Pages are rendered on the server with html/template, charts as inline
+// SVG: no script runs in the browser, and the Content-Security-Policy
+// forbids any. Sessions are HS256 JWTs in HttpOnly, Secure, SameSite=Strict
+// cookies, checked on every request against the user's session epoch in
+// the store, so logout, a password change or removal ends every session
+// of the user at once. Every state-changing request carries a CSRF token
+// bound to the session. Browser routes take forms; the JSON API under
+// /api/v1/dashboard takes JSON only.
+package dashboard
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
+)
+
+// Cookie names. The session cookie holds the JWT; the pre-session cookie
+// binds the login and invitation forms' CSRF token to the browser.
+const (
+	SessionCookie = "codex_session"
+	preCookie     = "codex_pre"
+)
+
+// CSP is the Content-Security-Policy of every page: same-origin only, no
+// script at all, no inline style, no framing.
+const CSP = "default-src 'self'; script-src 'none'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// Config is what the dashboard needs.
+type Config struct {
+	Store controlplane.Store
+	// Enroll creates enrollment tokens and revokes edges.
+	Enroll *enroll.Service
+	// Key signs sessions (see LoadOrCreateKey); at least 32 bytes.
+	Key []byte
+	// SessionTTL is a session's lifetime; 12 hours if zero.
+	SessionTTL time.Duration
+	// InviteTTL is an invitation link's lifetime; 7 days if zero.
+	InviteTTL time.Duration
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// Server is the dashboard.
+type Server struct {
+	store   controlplane.Store
+	enroll  *enroll.Service
+	key     []byte
+	jwtKey  []byte
+	csrfKey []byte
+	preKey  []byte
+	ttl     time.Duration
+	invTTL  time.Duration
+	clock   func() time.Time
+	log     *slog.Logger
+	// Login attempts: per account (email) and per client address.
+	byEmail, byAddr *limiter
+}
+
+// New returns a dashboard.
+func New(c Config) (*Server, error) {
+	if len(c.Key) < KeyLen {
+		return nil, fmt.Errorf("dashboard: session key must be at least %d bytes", KeyLen)
+	}
+	if c.Store == nil || c.Enroll == nil {
+		return nil, errors.New("dashboard: Store and Enroll are required")
+	}
+	s := &Server{store: c.Store, enroll: c.Enroll, key: c.Key, ttl: c.SessionTTL, invTTL: c.InviteTTL, clock: c.Now, log: c.Log,
+		byEmail: newLimiter(time.Minute/5, 5), byAddr: newLimiter(time.Minute/30, 30)}
+	if s.ttl <= 0 {
+		s.ttl = 12 * time.Hour
+	}
+	if s.invTTL <= 0 {
+		s.invTTL = 7 * 24 * time.Hour
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.jwtKey, s.csrfKey, s.preKey = s.derive("session-jwt"), s.derive("csrf"), s.derive("pre-session-csrf")
+	return s, nil
+}
+
+func (s *Server) now() time.Time { return s.clock().UTC() }
+
+// Register adds the dashboard's routes to e: the pages in one group
+// (forms, HTML errors, browser security headers) and the JSON API under
+// /api/v1/dashboard in another (JSON only, JSON errors).
+func (s *Server) Register(e *echo.Echo) {
+	authed := []echo.MiddlewareFunc{s.requireSession, s.requireCSRF}
+	admin := slices.Concat(authed, []echo.MiddlewareFunc{requireRole(controlplane.RoleAdmin)})
+
+	pages := e.Group("", s.pageHeaders, s.pageErrors)
+	pages.GET("/static/style.css", s.styleCSS)
+	pages.GET("/login", s.loginPage)
+	pages.POST("/login", s.login, s.requirePreCSRF)
+	pages.GET("/invite/:token", s.invitePage)
+	pages.POST("/invite/:token", s.acceptInvite, s.requirePreCSRF)
+	pages.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/overview") }, authed...)
+	pages.GET("/overview", s.overviewPage, authed...)
+	pages.GET("/fleet", s.fleetPage, authed...)
+	pages.POST("/fleet/tokens", s.createToken, admin...)
+	pages.POST("/fleet/edges/:id/revoke", s.revokeEdge, admin...)
+	pages.GET("/members", s.membersPage, authed...)
+	pages.POST("/members/invite", s.invite, admin...)
+	pages.POST("/members/:id/remove", s.removeMember, admin...)
+	pages.GET("/account", s.accountPage, authed...)
+	pages.POST("/account/password", s.changePassword, authed...)
+	pages.POST("/logout", s.logout, authed...)
+	pages.GET("/privacy", s.privacyPage, authed...)
+
+	api := e.Group("/api/v1/dashboard", s.apiHeaders, s.apiErrors, s.requireSession, s.requireAPIRequest)
+	api.GET("/usage", s.apiUsage)
+	api.GET("/edges", s.apiEdges)
+	api.POST("/edges/:id/revoke", s.apiRevokeEdge, requireRole(controlplane.RoleAdmin))
+	api.GET("/members", s.apiMembers)
+}
+
+// pageHeaders sets the browser-facing security headers.
+func (s *Server) pageHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", CSP)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer") // invitation links hold a token
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+		h.Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+const ctxSession = "dashboard.session"
+
+func sess(c echo.Context) session { return c.Get(ctxSession).(session) }
+
+// requireSession verifies the session cookie; without a valid one a page
+// redirects to the login form and the API answers 401.
+func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ck, err := c.Cookie(SessionCookie)
+		if err != nil {
+			return errLogin
+		}
+		se, err := s.verify(c.Request().Context(), ck.Value)
+		if errors.Is(err, errNoSession) {
+			s.clearCookie(c, SessionCookie)
+			return errLogin
+		}
+		if err != nil {
+			return err
+		}
+		c.Set(ctxSession, se)
+		return next(c)
+	}
+}
+
+// errLogin sends a browser to the login form (and an API client a 401).
+var errLogin = &httpError{status: http.StatusUnauthorized, msg: "Please sign in."}
+
+func isSafe(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
+
+// requireCSRF checks the session-bound token of every state-changing form.
+func (s *Server) requireCSRF(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if isSafe(c.Request().Method) {
+			return next(c)
+		}
+		if !s.csrfValid(sess(c).ID, form(c, "csrf")) {
+			return errCSRF
+		}
+		return next(c)
+	}
+}
+
+var errCSRF = &httpError{status: http.StatusForbidden, msg: "This form has expired or did not come from this dashboard. Reload the page and try again."}
+
+// preToken is the CSRF token of the login and invitation forms, bound to
+// the pre-session cookie.
+func (s *Server) preToken(c echo.Context) string {
+	var v string
+	if ck, err := c.Cookie(preCookie); err == nil && len(ck.Value) >= 24 {
+		v = ck.Value
+	} else {
+		v = randomID()
+		s.setCookie(c, preCookie, v, time.Hour)
+	}
+	m := hmac.New(sha256.New, s.preKey)
+	m.Write([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) requirePreCSRF(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ck, err := c.Cookie(preCookie)
+		if err != nil || len(ck.Value) < 24 {
+			return errCSRF
+		}
+		m := hmac.New(sha256.New, s.preKey)
+		m.Write([]byte(ck.Value))
+		if !hmac.Equal([]byte(form(c, "csrf")), []byte(base64.RawURLEncoding.EncodeToString(m.Sum(nil)))) {
+			return errCSRF
+		}
+		return next(c)
+	}
+}
+
+// roleRank orders roles: each may do what the ones below it may.
+func roleRank(r controlplane.Role) int {
+	switch r {
+	case controlplane.RoleOwner:
+		return 3
+	case controlplane.RoleAdmin:
+		return 2
+	case controlplane.RoleViewer:
+		return 1
+	}
+	return 0
+}
+
+func requireRole(min controlplane.Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if roleRank(sess(c).User.Role) < roleRank(min) {
+				return errForbidden
+			}
+			return next(c)
+		}
+	}
+}
+
+var errForbidden = &httpError{status: http.StatusForbidden, msg: "Your role does not allow this. Ask an admin or owner of your organization."}
+
+func (s *Server) setCookie(c echo.Context, name, value string, maxAge time.Duration) {
+	c.SetCookie(&http.Cookie{Name: name, Value: value, Path: "/", MaxAge: int(maxAge / time.Second),
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+}
+
+func (s *Server) clearCookie(c echo.Context, name string) {
+	c.SetCookie(&http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+}
+
+// httpError is an error with the status and message the user sees.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+var errNotFound = &httpError{status: http.StatusNotFound, msg: "Not found."}
+
+// userError maps store errors to what a user may see: another org's
+// resource is simply not found.
+func userError(err error) error {
+	var he *httpError
+	switch {
+	case err == nil, errors.As(err, &he):
+		return err
+	case errors.Is(err, controlplane.ErrNotFound):
+		return errNotFound
+	}
+	return err
+}
+
+// pageErrors renders errors as pages.
+func (s *Server) pageErrors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := userError(next(c))
+		if err == nil || c.Response().Committed {
+			return err
+		}
+		if err == errLogin {
+			return c.Redirect(http.StatusSeeOther, "/login")
+		}
+		var he *httpError
+		var ee *echo.HTTPError
+		switch {
+		case errors.As(err, &he):
+		case errors.As(err, &ee):
+			he = &httpError{status: ee.Code, msg: http.StatusText(ee.Code)}
+		default:
+			ref := randomID()[:10]
+			s.log.Error("dashboard request failed", "path", c.Path(), "error_id", ref, "err", err)
+			he = &httpError{status: http.StatusInternalServerError, msg: "Something went wrong on our side (reference " + ref + ")."}
+		}
+		data := s.base(c, "Error")
+		data.Error = he.msg
+		data.Status = he.status
+		return s.render(c, he.status, "error", data)
+	}
+}

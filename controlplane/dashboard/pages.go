@@ -1,0 +1,554 @@
+package dashboard
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/password"
+)
+
+//go:embed templates static
+var assets embed.FS
+
+var pages = func() map[string]*template.Template {
+	names, err := fs.Glob(assets, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]*template.Template{}
+	for _, n := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		out[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", n))
+	}
+	return out
+}()
+
+// pageData is what every page's template gets; Page holds the page's own.
+type pageData struct {
+	Title  string
+	Nav    string
+	User   controlplane.User
+	Org    controlplane.Org
+	CSRF   string
+	Signed bool
+	Admin  bool // may change things: admin or owner
+	Error  string
+	Status int
+	Notice string
+	Page   any
+}
+
+func (s *Server) base(c echo.Context, title string) pageData {
+	d := pageData{Title: title}
+	if se, ok := c.Get(ctxSession).(session); ok {
+		d.Signed, d.User, d.CSRF = true, se.User, s.csrfToken(se.ID)
+		d.Admin = roleRank(se.User.Role) >= roleRank(controlplane.RoleAdmin)
+		if o, err := s.store.Org(c.Request().Context(), se.User.OrgID); err == nil {
+			d.Org = o
+		}
+	}
+	return d
+}
+
+func (s *Server) render(c echo.Context, status int, name string, d pageData) error {
+	t, ok := pages[name]
+	if !ok {
+		return fmt.Errorf("no template %q", name)
+	}
+	d.Nav = name
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+func (s *Server) styleCSS(c echo.Context) error {
+	b, err := assets.ReadFile("static/style.css")
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, "text/css; charset=utf-8", b)
+}
+
+// notices are the fixed messages a redirect may ask a page to show.
+var notices = map[string]string{
+	"revoked":  "The edge was revoked: NATS refuses its connections and ingest drops its batches.",
+	"removed":  "The member was removed; their sessions have ended.",
+	"password": "Password changed. Every other session of yours has ended.",
+}
+
+func notice(c echo.Context) string { return notices[c.QueryParam("done")] }
+
+// clientAddr is the TCP peer: X-Forwarded-For would let a client pick its
+// own rate-limit bucket.
+func clientAddr(c echo.Context) string {
+	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	if err != nil {
+		return c.Request().RemoteAddr
+	}
+	return host
+}
+
+func normalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+func validEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return len(s) <= 254 && at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t\r\n<>\"'")
+}
+
+// dummyHash is verified against when an email has no account, so that a
+// wrong email takes as long as a wrong password.
+var dummyHash = sync.OnceValue(func() string {
+	var b [24]byte
+	rand.Read(b[:])
+	h, err := password.Hash(base64.RawURLEncoding.EncodeToString(b[:]))
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
+
+type loginData struct {
+	Email string
+	Token string
+}
+
+// form reads a field of the request body only: a token in the query
+// string would end up in logs and histories.
+func form(c echo.Context, name string) string { return c.Request().PostFormValue(name) }
+
+// loginPage shows the form even to a signed-in browser: signing in again
+// replaces its session.
+func (s *Server) loginPage(c echo.Context) error {
+	d := s.base(c, "Sign in")
+	d.Page = loginData{Token: s.preToken(c)}
+	return s.render(c, http.StatusOK, "login", d)
+}
+
+func (s *Server) loginError(c echo.Context, status int, email, msg string) error {
+	d := s.base(c, "Sign in")
+	d.Error, d.Page = msg, loginData{Email: email, Token: s.preToken(c)}
+	return s.render(c, status, "login", d)
+}
+
+func (s *Server) login(c echo.Context) error {
+	ctx := c.Request().Context()
+	email, pw := normalizeEmail(form(c, "email")), form(c, "password")
+	now := s.now()
+	// Both buckets are charged before any password is checked: argon2id is
+	// the expensive part an attacker would make us do.
+	addrOK, emailOK := s.byAddr.allow(clientAddr(c), now), s.byEmail.allow(email, now)
+	if !addrOK || !emailOK {
+		s.log.Warn("dashboard login rate limited", "by_address", !addrOK, "by_account", !emailOK)
+		c.Response().Header().Set("Retry-After", "60")
+		return s.loginError(c, http.StatusTooManyRequests, email, "Too many sign-in attempts. Wait a minute and try again.")
+	}
+	if !validEmail(email) || len(pw) > password.MaxLength {
+		return s.loginError(c, http.StatusUnauthorized, email, "Email or password is incorrect.")
+	}
+	users, err := s.store.UsersByEmail(ctx, email)
+	if err != nil {
+		return err
+	}
+	var match *controlplane.User
+	for i := range users {
+		if password.Verify(pw, users[i].PasswordHash) == nil {
+			match = &users[i]
+			break
+		}
+	}
+	if len(users) == 0 {
+		_ = password.Verify(pw, dummyHash())
+	}
+	if match == nil {
+		s.log.Info("dashboard login failed")
+		return s.loginError(c, http.StatusUnauthorized, email, "Email or password is incorrect.")
+	}
+	if err := s.startSession(c, *match); err != nil {
+		return err
+	}
+	s.log.Info("dashboard login", "org_id", match.OrgID, "user_id", match.ID)
+	return c.Redirect(http.StatusSeeOther, "/overview")
+}
+
+// startSession sets a freshly issued session cookie and drops the
+// pre-session one.
+func (s *Server) startSession(c echo.Context, u controlplane.User) error {
+	tok, _, err := s.issue(u)
+	if err != nil {
+		return err
+	}
+	s.setCookie(c, SessionCookie, tok, s.ttl)
+	s.clearCookie(c, preCookie)
+	return nil
+}
+
+func (s *Server) logout(c echo.Context) error {
+	u := sess(c).User
+	if err := s.store.EndSessions(c.Request().Context(), u.OrgID, u.ID); err != nil {
+		return err
+	}
+	s.clearCookie(c, SessionCookie)
+	s.log.Info("dashboard logout", "org_id", u.OrgID, "user_id", u.ID)
+	return c.Redirect(http.StatusSeeOther, "/login")
+}
+
+func (s *Server) accountPage(c echo.Context) error {
+	d := s.base(c, "Account")
+	d.Notice = notice(c)
+	return s.render(c, http.StatusOK, "account", d)
+}
+
+func (s *Server) changePassword(c echo.Context) error {
+	ctx := c.Request().Context()
+	u := sess(c).User
+	fail := func(status int, msg string) error {
+		d := s.base(c, "Account")
+		d.Error = msg
+		return s.render(c, status, "account", d)
+	}
+	if !s.byEmail.allow(u.Email, s.now()) {
+		return fail(http.StatusTooManyRequests, "Too many attempts. Wait a minute and try again.")
+	}
+	if password.Verify(form(c, "current"), u.PasswordHash) != nil {
+		return fail(http.StatusUnauthorized, "The current password is incorrect.")
+	}
+	pw := form(c, "new")
+	if pw != form(c, "confirm") {
+		return fail(http.StatusBadRequest, "The new passwords do not match.")
+	}
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return fail(http.StatusBadRequest, fmt.Sprintf("The new password must be %d to %d characters long.", password.MinLength, password.MaxLength))
+	}
+	if err := s.store.SetPassword(ctx, u.OrgID, u.ID, hash); err != nil {
+		return err
+	}
+	// Every session ended with the epoch; this browser gets a new one.
+	nu, err := s.store.User(ctx, u.OrgID, u.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.startSession(c, nu); err != nil {
+		return err
+	}
+	s.log.Info("dashboard password changed", "org_id", u.OrgID, "user_id", u.ID)
+	return c.Redirect(http.StatusSeeOther, "/account?done=password")
+}
+
+// InvitePrefix starts every invitation token.
+const InvitePrefix = "cpinvite_"
+
+func newInviteToken() (string, [32]byte) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	tok := InvitePrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return tok, sha256.Sum256([]byte(tok))
+}
+
+type membersData struct {
+	Members  []controlplane.User
+	Invites  []controlplane.Invite
+	Roles    []controlplane.Role // the roles this user may grant
+	Link     string              // a just-created invitation link, shown once
+	LinkFor  string
+	CanOwner bool
+	Owners   int // the last owner gets no remove button
+}
+
+func (s *Server) members(c echo.Context) (membersData, error) {
+	ctx := c.Request().Context()
+	u := sess(c).User
+	var m membersData
+	var err error
+	if m.Members, err = s.store.Users(ctx, u.OrgID); err != nil {
+		return m, err
+	}
+	if m.Invites, err = s.store.Invites(ctx, u.OrgID, s.now()); err != nil {
+		return m, err
+	}
+	for _, x := range m.Members {
+		if x.Role == controlplane.RoleOwner {
+			m.Owners++
+		}
+	}
+	m.Roles = []controlplane.Role{controlplane.RoleViewer, controlplane.RoleAdmin}
+	if u.Role == controlplane.RoleOwner {
+		m.Roles, m.CanOwner = append(m.Roles, controlplane.RoleOwner), true
+	}
+	return m, nil
+}
+
+func (s *Server) membersPage(c echo.Context) error {
+	m, err := s.members(c)
+	if err != nil {
+		return err
+	}
+	d := s.base(c, "Members")
+	d.Notice, d.Page = notice(c), m
+	return s.render(c, http.StatusOK, "members", d)
+}
+
+func (s *Server) invite(c echo.Context) error {
+	ctx := c.Request().Context()
+	u := sess(c).User
+	email, role := normalizeEmail(form(c, "email")), controlplane.Role(form(c, "role"))
+	fail := func(status int, msg string) error {
+		m, err := s.members(c)
+		if err != nil {
+			return err
+		}
+		d := s.base(c, "Members")
+		d.Error, d.Page = msg, m
+		return s.render(c, status, "members", d)
+	}
+	if !validEmail(email) {
+		return fail(http.StatusBadRequest, "Enter a valid email address.")
+	}
+	if !role.Valid() {
+		return fail(http.StatusBadRequest, "Choose a role.")
+	}
+	if role == controlplane.RoleOwner && u.Role != controlplane.RoleOwner {
+		return errForbidden
+	}
+	tok, hash := newInviteToken()
+	now := s.now()
+	if err := s.store.CreateInvite(ctx, controlplane.Invite{Hash: hash, OrgID: u.OrgID, Email: email, Role: role, CreatedBy: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.invTTL)}); err != nil {
+		return err
+	}
+	s.log.Info("dashboard invite created", "org_id", u.OrgID, "by", u.ID, "role", role)
+	m, err := s.members(c)
+	if err != nil {
+		return err
+	}
+	m.Link, m.LinkFor = c.Scheme()+"://"+c.Request().Host+"/invite/"+tok, email
+	d := s.base(c, "Members")
+	d.Page = m
+	return s.render(c, http.StatusOK, "members", d)
+}
+
+func (s *Server) removeMember(c echo.Context) error {
+	ctx := c.Request().Context()
+	u := sess(c).User
+	target, err := s.store.User(ctx, u.OrgID, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if target.Role == controlplane.RoleOwner && u.Role != controlplane.RoleOwner {
+		return errForbidden
+	}
+	err = s.store.RemoveUser(ctx, u.OrgID, target.ID)
+	if errors.Is(err, controlplane.ErrConflict) {
+		return &httpError{status: http.StatusConflict, msg: "An organization needs at least one owner: make someone else an owner first."}
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("dashboard member removed", "org_id", u.OrgID, "by", u.ID, "user_id", target.ID)
+	if target.ID == u.ID {
+		s.clearCookie(c, SessionCookie)
+		return c.Redirect(http.StatusSeeOther, "/login")
+	}
+	return c.Redirect(http.StatusSeeOther, "/members?done=removed")
+}
+
+type inviteData struct {
+	Email string
+	Org   string
+	Role  controlplane.Role
+	Token string
+	Path  string
+}
+
+func inviteHash(tok string) ([32]byte, bool) {
+	if !strings.HasPrefix(tok, InvitePrefix) || len(tok) != len(InvitePrefix)+43 {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256([]byte(tok)), true
+}
+
+var errBadInvite = &httpError{status: http.StatusNotFound, msg: "This invitation link is invalid, used or expired. Ask for a new one."}
+
+func (s *Server) invitePage(c echo.Context) error {
+	hash, ok := inviteHash(c.Param("token"))
+	if !ok {
+		return errBadInvite
+	}
+	inv, err := s.store.Invite(c.Request().Context(), hash, s.now())
+	if errors.Is(err, controlplane.ErrNotFound) {
+		return errBadInvite
+	}
+	if err != nil {
+		return err
+	}
+	return s.renderInvite(c, http.StatusOK, inv, "")
+}
+
+func (s *Server) renderInvite(c echo.Context, status int, inv controlplane.Invite, msg string) error {
+	org, err := s.store.Org(c.Request().Context(), inv.OrgID)
+	if err != nil {
+		return err
+	}
+	d := s.base(c, "Join "+org.Name)
+	d.Error = msg
+	d.Page = inviteData{Email: inv.Email, Org: org.Name, Role: inv.Role, Token: s.preToken(c), Path: "/invite/" + c.Param("token")}
+	return s.render(c, status, "invite", d)
+}
+
+func (s *Server) acceptInvite(c echo.Context) error {
+	ctx := c.Request().Context()
+	hash, ok := inviteHash(c.Param("token"))
+	if !ok {
+		return errBadInvite
+	}
+	now := s.now()
+	inv, err := s.store.Invite(ctx, hash, now)
+	if errors.Is(err, controlplane.ErrNotFound) {
+		return errBadInvite
+	}
+	if err != nil {
+		return err
+	}
+	pw := form(c, "password")
+	if pw != form(c, "confirm") {
+		return s.renderInvite(c, http.StatusBadRequest, inv, "The passwords do not match.")
+	}
+	h, err := password.Hash(pw)
+	if err != nil {
+		return s.renderInvite(c, http.StatusBadRequest, inv, fmt.Sprintf("Choose a password of %d to %d characters.", password.MinLength, password.MaxLength))
+	}
+	u, err := s.store.RedeemInvite(ctx, hash, now, controlplane.User{ID: controlplane.NewID("usr"), PasswordHash: h})
+	switch {
+	case errors.Is(err, controlplane.ErrNotFound):
+		return errBadInvite
+	case errors.Is(err, controlplane.ErrConflict):
+		return &httpError{status: http.StatusConflict, msg: "This email is already a member of the organization: sign in instead."}
+	case err != nil:
+		return err
+	}
+	s.log.Info("dashboard invite accepted", "org_id", u.OrgID, "user_id", u.ID)
+	if err := s.startSession(c, u); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/overview")
+}
+
+type fleetData struct {
+	Edges    []controlplane.Edge
+	Tokens   []tokenRow
+	NewToken string
+	TTLs     []ttlOpt
+}
+
+type tokenRow struct {
+	ID        string // the first bytes of its hash: the token itself is gone
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	Status    string
+	EdgeName  string
+}
+
+type ttlOpt struct {
+	Value, Label string
+}
+
+var tokenTTLs = []ttlOpt{{"1h", "1 hour"}, {"24h", "24 hours"}, {"168h", "7 days"}, {"720h", "30 days"}}
+
+func (s *Server) fleet(c echo.Context) (fleetData, error) {
+	ctx := c.Request().Context()
+	org := sess(c).User.OrgID
+	f := fleetData{TTLs: tokenTTLs}
+	var err error
+	if f.Edges, err = s.store.Edges(ctx, org); err != nil {
+		return f, err
+	}
+	names := map[string]string{}
+	for _, e := range f.Edges {
+		names[e.ID] = e.Name
+	}
+	toks, err := s.store.EnrollTokens(ctx, org)
+	if err != nil {
+		return f, err
+	}
+	now := s.now()
+	for _, t := range toks {
+		r := tokenRow{ID: hex.EncodeToString(t.Hash[:4]), CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}
+		switch {
+		case !t.UsedAt.IsZero():
+			r.Status, r.EdgeName = "used", names[t.EdgeID]
+		case !now.Before(t.ExpiresAt):
+			r.Status = "expired"
+		default:
+			r.Status = "unused"
+		}
+		f.Tokens = append(f.Tokens, r)
+	}
+	return f, nil
+}
+
+func (s *Server) fleetPage(c echo.Context) error {
+	f, err := s.fleet(c)
+	if err != nil {
+		return err
+	}
+	d := s.base(c, "Edge fleet")
+	d.Notice, d.Page = notice(c), f
+	return s.render(c, http.StatusOK, "fleet", d)
+}
+
+func (s *Server) createToken(c echo.Context) error {
+	u := sess(c).User
+	var ttl time.Duration
+	for _, o := range tokenTTLs {
+		if o.Value == form(c, "ttl") {
+			ttl, _ = time.ParseDuration(o.Value)
+		}
+	}
+	if ttl == 0 {
+		return &httpError{status: http.StatusBadRequest, msg: "Choose how long the token stays valid."}
+	}
+	tok, err := s.enroll.CreateToken(c.Request().Context(), u.OrgID, ttl)
+	if err != nil {
+		return err
+	}
+	s.log.Info("dashboard enrollment token created", "org_id", u.OrgID, "by", u.ID, "ttl", ttl)
+	f, err := s.fleet(c)
+	if err != nil {
+		return err
+	}
+	f.NewToken = tok
+	d := s.base(c, "Edge fleet")
+	d.Page = f
+	return s.render(c, http.StatusOK, "fleet", d)
+}
+
+func (s *Server) revokeEdge(c echo.Context) error {
+	u := sess(c).User
+	if err := s.enroll.Revoke(c.Request().Context(), u.OrgID, c.Param("id")); err != nil {
+		return err
+	}
+	s.log.Info("dashboard edge revoked", "org_id", u.OrgID, "by", u.ID, "edge_id", c.Param("id"))
+	return c.Redirect(http.StatusSeeOther, "/fleet?done=revoked")
+}

@@ -1,0 +1,144 @@
+package dashboard
+
+import (
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/controlplane"
+)
+
+// heldField is one piece of metadata the control plane stores.
+type heldField struct {
+	Field    string
+	Stored   string // how and at which resolution
+	Reveals  string // what it can reveal, from the security document
+	Examples []string
+}
+
+type heldGroup struct {
+	Title  string
+	Note   string
+	Fields []heldField
+}
+
+// Inferences are what the combined metadata can reveal (the security
+// document's honest-disclosure list).
+var Inferences = []string{
+	"Team work schedules and productivity patterns",
+	"Rough project complexity based on token volumes",
+	"Technology choices based on model selection",
+	"Development velocity based on request frequency",
+}
+
+// NeverReceived lists what no code path of the control plane accepts: the
+// only message it ingests is the usage batch, whose strings are bounded
+// identifiers.
+var NeverReceived = []string{
+	"Prompts, messages, system prompts, tool calls or any other request content",
+	"Responses, completions, embeddings or any other response content",
+	"Provider API keys and gateway keys (only an HMAC pseudonym of a gateway key, unless you opt into names)",
+	"Per-request rows or exact request timestamps: requests arrive summed per minute",
+	"Request fingerprints or cache keys: the response cache and its hashes stay on your edge",
+	"Client IP addresses, request headers, end-user identities",
+	"File uploads, images, audio",
+}
+
+type privacyData struct {
+	Groups     []heldGroup
+	Inferences []string
+	Never      []string
+	Edges      int
+	Members    int
+}
+
+func (s *Server) privacyPage(c echo.Context) error {
+	ctx := c.Request().Context()
+	org := sess(c).User.OrgID
+	// The values this org's usage actually holds, over the longest
+	// retention the overview reads.
+	seen := map[controlplane.Dimension][]string{}
+	now := s.now()
+	rows, err := s.store.Usage(ctx, controlplane.UsageQuery{OrgID: org, From: now.Truncate(controlplane.Day).Add(-89 * controlplane.Day), To: now.Truncate(controlplane.Day).Add(controlplane.Day),
+		Step: controlplane.Day, GroupBy: []controlplane.Dimension{controlplane.DimWorkspace, controlplane.DimProvider, controlplane.DimModel, controlplane.DimKeyRef}})
+	if err != nil {
+		return err
+	}
+	set := map[controlplane.Dimension]map[string]bool{}
+	for _, r := range rows {
+		for d, v := range r.Key {
+			if set[d] == nil {
+				set[d] = map[string]bool{}
+			}
+			set[d][v] = true
+		}
+	}
+	for d, vs := range set {
+		for v := range vs {
+			seen[d] = append(seen[d], v)
+		}
+		sort.Strings(seen[d])
+		if len(seen[d]) > 12 {
+			seen[d] = append(seen[d][:12], "…")
+		}
+	}
+	edges, err := s.store.Edges(ctx, org)
+	if err != nil {
+		return err
+	}
+	users, err := s.store.Users(ctx, org)
+	if err != nil {
+		return err
+	}
+	d := s.base(c, "What we can see")
+	d.Page = privacyData{Groups: heldGroups(seen), Inferences: Inferences, Never: NeverReceived, Edges: len(edges), Members: len(users)}
+	return s.render(c, http.StatusOK, "privacy", d)
+}
+
+func heldGroups(seen map[controlplane.Dimension][]string) []heldGroup {
+	min := "per minute, kept " + days(controlplane.DefaultRetention.Minute) + "; per hour, kept " + days(controlplane.DefaultRetention.Hour) + "; per day, kept " + days(controlplane.DefaultRetention.Day)
+	return []heldGroup{
+		{
+			Title: "Usage, summed per minute by your edges",
+			Note:  "Each row adds up the requests of one minute that share every key below. Rolled up to hours and days as it ages: " + min + ".",
+			Fields: []heldField{
+				{"Time bucket (minute)", "start of the minute", "When your team is active", nil},
+				{"Edge", "edge id", "Which of your deployments served the requests", nil},
+				{"Workspace", "pseudonym unless you opt into names", "How usage splits between your teams or projects", seen[controlplane.DimWorkspace]},
+				{"Provider", "e.g. openai, anthropic", "Which AI providers you use", seen[controlplane.DimProvider]},
+				{"Model name", "as sent to the provider", "Which AI models you use", seen[controlplane.DimModel]},
+				{"API key reference", "HMAC pseudonym of the gateway key unless you opt into names", "Which team member or service made the requests", seen[controlplane.DimKeyRef]},
+				{"Cache hit / miss / bypass", "per row", "Repetition patterns", nil},
+				{"Status class", "2xx, 4xx, 5xx…", "Error rates of your usage", nil},
+				{"Request count", "per row", "How often you call AI models", nil},
+				{"Token counts", "input, cached input, cache writes, output, reasoning; and how many requests reported none", "Request complexity and response length", nil},
+				{"Cost and cache savings", "in billionths of a dollar, from your edge's price table", "Your spend patterns", nil},
+				{"Latency histogram", "request counts in 14 latency buckets (10 ms … over 120 s)", "Response time patterns", nil},
+			},
+		},
+		{
+			Title: "Edges",
+			Fields: []heldField{
+				{"Name and version", "as the edge enrolled", "Your deployment names and software versions", nil},
+				{"NATS public key", "the private half never leaves the edge", "Nothing beyond the edge's identity", nil},
+				{"Enrolled, last seen, sharing", "times of enrollment and last batch; revocation time", "When each edge runs and reports", nil},
+				{"Batch receipts", "edge, sequence number, window, time received, row count", "How often each edge reports", nil},
+			},
+		},
+		{
+			Title: "Accounts",
+			Fields: []heldField{
+				{"Organization name", "as created", "Who you are", nil},
+				{"Member emails and roles", "one row per member", "Who administers your AI usage", nil},
+				{"Password hashes", "argon2id; the password itself is never stored", "Nothing (not reversible)", nil},
+				{"Invitations and enrollment tokens", "SHA-256 of the token only, with creation and expiry times", "Nothing beyond their times", nil},
+			},
+		},
+	}
+}
+
+func days(d time.Duration) string {
+	return num(int64(d/controlplane.Day)) + " days"
+}

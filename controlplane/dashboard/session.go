@@ -1,0 +1,160 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/persiv/codex/controlplane"
+)
+
+// Session JWT constants. Only HS256 is accepted: the key is a secret the
+// control plane alone holds, so there is no public key to confuse it with.
+const (
+	Issuer     = "codex-controlplane"
+	Audience   = "codex-dashboard"
+	signMethod = "HS256"
+	// KeyLen is the length of the session signing key.
+	KeyLen = 32
+)
+
+// claims are a session's: the user, its org, and the user's session epoch
+// when the session began.
+type claims struct {
+	OrgID string `json:"org"`
+	Epoch int64  `json:"epoch"`
+	jwt.RegisteredClaims
+}
+
+// session is a verified, current session.
+type session struct {
+	ID   string // jti; CSRF tokens are bound to it
+	User controlplane.User
+	Exp  time.Time
+}
+
+// LoadOrCreateKey reads the session signing key at path, creating it
+// (0600, in a 0700 directory) with fresh random bytes when missing.
+func LoadOrCreateKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil {
+		if len(key) != KeyLen {
+			return nil, fmt.Errorf("session key %s: %d bytes, want %d", path, len(key), KeyLen)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	key = make([]byte, KeyLen)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	// O_EXCL: of two processes starting at once, one writes, the other
+	// reads what it wrote.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return LoadOrCreateKey(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	if _, err := f.Write(key); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	return key, nil
+}
+
+// derive returns a subkey of the signing key for one purpose, so that the
+// JWT key, CSRF tokens and the login form's token never share a key.
+func (s *Server) derive(purpose string) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte("codex-dashboard/" + purpose))
+	return m.Sum(nil)
+}
+
+func randomID() string {
+	var b [18]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// issue signs a new session for u: a fresh id, so a login never keeps the
+// session (or the CSRF token) the browser had before.
+func (s *Server) issue(u controlplane.User) (string, time.Time, error) {
+	now := s.now()
+	exp := now.Add(s.ttl)
+	c := claims{OrgID: u.OrgID, Epoch: u.SessionEpoch, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: Issuer, Audience: jwt.ClaimStrings{Audience}, Subject: u.ID, ID: randomID(),
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
+	}}
+	tok, err := jwt.NewWithClaims(jwt.GetSigningMethod(signMethod), c).SignedString(s.jwtKey)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign session: %w", err)
+	}
+	return tok, exp, nil
+}
+
+var errNoSession = errors.New("no valid session")
+
+// verify checks a session token's signature and claims, then that the user
+// still exists in the org and has not ended its sessions since.
+func (s *Server) verify(ctx context.Context, raw string) (session, error) {
+	var c claims
+	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return s.jwtKey, nil },
+		jwt.WithValidMethods([]string{signMethod}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithIssuer(Issuer),
+		jwt.WithAudience(Audience),
+		jwt.WithTimeFunc(s.now),
+		jwt.WithStrictDecoding(),
+	)
+	if err != nil {
+		return session{}, fmt.Errorf("%w: %v", errNoSession, err)
+	}
+	if c.Subject == "" || c.ID == "" || c.OrgID == "" {
+		return session{}, fmt.Errorf("%w: missing claims", errNoSession)
+	}
+	u, err := s.store.User(ctx, c.OrgID, c.Subject)
+	if errors.Is(err, controlplane.ErrNotFound) {
+		return session{}, fmt.Errorf("%w: user removed", errNoSession)
+	}
+	if err != nil {
+		return session{}, err
+	}
+	if u.SessionEpoch != c.Epoch {
+		return session{}, fmt.Errorf("%w: sessions ended", errNoSession)
+	}
+	return session{ID: c.ID, User: u, Exp: c.ExpiresAt.Time}, nil
+}
+
+// csrfToken is the synchronizer token of a session: a MAC of its id, so
+// it is worthless with any other session and needs no storage.
+func (s *Server) csrfToken(sessionID string) string {
+	m := hmac.New(sha256.New, s.csrfKey)
+	m.Write([]byte(sessionID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) csrfValid(sessionID, got string) bool {
+	return got != "" && hmac.Equal([]byte(got), []byte(s.csrfToken(sessionID)))
+}

@@ -1,0 +1,210 @@
+package dashboard
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/controlplane/store/storetest"
+)
+
+// TestCrossTenantNotFound: an owner of org B tries every route with org
+// A's ids. Routes naming a resource answer 404 and change nothing; the
+// others show B's data only. A route missing from the table fails the
+// test, so new routes must be added here.
+func TestCrossTenantNotFound(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	now := f.clock.now()
+	orgA, orgB := controlplane.NewID("org"), controlplane.NewID("org")
+	for id, name := range map[string]string{orgA: "Alpha Secret Corp", orgB: "Beta"} {
+		if err := f.env.Store.CreateOrg(ctx, controlplane.Org{ID: id, Name: name, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ownerA := f.user(t, orgA, "owner@alpha.example", controlplane.RoleOwner)
+	viewerA := f.user(t, orgA, "viewer@alpha.example", controlplane.RoleViewer)
+	ownerB := f.user(t, orgB, "owner@beta.example", controlplane.RoleOwner)
+	tok, err := f.env.Enroll.CreateToken(ctx, orgA, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	edgeA, err := f.env.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: "alpha-edge-secret", Version: "9.9.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := storetest.Batch(orgA, edgeA.EdgeID, 1, now.Truncate(time.Minute), 3)
+	for i := range b.Rows {
+		b.Rows[i].Model, b.Rows[i].Workspace, b.Rows[i].KeyRef = "alpha-model", "alpha-ws", "alpha-key"
+	}
+	if _, err := f.env.Store.IngestBatch(ctx, b, now); err != nil {
+		t.Fatal(err)
+	}
+
+	c := f.session(t, ownerB)
+	csrf := c.csrf("/overview")
+	post := func(path string, extra url.Values) response {
+		form := url.Values{"csrf": {csrf}}
+		for k, v := range extra {
+			form[k] = v
+		}
+		return c.post(path, form)
+	}
+	api := map[string]string{CSRFHeader: csrf}
+	secrets := []string{orgA, "Alpha Secret Corp", "owner@alpha.example", "viewer@alpha.example", edgeA.EdgeID, "alpha-edge-secret", "alpha-model", "alpha-ws", "alpha-key"}
+	noLeak := func(name string, r response) {
+		t.Helper()
+		for _, s := range secrets {
+			if strings.Contains(r.body, s) {
+				t.Errorf("%s: shows org A's %q", name, s)
+			}
+		}
+	}
+	type check func(t *testing.T)
+	cases := map[string]check{
+		"GET /": func(t *testing.T) { wantStatus(t, "/", c.get("/"), http.StatusSeeOther) },
+		"GET /static/style.css": func(t *testing.T) {
+			wantStatus(t, "style", c.get("/static/style.css"), http.StatusOK)
+		},
+		"GET /login": func(t *testing.T) { r := c.get("/login"); wantStatus(t, "login", r, http.StatusOK); noLeak("login", r) },
+		"POST /login": func(t *testing.T) {
+			// A's credentials typed into B's browser sign in as A: that is
+			// what credentials are for. The wrong password for A's email does not.
+			x := f.client(t)
+			wantStatus(t, "login as A with a wrong password", x.login("owner@alpha.example", "not the password"), http.StatusUnauthorized)
+		},
+		"GET /invite/:token": func(t *testing.T) {
+			wantStatus(t, "invite", c.get("/invite/"+InvitePrefix+strings.Repeat("A", 43)), http.StatusNotFound)
+		},
+		"POST /invite/:token": func(t *testing.T) {
+			wantStatus(t, "accept", c.post("/invite/"+orgA, url.Values{}), http.StatusForbidden)
+		},
+		"GET /overview": func(t *testing.T) {
+			for _, rg := range Ranges {
+				r := c.get("/overview?range=" + rg.Key)
+				wantStatus(t, "overview", r, http.StatusOK)
+				noLeak("overview "+rg.Key, r)
+				if !strings.Contains(r.body, `id="total-requests" data-value="0"`) {
+					t.Errorf("overview %s: B sees requests", rg.Key)
+				}
+			}
+		},
+		"GET /fleet": func(t *testing.T) { r := c.get("/fleet"); wantStatus(t, "fleet", r, http.StatusOK); noLeak("fleet", r) },
+		"GET /members": func(t *testing.T) {
+			r := c.get("/members")
+			wantStatus(t, "members", r, http.StatusOK)
+			noLeak("members", r)
+		},
+		"GET /privacy": func(t *testing.T) {
+			r := c.get("/privacy")
+			wantStatus(t, "privacy", r, http.StatusOK)
+			noLeak("privacy", r)
+		},
+		"GET /account": func(t *testing.T) {
+			r := c.get("/account")
+			wantStatus(t, "account", r, http.StatusOK)
+			noLeak("account", r)
+		},
+		"POST /fleet/tokens": func(t *testing.T) {
+			r := post("/fleet/tokens", url.Values{"ttl": {"1h"}, "org": {orgA}, "org_id": {orgA}})
+			wantStatus(t, "token", r, http.StatusOK)
+			noLeak("token", r)
+			if toks, _ := f.env.Store.EnrollTokens(ctx, orgA); len(toks) != 1 {
+				t.Errorf("org A has %d tokens", len(toks))
+			}
+		},
+		"POST /fleet/edges/:id/revoke": func(t *testing.T) {
+			wantStatus(t, "revoke", post("/fleet/edges/"+edgeA.EdgeID+"/revoke", nil), http.StatusNotFound)
+		},
+		"POST /members/invite": func(t *testing.T) {
+			r := post("/members/invite", url.Values{"email": {"newcomer@beta.example"}, "role": {"owner"}, "org": {orgA}})
+			wantStatus(t, "invite", r, http.StatusOK)
+			noLeak("invite", r)
+			if inv, _ := f.env.Store.Invites(ctx, orgA, f.clock.now()); len(inv) != 0 {
+				t.Error("an invitation landed in org A")
+			}
+		},
+		"POST /members/:id/remove": func(t *testing.T) {
+			for _, u := range []controlplane.User{ownerA, viewerA} {
+				wantStatus(t, "remove", post("/members/"+u.ID+"/remove", nil), http.StatusNotFound)
+			}
+		},
+		"POST /account/password": func(t *testing.T) {
+			// Changes the signed-in user only; a user id in the form is ignored.
+			r := post("/account/password", url.Values{"current": {"wrong password x"}, "new": {"aaaaaaaaaaaaaaa"}, "confirm": {"aaaaaaaaaaaaaaa"}, "user": {ownerA.ID}})
+			wantStatus(t, "password", r, http.StatusUnauthorized)
+		},
+		"POST /logout": func(t *testing.T) {
+			x := f.session(t, ownerB)
+			wantLoginRedirect(t, "logout", x.post("/logout", url.Values{"csrf": {x.csrf("/overview")}, "user": {ownerA.ID}}))
+			c = f.session(t, ownerB) // logout ended c's session too
+			csrf = c.csrf("/overview")
+			api[CSRFHeader] = csrf
+		},
+		"GET /api/v1/dashboard/usage": func(t *testing.T) {
+			for _, rg := range Ranges {
+				r := c.get("/api/v1/dashboard/usage?range=" + rg.Key)
+				wantStatus(t, "api usage", r, http.StatusOK)
+				noLeak("api usage", r)
+				if !strings.Contains(r.body, `"totals":{"requests":0,`) {
+					t.Errorf("api usage %s: B sees requests: %.300s", rg.Key, r.body)
+				}
+			}
+		},
+		"GET /api/v1/dashboard/edges": func(t *testing.T) {
+			r := c.get("/api/v1/dashboard/edges")
+			wantStatus(t, "api edges", r, http.StatusOK)
+			noLeak("api edges", r)
+		},
+		"GET /api/v1/dashboard/members": func(t *testing.T) {
+			r := c.get("/api/v1/dashboard/members")
+			wantStatus(t, "api members", r, http.StatusOK)
+			noLeak("api members", r)
+		},
+		"POST /api/v1/dashboard/edges/:id/revoke": func(t *testing.T) {
+			r := c.postJSON("/api/v1/dashboard/edges/"+edgeA.EdgeID+"/revoke", "{}", api)
+			wantStatus(t, "api revoke", r, http.StatusNotFound)
+			noLeak("api revoke", r)
+		},
+	}
+	// Routes of the API that are not the dashboard's.
+	other := map[string]bool{"GET /healthz": true, "GET /readyz": true, "POST /api/v1/enroll": true}
+	seen := map[string]bool{}
+	for _, r := range f.echo.Routes() {
+		key := r.Method + " " + r.Path
+		if other[key] || r.Method == "echo_route_not_found" || seen[key] {
+			continue
+		}
+		seen[key] = true
+		fn, ok := cases[key]
+		if !ok {
+			t.Errorf("route %s has no cross-tenant case", key)
+			continue
+		}
+		t.Run(strings.ReplaceAll(key, "/", "_"), fn)
+	}
+	for k := range cases {
+		if !seen[k] {
+			t.Errorf("case %s matches no route", k)
+		}
+	}
+	// Nothing of A changed.
+	if e, _ := f.env.Store.Edge(ctx, orgA, edgeA.EdgeID); e.Revoked() {
+		t.Error("org A's edge was revoked")
+	}
+	if us, _ := f.env.Store.Users(ctx, orgA); len(us) != 2 {
+		t.Errorf("org A has %d members, want 2", len(us))
+	}
+	if u, _ := f.env.Store.User(ctx, orgA, ownerA.ID); u.SessionEpoch != 0 || u.PasswordHash != ownerA.PasswordHash {
+		t.Error("org A's owner changed")
+	}
+}
