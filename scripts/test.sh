@@ -23,6 +23,9 @@ need() {
 need iproute2 ip
 need util-linux unshare
 
+step "Chromium for the dashboard's browser test"
+scripts/install-chromium.sh
+
 step "PostgreSQL for the store tests (throw-away, loopback, port 55432)"
 # An assignment, not eval "$(…)": a failed start must stop the run here.
 pgenv=$(scripts/dev-postgres.sh start)
