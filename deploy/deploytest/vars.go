@@ -39,11 +39,7 @@ const (
 // each with the reason. A test fails once a binary reads one of them, so
 // this list only ever shrinks.
 var AssumedVars = map[Binary]map[string]string{
-	Edge: {
-		"CODEX_SHARE_METRICS":    "DESIGN §6 names the share_metrics setting (off by default); issue 8 adds it to the edge's config",
-		"CODEX_CONTROLPLANE_URL": "DESIGN §6/§8: `telemetry enroll --url`; the URL as a setting so a fleet enrolls without flags (issue 8)",
-		"CODEX_ENROLLMENT_TOKEN": "DESIGN §6/§8: `telemetry enroll --token`; secrets never come from flags (DESIGN §8), so the token comes from this variable (issue 8)",
-	},
+	Edge: {},
 }
 
 // Design8 lists, per binary, the DESIGN §8 variables a production

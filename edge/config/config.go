@@ -64,6 +64,16 @@ type Config struct {
 
 	PricingFile     string        `yaml:"pricing_file"` // operator prices over the shipped table
 	TelemetryWindow time.Duration `yaml:"telemetry_window"`
+	// ControlplaneURL and EnrollmentToken let a deployment enroll the edge
+	// at start-up (as `telemetry enroll --url --token` does) when it is not
+	// enrolled yet. The token is a one-time secret: give it through the
+	// environment, e.g. from a secret store.
+	ControlplaneURL string `yaml:"controlplane_url"`
+	EnrollmentToken string `yaml:"enrollment_token"`
+	// ShareMetrics, when set to true or false, is applied to the sharing
+	// toggle at start-up; empty leaves the toggle as the customer last set
+	// it (CLI or admin API). Sharing is off by default.
+	ShareMetrics string `yaml:"share_metrics"`
 	// TelemetryNames labels workspaces and keys in shared metrics by their
 	// names instead of HMAC pseudonyms: the customer's explicit opt-in.
 	TelemetryNames bool `yaml:"telemetry_names"`
@@ -212,6 +222,8 @@ func (c Config) Validate() error {
 	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
 	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")
 	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
+	check(c.ShareMetrics == "" || c.ShareMetrics == "true" || c.ShareMetrics == "false", "CODEX_SHARE_METRICS must be true, false or unset")
+	check((c.ControlplaneURL == "") == (c.EnrollmentToken == ""), "CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN must be set together")
 	check(c.CacheTTL > 0, "CODEX_CACHE_TTL must be positive")
 	check(c.CacheMaxTTL >= c.CacheTTL, "CODEX_CACHE_MAX_TTL must be at least CODEX_CACHE_TTL")
 	check(c.CacheMaxEntryBytes > 0, "CODEX_CACHE_MAX_ENTRY_BYTES must be positive")

@@ -294,6 +294,7 @@ func (e *env) serve(args []string) error {
 			return err
 		}
 	}
+	e.applyTelemetryConfig(cfg, log)
 	srv, err := server.New(e.ctx, cfg, st, log, server.Options{Getenv: e.getenv})
 	if err != nil {
 		return err

@@ -51,20 +51,7 @@ func (e *env) telemetryEnroll(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.Ensure(); err != nil {
-		return err
-	}
-	ks, err := telemetry.OpenKeyStore(d.KeyStorePath())
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	kr, err := server.OpenKeyring(e.ctx, cfg, ks, e.getenv, log)
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	enr, err := telemetry.Enroll(e.ctx, d, kr, client, *cpURL, *token, *name, version())
+	enr, err := e.enroll(cfg, d, *cpURL, *token, *name)
 	if err != nil {
 		return err
 	}
@@ -80,6 +67,63 @@ func (e *env) telemetryEnroll(args []string) error {
 		fmt.Fprintln(e.stdout, "sharing is off: nothing is sent until you run 'codex-edge telemetry on'")
 	}
 	return nil
+}
+
+// enroll enrolls the edge into the control plane at cpURL.
+func (e *env) enroll(cfg config.Config, d telemetry.Dir, cpURL, token, name string) (telemetry.Enrollment, error) {
+	if err := d.Ensure(); err != nil {
+		return telemetry.Enrollment{}, err
+	}
+	ks, err := telemetry.OpenKeyStore(d.KeyStorePath())
+	if err != nil {
+		return telemetry.Enrollment{}, err
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	kr, err := server.OpenKeyring(e.ctx, cfg, ks, e.getenv, log)
+	if err != nil {
+		return telemetry.Enrollment{}, err
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	return telemetry.Enroll(e.ctx, d, kr, client, cpURL, token, name, version())
+}
+
+// applyTelemetryConfig carries out what a deployment configured for the
+// hybrid link: enrolling with CODEX_CONTROLPLANE_URL and
+// CODEX_ENROLLMENT_TOKEN when not enrolled yet, and CODEX_SHARE_METRICS.
+// A failure is logged, never fatal: the edge serves without the link.
+func (e *env) applyTelemetryConfig(cfg config.Config, log *slog.Logger) {
+	d := telemetry.DirIn(cfg.DataDir)
+	_, enrolled, err := d.Enrollment()
+	if err != nil {
+		log.Error("telemetry state unreadable", "err", err)
+		return
+	}
+	if !enrolled && cfg.ControlplaneURL != "" {
+		host, _ := os.Hostname()
+		name := telemetry.Label(host)
+		if !wire.LabelChars.Valid(name) {
+			name = "edge"
+		}
+		enr, err := e.enroll(cfg, d, cfg.ControlplaneURL, cfg.EnrollmentToken, name)
+		if err != nil {
+			log.Error("enrollment from CODEX_CONTROLPLANE_URL/CODEX_ENROLLMENT_TOKEN failed; serving without the control plane link",
+				"err", err, "hint", "create a new token in the dashboard and restart, or run 'codex-edge telemetry enroll'")
+		} else {
+			enrolled = true
+			log.Info("enrolled into the control plane", "edge", enr.EdgeID, "org", enr.OrgID)
+		}
+	}
+	if cfg.ShareMetrics == "" {
+		return
+	}
+	on := cfg.ShareMetrics == "true"
+	if on && !enrolled {
+		log.Error("CODEX_SHARE_METRICS=true but the edge is not enrolled; sharing stays off")
+		return
+	}
+	if err := d.SetSharing(on, "config"); err != nil {
+		log.Error("apply CODEX_SHARE_METRICS", "err", err)
+	}
 }
 
 func version() string {

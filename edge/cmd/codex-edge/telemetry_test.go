@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/persiv/codex/edge/config"
+	"io"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -137,5 +140,59 @@ func TestTelemetryCommands(t *testing.T) {
 	c.ok("telemetry", "off")
 	if out := c.ok("telemetry", "status"); !strings.Contains(out, "sharing:          off (since") {
 		t.Fatalf("status after off:\n%s", out)
+	}
+}
+
+// TestEnrollFromConfig is the deployment path (Terraform, Helm): serve
+// enrolls with CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN and applies
+// CODEX_SHARE_METRICS; a failure leaves the edge serving without the link.
+func TestEnrollFromConfig(t *testing.T) {
+	svc, store := enrollService(t)
+	api := httptest.NewServer((&httpapi.API{Enroll: svc}).Handler())
+	t.Cleanup(api.Close)
+	org := controlplane.NewID("org")
+	if err := store.CreateOrg(context.Background(), controlplane.Org{ID: org, Name: "Acme", CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	apply := func(c *cli) {
+		t.Helper()
+		cfg, err := config.Load("", func(k string) string { return c.env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string { return c.env[k] }}
+		e.applyTelemetryConfig(cfg, log)
+	}
+
+	// A bad token: logged, not enrolled, sharing stays off.
+	bad := newCLI(t)
+	bad.env["CODEX_CONTROLPLANE_URL"], bad.env["CODEX_ENROLLMENT_TOKEN"], bad.env["CODEX_SHARE_METRICS"] = api.URL, "cpenroll_bogus", "true"
+	apply(bad)
+	if out := bad.ok("telemetry", "status"); !strings.Contains(out, "enrolled:         no") || !strings.Contains(out, "sharing:          off") {
+		t.Fatalf("after a failed enrollment:\n%s", out)
+	}
+	if !strings.Contains(logs.String(), "enrollment from CODEX_CONTROLPLANE_URL") {
+		t.Fatalf("failure not logged: %s", logs.String())
+	}
+
+	tok, err := svc.CreateToken(context.Background(), org, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	c.env["CODEX_CONTROLPLANE_URL"], c.env["CODEX_ENROLLMENT_TOKEN"], c.env["CODEX_SHARE_METRICS"] = api.URL, tok, "true"
+	apply(c)
+	out := c.ok("telemetry", "status")
+	if !strings.Contains(out, "edge id:          edge_") || !strings.Contains(out, "sharing:          on") {
+		t.Fatalf("after enrolling from the configuration:\n%s", out)
+	}
+	// A restart with the (now used) token keeps the enrollment; the
+	// configuration can switch sharing off.
+	c.env["CODEX_SHARE_METRICS"] = "false"
+	apply(c)
+	if out := c.ok("telemetry", "status"); !strings.Contains(out, "sharing:          off") || !strings.Contains(out, "edge id:          edge_") {
+		t.Fatalf("after a restart with sharing off:\n%s", out)
 	}
 }
