@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -467,7 +468,7 @@ func (p *Proxy) upstreamError(clientCtx context.Context, x *exchange, err error)
 		return errTimeout
 	}
 	p.opts.Metrics.upstreamError(x.provider, "unreachable")
-	p.opts.Logger.Warn("provider unreachable", "provider", x.provider, "org", x.key.OrgID, "err", err)
+	p.opts.Logger.Warn("provider unreachable", "provider", x.provider, "org", x.key.OrgID, "err", withoutURL(err))
 	return errUnreach
 }
 
@@ -556,7 +557,7 @@ func (p *Proxy) midResponseError(c echo.Context, x *exchange, idle *idleTimer, e
 		x.failFlight(errUnreach)
 		x.rec.Status = errUnreach.status
 		p.opts.Metrics.upstreamError(x.provider, "broken_response")
-		p.opts.Logger.Warn("provider response broken off", "provider", x.provider, "org", x.key.OrgID, "err", err)
+		p.opts.Logger.Warn("provider response broken off", "provider", x.provider, "org", x.key.OrgID, "err", withoutURL(err))
 		if x.stream {
 			p.writeStreamError(c, x, errUnreach)
 		}
@@ -682,4 +683,14 @@ func (ir *idleReader) Read(b []byte) (int, error) {
 		ir.t.reset()
 	}
 	return n, err
+}
+
+// withoutURL drops the request URL from a transport error before it is
+// logged: a client's query string may carry anything, secrets included.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

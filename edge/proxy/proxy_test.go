@@ -2,7 +2,11 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +73,12 @@ func TestCopyRequestHeaders(t *testing.T) {
 		if dst.Get(kept) != src.Get(kept) {
 			t.Errorf("%s not forwarded", kept)
 		}
+	}
+}
+
+func TestWithoutURL(t *testing.T) {
+	err := &url.Error{Op: "Post", URL: "http://provider/v1/chat/completions?api-key=secret-in-query", Err: errors.New("connection refused")}
+	if got := withoutURL(fmt.Errorf("call: %w", err)).Error(); strings.Contains(got, "secret-in-query") || got != "connection refused" {
+		t.Fatalf("logged error %q", got)
 	}
 }
