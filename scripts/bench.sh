@@ -14,20 +14,27 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# 1,000 concurrent streams need more descriptors than the usual 1,024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
 export FAKE_PROVIDER_KEY="fake-provider-key"
-echo "==> fake provider on $fake_addr"
-start_fake_provider "$fake_addr" "$FAKE_PROVIDER_KEY" "$work/fakeprovider.log"
-pids+=("$FAKE_PID")
+echo "==> fake provider on $fake_addr (streams: 20 chunks, 20ms apart)"
+CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVIDER_KEY" \
+  bin/codex-fakeprovider -listen "$fake_addr" -chunks 20 -chunk-delay 20ms >"$work/fakeprovider.log" 2>&1 &
+pids+=("$!")
+wait_http "http://$fake_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
 echo "==> edge on $edge_addr"
 CODEX_DATA_DIR="$work/edge" CODEX_LISTEN="$edge_addr" CODEX_ADMIN_LISTEN="$admin_addr" CODEX_LOG_LEVEL=warn \
   bin/codex-edge serve >"$work/edge.log" 2>&1 &
-pids+=("$!")
+edge_pid=$!
+pids+=("$edge_pid")
 wait_http "http://$edge_addr/healthz" 30
 
 echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
-  -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json"
+  -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
+  -streams "${BENCH_STREAMS:-1000}" -edge-pid "$edge_pid"
 
 echo
 echo "==> Go benchmarks of the hot path"

@@ -56,6 +56,8 @@ func main() {
 		conns    = flag.Int("conns", 64, "connections for the saturation phase")
 		warmup   = flag.Duration("warmup", 2*time.Second, "warm-up before each phase (not measured)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
+		streams  = flag.Int("streams", 1000, "concurrent streams for the streaming phase (0: skip it)")
+		edgePID  = flag.Int("edge-pid", 0, "the edge's process id, to sample its memory during the streaming phase")
 	)
 	flag.Parse()
 	if *edgeK == "" {
@@ -81,6 +83,16 @@ func main() {
 		results = append(results, runSaturation(t, *conns, *duration))
 	}
 	report(os.Stdout, results)
+	if *streams > 0 {
+		fmt.Fprintf(os.Stderr, "streaming: %d concurrent streams against direct, then the edge…\n", *streams)
+		d := runStreams(targets[0], *streams, 0)
+		e := runStreams(targets[1], *streams, *edgePID)
+		reportStreams(os.Stdout, d, e)
+		if d.errors+e.errors > 0 {
+			fmt.Fprintf(os.Stderr, "codex-loadgen: %d failed streams; see the edge's log\n", d.errors+e.errors)
+			os.Exit(1)
+		}
+	}
 	if *jsonOut != "" {
 		writeJSON(*jsonOut, results)
 	}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// streamResult is what the streaming phase measured for one target.
+type streamResult struct {
+	name    string
+	streams int
+	errors  int
+	// offsets are each chunk's arrival time after the request was sent,
+	// by chunk index, over all streams.
+	offsets [][]time.Duration
+	peakRSS int64 // bytes; 0 when not measured
+}
+
+// runStreams holds n streaming chat completions open at once against t and
+// records when each chunk arrives. With pid > 0 it samples that process's
+// resident memory meanwhile and keeps the peak.
+func runStreams(t target, n int, pid int) streamResult {
+	c := client(n)
+	res := streamResult{name: t.name, streams: n}
+	var mu sync.Mutex
+	var errs atomic.Int64
+	stop := make(chan struct{})
+	var peak atomic.Int64
+	if pid > 0 {
+		go func() {
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if rss := readRSS(pid); rss > peak.Load() {
+						peak.Store(rss)
+					}
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := fmt.Appendf(nil, `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"stream number %d for the benchmark"}]}`, i)
+			req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(b))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+t.key)
+			req.Header.Set("Cache-Control", "no-store")
+			start := time.Now()
+			resp, err := c.Do(req)
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			defer resp.Body.Close()
+			var mine []time.Duration
+			rd := bufio.NewReader(resp.Body)
+			for {
+				line, err := rd.ReadSlice('\n')
+				if bytes.HasPrefix(line, []byte("data: ")) {
+					mine = append(mine, time.Since(start))
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					errs.Add(1)
+					return
+				}
+			}
+			if resp.StatusCode != 200 {
+				errs.Add(1)
+				return
+			}
+			mu.Lock()
+			for k, d := range mine {
+				for len(res.offsets) <= k {
+					res.offsets = append(res.offsets, nil)
+				}
+				res.offsets[k] = append(res.offsets[k], d)
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	res.errors = int(errs.Load())
+	res.peakRSS = peak.Load()
+	for _, o := range res.offsets {
+		slices.Sort(o)
+	}
+	return res
+}
+
+// readRSS returns the resident set size of pid in bytes, 0 if unknown.
+func readRSS(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func pctOf(s []time.Duration, p float64) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// reportStreams compares chunk timing through the edge with the provider
+// read directly. Each stream's chunks leave the provider on its own
+// schedule, so the gaps between consecutive chunks show whether the edge
+// holds chunks back (a buffering proxy bunches them: small gaps, then a
+// big one). The per-chunk forwarding delay itself (DESIGN: ≤ 50µs) needs
+// provider-side timestamps and is not measured here yet.
+func reportStreams(w io.Writer, direct, edge streamResult) {
+	fmt.Fprintf(w, "\nstreaming: %d concurrent streams, %d events each\n", edge.streams, len(edge.offsets))
+	gaps := func(r streamResult) []time.Duration {
+		var out []time.Duration
+		for k := 2; k < len(r.offsets); k++ { // from the second delta on
+			for i := range min(len(r.offsets[k]), len(r.offsets[k-1])) {
+				out = append(out, r.offsets[k][i]-r.offsets[k-1][i])
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	dg, eg := gaps(direct), gaps(edge)
+	fmt.Fprintf(w, "gap between consecutive chunks: direct p50 %s p99 %s, edge p50 %s p99 %s\n",
+		pctOf(dg, 0.5).Round(time.Microsecond), pctOf(dg, 0.99).Round(time.Microsecond),
+		pctOf(eg, 0.5).Round(time.Microsecond), pctOf(eg, 0.99).Round(time.Microsecond))
+	if len(edge.offsets) > 0 && len(direct.offsets) > 0 {
+		fmt.Fprintf(w, "first chunk after the request: direct p50 %s p99 %s, edge p50 %s p99 %s\n",
+			pctOf(direct.offsets[0], 0.5).Round(time.Microsecond), pctOf(direct.offsets[0], 0.99).Round(time.Microsecond),
+			pctOf(edge.offsets[0], 0.5).Round(time.Microsecond), pctOf(edge.offsets[0], 0.99).Round(time.Microsecond))
+	}
+	if edge.peakRSS > 0 {
+		fmt.Fprintf(w, "edge peak RSS with %d streams open: %.1f MiB (target ≤ 200 MiB)\n", edge.streams, float64(edge.peakRSS)/(1<<20))
+	}
+	fmt.Fprintf(w, "stream errors: direct %d, edge %d\n", direct.errors, edge.errors)
+}
