@@ -75,6 +75,11 @@ type Cache struct {
 	remote  bool // the backend does I/O: bound each call by timeout
 	bufs    sync.Pool
 
+	// Stores made off the request path; Close waits for them.
+	mu      sync.RWMutex
+	closed  bool
+	pending sync.WaitGroup
+
 	lookups  *prometheus.CounterVec
 	errs     *prometheus.CounterVec
 	unread   prometheus.Counter
@@ -198,5 +203,27 @@ func (c *Cache) Set(ctx context.Context, orgID, record string, e *Entry, ttl tim
 // Timeout is the longest one backend call may take.
 func (c *Cache) Timeout() time.Duration { return c.timeout }
 
-// Close closes the backend.
-func (c *Cache) Close() error { return c.b.Close() }
+// Background runs fn (a store off the request path) unless the cache is
+// closing, and reports whether it did; Close waits for it to finish.
+func (c *Cache) Background(fn func()) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return false
+	}
+	c.pending.Add(1)
+	go func() {
+		defer c.pending.Done()
+		fn()
+	}()
+	return true
+}
+
+// Close waits for background stores, then closes the backend.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.pending.Wait()
+	return c.b.Close()
+}

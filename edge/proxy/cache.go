@@ -373,14 +373,17 @@ func (p *Proxy) finishFlight(x *exchange, status int, body []byte) {
 	// Sealing and storing happen off the request path; until they are
 	// done, identical requests are served from the flight.
 	org, record, ttl := x.key.OrgID, x.cache.record, x.cache.ttl
-	go func() {
+	started := p.opts.Cache.Cache.Background(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := p.opts.Cache.Cache.Set(ctx, org, record, f.Entry(), ttl); err != nil {
 			p.opts.Logger.Debug("cache store failed", "err", err)
 		}
 		f.Fail(nil) // done already: the entry takes over from the flight
-	}()
+	})
+	if !started {
+		f.Fail(nil) // shutting down: nothing more is stored
+	}
 }
 
 // failFlight ends the leader's flight without a complete answer.
