@@ -38,10 +38,9 @@ type Writer struct {
 	opts  Options
 	q     chan edge.RequestRecord
 
-	dropped  atomic.Int64
-	written  atomic.Int64
-	failures atomic.Int64
-	healthy  atomic.Bool
+	dropped atomic.Int64
+	written atomic.Int64
+	healthy atomic.Bool
 
 	lastDropLog atomic.Int64 // unix nanos; rate-limits the drop warning
 
@@ -191,7 +190,6 @@ func (w *Writer) write(batch []edge.RequestRecord, stopping bool) bool {
 			}
 			return true
 		}
-		w.failures.Add(1)
 		if w.healthy.Swap(false) {
 			w.opts.Logger.Error("metadata write failed; retrying, records stay queued",
 				"err", err, "batch", len(batch), "queued", len(w.q))

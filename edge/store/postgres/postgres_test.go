@@ -541,7 +541,7 @@ func TestInsertRequestsReplayAfterUncertainCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	batch := []edge.RequestRecord{benchRecord("o1", "k", "r1", time.Now()), benchRecord("o2", "k", "r2", time.Now())}
+	batch := []edge.RequestRecord{storetest.SampleRecord("o1", "k", "r1", time.Now()), storetest.SampleRecord("o2", "k", "r2", time.Now())}
 	if err := db.InsertRequests(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +551,7 @@ func TestInsertRequestsReplayAfterUncertainCommit(t *testing.T) {
 	}
 	db.MarkUncertain(batch)
 	// A different batch sharing the first id is still refused.
-	other := []edge.RequestRecord{batch[0], benchRecord("o1", "k", "r3", time.Now())}
+	other := []edge.RequestRecord{batch[0], storetest.SampleRecord("o1", "k", "r3", time.Now())}
 	if err := db.InsertRequests(ctx, other); !errors.Is(err, edge.ErrConflict) {
 		t.Fatalf("other batch with a taken id = %v, want ErrConflict", err)
 	}

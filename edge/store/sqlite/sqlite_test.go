@@ -232,7 +232,7 @@ func writeSome(ctx context.Context, db *DB, name string, keys, batches int) (str
 		if batches > 0 {
 			recs := make([]edge.RequestRecord, batches)
 			for j := range recs {
-				recs[j] = benchRecord(org.ID, k.ID, fmt.Sprintf("req_%s_%d_%d", name, i, j), time.Now())
+				recs[j] = storetest.SampleRecord(org.ID, k.ID, fmt.Sprintf("req_%s_%d_%d", name, i, j), time.Now())
 			}
 			if err := db.InsertRequests(ctx, recs); err != nil {
 				return "", err
