@@ -34,7 +34,7 @@ wait_http "http://$edge_addr/healthz" 30
 echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-1000}" -edge-pid "$edge_pid"
+  -streams "${BENCH_STREAMS:-1000}" -edge-pid "$edge_pid" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}"
 
 echo
 echo "==> Go benchmarks of the hot path"
