@@ -33,15 +33,25 @@ type Options struct {
 }
 
 // Writer queues records and writes them in batches.
+//
+// The queue is a slice behind a mutex, not a channel: a channel would wake
+// the writer for every record, a scheduler round trip per request on the
+// hot path, where here the writer wakes only when a batch is full or the
+// flush interval has passed. The slice also grows only as far as the load
+// needs, instead of holding the whole bound from the start.
 type Writer struct {
 	store Inserter
 	opts  Options
-	q     chan edge.RequestRecord
 
-	dropped atomic.Int64
-	written atomic.Int64
-	healthy atomic.Bool
+	mu       sync.Mutex
+	pending  []edge.RequestRecord // queued, oldest first
+	spare    []edge.RequestRecord // the previous pending slice, for reuse
+	inflight int                  // taken by the writer, not yet written
+	wake     chan struct{}        // cap 1: a full batch is waiting
 
+	dropped     atomic.Int64
+	written     atomic.Int64
+	healthy     atomic.Bool
 	lastDropLog atomic.Int64 // unix nanos; rate-limits the drop warning
 
 	stop     chan struct{}
@@ -69,7 +79,7 @@ func New(store Inserter, opts Options) *Writer {
 	w := &Writer{
 		store: store,
 		opts:  opts,
-		q:     make(chan edge.RequestRecord, opts.Queue),
+		wake:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -79,29 +89,47 @@ func New(store Inserter, opts Options) *Writer {
 }
 
 // Record queues rec without blocking. It reports false when the queue was
-// full and the record was dropped (and counted).
+// full and the record was dropped (and counted). The queue's bound covers
+// every record not yet written, including the batch being written.
 func (w *Writer) Record(rec edge.RequestRecord) bool {
-	select {
-	case w.q <- rec:
-		return true
-	default:
+	w.mu.Lock()
+	if len(w.pending)+w.inflight >= w.opts.Queue {
+		w.mu.Unlock()
+		w.drop()
+		return false
 	}
+	w.pending = append(w.pending, rec)
+	full := len(w.pending) >= w.opts.Batch
+	w.mu.Unlock()
+	if full {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+func (w *Writer) drop() {
 	n := w.dropped.Add(1)
 	now := time.Now().UnixNano()
 	last := w.lastDropLog.Load()
 	if now-last > int64(10*time.Second) && w.lastDropLog.CompareAndSwap(last, now) {
 		w.opts.Logger.Warn("metadata queue full: request metadata dropped",
-			"dropped_total", n, "queue", cap(w.q),
+			"dropped_total", n, "queue", w.opts.Queue,
 			"hint", "the store is too slow or unreachable; raise CODEX_METADATA_QUEUE or check the database")
 	}
-	return false
 }
 
-// Depth is the number of records waiting.
-func (w *Writer) Depth() int { return len(w.q) }
+// Depth is the number of records not yet written.
+func (w *Writer) Depth() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending) + w.inflight
+}
 
 // Capacity is the queue length.
-func (w *Writer) Capacity() int { return cap(w.q) }
+func (w *Writer) Capacity() int { return w.opts.Queue }
 
 // Dropped is the number of records dropped because the queue was full.
 func (w *Writer) Dropped() int64 { return w.dropped.Load() }
@@ -121,53 +149,55 @@ func (w *Writer) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		w.opts.Logger.Error("metadata writer stopped before the queue was written",
-			"unwritten", len(w.q))
+			"unwritten", w.Depth())
 		return ctx.Err()
 	}
 }
 
 func (w *Writer) run() {
 	defer close(w.done)
-	batch := make([]edge.RequestRecord, 0, w.opts.Batch)
-	timer := time.NewTimer(w.opts.Flush)
+	timer := time.NewTicker(w.opts.Flush)
 	defer timer.Stop()
 	for {
+		stopping := false
 		select {
-		case rec := <-w.q:
-			batch = append(batch, rec)
-			if len(batch) < w.opts.Batch {
-				continue
-			}
+		case <-w.wake:
 		case <-timer.C:
-			timer.Reset(w.opts.Flush)
-			if len(batch) == 0 {
-				continue
-			}
 		case <-w.stop:
-			// Drain what is queued, then write it all.
-			for {
-				select {
-				case rec := <-w.q:
-					batch = append(batch, rec)
-					if len(batch) >= w.opts.Batch {
-						w.write(batch, true)
-						batch = batch[:0]
-					}
-					continue
-				default:
-				}
-				break
-			}
-			if len(batch) > 0 {
-				w.write(batch, true)
-			}
+			stopping = true
+		}
+		if w.flush(stopping) {
 			return
 		}
-		if !w.write(batch, false) {
-			return
-		}
-		batch = batch[:0]
 	}
+}
+
+// flush writes every queued record, in batches. It reports whether the
+// writer is stopping: then each remaining batch gets one try.
+func (w *Writer) flush(stopping bool) bool {
+	w.mu.Lock()
+	all := w.pending
+	w.pending, w.spare = w.spare[:0], nil
+	w.inflight = len(all)
+	w.mu.Unlock()
+	for recs := all; len(recs) > 0; {
+		n := min(len(recs), w.opts.Batch)
+		if !w.write(recs[:n], stopping) {
+			stopping = true // asked to stop while retrying
+		}
+		recs = recs[n:]
+		w.mu.Lock()
+		w.inflight -= n
+		w.mu.Unlock()
+	}
+	if cap(all) <= max(4*w.opts.Batch, w.opts.Queue/4) {
+		// Reuse the slice; one grown by an outage is left to the GC.
+		clear(all)
+		w.mu.Lock()
+		w.spare = all[:0]
+		w.mu.Unlock()
+	}
+	return stopping
 }
 
 // write stores batch, retrying with back-off until it succeeds. While it
@@ -192,7 +222,7 @@ func (w *Writer) write(batch []edge.RequestRecord, stopping bool) bool {
 		}
 		if w.healthy.Swap(false) {
 			w.opts.Logger.Error("metadata write failed; retrying, records stay queued",
-				"err", err, "batch", len(batch), "queued", len(w.q))
+				"err", err, "batch", len(batch), "queued", w.Depth())
 		}
 		if stopping {
 			// One last try on the way out, then report what is lost.
