@@ -69,6 +69,11 @@ type Options struct {
 	// MaxBodyBytes is the largest request body accepted; larger ones get
 	// 413 in the provider's error shape. Default MaxBodyBytes (32 MiB).
 	MaxBodyBytes int64
+	// Stamp starts every stream event with a comment line
+	// ": t=<unix nanoseconds>" taken just before the event is written, so a
+	// client on the same host can measure how long each chunk took to reach
+	// it (SSE clients ignore comments; the edge forwards them as they are).
+	Stamp bool
 	// NoRecord turns off request recording (Requests stays empty), for
 	// benchmarks. Counters and LastUsage still work.
 	NoRecord bool

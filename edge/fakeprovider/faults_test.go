@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -284,5 +285,63 @@ func TestCancelMidStreamByClient(t *testing.T) {
 	waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 	if got := fp.Count(fakeprovider.PathChatCompletions); got != 1 {
 		t.Fatalf("count %d", got)
+	}
+}
+
+func TestStamp(t *testing.T) {
+	_, ts := start(t, fakeprovider.Options{Stamp: true, Chunks: 3, ChunkDelay: time.Millisecond})
+	before := time.Now().UnixNano()
+	req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"a b c"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UnixNano()
+	events := strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n")
+	// role, 3 deltas, finish, [DONE]
+	if len(events) != 6 {
+		t.Fatalf("%d events, want 6:\n%s", len(events), body)
+	}
+	last := before
+	for i, ev := range events {
+		line, rest, _ := strings.Cut(ev, "\n")
+		digits, ok := strings.CutPrefix(line, ": t=")
+		if !ok || len(digits) != 19 || !strings.HasPrefix(rest, "data: ") {
+			t.Fatalf("event %d does not start with a stamp comment: %q", i, ev)
+		}
+		ns, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil {
+			t.Fatalf("event %d: stamp %q: %v", i, digits, err)
+		}
+		if ns < last || ns > after {
+			t.Fatalf("event %d stamped %d, want in [%d, %d] and not before the previous event", i, ns, last, after)
+		}
+		last = ns
+	}
+
+	// SDKs ignore the comments.
+	client := openAIClient(ts)
+	stream := client.Chat.Completions.NewStreaming(testContext(t), chatParams("gpt-4o", "a b c", false))
+	var text strings.Builder
+	for stream.Next() {
+		if c := stream.Current(); len(c.Choices) > 0 {
+			text.WriteString(c.Choices[0].Delta.Content)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if text.Len() == 0 {
+		t.Fatal("the SDK read no text from a stamped stream")
 	}
 }

@@ -3,6 +3,15 @@ package fakeprovider
 import (
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
+)
+
+// stampPrefix and stampDigits frame the send-time comment of Options.Stamp:
+// a fixed width, so the digits can be written in place at the last moment.
+const (
+	stampPrefix = ": t="
+	stampDigits = 19 // Unix nanoseconds until the year 2262
 )
 
 // stream writes one SSE response. Every event is flushed as soon as it is
@@ -27,6 +36,11 @@ func (ex *exchange) startStream(contentType string) *stream {
 // The caller appends the data and passes the buffer to end.
 func (st *stream) begin(name string) []byte {
 	b := st.buf[:0]
+	if st.ex.s.opts.Stamp {
+		b = append(b, stampPrefix...)
+		b = append(b, make([]byte, stampDigits)...)
+		b = append(b, '\n')
+	}
 	if name != "" {
 		b = append(b, "event: "...)
 		b = append(b, name...)
@@ -61,6 +75,9 @@ func (st *stream) end(b []byte) error {
 		ex.setUsage(*st.usage)
 		st.usage = nil
 	}
+	if ex.s.opts.Stamp {
+		stamp(b[len(stampPrefix):len(stampPrefix)+stampDigits], time.Now())
+	}
 	if _, err := ex.w.Write(b); err != nil {
 		return errClientGone
 	}
@@ -73,4 +90,15 @@ func (st *stream) end(b []byte) error {
 func (st *stream) finish() error {
 	st.ex.done = true
 	return nil
+}
+
+// stamp writes t's Unix nanoseconds into dst, zero-padded to its width.
+func stamp(dst []byte, t time.Time) {
+	var tmp [stampDigits]byte
+	d := strconv.AppendInt(tmp[:0], t.UnixNano(), 10)
+	pad := len(dst) - len(d)
+	for i := range pad {
+		dst[i] = '0'
+	}
+	copy(dst[pad:], d)
 }

@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	latency := fs.Duration("latency", 0, "delay before the response headers of every request (model fake-slow: this, or 1s when 0)")
 	chunkDelay := fs.Duration("chunk-delay", 0, "delay between stream chunks")
 	chunks := fs.Int("chunks", 4, "text deltas per streamed answer")
+	stamp := fs.Bool("stamp", false, `start every stream event with a comment ": t=<unix ns>" of its send time`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Latency:      *latency,
 		ChunkDelay:   *chunkDelay,
 		Chunks:       *chunks,
+		Stamp:        *stamp,
 		OpenAIKey:    getenv("CODEX_FAKE_OPENAI_KEY"),
 		AnthropicKey: getenv("CODEX_FAKE_ANTHROPIC_KEY"),
 		NoRecord:     true, // nobody reads records across processes

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,8 +59,11 @@ func main() {
 		conns    = flag.Int("conns", 64, "connections for the saturation phase")
 		warmup   = flag.Duration("warmup", 2*time.Second, "warm-up before each phase (not measured)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
-		streams  = flag.Int("streams", 1000, "concurrent streams for the streaming phase (0: skip it)")
+		streams  = flag.String("streams", "1000", "concurrent streams for the streaming phase, or a comma-separated list of counts to run in turn (0: skip it)")
 		edgePID  = flag.Int("edge-pid", 0, "the edge's process id, to sample its memory during the streaming phase")
+		soak     = flag.Duration("soak", 0, "with phase soak: how long to keep a mixed load on the edge while sampling its memory")
+		soakRate = flag.Int("soak-rate", 500, "soak: requests per second (a quarter of them repeats, cache hits)")
+		soakStr  = flag.Int("soak-streams", 200, "soak: streams kept open at all times")
 		phases   = flag.String("phases", "fixed,hit,saturation,streams", "phases to run, comma-separated")
 	)
 	flag.Parse()
@@ -98,13 +102,38 @@ func main() {
 	if len(results) > 0 {
 		report(os.Stdout, results)
 	}
-	if *streams > 0 && run["streams"] {
-		fmt.Fprintf(os.Stderr, "streaming: %d concurrent streams against direct, then the edge…\n", *streams)
-		d := runStreams(targets[0], *streams, 0)
-		e := runStreams(targets[1], *streams, *edgePID)
-		reportStreams(os.Stdout, d, e)
-		if d.errors+e.errors > 0 {
-			fmt.Fprintf(os.Stderr, "codex-loadgen: %d failed streams; see the edge's log\n", d.errors+e.errors)
+	if run["streams"] {
+		failed := 0
+		for _, f := range strings.Split(*streams, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 {
+				fmt.Fprintf(os.Stderr, "codex-loadgen: -streams: %q is not a count\n", f)
+				os.Exit(2)
+			}
+			if n == 0 {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "streaming: %d concurrent streams against direct, then the edge…\n", n)
+			d := runStreams(targets[0], n, 0)
+			e := runStreams(targets[1], n, *edgePID)
+			reportStreams(os.Stdout, d, e)
+			failed += d.errors + e.errors
+		}
+		if failed > 0 {
+			fmt.Fprintf(os.Stderr, "codex-loadgen: %d failed streams; see the edge's log\n", failed)
+			os.Exit(1)
+		}
+	}
+	if run["soak"] {
+		if *soak <= 0 || *edgePID <= 0 {
+			fmt.Fprintln(os.Stderr, "codex-loadgen: the soak phase needs -soak DURATION and -edge-pid")
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "soak: %s against the edge at %d req/s with %d streams open…\n", *soak, *soakRate, *soakStr)
+		r := runSoak(targets[1], *soak, *soakRate, *soakStr, *edgePID, 10*time.Second)
+		reportSoak(os.Stdout, r)
+		if r.errors > 0 {
+			fmt.Fprintf(os.Stderr, "codex-loadgen: %d failed requests during the soak; see the edge's log\n", r.errors)
 			os.Exit(1)
 		}
 	}

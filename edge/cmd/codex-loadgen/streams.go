@@ -23,6 +23,10 @@ type streamResult struct {
 	// offsets are each chunk's arrival time after the request was sent,
 	// by chunk index, over all streams.
 	offsets [][]time.Duration
+	// delays are, for every event the provider stamped with its send time
+	// (codex-fakeprovider -stamp), how long after that the event was read
+	// here; sorted.
+	delays  []time.Duration
 	peakRSS int64 // bytes; 0 when not measured
 }
 
@@ -57,7 +61,7 @@ func runStreams(t target, n int, pid int) streamResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b := fmt.Appendf(nil, `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"stream number %d for the benchmark"}]}`, i)
+			b := fmt.Appendf(nil, `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"stream number %d for the benchmark"}]}`, i)
 			req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(b))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Bearer "+t.key)
@@ -69,12 +73,15 @@ func runStreams(t target, n int, pid int) streamResult {
 				return
 			}
 			defer resp.Body.Close()
-			var mine []time.Duration
+			var mine, delays []time.Duration
 			rd := bufio.NewReader(resp.Body)
 			for {
 				line, err := rd.ReadSlice('\n')
 				if bytes.HasPrefix(line, []byte("data: ")) {
 					mine = append(mine, time.Since(start))
+				}
+				if sent, ok := stamped(line); ok {
+					delays = append(delays, time.Duration(time.Now().UnixNano()-sent))
 				}
 				if err == io.EOF {
 					break
@@ -89,6 +96,7 @@ func runStreams(t target, n int, pid int) streamResult {
 				return
 			}
 			mu.Lock()
+			res.delays = append(res.delays, delays...)
 			for k, d := range mine {
 				for len(res.offsets) <= k {
 					res.offsets = append(res.offsets, nil)
@@ -105,7 +113,18 @@ func runStreams(t target, n int, pid int) streamResult {
 	for _, o := range res.offsets {
 		slices.Sort(o)
 	}
+	slices.Sort(res.delays)
 	return res
+}
+
+// stamped returns the send time of a ": t=<unix ns>" comment line.
+func stamped(line []byte) (int64, bool) {
+	rest, ok := bytes.CutPrefix(line, []byte(": t="))
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(bytes.TrimRight(rest, "\r\n")), 10, 64)
+	return n, err == nil
 }
 
 // readRSS returns the resident set size of pid in bytes, 0 if unknown.
@@ -134,10 +153,19 @@ func pctOf(s []time.Duration, p float64) time.Duration {
 // read directly. Each stream's chunks leave the provider on its own
 // schedule, so the gaps between consecutive chunks show whether the edge
 // holds chunks back (a buffering proxy bunches them: small gaps, then a
-// big one). The per-chunk forwarding delay itself (DESIGN: ≤ 50µs) needs
-// provider-side timestamps and is not measured here yet.
+// big one). With a provider that stamps each event with its send time, the
+// delay from send to arrival is measured directly and through the edge; the
+// difference is the time the edge took to forward the chunk (DESIGN: ≤ 50µs).
 func reportStreams(w io.Writer, direct, edge streamResult) {
 	fmt.Fprintf(w, "\nstreaming: %d concurrent streams, %d events each\n", edge.streams, len(edge.offsets))
+	if len(direct.delays) > 0 && len(edge.delays) > 0 {
+		d50, d99 := pctOf(direct.delays, 0.5), pctOf(direct.delays, 0.99)
+		e50, e99 := pctOf(edge.delays, 0.5), pctOf(edge.delays, 0.99)
+		fmt.Fprintf(w, "chunk delivery, provider send → client read: direct p50 %s p99 %s, edge p50 %s p99 %s\n",
+			d50.Round(time.Microsecond), d99.Round(time.Microsecond), e50.Round(time.Microsecond), e99.Round(time.Microsecond))
+		fmt.Fprintf(w, "added per chunk by the edge (edge − direct): p50 %s p99 %s (target ≤ 50µs)\n",
+			(e50 - d50).Round(time.Microsecond), (e99 - d99).Round(time.Microsecond))
+	}
 	gaps := func(r streamResult) []time.Duration {
 		var out []time.Duration
 		for k := 2; k < len(r.offsets); k++ { // from the second delta on
