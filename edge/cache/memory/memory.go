@@ -14,8 +14,10 @@ import (
 	"github.com/persiv/codex/edge/cache"
 )
 
-// DefaultBudget is the byte budget when none is given: 256 MiB.
-const DefaultBudget = 256 << 20
+// DefaultBudget is the byte budget when none is given: 64 MiB, which keeps
+// an edge with a full cache and a thousand open streams under 200 MiB
+// (DESIGN §9).
+const DefaultBudget = 64 << 20
 
 // Backend is an in-process, byte-budgeted cache.Backend.
 type Backend struct {
