@@ -20,7 +20,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 export FAKE_PROVIDER_KEY="fake-provider-key"
 echo "==> fake provider on $fake_addr (streams: 20 chunks, 20ms apart)"
 CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVIDER_KEY" \
-  bin/codex-fakeprovider -listen "$fake_addr" -chunks 20 -chunk-delay 20ms >"$work/fakeprovider.log" 2>&1 &
+  bin/codex-fakeprovider -listen "$fake_addr" -stamp -chunks 20 -chunk-delay 20ms >"$work/fakeprovider.log" 2>&1 &
 pids+=("$!")
 wait_http "http://$fake_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
@@ -34,7 +34,7 @@ wait_http "http://$edge_addr/healthz" 30
 echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-1000}" -edge-pid "$edge_pid" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}"
+  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}"
 
 echo
 echo "==> Go benchmarks of the hot path"

@@ -16,6 +16,7 @@ type Metrics struct {
 	upstreamLat    *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
 	coalesced      prometheus.Counter
+	chunkForward   prometheus.Histogram
 	knownModel     func(p edge.Provider, model string) bool
 }
 
@@ -49,10 +50,15 @@ func NewMetrics(reg prometheus.Registerer, knownModel func(edge.Provider, string
 			Name: "codex_edge_coalesced_total",
 			Help: "Requests answered from an identical request's provider call in flight (counted as cache hits too).",
 		}),
+		chunkForward: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "codex_edge_stream_chunk_forward_seconds",
+			Help:    "Time from a stream event's last byte arriving from the provider until the event was flushed to the client.",
+			Buckets: []float64{5e-6, 10e-6, 20e-6, 35e-6, 50e-6, 75e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3},
+		}),
 		knownModel: knownModel,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced)
+		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced, m.chunkForward)
 	}
 	return m
 }

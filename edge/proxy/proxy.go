@@ -591,6 +591,7 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 	recorded, overflow, gone, ended := 0, false, false, false
 	for {
 		ev, err := rd.Next()
+		arrived := time.Now()
 		if err == io.EOF || (err != nil && ended) {
 			// After the provider's final event nothing is missing, even
 			// if the client, done reading, cancelled the call before EOF.
@@ -624,6 +625,7 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 			continue
 		}
 		w.Flush()
+		p.opts.Metrics.chunkForward.Observe(time.Since(arrived).Seconds())
 	}
 	x.upElapsed = time.Since(x.upStart)
 	if resp.StatusCode < 300 {

@@ -452,6 +452,12 @@ func TestHealthAndMetrics(t *testing.T) {
 	h := newHarness(t, fakeprovider.Options{}, nil)
 	tn := h.addOrg("acme")
 	raw(t, "POST", h.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + tn.key}, chatBody)
+	_, _, stream := raw(t, "POST", h.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + tn.key},
+		`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"count the chunks"}]}`)
+	events := strings.Count(string(stream), "data: ")
+	if events < 3 {
+		t.Fatalf("stream of %d events: %s", events, stream)
+	}
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if st, _, body := raw(t, "GET", h.base+p, nil, ""); st != 200 {
 			t.Fatalf("%s: %d %s", p, st, body)
@@ -463,8 +469,10 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d", st)
 	}
 	m := string(body)
-	for _, want := range []string{`codex_edge_requests_total{cache="miss",endpoint="chat.completions",model="gpt-4o-mini",provider="openai",status="200"} 1`,
-		"codex_edge_added_latency_seconds_bucket", "codex_edge_upstream_latency_seconds_bucket", "codex_edge_metadata_queue_depth", "codex_edge_metadata_dropped_total"} {
+	for _, want := range []string{`codex_edge_requests_total{cache="miss",endpoint="chat.completions",model="gpt-4o-mini",provider="openai",status="200"} 2`,
+		"codex_edge_added_latency_seconds_bucket", "codex_edge_upstream_latency_seconds_bucket", "codex_edge_metadata_queue_depth", "codex_edge_metadata_dropped_total",
+		// every event the client received was timed, and none other
+		fmt.Sprintf("codex_edge_stream_chunk_forward_seconds_count %d\n", events)} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -61,6 +61,7 @@ func main() {
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		streams  = flag.String("streams", "1000", "concurrent streams for the streaming phase, or a comma-separated list of counts to run in turn (0: skip it)")
 		edgePID  = flag.Int("edge-pid", 0, "the edge's process id, to sample its memory during the streaming phase")
+		metrics  = flag.String("edge-metrics", "", "the edge's /metrics URL, to read its own per-event forwarding time during the streaming phase")
 		soak     = flag.Duration("soak", 0, "with phase soak: how long to keep a mixed load on the edge while sampling its memory")
 		soakRate = flag.Int("soak-rate", 500, "soak: requests per second (a quarter of them repeats, cache hits)")
 		soakStr  = flag.Int("soak-streams", 200, "soak: streams kept open at all times")
@@ -115,7 +116,11 @@ func main() {
 			}
 			fmt.Fprintf(os.Stderr, "streaming: %d concurrent streams against direct, then the edge…\n", n)
 			d := runStreams(targets[0], n, 0)
+			before, _ := scrapeForward(*metrics)
 			e := runStreams(targets[1], n, *edgePID)
+			if after, ok := scrapeForward(*metrics); ok {
+				e.forward = after.since(before)
+			}
 			reportStreams(os.Stdout, d, e)
 			failed += d.errors + e.errors
 		}
