@@ -4,7 +4,7 @@ GO    ?= go
 PKGS  := ./edge/... ./controlplane/... ./shared/... ./schemas/... ./deploy/deploytest/...
 BIN   := bin
 
-.PHONY: build demo test bench lint fuzz clean
+.PHONY: build demo test bench soak lint fuzz clean
 
 # Static, trimmed binaries: the same way the container images build them.
 build:
@@ -19,6 +19,9 @@ test:
 
 bench: build
 	@scripts/bench.sh
+
+soak: build
+	@BENCH_PHASES=soak BENCH_SOAK=$${BENCH_SOAK:-10m} BENCH_GO=0 scripts/bench.sh
 
 lint:
 	@test -z "$$(gofmt -l edge controlplane shared schemas deploy)" || { echo "gofmt needed:"; gofmt -l edge controlplane shared schemas deploy; exit 1; }

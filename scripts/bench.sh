@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: measures the fake provider directly and through the edge in one
-# run (fixed rate, then saturation), prints percentiles and edge/direct
-# ratios, then runs the Go benchmarks of the hot path.
+# run (fixed rate, cache hits, saturation, streams), prints percentiles and
+# edge/direct ratios, then runs the Go benchmarks of the hot path.
+# make soak: BENCH_PHASES=soak BENCH_SOAK=10m BENCH_GO=0, a long mixed load
+# that samples the edge's memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -34,8 +36,10 @@ wait_http "http://$edge_addr/healthz" 30
 echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}"
+  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}" \
+  -soak "${BENCH_SOAK:-0}"
 
+[ "${BENCH_GO:-1}" = 1 ] || exit 0
 echo
 echo "==> Go benchmarks of the hot path"
 go test -run '^$' -bench . -benchmem -benchtime "${BENCH_TIME:-1s}" \

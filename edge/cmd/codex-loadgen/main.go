@@ -57,6 +57,7 @@ func main() {
 		rate     = flag.Int("rate", 2000, "offered rate for the fixed-rate phase, requests per second")
 		duration = flag.Duration("duration", 10*time.Second, "length of each phase")
 		conns    = flag.Int("conns", 64, "connections for the saturation phase")
+		rounds   = flag.Int("rounds", 5, "split each direct-versus-edge phase into this many alternating rounds, so that drift in the machine's load affects both alike")
 		warmup   = flag.Duration("warmup", 2*time.Second, "warm-up before each phase (not measured)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		streams  = flag.String("streams", "1000", "concurrent streams for the streaming phase, or a comma-separated list of counts to run in turn (0: skip it)")
@@ -82,11 +83,13 @@ func main() {
 	targets := []target{{"direct", *direct, *directK}, {"edge", *via, *edgeK}}
 	var results []result
 	if run["fixed"] {
+		fmt.Fprintf(os.Stderr, "fixed rate %d req/s, every request distinct (cache misses), %s against each target in %d alternating rounds…\n", *rate, *duration, *rounds)
 		for _, t := range targets {
-			fmt.Fprintf(os.Stderr, "fixed rate %d req/s against %s for %s (every request distinct: cache misses)…\n", *rate, t.name, *duration)
 			runFixed(t, *rate, *warmup, true)
-			results = append(results, runFixed(t, *rate, *duration, true))
 		}
+		results = append(results, interleave(targets, *duration, *rounds, func(t target, d time.Duration) result {
+			return runFixed(t, *rate, d, true)
+		})...)
 	}
 	if run["hit"] {
 		fmt.Fprintf(os.Stderr, "fixed rate %d req/s of one repeated request against the edge for %s (cache hits)…\n", *rate, *duration)
@@ -94,11 +97,13 @@ func main() {
 		results = append(results, runFixed(targets[1], *rate, *duration, false))
 	}
 	if run["saturation"] {
+		fmt.Fprintf(os.Stderr, "saturation with %d connections, %s against each target in %d alternating rounds…\n", *conns, *duration, *rounds)
 		for _, t := range targets {
-			fmt.Fprintf(os.Stderr, "saturation with %d connections against %s for %s…\n", *conns, t.name, *duration)
 			runSaturation(t, *conns, *warmup)
-			results = append(results, runSaturation(t, *conns, *duration))
 		}
+		results = append(results, interleave(targets, *duration, *rounds, func(t target, d time.Duration) result {
+			return runSaturation(t, *conns, d)
+		})...)
 	}
 	if len(results) > 0 {
 		report(os.Stdout, results)
@@ -233,6 +238,30 @@ func runFixed(t target, rate int, d time.Duration, unique bool) result {
 	slices.Sort(r.lat)
 	slices.Sort(r.lag)
 	return r
+}
+
+// interleave measures every target for d in total, in rounds alternating
+// between them, and merges each target's rounds into one result.
+func interleave(targets []target, d time.Duration, rounds int, measure func(target, time.Duration) result) []result {
+	rounds = max(rounds, 1)
+	out := make([]result, len(targets))
+	for range rounds {
+		for i, t := range targets {
+			r := measure(t, d/time.Duration(rounds))
+			o := &out[i]
+			o.name, o.mode = r.name, r.mode
+			o.n += r.n
+			o.errors += r.errors
+			o.elapsed += r.elapsed
+			o.lat = append(o.lat, r.lat...)
+			o.lag = append(o.lag, r.lag...)
+		}
+	}
+	for i := range out {
+		slices.Sort(out[i].lat)
+		slices.Sort(out[i].lag)
+	}
+	return out
 }
 
 // runSaturation keeps conns requests in flight for d.
