@@ -100,7 +100,11 @@ type Directory struct {
 
 	mu   sync.RWMutex
 	orgs map[string]*Org
-	seq  int64 // last change-feed entry applied
+	// gen counts the changes applied (under mu): a store read that
+	// straddles one may have read what the change replaced, so its result
+	// serves the request that made it but is not cached.
+	gen uint64
+	seq int64 // last change-feed entry applied
 }
 
 // New returns an empty directory over store.
@@ -137,16 +141,17 @@ func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 		return Key{}, ErrUnknownKey
 	}
 	v, err, _ := d.group.Do(string(hash[:]), func() (any, error) {
+		gen := d.generation()
 		ak, err := d.store.KeyByHash(ctx, hash)
 		if errors.Is(err, edge.ErrNotFound) {
-			d.absent.Add(hash, struct{}{})
+			d.cacheIf(gen, func() { d.absent.Add(hash, struct{}{}) })
 			return Key{}, ErrUnknownKey
 		}
 		if err != nil {
 			return Key{}, fmt.Errorf("look up gateway key: %w", err)
 		}
 		if ak.State != edge.KeyActive {
-			d.absent.Add(hash, struct{}{})
+			d.cacheIf(gen, func() { d.absent.Add(hash, struct{}{}) })
 			return Key{}, ErrUnknownKey
 		}
 		org, err := d.Org(ctx, ak.OrgID)
@@ -154,7 +159,7 @@ func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 			return Key{}, err
 		}
 		k := Key{ID: ak.ID, OrgID: ak.OrgID, Org: org}
-		d.keys.Add(hash, k)
+		d.cacheIf(gen, func() { d.keys.Add(hash, k) })
 		return k, nil
 	})
 	if err != nil {
@@ -172,13 +177,12 @@ func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 		return o, nil
 	}
 	v, err, _ := d.group.Do("org:"+id, func() (any, error) {
+		gen := d.generation()
 		o, err := d.loadOrg(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		d.mu.Lock()
-		d.orgs[id] = o
-		d.mu.Unlock()
+		d.cacheIf(gen, func() { d.orgs[id] = o })
 		return o, nil
 	})
 	if err != nil {
@@ -277,7 +281,32 @@ func (d *Directory) Revoke(ctx context.Context, orgID, keyID string) error {
 	return nil
 }
 
+func (d *Directory) generation() uint64 {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.gen
+}
+
+// cacheIf runs add, which caches what a store read returned, unless a
+// change was applied since gen was taken before that read.
+func (d *Directory) cacheIf(gen uint64, add func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gen == gen {
+		add()
+	}
+}
+
+// changed marks a change as applied, before its cached effects are
+// forgotten: a read that began earlier will not cache its result.
+func (d *Directory) changed() {
+	d.mu.Lock()
+	d.gen++
+	d.mu.Unlock()
+}
+
 func (d *Directory) forgetKey(keyID string) {
+	d.changed()
 	for _, h := range d.keys.Keys() {
 		if k, ok := d.keys.Peek(h); ok && k.ID == keyID {
 			d.keys.Remove(h)
@@ -287,6 +316,7 @@ func (d *Directory) forgetKey(keyID string) {
 
 func (d *Directory) forgetOrg(orgID string) {
 	d.mu.Lock()
+	d.gen++
 	delete(d.orgs, orgID)
 	d.mu.Unlock()
 	// Keys hold a pointer to their org's state: drop them so they reload.

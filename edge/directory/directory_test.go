@@ -16,15 +16,24 @@ import (
 	"github.com/persiv/codex/edge/store/sqlite"
 )
 
-// counting wraps the real store to count key lookups.
+// counting wraps the real store to count key lookups. When hold is set,
+// each lookup, having read the store, waits for it to be closed before it
+// returns: a test can make a change land between the read and its use.
 type counting struct {
 	*sqlite.DB
 	lookups atomic.Int64
+	read    chan struct{} // told when a held lookup has read the store
+	hold    chan struct{}
 }
 
 func (c *counting) KeyByHash(ctx context.Context, h [32]byte) (edge.APIKey, error) {
 	c.lookups.Add(1)
-	return c.DB.KeyByHash(ctx, h)
+	k, err := c.DB.KeyByHash(ctx, h)
+	if c.hold != nil {
+		c.read <- struct{}{}
+		<-c.hold
+	}
+	return k, err
 }
 
 func setup(t *testing.T) (*counting, *directory.Directory, string) {
@@ -185,5 +194,55 @@ func TestStoreDownKeepsKnownKeys(t *testing.T) {
 	}
 	if err := d.Sync(ctx); err == nil {
 		t.Fatal("Sync with the store closed succeeded")
+	}
+}
+
+// A key revoked while a lookup of it is in flight must not be cached as
+// active by that lookup.
+func TestRevocationDuringLookup(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		revoke bool // else: the key is created while its lookup is in flight
+	}{{"revoked", true}, {"created", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			st, d, orgID := setup(t)
+			ctx := context.Background()
+			var k edge.APIKey
+			var h [32]byte
+			if c.revoke {
+				k, h = newKey(t, st, orgID)
+			} else {
+				s, _ := apikey.Generate()
+				h = apikey.Hash(s)
+				k = edge.APIKey{ID: apikey.NewID("key_"), OrgID: orgID, Name: "k", Prefix: apikey.DisplayPrefix(s), Hash: h, State: edge.KeyActive}
+			}
+			st.read, st.hold = make(chan struct{}), make(chan struct{})
+			done := make(chan error)
+			go func() {
+				_, err := d.Resolve(ctx, h)
+				done <- err
+			}()
+			<-st.read // the lookup has read the key's old state
+			if c.revoke {
+				if err := st.RevokeKey(ctx, orgID, k.ID, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := st.CreateKey(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			close(st.hold)
+			<-done // whatever it answered, it raced the change
+			st.hold = nil
+			_, err := d.Resolve(ctx, h)
+			if c.revoke && !errors.Is(err, directory.ErrUnknownKey) {
+				t.Fatalf("revoked key still resolves after the feed was applied: %v", err)
+			}
+			if !c.revoke && err != nil {
+				t.Fatalf("created key does not resolve after the feed was applied: %v", err)
+			}
+		})
 	}
 }
