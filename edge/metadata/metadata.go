@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/queue"
 )
 
 // Inserter is the part of the store the writer needs.
@@ -33,21 +34,10 @@ type Options struct {
 }
 
 // Writer queues records and writes them in batches.
-//
-// The queue is a slice behind a mutex, not a channel: a channel would wake
-// the writer for every record, a scheduler round trip per request on the
-// hot path, where here the writer wakes only when a batch is full or the
-// flush interval has passed. The slice also grows only as far as the load
-// needs, instead of holding the whole bound from the start.
 type Writer struct {
 	store Inserter
 	opts  Options
-
-	mu       sync.Mutex
-	pending  []edge.RequestRecord // queued, oldest first
-	spare    []edge.RequestRecord // the previous pending slice, for reuse
-	inflight int                  // taken by the writer, not yet written
-	wake     chan struct{}        // cap 1: a full batch is waiting
+	q     *queue.Queue[edge.RequestRecord]
 
 	dropped     atomic.Int64
 	written     atomic.Int64
@@ -79,7 +69,7 @@ func New(store Inserter, opts Options) *Writer {
 	w := &Writer{
 		store: store,
 		opts:  opts,
-		wake:  make(chan struct{}, 1),
+		q:     queue.New[edge.RequestRecord](opts.Queue, opts.Batch),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -92,22 +82,11 @@ func New(store Inserter, opts Options) *Writer {
 // full and the record was dropped (and counted). The queue's bound covers
 // every record not yet written, including the batch being written.
 func (w *Writer) Record(rec edge.RequestRecord) bool {
-	w.mu.Lock()
-	if len(w.pending)+w.inflight >= w.opts.Queue {
-		w.mu.Unlock()
-		w.drop()
-		return false
+	if w.q.Push(rec) {
+		return true
 	}
-	w.pending = append(w.pending, rec)
-	full := len(w.pending) >= w.opts.Batch
-	w.mu.Unlock()
-	if full {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
-	}
-	return true
+	w.drop()
+	return false
 }
 
 func (w *Writer) drop() {
@@ -122,14 +101,10 @@ func (w *Writer) drop() {
 }
 
 // Depth is the number of records not yet written.
-func (w *Writer) Depth() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.pending) + w.inflight
-}
+func (w *Writer) Depth() int { return w.q.Len() }
 
 // Capacity is the queue length.
-func (w *Writer) Capacity() int { return w.opts.Queue }
+func (w *Writer) Capacity() int { return w.q.Cap() }
 
 // Dropped is the number of records dropped because the queue was full.
 func (w *Writer) Dropped() int64 { return w.dropped.Load() }
@@ -161,7 +136,7 @@ func (w *Writer) run() {
 	for {
 		stopping := false
 		select {
-		case <-w.wake:
+		case <-w.q.Ready():
 		case <-timer.C:
 		case <-w.stop:
 			stopping = true
@@ -175,28 +150,16 @@ func (w *Writer) run() {
 // flush writes every queued record, in batches. It reports whether the
 // writer is stopping: then each remaining batch gets one try.
 func (w *Writer) flush(stopping bool) bool {
-	w.mu.Lock()
-	all := w.pending
-	w.pending, w.spare = w.spare[:0], nil
-	w.inflight = len(all)
-	w.mu.Unlock()
+	all := w.q.Take()
 	for recs := all; len(recs) > 0; {
 		n := min(len(recs), w.opts.Batch)
 		if !w.write(recs[:n], stopping) {
 			stopping = true // asked to stop while retrying
 		}
 		recs = recs[n:]
-		w.mu.Lock()
-		w.inflight -= n
-		w.mu.Unlock()
+		w.q.Release(n)
 	}
-	if cap(all) <= max(4*w.opts.Batch, w.opts.Queue/4) {
-		// Reuse the slice; one grown by an outage is left to the GC.
-		clear(all)
-		w.mu.Lock()
-		w.spare = all[:0]
-		w.mu.Unlock()
-	}
+	w.q.Recycle(all)
 	return stopping
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/queue"
 	"github.com/persiv/codex/shared/wire"
 )
 
@@ -110,9 +111,9 @@ func Label(s string) string {
 }
 
 // Aggregator sums request records into usage rows per window, off the
-// request path: Record only tries a channel send.
+// request path: Record only appends to a bounded queue.
 type Aggregator struct {
-	ch       chan edge.RequestRecord
+	q        *queue.Queue[edge.RequestRecord]
 	on       atomic.Bool
 	accepted atomic.Int64
 	dropped  atomic.Int64
@@ -121,11 +122,11 @@ type Aggregator struct {
 }
 
 // NewAggregator returns an aggregator whose queue holds queue records.
-func NewAggregator(queue int) *Aggregator {
-	if queue <= 0 {
-		queue = DefaultQueue
+func NewAggregator(size int) *Aggregator {
+	if size <= 0 {
+		size = DefaultQueue
 	}
-	return &Aggregator{ch: make(chan edge.RequestRecord, queue), flush: make(chan chan struct{})}
+	return &Aggregator{q: queue.New[edge.RequestRecord](size, drainBatch), flush: make(chan chan struct{})}
 }
 
 // SetOn starts or stops accepting records. While off Record does nothing,
@@ -138,14 +139,12 @@ func (a *Aggregator) Record(rec edge.RequestRecord) bool {
 	if !a.on.Load() {
 		return false
 	}
-	select {
-	case a.ch <- rec:
+	if a.q.Push(rec) {
 		a.accepted.Add(1)
 		return true
-	default:
-		a.dropped.Add(1)
-		return false
 	}
+	a.dropped.Add(1)
+	return false
 }
 
 // AggregatorStats are the aggregator's counters.
@@ -156,7 +155,7 @@ type AggregatorStats struct {
 
 // Stats returns the counters.
 func (a *Aggregator) Stats() AggregatorStats {
-	return AggregatorStats{Accepted: a.accepted.Load(), Dropped: a.dropped.Load(), Skipped: a.skipped.Load(), Depth: len(a.ch), Capacity: cap(a.ch)}
+	return AggregatorStats{Accepted: a.accepted.Load(), Dropped: a.dropped.Load(), Skipped: a.skipped.Load(), Depth: a.q.Len(), Capacity: a.q.Cap()}
 }
 
 // Flush closes the current window now (after the records queued so far)
@@ -173,6 +172,13 @@ func (a *Aggregator) Flush(ctx context.Context) {
 	case <-ctx.Done():
 	}
 }
+
+// drainBatch and drainEvery pace the aggregator: it sums queued records
+// once drainBatch of them wait, and at least every drainEvery.
+const (
+	drainBatch = 512
+	drainEvery = 100 * time.Millisecond
+)
 
 // Window is one closed window's rows.
 type Window struct {
@@ -207,20 +213,24 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labe
 		emit(w)
 	}
 	drain := func() {
-		for {
-			select {
-			case rec := <-a.ch:
-				a.add(rows, labels, &rec)
-			default:
-				return
-			}
+		recs := a.q.Take()
+		for i := range recs {
+			a.add(rows, labels, &recs[i])
 		}
+		a.q.Recycle(recs)
 	}
+	// Records are summed every drainEvery, or as soon as a batch of them
+	// waits, rather than one wake-up per request.
+	every := time.NewTicker(drainEvery)
+	defer every.Stop()
 	for {
 		select {
-		case rec := <-a.ch:
-			a.add(rows, labels, &rec)
+		case <-a.q.Ready():
+			drain()
+		case <-every.C:
+			drain()
 		case <-tick.C:
+			drain()
 			closeWindow()
 			labels.reset() // picks up renamed orgs and keys once a window
 		case done := <-a.flush:
