@@ -22,10 +22,19 @@ func BenchmarkInsertRequests(b *testing.B) {
 // calls it: random request ids (apikey.NewID, as the proxy makes them),
 // so index inserts land all over the id index, and a context with a
 // deadline (the metadata writer's), which the driver watches on every
-// statement. The records are made before the timer starts.
+// statement. The records are made before the timer starts. ids=ordered
+// gives ids that sort by time instead, for comparison.
 func BenchmarkInsertRequestsLive(b *testing.B) {
-	for _, size := range []int{1, 100, 500, 1000} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+	for _, tc := range []struct {
+		size    int
+		ordered bool
+	}{{1, false}, {100, false}, {500, false}, {1000, false}, {500, true}, {1000, true}} {
+		ids := "random"
+		if tc.ordered {
+			ids = "ordered"
+		}
+		size := tc.size
+		b.Run(fmt.Sprintf("batch=%d/ids=%s", size, ids), func(b *testing.B) {
 			db := mustOpen(b, b.TempDir())
 			ctx := context.Background()
 			if err := db.CreateOrg(ctx, edge.Org{ID: "o", Name: "o"}); err != nil {
@@ -51,7 +60,11 @@ func BenchmarkInsertRequestsLive(b *testing.B) {
 				b.StopTimer()
 				batch := batches[n%len(batches)]
 				for j := range batch {
-					batch[j].ID = apikey.NewID("req_")
+					if tc.ordered {
+						batch[j].ID = fmt.Sprintf("req_%012d%s", n*size+j, apikey.NewID("")[:8])
+					} else {
+						batch[j].ID = apikey.NewID("req_")
+					}
 				}
 				n++
 				b.StartTimer()

@@ -76,17 +76,17 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 			return fmt.Errorf("insert requests: record %d: id, org id and time are required: %w", i, edge.ErrInvalid)
 		}
 	}
-	args := make([]any, 0, requestParams*min(len(recs), maxInsertRows))
+	args := requestArgs{args: make([]any, 0, requestParams*min(len(recs), maxInsertRows))}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		for rest := recs; len(rest) > 0; {
 			n := chunkSize(len(rest))
 			chunk := rest[:n]
 			rest = rest[n:]
-			args = args[:0]
+			args.args = args.args[:0]
 			for i := range chunk {
-				args = appendRequestArgs(args, &chunk[i])
+				args.add(&chunk[i])
 			}
-			if _, err := tx.StmtContext(ctx, db.insertRequests[n]).ExecContext(ctx, args...); err != nil {
+			if _, err := tx.StmtContext(ctx, db.insertRequests[n]).ExecContext(ctx, args.args...); err != nil {
 				return db.blame(ctx, tx, chunk, err)
 			}
 		}
@@ -116,30 +116,52 @@ func (db *DB) blame(ctx context.Context, tx *sql.Tx, chunk []edge.RequestRecord,
 		return fmt.Errorf("record %q: %w", chunk[0].ID, err)
 	}
 	stmt := tx.StmtContext(ctx, db.insertRequests[1])
-	args := make([]any, 0, requestParams)
+	var args requestArgs
 	for i := range chunk {
-		if _, rerr := stmt.ExecContext(ctx, appendRequestArgs(args[:0], &chunk[i])...); rerr != nil {
+		args.args = args.args[:0]
+		args.add(&chunk[i])
+		if _, rerr := stmt.ExecContext(ctx, args.args...); rerr != nil {
 			return fmt.Errorf("record %q: %w", chunk[i].ID, rerr)
 		}
 	}
 	return fmt.Errorf("records %q to %q: %w", chunk[0].ID, chunk[len(chunk)-1].ID, err)
 }
 
-// appendRequestArgs appends r's column values, in requestColumns order.
-// They are driver values already (int64, not int; nil, not a Valuer), so
-// database/sql passes them on without converting each one.
-func appendRequestArgs(args []any, r *edge.RequestRecord) []any {
+// requestArgs turns records into INSERT arguments. They are driver values
+// already (int64, not int; nil, not a Valuer), so database/sql passes them
+// on without converting each one. Putting a string in an interface
+// allocates, and a batch mostly repeats its org, key, provider, endpoint,
+// model and cache status, so those reuse the previous row's interface
+// when the value is the same.
+type requestArgs struct {
+	args []any
+	last [6]string
+	box  [6]any
+}
+
+// reuse returns s in an interface, the one of column slot i of the
+// previous row if its value is the same.
+func (a *requestArgs) reuse(i int, s string) any {
+	if a.box[i] == nil || a.last[i] != s {
+		a.last[i], a.box[i] = s, s
+	}
+	return a.box[i]
+}
+
+// add appends r's column values, in requestColumns order.
+func (a *requestArgs) add(r *edge.RequestRecord) {
 	var cost any
 	if r.CostKnown {
 		cost = r.CostNanoUSD
 	}
-	return append(args,
-		r.ID, r.OrgID, r.Time.UnixNano(), r.KeyID, string(r.Provider), r.Endpoint, r.Model, r.Stream,
+	a.args = append(a.args,
+		r.ID, a.reuse(0, r.OrgID), r.Time.UnixNano(), a.reuse(1, r.KeyID),
+		a.reuse(2, string(r.Provider)), a.reuse(3, r.Endpoint), a.reuse(4, r.Model), r.Stream,
 		countValue(r.Usage.Input), countValue(r.Usage.CachedInput), countValue(r.Usage.CacheWrite),
 		countValue(r.Usage.Output), countValue(r.Usage.Reasoning),
 		cost, r.SavedNanoUSD,
 		int64(r.Latency), int64(r.UpstreamLatency),
-		int64(r.Status), string(r.Cache), r.Fingerprint, r.MemoryID)
+		int64(r.Status), a.reuse(5, string(r.Cache)), r.Fingerprint, r.MemoryID)
 }
 
 // countValue stores an unknown count as NULL, never as zero.
