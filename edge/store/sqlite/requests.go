@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/persiv/codex/edge"
@@ -14,8 +15,55 @@ const requestColumns = `id, org_id, at, key_id, provider, endpoint, model, strea
 	cost_nano_usd, saved_nano_usd, latency_ns, upstream_latency_ns,
 	status, cache, fingerprint, memory_id`
 
-const insertRequestSQL = `INSERT INTO requests (` + requestColumns + `)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// requestParams is the number of host parameters per inserted row.
+const requestParams = 21
+
+// maxInsertRows is the most rows one INSERT statement carries. Every
+// statement execution costs a fixed amount of transpiled-C and driver work
+// (statement start, reset, unbinding, a goroutine watching a context with
+// a deadline): about 10 µs, as much as the row itself, so a batch goes in
+// chunks of many rows. At 64 rows that cost is about 1% of the chunk's,
+// and 64 rows are 1,344 parameters, far below SQLite's limit of 32,766.
+const maxInsertRows = 64
+
+// insertSizes are the row counts of the prepared INSERT statements: a
+// batch goes in full chunks and its tail in at most one statement of each
+// smaller power of two, so no call prepares SQL.
+var insertSizes = func() []int {
+	var s []int
+	for n := maxInsertRows; n >= 1; n /= 2 {
+		s = append(s, n)
+	}
+	return s
+}()
+
+// insertRequestsSQL is an INSERT of n rows.
+func insertRequestsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO requests (` + requestColumns + `) VALUES `)
+	row := `(?` + strings.Repeat(`, ?`, requestParams-1) + `)`
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+// prepareInserts prepares the INSERT statements of insertSizes on the
+// writer connection.
+func (db *DB) prepareInserts(ctx context.Context) error {
+	db.insertRequests = make(map[int]*sql.Stmt, len(insertSizes))
+	for _, n := range insertSizes {
+		stmt, err := db.write.PrepareContext(ctx, insertRequestsSQL(n))
+		if err != nil {
+			return fmt.Errorf("insert of %d requests: %w", n, err)
+		}
+		db.insertRequests[n] = stmt
+	}
+	return nil
+}
 
 // InsertRequests stores a batch of request records in one transaction:
 // all of them or, on error, none. A record of an unknown org, or whose id
@@ -29,25 +77,103 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 			return fmt.Errorf("insert requests: record %d: id, org id and time are required: %w", i, edge.ErrInvalid)
 		}
 	}
+	args := requestArgs{args: make([]any, 0, requestParams*min(len(recs), maxInsertRows))}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		stmt := tx.StmtContext(ctx, db.insertRequest)
-		defer stmt.Close()
-		for i := range recs {
-			r := &recs[i]
-			_, err := stmt.ExecContext(ctx,
-				r.ID, r.OrgID, r.Time.UnixNano(), r.KeyID, string(r.Provider), r.Endpoint, r.Model, r.Stream,
-				count(r.Usage.Input), count(r.Usage.CachedInput), count(r.Usage.CacheWrite),
-				count(r.Usage.Output), count(r.Usage.Reasoning),
-				sql.NullInt64{Int64: r.CostNanoUSD, Valid: r.CostKnown}, r.SavedNanoUSD,
-				int64(r.Latency), int64(r.UpstreamLatency),
-				r.Status, string(r.Cache), r.Fingerprint, r.MemoryID)
-			if err != nil {
-				return fmt.Errorf("record %q: %w", r.ID, err)
+		for rest := recs; len(rest) > 0; {
+			n := chunkSize(len(rest))
+			chunk := rest[:n]
+			rest = rest[n:]
+			args.args = args.args[:0]
+			for i := range chunk {
+				args.add(&chunk[i])
+			}
+			if _, err := tx.StmtContext(ctx, db.insertRequests[n]).ExecContext(ctx, args.args...); err != nil {
+				return db.blame(ctx, tx, chunk, err)
 			}
 		}
 		return nil
 	})
 	return wrap(fmt.Sprintf("insert %d requests", len(recs)), err)
+}
+
+// chunkSize is the number of rows of the next INSERT for n pending rows:
+// the largest of insertSizes that is at most n.
+func chunkSize(n int) int {
+	for _, s := range insertSizes {
+		if s <= n {
+			return s
+		}
+	}
+	panic("unreachable: insertSizes ends in 1")
+}
+
+// blame names the record that failed a multi-row INSERT, as a one-row
+// INSERT would have, by retrying the chunk's rows one at a time inside tx:
+// SQLite undid the failed statement, not the transaction. Only constraint
+// failures are retried; any other error (a canceled context, a busy
+// database) is returned as it is. The caller rolls tx back either way.
+func (db *DB) blame(ctx context.Context, tx *sql.Tx, chunk []edge.RequestRecord, err error) error {
+	if len(chunk) == 1 {
+		return fmt.Errorf("record %q: %w", chunk[0].ID, err)
+	}
+	if kindOf(err) == nil {
+		return fmt.Errorf("records %q to %q: %w", chunk[0].ID, chunk[len(chunk)-1].ID, err)
+	}
+	stmt := tx.StmtContext(ctx, db.insertRequests[1])
+	var args requestArgs
+	for i := range chunk {
+		args.args = args.args[:0]
+		args.add(&chunk[i])
+		if _, rerr := stmt.ExecContext(ctx, args.args...); rerr != nil {
+			return fmt.Errorf("record %q: %w", chunk[i].ID, rerr)
+		}
+	}
+	return fmt.Errorf("records %q to %q: %w", chunk[0].ID, chunk[len(chunk)-1].ID, err)
+}
+
+// requestArgs turns records into INSERT arguments. They are driver values
+// already (int64, not int; nil, not a Valuer), so database/sql passes them
+// on without converting each one. Putting a string in an interface
+// allocates, and a batch mostly repeats its org, key, provider, endpoint,
+// model and cache status, so those reuse the previous row's interface
+// when the value is the same.
+type requestArgs struct {
+	args []any
+	last [6]string
+	box  [6]any
+}
+
+// reuse returns s in an interface, the one of column slot i of the
+// previous row if its value is the same.
+func (a *requestArgs) reuse(i int, s string) any {
+	if a.box[i] == nil || a.last[i] != s {
+		a.last[i], a.box[i] = s, s
+	}
+	return a.box[i]
+}
+
+// add appends r's column values, in requestColumns order.
+func (a *requestArgs) add(r *edge.RequestRecord) {
+	var cost any
+	if r.CostKnown {
+		cost = r.CostNanoUSD
+	}
+	a.args = append(a.args,
+		r.ID, a.reuse(0, r.OrgID), r.Time.UnixNano(), a.reuse(1, r.KeyID),
+		a.reuse(2, string(r.Provider)), a.reuse(3, r.Endpoint), a.reuse(4, r.Model), r.Stream,
+		countValue(r.Usage.Input), countValue(r.Usage.CachedInput), countValue(r.Usage.CacheWrite),
+		countValue(r.Usage.Output), countValue(r.Usage.Reasoning),
+		cost, r.SavedNanoUSD,
+		int64(r.Latency), int64(r.UpstreamLatency),
+		int64(r.Status), a.reuse(5, string(r.Cache)), r.Fingerprint, r.MemoryID)
+}
+
+// countValue stores an unknown count as NULL, never as zero.
+func countValue(c edge.Count) any {
+	if !c.Known {
+		return nil
+	}
+	return c.N
 }
 
 // Requests returns up to limit of the org's records at or after since,
@@ -104,7 +230,5 @@ func (db *DB) Requests(ctx context.Context, orgID string, since time.Time, limit
 	return out, nil
 }
 
-// count stores an unknown count as NULL, never as zero.
-func count(c edge.Count) sql.NullInt64 { return sql.NullInt64{Int64: c.N, Valid: c.Known} }
-
+// fromCount is the inverse of countValue.
 func fromCount(n sql.NullInt64) edge.Count { return edge.Count{N: n.Int64, Known: n.Valid} }

@@ -44,7 +44,9 @@ type DB struct {
 	write *sql.DB // one connection: writes queue here, not on the file lock
 	read  *sql.DB // several connections: WAL readers do not block each other
 
-	insertRequest *sql.Stmt // prepared once on the writer connection
+	// INSERTs of requests by row count (insertSizes), prepared once on
+	// the writer connection.
+	insertRequests map[int]*sql.Stmt
 }
 
 var _ edge.Store = (*DB)(nil)
@@ -96,7 +98,7 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
-	if db.insertRequest, err = db.write.PrepareContext(ctx, insertRequestSQL); err != nil {
+	if err := db.prepareInserts(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite store: prepare: %w", err)
 	}
@@ -190,8 +192,8 @@ func (db *DB) Ping(ctx context.Context) error {
 // into the database file.
 func (db *DB) Close() error {
 	var errs []error
-	if db.insertRequest != nil {
-		errs = append(errs, db.insertRequest.Close())
+	for _, stmt := range db.insertRequests {
+		errs = append(errs, stmt.Close())
 	}
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
