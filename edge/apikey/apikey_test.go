@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // knownKey is a key built by hand: its checksum is crc32.ChecksumIEEE of the
@@ -266,6 +267,39 @@ func TestNewID(t *testing.T) {
 				t.Fatalf("NewID(%q) = %q: not base62", prefix, id)
 			}
 		}
+	}
+}
+
+func TestNewTimeID(t *testing.T) {
+	base := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	times := []time.Time{
+		time.Unix(0, 0), base, base.Add(time.Millisecond), base.Add(999 * time.Millisecond),
+		base.Add(time.Second), base.Add(24 * time.Hour), base.AddDate(100, 0, 0),
+	}
+	prev := ""
+	for _, at := range times {
+		id := NewTimeID("req_", at)
+		if len(id) != len("req_")+IDLen || !strings.HasPrefix(id, "req_") {
+			t.Fatalf("NewTimeID = %q", id)
+		}
+		for _, c := range []byte(id[4:]) {
+			if base62Value[c] == 0xff {
+				t.Fatalf("NewTimeID = %q: not base62", id)
+			}
+		}
+		if id <= prev {
+			t.Fatalf("ids do not sort by time: %q (at %v) after %q", id, at, prev)
+		}
+		prev = id
+	}
+	// Within one millisecond the random part keeps ids apart.
+	seen := map[string]bool{}
+	for range 10000 {
+		id := NewTimeID("req_", base)
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
 	}
 }
 

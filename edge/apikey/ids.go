@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"strings"
 	"sync"
+	"time"
 )
 
 // IDLen is the number of random base62 characters in an id made by NewID:
@@ -33,9 +34,40 @@ func NewID(prefix string) string {
 		out = make([]byte, 0, len(prefix)+IDLen)
 	}
 	out = append(out, prefix...)
+	return string(appendRandom(out, IDLen))
+}
+
+// timeChars is how many of a NewTimeID's characters hold its time: 62^8
+// milliseconds reach past the year 8000.
+const timeChars = 8
+
+// NewTimeID returns an id like NewID's, of the same length and alphabet,
+// whose first characters encode t to the millisecond, so ids sort by
+// creation time as strings. Stores that index request ids then append to
+// the index's end instead of touching a random page per row. The other 12
+// characters are random (about 71 bits: unique within a millisecond).
+func NewTimeID(prefix string, t time.Time) string {
+	var b [64]byte
+	out := b[:0]
+	if len(prefix)+IDLen > len(b) {
+		out = make([]byte, 0, len(prefix)+IDLen)
+	}
+	out = append(out, prefix...)
+	ms := max(t.UnixMilli(), 0)
+	var enc [timeChars]byte
+	for i := timeChars - 1; i >= 0; i-- {
+		enc[i] = alphabet[ms%62]
+		ms /= 62
+	}
+	out = append(out, enc[:]...)
+	return string(appendRandom(out, IDLen-timeChars))
+}
+
+// appendRandom appends n random base62 characters to out.
+func appendRandom(out []byte, n int) []byte {
 	r := batches.Get().(*randBatch)
 	off := r.off
-	for n := 0; n < IDLen; {
+	for n > 0 {
 		if off == len(r.buf) {
 			// crypto/rand.Read never fails and always fills the buffer.
 			rand.Read(r.buf[:])
@@ -45,12 +77,12 @@ func NewID(prefix string) string {
 		off++
 		if c < maxUnbiased {
 			out = append(out, alphabet[c%62])
-			n++
+			n--
 		}
 	}
 	r.off = off
 	batches.Put(r)
-	return string(out)
+	return out
 }
 
 // FromHeader extracts the credential a request presents, given the values

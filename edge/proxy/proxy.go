@@ -204,7 +204,7 @@ func (p *Proxy) handler(rt route) echo.HandlerFunc {
 		if rt.endpoint == usage.Models && c.Request().Header.Get("anthropic-version") != "" {
 			x.provider = edge.Anthropic
 		}
-		reqID := apikey.NewID("req_")
+		reqID := apikey.NewTimeID("req_", start)
 		c.Response().Header().Set(headerRequestID, reqID)
 		c.Response().Header().Set(headerCache, string(edge.CacheBypass))
 		x.rec = edge.RequestRecord{ID: reqID, Time: start.UTC(), Provider: x.provider, Endpoint: rt.endpoint, Cache: edge.CacheBypass}
