@@ -23,6 +23,74 @@ type openAIUsage struct {
 	OutputDetails *openAIOutDetail `json:"output_tokens_details"`
 }
 
+var openAIUsageFields = []string{
+	"prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details",
+	"input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details",
+}
+
+// decodeOpenAIUsage reads a usage object (s at its '{') into u, a member
+// of the top-level object, as json.Unmarshal would (see scanner).
+func decodeOpenAIUsage(s *scanner, u *openAIUsage) error {
+	const depth = 2 // the top-level object, the usage object
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, openAIUsageFields) {
+		case 0:
+			return s.countValue(&u.PromptTokens, depth)
+		case 1:
+			return s.countValue(&u.CompletionTokens, depth)
+		case 2:
+			return structPtr(s, &u.PromptDetails, decodeInDetails)
+		case 3:
+			return structPtr(s, &u.CompletionDetails, decodeOutDetails)
+		case 4:
+			return s.countValue(&u.InputTokens, depth)
+		case 5:
+			return s.countValue(&u.OutputTokens, depth)
+		case 6:
+			return structPtr(s, &u.InputDetails, decodeInDetails)
+		case 7:
+			return structPtr(s, &u.OutputDetails, decodeOutDetails)
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
+var (
+	inDetailsFields  = []string{"cached_tokens", "cache_write_tokens", "audio_tokens"}
+	outDetailsFields = []string{"reasoning_tokens", "audio_tokens"}
+)
+
+func decodeInDetails(s *scanner, d *openAIInDetails) error {
+	const depth = 3
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, inDetailsFields) {
+		case 0:
+			return s.countValue(&d.CachedTokens, depth)
+		case 1:
+			return s.countValue(&d.CacheWriteTokens, depth)
+		case 2:
+			return s.countValue(&d.AudioTokens, depth)
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
+func decodeOutDetails(s *scanner, d *openAIOutDetail) error {
+	const depth = 3
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, outDetailsFields) {
+		case 0:
+			return s.countValue(&d.ReasoningTokens, depth)
+		case 1:
+			return s.countValue(&d.AudioTokens, depth)
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
 type openAIInDetails struct {
 	CachedTokens     count `json:"cached_tokens"`
 	CacheWriteTokens count `json:"cache_write_tokens"`

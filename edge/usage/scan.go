@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -98,10 +99,9 @@ func (s *scanner) end() error {
 // ',' before it (unless first), its name and the ':' after the name. At
 // the end of the object it consumes the '}' and returns more = false.
 //
-// The name is decoded, as encoding/json matches decoded names: escapes are
-// resolved (rare in a member name, so that case may allocate); invalid
-// UTF-8 is left as is, which matches no name Parse looks for, as the U+FFFD
-// encoding/json puts in its place would not either.
+// The name is decoded as encoding/json decodes it, escapes resolved and
+// invalid UTF-8 replaced with U+FFFD (both rare in a member name, so those
+// cases may allocate): names are matched, and used as map keys, decoded.
 func (s *scanner) nextMember(first bool) (name []byte, more bool, err error) {
 	c := s.peek()
 	switch {
@@ -124,7 +124,7 @@ func (s *scanner) nextMember(first bool) (name []byte, more bool, err error) {
 		return nil, false, err
 	}
 	name = s.data[start+1 : s.off-1]
-	if escaped {
+	if escaped || !utf8.Valid(name) {
 		var n string
 		if err := json.Unmarshal(s.data[start:s.off], &n); err != nil {
 			return nil, false, fmt.Errorf("member name: %w", err)
@@ -401,4 +401,115 @@ func decodeString(raw []byte) (str string, null bool, err error) {
 		return "", false, err
 	}
 	return str, false, nil
+}
+
+// errFallback asks for a value to be decoded with json.Unmarshal instead.
+var errFallback = errors.New("usage: decode with encoding/json")
+
+// The decoders below read the usage objects without reflection, which is
+// most of what json.Unmarshal of a usage object costs. Each follows
+// encoding/json's rules for the field types involved, and the differential
+// tests hold them to it:
+//
+//   - a member name matches a field exactly or else case-insensitively
+//     (fieldIndex); a member matching no field is skipped;
+//   - members are decoded in order into the same struct, so the last of
+//     duplicate members wins, and a pointer to a struct that is already
+//     set is decoded into, not replaced (the values merge);
+//   - a count is whatever count.UnmarshalJSON makes of the value's bytes;
+//   - null sets a pointer, map or slice field to nil, and leaves any other
+//     field as it is;
+//   - a value of the wrong JSON type for its field is an error.
+
+var errType = errors.New("usage: a member has the wrong JSON type")
+
+// fieldIndex returns the index of the field name matches, or -1.
+func fieldIndex(name []byte, fields []string) int {
+	for i, f := range fields {
+		if string(name) == f {
+			return i
+		}
+	}
+	// An ASCII name folds to a field name of its length only; a longer one
+	// may fold to a shorter name ("ſ" is 's', "K" is 'k').
+	ascii := true
+	for _, c := range name {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	for i, f := range fields {
+		if (!ascii || len(name) == len(f)) && bytes.EqualFold(name, []byte(f)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// object reads the object value at the next non-space byte, calling
+// member with each member's decoded name; member must move s past the
+// value. It reports null for a null instead, and errType for a value of
+// another type.
+func (s *scanner) object(member func(name []byte) error) (null bool, err error) {
+	switch s.peek() {
+	case 'n':
+		return true, s.literal("null")
+	case '{':
+		s.off++
+	default:
+		return false, errType
+	}
+	for first := true; ; first = false {
+		name, more, err := s.nextMember(first)
+		if err != nil || !more {
+			return false, err
+		}
+		if err := member(name); err != nil {
+			return false, err
+		}
+	}
+}
+
+// countValue reads a value into c. depth is that of its container.
+func (s *scanner) countValue(c *count, depth int) error {
+	raw, err := s.value(depth)
+	if err != nil {
+		return err
+	}
+	return c.UnmarshalJSON(raw)
+}
+
+// stringPtrValue reads a value into a *string field.
+func (s *scanner) stringPtrValue(p **string, depth int) error {
+	raw, err := s.value(depth)
+	if err != nil {
+		return err
+	}
+	str, null, err := decodeString(raw)
+	switch {
+	case err != nil:
+		return err
+	case null:
+		*p = nil
+	default:
+		*p = &str
+	}
+	return nil
+}
+
+// structPtr reads an object into *p, allocating it when nil, with decode
+// reading the members; null sets *p to nil.
+func structPtr[T any](s *scanner, p **T, decode func(s *scanner, v *T) error) error {
+	switch s.peek() {
+	case 'n':
+		*p = nil
+		return s.literal("null")
+	case '{':
+		if *p == nil {
+			*p = new(T)
+		}
+		return decode(s, *p)
+	}
+	return errType
 }

@@ -190,7 +190,7 @@ func parseOpenAI(body []byte, responses bool) (Result, error) {
 		case bytes.EqualFold(name, nameServiceTier):
 			return s.stringValue(&tier, true)
 		case bytes.EqualFold(name, nameUsage):
-			return s.unmarshalValue(&u)
+			return structPtr(&s, &u, decodeOpenAIUsage)
 		case responses && bytes.EqualFold(name, nameOutput):
 			return out.scan(&s)
 		}
@@ -220,7 +220,23 @@ func parseAnthropic(body []byte) (Result, error) {
 		case bytes.EqualFold(name, nameModel):
 			return s.stringValue(&model, false)
 		case bytes.EqualFold(name, nameUsage):
-			return s.unmarshalValue(&u)
+			if u != nil || s.peek() != '{' {
+				// A repeated usage merges into the first: leave that to
+				// encoding/json, as a null or a wrong type.
+				return s.unmarshalValue(&u)
+			}
+			start := s.off
+			v := new(anthropicUsage)
+			switch err := decodeAnthropicUsage(&s, v); err {
+			case nil:
+				u = v
+				return nil
+			case errFallback:
+				s.off = start
+				return s.unmarshalValue(&u)
+			default:
+				return err
+			}
 		}
 		return s.skipValue(1)
 	})
