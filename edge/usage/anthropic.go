@@ -55,9 +55,15 @@ func decodeAnthropicUsage(s *scanner, u *anthropicUsage) error {
 		case 3:
 			return s.countValue(&u.OutputTokens, depth)
 		case 4:
-			return structPtr(s, &u.CacheCreation, decodeCacheCreation)
+			if ok, err := newIfObject(s, &u.CacheCreation); !ok {
+				return err
+			}
+			return decodeCacheCreation(s, u.CacheCreation)
 		case 5:
-			return structPtr(s, &u.OutputTokensDetails, decodeOutputTokensDetails)
+			if ok, err := newIfObject(s, &u.OutputTokensDetails); !ok {
+				return err
+			}
+			return decodeOutputTokensDetails(s, u.OutputTokensDetails)
 		case 6:
 			return decodeServerToolUse(s, &u.ServerToolUse)
 		case 7:

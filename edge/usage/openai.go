@@ -39,17 +39,29 @@ func decodeOpenAIUsage(s *scanner, u *openAIUsage) error {
 		case 1:
 			return s.countValue(&u.CompletionTokens, depth)
 		case 2:
-			return structPtr(s, &u.PromptDetails, decodeInDetails)
+			if ok, err := newIfObject(s, &u.PromptDetails); !ok {
+				return err
+			}
+			return decodeInDetails(s, u.PromptDetails)
 		case 3:
-			return structPtr(s, &u.CompletionDetails, decodeOutDetails)
+			if ok, err := newIfObject(s, &u.CompletionDetails); !ok {
+				return err
+			}
+			return decodeOutDetails(s, u.CompletionDetails)
 		case 4:
 			return s.countValue(&u.InputTokens, depth)
 		case 5:
 			return s.countValue(&u.OutputTokens, depth)
 		case 6:
-			return structPtr(s, &u.InputDetails, decodeInDetails)
+			if ok, err := newIfObject(s, &u.InputDetails); !ok {
+				return err
+			}
+			return decodeInDetails(s, u.InputDetails)
 		case 7:
-			return structPtr(s, &u.OutputDetails, decodeOutDetails)
+			if ok, err := newIfObject(s, &u.OutputDetails); !ok {
+				return err
+			}
+			return decodeOutDetails(s, u.OutputDetails)
 		}
 		return s.skipValue(depth)
 	})
@@ -176,7 +188,7 @@ type outputScan struct {
 	n     int    // output members seen
 	first []byte // the first one's value
 	tools bool   // the first one holds a tool call
-	items []struct {
+	items *[]struct {
 		Type string `json:"type"`
 	}
 }
@@ -194,18 +206,21 @@ func (o *outputScan) scan(s *scanner) error {
 		return err
 	}
 	if o.n == 2 {
-		if err := json.Unmarshal(o.first, &o.items); err != nil {
+		o.items = new([]struct {
+			Type string `json:"type"`
+		})
+		if err := json.Unmarshal(o.first, o.items); err != nil {
 			return err
 		}
 	}
-	return json.Unmarshal(raw, &o.items)
+	return json.Unmarshal(raw, o.items)
 }
 
 func (o *outputScan) toolCalls() bool {
 	if o.n < 2 {
 		return o.tools
 	}
-	for _, it := range o.items {
+	for _, it := range *o.items {
 		if toolCallTypes[it.Type] {
 			return true
 		}

@@ -387,7 +387,7 @@ func escapeLen(b []byte) (int, bool) {
 // json.Unmarshal into a string would: null reports null = true. The common
 // case, a checked string without escapes and in valid UTF-8, costs one
 // copy.
-func decodeString(raw []byte) (str string, null bool, err error) {
+func decodeString(raw []byte) (s string, null bool, err error) {
 	if len(raw) > 0 && raw[0] == 'n' {
 		return "", true, nil
 	}
@@ -397,10 +397,11 @@ func decodeString(raw []byte) (str string, null bool, err error) {
 			return string(inner), false, nil
 		}
 	}
-	if err := json.Unmarshal(raw, &str); err != nil {
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
 		return "", false, err
 	}
-	return str, false, nil
+	return v, false, nil
 }
 
 // errFallback asks for a value to be decoded with json.Unmarshal instead.
@@ -493,23 +494,26 @@ func (s *scanner) stringPtrValue(p **string, depth int) error {
 	case null:
 		*p = nil
 	default:
-		*p = &str
+		v := str // allocated here only
+		*p = &v
 	}
 	return nil
 }
 
-// structPtr reads an object into *p, allocating it when nil, with decode
-// reading the members; null sets *p to nil.
-func structPtr[T any](s *scanner, p **T, decode func(s *scanner, v *T) error) error {
+// newIfObject prepares a pointer-to-struct field for the value at the
+// next non-space byte: for an object it allocates *p when nil (an object
+// already there is decoded into) and reports true, for the caller to read
+// the members; a null sets *p to nil.
+func newIfObject[T any](s *scanner, p **T) (object bool, err error) {
 	switch s.peek() {
 	case 'n':
 		*p = nil
-		return s.literal("null")
+		return false, s.literal("null")
 	case '{':
 		if *p == nil {
 			*p = new(T)
 		}
-		return decode(s, *p)
+		return true, nil
 	}
-	return errType
+	return false, errType
 }

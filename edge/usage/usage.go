@@ -190,7 +190,10 @@ func parseOpenAI(body []byte, responses bool) (Result, error) {
 		case bytes.EqualFold(name, nameServiceTier):
 			return s.stringValue(&tier, true)
 		case bytes.EqualFold(name, nameUsage):
-			return structPtr(&s, &u, decodeOpenAIUsage)
+			if ok, err := newIfObject(&s, &u); !ok {
+				return err
+			}
+			return decodeOpenAIUsage(&s, u)
 		case responses && bytes.EqualFold(name, nameOutput):
 			return out.scan(&s)
 		}
@@ -223,7 +226,7 @@ func parseAnthropic(body []byte) (Result, error) {
 			if u != nil || s.peek() != '{' {
 				// A repeated usage merges into the first: leave that to
 				// encoding/json, as a null or a wrong type.
-				return s.unmarshalValue(&u)
+				return s.unmarshalUsage(&u)
 			}
 			start := s.off
 			v := new(anthropicUsage)
@@ -233,7 +236,7 @@ func parseAnthropic(body []byte) (Result, error) {
 				return nil
 			case errFallback:
 				s.off = start
-				return s.unmarshalValue(&u)
+				return s.unmarshalUsage(&u)
 			default:
 				return err
 			}
@@ -268,6 +271,16 @@ func (s *scanner) stringValue(dst *string, nullClears bool) error {
 		*dst = ""
 	}
 	return nil
+}
+
+// unmarshalUsage decodes a top-level usage member into *u with
+// json.Unmarshal, through a copy of *u: taking the address of the caller's
+// pointer would move it to the heap on every call, fallback or not.
+func (s *scanner) unmarshalUsage(u **anthropicUsage) error {
+	v := *u
+	err := s.unmarshalValue(&v)
+	*u = v
+	return err
 }
 
 // unmarshalValue decodes a top-level member into dst with json.Unmarshal,
