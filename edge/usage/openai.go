@@ -229,6 +229,8 @@ func (o *outputScan) toolCalls() bool {
 }
 
 var (
+	outputItemFields = []string{"type"}
+
 	errOutputType = errors.New("output is not an array of objects")
 	errItemType   = errors.New("output item type is not a string")
 )
@@ -292,7 +294,7 @@ func (s *scanner) itemType() (typ []byte, err error) {
 		if !more {
 			return typ, nil
 		}
-		if !bytes.EqualFold(name, nameType) {
+		if fieldIndex(name, outputItemFields) != 0 {
 			// The item sits at depth 3: object, output array, item.
 			if err := s.skipValue(3); err != nil {
 				return nil, err

@@ -119,12 +119,12 @@ func (s *scanner) nextMember(first bool) (name []byte, more bool, err error) {
 		return nil, false, s.errorf("want a member name")
 	}
 	start := s.off
-	escaped, err := s.skipString()
+	plain, err := s.skipString()
 	if err != nil {
 		return nil, false, err
 	}
 	name = s.data[start+1 : s.off-1]
-	if escaped || !utf8.Valid(name) {
+	if !plain && (bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name)) {
 		var n string
 		if err := json.Unmarshal(s.data[start:s.off], &n); err != nil {
 			return nil, false, fmt.Errorf("member name: %w", err)
@@ -322,13 +322,20 @@ func special(x uint64) uint64 {
 
 // skipString checks and moves past the string at s.off (which is '"'),
 // eight bytes at a time where it can: the long content strings of an
-// answer are most of its bytes. It reports whether the string holds an
-// escape.
-func (s *scanner) skipString() (escaped bool, err error) {
+// answer are most of its bytes. plain reports a string without escapes
+// and all ASCII, whose bytes are its decoded value.
+func (s *scanner) skipString() (plain bool, err error) {
 	d := s.data
 	i := s.off + 1
+	var seen uint64 // the bytes seen, OR-ed: a non-ASCII one sets a high bit
+	escaped := false
 	for {
-		for i+8 <= len(d) && special(binary.LittleEndian.Uint64(d[i:])) == 0 {
+		for i+8 <= len(d) {
+			x := binary.LittleEndian.Uint64(d[i:])
+			if special(x) != 0 {
+				break
+			}
+			seen |= x
 			i += 8
 		}
 		// The next 8 bytes hold a special byte, or fewer than 8 are left.
@@ -337,7 +344,7 @@ func (s *scanner) skipString() (escaped bool, err error) {
 			switch c := d[i]; {
 			case c == '"':
 				s.off = i + 1
-				return escaped, nil
+				return !escaped && seen&msb == 0, nil
 			case c == '\\':
 				escaped = true
 				n, ok := escapeLen(d[i:])
@@ -350,6 +357,7 @@ func (s *scanner) skipString() (escaped bool, err error) {
 				s.off = i
 				return false, s.errorf("invalid control character in string")
 			default:
+				seen |= uint64(c)
 				i++
 			}
 		}

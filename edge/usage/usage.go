@@ -38,7 +38,6 @@
 package usage
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -164,14 +163,12 @@ func walk(s *scanner, member func(name []byte) error) error {
 	return s.end()
 }
 
-// Top-level member names Parse reads. encoding/json matches a member name
-// to a struct field case-insensitively (bytes.EqualFold), so Parse does.
+// Top-level members Parse reads, as fieldIndex matches them: by their
+// decoded names, exactly or else case-insensitively, as encoding/json
+// matches a member to a struct field.
 var (
-	nameModel       = []byte("model")
-	nameServiceTier = []byte("service_tier")
-	nameUsage       = []byte("usage")
-	nameOutput      = []byte("output")
-	nameType        = []byte("type")
+	openAIFields    = []string{"model", "service_tier", "usage", "output"}
+	anthropicFields = []string{"model", "usage"}
 )
 
 // parseOpenAI reads a chat completion or embeddings answer, or with
@@ -184,18 +181,20 @@ func parseOpenAI(body []byte, responses bool) (Result, error) {
 	)
 	s := scanner{data: body}
 	err := walk(&s, func(name []byte) error {
-		switch {
-		case bytes.EqualFold(name, nameModel):
+		switch fieldIndex(name, openAIFields) {
+		case 0:
 			return s.stringValue(&model, false)
-		case bytes.EqualFold(name, nameServiceTier):
+		case 1:
 			return s.stringValue(&tier, true)
-		case bytes.EqualFold(name, nameUsage):
+		case 2:
 			if ok, err := newIfObject(&s, &u); !ok {
 				return err
 			}
 			return decodeOpenAIUsage(&s, u)
-		case responses && bytes.EqualFold(name, nameOutput):
-			return out.scan(&s)
+		case 3:
+			if responses {
+				return out.scan(&s)
+			}
 		}
 		return s.skipValue(1)
 	})
@@ -219,10 +218,10 @@ func parseAnthropic(body []byte) (Result, error) {
 	)
 	s := scanner{data: body}
 	err := walk(&s, func(name []byte) error {
-		switch {
-		case bytes.EqualFold(name, nameModel):
+		switch fieldIndex(name, anthropicFields) {
+		case 0:
 			return s.stringValue(&model, false)
-		case bytes.EqualFold(name, nameUsage):
+		case 1:
 			if u != nil || s.peek() != '{' {
 				// A repeated usage merges into the first: leave that to
 				// encoding/json, as a null or a wrong type.
