@@ -169,6 +169,8 @@ var referenceCases = []string{
 	`{"usage":{"input_tokens":1,"server_tool_use":{"web_fetch_requests":2,"web_fetch_request\u0073":1}}}`,
 	"{\"usage\":{\"input_tokens\":1,\"server_tool_use\":{\"\xff\":1,\"\xfe\":0}}}",
 	"{\"usage\":{\"input_tokens\":1,\"server_tool_use\":{\"\xfe\":0,\"\xff\":1}}}",
+	"{\"usage\":{\"input_tokens\":1,\"server_tool_use\":{\"\xffweb_search\":1,\"\xfeweb_search\":0}}}",
+	"{\"usage\":{\"input_tokens\":1,\"server_tool_use\":{\"\xfeweb_search\":0,\"\xffweb_search\":1}}}",
 	`{"usage":{"input_tokens":1,"fallback_credit":null}}`,
 	`{"usage":{"input_tokens":1,"fallback_credit":{"x":1}}}`,
 	`{"usage":{"input_tokens":1,"fallback_credit":{"x":1},"fallback_credit":null}}`,
