@@ -308,9 +308,10 @@ func (s *scanner) itemType() (typ []byte, err error) {
 		switch raw[0] {
 		case 'n':
 		case '"':
+			// Only escapes need decoding: a type with invalid UTF-8 is no
+			// tool call type, as raw bytes or with U+FFFD in their place.
 			typ = raw[1 : len(raw)-1]
 			if bytes.IndexByte(typ, '\\') >= 0 {
-				// Invalid UTF-8 needs no decoding: no tool call type has any.
 				str, _, err := decodeString(raw)
 				if err != nil {
 					return nil, err
