@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -311,9 +312,10 @@ const (
 
 // special is non-zero when one of the 8 bytes in x (read little-endian)
 // is a '"', a '\\' or a control character: the bytes that need a look
-// inside a string. Whether it is zero is exact (the classic "has zero
-// byte" and "has byte less than n" word tricks); which bits are set is not,
-// so a hit is resolved byte by byte.
+// inside a string. It sets the high bit of such bytes (the classic "has
+// zero byte" and "has byte less than n" word tricks): the lowest bit set
+// marks the first such byte exactly, since a borrow runs only upward from
+// a byte that is one; bits above it may be false.
 func special(x uint64) uint64 {
 	q := x ^ (lsb * '"')
 	b := x ^ (lsb * '\\')
@@ -329,18 +331,26 @@ func (s *scanner) skipString() (plain bool, err error) {
 	i := s.off + 1
 	var seen uint64 // the bytes seen, OR-ed: a non-ASCII one sets a high bit
 	escaped := false
+words:
 	for {
-		for i+8 <= len(d) {
-			x := binary.LittleEndian.Uint64(d[i:])
-			if special(x) != 0 {
+		w := d[i:] // i <= len(d): an escape is never cut by the end
+		for len(w) >= 8 {
+			x := binary.LittleEndian.Uint64(w)
+			if m := special(x); m != 0 {
+				// The lowest flag is exact: skip to the special byte.
+				k := bits.TrailingZeros64(m) / 8
+				seen |= x & (1<<(8*k) - 1)
+				w = w[k:]
 				break
 			}
 			seen |= x
-			i += 8
+			w = w[8:]
 		}
-		// The next 8 bytes hold a special byte, or fewer than 8 are left.
-		stop := min(i+8, len(d))
-		for i < stop {
+		i = len(d) - len(w)
+		// At a special byte, or fewer than 8 are left: go byte by byte, and
+		// after an escape back to words (the escaped newlines and quotes of
+		// answer text are frequent).
+		for i < len(d) {
 			switch c := d[i]; {
 			case c == '"':
 				s.off = i + 1
@@ -353,6 +363,7 @@ func (s *scanner) skipString() (plain bool, err error) {
 					return false, s.errorf("invalid escape in string")
 				}
 				i += n
+				continue words
 			case c < 0x20:
 				s.off = i
 				return false, s.errorf("invalid control character in string")
@@ -361,10 +372,8 @@ func (s *scanner) skipString() (plain bool, err error) {
 				i++
 			}
 		}
-		if i >= len(d) {
-			s.off = len(d)
-			return false, s.errorf("")
-		}
+		s.off = len(d)
+		return false, s.errorf("")
 	}
 }
 
