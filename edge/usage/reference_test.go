@@ -3,6 +3,7 @@ package usage
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,5 +307,25 @@ func TestParseUnsupported(t *testing.T) {
 				t.Errorf("Parse(%s, %s, %s) = %v, reference %v; want errors", pr.p, pr.e, body, err, wantErr)
 			}
 		}
+	}
+}
+
+// TestParseMatchesReferenceStrings puts random strings, over an alphabet
+// of the bytes the string scan treats apart, at every offset of its 8-byte
+// words: as a skipped value, as member names, and as map keys.
+func TestParseMatchesReferenceStrings(t *testing.T) {
+	alphabet := []string{"a", "é", "\xff", `"`, `\`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, "\x01", "\x1f", " ", "u", "0"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var b strings.Builder
+		for range rng.IntN(24) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		str := b.String()
+		matchReference(t, edge.OpenAI, ChatCompletions, []byte(`{"choices":"`+str+`","usage":{"prompt_tokens":1}}`))
+		matchReference(t, edge.OpenAI, Responses, []byte(`{"`+str+`":1,"output":[{"type":"`+str+`"}]}`))
+		matchReference(t, edge.Anthropic, Messages, []byte(`{"usage":{"server_tool_use":{"`+str+`":1,"a`+str+`":0}}}`))
+		// Keys that differ only in invalid UTF-8 decode to one key.
+		matchReference(t, edge.Anthropic, Messages, []byte(`{"usage":{"server_tool_use":{"`+str+"\xff"+`":1,"`+str+"\xfe"+`":0}}}`))
 	}
 }
