@@ -31,6 +31,113 @@ type anthropicUsage struct {
 	FallbackCredit json.RawMessage            `json:"fallback_credit"`
 }
 
+var anthropicUsageFields = []string{
+	"input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens",
+	"cache_creation", "output_tokens_details", "server_tool_use", "service_tier",
+	"speed", "iterations", "fallback_credit",
+}
+
+// decodeAnthropicUsage reads a usage object (s at its '{') into u, a
+// member of the top-level object, as json.Unmarshal would (see scanner).
+// It returns errFallback for iterations, which it leaves to
+// json.Unmarshal: rare, and a slice of structs, whose reuse on a repeated
+// member is not worth copying here.
+func decodeAnthropicUsage(s *scanner, u *anthropicUsage) error {
+	const depth = 2 // the top-level object, the usage object
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, anthropicUsageFields) {
+		case 0:
+			return s.countValue(&u.InputTokens, depth)
+		case 1:
+			return s.countValue(&u.CacheReadInputTokens, depth)
+		case 2:
+			return s.countValue(&u.CacheCreationInputTokens, depth)
+		case 3:
+			return s.countValue(&u.OutputTokens, depth)
+		case 4:
+			if ok, err := newIfObject(s, &u.CacheCreation); !ok {
+				return err
+			}
+			return decodeCacheCreation(s, u.CacheCreation)
+		case 5:
+			if ok, err := newIfObject(s, &u.OutputTokensDetails); !ok {
+				return err
+			}
+			return decodeOutputTokensDetails(s, u.OutputTokensDetails)
+		case 6:
+			return decodeServerToolUse(s, &u.ServerToolUse)
+		case 7:
+			return s.stringPtrValue(&u.ServiceTier, depth)
+		case 8:
+			return s.stringPtrValue(&u.Speed, depth)
+		case 9:
+			return errFallback
+		case 10:
+			// json.RawMessage keeps the bytes, null included; merge reads
+			// them before Parse returns, so they need no copy.
+			raw, err := s.value(depth)
+			u.FallbackCredit = raw
+			return err
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
+var (
+	cacheCreationFields       = []string{"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}
+	outputTokensDetailsFields = []string{"thinking_tokens"}
+)
+
+func decodeCacheCreation(s *scanner, c *cacheCreation) error {
+	const depth = 3
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, cacheCreationFields) {
+		case 0:
+			return s.countValue(&c.Ephemeral5m, depth)
+		case 1:
+			return s.countValue(&c.Ephemeral1h, depth)
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
+func decodeOutputTokensDetails(s *scanner, d *struct {
+	ThinkingTokens count `json:"thinking_tokens"`
+}) error {
+	const depth = 3
+	_, err := s.object(func(name []byte) error {
+		if fieldIndex(name, outputTokensDetailsFields) == 0 {
+			return s.countValue(&d.ThinkingTokens, depth)
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
+// decodeServerToolUse reads server_tool_use into a map as encoding/json
+// does: entries are added to a map already there, and null clears it.
+func decodeServerToolUse(s *scanner, m *map[string]json.RawMessage) error {
+	const depth = 3
+	if s.peek() == '{' && *m == nil {
+		*m = make(map[string]json.RawMessage)
+	}
+	null, err := s.object(func(name []byte) error {
+		raw, err := s.value(depth)
+		if err != nil {
+			return err
+		}
+		// The bytes need no copy, as for fallback_credit.
+		(*m)[string(name)] = raw
+		return nil
+	})
+	if null {
+		*m = nil
+	}
+	return err
+}
+
 type anthropicIteration struct {
 	Type                     string         `json:"type"`
 	InputTokens              count          `json:"input_tokens"`

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/persiv/codex/edge"
@@ -51,3 +52,97 @@ func BenchmarkObserveResponsesContent(b *testing.B) {
 func BenchmarkObserveResponsesContentNoEventName(b *testing.B) {
 	benchObserve(b, edge.OpenAI, Responses, "", benchRespDelta)
 }
+
+// paragraph is answer text as providers send it: escaped newlines and
+// quotes, a non-ASCII character.
+const paragraph = `The boardwalk runs through tall grass toward the horizon; the sky is clear and blue with a few wispy clouds.\n\nIt is a \"peaceful\" scene — natural light, no people. `
+
+// chatAnswer is an OpenAI chat completion as the API returns it, its
+// content about n bytes long.
+func chatAnswer(n int) []byte {
+	content := strings.Repeat(paragraph, max(1, n/len(paragraph)))
+	return []byte(`{
+  "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
+  "object": "chat.completion",
+  "created": 1741570283,
+  "model": "gpt-4o-2024-08-06",
+  "choices": [
+    {
+      "index": 0,
+      "message": {
+        "role": "assistant",
+        "content": "` + content + `",
+        "refusal": null,
+        "annotations": []
+      },
+      "logprobs": null,
+      "finish_reason": "stop"
+    }
+  ],
+  "usage": {
+    "prompt_tokens": 1117,
+    "completion_tokens": 46,
+    "total_tokens": 1163,
+    "prompt_tokens_details": {
+      "cached_tokens": 0,
+      "audio_tokens": 0
+    },
+    "completion_tokens_details": {
+      "reasoning_tokens": 0,
+      "audio_tokens": 0,
+      "accepted_prediction_tokens": 0,
+      "rejected_prediction_tokens": 0
+    }
+  },
+  "service_tier": "default",
+  "system_fingerprint": "fp_fc9f1d7035"
+}
+`)
+}
+
+func anthropicAnswer(n int) []byte {
+	content := strings.Repeat(paragraph, max(1, n/len(paragraph)))
+	return []byte(`{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"` + content + `"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":2048,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":2048},"output_tokens":503,"service_tier":"standard"}}`)
+}
+
+func responsesAnswer(n int) []byte {
+	content := strings.Repeat(paragraph, max(1, n/len(paragraph)))
+	return []byte(`{"id":"resp_67ccd3a9da748190baa7f1570fe91ac604becb25c45c1d41","object":"response","created_at":1741476777,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"gpt-4.1-2025-04-14","output":[{"type":"web_search_call","id":"ws_67ccd3acc8548190a2c9a7bb3e0ee6a604becb25c45c1d41","status":"completed","action":{"type":"search","query":"boardwalk photography"}},{"type":"message","id":"msg_67ccd3acc8548190a2c9a7bb3e0ee6a604becb25c45c1d41","status":"completed","role":"assistant","content":[{"type":"output_text","text":"` + content + `","annotations":[{"type":"url_citation","start_index":10,"end_index":20,"url":"https://example.com/boardwalk","title":"Boardwalks"}]}]}],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":true,"temperature":1.0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[{"type":"web_search_preview"}],"top_p":1.0,"truncation":"disabled","usage":{"input_tokens":328,"input_tokens_details":{"cached_tokens":0},"output_tokens":356,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":684},"user":null,"metadata":{}}`)
+}
+
+type benchBody struct {
+	name string
+	pair uint8 // index into pairs
+	body []byte
+}
+
+func benchBodies() []benchBody {
+	return []benchBody{
+		{"chat-1KiB", 0, chatAnswer(300)},
+		{"chat-64KiB", 0, chatAnswer(64 << 10)},
+		{"anthropic-2KiB", 4, anthropicAnswer(1500)},
+		{"responses-2KiB", 1, responsesAnswer(900)},
+		{"responses-64KiB", 1, responsesAnswer(64 << 10)},
+	}
+}
+
+func benchParse(b *testing.B, parse func(edge.Provider, string, []byte) (Result, error)) {
+	for _, bb := range benchBodies() {
+		pr := pairs[bb.pair]
+		b.Run(bb.name, func(b *testing.B) {
+			if _, err := parse(pr.p, pr.e, bb.body); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bb.body)))
+			for b.Loop() {
+				parse(pr.p, pr.e, bb.body)
+			}
+		})
+	}
+}
+
+func BenchmarkParse(b *testing.B) { benchParse(b, Parse) }
+
+// BenchmarkParseReference is the decoder Parse replaced, for comparison.
+func BenchmarkParseReference(b *testing.B) { benchParse(b, parseReference) }

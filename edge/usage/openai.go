@@ -1,7 +1,9 @@
 package usage
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 
 	"github.com/persiv/codex/edge"
 )
@@ -19,6 +21,86 @@ type openAIUsage struct {
 	OutputTokens  count            `json:"output_tokens"`
 	InputDetails  *openAIInDetails `json:"input_tokens_details"`
 	OutputDetails *openAIOutDetail `json:"output_tokens_details"`
+}
+
+var openAIUsageFields = []string{
+	"prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details",
+	"input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details",
+}
+
+// decodeOpenAIUsage reads a usage object (s at its '{') into u, a member
+// of the top-level object, as json.Unmarshal would (see scanner).
+func decodeOpenAIUsage(s *scanner, u *openAIUsage) error {
+	const depth = 2 // the top-level object, the usage object
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, openAIUsageFields) {
+		case 0:
+			return s.countValue(&u.PromptTokens, depth)
+		case 1:
+			return s.countValue(&u.CompletionTokens, depth)
+		case 2:
+			if ok, err := newIfObject(s, &u.PromptDetails); !ok {
+				return err
+			}
+			return decodeInDetails(s, u.PromptDetails)
+		case 3:
+			if ok, err := newIfObject(s, &u.CompletionDetails); !ok {
+				return err
+			}
+			return decodeOutDetails(s, u.CompletionDetails)
+		case 4:
+			return s.countValue(&u.InputTokens, depth)
+		case 5:
+			return s.countValue(&u.OutputTokens, depth)
+		case 6:
+			if ok, err := newIfObject(s, &u.InputDetails); !ok {
+				return err
+			}
+			return decodeInDetails(s, u.InputDetails)
+		case 7:
+			if ok, err := newIfObject(s, &u.OutputDetails); !ok {
+				return err
+			}
+			return decodeOutDetails(s, u.OutputDetails)
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
+var (
+	inDetailsFields  = []string{"cached_tokens", "cache_write_tokens", "audio_tokens"}
+	outDetailsFields = []string{"reasoning_tokens", "audio_tokens"}
+)
+
+func decodeInDetails(s *scanner, d *openAIInDetails) error {
+	const depth = 3
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, inDetailsFields) {
+		case 0:
+			return s.countValue(&d.CachedTokens, depth)
+		case 1:
+			return s.countValue(&d.CacheWriteTokens, depth)
+		case 2:
+			return s.countValue(&d.AudioTokens, depth)
+		}
+		return s.skipValue(depth)
+	})
+	return err
+}
+
+func decodeOutDetails(s *scanner, d *openAIOutDetail) error {
+	const depth = 3
+	_, err := s.object(func(name []byte) error {
+		switch fieldIndex(name, outDetailsFields) {
+		case 0:
+			return s.countValue(&d.ReasoningTokens, depth)
+		case 1:
+			return s.countValue(&d.AudioTokens, depth)
+		}
+		return s.skipValue(depth)
+	})
+	return err
 }
 
 type openAIInDetails struct {
@@ -94,6 +176,152 @@ var toolCallTypes = map[string]bool{
 	"file_search_call":      true,
 	"code_interpreter_call": true,
 	"image_generation_call": true,
+}
+
+// outputScan follows the output member of a Responses object for Parse,
+// which needs only whether an item is a tool call: the items are walked,
+// their content skipped, and only their type read. A second output member
+// (which no provider sends) falls back to decoding every occurrence into
+// the struct the reference decoder uses, since encoding/json reuses the
+// elements of the first and a type the second does not set survives.
+type outputScan struct {
+	n     int    // output members seen
+	first []byte // the first one's value
+	tools bool   // the first one holds a tool call
+	items *[]struct {
+		Type string `json:"type"`
+	}
+}
+
+func (o *outputScan) scan(s *scanner) error {
+	o.n++
+	if o.n == 1 {
+		start := s.off
+		tools, err := s.outputTools()
+		o.first, o.tools = s.data[start:s.off], tools
+		return err
+	}
+	raw, err := s.value(1)
+	if err != nil {
+		return err
+	}
+	if o.n == 2 {
+		o.items = new([]struct {
+			Type string `json:"type"`
+		})
+		if err := json.Unmarshal(o.first, o.items); err != nil {
+			return err
+		}
+	}
+	return json.Unmarshal(raw, o.items)
+}
+
+func (o *outputScan) toolCalls() bool {
+	if o.n < 2 {
+		return o.tools
+	}
+	for _, it := range *o.items {
+		if toolCallTypes[it.Type] {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	outputItemFields = []string{"type"}
+
+	errOutputType = errors.New("output is not an array of objects")
+	errItemType   = errors.New("output item type is not a string")
+)
+
+// outputTools reads a top-level output value: null or an array of objects
+// (or nulls), each of whose type is a string (or null, or absent). Any
+// other shape is an error, as it is when decoding into the
+// []struct{Type string} of openAIResponse.
+func (s *scanner) outputTools() (tools bool, err error) {
+	switch s.peek() {
+	case 'n':
+		return false, s.literal("null")
+	case '[':
+		s.off++
+	default:
+		return false, errOutputType
+	}
+	if s.peek() == ']' {
+		s.off++
+		return false, nil
+	}
+	for {
+		switch s.peek() {
+		case 'n':
+			if err := s.literal("null"); err != nil {
+				return false, err
+			}
+		case '{':
+			s.off++
+			typ, err := s.itemType()
+			if err != nil {
+				return false, err
+			}
+			if toolCallTypes[string(typ)] {
+				tools = true
+			}
+		default:
+			return false, errOutputType
+		}
+		switch s.peek() {
+		case ',':
+			s.off++
+		case ']':
+			s.off++
+			return tools, nil
+		default:
+			return false, s.errorf("want ',' or ']' after array element")
+		}
+	}
+}
+
+// itemType reads the members of an output item (its '{' consumed) and
+// returns its type: the last string value of a member named type, as
+// json.Unmarshal keeps, since a null does not reset a string.
+func (s *scanner) itemType() (typ []byte, err error) {
+	for first := true; ; first = false {
+		name, more, err := s.nextMember(first)
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			return typ, nil
+		}
+		if fieldIndex(name, outputItemFields) != 0 {
+			// The item sits at depth 3: object, output array, item.
+			if err := s.skipValue(3); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		raw, err := s.value(3)
+		if err != nil {
+			return nil, err
+		}
+		switch raw[0] {
+		case 'n':
+		case '"':
+			// Only escapes need decoding: a type with invalid UTF-8 is no
+			// tool call type, as raw bytes or with U+FFFD in their place.
+			typ = raw[1 : len(raw)-1]
+			if bytes.IndexByte(typ, '\\') >= 0 {
+				str, _, err := decodeString(raw)
+				if err != nil {
+					return nil, err
+				}
+				typ = []byte(str)
+			}
+		default:
+			return nil, errItemType
+		}
+	}
 }
 
 func (b *openAIResponse) apply(r *Result) {

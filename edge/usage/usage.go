@@ -97,47 +97,199 @@ type Result struct {
 // Parse extracts the usage of a complete JSON answer. An answer without a
 // usage object (an error body, a models list, a count_tokens result, which
 // bills nothing) yields a Result with every counter unknown and a nil error;
-// only a body that is not a JSON object is an error.
+// only a body that is not a JSON object (or null) is an error.
+//
+// Parse is on the edge's hot path for every answer that is not streamed,
+// and an answer may be many MiB of which the usage object is a few hundred
+// bytes: it walks the top-level members (see scanner), decodes only those
+// it reads and skips the rest, content included, without decoding or
+// copying them. It returns what json.Unmarshal of the whole body into the
+// answer's struct would give, errors included (a body the standard decoder
+// refuses anywhere, or a member it reads of the wrong JSON type), and the
+// tests hold it to that.
 func Parse(provider edge.Provider, endpoint string, body []byte) (Result, error) {
+	var (
+		r   Result
+		err error
+	)
 	switch {
 	case provider == edge.OpenAI && (endpoint == ChatCompletions || endpoint == Embeddings):
-		var b chatChunk
-		if err := json.Unmarshal(body, &b); err != nil {
-			return Result{}, fmt.Errorf("parse openai %s: %w", endpoint, err)
-		}
-		r := Result{Model: b.Model, ServiceTier: deref(b.ServiceTier)}
-		if b.Usage != nil {
-			b.Usage.apply(&r)
-		}
-		return r, nil
+		r, err = parseOpenAI(body, false)
 	case provider == edge.OpenAI && endpoint == Responses:
-		var b openAIResponse
-		if err := json.Unmarshal(body, &b); err != nil {
-			return Result{}, fmt.Errorf("parse openai responses: %w", err)
-		}
-		var r Result
-		b.apply(&r)
-		return r, nil
+		r, err = parseOpenAI(body, true)
 	case provider == edge.OpenAI && endpoint == Models,
 		provider == edge.Anthropic && endpoint == CountTokens:
-		var v map[string]json.RawMessage
-		if err := json.Unmarshal(body, &v); err != nil {
-			return Result{}, fmt.Errorf("parse %s %s: %w", provider, endpoint, err)
-		}
-		return Result{}, nil
+		err = walk(&scanner{data: body}, nil)
 	case provider == edge.Anthropic && endpoint == Messages:
-		var b anthropicMessage
-		if err := json.Unmarshal(body, &b); err != nil {
-			return Result{}, fmt.Errorf("parse anthropic messages: %w", err)
-		}
-		var st anthropicState
-		st.model = b.Model
-		if b.Usage != nil {
-			st.merge(b.Usage, true)
-		}
-		return st.result(), nil
+		r, err = parseAnthropic(body)
+	default:
+		return Result{}, fmt.Errorf("parse %q %q: %w", provider, endpoint, ErrUnsupported)
 	}
-	return Result{}, fmt.Errorf("parse %q %q: %w", provider, endpoint, ErrUnsupported)
+	if err != nil {
+		return Result{}, fmt.Errorf("parse %s %s: %w", provider, endpoint, err)
+	}
+	return r, nil
+}
+
+// walk checks that s.data is a JSON object, or null, and calls member for
+// each top-level member in order with its decoded name. member must move s
+// past the value (with s.value, s.skipValue or a walk of its own); a nil
+// member skips every value. Members are handed over in order, duplicates
+// included, so a callback that decodes each occurrence into the same place
+// ends with what encoding/json would: the last value, merged into the
+// earlier ones where those were objects.
+func walk(s *scanner, member func(name []byte) error) error {
+	null, err := s.openObject()
+	if err != nil || null {
+		return err
+	}
+	for first := true; ; first = false {
+		name, more, err := s.nextMember(first)
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+		if member != nil {
+			err = member(name)
+		} else {
+			err = s.skipValue(1)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return s.end()
+}
+
+// Top-level members Parse reads, as fieldIndex matches them: by their
+// decoded names, exactly or else case-insensitively, as encoding/json
+// matches a member to a struct field.
+var (
+	openAIFields    = []string{"model", "service_tier", "usage", "output"}
+	anthropicFields = []string{"model", "usage"}
+)
+
+// parseOpenAI reads a chat completion or embeddings answer, or with
+// responses a Responses API object (whose output items may be tool calls).
+func parseOpenAI(body []byte, responses bool) (Result, error) {
+	var (
+		model, tier string
+		u           *openAIUsage
+		out         outputScan
+	)
+	s := scanner{data: body}
+	err := walk(&s, func(name []byte) error {
+		switch fieldIndex(name, openAIFields) {
+		case 0:
+			return s.stringValue(&model, false)
+		case 1:
+			return s.stringValue(&tier, true)
+		case 2:
+			if ok, err := newIfObject(&s, &u); !ok {
+				return err
+			}
+			return decodeOpenAIUsage(&s, u)
+		case 3:
+			if responses {
+				return out.scan(&s)
+			}
+		}
+		return s.skipValue(1)
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	r := Result{Model: model, ServiceTier: tier}
+	if u != nil {
+		u.apply(&r)
+	}
+	if out.toolCalls() {
+		r.Unpriced = UnpricedToolCalls
+	}
+	return r, nil
+}
+
+func parseAnthropic(body []byte) (Result, error) {
+	var (
+		model string
+		u     *anthropicUsage
+	)
+	s := scanner{data: body}
+	err := walk(&s, func(name []byte) error {
+		switch fieldIndex(name, anthropicFields) {
+		case 0:
+			return s.stringValue(&model, false)
+		case 1:
+			if u != nil || s.peek() != '{' {
+				// A repeated usage merges into the first: leave that to
+				// encoding/json, as a null or a wrong type.
+				return s.unmarshalUsage(&u)
+			}
+			start := s.off
+			v := new(anthropicUsage)
+			switch err := decodeAnthropicUsage(&s, v); err {
+			case nil:
+				u = v
+				return nil
+			case errFallback:
+				s.off = start
+				return s.unmarshalUsage(&u)
+			default:
+				return err
+			}
+		}
+		return s.skipValue(1)
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	st := anthropicState{model: model}
+	if u != nil {
+		st.merge(u, true)
+	}
+	return st.result(), nil
+}
+
+// stringValue decodes a top-level string member into dst. A null leaves
+// dst as it is, as it does a Go string field, unless nullClears (a *string
+// field, which null resets to nil, read as "").
+func (s *scanner) stringValue(dst *string, nullClears bool) error {
+	raw, err := s.value(1)
+	if err != nil {
+		return err
+	}
+	str, null, err := decodeString(raw)
+	switch {
+	case err != nil:
+		return err
+	case !null:
+		*dst = str
+	case nullClears:
+		*dst = ""
+	}
+	return nil
+}
+
+// unmarshalUsage decodes a top-level usage member into *u with
+// json.Unmarshal, through a copy of *u: taking the address of the caller's
+// pointer would move it to the heap on every call, fallback or not.
+func (s *scanner) unmarshalUsage(u **anthropicUsage) error {
+	v := *u
+	err := s.unmarshalValue(&v)
+	*u = v
+	return err
+}
+
+// unmarshalValue decodes a top-level member into dst with json.Unmarshal,
+// which is what decoding the whole body does for that field.
+func (s *scanner) unmarshalValue(dst any) error {
+	raw, err := s.value(1)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, dst)
 }
 
 // count is a token counter as the provider wrote it: null, a missing field,
