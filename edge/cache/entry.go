@@ -248,17 +248,19 @@ func (e *Entry) Complete() bool {
 		return true
 	}
 	n := e.NumEvents()
-	if n == 0 {
-		return false
-	}
-	last := e.Event(n - 1)
+	return n > 0 && FinalEvent(e.Provider, e.Endpoint, e.Event(n-1))
+}
+
+// FinalEvent reports whether raw, an event's bytes, is the one that ends a
+// finished stream of the provider's endpoint.
+func FinalEvent(p edge.Provider, endpoint string, raw []byte) bool {
 	switch {
-	case e.Provider == edge.OpenAI && e.Endpoint == "chat.completions":
-		return bytes.Contains(last, []byte("data: [DONE]")) || bytes.Contains(last, []byte("data:[DONE]"))
-	case e.Provider == edge.OpenAI && e.Endpoint == "responses":
-		return bytes.Contains(last, []byte(`"response.completed"`))
-	case e.Provider == edge.Anthropic && e.Endpoint == "messages":
-		return bytes.Contains(last, []byte(`"message_stop"`))
+	case p == edge.OpenAI && endpoint == "chat.completions":
+		return bytes.Contains(raw, []byte("data: [DONE]")) || bytes.Contains(raw, []byte("data:[DONE]"))
+	case p == edge.OpenAI && endpoint == "responses":
+		return bytes.Contains(raw, []byte(`"response.completed"`))
+	case p == edge.Anthropic && endpoint == "messages":
+		return bytes.Contains(raw, []byte(`"message_stop"`))
 	}
 	return false
 }

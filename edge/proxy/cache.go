@@ -330,7 +330,16 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 		if v.Done {
 			break
 		}
-		if v, err = f.Wait(ctx, v); err != nil {
+		wait := ctx
+		if n > 0 && cache.FinalEvent(x.provider, x.rt.endpoint, v.Entry.Event(n-1)) {
+			// The client has the whole answer and may hang up now; the
+			// leader is about to finish, and its usage is what this hit
+			// is accounted with.
+			var cancel context.CancelFunc
+			wait, cancel = context.WithTimeout(context.WithoutCancel(ctx), followerResultWait)
+			defer cancel()
+		}
+		if v, err = f.Wait(wait, v); err != nil {
 			x.rec.Status = statusClientClosed
 			return true, nil
 		}
@@ -347,6 +356,10 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 	}
 	return true, nil
 }
+
+// followerResultWait bounds how long a follower that has sent its client
+// the final event waits for the leader's accounting.
+const followerResultWait = 5 * time.Second
 
 // finishFlight ends the leader's flight once its answer is complete:
 // followers get it, and a complete 2xx answer small enough is stored.
