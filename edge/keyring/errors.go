@@ -7,6 +7,7 @@ import "errors"
 // was revoked or removed, the ciphertext was tampered with or moved to
 // another org, purpose or record. Callers treat such data as absent (a
 // cache miss, a credential that must be set again), never as a server error.
+// A Prober's error wraps it when the provider refuses the master key.
 //
 // Every other error from Seal and Open is an infrastructure failure (store
 // or KMS unreachable, throttled) that may succeed when retried.

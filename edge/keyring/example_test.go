@@ -38,6 +38,12 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// For the life of the process: with CODEX_KEK=awskms:<key>, a key
+	// disabled out of band stops working here within ProbeInterval (a
+	// byok key cannot be probed; Watch returns at once).
+	watch, stop := context.WithCancel(ctx)
+	defer stop()
+	go ring.Watch(watch)
 
 	ct, err := ring.Seal(ctx, "org_1", keyring.PurposeCredential, "provider:openai", []byte("sk-..."))
 	if err != nil {

@@ -10,6 +10,16 @@
 // than Options.Revalidate (default 5 s), so a shred or rotation done by
 // another instance takes effect here within that interval; Invalidate
 // makes it immediate when wired to the store's change feed.
+//
+// A cached DEK is used until Options.KeyLifetime (default 10 min) without
+// asking the master key again, so on its own a master key revoked out of
+// band (a KMS key disabled or scheduled for deletion, our access to it
+// removed) would keep working that long on a running instance. Watch
+// closes that gap for master keys that implement Prober: it probes the
+// master key every Options.ProbeInterval (default 5 s, at most 10 s) in
+// the background and drops every DEK it unwrapped as soon as the provider
+// refuses, so the revocation takes effect within that interval, still
+// with no master-key call on the request path.
 package keyring
 
 import (
@@ -37,6 +47,11 @@ const (
 	// MaxRevalidate is the longest Revalidate accepted: a shred on one
 	// instance must take effect on every other within 10 s.
 	MaxRevalidate = 10 * time.Second
+	// DefaultProbeInterval and MaxProbeInterval bound how often Watch
+	// probes the master key: a revocation of the master key must take
+	// effect on every running instance within 10 s.
+	DefaultProbeInterval = 5 * time.Second
+	MaxProbeInterval     = 10 * time.Second
 )
 
 // Options configures a Keyring.
@@ -55,14 +70,19 @@ type Options struct {
 	// orgs whose DEK list is cached). Default DefaultCacheSize.
 	CacheSize int
 	// KeyLifetime bounds how long an unwrapped DEK stays in memory; after
-	// it the next use unwraps it again through the master key, so it is
-	// also how long a disabled KMS key or removed BYOK version keeps
-	// working on a running instance. Default DefaultKeyLifetime.
+	// it the next use unwraps it again through the master key. It is also
+	// how long a removed BYOK version, or a disabled KMS key when Watch is
+	// not running, keeps working on a running instance. Default
+	// DefaultKeyLifetime.
 	KeyLifetime time.Duration
 	// Revalidate is how old an org's cached DEK list may get before the
 	// next use re-reads it from the store (one cheap read, no master-key
 	// call). Default DefaultRevalidate, at most MaxRevalidate.
 	Revalidate time.Duration
+	// ProbeInterval is how often Watch probes the master key (one cheap
+	// provider call, off the request path). Default DefaultProbeInterval,
+	// at most MaxProbeInterval.
+	ProbeInterval time.Duration
 	// Logger receives key life-cycle events (ids and counts only).
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -78,6 +98,7 @@ type Keyring struct {
 	orgMaster  func(string) MasterKey
 	revalidate time.Duration
 	minReload  time.Duration
+	probeEvery time.Duration
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -90,6 +111,7 @@ type Keyring struct {
 
 	stats struct {
 		hits, misses, unwraps, generates, unreadable, reloads atomic.Uint64
+		probes, probeRefusals, probeErrors, probePurged       atomic.Uint64
 	}
 }
 
@@ -106,6 +128,9 @@ type orgView struct {
 type dekKey struct {
 	org  string
 	aead cipher.AEAD
+	// byDefault: the default master key (Options.Master) unwrapped or
+	// generated it, so Watch drops it when that key is revoked.
+	byDefault bool
 }
 
 type refusal struct {
@@ -132,6 +157,12 @@ func New(o Options) (*Keyring, error) {
 	if o.Revalidate > MaxRevalidate {
 		return nil, fmt.Errorf("keyring: Revalidate %s exceeds %s", o.Revalidate, MaxRevalidate)
 	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.ProbeInterval > MaxProbeInterval {
+		return nil, fmt.Errorf("keyring: ProbeInterval %s exceeds %s", o.ProbeInterval, MaxProbeInterval)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -156,6 +187,7 @@ func New(o Options) (*Keyring, error) {
 		orgMaster:  o.OrgMaster,
 		revalidate: o.Revalidate,
 		minReload:  o.Revalidate / 10,
+		probeEvery: o.ProbeInterval,
 		log:        o.Logger,
 		now:        o.Now,
 		views:      views,
@@ -381,7 +413,7 @@ func (k *Keyring) key(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 	e := k.epoch.Load()
 	b := Binding{OrgID: d.OrgID, DEKID: d.ID}
-	m := k.masterByRef(d.OrgID, d.MasterRef)
+	m, byDefault := k.masterByRef(d.OrgID, d.MasterRef)
 	var dek []byte
 	var err error
 	if m == nil {
@@ -404,12 +436,12 @@ func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 		}
 		return nil, err
 	}
-	return k.cacheKey(d.OrgID, d.ID, dek, e)
+	return k.cacheKey(d.OrgID, d.ID, dek, byDefault, e)
 }
 
 // cacheKey builds the cipher for dek, clears dek and caches the cipher
 // unless a purge happened since epoch e.
-func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, e uint64) (*dekKey, error) {
+func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, byDefault bool, e uint64) (*dekKey, error) {
 	defer clear(dek)
 	block, err := aes.NewCipher(dek)
 	if err != nil {
@@ -419,33 +451,34 @@ func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, e uint64) (*dekKe
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	dk := &dekKey{org: orgID, aead: aead}
+	dk := &dekKey{org: orgID, aead: aead, byDefault: byDefault}
 	if k.epoch.Load() == e {
 		k.keys.Add(id, dk)
 	}
 	return dk, nil
 }
 
-// masterFor is the master key new DEKs of the org are wrapped with.
-func (k *Keyring) masterFor(orgID string) MasterKey {
+// masterFor is the master key new DEKs of the org are wrapped with, and
+// whether it is the default one.
+func (k *Keyring) masterFor(orgID string) (MasterKey, bool) {
 	if k.orgMaster != nil {
 		if m := k.orgMaster(orgID); m != nil {
-			return m
+			return m, false
 		}
 	}
-	return k.master
+	return k.master, true
 }
 
 // masterByRef is the configured master key that can unwrap a DEK wrapped by
-// ref for the org, or nil.
-func (k *Keyring) masterByRef(orgID, ref string) MasterKey {
-	if m := k.masterFor(orgID); m.Ref() == ref {
-		return m
+// ref for the org, or nil, and whether it is the default one.
+func (k *Keyring) masterByRef(orgID, ref string) (MasterKey, bool) {
+	if m, byDefault := k.masterFor(orgID); m.Ref() == ref {
+		return m, byDefault
 	}
 	if k.master.Ref() == ref {
-		return k.master
+		return k.master, true
 	}
-	return nil
+	return nil, false
 }
 
 // firstDEK creates generation 1 for an org that has no DEK yet. Two
@@ -478,7 +511,7 @@ func (k *Keyring) createDEK(ctx context.Context, orgID string, gen int) (Wrapped
 	if err != nil {
 		return WrappedDEK{}, err
 	}
-	m := k.masterFor(orgID)
+	m, byDefault := k.masterFor(orgID)
 	k.stats.generates.Add(1)
 	dek, w, err := m.Generate(ctx, Binding{OrgID: orgID, DEKID: id})
 	if err != nil {
@@ -497,7 +530,7 @@ func (k *Keyring) createDEK(ctx context.Context, orgID string, gen int) (Wrapped
 		return WrappedDEK{}, fmt.Errorf("keyring: store data key for org %s: %w", orgID, err)
 	}
 	k.log.InfoContext(ctx, "keyring: data key created", "dek", d)
-	if _, err := k.cacheKey(orgID, id, dek, e); err != nil {
+	if _, err := k.cacheKey(orgID, id, dek, byDefault, e); err != nil {
 		return WrappedDEK{}, err
 	}
 	return d, nil
@@ -596,7 +629,7 @@ func (k *Keyring) Rewrap(ctx context.Context, progress func(RewrapEvent)) (Rewra
 }
 
 func (k *Keyring) rewrapOne(ctx context.Context, d WrappedDEK) (Wrap, bool, error) {
-	m := k.masterFor(d.OrgID)
+	m, _ := k.masterFor(d.OrgID)
 	b := Binding{OrgID: d.OrgID, DEKID: d.ID}
 	if d.MasterRef == m.Ref() {
 		cur, err := m.Current(ctx, d.wrap())
@@ -612,7 +645,7 @@ func (k *Keyring) rewrapOne(ctx context.Context, d WrappedDEK) (Wrap, bool, erro
 		}
 		nw = w
 	} else {
-		old := k.masterByRef(d.OrgID, d.MasterRef)
+		old, _ := k.masterByRef(d.OrgID, d.MasterRef)
 		if old == nil {
 			return Wrap{}, false, fmt.Errorf("%w: no master key %q is configured", ErrUnreadable, d.MasterRef)
 		}
@@ -739,6 +772,12 @@ type Stats struct {
 	Unreadable  uint64 // Open or unwrap failures that wrap ErrUnreadable
 	Reloads     uint64 // DEK-list reads from the store
 	CachedKeys  int    // unwrapped DEKs held now
+
+	// Watch's probes of the default master key.
+	Probes        uint64 // probes answered, whatever the answer
+	ProbeRefusals uint64 // the provider refused: the key is revoked
+	ProbeErrors   uint64 // the probe could not tell (network, throttling); cached keys kept
+	ProbePurged   uint64 // unwrapped DEKs dropped because a probe was refused
 }
 
 // Stats returns the counters.
@@ -748,5 +787,7 @@ func (k *Keyring) Stats() Stats {
 		Unwraps: k.stats.unwraps.Load(), Generates: k.stats.generates.Load(),
 		Unreadable: k.stats.unreadable.Load(), Reloads: k.stats.reloads.Load(),
 		CachedKeys: k.keys.Len(),
+		Probes:     k.stats.probes.Load(), ProbeRefusals: k.stats.probeRefusals.Load(),
+		ProbeErrors: k.stats.probeErrors.Load(), ProbePurged: k.stats.probePurged.Load(),
 	}
 }

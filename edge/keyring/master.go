@@ -61,6 +61,20 @@ type Rewrapper interface {
 	Rewrap(ctx context.Context, b Binding, w Wrap) (Wrap, error)
 }
 
+// Prober is implemented by master keys that can tell, with one cheap call
+// and no data key, whether they can still unwrap. Keyring.Watch uses it so
+// that a master key revoked out of band (a KMS key disabled, scheduled for
+// deletion, or our access to it removed) stops the data keys it unwrapped
+// within Options.ProbeInterval rather than Options.KeyLifetime.
+type Prober interface {
+	// Probe returns nil while the key can unwrap, an error wrapping
+	// ErrUnreadable when the provider definitively refuses (key disabled,
+	// pending deletion, deleted, access denied), and any other error when
+	// it could not tell (network, throttling, timeout): the keyring drops
+	// its unwrapped keys on the first and keeps them on the second.
+	Probe(ctx context.Context) error
+}
+
 // Unavailable returns a master key named ref that refuses every operation
 // with ErrUnreadable. OrgMaster returns it for an org that brought its own
 // key when that key has not been supplied since start-up: the org's data

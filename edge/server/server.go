@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -49,7 +50,9 @@ type Store interface {
 
 // OpenKeyring builds the keyring over store with the master key CODEX_KEK
 // names. It makes no master-key call: a disabled KMS key or a missing BYOK
-// version makes content unreadable, never the edge unable to start.
+// version makes content unreadable, never the edge unable to start. Start
+// runs the keyring's Watch, so that a KMS key revoked while the edge runs
+// takes effect within keyring.DefaultProbeInterval.
 func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, error) {
 	spec, err := kek.Parse(cfg.KEK)
 	if err != nil {
@@ -144,6 +147,10 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.keys.Stats().Unreadable) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_calls_total", Help: "Calls to the master key (KMS or BYOK) to unwrap or generate data keys; zero in steady state."},
 			func() float64 { st := s.keys.Stats(); return float64(st.Unwraps + st.Generates) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_probe_refusals_total", Help: "Master-key probes the provider refused (key disabled, deleted or access removed): cached data keys were dropped."},
+			func() float64 { return float64(s.keys.Stats().ProbeRefusals) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_probe_errors_total", Help: "Master-key probes that could not tell (network, throttling); cached data keys were kept."},
+			func() float64 { return float64(s.keys.Stats().ProbeErrors) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_depth", Help: "Request metadata records waiting to be written."},
 			func() float64 { return float64(s.writer.Depth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_capacity", Help: "Length of the metadata queue (CODEX_METADATA_QUEUE)."},
@@ -420,7 +427,12 @@ func (s *Server) Start(ctx context.Context) error {
 	s.tel.Start(bg)
 	go func() {
 		defer close(s.done)
+		// A KMS master key revoked out of band stops the cached data keys
+		// within the probe interval (returns at once for local and byok).
+		var wg sync.WaitGroup
+		wg.Go(func() { s.keys.Watch(bg) })
 		s.followChanges(bg)
+		wg.Wait()
 	}()
 	for _, p := range []struct {
 		srv *http.Server

@@ -8,6 +8,11 @@
 // another endpoint, such as a local KMS in tests. Nothing is called at
 // start-up: a disabled key makes data unreadable, not the edge unable to
 // start.
+//
+// MasterKey implements keyring.Prober: with keyring.Watch running, a key
+// disabled, scheduled for deletion or denied to us out of band takes effect
+// within the probe interval instead of the keyring's KeyLifetime. See
+// Probe for what it calls.
 package awskms
 
 import (
@@ -57,11 +62,23 @@ type MasterKey struct {
 	mu         sync.Mutex
 	arn        string // keyID resolved, for Current
 	resolvedAt time.Time
+
+	probeMu sync.Mutex
+	probe   probeBlob
+}
+
+// probeBlob is a ciphertext KMS made for Probe; its plaintext was
+// discarded at once.
+type probeBlob struct {
+	blob []byte
+	arn  string // the key that made it
+	at   time.Time
 }
 
 var (
 	_ keyring.MasterKey = (*MasterKey)(nil)
 	_ keyring.Rewrapper = (*MasterKey)(nil)
+	_ keyring.Prober    = (*MasterKey)(nil)
 )
 
 // resolveTTL bounds how long Current trusts a resolved alias, which an
@@ -229,6 +246,114 @@ func (m *MasterKey) resolve(ctx context.Context) (string, error) {
 	return m.arn, nil
 }
 
+// ProbeOrgID is the org id in the encryption context of Probe's calls. It
+// is no org's id; a key policy that restricts kms:EncryptionContext:org_id
+// must allow it, or every probe reads as a revocation.
+const ProbeOrgID = "edge-kms-probe"
+
+// probeRefresh is how often Probe makes a new probe ciphertext when the
+// configured key is an alias, so that it follows the alias to the key new
+// data keys are generated under.
+const probeRefresh = resolveTTL
+
+// Probe implements keyring.Prober. It asks KMS to Decrypt a 32-byte
+// ciphertext that it had KMS generate under the configured key on its
+// first call (GenerateDataKey, plaintext discarded at once), with the same
+// encryption-context shape as real data keys: one Decrypt per probe.
+//
+// Decrypt rather than DescribeKey, because Decrypt is exactly what a cold
+// data key needs: DescribeKey reports KeyState (Enabled, Disabled,
+// PendingDeletion) but stays allowed when a key policy, grant or IAM
+// change removes only kms:Decrypt, and the serving edge may not even be
+// granted kms:DescribeKey (it needs only GenerateDataKey and Decrypt, the
+// two calls Probe makes). The ciphertext is decrypted by the ARN that
+// made it; for an alias a new one is generated every minute so that the
+// probe follows the alias to its current key.
+//
+// An error wraps keyring.ErrUnreadable only for answers that mean the key
+// cannot be used by us: DisabledException, KMSInvalidStateException
+// (pending deletion, pending import, custom key store disconnected),
+// NotFoundException (key or alias deleted), AccessDeniedException (our
+// access removed; local KMS also answers it for a disabled key) and
+// InvalidKeyUsageException. Everything else is reported as transient and
+// leaves the cached data keys alone: no answer (network, timeout),
+// throttling and quotas, KMS faults (KMSInternalException,
+// DependencyTimeoutException, KeyUnavailableException), credential trouble
+// on our side (expired token, clock skew), and anything new.
+func (m *MasterKey) Probe(ctx context.Context) error {
+	m.probeMu.Lock()
+	defer m.probeMu.Unlock()
+	p := m.probe
+	if p.blob == nil || (isAlias(m.keyID) && time.Since(p.at) >= probeRefresh) {
+		out, err := m.api.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
+			KeyId:             aws.String(m.keyID),
+			KeySpec:           types.DataKeySpecAes256,
+			EncryptionContext: probeContext(),
+		})
+		switch {
+		case err == nil:
+			clear(out.Plaintext)
+			p = probeBlob{blob: out.CiphertextBlob, arn: aws.ToString(out.KeyId), at: time.Now()}
+			m.probe = p
+		case p.blob == nil || probeRefused(err):
+			return probeError("GenerateDataKey", err)
+		}
+		// A transient failure to refresh: check the key we know.
+	}
+	in := &kms.DecryptInput{CiphertextBlob: p.blob, EncryptionContext: probeContext()}
+	if p.arn != "" {
+		in.KeyId = aws.String(p.arn)
+	}
+	out, err := m.api.Decrypt(ctx, in)
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && (ae.ErrorCode() == "InvalidCiphertextException" || ae.ErrorCode() == "IncorrectKeyException") {
+			// Our own ciphertext rejected says nothing about the key
+			// (KMS cannot lose it for an enabled key); make a new one next
+			// time rather than call the key revoked.
+			m.probe = probeBlob{}
+		}
+		return probeError("Decrypt", err)
+	}
+	n := len(out.Plaintext)
+	clear(out.Plaintext)
+	if n != keyring.DEKSize {
+		m.probe = probeBlob{}
+		return fmt.Errorf("awskms: probe: Decrypt returned %d bytes, want %d", n, keyring.DEKSize)
+	}
+	return nil
+}
+
+func probeContext() map[string]string { return map[string]string{ContextKey: ProbeOrgID} }
+
+func isAlias(keyID string) bool {
+	return strings.HasPrefix(keyID, "alias/") || strings.Contains(keyID, ":alias/")
+}
+
+// refusals lists the KMS error codes that tell Probe the key is revoked
+// for us; see Probe.
+var refusals = map[string]bool{
+	"DisabledException":        true,
+	"KMSInvalidStateException": true,
+	"NotFoundException":        true,
+	"AccessDeniedException":    true,
+	"InvalidKeyUsageException": true,
+}
+
+func probeRefused(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && refusals[ae.ErrorCode()]
+}
+
+// probeError wraps keyring.ErrUnreadable for a definitive refusal only.
+func probeError(op string, err error) error {
+	var ae smithy.APIError
+	if probeRefused(err) && errors.As(err, &ae) {
+		return fmt.Errorf("awskms: probe: %s: %w: %s: %s", op, keyring.ErrUnreadable, ae.ErrorCode(), ae.ErrorMessage())
+	}
+	return fmt.Errorf("awskms: probe: %s: %w", op, err)
+}
+
 // retryable lists KMS error codes that say "try again", not "no".
 var retryable = map[string]bool{
 	"ThrottlingException":        true,
@@ -236,6 +361,7 @@ var retryable = map[string]bool{
 	"DependencyTimeoutException": true,
 	"LimitExceededException":     true,
 	"RequestLimitExceeded":       true,
+	"KeyUnavailableException":    true, // AWS: "You can retry the request."
 }
 
 // classify turns a KMS error into keyring vocabulary: an answer from KMS

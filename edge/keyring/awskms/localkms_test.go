@@ -306,3 +306,132 @@ func TestLocalKMSSteadyStateNoCalls(t *testing.T) {
 		t.Fatalf("%d KMS calls in steady state, want 0", got-int64(len(orgs)))
 	}
 }
+
+// With Watch running, disabling the KMS key out of band makes a warm org
+// unreadable within the 10 s promise (DESIGN §8), although its data key is
+// cached for KeyLifetime; enabling the key restores it. The request path
+// makes no unwrap while the probe runs.
+func TestLocalKMSProbeDisabledKey(t *testing.T) {
+	admin := localKMS(t)
+	ctx := context.Background()
+	arn := createKey(t, admin)
+	m, err := awskms.Open(ctx, arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keyring.New(keyring.Options{
+		Store: keyring.NewMemStore(), Master: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ProbeInterval: 100 * time.Millisecond, Revalidate: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := sealT(t, k, "org_a", "openai", "sk-a")
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); k.Watch(wctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	poll := func(what string, within time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %s", what, within)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	poll("3 probes", 10*time.Second, func() bool {
+		if got, err := openT(t, k, "org_a", "openai", ct); err != nil || got != "sk-a" {
+			t.Fatalf("open before disabling = %q, %v", got, err)
+		}
+		return k.Stats().Probes >= 3
+	})
+	if st := k.Stats(); st.Unwraps != 0 || st.ProbeRefusals != 0 || st.ProbeErrors != 0 {
+		t.Fatalf("stats while the key is enabled = %+v: want no unwrap, no refusal, no probe error", st)
+	}
+
+	if _, err := admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	poll("unreadable after DisableKey", 10*time.Second, func() bool {
+		_, err := openT(t, k, "org_a", "openai", ct)
+		if err != nil && !errors.Is(err, keyring.ErrUnreadable) {
+			t.Fatalf("open after disabling: %v, want ErrUnreadable", err)
+		}
+		return err != nil
+	})
+	if st := k.Stats(); st.ProbeRefusals == 0 || st.ProbePurged == 0 {
+		t.Errorf("stats = %+v: want the probe's refusal and purge counted", st)
+	}
+	if _, err := k.Seal(ctx, "org_a", keyring.PurposeCache, "r", []byte("v")); !errors.Is(err, keyring.ErrUnreadable) {
+		t.Fatalf("seal after disabling: %v, want ErrUnreadable", err)
+	}
+
+	if _, err := admin.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	poll("readable after EnableKey", 10*time.Second, func() bool {
+		got, err := openT(t, k, "org_a", "openai", ct)
+		return err == nil && got == "sk-a"
+	})
+	sealT(t, k, "org_a", "openai", "sk-a2")
+}
+
+// Probe's answer for each key state local KMS can put a key in, through
+// a key ARN and through an alias.
+func TestLocalKMSProbeStates(t *testing.T) {
+	admin := localKMS(t)
+	ctx := context.Background()
+	arn := createKey(t, admin)
+	alias := fmt.Sprintf("alias/codex-probe-%d", time.Now().UnixNano())
+	if _, err := admin.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	byARN, err := awskms.New(admin, arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byAlias, err := awskms.New(admin, alias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(state string, revoked bool) {
+		t.Helper()
+		for _, m := range []*awskms.MasterKey{byARN, byAlias} {
+			err := m.Probe(ctx)
+			if revoked != errors.Is(err, keyring.ErrUnreadable) || (!revoked && err != nil) {
+				t.Errorf("%s, probe by %s = %v; want revoked %v", state, m.KeyID(), err, revoked)
+			}
+		}
+	}
+	check("enabled", false)
+	if _, err := admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	check("disabled", true)
+	if _, err := admin.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	check("enabled again", false)
+	if _, err := admin.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(arn), PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	check("pending deletion", true)
+	if _, err := admin.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	// AWS leaves a key whose deletion was cancelled disabled.
+	if _, err := admin.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	check("deletion cancelled", false)
+	fresh, err := awskms.New(admin, "arn:aws:kms:eu-west-2:111122223333:key/00000000-0000-0000-0000-000000000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Probe(ctx); !errors.Is(err, keyring.ErrUnreadable) {
+		t.Errorf("probe of a key that does not exist = %v, want ErrUnreadable", err)
+	}
+}
