@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -23,6 +24,9 @@ var (
 	ErrConflict     = errors.New("conflict")
 	ErrInvalid      = errors.New("invalid")
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrLastOwner refuses removing or demoting an org's last owner; it
+	// is an ErrConflict.
+	ErrLastOwner = fmt.Errorf("the org's last owner: %w", ErrConflict)
 )
 
 // Org is a tenant of the control plane.
@@ -200,19 +204,32 @@ type Store interface {
 	// EndSessions bumps the user's session epoch.
 	EndSessions(ctx context.Context, orgID, id string) error
 	// RemoveUser deletes a member; removing the org's last owner gives
-	// ErrConflict.
+	// ErrLastOwner.
 	RemoveUser(ctx context.Context, orgID, id string) error
+	// SetRole changes a member's role from `from` to `to`, checking both
+	// in the write's transaction: a member whose role is no longer `from`
+	// gives ErrConflict, demoting the org's last owner ErrLastOwner, so
+	// that neither a stale form nor two concurrent changes can slip past
+	// a check made before. The session epoch stays: sessions read the
+	// role from the store on every request.
+	SetRole(ctx context.Context, orgID, id string, from, to Role) error
 
 	CreateInvite(ctx context.Context, inv Invite) error
-	// Invites lists an org's unused, unexpired invitations.
+	// Invites lists an org's pending (unused, unrevoked, unexpired)
+	// invitations.
 	Invites(ctx context.Context, orgID string, now time.Time) ([]Invite, error)
-	// Invite returns the unused, unexpired invitation with this hash
-	// (ErrNotFound otherwise), whatever its org.
+	// Invite returns the pending invitation with this hash (ErrNotFound
+	// otherwise), whatever its org.
 	Invite(ctx context.Context, hash [32]byte, now time.Time) (Invite, error)
 	// RedeemInvite atomically marks the invitation used and creates u in
-	// its org with its email and role. An unknown, used or expired
-	// invitation gives ErrNotFound.
+	// its org with its email and role. An unknown, used, revoked or
+	// expired invitation gives ErrNotFound.
 	RedeemInvite(ctx context.Context, hash [32]byte, now time.Time, u User) (User, error)
+	// RevokeInvite ends the org's pending invitation with this hash: it
+	// is no longer listed, found or redeemable. Anything else (unknown,
+	// another org's, used, expired or revoked) gives ErrNotFound. Of a
+	// revocation and a redemption racing, exactly one succeeds.
+	RevokeInvite(ctx context.Context, orgID string, hash [32]byte, now time.Time) error
 
 	CreateEnrollToken(ctx context.Context, t EnrollToken) error
 	// EnrollTokens lists an org's tokens, newest first.

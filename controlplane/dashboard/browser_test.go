@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -76,7 +77,8 @@ func enrollEdge(t *testing.T, env *testenv.Env, orgID, name, version string) tes
 
 // TestBrowserOverviewAndFleet logs in with headless Chromium and reads the
 // overview, whose figures come from batches an enrolled edge published
-// over NATS, and the fleet page; it saves screenshots of both.
+// over NATS, and the fleet page; it changes a member's role and revokes
+// an invitation on the members page; it saves screenshots of the pages.
 func TestBrowserOverviewAndFleet(t *testing.T) {
 	exe := chromium(t)
 	f := newFixture(t)
@@ -86,8 +88,12 @@ func TestBrowserOverviewAndFleet(t *testing.T) {
 	if err := f.env.Store.CreateOrg(ctx, controlplane.Org{ID: org, Name: "Acme Robotics", CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	f.user(t, org, "ada@acme.example", controlplane.RoleOwner)
-	f.user(t, org, "grace@acme.example", controlplane.RoleViewer)
+	ada := f.user(t, org, "ada@acme.example", controlplane.RoleOwner)
+	grace := f.user(t, org, "grace@acme.example", controlplane.RoleViewer)
+	if err := f.env.Store.CreateInvite(ctx, controlplane.Invite{Hash: sha256.Sum256([]byte("invite")), OrgID: org, Email: "linus@acme.example",
+		Role: controlplane.RoleAdmin, CreatedBy: ada.ID, CreatedAt: now, ExpiresAt: now.Add(7 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
 	edge := enrollEdge(t, f.env, org, "edge-eu-west-1", "0.4.2")
 	enrollEdge(t, f.env, org, "edge-us-east-1", "0.4.1")
 	if _, err := f.env.Enroll.CreateToken(ctx, org, 24*time.Hour); err != nil {
@@ -204,8 +210,18 @@ func TestBrowserOverviewAndFleet(t *testing.T) {
 
 	do("privacy page", chromedp.Navigate(base+"/privacy"), chromedp.WaitVisible("#never"))
 	privacyPNG := shot()
-	do("members page", chromedp.Navigate(base+"/members"), chromedp.WaitVisible("#members"))
+	do("members page", chromedp.Navigate(base+"/members"), chromedp.WaitVisible("#members"), chromedp.WaitVisible("#invites"))
 	membersPNG := shot()
+	invitesText := text("#invites")
+	// The forms work in a browser under the CSP: a role change, then a
+	// revocation, each back on the page with its notice.
+	roleForm := `form[action="/members/` + grace.ID + `/role"]`
+	do("change a role", chromedp.SetValue(roleForm+" select", "admin"), chromedp.Click(roleForm+" button"),
+		chromedp.WaitVisible(".alert-ok"))
+	roleNotice := text(".alert-ok")
+	do("revoke the invitation", chromedp.Click(`form[action^="/members/invites/"] button`), chromedp.WaitVisible(".alert-ok"),
+		chromedp.WaitNotPresent("#invites"))
+	revokeNotice := text(".alert-ok")
 
 	for name, png := range map[string][]byte{"login.png": loginPNG, "overview.png": overviewPNG, "fleet.png": fleetPNG, "privacy.png": privacyPNG, "members.png": membersPNG} {
 		if len(png) < 1000 || string(png[1:4]) != "PNG" {
@@ -234,6 +250,15 @@ func TestBrowserOverviewAndFleet(t *testing.T) {
 	}
 	if chartPaths < 4 {
 		t.Errorf("charts drew %d paths; want lines for requests, tokens and latency", chartPaths)
+	}
+	if !strings.Contains(invitesText, "linus@acme.example") || !strings.Contains(invitesText, "ada@acme.example") {
+		t.Errorf("pending invitations: %q", invitesText)
+	}
+	if g, _ := f.env.Store.User(ctx, org, grace.ID); g.Role != controlplane.RoleAdmin || roleNotice != notices["role"] {
+		t.Errorf("role change in the browser: grace is %s, notice %q", g.Role, roleNotice)
+	}
+	if inv, _ := f.env.Store.Invites(ctx, org, f.clock.now()); len(inv) != 0 || revokeNotice != notices["invite-revoked"] {
+		t.Errorf("revocation in the browser: %d pending, notice %q", len(inv), revokeNotice)
 	}
 	if edgeRows != 2 || !strings.Contains(edgeText, "edge-eu-west-1") || !strings.Contains(edgeText, "0.4.2") ||
 		!strings.Contains(edgeText, "edge-us-east-1") || !strings.Contains(edgeText, "never") || sharing != "on" {

@@ -7,7 +7,9 @@
 // forbids any. Sessions are HS256 JWTs in HttpOnly, Secure, SameSite=Strict
 // cookies, checked on every request against the user's session epoch in
 // the store, so logout, a password change or removal ends every session
-// of the user at once. Every state-changing request carries a CSRF token
+// of the user at once. The role, too, is the store's on every request:
+// a role change applies from the member's next request, without ending
+// their sessions. Every state-changing request carries a CSRF token
 // bound to the session. Browser routes take forms; the JSON API under
 // /api/v1/dashboard takes JSON only.
 package dashboard
@@ -121,6 +123,8 @@ func (s *Server) Register(e *echo.Echo) {
 	pages.GET("/members", s.membersPage, authed...)
 	pages.POST("/members/invite", s.invite, admin...)
 	pages.POST("/members/:id/remove", s.removeMember, admin...)
+	pages.POST("/members/:id/role", s.changeRole, admin...)
+	pages.POST("/members/invites/:id/revoke", s.revokeInvite, admin...)
 	pages.GET("/account", s.accountPage, authed...)
 	pages.POST("/account/password", s.changePassword, authed...)
 	pages.POST("/logout", s.logout, authed...)
@@ -238,6 +242,20 @@ func roleRank(r controlplane.Role) int {
 		return 1
 	}
 	return 0
+}
+
+// mayManage reports whether actor may remove target or change its role:
+// admins and owners may, but only an owner may touch an owner.
+func mayManage(actor, target controlplane.User) bool {
+	return roleRank(actor.Role) >= roleRank(controlplane.RoleAdmin) &&
+		(target.Role != controlplane.RoleOwner || actor.Role == controlplane.RoleOwner)
+}
+
+// mayGrant reports whether actor may make someone role: owners grant any
+// role, admins admin and viewer.
+func mayGrant(actor controlplane.User, role controlplane.Role) bool {
+	return roleRank(actor.Role) >= roleRank(controlplane.RoleAdmin) &&
+		(role != controlplane.RoleOwner || actor.Role == controlplane.RoleOwner)
 }
 
 func requireRole(min controlplane.Role) echo.MiddlewareFunc {

@@ -11,21 +11,23 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"num":      num,
-	"usd":      usd,
-	"usdExact": usdExact,
-	"pct":      pct,
-	"ms":       ms,
-	"ts":       ts,
-	"ago":      func(t time.Time) string { return ago(t, time.Now()) },
-	"bar":      shareBar,
-	"stepName": stepName,
-	"lower":    strings.ToLower,
-	"add":      func(a, b int64) int64 { return a + b },
-	"roleRank": roleRank,
-	"canRemove": func(actor, target controlplane.User) bool {
-		return roleRank(actor.Role) >= roleRank(controlplane.RoleAdmin) &&
-			(target.Role != controlplane.RoleOwner || actor.Role == controlplane.RoleOwner)
+	"num":       num,
+	"usd":       usd,
+	"usdExact":  usdExact,
+	"pct":       pct,
+	"ms":        ms,
+	"ts":        ts,
+	"ago":       func(t time.Time) string { return ago(t, time.Now()) },
+	"bar":       shareBar,
+	"stepName":  stepName,
+	"lower":     strings.ToLower,
+	"add":       func(a, b int64) int64 { return a + b },
+	"roleRank":  roleRank,
+	"canRemove": mayManage,
+	// Nobody changes their own role: an owner demoting themself could
+	// leave the org without one, an admin has nowhere up to go.
+	"canChangeRole": func(actor, target controlplane.User) bool {
+		return actor.ID != target.ID && mayManage(actor, target)
 	},
 	"short": func(id string) string {
 		if _, rest, ok := strings.Cut(id, "_"); ok && len(rest) > 8 {

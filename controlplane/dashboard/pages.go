@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -92,9 +93,11 @@ func (s *Server) styleCSS(c echo.Context) error {
 
 // notices are the fixed messages a redirect may ask a page to show.
 var notices = map[string]string{
-	"revoked":  "The edge was revoked: NATS refuses its connections and ingest drops its batches.",
-	"removed":  "The member was removed; their sessions have ended.",
-	"password": "Password changed. Every other session of yours has ended.",
+	"revoked":        "The edge was revoked: NATS refuses its connections and ingest drops its batches.",
+	"removed":        "The member was removed; their sessions have ended.",
+	"role":           "The role was changed. It applies from the member's next request.",
+	"invite-revoked": "The invitation was revoked: its link no longer works.",
+	"password":       "Password changed. Every other session of yours has ended.",
 }
 
 func notice(c echo.Context) string { return notices[c.QueryParam("done")] }
@@ -270,12 +273,37 @@ func newInviteToken() (string, [32]byte) {
 
 type membersData struct {
 	Members  []controlplane.User
-	Invites  []controlplane.Invite
+	Invites  []inviteRow
 	Roles    []controlplane.Role // the roles this user may grant
 	Link     string              // a just-created invitation link, shown once
 	LinkFor  string
 	CanOwner bool
 	Owners   int // the last owner gets no remove button
+}
+
+// inviteRow is a pending invitation as listed: never its token, which
+// only the link holds.
+type inviteRow struct {
+	ID        string // hex of the token's hash: names it in the revoke form
+	Email     string
+	Role      controlplane.Role
+	By        string // the inviter's email; empty once they left
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	CanRevoke bool
+}
+
+// inviteID names an invitation in URLs by its hash.
+func inviteID(hash [32]byte) string { return hex.EncodeToString(hash[:]) }
+
+func parseInviteID(id string) ([32]byte, bool) {
+	var h [32]byte
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) != len(h) {
+		return h, false
+	}
+	copy(h[:], b)
+	return h, true
 }
 
 func (s *Server) members(c echo.Context) (membersData, error) {
@@ -286,13 +314,20 @@ func (s *Server) members(c echo.Context) (membersData, error) {
 	if m.Members, err = s.store.Users(ctx, u.OrgID); err != nil {
 		return m, err
 	}
-	if m.Invites, err = s.store.Invites(ctx, u.OrgID, s.now()); err != nil {
+	invs, err := s.store.Invites(ctx, u.OrgID, s.now())
+	if err != nil {
 		return m, err
 	}
+	emails := map[string]string{}
 	for _, x := range m.Members {
+		emails[x.ID] = x.Email
 		if x.Role == controlplane.RoleOwner {
 			m.Owners++
 		}
+	}
+	for _, inv := range invs {
+		m.Invites = append(m.Invites, inviteRow{ID: inviteID(inv.Hash), Email: inv.Email, Role: inv.Role, By: emails[inv.CreatedBy],
+			CreatedAt: inv.CreatedAt, ExpiresAt: inv.ExpiresAt, CanRevoke: mayGrant(u, inv.Role)})
 	}
 	m.Roles = []controlplane.Role{controlplane.RoleViewer, controlplane.RoleAdmin}
 	if u.Role == controlplane.RoleOwner {
@@ -330,7 +365,7 @@ func (s *Server) invite(c echo.Context) error {
 	if !role.Valid() {
 		return fail(http.StatusBadRequest, "Choose a role.")
 	}
-	if role == controlplane.RoleOwner && u.Role != controlplane.RoleOwner {
+	if !mayGrant(u, role) {
 		return errForbidden
 	}
 	tok, hash := newInviteToken()
@@ -338,7 +373,7 @@ func (s *Server) invite(c echo.Context) error {
 	if err := s.store.CreateInvite(ctx, controlplane.Invite{Hash: hash, OrgID: u.OrgID, Email: email, Role: role, CreatedBy: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.invTTL)}); err != nil {
 		return err
 	}
-	s.log.Info("dashboard invite created", "org_id", u.OrgID, "by", u.ID, "role", role)
+	s.log.Info("dashboard invite created", "org_id", u.OrgID, "by", u.ID, "role", role, "invite", inviteID(hash)[:12])
 	m, err := s.members(c)
 	if err != nil {
 		return err
@@ -349,6 +384,12 @@ func (s *Server) invite(c echo.Context) error {
 	return s.render(c, http.StatusOK, "members", d)
 }
 
+var (
+	errLastOwner = &httpError{status: http.StatusConflict, msg: "An organization needs at least one owner: make someone else an owner first."}
+	errOwnRole   = &httpError{status: http.StatusForbidden, msg: "You cannot change your own role: ask another owner."}
+	errStaleRole = &httpError{status: http.StatusConflict, msg: "The member's role changed meanwhile. Reload the page and try again."}
+)
+
 func (s *Server) removeMember(c echo.Context) error {
 	ctx := c.Request().Context()
 	u := sess(c).User
@@ -356,12 +397,12 @@ func (s *Server) removeMember(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if target.Role == controlplane.RoleOwner && u.Role != controlplane.RoleOwner {
+	if !mayManage(u, target) {
 		return errForbidden
 	}
 	err = s.store.RemoveUser(ctx, u.OrgID, target.ID)
 	if errors.Is(err, controlplane.ErrConflict) {
-		return &httpError{status: http.StatusConflict, msg: "An organization needs at least one owner: make someone else an owner first."}
+		return errLastOwner
 	}
 	if err != nil {
 		return err
@@ -372,6 +413,70 @@ func (s *Server) removeMember(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/login")
 	}
 	return c.Redirect(http.StatusSeeOther, "/members?done=removed")
+}
+
+// changeRole sets another member's role. The member's sessions go on: each
+// request reads the role from the store, so the new one applies from
+// their next request. The store re-checks the role this handler saw, so
+// an owner promoted since cannot be demoted by an admin.
+func (s *Server) changeRole(c echo.Context) error {
+	ctx := c.Request().Context()
+	u := sess(c).User
+	target, err := s.store.User(ctx, u.OrgID, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if target.ID == u.ID {
+		return errOwnRole
+	}
+	to := controlplane.Role(form(c, "role"))
+	if !to.Valid() {
+		return &httpError{status: http.StatusBadRequest, msg: "Choose a role."}
+	}
+	if !mayManage(u, target) || !mayGrant(u, to) {
+		return errForbidden
+	}
+	err = s.store.SetRole(ctx, u.OrgID, target.ID, target.Role, to)
+	switch {
+	case errors.Is(err, controlplane.ErrLastOwner):
+		return errLastOwner
+	case errors.Is(err, controlplane.ErrConflict):
+		return errStaleRole
+	case err != nil:
+		return err
+	}
+	s.log.Info("dashboard member role changed", "org_id", u.OrgID, "by", u.ID, "user_id", target.ID, "from", target.Role, "to", to)
+	return c.Redirect(http.StatusSeeOther, "/members?done=role")
+}
+
+// revokeInvite ends a pending invitation of the org. Only an owner may
+// revoke an owner's invitation, as only an owner may create one. Its link
+// then answers as an unknown one does; an invitation page opened before
+// fails at accept time, where redemption re-checks it in its transaction.
+func (s *Server) revokeInvite(c echo.Context) error {
+	ctx := c.Request().Context()
+	u := sess(c).User
+	hash, ok := parseInviteID(c.Param("id"))
+	if !ok {
+		return errNotFound
+	}
+	now := s.now()
+	invs, err := s.store.Invites(ctx, u.OrgID, now)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(invs, func(inv controlplane.Invite) bool { return inv.Hash == hash })
+	if i < 0 {
+		return errNotFound
+	}
+	if !mayGrant(u, invs[i].Role) {
+		return errForbidden
+	}
+	if err := s.store.RevokeInvite(ctx, u.OrgID, hash, now); err != nil {
+		return err
+	}
+	s.log.Info("dashboard invite revoked", "org_id", u.OrgID, "by", u.ID, "role", invs[i].Role, "invite", inviteID(hash)[:12])
+	return c.Redirect(http.StatusSeeOther, "/members?done=invite-revoked")
 }
 
 type inviteData struct {

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/http"
 	"net/url"
 	"strings"
@@ -49,6 +50,11 @@ func TestCrossTenantNotFound(t *testing.T) {
 	if _, err := f.env.Store.IngestBatch(ctx, b, now); err != nil {
 		t.Fatal(err)
 	}
+	inviteA := controlplane.Invite{Hash: sha256.Sum256([]byte("alpha invite")), OrgID: orgA, Email: "invitee@alpha.example", Role: controlplane.RoleViewer,
+		CreatedBy: ownerA.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := f.env.Store.CreateInvite(ctx, inviteA); err != nil {
+		t.Fatal(err)
+	}
 
 	c := f.session(t, ownerB)
 	csrf := c.csrf("/overview")
@@ -60,7 +66,7 @@ func TestCrossTenantNotFound(t *testing.T) {
 		return c.post(path, form)
 	}
 	api := map[string]string{CSRFHeader: csrf}
-	secrets := []string{orgA, "Alpha Secret Corp", "owner@alpha.example", "viewer@alpha.example", edgeA.EdgeID, "alpha-edge-secret", "alpha-model", "alpha-ws", "alpha-key"}
+	secrets := []string{orgA, "Alpha Secret Corp", "owner@alpha.example", "viewer@alpha.example", "invitee@alpha.example", inviteID(inviteA.Hash), edgeA.EdgeID, "alpha-edge-secret", "alpha-model", "alpha-ws", "alpha-key"}
 	noLeak := func(name string, r response) {
 		t.Helper()
 		for _, s := range secrets {
@@ -129,13 +135,35 @@ func TestCrossTenantNotFound(t *testing.T) {
 			r := post("/members/invite", url.Values{"email": {"newcomer@beta.example"}, "role": {"owner"}, "org": {orgA}})
 			wantStatus(t, "invite", r, http.StatusOK)
 			noLeak("invite", r)
-			if inv, _ := f.env.Store.Invites(ctx, orgA, f.clock.now()); len(inv) != 0 {
+			if inv, _ := f.env.Store.Invites(ctx, orgA, f.clock.now()); len(inv) != 1 {
 				t.Error("an invitation landed in org A")
 			}
 		},
 		"POST /members/:id/remove": func(t *testing.T) {
 			for _, u := range []controlplane.User{ownerA, viewerA} {
 				wantStatus(t, "remove", post("/members/"+u.ID+"/remove", nil), http.StatusNotFound)
+			}
+		},
+		"POST /members/:id/role": func(t *testing.T) {
+			missing := post("/members/usr_missing/role", url.Values{"role": {"viewer"}})
+			wantStatus(t, "role of a missing member", missing, http.StatusNotFound)
+			for _, u := range []controlplane.User{ownerA, viewerA} {
+				for _, role := range []string{"owner", "viewer"} {
+					r := post("/members/"+u.ID+"/role", url.Values{"role": {role}, "org": {orgA}})
+					wantStatus(t, "role", r, http.StatusNotFound)
+					if r.body != missing.body {
+						t.Errorf("another org's member answers unlike a missing one")
+					}
+				}
+			}
+		},
+		"POST /members/invites/:id/revoke": func(t *testing.T) {
+			missing := post("/members/invites/"+inviteID(sha256.Sum256([]byte("missing")))+"/revoke", nil)
+			wantStatus(t, "revoke a missing invitation", missing, http.StatusNotFound)
+			r := post("/members/invites/"+inviteID(inviteA.Hash)+"/revoke", url.Values{"org": {orgA}})
+			wantStatus(t, "revoke", r, http.StatusNotFound)
+			if r.body != missing.body {
+				t.Errorf("another org's invitation answers unlike a missing one")
 			}
 		},
 		"POST /account/password": func(t *testing.T) {
@@ -204,7 +232,13 @@ func TestCrossTenantNotFound(t *testing.T) {
 	if us, _ := f.env.Store.Users(ctx, orgA); len(us) != 2 {
 		t.Errorf("org A has %d members, want 2", len(us))
 	}
-	if u, _ := f.env.Store.User(ctx, orgA, ownerA.ID); u.SessionEpoch != 0 || u.PasswordHash != ownerA.PasswordHash {
+	if u, _ := f.env.Store.User(ctx, orgA, ownerA.ID); u.SessionEpoch != 0 || u.PasswordHash != ownerA.PasswordHash || u.Role != controlplane.RoleOwner {
 		t.Error("org A's owner changed")
+	}
+	if u, _ := f.env.Store.User(ctx, orgA, viewerA.ID); u.Role != controlplane.RoleViewer {
+		t.Error("org A's viewer changed role")
+	}
+	if inv, _ := f.env.Store.Invites(ctx, orgA, f.clock.now()); len(inv) != 1 || inv[0].Hash != inviteA.Hash {
+		t.Error("org A's invitation was revoked")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,7 +70,7 @@ func (s *Store) UsersByEmail(ctx context.Context, email string) ([]controlplane.
 	return out, mapErr("users by email", tx.Commit(ctx))
 }
 
-func (s *Store) updateUser(ctx context.Context, op, orgID, query string, args ...any) error {
+func (s *Store) updateOne(ctx context.Context, op, orgID, query string, args ...any) error {
 	return mapErr(op, s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, query, args...)
 		if err == nil && tag.RowsAffected() == 0 {
@@ -81,32 +82,36 @@ func (s *Store) updateUser(ctx context.Context, op, orgID, query string, args ..
 
 // SetPassword replaces the hash and ends the user's sessions.
 func (s *Store) SetPassword(ctx context.Context, orgID, id, hash string) error {
-	return s.updateUser(ctx, "set password", orgID, `UPDATE users SET password_hash = $1, session_epoch = session_epoch + 1 WHERE org_id = $2 AND id = $3`, hash, orgID, id)
+	return s.updateOne(ctx, "set password", orgID, `UPDATE users SET password_hash = $1, session_epoch = session_epoch + 1 WHERE org_id = $2 AND id = $3`, hash, orgID, id)
 }
 
 // EndSessions bumps the user's session epoch.
 func (s *Store) EndSessions(ctx context.Context, orgID, id string) error {
-	return s.updateUser(ctx, "end sessions", orgID, `UPDATE users SET session_epoch = session_epoch + 1 WHERE org_id = $1 AND id = $2`, orgID, id)
+	return s.updateOne(ctx, "end sessions", orgID, `UPDATE users SET session_epoch = session_epoch + 1 WHERE org_id = $1 AND id = $2`, orgID, id)
 }
 
-var errLastOwner = fmt.Errorf("the last owner: %w", controlplane.ErrConflict)
+// lockOwners locks the org's owner rows, in id order so that two
+// transactions cannot each hold one and wait for the other, and returns
+// their ids. A transaction that then demotes or deletes an owner has the
+// count to itself: a concurrent one waits, then sees the change.
+func lockOwners(ctx context.Context, tx pgx.Tx, orgID string) ([]string, error) {
+	rows, err := tx.Query(ctx, `SELECT id FROM users WHERE org_id = $1 AND role = 'owner' ORDER BY id FOR UPDATE`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
 
 // RemoveUser deletes a member. It locks the org's owner rows first, so two
 // concurrent removals of the last two owners cannot both pass the check.
 func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
 	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id FROM users WHERE org_id = $1 AND role = 'owner' FOR UPDATE`, orgID)
+		owners, err := lockOwners(ctx, tx, orgID)
 		if err != nil {
 			return err
 		}
-		owners, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, o := range owners {
-			if o == id && len(owners) <= 1 {
-				return errLastOwner
-			}
+		if slices.Contains(owners, id) && len(owners) <= 1 {
+			return controlplane.ErrLastOwner
 		}
 		tag, err := tx.Exec(ctx, `DELETE FROM users WHERE org_id = $1 AND id = $2`, orgID, id)
 		if err == nil && tag.RowsAffected() == 0 {
@@ -114,10 +119,45 @@ func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
 		}
 		return err
 	})
-	if errors.Is(err, errLastOwner) {
+	if errors.Is(err, controlplane.ErrLastOwner) {
 		return fmt.Errorf("remove user: %w", err)
 	}
 	return mapErr("remove user", err)
+}
+
+var errRoleChanged = fmt.Errorf("the member's role changed: %w", controlplane.ErrConflict)
+
+// SetRole changes a member's role. Like RemoveUser it locks the owner rows
+// first, then the member's, and checks the role and owner count under
+// those locks.
+func (s *Store) SetRole(ctx context.Context, orgID, id string, from, to controlplane.Role) error {
+	if !from.Valid() || !to.Valid() {
+		return fmt.Errorf("set role: role %q to %q: %w", from, to, controlplane.ErrInvalid)
+	}
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		owners, err := lockOwners(ctx, tx, orgID)
+		if err != nil {
+			return err
+		}
+		var role string
+		if err := tx.QueryRow(ctx, `SELECT role FROM users WHERE org_id = $1 AND id = $2 FOR UPDATE`, orgID, id).Scan(&role); err != nil {
+			return err
+		}
+		switch {
+		case controlplane.Role(role) != from:
+			return errRoleChanged
+		case from == to:
+			return nil
+		case from == controlplane.RoleOwner && len(owners) <= 1:
+			return controlplane.ErrLastOwner
+		}
+		_, err = tx.Exec(ctx, `UPDATE users SET role = $1 WHERE org_id = $2 AND id = $3`, string(to), orgID, id)
+		return err
+	})
+	if errors.Is(err, controlplane.ErrConflict) {
+		return fmt.Errorf("set role: %w", err)
+	}
+	return mapErr("set role", err)
 }
 
 // CreateInvite stores an invitation's hash.
@@ -145,7 +185,7 @@ func scanInvite(row pgx.Row) (controlplane.Invite, error) {
 func (s *Store) Invites(ctx context.Context, orgID string, now time.Time) ([]controlplane.Invite, error) {
 	var out []controlplane.Invite
 	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+inviteCols+` FROM invites WHERE org_id = $1 AND used_at IS NULL AND expires_at > $2 ORDER BY created_at DESC`, orgID, now)
+		rows, err := tx.Query(ctx, `SELECT `+inviteCols+` FROM invites WHERE org_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC`, orgID, now)
 		if err != nil {
 			return err
 		}
@@ -184,10 +224,18 @@ func (s *Store) Invite(ctx context.Context, hash [32]byte, now time.Time) (contr
 	var inv controlplane.Invite
 	err := s.byInviteHash(ctx, hash, func(tx pgx.Tx) error {
 		var err error
-		inv, err = scanInvite(tx.QueryRow(ctx, `SELECT `+inviteCols+` FROM invites WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`, hash[:], now))
+		inv, err = scanInvite(tx.QueryRow(ctx, `SELECT `+inviteCols+` FROM invites WHERE hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2`, hash[:], now))
 		return err
 	})
 	return inv, mapErr("invite", err)
+}
+
+// RevokeInvite marks a pending invitation of the org revoked. Redemption
+// updates the same row under the same conditions: whichever comes second
+// waits on the row lock, then finds the row no longer pending.
+func (s *Store) RevokeInvite(ctx context.Context, orgID string, hash [32]byte, now time.Time) error {
+	return s.updateOne(ctx, "revoke invite", orgID, `UPDATE invites SET revoked_at = $1 WHERE org_id = $2 AND hash = $3 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1`,
+		now, orgID, hash[:])
 }
 
 // RedeemInvite marks the invitation used (a concurrent redemption waits on
@@ -196,7 +244,7 @@ func (s *Store) Invite(ctx context.Context, hash [32]byte, now time.Time) (contr
 func (s *Store) RedeemInvite(ctx context.Context, hash [32]byte, now time.Time, u controlplane.User) (controlplane.User, error) {
 	err := s.byInviteHash(ctx, hash, func(tx pgx.Tx) error {
 		var role string
-		err := tx.QueryRow(ctx, `UPDATE invites SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING org_id, email, role`,
+		err := tx.QueryRow(ctx, `UPDATE invites SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1 RETURNING org_id, email, role`,
 			now, hash[:]).Scan(&u.OrgID, &u.Email, &role)
 		if err != nil {
 			return err

@@ -55,7 +55,7 @@ func (s *Store) UsersByEmail(ctx context.Context, email string) ([]controlplane.
 	return s.queryUsers(ctx, "users by email", `SELECT `+userCols+` FROM users WHERE email = ? ORDER BY created_at, id`, email)
 }
 
-func (s *Store) updateUser(ctx context.Context, op, query string, args ...any) error {
+func (s *Store) updateOne(ctx context.Context, op, query string, args ...any) error {
 	res, err := s.db.ExecContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -68,12 +68,12 @@ func (s *Store) updateUser(ctx context.Context, op, query string, args ...any) e
 
 // SetPassword replaces the hash and ends the user's sessions.
 func (s *Store) SetPassword(ctx context.Context, orgID, id, hash string) error {
-	return s.updateUser(ctx, "set password", `UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1 WHERE org_id = ? AND id = ?`, hash, orgID, id)
+	return s.updateOne(ctx, "set password", `UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1 WHERE org_id = ? AND id = ?`, hash, orgID, id)
 }
 
 // EndSessions bumps the user's session epoch.
 func (s *Store) EndSessions(ctx context.Context, orgID, id string) error {
-	return s.updateUser(ctx, "end sessions", `UPDATE users SET session_epoch = session_epoch + 1 WHERE org_id = ? AND id = ?`, orgID, id)
+	return s.updateOne(ctx, "end sessions", `UPDATE users SET session_epoch = session_epoch + 1 WHERE org_id = ? AND id = ?`, orgID, id)
 }
 
 // RemoveUser deletes a member in an immediate transaction, so two
@@ -84,21 +84,13 @@ func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
 		return fmt.Errorf("remove user: %w", err)
 	}
 	defer tx.Rollback()
-	var role string
-	err = tx.QueryRowContext(ctx, `SELECT role FROM users WHERE org_id = ? AND id = ?`, orgID, id).Scan(&role)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("remove user: %w", controlplane.ErrNotFound)
-	}
+	role, err := memberRole(ctx, tx, orgID, id)
 	if err != nil {
 		return fmt.Errorf("remove user: %w", err)
 	}
-	if controlplane.Role(role) == controlplane.RoleOwner {
-		var owners int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE org_id = ? AND role = 'owner'`, orgID).Scan(&owners); err != nil {
+	if role == controlplane.RoleOwner {
+		if err := notLastOwner(ctx, tx, orgID); err != nil {
 			return fmt.Errorf("remove user: %w", err)
-		}
-		if owners <= 1 {
-			return fmt.Errorf("remove user: the last owner: %w", controlplane.ErrConflict)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE org_id = ? AND id = ?`, orgID, id); err != nil {
@@ -106,6 +98,64 @@ func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("remove user: %w", err)
+	}
+	return nil
+}
+
+// SetRole changes a member's role in an immediate transaction: the write
+// lock is taken at BEGIN, so the role and owner count it checks cannot
+// change before its update.
+func (s *Store) SetRole(ctx context.Context, orgID, id string, from, to controlplane.Role) error {
+	if !from.Valid() || !to.Valid() {
+		return fmt.Errorf("set role: role %q to %q: %w", from, to, controlplane.ErrInvalid)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("set role: %w", err)
+	}
+	defer tx.Rollback()
+	role, err := memberRole(ctx, tx, orgID, id)
+	if err != nil {
+		return fmt.Errorf("set role: %w", err)
+	}
+	if role != from {
+		return fmt.Errorf("set role: the member is %s now: %w", role, controlplane.ErrConflict)
+	}
+	if from == to {
+		return nil
+	}
+	if from == controlplane.RoleOwner {
+		if err := notLastOwner(ctx, tx, orgID); err != nil {
+			return fmt.Errorf("set role: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE users SET role = ? WHERE org_id = ? AND id = ?`, string(to), orgID, id); err != nil {
+		return fmt.Errorf("set role: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("set role: %w", err)
+	}
+	return nil
+}
+
+func memberRole(ctx context.Context, tx *sql.Tx, orgID, id string) (controlplane.Role, error) {
+	var role string
+	err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE org_id = ? AND id = ?`, orgID, id).Scan(&role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", controlplane.ErrNotFound
+	}
+	return controlplane.Role(role), err
+}
+
+// notLastOwner gives ErrLastOwner unless the org has another owner
+// besides the one about to go.
+func notLastOwner(ctx context.Context, tx *sql.Tx, orgID string) error {
+	var owners int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE org_id = ? AND role = 'owner'`, orgID).Scan(&owners); err != nil {
+		return err
+	}
+	if owners <= 1 {
+		return controlplane.ErrLastOwner
 	}
 	return nil
 }
@@ -140,7 +190,7 @@ func scanInvite(sc interface{ Scan(...any) error }) (controlplane.Invite, error)
 
 // Invites lists an org's pending invitations, newest first.
 func (s *Store) Invites(ctx context.Context, orgID string, now time.Time) ([]controlplane.Invite, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+inviteCols+` FROM invites WHERE org_id = ? AND used_at IS NULL AND expires_at > ? ORDER BY created_at DESC`, orgID, unix(now))
+	rows, err := s.db.QueryContext(ctx, `SELECT `+inviteCols+` FROM invites WHERE org_id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC`, orgID, unix(now))
 	if err != nil {
 		return nil, fmt.Errorf("invites: %w", err)
 	}
@@ -158,7 +208,7 @@ func (s *Store) Invites(ctx context.Context, orgID string, now time.Time) ([]con
 
 // Invite returns a pending invitation by hash.
 func (s *Store) Invite(ctx context.Context, hash [32]byte, now time.Time) (controlplane.Invite, error) {
-	inv, err := scanInvite(s.db.QueryRowContext(ctx, `SELECT `+inviteCols+` FROM invites WHERE hash = ? AND used_at IS NULL AND expires_at > ?`, hash[:], unix(now)))
+	inv, err := scanInvite(s.db.QueryRowContext(ctx, `SELECT `+inviteCols+` FROM invites WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?`, hash[:], unix(now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return inv, fmt.Errorf("invite: %w", controlplane.ErrNotFound)
 	}
@@ -166,6 +216,14 @@ func (s *Store) Invite(ctx context.Context, hash [32]byte, now time.Time) (contr
 		return inv, fmt.Errorf("invite: %w", err)
 	}
 	return inv, nil
+}
+
+// RevokeInvite marks a pending invitation revoked. Writers are serialized
+// (immediate transactions), and both this update and redemption's require
+// the row unused and unrevoked, so only the first of the two applies.
+func (s *Store) RevokeInvite(ctx context.Context, orgID string, hash [32]byte, now time.Time) error {
+	return s.updateOne(ctx, "revoke invite", `UPDATE invites SET revoked_at = ? WHERE org_id = ? AND hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?`,
+		unix(now), orgID, hash[:], unix(now))
 }
 
 // RedeemInvite marks the invitation used and creates the member.
@@ -176,7 +234,7 @@ func (s *Store) RedeemInvite(ctx context.Context, hash [32]byte, now time.Time, 
 	}
 	defer tx.Rollback()
 	var role string
-	err = tx.QueryRowContext(ctx, `UPDATE invites SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ? RETURNING org_id, email, role`,
+	err = tx.QueryRowContext(ctx, `UPDATE invites SET used_at = ? WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING org_id, email, role`,
 		unix(now), hash[:], unix(now)).Scan(&u.OrgID, &u.Email, &role)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("redeem invite: %w", controlplane.ErrNotFound)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -51,12 +52,13 @@ func testSessions(t *testing.T, s controlplane.Store) {
 		"EndSessions": func() error { return s.EndSessions(ctx, org, same.ID) },
 		"SetPassword": func() error { return s.SetPassword(ctx, org, same.ID, "x") },
 		"RemoveUser":  func() error { return s.RemoveUser(ctx, org, same.ID) },
+		"SetRole":     func() error { return s.SetRole(ctx, org, same.ID, controlplane.RoleViewer, controlplane.RoleOwner) },
 	} {
 		if err := fn(); !errors.Is(err, controlplane.ErrNotFound) {
 			t.Errorf("%s across orgs: %v, want ErrNotFound", name, err)
 		}
 	}
-	if g, _ := s.User(ctx, other, same.ID); g.SessionEpoch != 0 || g.PasswordHash != same.PasswordHash {
+	if g, _ := s.User(ctx, other, same.ID); g.SessionEpoch != 0 || g.PasswordHash != same.PasswordHash || g.Role != controlplane.RoleViewer {
 		t.Fatalf("another org's user changed: %+v", g)
 	}
 }
@@ -81,8 +83,8 @@ func testLastOwner(t *testing.T, s controlplane.Store) {
 		t.Fatalf("removing both owners at once: %v, %v; want one ErrConflict", errs[0], errs[1])
 	}
 	for _, err := range errs {
-		if err != nil && !errors.Is(err, controlplane.ErrConflict) {
-			t.Fatalf("last owner removal: %v, want ErrConflict", err)
+		if err != nil && !errors.Is(err, controlplane.ErrLastOwner) {
+			t.Fatalf("last owner removal: %v, want ErrLastOwner", err)
 		}
 	}
 	if us, err := s.Users(ctx, org); err != nil || len(us) != 1 || us[0].Role != controlplane.RoleOwner {
@@ -132,6 +134,205 @@ func testInvites(t *testing.T, s controlplane.Store) {
 	}
 	if _, err := s.RedeemInvite(ctx, hash, now, controlplane.User{ID: controlplane.NewID("usr"), PasswordHash: "h"}); !errors.Is(err, controlplane.ErrNotFound) {
 		t.Fatalf("second redemption: %v, want ErrNotFound", err)
+	}
+}
+
+func testSetRole(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org, other := MustOrg(t, s), MustOrg(t, s)
+	owner := MustUser(t, s, org, "o@example.com", controlplane.RoleOwner)
+	u := MustUser(t, s, org, "u@example.com", controlplane.RoleViewer)
+	stranger := MustUser(t, s, other, "s@example.com", controlplane.RoleViewer)
+	const (
+		O = controlplane.RoleOwner
+		A = controlplane.RoleAdmin
+		V = controlplane.RoleViewer
+	)
+	// The steps run in order on the same two members; want is the error
+	// kind, then the roles both members must have.
+	for _, tc := range []struct {
+		name     string
+		org, id  string
+		from, to controlplane.Role
+		want     error
+		owner, u controlplane.Role
+	}{
+		{"viewer to admin", org, u.ID, V, A, nil, O, A},
+		{"same role", org, u.ID, A, A, nil, O, A},
+		{"stale from", org, u.ID, V, O, controlplane.ErrConflict, O, A},
+		{"last owner demoted", org, owner.ID, O, A, controlplane.ErrLastOwner, O, A},
+		{"last owner to owner", org, owner.ID, O, O, nil, O, A},
+		{"admin to owner", org, u.ID, A, O, nil, O, O},
+		{"one of two owners demoted", org, owner.ID, O, V, nil, V, O},
+		{"the other now last", org, u.ID, O, A, controlplane.ErrLastOwner, V, O},
+		{"unknown role", org, owner.ID, V, "root", controlplane.ErrInvalid, V, O},
+		{"unknown member", org, "usr_nobody", V, A, controlplane.ErrNotFound, V, O},
+		{"another org's member", org, stranger.ID, V, O, controlplane.ErrNotFound, V, O},
+		{"a member from another org", other, u.ID, O, V, controlplane.ErrNotFound, V, O},
+	} {
+		err := s.SetRole(ctx, tc.org, tc.id, tc.from, tc.to)
+		if (tc.want == nil) != (err == nil) || !errors.Is(err, tc.want) {
+			t.Fatalf("%s: SetRole = %v, want %v", tc.name, err, tc.want)
+		}
+		if tc.want == controlplane.ErrConflict && errors.Is(err, controlplane.ErrLastOwner) {
+			t.Fatalf("%s: SetRole = %v, a stale role is not the last owner", tc.name, err)
+		}
+		for _, m := range []struct {
+			id   string
+			want controlplane.Role
+		}{{owner.ID, tc.owner}, {u.ID, tc.u}} {
+			if g, err := s.User(ctx, org, m.id); err != nil || g.Role != m.want {
+				t.Fatalf("%s: member %s is %q (%v), want %q", tc.name, m.id, g.Role, err, m.want)
+			}
+		}
+	}
+	if g, _ := s.User(ctx, other, stranger.ID); g.Role != V || g.SessionEpoch != 0 {
+		t.Fatalf("another org's member changed: %+v", g)
+	}
+	if g, _ := s.User(ctx, org, u.ID); g.SessionEpoch != 0 {
+		t.Fatalf("a role change bumped the session epoch to %d: sessions read the role per request", g.SessionEpoch)
+	}
+}
+
+// testSetRoleRace: two owners demote each other, or one is demoted while
+// the other is removed, at the same time: one change wins, the other gets
+// ErrLastOwner, and the org keeps an owner.
+func testSetRoleRace(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	for i := range 32 {
+		org := MustOrg(t, s)
+		a := MustUser(t, s, org, "a@example.com", controlplane.RoleOwner)
+		b := MustUser(t, s, org, "b@example.com", controlplane.RoleOwner)
+		second := func() error { return s.SetRole(ctx, org, b.ID, controlplane.RoleOwner, controlplane.RoleViewer) }
+		if i%2 == 1 {
+			second = func() error { return s.RemoveUser(ctx, org, b.ID) }
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		wg.Go(func() { errs[0] = s.SetRole(ctx, org, a.ID, controlplane.RoleOwner, controlplane.RoleAdmin) })
+		wg.Go(func() { errs[1] = second() })
+		wg.Wait()
+		if (errs[0] == nil) == (errs[1] == nil) {
+			t.Fatalf("round %d: demoting both owners at once: %v, %v; want one ErrLastOwner", i, errs[0], errs[1])
+		}
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, controlplane.ErrLastOwner) {
+				t.Fatalf("round %d: %v, want ErrLastOwner", i, err)
+			}
+		}
+		us, err := s.Users(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners := 0
+		for _, u := range us {
+			if u.Role == controlplane.RoleOwner {
+				owners++
+			}
+		}
+		if owners != 1 {
+			t.Fatalf("round %d: %d owners left, want 1: %+v", i, owners, us)
+		}
+	}
+}
+
+func testRevokeInvite(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org, other := MustOrg(t, s), MustOrg(t, s)
+	owner := MustUser(t, s, org, "o@example.com", controlplane.RoleOwner)
+	now := t0.Add(10 * time.Minute)
+	mk := func(org, name string, expires time.Time) [32]byte {
+		h := sha256.Sum256([]byte(name))
+		if err := s.CreateInvite(ctx, controlplane.Invite{Hash: h, OrgID: org, Email: name + "@example.com", Role: controlplane.RoleViewer, CreatedBy: owner.ID, CreatedAt: t0, ExpiresAt: expires}); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	pending := mk(org, "pending", now.Add(time.Hour))
+	kept := mk(org, "kept", now.Add(time.Hour))
+	theirs := mk(other, "theirs", now.Add(time.Hour))
+	expired := mk(org, "expired", now.Add(-time.Minute))
+	used := mk(org, "used", now.Add(time.Hour))
+	if _, err := s.RedeemInvite(ctx, used, now, controlplane.User{ID: controlplane.NewID("usr"), PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		org  string
+		hash [32]byte
+		want error
+	}{
+		{"another org's", org, theirs, controlplane.ErrNotFound},
+		{"pending", org, pending, nil},
+		{"already revoked", org, pending, controlplane.ErrNotFound},
+		{"expired", org, expired, controlplane.ErrNotFound},
+		{"used", org, used, controlplane.ErrNotFound},
+		{"unknown", org, sha256.Sum256([]byte("unknown")), controlplane.ErrNotFound},
+		{"own org's, named by another", other, kept, controlplane.ErrNotFound},
+	} {
+		if err := s.RevokeInvite(ctx, tc.org, tc.hash, now); (tc.want == nil) != (err == nil) || !errors.Is(err, tc.want) {
+			t.Errorf("%s: RevokeInvite = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// The revoked invitation is gone everywhere; the others are not.
+	if got, err := s.Invites(ctx, org, now); err != nil || len(got) != 1 || got[0].Hash != kept {
+		t.Fatalf("Invites after revoking = %+v, %v; want the kept one only", got, err)
+	}
+	if got, err := s.Invites(ctx, other, now); err != nil || len(got) != 1 || got[0].Hash != theirs {
+		t.Fatalf("another org's Invites = %+v, %v; want theirs untouched", got, err)
+	}
+	if _, err := s.Invite(ctx, pending, now); !errors.Is(err, controlplane.ErrNotFound) {
+		t.Fatalf("Invite(revoked) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.RedeemInvite(ctx, pending, now, controlplane.User{ID: controlplane.NewID("usr"), PasswordHash: "h"}); !errors.Is(err, controlplane.ErrNotFound) {
+		t.Fatalf("RedeemInvite(revoked) = %v, want ErrNotFound", err)
+	}
+	if us, _ := s.Users(ctx, org); len(us) != 2 {
+		t.Fatalf("org has %d members, want the owner and the used invitation's", len(us))
+	}
+}
+
+// testRevokeInviteRace revokes and redeems each of several invitations at
+// once: exactly one of the two succeeds, and a member exists exactly when
+// the redemption did.
+func testRevokeInviteRace(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org := MustOrg(t, s)
+	owner := MustUser(t, s, org, "o@example.com", controlplane.RoleOwner)
+	now := t0.Add(time.Minute)
+	for i := range 12 {
+		email := "n" + strconv.Itoa(i) + "@example.com"
+		h := sha256.Sum256([]byte(email))
+		if err := s.CreateInvite(ctx, controlplane.Invite{Hash: h, OrgID: org, Email: email, Role: controlplane.RoleAdmin, CreatedBy: owner.ID, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var revokeErr, redeemErr error
+		var u controlplane.User
+		wg.Go(func() { revokeErr = s.RevokeInvite(ctx, org, h, now) })
+		wg.Go(func() {
+			u, redeemErr = s.RedeemInvite(ctx, h, now, controlplane.User{ID: controlplane.NewID("usr"), PasswordHash: "h"})
+		})
+		wg.Wait()
+		if (revokeErr == nil) == (redeemErr == nil) {
+			t.Fatalf("invitation %d: revoke %v, redeem %v; want exactly one to succeed", i, revokeErr, redeemErr)
+		}
+		for _, err := range []error{revokeErr, redeemErr} {
+			if err != nil && !errors.Is(err, controlplane.ErrNotFound) {
+				t.Fatalf("invitation %d: %v, want ErrNotFound", i, err)
+			}
+		}
+		found := false
+		us, err := s.Users(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range us {
+			found = found || m.Email == email
+		}
+		if found != (redeemErr == nil) || (redeemErr == nil && u.Email != email) {
+			t.Fatalf("invitation %d: member exists %v, redeem %v", i, found, redeemErr)
+		}
 	}
 }
 
