@@ -523,11 +523,6 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 		}
 	}
 	x.upElapsed = time.Since(x.upStart)
-	if !gone {
-		// The client has its whole answer now, not after the accounting
-		// and the cache store below.
-		w.Flush()
-	}
 	if complete && resp.StatusCode < 300 {
 		// An answer that is not JSON leaves usage unknown, as it should.
 		res, _ := usage.Parse(x.provider, x.rt.endpoint, capture.Bytes())
