@@ -61,7 +61,13 @@ running() {
 start() {
   local bin
   bin=$(bindir) || { install_pg; bin=$(bindir); }
-  if running; then print_env; return; fi
+  if running; then
+    # Already up, maybe started with another CODEX_DEV_POSTGRES_PORT: the
+    # URLs must name the port it listens on (line 4 of postmaster.pid).
+    PORT=$(sed -n 4p "$DATA/postmaster.pid")
+    print_env
+    return
+  fi
   rm -rf "$BASE"
   mkdir -p "$DATA" "$SOCK"
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$BASE"; chmod 755 "$PWD/.tmp"; fi

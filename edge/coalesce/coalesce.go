@@ -47,6 +47,21 @@ func (g *Group) Join(key string) (f *Flight, leader bool) {
 	return f, true
 }
 
+// Lead starts a flight under key with the caller as its leader, even when
+// one is in progress: a request that must not share an older call (it
+// asked for a fresh answer) still lets later ones share its own. The older
+// flight goes on for its participants but takes no new followers.
+func (g *Group) Lead(key string) *Flight {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = make(map[string]*Flight)
+	}
+	f := &Flight{g: g, key: key, refs: 1, changed: make(chan struct{})}
+	g.m[key] = f
+	return f
+}
+
 // Len is the number of flights in progress.
 func (g *Group) Len() int {
 	g.mu.Lock()

@@ -117,3 +117,27 @@ func TestWaitHonoursContext(t *testing.T) {
 		t.Fatalf("wait: %v", err)
 	}
 }
+
+func TestLeadReplacesForNewFollowers(t *testing.T) {
+	var g coalesce.Group
+	old, leader := g.Join("k")
+	if !leader {
+		t.Fatal("first Join did not lead")
+	}
+	fresh := g.Lead("k")
+	if fresh == old {
+		t.Fatal("Lead joined the flight in progress")
+	}
+	if f, leader := g.Join("k"); leader || f != fresh {
+		t.Fatal("a later Join did not follow the newest leader")
+	}
+	// The old flight ending must not drop the new one.
+	g.Forget(old)
+	if f, leader := g.Join("k"); leader || f != fresh {
+		t.Fatal("forgetting the replaced flight dropped the new one")
+	}
+	g.Forget(fresh)
+	if g.Len() != 0 {
+		t.Fatalf("%d flights left", g.Len())
+	}
+}

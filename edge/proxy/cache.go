@@ -164,6 +164,11 @@ func (p *Proxy) serveCached(c echo.Context, x *exchange) (served bool, err error
 			return false, nil
 		}
 		cs.flight, cs.shared = f, true
+	} else {
+		// A fresh answer was asked for (no-cache): this request shares no
+		// older call, but identical ones arriving after it share its own,
+		// so from the moment it is answered they get that answer.
+		cs.flight, cs.shared = p.flights.Lead(x.key.OrgID+"\x00"+x.rec.Fingerprint), true
 	}
 	x.setCache(c, edge.CacheMiss)
 	if cs.lookup {

@@ -154,6 +154,46 @@ func TestCacheHitIsByteIdentical(t *testing.T) {
 	})
 }
 
+// TestNoCacheLeadsLaterRequests: a request that asked for a fresh answer
+// shares no older call, but an identical request arriving while it is in
+// flight shares its call, and every request after it is answered with it.
+func TestNoCacheLeadsLaterRequests(t *testing.T) {
+	h := cacheHarness(t, fakeprovider.Options{Latency: 300 * time.Millisecond}, false)
+	tn := h.addOrg("acme")
+	url := h.base + "/v1/chat/completions"
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"fresh, then shared"}]}`
+	type answer struct {
+		cache string
+		body  []byte
+	}
+	send := func(hdr ...string) answer {
+		st, rh, b := raw(t, "POST", url, with(bearer(tn.key), hdr...), body)
+		if st != 200 {
+			t.Errorf("status %d: %s", st, b)
+		}
+		return answer{rh.Get("x-codex-cache"), b}
+	}
+	first := send() // an older answer in the cache
+	if first.cache != "miss" {
+		t.Fatalf("first: %q", first.cache)
+	}
+	fresh := make(chan answer)
+	go func() { fresh <- send("Cache-Control", "no-cache") }()
+	eventually(t, "the no-cache request to reach the provider", func() bool { return h.fake.Count(fakeprovider.PathChatCompletions) == 2 })
+	during := send()
+	f := <-fresh
+	after := send()
+	if f.cache != "miss" || during.cache != "hit" || after.cache != "hit" {
+		t.Fatalf("no-cache %q, during %q, after %q; want miss, hit, hit", f.cache, during.cache, after.cache)
+	}
+	if !bytes.Equal(during.body, f.body) || !bytes.Equal(after.body, f.body) {
+		t.Fatal("requests after the no-cache one were not answered with its fresh answer")
+	}
+	if n := h.fake.Count(fakeprovider.PathChatCompletions); n != 2 {
+		t.Fatalf("provider called %d times, want 2", n)
+	}
+}
+
 // TestCacheKeying checks what makes two requests the same answer.
 func TestCacheKeying(t *testing.T) {
 	h := cacheHarness(t, fakeprovider.Options{}, false)
