@@ -203,9 +203,11 @@ type Store interface {
 	SetPassword(ctx context.Context, orgID, id, hash string) error
 	// EndSessions bumps the user's session epoch.
 	EndSessions(ctx context.Context, orgID, id string) error
-	// RemoveUser deletes a member; removing the org's last owner gives
-	// ErrLastOwner.
-	RemoveUser(ctx context.Context, orgID, id string) error
+	// RemoveUser deletes a member who still has role, the role the
+	// remover saw (checked in the write's transaction, so a member promoted
+	// meanwhile is not removed by someone no longer allowed to: that gives
+	// ErrConflict); removing the org's last owner gives ErrLastOwner.
+	RemoveUser(ctx context.Context, orgID, id string, role Role) error
 	// SetRole changes a member's role from `from` to `to`, checking both
 	// in the write's transaction: a member whose role is no longer `from`
 	// gives ErrConflict, demoting the org's last owner ErrLastOwner, so

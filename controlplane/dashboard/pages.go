@@ -400,9 +400,12 @@ func (s *Server) removeMember(c echo.Context) error {
 	if !mayManage(u, target) {
 		return errForbidden
 	}
-	err = s.store.RemoveUser(ctx, u.OrgID, target.ID)
-	if errors.Is(err, controlplane.ErrConflict) {
+	err = s.store.RemoveUser(ctx, u.OrgID, target.ID, target.Role)
+	switch {
+	case errors.Is(err, controlplane.ErrLastOwner):
 		return errLastOwner
+	case errors.Is(err, controlplane.ErrConflict):
+		return errStaleRole
 	}
 	if err != nil {
 		return err

@@ -102,13 +102,21 @@ func lockOwners(ctx context.Context, tx pgx.Tx, orgID string) ([]string, error) 
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// RemoveUser deletes a member. It locks the org's owner rows first, so two
-// concurrent removals of the last two owners cannot both pass the check.
-func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
+// RemoveUser deletes a member. It locks the org's owner rows first, then
+// the member's, so two concurrent removals of the last two owners cannot
+// both pass the check, nor a removal race a promotion.
+func (s *Store) RemoveUser(ctx context.Context, orgID, id string, role controlplane.Role) error {
 	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
 		owners, err := lockOwners(ctx, tx, orgID)
 		if err != nil {
 			return err
+		}
+		var now string
+		if err := tx.QueryRow(ctx, `SELECT role FROM users WHERE org_id = $1 AND id = $2 FOR UPDATE`, orgID, id).Scan(&now); err != nil {
+			return err
+		}
+		if controlplane.Role(now) != role {
+			return errRoleChanged
 		}
 		if slices.Contains(owners, id) && len(owners) <= 1 {
 			return controlplane.ErrLastOwner
@@ -119,7 +127,7 @@ func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
 		}
 		return err
 	})
-	if errors.Is(err, controlplane.ErrLastOwner) {
+	if errors.Is(err, controlplane.ErrConflict) {
 		return fmt.Errorf("remove user: %w", err)
 	}
 	return mapErr("remove user", err)

@@ -77,8 +77,9 @@ func (s *Store) EndSessions(ctx context.Context, orgID, id string) error {
 }
 
 // RemoveUser deletes a member in an immediate transaction, so two
-// concurrent removals cannot leave the org without an owner.
-func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
+// concurrent removals cannot leave the org without an owner, nor a removal
+// race a promotion.
+func (s *Store) RemoveUser(ctx context.Context, orgID, id string, want controlplane.Role) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("remove user: %w", err)
@@ -87,6 +88,9 @@ func (s *Store) RemoveUser(ctx context.Context, orgID, id string) error {
 	role, err := memberRole(ctx, tx, orgID, id)
 	if err != nil {
 		return fmt.Errorf("remove user: %w", err)
+	}
+	if role != want {
+		return fmt.Errorf("remove user: the member is %s now: %w", role, controlplane.ErrConflict)
 	}
 	if role == controlplane.RoleOwner {
 		if err := notLastOwner(ctx, tx, orgID); err != nil {

@@ -51,7 +51,7 @@ func testSessions(t *testing.T, s controlplane.Store) {
 	for name, fn := range map[string]func() error{
 		"EndSessions": func() error { return s.EndSessions(ctx, org, same.ID) },
 		"SetPassword": func() error { return s.SetPassword(ctx, org, same.ID, "x") },
-		"RemoveUser":  func() error { return s.RemoveUser(ctx, org, same.ID) },
+		"RemoveUser":  func() error { return s.RemoveUser(ctx, org, same.ID, controlplane.RoleViewer) },
 		"SetRole":     func() error { return s.SetRole(ctx, org, same.ID, controlplane.RoleViewer, controlplane.RoleOwner) },
 	} {
 		if err := fn(); !errors.Is(err, controlplane.ErrNotFound) {
@@ -69,14 +69,17 @@ func testLastOwner(t *testing.T, s controlplane.Store) {
 	a := MustUser(t, s, org, "a@example.com", controlplane.RoleOwner)
 	b := MustUser(t, s, org, "b@example.com", controlplane.RoleOwner)
 	v := MustUser(t, s, org, "v@example.com", controlplane.RoleViewer)
-	if err := s.RemoveUser(ctx, org, v.ID); err != nil {
+	if err := s.RemoveUser(ctx, org, v.ID, controlplane.RoleAdmin); !errors.Is(err, controlplane.ErrConflict) || errors.Is(err, controlplane.ErrLastOwner) {
+		t.Fatalf("removing a viewer seen as an admin: %v, want ErrConflict (role changed)", err)
+	}
+	if err := s.RemoveUser(ctx, org, v.ID, controlplane.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	// Two owners removed at once: exactly one removal succeeds.
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, id := range []string{a.ID, b.ID} {
-		wg.Go(func() { errs[i] = s.RemoveUser(ctx, org, id) })
+		wg.Go(func() { errs[i] = s.RemoveUser(ctx, org, id, controlplane.RoleOwner) })
 	}
 	wg.Wait()
 	if (errs[0] == nil) == (errs[1] == nil) {
@@ -90,7 +93,7 @@ func testLastOwner(t *testing.T, s controlplane.Store) {
 	if us, err := s.Users(ctx, org); err != nil || len(us) != 1 || us[0].Role != controlplane.RoleOwner {
 		t.Fatalf("Users = %+v, %v; want the one owner left", us, err)
 	}
-	if err := s.RemoveUser(ctx, org, v.ID); !errors.Is(err, controlplane.ErrNotFound) {
+	if err := s.RemoveUser(ctx, org, v.ID, controlplane.RoleViewer); !errors.Is(err, controlplane.ErrNotFound) {
 		t.Fatalf("removing a removed user: %v, want ErrNotFound", err)
 	}
 }
@@ -205,7 +208,7 @@ func testSetRoleRace(t *testing.T, s controlplane.Store) {
 		b := MustUser(t, s, org, "b@example.com", controlplane.RoleOwner)
 		second := func() error { return s.SetRole(ctx, org, b.ID, controlplane.RoleOwner, controlplane.RoleViewer) }
 		if i%2 == 1 {
-			second = func() error { return s.RemoveUser(ctx, org, b.ID) }
+			second = func() error { return s.RemoveUser(ctx, org, b.ID, controlplane.RoleOwner) }
 		}
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
@@ -353,5 +356,33 @@ func testEnrollTokensListed(t *testing.T, s controlplane.Store) {
 	}
 	if got, err := s.EnrollTokens(ctx, other); err != nil || len(got) != 0 {
 		t.Fatalf("another org's EnrollTokens = %+v, %v", got, err)
+	}
+}
+
+// testRemoveRacesPromotion: an admin's removal of an admin races an owner
+// promoting that member to owner. Either the removal wins, or the
+// promotion does and the removal, which saw an admin, is refused: a member
+// is never removed as an admin after becoming an owner.
+func testRemoveRacesPromotion(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	for i := range 32 {
+		org := MustOrg(t, s)
+		MustUser(t, s, org, "o@example.com", controlplane.RoleOwner)
+		m := MustUser(t, s, org, "m@example.com", controlplane.RoleAdmin)
+		var wg sync.WaitGroup
+		var promote, remove error
+		wg.Go(func() { promote = s.SetRole(ctx, org, m.ID, controlplane.RoleAdmin, controlplane.RoleOwner) })
+		wg.Go(func() { remove = s.RemoveUser(ctx, org, m.ID, controlplane.RoleAdmin) })
+		wg.Wait()
+		switch {
+		case promote == nil && remove == nil:
+			t.Fatalf("round %d: a member promoted to owner was removed as an admin", i)
+		case promote == nil && !errors.Is(remove, controlplane.ErrConflict):
+			t.Fatalf("round %d: removal after the promotion: %v, want ErrConflict", i, remove)
+		case remove == nil && !errors.Is(promote, controlplane.ErrNotFound):
+			t.Fatalf("round %d: promotion after the removal: %v, want ErrNotFound", i, promote)
+		case promote != nil && remove != nil:
+			t.Fatalf("round %d: both failed: %v, %v", i, promote, remove)
+		}
 	}
 }

@@ -31,6 +31,7 @@ func Run(t *testing.T, open Open) {
 		{"Invites", testInvites},
 		{"SetRole", testSetRole},
 		{"SetRoleLastOwnerRace", testSetRoleRace},
+		{"RemoveRacesPromotion", testRemoveRacesPromotion},
 		{"RevokeInvite", testRevokeInvite},
 		{"RevokeInviteRace", testRevokeInviteRace},
 		{"EnrollTokensListed", testEnrollTokensListed},
