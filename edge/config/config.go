@@ -116,7 +116,7 @@ func Default() Config {
 		CacheTTL:                 time.Hour,
 		CacheMaxTTL:              7 * 24 * time.Hour,
 		CacheMaxEntryBytes:       4 << 20,
-		CacheBudgetBytes:         64 << 20,
+		CacheBudgetBytes:         32 << 20,
 		LogLevel:                 "info",
 	}
 }

@@ -14,18 +14,23 @@ import (
 	"github.com/persiv/codex/edge/cache"
 )
 
-// DefaultBudget is the byte budget when none is given: 64 MiB, which keeps
+// DefaultBudget is the byte budget when none is given: 32 MiB, which keeps
 // an edge with a full cache and a thousand open streams under 200 MiB
-// (DESIGN §9).
-const DefaultBudget = 64 << 20
+// (DESIGN §9) without the collector running flat out.
+const DefaultBudget = 32 << 20
+
+// entryOverhead is what an entry costs beyond its key and value bytes (the
+// cache's map slot, item and expiry records), measured at about 140 bytes:
+// counted in the budget so that the budget bounds the memory really held.
+const entryOverhead = 160
 
 // Backend is an in-process, byte-budgeted cache.Backend.
 type Backend struct {
 	c *ristretto.Cache[string, []byte]
 }
 
-// New returns a backend holding at most budget bytes of keys and values
-// (0: DefaultBudget).
+// New returns a backend holding at most budget bytes of keys, values and
+// their bookkeeping (0: DefaultBudget).
 func New(budget int64) (*Backend, error) {
 	if budget <= 0 {
 		budget = DefaultBudget
@@ -57,7 +62,7 @@ func (b *Backend) Get(_ context.Context, key string) ([]byte, error) {
 // a freshly sealed value. It waits until the entry is visible, so a Get
 // after Set sees it (Set runs off the request path).
 func (b *Backend) Set(_ context.Context, key string, val []byte, ttl time.Duration) error {
-	if !b.c.SetWithTTL(key, val, int64(len(key)+len(val)), ttl) {
+	if !b.c.SetWithTTL(key, val, int64(len(key)+len(val)+entryOverhead), ttl) {
 		return nil // refused by the admission policy: not an error, a future miss
 	}
 	b.c.Wait()

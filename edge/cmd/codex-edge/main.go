@@ -275,7 +275,7 @@ func (e *env) withOrg(f *flags, ref string, fn func(config.Config, server.Store,
 
 // baseMemory is what the edge needs beside its in-process cache with a
 // thousand streams open (DESIGN §9), with room to spare.
-const baseMemory = 96 << 20
+const baseMemory = 128 << 20
 
 // memoryLimit sets the Go runtime's soft memory limit, unless GOMEMLIMIT
 // chose one, to the in-process cache budget plus baseMemory. Without it the

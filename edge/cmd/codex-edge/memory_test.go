@@ -22,7 +22,7 @@ func TestMemoryLimit(t *testing.T) {
 		gomemlim string
 		want     int64 // 0: left alone
 	}{
-		{"in-process cache", inProcess, "", 64<<20 + baseMemory},
+		{"in-process cache", inProcess, "", 32<<20 + baseMemory},
 		{"redis", withRedis, "", baseMemory},
 		{"cache off", noCache, "", baseMemory},
 		{"GOMEMLIMIT chosen", inProcess, "1GiB", 0},
