@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 work=.tmp/bench
 rm -rf "$work" && mkdir -p "$work"
-fake_addr=127.0.0.1:19090 edge_addr=127.0.0.1:18080 admin_addr=127.0.0.1:18081
-for a in "$fake_addr" "$edge_addr" "$admin_addr"; do port_free "$a"; done
+fake_addr=127.0.0.1:19090 edge_addr=127.0.0.1:18080 admin_addr=127.0.0.1:18081 baseline_addr=127.0.0.1:19091
+for a in "$fake_addr" "$edge_addr" "$admin_addr" "$baseline_addr"; do port_free "$a"; done
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -25,6 +25,10 @@ CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVI
   bin/codex-fakeprovider -listen "$fake_addr" -stamp -chunks 20 -chunk-delay 20ms >"$work/fakeprovider.log" 2>&1 &
 pids+=("$!")
 wait_http "http://$fake_addr/healthz" 10
+echo "==> bare Go reverse proxy on $baseline_addr (the floor any proxy pays for the extra hop)"
+bin/codex-loadgen -baseline-listen "$baseline_addr" -baseline-to "http://$fake_addr" >"$work/baseline.log" 2>&1 &
+pids+=("$!")
+wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
 echo "==> edge on $edge_addr"
 CODEX_DATA_DIR="$work/edge" CODEX_LISTEN="$edge_addr" CODEX_ADMIN_LISTEN="$admin_addr" CODEX_LOG_LEVEL=warn \
@@ -35,6 +39,7 @@ wait_http "http://$edge_addr/healthz" 30
 
 echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
+  -baseline "http://$baseline_addr" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
   -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}" \
   -soak "${BENCH_SOAK:-0}"

@@ -66,9 +66,19 @@ func main() {
 		soak     = flag.Duration("soak", 0, "with phase soak: how long to keep a mixed load on the edge while sampling its memory")
 		soakRate = flag.Int("soak-rate", 500, "soak: requests per second (a quarter of them repeats, cache hits)")
 		soakStr  = flag.Int("soak-streams", 200, "soak: streams kept open at all times")
+		baseline = flag.String("baseline", "", "base URL of a bare Go reverse proxy in front of the provider (see -baseline-listen), measured beside the edge")
+		blListen = flag.String("baseline-listen", "", "instead of measuring, serve a bare Go reverse proxy on this address, to -baseline-to")
+		blTo     = flag.String("baseline-to", "", "the provider the bare reverse proxy forwards to")
 		phases   = flag.String("phases", "fixed,hit,saturation,streams", "phases to run, comma-separated")
 	)
 	flag.Parse()
+	if *blListen != "" {
+		if err := serveBaseline(*blListen, *blTo); err != nil {
+			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *edgeK == "" {
 		*edgeK = os.Getenv("CODEX_BENCH_KEY")
 	}
@@ -81,15 +91,26 @@ func main() {
 		run[strings.TrimSpace(p)] = true
 	}
 	targets := []target{{"direct", *direct, *directK}, {"edge", *via, *edgeK}}
+	// The bare proxy is measured beside them in the fixed-rate and
+	// saturation phases; the other phases index targets[0] and [1].
+	compared := targets
+	if *baseline != "" {
+		compared = append(compared, target{"go-proxy", *baseline, *directK})
+	}
 	var results []result
+	var own hist // the edge's own added-latency histogram over the fixed-rate phase
 	if run["fixed"] {
 		fmt.Fprintf(os.Stderr, "fixed rate %d req/s, every request distinct (cache misses), %s against each target in %d alternating rounds…\n", *rate, *duration, *rounds)
-		for _, t := range targets {
+		for _, t := range compared {
 			runFixed(t, *rate, *warmup, true)
 		}
-		results = append(results, interleave(targets, *duration, *rounds, func(t target, d time.Duration) result {
+		before, _ := scrape(*metrics, addedMetric)
+		results = append(results, interleave(compared, *duration, *rounds, func(t target, d time.Duration) result {
 			return runFixed(t, *rate, d, true)
 		})...)
+		if after, ok := scrape(*metrics, addedMetric); ok {
+			own = after.since(before)
+		}
 	}
 	if run["hit"] {
 		fmt.Fprintf(os.Stderr, "fixed rate %d req/s of one repeated request against the edge for %s (cache hits)…\n", *rate, *duration)
@@ -98,15 +119,15 @@ func main() {
 	}
 	if run["saturation"] {
 		fmt.Fprintf(os.Stderr, "saturation with %d connections, %s against each target in %d alternating rounds…\n", *conns, *duration, *rounds)
-		for _, t := range targets {
+		for _, t := range compared {
 			runSaturation(t, *conns, *warmup)
 		}
-		results = append(results, interleave(targets, *duration, *rounds, func(t target, d time.Duration) result {
+		results = append(results, interleave(compared, *duration, *rounds, func(t target, d time.Duration) result {
 			return runSaturation(t, *conns, d)
 		})...)
 	}
 	if len(results) > 0 {
-		report(os.Stdout, results)
+		report(os.Stdout, results, own)
 	}
 	if run["streams"] {
 		failed := 0
@@ -121,9 +142,9 @@ func main() {
 			}
 			fmt.Fprintf(os.Stderr, "streaming: %d concurrent streams against direct, then the edge…\n", n)
 			d := runStreams(targets[0], n, 0)
-			before, _ := scrapeForward(*metrics)
+			before, _ := scrape(*metrics, forwardMetric)
 			e := runStreams(targets[1], n, *edgePID)
-			if after, ok := scrapeForward(*metrics); ok {
+			if after, ok := scrape(*metrics, forwardMetric); ok {
 				e.forward = after.since(before)
 			}
 			reportStreams(os.Stdout, d, e)
@@ -160,15 +181,19 @@ func main() {
 
 // seq numbers the requests: every measured request is distinct, so the
 // edge's response cache misses (the DESIGN's added-latency figure is for a
-// cache miss); the hit phase repeats one request instead.
-var seq atomic.Int64
+// cache miss); the hit phase repeats one request instead. runID keeps this
+// process's requests apart from an earlier run's, which the edge's cache
+// may still hold.
+var (
+	seq   atomic.Int64
+	runID = time.Now().UnixNano()
+)
 
 func body(unique bool) []byte {
-	n := int64(0)
-	if unique {
-		n = seq.Add(1)
+	if !unique {
+		return []byte(`{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":32}`)
 	}
-	return fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark, request %d."}],"max_tokens":32}`, n)
+	return fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark, run %d request %d."}],"max_tokens":32}`, runID, seq.Add(1))
 }
 
 func client(conns int) *http.Client {
@@ -297,7 +322,7 @@ func runSaturation(t target, conns int, d time.Duration) result {
 	return r
 }
 
-func report(w io.Writer, rs []result) {
+func report(w io.Writer, rs []result, own hist) {
 	fmt.Fprintf(w, "\n%-8s %-22s %9s %10s %10s %10s %10s %7s\n", "target", "mode", "requests", "req/s", "p50", "p99", "lag p99", "errors")
 	for _, r := range rs {
 		lag := "-"
@@ -315,13 +340,25 @@ func report(w io.Writer, rs []result) {
 		return result{}
 	}
 	fd, fe := find("direct", "fixed"), find("edge", "fixed")
-	sd, se := find("direct", "saturation"), find("edge", "saturation")
+	sd, se, sb := find("direct", "saturation"), find("edge", "saturation"), find("go-proxy", "saturation")
 	fmt.Fprintln(w, "\n(latency counts from the moment a request is sent; lag is how late the load generator sent it)")
 	if fd.n > 0 && fe.n > 0 {
 		fmt.Fprintf(w, "added latency at %s (edge − direct):  p50 %s (target ≤ 100µs)   p99 %s (target ≤ 1ms)\n",
 			fd.mode, (fe.pct(0.5) - fd.pct(0.5)).Round(time.Microsecond), (fe.pct(0.99) - fd.pct(0.99)).Round(time.Microsecond))
 		fmt.Fprintf(w, "latency ratio edge/direct at fixed rate:  p50 %.2f   p99 %.2f\n",
 			ratio(fe.pct(0.5), fd.pct(0.5)), ratio(fe.pct(0.99), fd.pct(0.99)))
+	}
+	if fb := find("go-proxy", "fixed"); fd.n > 0 && fb.n > 0 {
+		fmt.Fprintf(w, "added latency of a bare Go reverse proxy (httputil, same hop, no work), the floor for any proxy here:  p50 %s   p99 %s\n",
+			(fb.pct(0.5) - fd.pct(0.5)).Round(time.Microsecond), (fb.pct(0.99) - fd.pct(0.99)).Round(time.Microsecond))
+		if fe.n > 0 {
+			fmt.Fprintf(w, "edge − bare proxy (what the edge's own work adds):  p50 %s   p99 %s\n",
+				(fe.pct(0.5) - fb.pct(0.5)).Round(time.Microsecond), (fe.pct(0.99) - fb.pct(0.99)).Round(time.Microsecond))
+		}
+	}
+	if n := own.counts; len(n) > 0 && n[len(n)-1] > 0 {
+		fmt.Fprintf(w, "the edge's own measure of what it adds (total − provider time, codex_edge_added_latency_seconds) at %s: p50 %s   p99 %s\n",
+			fd.mode, own.quantile(0.5).Round(time.Microsecond), own.quantile(0.99).Round(time.Microsecond))
 	}
 	if h := find("edge", "cache hit"); h.n > 0 {
 		fmt.Fprintf(w, "cache hit served by the edge at %s: p50 %s   p99 %s (target p99 ≤ 1ms in-process, ≤ 2ms Redis)\n",
@@ -330,6 +367,9 @@ func report(w io.Writer, rs []result) {
 	if sd.n > 0 && se.n > 0 {
 		fmt.Fprintf(w, "saturation throughput edge/direct: %.0f / %.0f req/s = %.0f%% (target ≥ 33%%)\n",
 			se.rps(), sd.rps(), 100*se.rps()/sd.rps())
+	}
+	if sd.n > 0 && sb.n > 0 {
+		fmt.Fprintf(w, "saturation throughput bare proxy/direct: %.0f / %.0f req/s = %.0f%%\n", sb.rps(), sd.rps(), 100*sb.rps()/sd.rps())
 	}
 }
 

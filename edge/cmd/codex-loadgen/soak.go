@@ -106,7 +106,7 @@ loop:
 
 // stream runs one streaming chat completion to its end.
 func stream(ctx context.Context, c *http.Client, t target) error {
-	b := fmt.Appendf(nil, `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"soak stream %d"}]}`, seq.Add(1))
+	b := fmt.Appendf(nil, `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"soak stream %d-%d"}]}`, runID, seq.Add(1))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(b))
 	if err != nil {
 		return err

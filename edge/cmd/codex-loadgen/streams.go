@@ -31,7 +31,7 @@ type streamResult struct {
 	peakRSS int64 // bytes; 0 when not measured
 	// forward is the edge's own measure of each event's forwarding time
 	// over the phase, when its metrics were readable.
-	forward forwardHist
+	forward hist
 }
 
 // runStreams holds n streaming chat completions open at once against t and
@@ -199,19 +199,23 @@ func reportStreams(w io.Writer, direct, edge streamResult) {
 	fmt.Fprintf(w, "stream errors: direct %d, edge %d\n", direct.errors, edge.errors)
 }
 
-// forwardHist is the edge's codex_edge_stream_chunk_forward_seconds
-// histogram: cumulative counts by upper bound, in seconds.
-type forwardHist struct {
+// hist is one of the edge's Prometheus histograms: cumulative counts by
+// upper bound, in seconds.
+type hist struct {
 	bounds []float64
 	counts []float64
 }
 
-const forwardMetric = "codex_edge_stream_chunk_forward_seconds_bucket{le=\""
+// The histograms read, as the bucket lines' prefix up to the le value.
+const (
+	forwardMetric = `codex_edge_stream_chunk_forward_seconds_bucket{le="`
+	addedMetric   = `codex_edge_added_latency_seconds_bucket{endpoint="chat.completions",provider="openai",le="`
+)
 
-// scrapeForward reads the histogram from the edge's /metrics; ok is false
-// when it cannot be read.
-func scrapeForward(url string) (forwardHist, bool) {
-	var h forwardHist
+// scrape reads the histogram whose bucket lines start with metric from the
+// edge's /metrics; ok is false when it cannot be read.
+func scrape(url, metric string) (hist, bool) {
+	var h hist
 	if url == "" {
 		return h, false
 	}
@@ -225,7 +229,7 @@ func scrapeForward(url string) (forwardHist, bool) {
 		return h, false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(line, forwardMetric)
+		rest, ok := strings.CutPrefix(line, metric)
 		if !ok {
 			continue
 		}
@@ -245,8 +249,8 @@ func scrapeForward(url string) (forwardHist, bool) {
 }
 
 // since returns the observations made after before.
-func (h forwardHist) since(before forwardHist) forwardHist {
-	out := forwardHist{bounds: h.bounds, counts: slices.Clone(h.counts)}
+func (h hist) since(before hist) hist {
+	out := hist{bounds: h.bounds, counts: slices.Clone(h.counts)}
 	if len(before.counts) == len(h.counts) {
 		for i := range out.counts {
 			out.counts[i] -= before.counts[i]
@@ -257,7 +261,7 @@ func (h forwardHist) since(before forwardHist) forwardHist {
 
 // quantile estimates the q-quantile by linear interpolation inside its
 // bucket, as Prometheus' histogram_quantile does.
-func (h forwardHist) quantile(q float64) time.Duration {
+func (h hist) quantile(q float64) time.Duration {
 	if len(h.counts) == 0 || h.counts[len(h.counts)-1] == 0 {
 		return 0
 	}
