@@ -99,6 +99,13 @@ func main() {
 	}
 	var results []result
 	var own hist // the edge's own added-latency histogram over the fixed-rate phase
+	// One request first: the org's data key is made or unwrapped on its
+	// first use, which is warm-up, not steady state.
+	if err := do(client(1), targets[1], true); err != nil {
+		fmt.Fprintf(os.Stderr, "codex-loadgen: first request to the edge failed: %v\n", err)
+		os.Exit(1)
+	}
+	kmsBefore, _ := scrapeCounter(*metrics, "codex_edge_keyring_master_key_calls_total")
 	if run["fixed"] {
 		fmt.Fprintf(os.Stderr, "fixed rate %d req/s, every request distinct (cache misses), %s against each target in %d alternating rounds…\n", *rate, *duration, *rounds)
 		for _, t := range compared {
@@ -128,6 +135,10 @@ func main() {
 	}
 	if len(results) > 0 {
 		report(os.Stdout, results, own)
+		const kms = "codex_edge_keyring_master_key_calls_total"
+		if after, ok := scrapeCounter(*metrics, kms); ok {
+			fmt.Fprintf(os.Stdout, "master-key (KMS/BYOK) calls by the edge during these phases: %.0f (target 0; %.0f before them, at warm-up)\n", after-kmsBefore, kmsBefore)
+		}
 	}
 	if run["streams"] {
 		failed := 0

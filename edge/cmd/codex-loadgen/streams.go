@@ -248,6 +248,30 @@ func scrape(url, metric string) (hist, bool) {
 	return h, len(h.bounds) > 0
 }
 
+// scrapeCounter reads one sample's value (the line starting with name and
+// a space) from the edge's /metrics; ok is false when it is not there.
+func scrapeCounter(url, name string) (float64, bool) {
+	if url == "" {
+		return 0, false
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
 // since returns the observations made after before.
 func (h hist) since(before hist) hist {
 	out := hist{bounds: h.bounds, counts: slices.Clone(h.counts)}
