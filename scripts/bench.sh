@@ -37,9 +37,25 @@ edge_pid=$!
 pids+=("$edge_pid")
 wait_http "http://$edge_addr/healthz" 30
 
+redis_args=()
+if [ "${BENCH_REDIS:-1}" = 1 ]; then
+  redis_addr=127.0.0.1:18082 redis_admin=127.0.0.1:18083
+  for a in "$redis_addr" "$redis_admin"; do port_free "$a"; done
+  echo "==> Redis (scripts/dev-redis.sh) and a second edge on $redis_addr that caches in it"
+  redisenv=$(scripts/dev-redis.sh start)
+  eval "$redisenv"
+  trap 'cleanup; scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT INT TERM
+  rkey=$(setup_org "$work/edge-redis" bench "http://$fake_addr")
+  CODEX_DATA_DIR="$work/edge-redis" CODEX_LISTEN="$redis_addr" CODEX_ADMIN_LISTEN="$redis_admin" CODEX_LOG_LEVEL=warn \
+    CODEX_REDIS_URL="$CODEX_TEST_REDIS_URL" bin/codex-edge serve >"$work/edge-redis.log" 2>&1 &
+  pids+=("$!")
+  wait_http "http://$redis_addr/healthz" 30
+  redis_args=(-redis-edge "http://$redis_addr" -redis-edge-key "$rkey")
+fi
+
 echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
-  -baseline "http://$baseline_addr" \
+  -baseline "http://$baseline_addr" "${redis_args[@]}" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
   -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}" \
   -soak "${BENCH_SOAK:-0}"
