@@ -7,6 +7,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -20,13 +21,26 @@ import (
 const DefaultBudget = 32 << 20
 
 // entryOverhead is what an entry costs beyond its key and value bytes (the
-// cache's map slot, item and expiry records), measured at about 140 bytes:
+// cache's map slot and item record), measured at about 140 bytes:
 // counted in the budget so that the budget bounds the memory really held.
 const entryOverhead = 160
 
 // Backend is an in-process, byte-budgeted cache.Backend.
+//
+// Lifetimes are kept with the values and checked on Get, not given to
+// ristretto: its expiry index has a Go map per 5 s of expiry times, and a
+// map keeps its size after deletes, so that index grows with every store
+// until its bucket expires (an hour later by default), whatever the budget.
+// An expired entry here stays until it is read or evicted, within the
+// budget.
 type Backend struct {
-	c *ristretto.Cache[string, []byte]
+	c *ristretto.Cache[string, item]
+}
+
+// item is a stored value and when it expires (Unix nanoseconds).
+type item struct {
+	val     []byte
+	expires int64
 }
 
 // New returns a backend holding at most budget bytes of keys, values and
@@ -38,7 +52,7 @@ func New(budget int64) (*Backend, error) {
 	// Ristretto wants ~10 counters per expected entry; answers are a few
 	// KiB, so budget/1KiB entries is a generous guess, bounded both ways.
 	counters := min(max(budget/1024*10, 1<<12), 1<<24)
-	c, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
+	c, err := ristretto.NewCache(&ristretto.Config[string, item]{
 		NumCounters:        counters,
 		MaxCost:            budget,
 		BufferItems:        64,
@@ -52,17 +66,26 @@ func New(budget int64) (*Backend, error) {
 
 // Get implements cache.Backend.
 func (b *Backend) Get(_ context.Context, key string) ([]byte, error) {
-	if v, ok := b.c.Get(key); ok {
-		return v, nil
+	it, ok := b.c.Get(key)
+	if !ok {
+		return nil, cache.ErrMiss
 	}
-	return nil, cache.ErrMiss
+	if it.expires <= time.Now().UnixNano() {
+		b.c.Del(key)
+		return nil, cache.ErrMiss
+	}
+	return it.val, nil
 }
 
 // Set implements cache.Backend. It copies nothing: cache.Cache hands over
 // a freshly sealed value. It waits until the entry is visible, so a Get
 // after Set sees it (Set runs off the request path).
 func (b *Backend) Set(_ context.Context, key string, val []byte, ttl time.Duration) error {
-	if !b.c.SetWithTTL(key, val, int64(len(key)+len(val)+entryOverhead), ttl) {
+	it := item{val: val, expires: math.MaxInt64} // no lifetime: until evicted
+	if ttl > 0 {
+		it.expires = time.Now().Add(ttl).UnixNano()
+	}
+	if !b.c.Set(key, it, int64(len(key)+len(val)+entryOverhead)) {
 		return nil // refused by the admission policy: not an error, a future miss
 	}
 	b.c.Wait()
