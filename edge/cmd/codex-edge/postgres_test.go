@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
+	"net"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -79,5 +85,85 @@ func TestPostgresCLI(t *testing.T) {
 	c.env["CODEX_DATABASE_MIGRATE"] = "true"
 	if code, _, errs := c.run("", "serve"); code != 1 || !strings.Contains(errs, "CODEX_DATABASE_OWNER_URL") {
 		t.Fatalf("serve with CODEX_DATABASE_MIGRATE=true and no owner URL: exit %d %q", code, errs)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from serve while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeWaitsForPostgres: with Postgres down, serve keeps trying (and
+// says what to check) instead of exiting; it stops when told to.
+func TestServeWaitsForPostgres(t *testing.T) {
+	defer func(first, max time.Duration) { postgresRetryFirst, postgresRetryMax = first, max }(postgresRetryFirst, postgresRetryMax)
+	postgresRetryFirst, postgresRetryMax = 10*time.Millisecond, 20*time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	env := map[string]string{
+		"CODEX_DATA_DIR": t.TempDir(), "CODEX_LISTEN": "127.0.0.1:0", "CODEX_ADMIN_LISTEN": "127.0.0.1:0",
+		"CODEX_DATABASE_URL": "postgres://codex_app:secret-password@" + closed + "/codex?sslmode=disable&connect_timeout=2",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve"}, strings.NewReader(""), io.Discard, &stderr, func(k string) string { return env[k] })
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(stderr.String(), "Postgres unreachable") < 3 {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited (%d) instead of waiting for Postgres: %s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no retries logged: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code == 0 {
+		t.Fatal("serve exited 0 after being stopped while waiting")
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, "CODEX_DATABASE_URL") || strings.Contains(logs, "secret-password") {
+		t.Fatalf("logs lack the hint or show the password: %s", logs)
+	}
+}
+
+// TestServeRefusalIsNotRetried: a refusal (here: bad credentials) stops
+// start-up at once instead of being waited out.
+func TestServeRefusalIsNotRetried(t *testing.T) {
+	_, app := emptyDB(t)
+	u, err := url.Parse(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "wrong-password")
+	c := newCLI(t)
+	c.env["CODEX_LISTEN"], c.env["CODEX_ADMIN_LISTEN"] = "127.0.0.1:0", "127.0.0.1:0"
+	c.env["CODEX_DATABASE_URL"] = u.String()
+	code, _, errs := c.run("", "serve")
+	if code != 1 || strings.Contains(errs, "Postgres unreachable") {
+		t.Fatalf("serve with a wrong password: exit %d, %s", code, errs)
 	}
 }

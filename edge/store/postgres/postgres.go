@@ -25,8 +25,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,6 +101,21 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
 	return &DB{pool: pool, log: opts.Logger, notify: make(chan struct{}, 1)}, nil
+}
+
+// Unreachable reports whether err means the server could not be reached
+// or is not accepting connections yet (starting up, shutting down), which
+// waiting may cure, as opposed to a refusal (a wrong password, a missing
+// database, a role not allowed) that it will not.
+func Unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 57P: operator intervention (admin shutdown, crash
+		// shutdown, cannot connect now).
+		return strings.HasPrefix(pe.Code, "57P")
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // Migrate applies the embedded migrations to the database at ownerURL as
