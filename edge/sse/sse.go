@@ -104,9 +104,12 @@ func (r *Reader) Next() (Event, error) {
 		}
 		if p < len(b) {
 			if le, next, ok := lineEnd(b, max(p, from)); ok {
-				if next == len(b) && b[le] == '\r' {
-					// Whether a '\n' follows is not known yet; it is
-					// skipped when it comes, so this line need not wait.
+				if next == len(b) && next == le+1 && b[le] == '\r' {
+					// A lone '\r' ends the buffered bytes: whether a '\n'
+					// follows is not known yet; it is skipped when it
+					// comes, so this line need not wait. (A complete
+					// "\r\n" ends here too, and then the next '\n' is a
+					// blank line of its own.)
 					r.skipLF = true
 				}
 				if !r.line(&ev, p, le) {
