@@ -170,6 +170,24 @@ type Totals struct {
 	LatencyMS                              [wire.LatencyBuckets]int64
 }
 
+// Add adds o's counts to t.
+func (t *Totals) Add(o *Totals) {
+	t.Requests += o.Requests
+	for _, p := range [...][2]*wire.Tokens{
+		{&t.Input, &o.Input}, {&t.CachedInput, &o.CachedInput}, {&t.CacheWrite, &o.CacheWrite},
+		{&t.Output, &o.Output}, {&t.Reasoning, &o.Reasoning},
+	} {
+		p[0].Sum += p[1].Sum
+		p[0].Unknown += p[1].Unknown
+	}
+	t.CostNanoUSD += o.CostNanoUSD
+	t.CostUnknown += o.CostUnknown
+	t.SavedNanoUSD += o.SavedNanoUSD
+	for i, n := range o.LatencyMS {
+		t.LatencyMS[i] += n
+	}
+}
+
 // UsageRow is one bucket of a query result: Time is the bucket's start and
 // Key holds the grouped dimensions (others are empty).
 type UsageRow struct {

@@ -9,6 +9,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -48,6 +49,19 @@ type Org struct {
 	CreatedAt time.Time
 }
 
+// The stores' write methods call the Prepare and Check methods below, so
+// every store refuses the same records (ErrInvalid) and fills in the same
+// defaults.
+
+// Prepare checks that o can be stored and sets a zero CreatedAt to now.
+func (o *Org) Prepare() error {
+	if o.ID == "" || o.Name == "" {
+		return fmt.Errorf("id and name are required: %w", ErrInvalid)
+	}
+	o.CreatedAt = nowIfZero(o.CreatedAt)
+	return nil
+}
+
 // KeyState is the life-cycle state of a gateway key.
 type KeyState string
 
@@ -68,6 +82,22 @@ type APIKey struct {
 	RevokedAt time.Time // zero while active
 }
 
+// Prepare checks that k can be stored: an empty State means active, a
+// zero CreatedAt now.
+func (k *APIKey) Prepare() error {
+	if k.ID == "" || k.OrgID == "" {
+		return fmt.Errorf("id and org id are required: %w", ErrInvalid)
+	}
+	if k.State == "" {
+		k.State = KeyActive
+	}
+	if k.State != KeyActive && k.State != KeyRevoked {
+		return fmt.Errorf("key %q: state %q: %w", k.ID, k.State, ErrInvalid)
+	}
+	k.CreatedAt = nowIfZero(k.CreatedAt)
+	return nil
+}
+
 // ProviderConfig is how one org reaches one provider. The credential is
 // never held here in plaintext: either APIKeyEnv names an environment
 // variable of the edge process, or SealedKey holds the key sealed by the
@@ -79,6 +109,23 @@ type ProviderConfig struct {
 	APIKeyEnv string
 	SealedKey []byte
 	UpdatedAt time.Time
+}
+
+// Prepare checks that p can be stored (an org, a known provider and exactly
+// one credential source) and sets a zero UpdatedAt to now.
+func (p *ProviderConfig) Prepare() error {
+	if p.OrgID == "" || !p.Provider.Valid() || (p.APIKeyEnv == "") == (len(p.SealedKey) == 0) {
+		return fmt.Errorf("provider %q: org id, a known provider and one credential source are required: %w", p.Provider, ErrInvalid)
+	}
+	p.UpdatedAt = nowIfZero(p.UpdatedAt)
+	return nil
+}
+
+func nowIfZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
 }
 
 // CredentialRecord is the record key a provider credential is sealed under.
@@ -143,6 +190,14 @@ type RequestRecord struct {
 	Cache           CacheStatus
 	Fingerprint     string // hex HMAC; reveals repetition, not content
 	MemoryID        string
+}
+
+// Check reports whether r can be stored: it needs an id, an org and a time.
+func (r *RequestRecord) Check() error {
+	if r.ID == "" || r.OrgID == "" || r.Time.IsZero() {
+		return fmt.Errorf("id, org id and time are required: %w", ErrInvalid)
+	}
+	return nil
 }
 
 // Change is an entry of the store's change feed: running instances poll it

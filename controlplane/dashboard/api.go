@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"mime"
 	"net/http"
 	"time"
@@ -54,17 +53,7 @@ func (s *Server) apiErrors(next echo.HandlerFunc) echo.HandlerFunc {
 		if err == nil || c.Response().Committed {
 			return err
 		}
-		var he *httpError
-		var ee *echo.HTTPError
-		switch {
-		case errors.As(err, &he):
-		case errors.As(err, &ee):
-			he = &httpError{status: ee.Code, msg: http.StatusText(ee.Code)}
-		default:
-			ref := randomID()[:10]
-			s.log.Error("dashboard API request failed", "path", c.Path(), "error_id", ref, "err", err)
-			he = &httpError{status: http.StatusInternalServerError, msg: "internal error " + ref}
-		}
+		he := s.shownError(c, err, func(ref string) string { return "internal error " + ref })
 		code := map[int]string{401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 415: "unsupported_media_type"}[he.status]
 		if code == "" {
 			code = "error"

@@ -303,6 +303,24 @@ func userError(err error) error {
 	return err
 }
 
+// shownError is the error the user sees for err: an httpError as it is,
+// an echo error by its status, and anything else as a 500 whose details
+// are logged under a reference that internal puts in the message.
+func (s *Server) shownError(c echo.Context, err error, internal func(ref string) string) *httpError {
+	var he *httpError
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+	case errors.As(err, &ee):
+		he = &httpError{status: ee.Code, msg: http.StatusText(ee.Code)}
+	default:
+		ref := randomID()[:10]
+		s.log.Error("dashboard request failed", "path", c.Path(), "error_id", ref, "err", err)
+		he = &httpError{status: http.StatusInternalServerError, msg: internal(ref)}
+	}
+	return he
+}
+
 // pageErrors renders errors as pages.
 func (s *Server) pageErrors(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -313,17 +331,9 @@ func (s *Server) pageErrors(next echo.HandlerFunc) echo.HandlerFunc {
 		if err == errLogin {
 			return c.Redirect(http.StatusSeeOther, "/login")
 		}
-		var he *httpError
-		var ee *echo.HTTPError
-		switch {
-		case errors.As(err, &he):
-		case errors.As(err, &ee):
-			he = &httpError{status: ee.Code, msg: http.StatusText(ee.Code)}
-		default:
-			ref := randomID()[:10]
-			s.log.Error("dashboard request failed", "path", c.Path(), "error_id", ref, "err", err)
-			he = &httpError{status: http.StatusInternalServerError, msg: "Something went wrong on our side (reference " + ref + ")."}
-		}
+		he := s.shownError(c, err, func(ref string) string {
+			return "Something went wrong on our side (reference " + ref + ")."
+		})
 		data := s.base(c, "Error")
 		data.Error = he.msg
 		data.Status = he.status

@@ -116,19 +116,7 @@ func Percentile(h *[wire.LatencyBuckets]int64, q float64) float64 {
 }
 
 func (s *Summary) add(r *controlplane.UsageRow) {
-	t := &s.Totals
-	t.Requests += r.Requests
-	addTokens(&t.Input, r.Input)
-	addTokens(&t.CachedInput, r.CachedInput)
-	addTokens(&t.CacheWrite, r.CacheWrite)
-	addTokens(&t.Output, r.Output)
-	addTokens(&t.Reasoning, r.Reasoning)
-	t.CostNanoUSD += r.CostNanoUSD
-	t.CostUnknown += r.CostUnknown
-	t.SavedNanoUSD += r.SavedNanoUSD
-	for i, n := range r.LatencyMS {
-		t.LatencyMS[i] += n
-	}
+	s.Totals.Add(&r.Totals)
 	switch wire.CacheStatus(r.Key[controlplane.DimCacheStatus]) {
 	case wire.CacheHit:
 		s.Hits += r.Requests
@@ -136,8 +124,6 @@ func (s *Summary) add(r *controlplane.UsageRow) {
 		s.Misses += r.Requests
 	}
 }
-
-func addTokens(t *wire.Tokens, v wire.Tokens) { t.Sum += v.Sum; t.Unknown += v.Unknown }
 
 // Usage is the overview of one org over one range.
 type Usage struct {
@@ -250,19 +236,7 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 }
 
 func (s *Summary) merge(o *Summary) {
-	t := &s.Totals
-	t.Requests += o.Requests
-	addTokens(&t.Input, o.Input)
-	addTokens(&t.CachedInput, o.CachedInput)
-	addTokens(&t.CacheWrite, o.CacheWrite)
-	addTokens(&t.Output, o.Output)
-	addTokens(&t.Reasoning, o.Reasoning)
-	t.CostNanoUSD += o.CostNanoUSD
-	t.CostUnknown += o.CostUnknown
-	t.SavedNanoUSD += o.SavedNanoUSD
-	for i, n := range o.LatencyMS {
-		t.LatencyMS[i] += n
-	}
+	s.Totals.Add(&o.Totals)
 	s.Hits += o.Hits
 	s.Misses += o.Misses
 }

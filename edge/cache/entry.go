@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/sse"
 )
 
 // Entry is one cached answer, as it was produced: a JSON body, or the SSE
@@ -251,16 +252,32 @@ func (e *Entry) Complete() bool {
 	return n > 0 && FinalEvent(e.Provider, e.Endpoint, e.Event(n-1))
 }
 
-// FinalEvent reports whether raw, an event's bytes, is the one that ends a
-// finished stream of the provider's endpoint.
+// FinalEvent reports whether raw, one event's bytes, is the event that
+// ends a finished stream of the provider's endpoint (see IsFinal).
 func FinalEvent(p edge.Provider, endpoint string, raw []byte) bool {
+	ev, err := sse.NewReaderSize(bytes.NewReader(raw), len(raw)+1).Next()
+	return err == nil && IsFinal(p, endpoint, ev.Name, ev.Data)
+}
+
+// IsFinal reports whether an event, by its name and data, ends a finished
+// stream: OpenAI chat's data "[DONE]", the Responses API's
+// response.completed, Anthropic's message_stop (named by the event field,
+// or by the data's type when the event has no name). A stream cut off
+// before it is incomplete.
+func IsFinal(p edge.Provider, endpoint string, name, data []byte) bool {
+	typed := func(want string) bool {
+		if len(name) > 0 {
+			return string(name) == want
+		}
+		return bytes.Contains(data, []byte(`"type":"`+want+`"`))
+	}
 	switch {
 	case p == edge.OpenAI && endpoint == "chat.completions":
-		return bytes.Contains(raw, []byte("data: [DONE]")) || bytes.Contains(raw, []byte("data:[DONE]"))
+		return string(data) == "[DONE]"
 	case p == edge.OpenAI && endpoint == "responses":
-		return bytes.Contains(raw, []byte(`"response.completed"`))
+		return typed("response.completed")
 	case p == edge.Anthropic && endpoint == "messages":
-		return bytes.Contains(raw, []byte(`"message_stop"`))
+		return typed("message_stop")
 	}
 	return false
 }

@@ -80,3 +80,28 @@ func FuzzEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestFinalEvent(t *testing.T) {
+	for _, c := range []struct {
+		p        edge.Provider
+		endpoint string
+		raw      string
+		want     bool
+	}{
+		{edge.OpenAI, "chat.completions", "data: [DONE]\n\n", true},
+		{edge.OpenAI, "chat.completions", "data:[DONE]\n\n", true},
+		{edge.OpenAI, "chat.completions", ": t=1\ndata: [DONE]\n\n", true},
+		{edge.OpenAI, "chat.completions", "data: {\"choices\":[{\"delta\":{\"content\":\"data: [DONE]\"}}]}\n\n", false},
+		{edge.OpenAI, "responses", "event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n", true},
+		{edge.OpenAI, "responses", "data: {\"type\":\"response.completed\"}\n\n", true},
+		{edge.OpenAI, "responses", "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"\\\"response.completed\\\"\"}\n\n", false},
+		{edge.Anthropic, "messages", "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", true},
+		{edge.Anthropic, "messages", "event: message_delta\ndata: {\"type\":\"message_delta\"}\n\n", false},
+		{edge.Anthropic, "messages.count_tokens", "event: message_stop\ndata: {}\n\n", false},
+		{edge.OpenAI, "chat.completions", "", false},
+	} {
+		if got := cache.FinalEvent(c.p, c.endpoint, []byte(c.raw)); got != c.want {
+			t.Errorf("FinalEvent(%s %s, %q) = %v, want %v", c.p, c.endpoint, c.raw, got, c.want)
+		}
+	}
+}

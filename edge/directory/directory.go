@@ -355,8 +355,9 @@ func (d *Directory) Sync(ctx context.Context) error {
 	}
 }
 
-// Run polls the change feed every interval until ctx ends.
-func (d *Directory) Run(ctx context.Context, interval time.Duration) {
+// Run applies the change feed every interval, and at once whenever notify
+// (which may be nil) signals a new entry, until ctx ends.
+func (d *Directory) Run(ctx context.Context, interval time.Duration, notify <-chan struct{}) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	failing := false
@@ -365,6 +366,7 @@ func (d *Directory) Run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-notify:
 		}
 		err := d.Sync(ctx)
 		if err != nil && !failing && ctx.Err() == nil {

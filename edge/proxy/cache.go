@@ -324,7 +324,7 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 	x.rec.Status = v.Entry.Status
 	w.WriteHeader(v.Entry.Status)
 	w.Flush()
-	sent := 0
+	sent, sentAll := 0, false
 	for {
 		n := v.Entry.NumEvents()
 		if !p.writeEvents(c, x, &v.Entry, sent, n) {
@@ -335,16 +335,16 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 		if v.Done {
 			break
 		}
-		wait := ctx
-		if n > 0 && cache.FinalEvent(x.provider, x.rt.endpoint, v.Entry.Event(n-1)) {
+		if !sentAll && n > 0 && cache.FinalEvent(x.provider, x.rt.endpoint, v.Entry.Event(n-1)) {
 			// The client has the whole answer and may hang up now; the
 			// leader is about to finish, and its usage is what this hit
 			// is accounted with.
+			sentAll = true
 			var cancel context.CancelFunc
-			wait, cancel = context.WithTimeout(context.WithoutCancel(ctx), followerResultWait)
+			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), followerResultWait)
 			defer cancel()
 		}
-		if v, err = f.Wait(wait, v); err != nil {
+		if v, err = f.Wait(ctx, v); err != nil {
 			x.rec.Status = statusClientClosed
 			return true, nil
 		}
@@ -413,19 +413,4 @@ func (x *exchange) failFlight(err error) {
 		}
 		f.Fail(err)
 	}
-}
-
-// finalEvent reports whether an SSE event is the last one of a complete
-// answer: OpenAI chat's [DONE], Responses' response.completed, Anthropic's
-// message_stop.
-func finalEvent(p edge.Provider, endpoint string, name, data []byte) bool {
-	switch {
-	case p == edge.OpenAI && endpoint == usage.ChatCompletions:
-		return string(data) == "[DONE]"
-	case p == edge.OpenAI && endpoint == usage.Responses:
-		return string(name) == "response.completed"
-	case p == edge.Anthropic && endpoint == usage.Messages:
-		return string(name) == "message_stop"
-	}
-	return false
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/coalesce"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/sse"
@@ -601,7 +602,7 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 			x.upElapsed = time.Since(x.upStart)
 			return p.midResponseError(c, x, idle, err)
 		}
-		ended = finalEvent(x.provider, x.rt.endpoint, ev.Name, ev.Data)
+		ended = cache.IsFinal(x.provider, x.rt.endpoint, ev.Name, ev.Data)
 		usageOnly := track.Observe(string(ev.Name), ev.Data)
 		if f != nil && !overflow {
 			// Recorded for followers and the cache, up to the capture bound.

@@ -458,31 +458,11 @@ type changeNotifier interface {
 // followChanges keeps the directory in step with the change feed: every
 // CODEX_CHANGE_POLL, and at once when the store signals a change.
 func (s *Server) followChanges(ctx context.Context) {
-	n, ok := s.store.(changeNotifier)
-	if !ok {
-		s.dir.Run(ctx, s.cfg.ChangePoll)
-		return
+	var notified <-chan struct{}
+	if n, ok := s.store.(changeNotifier); ok {
+		notified = n.ChangeNotify()
 	}
-	notified := n.ChangeNotify()
-	t := time.NewTicker(s.cfg.ChangePoll)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-notified:
-		}
-		err := s.dir.Sync(ctx)
-		if err != nil && !failing && ctx.Err() == nil {
-			s.log.Warn("change feed unreadable; cached keys keep working", "err", err)
-		}
-		if err == nil && failing {
-			s.log.Info("change feed readable again")
-		}
-		failing = err != nil
-	}
+	s.dir.Run(ctx, s.cfg.ChangePoll, notified)
 }
 
 func listen(addr string, tc *tls.Config) (net.Listener, error) {

@@ -224,10 +224,22 @@ func client(conns int) *http.Client {
 	}, Timeout: 30 * time.Second}
 }
 
-func do(c *http.Client, t target, unique bool) error {
-	req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(body(unique)))
+// chatRequest is a chat completion request with body to t.
+func chatRequest(ctx context.Context, t target, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+t.key)
+	return req, nil
+}
+
+func do(c *http.Client, t target, unique bool) error {
+	req, err := chatRequest(context.Background(), t, body(unique))
+	if err != nil {
+		return err
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err

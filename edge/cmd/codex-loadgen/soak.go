@@ -2,13 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,12 +105,10 @@ loop:
 // stream runs one streaming chat completion to its end.
 func stream(ctx context.Context, c *http.Client, t target) error {
 	b := fmt.Appendf(nil, `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"soak stream %d-%d"}]}`, runID, seq.Add(1))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(b))
+	req, err := chatRequest(ctx, t, b)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+t.key)
 	resp, err := c.Do(req)
 	if err != nil {
 		return err

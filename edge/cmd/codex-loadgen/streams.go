@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -66,9 +67,11 @@ func runStreams(t target, n int, pid int) streamResult {
 		go func() {
 			defer wg.Done()
 			b := fmt.Appendf(nil, `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"stream number %d for the benchmark"}]}`, i)
-			req, _ := http.NewRequest(http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/chat/completions", bytes.NewReader(b))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+t.key)
+			req, err := chatRequest(context.Background(), t, b)
+			if err != nil {
+				errs.Add(1)
+				return
+			}
 			req.Header.Set("Cache-Control", "no-store")
 			start := time.Now()
 			resp, err := c.Do(req)
@@ -212,23 +215,33 @@ const (
 	addedMetric   = `codex_edge_added_latency_seconds_bucket{endpoint="chat.completions",provider="openai",le="`
 )
 
-// scrape reads the histogram whose bucket lines start with metric from the
-// edge's /metrics; ok is false when it cannot be read.
-func scrape(url, metric string) (hist, bool) {
-	var h hist
+// metricLines fetches the edge's /metrics; ok is false when it cannot be
+// read.
+func metricLines(url string) ([]string, bool) {
 	if url == "" {
-		return h, false
+		return nil, false
 	}
 	resp, err := http.Get(url)
 	if err != nil {
-		return h, false
+		return nil, false
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != 200 {
+		return nil, false
+	}
+	return strings.Split(string(b), "\n"), true
+}
+
+// scrape reads the histogram whose bucket lines start with metric from the
+// edge's /metrics; ok is false when it cannot be read.
+func scrape(url, metric string) (hist, bool) {
+	var h hist
+	lines, ok := metricLines(url)
+	if !ok {
 		return h, false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range lines {
 		rest, ok := strings.CutPrefix(line, metric)
 		if !ok {
 			continue
@@ -251,19 +264,8 @@ func scrape(url, metric string) (hist, bool) {
 // scrapeCounter reads one sample's value (the line starting with name and
 // a space) from the edge's /metrics; ok is false when it is not there.
 func scrapeCounter(url, name string) (float64, bool) {
-	if url == "" {
-		return 0, false
-	}
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
+	lines, _ := metricLines(url)
+	for _, line := range lines {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			return n, err == nil

@@ -17,16 +17,9 @@ const keyColumns = `id, org_id, name, prefix, hash, state, created_at, revoked_a
 // is set to the current time; an empty State means active. A taken id or
 // hash is edge.ErrConflict; an unknown org is edge.ErrNotFound.
 func (db *DB) CreateKey(ctx context.Context, k edge.APIKey) error {
-	if k.ID == "" || k.OrgID == "" {
-		return fmt.Errorf("create key: id and org id are required: %w", edge.ErrInvalid)
+	if err := k.Prepare(); err != nil {
+		return fmt.Errorf("create key: %w", err)
 	}
-	if k.State == "" {
-		k.State = edge.KeyActive
-	}
-	if k.State != edge.KeyActive && k.State != edge.KeyRevoked {
-		return fmt.Errorf("create key %q: state %q: %w", k.ID, k.State, edge.ErrInvalid)
-	}
-	k.CreatedAt = nowIfZero(k.CreatedAt)
 	err := db.inOrg(ctx, k.OrgID, func(tx pgx.Tx) error {
 		if err := orgExists(ctx, tx, k.OrgID); err != nil {
 			return err

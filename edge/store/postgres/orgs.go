@@ -13,10 +13,9 @@ import (
 // CreateOrg stores a new org. A zero CreatedAt is set to the current time.
 // A taken id or name is edge.ErrConflict.
 func (db *DB) CreateOrg(ctx context.Context, o edge.Org) error {
-	if o.ID == "" || o.Name == "" {
-		return fmt.Errorf("create org: id and name are required: %w", edge.ErrInvalid)
+	if err := o.Prepare(); err != nil {
+		return fmt.Errorf("create org: %w", err)
 	}
-	o.CreatedAt = nowIfZero(o.CreatedAt)
 	err := db.inOrg(ctx, o.ID, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`,
 			o.ID, o.Name, o.CreatedAt)

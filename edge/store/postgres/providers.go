@@ -12,10 +12,9 @@ import (
 // SetProvider creates or replaces how an existing org reaches a provider.
 // A zero UpdatedAt is set to the current time.
 func (db *DB) SetProvider(ctx context.Context, p edge.ProviderConfig) error {
-	if p.OrgID == "" || !p.Provider.Valid() || (p.APIKeyEnv == "") == (len(p.SealedKey) == 0) {
-		return fmt.Errorf("set provider %q: org id, a known provider and one credential source are required: %w", p.Provider, edge.ErrInvalid)
+	if err := p.Prepare(); err != nil {
+		return fmt.Errorf("set provider: %w", err)
 	}
-	p.UpdatedAt = nowIfZero(p.UpdatedAt)
 	var sealed []byte
 	if len(p.SealedKey) > 0 {
 		sealed = p.SealedKey

@@ -91,8 +91,8 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 	)
 	for i := range recs {
 		r := &recs[i]
-		if r.ID == "" || r.OrgID == "" || r.Time.IsZero() {
-			return fmt.Errorf("insert requests: record %d: id, org id and time are required: %w", i, edge.ErrInvalid)
+		if err := r.Check(); err != nil {
+			return fmt.Errorf("insert requests: record %d: %w", i, err)
 		}
 		c := perOrg[r.OrgID]
 		if c == nil {

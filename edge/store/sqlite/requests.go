@@ -73,8 +73,8 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 		return nil
 	}
 	for i := range recs {
-		if recs[i].ID == "" || recs[i].OrgID == "" || recs[i].Time.IsZero() {
-			return fmt.Errorf("insert requests: record %d: id, org id and time are required: %w", i, edge.ErrInvalid)
+		if err := recs[i].Check(); err != nil {
+			return fmt.Errorf("insert requests: record %d: %w", i, err)
 		}
 	}
 	args := requestArgs{args: make([]any, 0, requestParams*min(len(recs), maxInsertRows))}
