@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/provider"
 	"github.com/persiv/codex/edge/sse"
 )
 
@@ -15,7 +17,7 @@ import (
 // sealed.
 type Entry struct {
 	Provider edge.Provider
-	Endpoint string // usage.ChatCompletions, ...
+	Endpoint provider.Endpoint
 	// Stream says the answer was produced as a stream: Events is set, not
 	// Body.
 	Stream bool
@@ -85,7 +87,7 @@ func (e *Entry) AppendBinary(b []byte) []byte {
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(e.Status))
 	b = appendString(b, string(e.Provider))
-	b = appendString(b, e.Endpoint)
+	b = appendString(b, string(e.Endpoint))
 	b = appendString(b, e.ContentType)
 	b = appendString(b, e.Model)
 	for _, c := range [...]edge.Count{e.Usage.Input, e.Usage.CachedInput, e.Usage.CacheWrite, e.Usage.Output, e.Usage.Reasoning} {
@@ -125,9 +127,9 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	e.Stream, e.CostKnown = flags&flagStream != 0, flags&flagCostKnown != 0
 	e.Status = int(d.uvarint(999))
 	e.Provider = edge.Provider(intern(d.bytes()))
-	e.Endpoint = intern(d.bytes())
+	e.Endpoint = provider.Endpoint(intern(d.bytes()))
 	e.ContentType = intern(d.bytes())
-	e.Model = string(d.bytes())
+	e.Model = intern(d.bytes())
 	for _, c := range [...]*edge.Count{&e.Usage.Input, &e.Usage.CachedInput, &e.Usage.CacheWrite, &e.Usage.Output, &e.Usage.Reasoning} {
 		if d.byte() == 1 {
 			*c = edge.Known(d.varint())
@@ -161,21 +163,36 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// common are the values most entries share; decoding one costs no
-// allocation.
-var common = [...]string{
-	string(edge.OpenAI), string(edge.Anthropic),
-	"chat.completions", "responses", "embeddings", "messages",
-	"application/json", "text/event-stream", "text/event-stream; charset=utf-8",
-}
+// interned holds the short values entries repeat (provider, endpoint,
+// content type, model), so that decoding one costs no allocation. It stops
+// growing at maxInterned values; past that, a value is allocated as usual.
+var interned = struct {
+	sync.RWMutex
+	m map[string]string
+}{m: make(map[string]string)}
+
+const (
+	maxInterned    = 512
+	maxInternedLen = 128
+)
 
 func intern(b []byte) string {
-	for _, s := range common {
-		if string(b) == s {
-			return s
-		}
+	if len(b) > maxInternedLen {
+		return string(b)
 	}
-	return string(b)
+	interned.RLock()
+	s, ok := interned.m[string(b)]
+	interned.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	interned.Lock()
+	if len(interned.m) < maxInterned {
+		interned.m[s] = s
+	}
+	interned.Unlock()
+	return s
 }
 
 func appendString(b []byte, s string) []byte {
@@ -242,42 +259,20 @@ func (d *decoder) bytes() []byte {
 }
 
 // Complete reports whether a stream entry ends as a finished answer of
-// its provider does (a truncated or failed stream is not stored). A JSON
+// its format does (a truncated or failed stream is not stored). A JSON
 // entry is complete by construction.
-func (e *Entry) Complete() bool {
+func (e *Entry) Complete(f provider.Format) bool {
 	if !e.Stream {
 		return true
 	}
 	n := e.NumEvents()
-	return n > 0 && FinalEvent(e.Provider, e.Endpoint, e.Event(n-1))
+	return n > 0 && FinalEvent(f, e.Endpoint, e.Event(n-1))
 }
 
 // FinalEvent reports whether raw, one event's bytes, is the event that
-// ends a finished stream of the provider's endpoint (see IsFinal).
-func FinalEvent(p edge.Provider, endpoint string, raw []byte) bool {
+// ends a finished stream of the format's endpoint (see
+// provider.Format.IsFinal).
+func FinalEvent(f provider.Format, ep provider.Endpoint, raw []byte) bool {
 	ev, err := sse.NewReaderSize(bytes.NewReader(raw), len(raw)+1).Next()
-	return err == nil && IsFinal(p, endpoint, ev.Name, ev.Data)
-}
-
-// IsFinal reports whether an event, by its name and data, ends a finished
-// stream: OpenAI chat's data "[DONE]", the Responses API's
-// response.completed, Anthropic's message_stop (named by the event field,
-// or by the data's type when the event has no name). A stream cut off
-// before it is incomplete.
-func IsFinal(p edge.Provider, endpoint string, name, data []byte) bool {
-	typed := func(want string) bool {
-		if len(name) > 0 {
-			return string(name) == want
-		}
-		return bytes.Contains(data, []byte(`"type":"`+want+`"`))
-	}
-	switch {
-	case p == edge.OpenAI && endpoint == "chat.completions":
-		return string(data) == "[DONE]"
-	case p == edge.OpenAI && endpoint == "responses":
-		return typed("response.completed")
-	case p == edge.Anthropic && endpoint == "messages":
-		return typed("message_stop")
-	}
-	return false
+	return err == nil && f.IsFinal(ep, ev.Name, ev.Data)
 }

@@ -7,14 +7,17 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/cache"
+	"github.com/persiv/codex/edge/provider"
+	"github.com/persiv/codex/edge/provider/anthropic"
+	"github.com/persiv/codex/edge/provider/openai"
 )
 
 func sampleEntries() []*cache.Entry {
-	js := &cache.Entry{Provider: edge.OpenAI, Endpoint: "chat.completions", Status: 200, ContentType: "application/json",
+	js := &cache.Entry{Provider: edge.OpenAI, Endpoint: openai.ChatCompletions, Status: 200, ContentType: "application/json",
 		Body: []byte(`{"id":"x","choices":[]}`), Model: "gpt-4o-mini-2024-07-18",
 		Usage:       edge.Usage{Input: edge.Known(12), CachedInput: edge.Known(0), Output: edge.Known(5), Reasoning: edge.Known(0)},
 		CostNanoUSD: 4200, CostKnown: true, Created: 1795948000}
-	st := &cache.Entry{Provider: edge.Anthropic, Endpoint: "messages", Stream: true, Status: 200, ContentType: "text/event-stream",
+	st := &cache.Entry{Provider: edge.Anthropic, Endpoint: anthropic.Messages, Stream: true, Status: 200, ContentType: "text/event-stream",
 		Model: "claude-haiku-4-5", Usage: edge.Usage{Input: edge.Known(3), Output: edge.Known(1 << 40)}, CostNanoUSD: -1, Created: 1}
 	st.AddEvent([]byte("event: message_start\ndata: {}\n\n"), false)
 	st.AddEvent([]byte("data: {\"usage\":{}}\n\n"), true)
@@ -47,13 +50,13 @@ func TestEntryEvents(t *testing.T) {
 	if st.NumEvents() != 3 || !bytes.Equal(st.Event(1), []byte("data: {\"usage\":{}}\n\n")) || !st.UsageOnly[1] {
 		t.Fatalf("events %q", st.Events)
 	}
-	if !st.Complete() {
+	if !st.Complete(anthropic.Format{}) {
 		t.Fatal("a stream ending in message_stop is complete")
 	}
 	cut := *st
 	cut.Ends, cut.UsageOnly = st.Ends[:2], st.UsageOnly[:2]
 	cut.Events = st.Events[:st.Ends[1]]
-	if cut.Complete() {
+	if cut.Complete(anthropic.Format{}) {
 		t.Fatal("a stream without message_stop is not complete")
 	}
 }
@@ -73,7 +76,8 @@ func FuzzEntry(f *testing.F) {
 		for i := range e.NumEvents() {
 			_ = e.Event(i)
 		}
-		_ = e.Complete()
+		_ = e.Complete(openai.Format{})
+		_ = e.Complete(anthropic.Format{})
 		var again cache.Entry
 		if err := again.UnmarshalBinary(e.AppendBinary(nil)); err != nil {
 			t.Fatalf("re-encoded entry does not decode: %v", err)
@@ -83,25 +87,25 @@ func FuzzEntry(f *testing.F) {
 
 func TestFinalEvent(t *testing.T) {
 	for _, c := range []struct {
-		p        edge.Provider
-		endpoint string
+		f        provider.Format
+		endpoint provider.Endpoint
 		raw      string
 		want     bool
 	}{
-		{edge.OpenAI, "chat.completions", "data: [DONE]\n\n", true},
-		{edge.OpenAI, "chat.completions", "data:[DONE]\n\n", true},
-		{edge.OpenAI, "chat.completions", ": t=1\ndata: [DONE]\n\n", true},
-		{edge.OpenAI, "chat.completions", "data: {\"choices\":[{\"delta\":{\"content\":\"data: [DONE]\"}}]}\n\n", false},
-		{edge.OpenAI, "responses", "event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n", true},
-		{edge.OpenAI, "responses", "data: {\"type\":\"response.completed\"}\n\n", true},
-		{edge.OpenAI, "responses", "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"\\\"response.completed\\\"\"}\n\n", false},
-		{edge.Anthropic, "messages", "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", true},
-		{edge.Anthropic, "messages", "event: message_delta\ndata: {\"type\":\"message_delta\"}\n\n", false},
-		{edge.Anthropic, "messages.count_tokens", "event: message_stop\ndata: {}\n\n", false},
-		{edge.OpenAI, "chat.completions", "", false},
+		{openai.Format{}, openai.ChatCompletions, "data: [DONE]\n\n", true},
+		{openai.Format{}, openai.ChatCompletions, "data:[DONE]\n\n", true},
+		{openai.Format{}, openai.ChatCompletions, ": t=1\ndata: [DONE]\n\n", true},
+		{openai.Format{}, openai.ChatCompletions, "data: {\"choices\":[{\"delta\":{\"content\":\"data: [DONE]\"}}]}\n\n", false},
+		{openai.Format{}, openai.Responses, "event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n", true},
+		{openai.Format{}, openai.Responses, "data: {\"type\":\"response.completed\"}\n\n", true},
+		{openai.Format{}, openai.Responses, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"\\\"response.completed\\\"\"}\n\n", false},
+		{anthropic.Format{}, anthropic.Messages, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", true},
+		{anthropic.Format{}, anthropic.Messages, "event: message_delta\ndata: {\"type\":\"message_delta\"}\n\n", false},
+		{anthropic.Format{}, anthropic.CountTokens, "event: message_stop\ndata: {}\n\n", false},
+		{openai.Format{}, openai.ChatCompletions, "", false},
 	} {
-		if got := cache.FinalEvent(c.p, c.endpoint, []byte(c.raw)); got != c.want {
-			t.Errorf("FinalEvent(%s %s, %q) = %v, want %v", c.p, c.endpoint, c.raw, got, c.want)
+		if got := cache.FinalEvent(c.f, c.endpoint, []byte(c.raw)); got != c.want {
+			t.Errorf("FinalEvent(%s %s, %q) = %v, want %v", c.f.Provider(), c.endpoint, c.raw, got, c.want)
 		}
 	}
 }

@@ -12,12 +12,14 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/provider"
+	"github.com/persiv/codex/edge/provider/anthropic"
+	"github.com/persiv/codex/edge/provider/openai"
 	"github.com/persiv/codex/edge/sse"
-	"github.com/persiv/codex/edge/usage"
 )
 
 // fetch asks the fake provider and returns its answer as a cache entry.
-func fetch(t *testing.T, fake http.Handler, p edge.Provider, endpoint, path, body string) *cache.Entry {
+func fetch(t *testing.T, fake http.Handler, f provider.Format, ep provider.Endpoint, path, body string) *cache.Entry {
 	t.Helper()
 	req := httptest.NewRequest("POST", path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer k")
@@ -28,7 +30,7 @@ func fetch(t *testing.T, fake http.Handler, p edge.Provider, endpoint, path, bod
 	if rec.Code != 200 {
 		t.Fatalf("fake: %d %s", rec.Code, rec.Body)
 	}
-	e := &cache.Entry{Provider: p, Endpoint: endpoint, Status: 200, ContentType: rec.Header().Get("Content-Type")}
+	e := &cache.Entry{Provider: f.Provider(), Endpoint: ep, Status: 200, ContentType: rec.Header().Get("Content-Type")}
 	b := rec.Body.Bytes()
 	if !strings.HasPrefix(e.ContentType, "text/event-stream") {
 		e.Body = b
@@ -36,7 +38,7 @@ func fetch(t *testing.T, fake http.Handler, p edge.Provider, endpoint, path, bod
 	}
 	e.Stream = true
 	rd := sse.NewReader(bytes.NewReader(b))
-	track := usage.NewStream(p, endpoint)
+	track := f.NewStream(ep)
 	for {
 		ev, err := rd.Next()
 		if err == io.EOF {
@@ -51,16 +53,16 @@ func fetch(t *testing.T, fake http.Handler, p edge.Provider, endpoint, path, bod
 }
 
 // usageOf is the usage the edge reads from an entry in its form.
-func usageOf(t *testing.T, e *cache.Entry) edge.Usage {
+func usageOf(t *testing.T, f provider.Format, e *cache.Entry) edge.Usage {
 	t.Helper()
 	if !e.Stream {
-		r, err := usage.Parse(e.Provider, e.Endpoint, e.Body)
+		r, err := f.ParseUsage(e.Endpoint, e.Body)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r.Usage
 	}
-	track := usage.NewStream(e.Provider, e.Endpoint)
+	track := f.NewStream(e.Endpoint)
 	rd := sse.NewReader(bytes.NewReader(e.Events))
 	for {
 		ev, err := rd.Next()
@@ -81,52 +83,54 @@ func usageOf(t *testing.T, e *cache.Entry) edge.Usage {
 func TestRenderFakeProviderAnswers(t *testing.T) {
 	fake := fakeprovider.New(fakeprovider.Options{})
 	cases := []struct {
-		name, endpoint, path string
-		p                    edge.Provider
-		body                 string
+		name     string
+		endpoint provider.Endpoint
+		path     string
+		f        provider.Format
+		body     string
 	}{
-		{"chat text", usage.ChatCompletions, fakeprovider.PathChatCompletions, edge.OpenAI, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"render me"}]}`},
-		{"chat tool", usage.ChatCompletions, fakeprovider.PathChatCompletions, edge.OpenAI, `{"model":"gpt-4o","messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"get_weather"}}]}`},
-		{"responses text", usage.Responses, fakeprovider.PathResponses, edge.OpenAI, `{"model":"gpt-4.1","input":"render me"}`},
-		{"responses tool", usage.Responses, fakeprovider.PathResponses, edge.OpenAI, `{"model":"gpt-4.1","input":"weather","tools":[{"type":"function","name":"get_weather","parameters":{}}]}`},
-		{"messages text", usage.Messages, fakeprovider.PathMessages, edge.Anthropic, `{"model":"claude-haiku-4-5","max_tokens":32,"messages":[{"role":"user","content":"render me"}]}`},
-		{"messages tool", usage.Messages, fakeprovider.PathMessages, edge.Anthropic, `{"model":"claude-haiku-4-5","max_tokens":32,"messages":[{"role":"user","content":"weather"}],"tools":[{"name":"lookup","input_schema":{"type":"object"}}]}`},
+		{"chat text", openai.ChatCompletions, fakeprovider.PathChatCompletions, openai.Format{}, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"render me"}]}`},
+		{"chat tool", openai.ChatCompletions, fakeprovider.PathChatCompletions, openai.Format{}, `{"model":"gpt-4o","messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"get_weather"}}]}`},
+		{"responses text", openai.Responses, fakeprovider.PathResponses, openai.Format{}, `{"model":"gpt-4.1","input":"render me"}`},
+		{"responses tool", openai.Responses, fakeprovider.PathResponses, openai.Format{}, `{"model":"gpt-4.1","input":"weather","tools":[{"type":"function","name":"get_weather","parameters":{}}]}`},
+		{"messages text", anthropic.Messages, fakeprovider.PathMessages, anthropic.Format{}, `{"model":"claude-haiku-4-5","max_tokens":32,"messages":[{"role":"user","content":"render me"}]}`},
+		{"messages tool", anthropic.Messages, fakeprovider.PathMessages, anthropic.Format{}, `{"model":"claude-haiku-4-5","max_tokens":32,"messages":[{"role":"user","content":"weather"}],"tools":[{"name":"lookup","input_schema":{"type":"object"}}]}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			streamBody := c.body[:len(c.body)-1] + `,"stream":true}`
-			if c.endpoint == usage.ChatCompletions {
+			if c.endpoint == openai.ChatCompletions {
 				streamBody = c.body[:len(c.body)-1] + `,"stream":true,"stream_options":{"include_usage":true}}`
 			}
-			js := fetch(t, fake, c.p, c.endpoint, c.path, c.body)
-			st := fetch(t, fake, c.p, c.endpoint, c.path, streamBody)
-			if !st.Complete() {
+			js := fetch(t, fake, c.f, c.endpoint, c.path, c.body)
+			st := fetch(t, fake, c.f, c.endpoint, c.path, streamBody)
+			if !st.Complete(c.f) {
 				t.Fatal("the fake's stream is not complete")
 			}
 
-			asJSON, err := cache.Render(st, false)
+			asJSON, err := cache.Render(c.f, st, false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := compareJSON(t, js.Body, asJSON.Body); diff != "" {
 				t.Fatalf("stream rendered as JSON differs: %s\nwant %s\ngot  %s", diff, js.Body, asJSON.Body)
 			}
-			if got, want := usageOf(t, asJSON), usageOf(t, js); got != want {
+			if got, want := usageOf(t, c.f, asJSON), usageOf(t, c.f, js); got != want {
 				t.Fatalf("usage %+v, want %+v", got, want)
 			}
 
-			asStream, err := cache.Render(js, true)
+			asStream, err := cache.Render(c.f, js, true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !asStream.Complete() {
+			if !asStream.Complete(c.f) {
 				t.Fatal("rendered stream is not complete")
 			}
-			if got, want := usageOf(t, asStream), usageOf(t, st); got != want {
+			if got, want := usageOf(t, c.f, asStream), usageOf(t, c.f, st); got != want {
 				t.Fatalf("stream usage %+v, want %+v", got, want)
 			}
 			// And back: the rendered stream collapses to the same JSON.
-			back, err := cache.Render(asStream, false)
+			back, err := cache.Render(c.f, asStream, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -186,19 +190,19 @@ func FuzzRender(f *testing.F) {
 	f.Add(uint8(4), []byte(`{"content":[{"type":"tool_use","id":"t","name":"n","input":{"a":1}}],"stop_reason":"tool_use","usage":{}}`))
 	f.Add(uint8(5), []byte("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\"}}\n\nevent: message_stop\ndata: {}\n\n"))
 	kinds := []struct {
-		p        edge.Provider
-		endpoint string
-	}{{edge.OpenAI, usage.ChatCompletions}, {edge.OpenAI, usage.Responses}, {edge.Anthropic, usage.Messages}}
+		f        provider.Format
+		endpoint provider.Endpoint
+	}{{openai.Format{}, openai.ChatCompletions}, {openai.Format{}, openai.Responses}, {anthropic.Format{}, anthropic.Messages}}
 	f.Fuzz(func(t *testing.T, kind uint8, b []byte) {
 		k := kinds[int(kind/2)%len(kinds)]
-		e := &cache.Entry{Provider: k.p, Endpoint: k.endpoint, Status: 200}
+		e := &cache.Entry{Provider: k.f.Provider(), Endpoint: k.endpoint, Status: 200}
 		if kind%2 == 1 {
 			e.Stream = true
 			e.AddEvent(b, false)
 		} else {
 			e.Body = b
 		}
-		out, err := cache.Render(e, !e.Stream)
+		out, err := cache.Render(k.f, e, !e.Stream)
 		if err == nil && out.Stream == e.Stream {
 			t.Fatal("rendered in the same form")
 		}

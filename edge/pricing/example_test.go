@@ -3,9 +3,8 @@ package pricing_test
 import (
 	"fmt"
 
-	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/pricing"
-	"github.com/persiv/codex/edge/usage"
+	"github.com/persiv/codex/edge/provider/anthropic"
 )
 
 func ExampleTable_CostResult() {
@@ -13,7 +12,7 @@ func ExampleTable_CostResult() {
 		"content":[],"stop_reason":"end_turn","usage":{"input_tokens":21,"cache_creation_input_tokens":2051,
 		"cache_read_input_tokens":12000,"cache_creation":{"ephemeral_5m_input_tokens":2051,"ephemeral_1h_input_tokens":0},
 		"output_tokens":393,"service_tier":"standard"}}`)
-	r, err := usage.Parse(edge.Anthropic, usage.Messages, body)
+	r, err := anthropic.Format{}.ParseUsage(anthropic.Messages, body)
 	if err != nil {
 		panic(err)
 	}
@@ -21,7 +20,7 @@ func ExampleTable_CostResult() {
 	if err != nil {
 		panic(err)
 	}
-	nano, known := table.CostResult(edge.Anthropic, usage.Messages, r)
+	nano, known := table.CostResult(anthropic.Format{}, anthropic.Messages, r)
 	fmt.Println(r.Model, r.Usage.Input.N, r.Usage.CachedInput.N, r.Usage.CacheWrite.N, r.Usage.Output.N)
 	fmt.Println(nano, known)
 	// Output:

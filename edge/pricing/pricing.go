@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/provider"
 	"github.com/persiv/codex/edge/usage"
 )
 
@@ -194,66 +195,49 @@ func isDate(y, m, d string) bool {
 	return mm >= 1 && mm <= 12 && dd >= 1 && dd <= 31
 }
 
-// Cost prices u, the usage of one request of provider to endpoint served by
-// model, in nano-USD. The models list and count_tokens cost 0, known. Every
-// cache write in u is priced at the 5-minute rate, since edge.Usage does not
-// say which were 1-hour writes: price a fresh answer with CostResult.
-func (t *Table) Cost(provider edge.Provider, endpoint, model string, u edge.Usage) (nanoUSD int64, known bool) {
-	return t.cost(provider, endpoint, model, u, edge.Count{}, false)
+// Biller is what pricing needs to know of a provider's format (see
+// provider.Format): how an endpoint bills, and which service tier the list
+// prices are for.
+type Biller interface {
+	Provider() edge.Provider
+	Billing(ep provider.Endpoint) provider.Billing
+	StandardTier(tier string) bool
+}
+
+// Cost prices usage of a model at an endpoint of b's provider. The cost is
+// unknown when the endpoint bills in a way the table does not cover, the
+// model is not in the table, or a count the price needs is unknown. It
+// cannot tell 1-hour cache writes apart, since edge.Usage does not say
+// which were 1-hour writes: price a fresh answer with CostResult.
+func (t *Table) Cost(b Biller, ep provider.Endpoint, model string, u edge.Usage) (nanoUSD int64, known bool) {
+	return t.cost(b, ep, model, u, edge.Count{}, false)
 }
 
 // CostResult prices an answer as package usage read it, with what
 // edge.Usage cannot hold: the 1-hour share of cache writes, the service tier
 // and charges tokens do not cover. The cost is unknown when the answer was
-// served on a tier other than the standard one (OpenAI "default", Anthropic
-// "standard") or at Anthropic's fast speed, since the table holds standard
-// list prices, or when r.Unpriced is set. r.Model must name the served
-// model; a caller whose answer named none sets the requested model.
-func (t *Table) CostResult(provider edge.Provider, endpoint string, r usage.Result) (nanoUSD int64, known bool) {
-	if free(provider, endpoint) {
+// served on a tier other than the standard one, or at Anthropic's fast
+// speed, since the table holds standard list prices, or when r.Unpriced is
+// set. r.Model must name the served model; a caller whose answer named none
+// sets the requested model.
+func (t *Table) CostResult(b Biller, ep provider.Endpoint, r usage.Result) (nanoUSD int64, known bool) {
+	if b.Billing(ep) == provider.Free {
 		return 0, true
 	}
-	if r.Unpriced != "" || !standardTier(provider, r.ServiceTier) || (r.Speed != "" && r.Speed != "standard") {
+	if r.Unpriced != "" || !b.StandardTier(r.ServiceTier) || (r.Speed != "" && r.Speed != "standard") {
 		return 0, false
 	}
-	return t.cost(provider, endpoint, r.Model, r.Usage, r.CacheWrite1h, true)
+	return t.cost(b, ep, r.Model, r.Usage, r.CacheWrite1h, true)
 }
 
-func standardTier(p edge.Provider, tier string) bool {
-	switch p {
-	case edge.OpenAI:
-		return tier == "" || tier == "default"
-	case edge.Anthropic:
-		return tier == "" || tier == "standard"
-	}
-	return false
-}
-
-// free reports whether the endpoint bills nothing.
-func free(p edge.Provider, endpoint string) bool {
-	return (p == edge.OpenAI && endpoint == usage.Models) ||
-		(p == edge.Anthropic && endpoint == usage.CountTokens)
-}
-
-// billed reports whether the endpoint is one the provider bills tokens on.
-func billed(p edge.Provider, endpoint string) bool {
-	switch p {
-	case edge.OpenAI:
-		return endpoint == usage.ChatCompletions || endpoint == usage.Responses || endpoint == usage.Embeddings
-	case edge.Anthropic:
-		return endpoint == usage.Messages
-	}
-	return false
-}
-
-func (t *Table) cost(p edge.Provider, endpoint, model string, u edge.Usage, write1h edge.Count, split1h bool) (int64, bool) {
-	if free(p, endpoint) {
+func (t *Table) cost(b Biller, ep provider.Endpoint, model string, u edge.Usage, write1h edge.Count, split1h bool) (int64, bool) {
+	switch b.Billing(ep) {
+	case provider.Free:
 		return 0, true
-	}
-	if !billed(p, endpoint) {
+	case provider.Unbilled:
 		return 0, false
 	}
-	_, price, ok := t.Lookup(p, model)
+	_, price, ok := t.Lookup(b.Provider(), model)
 	if !ok {
 		return 0, false
 	}

@@ -8,8 +8,18 @@ import (
 	"testing"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/provider"
+	"github.com/persiv/codex/edge/provider/anthropic"
+	"github.com/persiv/codex/edge/provider/openai"
 	"github.com/persiv/codex/edge/usage"
 )
+
+func format(p edge.Provider) provider.Format {
+	if p == edge.Anthropic {
+		return anthropic.Format{}
+	}
+	return openai.Format{}
+}
 
 var unknown = edge.Count{}
 
@@ -133,84 +143,84 @@ func TestCost(t *testing.T) {
 	tests := []struct {
 		name     string
 		p        edge.Provider
-		endpoint string
+		endpoint provider.Endpoint
 		model    string
 		u        edge.Usage
 		want     int64
 		known    bool
 	}{
 		// 86×2.50 + 1920×1.25 + 300×10.00 = 5615 USD per million tokens.
-		{"openai cached chat", edge.OpenAI, usage.ChatCompletions, "gpt-4o-2024-08-06",
+		{"openai cached chat", edge.OpenAI, openai.ChatCompletions, "gpt-4o-2024-08-06",
 			edge.Usage{Input: k(86), CachedInput: k(1920), Output: k(300), Reasoning: k(0)}, 5_615_000, true},
 		// Reasoning is inside Output: not added again.
-		{"openai reasoning", edge.OpenAI, usage.Responses, "o3-mini-2025-01-31",
+		{"openai reasoning", edge.OpenAI, openai.Responses, "o3-mini-2025-01-31",
 			edge.Usage{Input: k(1000), CachedInput: k(0), Output: k(500), Reasoning: k(400)}, 1000*1_100 + 500*4_400, true},
 		// 1000×0.15 + 100×0.60 = 210; as gpt-4o it would be 3500.
-		{"gpt-4o-mini snapshot is not gpt-4o", edge.OpenAI, usage.ChatCompletions, "gpt-4o-mini-2024-07-18",
+		{"gpt-4o-mini snapshot is not gpt-4o", edge.OpenAI, openai.ChatCompletions, "gpt-4o-mini-2024-07-18",
 			edge.Usage{Input: k(1000), CachedInput: k(0), Output: k(100)}, 210_000, true},
-		{"openai cached input unknown", edge.OpenAI, usage.ChatCompletions, "gpt-4o",
+		{"openai cached input unknown", edge.OpenAI, openai.ChatCompletions, "gpt-4o",
 			edge.Usage{Input: k(1000), Output: k(100)}, 0, false},
 		// A model without caching has no cached-input rate: the unknown
 		// count is no cost. 100×5 + 10×15 = 650.
-		{"model without caching", edge.OpenAI, usage.ChatCompletions, "gpt-4o-2024-05-13",
+		{"model without caching", edge.OpenAI, openai.ChatCompletions, "gpt-4o-2024-05-13",
 			edge.Usage{Input: k(100), Output: k(10)}, 650_000, true},
-		{"model without caching reporting cached tokens", edge.OpenAI, usage.ChatCompletions, "gpt-4o-2024-05-13",
+		{"model without caching reporting cached tokens", edge.OpenAI, openai.ChatCompletions, "gpt-4o-2024-05-13",
 			edge.Usage{Input: k(100), CachedInput: k(50), Output: k(10)}, 0, false},
 		// Cache writes of a model without a write rate bill as input:
 		// 200×1.25 + 2000×0.125 + 400×1.25 + 10×10 = 1100.
-		{"openai cache writes without a write rate", edge.OpenAI, usage.Responses, "gpt-5",
+		{"openai cache writes without a write rate", edge.OpenAI, openai.Responses, "gpt-5",
 			edge.Usage{Input: k(200), CachedInput: k(2000), CacheWrite: k(400), Output: k(10)}, 1_100_000, true},
-		{"openai output unknown", edge.OpenAI, usage.ChatCompletions, "gpt-4o",
+		{"openai output unknown", edge.OpenAI, openai.ChatCompletions, "gpt-4o",
 			edge.Usage{Input: k(10), CachedInput: k(0)}, 0, false},
-		{"openai input unknown", edge.OpenAI, usage.ChatCompletions, "gpt-4o",
+		{"openai input unknown", edge.OpenAI, openai.ChatCompletions, "gpt-4o",
 			edge.Usage{CachedInput: k(0), Output: k(10)}, 0, false},
 		// 8 × 0.02 USD per million = 160 nano-USD.
-		{"embeddings", edge.OpenAI, usage.Embeddings, "text-embedding-3-small",
+		{"embeddings", edge.OpenAI, openai.Embeddings, "text-embedding-3-small",
 			edge.Usage{Input: k(8)}, 160, true},
-		{"embeddings large", edge.OpenAI, usage.Embeddings, "text-embedding-3-large",
+		{"embeddings large", edge.OpenAI, openai.Embeddings, "text-embedding-3-large",
 			edge.Usage{Input: k(1_000_000)}, 130_000_000, true},
-		{"embeddings with a chat model", edge.OpenAI, usage.Embeddings, "gpt-4o",
+		{"embeddings with a chat model", edge.OpenAI, openai.Embeddings, "gpt-4o",
 			edge.Usage{Input: k(8)}, 0, false},
 		// 21×3 + 12000×0.30 + 2051×3.75 + 393×15 = 17249.25.
-		{"anthropic cache writes and reads", edge.Anthropic, usage.Messages, "claude-sonnet-4-5-20250929",
+		{"anthropic cache writes and reads", edge.Anthropic, anthropic.Messages, "claude-sonnet-4-5-20250929",
 			edge.Usage{Input: k(21), CachedInput: k(12000), CacheWrite: k(2051), Output: k(393)}, 17_249_250, true},
 		// 10×15 + 5×1.50 + 20×18.75 + 7×75 = 1057.5.
-		{"anthropic opus 4.1", edge.Anthropic, usage.Messages, "claude-opus-4-1-20250805",
+		{"anthropic opus 4.1", edge.Anthropic, anthropic.Messages, "claude-opus-4-1-20250805",
 			edge.Usage{Input: k(10), CachedInput: k(5), CacheWrite: k(20), Output: k(7), Reasoning: k(3)}, 1_057_500, true},
-		{"anthropic cache write unknown", edge.Anthropic, usage.Messages, "claude-3-haiku-20240307",
+		{"anthropic cache write unknown", edge.Anthropic, anthropic.Messages, "claude-3-haiku-20240307",
 			edge.Usage{Input: k(10), CachedInput: k(0), Output: k(25)}, 0, false},
-		{"anthropic cache read unknown", edge.Anthropic, usage.Messages, "claude-3-haiku-20240307",
+		{"anthropic cache read unknown", edge.Anthropic, anthropic.Messages, "claude-3-haiku-20240307",
 			edge.Usage{Input: k(10), CacheWrite: k(0), Output: k(25)}, 0, false},
-		{"anthropic output unknown (stream cut)", edge.Anthropic, usage.Messages, "claude-haiku-4-5",
+		{"anthropic output unknown (stream cut)", edge.Anthropic, anthropic.Messages, "claude-haiku-4-5",
 			edge.Usage{Input: k(10), CachedInput: k(0), CacheWrite: k(0)}, 0, false},
 		// Long context: 150000+40000+20000 > 200000, so
 		// 150000×6 + 40000×0.60 + 20000×7.50 + 1000×22.50 = 1096500.
-		{"anthropic long context", edge.Anthropic, usage.Messages, "claude-sonnet-4-20250514",
+		{"anthropic long context", edge.Anthropic, anthropic.Messages, "claude-sonnet-4-20250514",
 			edge.Usage{Input: k(150000), CachedInput: k(40000), CacheWrite: k(20000), Output: k(1000)}, 1_096_500_000, true},
 		// Exactly 200000: base rates. 140000×3 + 40000×0.30 + 20000×3.75 + 1000×15 = 522000.
-		{"anthropic at the long-context threshold", edge.Anthropic, usage.Messages, "claude-sonnet-4-5",
+		{"anthropic at the long-context threshold", edge.Anthropic, anthropic.Messages, "claude-sonnet-4-5",
 			edge.Usage{Input: k(140000), CachedInput: k(40000), CacheWrite: k(20000), Output: k(1000)}, 522_000_000, true},
-		{"long context undecidable", edge.Anthropic, usage.Messages, "claude-sonnet-4-5",
+		{"long context undecidable", edge.Anthropic, anthropic.Messages, "claude-sonnet-4-5",
 			edge.Usage{Input: k(140000), CacheWrite: k(20000), Output: k(1000)}, 0, false},
-		{"unknown model", edge.OpenAI, usage.ChatCompletions, "gpt-4o-audio-preview",
+		{"unknown model", edge.OpenAI, openai.ChatCompletions, "gpt-4o-audio-preview",
 			edge.Usage{Input: k(10), CachedInput: k(0), Output: k(10)}, 0, false},
-		{"empty model", edge.Anthropic, usage.Messages, "",
+		{"empty model", edge.Anthropic, anthropic.Messages, "",
 			edge.Usage{Input: k(10), CachedInput: k(0), CacheWrite: k(0), Output: k(10)}, 0, false},
-		{"models list is free", edge.OpenAI, usage.Models, "", edge.Usage{}, 0, true},
-		{"count_tokens is free", edge.Anthropic, usage.CountTokens, "claude-unknown", edge.Usage{}, 0, true},
-		{"count_tokens on openai", edge.OpenAI, usage.CountTokens, "gpt-4o", edge.Usage{Input: k(1)}, 0, false},
-		{"messages on openai", edge.OpenAI, usage.Messages, "gpt-4o",
+		{"models list is free", edge.OpenAI, openai.Models, "", edge.Usage{}, 0, true},
+		{"count_tokens is free", edge.Anthropic, anthropic.CountTokens, "claude-unknown", edge.Usage{}, 0, true},
+		{"count_tokens on openai", edge.OpenAI, anthropic.CountTokens, "gpt-4o", edge.Usage{Input: k(1)}, 0, false},
+		{"messages on openai", edge.OpenAI, anthropic.Messages, "gpt-4o",
 			edge.Usage{Input: k(10), CachedInput: k(0), Output: k(10)}, 0, false},
 		{"unknown endpoint", edge.OpenAI, "completions", "gpt-4o",
 			edge.Usage{Input: k(10), CachedInput: k(0), Output: k(10)}, 0, false},
-		{"zero usage", edge.OpenAI, usage.ChatCompletions, "gpt-4o",
+		{"zero usage", edge.OpenAI, openai.ChatCompletions, "gpt-4o",
 			edge.Usage{Input: k(0), CachedInput: k(0), Output: k(0)}, 0, true},
-		{"overflow is unknown", edge.Anthropic, usage.Messages, "claude-opus-4-1",
+		{"overflow is unknown", edge.Anthropic, anthropic.Messages, "claude-opus-4-1",
 			edge.Usage{Input: k(1 << 62), CachedInput: k(0), CacheWrite: k(0), Output: k(1 << 62)}, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, known := tab.Cost(tt.p, tt.endpoint, tt.model, tt.u)
+			got, known := tab.Cost(format(tt.p), tt.endpoint, tt.model, tt.u)
 			if got != tt.want || known != tt.known {
 				t.Errorf("Cost = %d, %v; want %d, %v", got, known, tt.want, tt.known)
 			}
@@ -224,40 +234,40 @@ func TestCostResult(t *testing.T) {
 	tests := []struct {
 		name     string
 		p        edge.Provider
-		endpoint string
+		endpoint provider.Endpoint
 		r        usage.Result
 		want     int64
 		known    bool
 	}{
 		// 21×3 + 12000×0.30 + 1051×3.75 + 1000×6 + 393×15 = 19499.25.
-		{"1-hour writes at their rate", edge.Anthropic, usage.Messages,
+		{"1-hour writes at their rate", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-sonnet-4-5-20250929", Usage: sonnet, CacheWrite1h: k(1000), ServiceTier: "standard"}, 19_499_250, true},
-		{"5-minute writes only", edge.Anthropic, usage.Messages,
+		{"5-minute writes only", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-sonnet-4-5-20250929", Usage: sonnet, CacheWrite1h: k(0)}, 17_249_250, true},
-		{"1-hour share unknown", edge.Anthropic, usage.Messages,
+		{"1-hour share unknown", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-sonnet-4-5-20250929", Usage: sonnet}, 0, false},
-		{"1-hour share unknown, no writes", edge.Anthropic, usage.Messages,
+		{"1-hour share unknown, no writes", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-haiku-4-5", Usage: edge.Usage{Input: k(10), CachedInput: k(0), CacheWrite: k(0), Output: k(2)}},
 			10*1_000 + 2*5_000, true},
-		{"1-hour writes on a model without the rate", edge.Anthropic, usage.Messages,
+		{"1-hour writes on a model without the rate", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-no-1h", Usage: sonnet, CacheWrite1h: k(1)}, 0, false},
-		{"batch tier", edge.Anthropic, usage.Messages,
+		{"batch tier", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-sonnet-4-5", Usage: sonnet, CacheWrite1h: k(0), ServiceTier: "batch"}, 0, false},
-		{"fast speed", edge.Anthropic, usage.Messages,
+		{"fast speed", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-opus-4-5", Usage: sonnet, CacheWrite1h: k(0), Speed: "fast"}, 0, false},
-		{"server tools", edge.Anthropic, usage.Messages,
+		{"server tools", edge.Anthropic, anthropic.Messages,
 			usage.Result{Model: "claude-sonnet-4-5", Usage: sonnet, CacheWrite1h: k(0), Unpriced: usage.UnpricedToolCalls}, 0, false},
-		{"openai default tier", edge.OpenAI, usage.ChatCompletions,
+		{"openai default tier", edge.OpenAI, openai.ChatCompletions,
 			usage.Result{Model: "gpt-4o", ServiceTier: "default", Usage: edge.Usage{Input: k(86), CachedInput: k(1920), Output: k(300)}}, 5_615_000, true},
-		{"openai flex tier", edge.OpenAI, usage.Responses,
+		{"openai flex tier", edge.OpenAI, openai.Responses,
 			usage.Result{Model: "o3", ServiceTier: "flex", Usage: edge.Usage{Input: k(86), CachedInput: k(0), Output: k(300)}}, 0, false},
-		{"openai priority tier", edge.OpenAI, usage.Responses,
+		{"openai priority tier", edge.OpenAI, openai.Responses,
 			usage.Result{Model: "gpt-5", ServiceTier: "priority", Usage: edge.Usage{Input: k(86), CachedInput: k(0), Output: k(300)}}, 0, false},
-		{"count_tokens", edge.Anthropic, usage.CountTokens, usage.Result{}, 0, true},
+		{"count_tokens", edge.Anthropic, anthropic.CountTokens, usage.Result{}, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, known := tab.CostResult(tt.p, tt.endpoint, tt.r)
+			got, known := tab.CostResult(format(tt.p), tt.endpoint, tt.r)
 			if got != tt.want || known != tt.known {
 				t.Errorf("CostResult = %d, %v; want %d, %v", got, known, tt.want, tt.known)
 			}
@@ -272,11 +282,11 @@ func TestCostRoundsOnceAtTheEnd(t *testing.T) {
 	tab := mustLoad(t, `{"providers":{"openai":{"tiny":{"input":"0.0000004","cached_input":"0.0000004","cache_write":"0.0000004","output":"0.0000004"},
 		"half":{"input":"0.0000005"}}}}`)
 	u := edge.Usage{Input: k(1000), CachedInput: k(1000), CacheWrite: k(1000), Output: k(1000)}
-	if got, known := tab.Cost(edge.OpenAI, usage.ChatCompletions, "tiny", u); got != 2 || !known {
+	if got, known := tab.Cost(openai.Format{}, openai.ChatCompletions, "tiny", u); got != 2 || !known {
 		t.Errorf("Cost = %d, %v; want 2, true", got, known)
 	}
 	for _, tt := range []struct{ n, want int64 }{{999, 0}, {1000, 1}, {2999, 1}, {3000, 2}} {
-		got, known := tab.Cost(edge.OpenAI, usage.Embeddings, "half", edge.Usage{Input: k(tt.n)})
+		got, known := tab.Cost(openai.Format{}, openai.Embeddings, "half", edge.Usage{Input: k(tt.n)})
 		if got != tt.want || !known {
 			t.Errorf("%d tokens at 0.0000005: Cost = %d, %v; want %d (halves round up)", tt.n, got, known, tt.want)
 		}
@@ -318,9 +328,9 @@ func TestOverride(t *testing.T) {
 		// no 1-hour rate. 300000×3 = 900000.
 		{edge.Anthropic, "claude-sonnet-4-5", edge.Usage{Input: k(300000), CachedInput: k(0), CacheWrite: k(0), Output: k(0)}, 900_000_000, true},
 	} {
-		got, known := tab.Cost(tt.p, usage.Responses, tt.model, tt.u)
+		got, known := tab.Cost(format(tt.p), openai.Responses, tt.model, tt.u)
 		if tt.p == edge.Anthropic {
-			got, known = tab.Cost(tt.p, usage.Messages, tt.model, tt.u)
+			got, known = tab.Cost(format(tt.p), anthropic.Messages, tt.model, tt.u)
 		}
 		if got != tt.want || known != tt.known {
 			t.Errorf("%s: Cost = %d, %v; want %d, %v", tt.model, got, known, tt.want, tt.known)
@@ -344,7 +354,7 @@ func TestLoadFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, known := tab.Cost(edge.OpenAI, usage.ChatCompletions, "my-finetune", edge.Usage{Input: k(1), Output: k(1)}); got != 15_000 || !known {
+	if got, known := tab.Cost(openai.Format{}, openai.ChatCompletions, "my-finetune", edge.Usage{Input: k(1), Output: k(1)}); got != 15_000 || !known {
 		t.Errorf("Cost = %d, %v", got, known)
 	}
 	if _, err := LoadFile(filepath.Join(t.TempDir(), "missing.json")); err == nil {
@@ -452,7 +462,11 @@ func FuzzLoad(f *testing.F) {
 				if !pr.Input.Set || pr.Input.NanoUSDPerMTok < 0 {
 					t.Fatalf("%s %s: loaded without a valid input rate", p, name)
 				}
-				tab.Cost(p, usage.ChatCompletions, name, edge.Usage{Input: k(1 << 40), CachedInput: k(7), CacheWrite: k(3), Output: k(1 << 40)})
+				ep := openai.ChatCompletions
+				if p == edge.Anthropic {
+					ep = anthropic.Messages
+				}
+				tab.Cost(format(p), ep, name, edge.Usage{Input: k(1 << 40), CachedInput: k(7), CacheWrite: k(3), Output: k(1 << 40)})
 			}
 		}
 	})
@@ -467,7 +481,7 @@ func BenchmarkCostResult(b *testing.B) {
 		Usage: edge.Usage{Input: k(21), CachedInput: k(12000), CacheWrite: k(2051), Output: k(393)}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, known := tab.CostResult(edge.Anthropic, usage.Messages, r); !known {
+		if _, known := tab.CostResult(anthropic.Format{}, anthropic.Messages, r); !known {
 			b.Fatal("unknown")
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/coalesce"
-	"github.com/persiv/codex/edge/usage"
 )
 
 const headerCacheTTL = "x-codex-cache-ttl"
@@ -60,14 +59,6 @@ type hitResult struct {
 	costKnown bool
 }
 
-func cacheable(endpoint string) bool {
-	switch endpoint {
-	case usage.ChatCompletions, usage.Responses, usage.Embeddings, usage.Messages:
-		return true
-	}
-	return false
-}
-
 func form(stream bool) string {
 	if stream {
 		return "stream"
@@ -78,15 +69,15 @@ func form(stream bool) string {
 // planCache reads the request's cache controls into x.cache.
 func (p *Proxy) planCache(r *http.Request, x *exchange) error {
 	co := &p.opts.Cache
-	if co.Cache == nil || !cacheable(x.rt.endpoint) || x.rec.Fingerprint == "" {
+	if co.Cache == nil || !x.f.Cacheable(x.ep) || x.rec.Fingerprint == "" {
 		return nil
 	}
 	ttl := co.TTL
 	if v := r.Header.Get(headerCacheTTL); v != "" {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		if err != nil || n <= 0 || time.Duration(n)*time.Second > co.MaxTTL {
-			return &apiError{status: 400, code: "invalid_cache_ttl",
-				message: "Invalid x-codex-cache-ttl: give a whole number of seconds from 1 to " + strconv.FormatInt(int64(co.MaxTTL/time.Second), 10) + "."}
+			return &edge.Error{Status: 400, Code: "invalid_cache_ttl",
+				Message: "Invalid x-codex-cache-ttl: give a whole number of seconds from 1 to " + strconv.FormatInt(int64(co.MaxTTL/time.Second), 10) + "."}
 		}
 		ttl = time.Duration(n) * time.Second
 	}
@@ -175,7 +166,7 @@ func (p *Proxy) serveCached(c echo.Context, x *exchange) (served bool, err error
 		ctx := c.Request().Context()
 		e, err := p.opts.Cache.Cache.Get(ctx, x.key.OrgID, cs.record)
 		if err == nil {
-			out, rerr := cache.Render(e, x.stream)
+			out, rerr := cache.Render(x.f, e, x.stream)
 			if rerr != nil {
 				// Cached in the other form and not renderable in this
 				// one: this form keeps its own entry.
@@ -291,7 +282,7 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 		}
 	}
 	if v.Err != nil && (!v.Started || !x.stream || !v.Entry.Stream) {
-		if ae := (*apiError)(nil); errors.As(v.Err, &ae) {
+		if ae := (*edge.Error)(nil); errors.As(v.Err, &ae) {
 			return true, ae
 		}
 		return false, nil
@@ -302,7 +293,7 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 			if e.Status >= 300 {
 				return false, nil // a provider error: this form asks itself
 			}
-			out, err := cache.Render(e, x.stream)
+			out, err := cache.Render(x.f, e, x.stream)
 			if err != nil {
 				x.cache.record = x.rec.Fingerprint + "/" + form(x.stream)
 				return false, nil
@@ -335,7 +326,7 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 		if v.Done {
 			break
 		}
-		if !sentAll && n > 0 && cache.FinalEvent(x.provider, x.rt.endpoint, v.Entry.Event(n-1)) {
+		if !sentAll && n > 0 && cache.FinalEvent(x.f, x.ep, v.Entry.Event(n-1)) {
 			// The client has the whole answer and may hang up now; the
 			// leader is about to finish, and its usage is what this hit
 			// is accounted with.
@@ -352,7 +343,7 @@ func (p *Proxy) follow(c echo.Context, x *exchange, f *coalesce.Flight) (bool, e
 	if v.Err != nil {
 		ae := errUnreach
 		errors.As(v.Err, &ae)
-		x.rec.Status = ae.status
+		x.rec.Status = ae.Status
 		p.writeStreamError(c, x, ae)
 		return true, nil
 	}
@@ -377,10 +368,10 @@ func (p *Proxy) finishFlight(x *exchange, status int, body []byte) {
 	res := hitResult{usage: x.rec.Usage, model: x.rec.Model, cost: x.rec.CostNanoUSD, costKnown: x.rec.CostKnown}
 	store := x.cache.store && status >= 200 && status < 300
 	f.Finish(body, res, func(e *cache.Entry) {
-		e.Provider, e.Endpoint = x.provider, x.rt.endpoint
+		e.Provider, e.Endpoint = x.f.Provider(), x.ep
 		e.Model, e.Usage, e.CostNanoUSD, e.CostKnown = res.model, res.usage, res.cost, res.costKnown
 		e.Created = time.Now().Unix()
-		if e.Size() > p.opts.Cache.MaxEntryBytes || (e.Stream && !e.Complete()) {
+		if e.Size() > p.opts.Cache.MaxEntryBytes || (e.Stream && !e.Complete(x.f)) {
 			store = false
 		}
 	})

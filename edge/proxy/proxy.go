@@ -8,7 +8,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -24,9 +23,12 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
-	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/coalesce"
 	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/pricing"
+	"github.com/persiv/codex/edge/provider"
+	"github.com/persiv/codex/edge/provider/anthropic"
+	"github.com/persiv/codex/edge/provider/openai"
 	"github.com/persiv/codex/edge/sse"
 	"github.com/persiv/codex/edge/usage"
 )
@@ -48,7 +50,7 @@ type Sink interface {
 
 // Pricer prices a response's usage.
 type Pricer interface {
-	CostResult(p edge.Provider, endpoint string, r usage.Result) (nanoUSD int64, known bool)
+	CostResult(b pricing.Biller, ep provider.Endpoint, r usage.Result) (nanoUSD int64, known bool)
 }
 
 // Options configure a Proxy. Zero durations and sizes take the DESIGN §8
@@ -65,8 +67,11 @@ type Options struct {
 	// MaxEventBytes bounds one SSE event; default 4 MiB.
 	MaxEventBytes int
 	Transport     http.RoundTripper // default: a tuned *http.Transport
-	Logger        *slog.Logger
-	Metrics       *Metrics
+	// Formats are the provider wire formats served, the first the default
+	// for requests no format owns; default OpenAI then Anthropic.
+	Formats provider.Formats
+	Logger  *slog.Logger
+	Metrics *Metrics
 	// Cache is the response cache and request coalescing; off when
 	// Cache.Cache is nil.
 	Cache CacheOptions
@@ -74,13 +79,14 @@ type Options struct {
 
 // Proxy serves the provider-compatible routes.
 type Proxy struct {
-	keys   Resolver
-	sink   Sink
-	prices Pricer
-	opts   Options
-	rt     http.RoundTripper
-	bufs   sync.Pool // *bytes.Buffer: request bodies and captured answers
-	chunks sync.Pool // *[]byte: copy buffers for answers
+	formats provider.Formats
+	keys    Resolver
+	sink    Sink
+	prices  Pricer
+	opts    Options
+	rt      http.RoundTripper
+	bufs    sync.Pool // *bytes.Buffer: request bodies and captured answers
+	chunks  sync.Pool // *[]byte: copy buffers for answers
 	// flights are the identical requests in progress, by org and
 	// fingerprint.
 	flights coalesce.Group
@@ -88,6 +94,9 @@ type Proxy struct {
 
 // New returns a proxy; register its routes with Register.
 func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
+	if opts.Formats == nil {
+		opts.Formats = provider.Formats{openai.Format{}, anthropic.Format{}}
+	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = 10 * time.Second
 	}
@@ -125,10 +134,11 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 		opts.Cache.MaxEntryBytes = 4 << 20
 	}
 	return &Proxy{
-		keys:   keys,
-		sink:   sink,
-		prices: prices,
-		opts:   opts,
+		formats: opts.Formats,
+		keys:    keys,
+		sink:    sink,
+		prices:  prices,
+		opts:    opts,
 		// The transport is used directly, not through an http.Client: the
 		// edge follows no redirects, and sets no overall deadline (streams
 		// last long; the header and idle timeouts bound every wait).
@@ -155,38 +165,22 @@ func NewTransport(connect, header time.Duration) *http.Transport {
 	}
 }
 
-// route is one provider endpoint the edge serves.
-type route struct {
-	method   string
-	path     string
-	provider edge.Provider
-	endpoint string
-}
-
-var routes = []route{
-	{http.MethodPost, "/v1/chat/completions", edge.OpenAI, usage.ChatCompletions},
-	{http.MethodPost, "/v1/responses", edge.OpenAI, usage.Responses},
-	{http.MethodPost, "/v1/embeddings", edge.OpenAI, usage.Embeddings},
-	{http.MethodGet, "/v1/models", edge.OpenAI, usage.Models},
-	{http.MethodPost, "/v1/messages", edge.Anthropic, usage.Messages},
-	{http.MethodPost, "/v1/messages/count_tokens", edge.Anthropic, usage.CountTokens},
-}
-
-// Register adds the provider routes to e, and makes unknown routes answer
-// 404 in the provider's shape.
+// Register adds every format's routes to e, and makes unknown routes
+// answer 404 in the shape of the provider the request most likely came
+// from.
 func (p *Proxy) Register(e *echo.Echo) {
-	for _, rt := range routes {
-		e.Add(rt.method, rt.path, p.handler(rt))
+	for k, ms := range p.formats.Routes() {
+		e.Add(k[0], k[1], p.handler(ms))
 	}
 	e.RouteNotFound("/*", func(c echo.Context) error {
-		return writeError(c, providerForPath(c.Request()), errNotFound)
+		return writeError(c, p.formats.Owner(c.Request()), errNotFound)
 	})
 }
 
 // exchange is the state of one request on its way through the edge.
 type exchange struct {
-	rt        route
-	provider  edge.Provider
+	f         provider.Format
+	ep        provider.Endpoint
 	key       directory.Key
 	body      []byte
 	injected  bool // we added stream_options.include_usage for the client
@@ -197,27 +191,24 @@ type exchange struct {
 	cache     cacheState
 }
 
-func (p *Proxy) handler(rt route) echo.HandlerFunc {
+func (p *Proxy) handler(ms []provider.Match) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
-		x := exchange{rt: rt, provider: rt.provider}
-		// Anthropic's models API has OpenAI's path; its SDKs say who they are.
-		if rt.endpoint == usage.Models && c.Request().Header.Get("anthropic-version") != "" {
-			x.provider = edge.Anthropic
-		}
+		m := provider.Pick(ms, c.Request())
+		x := exchange{f: m.Format, ep: m.Route.Endpoint}
 		reqID := apikey.NewTimeID("req_", start)
 		c.Response().Header().Set(headerRequestID, reqID)
 		c.Response().Header().Set(headerCache, string(edge.CacheBypass))
-		x.rec = edge.RequestRecord{ID: reqID, Time: start.UTC(), Provider: x.provider, Endpoint: rt.endpoint, Cache: edge.CacheBypass}
+		x.rec = edge.RequestRecord{ID: reqID, Time: start.UTC(), Provider: x.f.Provider(), Endpoint: string(x.ep), Cache: edge.CacheBypass}
 
 		err := p.serve(c, &x)
 		if x.cache.flight != nil {
 			// The leader ended without an answer to share.
 			x.failFlight(err)
 		}
-		if ae := (*apiError)(nil); errors.As(err, &ae) {
-			x.rec.Status = ae.status
-			err = writeError(c, x.provider, ae)
+		if ae := (*edge.Error)(nil); errors.As(err, &ae) {
+			x.rec.Status = ae.Status
+			err = writeError(c, x.f, ae)
 		}
 		if x.rec.Status == 0 {
 			x.rec.Status = c.Response().Status
@@ -255,12 +246,12 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 	x.key = key
 	x.rec.OrgID, x.rec.KeyID = key.OrgID, key.ID
 
-	up, ok := key.Org.Upstream(x.provider)
+	up, ok := key.Org.Upstream(x.f.Provider())
 	if !ok {
-		return providerNotConfigured(x.provider)
+		return providerNotConfigured(x.f.Provider())
 	}
 	if up.Credential == "" {
-		return credentialUnavailable(x.provider)
+		return credentialUnavailable(x.f.Provider())
 	}
 
 	if r.Method == http.MethodPost {
@@ -271,7 +262,7 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 			return err
 		}
 		x.body = buf.Bytes()
-		sum, info, err := key.Org.Fingerprinter.Sum(string(x.provider), x.rt.endpoint, x.body)
+		sum, info, err := key.Org.Fingerprinter.Sum(string(x.f.Provider()), string(x.ep), x.body)
 		if err != nil {
 			return badJSON(err.Error())
 		}
@@ -279,12 +270,8 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 		x.rec.Model = info.Model
 		x.rec.Stream = info.Stream
 		x.stream = info.Stream
-		if x.stream && x.rt.endpoint == usage.ChatCompletions && !info.IncludeUsage {
-			x.body, err = requestUsage(x.body, info.HasStreamOptions)
-			if err != nil {
-				return badJSON(err.Error())
-			}
-			x.injected = true
+		if x.body, x.injected, err = x.f.Rewrite(x.ep, x.body, info); err != nil {
+			return badJSON(err.Error())
 		}
 		if err := p.planCache(r, x); err != nil {
 			return err
@@ -308,42 +295,12 @@ func (p *Proxy) readBody(r *http.Request, buf *bytes.Buffer) error {
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return &apiError{status: 400, code: "invalid_body", message: "Could not read the request body."}
+		return &edge.Error{Status: 400, Code: "invalid_body", Message: "Could not read the request body."}
 	}
 	if n > limit {
 		return errTooLarge
 	}
 	return nil
-}
-
-// requestUsage makes an OpenAI chat stream report its usage, which OpenAI
-// sends only when asked (stream_options.include_usage); the caller keeps the
-// extra usage chunk from the client, who did not ask for it.
-func requestUsage(body []byte, hasStreamOptions bool) ([]byte, error) {
-	if !hasStreamOptions {
-		// Common case: insert the option after the opening brace, leaving
-		// every byte the client sent as it was.
-		i := bytes.IndexByte(body, '{')
-		out := make([]byte, 0, len(body)+40)
-		out = append(out, body[:i+1]...)
-		out = append(out, `"stream_options":{"include_usage":true}`...)
-		if rest := bytes.TrimLeft(body[i+1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
-			out = append(out, ',')
-		}
-		return append(out, body[i+1:]...), nil
-	}
-	// The client set stream_options without include_usage: set it there.
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, err
-	}
-	var so map[string]json.RawMessage
-	if err := json.Unmarshal(doc["stream_options"], &so); err != nil {
-		return nil, err
-	}
-	so["include_usage"] = json.RawMessage("true")
-	doc["stream_options"], _ = json.Marshal(so)
-	return json.Marshal(doc)
 }
 
 // hopHeaders are removed in both directions (RFC 9110 §7.6.1), with
@@ -418,11 +375,7 @@ func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) erro
 	}
 	ureq.ContentLength = int64(len(x.body))
 	copyRequestHeaders(ureq.Header, r.Header)
-	if up.Provider == edge.Anthropic {
-		ureq.Header.Set("X-Api-Key", up.Credential)
-	} else {
-		ureq.Header.Set("Authorization", "Bearer "+up.Credential)
-	}
+	x.f.SetCredential(ureq.Header, up.Credential)
 
 	x.upStart = time.Now()
 	resp, err := p.rt.RoundTrip(ureq)
@@ -460,16 +413,16 @@ func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) erro
 func (p *Proxy) upstreamError(clientCtx context.Context, x *exchange, err error) error {
 	if clientCtx.Err() != nil {
 		x.rec.Status = statusClientClosed
-		p.opts.Metrics.upstreamError(x.provider, "client_closed")
+		p.opts.Metrics.upstreamError(x.f.Provider(), "client_closed")
 		return nil
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		p.opts.Metrics.upstreamError(x.provider, "timeout")
+		p.opts.Metrics.upstreamError(x.f.Provider(), "timeout")
 		return errTimeout
 	}
-	p.opts.Metrics.upstreamError(x.provider, "unreachable")
-	p.opts.Logger.Warn("provider unreachable", "provider", x.provider, "org", x.key.OrgID, "err", withoutURL(err))
+	p.opts.Metrics.upstreamError(x.f.Provider(), "unreachable")
+	p.opts.Logger.Warn("provider unreachable", "provider", x.f.Provider(), "org", x.key.OrgID, "err", withoutURL(err))
 	return errUnreach
 }
 
@@ -526,7 +479,7 @@ func (p *Proxy) copyBody(c echo.Context, x *exchange, resp *http.Response, rb io
 	x.upElapsed = time.Since(x.upStart)
 	if complete && resp.StatusCode < 300 {
 		// An answer that is not JSON leaves usage unknown, as it should.
-		res, _ := usage.Parse(x.provider, x.rt.endpoint, capture.Bytes())
+		res, _ := x.f.ParseUsage(x.ep, capture.Bytes())
 		p.account(x, res)
 	}
 	if x.cache.flight != nil {
@@ -545,20 +498,20 @@ func (p *Proxy) midResponseError(c echo.Context, x *exchange, idle *idleTimer, e
 	switch {
 	case idle.fired.Load():
 		x.failFlight(errIdle)
-		x.rec.Status = errIdle.status
-		p.opts.Metrics.upstreamError(x.provider, "idle_timeout")
+		x.rec.Status = errIdle.Status
+		p.opts.Metrics.upstreamError(x.f.Provider(), "idle_timeout")
 		if x.stream {
 			p.writeStreamError(c, x, errIdle)
 		}
 	case c.Request().Context().Err() != nil:
 		x.failFlight(coalesce.ErrRetry) // whoever joined since asks again
 		x.rec.Status = statusClientClosed
-		p.opts.Metrics.upstreamError(x.provider, "client_closed")
+		p.opts.Metrics.upstreamError(x.f.Provider(), "client_closed")
 	default:
 		x.failFlight(errUnreach)
-		x.rec.Status = errUnreach.status
-		p.opts.Metrics.upstreamError(x.provider, "broken_response")
-		p.opts.Logger.Warn("provider response broken off", "provider", x.provider, "org", x.key.OrgID, "err", withoutURL(err))
+		x.rec.Status = errUnreach.Status
+		p.opts.Metrics.upstreamError(x.f.Provider(), "broken_response")
+		p.opts.Logger.Warn("provider response broken off", "provider", x.f.Provider(), "org", x.key.OrgID, "err", withoutURL(err))
 		if x.stream {
 			p.writeStreamError(c, x, errUnreach)
 		}
@@ -568,14 +521,10 @@ func (p *Proxy) midResponseError(c echo.Context, x *exchange, idle *idleTimer, e
 
 // writeStreamError ends an SSE stream with an error event in the
 // provider's own stream error format.
-func (p *Proxy) writeStreamError(c echo.Context, x *exchange, e *apiError) {
-	data, _ := json.Marshal(errorBody(x.provider, e, x.rec.ID))
+func (p *Proxy) writeStreamError(c echo.Context, x *exchange, e *edge.Error) {
+	name, data := x.f.StreamError(e, x.rec.ID)
 	w := c.Response()
-	if x.provider == edge.Anthropic {
-		sse.Write(w, "error", data)
-	} else {
-		sse.Write(w, "", data)
-	}
+	sse.Write(w, name, data)
 	w.Flush()
 }
 
@@ -586,7 +535,7 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 	w := c.Response()
 	w.WriteHeader(resp.StatusCode)
 	w.Flush()
-	track := usage.NewStream(x.provider, x.rt.endpoint)
+	track := x.f.NewStream(x.ep)
 	rd := sse.NewReaderSize(rb, p.opts.MaxEventBytes)
 	f := x.cache.flight
 	recorded, overflow, gone, ended := 0, false, false, false
@@ -602,7 +551,7 @@ func (p *Proxy) copyStream(c echo.Context, x *exchange, resp *http.Response, rb 
 			x.upElapsed = time.Since(x.upStart)
 			return p.midResponseError(c, x, idle, err)
 		}
-		ended = cache.IsFinal(x.provider, x.rt.endpoint, ev.Name, ev.Data)
+		ended = x.f.IsFinal(x.ep, ev.Name, ev.Data)
 		usageOnly := track.Observe(string(ev.Name), ev.Data)
 		if f != nil && !overflow {
 			// Recorded for followers and the cache, up to the capture bound.
@@ -651,7 +600,7 @@ func (p *Proxy) account(x *exchange, res usage.Result) {
 		res.Model = x.rec.Model
 	}
 	if p.prices != nil {
-		x.rec.CostNanoUSD, x.rec.CostKnown = p.prices.CostResult(x.provider, x.rt.endpoint, res)
+		x.rec.CostNanoUSD, x.rec.CostKnown = p.prices.CostResult(x.f, x.ep, res)
 	}
 }
 

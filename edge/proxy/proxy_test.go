@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,44 +8,6 @@ import (
 	"strings"
 	"testing"
 )
-
-func TestRequestUsage(t *testing.T) {
-	cases := []struct {
-		name, in string
-		hasOpts  bool
-		want     string // exact output where the edge must keep the client's bytes
-	}{
-		{"no options", `{"model":"m","stream":true}`, false, `{"stream_options":{"include_usage":true},"model":"m","stream":true}`},
-		{"leading space", ` { "model" : "m" , "stream":true }`, false, ` {"stream_options":{"include_usage":true}, "model" : "m" , "stream":true }`},
-		{"options without usage", `{"model":"m","stream":true,"stream_options":{"x":1}}`, true, ""},
-		{"usage false", `{"model":"m","stream":true,"stream_options":{"include_usage":false}}`, true, ""},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			out, err := requestUsage([]byte(c.in), c.hasOpts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.want != "" && string(out) != c.want {
-				t.Fatalf("got %s, want %s", out, c.want)
-			}
-			var doc struct {
-				Model         string
-				Stream        bool
-				StreamOptions map[string]any `json:"stream_options"`
-			}
-			if err := json.Unmarshal(out, &doc); err != nil {
-				t.Fatalf("invalid JSON %s: %v", out, err)
-			}
-			if doc.Model != "m" || !doc.Stream || doc.StreamOptions["include_usage"] != true {
-				t.Fatalf("lost or missing fields: %s", out)
-			}
-			if c.name == "options without usage" && doc.StreamOptions["x"] != float64(1) {
-				t.Fatalf("client's stream option dropped: %s", out)
-			}
-		})
-	}
-}
 
 func TestCopyRequestHeaders(t *testing.T) {
 	src := http.Header{

@@ -17,8 +17,9 @@ import (
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	antformat "github.com/persiv/codex/edge/provider/anthropic"
+	oaiformat "github.com/persiv/codex/edge/provider/openai"
 	"github.com/persiv/codex/edge/store/storetest"
-	"github.com/persiv/codex/edge/usage"
 )
 
 func bearer(key string) map[string]string { return map[string]string{"Authorization": "Bearer " + key} }
@@ -106,7 +107,7 @@ func TestCacheSDKMissThenHit(t *testing.T) {
 
 func cacheableCase(c sdkCase) bool {
 	switch c.endpoint {
-	case usage.ChatCompletions, usage.Responses, usage.Embeddings, usage.Messages:
+	case oaiformat.ChatCompletions, oaiformat.Responses, oaiformat.Embeddings, antformat.Messages:
 		return true
 	}
 	return false

@@ -15,7 +15,9 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/fakeprovider"
 	"github.com/persiv/codex/edge/pricing"
-	"github.com/persiv/codex/edge/usage"
+	"github.com/persiv/codex/edge/provider"
+	antformat "github.com/persiv/codex/edge/provider/anthropic"
+	oaiformat "github.com/persiv/codex/edge/provider/openai"
 )
 
 // sdkCase calls one endpoint through an SDK and summarises what the SDK
@@ -24,7 +26,7 @@ import (
 type sdkCase struct {
 	name     string
 	provider edge.Provider
-	endpoint string
+	endpoint provider.Endpoint
 	path     string // fake provider path, for its expected usage
 	model    string
 	stream   bool
@@ -34,7 +36,7 @@ type sdkCase struct {
 func j(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 var sdkCases = []sdkCase{
-	{"chat json", edge.OpenAI, usage.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-4o-mini", false,
+	{"chat json", edge.OpenAI, oaiformat.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-4o-mini", false,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			r, err := oc.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
 				Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("be brief"), openai.UserMessage("hello parity world")}})
@@ -43,7 +45,7 @@ var sdkCases = []sdkCase{
 			}
 			return j([]any{r.Model, r.Choices[0].Message.Content, r.Choices[0].FinishReason, r.Usage.RawJSON()}), nil
 		}},
-	{"chat json tool call", edge.OpenAI, usage.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-4o", false,
+	{"chat json tool call", edge.OpenAI, oaiformat.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-4o", false,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			r, err := oc.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o",
 				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("weather in Oslo")},
@@ -54,15 +56,15 @@ var sdkCases = []sdkCase{
 			tc := r.Choices[0].Message.ToolCalls
 			return j([]any{tc[0].Function.Name, tc[0].Function.Arguments, r.Choices[0].FinishReason, r.Usage.RawJSON()}), nil
 		}},
-	{"chat stream with usage", edge.OpenAI, usage.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-5", true,
+	{"chat stream with usage", edge.OpenAI, oaiformat.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-5", true,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			return chatStream(ctx, oc, "gpt-5", true)
 		}},
-	{"chat stream without usage", edge.OpenAI, usage.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-4o-mini", true,
+	{"chat stream without usage", edge.OpenAI, oaiformat.ChatCompletions, fakeprovider.PathChatCompletions, "gpt-4o-mini", true,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			return chatStream(ctx, oc, "gpt-4o-mini", false)
 		}},
-	{"responses json", edge.OpenAI, usage.Responses, fakeprovider.PathResponses, "gpt-5", false,
+	{"responses json", edge.OpenAI, oaiformat.Responses, fakeprovider.PathResponses, "gpt-5", false,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			r, err := oc.Responses.New(ctx, responses.ResponseNewParams{Model: "gpt-5",
 				Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("responses parity")}})
@@ -71,7 +73,7 @@ var sdkCases = []sdkCase{
 			}
 			return j([]any{r.OutputText(), r.Status, r.Usage.RawJSON()}), nil
 		}},
-	{"responses stream", edge.OpenAI, usage.Responses, fakeprovider.PathResponses, "gpt-4.1", true,
+	{"responses stream", edge.OpenAI, oaiformat.Responses, fakeprovider.PathResponses, "gpt-4.1", true,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			s := oc.Responses.NewStreaming(ctx, responses.ResponseNewParams{Model: "gpt-4.1",
 				Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("stream the responses parity")}})
@@ -90,7 +92,7 @@ var sdkCases = []sdkCase{
 			}
 			return j([]any{types, text.String(), final.Usage.RawJSON()}), s.Err()
 		}},
-	{"embeddings", edge.OpenAI, usage.Embeddings, fakeprovider.PathEmbeddings, "text-embedding-3-small", false,
+	{"embeddings", edge.OpenAI, oaiformat.Embeddings, fakeprovider.PathEmbeddings, "text-embedding-3-small", false,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			r, err := oc.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "text-embedding-3-small",
 				Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"alpha beta", "gamma"}}})
@@ -99,7 +101,7 @@ var sdkCases = []sdkCase{
 			}
 			return j([]any{r.Data[0].Embedding, r.Data[1].Embedding, r.Usage.RawJSON()}), nil
 		}},
-	{"openai models", edge.OpenAI, usage.Models, "", "", false,
+	{"openai models", edge.OpenAI, oaiformat.Models, "", "", false,
 		func(ctx context.Context, oc openai.Client, _ anthropic.Client) (string, error) {
 			p, err := oc.Models.List(ctx)
 			if err != nil {
@@ -111,7 +113,7 @@ var sdkCases = []sdkCase{
 			}
 			return j(ids), nil
 		}},
-	{"messages json with cache", edge.Anthropic, usage.Messages, fakeprovider.PathMessages, "claude-sonnet-4-5", false,
+	{"messages json with cache", edge.Anthropic, antformat.Messages, fakeprovider.PathMessages, "claude-sonnet-4-5", false,
 		func(ctx context.Context, _ openai.Client, ac anthropic.Client) (string, error) {
 			q := anthropic.TextBlockParam{Text: "cached question for parity", CacheControl: anthropic.NewCacheControlEphemeralParam()}
 			m, err := ac.Messages.New(ctx, anthropic.MessageNewParams{Model: "claude-sonnet-4-5", MaxTokens: 64,
@@ -121,7 +123,7 @@ var sdkCases = []sdkCase{
 			}
 			return j([]any{m.Content[0].AsText().Text, m.StopReason, m.Usage.RawJSON()}), nil
 		}},
-	{"messages stream tool use", edge.Anthropic, usage.Messages, fakeprovider.PathMessages, "claude-haiku-4-5", true,
+	{"messages stream tool use", edge.Anthropic, antformat.Messages, fakeprovider.PathMessages, "claude-haiku-4-5", true,
 		func(ctx context.Context, _ openai.Client, ac anthropic.Client) (string, error) {
 			s := ac.Messages.NewStreaming(ctx, anthropic.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 64,
 				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("use the tool please"))},
@@ -139,7 +141,7 @@ var sdkCases = []sdkCase{
 			use := msg.Content[0].AsToolUse()
 			return j([]any{types, use.Name, string(use.Input), msg.StopReason, msg.Usage.InputTokens, msg.Usage.OutputTokens}), s.Err()
 		}},
-	{"count tokens", edge.Anthropic, usage.CountTokens, fakeprovider.PathCountTokens, "claude-sonnet-4-5", false,
+	{"count tokens", edge.Anthropic, antformat.CountTokens, fakeprovider.PathCountTokens, "claude-sonnet-4-5", false,
 		func(ctx context.Context, _ openai.Client, ac anthropic.Client) (string, error) {
 			r, err := ac.Messages.CountTokens(ctx, anthropic.MessageCountTokensParams{Model: "claude-sonnet-4-5",
 				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("count these four"))}})
@@ -148,7 +150,7 @@ var sdkCases = []sdkCase{
 			}
 			return j(r.InputTokens), nil
 		}},
-	{"anthropic models", edge.Anthropic, usage.Models, "", "", false,
+	{"anthropic models", edge.Anthropic, antformat.Models, "", "", false,
 		func(ctx context.Context, _ openai.Client, ac anthropic.Client) (string, error) {
 			p, err := ac.Models.List(ctx, anthropic.ModelListParams{})
 			if err != nil {
@@ -181,13 +183,20 @@ func chatStream(ctx context.Context, oc openai.Client, model string, includeUsag
 	return j([]any{acc.Choices[0].Message.Content, acc.Choices[0].FinishReason, chunks, usageChunks, acc.Usage.TotalTokens}), s.Err()
 }
 
+func formatOf(p edge.Provider) provider.Format {
+	if p == edge.Anthropic {
+		return antformat.Format{}
+	}
+	return oaiformat.Format{}
+}
+
 // wantUsage is the edge's reading of what the fake provider reported.
-func wantUsage(p edge.Provider, endpoint string, u fakeprovider.Usage) edge.Usage {
+func wantUsage(p edge.Provider, endpoint provider.Endpoint, u fakeprovider.Usage) edge.Usage {
 	k := edge.Known
 	switch {
-	case endpoint == usage.Embeddings:
+	case endpoint == oaiformat.Embeddings:
 		return edge.Usage{Input: k(u.InputTokens)}
-	case endpoint == usage.CountTokens:
+	case endpoint == antformat.CountTokens:
 		return edge.Usage{}
 	case p == edge.Anthropic:
 		return edge.Usage{Input: k(u.InputTokens), CachedInput: k(u.CacheReadTokens), CacheWrite: k(u.CacheCreationTokens), Output: k(u.OutputTokens)}
@@ -254,7 +263,7 @@ func TestSDKsGetTheProvidersAnswers(t *testing.T) {
 	}
 	for i, w := range wants {
 		r := byOrder[i]
-		if r.Endpoint != w.c.endpoint || r.Provider != w.c.provider || r.Status != 200 || r.KeyID != tn.keyID || r.Stream != w.c.stream {
+		if r.Endpoint != string(w.c.endpoint) || r.Provider != w.c.provider || r.Status != 200 || r.KeyID != tn.keyID || r.Stream != w.c.stream {
 			t.Errorf("%s: record %+v", w.c.name, r)
 			continue
 		}
@@ -264,8 +273,8 @@ func TestSDKsGetTheProvidersAnswers(t *testing.T) {
 		if w.c.model != "" && !strings.HasPrefix(r.Model, w.c.model) {
 			t.Errorf("%s: model %q", w.c.name, r.Model)
 		}
-		if w.c.path != "" && w.c.endpoint != usage.CountTokens {
-			cost, known := prices.Cost(r.Provider, r.Endpoint, r.Model, w.usage)
+		if w.c.path != "" && w.c.endpoint != antformat.CountTokens {
+			cost, known := prices.Cost(formatOf(r.Provider), w.c.endpoint, r.Model, w.usage)
 			if !known || r.CostNanoUSD != cost || !r.CostKnown || cost <= 0 {
 				t.Errorf("%s: cost %d (known %v), want %d (known %v)", w.c.name, r.CostNanoUSD, r.CostKnown, cost, known)
 			}

@@ -3,8 +3,6 @@ package usage
 import (
 	"strings"
 	"testing"
-
-	"github.com/persiv/codex/edge"
 )
 
 const (
@@ -15,9 +13,9 @@ const (
 	benchRespDelta   = `{"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_67c9fdcf37fc8190ba82116e33fb28c507b8b0ad4e5eb654","output_index":1,"content_index":0,"delta":" world","logprobs":[],"obfuscation":"x1"}`
 )
 
-func benchObserve(b *testing.B, p edge.Provider, endpoint, event, data string) {
+func benchObserve(b *testing.B, k Kind, event, data string) {
 	d := []byte(data)
-	s := NewStream(p, endpoint)
+	s := NewStream(k)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(d)))
 	for b.Loop() {
@@ -26,31 +24,31 @@ func benchObserve(b *testing.B, p edge.Provider, endpoint, event, data string) {
 }
 
 func BenchmarkObserveChatContent(b *testing.B) {
-	benchObserve(b, edge.OpenAI, ChatCompletions, "", benchChatContent)
+	benchObserve(b, OpenAIChat, "", benchChatContent)
 }
 
 func BenchmarkObserveChatUsage(b *testing.B) {
-	benchObserve(b, edge.OpenAI, ChatCompletions, "", benchChatUsage)
+	benchObserve(b, OpenAIChat, "", benchChatUsage)
 }
 
 func BenchmarkObserveAnthropicContent(b *testing.B) {
-	benchObserve(b, edge.Anthropic, Messages, "content_block_delta", benchAnthDelta)
+	benchObserve(b, AnthropicMessages, "content_block_delta", benchAnthDelta)
 }
 
 func BenchmarkObserveAnthropicContentNoEventName(b *testing.B) {
-	benchObserve(b, edge.Anthropic, Messages, "", benchAnthDelta)
+	benchObserve(b, AnthropicMessages, "", benchAnthDelta)
 }
 
 func BenchmarkObserveAnthropicUsage(b *testing.B) {
-	benchObserve(b, edge.Anthropic, Messages, "message_delta", benchAnthUsage)
+	benchObserve(b, AnthropicMessages, "message_delta", benchAnthUsage)
 }
 
 func BenchmarkObserveResponsesContent(b *testing.B) {
-	benchObserve(b, edge.OpenAI, Responses, "response.output_text.delta", benchRespDelta)
+	benchObserve(b, OpenAIResponses, "response.output_text.delta", benchRespDelta)
 }
 
 func BenchmarkObserveResponsesContentNoEventName(b *testing.B) {
-	benchObserve(b, edge.OpenAI, Responses, "", benchRespDelta)
+	benchObserve(b, OpenAIResponses, "", benchRespDelta)
 }
 
 // paragraph is answer text as providers send it: escaped newlines and
@@ -126,17 +124,17 @@ func benchBodies() []benchBody {
 	}
 }
 
-func benchParse(b *testing.B, parse func(edge.Provider, string, []byte) (Result, error)) {
+func benchParse(b *testing.B, parse func(Kind, []byte) (Result, error)) {
 	for _, bb := range benchBodies() {
-		pr := pairs[bb.pair]
+		k := kinds[bb.pair]
 		b.Run(bb.name, func(b *testing.B) {
-			if _, err := parse(pr.p, pr.e, bb.body); err != nil {
+			if _, err := parse(k, bb.body); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bb.body)))
 			for b.Loop() {
-				parse(pr.p, pr.e, bb.body)
+				parse(k, bb.body)
 			}
 		})
 	}

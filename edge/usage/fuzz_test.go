@@ -8,17 +8,10 @@ import (
 	"github.com/persiv/codex/edge"
 )
 
-var pairs = []struct {
-	p edge.Provider
-	e string
-}{
-	{edge.OpenAI, ChatCompletions},
-	{edge.OpenAI, Responses},
-	{edge.OpenAI, Embeddings},
-	{edge.OpenAI, Models},
-	{edge.Anthropic, Messages},
-	{edge.Anthropic, CountTokens},
-}
+// kinds are the kinds each endpoint answers with (chat completions,
+// responses, embeddings, models, messages, count_tokens): a fuzz input's
+// first byte picks one.
+var kinds = []Kind{OpenAIChat, OpenAIResponses, OpenAIChat, NoUsage, AnthropicMessages, NoUsage}
 
 // checkResult fails on a Result no answer can justify: a negative known
 // count, or a 1-hour write share larger than all writes.
@@ -59,8 +52,8 @@ func seedRecorded(f *testing.F) {
 func FuzzParse(f *testing.F) {
 	seedRecorded(f)
 	f.Fuzz(func(t *testing.T, pair uint8, _ string, body []byte) {
-		pr := pairs[int(pair)%len(pairs)]
-		r, err := Parse(pr.p, pr.e, body)
+		k := kinds[int(pair)%len(kinds)]
+		r, err := Parse(k, body)
 		if err != nil && r != (Result{}) {
 			t.Fatalf("Parse failed with a non-zero Result %+v", r)
 		}
@@ -71,8 +64,8 @@ func FuzzParse(f *testing.F) {
 func FuzzObserve(f *testing.F) {
 	seedRecorded(f)
 	f.Fuzz(func(t *testing.T, pair uint8, event string, data []byte) {
-		pr := pairs[int(pair)%len(pairs)]
-		s := NewStream(pr.p, pr.e)
+		k := kinds[int(pair)%len(kinds)]
+		s := NewStream(k)
 		// The same event twice: a repeated usage event must not add up.
 		first := s.Observe(event, data)
 		r1 := s.Result()
@@ -83,8 +76,8 @@ func FuzzObserve(f *testing.F) {
 		if r1 != r2 {
 			t.Fatalf("observing an event twice changed the result:\n %+v\n %+v", r1, r2)
 		}
-		if first && pr.e != ChatCompletions {
-			t.Fatalf("usageOnly on %s", pr.e)
+		if first && k != OpenAIChat {
+			t.Fatalf("usageOnly on %s", k)
 		}
 		checkResult(t, r2)
 	})

@@ -2,50 +2,48 @@ package usage
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/persiv/codex/edge"
 )
 
 // parseReference is Parse as it was before the member scanner: one
 // json.Unmarshal of the whole body into the answer's struct. It is the
 // specification Parse is held to.
-func parseReference(provider edge.Provider, endpoint string, body []byte) (Result, error) {
-	switch {
-	case provider == edge.OpenAI && (endpoint == ChatCompletions || endpoint == Embeddings):
+func parseReference(k Kind, body []byte) (Result, error) {
+	switch k {
+	case OpenAIChat:
 		var b chatChunk
 		if err := json.Unmarshal(body, &b); err != nil {
-			return Result{}, fmt.Errorf("parse openai %s: %w", endpoint, err)
+			return Result{}, fmt.Errorf("parse %s: %w", k, err)
 		}
 		r := Result{Model: b.Model, ServiceTier: deref(b.ServiceTier)}
 		if b.Usage != nil {
 			b.Usage.apply(&r)
 		}
 		return r, nil
-	case provider == edge.OpenAI && endpoint == Responses:
+	case OpenAIResponses:
 		var b openAIResponse
 		if err := json.Unmarshal(body, &b); err != nil {
-			return Result{}, fmt.Errorf("parse openai responses: %w", err)
+			return Result{}, fmt.Errorf("parse %s: %w", k, err)
 		}
 		var r Result
 		b.apply(&r)
 		return r, nil
-	case provider == edge.OpenAI && endpoint == Models,
-		provider == edge.Anthropic && endpoint == CountTokens:
+	case NoUsage:
 		var v map[string]json.RawMessage
 		if err := json.Unmarshal(body, &v); err != nil {
-			return Result{}, fmt.Errorf("parse %s %s: %w", provider, endpoint, err)
+			return Result{}, fmt.Errorf("parse %s: %w", k, err)
 		}
 		return Result{}, nil
-	case provider == edge.Anthropic && endpoint == Messages:
+	case AnthropicMessages:
 		var b anthropicMessage
 		if err := json.Unmarshal(body, &b); err != nil {
-			return Result{}, fmt.Errorf("parse anthropic messages: %w", err)
+			return Result{}, fmt.Errorf("parse %s: %w", k, err)
 		}
 		var st anthropicState
 		st.model = b.Model
@@ -54,7 +52,7 @@ func parseReference(provider edge.Provider, endpoint string, body []byte) (Resul
 		}
 		return st.result(), nil
 	}
-	return Result{}, fmt.Errorf("parse %q %q: %w", provider, endpoint, ErrUnsupported)
+	return Result{}, fmt.Errorf("parse %s: %w", k, ErrUnsupported)
 }
 
 // FuzzParseMatchesReference holds Parse to parseReference on any input:
@@ -66,23 +64,22 @@ func FuzzParseMatchesReference(f *testing.F) {
 	seedRecorded(f)
 	seedReference(f)
 	f.Fuzz(func(t *testing.T, pair uint8, _ string, body []byte) {
-		pr := pairs[int(pair)%len(pairs)]
-		matchReference(t, pr.p, pr.e, body)
+		matchReference(t, kinds[int(pair)%len(kinds)], body)
 	})
 }
 
-func matchReference(t *testing.T, p edge.Provider, endpoint string, body []byte) {
+func matchReference(t *testing.T, k Kind, body []byte) {
 	t.Helper()
-	want, wantErr := parseReference(p, endpoint, body)
-	got, err := Parse(p, endpoint, body)
+	want, wantErr := parseReference(k, body)
+	got, err := Parse(k, body)
 	if (err != nil) != (wantErr != nil) {
-		t.Fatalf("Parse(%s, %s, %q): error %v, reference error %v", p, endpoint, body, err, wantErr)
+		t.Fatalf("Parse(%s, %q): error %v, reference error %v", k, body, err, wantErr)
 	}
 	if err != nil && got != (Result{}) {
-		t.Fatalf("Parse(%s, %s, %q) failed with a non-zero Result %+v", p, endpoint, body, got)
+		t.Fatalf("Parse(%s, %q) failed with a non-zero Result %+v", k, body, got)
 	}
 	if got != want {
-		t.Fatalf("Parse(%s, %s, %q) =\n %+v\nreference\n %+v", p, endpoint, body, got, want)
+		t.Fatalf("Parse(%s, %q) =\n %+v\nreference\n %+v", k, body, got, want)
 	}
 }
 
@@ -246,7 +243,7 @@ func seedReference(f *testing.F) {
 		if len(body) > 4<<10 {
 			continue
 		}
-		for i := range pairs {
+		for i := range kinds {
 			f.Add(uint8(i), "", []byte(body))
 		}
 	}
@@ -281,30 +278,27 @@ func TestParseMatchesReference(t *testing.T) {
 		bodies = append(bodies, string(b.body))
 	}
 	for _, body := range bodies {
-		for _, pr := range pairs {
-			matchReference(t, pr.p, pr.e, []byte(body))
+		for _, k := range kinds {
+			matchReference(t, k, []byte(body))
 		}
 		// Every cut of a body is malformed, or a shorter valid one.
 		if len(body) < 4096 {
 			for i := range len(body) {
-				matchReference(t, edge.OpenAI, Responses, []byte(body[:i]))
+				matchReference(t, OpenAIResponses, []byte(body[:i]))
 			}
 		}
 	}
 }
 
-// TestParseUnsupported checks the pairs Parse does not serve fail as they
-// did, whatever the body.
+// TestParseUnsupported checks that kinds Parse does not know fail,
+// whatever the body.
 func TestParseUnsupported(t *testing.T) {
-	for _, pr := range []struct {
-		p edge.Provider
-		e string
-	}{{edge.OpenAI, Messages}, {edge.Anthropic, ChatCompletions}, {"mistral", ChatCompletions}} {
+	for _, k := range []Kind{0, AnthropicMessages + 1, 255} {
 		for _, body := range []string{`{}`, `x`} {
-			_, err := Parse(pr.p, pr.e, []byte(body))
-			_, wantErr := parseReference(pr.p, pr.e, []byte(body))
-			if err == nil || wantErr == nil {
-				t.Errorf("Parse(%s, %s, %s) = %v, reference %v; want errors", pr.p, pr.e, body, err, wantErr)
+			_, err := Parse(k, []byte(body))
+			_, wantErr := parseReference(k, []byte(body))
+			if !errors.Is(err, ErrUnsupported) || !errors.Is(wantErr, ErrUnsupported) {
+				t.Errorf("Parse(%s, %s) = %v, reference %v; want ErrUnsupported", k, body, err, wantErr)
 			}
 		}
 	}
@@ -322,10 +316,10 @@ func TestParseMatchesReferenceStrings(t *testing.T) {
 			b.WriteString(alphabet[rng.IntN(len(alphabet))])
 		}
 		str := b.String()
-		matchReference(t, edge.OpenAI, ChatCompletions, []byte(`{"choices":"`+str+`","usage":{"prompt_tokens":1}}`))
-		matchReference(t, edge.OpenAI, Responses, []byte(`{"`+str+`":1,"output":[{"type":"`+str+`"}]}`))
-		matchReference(t, edge.Anthropic, Messages, []byte(`{"usage":{"server_tool_use":{"`+str+`":1,"a`+str+`":0}}}`))
+		matchReference(t, OpenAIChat, []byte(`{"choices":"`+str+`","usage":{"prompt_tokens":1}}`))
+		matchReference(t, OpenAIResponses, []byte(`{"`+str+`":1,"output":[{"type":"`+str+`"}]}`))
+		matchReference(t, AnthropicMessages, []byte(`{"usage":{"server_tool_use":{"`+str+`":1,"a`+str+`":0}}}`))
 		// Keys that differ only in invalid UTF-8 decode to one key.
-		matchReference(t, edge.Anthropic, Messages, []byte(`{"usage":{"server_tool_use":{"`+str+"\xff"+`":1,"`+str+"\xfe"+`":0}}}`))
+		matchReference(t, AnthropicMessages, []byte(`{"usage":{"server_tool_use":{"`+str+"\xff"+`":1,"`+str+"\xfe"+`":0}}}`))
 	}
 }

@@ -3,17 +3,6 @@ package usage
 import (
 	"bytes"
 	"encoding/json"
-
-	"github.com/persiv/codex/edge"
-)
-
-type streamKind uint8
-
-const (
-	streamNone streamKind = iota
-	streamChat
-	streamResponses
-	streamMessages
 )
 
 // Stream follows the usage of one server-sent event stream. Feed it every
@@ -25,27 +14,16 @@ const (
 // nested deeper than expected costs one unmarshal, not a wrong figure,
 // because the unmarshal reads only the fields at their defined places.
 type Stream struct {
-	kind  streamKind
+	kind  Kind
 	model string
 	res   Result // OpenAI: the latest usage-bearing event's figures
 	anth  anthropicState
 }
 
-// NewStream returns a tracker for a stream from endpoint of provider. For a
-// pair that does not stream (or that the edge does not serve) the tracker
-// ignores every event and its Result reports nothing.
-func NewStream(provider edge.Provider, endpoint string) *Stream {
-	s := &Stream{}
-	switch {
-	case provider == edge.OpenAI && endpoint == ChatCompletions:
-		s.kind = streamChat
-	case provider == edge.OpenAI && endpoint == Responses:
-		s.kind = streamResponses
-	case provider == edge.Anthropic && endpoint == Messages:
-		s.kind = streamMessages
-	}
-	return s
-}
+// NewStream returns a tracker for a stream of kind k. For a kind that does
+// not stream the tracker ignores every event and its Result reports
+// nothing.
+func NewStream(k Kind) *Stream { return &Stream{kind: k} }
 
 var (
 	keyUsage = []byte(`"usage"`)
@@ -59,11 +37,11 @@ var (
 // behalf (stream_options.include_usage).
 func (s *Stream) Observe(event string, data []byte) (usageOnly bool) {
 	switch s.kind {
-	case streamChat:
+	case OpenAIChat:
 		return s.observeChat(data)
-	case streamResponses:
+	case OpenAIResponses:
 		s.observeResponses(event, data)
-	case streamMessages:
+	case AnthropicMessages:
 		s.observeMessages(event, data)
 	}
 	return false
@@ -198,13 +176,13 @@ func (s *Stream) observeMessages(event string, data []byte) {
 // stream without its final usage event has no usage at all.
 func (s *Stream) Result() Result {
 	switch s.kind {
-	case streamChat, streamResponses:
+	case OpenAIChat, OpenAIResponses:
 		r := s.res
 		if r.Model == "" {
 			r.Model = s.model
 		}
 		return r
-	case streamMessages:
+	case AnthropicMessages:
 		return s.anth.result()
 	}
 	return Result{}

@@ -45,15 +45,32 @@ import (
 	"github.com/persiv/codex/edge"
 )
 
-// Endpoints, as recorded in edge.RequestRecord.Endpoint.
+// Kind is the shape of answer a reader expects: which usage object, where.
+// The provider formats (package provider) say which kind each endpoint
+// answers with.
+type Kind uint8
+
 const (
-	ChatCompletions = "chat.completions" // OpenAI POST /v1/chat/completions
-	Responses       = "responses"        // OpenAI POST /v1/responses
-	Embeddings      = "embeddings"       // OpenAI POST /v1/embeddings
-	Models          = "models"           // OpenAI GET /v1/models
-	Messages        = "messages"         // Anthropic POST /v1/messages
-	CountTokens     = "messages.count_tokens"
+	// NoUsage is an answer that reports none (a models list, a token
+	// count): Parse only checks it is a JSON object.
+	NoUsage Kind = iota + 1
+	// OpenAIChat is an OpenAI chat completion or embeddings answer, or a
+	// chat completion chunk stream.
+	OpenAIChat
+	// OpenAIResponses is an OpenAI Responses API object, or its stream.
+	OpenAIResponses
+	// AnthropicMessages is an Anthropic message, or its stream.
+	AnthropicMessages
 )
+
+var kindNames = [...]string{NoUsage: "no-usage", OpenAIChat: "openai-chat", OpenAIResponses: "openai-responses", AnthropicMessages: "anthropic-messages"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
 
 // Reasons a Result is Unpriced.
 const (
@@ -63,9 +80,8 @@ const (
 	UnpricedIterations  = "iterations"   // usage.iterations of a kind this package does not know
 )
 
-// ErrUnsupported is returned for a provider and endpoint pair the edge does
-// not serve.
-var ErrUnsupported = errors.New("usage: unsupported provider or endpoint")
+// ErrUnsupported is returned for a Kind the package does not know.
+var ErrUnsupported = errors.New("usage: unsupported kind of answer")
 
 // Result is the accounting-relevant content of one answer.
 type Result struct {
@@ -107,26 +123,25 @@ type Result struct {
 // answer's struct would give, errors included (a body the standard decoder
 // refuses anywhere, or a member it reads of the wrong JSON type), and the
 // tests hold it to that.
-func Parse(provider edge.Provider, endpoint string, body []byte) (Result, error) {
+func Parse(k Kind, body []byte) (Result, error) {
 	var (
 		r   Result
 		err error
 	)
-	switch {
-	case provider == edge.OpenAI && (endpoint == ChatCompletions || endpoint == Embeddings):
+	switch k {
+	case OpenAIChat:
 		r, err = parseOpenAI(body, false)
-	case provider == edge.OpenAI && endpoint == Responses:
+	case OpenAIResponses:
 		r, err = parseOpenAI(body, true)
-	case provider == edge.OpenAI && endpoint == Models,
-		provider == edge.Anthropic && endpoint == CountTokens:
+	case NoUsage:
 		err = walk(&scanner{data: body}, nil)
-	case provider == edge.Anthropic && endpoint == Messages:
+	case AnthropicMessages:
 		r, err = parseAnthropic(body)
 	default:
-		return Result{}, fmt.Errorf("parse %q %q: %w", provider, endpoint, ErrUnsupported)
+		return Result{}, fmt.Errorf("parse %s: %w", k, ErrUnsupported)
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("parse %s %s: %w", provider, endpoint, err)
+		return Result{}, fmt.Errorf("parse %s: %w", k, err)
 	}
 	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/provider/openai"
 )
 
 // BenchInsertRequests measures a store on the metadata writer's path: one
@@ -52,7 +53,7 @@ func BenchInsertRequests(b *testing.B, open func(b *testing.B) edge.Store) {
 func SampleRecord(orgID, keyID, id string, at time.Time) edge.RequestRecord {
 	return edge.RequestRecord{
 		ID: id, Time: at, OrgID: orgID, KeyID: keyID,
-		Provider: edge.OpenAI, Endpoint: "chat.completions", Model: "gpt-4o-mini",
+		Provider: edge.OpenAI, Endpoint: string(openai.ChatCompletions), Model: "gpt-4o-mini",
 		Usage:       edge.Usage{Input: edge.Known(812), CachedInput: edge.Known(256), Output: edge.Known(97), Reasoning: edge.Known(0)},
 		CostNanoUSD: 183_450, CostKnown: true,
 		Latency: 412 * time.Millisecond, UpstreamLatency: 411 * time.Millisecond,

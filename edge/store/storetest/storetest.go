@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/provider/openai"
 )
 
 // Run runs the contract suite. open returns a store for one subtest; it
@@ -482,7 +483,7 @@ func record(orgID, keyID string, at time.Time, i int) edge.RequestRecord {
 		OrgID:    orgID,
 		KeyID:    keyID,
 		Provider: edge.OpenAI,
-		Endpoint: "chat.completions",
+		Endpoint: string(openai.ChatCompletions),
 		Model:    "gpt-4o-mini",
 		Stream:   i%2 == 0,
 		Usage: edge.Usage{
