@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,11 +110,16 @@ func TestBatchesStoredExactlyOnce(t *testing.T) {
 			t.Fatalf("publish %d: %v", seq, err)
 		}
 	}
-	// The same message ids again: JetStream drops them.
+	// The same message ids again: JetStream drops those still in its
+	// short duplicate window, the store the others.
+	var dropped int64
 	for seq := int64(1); seq <= 5; seq++ {
 		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, seq)), wire.MsgID(ed.EdgeID, seq))
-		if err != nil || !ack.Duplicate {
-			t.Fatalf("re-sent msg id %d: ack %+v, %v; want a duplicate", seq, ack, err)
+		if err != nil {
+			t.Fatalf("re-sent msg id %d: %v", seq, err)
+		}
+		if ack.Duplicate {
+			dropped++
 		}
 	}
 	// Re-sent without a message id (as after the duplicate window): the
@@ -126,8 +132,9 @@ func TestBatchesStoredExactlyOnce(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "every batch settled", func() bool {
 		s := env.Ingester.Stats()
 		// The 3 batches whose first attempt failed after committing come
-		// back as duplicates, like the 5 re-sent without a message id.
-		return s.Stored == n-3 && s.Duplicates == 5+3
+		// back as duplicates, like the 5 re-sent without a message id and
+		// those re-sent with one that JetStream did not drop.
+		return s.Stored == n-3 && s.Duplicates == 5+3+(5-dropped)
 	})
 	if got, want := requests(t, env.Store, org), int64(n*3*2); got != want {
 		t.Fatalf("stored %d requests, want %d: a batch was counted twice or lost", got, want)
@@ -226,7 +233,7 @@ func TestInvalidBatchesRejectedAndCounted(t *testing.T) {
 		t.Fatalf("invalid batches reached the store: %d requests", got)
 	}
 	// Terminated, not left for redelivery.
-	stream, err := sjs.Stream(ctx, ingest.StreamName)
+	stream, err := sjs.Stream(ctx, ingest.StreamName(org))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +304,7 @@ func TestNATSConfinesEdgesToTheirSubject(t *testing.T) {
 		}
 	}
 	sjs, _ := jetstream.New(env.Service)
-	stream, err := sjs.Stream(ctx, ingest.StreamName)
+	stream, err := sjs.Stream(ctx, ingest.StreamName(org))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,4 +472,169 @@ func BenchmarkIngestThroughput(b *testing.B) {
 	sec := time.Since(began).Seconds()
 	b.ReportMetric(float64(seq)/sec, "batches/s")
 	b.ReportMetric(float64(seq*rows)/sec, "rows/s")
+}
+
+// TestForeignMsgIDCannotDropABatch: an edge of one org publishing junk on
+// its own subject under another org's edge's Nats-Msg-Id does not make
+// JetStream drop that edge's real batch as a duplicate.
+func TestForeignMsgIDCannotDropABatch(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	attacker := env.EnrollEdge(t, env.Org(t))
+	victim := env.EnrollEdge(t, env.Org(t))
+	_, ajs := edgeJS(t, attacker)
+	_, vjs := edgeJS(t, victim)
+	ctx := context.Background()
+
+	junk := encode(t, batch(attacker, 1))
+	if _, err := publish(ctx, ajs, attacker.Subject, junk, wire.MsgID(victim.EdgeID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := publish(ctx, vjs, victim.Subject, encode(t, batch(victim, 1)), wire.MsgID(victim.EdgeID, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Duplicate {
+		t.Fatalf("the victim's batch 1 was acknowledged as a duplicate of the attacker's junk (stream %s)", ack.Stream)
+	}
+	testenv.Eventually(t, 20*time.Second, "the victim's batch stored", func() bool { return requests(t, env.Store, victim.OrgID) == 3*2 })
+	testenv.Eventually(t, 20*time.Second, "the junk rejected", func() bool { return env.Ingester.Stats().Rejected["msg_id"] == 1 })
+}
+
+// TestStreamPerOrg: each org's edges publish into their org's own stream,
+// which listens on that org's subjects only, with a short duplicate window.
+func TestStreamPerOrg(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	orgA, orgB := env.Org(t), env.Org(t)
+	a1, a2, b := env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgB)
+	ctx := context.Background()
+	for _, ed := range []testenv.Edge{a1, a2, b} {
+		_, js := edgeJS(t, ed)
+		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), wire.MsgID(ed.EdgeID, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ingest.StreamName(ed.OrgID); ack.Stream != want {
+			t.Fatalf("edge of %s stored in %s, want %s", ed.OrgID, ack.Stream, want)
+		}
+	}
+	sjs, _ := jetstream.New(env.Service)
+	for org, want := range map[string]map[string]uint64{orgA: {a1.Subject: 1, a2.Subject: 1}, orgB: {b.Subject: 1}} {
+		stream, err := sjs.Stream(ctx, ingest.StreamName(org))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(info.State.Subjects, want) {
+			t.Errorf("stream of %s holds %v, want %v", org, info.State.Subjects, want)
+		}
+		if got := info.Config.Subjects; len(got) != 1 || got[0] != wire.SubjectPrefix+"."+org+".*" {
+			t.Errorf("stream of %s listens on %v", org, got)
+		}
+		if info.Config.Duplicates != ingest.DefaultDuplicates {
+			t.Errorf("stream of %s de-duplicates over %v, want %v", org, info.Config.Duplicates, ingest.DefaultDuplicates)
+		}
+	}
+	if _, err := sjs.Stream(ctx, ingest.LegacyStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("shared stream: %v, want none", err)
+	}
+}
+
+// TestRetireLegacyStream: a data directory from a version with one stream
+// for all orgs. Setup moves the legacy stream off the usage subjects,
+// stores what it held, deletes it, and edges publish into their org's
+// stream from then on.
+func TestRetireLegacyStream(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org := env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	ctx := context.Background()
+	sjs, _ := jetstream.New(env.Service)
+
+	// The old layout: no per-org stream, the shared one with its consumer.
+	if err := sjs.DeleteStream(ctx, ingest.StreamName(org)); err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := sjs.CreateStream(ctx, jetstream.StreamConfig{
+		Name: ingest.LegacyStreamName, Subjects: []string{wire.SubjectPrefix + ".>"}, Retention: jetstream.WorkQueuePolicy,
+		Storage: jetstream.FileStorage, MaxAge: 7 * 24 * time.Hour, Duplicates: 10 * time.Minute, MaxMsgSize: wire.MaxBatchBytes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := legacy.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: ingest.ConsumerName, FilterSubject: wire.SubjectPrefix + ".>", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	_, js := edgeJS(t, ed)
+	for seq := int64(1); seq <= 3; seq++ {
+		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, seq)), wire.MsgID(ed.EdgeID, seq))
+		if err != nil || ack.Stream != ingest.LegacyStreamName {
+			t.Fatalf("publish into the legacy stream: %+v %v", ack, err)
+		}
+	}
+
+	// A restart of the new version.
+	in := &ingest.Ingester{Store: env.Store, JS: sjs}
+	if err := in.Setup(ctx, env.Auth.Orgs()); err != nil {
+		t.Fatal(err)
+	}
+	if st := in.Stats(); st.Stored != 3 {
+		t.Fatalf("retiring stored %+v, want the 3 waiting batches", st)
+	}
+	if got := requests(t, env.Store, org); got != 3*3*2 {
+		t.Fatalf("stored %d requests from the legacy stream, want %d", got, 3*3*2)
+	}
+	if _, err := sjs.Stream(ctx, ingest.LegacyStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("legacy stream after Setup: %v, want deleted", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- in.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 4)), wire.MsgID(ed.EdgeID, 4))
+	if err != nil || ack.Stream != ingest.StreamName(org) {
+		t.Fatalf("publish after the upgrade: %+v %v", ack, err)
+	}
+	testenv.Eventually(t, 20*time.Second, "batch 4 stored", func() bool { return in.Stats().Stored == 4 })
+	// A second start finds nothing to retire.
+	if err := (&ingest.Ingester{Store: env.Store, JS: sjs}).Setup(ctx, env.Auth.Orgs()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInterruptedRetirement: a retirement stopped after moving the legacy
+// stream off the usage subjects (its consumer already gone) is finished by
+// the next Setup.
+func TestInterruptedRetirement(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org := env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	ctx := context.Background()
+	sjs, _ := jetstream.New(env.Service)
+	if err := sjs.DeleteStream(ctx, ingest.StreamName(org)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sjs.CreateStream(ctx, jetstream.StreamConfig{Name: ingest.LegacyStreamName, Subjects: []string{wire.SubjectPrefix + ".>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	_, js := edgeJS(t, ed)
+	if _, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), wire.MsgID(ed.EdgeID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupted: moved off the subjects, nothing drained.
+	if _, err := sjs.UpdateStream(ctx, jetstream.StreamConfig{Name: ingest.LegacyStreamName, Subjects: []string{"codex.usage.retired"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	in := &ingest.Ingester{Store: env.Store, JS: sjs}
+	if err := in.Setup(ctx, env.Auth.Orgs()); err != nil {
+		t.Fatal(err)
+	}
+	if in.Stats().Stored != 1 || requests(t, env.Store, org) != 3*2 {
+		t.Fatalf("after resuming: %+v", in.Stats())
+	}
+	if _, err := sjs.Stream(ctx, ingest.LegacyStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("legacy stream: %v, want deleted", err)
+	}
 }

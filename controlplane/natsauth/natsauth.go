@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -218,6 +219,24 @@ func (a *Authority) EnsureOrg(orgID string) (changed bool, err error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// Orgs lists the orgs that have a signing key in the ingest account: those
+// whose edges may publish.
+func (a *Authority) Orgs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var orgs []string
+	for key := range a.claims.SigningKeys {
+		scope, ok := a.claims.SigningKeys.GetScope(key)
+		if us, isUser := scope.(*jwt.UserScope); ok && isUser {
+			if org, found := strings.CutPrefix(us.Role, "edge:"); found {
+				orgs = append(orgs, org)
+			}
+		}
+	}
+	slices.Sort(orgs)
+	return orgs
 }
 
 func (a *Authority) orgKeyLocked(orgID string) (nkeys.KeyPair, error) {

@@ -41,6 +41,8 @@ type Options struct {
 	Store func(controlplane.Store) controlplane.Store
 	// NoIngest leaves the consumer stopped.
 	NoIngest bool
+	// Limits bound the ingest streams.
+	Limits ingest.Limits
 }
 
 // New starts an Env that stops when the test ends.
@@ -66,27 +68,26 @@ func New(t testing.TB, o Options) *Env {
 	}
 	t.Cleanup(func() { store.Close() })
 	e.Store = store
-	e.Enroll = &enroll.Service{Store: store, Accounts: e.Accounts, NATSURL: e.NATS.ClientURL()}
 	ingestStore := controlplane.Store(store)
 	if o.Store != nil {
 		ingestStore = o.Store(store)
 	}
-	e.Ingester = &ingest.Ingester{Store: ingestStore}
 	js, err := jetstream.New(e.Service)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := ingest.Setup(ctx, js)
-	if err != nil {
+	e.Ingester = &ingest.Ingester{Store: ingestStore, JS: js, Limits: o.Limits}
+	if err := e.Ingester.Setup(ctx, e.Auth.Orgs()); err != nil {
 		t.Fatal(err)
 	}
+	e.Enroll = &enroll.Service{Store: store, Accounts: e.Accounts, Streams: e.Ingester, NATSURL: e.NATS.ClientURL()}
 	done := make(chan struct{})
 	if o.NoIngest {
 		close(done)
 	} else {
 		go func() {
 			defer close(done)
-			if err := e.Ingester.Run(ctx, cons); err != nil {
+			if err := e.Ingester.Run(ctx); err != nil {
 				t.Error(err)
 			}
 		}()

@@ -274,22 +274,21 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	cons, err := ingest.Setup(ctx, js)
-	if err != nil {
+	ing := &ingest.Ingester{Store: store, JS: js, Log: log}
+	if err := ing.Setup(ctx, auth.Orgs()); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ing := &ingest.Ingester{Store: store, Log: log}
 	ingestDone := make(chan error, 1)
-	go func() { ingestDone <- ing.Run(ctx, cons) }()
+	go func() { ingestDone <- ing.Run(ctx) }()
 	go prune(ctx, store, controlplane.Retention{Minute: cfg.RetainMinutes, Hour: cfg.RetainHours, Day: cfg.RetainDays}, log)
 
 	publicURL := cfg.NATSPublicURL
 	if publicURL == "" {
 		publicURL = natsURL
 	}
-	enrollSvc := &enroll.Service{Store: store, Accounts: accounts, NATSURL: publicURL}
+	enrollSvc := &enroll.Service{Store: store, Accounts: accounts, Streams: ing, NATSURL: publicURL}
 	key, err := dashboard.LoadOrCreateKey(filepath.Join(cfg.DataDir, "dashboard", "session.key"))
 	if err != nil {
 		return err
