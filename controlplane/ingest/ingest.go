@@ -48,10 +48,27 @@ const (
 	DefaultDuplicates = 100 * time.Millisecond
 	// DefaultMaxAge bounds how long a batch may wait for the ingest.
 	DefaultMaxAge = 7 * 24 * time.Hour
+	// DefaultMaxBytes bounds an org's stream.
+	DefaultMaxBytes = 16 << 20
+	// DefaultMaxPendingPerEdge bounds the batches of one edge waiting in
+	// its org's stream.
+	DefaultMaxPendingPerEdge = 256
 )
 
-// Limits bound the per-org streams. Zero fields take their defaults.
+// Limits bound the per-org streams, so that no edge can fill the control
+// plane's disk. Past a bound the stream refuses new batches (the edge keeps
+// them spooled and retries) rather than drop stored ones. Zero fields take
+// their defaults.
 type Limits struct {
+	// MaxBytes bounds an org's stream; the whole of it is reserved against
+	// the ingest account's JetStream storage. Default DefaultMaxBytes
+	// (16 MiB).
+	MaxBytes int64
+	// MaxPendingPerEdge bounds the batches one edge may have waiting in
+	// its org's stream (each edge has its own subject): past it that
+	// edge's publishes are refused, not its org's other edges'. Default
+	// DefaultMaxPendingPerEdge (256).
+	MaxPendingPerEdge int64
 	// MaxAge is how long a batch may wait in its stream. Default
 	// DefaultMaxAge (168h).
 	MaxAge time.Duration
@@ -66,6 +83,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Duplicates <= 0 {
 		l.Duplicates = DefaultDuplicates
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxPendingPerEdge <= 0 {
+		l.MaxPendingPerEdge = DefaultMaxPendingPerEdge
 	}
 	return l
 }
@@ -82,8 +105,13 @@ func StreamConfig(orgID string, l Limits) jetstream.StreamConfig {
 		Storage:    jetstream.FileStorage,
 		MaxAge:     l.MaxAge,
 		Duplicates: l.Duplicates,
-		MaxMsgSize: wire.MaxBatchBytes,
-		Discard:    jetstream.DiscardOld,
+		MaxBytes:   l.MaxBytes,
+		MaxMsgSize: int32(min(wire.MaxBatchBytes, l.MaxBytes)),
+		// Refuse, never drop: a stored batch was acknowledged, and its
+		// edge no longer holds it.
+		Discard:              jetstream.DiscardNew,
+		MaxMsgsPerSubject:    l.MaxPendingPerEdge,
+		DiscardNewPerSubject: true,
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/ingest"
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
@@ -396,7 +397,7 @@ func TestRevokedEdgeCannotConnectOrPublish(t *testing.T) {
 		t.Fatal("revoked edge connected")
 	}
 	// The revocation is persisted: a restarted authority keeps it.
-	again, err := natsauth.Open(filepath.Join(env.Dir, "nats-keys"))
+	again, err := natsauth.Open(filepath.Join(env.Dir, "nats-keys"), natsauth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,5 +637,114 @@ func TestInterruptedRetirement(t *testing.T) {
 	}
 	if _, err := sjs.Stream(ctx, ingest.LegacyStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("legacy stream: %v, want deleted", err)
+	}
+}
+
+// TestEdgeOverItsLimitsRefusedAlone: an edge past its pending batches, or
+// an org past its stream's bytes, is refused; another edge of the org, and
+// another org, still publish.
+func TestEdgeOverItsLimitsRefusedAlone(t *testing.T) {
+	const maxBytes = 256 << 10
+	env := testenv.New(t, testenv.Options{NoIngest: true, Limits: ingest.Limits{MaxPendingPerEdge: 3, MaxBytes: maxBytes}})
+	orgA, orgB := env.Org(t), env.Org(t)
+	flood, sibling, other := env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgB)
+	_, fjs := edgeJS(t, flood)
+	_, sjs := edgeJS(t, sibling)
+	_, ojs := edgeJS(t, other)
+	ctx := context.Background()
+
+	for seq := int64(1); seq <= 3; seq++ {
+		if _, err := publish(ctx, fjs, flood.Subject, encode(t, batch(flood, seq)), wire.MsgID(flood.EdgeID, seq)); err != nil {
+			t.Fatalf("batch %d within the limit: %v", seq, err)
+		}
+	}
+	_, err := publish(ctx, fjs, flood.Subject, encode(t, batch(flood, 4)), wire.MsgID(flood.EdgeID, 4))
+	if err == nil || !strings.Contains(err.Error(), "maximum messages per subject") {
+		t.Fatalf("4th pending batch of one edge: %v, want refused", err)
+	}
+	if _, err := publish(ctx, sjs, sibling.Subject, encode(t, batch(sibling, 1)), wire.MsgID(sibling.EdgeID, 1)); err != nil {
+		t.Fatalf("another edge of the org refused: %v", err)
+	}
+
+	// Batches of over half the org's bytes: the second is refused.
+	rows := 50
+	for len(encode(t, storetest.Batch(orgA, sibling.EdgeID, 1, start, rows))) < maxBytes/2 {
+		rows += 50
+	}
+	big := func(ed testenv.Edge, seq int64) []byte {
+		return encode(t, storetest.Batch(ed.OrgID, ed.EdgeID, seq, start.Add(time.Duration(seq)*time.Minute), rows))
+	}
+	if _, err := publish(ctx, sjs, sibling.Subject, big(sibling, 2), wire.MsgID(sibling.EdgeID, 2)); err != nil {
+		t.Fatalf("large batch: %v", err)
+	}
+	_, err = publish(ctx, sjs, sibling.Subject, big(sibling, 3), wire.MsgID(sibling.EdgeID, 3))
+	if err == nil || !strings.Contains(err.Error(), "maximum bytes") {
+		t.Fatalf("batch past the org's bytes: %v, want refused", err)
+	}
+	if _, err := publish(ctx, ojs, other.Subject, big(other, 1), wire.MsgID(other.EdgeID, 1)); err != nil {
+		t.Fatalf("another org refused: %v", err)
+	}
+	stream, err := jetstream.New(env.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, org := range []string{orgA, orgB} {
+		s, err := stream.Stream(ctx, ingest.StreamName(org))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := s.Info(ctx); err != nil || info.State.Bytes > maxBytes {
+			t.Fatalf("stream of %s: %+v %v", org, info.State, err)
+		}
+	}
+	// A batch is at most wire.MaxBatchBytes: the server's and the edge
+	// user's max payload.
+	if _, err := publish(ctx, ojs, other.Subject, make([]byte, wire.MaxBatchBytes+1), ""); err == nil {
+		t.Fatal("a message over wire.MaxBatchBytes was accepted")
+	}
+}
+
+// TestAccountLimits: the ingest account has explicit JetStream limits: no
+// memory storage, and file storage that each org's stream reserves its
+// MaxBytes from, so no org can be set up past it.
+func TestAccountLimits(t *testing.T) {
+	const orgBytes = 1 << 20
+	env := testenv.New(t, testenv.Options{NoIngest: true, Limits: ingest.Limits{MaxBytes: orgBytes}, Account: natsauth.Limits{MaxStorage: 2 * orgBytes}})
+	claims, err := jwt.DecodeAccountClaims(env.Auth.IngestJWT())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js := claims.Limits.JetStreamLimits; js.DiskStorage != 2*orgBytes || js.MemoryStorage != 0 {
+		t.Fatalf("ingest account JetStream limits %+v", js)
+	}
+	ctx := context.Background()
+	env.EnrollEdge(t, env.Org(t))
+	env.EnrollEdge(t, env.Org(t))
+	// A third org's stream does not fit: its enrollment fails, and no
+	// credentials are issued.
+	third := env.Org(t)
+	tok, err := env.Enroll.CreateToken(ctx, third, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	if _, err := env.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: "edge-3", Version: "0.1.0"}); err == nil || !strings.Contains(err.Error(), "insufficient") {
+		t.Fatalf("enrollment past the account's storage: %v, want refused", err)
+	}
+	js, err := jetstream.New(env.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "MEM", Subjects: []string{"mem.>"}, Storage: jetstream.MemoryStorage}); err == nil {
+		t.Fatal("a memory stream was created in the ingest account")
+	}
+	// Reopening with other limits updates the account JWT.
+	again, err := natsauth.Open(filepath.Join(env.Dir, "nats-keys"), natsauth.Options{Limits: natsauth.Limits{MaxStorage: 3 * orgBytes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := jwt.DecodeAccountClaims(again.IngestJWT()); c == nil || c.Limits.JetStreamLimits.DiskStorage != 3*orgBytes {
+		t.Fatal("the account's storage limit was not updated on reopening")
 	}
 }

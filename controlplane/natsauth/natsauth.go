@@ -39,9 +39,45 @@ func InboxPrefix(edgeID string) string { return "_INBOX." + edgeID }
 // EdgeSubsLimit bounds an edge's subscriptions: it needs one for replies.
 const EdgeSubsLimit = 8
 
+// DefaultMaxStorage is Limits.MaxStorage's default.
+const DefaultMaxStorage = 16 << 30
+
+// Limits bound the ingest account's JetStream use. Zero fields take their
+// defaults.
+type Limits struct {
+	// MaxStorage bounds the account's JetStream file storage. A stream's
+	// MaxBytes is reserved against it when the stream is made, so it also
+	// bounds how many per-org streams can exist. Default
+	// DefaultMaxStorage (16 GiB).
+	MaxStorage int64
+}
+
+// jetStream is the account's JetStream limits. MaxBytes is not required
+// of streams (only the control plane can make streams, and it always sets
+// it): a server refuses to load, at start-up, a stream that breaks that
+// requirement, such as the legacy shared stream the ingest must retire.
+func (l Limits) jetStream() jwt.JetStreamLimits {
+	if l.MaxStorage <= 0 {
+		l.MaxStorage = DefaultMaxStorage
+	}
+	return jwt.JetStreamLimits{
+		MemoryStorage: 0, // no memory streams
+		DiskStorage:   l.MaxStorage,
+		Streams:       jwt.NoLimit, // bounded by MaxStorage's reservations
+		Consumer:      jwt.NoLimit,
+		MaxAckPending: jwt.NoLimit,
+	}
+}
+
+// Options configure Open.
+type Options struct {
+	Limits Limits
+}
+
 // Authority holds the keys and the current ingest account JWT.
 type Authority struct {
-	dir string
+	dir    string
+	limits jwt.JetStreamLimits
 
 	operator, system, ingest nkeys.KeyPair
 	operatorPub, systemPub   string
@@ -54,12 +90,14 @@ type Authority struct {
 	orgKeys   map[string]nkeys.KeyPair
 }
 
-// Open loads the authority kept in dir, creating keys on first use.
-func Open(dir string) (*Authority, error) {
+// Open loads the authority kept in dir, creating keys on first use. The
+// ingest account JWT is brought to o's limits (pushed by the caller's next
+// natsbus.Accounts.Sync, or preloaded by an embedded server).
+func Open(dir string, o Options) (*Authority, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "orgs"), 0o700); err != nil {
 		return nil, fmt.Errorf("nats authority dir: %w", err)
 	}
-	a := &Authority{dir: dir, orgKeys: map[string]nkeys.KeyPair{}}
+	a := &Authority{dir: dir, limits: o.Limits.jetStream(), orgKeys: map[string]nkeys.KeyPair{}}
 	var err error
 	if a.operator, err = loadOrCreate(filepath.Join(dir, "operator.nk"), nkeys.CreateOperator); err != nil {
 		return nil, err
@@ -140,11 +178,14 @@ func (a *Authority) loadIngest() error {
 			return errors.New("ingest account jwt does not match the stored keys")
 		}
 		a.claims, a.ingestJWT = c, string(raw)
-		return nil
+		if c.Limits.JetStreamLimits == a.limits {
+			return nil
+		}
+		c.Limits.JetStreamLimits = a.limits
 	case errors.Is(err, fs.ErrNotExist):
 		c := jwt.NewAccountClaims(a.ingestPub)
 		c.Name = IngestAccountName
-		c.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		c.Limits.JetStreamLimits = a.limits
 		a.claims = c
 	default:
 		return fmt.Errorf("read ingest account jwt: %w", err)
@@ -331,14 +372,16 @@ func creds(signer nkeys.KeyPair, name string) ([]byte, error) {
 
 // ServerConfig returns a nats-server configuration block trusting this
 // operator with a full (directory) resolver preloaded with both accounts,
-// for running an external NATS.
-func (a *Authority) ServerConfig(resolverDir string) string {
+// for running an external NATS that accepts at most maxConnections
+// clients.
+func (a *Authority) ServerConfig(resolverDir string, maxConnections int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# persiv codex: NATS operator/JWT configuration.\n")
 	fmt.Fprintf(&b, "operator: %s\n", a.operatorJWT)
 	fmt.Fprintf(&b, "system_account: %s\n", a.systemPub)
 	fmt.Fprintf(&b, "jetstream: enabled\n")
 	fmt.Fprintf(&b, "max_payload: %d\n", wire.MaxBatchBytes)
+	fmt.Fprintf(&b, "max_connections: %d\n", maxConnections)
 	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n}\n", resolverDir)
 	fmt.Fprintf(&b, "resolver_preload: {\n")
 	fmt.Fprintf(&b, "  # SYS\n  %s: %s\n", a.systemPub, a.systemJWT)

@@ -35,7 +35,16 @@ type EmbeddedConfig struct {
 	Listen string
 	// TLS, when set, is required of every client (TLS 1.3 only).
 	TLS *tls.Config
+	// MaxConnections bounds client connections. Default
+	// DefaultMaxConnections.
+	MaxConnections int
+	// MaxStorage bounds JetStream's file storage. Default
+	// natsauth.DefaultMaxStorage.
+	MaxStorage int64
 }
+
+// DefaultMaxConnections is EmbeddedConfig.MaxConnections's default.
+const DefaultMaxConnections = 4096
 
 // Embedded is a running in-process nats-server.
 type Embedded struct {
@@ -78,18 +87,26 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 			return nil, fmt.Errorf("preload account: %w", err)
 		}
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.MaxStorage <= 0 {
+		cfg.MaxStorage = natsauth.DefaultMaxStorage
+	}
 	opts := &server.Options{
-		ServerName:       "codex-controlplane",
-		Host:             host,
-		Port:             port,
-		JetStream:        true,
-		StoreDir:         filepath.Join(cfg.Dir, "jetstream"),
-		TrustedOperators: []*jwt.OperatorClaims{op},
-		SystemAccount:    auth.SystemAccount(),
-		AccountResolver:  res,
-		MaxPayload:       wire.MaxBatchBytes,
-		NoSigs:           true,
-		NoLog:            true,
+		ServerName:        "codex-controlplane",
+		MaxConn:           cfg.MaxConnections,
+		JetStreamMaxStore: cfg.MaxStorage,
+		Host:              host,
+		Port:              port,
+		JetStream:         true,
+		StoreDir:          filepath.Join(cfg.Dir, "jetstream"),
+		TrustedOperators:  []*jwt.OperatorClaims{op},
+		SystemAccount:     auth.SystemAccount(),
+		AccountResolver:   res,
+		MaxPayload:        wire.MaxBatchBytes,
+		NoSigs:            true,
+		NoLog:             true,
 	}
 	if cfg.TLS != nil {
 		opts.TLSConfig = cfg.TLS.Clone()

@@ -43,6 +43,11 @@ type Options struct {
 	NoIngest bool
 	// Limits bound the ingest streams.
 	Limits ingest.Limits
+	// Account bounds the ingest account's JetStream use.
+	Account natsauth.Limits
+	// EdgeMaxConns bounds each edge's connections (default
+	// natsbus.DefaultEdgeMaxConnections).
+	EdgeMaxConns int
 }
 
 // New starts an Env that stops when the test ends.
@@ -52,7 +57,7 @@ func New(t testing.TB, o Options) *Env {
 	dir := t.TempDir()
 	e := &Env{Dir: dir}
 	var err error
-	if e.Auth, err = natsauth.Open(filepath.Join(dir, "nats-keys")); err != nil {
+	if e.Auth, err = natsauth.Open(filepath.Join(dir, "nats-keys"), natsauth.Options{Limits: o.Account}); err != nil {
 		t.Fatal(err)
 	}
 	if e.NATS, err = natsbus.StartEmbedded(e.Auth, natsbus.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}); err != nil {
@@ -62,6 +67,11 @@ func New(t testing.TB, o Options) *Env {
 	e.Sys = e.connect(t, e.Auth.SystemCreds)
 	e.Service = e.connect(t, e.Auth.ServiceCreds)
 	e.Accounts = &natsbus.Accounts{Auth: e.Auth, Sys: e.Sys}
+	limit := &natsbus.EdgeConnLimit{Sys: e.Sys, Account: e.Auth.IngestAccount(), Max: o.EdgeMaxConns}
+	if err := limit.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(limit.Stop)
 	store, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	cpconfig "github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/natsauth"
 )
 
@@ -25,11 +26,11 @@ import (
 // JetStream on, and operator (JWT) authentication.
 func TestComposeNATSConfig(t *testing.T) {
 	dir := t.TempDir()
-	auth, err := natsauth.Open(filepath.Join(dir, "keys"))
+	auth, err := natsauth.Open(filepath.Join(dir, "keys"), natsauth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "codex-operator.conf"), []byte(auth.ServerConfig(filepath.Join(dir, "jwt"))), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "codex-operator.conf"), []byte(auth.ServerConfig(filepath.Join(dir, "jwt"), cpconfig.Default().NATSMaxConnections)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cert, key := selfSigned(t, dir)

@@ -105,7 +105,7 @@ func (c *controlPlane) start() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	if c.auth, err = natsauth.Open(filepath.Join(c.dir, "nats-keys")); err != nil {
+	if c.auth, err = natsauth.Open(filepath.Join(c.dir, "nats-keys"), natsauth.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if c.nats, err = natsbus.StartEmbedded(c.auth, natsbus.EmbeddedConfig{Dir: filepath.Join(c.dir, "nats"), Listen: "127.0.0.1:-1", TLS: c.tls}); err != nil {

@@ -106,7 +106,7 @@ func TestCLI(t *testing.T) {
 	}
 
 	code, out, _ = runCmd(t, env, "", "nats-config")
-	if code != 0 || !strings.Contains(out, "operator: ") || !strings.Contains(out, "resolver_preload") {
+	if code != 0 || !strings.Contains(out, "operator: ") || !strings.Contains(out, "resolver_preload") || !strings.Contains(out, "max_connections: 4096\n") {
 		t.Fatalf("nats-config = %d %q", code, out)
 	}
 	for _, f := range []string{"operator.nk", "system.nk", "ingest.nk"} {

@@ -101,11 +101,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return postgres.Migrate(ctx, cfg.DatabaseURL, cfg.DatabaseAppRole)
 	case "nats-config":
-		auth, err := natsauth.Open(filepath.Join(cfg.DataDir, "nats", "keys"))
+		auth, err := openAuthority(cfg)
 		if err != nil {
 			return err
 		}
-		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir))
+		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir, cfg.NATSMaxConnections))
 		return err
 	}
 
@@ -176,6 +176,12 @@ func readPassword(r io.Reader) (string, error) {
 	return pw, nil
 }
 
+// openAuthority opens the NATS authority kept in the data directory.
+func openAuthority(cfg config.Config) (*natsauth.Authority, error) {
+	return natsauth.Open(filepath.Join(cfg.DataDir, "nats", "keys"), natsauth.Options{
+		Limits: natsauth.Limits{MaxStorage: cfg.NATSAccountMaxStorage}})
+}
+
 func openStore(ctx context.Context, cfg config.Config) (controlplane.Store, error) {
 	if cfg.DatabaseURL != "" {
 		return postgres.Open(ctx, cfg.DatabaseURL)
@@ -213,7 +219,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	auth, err := natsauth.Open(filepath.Join(cfg.DataDir, "nats", "keys"))
+	auth, err := openAuthority(cfg)
 	if err != nil {
 		return err
 	}
@@ -221,7 +227,8 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
-		emb, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, TLS: tlsConf})
+		emb, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, TLS: tlsConf,
+			MaxConnections: cfg.NATSMaxConnections, MaxStorage: cfg.NATSAccountMaxStorage})
 		if err != nil {
 			return err
 		}
@@ -269,12 +276,18 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err := accounts.Sync(ctx); err != nil {
 		return err
 	}
+	connLimit := &natsbus.EdgeConnLimit{Sys: sys, Account: auth.IngestAccount(), Max: cfg.NATSEdgeMaxConnections, Log: log}
+	if err := connLimit.Start(); err != nil {
+		return err
+	}
+	defer connLimit.Stop()
 
 	js, err := jetstream.New(svc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	ing := &ingest.Ingester{Store: store, JS: js, Log: log}
+	ing := &ingest.Ingester{Store: store, JS: js, Log: log, Limits: ingest.Limits{
+		MaxBytes: cfg.NATSOrgMaxBytes, MaxAge: cfg.NATSStreamMaxAge, MaxPendingPerEdge: cfg.NATSEdgeMaxPending}}
 	if err := ing.Setup(ctx, auth.Orgs()); err != nil {
 		return err
 	}

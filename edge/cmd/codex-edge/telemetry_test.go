@@ -30,7 +30,7 @@ import (
 func enrollService(t *testing.T) (*enroll.Service, controlplane.Store) {
 	t.Helper()
 	dir := t.TempDir()
-	auth, err := natsauth.Open(filepath.Join(dir, "keys"))
+	auth, err := natsauth.Open(filepath.Join(dir, "keys"), natsauth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
