@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"reflect"
 	"strconv"
@@ -51,6 +52,18 @@ type Config struct {
 	RetainDays    time.Duration `yaml:"retain_days"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+
+	// The key that seals the NATS seeds at rest (at most one of the
+	// three). Default: none, and a development key file
+	// <data_dir>/secrets.key is made next to the data it protects.
+
+	// SecretsKMSKey is an AWS KMS key id, ARN or alias: production.
+	SecretsKMSKey string `yaml:"secrets_kms_key"`
+	// SecretsKEK is a 256-bit key (64 hex digits or base64). A secret:
+	// give it through the environment (CODEX_SECRETS_KEK), not the file.
+	SecretsKEK Secret `yaml:"secrets_kek"`
+	// SecretsKEKFile is a file holding such a key.
+	SecretsKEKFile string `yaml:"secrets_kek_file"`
 
 	// NATS limits, so that no edge can fill the control plane's disk or
 	// take every connection. A batch is at most wire.MaxBatchBytes (1 MiB):
@@ -126,7 +139,7 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 		}
 		f := v.Field(i)
 		switch f.Interface().(type) {
-		case string:
+		case string, Secret:
 			f.SetString(s)
 		case time.Duration:
 			d, err := time.ParseDuration(s)
@@ -162,6 +175,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("nats_org_max_bytes must hold at least one batch (%d bytes)", wire.MaxBatchBytes)
 	case c.NATSAccountMaxStorage < c.NATSOrgMaxBytes:
 		return errors.New("nats_account_max_storage must be at least nats_org_max_bytes")
+	case btoi(c.SecretsKMSKey != "")+btoi(c.SecretsKEK != "")+btoi(c.SecretsKEKFile != "") > 1:
+		return errors.New("set at most one of secrets_kms_key, secrets_kek and secrets_kek_file")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -170,3 +185,28 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Secret is a configuration value never shown: printing or logging it
+// shows "[redacted]".
+type Secret string
+
+// String implements fmt.Stringer.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString implements fmt.GoStringer, for %#v.
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }

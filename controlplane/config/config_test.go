@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,20 +36,36 @@ func TestLoadRejects(t *testing.T) {
 		path string
 		env  map[string]string
 	}{
-		"unknown key":    {unknown, nil},
-		"bad duration":   {"", map[string]string{"CODEX_RETAIN_DAYS": "forever"}},
-		"half TLS":       {"", map[string]string{"CODEX_TLS_CERT": "/c.pem"}},
-		"bad log level":  {"", map[string]string{"CODEX_LOG_LEVEL": "loud"}},
-		"missing file":   {filepath.Join(dir, "none.yaml"), nil},
-		"short hours":    {"", map[string]string{"CODEX_RETAIN_HOURS": "1h"}},
-		"empty data dir": {"", map[string]string{"CODEX_DATA_DIR": ""}},
-		"bad integer":    {"", map[string]string{"CODEX_NATS_EDGE_MAX_PENDING": "many"}},
-		"zero conns":     {"", map[string]string{"CODEX_NATS_EDGE_MAX_CONNECTIONS": "0"}},
-		"tiny org":       {"", map[string]string{"CODEX_NATS_ORG_MAX_BYTES": "1024"}},
-		"small account":  {"", map[string]string{"CODEX_NATS_ACCOUNT_MAX_STORAGE": "1048576"}},
+		"unknown key":      {unknown, nil},
+		"bad duration":     {"", map[string]string{"CODEX_RETAIN_DAYS": "forever"}},
+		"half TLS":         {"", map[string]string{"CODEX_TLS_CERT": "/c.pem"}},
+		"bad log level":    {"", map[string]string{"CODEX_LOG_LEVEL": "loud"}},
+		"missing file":     {filepath.Join(dir, "none.yaml"), nil},
+		"short hours":      {"", map[string]string{"CODEX_RETAIN_HOURS": "1h"}},
+		"empty data dir":   {"", map[string]string{"CODEX_DATA_DIR": ""}},
+		"bad integer":      {"", map[string]string{"CODEX_NATS_EDGE_MAX_PENDING": "many"}},
+		"zero conns":       {"", map[string]string{"CODEX_NATS_EDGE_MAX_CONNECTIONS": "0"}},
+		"tiny org":         {"", map[string]string{"CODEX_NATS_ORG_MAX_BYTES": "1024"}},
+		"small account":    {"", map[string]string{"CODEX_NATS_ACCOUNT_MAX_STORAGE": "1048576"}},
+		"two secrets keys": {"", map[string]string{"CODEX_SECRETS_KEK": "k", "CODEX_SECRETS_KMS_KEY": "alias/x"}},
 	} {
 		if _, err := Load(tc.path, env(tc.env)); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestSecretNotShown(t *testing.T) {
+	c, err := Load("", env(map[string]string{"CODEX_SECRETS_KEK": "0123456789abcdef-the-key"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.SecretsKEK) != "0123456789abcdef-the-key" {
+		t.Fatalf("key not loaded: %d bytes", len(c.SecretsKEK))
+	}
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c.SecretsKEK)} {
+		if strings.Contains(s, "the-key") {
+			t.Fatalf("the key shows: %s", s)
 		}
 	}
 }

@@ -47,7 +47,7 @@ var ErrBadToken = fmt.Errorf("invalid or expired enrollment token: %w", controlp
 // Accounts is what enrollment needs of the NATS authority.
 type Accounts interface {
 	EnsureOrg(ctx context.Context, orgID string) error
-	MintEdge(orgID, edgeID, userPub string) (string, error)
+	MintEdge(ctx context.Context, orgID, edgeID, userPub string) (string, error)
 	Revoke(ctx context.Context, userPub string, at time.Time) error
 }
 
@@ -154,7 +154,7 @@ func (s *Service) Enroll(ctx context.Context, r Request) (Response, error) {
 			return Response{}, fmt.Errorf("enroll: %w", err)
 		}
 	}
-	userJWT, err := s.Accounts.MintEdge(e.OrgID, e.ID, e.PublicKey)
+	userJWT, err := s.Accounts.MintEdge(ctx, e.OrgID, e.ID, e.PublicKey)
 	if err != nil {
 		return Response{}, fmt.Errorf("enroll: %w", err)
 	}

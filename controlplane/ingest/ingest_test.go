@@ -22,6 +22,7 @@ import (
 	"github.com/persiv/codex/controlplane/ingest"
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/storetest"
 	"github.com/persiv/codex/controlplane/testenv"
 	"github.com/persiv/codex/shared/wire"
@@ -324,7 +325,11 @@ func TestLeakedOrgKeyMintsNothingOutsideItsOrg(t *testing.T) {
 	env.EnrollEdge(t, org) // gives org its signing key
 	foreign := env.EnrollEdge(t, other)
 
-	seed, err := os.ReadFile(filepath.Join(env.Dir, "nats-keys", "orgs", org+".nk"))
+	sealed, err := os.ReadFile(filepath.Join(env.Dir, "nats-keys", "orgs", org+".nk.sealed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := env.Sealer.Open(context.Background(), sealer.Binding{Purpose: natsauth.SeedPurpose, Name: "org/" + org}, sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +402,7 @@ func TestRevokedEdgeCannotConnectOrPublish(t *testing.T) {
 		t.Fatal("revoked edge connected")
 	}
 	// The revocation is persisted: a restarted authority keeps it.
-	again, err := natsauth.Open(filepath.Join(env.Dir, "nats-keys"), natsauth.Options{})
+	again, err := natsauth.Open(ctx, filepath.Join(env.Dir, "nats-keys"), natsauth.Options{Sealer: env.Sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -740,7 +745,7 @@ func TestAccountLimits(t *testing.T) {
 		t.Fatal("a memory stream was created in the ingest account")
 	}
 	// Reopening with other limits updates the account JWT.
-	again, err := natsauth.Open(filepath.Join(env.Dir, "nats-keys"), natsauth.Options{Limits: natsauth.Limits{MaxStorage: 3 * orgBytes}})
+	again, err := natsauth.Open(ctx, filepath.Join(env.Dir, "nats-keys"), natsauth.Options{Sealer: env.Sealer, Limits: natsauth.Limits{MaxStorage: 3 * orgBytes}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -221,7 +221,7 @@ func (a *Accounts) pushLocked(ctx context.Context) error {
 func (a *Accounts) EnsureOrg(ctx context.Context, orgID string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	changed, err := a.Auth.EnsureOrg(orgID)
+	changed, err := a.Auth.EnsureOrg(ctx, orgID)
 	if err != nil {
 		return err
 	}
@@ -243,6 +243,6 @@ func (a *Accounts) Revoke(ctx context.Context, userPub string, at time.Time) err
 }
 
 // MintEdge returns an edge's user JWT; see natsauth.Authority.MintEdge.
-func (a *Accounts) MintEdge(orgID, edgeID, userPub string) (string, error) {
-	return a.Auth.MintEdge(orgID, edgeID, userPub)
+func (a *Accounts) MintEdge(ctx context.Context, orgID, edgeID, userPub string) (string, error) {
+	return a.Auth.MintEdge(ctx, orgID, edgeID, userPub)
 }

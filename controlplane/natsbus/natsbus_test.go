@@ -13,8 +13,18 @@ import (
 
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/testenv"
 )
+
+func mustSealer(t *testing.T, dir string) *sealer.Sealer {
+	t.Helper()
+	s, err := testenv.Sealer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 func mustSysCreds(t *testing.T, env *testenv.Env) (string, nkeys.KeyPair) {
 	t.Helper()
@@ -34,7 +44,7 @@ func mustSysCreds(t *testing.T, env *testenv.Env) (string, nkeys.KeyPair) {
 }
 
 func TestEmbeddedRefusesPlainOffLoopback(t *testing.T) {
-	auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"), natsauth.Options{})
+	auth, err := natsauth.Open(context.Background(), filepath.Join(t.TempDir(), "keys"), natsauth.Options{Sealer: mustSealer(t, t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,27 +65,28 @@ func TestEmbeddedRefusesPlainOffLoopback(t *testing.T) {
 // and accounts, and org signing keys survive.
 func TestAuthorityPersists(t *testing.T) {
 	dir := t.TempDir()
-	a, err := natsauth.Open(dir, natsauth.Options{})
+	ctx := context.Background()
+	a, err := natsauth.Open(ctx, dir, natsauth.Options{Sealer: mustSealer(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := a.EnsureOrg("org_a"); err != nil || !changed {
+	if changed, err := a.EnsureOrg(ctx, "org_a"); err != nil || !changed {
 		t.Fatalf("EnsureOrg = %v, %v", changed, err)
 	}
-	if changed, err := a.EnsureOrg("org_a"); err != nil || changed {
+	if changed, err := a.EnsureOrg(ctx, "org_a"); err != nil || changed {
 		t.Fatalf("second EnsureOrg = %v, %v", changed, err)
 	}
-	if _, err := a.EnsureOrg("org.a"); err == nil {
+	if _, err := a.EnsureOrg(ctx, "org.a"); err == nil {
 		t.Fatal("org id with a dot accepted")
 	}
-	b, err := natsauth.Open(dir, natsauth.Options{})
+	b, err := natsauth.Open(ctx, dir, natsauth.Options{Sealer: mustSealer(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.IngestAccount() != b.IngestAccount() || a.SystemAccount() != b.SystemAccount() || a.IngestJWT() != b.IngestJWT() {
 		t.Fatal("reopened authority differs")
 	}
-	if changed, err := b.EnsureOrg("org_a"); err != nil || changed {
+	if changed, err := b.EnsureOrg(ctx, "org_a"); err != nil || changed {
 		t.Fatalf("EnsureOrg after reopen = %v, %v", changed, err)
 	}
 }
@@ -112,7 +123,7 @@ func TestFailedPushIsRetried(t *testing.T) {
 func TestPortZeroIsRandom(t *testing.T) {
 	var urls []string
 	for i := 0; i < 2; i++ {
-		auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"), natsauth.Options{})
+		auth, err := natsauth.Open(context.Background(), filepath.Join(t.TempDir(), "keys"), natsauth.Options{Sealer: mustSealer(t, t.TempDir())})
 		if err != nil {
 			t.Fatal(err)
 		}

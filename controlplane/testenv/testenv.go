@@ -19,12 +19,14 @@ import (
 	"github.com/persiv/codex/controlplane/ingest"
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 )
 
 // Env is a running control plane.
 type Env struct {
 	Dir      string
+	Sealer   *sealer.Sealer // seals the NATS seeds (a local key file in Dir)
 	Auth     *natsauth.Authority
 	NATS     *natsbus.Embedded
 	Sys      *nats.Conn
@@ -57,7 +59,10 @@ func New(t testing.TB, o Options) *Env {
 	dir := t.TempDir()
 	e := &Env{Dir: dir}
 	var err error
-	if e.Auth, err = natsauth.Open(filepath.Join(dir, "nats-keys"), natsauth.Options{Limits: o.Account}); err != nil {
+	if e.Sealer, err = Sealer(dir); err != nil {
+		t.Fatal(err)
+	}
+	if e.Auth, err = natsauth.Open(ctx, filepath.Join(dir, "nats-keys"), natsauth.Options{Sealer: e.Sealer, Limits: o.Account}); err != nil {
 		t.Fatal(err)
 	}
 	if e.NATS, err = natsbus.StartEmbedded(e.Auth, natsbus.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}); err != nil {
@@ -122,6 +127,16 @@ func (e *Env) connect(t testing.TB, creds func() ([]byte, error)) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// Sealer returns a sealer over a local key file in dir, made on first use:
+// what tests give natsauth.Open.
+func Sealer(dir string) (*sealer.Sealer, error) {
+	kp, err := sealer.LoadOrCreateKeyFile(filepath.Join(dir, "secrets.key"))
+	if err != nil {
+		return nil, err
+	}
+	return sealer.New(kp), nil
 }
 
 // Org creates an org and returns its id.

@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	cpconfig "github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/controlplane/sealer"
 )
 
 // The compose NATS configuration, with the operator configuration the
@@ -26,7 +28,11 @@ import (
 // JetStream on, and operator (JWT) authentication.
 func TestComposeNATSConfig(t *testing.T) {
 	dir := t.TempDir()
-	auth, err := natsauth.Open(filepath.Join(dir, "keys"), natsauth.Options{})
+	kp, err := sealer.LoadOrCreateKeyFile(filepath.Join(dir, "secrets.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := natsauth.Open(context.Background(), filepath.Join(dir, "keys"), natsauth.Options{Sealer: sealer.New(kp)})
 	if err != nil {
 		t.Fatal(err)
 	}

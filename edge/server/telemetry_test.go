@@ -41,6 +41,7 @@ import (
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
 	cpsqlite "github.com/persiv/codex/controlplane/store/sqlite"
+	cptestenv "github.com/persiv/codex/controlplane/testenv"
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
@@ -105,7 +106,11 @@ func (c *controlPlane) start() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	if c.auth, err = natsauth.Open(filepath.Join(c.dir, "nats-keys"), natsauth.Options{}); err != nil {
+	sealer, err := cptestenv.Sealer(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.auth, err = natsauth.Open(ctx, filepath.Join(c.dir, "nats-keys"), natsauth.Options{Sealer: sealer}); err != nil {
 		t.Fatal(err)
 	}
 	if c.nats, err = natsbus.StartEmbedded(c.auth, natsbus.EmbeddedConfig{Dir: filepath.Join(c.dir, "nats"), Listen: "127.0.0.1:-1", TLS: c.tls}); err != nil {
