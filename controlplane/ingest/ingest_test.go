@@ -438,7 +438,9 @@ func TestAnonymousRefused(t *testing.T) {
 }
 
 func BenchmarkIngestThroughput(b *testing.B) {
-	env := testenv.New(b, testenv.Options{})
+	// Every batch is published before the ingest catches up: raise the
+	// stream's bounds above the whole run.
+	env := testenv.New(b, testenv.Options{Limits: ingest.Limits{MaxPendingPerEdge: 1 << 20, MaxBytes: 1 << 30}})
 	org := env.Org(b)
 	ed := env.EnrollEdge(b, org)
 	_, js := edgeJS(b, ed)
