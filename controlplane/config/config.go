@@ -9,12 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/persiv/codex/shared/wire"
 )
 
 // Config is the control plane's configuration. Every field documents its
@@ -48,6 +52,45 @@ type Config struct {
 	RetainDays    time.Duration `yaml:"retain_days"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+
+	// The key that seals the NATS seeds at rest (at most one of the
+	// three). Default: none, and a development key file
+	// <data_dir>/secrets.key is made next to the data it protects.
+
+	// SecretsKMSKey is an AWS KMS key id, ARN or alias: production.
+	SecretsKMSKey string `yaml:"secrets_kms_key"`
+	// SecretsKEK is a 256-bit key (64 hex digits or base64). A secret:
+	// give it through the environment (CODEX_SECRETS_KEK), not the file.
+	SecretsKEK Secret `yaml:"secrets_kek"`
+	// SecretsKEKFile is a file holding such a key.
+	SecretsKEKFile string `yaml:"secrets_kek_file"`
+
+	// NATS limits, so that no edge can fill the control plane's disk or
+	// take every connection. A batch is at most wire.MaxBatchBytes (1 MiB):
+	// the NATS max payload of the server and of every edge user.
+
+	// NATSMaxConnections bounds the embedded server's client connections
+	// (max_connections in nats-config's output). Default 4096.
+	NATSMaxConnections int `yaml:"nats_max_connections"`
+	// NATSEdgeMaxConnections bounds one edge's connections: past it, its
+	// oldest is closed. Default 16.
+	NATSEdgeMaxConnections int `yaml:"nats_edge_max_connections"`
+	// NATSEdgeMaxPending bounds the batches one edge may have waiting in
+	// its org's stream; past it that edge's publishes are refused (it
+	// keeps them spooled), other edges' are not. Default 256.
+	NATSEdgeMaxPending int64 `yaml:"nats_edge_max_pending"`
+	// NATSOrgMaxBytes bounds an org's stream; past it that org's
+	// publishes are refused. Reserved in full against
+	// NATSAccountMaxStorage. Default 16777216 (16 MiB).
+	NATSOrgMaxBytes int64 `yaml:"nats_org_max_bytes"`
+	// NATSStreamMaxAge is how long a batch may wait in its org's stream.
+	// Default 168h.
+	NATSStreamMaxAge time.Duration `yaml:"nats_stream_max_age"`
+	// NATSAccountMaxStorage bounds the ingest account's JetStream storage
+	// (and the embedded server's): with every org's stream reserving
+	// NATSOrgMaxBytes, it allows NATSAccountMaxStorage/NATSOrgMaxBytes
+	// orgs with edges. Default 17179869184 (16 GiB: 1024 orgs).
+	NATSAccountMaxStorage int64 `yaml:"nats_account_max_storage"`
 }
 
 // Default returns the defaults.
@@ -61,6 +104,13 @@ func Default() Config {
 		RetainHours:        400 * 24 * time.Hour,
 		RetainDays:         5 * 365 * 24 * time.Hour,
 		LogLevel:           "info",
+
+		NATSMaxConnections:     4096,
+		NATSEdgeMaxConnections: 16,
+		NATSEdgeMaxPending:     256,
+		NATSOrgMaxBytes:        16 << 20,
+		NATSStreamMaxAge:       168 * time.Hour,
+		NATSAccountMaxStorage:  16 << 30,
 	}
 }
 
@@ -89,7 +139,7 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 		}
 		f := v.Field(i)
 		switch f.Interface().(type) {
-		case string:
+		case string, Secret:
 			f.SetString(s)
 		case time.Duration:
 			d, err := time.ParseDuration(s)
@@ -97,6 +147,12 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 				return c, fmt.Errorf("%s: %w", env, err)
 			}
 			f.SetInt(int64(d))
+		case int, int64:
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || f.OverflowInt(n) {
+				return c, fmt.Errorf("%s: %q is not an integer", env, s)
+			}
+			f.SetInt(n)
 		}
 	}
 	return c, c.Validate()
@@ -113,6 +169,14 @@ func (c Config) Validate() error {
 		return errors.New("tls_cert and tls_key go together")
 	case c.RetainMinutes <= 0 || c.RetainHours < c.RetainMinutes || c.RetainDays < c.RetainHours:
 		return errors.New("retention must be positive and grow from minutes to hours to days")
+	case c.NATSMaxConnections <= 0 || c.NATSEdgeMaxConnections <= 0 || c.NATSEdgeMaxPending <= 0 || c.NATSStreamMaxAge <= 0:
+		return errors.New("nats_max_connections, nats_edge_max_connections, nats_edge_max_pending and nats_stream_max_age must be positive")
+	case c.NATSOrgMaxBytes < wire.MaxBatchBytes:
+		return fmt.Errorf("nats_org_max_bytes must hold at least one batch (%d bytes)", wire.MaxBatchBytes)
+	case c.NATSAccountMaxStorage < c.NATSOrgMaxBytes:
+		return errors.New("nats_account_max_storage must be at least nats_org_max_bytes")
+	case btoi(c.SecretsKMSKey != "")+btoi(c.SecretsKEK != "")+btoi(c.SecretsKEKFile != "") > 1:
+		return errors.New("set at most one of secrets_kms_key, secrets_kek and secrets_kek_file")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -121,3 +185,28 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Secret is a configuration value never shown: printing or logging it
+// shows "[redacted]".
+type Secret string
+
+// String implements fmt.Stringer.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString implements fmt.GoStringer, for %#v.
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }

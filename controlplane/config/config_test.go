@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,12 +18,12 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(path, []byte("data_dir: /var/lib/codex\nnats_listen: 127.0.0.1:4300\nretain_minutes: 48h\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(path, env(map[string]string{"CODEX_NATS_LISTEN": "127.0.0.1:4400", "CODEX_CONTROLPLANE_LISTEN": "127.0.0.1:9000"}))
+	c, err := Load(path, env(map[string]string{"CODEX_NATS_LISTEN": "127.0.0.1:4400", "CODEX_CONTROLPLANE_LISTEN": "127.0.0.1:9000", "CODEX_NATS_EDGE_MAX_PENDING": "32"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.DataDir != "/var/lib/codex" || c.NATSListen != "127.0.0.1:4400" || c.ControlplaneListen != "127.0.0.1:9000" ||
-		c.RetainMinutes != 48*time.Hour || c.DatabaseAppRole != "codex_app" {
+		c.RetainMinutes != 48*time.Hour || c.DatabaseAppRole != "codex_app" || c.NATSEdgeMaxPending != 32 || c.NATSOrgMaxBytes != 16<<20 {
 		t.Fatalf("config = %+v", c)
 	}
 }
@@ -34,16 +36,36 @@ func TestLoadRejects(t *testing.T) {
 		path string
 		env  map[string]string
 	}{
-		"unknown key":    {unknown, nil},
-		"bad duration":   {"", map[string]string{"CODEX_RETAIN_DAYS": "forever"}},
-		"half TLS":       {"", map[string]string{"CODEX_TLS_CERT": "/c.pem"}},
-		"bad log level":  {"", map[string]string{"CODEX_LOG_LEVEL": "loud"}},
-		"missing file":   {filepath.Join(dir, "none.yaml"), nil},
-		"short hours":    {"", map[string]string{"CODEX_RETAIN_HOURS": "1h"}},
-		"empty data dir": {"", map[string]string{"CODEX_DATA_DIR": ""}},
+		"unknown key":      {unknown, nil},
+		"bad duration":     {"", map[string]string{"CODEX_RETAIN_DAYS": "forever"}},
+		"half TLS":         {"", map[string]string{"CODEX_TLS_CERT": "/c.pem"}},
+		"bad log level":    {"", map[string]string{"CODEX_LOG_LEVEL": "loud"}},
+		"missing file":     {filepath.Join(dir, "none.yaml"), nil},
+		"short hours":      {"", map[string]string{"CODEX_RETAIN_HOURS": "1h"}},
+		"empty data dir":   {"", map[string]string{"CODEX_DATA_DIR": ""}},
+		"bad integer":      {"", map[string]string{"CODEX_NATS_EDGE_MAX_PENDING": "many"}},
+		"zero conns":       {"", map[string]string{"CODEX_NATS_EDGE_MAX_CONNECTIONS": "0"}},
+		"tiny org":         {"", map[string]string{"CODEX_NATS_ORG_MAX_BYTES": "1024"}},
+		"small account":    {"", map[string]string{"CODEX_NATS_ACCOUNT_MAX_STORAGE": "1048576"}},
+		"two secrets keys": {"", map[string]string{"CODEX_SECRETS_KEK": "k", "CODEX_SECRETS_KMS_KEY": "alias/x"}},
 	} {
 		if _, err := Load(tc.path, env(tc.env)); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestSecretNotShown(t *testing.T) {
+	c, err := Load("", env(map[string]string{"CODEX_SECRETS_KEK": "0123456789abcdef-the-key"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.SecretsKEK) != "0123456789abcdef-the-key" {
+		t.Fatalf("key not loaded: %d bytes", len(c.SecretsKEK))
+	}
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c.SecretsKEK)} {
+		if strings.Contains(s, "the-key") {
+			t.Fatalf("the key shows: %s", s)
 		}
 	}
 }

@@ -47,14 +47,23 @@ var ErrBadToken = fmt.Errorf("invalid or expired enrollment token: %w", controlp
 // Accounts is what enrollment needs of the NATS authority.
 type Accounts interface {
 	EnsureOrg(ctx context.Context, orgID string) error
-	MintEdge(orgID, edgeID, userPub string) (string, error)
+	MintEdge(ctx context.Context, orgID, edgeID, userPub string) (string, error)
 	Revoke(ctx context.Context, userPub string, at time.Time) error
+}
+
+// Streams is what enrollment needs of the ingest (ingest.Ingester): the
+// stream an org's edges publish into.
+type Streams interface {
+	EnsureOrg(ctx context.Context, orgID string) error
 }
 
 // Service enrolls and revokes edges.
 type Service struct {
 	Store    controlplane.Store
 	Accounts Accounts
+	// Streams sets up the org's stream before an edge gets credentials to
+	// publish into it. Nil only where no edge publishes (some tests).
+	Streams Streams
 	// NATSURL is the URL edges are told to publish to.
 	NATSURL string
 	Now     func() time.Time // defaults to time.Now
@@ -140,7 +149,12 @@ func (s *Service) Enroll(ctx context.Context, r Request) (Response, error) {
 	if err := s.Accounts.EnsureOrg(ctx, e.OrgID); err != nil {
 		return Response{}, fmt.Errorf("enroll: org signing key: %w", err)
 	}
-	userJWT, err := s.Accounts.MintEdge(e.OrgID, e.ID, e.PublicKey)
+	if s.Streams != nil {
+		if err := s.Streams.EnsureOrg(ctx, e.OrgID); err != nil {
+			return Response{}, fmt.Errorf("enroll: %w", err)
+		}
+	}
+	userJWT, err := s.Accounts.MintEdge(ctx, e.OrgID, e.ID, e.PublicKey)
 	if err != nil {
 		return Response{}, fmt.Errorf("enroll: %w", err)
 	}

@@ -1,5 +1,5 @@
-// Package ingest consumes usage batches from JetStream: it validates each
-// message strictly, checks its subject against the batch and the enrolled
+// Package ingest consumes usage batches from JetStream, one stream per org
+// (CODEX_USAGE_<org_id>): it validates each message strictly, checks its subject against the batch and the enrolled
 // edge, stores it exactly once, then acknowledges it. Invalid messages are
 // terminated (never redelivered), counted by reason and kept out of the
 // store.
@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/persiv/codex/controlplane"
@@ -21,31 +24,101 @@ import (
 
 // Stream and consumer names.
 const (
-	StreamName   = "CODEX_USAGE"
-	ConsumerName = "ingest"
+	// StreamPrefix starts every org's stream: CODEX_USAGE_<org_id>.
+	StreamPrefix = "CODEX_USAGE_"
+	// LegacyStreamName is the one stream all orgs shared before: Setup
+	// retires it (see Setup).
+	LegacyStreamName = "CODEX_USAGE"
+	ConsumerName     = "ingest"
 )
 
-// StreamConfig is the work-queue stream edges publish into. The duplicate
-// window drops re-sent Nats-Msg-Ids; the store's (edge_id, seq) key covers
-// re-sends outside it.
-func StreamConfig() jetstream.StreamConfig {
+// legacyRetiredSubject is what the legacy stream listens on once retired:
+// no edge may publish there.
+const legacyRetiredSubject = "codex.usage.retired"
+
+// StreamName is the stream of org's edges.
+func StreamName(orgID string) string { return StreamPrefix + orgID }
+
+// Defaults of Limits.
+const (
+	// DefaultDuplicates is the de-duplication window: short, because
+	// JetStream de-duplicates Nats-Msg-Ids across a whole stream and an
+	// edge may set any Msg-Id; the store's (edge_id, seq) key makes
+	// re-sends harmless anyway.
+	DefaultDuplicates = 100 * time.Millisecond
+	// DefaultMaxAge bounds how long a batch may wait for the ingest.
+	DefaultMaxAge = 7 * 24 * time.Hour
+	// DefaultMaxBytes bounds an org's stream.
+	DefaultMaxBytes = 16 << 20
+	// DefaultMaxPendingPerEdge bounds the batches of one edge waiting in
+	// its org's stream.
+	DefaultMaxPendingPerEdge = 256
+)
+
+// Limits bound the per-org streams, so that no edge can fill the control
+// plane's disk. Past a bound the stream refuses new batches (the edge keeps
+// them spooled and retries) rather than drop stored ones. Zero fields take
+// their defaults.
+type Limits struct {
+	// MaxBytes bounds an org's stream; the whole of it is reserved against
+	// the ingest account's JetStream storage. Default DefaultMaxBytes
+	// (16 MiB).
+	MaxBytes int64
+	// MaxPendingPerEdge bounds the batches one edge may have waiting in
+	// its org's stream (each edge has its own subject): past it that
+	// edge's publishes are refused, not its org's other edges'. Default
+	// DefaultMaxPendingPerEdge (256).
+	MaxPendingPerEdge int64
+	// MaxAge is how long a batch may wait in its stream. Default
+	// DefaultMaxAge (168h).
+	MaxAge time.Duration
+	// Duplicates is the de-duplication window. Default DefaultDuplicates
+	// (100ms); JetStream refuses less.
+	Duplicates time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxAge <= 0 {
+		l.MaxAge = DefaultMaxAge
+	}
+	if l.Duplicates <= 0 {
+		l.Duplicates = DefaultDuplicates
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxPendingPerEdge <= 0 {
+		l.MaxPendingPerEdge = DefaultMaxPendingPerEdge
+	}
+	return l
+}
+
+// StreamConfig is the work-queue stream of org's edges. Each org has its
+// own, so the de-duplication of Nats-Msg-Ids, which JetStream applies
+// across a stream, cannot let one org's edge drop another org's batch.
+func StreamConfig(orgID string, l Limits) jetstream.StreamConfig {
+	l = l.withDefaults()
 	return jetstream.StreamConfig{
-		Name:       StreamName,
-		Subjects:   []string{wire.SubjectPrefix + ".>"},
+		Name:       StreamName(orgID),
+		Subjects:   []string{wire.SubjectPrefix + "." + orgID + ".*"},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
-		MaxAge:     7 * 24 * time.Hour,
-		Duplicates: 10 * time.Minute,
-		MaxMsgSize: wire.MaxBatchBytes,
-		Discard:    jetstream.DiscardOld,
+		MaxAge:     l.MaxAge,
+		Duplicates: l.Duplicates,
+		MaxBytes:   l.MaxBytes,
+		MaxMsgSize: int32(min(wire.MaxBatchBytes, l.MaxBytes)),
+		// Refuse, never drop: a stored batch was acknowledged, and its
+		// edge no longer holds it.
+		Discard:              jetstream.DiscardNew,
+		MaxMsgsPerSubject:    l.MaxPendingPerEdge,
+		DiscardNewPerSubject: true,
 	}
 }
 
-// ConsumerConfig is the durable pull consumer of the ingest.
+// ConsumerConfig is the durable pull consumer of an org's stream.
 func ConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
-		FilterSubject: wire.SubjectPrefix + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxDeliver:    -1,
@@ -53,18 +126,8 @@ func ConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// Setup creates or updates the stream and the durable consumer.
-func Setup(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	stream, err := js.CreateOrUpdateStream(ctx, StreamConfig())
-	if err != nil {
-		return nil, fmt.Errorf("usage stream: %w", err)
-	}
-	cons, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig())
-	if err != nil {
-		return nil, fmt.Errorf("usage consumer: %w", err)
-	}
-	return cons, nil
-}
+// pullBatch is how many messages one org's consumer pulls at a time.
+const pullBatch = 64
 
 // Reason is why a message was rejected.
 type Reason int
@@ -107,11 +170,20 @@ type Stats struct {
 // Ingester validates and stores batches.
 type Ingester struct {
 	Store controlplane.Store
-	Log   *slog.Logger
-	Now   func() time.Time // defaults to time.Now
+	// JS is the control plane's own JetStream context in the ingest
+	// account: it manages the streams and consumes them.
+	JS     jetstream.JetStream
+	Limits Limits
+	Log    *slog.Logger
+	Now    func() time.Time // defaults to time.Now
 
 	stored, duplicates, errs atomic.Int64
 	rejected                 [numReasons]atomic.Int64
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer       // by org, set up
+	consuming map[string]jetstream.ConsumeContext // by org, while Run runs
+	runCtx    context.Context                     // non-nil while Run runs
 }
 
 // Stats returns a snapshot of the counters.
@@ -169,6 +241,15 @@ func (in *Ingester) Handle(ctx context.Context, subject, msgID string, data []by
 
 // process handles one JetStream message and settles it.
 func (in *Ingester) process(ctx context.Context, msg jetstream.Msg) {
+	if err := in.settle(ctx, msg, false); err != nil {
+		in.Log.Error("settle message", "err", err)
+	}
+}
+
+// settle handles one message and acknowledges, terminates or (for a
+// failure worth retrying) naks it. With sync, acknowledgements wait for
+// the server, and a failure to store is returned.
+func (in *Ingester) settle(ctx context.Context, msg jetstream.Msg, sync bool) error {
 	// A message being handled is finished even when Run is stopping.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
@@ -180,13 +261,16 @@ func (in *Ingester) process(ctx context.Context, msg jetstream.Msg) {
 		// Subject and reason only: the payload is not logged.
 		in.Log.Warn("usage batch rejected", "subject", msg.Subject(), "reason", rej.Reason.String(), "detail", rej.Err.Error())
 		if err := msg.Term(); err != nil {
-			in.Log.Error("terminate message", "err", err)
+			return fmt.Errorf("terminate message: %w", err)
 		}
 	case err != nil:
 		in.errs.Add(1)
 		in.Log.Error("usage batch not stored, will retry", "subject", msg.Subject(), "err", err)
-		if err := msg.NakWithDelay(5 * time.Second); err != nil {
-			in.Log.Error("nak message", "err", err)
+		if nerr := msg.NakWithDelay(5 * time.Second); nerr != nil {
+			in.Log.Error("nak message", "err", nerr)
+		}
+		if sync {
+			return err
 		}
 	default:
 		if stored {
@@ -196,27 +280,180 @@ func (in *Ingester) process(ctx context.Context, msg jetstream.Msg) {
 		}
 		// Acked only once stored: a crash before this line, or a lost
 		// ack, redelivers, and the store counts the batch once.
-		if err := msg.Ack(); err != nil {
-			in.Log.Error("ack message", "err", err)
+		ack := msg.Ack
+		if sync {
+			ack = func() error { return msg.DoubleAck(ctx) }
+		}
+		if err := ack(); err != nil {
+			return fmt.Errorf("ack message: %w", err)
 		}
 	}
+	return nil
 }
 
-// Run consumes until ctx ends.
-func (in *Ingester) Run(ctx context.Context, cons jetstream.Consumer) error {
+// Setup prepares JetStream for the ingest before Run: it retires the
+// legacy shared stream and sets up the stream of each org in orgs (those
+// whose edges may publish), updating an existing stream to the current
+// Limits.
+//
+// Retiring the legacy stream (an upgrade from a version with one stream
+// for all orgs) moves it off the usage subjects first, so that from then
+// on edges publish into their org's stream, then stores what it still
+// holds and deletes it. An interrupted retirement is resumed by the next
+// Setup; a batch that cannot be stored now leaves the stream in place and
+// fails Setup.
+func (in *Ingester) Setup(ctx context.Context, orgs []string) error {
 	if in.Log == nil {
 		in.Log = slog.New(slog.DiscardHandler)
 	}
+	legacy, err := in.JS.Stream(ctx, LegacyStreamName)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		legacy = nil
+	case err != nil:
+		return fmt.Errorf("legacy usage stream: %w", err)
+	default:
+		cfg := legacy.CachedInfo().Config
+		if !slices.Equal(cfg.Subjects, []string{legacyRetiredSubject}) {
+			cfg.Subjects = []string{legacyRetiredSubject}
+			if _, err := in.JS.UpdateStream(ctx, cfg); err != nil {
+				return fmt.Errorf("retire the legacy usage stream: %w", err)
+			}
+		}
+	}
+	for _, org := range orgs {
+		if err := in.EnsureOrg(ctx, org); err != nil {
+			return err
+		}
+	}
+	if legacy != nil {
+		return in.drainLegacy(ctx, legacy)
+	}
+	return nil
+}
+
+// drainLegacy stores what the retired legacy stream holds, then deletes it.
+func (in *Ingester) drainLegacy(ctx context.Context, stream jetstream.Stream) error {
+	// Its old consumer filtered on the usage subjects, which the stream no
+	// longer has: drain through an unfiltered one instead.
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("retire the legacy usage stream: %w", err)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("retire the legacy usage stream: %w", err)
+	}
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "retire", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second})
+	if err != nil {
+		return fmt.Errorf("retire the legacy usage stream: %w", err)
+	}
+	var drained int
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("retire the legacy usage stream: %w", err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		batch, err := cons.Fetch(pullBatch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("retire the legacy usage stream: %w", err)
+		}
+		for msg := range batch.Messages() {
+			if err := in.settle(ctx, msg, true); err != nil {
+				return fmt.Errorf("retire the legacy usage stream: %w", err)
+			}
+			drained++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("retire the legacy usage stream: %w", err)
+		}
+	}
+	if err := in.JS.DeleteStream(ctx, LegacyStreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("retire the legacy usage stream: %w", err)
+	}
+	in.Log.Info("legacy usage stream retired", "stream", LegacyStreamName, "batches", drained)
+	return nil
+}
+
+// EnsureOrg creates or updates org's stream and its consumer, and consumes
+// it while Run runs. Enrollment calls it before an edge of org receives
+// its credentials, so no edge publishes where no stream listens.
+func (in *Ingester) EnsureOrg(ctx context.Context, orgID string) error {
+	if !wire.IDChars.Valid(orgID) {
+		return fmt.Errorf("org id %q is not a valid subject token", orgID)
+	}
+	stream, err := in.JS.CreateOrUpdateStream(ctx, StreamConfig(orgID, in.Limits))
+	if err != nil {
+		return fmt.Errorf("usage stream of %s: %w", orgID, err)
+	}
+	cons, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig())
+	if err != nil {
+		return fmt.Errorf("usage consumer of %s: %w", orgID, err)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.consumers == nil {
+		in.consumers = map[string]jetstream.Consumer{}
+	}
+	in.consumers[orgID] = cons
+	if in.runCtx != nil {
+		return in.consumeLocked(orgID, cons)
+	}
+	return nil
+}
+
+func (in *Ingester) consumeLocked(orgID string, cons jetstream.Consumer) error {
+	if _, ok := in.consuming[orgID]; ok {
+		return nil
+	}
+	ctx := in.runCtx
 	cc, err := cons.Consume(func(msg jetstream.Msg) { in.process(ctx, msg) },
-		jetstream.PullMaxMessages(256),
+		jetstream.PullMaxMessages(pullBatch),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			in.Log.Debug("consume", "err", err)
+			in.Log.Debug("consume", "org_id", orgID, "err", err)
 		}))
 	if err != nil {
-		return fmt.Errorf("consume usage: %w", err)
+		return fmt.Errorf("consume usage of %s: %w", orgID, err)
 	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
+	in.consuming[orgID] = cc
 	return nil
+}
+
+// Run consumes every org's stream set up by Setup or EnsureOrg, before or
+// while it runs, until ctx ends.
+func (in *Ingester) Run(ctx context.Context) error {
+	if in.Log == nil {
+		in.Log = slog.New(slog.DiscardHandler)
+	}
+	in.mu.Lock()
+	if in.runCtx != nil {
+		in.mu.Unlock()
+		return errors.New("ingest: Run is already running")
+	}
+	in.runCtx, in.consuming = ctx, map[string]jetstream.ConsumeContext{}
+	var err error
+	for org, cons := range in.consumers {
+		if err = in.consumeLocked(org, cons); err != nil {
+			break
+		}
+	}
+	in.mu.Unlock()
+	if err == nil {
+		<-ctx.Done()
+	}
+	in.mu.Lock()
+	consuming := in.consuming
+	in.runCtx, in.consuming = nil, nil
+	in.mu.Unlock()
+	for _, cc := range consuming {
+		cc.Drain()
+	}
+	for _, cc := range consuming {
+		<-cc.Closed()
+	}
+	return err
 }

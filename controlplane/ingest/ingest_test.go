@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +18,11 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/ingest"
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/storetest"
 	"github.com/persiv/codex/controlplane/testenv"
 	"github.com/persiv/codex/shared/wire"
@@ -109,11 +112,16 @@ func TestBatchesStoredExactlyOnce(t *testing.T) {
 			t.Fatalf("publish %d: %v", seq, err)
 		}
 	}
-	// The same message ids again: JetStream drops them.
+	// The same message ids again: JetStream drops those still in its
+	// short duplicate window, the store the others.
+	var dropped int64
 	for seq := int64(1); seq <= 5; seq++ {
 		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, seq)), wire.MsgID(ed.EdgeID, seq))
-		if err != nil || !ack.Duplicate {
-			t.Fatalf("re-sent msg id %d: ack %+v, %v; want a duplicate", seq, ack, err)
+		if err != nil {
+			t.Fatalf("re-sent msg id %d: %v", seq, err)
+		}
+		if ack.Duplicate {
+			dropped++
 		}
 	}
 	// Re-sent without a message id (as after the duplicate window): the
@@ -126,8 +134,9 @@ func TestBatchesStoredExactlyOnce(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "every batch settled", func() bool {
 		s := env.Ingester.Stats()
 		// The 3 batches whose first attempt failed after committing come
-		// back as duplicates, like the 5 re-sent without a message id.
-		return s.Stored == n-3 && s.Duplicates == 5+3
+		// back as duplicates, like the 5 re-sent without a message id and
+		// those re-sent with one that JetStream did not drop.
+		return s.Stored == n-3 && s.Duplicates == 5+3+(5-dropped)
 	})
 	if got, want := requests(t, env.Store, org), int64(n*3*2); got != want {
 		t.Fatalf("stored %d requests, want %d: a batch was counted twice or lost", got, want)
@@ -226,7 +235,7 @@ func TestInvalidBatchesRejectedAndCounted(t *testing.T) {
 		t.Fatalf("invalid batches reached the store: %d requests", got)
 	}
 	// Terminated, not left for redelivery.
-	stream, err := sjs.Stream(ctx, ingest.StreamName)
+	stream, err := sjs.Stream(ctx, ingest.StreamName(org))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +306,7 @@ func TestNATSConfinesEdgesToTheirSubject(t *testing.T) {
 		}
 	}
 	sjs, _ := jetstream.New(env.Service)
-	stream, err := sjs.Stream(ctx, ingest.StreamName)
+	stream, err := sjs.Stream(ctx, ingest.StreamName(org))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +325,11 @@ func TestLeakedOrgKeyMintsNothingOutsideItsOrg(t *testing.T) {
 	env.EnrollEdge(t, org) // gives org its signing key
 	foreign := env.EnrollEdge(t, other)
 
-	seed, err := os.ReadFile(filepath.Join(env.Dir, "nats-keys", "orgs", org+".nk"))
+	sealed, err := os.ReadFile(filepath.Join(env.Dir, "nats-keys", "orgs", org+".nk.sealed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := env.Sealer.Open(context.Background(), sealer.Binding{Purpose: natsauth.SeedPurpose, Name: "org/" + org}, sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +402,7 @@ func TestRevokedEdgeCannotConnectOrPublish(t *testing.T) {
 		t.Fatal("revoked edge connected")
 	}
 	// The revocation is persisted: a restarted authority keeps it.
-	again, err := natsauth.Open(filepath.Join(env.Dir, "nats-keys"))
+	again, err := natsauth.Open(ctx, filepath.Join(env.Dir, "nats-keys"), natsauth.Options{Sealer: env.Sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +438,9 @@ func TestAnonymousRefused(t *testing.T) {
 }
 
 func BenchmarkIngestThroughput(b *testing.B) {
-	env := testenv.New(b, testenv.Options{})
+	// Every batch is published before the ingest catches up: raise the
+	// stream's bounds above the whole run.
+	env := testenv.New(b, testenv.Options{Limits: ingest.Limits{MaxPendingPerEdge: 1 << 20, MaxBytes: 1 << 30}})
 	org := env.Org(b)
 	ed := env.EnrollEdge(b, org)
 	_, js := edgeJS(b, ed)
@@ -465,4 +480,278 @@ func BenchmarkIngestThroughput(b *testing.B) {
 	sec := time.Since(began).Seconds()
 	b.ReportMetric(float64(seq)/sec, "batches/s")
 	b.ReportMetric(float64(seq*rows)/sec, "rows/s")
+}
+
+// TestForeignMsgIDCannotDropABatch: an edge of one org publishing junk on
+// its own subject under another org's edge's Nats-Msg-Id does not make
+// JetStream drop that edge's real batch as a duplicate.
+func TestForeignMsgIDCannotDropABatch(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	attacker := env.EnrollEdge(t, env.Org(t))
+	victim := env.EnrollEdge(t, env.Org(t))
+	_, ajs := edgeJS(t, attacker)
+	_, vjs := edgeJS(t, victim)
+	ctx := context.Background()
+
+	junk := encode(t, batch(attacker, 1))
+	if _, err := publish(ctx, ajs, attacker.Subject, junk, wire.MsgID(victim.EdgeID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := publish(ctx, vjs, victim.Subject, encode(t, batch(victim, 1)), wire.MsgID(victim.EdgeID, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Duplicate {
+		t.Fatalf("the victim's batch 1 was acknowledged as a duplicate of the attacker's junk (stream %s)", ack.Stream)
+	}
+	testenv.Eventually(t, 20*time.Second, "the victim's batch stored", func() bool { return requests(t, env.Store, victim.OrgID) == 3*2 })
+	testenv.Eventually(t, 20*time.Second, "the junk rejected", func() bool { return env.Ingester.Stats().Rejected["msg_id"] == 1 })
+}
+
+// TestStreamPerOrg: each org's edges publish into their org's own stream,
+// which listens on that org's subjects only, with a short duplicate window.
+func TestStreamPerOrg(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	orgA, orgB := env.Org(t), env.Org(t)
+	a1, a2, b := env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgB)
+	ctx := context.Background()
+	for _, ed := range []testenv.Edge{a1, a2, b} {
+		_, js := edgeJS(t, ed)
+		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), wire.MsgID(ed.EdgeID, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ingest.StreamName(ed.OrgID); ack.Stream != want {
+			t.Fatalf("edge of %s stored in %s, want %s", ed.OrgID, ack.Stream, want)
+		}
+	}
+	sjs, _ := jetstream.New(env.Service)
+	for org, want := range map[string]map[string]uint64{orgA: {a1.Subject: 1, a2.Subject: 1}, orgB: {b.Subject: 1}} {
+		stream, err := sjs.Stream(ctx, ingest.StreamName(org))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(info.State.Subjects, want) {
+			t.Errorf("stream of %s holds %v, want %v", org, info.State.Subjects, want)
+		}
+		if got := info.Config.Subjects; len(got) != 1 || got[0] != wire.SubjectPrefix+"."+org+".*" {
+			t.Errorf("stream of %s listens on %v", org, got)
+		}
+		if info.Config.Duplicates != ingest.DefaultDuplicates {
+			t.Errorf("stream of %s de-duplicates over %v, want %v", org, info.Config.Duplicates, ingest.DefaultDuplicates)
+		}
+	}
+	if _, err := sjs.Stream(ctx, ingest.LegacyStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("shared stream: %v, want none", err)
+	}
+}
+
+// TestRetireLegacyStream: a data directory from a version with one stream
+// for all orgs. Setup moves the legacy stream off the usage subjects,
+// stores what it held, deletes it, and edges publish into their org's
+// stream from then on.
+func TestRetireLegacyStream(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org := env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	ctx := context.Background()
+	sjs, _ := jetstream.New(env.Service)
+
+	// The old layout: no per-org stream, the shared one with its consumer.
+	if err := sjs.DeleteStream(ctx, ingest.StreamName(org)); err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := sjs.CreateStream(ctx, jetstream.StreamConfig{
+		Name: ingest.LegacyStreamName, Subjects: []string{wire.SubjectPrefix + ".>"}, Retention: jetstream.WorkQueuePolicy,
+		Storage: jetstream.FileStorage, MaxAge: 7 * 24 * time.Hour, Duplicates: 10 * time.Minute, MaxMsgSize: wire.MaxBatchBytes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := legacy.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: ingest.ConsumerName, FilterSubject: wire.SubjectPrefix + ".>", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	_, js := edgeJS(t, ed)
+	for seq := int64(1); seq <= 3; seq++ {
+		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, seq)), wire.MsgID(ed.EdgeID, seq))
+		if err != nil || ack.Stream != ingest.LegacyStreamName {
+			t.Fatalf("publish into the legacy stream: %+v %v", ack, err)
+		}
+	}
+
+	// A restart of the new version.
+	in := &ingest.Ingester{Store: env.Store, JS: sjs}
+	if err := in.Setup(ctx, env.Auth.Orgs()); err != nil {
+		t.Fatal(err)
+	}
+	if st := in.Stats(); st.Stored != 3 {
+		t.Fatalf("retiring stored %+v, want the 3 waiting batches", st)
+	}
+	if got := requests(t, env.Store, org); got != 3*3*2 {
+		t.Fatalf("stored %d requests from the legacy stream, want %d", got, 3*3*2)
+	}
+	if _, err := sjs.Stream(ctx, ingest.LegacyStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("legacy stream after Setup: %v, want deleted", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- in.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 4)), wire.MsgID(ed.EdgeID, 4))
+	if err != nil || ack.Stream != ingest.StreamName(org) {
+		t.Fatalf("publish after the upgrade: %+v %v", ack, err)
+	}
+	testenv.Eventually(t, 20*time.Second, "batch 4 stored", func() bool { return in.Stats().Stored == 4 })
+	// A second start finds nothing to retire.
+	if err := (&ingest.Ingester{Store: env.Store, JS: sjs}).Setup(ctx, env.Auth.Orgs()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInterruptedRetirement: a retirement stopped after moving the legacy
+// stream off the usage subjects (its consumer already gone) is finished by
+// the next Setup.
+func TestInterruptedRetirement(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	org := env.Org(t)
+	ed := env.EnrollEdge(t, org)
+	ctx := context.Background()
+	sjs, _ := jetstream.New(env.Service)
+	if err := sjs.DeleteStream(ctx, ingest.StreamName(org)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sjs.CreateStream(ctx, jetstream.StreamConfig{Name: ingest.LegacyStreamName, Subjects: []string{wire.SubjectPrefix + ".>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	_, js := edgeJS(t, ed)
+	if _, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), wire.MsgID(ed.EdgeID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupted: moved off the subjects, nothing drained.
+	if _, err := sjs.UpdateStream(ctx, jetstream.StreamConfig{Name: ingest.LegacyStreamName, Subjects: []string{"codex.usage.retired"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	in := &ingest.Ingester{Store: env.Store, JS: sjs}
+	if err := in.Setup(ctx, env.Auth.Orgs()); err != nil {
+		t.Fatal(err)
+	}
+	if in.Stats().Stored != 1 || requests(t, env.Store, org) != 3*2 {
+		t.Fatalf("after resuming: %+v", in.Stats())
+	}
+	if _, err := sjs.Stream(ctx, ingest.LegacyStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("legacy stream: %v, want deleted", err)
+	}
+}
+
+// TestEdgeOverItsLimitsRefusedAlone: an edge past its pending batches, or
+// an org past its stream's bytes, is refused; another edge of the org, and
+// another org, still publish.
+func TestEdgeOverItsLimitsRefusedAlone(t *testing.T) {
+	const maxBytes = 256 << 10
+	env := testenv.New(t, testenv.Options{NoIngest: true, Limits: ingest.Limits{MaxPendingPerEdge: 3, MaxBytes: maxBytes}})
+	orgA, orgB := env.Org(t), env.Org(t)
+	flood, sibling, other := env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgB)
+	_, fjs := edgeJS(t, flood)
+	_, sjs := edgeJS(t, sibling)
+	_, ojs := edgeJS(t, other)
+	ctx := context.Background()
+
+	for seq := int64(1); seq <= 3; seq++ {
+		if _, err := publish(ctx, fjs, flood.Subject, encode(t, batch(flood, seq)), wire.MsgID(flood.EdgeID, seq)); err != nil {
+			t.Fatalf("batch %d within the limit: %v", seq, err)
+		}
+	}
+	_, err := publish(ctx, fjs, flood.Subject, encode(t, batch(flood, 4)), wire.MsgID(flood.EdgeID, 4))
+	if err == nil || !strings.Contains(err.Error(), "maximum messages per subject") {
+		t.Fatalf("4th pending batch of one edge: %v, want refused", err)
+	}
+	if _, err := publish(ctx, sjs, sibling.Subject, encode(t, batch(sibling, 1)), wire.MsgID(sibling.EdgeID, 1)); err != nil {
+		t.Fatalf("another edge of the org refused: %v", err)
+	}
+
+	// Batches of over half the org's bytes: the second is refused.
+	rows := 50
+	for len(encode(t, storetest.Batch(orgA, sibling.EdgeID, 1, start, rows))) < maxBytes/2 {
+		rows += 50
+	}
+	big := func(ed testenv.Edge, seq int64) []byte {
+		return encode(t, storetest.Batch(ed.OrgID, ed.EdgeID, seq, start.Add(time.Duration(seq)*time.Minute), rows))
+	}
+	if _, err := publish(ctx, sjs, sibling.Subject, big(sibling, 2), wire.MsgID(sibling.EdgeID, 2)); err != nil {
+		t.Fatalf("large batch: %v", err)
+	}
+	_, err = publish(ctx, sjs, sibling.Subject, big(sibling, 3), wire.MsgID(sibling.EdgeID, 3))
+	if err == nil || !strings.Contains(err.Error(), "maximum bytes") {
+		t.Fatalf("batch past the org's bytes: %v, want refused", err)
+	}
+	if _, err := publish(ctx, ojs, other.Subject, big(other, 1), wire.MsgID(other.EdgeID, 1)); err != nil {
+		t.Fatalf("another org refused: %v", err)
+	}
+	stream, err := jetstream.New(env.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, org := range []string{orgA, orgB} {
+		s, err := stream.Stream(ctx, ingest.StreamName(org))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := s.Info(ctx); err != nil || info.State.Bytes > maxBytes {
+			t.Fatalf("stream of %s: %+v %v", org, info.State, err)
+		}
+	}
+	// A batch is at most wire.MaxBatchBytes: the server's and the edge
+	// user's max payload.
+	if _, err := publish(ctx, ojs, other.Subject, make([]byte, wire.MaxBatchBytes+1), ""); err == nil {
+		t.Fatal("a message over wire.MaxBatchBytes was accepted")
+	}
+}
+
+// TestAccountLimits: the ingest account has explicit JetStream limits: no
+// memory storage, and file storage that each org's stream reserves its
+// MaxBytes from, so no org can be set up past it.
+func TestAccountLimits(t *testing.T) {
+	const orgBytes = 1 << 20
+	env := testenv.New(t, testenv.Options{NoIngest: true, Limits: ingest.Limits{MaxBytes: orgBytes}, Account: natsauth.Limits{MaxStorage: 2 * orgBytes}})
+	claims, err := jwt.DecodeAccountClaims(env.Auth.IngestJWT())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js := claims.Limits.JetStreamLimits; js.DiskStorage != 2*orgBytes || js.MemoryStorage != 0 {
+		t.Fatalf("ingest account JetStream limits %+v", js)
+	}
+	ctx := context.Background()
+	env.EnrollEdge(t, env.Org(t))
+	env.EnrollEdge(t, env.Org(t))
+	// A third org's stream does not fit: its enrollment fails, and no
+	// credentials are issued.
+	third := env.Org(t)
+	tok, err := env.Enroll.CreateToken(ctx, third, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	if _, err := env.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: "edge-3", Version: "0.1.0"}); err == nil || !strings.Contains(err.Error(), "insufficient") {
+		t.Fatalf("enrollment past the account's storage: %v, want refused", err)
+	}
+	js, err := jetstream.New(env.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "MEM", Subjects: []string{"mem.>"}, Storage: jetstream.MemoryStorage}); err == nil {
+		t.Fatal("a memory stream was created in the ingest account")
+	}
+	// Reopening with other limits updates the account JWT.
+	again, err := natsauth.Open(ctx, filepath.Join(env.Dir, "nats-keys"), natsauth.Options{Sealer: env.Sealer, Limits: natsauth.Limits{MaxStorage: 3 * orgBytes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := jwt.DecodeAccountClaims(again.IngestJWT()); c == nil || c.Limits.JetStreamLimits.DiskStorage != 3*orgBytes {
+		t.Fatal("the account's storage limit was not updated on reopening")
+	}
 }

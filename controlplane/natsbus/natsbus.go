@@ -35,7 +35,16 @@ type EmbeddedConfig struct {
 	Listen string
 	// TLS, when set, is required of every client (TLS 1.3 only).
 	TLS *tls.Config
+	// MaxConnections bounds client connections. Default
+	// DefaultMaxConnections.
+	MaxConnections int
+	// MaxStorage bounds JetStream's file storage. Default
+	// natsauth.DefaultMaxStorage.
+	MaxStorage int64
 }
+
+// DefaultMaxConnections is EmbeddedConfig.MaxConnections's default.
+const DefaultMaxConnections = 4096
 
 // Embedded is a running in-process nats-server.
 type Embedded struct {
@@ -78,18 +87,26 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 			return nil, fmt.Errorf("preload account: %w", err)
 		}
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.MaxStorage <= 0 {
+		cfg.MaxStorage = natsauth.DefaultMaxStorage
+	}
 	opts := &server.Options{
-		ServerName:       "codex-controlplane",
-		Host:             host,
-		Port:             port,
-		JetStream:        true,
-		StoreDir:         filepath.Join(cfg.Dir, "jetstream"),
-		TrustedOperators: []*jwt.OperatorClaims{op},
-		SystemAccount:    auth.SystemAccount(),
-		AccountResolver:  res,
-		MaxPayload:       wire.MaxBatchBytes,
-		NoSigs:           true,
-		NoLog:            true,
+		ServerName:        "codex-controlplane",
+		MaxConn:           cfg.MaxConnections,
+		JetStreamMaxStore: cfg.MaxStorage,
+		Host:              host,
+		Port:              port,
+		JetStream:         true,
+		StoreDir:          filepath.Join(cfg.Dir, "jetstream"),
+		TrustedOperators:  []*jwt.OperatorClaims{op},
+		SystemAccount:     auth.SystemAccount(),
+		AccountResolver:   res,
+		MaxPayload:        wire.MaxBatchBytes,
+		NoSigs:            true,
+		NoLog:             true,
 	}
 	if cfg.TLS != nil {
 		opts.TLSConfig = cfg.TLS.Clone()
@@ -204,7 +221,7 @@ func (a *Accounts) pushLocked(ctx context.Context) error {
 func (a *Accounts) EnsureOrg(ctx context.Context, orgID string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	changed, err := a.Auth.EnsureOrg(orgID)
+	changed, err := a.Auth.EnsureOrg(ctx, orgID)
 	if err != nil {
 		return err
 	}
@@ -226,6 +243,6 @@ func (a *Accounts) Revoke(ctx context.Context, userPub string, at time.Time) err
 }
 
 // MintEdge returns an edge's user JWT; see natsauth.Authority.MintEdge.
-func (a *Accounts) MintEdge(orgID, edgeID, userPub string) (string, error) {
-	return a.Auth.MintEdge(orgID, edgeID, userPub)
+func (a *Accounts) MintEdge(ctx context.Context, orgID, edgeID, userPub string) (string, error) {
+	return a.Auth.MintEdge(ctx, orgID, edgeID, userPub)
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
@@ -12,8 +13,18 @@ import (
 
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/testenv"
 )
+
+func mustSealer(t *testing.T, dir string) *sealer.Sealer {
+	t.Helper()
+	s, err := testenv.Sealer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 func mustSysCreds(t *testing.T, env *testenv.Env) (string, nkeys.KeyPair) {
 	t.Helper()
@@ -33,7 +44,7 @@ func mustSysCreds(t *testing.T, env *testenv.Env) (string, nkeys.KeyPair) {
 }
 
 func TestEmbeddedRefusesPlainOffLoopback(t *testing.T) {
-	auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"))
+	auth, err := natsauth.Open(context.Background(), filepath.Join(t.TempDir(), "keys"), natsauth.Options{Sealer: mustSealer(t, t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,27 +65,28 @@ func TestEmbeddedRefusesPlainOffLoopback(t *testing.T) {
 // and accounts, and org signing keys survive.
 func TestAuthorityPersists(t *testing.T) {
 	dir := t.TempDir()
-	a, err := natsauth.Open(dir)
+	ctx := context.Background()
+	a, err := natsauth.Open(ctx, dir, natsauth.Options{Sealer: mustSealer(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := a.EnsureOrg("org_a"); err != nil || !changed {
+	if changed, err := a.EnsureOrg(ctx, "org_a"); err != nil || !changed {
 		t.Fatalf("EnsureOrg = %v, %v", changed, err)
 	}
-	if changed, err := a.EnsureOrg("org_a"); err != nil || changed {
+	if changed, err := a.EnsureOrg(ctx, "org_a"); err != nil || changed {
 		t.Fatalf("second EnsureOrg = %v, %v", changed, err)
 	}
-	if _, err := a.EnsureOrg("org.a"); err == nil {
+	if _, err := a.EnsureOrg(ctx, "org.a"); err == nil {
 		t.Fatal("org id with a dot accepted")
 	}
-	b, err := natsauth.Open(dir)
+	b, err := natsauth.Open(ctx, dir, natsauth.Options{Sealer: mustSealer(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.IngestAccount() != b.IngestAccount() || a.SystemAccount() != b.SystemAccount() || a.IngestJWT() != b.IngestJWT() {
 		t.Fatal("reopened authority differs")
 	}
-	if changed, err := b.EnsureOrg("org_a"); err != nil || changed {
+	if changed, err := b.EnsureOrg(ctx, "org_a"); err != nil || changed {
 		t.Fatalf("EnsureOrg after reopen = %v, %v", changed, err)
 	}
 }
@@ -111,7 +123,7 @@ func TestFailedPushIsRetried(t *testing.T) {
 func TestPortZeroIsRandom(t *testing.T) {
 	var urls []string
 	for i := 0; i < 2; i++ {
-		auth, err := natsauth.Open(filepath.Join(t.TempDir(), "keys"))
+		auth, err := natsauth.Open(context.Background(), filepath.Join(t.TempDir(), "keys"), natsauth.Options{Sealer: mustSealer(t, t.TempDir())})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,5 +136,48 @@ func TestPortZeroIsRandom(t *testing.T) {
 	}
 	if urls[0] == urls[1] || strings.HasSuffix(urls[0], ":4222") {
 		t.Fatalf("servers on %v", urls)
+	}
+}
+
+// TestEdgeConnectionLimit: past its limit an edge's oldest connection is
+// closed; its newer ones, another edge's and the control plane's own stay.
+func TestEdgeConnectionLimit(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true, EdgeMaxConns: 2})
+	ed := env.EnrollEdge(t, env.Org(t))
+	other := env.EnrollEdge(t, env.Org(t))
+	open := func(e testenv.Edge) (*nats.Conn, chan struct{}) {
+		t.Helper()
+		closed := make(chan struct{})
+		nc, err := e.Connect(nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc, closed
+	}
+	o1, _ := open(other)
+	o2, _ := open(other)
+	var conns []*nats.Conn
+	var closed []chan struct{}
+	for range 4 {
+		nc, c := open(ed)
+		conns, closed = append(conns, nc), append(closed, c)
+		// One at a time, so that age is well defined.
+		if err := env.Sys.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		select {
+		case <-closed[i]:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connection %d of an edge over its limit of 2 stayed open", i+1)
+		}
+	}
+	// A round trip on each survivor: they are still served.
+	for name, nc := range map[string]*nats.Conn{"newest": conns[3], "second newest": conns[2], "other edge": o1, "other edge 2": o2, "service": env.Service} {
+		if err := nc.FlushTimeout(5 * time.Second); err != nil || !nc.IsConnected() {
+			t.Errorf("%s connection: %v", name, err)
+		}
 	}
 }

@@ -19,12 +19,14 @@ import (
 	"github.com/persiv/codex/controlplane/ingest"
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
+	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 )
 
 // Env is a running control plane.
 type Env struct {
 	Dir      string
+	Sealer   *sealer.Sealer // seals the NATS seeds (a local key file in Dir)
 	Auth     *natsauth.Authority
 	NATS     *natsbus.Embedded
 	Sys      *nats.Conn
@@ -41,6 +43,13 @@ type Options struct {
 	Store func(controlplane.Store) controlplane.Store
 	// NoIngest leaves the consumer stopped.
 	NoIngest bool
+	// Limits bound the ingest streams.
+	Limits ingest.Limits
+	// Account bounds the ingest account's JetStream use.
+	Account natsauth.Limits
+	// EdgeMaxConns bounds each edge's connections (default
+	// natsbus.DefaultEdgeMaxConnections).
+	EdgeMaxConns int
 }
 
 // New starts an Env that stops when the test ends.
@@ -50,7 +59,10 @@ func New(t testing.TB, o Options) *Env {
 	dir := t.TempDir()
 	e := &Env{Dir: dir}
 	var err error
-	if e.Auth, err = natsauth.Open(filepath.Join(dir, "nats-keys")); err != nil {
+	if e.Sealer, err = Sealer(dir); err != nil {
+		t.Fatal(err)
+	}
+	if e.Auth, err = natsauth.Open(ctx, filepath.Join(dir, "nats-keys"), natsauth.Options{Sealer: e.Sealer, Limits: o.Account}); err != nil {
 		t.Fatal(err)
 	}
 	if e.NATS, err = natsbus.StartEmbedded(e.Auth, natsbus.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}); err != nil {
@@ -60,33 +72,37 @@ func New(t testing.TB, o Options) *Env {
 	e.Sys = e.connect(t, e.Auth.SystemCreds)
 	e.Service = e.connect(t, e.Auth.ServiceCreds)
 	e.Accounts = &natsbus.Accounts{Auth: e.Auth, Sys: e.Sys}
+	limit := &natsbus.EdgeConnLimit{Sys: e.Sys, Account: e.Auth.IngestAccount(), Max: o.EdgeMaxConns}
+	if err := limit.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(limit.Stop)
 	store, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	e.Store = store
-	e.Enroll = &enroll.Service{Store: store, Accounts: e.Accounts, NATSURL: e.NATS.ClientURL()}
 	ingestStore := controlplane.Store(store)
 	if o.Store != nil {
 		ingestStore = o.Store(store)
 	}
-	e.Ingester = &ingest.Ingester{Store: ingestStore}
 	js, err := jetstream.New(e.Service)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := ingest.Setup(ctx, js)
-	if err != nil {
+	e.Ingester = &ingest.Ingester{Store: ingestStore, JS: js, Limits: o.Limits}
+	if err := e.Ingester.Setup(ctx, e.Auth.Orgs()); err != nil {
 		t.Fatal(err)
 	}
+	e.Enroll = &enroll.Service{Store: store, Accounts: e.Accounts, Streams: e.Ingester, NATSURL: e.NATS.ClientURL()}
 	done := make(chan struct{})
 	if o.NoIngest {
 		close(done)
 	} else {
 		go func() {
 			defer close(done)
-			if err := e.Ingester.Run(ctx, cons); err != nil {
+			if err := e.Ingester.Run(ctx); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -111,6 +127,16 @@ func (e *Env) connect(t testing.TB, creds func() ([]byte, error)) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// Sealer returns a sealer over a local key file in dir, made on first use:
+// what tests give natsauth.Open.
+func Sealer(dir string) (*sealer.Sealer, error) {
+	kp, err := sealer.LoadOrCreateKeyFile(filepath.Join(dir, "secrets.key"))
+	if err != nil {
+		return nil, err
+	}
+	return sealer.New(kp), nil
 }
 
 // Org creates an org and returns its id.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-time preparation of the local evaluation (deploy/compose): a local CA
 # and a certificate for edge, controlplane, nats, redis and localhost; random
-# passwords in .env; a BYOK master key; the NATS operator configuration from
-# the control plane. Needs openssl and docker compose. Re-running keeps what
+# passwords in .env; a BYOK master key; the control plane's secrets key (it
+# seals the NATS seeds); the NATS operator configuration from the control
+# plane. Needs openssl and docker compose. Re-running keeps what
 # exists. Everything generated stays in this directory (.gitignored).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,6 +28,10 @@ fi
 if [ ! -f secrets/byok.key ]; then
   echo "==> BYOK master key (secrets/byok.key)"
   (umask 022; openssl rand -hex 32 >secrets/byok.key)
+fi
+if [ ! -f secrets/controlplane-secrets.kek ]; then
+  echo "==> control plane secrets key (secrets/controlplane-secrets.kek: seals its NATS seeds)"
+  (umask 022; openssl rand -hex 32 >secrets/controlplane-secrets.kek)
 fi
 if [ ! -f .env ]; then
   echo "==> passwords (.env)"

@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	cpconfig "github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/natsauth"
+	"github.com/persiv/codex/controlplane/sealer"
 )
 
 // The compose NATS configuration, with the operator configuration the
@@ -25,11 +28,15 @@ import (
 // JetStream on, and operator (JWT) authentication.
 func TestComposeNATSConfig(t *testing.T) {
 	dir := t.TempDir()
-	auth, err := natsauth.Open(filepath.Join(dir, "keys"))
+	kp, err := sealer.LoadOrCreateKeyFile(filepath.Join(dir, "secrets.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "codex-operator.conf"), []byte(auth.ServerConfig(filepath.Join(dir, "jwt"))), 0o600); err != nil {
+	auth, err := natsauth.Open(context.Background(), filepath.Join(dir, "keys"), natsauth.Options{Sealer: sealer.New(kp)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "codex-operator.conf"), []byte(auth.ServerConfig(filepath.Join(dir, "jwt"), cpconfig.Default().NATSMaxConnections)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cert, key := selfSigned(t, dir)

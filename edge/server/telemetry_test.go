@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ import (
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
 	cpsqlite "github.com/persiv/codex/controlplane/store/sqlite"
+	cptestenv "github.com/persiv/codex/controlplane/testenv"
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
@@ -70,15 +72,22 @@ type controlPlane struct {
 	api      *httptest.Server
 	apiConns atomic.Int64
 	ingester *ingest.Ingester
+	limits   ingest.Limits // of the ingest streams, from the next start
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
-func newControlPlane(t *testing.T) *controlPlane { return newControlPlaneTLS(t, false) }
+func newControlPlane(t *testing.T) *controlPlane {
+	return newControlPlaneWith(t, false, ingest.Limits{})
+}
 
 func newControlPlaneTLS(t *testing.T, withTLS bool) *controlPlane {
+	return newControlPlaneWith(t, withTLS, ingest.Limits{})
+}
+
+func newControlPlaneWith(t *testing.T, withTLS bool, limits ingest.Limits) *controlPlane {
 	t.Helper()
-	c := &controlPlane{t: t, dir: t.TempDir(), relay: newRelay(t)}
+	c := &controlPlane{t: t, dir: t.TempDir(), relay: newRelay(t), limits: limits}
 	if withTLS {
 		c.tls, c.roots = selfSigned(t)
 	}
@@ -97,7 +106,11 @@ func (c *controlPlane) start() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	if c.auth, err = natsauth.Open(filepath.Join(c.dir, "nats-keys")); err != nil {
+	sealer, err := cptestenv.Sealer(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.auth, err = natsauth.Open(ctx, filepath.Join(c.dir, "nats-keys"), natsauth.Options{Sealer: sealer}); err != nil {
 		t.Fatal(err)
 	}
 	if c.nats, err = natsbus.StartEmbedded(c.auth, natsbus.EmbeddedConfig{Dir: filepath.Join(c.dir, "nats"), Listen: "127.0.0.1:-1", TLS: c.tls}); err != nil {
@@ -136,15 +149,15 @@ func (c *controlPlane) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := ingest.Setup(ctx, js)
-	if err != nil {
+	c.ingester = &ingest.Ingester{Store: c.store, JS: js, Limits: c.limits}
+	if err := c.ingester.Setup(ctx, c.auth.Orgs()); err != nil {
 		t.Fatal(err)
 	}
-	c.ingester = &ingest.Ingester{Store: c.store}
+	c.enroll.Streams = c.ingester
 	c.cancel, c.done = cancel, make(chan struct{})
 	go func() {
 		defer close(c.done)
-		if err := c.ingester.Run(ctx, cons); err != nil && ctx.Err() == nil {
+		if err := c.ingester.Run(ctx); err != nil && ctx.Err() == nil {
 			t.Error(err)
 		}
 	}()
@@ -686,8 +699,9 @@ func TestTelemetryOutageAndRestartsLoseNothing(t *testing.T) {
 		t.Fatalf("spool after recovery: %+v", st.Spool)
 	}
 
-	// Batches sent again (a lost acknowledgement) count once: with their
-	// Nats-Msg-Id JetStream drops them, and without it the store does.
+	// Batches sent again (a lost acknowledgement) count once: the store
+	// drops them, with their Nats-Msg-Id (past JetStream's short duplicate
+	// window) or without.
 	want := cp.totals(org)
 	before := cp.ingester.Stats().Duplicates
 	js, err := jetstream.New(edgeConn(t, h, enr, nil))
@@ -965,4 +979,68 @@ func TestTelemetryAdminSharingNeedsJSON(t *testing.T) {
 	if st, _ := telemetry.ReadStatus(telemetry.DirIn(h.cfg.DataDir), 1, 1); !st.Sharing {
 		t.Fatal("the admin API's switch was not persisted")
 	}
+}
+
+// TestTelemetryForeignDuplicateAckKeepsBatch: another edge of the org
+// publishes junk under this edge's Nats-Msg-Ids, so JetStream acknowledges
+// this edge's batch as a duplicate and drops it. The edge never had that
+// batch acknowledged: it counts and reports the acknowledgement, keeps the
+// batch in its spool, and delivers it once the duplicate window has passed.
+func TestTelemetryForeignDuplicateAckKeepsBatch(t *testing.T) {
+	// A long window, so the poisoned ids stay poisoned until the restart.
+	cp := newControlPlaneWith(t, false, ingest.Limits{Duplicates: time.Hour})
+	org := cp.org()
+	h := newTelemetryHarness(t)
+	tenants := []tenant{h.addOrg("alpha")}
+	enr := enrollEdge(t, h, cp, org)
+	ctx := ctxT(t)
+
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	sibling, err := cp.enroll.Enroll(ctx, enroll.Request{Token: cp.token(org), PublicKey: pub, Name: "sibling", Version: "0.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(cp.nats.ClientURL(), natsbus.JWTAndKey(sibling.UserJWT, kp), nats.CustomInboxPrefix(sibling.InboxPrefix), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sjs, _ := jetstream.New(nc)
+	const poisoned = 10
+	for seq := int64(1); seq <= poisoned; seq++ {
+		if ack, err := sjs.Publish(ctx, sibling.Subject, []byte("{}"), jetstream.WithMsgID(wire.MsgID(enr.EdgeID, seq))); err != nil || ack.Duplicate {
+			t.Fatalf("junk %d: %+v %v", seq, ack, err)
+		}
+	}
+
+	setSharing(t, h, true)
+	traffic(t, h, tenants, 0, 5, "c")
+	recs := allRecords(t, h, tenants, 5)
+	h.srv.Telemetry().Flush(ctx)
+	dups := regexp.MustCompile(`(?m)^codex_edge_telemetry_unexpected_duplicates_total ([0-9]+)$`)
+	eventually(t, "a duplicate acknowledgement counted", func() bool {
+		m := dups.FindStringSubmatch(metrics(t, h))
+		return m != nil && m[1] != "0"
+	})
+	st := h.srv.Telemetry().Status()
+	if st.LastSentSeq != 0 || st.Spool.Batches == 0 || !strings.Contains(st.LastError, "duplicate") {
+		t.Fatalf("after a foreign duplicate acknowledgement: %+v", st)
+	}
+	if st.LastSeq > poisoned {
+		t.Fatalf("the edge made %d batches; only %d ids were poisoned", st.LastSeq, poisoned)
+	}
+	if got := cp.totals(org).Requests; got != 0 {
+		t.Fatalf("the control plane holds %d requests", got)
+	}
+
+	// The junk is rejected by the ingest; a restart with the default
+	// window clears the poisoned ids, and the kept batches go through.
+	eventually(t, "the junk rejected", func() bool { return cp.ingester.Stats().Rejected["malformed"] == poisoned })
+	cp.relay.cut()
+	cp.stop()
+	cp.limits = ingest.Limits{}
+	cp.start()
+	waitTotals(t, h, cp, org, recs)
+	eventually(t, "an empty spool", func() bool { return h.srv.Telemetry().Status().Spool.Batches == 0 })
 }

@@ -77,6 +77,9 @@ type Service struct {
 	connected atomic.Bool
 	sent      atomic.Int64
 	failures  atomic.Int64
+	// unexpectedDups counts duplicate acknowledgements of batches never
+	// acknowledged before.
+	unexpectedDups atomic.Int64
 
 	cancel  context.CancelFunc
 	aggDone chan struct{}
@@ -476,10 +479,21 @@ func (s *Service) drain(ctx context.Context, enr Enrollment, l **link) (bool, er
 			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = (*l).js.Publish(pctx, enr.Subject, data, jetstream.WithMsgID(msgID))
+		ack, err := (*l).js.Publish(pctx, enr.Subject, data, jetstream.WithMsgID(msgID))
 		cancel()
 		if err != nil {
 			return false, fmt.Errorf("publish batch %d: %w", seq, err)
+		}
+		if ack.Duplicate {
+			// The batch leaves the spool only once acknowledged, so no
+			// earlier attempt of ours was: the stream holds another
+			// message under our Msg-Id (another publisher chose it) and
+			// dropped this one. Retried after the backoff, past the
+			// stream's short duplicate window.
+			s.unexpectedDups.Add(1)
+			s.log.Error("telemetry: batch acknowledged as a duplicate, but it was never acknowledged before; kept in the spool to retry",
+				"seq", seq, "msg_id", msgID, "stream", ack.Stream)
+			return false, fmt.Errorf("publish batch %d: acknowledged as a duplicate of a message this edge never had acknowledged (Nats-Msg-Id %s taken by another publisher); kept to retry", seq, msgID)
 		}
 		s.sent.Add(1)
 		if err := s.spool.Remove(seq); err != nil {
@@ -601,6 +615,7 @@ func (s *Service) Collectors() []prometheus.Collector {
 		counter("codex_edge_telemetry_spool_dropped_total", "Batches dropped because the spool was full.", func() float64 { return float64(s.spool.Stats().Dropped) }),
 		counter("codex_edge_telemetry_batches_sent_total", "Batches acknowledged by the control plane's JetStream.", func() float64 { return float64(s.sent.Load()) }),
 		counter("codex_edge_telemetry_failures_total", "Failed connection or publish attempts (retried).", func() float64 { return float64(s.failures.Load()) }),
+		counter("codex_edge_telemetry_unexpected_duplicates_total", "Batches the control plane's JetStream acknowledged as duplicates although never acknowledged before (another publisher used their Nats-Msg-Id); each is kept and retried.", func() float64 { return float64(s.unexpectedDups.Load()) }),
 		counter("codex_edge_telemetry_records_dropped_total", "Request records not aggregated because the telemetry queue was full.", func() float64 { return float64(s.agg.Stats().Dropped) }),
 	}
 }

@@ -106,21 +106,75 @@ func TestCLI(t *testing.T) {
 	}
 
 	code, out, _ = runCmd(t, env, "", "nats-config")
-	if code != 0 || !strings.Contains(out, "operator: ") || !strings.Contains(out, "resolver_preload") {
+	if code != 0 || !strings.Contains(out, "operator: ") || !strings.Contains(out, "resolver_preload") || !strings.Contains(out, "max_connections: 4096\n") {
 		t.Fatalf("nats-config = %d %q", code, out)
 	}
-	for _, f := range []string{"operator.nk", "system.nk", "ingest.nk"} {
-		seed, err := os.ReadFile(filepath.Join(env["CODEX_DATA_DIR"], "nats", "keys", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(out, strings.TrimSpace(string(seed))) {
-			t.Fatalf("nats-config prints the seed of %s", f)
-		}
-		if fi, _ := os.Stat(filepath.Join(env["CODEX_DATA_DIR"], "nats", "keys", f)); fi.Mode().Perm() != 0o600 {
-			t.Fatalf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+	if seedRE.MatchString(out) {
+		t.Fatal("nats-config prints a seed")
+	}
+	for _, f := range []string{"nats/keys/operator.nk.sealed", "nats/keys/system.nk.sealed", "nats/keys/ingest.nk.sealed", "secrets.key"} {
+		if fi, err := os.Stat(filepath.Join(env["CODEX_DATA_DIR"], f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, want mode 0600", f, err)
 		}
 	}
+	scanForSeeds(t, env["CODEX_DATA_DIR"])
+}
+
+// seedRE matches an operator, account or user seed in the clear.
+var seedRE = regexp.MustCompile(`S[OAU][A-Z2-7]{56}`)
+
+// scanForSeeds fails the test for any file under dir holding a seed in
+// the clear.
+func scanForSeeds(t *testing.T, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		n++
+		if b, err := os.ReadFile(path); err != nil || seedRE.Match(b) {
+			t.Errorf("%s: holds a NATS seed in the clear (%v)", path, err)
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("scan %s: %d files, %v", dir, n, err)
+	}
+}
+
+// TestSecretsKey: CODEX_SECRETS_KEK or CODEX_SECRETS_KEK_FILE seal the
+// seeds instead of a key file in the data directory, and another key is
+// refused.
+func TestSecretsKey(t *testing.T) {
+	dir := t.TempDir()
+	keyHex := strings.Repeat("5a", 32)
+	keyFile := filepath.Join(t.TempDir(), "kek")
+	os.WriteFile(keyFile, []byte(keyHex+"\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		ok   bool
+	}{
+		{"CODEX_SECRETS_KEK", map[string]string{"CODEX_SECRETS_KEK": keyHex}, true},
+		{"the same key from a file", map[string]string{"CODEX_SECRETS_KEK_FILE": keyFile}, true},
+		{"another key", map[string]string{"CODEX_SECRETS_KEK": strings.Repeat("a5", 32)}, false},
+		{"the development key file", map[string]string{}, false},
+		{"a malformed key", map[string]string{"CODEX_SECRETS_KEK": "secret"}, false},
+	} {
+		tc.env["CODEX_DATA_DIR"] = dir
+		code, out, errs := runCmd(t, tc.env, "", "nats-config")
+		if (code == 0) != tc.ok || (code == 0 && !strings.Contains(out, "operator: ")) {
+			t.Errorf("%s: exit %d, %q", tc.name, code, errs)
+		}
+		if !tc.ok && strings.Contains(errs, keyHex) {
+			t.Errorf("%s: the error shows the key", tc.name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nats", "keys", "operator.nk.sealed")); err != nil {
+		t.Fatal(err)
+	}
+	scanForSeeds(t, dir)
 }
 
 func freePort(t *testing.T) string {
@@ -141,6 +195,14 @@ func TestServe(t *testing.T) {
 	if want := `"dashboard":"http://` + listen + `/"`; !strings.Contains(logs, want) {
 		t.Errorf("serve did not log the dashboard URL (%s)", want)
 	}
+	if !strings.Contains(logs, "DEVELOPMENT ONLY") {
+		t.Error("serve did not warn of the development secrets key file")
+	}
+	// Operator, accounts and the org's signing key, sealed at rest.
+	if orgs, _ := filepath.Glob(filepath.Join(dir, "nats", "keys", "orgs", "*.nk.sealed")); len(orgs) != 1 {
+		t.Errorf("%d sealed org keys, want 1", len(orgs))
+	}
+	scanForSeeds(t, dir)
 }
 
 // TestServeTLS: with a certificate, the API and the embedded NATS speak

@@ -27,6 +27,8 @@ import (
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
 	"github.com/persiv/codex/controlplane/password"
+	"github.com/persiv/codex/controlplane/sealer"
+	"github.com/persiv/codex/controlplane/sealer/awskms"
 	"github.com/persiv/codex/controlplane/store/postgres"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 )
@@ -101,11 +103,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return postgres.Migrate(ctx, cfg.DatabaseURL, cfg.DatabaseAppRole)
 	case "nats-config":
-		auth, err := natsauth.Open(filepath.Join(cfg.DataDir, "nats", "keys"))
+		auth, err := openAuthority(ctx, cfg, newLogger(stderr, cfg.LogLevel))
 		if err != nil {
 			return err
 		}
-		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir))
+		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir, cfg.NATSMaxConnections))
 		return err
 	}
 
@@ -176,6 +178,58 @@ func readPassword(r io.Reader) (string, error) {
 	return pw, nil
 }
 
+// openAuthority opens the NATS authority kept in the data directory, its
+// seeds sealed with the configured key.
+func openAuthority(ctx context.Context, cfg config.Config, log *slog.Logger) (*natsauth.Authority, error) {
+	s, err := openSealer(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return natsauth.Open(ctx, filepath.Join(cfg.DataDir, "nats", "keys"), natsauth.Options{
+		Sealer: s, Limits: natsauth.Limits{MaxStorage: cfg.NATSAccountMaxStorage}})
+}
+
+// openSealer builds the sealer of the control plane's secrets from
+// secrets_kms_key, secrets_kek or secrets_kek_file, or else a development
+// key file in the data directory.
+func openSealer(ctx context.Context, cfg config.Config, log *slog.Logger) (*sealer.Sealer, error) {
+	switch {
+	case cfg.SecretsKMSKey != "":
+		kp, err := awskms.Open(ctx, cfg.SecretsKMSKey)
+		if err != nil {
+			return nil, fmt.Errorf("secrets_kms_key: %w", err)
+		}
+		log.Info("secrets sealed with AWS KMS", "key", kp)
+		return sealer.New(kp), nil
+	case cfg.SecretsKEK != "":
+		key, err := sealer.ParseKey(string(cfg.SecretsKEK))
+		if err != nil {
+			return nil, fmt.Errorf("CODEX_SECRETS_KEK: %w", err)
+		}
+		defer clear(key)
+		kp, err := sealer.NewLocalKey(key)
+		if err != nil {
+			return nil, err
+		}
+		return sealer.New(kp), nil
+	case cfg.SecretsKEKFile != "":
+		kp, err := sealer.LoadKeyFile(cfg.SecretsKEKFile)
+		if err != nil {
+			return nil, fmt.Errorf("secrets_kek_file: %w", err)
+		}
+		return sealer.New(kp), nil
+	}
+	path := filepath.Join(cfg.DataDir, "secrets.key")
+	kp, err := sealer.LoadOrCreateKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	log.Warn("DEVELOPMENT ONLY: the NATS seeds are sealed with the key file " + path +
+		", next to them in the data directory: whoever reads the directory reads them. " +
+		"Set CODEX_SECRETS_KMS_KEY (AWS KMS), or CODEX_SECRETS_KEK / CODEX_SECRETS_KEK_FILE with a key kept elsewhere.")
+	return sealer.New(kp), nil
+}
+
 func openStore(ctx context.Context, cfg config.Config) (controlplane.Store, error) {
 	if cfg.DatabaseURL != "" {
 		return postgres.Open(ctx, cfg.DatabaseURL)
@@ -213,15 +267,15 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	auth, err := natsauth.Open(filepath.Join(cfg.DataDir, "nats", "keys"))
+	auth, err := openAuthority(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	log.Warn("NATS operator and account seeds are stored unsealed (0600) in the data directory")
 
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
-		emb, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, TLS: tlsConf})
+		emb, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, TLS: tlsConf,
+			MaxConnections: cfg.NATSMaxConnections, MaxStorage: cfg.NATSAccountMaxStorage})
 		if err != nil {
 			return err
 		}
@@ -269,27 +323,32 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err := accounts.Sync(ctx); err != nil {
 		return err
 	}
+	connLimit := &natsbus.EdgeConnLimit{Sys: sys, Account: auth.IngestAccount(), Max: cfg.NATSEdgeMaxConnections, Log: log}
+	if err := connLimit.Start(); err != nil {
+		return err
+	}
+	defer connLimit.Stop()
 
 	js, err := jetstream.New(svc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	cons, err := ingest.Setup(ctx, js)
-	if err != nil {
+	ing := &ingest.Ingester{Store: store, JS: js, Log: log, Limits: ingest.Limits{
+		MaxBytes: cfg.NATSOrgMaxBytes, MaxAge: cfg.NATSStreamMaxAge, MaxPendingPerEdge: cfg.NATSEdgeMaxPending}}
+	if err := ing.Setup(ctx, auth.Orgs()); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ing := &ingest.Ingester{Store: store, Log: log}
 	ingestDone := make(chan error, 1)
-	go func() { ingestDone <- ing.Run(ctx, cons) }()
+	go func() { ingestDone <- ing.Run(ctx) }()
 	go prune(ctx, store, controlplane.Retention{Minute: cfg.RetainMinutes, Hour: cfg.RetainHours, Day: cfg.RetainDays}, log)
 
 	publicURL := cfg.NATSPublicURL
 	if publicURL == "" {
 		publicURL = natsURL
 	}
-	enrollSvc := &enroll.Service{Store: store, Accounts: accounts, NATSURL: publicURL}
+	enrollSvc := &enroll.Service{Store: store, Accounts: accounts, Streams: ing, NATSURL: publicURL}
 	key, err := dashboard.LoadOrCreateKey(filepath.Join(cfg.DataDir, "dashboard", "session.key"))
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
 	"github.com/persiv/codex/controlplane/store/sqlite"
+	"github.com/persiv/codex/controlplane/testenv"
 )
 
 // enrollService runs the control plane's enrollment: NATS (JetStream on a
@@ -30,7 +31,11 @@ import (
 func enrollService(t *testing.T) (*enroll.Service, controlplane.Store) {
 	t.Helper()
 	dir := t.TempDir()
-	auth, err := natsauth.Open(filepath.Join(dir, "keys"))
+	sealer, err := testenv.Sealer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := natsauth.Open(context.Background(), filepath.Join(dir, "keys"), natsauth.Options{Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
