@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,7 +50,26 @@ type Config struct {
 	RetainDays    time.Duration `yaml:"retain_days"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+
+	// LoginRate bounds dashboard sign-in attempts across all clients, per
+	// minute, besides the per-email and per-address limits; LoginBurst of
+	// them may come at once. An attacker with many addresses can use it
+	// up, and members then wait too (429 with Retry-After): it is what
+	// keeps such a flood from taking every core. Defaults 300 and 30.
+	LoginRate  int `yaml:"login_rate"`
+	LoginBurst int `yaml:"login_burst"`
+	// PasswordHashers bounds the password hashes (argon2id, 64 MiB each)
+	// running at once, for sign-in, password change and invitation alike:
+	// it bounds the memory they take. A request that finds none free waits
+	// up to PasswordHashWait for one, then gets 429. Defaults: the CPUs Go
+	// uses (GOMAXPROCS), at most MaxDefaultPasswordHashers; 2s.
+	PasswordHashers  int           `yaml:"password_hashers"`
+	PasswordHashWait time.Duration `yaml:"password_hash_wait"`
 }
+
+// MaxDefaultPasswordHashers caps the default of PasswordHashers on large
+// machines: four hashes are 256 MiB, and dozens of sign-ins a second.
+const MaxDefaultPasswordHashers = 4
 
 // Default returns the defaults.
 func Default() Config {
@@ -61,6 +82,10 @@ func Default() Config {
 		RetainHours:        400 * 24 * time.Hour,
 		RetainDays:         5 * 365 * 24 * time.Hour,
 		LogLevel:           "info",
+		LoginRate:          300,
+		LoginBurst:         30,
+		PasswordHashers:    min(runtime.GOMAXPROCS(0), MaxDefaultPasswordHashers),
+		PasswordHashWait:   2 * time.Second,
 	}
 }
 
@@ -97,6 +122,12 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 				return c, fmt.Errorf("%s: %w", env, err)
 			}
 			f.SetInt(int64(d))
+		case int:
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", env, err)
+			}
+			f.SetInt(int64(n))
 		}
 	}
 	return c, c.Validate()
@@ -113,6 +144,10 @@ func (c Config) Validate() error {
 		return errors.New("tls_cert and tls_key go together")
 	case c.RetainMinutes <= 0 || c.RetainHours < c.RetainMinutes || c.RetainDays < c.RetainHours:
 		return errors.New("retention must be positive and grow from minutes to hours to days")
+	case c.LoginRate <= 0 || c.LoginBurst <= 0:
+		return errors.New("login_rate and login_burst must be positive")
+	case c.PasswordHashers <= 0 || c.PasswordHashWait <= 0:
+		return errors.New("password_hashers and password_hash_wait must be positive")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -24,6 +25,21 @@ func TestLoad(t *testing.T) {
 		c.RetainMinutes != 48*time.Hour || c.DatabaseAppRole != "codex_app" {
 		t.Fatalf("config = %+v", c)
 	}
+	if c.LoginRate != 300 || c.LoginBurst != 30 || c.PasswordHashWait != 2*time.Second ||
+		c.PasswordHashers != min(runtime.GOMAXPROCS(0), MaxDefaultPasswordHashers) || c.PasswordHashers < 1 {
+		t.Fatalf("login defaults = %+v", c)
+	}
+}
+
+func TestLoadLoginLimits(t *testing.T) {
+	c, err := Load("", env(map[string]string{"CODEX_LOGIN_RATE": "60", "CODEX_LOGIN_BURST": "5",
+		"CODEX_PASSWORD_HASHERS": "1", "CODEX_PASSWORD_HASH_WAIT": "500ms"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LoginRate != 60 || c.LoginBurst != 5 || c.PasswordHashers != 1 || c.PasswordHashWait != 500*time.Millisecond {
+		t.Fatalf("config = %+v", c)
+	}
 }
 
 func TestLoadRejects(t *testing.T) {
@@ -41,6 +57,10 @@ func TestLoadRejects(t *testing.T) {
 		"missing file":   {filepath.Join(dir, "none.yaml"), nil},
 		"short hours":    {"", map[string]string{"CODEX_RETAIN_HOURS": "1h"}},
 		"empty data dir": {"", map[string]string{"CODEX_DATA_DIR": ""}},
+		"bad number":     {"", map[string]string{"CODEX_LOGIN_RATE": "lots"}},
+		"no login rate":  {"", map[string]string{"CODEX_LOGIN_RATE": "0"}},
+		"no hashers":     {"", map[string]string{"CODEX_PASSWORD_HASHERS": "0"}},
+		"no hash wait":   {"", map[string]string{"CODEX_PASSWORD_HASH_WAIT": "0s"}},
 	} {
 		if _, err := Load(tc.path, env(tc.env)); err == nil {
 			t.Errorf("%s: accepted", name)
