@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test on a fresh machine: installs and starts what the
-# tests need, then vet, race-enabled tests over every module, and short fuzz
-# runs. Safe to re-run.
+# tests need, then vet, govulncheck, race-enabled tests over every module,
+# and short fuzz runs. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,9 @@ trap 'timeout 60 scripts/dev-postgres.sh stop >/dev/null 2>&1 || true; timeout 6
 
 step "lint (gofmt, go vet)"
 make --no-print-directory lint
+
+step "govulncheck, every module, offline database (built once from a pinned golang.org/x/vulndb snapshot)"
+scripts/vulncheck.sh
 
 step "tests (go test -race, all modules)"
 # Everything the tests need was started above: a test that finds a service

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +92,25 @@ type Config struct {
 	// NATSOrgMaxBytes, it allows NATSAccountMaxStorage/NATSOrgMaxBytes
 	// orgs with edges. Default 17179869184 (16 GiB: 1024 orgs).
 	NATSAccountMaxStorage int64 `yaml:"nats_account_max_storage"`
+	// LoginRate bounds dashboard sign-in attempts across all clients, per
+	// minute, besides the per-email and per-address limits; LoginBurst of
+	// them may come at once. An attacker with many addresses can use it
+	// up, and members then wait too (429 with Retry-After): it is what
+	// keeps such a flood from taking every core. Defaults 300 and 30.
+	LoginRate  int `yaml:"login_rate"`
+	LoginBurst int `yaml:"login_burst"`
+	// PasswordHashers bounds the password hashes (argon2id, 64 MiB each)
+	// running at once, for sign-in, password change and invitation alike:
+	// it bounds the memory they take. A request that finds none free waits
+	// up to PasswordHashWait for one, then gets 429. Defaults: the CPUs Go
+	// uses (GOMAXPROCS), at most MaxDefaultPasswordHashers; 2s.
+	PasswordHashers  int           `yaml:"password_hashers"`
+	PasswordHashWait time.Duration `yaml:"password_hash_wait"`
 }
+
+// MaxDefaultPasswordHashers caps the default of PasswordHashers on large
+// machines: four hashes are 256 MiB, and dozens of sign-ins a second.
+const MaxDefaultPasswordHashers = 4
 
 // Default returns the defaults.
 func Default() Config {
@@ -111,6 +130,10 @@ func Default() Config {
 		NATSOrgMaxBytes:        16 << 20,
 		NATSStreamMaxAge:       168 * time.Hour,
 		NATSAccountMaxStorage:  16 << 30,
+		LoginRate:              300,
+		LoginBurst:             30,
+		PasswordHashers:        min(runtime.GOMAXPROCS(0), MaxDefaultPasswordHashers),
+		PasswordHashWait:       2 * time.Second,
 	}
 }
 
@@ -177,6 +200,10 @@ func (c Config) Validate() error {
 		return errors.New("nats_account_max_storage must be at least nats_org_max_bytes")
 	case btoi(c.SecretsKMSKey != "")+btoi(c.SecretsKEK != "")+btoi(c.SecretsKEKFile != "") > 1:
 		return errors.New("set at most one of secrets_kms_key, secrets_kek and secrets_kek_file")
+	case c.LoginRate <= 0 || c.LoginBurst <= 0:
+		return errors.New("login_rate and login_burst must be positive")
+	case c.PasswordHashers <= 0 || c.PasswordHashWait <= 0:
+		return errors.New("password_hashers and password_hash_wait must be positive")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

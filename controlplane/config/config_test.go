@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,21 @@ func TestLoad(t *testing.T) {
 	}
 	if c.DataDir != "/var/lib/codex" || c.NATSListen != "127.0.0.1:4400" || c.ControlplaneListen != "127.0.0.1:9000" ||
 		c.RetainMinutes != 48*time.Hour || c.DatabaseAppRole != "codex_app" || c.NATSEdgeMaxPending != 32 || c.NATSOrgMaxBytes != 16<<20 {
+		t.Fatalf("config = %+v", c)
+	}
+	if c.LoginRate != 300 || c.LoginBurst != 30 || c.PasswordHashWait != 2*time.Second ||
+		c.PasswordHashers != min(runtime.GOMAXPROCS(0), MaxDefaultPasswordHashers) || c.PasswordHashers < 1 {
+		t.Fatalf("login defaults = %+v", c)
+	}
+}
+
+func TestLoadLoginLimits(t *testing.T) {
+	c, err := Load("", env(map[string]string{"CODEX_LOGIN_RATE": "60", "CODEX_LOGIN_BURST": "5",
+		"CODEX_PASSWORD_HASHERS": "1", "CODEX_PASSWORD_HASH_WAIT": "500ms"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LoginRate != 60 || c.LoginBurst != 5 || c.PasswordHashers != 1 || c.PasswordHashWait != 500*time.Millisecond {
 		t.Fatalf("config = %+v", c)
 	}
 }
@@ -48,6 +64,10 @@ func TestLoadRejects(t *testing.T) {
 		"tiny org":         {"", map[string]string{"CODEX_NATS_ORG_MAX_BYTES": "1024"}},
 		"small account":    {"", map[string]string{"CODEX_NATS_ACCOUNT_MAX_STORAGE": "1048576"}},
 		"two secrets keys": {"", map[string]string{"CODEX_SECRETS_KEK": "k", "CODEX_SECRETS_KMS_KEY": "alias/x"}},
+		"bad number":       {"", map[string]string{"CODEX_LOGIN_RATE": "lots"}},
+		"no login rate":    {"", map[string]string{"CODEX_LOGIN_RATE": "0"}},
+		"no hashers":       {"", map[string]string{"CODEX_PASSWORD_HASHERS": "0"}},
+		"no hash wait":     {"", map[string]string{"CODEX_PASSWORD_HASH_WAIT": "0s"}},
 	} {
 		if _, err := Load(tc.path, env(tc.env)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -1,6 +1,8 @@
 package dashboard
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 
 	"github.com/persiv/codex/controlplane"
 )
@@ -99,6 +102,85 @@ func TestLoginRateLimited(t *testing.T) {
 		wantStatus(t, "attempt from the address", f.client(t).login("u"+string(rune('a'+i))+"@acme.example", "wrong password!!"), http.StatusUnauthorized)
 	}
 	wantStatus(t, "fourth account from the address", f.client(t).login("admin@acme.example", testPassword), http.StatusTooManyRequests)
+}
+
+// TestLoginAddressBurst: one address makes at most LoginAddressBurst
+// password checks at once, whatever emails it tries.
+func TestLoginAddressBurst(t *testing.T) {
+	f := newFixture(t)
+	for i := range LoginAddressBurst {
+		wantStatus(t, "attempt within the address's burst", f.client(t).login(fmt.Sprintf("u%d@acme.example", i), "wrong password!!"), http.StatusUnauthorized)
+	}
+	r := f.client(t).login("another@acme.example", "wrong password!!")
+	wantStatus(t, "attempt beyond the address's burst", r, http.StatusTooManyRequests)
+	if r.Header.Get("Retry-After") != "60" {
+		t.Fatalf("address limit: Retry-After %q", r.Header.Get("Retry-After"))
+	}
+}
+
+// TestLoginGlobalLimit: beyond the per-email and per-address limits, all
+// attempts together are bounded, and the refusal asks for a short wait.
+func TestLoginGlobalLimit(t *testing.T) {
+	f := newFixture(t)
+	org := f.env.Org(t)
+	f.user(t, org, "owner@acme.example", controlplane.RoleOwner)
+	f.dash.logins = rate.NewLimiter(rate.Every(time.Minute), 2)
+	for i := range 2 {
+		wantStatus(t, "attempt within the global burst", f.client(t).login("u"+string(rune('a'+i))+"@acme.example", "wrong password!!"), http.StatusUnauthorized)
+	}
+	r := f.client(t).login("owner@acme.example", testPassword)
+	wantStatus(t, "attempt beyond the global burst", r, http.StatusTooManyRequests)
+	if r.Header.Get("Retry-After") != "1" || !strings.Contains(r.body, "Try again in a moment") {
+		t.Fatalf("global limit: Retry-After %q, page %.300s", r.Header.Get("Retry-After"), r.body)
+	}
+	f.clock.add(time.Minute)
+	wantStatus(t, "login once the budget refilled", f.client(t).login("owner@acme.example", testPassword), http.StatusSeeOther)
+}
+
+// TestPasswordHashersBusy: with every password hasher taken, a request
+// that would hash waits at most the gate's wait, then gets 429; once one
+// is free it goes through. Sign-in, password change and invitation alike.
+func TestPasswordHashersBusy(t *testing.T) {
+	f := newFixture(t)
+	org := f.env.Org(t)
+	owner := f.user(t, org, "owner@acme.example", controlplane.RoleOwner)
+	oc := f.session(t, owner)
+	r := oc.post("/members/invite", url.Values{"csrf": {oc.csrf("/members")}, "email": {"new@acme.example"}, "role": {"viewer"}})
+	link, _ := url.Parse(inviteLinkRE.FindStringSubmatch(r.body)[1])
+	newcomer := f.client(t)
+	page := newcomer.get(link.Path)
+	inviteCSRF := csrfRE.FindStringSubmatch(page.body)[1]
+	accept := func() response {
+		return newcomer.post(link.Path, url.Values{"csrf": {inviteCSRF}, "password": {"a long enough password"}, "confirm": {"a long enough password"}})
+	}
+	change := func() response {
+		return oc.post("/account/password", url.Values{"csrf": {oc.csrf("/account")}, "current": {testPassword}, "new": {"a new long passphrase"}, "confirm": {"a new long passphrase"}})
+	}
+
+	f.dash.hashing = newGate(1, time.Millisecond)
+	if !f.dash.hashing.enter(context.Background()) {
+		t.Fatal("the only hasher is taken")
+	}
+	for _, tc := range []struct {
+		name string
+		r    response
+	}{
+		{"login", f.client(t).login("owner@acme.example", testPassword)},
+		{"password change", change()},
+		{"invitation", accept()},
+	} {
+		wantStatus(t, tc.name+" with every hasher busy", tc.r, http.StatusTooManyRequests)
+		if tc.r.Header.Get("Retry-After") != "1" || !strings.Contains(tc.r.body, "Try again in a moment") {
+			t.Errorf("%s: Retry-After %q, page %.300s", tc.name, tc.r.Header.Get("Retry-After"), tc.r.body)
+		}
+	}
+	f.dash.hashing.leave()
+	wantStatus(t, "login with a hasher free", f.client(t).login("owner@acme.example", testPassword), http.StatusSeeOther)
+	wantStatus(t, "password change with a hasher free", change(), http.StatusSeeOther)
+	wantStatus(t, "invitation with a hasher free", accept(), http.StatusSeeOther)
+	if !f.dash.hashing.enter(context.Background()) {
+		t.Fatal("a request kept its hasher")
+	}
 }
 
 func TestSessionExpires(t *testing.T) {

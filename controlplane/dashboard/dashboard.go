@@ -15,6 +15,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -26,8 +27,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/enroll"
 )
 
@@ -56,6 +59,11 @@ type Config struct {
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 	Log *slog.Logger
+	// LoginRate, LoginBurst, PasswordHashers and PasswordHashWait are
+	// config.Config's (see there); config.Default()'s where zero.
+	LoginRate, LoginBurst int
+	PasswordHashers       int
+	PasswordHashWait      time.Duration
 }
 
 // Server is the dashboard.
@@ -70,8 +78,11 @@ type Server struct {
 	invTTL  time.Duration
 	clock   func() time.Time
 	log     *slog.Logger
-	// Login attempts: per account (email) and per client address.
+	// Login attempts: per account (email), per client address and in all.
 	byEmail, byAddr *limiter
+	logins          *rate.Limiter
+	// hashing bounds the password hashes running at once.
+	hashing *gate
 }
 
 // New returns a dashboard.
@@ -82,8 +93,19 @@ func New(c Config) (*Server, error) {
 	if c.Store == nil || c.Enroll == nil {
 		return nil, errors.New("dashboard: Store and Enroll are required")
 	}
+	def := config.Default()
+	c.LoginRate = cmp.Or(c.LoginRate, def.LoginRate)
+	c.LoginBurst = cmp.Or(c.LoginBurst, def.LoginBurst)
+	c.PasswordHashers = cmp.Or(c.PasswordHashers, def.PasswordHashers)
+	c.PasswordHashWait = cmp.Or(c.PasswordHashWait, def.PasswordHashWait)
+	if c.LoginRate < 0 || c.LoginBurst < 0 || c.PasswordHashers < 0 || c.PasswordHashWait < 0 {
+		return nil, errors.New("dashboard: negative login limit")
+	}
 	s := &Server{store: c.Store, enroll: c.Enroll, key: c.Key, ttl: c.SessionTTL, invTTL: c.InviteTTL, clock: c.Now, log: c.Log,
-		byEmail: newLimiter(time.Minute/5, 5), byAddr: newLimiter(time.Minute/30, 30)}
+		byEmail: newLimiter(time.Minute/LoginsPerEmail, LoginsPerEmail),
+		byAddr:  newLimiter(time.Minute/LoginsPerAddress, LoginAddressBurst),
+		logins:  rate.NewLimiter(rate.Every(time.Minute/time.Duration(c.LoginRate)), c.LoginBurst),
+		hashing: newGate(c.PasswordHashers, c.PasswordHashWait)}
 	if s.ttl <= 0 {
 		s.ttl = 12 * time.Hour
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -158,13 +159,16 @@ func (s *Server) login(c echo.Context) error {
 	ctx := c.Request().Context()
 	email, pw := normalizeEmail(form(c, "email")), form(c, "password")
 	now := s.now()
-	// Both buckets are charged before any password is checked: argon2id is
-	// the expensive part an attacker would make us do.
-	addrOK, emailOK := s.byAddr.allow(clientAddr(c), now), s.byEmail.allow(email, now)
-	if !addrOK || !emailOK {
-		s.log.Warn("dashboard login rate limited", "by_address", !addrOK, "by_account", !emailOK)
-		c.Response().Header().Set("Retry-After", "60")
-		return s.loginError(c, http.StatusTooManyRequests, email, "Too many sign-in attempts. Wait a minute and try again.")
+	// Every limit is charged before any password is checked: argon2id is
+	// the expensive part an attacker would make us do. The account's
+	// bucket comes last, so that only attempts within the others make one.
+	switch {
+	case !s.byAddr.allow(clientAddr(c), now):
+		return s.tooManyLogins(c, email, "address", time.Minute)
+	case !s.logins.AllowN(now, 1):
+		return s.tooManyLogins(c, email, "all", time.Second)
+	case !s.byEmail.allow(email, now):
+		return s.tooManyLogins(c, email, "account", time.Minute)
 	}
 	if !validEmail(email) || len(pw) > password.MaxLength {
 		return s.loginError(c, http.StatusUnauthorized, email, "Email or password is incorrect.")
@@ -173,6 +177,10 @@ func (s *Server) login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if !s.hashing.enter(ctx) {
+		return s.tooManyLogins(c, email, "hashing", time.Second)
+	}
+	defer s.hashing.leave()
 	var match *controlplane.User
 	for i := range users {
 		if password.Verify(pw, users[i].PasswordHash) == nil {
@@ -192,6 +200,22 @@ func (s *Server) login(c echo.Context) error {
 	}
 	s.log.Info("dashboard login", "org_id", match.OrgID, "user_id", match.ID)
 	return c.Redirect(http.StatusSeeOther, "/overview")
+}
+
+// msgBusy answers a request refused by the global login limit or for want
+// of a free password hasher: the client did nothing wrong.
+const msgBusy = "Too many sign-ins right now. Try again in a moment."
+
+// tooManyLogins answers 429 for a login refused by limit ("address",
+// "all", "account" or "hashing"), asking to retry after retry.
+func (s *Server) tooManyLogins(c echo.Context, email, limit string, retry time.Duration) error {
+	s.log.Warn("dashboard login rate limited", "limit", limit)
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)))
+	msg := "Too many sign-in attempts. Wait a minute and try again."
+	if retry < time.Minute {
+		msg = msgBusy
+	}
+	return s.loginError(c, http.StatusTooManyRequests, email, msg)
 }
 
 // startSession sets a freshly issued session cookie and drops the
@@ -233,6 +257,11 @@ func (s *Server) changePassword(c echo.Context) error {
 	if !s.byEmail.allow(u.Email, s.now()) {
 		return fail(http.StatusTooManyRequests, "Too many attempts. Wait a minute and try again.")
 	}
+	if !s.hashing.enter(ctx) {
+		c.Response().Header().Set("Retry-After", "1")
+		return fail(http.StatusTooManyRequests, msgBusy)
+	}
+	defer s.hashing.leave()
 	if password.Verify(form(c, "current"), u.PasswordHash) != nil {
 		return fail(http.StatusUnauthorized, "The current password is incorrect.")
 	}
@@ -543,6 +572,11 @@ func (s *Server) acceptInvite(c echo.Context) error {
 	if pw != form(c, "confirm") {
 		return s.renderInvite(c, http.StatusBadRequest, inv, "The passwords do not match.")
 	}
+	if !s.hashing.enter(ctx) {
+		c.Response().Header().Set("Retry-After", "1")
+		return s.renderInvite(c, http.StatusTooManyRequests, inv, msgBusy)
+	}
+	defer s.hashing.leave()
 	h, err := password.Hash(pw)
 	if err != nil {
 		return s.renderInvite(c, http.StatusBadRequest, inv, fmt.Sprintf("Choose a password of %d to %d characters.", password.MinLength, password.MaxLength))

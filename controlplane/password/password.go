@@ -24,6 +24,10 @@ const (
 	keyLen    = 32
 )
 
+// Memory is the memory, in bytes, a Hash holds while it runs, and a Verify
+// of a hash Hash made.
+const Memory = memoryKiB << 10
+
 // MinLength and MaxLength bound a password.
 const (
 	MinLength = 12

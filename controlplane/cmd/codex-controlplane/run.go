@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	switch cmd {
 	case "serve":
-		return serve(ctx, cfg, stderr)
+		return serve(ctx, cfg, stderr, getenv)
 	case "migrate":
 		if cfg.DatabaseURL == "" {
 			return errors.New("migrate: the embedded SQLite store migrates itself; set CODEX_DATABASE_URL to the owner role's URL")
@@ -246,8 +247,31 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+// baseMemory is what the control plane needs beside its password hashes
+// (embedded NATS, the store, the API and dashboard), with room to spare.
+const baseMemory = 128 << 20
+
+// memoryLimit sets the Go runtime's soft memory limit, unless GOMEMLIMIT
+// chose one, to baseMemory plus the memory of cfg.PasswordHashers hashes
+// running at once. Each hash allocates its 64 MiB afresh and drops it
+// when done: without a limit the collector lets that garbage grow the
+// heap to twice the live data, which under a login flood is hundreds of
+// MiB more than the hashes themselves. It is soft: a heap that needs more
+// gets it.
+func memoryLimit(cfg config.Config, getenv func(string) (string, bool)) (int64, bool) {
+	if v, _ := getenv("GOMEMLIMIT"); v != "" {
+		return 0, false
+	}
+	limit := int64(baseMemory) + int64(cfg.PasswordHashers)*password.Memory
+	debug.SetMemoryLimit(limit)
+	return limit, true
+}
+
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func(string) (string, bool)) error {
 	log := newLogger(stderr, cfg.LogLevel)
+	if limit, set := memoryLimit(cfg, getenv); set {
+		log.Info("Go soft memory limit set", "bytes", limit, "hint", "set GOMEMLIMIT to choose another")
+	}
 	var tlsConf *tls.Config
 	if cfg.TLSCert != "" {
 		var err error
@@ -353,7 +377,8 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dash, err := dashboard.New(dashboard.Config{Store: store, Enroll: enrollSvc, Key: key, Log: log})
+	dash, err := dashboard.New(dashboard.Config{Store: store, Enroll: enrollSvc, Key: key, Log: log,
+		LoginRate: cfg.LoginRate, LoginBurst: cfg.LoginBurst, PasswordHashers: cfg.PasswordHashers, PasswordHashWait: cfg.PasswordHashWait})
 	if err != nil {
 		return err
 	}

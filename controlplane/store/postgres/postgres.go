@@ -5,7 +5,8 @@
 // transaction that set none sees nothing.
 //
 // Open connects as the application role and refuses a role that is a
-// superuser, may bypass RLS or owns a table. Migrate runs as the owner.
+// superuser, may bypass RLS or owns a table, or is a member of a role that
+// is or does. Migrate runs as the owner.
 package postgres
 
 import (
@@ -67,26 +68,55 @@ type Store struct {
 var _ controlplane.Store = (*Store)(nil)
 
 // Open connects as the application role and checks that the role cannot
-// get around row-level security.
+// get around row-level security (see checkRole).
 func Open(ctx context.Context, url string) (*Store, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
-	var super, bypass bool
-	var owned int
-	err = pool.QueryRow(ctx, `SELECT r.rolsuper, r.rolbypassrls,
-		(SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p'))
-		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&super, &bypass, &owned)
-	if err != nil {
+	if err := checkRole(ctx, pool); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open postgres: check role: %w", err)
-	}
-	if super || bypass || owned > 0 {
-		pool.Close()
-		return nil, errors.New("open postgres: the role is a superuser, has BYPASSRLS or owns tables; serve with the application role (CODEX_DATABASE_APP_ROLE)")
+		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	return &Store{pool: pool}, nil
+}
+
+// checkRole refuses a connection role that could get around row-level
+// security: a superuser or BYPASSRLS role ignores the policies even when
+// forced, and a role that owns the tables can switch them off. Being a
+// member of such a role is as good as being it, with or without INHERIT:
+// the member can SET ROLE to it. The ownership check is the edge's
+// (edge/store/postgres CheckServeRole).
+func checkRole(ctx context.Context, pool *pgxpool.Pool) error {
+	var (
+		user                            string
+		super, bypass, owns, privMember bool
+	)
+	err := pool.QueryRow(ctx, `
+		SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+		       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		               WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+		                 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+		                 AND n.nspname NOT LIKE 'pg_toast%'
+		                 AND pg_has_role(r.oid, c.relowner, 'MEMBER')),
+		       EXISTS (SELECT 1 FROM pg_roles o
+		               WHERE (o.rolsuper OR o.rolbypassrls) AND o.oid <> r.oid
+		                 AND pg_has_role(r.oid, o.oid, 'MEMBER'))
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &super, &bypass, &owns, &privMember)
+	if err != nil {
+		return fmt.Errorf("check the database role: %w", err)
+	}
+	switch {
+	case super:
+		return fmt.Errorf("role %q is a superuser, which bypasses row-level security: serve with the application role (CODEX_DATABASE_APP_ROLE)", user)
+	case bypass:
+		return fmt.Errorf("role %q has BYPASSRLS and so ignores row-level security: serve with a role without it (ALTER ROLE %s NOBYPASSRLS)", user, user)
+	case privMember:
+		return fmt.Errorf("role %q is a member of a superuser or BYPASSRLS role, so it could SET ROLE to it and ignore row-level security: serve with the application role (CODEX_DATABASE_APP_ROLE)", user)
+	case owns:
+		return fmt.Errorf("role %q owns tables (or is a member of their owner) and could turn row-level security off: serve with the application role (CODEX_DATABASE_APP_ROLE), which owns nothing; the owner role is for migrate only", user)
+	}
+	return nil
 }
 
 // Close closes the pool.
