@@ -85,9 +85,11 @@ type Config struct {
 	TelemetrySpoolMaxBatches int   `yaml:"telemetry_spool_max_batches"`
 	TelemetrySpoolMaxBytes   int64 `yaml:"telemetry_spool_max_bytes"`
 	Pprof                    bool  `yaml:"pprof"` // /debug/pprof on the admin listener
-	// AdminTokenFile holds the bearer token the admin API (/admin/v1)
-	// requires. Without one the admin API answers only on a loopback
-	// admin address. The token itself may be given as CODEX_ADMIN_TOKEN.
+	// AdminTokenFile holds the bearer token the admin listener's
+	// /admin/v1, /metrics and /debug/pprof require (/healthz and /readyz
+	// stay open). Without one the admin listener must be on a loopback
+	// address and answers only to Host localhost, 127.0.0.1 or [::1]. The
+	// token itself may be given as CODEX_ADMIN_TOKEN.
 	AdminTokenFile string `yaml:"admin_token_file"`
 	LogLevel       string `yaml:"log_level"` // debug, info, warn, error
 }

@@ -10,11 +10,27 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
+)
+
+// Limits of the admin listener. It has no write timeout: /debug/pprof/profile
+// and /debug/pprof/trace answer only after the time they were asked to
+// record (30 s by default).
+const (
+	// AdminReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers.
+	AdminReadHeaderTimeout = 10 * time.Second
+	// AdminIdleTimeout closes a keep-alive connection that has carried no
+	// request for this long, so idle clients cannot hold connections open
+	// for ever.
+	AdminIdleTimeout = 2 * time.Minute
+	// AdminMaxHeaderBytes bounds a request's headers.
+	AdminMaxHeaderBytes = 64 << 10
 )
 
 // adminToken returns the bearer token the admin API requires, from

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
 )
 
@@ -111,5 +112,30 @@ func TestAdminAnyHostWithToken(t *testing.T) {
 	}
 	if st, _ := adminReq(t, "GET", url, "edge-admin.internal:8081", nil, ""); st != 401 {
 		t.Fatalf("without the token: %d, want 401", st)
+	}
+}
+
+// Issue 13, finding 11: with an admin token set, /metrics and /debug/pprof
+// need it too; only the health checks stay open.
+func TestAdminTokenGuardsMetricsAndPprof(t *testing.T) {
+	const token = "admin-token-0123456789"
+	h := newHarnessEnv(t, fakeprovider.Options{}, func(c *config.Config) { c.Pprof = true }, map[string]string{"CODEX_ADMIN_TOKEN": token})
+	admin := "http://" + h.srv.AdminAddr()
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		for _, hdr := range []map[string]string{nil, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": "Bearer " + token[:len(token)-1]}, {"Authorization": token}} {
+			if st, _ := adminReq(t, "GET", admin+path, "", hdr, ""); st != 401 {
+				t.Errorf("GET %s with %v: %d, want 401", path, hdr, st)
+			}
+		}
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap"} {
+		if st, body := adminReq(t, "GET", admin+path, "", map[string]string{"Authorization": "Bearer " + token}, ""); st != 200 || body == "" {
+			t.Errorf("GET %s with the token: %d", path, st)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if st, body := adminReq(t, "GET", admin+path, "", nil, ""); st != 200 {
+			t.Errorf("GET %s without the token: %d %s, want 200", path, st, body)
+		}
 	}
 }

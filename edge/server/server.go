@@ -206,17 +206,19 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	a.GET("/readyz", s.readyz)
-	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})), authed)
 	s.tel.RegisterAdmin(s.adminAPI.Group("/telemetry"))
 	if cfg.Pprof {
-		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
-		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
-		a.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)), authed)
+		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)), authed)
+		a.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)), authed)
 	}
 	s.admin = &http.Server{
 		Handler:           a,
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: AdminReadHeaderTimeout,
+		IdleTimeout:       AdminIdleTimeout,
+		MaxHeaderBytes:    AdminMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
