@@ -91,7 +91,24 @@ type Config struct {
 	// address and answers only to Host localhost, 127.0.0.1 or [::1]. The
 	// token itself may be given as CODEX_ADMIN_TOKEN.
 	AdminTokenFile string `yaml:"admin_token_file"`
-	LogLevel       string `yaml:"log_level"` // debug, info, warn, error
+	// APIKeyEnvDeny adds to the environment variables a provider key may
+	// never be read from (`providers set --api-key-env`): comma-separated
+	// names, or prefixes ending in '*' ("GITHUB_TOKEN, VAULT_*"). Variables
+	// starting CODEX_ or AWS_ are always denied (edge.CheckAPIKeyEnv): the
+	// edge sends the key to the provider as a bearer token.
+	APIKeyEnvDeny string `yaml:"api_key_env_deny"`
+	LogLevel      string `yaml:"log_level"` // debug, info, warn, error
+}
+
+// APIKeyEnvDenyList is APIKeyEnvDeny split into its entries.
+func (c Config) APIKeyEnvDenyList() []string {
+	var out []string
+	for _, e := range strings.Split(c.APIKeyEnvDeny, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Default returns the embedded defaults: everything runs with no file.
@@ -232,6 +249,15 @@ func (c Config) Validate() error {
 	check(c.CacheBudgetBytes > 0, "CODEX_CACHE_BUDGET_BYTES must be positive")
 	if _, err := ParseCacheOverrides(c.CacheOverrides); err != nil {
 		errs = append(errs, fmt.Errorf("CODEX_CACHE_OVERRIDES: %w", err))
+	}
+	for _, e := range c.APIKeyEnvDenyList() {
+		name := strings.TrimSuffix(e, "*")
+		ok := name != "" && !strings.ContainsAny(name, "*")
+		for i := 0; ok && i < len(name); i++ {
+			ch := name[i]
+			ok = 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '_'
+		}
+		check(ok, "CODEX_API_KEY_ENV_DENY: %q is not a variable name or a prefix ending in '*'", e)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -58,6 +58,9 @@ func TestErrors(t *testing.T) {
 		{"bad listen", "", map[string]string{"CODEX_LISTEN": "8080"}, "CODEX_LISTEN"},
 		{"cert without key", "", map[string]string{"CODEX_TLS_CERT": "/x.pem"}, "CODEX_TLS_KEY"},
 		{"log level", "", map[string]string{"CODEX_LOG_LEVEL": "loud"}, "CODEX_LOG_LEVEL"},
+		{"deny list entry", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "GITHUB_TOKEN, VAULT-*"}, "CODEX_API_KEY_ENV_DENY"},
+		{"deny list star inside", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "A*B"}, "CODEX_API_KEY_ENV_DENY"},
+		{"deny list star alone", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "*"}, "CODEX_API_KEY_ENV_DENY"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,5 +93,15 @@ func TestIsLoopback(t *testing.T) {
 		if got := IsLoopback(addr); got != want {
 			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+func TestAPIKeyEnvDenyList(t *testing.T) {
+	c, err := Load("", env(map[string]string{"CODEX_API_KEY_ENV_DENY": " GITHUB_TOKEN, ,VAULT_* "}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.APIKeyEnvDenyList(); len(got) != 2 || got[0] != "GITHUB_TOKEN" || got[1] != "VAULT_*" {
+		t.Fatalf("APIKeyEnvDenyList = %q", got)
 	}
 }

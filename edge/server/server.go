@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	if s.keys, err = OpenKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
 		return nil, err
 	}
-	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, Logger: log, OrgChanged: s.keys.Invalidate})
+	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log, OrgChanged: s.keys.Invalidate})
 	if err := s.dir.Sync(ctx); err != nil {
 		return nil, err
 	}
