@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/persiv/codex/edge/keyring"
 )
 
 // Config is the edge's configuration. The yaml tag of each field is its key;
@@ -97,7 +99,15 @@ type Config struct {
 	// starting CODEX_ or AWS_ are always denied (edge.CheckAPIKeyEnv): the
 	// edge sends the key to the provider as a bearer token.
 	APIKeyEnvDeny string `yaml:"api_key_env_deny"`
-	LogLevel      string `yaml:"log_level"` // debug, info, warn, error
+	// DEKMaxSeals is how many records one data key seals, over every
+	// instance, before new writes move to a new generation; at most
+	// keyring.DefaultMaxSeals (2^30), well below AES-GCM's 2^32 limit for
+	// random nonces. Counted in the store a block at a time.
+	DEKMaxSeals int64 `yaml:"dek_max_seals"`
+	// DEKMaxAge is how old a data key may get before new writes move to a
+	// new generation. Older generations keep opening what they sealed.
+	DEKMaxAge time.Duration `yaml:"dek_max_age"`
+	LogLevel  string        `yaml:"log_level"` // debug, info, warn, error
 }
 
 // APIKeyEnvDenyList is APIKeyEnvDeny split into its entries.
@@ -136,6 +146,8 @@ func Default() Config {
 		CacheMaxTTL:              7 * 24 * time.Hour,
 		CacheMaxEntryBytes:       4 << 20,
 		CacheBudgetBytes:         32 << 20,
+		DEKMaxSeals:              keyring.DefaultMaxSeals,
+		DEKMaxAge:                keyring.DefaultMaxAge,
 		LogLevel:                 "info",
 	}
 }
@@ -250,6 +262,8 @@ func (c Config) Validate() error {
 	if _, err := ParseCacheOverrides(c.CacheOverrides); err != nil {
 		errs = append(errs, fmt.Errorf("CODEX_CACHE_OVERRIDES: %w", err))
 	}
+	check(c.DEKMaxSeals > 0 && c.DEKMaxSeals <= keyring.DefaultMaxSeals, "CODEX_DEK_MAX_SEALS must be between 1 and %d", int64(keyring.DefaultMaxSeals))
+	check(c.DEKMaxAge > 0, "CODEX_DEK_MAX_AGE must be positive")
 	for _, e := range c.APIKeyEnvDenyList() {
 		name := strings.TrimSuffix(e, "*")
 		ok := name != "" && !strings.ContainsAny(name, "*")

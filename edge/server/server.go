@@ -63,7 +63,7 @@ func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, ge
 	if warning != "" {
 		log.Warn(warning)
 	}
-	return keyring.New(keyring.Options{Store: store, Master: master, Logger: log})
+	return keyring.New(keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge})
 }
 
 // Server is a configured edge, ready to Start.
@@ -149,6 +149,12 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.keys.Stats().ProbeRefusals) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_probe_errors_total", Help: "Master-key probes that could not tell (network, throttling); cached data keys were kept."},
 			func() float64 { return float64(s.keys.Stats().ProbeErrors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_automatic_rotations_total", Help: "New data key generations made because the active one reached CODEX_DEK_MAX_SEALS or CODEX_DEK_MAX_AGE.",
+			ConstLabels: prometheus.Labels{"reason": "max_seals"}},
+			func() float64 { return float64(s.keys.Stats().SealLimitRotations) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_automatic_rotations_total", Help: "New data key generations made because the active one reached CODEX_DEK_MAX_SEALS or CODEX_DEK_MAX_AGE.",
+			ConstLabels: prometheus.Labels{"reason": "max_age"}},
+			func() float64 { return float64(s.keys.Stats().AgeRotations) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_depth", Help: "Request metadata records waiting to be written."},
 			func() float64 { return float64(s.writer.Depth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_capacity", Help: "Length of the metadata queue (CODEX_METADATA_QUEUE)."},

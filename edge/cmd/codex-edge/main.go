@@ -697,7 +697,8 @@ func (e *env) cryptoStatus(args []string) error {
 			enc := json.NewEncoder(e.stdout)
 			for _, k := range list {
 				m := map[string]any{"org_id": k.OrgID, "dek_id": k.DEKID.String(), "generation": k.Generation, "state": k.State,
-					"master_ref": k.MasterRef, "master_version": k.MasterVersion, "created_at": k.CreatedAt, "age_seconds": int64(k.Age.Seconds())}
+					"master_ref": k.MasterRef, "master_version": k.MasterVersion, "created_at": k.CreatedAt, "age_seconds": int64(k.Age.Seconds()),
+					"seals": k.Seals}
 				if !k.RewrappedAt.IsZero() {
 					m["rewrapped_at"] = k.RewrappedAt
 				}
@@ -708,9 +709,9 @@ func (e *env) cryptoStatus(args []string) error {
 		spec := cfg.KEK
 		fmt.Fprintf(e.stdout, "master key: %s\n", spec)
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE")
+		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE\tSEALS")
 		for _, k := range list {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second), k.Seals)
 		}
 		return tw.Flush()
 	})
