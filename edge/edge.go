@@ -108,14 +108,36 @@ type ProviderConfig struct {
 	BaseURL   string // empty means Provider.DefaultBaseURL
 	APIKeyEnv string
 	SealedKey []byte
-	UpdatedAt time.Time
+	// AllowInsecureHTTP lets BaseURL be plain http to a host other than
+	// loopback (see CheckBaseURL): the operator's explicit choice.
+	AllowInsecureHTTP bool
+	UpdatedAt         time.Time
 }
 
-// Prepare checks that p can be stored (an org, a known provider and exactly
-// one credential source) and sets a zero UpdatedAt to now.
+// Check applies the rules of every provider setting, when it is set and
+// when it is loaded: CheckAPIKeyEnv (with the operator's deny list) when
+// the key comes from the environment, and CheckBaseURL.
+func (p ProviderConfig) Check(denyEnv []string) error {
+	if p.APIKeyEnv != "" {
+		if err := CheckAPIKeyEnv(p.APIKeyEnv, denyEnv); err != nil {
+			return fmt.Errorf("provider %q: %w", p.Provider, err)
+		}
+	}
+	if err := CheckBaseURL(p.BaseURL, p.AllowInsecureHTTP); err != nil {
+		return fmt.Errorf("provider %q: %w", p.Provider, err)
+	}
+	return nil
+}
+
+// Prepare checks that p can be stored (an org, a known provider, exactly
+// one credential source, and Check without an operator deny list, which
+// the store does not know) and sets a zero UpdatedAt to now.
 func (p *ProviderConfig) Prepare() error {
 	if p.OrgID == "" || !p.Provider.Valid() || (p.APIKeyEnv == "") == (len(p.SealedKey) == 0) {
 		return fmt.Errorf("provider %q: org id, a known provider and one credential source are required: %w", p.Provider, ErrInvalid)
+	}
+	if err := p.Check(nil); err != nil {
+		return err
 	}
 	p.UpdatedAt = nowIfZero(p.UpdatedAt)
 	return nil

@@ -54,6 +54,8 @@ if [ "${BENCH_REDIS:-1}" = 1 ]; then
 fi
 
 echo "==> load (results also in $work/load.json)"
+# codex-loadgen reads /metrics with CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE
+# when the environment sets one (the edge above inherits it as well).
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -baseline "http://$baseline_addr" "${redis_args[@]}" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/persiv/codex/edge/keyring"
 )
 
 // Config is the edge's configuration. The yaml tag of each field is its key;
@@ -85,11 +87,38 @@ type Config struct {
 	TelemetrySpoolMaxBatches int   `yaml:"telemetry_spool_max_batches"`
 	TelemetrySpoolMaxBytes   int64 `yaml:"telemetry_spool_max_bytes"`
 	Pprof                    bool  `yaml:"pprof"` // /debug/pprof on the admin listener
-	// AdminTokenFile holds the bearer token the admin API (/admin/v1)
-	// requires. Without one the admin API answers only on a loopback
-	// admin address. The token itself may be given as CODEX_ADMIN_TOKEN.
+	// AdminTokenFile holds the bearer token the admin listener's
+	// /admin/v1, /metrics and /debug/pprof require (/healthz and /readyz
+	// stay open). Without one the admin listener must be on a loopback
+	// address and answers only to Host localhost, 127.0.0.1 or [::1]. The
+	// token itself may be given as CODEX_ADMIN_TOKEN.
 	AdminTokenFile string `yaml:"admin_token_file"`
-	LogLevel       string `yaml:"log_level"` // debug, info, warn, error
+	// APIKeyEnvDeny adds to the environment variables a provider key may
+	// never be read from (`providers set --api-key-env`): comma-separated
+	// names, or prefixes ending in '*' ("GITHUB_TOKEN, VAULT_*"). Variables
+	// starting CODEX_ or AWS_ are always denied (edge.CheckAPIKeyEnv): the
+	// edge sends the key to the provider as a bearer token.
+	APIKeyEnvDeny string `yaml:"api_key_env_deny"`
+	// DEKMaxSeals is how many records one data key seals, over every
+	// instance, before new writes move to a new generation; at most
+	// keyring.DefaultMaxSeals (2^30), well below AES-GCM's 2^32 limit for
+	// random nonces. Counted in the store a block at a time.
+	DEKMaxSeals int64 `yaml:"dek_max_seals"`
+	// DEKMaxAge is how old a data key may get before new writes move to a
+	// new generation. Older generations keep opening what they sealed.
+	DEKMaxAge time.Duration `yaml:"dek_max_age"`
+	LogLevel  string        `yaml:"log_level"` // debug, info, warn, error
+}
+
+// APIKeyEnvDenyList is APIKeyEnvDeny split into its entries.
+func (c Config) APIKeyEnvDenyList() []string {
+	var out []string
+	for _, e := range strings.Split(c.APIKeyEnvDeny, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Default returns the embedded defaults: everything runs with no file.
@@ -117,6 +146,8 @@ func Default() Config {
 		CacheMaxTTL:              7 * 24 * time.Hour,
 		CacheMaxEntryBytes:       4 << 20,
 		CacheBudgetBytes:         32 << 20,
+		DEKMaxSeals:              keyring.DefaultMaxSeals,
+		DEKMaxAge:                keyring.DefaultMaxAge,
 		LogLevel:                 "info",
 	}
 }
@@ -230,6 +261,17 @@ func (c Config) Validate() error {
 	check(c.CacheBudgetBytes > 0, "CODEX_CACHE_BUDGET_BYTES must be positive")
 	if _, err := ParseCacheOverrides(c.CacheOverrides); err != nil {
 		errs = append(errs, fmt.Errorf("CODEX_CACHE_OVERRIDES: %w", err))
+	}
+	check(c.DEKMaxSeals > 0 && c.DEKMaxSeals <= keyring.DefaultMaxSeals, "CODEX_DEK_MAX_SEALS must be between 1 and %d", int64(keyring.DefaultMaxSeals))
+	check(c.DEKMaxAge > 0, "CODEX_DEK_MAX_AGE must be positive")
+	for _, e := range c.APIKeyEnvDenyList() {
+		name := strings.TrimSuffix(e, "*")
+		ok := name != "" && !strings.ContainsAny(name, "*")
+		for i := 0; ok && i < len(name); i++ {
+			ch := name[i]
+			ok = 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '_'
+		}
+		check(ok, "CODEX_API_KEY_ENV_DENY: %q is not a variable name or a prefix ending in '*'", e)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -20,7 +20,8 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Listen != "127.0.0.1:8080" || c.AdminListen != "127.0.0.1:8081" || c.MaxBodyBytes != 33554432 ||
 		c.UpstreamConnectTimeout != 10*time.Second || c.UpstreamHeaderTimeout != 10*time.Minute ||
 		c.UpstreamIdleTimeout != 5*time.Minute || c.DataDir != "./data" || c.KEK != "local" ||
-		c.DatabaseAppRole != "codex_app" || c.TelemetryWindow != time.Minute {
+		c.DatabaseAppRole != "codex_app" || c.TelemetryWindow != time.Minute ||
+		c.DEKMaxSeals != 1<<30 || c.DEKMaxAge != 90*24*time.Hour {
 		t.Fatalf("defaults differ from DESIGN §8: %+v", c)
 	}
 }
@@ -58,6 +59,12 @@ func TestErrors(t *testing.T) {
 		{"bad listen", "", map[string]string{"CODEX_LISTEN": "8080"}, "CODEX_LISTEN"},
 		{"cert without key", "", map[string]string{"CODEX_TLS_CERT": "/x.pem"}, "CODEX_TLS_KEY"},
 		{"log level", "", map[string]string{"CODEX_LOG_LEVEL": "loud"}, "CODEX_LOG_LEVEL"},
+		{"dek seals above 2^30", "", map[string]string{"CODEX_DEK_MAX_SEALS": "1073741825"}, "CODEX_DEK_MAX_SEALS"},
+		{"dek seals zero", "", map[string]string{"CODEX_DEK_MAX_SEALS": "0"}, "CODEX_DEK_MAX_SEALS"},
+		{"dek age zero", "", map[string]string{"CODEX_DEK_MAX_AGE": "0s"}, "CODEX_DEK_MAX_AGE"},
+		{"deny list entry", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "GITHUB_TOKEN, VAULT-*"}, "CODEX_API_KEY_ENV_DENY"},
+		{"deny list star inside", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "A*B"}, "CODEX_API_KEY_ENV_DENY"},
+		{"deny list star alone", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "*"}, "CODEX_API_KEY_ENV_DENY"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,5 +97,15 @@ func TestIsLoopback(t *testing.T) {
 		if got := IsLoopback(addr); got != want {
 			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+func TestAPIKeyEnvDenyList(t *testing.T) {
+	c, err := Load("", env(map[string]string{"CODEX_API_KEY_ENV_DENY": " GITHUB_TOKEN, ,VAULT_* "}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.APIKeyEnvDenyList(); len(got) != 2 || got[0] != "GITHUB_TOKEN" || got[1] != "VAULT_*" {
+		t.Fatalf("APIKeyEnvDenyList = %q", got)
 	}
 }

@@ -84,7 +84,11 @@ type Options struct {
 	MaxKeys     int           // resolved keys kept; default 100000
 	NegativeTTL time.Duration // how long an unknown key is remembered; default 30s
 	Getenv      func(string) string
-	Logger      *slog.Logger
+	// APIKeyEnvDeny is the operator's deny list of provider key variables
+	// (config.Config.APIKeyEnvDenyList), checked on top of
+	// edge.DeniedAPIKeyEnvPrefixes every time an org's settings load.
+	APIKeyEnvDeny []string
+	Logger        *slog.Logger
 	// OrgChanged, if set, is told about every org whose keys or settings
 	// changed in the change feed (the keyring drops its cached data keys).
 	OrgChanged func(orgID string)
@@ -208,6 +212,14 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 			base = pc.Provider.DefaultBaseURL()
 		}
 		u := Upstream{Provider: pc.Provider, BaseURL: base, CredentialSource: pc.APIKeyEnv}
+		if err := pc.Check(d.opts.APIKeyEnvDeny); err != nil {
+			// Stored before these rules, or by hand: read no credential
+			// and send nothing, so requests get 503 until it is set again.
+			d.opts.Logger.Warn("provider setting refused; set it again with 'codex-edge providers set'",
+				"org", id, "provider", pc.Provider, "err", err)
+			o.upstreams[pc.Provider] = u
+			continue
+		}
 		if len(pc.SealedKey) > 0 {
 			u.CredentialSource = "sealed"
 			key, err := d.opts.Keys.Open(ctx, id, keyring.PurposeCredential, edge.CredentialRecord(pc.Provider), pc.SealedKey)

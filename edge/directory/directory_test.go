@@ -246,3 +246,72 @@ func TestRevocationDuringLookup(t *testing.T) {
 		})
 	}
 }
+
+// stored returns fixed provider settings, as rows written before the
+// rules on them existed (or by hand) would read.
+type stored struct {
+	*sqlite.DB
+	pcs []edge.ProviderConfig
+}
+
+func (s stored) Providers(context.Context, string) ([]edge.ProviderConfig, error) { return s.pcs, nil }
+
+// Issue 13, finding 7: a setting that names the edge's own secret as the
+// provider key, or plain http off loopback without the operator's
+// allowance, is refused when it loads: no credential is read, so nothing
+// is sent.
+func TestLoadRefusesProviderSettings(t *testing.T) {
+	env := map[string]string{
+		"CODEX_BYOK_KEY": "the-master-key", "AWS_SECRET_ACCESS_KEY": "aws-secret",
+		"OPENAI_ORG_KEY": "sk-denied", "OPENAI_KEY": "sk-one",
+	}
+	cases := []struct {
+		name string
+		pc   edge.ProviderConfig
+		deny []string
+		want string // the credential read, "" for refused
+	}{
+		{"codex variable", edge.ProviderConfig{APIKeyEnv: "CODEX_BYOK_KEY"}, nil, ""},
+		{"aws variable", edge.ProviderConfig{APIKeyEnv: "AWS_SECRET_ACCESS_KEY"}, nil, ""},
+		{"operator deny prefix", edge.ProviderConfig{APIKeyEnv: "OPENAI_ORG_KEY"}, []string{"OPENAI_ORG_*"}, ""},
+		{"operator deny name", edge.ProviderConfig{APIKeyEnv: "OPENAI_KEY"}, []string{"openai_key"}, ""},
+		{"plain http off loopback", edge.ProviderConfig{APIKeyEnv: "OPENAI_KEY", BaseURL: "http://api.openai.com"}, nil, ""},
+		{"plain http allowed", edge.ProviderConfig{APIKeyEnv: "OPENAI_KEY", BaseURL: "http://llm.internal:8080", AllowInsecureHTTP: true}, nil, "sk-one"},
+		{"plain http to loopback", edge.ProviderConfig{APIKeyEnv: "OPENAI_KEY", BaseURL: "http://127.0.0.1:9999"}, nil, "sk-one"},
+		{"https", edge.ProviderConfig{APIKeyEnv: "OPENAI_KEY", BaseURL: "https://api.openai.com"}, []string{"OPENAI_ORG_*"}, "sk-one"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			db, err := sqlite.Open(context.Background(), t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			org := edge.Org{ID: apikey.NewID("org_"), Name: "acme"}
+			if err := db.CreateOrg(context.Background(), org); err != nil {
+				t.Fatal(err)
+			}
+			master, _, err := local.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			kr, err := keyring.New(keyring.Options{Store: db, Master: master})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc := c.pc
+			pc.OrgID, pc.Provider = org.ID, edge.OpenAI
+			d := directory.New(stored{DB: db, pcs: []edge.ProviderConfig{pc}}, directory.Options{
+				Keys: kr, Getenv: func(k string) string { return env[k] }, APIKeyEnvDeny: c.deny,
+			})
+			o, err := d.Org(context.Background(), org.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, ok := o.Upstream(edge.OpenAI)
+			if !ok || u.Credential != c.want {
+				t.Fatalf("upstream %v: credential %q, want %q", ok, u.Credential, c.want)
+			}
+		})
+	}
+}

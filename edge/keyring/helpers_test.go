@@ -127,6 +127,9 @@ func (failing) DEKs(context.Context, string) ([]keyring.WrappedDEK, error) {
 }
 func (failing) DeleteDEKs(context.Context, string) (int, error) { return 0, errDown }
 func (failing) DEKOrgs(context.Context) ([]string, error)       { return nil, errDown }
+func (failing) AddSeals(context.Context, string, keyring.DEKID, int64) (int64, error) {
+	return 0, errDown
+}
 func (failing) UpdateWrapped(context.Context, string, keyring.DEKID, keyring.Wrap, time.Time) error {
 	return errDown
 }

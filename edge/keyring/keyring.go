@@ -20,6 +20,16 @@
 // the background and drops every DEK it unwrapped as soon as the provider
 // refuses, so the revocation takes effect within that interval, still
 // with no master-key call on the request path.
+//
+// A DEK is used for new writes for a bounded number of seals and a bounded
+// time: Seal moves an org to a new generation once its active DEK has had
+// Options.MaxSeals seals (default 2^30, a quarter of AES-GCM's 2^32 limit
+// for random nonces) or is Options.MaxAge old (default 90 days). Seals are
+// counted with an atomic counter and reserved in the store a block of
+// Options.SealLease at a time, before they are made, so the count in the
+// store never falls behind, across restarts and instances, at the cost of
+// one store write per block. Older generations keep opening what they
+// sealed.
 package keyring
 
 import (
@@ -29,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +63,20 @@ const (
 	// effect on every running instance within 10 s.
 	DefaultProbeInterval = 5 * time.Second
 	MaxProbeInterval     = 10 * time.Second
+	// DefaultMaxSeals is how many seals a DEK makes before new writes move
+	// to a new generation. AES-GCM with random 96-bit nonces must stay
+	// well below 2^32 messages per key (NIST SP 800-38D, section 8.3);
+	// 2^30 keeps the chance of a repeated nonce below 2^-37. It is also
+	// the largest MaxSeals accepted.
+	DefaultMaxSeals = 1 << 30
+	// DefaultSealLease is how many seals an instance reserves in the store
+	// at a time (one store write per block, never one per seal). Seals
+	// reserved and not made (an instance stopping, a key replaced) count
+	// as made: they only bring the next generation earlier.
+	DefaultSealLease = 1 << 16
+	// DefaultMaxAge is how old a DEK may get before new writes move to a
+	// new generation.
+	DefaultMaxAge = 90 * 24 * time.Hour
 )
 
 // Options configures a Keyring.
@@ -83,6 +108,17 @@ type Options struct {
 	// provider call, off the request path). Default DefaultProbeInterval,
 	// at most MaxProbeInterval.
 	ProbeInterval time.Duration
+	// MaxSeals is how many seals one DEK makes, over every instance, before
+	// Seal creates a new generation. Default and at most DefaultMaxSeals.
+	MaxSeals int64
+	// SealLease is how many seals an instance reserves in the store at a
+	// time. Default DefaultSealLease; at most MaxSeals.
+	SealLease int64
+	// MaxAge is how old the active DEK may get before Seal creates a new
+	// generation. If the master key cannot make one then, writes continue
+	// under the old DEK (logged) and it is tried again after Revalidate;
+	// MaxSeals, by contrast, is never exceeded. Default DefaultMaxAge.
+	MaxAge time.Duration
 	// Logger receives key life-cycle events (ids and counts only).
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -99,8 +135,15 @@ type Keyring struct {
 	revalidate time.Duration
 	minReload  time.Duration
 	probeEvery time.Duration
+	maxSeals   int64
+	sealLease  int64
+	maxAge     time.Duration
 	log        *slog.Logger
 	now        func() time.Time
+
+	// leases holds, per org, the seals this instance reserved under the
+	// org's active DEK: a lock-free read on every Seal.
+	leases sync.Map // org id → *sealLease
 
 	views   *lru.Cache[string, *orgView]   // org → its DEK list
 	keys    *expirable.LRU[DEKID, *dekKey] // unwrapped DEKs
@@ -112,7 +155,18 @@ type Keyring struct {
 	stats struct {
 		hits, misses, unwraps, generates, unreadable, reloads atomic.Uint64
 		probes, probeRefusals, probeErrors, probePurged       atomic.Uint64
+		sealRotations, ageRotations, sealReservations         atomic.Uint64
 	}
+}
+
+// sealLease is what this instance may seal under one DEK: granted seals
+// reserved in the store, of which used were taken.
+type sealLease struct {
+	id        DEKID
+	gen       int
+	used      atomic.Int64 // seals taken (a refused attempt counts too)
+	granted   atomic.Int64 // seals reserved in the store for this instance
+	exhausted atomic.Bool  // the DEK reached MaxSeals (or is gone): rotate
 }
 
 // orgView is an org's DEK list as last read from the store.
@@ -163,6 +217,19 @@ func New(o Options) (*Keyring, error) {
 	if o.ProbeInterval > MaxProbeInterval {
 		return nil, fmt.Errorf("keyring: ProbeInterval %s exceeds %s", o.ProbeInterval, MaxProbeInterval)
 	}
+	if o.MaxSeals <= 0 {
+		o.MaxSeals = DefaultMaxSeals
+	}
+	if o.MaxSeals > DefaultMaxSeals {
+		return nil, fmt.Errorf("keyring: MaxSeals %d exceeds %d (AES-GCM with random nonces must stay well below 2^32 seals per key)", o.MaxSeals, int64(DefaultMaxSeals))
+	}
+	if o.SealLease <= 0 {
+		o.SealLease = DefaultSealLease
+	}
+	o.SealLease = min(o.SealLease, o.MaxSeals)
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultMaxAge
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -188,6 +255,9 @@ func New(o Options) (*Keyring, error) {
 		revalidate: o.Revalidate,
 		minReload:  o.Revalidate / 10,
 		probeEvery: o.ProbeInterval,
+		maxSeals:   o.MaxSeals,
+		sealLease:  o.SealLease,
+		maxAge:     o.MaxAge,
 		log:        o.Logger,
 		now:        o.Now,
 		views:      views,
@@ -198,8 +268,9 @@ func New(o Options) (*Keyring, error) {
 }
 
 // Seal encrypts plaintext for (orgID, purpose, recordKey) under the org's
-// active DEK, creating the org's first DEK on first use. The result opens
-// only with the same three values.
+// active DEK, creating the org's first DEK on first use, and a new
+// generation when the active one reached MaxSeals or MaxAge. The result
+// opens only with the same three values.
 func (k *Keyring) Seal(ctx context.Context, orgID string, purpose Purpose, recordKey string, plaintext []byte) ([]byte, error) {
 	if err := checkBinding(orgID, purpose, recordKey); err != nil {
 		return nil, err
@@ -213,12 +284,15 @@ func (k *Keyring) Seal(ctx context.Context, orgID string, purpose Purpose, recor
 			return nil, err
 		}
 	}
+	if k.now().Sub(v.active.CreatedAt) >= k.maxAge {
+		v = k.replaceOld(ctx, v)
+	}
 	dk, err := k.key(ctx, v.active)
 	if errors.Is(err, ErrUnreadable) {
 		// The active DEK's master key version is gone (BYOK version removed,
 		// org moved to another master key): what it protects is lost, but
 		// new data must stay writable, so that a credential can be set again.
-		if v, err = k.replaceActive(ctx, orgID, v.active.ID); err != nil {
+		if v, err = k.replaceActive(ctx, orgID, v.active.ID, replaceUnreadable); err != nil {
 			return nil, err
 		}
 		dk, err = k.key(ctx, v.active)
@@ -226,12 +300,130 @@ func (k *Keyring) Seal(ctx context.Context, orgID string, purpose Purpose, recor
 	if err != nil {
 		return nil, err
 	}
+	// A new generation starts with no seals, so one replacement is
+	// normally enough; more only when other instances use up the new one
+	// at the same time (a tiny MaxSeals).
+	for range 5 {
+		if err = k.reserve(ctx, v.active); !errors.Is(err, errSealLimit) {
+			break
+		}
+		if v, err = k.replaceActive(ctx, orgID, v.active.ID, replaceSeals); err != nil {
+			return nil, err
+		}
+		if dk, err = k.key(ctx, v.active); err != nil {
+			return nil, err
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyring: org %s: %w", orgID, err)
+	}
 	return sealWith(dk.aead, v.active.ID, nil, orgID, purpose, recordKey, plaintext)
 }
 
+// errSealLimit: the DEK made MaxSeals seals (or is gone); Seal moves to a
+// new generation.
+var errSealLimit = errors.New("data key reached its seal limit (MaxSeals)")
+
+// reserve takes one seal under d for this instance, reserving another
+// block of SealLease in the store when the last one is used up. On the
+// hot path it is a map read and two atomic operations.
+func (k *Keyring) reserve(ctx context.Context, d *WrappedDEK) error {
+	l := k.lease(d)
+	if l == nil {
+		return errSealLimit // a newer generation is in use here: reload
+	}
+	n := l.used.Add(1)
+	for n > l.granted.Load() {
+		if l.exhausted.Load() {
+			return errSealLimit
+		}
+		_, err := k.shared(ctx, "seals\x00"+d.ID.String(), func(ctx context.Context) (any, error) {
+			if n <= l.granted.Load() || l.exhausted.Load() {
+				return nil, nil // another caller's block covers it, or it is over
+			}
+			total, err := k.store.AddSeals(ctx, d.OrgID, d.ID, k.sealLease)
+			if errors.Is(err, edge.ErrNotFound) {
+				l.exhausted.Store(true) // shredded elsewhere
+				return nil, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("keyring: reserve seals under data key %s of org %s: %w", d.ID, d.OrgID, err)
+			}
+			k.stats.sealReservations.Add(1)
+			grant := k.sealLease
+			if total > k.maxSeals {
+				// Only what is left below the limit; the rest is wasted.
+				grant = max(0, k.maxSeals-(total-k.sealLease))
+				l.exhausted.Store(true)
+			}
+			l.granted.Add(grant)
+			return nil, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lease returns this instance's lease on d, the org's active DEK, or nil
+// when the org has moved to a newer generation here already.
+func (k *Keyring) lease(d *WrappedDEK) *sealLease {
+	for {
+		cur, ok := k.leases.Load(d.OrgID)
+		if !ok {
+			nl := &sealLease{id: d.ID, gen: d.Generation}
+			if _, loaded := k.leases.LoadOrStore(d.OrgID, nl); !loaded {
+				return nl
+			}
+			continue
+		}
+		l := cur.(*sealLease)
+		if l.id == d.ID {
+			return l
+		}
+		if l.gen > d.Generation {
+			return nil
+		}
+		nl := &sealLease{id: d.ID, gen: d.Generation}
+		if k.leases.CompareAndSwap(d.OrgID, l, nl) {
+			return nl
+		}
+	}
+}
+
+// replaceReason says why replaceActive creates a new generation.
+type replaceReason string
+
+const (
+	replaceUnreadable replaceReason = "unreadable"
+	replaceSeals      replaceReason = "max_seals"
+	replaceAge        replaceReason = "max_age"
+)
+
+// replaceOld moves the org to a new generation because its active DEK is
+// MaxAge old. The age limit is a policy, not a cryptographic bound, so
+// when the master key cannot make a new DEK, writes continue under the old
+// one and it is tried again after Revalidate.
+func (k *Keyring) replaceOld(ctx context.Context, v *orgView) *orgView {
+	key := "age\x00" + v.active.OrgID
+	if r, ok := k.noGen.Get(key); ok && k.now().Sub(r.at) < k.revalidate {
+		return v
+	}
+	nv, err := k.replaceActive(ctx, v.active.OrgID, v.active.ID, replaceAge)
+	if err != nil {
+		k.noGen.Add(key, refusal{org: v.active.OrgID, at: k.now(), err: err})
+		k.log.WarnContext(ctx, "keyring: data key past its maximum age and no new one could be made; writes continue under it",
+			"org_id", v.active.OrgID, "dek_id", v.active.ID.String(), "age", k.now().Sub(v.active.CreatedAt).String(), "err", err)
+		return v
+	}
+	return nv
+}
+
 // replaceActive creates a new generation for the org when its active DEK
-// is still unreadableID, and returns the fresh view.
-func (k *Keyring) replaceActive(ctx context.Context, orgID string, unreadableID DEKID) (*orgView, error) {
+// is still oldID (another instance, or a concurrent call, may have
+// replaced it already), and returns the fresh view.
+func (k *Keyring) replaceActive(ctx context.Context, orgID string, oldID DEKID, why replaceReason) (*orgView, error) {
 	// A master key that refuses to unwrap usually refuses to generate too
 	// (disabled KMS key); do not ask it again on every write.
 	if r, ok := k.noGen.Get(orgID); ok && k.now().Sub(r.at) < k.revalidate {
@@ -239,10 +431,14 @@ func (k *Keyring) replaceActive(ctx context.Context, orgID string, unreadableID 
 	}
 	r, err := k.shared(ctx, "replace\x00"+orgID, func(ctx context.Context) (any, error) {
 		v, err := k.loadView(ctx, orgID)
-		if err != nil || v.active == nil || v.active.ID != unreadableID {
+		if err != nil || v.active != nil && v.active.ID != oldID {
 			return v, err
 		}
-		d, err := k.createDEK(ctx, orgID, v.active.Generation+1)
+		gen := 1 // every DEK shredded meanwhile
+		if v.active != nil {
+			gen = v.active.Generation + 1
+		}
+		d, err := k.createDEK(ctx, orgID, gen)
 		if errors.Is(err, ErrUnreadable) {
 			k.noGen.Add(orgID, refusal{org: orgID, at: k.now(), err: err})
 		}
@@ -250,8 +446,19 @@ func (k *Keyring) replaceActive(ctx context.Context, orgID string, unreadableID 
 			return nil, err
 		}
 		if err == nil {
-			k.log.WarnContext(ctx, "keyring: active data key unreadable, new generation created for new writes",
-				"org_id", orgID, "unreadable_dek_id", unreadableID.String(), "dek_id", d.ID.String(), "generation", d.Generation)
+			switch why {
+			case replaceUnreadable:
+				k.log.WarnContext(ctx, "keyring: active data key unreadable, new generation created for new writes",
+					"org_id", orgID, "unreadable_dek_id", oldID.String(), "dek_id", d.ID.String(), "generation", d.Generation)
+			case replaceSeals:
+				k.stats.sealRotations.Add(1)
+				k.log.InfoContext(ctx, "keyring: data key reached its seal limit, new generation created for new writes",
+					"org_id", orgID, "old_dek_id", oldID.String(), "dek_id", d.ID.String(), "generation", d.Generation, "max_seals", k.maxSeals)
+			case replaceAge:
+				k.stats.ageRotations.Add(1)
+				k.log.InfoContext(ctx, "keyring: data key reached its maximum age, new generation created for new writes",
+					"org_id", orgID, "old_dek_id", oldID.String(), "dek_id", d.ID.String(), "generation", d.Generation, "max_age", k.maxAge.String())
+			}
 		}
 		return k.loadView(ctx, orgID)
 	})
@@ -373,6 +580,11 @@ func (k *Keyring) loadView(ctx context.Context, orgID string) (*orgView, error) 
 				k.keys.Remove(id)
 			}
 		}
+	}
+	// Likewise the seals reserved under a DEK that vanished: the org may
+	// start again at generation 1.
+	if l, ok := k.leases.Load(orgID); ok && v.deks[l.(*sealLease).id] == nil {
+		k.leases.CompareAndDelete(orgID, l)
 	}
 	if k.epoch.Load() == e {
 		k.views.Add(orgID, v)
@@ -699,6 +911,7 @@ func (k *Keyring) forgetRefusals(orgID string) {
 		}
 	}
 	k.noGen.Remove(orgID)
+	k.noGen.Remove("age\x00" + orgID)
 }
 
 func (k *Keyring) markStale(orgID string) {
@@ -711,6 +924,7 @@ func (k *Keyring) markStale(orgID string) {
 func (k *Keyring) purge(orgID string) {
 	k.epoch.Add(1)
 	k.views.Remove(orgID)
+	k.leases.Delete(orgID)
 	for _, id := range k.keys.Keys() {
 		if dk, ok := k.keys.Peek(id); ok && dk.org == orgID {
 			k.keys.Remove(id)
@@ -730,13 +944,14 @@ type KeyStatus struct {
 	CreatedAt     time.Time
 	RewrappedAt   time.Time // zero if never rewrapped
 	Age           time.Duration
+	Seals         int64 // seals reserved under it so far (WrappedDEK.Seals)
 }
 
 func (k *Keyring) status(d WrappedDEK) KeyStatus {
 	return KeyStatus{
 		OrgID: d.OrgID, DEKID: d.ID, Generation: d.Generation, State: d.State,
 		MasterRef: d.MasterRef, MasterVersion: d.MasterVersion,
-		CreatedAt: d.CreatedAt, RewrappedAt: d.RewrappedAt, Age: k.now().Sub(d.CreatedAt),
+		CreatedAt: d.CreatedAt, RewrappedAt: d.RewrappedAt, Age: k.now().Sub(d.CreatedAt), Seals: d.Seals,
 	}
 }
 
@@ -778,6 +993,12 @@ type Stats struct {
 	ProbeRefusals uint64 // the provider refused: the key is revoked
 	ProbeErrors   uint64 // the probe could not tell (network, throttling); cached keys kept
 	ProbePurged   uint64 // unwrapped DEKs dropped because a probe was refused
+
+	// Automatic rotations this instance made, and its seal reservations
+	// (store writes, one per SealLease seals).
+	SealLimitRotations uint64 // the active DEK reached MaxSeals
+	AgeRotations       uint64 // the active DEK reached MaxAge
+	SealReservations   uint64
 }
 
 // Stats returns the counters.
@@ -789,5 +1010,7 @@ func (k *Keyring) Stats() Stats {
 		CachedKeys: k.keys.Len(),
 		Probes:     k.stats.probes.Load(), ProbeRefusals: k.stats.probeRefusals.Load(),
 		ProbeErrors: k.stats.probeErrors.Load(), ProbePurged: k.stats.probePurged.Load(),
+		SealLimitRotations: k.stats.sealRotations.Load(), AgeRotations: k.stats.ageRotations.Load(),
+		SealReservations: k.stats.sealReservations.Load(),
 	}
 }

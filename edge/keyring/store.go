@@ -32,6 +32,10 @@ type WrappedDEK struct {
 	Wrapped       []byte // Wrap.Blob
 	CreatedAt     time.Time
 	RewrappedAt   time.Time // zero until first rewrap
+	// Seals counts the seals reserved under this DEK by every instance
+	// (Store.AddSeals). Seals are reserved before they are made, so it is
+	// never below the number made, across restarts and instances.
+	Seals int64
 }
 
 // wrap returns the wrapped form as a Wrap.
@@ -60,6 +64,7 @@ func (d WrappedDEK) LogValue() slog.Value {
 //	    wrapped        BLOB    NOT NULL,          -- BYTEA in Postgres
 //	    created_at     TIMESTAMP NOT NULL,
 //	    rewrapped_at   TIMESTAMP,                 -- NULL until rewrapped
+//	    seals          BIGINT  NOT NULL DEFAULT 0,
 //	    PRIMARY KEY (org_id, id),
 //	    UNIQUE (org_id, generation)
 //	);
@@ -68,7 +73,8 @@ func (d WrappedDEK) LogValue() slog.Value {
 // commands use. Errors use the edge vocabulary (edge.ErrConflict,
 // edge.ErrNotFound).
 type Store interface {
-	// CreateDEK inserts d (State active) and, in the same transaction,
+	// CreateDEK inserts d (State active, with its Seals, 0 for a new key)
+	// and, in the same transaction,
 	// marks every other DEK of d.OrgID retired. It fails with
 	// edge.ErrConflict when the org already has a DEK of d.Generation
 	// (two instances creating the first key, or two rotations, at once).
@@ -79,6 +85,11 @@ type Store interface {
 	// UpdateWrapped replaces master_ref, master_version and wrapped of one
 	// DEK and sets rewrapped_at = at; edge.ErrNotFound if it is gone.
 	UpdateWrapped(ctx context.Context, orgID string, id DEKID, w Wrap, at time.Time) error
+	// AddSeals adds n to the Seals of one DEK and returns the new count;
+	// edge.ErrNotFound if it is gone. Concurrent calls, from any instance,
+	// must each see their own addition (one atomic UPDATE … RETURNING).
+	// It is called once per Options.SealLease seals, never per seal.
+	AddSeals(ctx context.Context, orgID string, id DEKID, n int64) (int64, error)
 	// DeleteDEKs deletes every DEK of the org and returns how many.
 	DeleteDEKs(ctx context.Context, orgID string) (int, error)
 	// DEKOrgs returns the ids of every org that has at least one DEK.
@@ -160,6 +171,23 @@ func (s *MemStore) UpdateWrapped(ctx context.Context, orgID string, id DEKID, w 
 		}
 	}
 	return fmt.Errorf("update wrapped dek %s: %w", id, edge.ErrNotFound)
+}
+
+// AddSeals implements Store.
+func (s *MemStore) AddSeals(ctx context.Context, orgID string, id DEKID, n int64) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.deks[orgID]
+	for i := range list {
+		if list[i].ID == id {
+			list[i].Seals += n
+			return list[i].Seals, nil
+		}
+	}
+	return 0, fmt.Errorf("add seals to dek %s: %w", id, edge.ErrNotFound)
 }
 
 // DeleteDEKs implements Store.

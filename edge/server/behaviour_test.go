@@ -506,13 +506,14 @@ func TestAdminRevoke(t *testing.T) {
 	if st, _ := status(t, h, tn.key); st != 200 {
 		t.Fatalf("before revocation: %d", st)
 	}
-	if st, _, body := raw(t, "POST", admin+"/admin/v1/keys/key_nope/revoke", nil, ""); st != 404 {
+	jsonType := map[string]string{"Content-Type": "application/json"}
+	if st, _, body := raw(t, "POST", admin+"/admin/v1/keys/key_nope/revoke", jsonType, ""); st != 404 {
 		t.Fatalf("unknown key: %d %s", st, body)
 	}
 	if st, _, body := raw(t, "POST", admin+"/admin/v1/keys/"+tn.keyID+"/revoke", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "x=1"); st != 415 {
 		t.Fatalf("form body: %d %s", st, body)
 	}
-	if st, _, body := raw(t, "POST", admin+"/admin/v1/keys/"+tn.keyID+"/revoke", nil, ""); st != 200 {
+	if st, _, body := raw(t, "POST", admin+"/admin/v1/keys/"+tn.keyID+"/revoke", jsonType, ""); st != 200 {
 		t.Fatalf("revoke: %d %s", st, body)
 	}
 	// At once on this instance: no poll interval in between.
@@ -526,12 +527,12 @@ func TestAdminToken(t *testing.T) {
 	h := newHarnessEnv(t, fakeprovider.Options{}, nil, map[string]string{"CODEX_ADMIN_TOKEN": token})
 	tn := h.addOrg("acme")
 	url := "http://" + h.srv.AdminAddr() + "/admin/v1/keys/" + tn.keyID + "/revoke"
-	for _, hdr := range []map[string]string{nil, {"Authorization": "Bearer wrong-token-0123456789"}} {
+	for _, hdr := range []map[string]string{{"Content-Type": "application/json"}, {"Content-Type": "application/json", "Authorization": "Bearer wrong-token-0123456789"}} {
 		if st, _, _ := raw(t, "POST", url, hdr, ""); st != 401 {
 			t.Fatalf("%v: %d, want 401", hdr, st)
 		}
 	}
-	if st, _, body := raw(t, "POST", url, map[string]string{"Authorization": "Bearer " + token}, ""); st != 200 {
+	if st, _, body := raw(t, "POST", url, map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + token}, ""); st != 200 {
 		t.Fatalf("with the token: %d %s", st, body)
 	}
 }

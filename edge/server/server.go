@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -65,7 +63,7 @@ func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, ge
 	if warning != "" {
 		log.Warn(warning)
 	}
-	return keyring.New(keyring.Options{Store: store, Master: master, Logger: log})
+	return keyring.New(keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge})
 }
 
 // Server is a configured edge, ready to Start.
@@ -122,7 +120,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	if s.keys, err = OpenKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
 		return nil, err
 	}
-	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, Logger: log, OrgChanged: s.keys.Invalidate})
+	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log, OrgChanged: s.keys.Invalidate})
 	if err := s.dir.Sync(ctx); err != nil {
 		return nil, err
 	}
@@ -151,6 +149,12 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.keys.Stats().ProbeRefusals) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_probe_errors_total", Help: "Master-key probes that could not tell (network, throttling); cached data keys were kept."},
 			func() float64 { return float64(s.keys.Stats().ProbeErrors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_automatic_rotations_total", Help: "New data key generations made because the active one reached CODEX_DEK_MAX_SEALS or CODEX_DEK_MAX_AGE.",
+			ConstLabels: prometheus.Labels{"reason": "max_seals"}},
+			func() float64 { return float64(s.keys.Stats().SealLimitRotations) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_automatic_rotations_total", Help: "New data key generations made because the active one reached CODEX_DEK_MAX_SEALS or CODEX_DEK_MAX_AGE.",
+			ConstLabels: prometheus.Labels{"reason": "max_age"}},
+			func() float64 { return float64(s.keys.Stats().AgeRotations) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_depth", Help: "Request metadata records waiting to be written."},
 			func() float64 { return float64(s.writer.Depth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_capacity", Help: "Length of the metadata queue (CODEX_METADATA_QUEUE)."},
@@ -200,19 +204,29 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, err
 	}
 	a := newEcho()
-	s.adminAPI = a.Group("/admin/v1", requireToken(token))
+	a.Use(guardAdmin(token))
+	authed := requireToken(token)
+	s.adminAPI = a.Group("/admin/v1", authed)
 	s.adminAPI.POST("/keys/:id/revoke", s.revokeKey)
+	// Health stays open: load balancers and orchestrators probe it without
+	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	a.GET("/readyz", s.readyz)
-	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})), authed)
 	s.tel.RegisterAdmin(s.adminAPI.Group("/telemetry"))
 	if cfg.Pprof {
-		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
-		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
-		a.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)), authed)
+		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)), authed)
+		a.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)), authed)
 	}
-	s.admin = &http.Server{Handler: a, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	s.admin = &http.Server{
+		Handler:           a,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: AdminReadHeaderTimeout,
+		IdleTimeout:       AdminIdleTimeout,
+		MaxHeaderBytes:    AdminMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	return s, nil
 }
 
@@ -310,66 +324,6 @@ func newEcho() *echo.Echo {
 		}
 	})
 	return e
-}
-
-// adminToken returns the bearer token the admin API requires, from
-// CODEX_ADMIN_TOKEN or the file CODEX_ADMIN_TOKEN_FILE. Without one the
-// admin API is served only on a loopback admin address.
-func adminToken(cfg config.Config, getenv func(string) string) ([]byte, error) {
-	token := strings.TrimSpace(getenv("CODEX_ADMIN_TOKEN"))
-	if cfg.AdminTokenFile != "" {
-		b, err := os.ReadFile(cfg.AdminTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("CODEX_ADMIN_TOKEN_FILE: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	if token == "" && !config.IsLoopback(cfg.AdminListen) {
-		return nil, fmt.Errorf("CODEX_ADMIN_LISTEN=%s is not a loopback address: set CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE so the admin API is not open to the network", cfg.AdminListen)
-	}
-	if token != "" && len(token) < 16 {
-		return nil, errors.New("the admin token (CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE) must be at least 16 characters")
-	}
-	return []byte(token), nil
-}
-
-// requireToken checks the admin API's bearer token in constant time; an
-// empty token means loopback-only access, checked at start-up.
-func requireToken(token []byte) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if len(token) > 0 {
-				got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-				if !ok || subtle.ConstantTimeCompare([]byte(got), token) != 1 {
-					return c.JSON(http.StatusUnauthorized, map[string]string{"error": "admin token required: Authorization: Bearer <CODEX_ADMIN_TOKEN>"})
-				}
-			}
-			if c.Request().Header.Get("Content-Type") != "" && !strings.HasPrefix(c.Request().Header.Get("Content-Type"), "application/json") {
-				return c.JSON(http.StatusUnsupportedMediaType, map[string]string{"error": "the admin API takes JSON only"})
-			}
-			return next(c)
-		}
-	}
-}
-
-// revokeKey revokes a gateway key through this instance: it stops working
-// here at once, and on other instances within CODEX_CHANGE_POLL.
-func (s *Server) revokeKey(c echo.Context) error {
-	ctx := c.Request().Context()
-	k, err := s.store.KeyByID(ctx, c.Param("id"))
-	if errors.Is(err, edge.ErrNotFound) {
-		return c.JSON(http.StatusNotFound, map[string]string{"error": "no such key"})
-	}
-	if err != nil {
-		s.log.Error("admin: look up key", "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
-	}
-	if err := s.dir.Revoke(ctx, k.OrgID, k.ID); err != nil {
-		s.log.Error("admin: revoke key", "key", k.ID, "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
-	}
-	s.log.Info("gateway key revoked", "key", k.ID, "org", k.OrgID)
-	return c.JSON(http.StatusOK, map[string]string{"id": k.ID, "state": string(edge.KeyRevoked)})
 }
 
 // AdminAPI is the token-protected /admin/v1 route group, for the parts

@@ -49,6 +49,7 @@ type storedDEK struct {
 	Wrapped       []byte    `json:"wrapped"`
 	CreatedAt     time.Time `json:"created_at"`
 	RewrappedAt   time.Time `json:"rewrapped_at"`
+	Seals         int64     `json:"seals,omitempty"`
 }
 
 // OpenKeyStore opens the key store at path (absent: empty) and checks
@@ -75,7 +76,7 @@ func (s *KeyStore) load() (*keyring.MemStore, error) {
 			return nil, fmt.Errorf("telemetry key store: %w", err)
 		}
 		w := keyring.WrappedDEK{ID: id, OrgID: d.OrgID, Generation: d.Generation, MasterRef: d.MasterRef,
-			MasterVersion: d.MasterVersion, Wrapped: d.Wrapped, CreatedAt: d.CreatedAt, RewrappedAt: d.RewrappedAt}
+			MasterVersion: d.MasterVersion, Wrapped: d.Wrapped, CreatedAt: d.CreatedAt, RewrappedAt: d.RewrappedAt, Seals: d.Seals}
 		if err := mem.CreateDEK(context.Background(), w); err != nil {
 			return nil, fmt.Errorf("telemetry key store: %w", err)
 		}
@@ -96,7 +97,7 @@ func (s *KeyStore) save(ctx context.Context, mem *keyring.MemStore) error {
 		}
 		for _, d := range deks {
 			list = append(list, storedDEK{ID: d.ID.String(), OrgID: d.OrgID, Generation: d.Generation, MasterRef: d.MasterRef,
-				MasterVersion: d.MasterVersion, Wrapped: d.Wrapped, CreatedAt: d.CreatedAt, RewrappedAt: d.RewrappedAt})
+				MasterVersion: d.MasterVersion, Wrapped: d.Wrapped, CreatedAt: d.CreatedAt, RewrappedAt: d.RewrappedAt, Seals: d.Seals})
 		}
 	}
 	return writeJSON(s.path, list)
@@ -139,6 +140,13 @@ func (s *KeyStore) DEKs(ctx context.Context, orgID string) ([]keyring.WrappedDEK
 // UpdateWrapped implements keyring.Store.
 func (s *KeyStore) UpdateWrapped(ctx context.Context, orgID string, id keyring.DEKID, w keyring.Wrap, at time.Time) error {
 	return s.update(ctx, func(m *keyring.MemStore) error { return m.UpdateWrapped(ctx, orgID, id, w, at) })
+}
+
+// AddSeals implements keyring.Store.
+func (s *KeyStore) AddSeals(ctx context.Context, orgID string, id keyring.DEKID, n int64) (int64, error) {
+	var total int64
+	err := s.update(ctx, func(m *keyring.MemStore) (err error) { total, err = m.AddSeals(ctx, orgID, id, n); return err })
+	return total, err
 }
 
 // DeleteDEKs implements keyring.Store.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/keyringtest"
 	"github.com/persiv/codex/edge/keyring/local"
 	"github.com/persiv/codex/edge/telemetry"
 	"github.com/persiv/codex/shared/wire"
@@ -381,4 +382,16 @@ func TestNames(t *testing.T) {
 	if got := n.KeyRef("org_1", ""); got != "none" {
 		t.Fatalf("no key: %q", got)
 	}
+}
+
+// The telemetry key store keeps what every keyring.Store keeps, the seal
+// counts included, across reopening the file.
+func TestKeyStoreContract(t *testing.T) {
+	keyringtest.StoreContract(t, func(t *testing.T) keyring.Store {
+		ks, err := telemetry.OpenKeyStore(filepath.Join(t.TempDir(), "keys.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	})
 }

@@ -39,7 +39,7 @@ Usage:
   codex-edge keys create --org ORG --name NAME [--json]
   codex-edge keys list --org ORG [--json]
   codex-edge keys revoke ID_OR_KEY
-  codex-edge providers set --org ORG openai|anthropic (--api-key-env VAR | --api-key-stdin) [--base-url URL]
+  codex-edge providers set --org ORG openai|anthropic (--api-key-env VAR | --api-key-stdin) [--base-url URL [--allow-insecure-http]]
   codex-edge providers list --org ORG [--json]
   codex-edge crypto status [--org ORG] [--json]
   codex-edge crypto rotate --org ORG
@@ -562,6 +562,7 @@ func (e *env) providersSet(args []string) error {
 	keyEnv := f.String("api-key-env", "", "name of the environment variable holding the provider key (serve reads it)")
 	keyStdin := f.Bool("api-key-stdin", false, "read the provider key from standard input")
 	baseURL := f.String("base-url", "", "provider API root, e.g. https://api.openai.com (default: the provider's)")
+	insecure := f.Bool("allow-insecure-http", false, "allow a plain http:// --base-url to a host other than loopback: the provider key and prompts cross the network unencrypted")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -574,7 +575,14 @@ func (e *env) providersSet(args []string) error {
 	}
 	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
 		p := edge.Provider(pos[0])
-		pc := edge.ProviderConfig{OrgID: o.ID, Provider: p, BaseURL: strings.TrimRight(*baseURL, "/"), APIKeyEnv: *keyEnv, UpdatedAt: time.Now().UTC()}
+		pc := edge.ProviderConfig{OrgID: o.ID, Provider: p, BaseURL: strings.TrimRight(*baseURL, "/"), APIKeyEnv: *keyEnv,
+			AllowInsecureHTTP: *insecure, UpdatedAt: time.Now().UTC()}
+		// Checked before reading a key from stdin, and again by the store
+		// (without the deny list, which only the configuration knows) and
+		// by serve when it loads the setting.
+		if err := pc.Check(cfg.APIKeyEnvDenyList()); err != nil {
+			return err
+		}
 		from := "$" + *keyEnv
 		if *keyStdin {
 			key, err := readSecret(e.stdin)
@@ -614,7 +622,8 @@ func (e *env) providersList(args []string) error {
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, p := range pcs {
-				enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "sealed": len(p.SealedKey) > 0, "updated_at": p.UpdatedAt})
+				enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "sealed": len(p.SealedKey) > 0,
+					"allow_insecure_http": p.AllowInsecureHTTP, "updated_at": p.UpdatedAt})
 			}
 			return nil
 		}
@@ -688,7 +697,8 @@ func (e *env) cryptoStatus(args []string) error {
 			enc := json.NewEncoder(e.stdout)
 			for _, k := range list {
 				m := map[string]any{"org_id": k.OrgID, "dek_id": k.DEKID.String(), "generation": k.Generation, "state": k.State,
-					"master_ref": k.MasterRef, "master_version": k.MasterVersion, "created_at": k.CreatedAt, "age_seconds": int64(k.Age.Seconds())}
+					"master_ref": k.MasterRef, "master_version": k.MasterVersion, "created_at": k.CreatedAt, "age_seconds": int64(k.Age.Seconds()),
+					"seals": k.Seals}
 				if !k.RewrappedAt.IsZero() {
 					m["rewrapped_at"] = k.RewrappedAt
 				}
@@ -699,9 +709,9 @@ func (e *env) cryptoStatus(args []string) error {
 		spec := cfg.KEK
 		fmt.Fprintf(e.stdout, "master key: %s\n", spec)
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE")
+		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE\tSEALS")
 		for _, k := range list {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second), k.Seals)
 		}
 		return tw.Flush()
 	})

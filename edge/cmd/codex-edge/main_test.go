@@ -123,6 +123,46 @@ func TestProviders(t *testing.T) {
 	}
 }
 
+// Issue 13, finding 7: `providers set --api-key-env CODEX_BYOK_KEY` made the
+// edge send its BYOK master key to the provider as a bearer token.
+func TestProvidersSetRefusesSecretsAndPlainHTTP(t *testing.T) {
+	c := newCLI(t)
+	c.env["CODEX_API_KEY_ENV_DENY"] = "GITHUB_TOKEN, VAULT_*"
+	c.ok("orgs", "create", "acme")
+	for _, tc := range []struct {
+		stdin  string
+		args   []string
+		errHas string
+	}{
+		{"", []string{"--api-key-env", "CODEX_BYOK_KEY"}, "CODEX_"},
+		{"", []string{"--api-key-env", "Codex_Admin_Token"}, "CODEX_"},
+		{"", []string{"--api-key-env", "AWS_SECRET_ACCESS_KEY"}, "AWS_"},
+		{"", []string{"--api-key-env", "GITHUB_TOKEN"}, "CODEX_API_KEY_ENV_DENY"},
+		{"", []string{"--api-key-env", "VAULT_TOKEN"}, "CODEX_API_KEY_ENV_DENY"},
+		{"", []string{"--api-key-env", "OPENAI KEY"}, "not an environment variable name"},
+		{"", []string{"--api-key-env", "OPENAI_API_KEY", "--base-url", "http://api.openai.com"}, "--allow-insecure-http"},
+		{"", []string{"--api-key-env", "OPENAI_API_KEY", "--base-url", "http://10.1.2.3:8080/v1"}, "--allow-insecure-http"},
+		{"sk-never-stored", []string{"--api-key-stdin", "--base-url", "http://api.openai.com"}, "--allow-insecure-http"},
+		{"", []string{"--api-key-env", "OPENAI_API_KEY", "--base-url", "file:///etc/passwd"}, "not an absolute URL"},
+		{"", []string{"--api-key-env", "OPENAI_API_KEY", "--base-url", "ftp://api.openai.com"}, "not http or https"},
+	} {
+		args := append([]string{"providers", "set", "--org", "acme", "openai"}, tc.args...)
+		if code, _, errs := c.run(tc.stdin, args...); code != 1 || !strings.Contains(errs, tc.errHas) {
+			t.Errorf("%v: exit %d %q, want 1 and %q", tc.args, code, errs, tc.errHas)
+		}
+	}
+	if out := c.ok("providers", "list", "--org", "acme", "--json"); out != "" {
+		t.Fatalf("refused settings were stored: %s", out)
+	}
+	// What is allowed: a loopback or https URL, or plain http when asked.
+	c.ok("providers", "set", "--org", "acme", "openai", "--api-key-env", "OPENAI_API_KEY", "--base-url", "http://localhost:9")
+	c.ok("providers", "set", "--org", "acme", "anthropic", "--api-key-env", "ANTHROPIC_API_KEY", "--base-url", "http://llm-gw.internal:8080", "--allow-insecure-http")
+	out := c.ok("providers", "list", "--org", "acme", "--json")
+	if !strings.Contains(out, `"allow_insecure_http":true,"api_key_env":"ANTHROPIC_API_KEY"`) || !strings.Contains(out, `"allow_insecure_http":false,"api_key_env":"OPENAI_API_KEY"`) {
+		t.Fatalf("providers list: %s", out)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	c := newCLI(t)
 	for _, args := range [][]string{{"frobnicate"}, {"keys", "create", "--org", "x"}, {"orgs", "create"}, {"serve", "extra"}} {

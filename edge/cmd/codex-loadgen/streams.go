@@ -215,17 +215,48 @@ const (
 	addedMetric   = `codex_edge_added_latency_seconds_bucket{endpoint="chat.completions",provider="openai",le="`
 )
 
+// adminToken is sent with every read of the edge's /metrics: an edge with
+// an admin token answers 401 without it. It comes from the variables the
+// edge reads, CODEX_ADMIN_TOKEN or the file CODEX_ADMIN_TOKEN_FILE, so that
+// a bench run whose environment sets one for the edge passes it on.
+var adminToken = sync.OnceValue(func() string {
+	if f := strings.TrimSpace(os.Getenv("CODEX_ADMIN_TOKEN_FILE")); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "codex-loadgen: CODEX_ADMIN_TOKEN_FILE: %v\n", err)
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return strings.TrimSpace(os.Getenv("CODEX_ADMIN_TOKEN"))
+})
+
+// warnUnauthorized says once that the edge refused the /metrics read.
+var warnUnauthorized sync.Once
+
 // metricLines fetches the edge's /metrics; ok is false when it cannot be
 // read.
 func metricLines(url string) ([]string, bool) {
 	if url == "" {
 		return nil, false
 	}
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, false
+	}
+	if tok := adminToken(); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, false
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		warnUnauthorized.Do(func() {
+			fmt.Fprintln(os.Stderr, "codex-loadgen: the edge's /metrics wants its admin token: set CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE as for the edge")
+		})
+	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != 200 {
 		return nil, false

@@ -56,8 +56,11 @@ func (m *MasterKey) String() string {
 }
 
 // ParseKey decodes a 256-bit key written as hex (64 digits) or base64
-// (standard or URL alphabet, padded or not). Surrounding whitespace is
-// ignored. Errors describe the problem and never echo the input.
+// (standard or URL alphabet, padded or not). Only surrounding whitespace is
+// ignored: base64 must be canonical (Strict: zero padding bits) and may not
+// contain line breaks, so that one key has exactly one accepted spelling per
+// encoding and a mangled value is refused rather than silently read as
+// another key. Errors describe the problem and never echo the input.
 func ParseKey(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -70,8 +73,13 @@ func ParseKey(s string) ([]byte, error) {
 		}
 		return b, nil
 	}
+	if strings.ContainsAny(s, " \t\r\n\v\f") {
+		// The base64 decoders skip '\r' and '\n' anywhere, even in Strict
+		// mode.
+		return nil, fmt.Errorf("whitespace inside the key (%d characters); only leading and trailing whitespace is ignored", len(s))
+	}
 	decodedLen := -1
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+	for _, enc := range strictEncodings {
 		b, err := enc.DecodeString(s)
 		if err != nil {
 			continue
@@ -88,7 +96,15 @@ func ParseKey(s string) ([]byte, error) {
 	if decodedLen >= 0 {
 		return nil, fmt.Errorf("base64 key decodes to %d bytes, want %d (a 256-bit key)", decodedLen, keywrap.KeySize)
 	}
-	return nil, fmt.Errorf("neither hex nor base64 (%d characters)", len(s))
+	return nil, fmt.Errorf("neither hex nor canonical base64 (%d characters)", len(s))
+}
+
+// strictEncodings are the base64 forms ParseKey accepts. Strict refuses
+// non-zero padding bits, which would let several strings decode to the
+// same key.
+var strictEncodings = []*base64.Encoding{
+	base64.StdEncoding.Strict(), base64.URLEncoding.Strict(),
+	base64.RawStdEncoding.Strict(), base64.RawURLEncoding.Strict(),
 }
 
 func isHex(s string) bool {

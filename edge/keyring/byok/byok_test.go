@@ -49,8 +49,18 @@ func TestParseKey(t *testing.T) {
 		{"short hex", hex.EncodeToString(k1[:16]), false, "32 digits, want 64"},
 		{"long hex", hex.EncodeToString(k1) + "a1", false, "want 64"},
 		{"short base64", base64.StdEncoding.EncodeToString(k1[:31]), false, "decodes to 31 bytes"},
-		{"garbage", "not a key at all!" + hex.EncodeToString(k1), false, "neither hex nor base64"},
-		{"inner space", hex.EncodeToString(k1[:16]) + " " + hex.EncodeToString(k1[16:]), false, "neither"},
+		{"garbage", "not-a-key-at-all!" + hex.EncodeToString(k1), false, "neither hex nor canonical base64"},
+		{"inner space", hex.EncodeToString(k1[:16]) + " " + hex.EncodeToString(k1[16:]), false, "whitespace inside"},
+		// Issue 13, finding 9: one key, one spelling per encoding.
+		{"base64 std padding bits", nonCanonical(base64.StdEncoding), false, "neither hex nor canonical base64"},
+		{"base64 url padding bits", nonCanonical(base64.URLEncoding), false, "neither hex nor canonical base64"},
+		{"base64 raw std padding bits", nonCanonical(base64.RawStdEncoding), false, "neither hex nor canonical base64"},
+		{"base64 raw url padding bits", nonCanonical(base64.RawURLEncoding), false, "neither hex nor canonical base64"},
+		{"base64 interior newline", split(base64.StdEncoding.EncodeToString(k1), "\n"), false, "whitespace inside"},
+		{"base64 interior crlf", split(base64.StdEncoding.EncodeToString(k1), "\r\n"), false, "whitespace inside"},
+		{"base64 raw interior newline", split(base64.RawURLEncoding.EncodeToString(k1), "\n"), false, "whitespace inside"},
+		{"base64 interior tab", split(base64.StdEncoding.EncodeToString(k1), "\t"), false, "whitespace inside"},
+		{"hex interior newline", split(hex.EncodeToString(k1), "\n"), false, "whitespace inside"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,14 +79,52 @@ func TestParseKey(t *testing.T) {
 	}
 }
 
+// nonCanonical is k1 in enc with the unused low bits of its last data
+// character set: a lenient decoder reads it as k1 all the same.
+func nonCanonical(enc *base64.Encoding) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	s := enc.EncodeToString(k1)
+	data := strings.TrimRight(s, "=")
+	i := strings.IndexByte(alphabet, data[len(data)-1]) // a multiple of 4 below 60 for k1
+	out := data[:len(data)-1] + string(alphabet[i|1]) + s[len(data):]
+	if b, err := enc.DecodeString(out); err != nil || !bytes.Equal(b, k1) {
+		panic("nonCanonical: not another spelling of k1") // the cases would test nothing
+	}
+	return out
+}
+
+// split puts sep in the middle of s.
+func split(s, sep string) string { return s[:len(s)/2] + sep + s[len(s)/2:] }
+
+// canonicalForms are the only spellings ParseKey may accept for key k,
+// before surrounding whitespace.
+func canonicalForms(k []byte) []string {
+	return []string{
+		hex.EncodeToString(k), strings.ToUpper(hex.EncodeToString(k)),
+		base64.StdEncoding.EncodeToString(k), base64.URLEncoding.EncodeToString(k),
+		base64.RawStdEncoding.EncodeToString(k), base64.RawURLEncoding.EncodeToString(k),
+	}
+}
+
 func FuzzParseKey(f *testing.F) {
-	for _, s := range append(k1Forms, "", "zz", hex.EncodeToString(k1[:31])) {
+	for _, s := range append(k1Forms, "", "zz", hex.EncodeToString(k1[:31]),
+		nonCanonical(base64.StdEncoding), nonCanonical(base64.RawURLEncoding), split(base64.StdEncoding.EncodeToString(k1), "\n")) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		k, err := byok.ParseKey(s)
 		if err == nil && len(k) != 32 {
 			t.Fatalf("accepted a %d-byte key", len(k))
+		}
+		if err == nil {
+			in := strings.TrimSpace(s)
+			ok := strings.EqualFold(in, hex.EncodeToString(k)) // hex of any case
+			for _, c := range canonicalForms(k) {
+				ok = ok || in == c
+			}
+			if !ok {
+				t.Fatalf("accepted a non-canonical spelling of a key")
+			}
 		}
 		if in := strings.TrimSpace(s); err != nil && len(in) >= 8 && strings.Contains(err.Error(), in) {
 			t.Fatalf("error echoes the input: %v", err)

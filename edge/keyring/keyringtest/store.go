@@ -116,6 +116,55 @@ func StoreContract(t *testing.T, newStore func(t *testing.T) keyring.Store) {
 		}
 	})
 
+	t.Run("add seals", func(t *testing.T) {
+		s := newStore(t)
+		d, other := mk(t, "org_a", 1), mk(t, "org_b", 1)
+		other.Seals = 7 // as restored by a store that rebuilds itself
+		for _, x := range []keyring.WrappedDEK{d, other} {
+			if err := s.CreateDEK(ctx, x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := s.AddSeals(ctx, "org_a", d.ID, 100); err != nil || got != 100 {
+			t.Fatalf("AddSeals = %d, %v; want 100", got, err)
+		}
+		// Concurrent reservations each get their own block.
+		const n = 8
+		totals := make(chan int64, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				got, err := s.AddSeals(ctx, "org_a", d.ID, 10)
+				if err != nil {
+					t.Error(err)
+				}
+				totals <- got
+			})
+		}
+		wg.Wait()
+		close(totals)
+		seen := map[int64]bool{}
+		for v := range totals {
+			seen[v] = true
+		}
+		if len(seen) != n {
+			t.Errorf("concurrent AddSeals returned %d distinct totals, want %d: %v", len(seen), n, seen)
+		}
+		got, _ := s.DEKs(ctx, "org_a")
+		if len(got) != 1 || got[0].Seals != 100+n*10 {
+			t.Fatalf("after AddSeals: %+v, want Seals %d", got, 100+n*10)
+		}
+		if got, _ := s.DEKs(ctx, "org_b"); len(got) != 1 || got[0].Seals != 7 {
+			t.Fatalf("other org: %+v, want Seals 7", got)
+		}
+		if _, err := s.AddSeals(ctx, "org_b", d.ID, 1); !errors.Is(err, edge.ErrNotFound) {
+			t.Errorf("AddSeals through another org = %v, want edge.ErrNotFound", err)
+		}
+		if got, _ := s.DEKs(ctx, "org_a"); got[0].Seals != 100+n*10 {
+			t.Errorf("AddSeals through another org changed the count: %d", got[0].Seals)
+		}
+	})
+
 	t.Run("delete", func(t *testing.T) {
 		s := newStore(t)
 		for _, d := range []keyring.WrappedDEK{mk(t, "org_a", 1), mk(t, "org_a", 2), mk(t, "org_c", 1)} {
@@ -148,5 +197,5 @@ func StoreContract(t *testing.T, newStore func(t *testing.T) keyring.Store) {
 func sameDEK(a, b keyring.WrappedDEK) bool {
 	return a.ID == b.ID && a.OrgID == b.OrgID && a.Generation == b.Generation && a.State == b.State &&
 		a.MasterRef == b.MasterRef && a.MasterVersion == b.MasterVersion && bytes.Equal(a.Wrapped, b.Wrapped) &&
-		a.CreatedAt.Equal(b.CreatedAt) && a.RewrappedAt.Equal(b.RewrappedAt)
+		a.CreatedAt.Equal(b.CreatedAt) && a.RewrappedAt.Equal(b.RewrappedAt) && a.Seals == b.Seals
 }

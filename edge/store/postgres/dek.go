@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,9 +25,9 @@ func (db *DB) CreateDEK(ctx context.Context, d keyring.WrappedDEK) error {
 			return err
 		}
 		_, err := tx.Exec(ctx,
-			`INSERT INTO data_keys (org_id, id, generation, state, master_ref, master_version, wrapped, created_at)
-			 VALUES ($1, $2, $3, 'active', $4, $5, $6, $7)`,
-			d.OrgID, d.ID.String(), d.Generation, d.MasterRef, d.MasterVersion, d.Wrapped, d.CreatedAt)
+			`INSERT INTO data_keys (org_id, id, generation, state, master_ref, master_version, wrapped, created_at, seals)
+			 VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8)`,
+			d.OrgID, d.ID.String(), d.Generation, d.MasterRef, d.MasterVersion, d.Wrapped, d.CreatedAt, d.Seals)
 		if err != nil {
 			return err
 		}
@@ -40,7 +41,7 @@ func (db *DB) DEKs(ctx context.Context, orgID string) ([]keyring.WrappedDEK, err
 	var out []keyring.WrappedDEK
 	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx,
-			`SELECT id, generation, state, master_ref, master_version, wrapped, created_at, rewrapped_at
+			`SELECT id, generation, state, master_ref, master_version, wrapped, created_at, rewrapped_at, seals
 			 FROM data_keys WHERE org_id = $1 ORDER BY generation DESC`, orgID)
 		if err != nil {
 			return err
@@ -52,7 +53,7 @@ func (db *DB) DEKs(ctx context.Context, orgID string) ([]keyring.WrappedDEK, err
 				id, state string
 				rewrapped *time.Time
 			)
-			if err := rows.Scan(&id, &d.Generation, &state, &d.MasterRef, &d.MasterVersion, &d.Wrapped, &d.CreatedAt, &rewrapped); err != nil {
+			if err := rows.Scan(&id, &d.Generation, &state, &d.MasterRef, &d.MasterVersion, &d.Wrapped, &d.CreatedAt, &rewrapped, &d.Seals); err != nil {
 				return err
 			}
 			if d.ID, err = keyring.ParseDEKID(id); err != nil {
@@ -86,6 +87,24 @@ func (db *DB) UpdateWrapped(ctx context.Context, orgID string, id keyring.DEKID,
 		return recordChange(ctx, tx, orgID, "dek", id.String(), at)
 	})
 	return wrap(fmt.Sprintf("rewrap data key %s", id), err)
+}
+
+// AddSeals reserves n more seals under one data key and returns the
+// count reserved so far (one atomic UPDATE, so concurrent instances each
+// get their own block). It records no change: other instances need not
+// re-read the org's keys for it.
+func (db *DB) AddSeals(ctx context.Context, orgID string, id keyring.DEKID, n int64) (int64, error) {
+	var total int64
+	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx,
+			`UPDATE data_keys SET seals = seals + $1 WHERE org_id = $2 AND id = $3 RETURNING seals`,
+			n, orgID, id.String()).Scan(&total)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return edge.ErrNotFound
+		}
+		return err
+	})
+	return total, wrap(fmt.Sprintf("reserve seals under data key %s", id), err)
 }
 
 // DeleteDEKs destroys every data key of the org: crypto-shred.

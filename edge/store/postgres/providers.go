@@ -24,14 +24,15 @@ func (db *DB) SetProvider(ctx context.Context, p edge.ProviderConfig) error {
 			return err
 		}
 		_, err := tx.Exec(ctx,
-			`INSERT INTO provider_configs (org_id, provider, base_url, api_key_env, sealed_key, updated_at)
-			 VALUES ($1, $2, $3, $4, $5, $6)
+			`INSERT INTO provider_configs (org_id, provider, base_url, api_key_env, sealed_key, allow_insecure_http, updated_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7)
 			 ON CONFLICT (org_id, provider) DO UPDATE SET
 			   base_url = excluded.base_url,
 			   api_key_env = excluded.api_key_env,
 			   sealed_key = excluded.sealed_key,
+			   allow_insecure_http = excluded.allow_insecure_http,
 			   updated_at = excluded.updated_at`,
-			p.OrgID, string(p.Provider), p.BaseURL, p.APIKeyEnv, sealed, p.UpdatedAt)
+			p.OrgID, string(p.Provider), p.BaseURL, p.APIKeyEnv, sealed, p.AllowInsecureHTTP, p.UpdatedAt)
 		if err != nil {
 			return err
 		}
@@ -45,7 +46,7 @@ func (db *DB) Providers(ctx context.Context, orgID string) ([]edge.ProviderConfi
 	var out []edge.ProviderConfig
 	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx,
-			`SELECT org_id, provider, base_url, api_key_env, sealed_key, updated_at
+			`SELECT org_id, provider, base_url, api_key_env, sealed_key, allow_insecure_http, updated_at
 			 FROM provider_configs WHERE org_id = $1 ORDER BY provider`, orgID)
 		if err != nil {
 			return err
@@ -56,7 +57,7 @@ func (db *DB) Providers(ctx context.Context, orgID string) ([]edge.ProviderConfi
 				p        edge.ProviderConfig
 				provider string
 			)
-			if err := rows.Scan(&p.OrgID, &provider, &p.BaseURL, &p.APIKeyEnv, &p.SealedKey, &p.UpdatedAt); err != nil {
+			if err := rows.Scan(&p.OrgID, &provider, &p.BaseURL, &p.APIKeyEnv, &p.SealedKey, &p.AllowInsecureHTTP, &p.UpdatedAt); err != nil {
 				return err
 			}
 			p.Provider = edge.Provider(provider)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -25,9 +26,9 @@ func (db *DB) CreateDEK(ctx context.Context, d keyring.WrappedDEK) error {
 			return err
 		}
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO data_keys (org_id, id, generation, state, master_ref, master_version, wrapped, created_at)
-			 VALUES (?, ?, ?, 'active', ?, ?, ?, ?)`,
-			d.OrgID, d.ID.String(), d.Generation, d.MasterRef, d.MasterVersion, d.Wrapped, d.CreatedAt.UnixNano())
+			`INSERT INTO data_keys (org_id, id, generation, state, master_ref, master_version, wrapped, created_at, seals)
+			 VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?)`,
+			d.OrgID, d.ID.String(), d.Generation, d.MasterRef, d.MasterVersion, d.Wrapped, d.CreatedAt.UnixNano(), d.Seals)
 		if err != nil {
 			return err
 		}
@@ -39,7 +40,7 @@ func (db *DB) CreateDEK(ctx context.Context, d keyring.WrappedDEK) error {
 // DEKs returns the org's data keys, highest generation first.
 func (db *DB) DEKs(ctx context.Context, orgID string) ([]keyring.WrappedDEK, error) {
 	rows, err := db.read.QueryContext(ctx,
-		`SELECT id, generation, state, master_ref, master_version, wrapped, created_at, rewrapped_at
+		`SELECT id, generation, state, master_ref, master_version, wrapped, created_at, rewrapped_at, seals
 		 FROM data_keys WHERE org_id = ? ORDER BY generation DESC`, orgID)
 	if err != nil {
 		return nil, wrap("list data keys", err)
@@ -52,7 +53,7 @@ func (db *DB) DEKs(ctx context.Context, orgID string) ([]keyring.WrappedDEK, err
 			id, state          string
 			created, rewrapped sql.NullInt64
 		)
-		if err := rows.Scan(&id, &d.Generation, &state, &d.MasterRef, &d.MasterVersion, &d.Wrapped, &created, &rewrapped); err != nil {
+		if err := rows.Scan(&id, &d.Generation, &state, &d.MasterRef, &d.MasterVersion, &d.Wrapped, &created, &rewrapped, &d.Seals); err != nil {
 			return nil, wrap("list data keys", err)
 		}
 		if d.ID, err = keyring.ParseDEKID(id); err != nil {
@@ -81,6 +82,23 @@ func (db *DB) UpdateWrapped(ctx context.Context, orgID string, id keyring.DEKID,
 		return recordChange(ctx, tx, orgID, "dek", id.String(), at)
 	})
 	return wrap(fmt.Sprintf("rewrap data key %s", id), err)
+}
+
+// AddSeals reserves n more seals under one data key and returns the
+// count reserved so far. It records no change: other instances need not
+// re-read the org's keys for it.
+func (db *DB) AddSeals(ctx context.Context, orgID string, id keyring.DEKID, n int64) (int64, error) {
+	var total int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx,
+			`UPDATE data_keys SET seals = seals + ? WHERE org_id = ? AND id = ? RETURNING seals`,
+			n, orgID, id.String()).Scan(&total)
+		if errors.Is(err, sql.ErrNoRows) {
+			return edge.ErrNotFound
+		}
+		return err
+	})
+	return total, wrap(fmt.Sprintf("reserve seals under data key %s", id), err)
 }
 
 // DeleteDEKs destroys every data key of the org: crypto-shred.

@@ -19,14 +19,15 @@ func (db *DB) SetProvider(ctx context.Context, p edge.ProviderConfig) error {
 			return err
 		}
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO provider_configs (org_id, provider, base_url, api_key_env, sealed_key, updated_at)
-			 VALUES (?, ?, ?, ?, ?, ?)
+			`INSERT INTO provider_configs (org_id, provider, base_url, api_key_env, sealed_key, allow_insecure_http, updated_at)
+			 VALUES (?, ?, ?, ?, ?, ?, ?)
 			 ON CONFLICT (org_id, provider) DO UPDATE SET
 			   base_url = excluded.base_url,
 			   api_key_env = excluded.api_key_env,
 			   sealed_key = excluded.sealed_key,
+			   allow_insecure_http = excluded.allow_insecure_http,
 			   updated_at = excluded.updated_at`,
-			p.OrgID, string(p.Provider), p.BaseURL, p.APIKeyEnv, nilIfEmpty(p.SealedKey), p.UpdatedAt.UnixNano())
+			p.OrgID, string(p.Provider), p.BaseURL, p.APIKeyEnv, nilIfEmpty(p.SealedKey), p.AllowInsecureHTTP, p.UpdatedAt.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -38,7 +39,7 @@ func (db *DB) SetProvider(ctx context.Context, p edge.ProviderConfig) error {
 // Providers returns the org's provider settings, by provider name.
 func (db *DB) Providers(ctx context.Context, orgID string) ([]edge.ProviderConfig, error) {
 	rows, err := db.read.QueryContext(ctx,
-		`SELECT org_id, provider, base_url, api_key_env, sealed_key, updated_at
+		`SELECT org_id, provider, base_url, api_key_env, sealed_key, allow_insecure_http, updated_at
 		 FROM provider_configs WHERE org_id = ? ORDER BY provider`, orgID)
 	if err != nil {
 		return nil, wrap("list providers", err)
@@ -51,7 +52,7 @@ func (db *DB) Providers(ctx context.Context, orgID string) ([]edge.ProviderConfi
 			provider string
 			updated  sql.NullInt64
 		)
-		if err := rows.Scan(&p.OrgID, &provider, &p.BaseURL, &p.APIKeyEnv, &p.SealedKey, &updated); err != nil {
+		if err := rows.Scan(&p.OrgID, &provider, &p.BaseURL, &p.APIKeyEnv, &p.SealedKey, &p.AllowInsecureHTTP, &updated); err != nil {
 			return nil, wrap("list providers", err)
 		}
 		p.Provider = edge.Provider(provider)

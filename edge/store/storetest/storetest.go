@@ -122,7 +122,7 @@ func sameKey(a, b edge.APIKey) bool {
 
 func sameProvider(a, b edge.ProviderConfig) bool {
 	return a.OrgID == b.OrgID && a.Provider == b.Provider && a.BaseURL == b.BaseURL &&
-		a.APIKeyEnv == b.APIKeyEnv && a.UpdatedAt.Equal(b.UpdatedAt)
+		a.APIKeyEnv == b.APIKeyEnv && a.AllowInsecureHTTP == b.AllowInsecureHTTP && a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
 func sameRequest(a, b edge.RequestRecord) bool {
@@ -439,6 +439,21 @@ func testSetProvider(t *testing.T, s edge.Store) {
 		t.Fatalf("SetProvider overwrite: %v", err)
 	}
 	check(oa, an2)
+
+	// Plain http off loopback is stored when explicitly allowed, and the
+	// allowance is kept (the edge checks it again when it loads).
+	oa2 := oa
+	oa2.BaseURL, oa2.AllowInsecureHTTP, oa2.UpdatedAt = "http://llm-proxy.internal:8080", true, now().Add(2*time.Second)
+	if err := s.SetProvider(ctx, oa2); err != nil {
+		t.Fatalf("SetProvider with AllowInsecureHTTP: %v", err)
+	}
+	check(oa2, an2)
+	oa3 := oa2
+	oa3.BaseURL, oa3.AllowInsecureHTTP, oa3.UpdatedAt = "https://api.openai.com", false, now().Add(3*time.Second)
+	if err := s.SetProvider(ctx, oa3); err != nil {
+		t.Fatalf("SetProvider clearing AllowInsecureHTTP: %v", err)
+	}
+	check(oa3, an2)
 }
 
 func testSetProviderInvalid(t *testing.T, s edge.Store) {
@@ -448,6 +463,16 @@ func testSetProviderInvalid(t *testing.T, s edge.Store) {
 	wantErr(t, "SetProvider of unknown provider", err, edge.ErrInvalid)
 	err = s.SetProvider(ctx, edge.ProviderConfig{OrgID: randomID("org_"), Provider: edge.OpenAI, APIKeyEnv: "X", UpdatedAt: now()})
 	wantErr(t, "SetProvider of unknown org", err, edge.ErrNotFound)
+	// Issue 13, finding 7: the edge's own secrets are never a provider key,
+	// and a key is not sent over plain http off loopback unless allowed.
+	for _, env := range []string{"CODEX_BYOK_KEY", "codex_admin_token", "AWS_SECRET_ACCESS_KEY", "MY-KEY", ""} {
+		err = s.SetProvider(ctx, edge.ProviderConfig{OrgID: o.ID, Provider: edge.OpenAI, APIKeyEnv: env, UpdatedAt: now()})
+		wantErr(t, "SetProvider with API key variable "+env, err, edge.ErrInvalid)
+	}
+	for _, base := range []string{"http://api.openai.com", "http://10.0.0.8:8080", "ftp://api.openai.com", "https://user:pw@api.openai.com", "api.openai.com"} {
+		err = s.SetProvider(ctx, edge.ProviderConfig{OrgID: o.ID, Provider: edge.OpenAI, BaseURL: base, APIKeyEnv: "OPENAI_API_KEY", UpdatedAt: now()})
+		wantErr(t, "SetProvider with base URL "+base, err, edge.ErrInvalid)
+	}
 	got, err := s.Providers(ctx, o.ID)
 	if err != nil || len(got) != 0 {
 		t.Errorf("Providers after invalid sets = %+v, %v; want none", got, err)

@@ -1,0 +1,161 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/config"
+)
+
+// Limits of the admin listener. It has no write timeout: /debug/pprof/profile
+// and /debug/pprof/trace answer only after the time they were asked to
+// record (30 s by default).
+const (
+	// AdminReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers.
+	AdminReadHeaderTimeout = 10 * time.Second
+	// AdminIdleTimeout closes a keep-alive connection that has carried no
+	// request for this long, so idle clients cannot hold connections open
+	// for ever.
+	AdminIdleTimeout = 2 * time.Minute
+	// AdminMaxHeaderBytes bounds a request's headers.
+	AdminMaxHeaderBytes = 64 << 10
+)
+
+// adminToken returns the bearer token the admin API requires, from
+// CODEX_ADMIN_TOKEN or the file CODEX_ADMIN_TOKEN_FILE. Without one the
+// admin API is served only on a loopback admin address.
+func adminToken(cfg config.Config, getenv func(string) string) ([]byte, error) {
+	token := strings.TrimSpace(getenv("CODEX_ADMIN_TOKEN"))
+	if cfg.AdminTokenFile != "" {
+		b, err := os.ReadFile(cfg.AdminTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("CODEX_ADMIN_TOKEN_FILE: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" && !config.IsLoopback(cfg.AdminListen) {
+		return nil, fmt.Errorf("CODEX_ADMIN_LISTEN=%s is not a loopback address: set CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE so the admin API is not open to the network", cfg.AdminListen)
+	}
+	if token != "" && len(token) < 16 {
+		return nil, errors.New("the admin token (CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE) must be at least 16 characters")
+	}
+	return []byte(token), nil
+}
+
+// guardAdmin runs before every route of the admin listener. A browser on
+// the admin host is the attacker it stops: a web page can make that
+// browser send requests to 127.0.0.1, and, by rebinding its own DNS name to
+// 127.0.0.1, read the answers as if same-origin. So it refuses
+//
+//   - cross-site requests: Sec-Fetch-Site cross-site or same-site, or an
+//     Origin other than the listener's own;
+//   - without an admin token, a Host header that is not a loopback name
+//     (localhost, 127.0.0.1 or [::1], any port): a rebound name is not;
+//   - writes (POST, PUT, PATCH, DELETE) without Content-Type
+//     application/json, with or without a body: no form or no-cors fetch
+//     can send that type cross-origin without a CORS preflight, which this
+//     listener never grants.
+func guardAdmin(token []byte) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if crossSite(r) {
+				return c.JSON(http.StatusForbidden, map[string]string{"error": "cross-site request refused by the admin listener"})
+			}
+			if len(token) == 0 && !loopbackHost(r.Host) {
+				return c.JSON(http.StatusForbidden, map[string]string{"error": "without an admin token the admin listener answers only to Host localhost, 127.0.0.1 or [::1]; set CODEX_ADMIN_TOKEN to reach it by another name"})
+			}
+			switch r.Method {
+			case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+				if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+					return c.JSON(http.StatusUnsupportedMediaType, map[string]string{"error": "the admin API takes JSON only: send Content-Type: application/json with every write, even one without a body"})
+				}
+			}
+			return next(c)
+		}
+	}
+}
+
+// crossSite reports whether a browser sent r from another site or origin.
+// Clients other than browsers send neither header.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	return !strings.EqualFold(origin, scheme+r.Host)
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback
+// interface by a name no other site can rebind.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	switch strings.ToLower(host) {
+	case "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	return false
+}
+
+// requireToken checks the admin bearer token when one is set, in constant
+// time (both sides hashed first, so not even the length leaks); an empty
+// token means loopback-only access, checked at start-up and by guardAdmin.
+func requireToken(token []byte) echo.MiddlewareFunc {
+	want := sha256.Sum256(token)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if len(token) > 0 {
+				got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+				sum := sha256.Sum256([]byte(got))
+				if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+					return c.JSON(http.StatusUnauthorized, map[string]string{"error": "admin token required: Authorization: Bearer <CODEX_ADMIN_TOKEN>"})
+				}
+			}
+			return next(c)
+		}
+	}
+}
+
+// revokeKey revokes a gateway key through this instance: it stops working
+// here at once, and on other instances within CODEX_CHANGE_POLL.
+func (s *Server) revokeKey(c echo.Context) error {
+	ctx := c.Request().Context()
+	k, err := s.store.KeyByID(ctx, c.Param("id"))
+	if errors.Is(err, edge.ErrNotFound) {
+		return c.JSON(http.StatusNotFound, map[string]string{"error": "no such key"})
+	}
+	if err != nil {
+		s.log.Error("admin: look up key", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
+	}
+	if err := s.dir.Revoke(ctx, k.OrgID, k.ID); err != nil {
+		s.log.Error("admin: revoke key", "key", k.ID, "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
+	}
+	s.log.Info("gateway key revoked", "key", k.ID, "org", k.OrgID)
+	return c.JSON(http.StatusOK, map[string]string{"id": k.ID, "state": string(edge.KeyRevoked)})
+}
