@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make bench: measures the fake provider directly and through the edge in one
 # run (fixed rate, cache hits, saturation, streams), prints percentiles and
-# edge/direct ratios, then runs the Go benchmarks of the hot path.
+# edge/direct ratios, then puts the edge under hostile input (slowloris,
+# slow bodies, 10,000-deep JSON, a 1 MiB SSE line) beside the same legitimate
+# load and judges each criterion PASS or FAIL (it reports; it does not fail),
+# then runs the Go benchmarks of the hot path.
 # make soak: BENCH_PHASES=soak BENCH_SOAK=10m BENCH_GO=0, a long mixed load
 # that samples the edge's memory.
 set -euo pipefail
@@ -20,9 +23,10 @@ trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 export FAKE_PROVIDER_KEY="fake-provider-key"
+long_line=$((1 << 20)) # the hostile phase's single SSE line from the provider
 echo "==> fake provider on $fake_addr (streams: 20 chunks, 20ms apart)"
 CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVIDER_KEY" \
-  bin/codex-fakeprovider -listen "$fake_addr" -stamp -chunks 20 -chunk-delay 20ms >"$work/fakeprovider.log" 2>&1 &
+  bin/codex-fakeprovider -listen "$fake_addr" -stamp -chunks 20 -chunk-delay 20ms -long-line-bytes "$long_line" >"$work/fakeprovider.log" 2>&1 &
 pids+=("$!")
 wait_http "http://$fake_addr/healthz" 10
 echo "==> bare Go reverse proxy on $baseline_addr (the floor any proxy pays for the extra hop)"
@@ -57,8 +61,8 @@ echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -baseline "http://$baseline_addr" "${redis_args[@]}" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}" \
-  -soak "${BENCH_SOAK:-0}"
+  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams,hostile}" \
+  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0
 echo

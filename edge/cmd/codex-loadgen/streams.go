@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,19 +134,7 @@ func stamped(line []byte) (int64, bool) {
 }
 
 // readRSS returns the resident set size of pid in bytes, 0 if unknown.
-func readRSS(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func readRSS(pid int) int64 { return readStatus(pid, "VmRSS:") }
 
 func pctOf(s []time.Duration, p float64) time.Duration {
 	if len(s) == 0 {
