@@ -34,8 +34,14 @@ bin/codex-loadgen -baseline-listen "$baseline_addr" -baseline-to "http://$fake_a
 pids+=("$!")
 wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
-echo "==> edge on $edge_addr"
+# The client timeouts the hostile phase judges slow connections against:
+# the default header timeout, and a read timeout shorter than the default
+# (1m) so that slow bodies are cut within a short phase; no other phase's
+# request takes anywhere near it.
+header_timeout=${BENCH_HEADER_TIMEOUT:-10s} read_timeout=${BENCH_READ_TIMEOUT:-15s}
+echo "==> edge on $edge_addr (client header timeout $header_timeout, read timeout $read_timeout)"
 CODEX_DATA_DIR="$work/edge" CODEX_LISTEN="$edge_addr" CODEX_ADMIN_LISTEN="$admin_addr" CODEX_LOG_LEVEL=warn \
+  CODEX_CLIENT_HEADER_TIMEOUT="$header_timeout" CODEX_CLIENT_READ_TIMEOUT="$read_timeout" \
   bin/codex-edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 pids+=("$edge_pid")
@@ -62,7 +68,7 @@ bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -
   -baseline "http://$baseline_addr" "${redis_args[@]}" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
   -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams,hostile}" \
-  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line"
+  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0
 echo

@@ -189,10 +189,14 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s.main = &http.Server{
 		Handler:           e,
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
+		// The whole request, body included; no WriteTimeout, since answers
+		// stream for long. Once the body is read the server clears the
+		// read deadline, so a stream is never cut by it.
+		ReadTimeout:    cfg.ClientReadTimeout,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 1 << 20,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	token, err := adminToken(cfg, opts.Getenv)
@@ -211,7 +215,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
 		a.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
 	}
-	s.admin = &http.Server{Handler: a, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second,
+	s.admin = &http.Server{Handler: a, TLSConfig: tlsConf, ReadHeaderTimeout: cfg.ClientHeaderTimeout, ReadTimeout: cfg.ClientReadTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
