@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -115,11 +116,19 @@ func passing() *hostileResult {
 		baseRSS:  40 << 20, peakRSS: 120 << 20,
 		slowHeaders: slowStats{opened: 2, closed: lat(10*time.Second, 10*time.Second)},
 		slowBody:    slowStats{opened: 1, closed: lat(15 * time.Second)},
+		baseOwn:     own(100, 0, 0),
+		attackOwn:   own(100, 0, 0),
 		alive:       true,
 	}
 	r.deep.add(deepRejected, "")
 	r.long.add(longDelivered, "")
 	return r
+}
+
+// own is an added-latency histogram with n observations under 100µs, a
+// under 250µs and b under 1ms.
+func own(n, a, b float64) hist {
+	return hist{bounds: []float64{100e-6, 250e-6, 1e-3, math.Inf(1)}, counts: []float64{n, n + a, n + a + b, n + a + b}}
 }
 
 func TestJudge(t *testing.T) {
@@ -130,23 +139,26 @@ func TestJudge(t *testing.T) {
 		failing  string // the criterion that fails, "" for none
 		criteria int
 	}{
-		{"all pass", func(*hostileResult) {}, "", 8},
-		{"p99 exactly doubled", func(r *hostileResult) { r.attack.lat = all(8 * ms) }, "", 8},
-		{"p99 more than doubled", func(r *hostileResult) { r.attack.lat = all(8*ms + 1) }, "legitimate p99", 8},
-		{"no baseline", func(r *hostileResult) { r.baseline.lat = nil }, "legitimate p99", 8},
-		{"legitimate errors", func(r *hostileResult) { r.attack.errors = 1 }, "legitimate requests", 8},
-		{"memory over the bound", func(r *hostileResult) { r.peakRSS = 201 << 20 }, "edge memory", 8},
-		{"memory unknown", func(r *hostileResult) { r.peakRSS = 0 }, "edge memory", 8},
-		{"memory not sampled", func(r *hostileResult) { r.opts.pid = 0 }, "", 7},
-		{"deep JSON unclear", func(r *hostileResult) { r.deep.add(deepOther, "status 500") }, "10000-deep JSON", 8},
-		{"deep JSON forwarded", func(r *hostileResult) { r.deep.add(deepForwarded, "") }, "", 8},
-		{"deep JSON never sent", func(r *hostileResult) { r.deep = outcomes[deepOutcome]{} }, "10000-deep JSON", 8},
-		{"long line broken", func(r *hostileResult) { r.long.add(longBroken, "cut") }, "100-byte SSE line", 8},
-		{"long line refused", func(r *hostileResult) { r.long.add(longRefused, "") }, "", 8},
-		{"slowloris held", func(r *hostileResult) { r.slowHeaders.open = lat(20 * time.Second) }, "slowloris", 8},
-		{"slow bodies held", func(r *hostileResult) { r.slowBody.closed = nil; r.slowBody.open = lat(20 * time.Second) }, "slow bodies", 8},
-		{"no slow bodies sent", func(r *hostileResult) { r.opts.slowBodies = 0; r.slowBody = slowStats{} }, "", 7},
-		{"edge gone", func(r *hostileResult) { r.alive = false }, "edge still serving", 8},
+		{"all pass", func(*hostileResult) {}, "", 9},
+		{"p99 exactly doubled", func(r *hostileResult) { r.attack.lat = all(8 * ms) }, "", 9},
+		{"p99 more than doubled", func(r *hostileResult) { r.attack.lat = all(8*ms + 1) }, "legitimate p99", 9},
+		{"no baseline", func(r *hostileResult) { r.baseline.lat = nil }, "legitimate p99", 9},
+		{"legitimate errors", func(r *hostileResult) { r.attack.errors = 1 }, "legitimate requests", 9},
+		{"memory over the bound", func(r *hostileResult) { r.peakRSS = 201 << 20 }, "edge memory", 9},
+		{"memory unknown", func(r *hostileResult) { r.peakRSS = 0 }, "edge memory", 9},
+		{"memory not sampled", func(r *hostileResult) { r.opts.pid = 0 }, "", 8},
+		{"deep JSON unclear", func(r *hostileResult) { r.deep.add(deepOther, "status 500") }, "10000-deep JSON", 9},
+		{"deep JSON forwarded", func(r *hostileResult) { r.deep.add(deepForwarded, "") }, "", 9},
+		{"deep JSON never sent", func(r *hostileResult) { r.deep = outcomes[deepOutcome]{} }, "10000-deep JSON", 9},
+		{"long line broken", func(r *hostileResult) { r.long.add(longBroken, "cut") }, "100-byte SSE line", 9},
+		{"long line refused", func(r *hostileResult) { r.long.add(longRefused, "") }, "", 9},
+		{"slowloris held", func(r *hostileResult) { r.slowHeaders.open = lat(20 * time.Second) }, "slowloris", 9},
+		{"slow bodies held", func(r *hostileResult) { r.slowBody.closed = nil; r.slowBody.open = lat(20 * time.Second) }, "slow bodies", 9},
+		{"no slow bodies sent", func(r *hostileResult) { r.opts.slowBodies = 0; r.slowBody = slowStats{} }, "", 8},
+		{"edge gone", func(r *hostileResult) { r.alive = false }, "edge still serving", 9},
+		{"edge's own p99 more than doubled", func(r *hostileResult) { r.attackOwn = own(100, 0, 2) }, "edge's own added p99", 9},
+		{"edge's own p99 up a little", func(r *hostileResult) { r.attackOwn = own(100, 2, 0) }, "", 9},
+		{"edge's metrics unread", func(r *hostileResult) { r.attackOwn = hist{} }, "", 8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -198,7 +198,7 @@ func main() {
 		}
 	}
 	if run["hostile"] {
-		ho.rate, ho.duration, ho.warmup, ho.pid, ho.maxRSS = *rate, *duration, *warmup, *edgePID, int64(*maxRSS)<<20
+		ho.rate, ho.duration, ho.warmup, ho.pid, ho.maxRSS, ho.metrics = *rate, *duration, *warmup, *edgePID, int64(*maxRSS)<<20, *metrics
 		r, err := runHostile(targets[1], ho)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)

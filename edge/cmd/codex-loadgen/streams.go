@@ -261,6 +261,14 @@ func scrapeCounter(url, name string) (float64, bool) {
 	return 0, false
 }
 
+// total is the number of observations.
+func (h hist) total() float64 {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return h.counts[len(h.counts)-1]
+}
+
 // since returns the observations made after before.
 func (h hist) since(before hist) hist {
 	out := hist{bounds: h.bounds, counts: slices.Clone(h.counts)}
