@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 work=.tmp/bench
 rm -rf "$work" && mkdir -p "$work"
 fake_addr=127.0.0.1:19090 edge_addr=127.0.0.1:18080 admin_addr=127.0.0.1:18081 baseline_addr=127.0.0.1:19091
-for a in "$fake_addr" "$edge_addr" "$admin_addr" "$baseline_addr"; do port_free "$a"; done
+hostile_addr=127.0.0.1:19092
+for a in "$fake_addr" "$edge_addr" "$admin_addr" "$baseline_addr" "$hostile_addr"; do port_free "$a"; done
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -29,11 +30,20 @@ CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVI
   bin/codex-fakeprovider -listen "$fake_addr" -stamp -chunks 20 -chunk-delay 20ms -long-line-bytes "$long_line" >"$work/fakeprovider.log" 2>&1 &
 pids+=("$!")
 wait_http "http://$fake_addr/healthz" 10
+# The hostile phase's attackers are another org whose provider is a fake of
+# its own: the stand-in provider's work for their 1 MiB answers then does not
+# slow the legitimate requests' answers, as a real, remote provider's would
+# not; everything the edge does for them still counts.
+CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVIDER_KEY" \
+  bin/codex-fakeprovider -listen "$hostile_addr" -chunks 20 -chunk-delay 20ms -long-line-bytes "$long_line" >"$work/fakeprovider-hostile.log" 2>&1 &
+pids+=("$!")
+wait_http "http://$hostile_addr/healthz" 10
 echo "==> bare Go reverse proxy on $baseline_addr (the floor any proxy pays for the extra hop)"
 bin/codex-loadgen -baseline-listen "$baseline_addr" -baseline-to "http://$fake_addr" >"$work/baseline.log" 2>&1 &
 pids+=("$!")
 wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
+hostile_key=$(setup_org "$work/edge" hostile "http://$hostile_addr")
 # The client timeouts the hostile phase judges slow connections against:
 # the default header timeout, and a read timeout shorter than the default
 # (1m) so that slow bodies are cut within a short phase; no other phase's
@@ -68,7 +78,7 @@ bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -
   -baseline "http://$baseline_addr" "${redis_args[@]}" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
   -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams,hostile}" \
-  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout"
+  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0
 echo

@@ -42,6 +42,11 @@ type hostileOptions struct {
 	maxRSS                     int64  // bytes the edge's RSS may reach under attack
 	pid                        int    // the edge's process id, for its memory
 	metrics                    string // the edge's /metrics URL, for its own added latency
+	// key is the gateway key the hostile clients use: another org's, whose
+	// provider is another fake, so that the stand-in provider's own work
+	// for the long answers does not slow the legitimate requests' answers
+	// (a real provider is elsewhere). Empty: the legitimate key.
+	key string
 }
 
 // grace is how much later than its timeout the edge may close a slow
@@ -63,7 +68,9 @@ type hostileResult struct {
 	baseRSS, peakRSS, hwm int64
 	// The edge's own measure of what it adds (total − provider time) to
 	// legitimate requests, from its metrics; empty when not readable.
-	baseOwn, attackOwn    hist
+	baseOwn, attackOwn hist
+	// The legitimate requests' provider time as the edge saw it.
+	baseUp, attackUp      hist
 	deep                  outcomes[deepOutcome]
 	long                  outcomes[longOutcome]
 	slowHeaders, slowBody slowStats
@@ -121,15 +128,14 @@ const (
 )
 
 // classifyDeep judges the edge's answer to a deep JSON body: a clear
-// refusal is a 400 whose body is the OpenAI error shape with a message and
-// a type.
+// refusal is a 400 whose body is a provider's error shape.
 func classifyDeep(status int, body []byte, err error) deepOutcome {
 	switch {
 	case err != nil:
 		return deepOther
 	case status >= 200 && status < 300:
 		return deepForwarded
-	case status == http.StatusBadRequest && openAIError(body):
+	case status == http.StatusBadRequest && providerError(body):
 		return deepRejected
 	}
 	return deepOther
@@ -137,7 +143,7 @@ func classifyDeep(status int, body []byte, err error) deepOutcome {
 
 // openAIError reports whether b is {"error":{"message":…,"type":…}} with
 // both set.
-func openAIError(b []byte) bool {
+func providerError(b []byte) bool {
 	var e struct {
 		Error *struct {
 			Message string `json:"message"`
@@ -161,8 +167,8 @@ type streamSeen struct {
 	status     int
 	body       []byte // an error answer's body (not a stream's)
 	longest    int    // longest line, in bytes
-	done       bool   // data: [DONE] arrived
-	errorEvent bool   // a data line carrying {"error":…} arrived
+	done       bool   // the stream's last event (message_stop) arrived
+	errorEvent bool   // an error event arrived
 	err        error  // reading failed
 }
 
@@ -172,7 +178,7 @@ type streamSeen struct {
 // broken otherwise.
 func classifyLong(s streamSeen, want int) longOutcome {
 	switch {
-	case s.status >= 400 && openAIError(s.body):
+	case s.status >= 400 && providerError(s.body):
 		return longRefused
 	case s.status != http.StatusOK:
 		return longBroken
@@ -226,10 +232,10 @@ func runHostile(t target, o hostileOptions) (*hostileResult, error) {
 	runFixed(t, o.rate, o.warmup, true)
 	stopRSS := sampleRSS(o.pid, &res.baseRSS)
 	before, _ := scrape(o.metrics, addedMetric)
+	beforeUp, _ := scrape(o.metrics, upstreamMetric)
 	res.baseline = runFixed(t, o.rate, m, true)
-	if after, ok := scrape(o.metrics, addedMetric); ok {
-		res.baseOwn = after.since(before)
-	}
+	res.baseOwn = since(o.metrics, addedMetric, before)
+	res.baseUp = since(o.metrics, upstreamMetric, beforeUp)
 	stopRSS()
 
 	fmt.Fprintf(os.Stderr, "hostile: the same load for %s while %d slowloris connections, %d slow bodies, %d-deep JSON bodies at %d/s and %d streams of a %d-byte SSE line attack…\n",
@@ -239,17 +245,21 @@ func runHostile(t target, o hostileOptions) (*hostileResult, error) {
 	stopRSS = sampleRSS(o.pid, &res.peakRSS)
 	var wg sync.WaitGroup
 	addr := u.Host
+	ht := t
+	if o.key != "" {
+		ht.key = o.key
+	}
 	for i := range o.slowloris {
-		wg.Go(func() { slowConn(ctx, addr, t.key, false, i, &res.slowHeaders) })
+		wg.Go(func() { slowConn(ctx, addr, ht.key, false, i, &res.slowHeaders) })
 	}
 	for i := range o.slowBodies {
-		wg.Go(func() { slowConn(ctx, addr, t.key, true, i, &res.slowBody) })
+		wg.Go(func() { slowConn(ctx, addr, ht.key, true, i, &res.slowBody) })
 	}
-	wg.Go(func() { sendDeep(ctx, t, o.depth, o.deepRate, &res.deep) })
+	wg.Go(func() { sendDeep(ctx, ht, o.depth, o.deepRate, &res.deep) })
 	for range o.longLines {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				s := longStream(ctx, t)
+				s := longStream(ctx, ht)
 				if ctx.Err() != nil && s.err != nil {
 					return // cut by the end of the phase, not by the edge
 				}
@@ -263,16 +273,26 @@ func runHostile(t target, o hostileOptions) (*hostileResult, error) {
 	// are not in it, and the long lines are a few per second among
 	// hundreds of legitimate requests.
 	before, _ = scrape(o.metrics, addedMetric)
+	beforeUp, _ = scrape(o.metrics, upstreamMetric)
 	res.attack = runFixed(t, o.rate, m, true)
-	if after, ok := scrape(o.metrics, addedMetric); ok {
-		res.attackOwn = after.since(before)
-	}
+	res.attackOwn = since(o.metrics, addedMetric, before)
+	res.attackUp = since(o.metrics, upstreamMetric, beforeUp)
 	cancel()
 	wg.Wait()
 	stopRSS()
 	res.hwm = readStatus(o.pid, "VmHWM:")
 	res.alive = healthy(t.url) && (o.pid <= 0 || readStatus(o.pid, "VmRSS:") > 0)
 	return res, nil
+}
+
+// since scrapes metric again and returns what was observed after before;
+// empty when the metrics cannot be read.
+func since(url, metric string, before hist) hist {
+	after, ok := scrape(url, metric)
+	if !ok {
+		return hist{}
+	}
+	return after.since(before)
 }
 
 // measureFor is how long each measurement lasts: o.duration, and at least
@@ -451,16 +471,21 @@ func sendDeep(ctx context.Context, t target, depth, rate int, out *outcomes[deep
 	}
 }
 
-// longStream asks for one streamed answer of model fake-long-line and
-// reads it to its end, measuring lines without keeping them.
+// longStream asks for one streamed Anthropic message of model
+// fake-long-line and reads it to its end, measuring lines without keeping
+// them. It goes to the Messages route so that the edge's chat completions
+// latency histogram holds only the legitimate requests.
 func longStream(ctx context.Context, t target) streamSeen {
 	var s streamSeen
-	b := fmt.Appendf(nil, `{"model":"fake-long-line","stream":true,"messages":[{"role":"user","content":"long line %d-%d"}]}`, runID, seq.Add(1))
-	req, err := chatRequest(ctx, t, b)
+	b := fmt.Appendf(nil, `{"model":"fake-long-line","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"long line %d-%d"}]}`, runID, seq.Add(1))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.url, "/")+"/v1/messages", bytes.NewReader(b))
 	if err != nil {
 		s.err = err
 		return s
 	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-api-key", t.key)
+	req.Header.Set("anthropic-version", "2023-06-01")
 	resp, err := longClient.Do(req)
 	if err != nil {
 		s.err = err
@@ -478,9 +503,9 @@ func longStream(ctx context.Context, t target) streamSeen {
 		chunk, err := rd.ReadSlice('\n')
 		if line == 0 {
 			switch {
-			case bytes.HasPrefix(chunk, []byte("data: [DONE]")):
+			case bytes.HasPrefix(chunk, []byte("event: message_stop")):
 				s.done = true
-			case bytes.HasPrefix(chunk, []byte(`data: {"error"`)):
+			case bytes.HasPrefix(chunk, []byte("event: error")):
 				s.errorEvent = true
 			}
 		}
@@ -506,7 +531,7 @@ func describeStream(s streamSeen) string {
 	if s.status != http.StatusOK {
 		return fmt.Sprintf("status %d: %.200s", s.status, s.body)
 	}
-	return fmt.Sprintf("longest line %d bytes, [DONE] %v, error event %v, read error %v", s.longest, s.done, s.errorEvent, s.err)
+	return fmt.Sprintf("longest line %d bytes, message_stop %v, error event %v, read error %v", s.longest, s.done, s.errorEvent, s.err)
 }
 
 // verdict is one judged criterion of the hostile phase.
@@ -621,6 +646,13 @@ func reportHostile(w io.Writer, r *hostileResult) {
 	}
 	row("edge alone", r.baseline)
 	row("under attack", r.attack)
+	if r.baseUp.total() > 0 && r.attackUp.total() > 0 {
+		// The stand-in provider and the load generator share the machine
+		// with the edge: when the end-to-end p99 rises, this tells whether
+		// the provider's answers slowed down too.
+		fmt.Fprintf(w, "  provider time of these requests as the edge saw it (codex_edge_upstream_latency_seconds, buckets from 5ms): p99 %s alone, %s under attack\n",
+			r.baseUp.quantile(0.99).Round(time.Microsecond), r.attackUp.quantile(0.99).Round(time.Microsecond))
+	}
 	fmt.Fprintf(w, "  attack: %d slowloris connections (a header line a second, never ended), %d slow bodies (a byte a second), %d-deep JSON bodies at %d/s, %d streams at a time of a %d-byte SSE line\n",
 		o.slowloris, o.slowBodies, o.depth, o.deepRate, o.longLines, o.longLineBytes)
 	if o.pid > 0 {

@@ -27,6 +27,7 @@ func TestClassifyDeep(t *testing.T) {
 	}{
 		{"400 in the provider's shape", 400, shaped, nil, deepRejected},
 		{"400 without a body", 400, "", nil, deepOther},
+		{"400 in Anthropic's shape", 400, `{"type":"error","error":{"type":"invalid_request_error","message":"x"}}`, nil, deepRejected},
 		{"400 with another shape", 400, `{"error":"bad"}`, nil, deepOther},
 		{"400 without a type", 400, `{"error":{"message":"x"}}`, nil, deepOther},
 		{"forwarded", 200, `{"id":"x"}`, nil, deepForwarded},
@@ -225,7 +226,7 @@ func TestDeepBodies(t *testing.T) {
 
 func TestLongStream(t *testing.T) {
 	long := strings.Repeat("x", 200<<10) // longer than the client's read buffer
-	errEvent := `data: {"error":{"message":"m","type":"t"}}` + "\n"
+	errEvent := `data: {"type":"error","error":{"type":"overloaded_error","message":"m"}}` + "\n"
 	tests := []struct {
 		name        string
 		status      int
@@ -233,8 +234,8 @@ func TestLongStream(t *testing.T) {
 		wantLongest int
 		done, event bool
 	}{
-		{"long line", 200, "data: {\"c\":\"" + long + "\"}\n\ndata: [DONE]\n\n", len(long) + 15, true, false},
-		{"error event", 200, "data: {\"c\":\"x\"}\n\n" + errEvent + "\n", len(errEvent), false, true},
+		{"long line", 200, "event: content_block_delta\ndata: {\"c\":\"" + long + "\"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", len(long) + 15, true, false},
+		{"error event", 200, "event: ping\ndata: {\"type\": \"ping\"}\n\nevent: error\n" + errEvent + "\n", len(errEvent), false, true},
 		{"error status", 502, shaped, 0, false, false},
 	}
 	for _, tt := range tests {

@@ -82,6 +82,7 @@ func main() {
 	flag.IntVar(&ho.longLineBytes, "long-line-bytes", 1<<20, "hostile: the fake provider's -long-line-bytes, the length a long line must reach")
 	flag.DurationVar(&ho.headerTimeout, "header-timeout", 10*time.Second, "hostile: the edge's CODEX_CLIENT_HEADER_TIMEOUT, which slowloris connections are judged against")
 	flag.DurationVar(&ho.readTimeout, "read-timeout", 0, "hostile: the edge's CODEX_CLIENT_READ_TIMEOUT, which slow bodies are judged against (0: the edge has none)")
+	flag.StringVar(&ho.key, "hostile-key", "", "hostile: gateway key of the hostile clients, an org whose provider is a fake of its own (default: -edge-key)")
 	maxRSS := flag.Int("hostile-max-rss-mib", 200, "hostile: the edge's RSS under attack is judged against this bound")
 	flag.Parse()
 	if *blListen != "" {

@@ -200,6 +200,9 @@ type hist struct {
 const (
 	forwardMetric = `codex_edge_stream_chunk_forward_seconds_bucket{le="`
 	addedMetric   = `codex_edge_added_latency_seconds_bucket{endpoint="chat.completions",provider="openai",le="`
+	// upstreamMetric is the provider's time as the edge saw it (coarse
+	// buckets, from 5ms).
+	upstreamMetric = `codex_edge_upstream_latency_seconds_bucket{provider="openai",le="`
 )
 
 // metricLines fetches the edge's /metrics; ok is false when it cannot be
