@@ -268,10 +268,9 @@ func runHostile(t target, o hostileOptions) (*hostileResult, error) {
 		})
 	}
 	time.Sleep(time.Second) // let the slow connections open
-	// The hostile requests to chat completions count in the edge's
-	// histogram too; the deep bodies never reach the provider, so they
-	// are not in it, and the long lines are a few per second among
-	// hundreds of legitimate requests.
+	// The edge's chat completions histograms hold only the legitimate
+	// requests: the deep bodies never reach a provider, and the long
+	// lines go to the Messages route.
 	before, _ = scrape(o.metrics, addedMetric)
 	beforeUp, _ = scrape(o.metrics, upstreamMetric)
 	res.attack = runFixed(t, o.rate, m, true)
@@ -368,6 +367,9 @@ func slowConn(ctx context.Context, addr, key string, body bool, i int, st *slowS
 	for ctx.Err() == nil {
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			st.mu.Lock()
 			st.dialErrs++
 			st.mu.Unlock()
