@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make bench: measures the fake provider directly and through the edge in one
 # run (fixed rate, cache hits, saturation, streams), prints percentiles and
-# edge/direct ratios, then runs the Go benchmarks of the hot path.
+# edge/direct ratios, then puts the edge under hostile input (slowloris,
+# slow bodies, 10,000-deep JSON, a 1 MiB SSE line) beside the same legitimate
+# load and judges each criterion PASS or FAIL (it reports; it does not fail),
+# then runs the Go benchmarks of the hot path.
 # make soak: BENCH_PHASES=soak BENCH_SOAK=10m BENCH_GO=0, a long mixed load
 # that samples the edge's memory.
 set -euo pipefail
@@ -11,7 +14,8 @@ cd "$(dirname "$0")/.."
 work=.tmp/bench
 rm -rf "$work" && mkdir -p "$work"
 fake_addr=127.0.0.1:19090 edge_addr=127.0.0.1:18080 admin_addr=127.0.0.1:18081 baseline_addr=127.0.0.1:19091
-for a in "$fake_addr" "$edge_addr" "$admin_addr" "$baseline_addr"; do port_free "$a"; done
+hostile_addr=127.0.0.1:19092
+for a in "$fake_addr" "$edge_addr" "$admin_addr" "$baseline_addr" "$hostile_addr"; do port_free "$a"; done
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -20,18 +24,34 @@ trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 export FAKE_PROVIDER_KEY="fake-provider-key"
+long_line=$((1 << 20)) # the hostile phase's single SSE line from the provider
 echo "==> fake provider on $fake_addr (streams: 20 chunks, 20ms apart)"
 CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVIDER_KEY" \
-  bin/codex-fakeprovider -listen "$fake_addr" -stamp -chunks 20 -chunk-delay 20ms >"$work/fakeprovider.log" 2>&1 &
+  bin/codex-fakeprovider -listen "$fake_addr" -stamp -chunks 20 -chunk-delay 20ms -long-line-bytes "$long_line" >"$work/fakeprovider.log" 2>&1 &
 pids+=("$!")
 wait_http "http://$fake_addr/healthz" 10
+# The hostile phase's attackers are another org whose provider is a fake of
+# its own: the stand-in provider's work for their 1 MiB answers then does not
+# slow the legitimate requests' answers, as a real, remote provider's would
+# not; everything the edge does for them still counts.
+CODEX_FAKE_OPENAI_KEY="$FAKE_PROVIDER_KEY" CODEX_FAKE_ANTHROPIC_KEY="$FAKE_PROVIDER_KEY" \
+  bin/codex-fakeprovider -listen "$hostile_addr" -chunks 20 -chunk-delay 20ms -long-line-bytes "$long_line" >"$work/fakeprovider-hostile.log" 2>&1 &
+pids+=("$!")
+wait_http "http://$hostile_addr/healthz" 10
 echo "==> bare Go reverse proxy on $baseline_addr (the floor any proxy pays for the extra hop)"
 bin/codex-loadgen -baseline-listen "$baseline_addr" -baseline-to "http://$fake_addr" >"$work/baseline.log" 2>&1 &
 pids+=("$!")
 wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
-echo "==> edge on $edge_addr"
+hostile_key=$(setup_org "$work/edge" hostile "http://$hostile_addr")
+# The client timeouts the hostile phase judges slow connections against:
+# the default header timeout, and a read timeout shorter than the default
+# (1m) so that slow bodies are cut within a short phase; no other phase's
+# request takes anywhere near it.
+header_timeout=${BENCH_HEADER_TIMEOUT:-10s} read_timeout=${BENCH_READ_TIMEOUT:-15s}
+echo "==> edge on $edge_addr (client header timeout $header_timeout, read timeout $read_timeout)"
 CODEX_DATA_DIR="$work/edge" CODEX_LISTEN="$edge_addr" CODEX_ADMIN_LISTEN="$admin_addr" CODEX_LOG_LEVEL=warn \
+  CODEX_CLIENT_HEADER_TIMEOUT="$header_timeout" CODEX_CLIENT_READ_TIMEOUT="$read_timeout" \
   bin/codex-edge serve >"$work/edge.log" 2>&1 &
 edge_pid=$!
 pids+=("$edge_pid")
@@ -59,8 +79,8 @@ echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -baseline "http://$baseline_addr" "${redis_args[@]}" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams}" \
-  -soak "${BENCH_SOAK:-0}"
+  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams,hostile}" \
+  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0
 echo

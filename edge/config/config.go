@@ -36,6 +36,13 @@ type Config struct {
 	UpstreamHeaderTimeout  time.Duration `yaml:"upstream_header_timeout"`
 	UpstreamIdleTimeout    time.Duration `yaml:"upstream_idle_timeout"`
 	MaxBodyBytes           int64         `yaml:"max_body_bytes"`
+	// ClientHeaderTimeout bounds reading a client's request headers, and
+	// ClientReadTimeout the whole request, headers and body, on both
+	// listeners: a client sending them slower (slowloris) has its
+	// connection closed, and a body still arriving is refused with 408.
+	// Neither bounds the answer, which may stream for long.
+	ClientHeaderTimeout time.Duration `yaml:"client_header_timeout"`
+	ClientReadTimeout   time.Duration `yaml:"client_read_timeout"`
 
 	// MetadataQueue bounds the request-metadata records waiting to be
 	// written; a full queue drops records and counts every drop.
@@ -133,6 +140,8 @@ func Default() Config {
 		UpstreamHeaderTimeout:    10 * time.Minute,
 		UpstreamIdleTimeout:      5 * time.Minute,
 		MaxBodyBytes:             32 << 20,
+		ClientHeaderTimeout:      10 * time.Second,
+		ClientReadTimeout:        time.Minute,
 		MetadataQueue:            65536,
 		MetadataBatch:            1000,
 		MetadataFlush:            250 * time.Millisecond,
@@ -244,6 +253,8 @@ func (c Config) Validate() error {
 	check(c.UpstreamHeaderTimeout > 0, "CODEX_UPSTREAM_HEADER_TIMEOUT must be positive")
 	check(c.UpstreamIdleTimeout > 0, "CODEX_UPSTREAM_IDLE_TIMEOUT must be positive")
 	check(c.MaxBodyBytes > 0, "CODEX_MAX_BODY_BYTES must be positive")
+	check(c.ClientHeaderTimeout > 0, "CODEX_CLIENT_HEADER_TIMEOUT must be positive")
+	check(c.ClientReadTimeout >= c.ClientHeaderTimeout, "CODEX_CLIENT_READ_TIMEOUT must be at least CODEX_CLIENT_HEADER_TIMEOUT")
 	check(c.MetadataQueue > 0, "CODEX_METADATA_QUEUE must be positive")
 	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
 	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")

@@ -21,7 +21,8 @@ func TestLoadDefaults(t *testing.T) {
 		c.UpstreamConnectTimeout != 10*time.Second || c.UpstreamHeaderTimeout != 10*time.Minute ||
 		c.UpstreamIdleTimeout != 5*time.Minute || c.DataDir != "./data" || c.KEK != "local" ||
 		c.DatabaseAppRole != "codex_app" || c.TelemetryWindow != time.Minute ||
-		c.DEKMaxSeals != 1<<30 || c.DEKMaxAge != 90*24*time.Hour {
+		c.DEKMaxSeals != 1<<30 || c.DEKMaxAge != 90*24*time.Hour ||
+		c.ClientHeaderTimeout != 10*time.Second || c.ClientReadTimeout != time.Minute {
 		t.Fatalf("defaults differ from DESIGN §8: %+v", c)
 	}
 }
@@ -56,6 +57,8 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "", map[string]string{"CODEX_UPSTREAM_IDLE_TIMEOUT": "5"}, "CODEX_UPSTREAM_IDLE_TIMEOUT"},
 		{"bad int", "", map[string]string{"CODEX_MAX_BODY_BYTES": "lots"}, "CODEX_MAX_BODY_BYTES"},
 		{"zero limit", "", map[string]string{"CODEX_MAX_BODY_BYTES": "0"}, "CODEX_MAX_BODY_BYTES"},
+		{"zero header timeout", "", map[string]string{"CODEX_CLIENT_HEADER_TIMEOUT": "0s"}, "CODEX_CLIENT_HEADER_TIMEOUT"},
+		{"read timeout under header timeout", "", map[string]string{"CODEX_CLIENT_READ_TIMEOUT": "5s"}, "CODEX_CLIENT_READ_TIMEOUT"},
 		{"bad listen", "", map[string]string{"CODEX_LISTEN": "8080"}, "CODEX_LISTEN"},
 		{"cert without key", "", map[string]string{"CODEX_TLS_CERT": "/x.pem"}, "CODEX_TLS_KEY"},
 		{"log level", "", map[string]string{"CODEX_LOG_LEVEL": "loud"}, "CODEX_LOG_LEVEL"},

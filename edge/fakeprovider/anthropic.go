@@ -71,7 +71,7 @@ func (ex *exchange) messagesStream(p prompt, id, answer string) error {
 	if p.tool != "" {
 		padding = " "
 	}
-	answer, parts := splitChunks(answer, ex.s.opts.Chunks, padding)
+	answer, parts := splitChunks(answer, ex.chunks(p.req.Model), padding)
 	u := anthropicUsage(p, answer)
 
 	st := ex.startStream("text/event-stream")

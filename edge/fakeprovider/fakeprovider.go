@@ -5,8 +5,9 @@
 //
 // Answers and token counts are deterministic functions of the request (see
 // ExpectedUsage). Models named fake-error-429, fake-error-500,
-// fake-error-400, fake-hang, fake-stall and fake-slow inject faults, so a
-// test driving an SDK can trigger them; any other model answers normally.
+// fake-error-400, fake-hang, fake-stall and fake-slow inject faults, and
+// fake-long-line answers with one very long word, so a test driving an SDK
+// can trigger them; any other model answers normally.
 package fakeprovider
 
 import (
@@ -28,7 +29,13 @@ const (
 	ModelHang     = "fake-hang"      // no headers until the request context ends
 	ModelStall    = "fake-stall"     // first chunk, then nothing until the context ends
 	ModelSlow     = "fake-slow"      // waits Options.SlowLatency (default Latency, or 1s) before headers
+	// ModelLongLine answers with one word of Options.LongLineBytes, streamed
+	// as a single delta: one SSE data line longer than that.
+	ModelLongLine = "fake-long-line"
 )
+
+// LongLineBytes is the default length of the answer of ModelLongLine.
+const LongLineBytes = 1 << 20
 
 // MaxBodyBytes is the default limit on request bodies; larger ones get 413.
 const MaxBodyBytes = 32 << 20
@@ -74,6 +81,9 @@ type Options struct {
 	// client on the same host can measure how long each chunk took to reach
 	// it (SSE clients ignore comments; the edge forwards them as they are).
 	Stamp bool
+	// LongLineBytes is the length of the answer of model fake-long-line.
+	// Default LongLineBytes (1 MiB).
+	LongLineBytes int
 	// NoRecord turns off request recording (Requests stays empty), for
 	// benchmarks. Counters and LastUsage still work.
 	NoRecord bool
@@ -131,6 +141,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = MaxBodyBytes
+	}
+	if opts.LongLineBytes <= 0 {
+		opts.LongLineBytes = LongLineBytes
 	}
 	s := &Server{opts: opts}
 	s.modelsBody = appendModels(nil, opts.Models)
@@ -471,6 +484,7 @@ func (ex *exchange) prepare() (prompt, bool) {
 		ex.error(http.StatusBadRequest, errInvalid, "Invalid 'input': "+err.Error())
 		return prompt{}, false
 	}
+	p.longLine = ex.s.opts.LongLineBytes
 	if !ex.fault(r.Model) {
 		return prompt{}, false
 	}
@@ -511,6 +525,14 @@ func (ex *exchange) fault(model string) bool {
 		ex.stall = true
 	}
 	return true
+}
+
+// chunks is the number of deltas a streamed answer to model is split in.
+func (ex *exchange) chunks(model string) int {
+	if model == ModelLongLine {
+		return 1
+	}
+	return ex.s.opts.Chunks
 }
 
 // sleep waits d or until ctx ends, reporting whether d elapsed.

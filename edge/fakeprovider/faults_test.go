@@ -345,3 +345,74 @@ func TestStamp(t *testing.T) {
 		t.Fatal("the SDK read no text from a stamped stream")
 	}
 }
+
+// TestLongLine checks model fake-long-line: its answer is one word of
+// LongLineBytes, streamed as a single delta, so each stream carries SSE data
+// lines longer than that (the Responses API repeats the full text in its
+// done events), and the SDKs read it back whole.
+func TestLongLine(t *testing.T) {
+	const n = fakeprovider.LongLineBytes
+	tests := []struct {
+		name, path, body string
+		headers          map[string]string
+		wantLong         int // lines longer than n
+	}{
+		{"chat stream", fakeprovider.PathChatCompletions, `{"model":"fake-long-line","stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil, 1},
+		{"chat JSON", fakeprovider.PathChatCompletions, `{"model":"fake-long-line","messages":[{"role":"user","content":"hi"}]}`, nil, 1},
+		{"responses stream", fakeprovider.PathResponses, `{"model":"fake-long-line","stream":true,"input":"hi"}`, nil, 5},
+		{"messages stream", fakeprovider.PathMessages, `{"model":"fake-long-line","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+			map[string]string{"anthropic-version": "2023-06-01"}, 1},
+	}
+	_, ts := start(t, fakeprovider.Options{Chunks: 8})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(testContext(t), http.MethodPost, ts.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, err %v: %.200s", resp.StatusCode, err, b)
+			}
+			long := 0
+			for _, line := range strings.Split(string(b), "\n") {
+				if len(line) > n {
+					long++
+					if !strings.Contains(line, strings.Repeat("x", n)) {
+						t.Errorf("long line does not carry the %d-byte word", n)
+					}
+				}
+			}
+			if long != tt.wantLong {
+				t.Errorf("%d lines longer than %d bytes, want %d", long, n, tt.wantLong)
+			}
+		})
+	}
+	t.Run("SDK", func(t *testing.T) {
+		client := openAIClient(ts)
+		stream := client.Chat.Completions.NewStreaming(testContext(t), chatParams(fakeprovider.ModelLongLine, "hi", false))
+		var text strings.Builder
+		deltas := 0
+		for stream.Next() {
+			if c := stream.Current(); len(c.Choices) > 0 && c.Choices[0].Delta.Content != "" {
+				deltas++
+				text.WriteString(c.Choices[0].Delta.Content)
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if deltas != 1 || text.String() != strings.Repeat("x", n) {
+			t.Fatalf("%d deltas of %d bytes in all, want one of %d", deltas, text.Len(), n)
+		}
+	})
+}

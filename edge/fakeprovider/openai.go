@@ -92,7 +92,7 @@ func (ex *exchange) chatStream(p prompt, answer string, created int64) error {
 	if p.tool != "" {
 		padding = " "
 	}
-	answer, parts := splitChunks(answer, ex.s.opts.Chunks, padding)
+	answer, parts := splitChunks(answer, ex.chunks(p.req.Model), padding)
 	u := openAIUsage(p, answer)
 
 	prefix := make([]byte, 0, 192)
@@ -291,7 +291,7 @@ func (ex *exchange) responsesStream(r *responseState, answer string) error {
 	if r.p.tool != "" {
 		padding = " "
 	}
-	answer, parts := splitChunks(answer, ex.s.opts.Chunks, padding)
+	answer, parts := splitChunks(answer, ex.chunks(r.p.req.Model), padding)
 	u := openAIUsage(*r.p, answer)
 
 	st := ex.startStream("text/event-stream; charset=utf-8")

@@ -121,6 +121,7 @@ type prompt struct {
 	lastUser     string // words of the last user message, single-spaced, capped
 	tool         string // name of the first tool, "" when none
 	cacheControl bool   // the body mentions cache_control anywhere
+	longLine     int    // length of ModelLongLine's answer; 0: LongLineBytes
 }
 
 func parseRequest(body []byte) (request, error) {

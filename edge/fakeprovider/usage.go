@@ -1,6 +1,7 @@
 package fakeprovider
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -113,8 +114,17 @@ func anthropicUsage(p prompt, answer string) Usage {
 
 // answer is the deterministic reply: with tools, the arguments of a call to
 // the first tool ({"query":"<last user words>"}); otherwise
-// "echo: <last user words>".
+// "echo: <last user words>". For ModelLongLine the text, or the query, is
+// one word of p.longLine bytes (LongLineBytes when unset), so its usage
+// does not depend on the length.
 func (p prompt) answer() string {
+	if p.req.Model == ModelLongLine {
+		word := strings.Repeat("x", cmp.Or(p.longLine, LongLineBytes))
+		if p.tool != "" {
+			return `{"query":"` + word + `"}`
+		}
+		return word
+	}
 	if p.tool != "" {
 		return string(appendString([]byte(`{"query":`), p.lastUser)) + "}"
 	}
@@ -129,8 +139,8 @@ func (p prompt) answer() string {
 // space for JSON), so a stream always carries n non-empty deltas; neither
 // padding changes the word count. It returns the padded string too.
 func splitChunks(s string, n int, pad string) (string, []string) {
-	if n < 1 {
-		n = 1
+	if n <= 1 && s != "" {
+		return s, []string{s} // no copy of a long answer as runes
 	}
 	runes := []rune(s)
 	if len(runes) < n {

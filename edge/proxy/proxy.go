@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,7 +65,10 @@ type Options struct {
 	// memory to read its usage; larger answers pass through with unknown
 	// usage. Default 64 MiB.
 	MaxCaptureBytes int
-	// MaxEventBytes bounds one SSE event; default 4 MiB.
+	// MaxEventBytes bounds one SSE event of a provider's stream, and so
+	// the memory one stream holds; a larger event ends the stream with an
+	// error event (code upstream_event_too_large). Default
+	// DefaultMaxEventBytes.
 	MaxEventBytes int
 	Transport     http.RoundTripper // default: a tuned *http.Transport
 	// Formats are the provider wire formats served, the first the default
@@ -76,6 +80,11 @@ type Options struct {
 	// Cache.Cache is nil.
 	Cache CacheOptions
 }
+
+// DefaultMaxEventBytes is the default Options.MaxEventBytes: 4 MiB, room
+// for a provider's largest events (a Responses API response.completed
+// repeats the whole output) while bounding what one stream can hold.
+const DefaultMaxEventBytes = 4 << 20
 
 // Proxy serves the provider-compatible routes.
 type Proxy struct {
@@ -113,7 +122,7 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 		opts.MaxCaptureBytes = 64 << 20
 	}
 	if opts.MaxEventBytes <= 0 {
-		opts.MaxEventBytes = 4 << 20
+		opts.MaxEventBytes = DefaultMaxEventBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -294,6 +303,9 @@ func (p *Proxy) readBody(r *http.Request, buf *bytes.Buffer) error {
 		buf.Grow(int(r.ContentLength))
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errSlowBody // the server's read timeout cut a slow client off
+	}
 	if err != nil {
 		return &edge.Error{Status: 400, Code: "invalid_body", Message: "Could not read the request body."}
 	}
@@ -503,6 +515,14 @@ func (p *Proxy) midResponseError(c echo.Context, x *exchange, idle *idleTimer, e
 		if x.stream {
 			p.writeStreamError(c, x, errIdle)
 		}
+	case errors.Is(err, sse.ErrEventTooLarge):
+		// Said plainly: the provider answered, the edge refused one event.
+		e := eventTooLarge(p.opts.MaxEventBytes)
+		x.failFlight(e)
+		x.rec.Status = e.Status
+		p.opts.Metrics.upstreamError(x.f.Provider(), "event_too_large")
+		p.opts.Logger.Warn("provider stream event over the limit", "provider", x.f.Provider(), "org", x.key.OrgID, "limit_bytes", p.opts.MaxEventBytes)
+		p.writeStreamError(c, x, e)
 	case c.Request().Context().Err() != nil:
 		x.failFlight(coalesce.ErrRetry) // whoever joined since asks again
 		x.rec.Status = statusClientClosed

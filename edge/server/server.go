@@ -193,10 +193,14 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s.main = &http.Server{
 		Handler:           e,
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: cfg.ClientHeaderTimeout,
+		// The whole request, body included; no WriteTimeout, since answers
+		// stream for long. Once the body is read the server clears the
+		// read deadline, so a stream is never cut by it.
+		ReadTimeout:    cfg.ClientReadTimeout,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 1 << 20,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	token, err := adminToken(cfg, opts.Getenv)
@@ -223,6 +227,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		Handler:           a,
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: AdminReadHeaderTimeout,
+		ReadTimeout:       cfg.ClientReadTimeout,
 		IdleTimeout:       AdminIdleTimeout,
 		MaxHeaderBytes:    AdminMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

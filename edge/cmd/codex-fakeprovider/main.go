@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	latency := fs.Duration("latency", 0, "delay before the response headers of every request (model fake-slow: this, or 1s when 0)")
 	chunkDelay := fs.Duration("chunk-delay", 0, "delay between stream chunks")
 	chunks := fs.Int("chunks", 4, "text deltas per streamed answer")
+	longLine := fs.Int("long-line-bytes", fakeprovider.LongLineBytes, "length of the one-word answer of model "+fakeprovider.ModelLongLine+" (streamed as a single SSE line)")
 	stamp := fs.Bool("stamp", false, `start every stream event with a comment ": t=<unix ns>" of its send time`)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -52,19 +53,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	if *longLine < 1 {
+		return fmt.Errorf("-long-line-bytes must be at least 1, got %d", *longLine)
+	}
 	if *chunks < 1 {
 		return fmt.Errorf("-chunks must be at least 1, got %d", *chunks)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
 	srv := fakeprovider.New(fakeprovider.Options{
-		Latency:      *latency,
-		ChunkDelay:   *chunkDelay,
-		Chunks:       *chunks,
-		Stamp:        *stamp,
-		OpenAIKey:    getenv("CODEX_FAKE_OPENAI_KEY"),
-		AnthropicKey: getenv("CODEX_FAKE_ANTHROPIC_KEY"),
-		NoRecord:     true, // nobody reads records across processes
+		Latency:       *latency,
+		ChunkDelay:    *chunkDelay,
+		Chunks:        *chunks,
+		Stamp:         *stamp,
+		LongLineBytes: *longLine,
+		OpenAIKey:     getenv("CODEX_FAKE_OPENAI_KEY"),
+		AnthropicKey:  getenv("CODEX_FAKE_ANTHROPIC_KEY"),
+		NoRecord:      true, // nobody reads records across processes
 	})
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", *listen)

@@ -71,8 +71,19 @@ func main() {
 		baseline = flag.String("baseline", "", "base URL of a bare Go reverse proxy in front of the provider (see -baseline-listen), measured beside the edge")
 		blListen = flag.String("baseline-listen", "", "instead of measuring, serve a bare Go reverse proxy on this address, to -baseline-to")
 		blTo     = flag.String("baseline-to", "", "the provider the bare reverse proxy forwards to")
-		phases   = flag.String("phases", "fixed,hit,saturation,streams", "phases to run, comma-separated")
+		phases   = flag.String("phases", "fixed,hit,saturation,streams,hostile", "phases to run, comma-separated")
+		ho       hostileOptions
 	)
+	flag.IntVar(&ho.slowloris, "slowloris", 500, "hostile: slowloris connections (request headers a line a second, never ended)")
+	flag.IntVar(&ho.slowBodies, "slow-bodies", 100, "hostile: connections sending whole headers, then the body a byte a second")
+	flag.IntVar(&ho.depth, "deep-depth", 10000, "hostile: nesting depth of the deep JSON bodies")
+	flag.IntVar(&ho.deepRate, "deep-rate", 100, "hostile: deep JSON bodies per second")
+	flag.IntVar(&ho.longLines, "long-lines", 2, "hostile: streams at a time whose answer is one long SSE line (fake provider model fake-long-line)")
+	flag.IntVar(&ho.longLineBytes, "long-line-bytes", 1<<20, "hostile: the fake provider's -long-line-bytes, the length a long line must reach")
+	flag.DurationVar(&ho.headerTimeout, "header-timeout", 10*time.Second, "hostile: the edge's CODEX_CLIENT_HEADER_TIMEOUT, which slowloris connections are judged against")
+	flag.DurationVar(&ho.readTimeout, "read-timeout", 0, "hostile: the edge's CODEX_CLIENT_READ_TIMEOUT, which slow bodies are judged against (0: the edge has none)")
+	flag.StringVar(&ho.key, "hostile-key", "", "hostile: gateway key of the hostile clients, an org whose provider is a fake of its own (default: -edge-key)")
+	maxRSS := flag.Int("hostile-max-rss-mib", 200, "hostile: the edge's RSS under attack is judged against this bound")
 	flag.Parse()
 	if *blListen != "" {
 		if err := serveBaseline(*blListen, *blTo); err != nil {
@@ -186,6 +197,15 @@ func main() {
 			fmt.Fprintf(os.Stderr, "codex-loadgen: %d failed requests during the soak; see the edge's log\n", r.errors)
 			os.Exit(1)
 		}
+	}
+	if run["hostile"] {
+		ho.rate, ho.duration, ho.warmup, ho.pid, ho.maxRSS, ho.metrics = *rate, *duration, *warmup, *edgePID, int64(*maxRSS)<<20, *metrics
+		r, err := runHostile(targets[1], ho)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
+			os.Exit(2)
+		}
+		reportHostile(os.Stdout, r)
 	}
 	if *jsonOut != "" {
 		writeJSON(*jsonOut, results)

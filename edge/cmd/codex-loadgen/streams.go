@@ -135,19 +135,7 @@ func stamped(line []byte) (int64, bool) {
 }
 
 // readRSS returns the resident set size of pid in bytes, 0 if unknown.
-func readRSS(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func readRSS(pid int) int64 { return readStatus(pid, "VmRSS:") }
 
 func pctOf(s []time.Duration, p float64) time.Duration {
 	if len(s) == 0 {
@@ -213,6 +201,9 @@ type hist struct {
 const (
 	forwardMetric = `codex_edge_stream_chunk_forward_seconds_bucket{le="`
 	addedMetric   = `codex_edge_added_latency_seconds_bucket{endpoint="chat.completions",provider="openai",le="`
+	// upstreamMetric is the provider's time as the edge saw it (coarse
+	// buckets, from 5ms).
+	upstreamMetric = `codex_edge_upstream_latency_seconds_bucket{provider="openai",le="`
 )
 
 // adminToken is sent with every read of the edge's /metrics: an edge with
@@ -303,6 +294,14 @@ func scrapeCounter(url, name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// total is the number of observations.
+func (h hist) total() float64 {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return h.counts[len(h.counts)-1]
 }
 
 // since returns the observations made after before.

@@ -131,6 +131,8 @@ func errorType(status int) string {
 		return "permission_error"
 	case 404:
 		return "not_found_error"
+	case 408:
+		return "timeout_error"
 	case 413:
 		return "request_too_large"
 	case 429:
