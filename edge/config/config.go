@@ -34,6 +34,14 @@ type Config struct {
 	UpstreamHeaderTimeout  time.Duration `yaml:"upstream_header_timeout"`
 	UpstreamIdleTimeout    time.Duration `yaml:"upstream_idle_timeout"`
 	MaxBodyBytes           int64         `yaml:"max_body_bytes"`
+	// BodyTimeout bounds reading one request body (after its headers):
+	// a body still arriving then is answered 408.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// MaxInflightBodyBytes bounds the request-body bytes held by all
+	// requests in progress together (streams hold theirs until they end);
+	// a request whose body would pass it is answered 503 with
+	// retry-after: 1. At least MaxBodyBytes.
+	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
 
 	// MetadataQueue bounds the request-metadata records waiting to be
 	// written; a full queue drops records and counts every drop.
@@ -104,6 +112,8 @@ func Default() Config {
 		UpstreamHeaderTimeout:    10 * time.Minute,
 		UpstreamIdleTimeout:      5 * time.Minute,
 		MaxBodyBytes:             32 << 20,
+		BodyTimeout:              30 * time.Second,
+		MaxInflightBodyBytes:     256 << 20,
 		MetadataQueue:            65536,
 		MetadataBatch:            1000,
 		MetadataFlush:            250 * time.Millisecond,
@@ -213,6 +223,8 @@ func (c Config) Validate() error {
 	check(c.UpstreamHeaderTimeout > 0, "CODEX_UPSTREAM_HEADER_TIMEOUT must be positive")
 	check(c.UpstreamIdleTimeout > 0, "CODEX_UPSTREAM_IDLE_TIMEOUT must be positive")
 	check(c.MaxBodyBytes > 0, "CODEX_MAX_BODY_BYTES must be positive")
+	check(c.BodyTimeout > 0, "CODEX_BODY_TIMEOUT must be positive")
+	check(c.MaxInflightBodyBytes >= c.MaxBodyBytes, "CODEX_MAX_INFLIGHT_BODY_BYTES must be at least CODEX_MAX_BODY_BYTES")
 	check(c.MetadataQueue > 0, "CODEX_METADATA_QUEUE must be positive")
 	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
 	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")

@@ -20,7 +20,8 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Listen != "127.0.0.1:8080" || c.AdminListen != "127.0.0.1:8081" || c.MaxBodyBytes != 33554432 ||
 		c.UpstreamConnectTimeout != 10*time.Second || c.UpstreamHeaderTimeout != 10*time.Minute ||
 		c.UpstreamIdleTimeout != 5*time.Minute || c.DataDir != "./data" || c.KEK != "local" ||
-		c.DatabaseAppRole != "codex_app" || c.TelemetryWindow != time.Minute {
+		c.DatabaseAppRole != "codex_app" || c.TelemetryWindow != time.Minute ||
+		c.BodyTimeout != 30*time.Second || c.MaxInflightBodyBytes != 256<<20 {
 		t.Fatalf("defaults differ from DESIGN §8: %+v", c)
 	}
 }
@@ -55,6 +56,8 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "", map[string]string{"CODEX_UPSTREAM_IDLE_TIMEOUT": "5"}, "CODEX_UPSTREAM_IDLE_TIMEOUT"},
 		{"bad int", "", map[string]string{"CODEX_MAX_BODY_BYTES": "lots"}, "CODEX_MAX_BODY_BYTES"},
 		{"zero limit", "", map[string]string{"CODEX_MAX_BODY_BYTES": "0"}, "CODEX_MAX_BODY_BYTES"},
+		{"zero body timeout", "", map[string]string{"CODEX_BODY_TIMEOUT": "0s"}, "CODEX_BODY_TIMEOUT"},
+		{"in-flight budget below one body", "", map[string]string{"CODEX_MAX_INFLIGHT_BODY_BYTES": "1024"}, "CODEX_MAX_INFLIGHT_BODY_BYTES"},
 		{"bad listen", "", map[string]string{"CODEX_LISTEN": "8080"}, "CODEX_LISTEN"},
 		{"cert without key", "", map[string]string{"CODEX_TLS_CERT": "/x.pem"}, "CODEX_TLS_KEY"},
 		{"log level", "", map[string]string{"CODEX_LOG_LEVEL": "loud"}, "CODEX_LOG_LEVEL"},

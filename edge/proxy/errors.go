@@ -60,7 +60,7 @@ func anthropicType(status int) string {
 		return "request_too_large"
 	case 429:
 		return "rate_limit_error"
-	case 504:
+	case 408, 504:
 		return "timeout_error"
 	case 503, 529:
 		return "overloaded_error"

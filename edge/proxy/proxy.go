@@ -58,6 +58,12 @@ type Options struct {
 	HeaderTimeout  time.Duration // until the provider's response headers; default 10m
 	IdleTimeout    time.Duration // between two chunks of a response; default 5m
 	MaxBodyBytes   int64         // request body limit; default 32 MiB
+	// BodyTimeout bounds reading one request body; default 30s.
+	BodyTimeout time.Duration
+	// MaxInflightBodyBytes bounds the request-body bytes held by all
+	// requests in progress together; past it a request is answered 503
+	// with retry-after. Default 256 MiB.
+	MaxInflightBodyBytes int64
 	// MaxCaptureBytes bounds how much of a non-streamed answer is kept in
 	// memory to read its usage; larger answers pass through with unknown
 	// usage. Default 64 MiB.
@@ -79,7 +85,8 @@ type Proxy struct {
 	prices Pricer
 	opts   Options
 	rt     http.RoundTripper
-	bufs   sync.Pool // *bytes.Buffer: request bodies and captured answers
+	bufs   sync.Pool // *bytes.Buffer: captured answers
+	bodies *bodyBudget
 	chunks sync.Pool // *[]byte: copy buffers for answers
 	// flights are the identical requests in progress, by org and
 	// fingerprint.
@@ -99,6 +106,12 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 32 << 20
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
+	if opts.MaxInflightBodyBytes <= 0 {
+		opts.MaxInflightBodyBytes = 256 << 20
 	}
 	if opts.MaxCaptureBytes <= 0 {
 		opts.MaxCaptureBytes = 64 << 20
@@ -134,6 +147,7 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 		// last long; the header and idle timeouts bound every wait).
 		rt:     opts.Transport,
 		bufs:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		bodies: &bodyBudget{max: opts.MaxInflightBodyBytes},
 		chunks: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
 	}
 }
@@ -264,13 +278,12 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 	}
 
 	if r.Method == http.MethodPost {
-		buf := p.bufs.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer p.bufs.Put(buf)
-		if err := p.readBody(r, buf); err != nil {
+		body, err := p.readBody(c.Response(), r)
+		defer body.release()
+		if err != nil {
 			return err
 		}
-		x.body = buf.Bytes()
+		x.body = body.bytes()
 		sum, info, err := key.Org.Fingerprinter.Sum(string(x.provider), x.rt.endpoint, x.body)
 		if err != nil {
 			return badJSON(err.Error())
@@ -294,26 +307,6 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 		}
 	}
 	return p.forward(c, x, up)
-}
-
-// readBody reads the request body into buf, refusing bodies over the limit
-// before reading them when the client declared the length.
-func (p *Proxy) readBody(r *http.Request, buf *bytes.Buffer) error {
-	limit := p.opts.MaxBodyBytes
-	if r.ContentLength > limit {
-		return errTooLarge
-	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return &apiError{status: 400, code: "invalid_body", message: "Could not read the request body."}
-	}
-	if n > limit {
-		return errTooLarge
-	}
-	return nil
 }
 
 // requestUsage makes an OpenAI chat stream report its usage, which OpenAI

@@ -169,13 +169,15 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	}
 
 	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
-		Cache:          cacheOpts,
-		ConnectTimeout: cfg.UpstreamConnectTimeout,
-		HeaderTimeout:  cfg.UpstreamHeaderTimeout,
-		IdleTimeout:    cfg.UpstreamIdleTimeout,
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Transport:      opts.Transport,
-		Logger:         log,
+		Cache:                cacheOpts,
+		ConnectTimeout:       cfg.UpstreamConnectTimeout,
+		HeaderTimeout:        cfg.UpstreamHeaderTimeout,
+		IdleTimeout:          cfg.UpstreamIdleTimeout,
+		MaxBodyBytes:         cfg.MaxBodyBytes,
+		BodyTimeout:          cfg.BodyTimeout,
+		MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
+		Transport:            opts.Transport,
+		Logger:               log,
 		Metrics: proxy.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
 			_, _, ok := prices.Lookup(p, model)
 			return ok
