@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -363,6 +364,43 @@ func copyRequestHeaders(dst, src http.Header) {
 	removeHop(dst, src)
 }
 
+// copyResponseHeaders copies the provider's answer headers over dst, which
+// holds the edge's own (x-codex-*, Strict-Transport-Security): those names
+// are never taken from a provider, and neither are cookies, which would be
+// set for the edge's origin, nor hop-by-hop headers (issue 13, finding 5).
+// Names the provider's Connection header lists are skipped rather than
+// deleted from dst, so it cannot remove one of the edge's.
+func copyResponseHeaders(dst, src http.Header) {
+	hop := connectionNames(src)
+	for k, vv := range src {
+		switch k {
+		case "Strict-Transport-Security", "Set-Cookie", "Set-Cookie2",
+			// hopHeaders
+			"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+			"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+			continue
+		}
+		if strings.HasPrefix(k, "X-Codex-") || slices.Contains(hop, k) {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+// connectionNames returns the header names src's Connection header lists,
+// in canonical form.
+func connectionNames(src http.Header) []string {
+	var names []string
+	for _, f := range src.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				names = append(names, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	return names
+}
+
 func removeHop(dst, src http.Header) {
 	for _, f := range src.Values("Connection") {
 		for _, name := range strings.Split(f, ",") {
@@ -430,10 +468,7 @@ func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) erro
 	rb := &idleReader{r: resp.Body, t: idle}
 
 	h := c.Response().Header()
-	for k, vv := range resp.Header {
-		h[k] = vv
-	}
-	removeHop(h, resp.Header)
+	copyResponseHeaders(h, resp.Header)
 	if resp.Uncompressed {
 		h.Del("Content-Length")
 	}
