@@ -19,6 +19,7 @@ type Metrics struct {
 	chunkForward   prometheus.Histogram
 	bodyBytes      prometheus.Gauge
 	bodyRefusals   *prometheus.CounterVec
+	authLimited    prometheus.Counter
 	knownModel     func(p edge.Provider, model string) bool
 }
 
@@ -65,10 +66,14 @@ func NewMetrics(reg prometheus.Registerer, knownModel func(edge.Provider, string
 			Name: "codex_edge_request_body_refusals_total",
 			Help: "Requests refused while their body was read, by reason (timeout: CODEX_BODY_TIMEOUT; budget: CODEX_MAX_INFLIGHT_BODY_BYTES).",
 		}, []string{"reason"}),
+		authLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codex_edge_auth_limited_total",
+			Help: "Requests answered 429 because their client address made too many failed gateway-key checks (CODEX_AUTH_FAILURE_LIMIT).",
+		}),
 		knownModel: knownModel,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced, m.chunkForward, m.bodyBytes, m.bodyRefusals)
+		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced, m.chunkForward, m.bodyBytes, m.bodyRefusals, m.authLimited)
 	}
 	return m
 }

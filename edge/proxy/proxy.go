@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -40,6 +41,9 @@ const (
 // Resolver maps a gateway key's hash to its org.
 type Resolver interface {
 	Resolve(ctx context.Context, hash [32]byte) (directory.Key, error)
+	// Cached returns the key if it is held in memory as valid, without
+	// reading the store.
+	Cached(hash [32]byte) (directory.Key, bool)
 }
 
 // Sink receives request metadata. Record must not block.
@@ -65,6 +69,17 @@ type Options struct {
 	// requests in progress together; past it a request is answered 503
 	// with retry-after. Default 256 MiB.
 	MaxInflightBodyBytes int64
+	// AuthFailureLimit is how many failed key checks a client address may
+	// make per AuthFailureWindow before keys the edge does not already
+	// know are answered 429 from it; default 20 per 1m.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
+	// AuthFailureClients bounds the client addresses remembered; default
+	// 65536.
+	AuthFailureClients int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address; none by default.
+	TrustedProxies []netip.Prefix
 	// MaxCaptureBytes bounds how much of a non-streamed answer is kept in
 	// memory to read its usage; larger answers pass through with unknown
 	// usage. Default 64 MiB.
@@ -88,7 +103,9 @@ type Proxy struct {
 	rt     http.RoundTripper
 	bufs   sync.Pool // *bytes.Buffer: captured answers
 	bodies *bodyBudget
-	chunks sync.Pool // *[]byte: copy buffers for answers
+	// authFails counts failed key checks by client address.
+	authFails *authLimiter
+	chunks    sync.Pool // *[]byte: copy buffers for answers
 	// flights are the identical requests in progress, by org and
 	// fingerprint.
 	flights coalesce.Group
@@ -113,6 +130,15 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 	}
 	if opts.MaxInflightBodyBytes <= 0 {
 		opts.MaxInflightBodyBytes = 256 << 20
+	}
+	if opts.AuthFailureLimit <= 0 {
+		opts.AuthFailureLimit = 20
+	}
+	if opts.AuthFailureWindow <= 0 {
+		opts.AuthFailureWindow = time.Minute
+	}
+	if opts.AuthFailureClients <= 0 {
+		opts.AuthFailureClients = 65536
 	}
 	if opts.MaxCaptureBytes <= 0 {
 		opts.MaxCaptureBytes = 64 << 20
@@ -146,10 +172,11 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 		// The transport is used directly, not through an http.Client: the
 		// edge follows no redirects, and sets no overall deadline (streams
 		// last long; the header and idle timeouts bound every wait).
-		rt:     opts.Transport,
-		bufs:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
-		bodies: &bodyBudget{max: opts.MaxInflightBodyBytes},
-		chunks: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
+		rt:        opts.Transport,
+		bufs:      sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		bodies:    &bodyBudget{max: opts.MaxInflightBodyBytes},
+		authFails: newAuthLimiter(opts.AuthFailureLimit, opts.AuthFailureWindow, opts.AuthFailureClients),
+		chunks:    sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
 	}
 }
 
@@ -259,13 +286,9 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 	if err != nil {
 		return errBadKey // typos rejected before any lookup
 	}
-	key, err := p.keys.Resolve(r.Context(), apikey.Hash(secret))
-	if errors.Is(err, directory.ErrUnknownKey) {
-		return errBadKey
-	}
+	key, err := p.resolve(r, apikey.Hash(secret))
 	if err != nil {
-		p.opts.Logger.Error("key lookup failed", "err", err)
-		return errStore
+		return err
 	}
 	x.key = key
 	x.rec.OrgID, x.rec.KeyID = key.OrgID, key.ID
@@ -308,6 +331,30 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 		}
 	}
 	return p.forward(c, x, up)
+}
+
+// resolve finds the key whose hash is hash. A key the edge holds as valid
+// is answered from memory; any other is looked up, unless its client
+// address made too many failed checks lately.
+func (p *Proxy) resolve(r *http.Request, hash [32]byte) (directory.Key, error) {
+	if key, ok := p.keys.Cached(hash); ok {
+		return key, nil
+	}
+	addr, now := p.clientAddr(r), time.Now()
+	if wait := p.authFails.blocked(addr, now); wait > 0 {
+		p.opts.Metrics.authLimited.Inc()
+		return directory.Key{}, errAuthLimited(wait)
+	}
+	key, err := p.keys.Resolve(r.Context(), hash)
+	if errors.Is(err, directory.ErrUnknownKey) {
+		p.authFails.fail(addr, now)
+		return directory.Key{}, errBadKey
+	}
+	if err != nil {
+		p.opts.Logger.Error("key lookup failed", "err", err)
+		return directory.Key{}, errStore
+	}
+	return key, nil
 }
 
 // requestUsage makes an OpenAI chat stream report its usage, which OpenAI

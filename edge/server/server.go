@@ -168,6 +168,10 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, err
 	}
 
+	trusted, err := config.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("CODEX_TRUSTED_PROXIES: %w", err)
+	}
 	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
 		Cache:                cacheOpts,
 		ConnectTimeout:       cfg.UpstreamConnectTimeout,
@@ -176,6 +180,10 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		MaxBodyBytes:         cfg.MaxBodyBytes,
 		BodyTimeout:          cfg.BodyTimeout,
 		MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
+		AuthFailureLimit:     cfg.AuthFailureLimit,
+		AuthFailureWindow:    cfg.AuthFailureWindow,
+		AuthFailureClients:   cfg.AuthFailureClients,
+		TrustedProxies:       trusted,
 		Transport:            opts.Transport,
 		Logger:               log,
 		Metrics: proxy.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
