@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -114,4 +115,22 @@ func (p *Proxy) trusted(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// padRejection waits until the next multiple of AuthRejectQuantum since
+// start (issue 13, timing of rejected keys). Refusing an unknown key, a
+// revoked one, and one remembered as absent take different work (the
+// store returns a row or none; the directory may answer from memory); as
+// long as that work fits in the quantum, every refusal leaves at the same
+// moment, and the few that do not fit are rounded up alike. It costs only
+// refused requests, whose rate the failure limiter bounds.
+func (p *Proxy) padRejection(ctx context.Context, start time.Time) {
+	q := p.opts.AuthRejectQuantum
+	elapsed := time.Since(start)
+	t := time.NewTimer((elapsed/q+1)*q - elapsed)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done(): // the client is gone: no one to tell anything
+	}
 }

@@ -77,6 +77,12 @@ type Options struct {
 	// AuthFailureClients bounds the client addresses remembered; default
 	// 65536.
 	AuthFailureClients int
+	// AuthRejectQuantum: a well-formed key refused after its lookup is
+	// answered at the next multiple of it since the request began, so
+	// the time to refuse a key does not tell whether it was unknown,
+	// revoked, or remembered as absent; default 5ms, comfortably above a
+	// key lookup.
+	AuthRejectQuantum time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// address; none by default.
 	TrustedProxies []netip.Prefix
@@ -136,6 +142,9 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 	}
 	if opts.AuthFailureWindow <= 0 {
 		opts.AuthFailureWindow = time.Minute
+	}
+	if opts.AuthRejectQuantum <= 0 {
+		opts.AuthRejectQuantum = 5 * time.Millisecond
 	}
 	if opts.AuthFailureClients <= 0 {
 		opts.AuthFailureClients = 65536
@@ -227,6 +236,7 @@ func (p *Proxy) Register(e *echo.Echo) {
 
 // exchange is the state of one request on its way through the edge.
 type exchange struct {
+	start     time.Time // when the request arrived, with the monotonic clock
 	rt        route
 	provider  edge.Provider
 	key       directory.Key
@@ -242,7 +252,7 @@ type exchange struct {
 func (p *Proxy) handler(rt route) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
-		x := exchange{rt: rt, provider: rt.provider}
+		x := exchange{start: start, rt: rt, provider: rt.provider}
 		// Anthropic's models API has OpenAI's path; its SDKs say who they are.
 		if rt.endpoint == usage.Models && c.Request().Header.Get("anthropic-version") != "" {
 			x.provider = edge.Anthropic
@@ -286,7 +296,7 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 	if err != nil {
 		return errBadKey // typos rejected before any lookup
 	}
-	key, err := p.resolve(r, apikey.Hash(secret))
+	key, err := p.resolve(r, apikey.Hash(secret), x.start)
 	if err != nil {
 		return err
 	}
@@ -335,8 +345,10 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 
 // resolve finds the key whose hash is hash. A key the edge holds as valid
 // is answered from memory; any other is looked up, unless its client
-// address made too many failed checks lately.
-func (p *Proxy) resolve(r *http.Request, hash [32]byte) (directory.Key, error) {
+// address made too many failed checks lately. A key refused after the
+// lookup is answered at the next multiple of AuthRejectQuantum since the
+// request began (see padRejection).
+func (p *Proxy) resolve(r *http.Request, hash [32]byte, start time.Time) (directory.Key, error) {
 	if key, ok := p.keys.Cached(hash); ok {
 		return key, nil
 	}
@@ -348,6 +360,7 @@ func (p *Proxy) resolve(r *http.Request, hash [32]byte) (directory.Key, error) {
 	key, err := p.keys.Resolve(r.Context(), hash)
 	if errors.Is(err, directory.ErrUnknownKey) {
 		p.authFails.fail(addr, now)
+		p.padRejection(r.Context(), start)
 		return directory.Key{}, errBadKey
 	}
 	if err != nil {

@@ -57,14 +57,19 @@ func TestAuthFailureLimit(t *testing.T) {
 	})
 	tn := h.addOrg("acme")
 	_, fresh := h.addKey(tn.orgID) // valid, not used yet
-	chat := h.base + "/v1/chat/completions"
 	attacker, other := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
 	ok := func(c *http.Client, key string) {
 		t.Helper()
-		if st, _, body := post(t, c, chat, bearer(key), chatBody); st != 200 {
+		if st, _, body := post(t, c, h.base+"/v1/chat/completions", bearer(key), chatBody); st != 200 {
 			t.Fatalf("status %d: %s", st, body)
 		}
 	}
+	// The org's first use makes its fingerprint secret and data key,
+	// changes that make the edge drop the org's keys from memory. After a
+	// restart none is pending, so a key the edge holds stays held.
+	ok(attacker, tn.key)
+	h.restart(nil)
+	chat := h.base + "/v1/chat/completions"
 	ok(attacker, tn.key) // the edge now holds this key
 
 	for i := range limit {
