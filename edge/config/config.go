@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -43,6 +44,28 @@ type Config struct {
 	// Neither bounds the answer, which may stream for long.
 	ClientHeaderTimeout time.Duration `yaml:"client_header_timeout"`
 	ClientReadTimeout   time.Duration `yaml:"client_read_timeout"`
+	// BodyTimeout bounds reading one request body (after its headers):
+	// a body still arriving then is answered 408.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// MaxInflightBodyBytes bounds the request-body bytes held by all
+	// requests in progress together (streams hold theirs until they end);
+	// a request whose body would pass it is answered 503 with
+	// retry-after: 1. At least MaxBodyBytes.
+	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
+	// AuthFailureLimit is how many failed gateway-key checks (well-formed
+	// keys that are unknown or revoked) one client address may make per
+	// AuthFailureWindow; past it, keys the edge does not already hold as
+	// valid are answered 429 with retry-after from that address until the
+	// window ends. Keys it holds (used lately) keep working.
+	AuthFailureLimit  int           `yaml:"auth_failure_limit"`
+	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
+	// AuthFailureClients bounds the client addresses the limiter
+	// remembers (about 200 bytes each); the least recent are forgotten.
+	AuthFailureClients int `yaml:"auth_failure_clients"`
+	// TrustedProxies lists the load balancers (CIDRs or addresses,
+	// comma-separated) whose X-Forwarded-For header names the client
+	// address; empty means the peer's address is the client's.
+	TrustedProxies string `yaml:"trusted_proxies"`
 
 	// MetadataQueue bounds the request-metadata records waiting to be
 	// written; a full queue drops records and counts every drop.
@@ -142,6 +165,11 @@ func Default() Config {
 		MaxBodyBytes:             32 << 20,
 		ClientHeaderTimeout:      10 * time.Second,
 		ClientReadTimeout:        time.Minute,
+		BodyTimeout:              30 * time.Second,
+		MaxInflightBodyBytes:     256 << 20,
+		AuthFailureLimit:         20,
+		AuthFailureWindow:        time.Minute,
+		AuthFailureClients:       65536,
 		MetadataQueue:            65536,
 		MetadataBatch:            1000,
 		MetadataFlush:            250 * time.Millisecond,
@@ -255,6 +283,14 @@ func (c Config) Validate() error {
 	check(c.MaxBodyBytes > 0, "CODEX_MAX_BODY_BYTES must be positive")
 	check(c.ClientHeaderTimeout > 0, "CODEX_CLIENT_HEADER_TIMEOUT must be positive")
 	check(c.ClientReadTimeout >= c.ClientHeaderTimeout, "CODEX_CLIENT_READ_TIMEOUT must be at least CODEX_CLIENT_HEADER_TIMEOUT")
+	check(c.BodyTimeout > 0, "CODEX_BODY_TIMEOUT must be positive")
+	check(c.MaxInflightBodyBytes >= c.MaxBodyBytes, "CODEX_MAX_INFLIGHT_BODY_BYTES must be at least CODEX_MAX_BODY_BYTES")
+	check(c.AuthFailureLimit > 0, "CODEX_AUTH_FAILURE_LIMIT must be positive")
+	check(c.AuthFailureWindow > 0, "CODEX_AUTH_FAILURE_WINDOW must be positive")
+	check(c.AuthFailureClients > 0, "CODEX_AUTH_FAILURE_CLIENTS must be positive")
+	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("CODEX_TRUSTED_PROXIES: %w", err))
+	}
 	check(c.MetadataQueue > 0, "CODEX_METADATA_QUEUE must be positive")
 	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
 	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")
@@ -347,6 +383,28 @@ func ParseCacheOverrides(s string) (map[string]CacheOverride, error) {
 			}
 		}
 		out[id] = o
+	}
+	return out, nil
+}
+
+// ParseTrustedProxies reads a comma-separated list of CIDRs or addresses
+// (an address stands for itself alone): "10.0.0.0/16, 192.0.2.7".
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or an IP address", item)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
 }

@@ -22,7 +22,9 @@ func TestLoadDefaults(t *testing.T) {
 		c.UpstreamIdleTimeout != 5*time.Minute || c.DataDir != "./data" || c.KEK != "local" ||
 		c.DatabaseAppRole != "codex_app" || c.TelemetryWindow != time.Minute ||
 		c.DEKMaxSeals != 1<<30 || c.DEKMaxAge != 90*24*time.Hour ||
-		c.ClientHeaderTimeout != 10*time.Second || c.ClientReadTimeout != time.Minute {
+		c.ClientHeaderTimeout != 10*time.Second || c.ClientReadTimeout != time.Minute ||
+		c.BodyTimeout != 30*time.Second || c.MaxInflightBodyBytes != 256<<20 ||
+		c.AuthFailureLimit != 20 || c.AuthFailureWindow != time.Minute || c.AuthFailureClients != 65536 || c.TrustedProxies != "" {
 		t.Fatalf("defaults differ from DESIGN §8: %+v", c)
 	}
 }
@@ -59,6 +61,12 @@ func TestErrors(t *testing.T) {
 		{"zero limit", "", map[string]string{"CODEX_MAX_BODY_BYTES": "0"}, "CODEX_MAX_BODY_BYTES"},
 		{"zero header timeout", "", map[string]string{"CODEX_CLIENT_HEADER_TIMEOUT": "0s"}, "CODEX_CLIENT_HEADER_TIMEOUT"},
 		{"read timeout under header timeout", "", map[string]string{"CODEX_CLIENT_READ_TIMEOUT": "5s"}, "CODEX_CLIENT_READ_TIMEOUT"},
+		{"zero body timeout", "", map[string]string{"CODEX_BODY_TIMEOUT": "0s"}, "CODEX_BODY_TIMEOUT"},
+		{"in-flight budget below one body", "", map[string]string{"CODEX_MAX_INFLIGHT_BODY_BYTES": "1024"}, "CODEX_MAX_INFLIGHT_BODY_BYTES"},
+		{"zero auth failure limit", "", map[string]string{"CODEX_AUTH_FAILURE_LIMIT": "0"}, "CODEX_AUTH_FAILURE_LIMIT"},
+		{"zero auth failure window", "", map[string]string{"CODEX_AUTH_FAILURE_WINDOW": "0s"}, "CODEX_AUTH_FAILURE_WINDOW"},
+		{"zero auth failure clients", "", map[string]string{"CODEX_AUTH_FAILURE_CLIENTS": "0"}, "CODEX_AUTH_FAILURE_CLIENTS"},
+		{"bad trusted proxy", "", map[string]string{"CODEX_TRUSTED_PROXIES": "10.0.0.0/8, lb.internal"}, "CODEX_TRUSTED_PROXIES"},
 		{"bad listen", "", map[string]string{"CODEX_LISTEN": "8080"}, "CODEX_LISTEN"},
 		{"cert without key", "", map[string]string{"CODEX_TLS_CERT": "/x.pem"}, "CODEX_TLS_KEY"},
 		{"log level", "", map[string]string{"CODEX_LOG_LEVEL": "loud"}, "CODEX_LOG_LEVEL"},
@@ -110,5 +118,21 @@ func TestAPIKeyEnvDenyList(t *testing.T) {
 	}
 	if got := c.APIKeyEnvDenyList(); len(got) != 2 || got[0] != "GITHUB_TOKEN" || got[1] != "VAULT_*" {
 		t.Fatalf("APIKeyEnvDenyList = %q", got)
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	got, err := ParseTrustedProxies(" 10.0.1.7/16, 192.0.2.7 ,2001:db8::/48,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/16", "192.0.2.7/32", "2001:db8::/48"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
 	}
 }

@@ -172,6 +172,12 @@ func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 	return v.(Key), nil
 }
 
+// Cached returns the key whose SHA-256 is hash when it is held in memory
+// as valid; it never reads the store.
+func (d *Directory) Cached(hash [32]byte) (Key, bool) {
+	return d.keys.Get(hash)
+}
+
 // Org returns the org's request-path state, loading it on first use.
 func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 	d.mu.RLock()

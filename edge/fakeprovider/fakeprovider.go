@@ -84,6 +84,10 @@ type Options struct {
 	// LongLineBytes is the length of the answer of model fake-long-line.
 	// Default LongLineBytes (1 MiB).
 	LongLineBytes int
+	// Header is added to every response, before the fake's own headers:
+	// a test makes the provider send headers a gateway must not pass on
+	// (Set-Cookie, Strict-Transport-Security, the gateway's own).
+	Header http.Header
 	// NoRecord turns off request recording (Requests stays empty), for
 	// benchmarks. Counters and LastUsage still work.
 	NoRecord bool
@@ -282,6 +286,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := &exchange{s: s, w: w, r: r, ctx: r.Context(), id: s.seq.Add(1)}
 	ex.flusher, _ = w.(http.Flusher)
 	defer ex.finish()
+	for k, vv := range s.opts.Header {
+		w.Header()[k] = vv
+	}
 
 	if r.URL.Path == "/healthz" {
 		w.WriteHeader(http.StatusOK)

@@ -16,7 +16,6 @@ var (
 	errMissingKey = &edge.Error{Status: 401, Code: "invalid_api_key", Message: "Missing gateway key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."}
 	errBadKey     = &edge.Error{Status: 401, Code: "invalid_api_key", Message: "Invalid gateway key: it is malformed, unknown or revoked."}
 	errNotFound   = &edge.Error{Status: 404, Code: "unknown_url", Message: "Unknown route. The edge serves /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /v1/messages and /v1/messages/count_tokens."}
-	errSlowBody   = &edge.Error{Status: 408, Code: "request_timeout", Message: "The request body did not arrive within the edge's read timeout (CODEX_CLIENT_READ_TIMEOUT)."}
 	errTooLarge   = &edge.Error{Status: 413, Code: "request_too_large", Message: "Request body exceeds the edge's limit (CODEX_MAX_BODY_BYTES)."}
 	errTimeout    = &edge.Error{Status: 504, Code: "upstream_timeout", Message: "The provider did not answer in time."}
 	errIdle       = &edge.Error{Status: 504, Code: "upstream_timeout", Message: "The provider's stream stalled longer than the edge's idle timeout."}

@@ -17,6 +17,9 @@ type Metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	coalesced      prometheus.Counter
 	chunkForward   prometheus.Histogram
+	bodyBytes      prometheus.Gauge
+	bodyRefusals   *prometheus.CounterVec
+	authLimited    prometheus.Counter
 	knownModel     func(p edge.Provider, model string) bool
 }
 
@@ -55,10 +58,22 @@ func NewMetrics(reg prometheus.Registerer, knownModel func(edge.Provider, string
 			Help:    "Time from a stream event's last byte arriving from the provider until the event was flushed to the client.",
 			Buckets: []float64{5e-6, 10e-6, 20e-6, 35e-6, 50e-6, 75e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3},
 		}),
+		bodyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "codex_edge_request_body_bytes_in_flight",
+			Help: "Request-body bytes held by requests in progress (bounded by CODEX_MAX_INFLIGHT_BODY_BYTES).",
+		}),
+		bodyRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codex_edge_request_body_refusals_total",
+			Help: "Requests refused while their body was read, by reason (timeout: CODEX_BODY_TIMEOUT; budget: CODEX_MAX_INFLIGHT_BODY_BYTES).",
+		}, []string{"reason"}),
+		authLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codex_edge_auth_limited_total",
+			Help: "Requests answered 429 because their client address made too many failed gateway-key checks (CODEX_AUTH_FAILURE_LIMIT).",
+		}),
 		knownModel: knownModel,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced, m.chunkForward)
+		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced, m.chunkForward, m.bodyBytes, m.bodyRefusals, m.authLimited)
 	}
 	return m
 }
@@ -79,4 +94,8 @@ func (m *Metrics) observe(rec *edge.RequestRecord, noUpstream bool) {
 
 func (m *Metrics) upstreamError(p edge.Provider, kind string) {
 	m.upstreamErrors.WithLabelValues(string(p), kind).Inc()
+}
+
+func (m *Metrics) bodyRefused(reason string) {
+	m.bodyRefusals.WithLabelValues(reason).Inc()
 }

@@ -13,8 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
-	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,9 @@ const (
 // Resolver maps a gateway key's hash to its org.
 type Resolver interface {
 	Resolve(ctx context.Context, hash [32]byte) (directory.Key, error)
+	// Cached returns the key if it is held in memory as valid, without
+	// reading the store.
+	Cached(hash [32]byte) (directory.Key, bool)
 }
 
 // Sink receives request metadata. Record must not block.
@@ -61,6 +65,29 @@ type Options struct {
 	HeaderTimeout  time.Duration // until the provider's response headers; default 10m
 	IdleTimeout    time.Duration // between two chunks of a response; default 5m
 	MaxBodyBytes   int64         // request body limit; default 32 MiB
+	// BodyTimeout bounds reading one request body; default 30s.
+	BodyTimeout time.Duration
+	// MaxInflightBodyBytes bounds the request-body bytes held by all
+	// requests in progress together; past it a request is answered 503
+	// with retry-after. Default 256 MiB.
+	MaxInflightBodyBytes int64
+	// AuthFailureLimit is how many failed key checks a client address may
+	// make per AuthFailureWindow before keys the edge does not already
+	// know are answered 429 from it; default 20 per 1m.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
+	// AuthFailureClients bounds the client addresses remembered; default
+	// 65536.
+	AuthFailureClients int
+	// AuthRejectQuantum: a well-formed key refused after its lookup is
+	// answered at the next multiple of it since the request began, so
+	// the time to refuse a key does not tell whether it was unknown,
+	// revoked, or remembered as absent; default 5ms, comfortably above a
+	// key lookup.
+	AuthRejectQuantum time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address; none by default.
+	TrustedProxies []netip.Prefix
 	// MaxCaptureBytes bounds how much of a non-streamed answer is kept in
 	// memory to read its usage; larger answers pass through with unknown
 	// usage. Default 64 MiB.
@@ -94,8 +121,11 @@ type Proxy struct {
 	prices  Pricer
 	opts    Options
 	rt      http.RoundTripper
-	bufs    sync.Pool // *bytes.Buffer: request bodies and captured answers
-	chunks  sync.Pool // *[]byte: copy buffers for answers
+	bufs    sync.Pool // *bytes.Buffer: captured answers
+	bodies  *bodyBudget
+	// authFails counts failed key checks by client address.
+	authFails *authLimiter
+	chunks    sync.Pool // *[]byte: copy buffers for answers
 	// flights are the identical requests in progress, by org and
 	// fingerprint.
 	flights coalesce.Group
@@ -117,6 +147,24 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 32 << 20
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
+	if opts.MaxInflightBodyBytes <= 0 {
+		opts.MaxInflightBodyBytes = 256 << 20
+	}
+	if opts.AuthFailureLimit <= 0 {
+		opts.AuthFailureLimit = 20
+	}
+	if opts.AuthFailureWindow <= 0 {
+		opts.AuthFailureWindow = time.Minute
+	}
+	if opts.AuthRejectQuantum <= 0 {
+		opts.AuthRejectQuantum = 5 * time.Millisecond
+	}
+	if opts.AuthFailureClients <= 0 {
+		opts.AuthFailureClients = 65536
 	}
 	if opts.MaxCaptureBytes <= 0 {
 		opts.MaxCaptureBytes = 64 << 20
@@ -151,9 +199,11 @@ func New(keys Resolver, sink Sink, prices Pricer, opts Options) *Proxy {
 		// The transport is used directly, not through an http.Client: the
 		// edge follows no redirects, and sets no overall deadline (streams
 		// last long; the header and idle timeouts bound every wait).
-		rt:     opts.Transport,
-		bufs:   sync.Pool{New: func() any { return new(bytes.Buffer) }},
-		chunks: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
+		rt:        opts.Transport,
+		bufs:      sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		bodies:    &bodyBudget{max: opts.MaxInflightBodyBytes},
+		authFails: newAuthLimiter(opts.AuthFailureLimit, opts.AuthFailureWindow, opts.AuthFailureClients),
+		chunks:    sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
 	}
 }
 
@@ -188,6 +238,7 @@ func (p *Proxy) Register(e *echo.Echo) {
 
 // exchange is the state of one request on its way through the edge.
 type exchange struct {
+	start     time.Time // when the request arrived, with the monotonic clock
 	f         provider.Format
 	ep        provider.Endpoint
 	key       directory.Key
@@ -204,7 +255,7 @@ func (p *Proxy) handler(ms []provider.Match) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		m := provider.Pick(ms, c.Request())
-		x := exchange{f: m.Format, ep: m.Route.Endpoint}
+		x := exchange{start: start, f: m.Format, ep: m.Route.Endpoint}
 		reqID := apikey.NewTimeID("req_", start)
 		c.Response().Header().Set(headerRequestID, reqID)
 		c.Response().Header().Set(headerCache, string(edge.CacheBypass))
@@ -244,13 +295,9 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 	if err != nil {
 		return errBadKey // typos rejected before any lookup
 	}
-	key, err := p.keys.Resolve(r.Context(), apikey.Hash(secret))
-	if errors.Is(err, directory.ErrUnknownKey) {
-		return errBadKey
-	}
+	key, err := p.resolve(r, apikey.Hash(secret), x.start)
 	if err != nil {
-		p.opts.Logger.Error("key lookup failed", "err", err)
-		return errStore
+		return err
 	}
 	x.key = key
 	x.rec.OrgID, x.rec.KeyID = key.OrgID, key.ID
@@ -264,13 +311,12 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 	}
 
 	if r.Method == http.MethodPost {
-		buf := p.bufs.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer p.bufs.Put(buf)
-		if err := p.readBody(r, buf); err != nil {
+		body, err := p.readBody(c.Response(), r)
+		defer body.release()
+		if err != nil {
 			return err
 		}
-		x.body = buf.Bytes()
+		x.body = body.bytes()
 		sum, info, err := key.Org.Fingerprinter.Sum(string(x.f.Provider()), string(x.ep), x.body)
 		if err != nil {
 			return badJSON(err.Error())
@@ -292,27 +338,31 @@ func (p *Proxy) serve(c echo.Context, x *exchange) error {
 	return p.forward(c, x, up)
 }
 
-// readBody reads the request body into buf, refusing bodies over the limit
-// before reading them when the client declared the length.
-func (p *Proxy) readBody(r *http.Request, buf *bytes.Buffer) error {
-	limit := p.opts.MaxBodyBytes
-	if r.ContentLength > limit {
-		return errTooLarge
+// resolve finds the key whose hash is hash. A key the edge holds as valid
+// is answered from memory; any other is looked up, unless its client
+// address made too many failed checks lately. A key refused after the
+// lookup is answered at the next multiple of AuthRejectQuantum since the
+// request began (see padRejection).
+func (p *Proxy) resolve(r *http.Request, hash [32]byte, start time.Time) (directory.Key, error) {
+	if key, ok := p.keys.Cached(hash); ok {
+		return key, nil
 	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	addr, now := p.clientAddr(r), time.Now()
+	if wait := p.authFails.blocked(addr, now); wait > 0 {
+		p.opts.Metrics.authLimited.Inc()
+		return directory.Key{}, errAuthLimited(wait)
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return errSlowBody // the server's read timeout cut a slow client off
+	key, err := p.keys.Resolve(r.Context(), hash)
+	if errors.Is(err, directory.ErrUnknownKey) {
+		p.authFails.fail(addr, now)
+		p.padRejection(r.Context(), start)
+		return directory.Key{}, errBadKey
 	}
 	if err != nil {
-		return &edge.Error{Status: 400, Code: "invalid_body", Message: "Could not read the request body."}
+		p.opts.Logger.Error("key lookup failed", "err", err)
+		return directory.Key{}, errStore
 	}
-	if n > limit {
-		return errTooLarge
-	}
-	return nil
+	return key, nil
 }
 
 // hopHeaders are removed in both directions (RFC 9110 §7.6.1), with
@@ -337,6 +387,43 @@ func copyRequestHeaders(dst, src http.Header) {
 		dst[k] = vv
 	}
 	removeHop(dst, src)
+}
+
+// copyResponseHeaders copies the provider's answer headers over dst, which
+// holds the edge's own (x-codex-*, Strict-Transport-Security): those names
+// are never taken from a provider, and neither are cookies, which would be
+// set for the edge's origin, nor hop-by-hop headers (issue 13, finding 5).
+// Names the provider's Connection header lists are skipped rather than
+// deleted from dst, so it cannot remove one of the edge's.
+func copyResponseHeaders(dst, src http.Header) {
+	hop := connectionNames(src)
+	for k, vv := range src {
+		switch k {
+		case "Strict-Transport-Security", "Set-Cookie", "Set-Cookie2",
+			// hopHeaders
+			"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+			"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+			continue
+		}
+		if strings.HasPrefix(k, "X-Codex-") || slices.Contains(hop, k) {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+// connectionNames returns the header names src's Connection header lists,
+// in canonical form.
+func connectionNames(src http.Header) []string {
+	var names []string
+	for _, f := range src.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				names = append(names, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	return names
 }
 
 func removeHop(dst, src http.Header) {
@@ -402,10 +489,7 @@ func (p *Proxy) forward(c echo.Context, x *exchange, up directory.Upstream) erro
 	rb := &idleReader{r: resp.Body, t: idle}
 
 	h := c.Response().Header()
-	for k, vv := range resp.Header {
-		h[k] = vv
-	}
-	removeHop(h, resp.Header)
+	copyResponseHeaders(h, resp.Header)
 	if resp.Uncompressed {
 		h.Del("Content-Length")
 	}

@@ -43,3 +43,43 @@ func TestWithoutURL(t *testing.T) {
 		t.Fatalf("logged error %q", got)
 	}
 }
+
+func TestCopyResponseHeaders(t *testing.T) {
+	edgeOwn := http.Header{
+		"Strict-Transport-Security": {"max-age=31536000; includeSubDomains"},
+		"X-Codex-Request-Id":        {"req_edge"},
+		"X-Codex-Cache":             {"miss"},
+	}
+	src := http.Header{
+		"Strict-Transport-Security": {"max-age=0"},
+		"X-Codex-Request-Id":        {"req_forged"},
+		"X-Codex-Cache":             {"hit"},
+		"X-Codex-Memory":            {"forged@1"},
+		"Set-Cookie":                {"session=provider; Path=/"},
+		"Set-Cookie2":               {"old=1"},
+		// Naming the edge's headers as hop-by-hop must not remove them.
+		"Connection":        {"keep-alive, Strict-Transport-Security, x-codex-request-id, X-Hop"},
+		"X-Hop":             {"1"},
+		"Transfer-Encoding": {"chunked"},
+		"Content-Type":      {"application/json"},
+		"Openai-Request-Id": {"abc"},
+		"Retry-After":       {"3"},
+	}
+	dst := edgeOwn.Clone()
+	copyResponseHeaders(dst, src)
+	for k, v := range edgeOwn {
+		if got := dst.Values(k); len(got) != 1 || got[0] != v[0] {
+			t.Errorf("%s = %q, want the edge's %q", k, got, v[0])
+		}
+	}
+	for _, gone := range []string{"X-Codex-Memory", "Set-Cookie", "Set-Cookie2", "Connection", "X-Hop", "Transfer-Encoding"} {
+		if dst.Get(gone) != "" {
+			t.Errorf("%s passed on to the client", gone)
+		}
+	}
+	for _, kept := range []string{"Content-Type", "Openai-Request-Id", "Retry-After"} {
+		if dst.Get(kept) != src.Get(kept) {
+			t.Errorf("%s not passed on", kept)
+		}
+	}
+}

@@ -172,14 +172,24 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, err
 	}
 
+	trusted, err := config.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("CODEX_TRUSTED_PROXIES: %w", err)
+	}
 	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
-		Cache:          cacheOpts,
-		ConnectTimeout: cfg.UpstreamConnectTimeout,
-		HeaderTimeout:  cfg.UpstreamHeaderTimeout,
-		IdleTimeout:    cfg.UpstreamIdleTimeout,
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Transport:      opts.Transport,
-		Logger:         log,
+		Cache:                cacheOpts,
+		ConnectTimeout:       cfg.UpstreamConnectTimeout,
+		HeaderTimeout:        cfg.UpstreamHeaderTimeout,
+		IdleTimeout:          cfg.UpstreamIdleTimeout,
+		MaxBodyBytes:         cfg.MaxBodyBytes,
+		BodyTimeout:          cfg.BodyTimeout,
+		MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
+		AuthFailureLimit:     cfg.AuthFailureLimit,
+		AuthFailureWindow:    cfg.AuthFailureWindow,
+		AuthFailureClients:   cfg.AuthFailureClients,
+		TrustedProxies:       trusted,
+		Transport:            opts.Transport,
+		Logger:               log,
 		Metrics: proxy.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
 			_, _, ok := prices.Lookup(p, model)
 			return ok
