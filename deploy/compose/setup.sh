@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time preparation of the local evaluation (deploy/compose): a local CA
 # and a certificate for edge, controlplane, nats, redis and localhost; random
-# passwords in .env; a BYOK master key; the control plane's secrets key (it
+# passwords in .env; a BYOK master key; the edge's admin token; the control plane's secrets key (it
 # seals the NATS seeds); the NATS operator configuration from the control
 # plane. Needs openssl and docker compose. Re-running keeps what
 # exists. Everything generated stays in this directory (.gitignored).
@@ -28,6 +28,10 @@ fi
 if [ ! -f secrets/byok.key ]; then
   echo "==> BYOK master key (secrets/byok.key)"
   (umask 022; openssl rand -hex 32 >secrets/byok.key)
+fi
+if [ ! -f secrets/admin.token ]; then
+  echo "==> edge admin API token (secrets/admin.token: send it as 'Authorization: Bearer ...' to port 8081)"
+  (umask 022; openssl rand -hex 32 >secrets/admin.token)
 fi
 if [ ! -f secrets/controlplane-secrets.kek ]; then
   echo "==> control plane secrets key (secrets/controlplane-secrets.kek: seals its NATS seeds)"

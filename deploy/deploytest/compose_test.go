@@ -114,6 +114,11 @@ func checkCompose(c *composeFile) []string {
 		if un := Unread(b, envNames); len(un) > 0 {
 			p = append(p, name+": sets variables "+string(b)+" does not read: "+strings.Join(un, ", "))
 		}
+		if a := s.Environment["CODEX_ADMIN_LISTEN"]; b == Edge && a != "" && !strings.HasPrefix(a, "127.0.0.1:") &&
+			s.Environment["CODEX_ADMIN_TOKEN"] == "" && s.Environment["CODEX_ADMIN_TOKEN_FILE"] == "" {
+			// The edge refuses to start so: its admin API would be open.
+			p = append(p, name+": admin API on "+a+" without CODEX_ADMIN_TOKEN(_FILE)")
+		}
 		if !s.ReadOnly {
 			p = append(p, name+": read_only is not true")
 		}
@@ -198,6 +203,8 @@ func TestComposeRulesFindProblems(t *testing.T) {
 		{"untagged", "nats:2.11.9", "nats", "not pinned"},
 		{"public port", "127.0.0.1:8443:8443", "8443:8443", "every interface"},
 		{"literal secret", "${PW}", "hunter2", "literal secret"},
+		{"open admin API", "CODEX_LISTEN: 0.0.0.0:8443", "CODEX_LISTEN: 0.0.0.0:8443\n      CODEX_ADMIN_LISTEN: 0.0.0.0:8081", "without CODEX_ADMIN_TOKEN"},
+		{"admin API with a token", "CODEX_LISTEN: 0.0.0.0:8443", "CODEX_LISTEN: 0.0.0.0:8443\n      CODEX_ADMIN_LISTEN: 0.0.0.0:8081\n      CODEX_ADMIN_TOKEN_FILE: /run/t", ""},
 		{"missing service", "  nats: {image: \"nats:2.11.9\"}\n", "", "no service nats"},
 		{"typo", "    environment:", "    enviroment:", "field enviroment not found"},
 		{"top-level typo", "services:", "servics: {}\nservices:", "unknown top-level key servics"},
