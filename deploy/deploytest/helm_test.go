@@ -246,7 +246,8 @@ func TestHelmFull(t *testing.T) {
 		"CODEX_KEK": "byok", "CODEX_BYOK_KEY_FILE": "/etc/codex/byok/key", "CODEX_SHARE_METRICS": "true",
 		"CODEX_CONTROLPLANE_URL": "https://app.persiv.example", "CODEX_ADMIN_LISTEN": "0.0.0.0:8081",
 		"CODEX_METADATA_QUEUE": "131072", "CODEX_ENROLLMENT_TOKEN": "secret:codex-enrollment/token",
-		"OPENAI_API_KEY": "secret:codex-providers/openai", "CODEX_DATABASE_URL": "secret:codex-database/url",
+		"CODEX_ADMIN_TOKEN": "secret:codex-admin-token/token",
+		"OPENAI_API_KEY":    "secret:codex-providers/openai", "CODEX_DATABASE_URL": "secret:codex-database/url",
 	} {
 		if env[k] != want {
 			t.Errorf("%s = %q, want %q", k, env[k], want)
@@ -331,6 +332,7 @@ func TestHelmRefusesUnsafeValues(t *testing.T) {
 		{"local key", "minimal-values.yaml", []string{"config.kek=local"}, "config.kek must be"},
 		{"byok without secret", "minimal-values.yaml", []string{"config.kek=byok"}, "secrets.byok.existingSecret"},
 		{"sharing without token", "minimal-values.yaml", []string{"config.shareMetrics=true", "config.controlplaneUrl=https://x"}, "secrets.enrollment.existingSecret"},
+		{"metrics without admin token", "minimal-values.yaml", []string{"metrics.enabled=true"}, "secrets.adminToken.existingSecret"},
 		{"extraEnv overriding", "minimal-values.yaml", []string{"config.extraEnv.CODEX_KEK=local"}, "sets this variable itself"},
 		{"typo in a value", "minimal-values.yaml", []string{"config.shareMetric=true"}, "shareMetric"},
 		{"read-write root by value", "minimal-values.yaml", []string{"securityContext.readOnlyRootFilesystem=false"}, "readOnlyRootFilesystem"},

@@ -43,8 +43,8 @@ func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
 	b.Cleanup(func() { db.Close() })
 	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
 	db.CreateOrg(ctx, org)
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", APIKeyEnv: "K"})
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.Anthropic, BaseURL: "http://fake", APIKeyEnv: "K"})
+	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
+	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.Anthropic, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
 	s, _ := apikey.Generate()
 	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
 	master, _, err := local.Open(b.TempDir())

@@ -40,7 +40,7 @@ func setupCacheBench(b *testing.B, backend cache.Backend, fo fakeprovider.Option
 	b.Cleanup(func() { db.Close() })
 	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
 	db.CreateOrg(ctx, org)
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", APIKeyEnv: "K"})
+	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
 	s, _ := apikey.Generate()
 	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
 	master, _, err := local.Open(b.TempDir())

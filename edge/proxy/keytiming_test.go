@@ -99,7 +99,7 @@ func TestRejectedKeyTimingLeaksNothing(t *testing.T) {
 	if err := db.CreateOrg(ctx, org); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", APIKeyEnv: "K"}); err != nil {
+	if err := db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"}); err != nil {
 		t.Fatal(err)
 	}
 	live, _ := apikey.Generate()
