@@ -45,7 +45,8 @@ type Config struct {
 	ClientHeaderTimeout time.Duration `yaml:"client_header_timeout"`
 	ClientReadTimeout   time.Duration `yaml:"client_read_timeout"`
 	// BodyTimeout bounds reading one request body (after its headers):
-	// a body still arriving then is answered 408.
+	// a body still arriving then is answered 408. The earlier of it and
+	// ClientReadTimeout applies.
 	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// MaxInflightBodyBytes bounds the request-body bytes held by all
 	// requests in progress together (streams hold theirs until they end);

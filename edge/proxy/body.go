@@ -30,7 +30,7 @@ const (
 )
 
 var (
-	errBodyTimeout = &edge.Error{Status: 408, Code: "request_timeout", Message: "The request body did not arrive within the edge's time limit (CODEX_BODY_TIMEOUT)."}
+	errBodyTimeout = &edge.Error{Status: 408, Code: "request_timeout", Message: "The request body did not arrive within the edge's time limit (CODEX_BODY_TIMEOUT, CODEX_CLIENT_READ_TIMEOUT)."}
 	errBodyBudget  = &edge.Error{Status: 503, Code: "edge_overloaded", RetryAfter: 1,
 		Message: "The edge is holding as many request bodies as it may (CODEX_MAX_INFLIGHT_BODY_BYTES); retry shortly."}
 	errBodyRead = &edge.Error{Status: 400, Code: "invalid_body", Message: "Could not read the request body."}

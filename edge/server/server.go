@@ -177,12 +177,14 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, fmt.Errorf("CODEX_TRUSTED_PROXIES: %w", err)
 	}
 	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
-		Cache:                cacheOpts,
-		ConnectTimeout:       cfg.UpstreamConnectTimeout,
-		HeaderTimeout:        cfg.UpstreamHeaderTimeout,
-		IdleTimeout:          cfg.UpstreamIdleTimeout,
-		MaxBodyBytes:         cfg.MaxBodyBytes,
-		BodyTimeout:          cfg.BodyTimeout,
+		Cache:          cacheOpts,
+		ConnectTimeout: cfg.UpstreamConnectTimeout,
+		HeaderTimeout:  cfg.UpstreamHeaderTimeout,
+		IdleTimeout:    cfg.UpstreamIdleTimeout,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		// The proxy sets its own read deadline for the body, replacing
+		// the server's: it must never be later than the read timeout.
+		BodyTimeout:          min(cfg.BodyTimeout, cfg.ClientReadTimeout),
 		MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
 		AuthFailureLimit:     cfg.AuthFailureLimit,
 		AuthFailureWindow:    cfg.AuthFailureWindow,
