@@ -87,7 +87,7 @@ func read(b Binary) map[string]Origin {
 		}
 		// CODEX_CONFIG: cmd/codex-edge reads the YAML file's path from it
 		// when --config is absent.
-		for _, v := range []string{kek.Env, byok.EnvKey, byok.EnvKeyFile, byok.EnvPreviousKeys, "CODEX_CONFIG"} {
+		for _, v := range []string{kek.Env, byok.EnvKey, byok.EnvKeyFile, byok.EnvPreviousKeys, edgeconfig.AdminTokenEnv, "CODEX_CONFIG"} {
 			if _, ok := m[v]; !ok {
 				m[v] = FromCode
 			}

@@ -216,6 +216,11 @@ func Load(path string, getenv func(string) string) (Config, error) {
 // EnvName is the environment variable overriding the YAML key.
 func EnvName(key string) string { return "CODEX_" + strings.ToUpper(key) }
 
+// AdminTokenEnv is the variable that may hold the admin API's bearer token
+// itself, instead of a file (AdminTokenFile). It is not a config key: a
+// secret has no place in the YAML file.
+const AdminTokenEnv = "CODEX_ADMIN_TOKEN"
+
 // Keys lists every configuration key, for documentation and tests.
 func Keys() []string {
 	t := reflect.TypeOf(Config{})

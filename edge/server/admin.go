@@ -37,7 +37,7 @@ const (
 // CODEX_ADMIN_TOKEN or the file CODEX_ADMIN_TOKEN_FILE. Without one the
 // admin API is served only on a loopback admin address.
 func adminToken(cfg config.Config, getenv func(string) string) ([]byte, error) {
-	token := strings.TrimSpace(getenv("CODEX_ADMIN_TOKEN"))
+	token := strings.TrimSpace(getenv(config.AdminTokenEnv))
 	if cfg.AdminTokenFile != "" {
 		b, err := os.ReadFile(cfg.AdminTokenFile)
 		if err != nil {
