@@ -98,7 +98,6 @@ type Flight struct {
 	started bool
 	done    bool
 	err     error
-	result  any
 }
 
 // SetCancel gives the flight the function that cancels the upstream call,
@@ -163,17 +162,14 @@ func (f *Flight) Size() int {
 }
 
 // Finish ends the flight with a complete answer: body for a JSON answer
-// (nil for a stream), and result, what the leader computed about it
-// (usage, cost), handed to followers as is.
-// fill, when set, completes the entry (model, usage, cost) under the
-// flight's lock, before followers can see it.
-func (f *Flight) Finish(body []byte, result any, fill func(*cache.Entry)) {
+// (nil for a stream). fill, when set, completes the entry (model, usage,
+// cost) under the flight's lock, before followers can see it.
+func (f *Flight) Finish(body []byte, fill func(*cache.Entry)) {
 	f.mu.Lock()
 	f.entry.Body = body
 	if fill != nil {
 		fill(&f.entry)
 	}
-	f.result = result
 	f.done = true
 	f.notify()
 	f.mu.Unlock()
@@ -181,9 +177,9 @@ func (f *Flight) Finish(body []byte, result any, fill func(*cache.Entry)) {
 
 // Resolve ends the flight with an answer that did not come from the
 // leader's own call (a cache hit).
-func (f *Flight) Resolve(e *cache.Entry, result any) {
+func (f *Flight) Resolve(e *cache.Entry) {
 	f.mu.Lock()
-	f.entry, f.result = *e, result
+	f.entry = *e
 	f.started, f.done = true, true
 	f.notify()
 	f.mu.Unlock()
@@ -210,7 +206,6 @@ type View struct {
 	Entry   cache.Entry // shallow: Events, Ends, UsageOnly so far
 	Done    bool
 	Err     error
-	Result  any
 	changed chan struct{}
 }
 
@@ -218,7 +213,7 @@ type View struct {
 func (f *Flight) Snapshot() View {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return View{Started: f.started, Entry: f.entry, Done: f.done, Err: f.err, Result: f.result, changed: f.changed}
+	return View{Started: f.started, Entry: f.entry, Done: f.done, Err: f.err, changed: f.changed}
 }
 
 // Wait blocks until the flight changed after v was taken, or ctx ends,

@@ -44,7 +44,7 @@ func TestFollowersSeeEventsAsTheyArrive(t *testing.T) {
 	for range 3 {
 		f.AddEvent([]byte("data: x\n\n"), false)
 	}
-	f.Finish(nil, "result", nil)
+	f.Finish(nil, nil)
 	wg.Wait()
 	for i, n := range got {
 		if n != 3 {

@@ -21,6 +21,7 @@ import (
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/memory"
 	cacheredis "github.com/persiv/codex/edge/cache/redis"
+	"github.com/persiv/codex/edge/caching"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/fakeprovider"
 	"github.com/persiv/codex/edge/keyring"
@@ -58,7 +59,7 @@ func setupCacheBench(b *testing.B, backend cache.Backend, fo fakeprovider.Option
 	c := cache.New(backend, kr, cache.Options{})
 	b.Cleanup(func() { c.Close() })
 	px := proxy.New(dir, discard{}, prices, proxy.Options{Transport: inProcess{fake},
-		Cache: proxy.CacheOptions{Cache: c, Enabled: true}})
+		Cache: caching.Options{Cache: c, Enabled: true}})
 	e := echo.New()
 	px.Register(e)
 	return e, s.Reveal(), fake

@@ -26,11 +26,13 @@ import (
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/memory"
 	cacheredis "github.com/persiv/codex/edge/cache/redis"
+	"github.com/persiv/codex/edge/caching"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/kek"
 	"github.com/persiv/codex/edge/metadata"
+	"github.com/persiv/codex/edge/pipeline"
 	"github.com/persiv/codex/edge/pricing"
 	"github.com/persiv/codex/edge/proxy"
 	"github.com/persiv/codex/edge/telemetry"
@@ -192,7 +194,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		TrustedProxies:       trusted,
 		Transport:            opts.Transport,
 		Logger:               log,
-		Metrics: proxy.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
+		Metrics: pipeline.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
 			_, _, ok := prices.Lookup(p, model)
 			return ok
 		}),
@@ -301,30 +303,30 @@ func (s *Server) Telemetry() *telemetry.Service { return s.tel }
 
 // openCache builds the response cache: Redis when CODEX_REDIS_URL is set,
 // else in-process, with per-org and per-key overrides.
-func (s *Server) openCache(cfg config.Config) (proxy.CacheOptions, error) {
+func (s *Server) openCache(cfg config.Config) (caching.Options, error) {
 	overrides, err := config.ParseCacheOverrides(cfg.CacheOverrides)
 	if err != nil {
-		return proxy.CacheOptions{}, err
+		return caching.Options{}, err
 	}
 	var b cache.Backend
 	if cfg.RedisURL != "" {
 		if b, err = cacheredis.Open(cfg.RedisURL, cacheredis.Options{}); err != nil {
-			return proxy.CacheOptions{}, err
+			return caching.Options{}, err
 		}
 	} else if b, err = memory.New(cfg.CacheBudgetBytes); err != nil {
-		return proxy.CacheOptions{}, err
+		return caching.Options{}, err
 	}
 	s.cache = cache.New(b, s.keys, cache.Options{Registerer: s.reg})
-	o := proxy.CacheOptions{Cache: s.cache, Enabled: cfg.CacheEnabled, TTL: cfg.CacheTTL, MaxTTL: cfg.CacheMaxTTL, MaxEntryBytes: cfg.CacheMaxEntryBytes}
+	o := caching.Options{Cache: s.cache, Enabled: cfg.CacheEnabled, TTL: cfg.CacheTTL, MaxTTL: cfg.CacheMaxTTL, MaxEntryBytes: cfg.CacheMaxEntryBytes}
 	if len(overrides) > 0 {
-		o.Policy = func(orgID, keyID string) proxy.CachePolicy {
+		o.Policy = func(orgID, keyID string) caching.Policy {
 			if v, ok := overrides[keyID]; ok {
-				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
+				return caching.Policy{Enabled: v.Enabled, TTL: v.TTL}
 			}
 			if v, ok := overrides[orgID]; ok {
-				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
+				return caching.Policy{Enabled: v.Enabled, TTL: v.TTL}
 			}
-			return proxy.CachePolicy{Enabled: cfg.CacheEnabled}
+			return caching.Policy{Enabled: cfg.CacheEnabled}
 		}
 	}
 	return o, nil

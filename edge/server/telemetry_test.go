@@ -788,7 +788,12 @@ func TestTelemetryOffOpensNoConnection(t *testing.T) {
 	if err := telemetry.DirIn(h.cfg.DataDir).SetSharing(false, "cli"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the edge to notice the switch", func() bool { return !h.srv.Telemetry().Status().Connected })
+	// Sharing off in its status, not only disconnected: a failed publish
+	// also disconnects, and would reconnect while sharing is on.
+	eventually(t, "the edge to notice the switch", func() bool {
+		st := h.srv.Telemetry().Status()
+		return !st.Sharing && !st.Connected
+	})
 	cp.relay.cut()
 	before := cp.relay.conns.Load()
 	traffic(t, h, tenants, 10, 10, "c")

@@ -65,6 +65,11 @@ type Service struct {
 	ledger *Ledger
 	wake   chan struct{}
 
+	// reloading serializes reload: without it, the file watcher's read
+	// of the switch, taken before an admin API change, could be applied
+	// after it and turn sharing off again until the next poll.
+	reloading sync.Mutex
+
 	mu       sync.Mutex
 	prog     Progress
 	enr      Enrollment
@@ -213,6 +218,8 @@ func (s *Service) watch(ctx context.Context) {
 
 // reload applies the files' state.
 func (s *Service) reload(ctx context.Context) {
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
 	sh, err := s.opts.Dir.Sharing()
 	if err != nil {
 		s.setErr("read sharing switch: " + err.Error())

@@ -1,4 +1,4 @@
-package proxy
+package intake
 
 import (
 	"errors"
@@ -57,7 +57,7 @@ func (b *bodyBudget) give(n int64) { b.used.Add(-n) }
 // requestBody is a request body read in full; release returns its
 // buffer and its share of the budget.
 type requestBody struct {
-	p     *Proxy
+	in    *intake
 	buf   *[]byte
 	taken int64
 }
@@ -65,8 +65,8 @@ type requestBody struct {
 func (rb *requestBody) bytes() []byte { return *rb.buf }
 
 func (rb *requestBody) release() {
-	rb.p.bodies.give(rb.taken)
-	rb.p.opts.Metrics.bodyBytes.Sub(float64(rb.taken))
+	rb.in.bodies.give(rb.taken)
+	rb.in.o.Metrics.BodyBytes(-rb.taken)
 	if cap(*rb.buf) <= bodyPoolMax {
 		*rb.buf = (*rb.buf)[:0]
 		bodyPool.Put(rb.buf)
@@ -80,8 +80,8 @@ var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &
 // takes longer than BodyTimeout, and 503 when the bodies in progress would
 // pass MaxInflightBodyBytes. The caller must release the body, also after
 // an error.
-func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) (*requestBody, error) {
-	rb := &requestBody{p: p, buf: bodyPool.Get().(*[]byte)}
+func (in *intake) readBody(w http.ResponseWriter, r *http.Request) (*requestBody, error) {
+	rb := &requestBody{in: in, buf: bodyPool.Get().(*[]byte)}
 	// The read deadline bounds a body trickled in. It is lifted once the
 	// body is read, since on HTTP/1 it would otherwise also end a long
 	// answer's stream; after an error it stays, so that net/http, draining
@@ -89,8 +89,8 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) (*requestBody, 
 	// wait on the client either. A writer without deadlines (an in-process
 	// test) reads unbounded.
 	rc := http.NewResponseController(w)
-	deadline := rc.SetReadDeadline(time.Now().Add(p.opts.BodyTimeout)) == nil
-	limit := p.opts.MaxBodyBytes
+	deadline := rc.SetReadDeadline(time.Now().Add(in.o.BodyTimeout)) == nil
+	limit := in.o.MaxBodyBytes
 	if r.ContentLength > limit {
 		return rb, errTooLarge
 	}
@@ -104,12 +104,12 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) (*requestBody, 
 		}
 		n, err := r.Body.Read(b[len(b):cap(b)])
 		if n > 0 {
-			if !p.bodies.take(int64(n)) {
-				p.opts.Metrics.bodyRefused("budget")
+			if !in.bodies.take(int64(n)) {
+				in.o.Metrics.BodyRefused("budget")
 				return rb, errBodyBudget
 			}
 			rb.taken += int64(n)
-			p.opts.Metrics.bodyBytes.Add(float64(n))
+			in.o.Metrics.BodyBytes(int64(n))
 			b = b[:len(b)+n]
 			if int64(len(b)) > limit {
 				return rb, errTooLarge
@@ -125,7 +125,7 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) (*requestBody, 
 			}
 			return rb, nil
 		case isTimeout(err):
-			p.opts.Metrics.bodyRefused("timeout")
+			in.o.Metrics.BodyRefused("timeout")
 			return rb, errBodyTimeout
 		}
 		return rb, errBodyRead

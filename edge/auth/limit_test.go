@@ -1,4 +1,4 @@
-package proxy
+package auth
 
 import (
 	"net/http"
@@ -28,13 +28,12 @@ func TestClientAddr(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := &Proxy{opts: Options{TrustedProxies: c.trusted}}
 			r, _ := http.NewRequest("GET", "/", nil)
 			r.RemoteAddr = c.remote
 			for _, v := range c.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			if got := p.clientAddr(r); got != netip.MustParseAddr(c.want) {
+			if got := clientAddr(r, c.trusted); got != netip.MustParseAddr(c.want) {
 				t.Fatalf("client %v, want %s", got, c.want)
 			}
 		})
@@ -42,7 +41,7 @@ func TestClientAddr(t *testing.T) {
 }
 
 func TestAuthLimiter(t *testing.T) {
-	l := newAuthLimiter(3, time.Minute, 100)
+	l := newLimiter(3, time.Minute, 100)
 	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
 	t0 := time.Unix(1_000_000, 0)
 	for i := range 3 {
@@ -64,7 +63,7 @@ func TestAuthLimiter(t *testing.T) {
 	if w := l.blocked(a, t0.Add(time.Minute)); w != 0 {
 		t.Fatal("a failure in a new window blocked at once")
 	}
-	if e := errAuthLimited(1500 * time.Millisecond); e.Status != 429 || e.RetryAfter != 2 {
+	if e := errLimited(1500 * time.Millisecond); e.Status != 429 || e.RetryAfter != 2 {
 		t.Fatalf("%+v", e)
 	}
 }
@@ -73,7 +72,7 @@ func TestAuthLimiter(t *testing.T) {
 // limiter past its bound.
 func TestAuthLimiterIsBounded(t *testing.T) {
 	const clients = 1000
-	l := newAuthLimiter(3, time.Minute, clients)
+	l := newLimiter(3, time.Minute, clients)
 	now := time.Now()
 	for i := range 10 * clients {
 		l.fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)

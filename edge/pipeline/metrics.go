@@ -1,7 +1,8 @@
-package proxy
+package pipeline
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -78,7 +79,9 @@ func NewMetrics(reg prometheus.Registerer, knownModel func(edge.Provider, string
 	return m
 }
 
-func (m *Metrics) observe(rec *edge.RequestRecord, noUpstream bool) {
+// Observe counts a request once it is answered; noUpstream: no provider
+// call was made, so no added latency is observed.
+func (m *Metrics) Observe(rec *edge.RequestRecord, noUpstream bool) {
 	model := "other"
 	if rec.Model != "" && m.knownModel(rec.Provider, rec.Model) {
 		model = rec.Model
@@ -92,10 +95,25 @@ func (m *Metrics) observe(rec *edge.RequestRecord, noUpstream bool) {
 	m.upstreamLat.WithLabelValues(string(rec.Provider)).Observe(rec.UpstreamLatency.Seconds())
 }
 
-func (m *Metrics) upstreamError(p edge.Provider, kind string) {
+// UpstreamError counts a failed provider call, by kind.
+func (m *Metrics) UpstreamError(p edge.Provider, kind string) {
 	m.upstreamErrors.WithLabelValues(string(p), kind).Inc()
 }
 
-func (m *Metrics) bodyRefused(reason string) {
+// BodyRefused counts a request body refused, by reason.
+func (m *Metrics) BodyRefused(reason string) {
 	m.bodyRefusals.WithLabelValues(reason).Inc()
 }
+
+// Coalesced counts a request answered from an identical one's call.
+func (m *Metrics) Coalesced() { m.coalesced.Inc() }
+
+// ChunkForwarded observes the time from an event's arrival until it was
+// flushed to the client.
+func (m *Metrics) ChunkForwarded(d time.Duration) { m.chunkForward.Observe(d.Seconds()) }
+
+// AuthLimited counts a request refused by the failed-key-check limit.
+func (m *Metrics) AuthLimited() { m.authLimited.Inc() }
+
+// BodyBytes adds n (negative: releases) to the request-body bytes held.
+func (m *Metrics) BodyBytes(n int64) { m.bodyBytes.Add(float64(n)) }

@@ -1,4 +1,4 @@
-package proxy
+package auth
 
 import (
 	"context"
@@ -16,17 +16,17 @@ import (
 
 // Limiting failed gateway-key checks (issue 13, finding 8). Every
 // well-formed key the edge does not know costs a store lookup; a client
-// address whose keys failed Options.AuthFailureLimit times within
-// Options.AuthFailureWindow gets 429 for keys the edge does not already
+// address whose keys failed Options.FailureLimit times within
+// Options.FailureWindow gets 429 for keys the edge does not already
 // hold as valid, until the window ends. Keys already known to the edge
 // (cached from an earlier use) keep working from that address: they cost
 // no lookup, and an attacker sharing a NAT or a load balancer's address
 // with honest clients does not lock them out.
 
-// authLimiter counts failed key checks per client address, in fixed
+// limiter counts failed key checks per client address, in fixed
 // windows, remembering at most a bounded number of addresses (the least
 // recently failing are forgotten first).
-type authLimiter struct {
+type limiter struct {
 	limit  int
 	window time.Duration
 
@@ -39,14 +39,14 @@ type authWindow struct {
 	failures int
 }
 
-func newAuthLimiter(limit int, window time.Duration, clients int) *authLimiter {
+func newLimiter(limit int, window time.Duration, clients int) *limiter {
 	addrs, _ := simplelru.NewLRU[netip.Addr, authWindow](clients, nil) // clients is positive
-	return &authLimiter{limit: limit, window: window, addrs: addrs}
+	return &limiter{limit: limit, window: window, addrs: addrs}
 }
 
 // blocked returns how long addr must wait before its keys are checked
 // again; zero when they may be checked now.
-func (l *authLimiter) blocked(addr netip.Addr, now time.Time) time.Duration {
+func (l *limiter) blocked(addr netip.Addr, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w, ok := l.addrs.Peek(addr)
@@ -57,7 +57,7 @@ func (l *authLimiter) blocked(addr netip.Addr, now time.Time) time.Duration {
 }
 
 // fail counts a failed key check from addr.
-func (l *authLimiter) fail(addr netip.Addr, now time.Time) {
+func (l *limiter) fail(addr netip.Addr, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w, ok := l.addrs.Get(addr)
@@ -68,7 +68,7 @@ func (l *authLimiter) fail(addr netip.Addr, now time.Time) {
 	l.addrs.Add(addr, w)
 }
 
-func errAuthLimited(wait time.Duration) *edge.Error {
+func errLimited(wait time.Duration) *edge.Error {
 	secs := int((wait + time.Second - 1) / time.Second)
 	secs = max(secs, 1)
 	return &edge.Error{Status: 429, Code: "auth_rate_limited", RetryAfter: secs,
@@ -79,13 +79,13 @@ func errAuthLimited(wait time.Duration) *edge.Error {
 // peer's, or, when the peer is a trusted proxy, the nearest address in
 // X-Forwarded-For that is not one. IPv6 addresses count by /64, the
 // smallest block a client usually holds.
-func (p *Proxy) clientAddr(r *http.Request) netip.Addr {
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{} // in-process callers: one shared address
 	}
 	addr := ap.Addr().Unmap()
-	if p.trusted(addr) {
+	if isTrusted(trusted, addr) {
 		// Proxies append the address they received from, so the client
 		// is the rightmost entry that no trusted proxy added.
 		xff := r.Header.Values("X-Forwarded-For")
@@ -98,7 +98,7 @@ func (p *Proxy) clientAddr(r *http.Request) netip.Addr {
 					break walk
 				}
 				addr = a.Unmap()
-				if !p.trusted(addr) {
+				if !isTrusted(trusted, addr) {
 					break walk
 				}
 			}
@@ -110,8 +110,8 @@ func (p *Proxy) clientAddr(r *http.Request) netip.Addr {
 	return addr
 }
 
-func (p *Proxy) trusted(a netip.Addr) bool {
-	for _, pre := range p.opts.TrustedProxies {
+func isTrusted(trusted []netip.Prefix, a netip.Addr) bool {
+	for _, pre := range trusted {
 		if pre.Contains(a) {
 			return true
 		}
@@ -119,15 +119,14 @@ func (p *Proxy) trusted(a netip.Addr) bool {
 	return false
 }
 
-// padRejection waits until the next multiple of AuthRejectQuantum since
+// padRejection waits until the next multiple of q since
 // start (issue 13, timing of rejected keys). Refusing an unknown key, a
 // revoked one, and one remembered as absent take different work (the
 // store returns a row or none; the directory may answer from memory); as
 // long as that work fits in the quantum, every refusal leaves at the same
 // moment, and the few that do not fit are rounded up alike. It costs only
 // refused requests, whose rate the failure limiter bounds.
-func (p *Proxy) padRejection(ctx context.Context, start time.Time) {
-	q := p.opts.AuthRejectQuantum
+func padRejection(ctx context.Context, start time.Time, q time.Duration) {
 	elapsed := time.Since(start)
 	t := time.NewTimer((elapsed/q+1)*q - elapsed)
 	defer t.Stop()
