@@ -31,17 +31,6 @@ const (
 // Valid reports whether p is a provider the edge can talk to.
 func (p Provider) Valid() bool { return p == OpenAI || p == Anthropic }
 
-// DefaultBaseURL is the provider's public API root.
-func (p Provider) DefaultBaseURL() string {
-	switch p {
-	case OpenAI:
-		return "https://api.openai.com"
-	case Anthropic:
-		return "https://api.anthropic.com"
-	}
-	return ""
-}
-
 // Org is a tenant of the edge: every key, setting and record belongs to one.
 type Org struct {
 	ID        string
@@ -105,7 +94,7 @@ func (k *APIKey) Prepare() error {
 type ProviderConfig struct {
 	OrgID     string
 	Provider  Provider
-	BaseURL   string // empty means Provider.DefaultBaseURL
+	BaseURL   string // empty means the format's DefaultBaseURL (package provider)
 	APIKeyEnv string
 	SealedKey []byte
 	// AllowInsecureHTTP lets BaseURL be plain http to a host other than

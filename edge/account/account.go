@@ -26,7 +26,11 @@ func Stage(sink Sink, m *pipeline.Metrics) pipeline.Stage {
 			if ae := (*edge.Error)(nil); errors.As(err, &ae) {
 				err = x.Fail(ae)
 			}
-			if x.Rec.Status == 0 {
+			switch {
+			case x.Rec.Status != 0:
+			case err != nil && !x.W.Committed:
+				x.Rec.Status = 500 // echo's error handler answers it
+			default:
 				x.Rec.Status = x.W.Status
 			}
 			x.Rec.Latency = time.Since(x.Start)

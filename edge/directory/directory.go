@@ -64,7 +64,7 @@ type Org struct {
 // memory only.
 type Upstream struct {
 	Provider   edge.Provider
-	BaseURL    string // no trailing slash
+	BaseURL    string // no trailing slash; empty: the provider format's DefaultBaseURL
 	Credential string
 	// CredentialSource names where the credential comes from (an
 	// environment variable, or "sealed"), for logs; never the secret.
@@ -213,10 +213,9 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 	o := &Org{ID: id, Fingerprinter: fingerprint.New(secret), upstreams: make(map[edge.Provider]Upstream, len(pcs))}
 	clear(secret)
 	for _, pc := range pcs {
+		// Empty: the provider's public API (the forwarder asks the
+		// provider's format).
 		base := strings.TrimSuffix(strings.TrimRight(pc.BaseURL, "/"), "/v1")
-		if base == "" {
-			base = pc.Provider.DefaultBaseURL()
-		}
 		u := Upstream{Provider: pc.Provider, BaseURL: base, CredentialSource: pc.APIKeyEnv}
 		if err := pc.Check(d.opts.APIKeyEnvDeny); err != nil {
 			// Stored before these rules, or by hand: read no credential

@@ -180,7 +180,11 @@ func (fw *Forwarder) Serve(x *pipeline.Exchange) error {
 // request builds the upstream request.
 func (fw *Forwarder) request(ctx context.Context, x *pipeline.Exchange) (*http.Request, error) {
 	r := x.R
-	target := x.Upstream.BaseURL + r.URL.Path
+	base := x.Upstream.BaseURL
+	if base == "" {
+		base = x.Format.DefaultBaseURL()
+	}
+	target := base + r.URL.Path
 	if r.URL.RawQuery != "" {
 		target += "?" + r.URL.RawQuery
 	}

@@ -53,6 +53,24 @@ type Rates struct {
 	Output       Rate // unset for embedding models
 }
 
+// byName returns the rate the price file names name (input,
+// cached_input, cache_write, cache_write_1h, output); unset when unknown.
+func (r Rates) byName(name string) Rate {
+	switch name {
+	case "input":
+		return r.Input
+	case "cached_input":
+		return r.CachedInput
+	case "cache_write":
+		return r.CacheWrite
+	case "cache_write_1h":
+		return r.CacheWrite1h
+	case "output":
+		return r.Output
+	}
+	return Rate{}
+}
+
 // LongContext holds the rates that replace a model's own when a request's
 // input (input, cached input and cache writes together) exceeds
 // AboveInputTokens, as Anthropic bills Claude Sonnet 4 and 4.5 beyond 200K
@@ -80,7 +98,7 @@ type Table struct {
 func (t *Table) Version() string { return t.version }
 
 var embeddedTable = sync.OnceValues(func() (*Table, error) {
-	f, err := decode(bytes.NewReader(embedded), false)
+	f, err := decode(bytes.NewReader(embedded), false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("embedded prices.json: %w", err)
 	}
@@ -91,8 +109,10 @@ var embeddedTable = sync.OnceValues(func() (*Table, error) {
 // Load returns the embedded table, with override merged over it when
 // override is not nil. An override entry replaces the embedded entry of the
 // same provider and model as a whole; a null entry removes it. Malformed or
-// negative prices are errors that name the model and the field.
-func Load(override io.Reader) (*Table, error) {
+// negative prices are errors that name the model and the field, and so is
+// an override entry without a rate one of formats requires of its
+// provider's models (Format.RequiredRates).
+func Load(override io.Reader, formats ...RateRequirer) (*Table, error) {
 	base, err := embeddedTable()
 	if err != nil {
 		return nil, err
@@ -100,7 +120,7 @@ func Load(override io.Reader) (*Table, error) {
 	if override == nil {
 		return base, nil
 	}
-	f, err := decode(override, true)
+	f, err := decode(override, true, formats)
 	if err != nil {
 		return nil, fmt.Errorf("pricing override: %w", err)
 	}
@@ -126,13 +146,13 @@ func Load(override io.Reader) (*Table, error) {
 }
 
 // LoadFile is Load with the override read from the file at path.
-func LoadFile(path string) (*Table, error) {
+func LoadFile(path string, formats ...RateRequirer) (*Table, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("pricing override: %w", err)
 	}
 	defer f.Close()
-	t, err := Load(f)
+	t, err := Load(f, formats...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -193,6 +213,13 @@ func isDate(y, m, d string) bool {
 	mm := int(m[0]-'0')*10 + int(m[1]-'0')
 	dd := int(d[0]-'0')*10 + int(d[1]-'0')
 	return mm >= 1 && mm <= 12 && dd >= 1 && dd <= 31
+}
+
+// RateRequirer says which rates every model of a provider must have
+// (provider.Format).
+type RateRequirer interface {
+	Provider() edge.Provider
+	RequiredRates() []string
 }
 
 // Biller is what pricing needs to know of a provider's format (see
@@ -390,7 +417,7 @@ type decoded struct {
 // ErrInvalid marks a malformed table.
 var ErrInvalid = errors.New("invalid pricing table")
 
-func decode(r io.Reader, override bool) (decoded, error) {
+func decode(r io.Reader, override bool, formats []RateRequirer) (decoded, error) {
 	var f file
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
@@ -423,7 +450,7 @@ func decode(r io.Reader, override bool) (decoded, error) {
 				d.removed[p] = append(d.removed[p], name)
 				continue
 			}
-			pr, err := parsePrice(p, raw)
+			pr, err := parsePrice(raw, required(formats, p))
 			if err != nil {
 				return decoded{}, fmt.Errorf("%w: %s model %q: %w", ErrInvalid, p, name, err)
 			}
@@ -433,7 +460,17 @@ func decode(r io.Reader, override bool) (decoded, error) {
 	return d, nil
 }
 
-func parsePrice(p edge.Provider, raw json.RawMessage) (Price, error) {
+// required returns the rates formats require of p's models.
+func required(formats []RateRequirer, p edge.Provider) []string {
+	for _, f := range formats {
+		if f.Provider() == p {
+			return f.RequiredRates()
+		}
+	}
+	return nil
+}
+
+func parsePrice(raw json.RawMessage, need []string) (Price, error) {
 	var fp filePrice
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -447,16 +484,9 @@ func parsePrice(p edge.Provider, raw json.RawMessage) (Price, error) {
 	if !rates.Input.Set {
 		return Price{}, errors.New("input: missing")
 	}
-	if p == edge.Anthropic {
-		// Anthropic bills cache reads and writes outside input_tokens:
-		// without their rates, no answer could be priced.
-		for _, f := range []struct {
-			name string
-			r    Rate
-		}{{"cached_input", rates.CachedInput}, {"cache_write", rates.CacheWrite}, {"output", rates.Output}} {
-			if !f.r.Set {
-				return Price{}, fmt.Errorf("%s: missing", f.name)
-			}
+	for _, name := range need {
+		if !rates.byName(name).Set {
+			return Price{}, fmt.Errorf("%s: missing", name)
 		}
 	}
 	pr := Price{Rates: rates}

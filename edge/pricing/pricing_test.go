@@ -391,7 +391,7 @@ func TestOverrideErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(strings.NewReader(tt.in))
+			_, err := Load(strings.NewReader(tt.in), openai.Format{}, anthropic.Format{})
 			if err == nil {
 				t.Fatal("Load succeeded")
 			}
@@ -483,6 +483,28 @@ func BenchmarkCostResult(b *testing.B) {
 	for b.Loop() {
 		if _, known := tab.CostResult(anthropic.Format{}, anthropic.Messages, r); !known {
 			b.Fatal("unknown")
+		}
+	}
+}
+
+// TestEmbeddedTableHasRequiredRates: the embedded table is decoded once,
+// without formats; every model in it must still have the rates its
+// provider's format requires.
+func TestEmbeddedTableHasRequiredRates(t *testing.T) {
+	tb, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []RateRequirer{openai.Format{}, anthropic.Format{}} {
+		if len(tb.models[f.Provider()]) == 0 {
+			t.Fatalf("no %s models in the embedded table", f.Provider())
+		}
+		for name, pr := range tb.models[f.Provider()] {
+			for _, r := range f.RequiredRates() {
+				if !pr.Rates.byName(r).Set {
+					t.Errorf("%s %s: %s missing", f.Provider(), name, r)
+				}
+			}
 		}
 	}
 }

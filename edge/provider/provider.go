@@ -68,6 +68,10 @@ type Format interface {
 	// StandardTier reports whether a reported service tier is the one
 	// list prices are for ("" when none was reported).
 	StandardTier(tier string) bool
+	// RequiredRates are the price-file fields every model of this
+	// provider must set besides input: those without which none of its
+	// answers could be priced.
+	RequiredRates() []string
 
 	// Rewrite returns the body to send upstream for a request to ep, given
 	// what the fingerprint scan read of it, and whether usage-only stream

@@ -72,6 +72,12 @@ type Options struct {
 	Cache caching.Options
 }
 
+// DefaultFormats are the provider wire formats the edge serves: OpenAI
+// (also the shape of answers to requests no format owns), then Anthropic.
+func DefaultFormats() provider.Formats {
+	return provider.Formats{openai.Format{}, anthropic.Format{}}
+}
+
 var errNotFound = &edge.Error{Status: 404, Code: "unknown_url", Message: "Unknown route. The edge serves /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /v1/messages and /v1/messages/count_tokens."}
 
 // Proxy serves the provider-compatible routes.
@@ -84,7 +90,7 @@ type Proxy struct {
 // New returns a proxy; register its routes with Register.
 func New(keys auth.Resolver, sink account.Sink, prices forward.Pricer, opts Options) *Proxy {
 	if opts.Formats == nil {
-		opts.Formats = provider.Formats{openai.Format{}, anthropic.Format{}}
+		opts.Formats = DefaultFormats()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -110,8 +110,13 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	if err != nil {
 		return nil, fmt.Errorf("load shipped pricing table: %w", err)
 	}
+	formats := proxy.DefaultFormats()
 	if cfg.PricingFile != "" {
-		if prices, err = pricing.LoadFile(cfg.PricingFile); err != nil {
+		rr := make([]pricing.RateRequirer, len(formats))
+		for i, f := range formats {
+			rr[i] = f
+		}
+		if prices, err = pricing.LoadFile(cfg.PricingFile, rr...); err != nil {
 			return nil, fmt.Errorf("CODEX_PRICING_FILE: %w", err)
 		}
 	}
@@ -179,6 +184,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, fmt.Errorf("CODEX_TRUSTED_PROXIES: %w", err)
 	}
 	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
+		Formats:        formats,
 		Cache:          cacheOpts,
 		ConnectTimeout: cfg.UpstreamConnectTimeout,
 		HeaderTimeout:  cfg.UpstreamHeaderTimeout,

@@ -32,6 +32,9 @@ func (Format) Provider() edge.Provider { return edge.Anthropic }
 
 func (Format) DefaultBaseURL() string { return "https://api.anthropic.com" }
 
+// RequiredRates: Anthropic bills cache reads and writes outside input_tokens: without their rates, no answer could be priced.
+func (Format) RequiredRates() []string { return []string{"cached_input", "cache_write", "output"} }
+
 var routes = []provider.Route{
 	{Method: http.MethodPost, Path: "/v1/messages", Endpoint: Messages},
 	{Method: http.MethodPost, Path: "/v1/messages/count_tokens", Endpoint: CountTokens},

@@ -30,6 +30,9 @@ func (Format) Provider() edge.Provider { return edge.OpenAI }
 
 func (Format) DefaultBaseURL() string { return "https://api.openai.com" }
 
+// RequiredRates: OpenAI reports cache reads inside input tokens and has no separate cache-write bucket for most models: input alone prices an answer.
+func (Format) RequiredRates() []string { return nil }
+
 var routes = []provider.Route{
 	{Method: http.MethodPost, Path: "/v1/chat/completions", Endpoint: ChatCompletions},
 	{Method: http.MethodPost, Path: "/v1/responses", Endpoint: Responses},
