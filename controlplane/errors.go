@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/persiv/codex/shared/wire"
 )
 
 // Kind is what went wrong, as far as a client may know. It picks the HTTP
@@ -98,20 +100,10 @@ func (e *Error) APICode() string {
 	return string(e.Kind)
 }
 
-// ErrorBody is the API's error answer: {"error":{"code","message"}}.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail is the inside of an ErrorBody.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// Body returns e as the API answers it.
-func (e *Error) Body() ErrorBody {
-	return ErrorBody{Error: ErrorDetail{Code: e.APICode(), Message: e.Message}}
+// Body returns e as the API answers it: {"error":{"code","message"}}, the
+// shape an edge reads when enrollment is refused.
+func (e *Error) Body() wire.ErrorBody {
+	return wire.ErrorBody{Error: wire.ErrorDetail{Code: e.APICode(), Message: e.Message}}
 }
 
 // ErrorFor maps err to what a client is shown:

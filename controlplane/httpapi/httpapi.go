@@ -22,6 +22,7 @@ import (
 
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // MaxEnrollBody bounds an enrollment request.
@@ -61,7 +62,7 @@ func (a *API) Handler() *echo.Echo {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/readyz", a.readyz)
-	e.POST("/api/v1/enroll", a.enroll)
+	e.POST(wire.EnrollPath, a.enroll)
 	if a.Dashboard != nil {
 		a.Dashboard.Register(e)
 	}
@@ -110,7 +111,7 @@ func (a *API) enroll(c echo.Context) error {
 	if err != nil || mt != "application/json" {
 		return errJSONOnly
 	}
-	var req enroll.Request
+	var req wire.EnrollRequest
 	if err := decodeStrict(http.MaxBytesReader(c.Response(), c.Request().Body, MaxEnrollBody), &req); err != nil {
 		return err
 	}
