@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/controlplane"
 )
 
 // CSRFHeader carries the session's CSRF token on the JSON API's
@@ -37,11 +39,11 @@ func (s *Server) requireAPIRequest(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if err != nil || mt != "application/json" {
-				return &httpError{status: http.StatusUnsupportedMediaType, msg: "send application/json"}
+				return &controlplane.Error{Kind: controlplane.KindUnsupportedMedia, Message: "send application/json"}
 			}
 		}
 		if !s.csrfValid(sess(c).ID, r.Header.Get(CSRFHeader)) {
-			return &httpError{status: http.StatusForbidden, msg: "missing or invalid " + CSRFHeader}
+			return &controlplane.Error{Kind: controlplane.KindForbidden, Message: "missing or invalid " + CSRFHeader}
 		}
 		return next(c)
 	}
@@ -49,16 +51,12 @@ func (s *Server) requireAPIRequest(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) apiErrors(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		err := userError(next(c))
+		err := next(c)
 		if err == nil || c.Response().Committed {
 			return err
 		}
-		he := s.shownError(c, err, func(ref string) string { return "internal error " + ref })
-		code := map[int]string{401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 415: "unsupported_media_type"}[he.status]
-		if code == "" {
-			code = "error"
-		}
-		return c.JSON(he.status, map[string]any{"error": map[string]string{"code": code, "message": he.msg}})
+		e := s.shownError(c, err, func(ref string) string { return "internal error " + ref })
+		return c.JSON(e.Status(), e.Body())
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
-	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/testenv"
 	"github.com/persiv/codex/shared/wire"
 )
@@ -68,11 +67,11 @@ func enrollEdge(t *testing.T, env *testenv.Env, orgID, name, version string) tes
 	}
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	resp, err := env.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: name, Version: version})
+	resp, err := env.Enroll.Enroll(ctx, wire.EnrollRequest{Token: tok, PublicKey: pub, Name: name, Version: version})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testenv.Edge{Response: resp, Key: kp}
+	return testenv.Edge{EnrollResponse: resp, Key: kp}
 }
 
 // TestBrowserOverviewAndFleet logs in with headless Chromium and reads the

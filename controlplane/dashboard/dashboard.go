@@ -202,7 +202,7 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // errLogin sends a browser to the login form (and an API client a 401).
-var errLogin = &httpError{status: http.StatusUnauthorized, msg: "Please sign in."}
+var errLogin = &controlplane.Error{Kind: controlplane.KindUnauthorized, Message: "Please sign in."}
 
 func isSafe(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
@@ -221,7 +221,7 @@ func (s *Server) requireCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-var errCSRF = &httpError{status: http.StatusForbidden, msg: "This form has expired or did not come from this dashboard. Reload the page and try again."}
+var errCSRF = &controlplane.Error{Kind: controlplane.KindForbidden, Message: "This form has expired or did not come from this dashboard. Reload the page and try again."}
 
 // preToken is the CSRF token of the login and invitation forms, bound to
 // the pre-session cookie.
@@ -291,7 +291,7 @@ func requireRole(min controlplane.Role) echo.MiddlewareFunc {
 	}
 }
 
-var errForbidden = &httpError{status: http.StatusForbidden, msg: "Your role does not allow this. Ask an admin or owner of your organization."}
+var errForbidden = &controlplane.Error{Kind: controlplane.KindForbidden, Message: "Your role does not allow this. Ask an admin or owner of your organization."}
 
 func (s *Server) setCookie(c echo.Context, name, value string, maxAge time.Duration) {
 	c.SetCookie(&http.Cookie{Name: name, Value: value, Path: "/", MaxAge: int(maxAge / time.Second),
@@ -302,63 +302,39 @@ func (s *Server) clearCookie(c echo.Context, name string) {
 	c.SetCookie(&http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 }
 
-// httpError is an error with the status and message the user sees.
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
-var errNotFound = &httpError{status: http.StatusNotFound, msg: "Not found."}
-
-// userError maps store errors to what a user may see: another org's
-// resource is simply not found.
-func userError(err error) error {
-	var he *httpError
-	switch {
-	case err == nil, errors.As(err, &he):
-		return err
-	case errors.Is(err, controlplane.ErrNotFound):
-		return errNotFound
-	}
-	return err
-}
-
-// shownError is the error the user sees for err: an httpError as it is,
-// an echo error by its status, and anything else as a 500 whose details
-// are logged under a reference that internal puts in the message.
-func (s *Server) shownError(c echo.Context, err error, internal func(ref string) string) *httpError {
-	var he *httpError
+// shownError is what the user sees of err: controlplane.ErrorFor, with an
+// echo error by its status. An internal error is logged with its cause
+// under a reference that internal puts in the message.
+func (s *Server) shownError(c echo.Context, err error, internal func(ref string) string) controlplane.Error {
 	var ee *echo.HTTPError
-	switch {
-	case errors.As(err, &he):
-	case errors.As(err, &ee):
-		he = &httpError{status: ee.Code, msg: http.StatusText(ee.Code)}
-	default:
+	if errors.As(err, &ee) {
+		err = controlplane.StatusError(ee.Code)
+	}
+	e := *controlplane.ErrorFor(err)
+	if e.Kind == controlplane.KindInternal {
 		ref := randomID()[:10]
 		s.log.Error("dashboard request failed", "path", c.Path(), "error_id", ref, "err", err)
-		he = &httpError{status: http.StatusInternalServerError, msg: internal(ref)}
+		e.Message = internal(ref)
 	}
-	return he
+	return e
 }
 
 // pageErrors renders errors as pages.
 func (s *Server) pageErrors(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		err := userError(next(c))
+		err := next(c)
 		if err == nil || c.Response().Committed {
 			return err
 		}
 		if err == errLogin {
 			return c.Redirect(http.StatusSeeOther, "/login")
 		}
-		he := s.shownError(c, err, func(ref string) string {
+		e := s.shownError(c, err, func(ref string) string {
 			return "Something went wrong on our side (reference " + ref + ")."
 		})
 		data := s.base(c, "Error")
-		data.Error = he.msg
-		data.Status = he.status
-		return s.render(c, he.status, "error", data)
+		data.Error = e.Message
+		data.Status = e.Status()
+		return s.render(c, e.Status(), "error", data)
 	}
 }

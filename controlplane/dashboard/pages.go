@@ -414,9 +414,9 @@ func (s *Server) invite(c echo.Context) error {
 }
 
 var (
-	errLastOwner = &httpError{status: http.StatusConflict, msg: "An organization needs at least one owner: make someone else an owner first."}
-	errOwnRole   = &httpError{status: http.StatusForbidden, msg: "You cannot change your own role: ask another owner."}
-	errStaleRole = &httpError{status: http.StatusConflict, msg: "The member's role changed meanwhile. Reload the page and try again."}
+	errLastOwner = &controlplane.Error{Kind: controlplane.KindConflict, Message: "An organization needs at least one owner: make someone else an owner first."}
+	errOwnRole   = &controlplane.Error{Kind: controlplane.KindForbidden, Message: "You cannot change your own role: ask another owner."}
+	errStaleRole = &controlplane.Error{Kind: controlplane.KindConflict, Message: "The member's role changed meanwhile. Reload the page and try again."}
 )
 
 func (s *Server) removeMember(c echo.Context) error {
@@ -463,7 +463,7 @@ func (s *Server) changeRole(c echo.Context) error {
 	}
 	to := controlplane.Role(form(c, "role"))
 	if !to.Valid() {
-		return &httpError{status: http.StatusBadRequest, msg: "Choose a role."}
+		return &controlplane.Error{Kind: controlplane.KindInvalid, Message: "Choose a role."}
 	}
 	if !mayManage(u, target) || !mayGrant(u, to) {
 		return errForbidden
@@ -490,7 +490,7 @@ func (s *Server) revokeInvite(c echo.Context) error {
 	u := sess(c).User
 	hash, ok := parseInviteID(c.Param("id"))
 	if !ok {
-		return errNotFound
+		return controlplane.ErrNotFound
 	}
 	now := s.now()
 	invs, err := s.store.Invites(ctx, u.OrgID, now)
@@ -499,7 +499,7 @@ func (s *Server) revokeInvite(c echo.Context) error {
 	}
 	i := slices.IndexFunc(invs, func(inv controlplane.Invite) bool { return inv.Hash == hash })
 	if i < 0 {
-		return errNotFound
+		return controlplane.ErrNotFound
 	}
 	if !mayGrant(u, invs[i].Role) {
 		return errForbidden
@@ -526,7 +526,7 @@ func inviteHash(tok string) ([32]byte, bool) {
 	return sha256.Sum256([]byte(tok)), true
 }
 
-var errBadInvite = &httpError{status: http.StatusNotFound, msg: "This invitation link is invalid, used or expired. Ask for a new one."}
+var errBadInvite = &controlplane.Error{Kind: controlplane.KindNotFound, Message: "This invitation link is invalid, used or expired. Ask for a new one."}
 
 func (s *Server) invitePage(c echo.Context) error {
 	hash, ok := inviteHash(c.Param("token"))
@@ -586,7 +586,7 @@ func (s *Server) acceptInvite(c echo.Context) error {
 	case errors.Is(err, controlplane.ErrNotFound):
 		return errBadInvite
 	case errors.Is(err, controlplane.ErrConflict):
-		return &httpError{status: http.StatusConflict, msg: "This email is already a member of the organization: sign in instead."}
+		return &controlplane.Error{Kind: controlplane.KindConflict, Message: "This email is already a member of the organization: sign in instead."}
 	case err != nil:
 		return err
 	}
@@ -669,7 +669,7 @@ func (s *Server) createToken(c echo.Context) error {
 		}
 	}
 	if ttl == 0 {
-		return &httpError{status: http.StatusBadRequest, msg: "Choose how long the token stays valid."}
+		return &controlplane.Error{Kind: controlplane.KindInvalid, Message: "Choose how long the token stays valid."}
 	}
 	tok, err := s.enroll.CreateToken(c.Request().Context(), u.OrgID, ttl)
 	if err != nil {

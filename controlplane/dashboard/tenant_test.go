@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
-	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/store/storetest"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // TestCrossTenantNotFound: an owner of org B tries every route with org
@@ -39,7 +39,7 @@ func TestCrossTenantNotFound(t *testing.T) {
 	}
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	edgeA, err := f.env.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: "alpha-edge-secret", Version: "9.9.9"})
+	edgeA, err := f.env.Enroll.Enroll(ctx, wire.EnrollRequest{Token: tok, PublicKey: pub, Name: "alpha-edge-secret", Version: "9.9.9"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,27 +96,8 @@ func (s *Service) CreateToken(ctx context.Context, orgID string, ttl time.Durati
 	return tok, nil
 }
 
-// Request is what an edge sends to enroll.
-type Request struct {
-	Token     string `json:"token"`
-	PublicKey string `json:"public_key"` // NATS user nkey, "U…"
-	Name      string `json:"name"`
-	Version   string `json:"version"`
-}
-
-// Response is what an enrolled edge receives. With its own seed, UserJWT
-// lets it publish on Subject only, using InboxPrefix for replies.
-type Response struct {
-	EdgeID      string `json:"edge_id"`
-	OrgID       string `json:"org_id"`
-	UserJWT     string `json:"user_jwt"`
-	NATSURL     string `json:"nats_url"`
-	Subject     string `json:"subject"`
-	InboxPrefix string `json:"inbox_prefix"`
-}
-
-// Validate checks the request's fields (not the token's validity).
-func (r *Request) Validate() error {
+// validate checks the request's fields (not the token's validity).
+func validate(r wire.EnrollRequest) error {
 	switch {
 	case !nkeys.IsValidPublicUserKey(r.PublicKey):
 		return fmt.Errorf("%w: public_key is not a NATS user public key", controlplane.ErrInvalid)
@@ -129,36 +110,36 @@ func (r *Request) Validate() error {
 }
 
 // Enroll redeems the token once and returns the new edge's credentials.
-func (s *Service) Enroll(ctx context.Context, r Request) (Response, error) {
-	if err := r.Validate(); err != nil {
-		return Response{}, err
+func (s *Service) Enroll(ctx context.Context, r wire.EnrollRequest) (wire.EnrollResponse, error) {
+	if err := validate(r); err != nil {
+		return wire.EnrollResponse{}, err
 	}
 	if len(r.Token) != tokenLen || !strings.HasPrefix(r.Token, TokenPrefix) {
-		return Response{}, ErrBadToken
+		return wire.EnrollResponse{}, ErrBadToken
 	}
 	hash := sha256.Sum256([]byte(r.Token))
 	e, err := s.Store.RedeemEnrollToken(ctx, hash, s.now(), controlplane.Edge{
 		ID: controlplane.NewID("edge"), Name: r.Name, Version: r.Version, PublicKey: r.PublicKey,
 	})
 	if errors.Is(err, controlplane.ErrUnauthorized) {
-		return Response{}, ErrBadToken
+		return wire.EnrollResponse{}, ErrBadToken
 	}
 	if err != nil {
-		return Response{}, fmt.Errorf("enroll: %w", err)
+		return wire.EnrollResponse{}, fmt.Errorf("enroll: %w", err)
 	}
 	if err := s.Accounts.EnsureOrg(ctx, e.OrgID); err != nil {
-		return Response{}, fmt.Errorf("enroll: org signing key: %w", err)
+		return wire.EnrollResponse{}, fmt.Errorf("enroll: org signing key: %w", err)
 	}
 	if s.Streams != nil {
 		if err := s.Streams.EnsureOrg(ctx, e.OrgID); err != nil {
-			return Response{}, fmt.Errorf("enroll: %w", err)
+			return wire.EnrollResponse{}, fmt.Errorf("enroll: %w", err)
 		}
 	}
 	userJWT, err := s.Accounts.MintEdge(ctx, e.OrgID, e.ID, e.PublicKey)
 	if err != nil {
-		return Response{}, fmt.Errorf("enroll: %w", err)
+		return wire.EnrollResponse{}, fmt.Errorf("enroll: %w", err)
 	}
-	return Response{
+	return wire.EnrollResponse{
 		EdgeID: e.ID, OrgID: e.OrgID, UserJWT: userJWT, NATSURL: s.NATSURL,
 		Subject: wire.Subject(e.OrgID, e.ID), InboxPrefix: natsauth.InboxPrefix(e.ID),
 	}, nil

@@ -22,6 +22,7 @@ import (
 
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // MaxEnrollBody bounds an enrollment request.
@@ -61,7 +62,7 @@ func (a *API) Handler() *echo.Echo {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/readyz", a.readyz)
-	e.POST("/api/v1/enroll", a.enroll)
+	e.POST(wire.EnrollPath, a.enroll)
 	if a.Dashboard != nil {
 		a.Dashboard.Register(e)
 	}
@@ -80,39 +81,27 @@ func (a *API) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// apiError is an error with the status and the message the client sees.
-type apiError struct {
-	status  int
-	code    string
-	message string
-}
-
-func (e *apiError) Error() string { return e.message }
-
+// errorHandler answers every error in the API's one shape (see
+// controlplane.ErrorFor and controlplane.Error.Body). An internal error is
+// logged with its cause under a reference the answer repeats.
 func (a *API) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var ae *apiError
 	var he *echo.HTTPError
-	switch {
-	case errors.As(err, &ae):
-	case errors.As(err, &he):
-		ae = &apiError{status: he.Code, code: "http_error", message: http.StatusText(he.Code)}
-	case errors.Is(err, controlplane.ErrUnauthorized):
-		ae = &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "unauthorized"}
-	case errors.Is(err, controlplane.ErrInvalid):
-		ae = &apiError{status: http.StatusBadRequest, code: "invalid_request", message: err.Error()}
-	default:
+	if errors.As(err, &he) {
+		err = controlplane.StatusError(he.Code)
+	}
+	e := *controlplane.ErrorFor(err)
+	if e.Kind == controlplane.KindInternal {
 		// The client gets an id; the log gets the detail.
 		var id [8]byte
 		rand.Read(id[:])
 		ref := hex.EncodeToString(id[:])
 		a.Log.Error("request failed", "path", c.Path(), "error_id", ref, "err", err)
-		ae = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error " + ref}
+		e.Message = "internal error " + ref
 	}
-	body := map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}}
-	if err := c.JSON(ae.status, body); err != nil {
+	if err := c.JSON(e.Status(), e.Body()); err != nil {
 		a.Log.Error("write error response", "err", err)
 	}
 }
@@ -120,16 +109,15 @@ func (a *API) errorHandler(err error, c echo.Context) {
 func (a *API) enroll(c echo.Context) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: "send application/json"}
+		return errJSONOnly
 	}
-	var req enroll.Request
+	var req wire.EnrollRequest
 	if err := decodeStrict(http.MaxBytesReader(c.Response(), c.Request().Body, MaxEnrollBody), &req); err != nil {
 		return err
 	}
 	resp, err := a.Enroll.Enroll(c.Request().Context(), req)
 	if errors.Is(err, controlplane.ErrUnauthorized) {
-		// One answer for unknown, used, expired and malformed tokens.
-		return &apiError{status: http.StatusUnauthorized, code: "invalid_token", message: "invalid or expired enrollment token"}
+		return errBadToken
 	}
 	if err != nil {
 		return err
@@ -138,6 +126,13 @@ func (a *API) enroll(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
+var (
+	errJSONOnly = controlplane.Errorf(controlplane.KindUnsupportedMedia, "send application/json")
+	// errBadToken is the one answer for unknown, used, expired and
+	// malformed tokens.
+	errBadToken = &controlplane.Error{Kind: controlplane.KindUnauthorized, Code: "invalid_token", Message: "invalid or expired enrollment token"}
+)
+
 // decodeStrict decodes exactly one JSON object with no unknown fields.
 func decodeStrict(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
@@ -145,12 +140,12 @@ func decodeStrict(r io.Reader, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, code: "too_large", message: "request body too large"}
+			return controlplane.Errorf(controlplane.KindTooLarge, "request body too large")
 		}
-		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "malformed JSON or unknown field"}
+		return controlplane.Errorf(controlplane.KindInvalid, "malformed JSON or unknown field")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "trailing data after the JSON object"}
+		return controlplane.Errorf(controlplane.KindInvalid, "trailing data after the JSON object")
 	}
 	return nil
 }

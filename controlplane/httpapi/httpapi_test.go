@@ -47,7 +47,7 @@ func post(t *testing.T, url, contentType, body string) (int, string) {
 func request(t *testing.T, token string) (string, nkeys.KeyPair) {
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	data, _ := json.Marshal(enroll.Request{Token: token, PublicKey: pub, Name: "edge-eu-1", Version: "0.3.1"})
+	data, _ := json.Marshal(wire.EnrollRequest{Token: token, PublicKey: pub, Name: "edge-eu-1", Version: "0.3.1"})
 	return string(data), kp
 }
 
@@ -70,7 +70,7 @@ func TestEnrollOverHTTP(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("enroll: %d %s", status, out)
 	}
-	var resp enroll.Response
+	var resp wire.EnrollResponse
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&resp); err != nil {
@@ -81,7 +81,7 @@ func TestEnrollOverHTTP(t *testing.T) {
 	}
 
 	// The credentials publish on their own subject.
-	ed := testenv.Edge{Response: resp, Key: kp}
+	ed := testenv.Edge{EnrollResponse: resp, Key: kp}
 	nc, err := ed.Connect()
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
-	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/ingest"
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
@@ -736,7 +735,7 @@ func TestAccountLimits(t *testing.T) {
 	}
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	if _, err := env.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: "edge-3", Version: "0.1.0"}); err == nil || !strings.Contains(err.Error(), "insufficient") {
+	if _, err := env.Enroll.Enroll(ctx, wire.EnrollRequest{Token: tok, PublicKey: pub, Name: "edge-3", Version: "0.1.0"}); err == nil || !strings.Contains(err.Error(), "insufficient") {
 		t.Fatalf("enrollment past the account's storage: %v, want refused", err)
 	}
 	js, err := jetstream.New(env.Service)

@@ -21,6 +21,7 @@ import (
 	"github.com/persiv/codex/controlplane/natsbus"
 	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/sqlite"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // Env is a running control plane.
@@ -151,7 +152,7 @@ func (e *Env) Org(t testing.TB) string {
 
 // Edge is an enrolled edge with its private key.
 type Edge struct {
-	enroll.Response
+	wire.EnrollResponse
 	Key nkeys.KeyPair
 }
 
@@ -168,11 +169,11 @@ func (e *Env) EnrollEdge(t testing.TB, orgID string) Edge {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	resp, err := e.Enroll.Enroll(ctx, enroll.Request{Token: tok, PublicKey: pub, Name: "edge-1", Version: "0.1.0"})
+	resp, err := e.Enroll.Enroll(ctx, wire.EnrollRequest{Token: tok, PublicKey: pub, Name: "edge-1", Version: "0.1.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Edge{Response: resp, Key: kp}
+	return Edge{EnrollResponse: resp, Key: kp}
 }
 
 // Connect connects as the edge, with the options codex-edge uses.

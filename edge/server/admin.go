@@ -1,8 +1,10 @@
 package server
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"mime"
@@ -72,21 +74,28 @@ func guardAdmin(token []byte) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
 			if crossSite(r) {
-				return c.JSON(http.StatusForbidden, map[string]string{"error": "cross-site request refused by the admin listener"})
+				return errCrossSite
 			}
 			if len(token) == 0 && !loopbackHost(r.Host) {
-				return c.JSON(http.StatusForbidden, map[string]string{"error": "without an admin token the admin listener answers only to Host localhost, 127.0.0.1 or [::1]; set CODEX_ADMIN_TOKEN to reach it by another name"})
+				return errAdminHost
 			}
 			switch r.Method {
 			case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 				if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-					return c.JSON(http.StatusUnsupportedMediaType, map[string]string{"error": "the admin API takes JSON only: send Content-Type: application/json with every write, even one without a body"})
+					return edge.ErrAdminJSONOnly
 				}
 			}
 			return next(c)
 		}
 	}
 }
+
+// The admin listener's refusals.
+var (
+	errCrossSite  = edge.StatusError(http.StatusForbidden, "cross-site request refused by the admin listener")
+	errAdminHost  = edge.StatusError(http.StatusForbidden, "without an admin token the admin listener answers only to Host localhost, 127.0.0.1 or [::1]; set CODEX_ADMIN_TOKEN to reach it by another name")
+	errAdminToken = edge.StatusError(http.StatusUnauthorized, "admin token required: Authorization: Bearer <CODEX_ADMIN_TOKEN>")
+)
 
 // crossSite reports whether a browser sent r from another site or origin.
 // Clients other than browsers send neither header.
@@ -132,7 +141,7 @@ func requireToken(token []byte) echo.MiddlewareFunc {
 				got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
 				sum := sha256.Sum256([]byte(got))
 				if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-					return c.JSON(http.StatusUnauthorized, map[string]string{"error": "admin token required: Authorization: Bearer <CODEX_ADMIN_TOKEN>"})
+					return errAdminToken
 				}
 			}
 			return next(c)
@@ -146,16 +155,47 @@ func (s *Server) revokeKey(c echo.Context) error {
 	ctx := c.Request().Context()
 	k, err := s.store.KeyByID(ctx, c.Param("id"))
 	if errors.Is(err, edge.ErrNotFound) {
-		return c.JSON(http.StatusNotFound, map[string]string{"error": "no such key"})
+		return err
 	}
 	if err != nil {
-		s.log.Error("admin: look up key", "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
+		return storeUnavailable(fmt.Errorf("admin: look up key: %w", err))
 	}
 	if err := s.dir.Revoke(ctx, k.OrgID, k.ID); err != nil {
-		s.log.Error("admin: revoke key", "key", k.ID, "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
+		return storeUnavailable(fmt.Errorf("admin: revoke key %s: %w", k.ID, err))
 	}
 	s.log.Info("gateway key revoked", "key", k.ID, "org", k.OrgID)
 	return c.JSON(http.StatusOK, map[string]string{"id": k.ID, "state": string(edge.KeyRevoked)})
+}
+
+// storeUnavailable is the answer to a store that failed: the store, not the
+// request, is at fault, and a retry may succeed.
+func storeUnavailable(err error) *edge.Error {
+	e := edge.StatusError(http.StatusServiceUnavailable, "store unavailable")
+	e.Err = err
+	return e
+}
+
+// adminError is the admin listener's echo.HTTPErrorHandler: every error a
+// route, a guard or echo itself returns is answered as an edge.Error
+// (edge.ErrorFor), in the admin API's one JSON shape. Server errors are
+// logged with their cause under a reference the answer repeats.
+func (s *Server) adminError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		err = edge.StatusError(he.Code, http.StatusText(he.Code))
+	}
+	e := *edge.ErrorFor(err)
+	if e.Status >= 500 {
+		var id [6]byte
+		rand.Read(id[:])
+		ref := hex.EncodeToString(id[:])
+		s.log.Error("admin request failed", "path", c.Path(), "status", e.Status, "error_id", ref, "err", err)
+		e.Message += " (reference " + ref + ")"
+	}
+	if err := c.JSON(e.Status, e.AdminBody()); err != nil {
+		s.log.Warn("admin: write error answer", "err", err)
+	}
 }

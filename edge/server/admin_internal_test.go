@@ -1,11 +1,20 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
@@ -32,5 +41,28 @@ func TestAdminListenerTimeouts(t *testing.T) {
 	}
 	if AdminIdleTimeout <= 0 || AdminReadHeaderTimeout <= 0 {
 		t.Fatal("an admin timeout of zero means none")
+	}
+}
+
+// Issue 14, item 4: an admin request that fails on the edge's side answers
+// 500 with a reference and no detail; the log has the cause under the same
+// reference.
+func TestAdminErrorHidesCause(t *testing.T) {
+	var logs bytes.Buffer
+	s := &Server{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	rec := httptest.NewRecorder()
+	c := echo.New().NewContext(httptest.NewRequest("GET", "/admin/v1/telemetry/ledger", nil), rec)
+	s.adminError(fmt.Errorf("read ledger: %w", errors.New("open /var/lib/codex/ledger: permission denied")), c)
+	var got edge.AdminBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 500 || got.Error.Code != "internal" {
+		t.Fatalf("%d %s (%v)", rec.Code, rec.Body, err)
+	}
+	msg, ref, ok := strings.Cut(got.Error.Message, "(reference ")
+	ref = strings.TrimSuffix(ref, ")")
+	if !ok || strings.Contains(msg, "ledger") || len(ref) != 12 {
+		t.Fatalf("message %q: want no detail and a reference", got.Error.Message)
+	}
+	if !strings.Contains(logs.String(), "error_id="+ref) || !strings.Contains(logs.String(), "permission denied") {
+		t.Fatalf("log lacks the reference or the cause: %s", logs.String())
 	}
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -136,6 +137,50 @@ func TestAdminTokenGuardsMetricsAndPprof(t *testing.T) {
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if st, body := adminReq(t, "GET", admin+path, "", nil, ""); st != 200 {
 			t.Errorf("GET %s without the token: %d %s, want 200", path, st, body)
+		}
+	}
+}
+
+// Issue 14, item 4: the admin listener answers every error, its own
+// refusals, the telemetry routes' and echo's, in one JSON shape:
+// {"error":{"code","message"}}.
+func TestAdminErrorsOneShape(t *testing.T) {
+	const token = "admin-token-0123456789"
+	open := newHarness(t, fakeprovider.Options{}, nil)
+	tn := open.addOrg("acme")
+	locked := newHarnessEnv(t, fakeprovider.Options{}, nil, map[string]string{"CODEX_ADMIN_TOKEN": token})
+	admin := "http://" + open.srv.AdminAddr()
+	_, port, _ := strings.Cut(open.srv.AdminAddr(), ":")
+	jsonType := map[string]string{"Content-Type": "application/json"}
+	for _, c := range []struct {
+		name, method, url, host, body string
+		hdr                           map[string]string
+		status                        int
+		code                          string
+	}{
+		{"unknown key", "POST", admin + "/admin/v1/keys/key_nope/revoke", "", "", jsonType, 404, "not_found"},
+		{"form", "POST", admin + "/admin/v1/keys/" + tn.keyID + "/revoke", "", "x=1", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"},
+		{"cross-site", "POST", admin + "/admin/v1/keys/" + tn.keyID + "/revoke", "", "", map[string]string{"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, 403, "forbidden"},
+		{"foreign host", "GET", admin + "/admin/v1/telemetry", "rebind.evil.example:" + port, "", nil, 403, "forbidden"},
+		{"no token", "GET", "http://" + locked.srv.AdminAddr() + "/admin/v1/telemetry", "", "", nil, 401, "unauthorized"},
+		{"no token, metrics", "GET", "http://" + locked.srv.AdminAddr() + "/metrics", "", "", nil, 401, "unauthorized"},
+		{"unknown route", "GET", admin + "/admin/v1/nothing", "", "", nil, 404, "not_found"},
+		{"wrong method", "POST", admin + "/healthz", "", "", jsonType, 405, "method_not_allowed"},
+		{"sharing, bad body", "POST", admin + "/admin/v1/telemetry/sharing", "", `{"on":"yes"}`, jsonType, 400, "invalid_request"},
+		{"sharing, not enrolled", "POST", admin + "/admin/v1/telemetry/sharing", "", `{"on":true}`, jsonType, 409, "not_enrolled"},
+		{"ledger, bad after_seq", "GET", admin + "/admin/v1/telemetry/ledger?after_seq=x", "", "", nil, 400, "invalid_request"},
+	} {
+		st, body := adminReq(t, c.method, c.url, c.host, c.hdr, c.body)
+		var got struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&got); err != nil || st != c.status || got.Error.Code != c.code || got.Error.Message == "" {
+			t.Errorf("%s: %d %s, want %d with code %q (%v)", c.name, st, body, c.status, c.code, err)
 		}
 	}
 }

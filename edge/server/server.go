@@ -228,6 +228,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, err
 	}
 	a := newEcho()
+	a.HTTPErrorHandler = s.adminError
 	a.Use(guardAdmin(token))
 	authed := requireToken(token)
 	s.adminAPI = a.Group("/admin/v1", authed)

@@ -1002,7 +1002,7 @@ func TestTelemetryForeignDuplicateAckKeepsBatch(t *testing.T) {
 
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	sibling, err := cp.enroll.Enroll(ctx, enroll.Request{Token: cp.token(org), PublicKey: pub, Name: "sibling", Version: "0.1.0"})
+	sibling, err := cp.enroll.Enroll(ctx, wire.EnrollRequest{Token: cp.token(org), PublicKey: pub, Name: "sibling", Version: "0.1.0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/persiv/codex/edge"
 )
 
 // RegisterAdmin adds the telemetry routes to the admin listener's group
@@ -18,7 +20,8 @@ import (
 //	POST "/sharing"  {"on": true|false}: switch sharing, persisted
 //	GET  "/ledger"   {"entries": [...]}: every batch that left; ?after_seq=N
 //
-// These are the only ways in besides the CLI: the edge only ever
+// Errors are returned, not written: the admin listener answers them in its
+// one shape. These are the only ways in besides the CLI: the edge only ever
 // publishes to the control plane and subscribes to nothing but its own
 // acknowledgements, so nothing there can switch sharing on.
 func (s *Service) RegisterAdmin(g *echo.Group) {
@@ -31,7 +34,7 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 		// without a CORS preflight, which this listener never grants, so
 		// a browser on the admin host cannot be made to switch sharing.
 		if mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			return c.JSON(http.StatusUnsupportedMediaType, apiErr("unsupported_media_type", "send application/json"))
+			return edge.ErrAdminJSONOnly
 		}
 		var req struct {
 			On *bool `json:"on"`
@@ -39,14 +42,14 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 		dec := json.NewDecoder(io.LimitReader(c.Request().Body, 4096))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil || req.On == nil {
-			return c.JSON(http.StatusBadRequest, apiErr("invalid_request", `send {"on": true} or {"on": false}`))
+			return errSharingBody
 		}
 		s.reload(c.Request().Context()) // an enrollment the CLI just made
 		if *req.On && !s.Status().Enrolled {
-			return c.JSON(http.StatusConflict, apiErr("not_enrolled", "enroll first: codex-edge telemetry enroll --url URL --token TOKEN"))
+			return errNotEnrolled
 		}
 		if err := s.SetSharing(c.Request().Context(), *req.On, "admin-api"); err != nil {
-			return c.JSON(http.StatusInternalServerError, apiErr("internal", "could not persist the switch"))
+			return internal("could not persist the switch", err)
 		}
 		return c.JSON(http.StatusOK, s.Status())
 	})
@@ -55,13 +58,13 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 		if v := c.QueryParam("after_seq"); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return c.JSON(http.StatusBadRequest, apiErr("invalid_request", "after_seq must be an integer"))
+				return errAfterSeq
 			}
 			after = n
 		}
 		entries, err := s.Ledger()
 		if err != nil && !errors.Is(err, io.EOF) {
-			return c.JSON(http.StatusInternalServerError, apiErr("internal", "could not read the ledger"))
+			return internal("could not read the ledger", err)
 		}
 		out := make([]LedgerEntry, 0, len(entries))
 		for _, e := range entries {
@@ -73,6 +76,16 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 	})
 }
 
-func apiErr(code, msg string) map[string]any {
-	return map[string]any{"error": map[string]string{"code": code, "message": msg}}
+// The telemetry routes' refusals; the admin listener answers every
+// returned error in its one shape (see edge.Error.AdminBody).
+var (
+	errSharingBody = edge.StatusError(http.StatusBadRequest, `send {"on": true} or {"on": false}`)
+	errAfterSeq    = edge.StatusError(http.StatusBadRequest, "after_seq must be an integer")
+	errNotEnrolled = &edge.Error{Status: http.StatusConflict, Code: "not_enrolled", Message: "enroll first: codex-edge telemetry enroll --url URL --token TOKEN"}
+)
+
+func internal(msg string, err error) *edge.Error {
+	e := edge.StatusError(http.StatusInternalServerError, msg)
+	e.Err = err
+	return e
 }

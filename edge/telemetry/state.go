@@ -112,24 +112,6 @@ func (d Dir) Progress() (Progress, error) {
 
 func (d Dir) saveProgress(p Progress) error { return writeJSON(d.path("progress.json"), p) }
 
-// EnrollRequest is what the edge sends to the control plane's
-// POST /api/v1/enroll.
-type EnrollRequest struct {
-	Token     string `json:"token"`
-	PublicKey string `json:"public_key"`
-	Name      string `json:"name"`
-	Version   string `json:"version"`
-}
-
-type enrollResponse struct {
-	EdgeID      string `json:"edge_id"`
-	OrgID       string `json:"org_id"`
-	UserJWT     string `json:"user_jwt"`
-	NATSURL     string `json:"nats_url"`
-	Subject     string `json:"subject"`
-	InboxPrefix string `json:"inbox_prefix"`
-}
-
 // Enroll creates the edge's NATS user key pair, sends only its public half
 // with the one-time token to the control plane at cpURL, and stores the
 // answer with the private seed sealed by kr (org KeyOrg, purpose
@@ -175,8 +157,8 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 		sealedPseudo = old.SealedPseudonym
 	}
 
-	body, _ := json.Marshal(EnrollRequest{Token: token, PublicKey: pub, Name: name, Version: version})
-	endpoint := strings.TrimRight(u.String(), "/") + "/api/v1/enroll"
+	body, _ := json.Marshal(wire.EnrollRequest{Token: token, PublicKey: pub, Name: name, Version: version})
+	endpoint := strings.TrimRight(u.String(), "/") + wire.EnrollPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		return Enrollment{}, err
@@ -192,13 +174,11 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 		return Enrollment{}, fmt.Errorf("enroll: read answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
+		var e wire.ErrorBody
 		json.Unmarshal(raw, &e)
 		return Enrollment{}, fmt.Errorf("enroll refused (%s): %s %s", resp.Status, e.Error.Code, e.Error.Message)
 	}
-	var r enrollResponse
+	var r wire.EnrollResponse
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return Enrollment{}, fmt.Errorf("enroll: malformed answer: %w", err)
 	}

@@ -1,7 +1,9 @@
-// Package wire defines the one message that crosses from codex-edge to
-// codex-controlplane: the versioned, aggregated usage batch of DESIGN §6.
+// Package wire defines the messages that cross between codex-edge and
+// codex-controlplane: the versioned, aggregated usage batch of DESIGN §6,
+// and the enrollment exchange (EnrollRequest, EnrollResponse, ErrorBody)
+// that gives an edge its credentials.
 //
-// The type is deliberately unable to carry content. Every string is a
+// The batch is deliberately unable to carry content. Every string is a
 // bounded identifier whose charset excludes spaces and punctuation that
 // prose needs; every number is a bounded counter. Decode is strict: it
 // rejects unknown, duplicated or case-folded keys, nulls, oversized values,

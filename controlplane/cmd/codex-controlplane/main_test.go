@@ -326,12 +326,12 @@ func serveAndIngest(t *testing.T, env map[string]string) string {
 
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	body, _ := json.Marshal(enroll.Request{Token: token, PublicKey: pub, Name: "edge-a", Version: "0.1.0"})
+	body, _ := json.Marshal(wire.EnrollRequest{Token: token, PublicKey: pub, Name: "edge-a", Version: "0.1.0"})
 	resp, err = client.Post(base+"/api/v1/enroll", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var er enroll.Response
+	var er wire.EnrollResponse
 	err = json.NewDecoder(resp.Body).Decode(&er)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -343,7 +343,7 @@ func serveAndIngest(t *testing.T, env map[string]string) string {
 	if resp.Header.Get("Strict-Transport-Security") == "" {
 		t.Fatal("no HSTS header")
 	}
-	nc, err := testenv.Edge{Response: er, Key: kp}.Connect(natsOpts...)
+	nc, err := testenv.Edge{EnrollResponse: er, Key: kp}.Connect(natsOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
