@@ -17,7 +17,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/persiv/codex/edge/cache/memory"
 	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/metadata"
+	"github.com/persiv/codex/edge/proxy"
+	"github.com/persiv/codex/edge/telemetry"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // Config is the edge's configuration. The yaml tag of each field is its key;
@@ -153,37 +158,42 @@ func (c Config) APIKeyEnvDenyList() []string {
 }
 
 // Default returns the embedded defaults: everything runs with no file.
+// Each package's own defaults are the source of its settings' defaults;
+// only what belongs to no package (listeners, the client-side timeouts,
+// the change feed's poll) is chosen here.
 func Default() Config {
+	px := proxy.DefaultOptions()
+	md := metadata.DefaultOptions()
 	return Config{
 		Listen:                   "127.0.0.1:8080",
 		AdminListen:              "127.0.0.1:8081",
 		DataDir:                  "./data",
 		DatabaseAppRole:          "codex_app",
 		KEK:                      "local",
-		UpstreamConnectTimeout:   10 * time.Second,
-		UpstreamHeaderTimeout:    10 * time.Minute,
-		UpstreamIdleTimeout:      5 * time.Minute,
-		MaxBodyBytes:             32 << 20,
+		UpstreamConnectTimeout:   px.ConnectTimeout,
+		UpstreamHeaderTimeout:    px.HeaderTimeout,
+		UpstreamIdleTimeout:      px.IdleTimeout,
+		MaxBodyBytes:             px.MaxBodyBytes,
 		ClientHeaderTimeout:      10 * time.Second,
 		ClientReadTimeout:        time.Minute,
-		BodyTimeout:              30 * time.Second,
-		MaxInflightBodyBytes:     256 << 20,
-		AuthFailureLimit:         20,
-		AuthFailureWindow:        time.Minute,
-		AuthFailureClients:       65536,
-		MetadataQueue:            65536,
-		MetadataBatch:            1000,
-		MetadataFlush:            250 * time.Millisecond,
+		BodyTimeout:              px.BodyTimeout,
+		MaxInflightBodyBytes:     px.MaxInflightBodyBytes,
+		AuthFailureLimit:         px.AuthFailureLimit,
+		AuthFailureWindow:        px.AuthFailureWindow,
+		AuthFailureClients:       px.AuthFailureClients,
+		MetadataQueue:            md.Queue,
+		MetadataBatch:            md.Batch,
+		MetadataFlush:            md.Flush,
 		ChangePoll:               time.Second,
-		TelemetryWindow:          60 * time.Second,
-		TelemetryQueue:           8192,
-		TelemetrySpoolMaxBatches: 10000,
-		TelemetrySpoolMaxBytes:   256 << 20,
+		TelemetryWindow:          telemetry.DefaultWindow,
+		TelemetryQueue:           telemetry.DefaultQueue,
+		TelemetrySpoolMaxBatches: telemetry.DefaultSpoolMaxBatches,
+		TelemetrySpoolMaxBytes:   telemetry.DefaultSpoolMaxBytes,
 		CacheEnabled:             true,
-		CacheTTL:                 time.Hour,
-		CacheMaxTTL:              7 * 24 * time.Hour,
-		CacheMaxEntryBytes:       4 << 20,
-		CacheBudgetBytes:         32 << 20,
+		CacheTTL:                 px.Cache.TTL,
+		CacheMaxTTL:              px.Cache.MaxTTL,
+		CacheMaxEntryBytes:       px.Cache.MaxEntryBytes,
+		CacheBudgetBytes:         memory.DefaultBudget,
 		DEKMaxSeals:              keyring.DefaultMaxSeals,
 		DEKMaxAge:                keyring.DefaultMaxAge,
 		LogLevel:                 "info",
@@ -296,7 +306,7 @@ func (c Config) Validate() error {
 	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
 	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")
 	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
-	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= time.Hour, "CODEX_TELEMETRY_WINDOW must be positive and at most 1h")
+	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= wire.MaxWindow, "CODEX_TELEMETRY_WINDOW must be positive and at most %s", wire.MaxWindow)
 	check(c.TelemetryQueue > 0, "CODEX_TELEMETRY_QUEUE must be positive")
 	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
 	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")

@@ -39,6 +39,16 @@ import (
 // HSTS is sent on every response of both listeners.
 const HSTS = "max-age=31536000; includeSubDomains"
 
+// Limits of the client-facing listener beside its configured timeouts
+// (CODEX_CLIENT_HEADER_TIMEOUT, CODEX_CLIENT_READ_TIMEOUT).
+const (
+	// ClientIdleTimeout closes a keep-alive connection that has carried no
+	// request for this long.
+	ClientIdleTimeout = 2 * time.Minute
+	// ClientMaxHeaderBytes bounds a request's headers.
+	ClientMaxHeaderBytes = 1 << 20
+)
+
 // Store is what the edge persists: its own records and the keyring's
 // wrapped data keys.
 type Store interface {
@@ -210,8 +220,8 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		// stream for long. Once the body is read the server clears the
 		// read deadline, so a stream is never cut by it.
 		ReadTimeout:    cfg.ClientReadTimeout,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 1 << 20,
+		IdleTimeout:    ClientIdleTimeout,
+		MaxHeaderBytes: ClientMaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
