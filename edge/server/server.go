@@ -312,11 +312,10 @@ func (s *Server) Telemetry() *telemetry.Service { return s.tel }
 // openCache builds the response cache: Redis when CODEX_REDIS_URL is set,
 // else in-process, with per-org and per-key overrides.
 func (s *Server) openCache(cfg config.Config) (proxy.CacheOptions, error) {
-	overrides, err := config.ParseCacheOverrides(cfg.CacheOverrides)
-	if err != nil {
-		return proxy.CacheOptions{}, err
-	}
-	var b cache.Backend
+	var (
+		b   cache.Backend
+		err error
+	)
 	if cfg.RedisURL != "" {
 		if b, err = cacheredis.Open(cfg.RedisURL, cacheredis.Options{}); err != nil {
 			return proxy.CacheOptions{}, err
@@ -326,12 +325,9 @@ func (s *Server) openCache(cfg config.Config) (proxy.CacheOptions, error) {
 	}
 	s.cache = cache.New(b, s.keys, cache.Options{Registerer: s.reg})
 	o := proxy.CacheOptions{Cache: s.cache, Enabled: cfg.CacheEnabled, TTL: cfg.CacheTTL, MaxTTL: cfg.CacheMaxTTL, MaxEntryBytes: cfg.CacheMaxEntryBytes}
-	if len(overrides) > 0 {
+	if overrides := cfg.CacheOverrides; len(overrides) > 0 {
 		o.Policy = func(orgID, keyID string) proxy.CachePolicy {
-			if v, ok := overrides[keyID]; ok {
-				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
-			}
-			if v, ok := overrides[orgID]; ok {
+			if v, ok := overrides.For(orgID, keyID); ok {
 				return proxy.CachePolicy{Enabled: v.Enabled, TTL: v.TTL}
 			}
 			return proxy.CachePolicy{Enabled: cfg.CacheEnabled}

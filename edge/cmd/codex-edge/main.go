@@ -212,7 +212,7 @@ func (e *env) openStore(cfg config.Config) (server.Store, error) {
 // CODEX_DATABASE_OWNER_URL, or else CODEX_DATABASE_URL (codex-edge migrate
 // run with the owner's URL).
 func (e *env) migratePostgres(cfg config.Config) error {
-	url := e.getenv("CODEX_DATABASE_OWNER_URL")
+	url := cfg.DatabaseOwnerURL
 	if url == "" {
 		url = cfg.DatabaseURL
 	}
@@ -257,17 +257,13 @@ func (e *env) waitPostgres(cfg config.Config, db *postgres.DB, log *slog.Logger)
 // with the owner's URL in CODEX_DATABASE_OWNER_URL), then refuses a role
 // that could bypass row-level security and a schema not migrated yet.
 func (e *env) checkPostgresServe(cfg config.Config, db *postgres.DB) error {
-	switch m := strings.TrimSpace(e.getenv("CODEX_DATABASE_MIGRATE")); m {
-	case "", "false":
-	case "true":
-		if e.getenv("CODEX_DATABASE_OWNER_URL") == "" {
+	if cfg.DatabaseMigrate {
+		if cfg.DatabaseOwnerURL == "" {
 			return errors.New("CODEX_DATABASE_MIGRATE=true needs the owner role's URL in CODEX_DATABASE_OWNER_URL (serve itself connects as the application role, which may not change the schema)")
 		}
 		if err := e.migratePostgres(cfg); err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("CODEX_DATABASE_MIGRATE=%q: want true or false", m)
 	}
 	if err := db.CheckServeRole(e.ctx, cfg.DatabaseAppRole); err != nil {
 		return fmt.Errorf("refusing to serve: %w", err)
@@ -373,10 +369,7 @@ func (e *env) migrate(args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.DatabaseURL != "" || e.getenv("CODEX_DATABASE_OWNER_URL") != "" {
-		if cfg.DatabaseURL == "" {
-			cfg.DatabaseURL = e.getenv("CODEX_DATABASE_OWNER_URL")
-		}
+	if cfg.DatabaseURL != "" || cfg.DatabaseOwnerURL != "" {
 		if err := e.migratePostgres(cfg); err != nil {
 			return err
 		}
