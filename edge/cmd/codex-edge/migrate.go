@@ -1,26 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/postgres"
 )
-
-// migratePostgres applies the Postgres migrations as the owner role:
-// CODEX_DATABASE_OWNER_URL, or else CODEX_DATABASE_URL (codex-edge migrate
-// run with the owner's URL).
-func (e *env) migratePostgres(cfg config.Config) error {
-	url := cfg.DatabaseOwnerURL
-	if url == "" {
-		url = cfg.DatabaseURL
-	}
-	if err := postgres.Migrate(e.ctx, url, cfg.DatabaseAppRole); err != nil {
-		return fmt.Errorf("migrate the Postgres database (as its owner role, granting %s): %w", cfg.DatabaseAppRole, err)
-	}
-	return nil
-}
 
 func (e *env) migrate(args []string) error {
 	f := newFlags("migrate", false)
@@ -31,8 +18,10 @@ func (e *env) migrate(args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.DatabaseURL != "" || cfg.DatabaseOwnerURL != "" {
-		if err := e.migratePostgres(cfg); err != nil {
+	// Postgres is migrated as the owner role: CODEX_DATABASE_OWNER_URL, or
+	// else CODEX_DATABASE_URL (migrate run with the owner's URL).
+	if owner := cmp.Or(cfg.DatabaseOwnerURL, cfg.DatabaseURL); owner != "" {
+		if err := postgres.Migrate(e.ctx, owner, cfg.DatabaseAppRole); err != nil {
 			return err
 		}
 		fmt.Fprintln(e.stdout, "migrations applied")

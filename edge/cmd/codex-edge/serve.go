@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -12,58 +9,6 @@ import (
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/postgres"
 )
-
-// The waits between start-up attempts to reach Postgres: the first, then
-// doubling up to the longest.
-var postgresRetryFirst, postgresRetryMax = time.Second, 30 * time.Second
-
-// waitPostgres runs serve's start-up check of a Postgres store until
-// Postgres can be reached: a database that is down or still starting is
-// not a reason to exit (an orchestrator would only restart the edge in a
-// loop), while a refusal (bad credentials, a role that could bypass
-// row-level security, an unmigrated schema) stops start-up at once.
-func (e *env) waitPostgres(cfg config.Config, db *postgres.DB, log *slog.Logger) error {
-	wait := postgresRetryFirst
-	for attempt := 1; ; attempt++ {
-		err := e.checkPostgresServe(cfg, db)
-		if err == nil || !postgres.Unreachable(err) {
-			if err == nil && attempt > 1 {
-				log.Info("Postgres reachable; starting", "attempts", attempt)
-			}
-			return err
-		}
-		log.Warn("Postgres unreachable; waiting for it before serving", "attempt", attempt, "retry_in", wait.String(), "err", err,
-			"hint", "check that the database runs and that CODEX_DATABASE_URL names its host and port")
-		select {
-		case <-e.ctx.Done():
-			return fmt.Errorf("stopped while waiting for Postgres: %w", err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, postgresRetryMax)
-	}
-}
-
-// checkPostgresServe is serve's start-up check of a Postgres store: it
-// migrates first when the operator allows it (CODEX_DATABASE_MIGRATE=true,
-// with the owner's URL in CODEX_DATABASE_OWNER_URL), then refuses a role
-// that could bypass row-level security and a schema not migrated yet.
-func (e *env) checkPostgresServe(cfg config.Config, db *postgres.DB) error {
-	if cfg.DatabaseMigrate {
-		if cfg.DatabaseOwnerURL == "" {
-			return errors.New("CODEX_DATABASE_MIGRATE=true needs the owner role's URL in CODEX_DATABASE_OWNER_URL (serve itself connects as the application role, which may not change the schema)")
-		}
-		if err := e.migratePostgres(cfg); err != nil {
-			return err
-		}
-	}
-	if err := db.CheckServeRole(e.ctx, cfg.DatabaseAppRole); err != nil {
-		return fmt.Errorf("refusing to serve: %w", err)
-	}
-	if err := db.CheckSchema(e.ctx); err != nil {
-		return fmt.Errorf("refusing to serve: %w", err)
-	}
-	return nil
-}
 
 // baseMemory is what the edge needs beside its in-process cache with a
 // thousand streams open (DESIGN §9), with room to spare.
@@ -107,7 +52,10 @@ func (e *env) serve(args []string) error {
 	}
 	defer st.Close()
 	if db, ok := st.(*postgres.DB); ok {
-		if err := e.waitPostgres(cfg, db, log); err != nil {
+		err := db.WaitServe(e.ctx, postgres.ServeOptions{
+			AppRole: cfg.DatabaseAppRole, Migrate: cfg.DatabaseMigrate, OwnerURL: cfg.DatabaseOwnerURL, Logger: log,
+		})
+		if err != nil {
 			return err
 		}
 	}
