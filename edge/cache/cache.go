@@ -89,8 +89,9 @@ type Cache struct {
 
 // Options configure a Cache.
 type Options struct {
-	// Timeout bounds one backend call; default 100ms. Backends have their
-	// own (shorter) timeouts; this one protects against a backend without.
+	// Timeout bounds one backend call (default: DefaultOptions). Backends
+	// have their own (shorter) timeouts; this one protects against a
+	// backend without.
 	Timeout time.Duration
 	// Registerer receives the cache's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -99,7 +100,7 @@ type Options struct {
 // New returns a cache over b whose entries keys seals.
 func New(b Backend, keys Sealer, o Options) *Cache {
 	if o.Timeout <= 0 {
-		o.Timeout = 100 * time.Millisecond
+		o.Timeout = DefaultOptions().Timeout
 	}
 	c := &Cache{
 		b: b, keys: keys, timeout: o.Timeout, remote: !isLocal(b),

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +29,67 @@ func TestCacheSettings(t *testing.T) {
 		if _, err := Load("", env(bad)); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+}
+
+// TestCacheOverridesLoad: the overrides are parsed as the configuration
+// loads, from the file or the environment, into the map serve uses.
+func TestCacheOverridesLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.yaml")
+	os.WriteFile(path, []byte("cache_overrides: \"org_a=off; key_b=on,ttl=30s\"\n"), 0o600)
+	want := CacheOverrides{"org_a": {}, "key_b": {Enabled: true, TTL: 30 * time.Second}}
+	for _, tc := range []struct {
+		name, path string
+		env        map[string]string
+		want       CacheOverrides
+	}{
+		{"default", "", nil, nil},
+		{"file", path, nil, want},
+		{"environment", "", map[string]string{"CODEX_CACHE_OVERRIDES": "org_a=off; key_b=on,ttl=30s"}, want},
+		{"environment over file", path, map[string]string{"CODEX_CACHE_OVERRIDES": "org_c=off"}, CacheOverrides{"org_c": {}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.path, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(c.CacheOverrides, tc.want) {
+				t.Fatalf("got %v, want %v", c.CacheOverrides, tc.want)
+			}
+		})
+	}
+}
+
+func TestCacheOverridesFor(t *testing.T) {
+	o := CacheOverrides{"org_a": {}, "key_b": {Enabled: true, TTL: time.Minute}}
+	for _, tc := range []struct {
+		org, key string
+		want     CacheOverride
+		ok       bool
+	}{
+		{"org_a", "key_x", CacheOverride{}, true},
+		{"org_a", "key_b", CacheOverride{Enabled: true, TTL: time.Minute}, true}, // the key's wins
+		{"org_y", "key_b", CacheOverride{Enabled: true, TTL: time.Minute}, true},
+		{"org_y", "key_x", CacheOverride{}, false},
+	} {
+		if got, ok := o.For(tc.org, tc.key); got != tc.want || ok != tc.ok {
+			t.Errorf("For(%s, %s) = %+v, %v; want %+v, %v", tc.org, tc.key, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestCacheOverridesText(t *testing.T) {
+	o := CacheOverrides{"org_a": {}, "key_b": {Enabled: true, TTL: 90 * time.Second}, "key_c": {Enabled: true}}
+	b, err := o.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "key_b=on,ttl=1m30s; key_c=on; org_a=off"; string(b) != want {
+		t.Fatalf("MarshalText = %q, want %q", b, want)
+	}
+	back, err := ParseCacheOverrides(string(b))
+	if err != nil || !maps.Equal(back, o) {
+		t.Fatalf("parsed back to %v, %v", back, err)
 	}
 }
 

@@ -4,20 +4,28 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/persiv/codex/edge/cache/memory"
 	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/metadata"
+	"github.com/persiv/codex/edge/proxy"
+	"github.com/persiv/codex/edge/telemetry"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // Config is the edge's configuration. The yaml tag of each field is its key;
@@ -28,10 +36,18 @@ type Config struct {
 	DataDir         string `yaml:"data_dir"`          // embedded store, spool, local key
 	DatabaseURL     string `yaml:"database_url"`      // Postgres instead of SQLite
 	DatabaseAppRole string `yaml:"database_app_role"` // role migrations grant row access to
-	RedisURL        string `yaml:"redis_url"`         // Redis instead of the in-process cache
-	TLSCert         string `yaml:"tls_cert"`          // PEM file
-	TLSKey          string `yaml:"tls_key"`           // PEM file
-	KEK             string `yaml:"kek"`               // local, byok, awskms:<key>
+	// DatabaseOwnerURL is the URL of the Postgres role that owns the
+	// schema, which migrations run as: `codex-edge migrate` (which falls
+	// back to DatabaseURL without it), and serve with DatabaseMigrate.
+	// serve itself connects as DatabaseAppRole through DatabaseURL.
+	DatabaseOwnerURL string `yaml:"database_owner_url"`
+	// DatabaseMigrate lets serve migrate a Postgres store at start-up, as
+	// DatabaseOwnerURL's role (which it then needs), before its checks.
+	DatabaseMigrate bool   `yaml:"database_migrate"`
+	RedisURL        string `yaml:"redis_url"` // Redis instead of the in-process cache
+	TLSCert         string `yaml:"tls_cert"`  // PEM file
+	TLSKey          string `yaml:"tls_key"`   // PEM file
+	KEK             string `yaml:"kek"`       // local, byok, awskms:<key>
 
 	UpstreamConnectTimeout time.Duration `yaml:"upstream_connect_timeout"`
 	UpstreamHeaderTimeout  time.Duration `yaml:"upstream_header_timeout"`
@@ -92,8 +108,8 @@ type Config struct {
 	CacheBudgetBytes int64 `yaml:"cache_budget_bytes"`
 	// CacheOverrides sets the cache per org or per key (a key's setting
 	// wins over its org's): "org_123=off; key_456=on,ttl=10m". See
-	// ParseCacheOverrides.
-	CacheOverrides string `yaml:"cache_overrides"`
+	// ParseCacheOverrides; the setting is parsed once, as it loads.
+	CacheOverrides CacheOverrides `yaml:"cache_overrides"`
 
 	PricingFile     string        `yaml:"pricing_file"` // operator prices over the shipped table
 	TelemetryWindow time.Duration `yaml:"telemetry_window"`
@@ -153,37 +169,42 @@ func (c Config) APIKeyEnvDenyList() []string {
 }
 
 // Default returns the embedded defaults: everything runs with no file.
+// Each package's own defaults are the source of its settings' defaults;
+// only what belongs to no package (listeners, the client-side timeouts,
+// the change feed's poll) is chosen here.
 func Default() Config {
+	px := proxy.DefaultOptions()
+	md := metadata.DefaultOptions()
 	return Config{
 		Listen:                   "127.0.0.1:8080",
 		AdminListen:              "127.0.0.1:8081",
 		DataDir:                  "./data",
 		DatabaseAppRole:          "codex_app",
 		KEK:                      "local",
-		UpstreamConnectTimeout:   10 * time.Second,
-		UpstreamHeaderTimeout:    10 * time.Minute,
-		UpstreamIdleTimeout:      5 * time.Minute,
-		MaxBodyBytes:             32 << 20,
+		UpstreamConnectTimeout:   px.ConnectTimeout,
+		UpstreamHeaderTimeout:    px.HeaderTimeout,
+		UpstreamIdleTimeout:      px.IdleTimeout,
+		MaxBodyBytes:             px.MaxBodyBytes,
 		ClientHeaderTimeout:      10 * time.Second,
 		ClientReadTimeout:        time.Minute,
-		BodyTimeout:              30 * time.Second,
-		MaxInflightBodyBytes:     256 << 20,
-		AuthFailureLimit:         20,
-		AuthFailureWindow:        time.Minute,
-		AuthFailureClients:       65536,
-		MetadataQueue:            65536,
-		MetadataBatch:            1000,
-		MetadataFlush:            250 * time.Millisecond,
+		BodyTimeout:              px.BodyTimeout,
+		MaxInflightBodyBytes:     px.MaxInflightBodyBytes,
+		AuthFailureLimit:         px.AuthFailureLimit,
+		AuthFailureWindow:        px.AuthFailureWindow,
+		AuthFailureClients:       px.AuthFailureClients,
+		MetadataQueue:            md.Queue,
+		MetadataBatch:            md.Batch,
+		MetadataFlush:            md.Flush,
 		ChangePoll:               time.Second,
-		TelemetryWindow:          60 * time.Second,
-		TelemetryQueue:           8192,
-		TelemetrySpoolMaxBatches: 10000,
-		TelemetrySpoolMaxBytes:   256 << 20,
+		TelemetryWindow:          telemetry.DefaultWindow,
+		TelemetryQueue:           telemetry.DefaultQueue,
+		TelemetrySpoolMaxBatches: telemetry.DefaultSpoolMaxBatches,
+		TelemetrySpoolMaxBytes:   telemetry.DefaultSpoolMaxBytes,
 		CacheEnabled:             true,
-		CacheTTL:                 time.Hour,
-		CacheMaxTTL:              7 * 24 * time.Hour,
-		CacheMaxEntryBytes:       4 << 20,
-		CacheBudgetBytes:         32 << 20,
+		CacheTTL:                 px.Cache.TTL,
+		CacheMaxTTL:              px.Cache.MaxTTL,
+		CacheMaxEntryBytes:       px.Cache.MaxEntryBytes,
+		CacheBudgetBytes:         memory.DefaultBudget,
 		DEKMaxSeals:              keyring.DefaultMaxSeals,
 		DEKMaxAge:                keyring.DefaultMaxAge,
 		LogLevel:                 "info",
@@ -241,6 +262,12 @@ func applyEnv(c *Config, getenv func(string) string) error {
 			continue
 		}
 		f := v.Field(i)
+		if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+			if err := u.UnmarshalText([]byte(s)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			continue
+		}
 		switch {
 		case f.Type() == reflect.TypeOf(time.Duration(0)):
 			d, err := time.ParseDuration(s)
@@ -301,7 +328,7 @@ func (c Config) Validate() error {
 	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
 	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")
 	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
-	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= time.Hour, "CODEX_TELEMETRY_WINDOW must be positive and at most 1h")
+	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= wire.MaxWindow, "CODEX_TELEMETRY_WINDOW must be positive and at most %s", wire.MaxWindow)
 	check(c.TelemetryQueue > 0, "CODEX_TELEMETRY_QUEUE must be positive")
 	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
 	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")
@@ -312,8 +339,9 @@ func (c Config) Validate() error {
 	check(c.CacheMaxTTL >= c.CacheTTL, "CODEX_CACHE_MAX_TTL must be at least CODEX_CACHE_TTL")
 	check(c.CacheMaxEntryBytes > 0, "CODEX_CACHE_MAX_ENTRY_BYTES must be positive")
 	check(c.CacheBudgetBytes > 0, "CODEX_CACHE_BUDGET_BYTES must be positive")
-	if _, err := ParseCacheOverrides(c.CacheOverrides); err != nil {
-		errs = append(errs, fmt.Errorf("CODEX_CACHE_OVERRIDES: %w", err))
+	// Parsed as the configuration loaded; this checks one built in code.
+	for id, o := range c.CacheOverrides {
+		check(id != "" && o.TTL >= 0, "CODEX_CACHE_OVERRIDES: %q=%+v is not an id with a setting", id, o)
 	}
 	check(c.DEKMaxSeals > 0 && c.DEKMaxSeals <= keyring.DefaultMaxSeals, "CODEX_DEK_MAX_SEALS must be between 1 and %d", int64(keyring.DefaultMaxSeals))
 	check(c.DEKMaxAge > 0, "CODEX_DEK_MAX_AGE must be positive")
@@ -354,12 +382,71 @@ type CacheOverride struct {
 	TTL     time.Duration // 0: the default
 }
 
+// CacheOverrides are the cache settings of orgs and keys, by id.
+type CacheOverrides map[string]CacheOverride
+
+// For returns the setting of a key of an org: the key's own, else its
+// org's; ok is false when neither has one.
+func (o CacheOverrides) For(orgID, keyID string) (v CacheOverride, ok bool) {
+	if v, ok = o[keyID]; ok {
+		return v, true
+	}
+	v, ok = o[orgID]
+	return v, ok
+}
+
+// UnmarshalText parses the environment variable's form (see
+// ParseCacheOverrides).
+func (o *CacheOverrides) UnmarshalText(b []byte) error {
+	m, err := ParseCacheOverrides(string(b))
+	if err != nil {
+		return err
+	}
+	*o = m
+	return nil
+}
+
+// UnmarshalYAML parses the YAML file's form, the same string as the
+// environment variable's.
+func (o *CacheOverrides) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: cache_overrides: %w", n.Line, err)
+	}
+	if err := o.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("line %d: cache_overrides: %w", n.Line, err)
+	}
+	return nil
+}
+
+// MarshalText writes the overrides in the form ParseCacheOverrides reads,
+// ordered by id.
+func (o CacheOverrides) MarshalText() ([]byte, error) {
+	var b []byte
+	for _, id := range slices.Sorted(maps.Keys(o)) {
+		v := o[id]
+		if len(b) > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, id+"="...)
+		if v.Enabled {
+			b = append(b, "on"...)
+		} else {
+			b = append(b, "off"...)
+		}
+		if v.TTL > 0 {
+			b = append(b, ",ttl="+v.TTL.String()...)
+		}
+	}
+	return b, nil
+}
+
 // ParseCacheOverrides reads "id=setting[,setting]; ..." where id is an org
 // id or a key id and each setting is on, off or ttl=<duration>:
 //
 //	org_123=off; key_456=on,ttl=10m
-func ParseCacheOverrides(s string) (map[string]CacheOverride, error) {
-	out := map[string]CacheOverride{}
+func ParseCacheOverrides(s string) (CacheOverrides, error) {
+	out := CacheOverrides{}
 	for _, item := range strings.Split(s, ";") {
 		item = strings.TrimSpace(item)
 		if item == "" {

@@ -76,6 +76,9 @@ func TestErrors(t *testing.T) {
 		{"deny list entry", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "GITHUB_TOKEN, VAULT-*"}, "CODEX_API_KEY_ENV_DENY"},
 		{"deny list star inside", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "A*B"}, "CODEX_API_KEY_ENV_DENY"},
 		{"deny list star alone", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "*"}, "CODEX_API_KEY_ENV_DENY"},
+		{"migrate not a boolean", "", map[string]string{"CODEX_DATABASE_MIGRATE": "maybe"}, "CODEX_DATABASE_MIGRATE"},
+		{"bad cache override", "", map[string]string{"CODEX_CACHE_OVERRIDES": "org_a=maybe"}, "CODEX_CACHE_OVERRIDES"},
+		{"bad cache override in the file", "listen: 127.0.0.1:1\ncache_overrides: org_a=maybe\n", nil, "line 2: cache_overrides"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,5 +137,31 @@ func TestParseTrustedProxies(t *testing.T) {
 		if got[i].String() != want[i] {
 			t.Fatalf("got %v, want %v", got, want)
 		}
+	}
+}
+
+func TestDatabaseSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.yaml")
+	os.WriteFile(path, []byte("database_owner_url: postgres://owner@db/codex\n"), 0o600)
+	for _, tc := range []struct {
+		name, path string
+		env        map[string]string
+		owner      string
+		migrate    bool
+	}{
+		{"unset", "", nil, "", false},
+		{"environment", "", map[string]string{"CODEX_DATABASE_OWNER_URL": "postgres://o@h/d", "CODEX_DATABASE_MIGRATE": "true"}, "postgres://o@h/d", true},
+		{"file", path, nil, "postgres://owner@db/codex", false},
+		{"environment over file", path, map[string]string{"CODEX_DATABASE_OWNER_URL": "postgres://o@h/d", "CODEX_DATABASE_MIGRATE": "false"}, "postgres://o@h/d", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.path, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.DatabaseOwnerURL != tc.owner || c.DatabaseMigrate != tc.migrate {
+				t.Fatalf("owner URL %q, migrate %v; want %q, %v", c.DatabaseOwnerURL, c.DatabaseMigrate, tc.owner, tc.migrate)
+			}
+		})
 	}
 }

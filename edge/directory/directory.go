@@ -81,8 +81,8 @@ func (o *Org) Upstream(p edge.Provider) (Upstream, bool) {
 // Options configure a Directory.
 type Options struct {
 	Keys        Sealer        // opens sealed credentials and fingerprint secrets; required
-	MaxKeys     int           // resolved keys kept; default 100000
-	NegativeTTL time.Duration // how long an unknown key is remembered; default 30s
+	MaxKeys     int           // resolved keys kept
+	NegativeTTL time.Duration // how long an unknown key is remembered
 	Getenv      func(string) string
 	// APIKeyEnvDeny is the operator's deny list of provider key variables
 	// (config.Config.APIKeyEnvDenyList), checked on top of
@@ -92,6 +92,12 @@ type Options struct {
 	// OrgChanged, if set, is told about every org whose keys or settings
 	// changed in the change feed (the keyring drops its cached data keys).
 	OrgChanged func(orgID string)
+}
+
+// DefaultOptions returns the defaults New fills in for zero fields: 100000
+// resolved keys kept, and an unknown key remembered for 30s.
+func DefaultOptions() Options {
+	return Options{MaxKeys: 100000, NegativeTTL: 30 * time.Second}
 }
 
 // Directory caches keys and orgs.
@@ -113,11 +119,12 @@ type Directory struct {
 
 // New returns an empty directory over store.
 func New(store Store, opts Options) *Directory {
+	def := DefaultOptions()
 	if opts.MaxKeys <= 0 {
-		opts.MaxKeys = 100000
+		opts.MaxKeys = def.MaxKeys
 	}
 	if opts.NegativeTTL <= 0 {
-		opts.NegativeTTL = 30 * time.Second
+		opts.NegativeTTL = def.NegativeTTL
 	}
 	if opts.Getenv == nil {
 		opts.Getenv = func(string) string { return "" }

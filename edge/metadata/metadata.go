@@ -21,16 +21,23 @@ type Inserter interface {
 	InsertRequests(ctx context.Context, recs []edge.RequestRecord) error
 }
 
-// Options configure a Writer. Zero values take the defaults noted.
+// Options configure a Writer. Zero values take DefaultOptions'.
 type Options struct {
-	Queue    int           // queue length; default 65536
-	Batch    int           // records per transaction; default 1000
-	Flush    time.Duration // longest wait before a partial batch is written; default 250ms
-	MaxRetry time.Duration // longest back-off between failed writes; default 5s
+	Queue    int           // queue length
+	Batch    int           // records per transaction
+	Flush    time.Duration // longest wait before a partial batch is written
+	MaxRetry time.Duration // longest back-off between failed writes
 	Logger   *slog.Logger
 	// Observe, if set, is told about every batch: its size, how long the
 	// write took and whether it failed. It feeds the Prometheus metrics.
 	Observe func(n int, took time.Duration, err error)
+}
+
+// DefaultOptions returns the defaults New fills in for zero fields: a
+// queue of 65536 records, batches of 1000 written at least every 250ms,
+// and failed writes retried at most 5s apart.
+func DefaultOptions() Options {
+	return Options{Queue: 65536, Batch: 1000, Flush: 250 * time.Millisecond, MaxRetry: 5 * time.Second}
 }
 
 // Writer queues records and writes them in batches.
@@ -51,17 +58,18 @@ type Writer struct {
 
 // New starts a writer; Close drains it.
 func New(store Inserter, opts Options) *Writer {
+	def := DefaultOptions()
 	if opts.Queue <= 0 {
-		opts.Queue = 65536
+		opts.Queue = def.Queue
 	}
 	if opts.Batch <= 0 {
-		opts.Batch = 1000
+		opts.Batch = def.Batch
 	}
 	if opts.Flush <= 0 {
-		opts.Flush = 250 * time.Millisecond
+		opts.Flush = def.Flush
 	}
 	if opts.MaxRetry <= 0 {
-		opts.MaxRetry = 5 * time.Second
+		opts.MaxRetry = def.MaxRetry
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

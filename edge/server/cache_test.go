@@ -790,7 +790,9 @@ func TestCacheOverrides(t *testing.T) {
 	offKeyID, offKey := h.addKey(on.orgID) // a key of an org with the cache on, turned off
 	onKeyID, onKey := h.addKey(off.orgID)  // a key of an org with the cache off, turned on
 	// Overrides are read at start-up.
-	h.cfg.CacheOverrides = fmt.Sprintf("%s=off; %s=off; %s=on,ttl=1s", off.orgID, offKeyID, onKeyID)
+	h.cfg.CacheOverrides = config.CacheOverrides{
+		off.orgID: {Enabled: false}, offKeyID: {Enabled: false}, onKeyID: {Enabled: true, TTL: time.Second},
+	}
 	h.restart(nil)
 	url := h.base + "/v1/chat/completions"
 	for _, c := range []struct {

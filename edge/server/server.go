@@ -41,6 +41,16 @@ import (
 // HSTS is sent on every response of both listeners.
 const HSTS = "max-age=31536000; includeSubDomains"
 
+// Limits of the client-facing listener beside its configured timeouts
+// (CODEX_CLIENT_HEADER_TIMEOUT, CODEX_CLIENT_READ_TIMEOUT).
+const (
+	// ClientIdleTimeout closes a keep-alive connection that has carried no
+	// request for this long.
+	ClientIdleTimeout = 2 * time.Minute
+	// ClientMaxHeaderBytes bounds a request's headers.
+	ClientMaxHeaderBytes = 1 << 20
+)
+
 // Store is what the edge persists: its own records and the keyring's
 // wrapped data keys.
 type Store interface {
@@ -218,8 +228,8 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		// stream for long. Once the body is read the server clears the
 		// read deadline, so a stream is never cut by it.
 		ReadTimeout:    cfg.ClientReadTimeout,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 1 << 20,
+		IdleTimeout:    ClientIdleTimeout,
+		MaxHeaderBytes: ClientMaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
@@ -311,11 +321,10 @@ func (s *Server) Telemetry() *telemetry.Service { return s.tel }
 // openCache builds the response cache: Redis when CODEX_REDIS_URL is set,
 // else in-process, with per-org and per-key overrides.
 func (s *Server) openCache(cfg config.Config) (caching.Options, error) {
-	overrides, err := config.ParseCacheOverrides(cfg.CacheOverrides)
-	if err != nil {
-		return caching.Options{}, err
-	}
-	var b cache.Backend
+	var (
+		b   cache.Backend
+		err error
+	)
 	if cfg.RedisURL != "" {
 		if b, err = cacheredis.Open(cfg.RedisURL, cacheredis.Options{}); err != nil {
 			return caching.Options{}, err
@@ -325,12 +334,9 @@ func (s *Server) openCache(cfg config.Config) (caching.Options, error) {
 	}
 	s.cache = cache.New(b, s.keys, cache.Options{Registerer: s.reg})
 	o := caching.Options{Cache: s.cache, Enabled: cfg.CacheEnabled, TTL: cfg.CacheTTL, MaxTTL: cfg.CacheMaxTTL, MaxEntryBytes: cfg.CacheMaxEntryBytes}
-	if len(overrides) > 0 {
+	if overrides := cfg.CacheOverrides; len(overrides) > 0 {
 		o.Policy = func(orgID, keyID string) caching.Policy {
-			if v, ok := overrides[keyID]; ok {
-				return caching.Policy{Enabled: v.Enabled, TTL: v.TTL}
-			}
-			if v, ok := overrides[orgID]; ok {
+			if v, ok := overrides.For(orgID, keyID); ok {
 				return caching.Policy{Enabled: v.Enabled, TTL: v.TTL}
 			}
 			return caching.Policy{Enabled: cfg.CacheEnabled}

@@ -24,6 +24,9 @@ import (
 
 // Defaults of Options.
 const (
+	// DefaultWindow is the aggregation window the edge is configured with
+	// unless told otherwise (CODEX_TELEMETRY_WINDOW); Open requires one.
+	DefaultWindow          = time.Minute
 	DefaultQueue           = 8192
 	DefaultSpoolMaxBatches = 10000
 	DefaultSpoolMaxBytes   = 256 << 20

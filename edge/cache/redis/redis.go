@@ -24,12 +24,20 @@ import (
 // ErrUnavailable is returned while the backend cools down after a failure.
 var ErrUnavailable = errors.New("redis cache: unavailable (cooling down after a failure)")
 
-// Options configure a Backend. Zero values take the defaults.
+// Options configure a Backend. Zero values take DefaultOptions'.
 type Options struct {
-	DialTimeout time.Duration // default 250ms
-	Timeout     time.Duration // one read or write; default 100ms
-	Cooldown    time.Duration // after a connection failure; default 1s
-	PoolSize    int           // default go-redis's (10 per CPU)
+	DialTimeout time.Duration
+	Timeout     time.Duration // one read or write
+	Cooldown    time.Duration // after a connection failure
+	PoolSize    int           // 0: go-redis's (10 per CPU)
+}
+
+// DefaultOptions returns the defaults Open fills in for zero fields:
+// short timeouts (250ms to connect, 100ms a call), since a request waiting
+// on the cache is better off bypassing it, and a 1s cooldown after a
+// failure.
+func DefaultOptions() Options {
+	return Options{DialTimeout: 250 * time.Millisecond, Timeout: 100 * time.Millisecond, Cooldown: time.Second}
 }
 
 // Backend is a Redis cache.Backend.
@@ -46,14 +54,15 @@ func Open(url string, o Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CODEX_REDIS_URL: %w", err)
 	}
+	def := DefaultOptions()
 	if o.DialTimeout <= 0 {
-		o.DialTimeout = 250 * time.Millisecond
+		o.DialTimeout = def.DialTimeout
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 100 * time.Millisecond
+		o.Timeout = def.Timeout
 	}
 	if o.Cooldown <= 0 {
-		o.Cooldown = time.Second
+		o.Cooldown = def.Cooldown
 	}
 	opt.DialTimeout = o.DialTimeout
 	opt.ReadTimeout = o.Timeout

@@ -122,12 +122,20 @@ func Unreachable(err error) bool {
 // its (owner) role, granting appRole the row privileges the store needs.
 // Concurrent migrators serialise on goose's session lock.
 func Migrate(ctx context.Context, ownerURL, appRole string) error {
+	if err := migrate(ctx, ownerURL, appRole); err != nil {
+		return fmt.Errorf("migrate the Postgres database (as its owner role, granting %s): %w", appRole, err)
+	}
+	return nil
+}
+
+func migrate(ctx context.Context, ownerURL, appRole string) error {
 	if appRole == "" {
-		return fmt.Errorf("migrate: empty application role: %w", edge.ErrInvalid)
+		return fmt.Errorf("empty application role: %w", edge.ErrInvalid)
 	}
 	cc, err := pgx.ParseConfig(ownerURL)
 	if err != nil {
-		return fmt.Errorf("migrate: the owner URL is not a valid connection string: %w", edge.ErrInvalid)
+		// The parse error may quote the URL, password included.
+		return fmt.Errorf("the owner URL is not a valid connection string: %w", edge.ErrInvalid)
 	}
 	// The migrations read the role to grant from this session setting.
 	cc.RuntimeParams["codex.app_role"] = appRole
@@ -135,12 +143,10 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 	defer sqlDB.Close()
 	p, err := newProvider(sqlDB)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return err
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
+	_, err = p.Up(ctx)
+	return err
 }
 
 func newProvider(sqlDB *sql.DB) (*goose.Provider, error) {

@@ -116,7 +116,27 @@ func FreshDB(tb testing.TB) (owner, app string) {
 	return freshDB(tb, o, a)
 }
 
+// EmptyDB creates a database on the shared server that no migration has
+// touched, dropped when the test ends, and returns its owner and
+// application URLs.
+func EmptyDB(tb testing.TB) (owner, app string) {
+	tb.Helper()
+	o, a := Server(tb)
+	return emptyDB(tb, o, a)
+}
+
 func freshDB(tb testing.TB, ownerURL, appURL string) (owner, app string) {
+	tb.Helper()
+	owner, app = emptyDB(tb, ownerURL, appURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := postgres.Migrate(ctx, owner, AppRole); err != nil {
+		tb.Fatalf("migrate test database: %v", err)
+	}
+	return owner, app
+}
+
+func emptyDB(tb testing.TB, ownerURL, appURL string) (owner, app string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -143,11 +163,7 @@ func freshDB(tb testing.TB, ownerURL, appURL string) (owner, app string) {
 			tb.Logf("drop test database %s: %v", name, err)
 		}
 	})
-	owner, app = WithDB(ownerURL, name), WithDB(appURL, name)
-	if err := postgres.Migrate(ctx, owner, AppRole); err != nil {
-		tb.Fatalf("migrate test database: %v", err)
-	}
-	return owner, app
+	return WithDB(ownerURL, name), WithDB(appURL, name)
 }
 
 // Open opens the store on url, closed when the test ends.
