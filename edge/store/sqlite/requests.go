@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/store"
 )
 
-const requestColumns = `id, org_id, at, key_id, provider, endpoint, model, stream,
-	input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-	cost_nano_usd, saved_nano_usd, latency_ns, upstream_latency_ns,
-	status, cache, fingerprint, memory_id`
+const requestColumns = store.RequestColumns
 
 // requestParams is the number of host parameters per inserted row.
 const requestParams = 21

@@ -28,6 +28,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/store"
 	"github.com/persiv/codex/schemas"
 )
 
@@ -268,17 +269,9 @@ func kindOf(err error) error {
 	return nil
 }
 
-// wrap adds the operation to err and, where the driver error has an edge
-// meaning, the edge error kind, so callers can test with errors.Is.
-func wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if k := kindOf(err); k != nil && !errors.Is(err, k) {
-		return fmt.Errorf("%s: %w: %w", op, k, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
+// wrap adds the operation to err, and the edge error kind the driver's
+// error means (see store.Wrap).
+func wrap(op string, err error) error { return store.Wrap(op, err, kindOf(err)) }
 
 // nanos stores a time; the zero time is stored as NULL.
 func nanos(t time.Time) sql.NullInt64 {
