@@ -52,6 +52,15 @@ func (s *sink) writeByte(c byte) {
 	s.buf = append(s.buf, c)
 }
 
+// reserve makes room for n bytes in the staging buffer, for callers that
+// append there in place: a small scratch buffer of their own would escape
+// to the heap through the hash's Write.
+func (s *sink) reserve(n int) {
+	if cap(s.buf)-len(s.buf) < n {
+		s.flush()
+	}
+}
+
 func (s *sink) direct(p []byte) {
 	if s.h != nil {
 		s.h.Write(p)
@@ -238,14 +247,15 @@ func (e *emitter) rune(r rune) {
 	case '\t':
 		e.w.writeString(`\t`)
 	default:
-		var buf [6]byte
 		if r < 0x20 {
 			const hex = "0123456789abcdef"
-			buf = [6]byte{'\\', 'u', '0', '0', hex[r>>4], hex[r&0xf]}
-			e.w.write(buf[:])
+			e.w.writeString(`\u00`)
+			e.w.writeByte(hex[r>>4])
+			e.w.writeByte(hex[r&0xf])
 			return
 		}
-		e.w.write(utf8.AppendRune(buf[:0], r))
+		e.w.reserve(utf8.UTFMax)
+		e.w.buf = utf8.AppendRune(e.w.buf, r)
 	}
 }
 
@@ -343,8 +353,8 @@ func (e *emitter) number(i int) int {
 		if n-1 >= 0 {
 			e.w.writeByte('+')
 		}
-		var buf [24]byte
-		e.w.write(strconv.AppendInt(buf[:0], n-1, 10))
+		e.w.reserve(20) // the longest int64
+		e.w.buf = strconv.AppendInt(e.w.buf, n-1, 10)
 	}
 	return end
 }
