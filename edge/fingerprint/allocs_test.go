@@ -19,4 +19,14 @@ func TestSumAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { f.Sum("openai", "chat.completions", noModel) }); n != 0 {
 		t.Errorf("Sum without model allocates %v times per call", n)
 	}
+	// Rewritten spellings: exponents, and escapes that decode to a
+	// control or non-ASCII character (Python's json.dumps escapes all
+	// non-ASCII text).
+	rewritten := []byte(`{"input":[2.5e-7,-3E+22,1e21],"text":"caf\u00e9 \ud83d\ude00 \u0001"}`)
+	if _, err := Canonical(rewritten); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(200, func() { f.Sum("openai", "embeddings", rewritten) }); n != 0 {
+		t.Errorf("Sum of rewritten numbers and escapes allocates %v times per call", n)
+	}
 }

@@ -477,3 +477,27 @@ func BenchmarkScan(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSumNumbers fingerprints a body that is mostly numbers, in the
+// spellings canonicalisation rewrites: an embedding-like array of floats,
+// integers, exponents and trailing zeros.
+func BenchmarkSumNumbers(b *testing.B) {
+	spellings := []string{"0.0123456789", "-0.98765", "1234", "-7", "1.50", "2.5e-7", "-3E+22", "0", "100e-2", "0.000001"}
+	var body bytes.Buffer
+	body.WriteString(`{"model":"text-embedding-3-small","input":[`)
+	for i := range 2000 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.WriteString(spellings[i%len(spellings)])
+	}
+	body.WriteString(`]}`)
+	f := New(secretA)
+	b.ReportAllocs()
+	b.SetBytes(int64(body.Len()))
+	for b.Loop() {
+		if _, _, err := f.Sum("openai", "embeddings", body.Bytes()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
