@@ -62,9 +62,14 @@ if [ "${BENCH_REDIS:-1}" = 1 ]; then
   redis_addr=127.0.0.1:18082 redis_admin=127.0.0.1:18083
   for a in "$redis_addr" "$redis_admin"; do port_free "$a"; done
   echo "==> Redis (scripts/dev-redis.sh) and a second edge on $redis_addr that caches in it"
-  redisenv=$(scripts/dev-redis.sh start)
+  # A Redis already running (a developer's, or the tests') is left running.
+  if scripts/dev-redis.sh env >/dev/null 2>&1; then
+    redisenv=$(scripts/dev-redis.sh env)
+  else
+    redisenv=$(scripts/dev-redis.sh start)
+    trap 'cleanup; scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT INT TERM
+  fi
   eval "$redisenv"
-  trap 'cleanup; scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT INT TERM
   rkey=$(setup_org "$work/edge-redis" bench "http://$fake_addr")
   CODEX_DATA_DIR="$work/edge-redis" CODEX_LISTEN="$redis_addr" CODEX_ADMIN_LISTEN="$redis_admin" CODEX_LOG_LEVEL=warn \
     CODEX_REDIS_URL="$CODEX_TEST_REDIS_URL" bin/codex-edge serve >"$work/edge-redis.log" 2>&1 &
