@@ -47,7 +47,9 @@ func TestLoadLoginLimits(t *testing.T) {
 func TestLoadRejects(t *testing.T) {
 	dir := t.TempDir()
 	unknown := filepath.Join(dir, "unknown.yaml")
-	os.WriteFile(unknown, []byte("listen_adress: x\n"), 0o600)
+	if err := os.WriteFile(unknown, []byte("listen_adress: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		path string
 		env  map[string]string

@@ -116,12 +116,16 @@ func TestKeyFile(t *testing.T) {
 	if got, err := sealer.New(b).Open(ctx, seedBinding, sealed); err != nil || string(got) != "x" {
 		t.Fatalf("after reloading the key file: %q %v", got, err)
 	}
-	os.Chmod(path, 0o644)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sealer.LoadOrCreateKeyFile(path); err == nil {
 		t.Fatal("a key file others can read was accepted")
 	}
 	bad := filepath.Join(t.TempDir(), "bad.key")
-	os.WriteFile(bad, []byte("short"), 0o600)
+	if err := os.WriteFile(bad, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sealer.LoadKeyFile(bad); err == nil {
 		t.Fatal("a malformed key file was accepted")
 	}

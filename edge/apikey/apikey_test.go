@@ -166,7 +166,7 @@ func TestParse(t *testing.T) {
 func TestParseAllocs(t *testing.T) {
 	inputs := []string{knownKey, "", "garbage", knownKey[:Len-1] + "0", "pk_test_" + knownKey[8:]}
 	for _, in := range inputs {
-		if n := testing.AllocsPerRun(100, func() { Parse(in) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { _, _ = Parse(in) }); n != 0 {
 			t.Errorf("Parse allocates %v times per call", n)
 		}
 	}
@@ -430,7 +430,7 @@ func BenchmarkParse(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				Parse(in)
+				_, _ = Parse(in)
 			}
 		})
 	}

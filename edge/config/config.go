@@ -4,6 +4,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -195,12 +196,11 @@ func Default() Config {
 func Load(path string, getenv func(string) string) (Config, error) {
 	c := Default()
 	if path != "" {
-		f, err := os.Open(path)
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return c, fmt.Errorf("open config: %w", err)
 		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
+		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		// An empty file decodes as io.EOF: it means "no settings".
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {

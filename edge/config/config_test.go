@@ -31,7 +31,9 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestFileThenEnv(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "edge.yaml")
-	os.WriteFile(path, []byte("listen: 127.0.0.1:9000\nmax_body_bytes: 1024\nupstream_idle_timeout: 3s\n"), 0o600)
+	if err := os.WriteFile(path, []byte("listen: 127.0.0.1:9000\nmax_body_bytes: 1024\nupstream_idle_timeout: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c, err := Load(path, env(map[string]string{"CODEX_MAX_BODY_BYTES": "2048", "CODEX_PPROF": "true"}))
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +45,9 @@ func TestFileThenEnv(t *testing.T) {
 
 func TestEmptyFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "edge.yaml")
-	os.WriteFile(path, nil, 0o600)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Load(path, env(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +86,9 @@ func TestErrors(t *testing.T) {
 			path := ""
 			if tc.file != "" {
 				path = filepath.Join(t.TempDir(), "edge.yaml")
-				os.WriteFile(path, []byte(tc.file), 0o600)
+				if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
 			_, err := Load(path, env(tc.env))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -91,7 +91,9 @@ func TestResolveCachesAndShares(t *testing.T) {
 	}
 	wg.Wait()
 	for range 10 {
-		d.Resolve(ctx, h)
+		if _, err := d.Resolve(ctx, h); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := st.lookups.Load(); n != 1 {
 		t.Fatalf("%d store lookups for one key, want 1", n)
@@ -129,8 +131,11 @@ func TestRevocation(t *testing.T) {
 	ctx := context.Background()
 	k1, h1 := newKey(t, st, orgID)
 	k2, h2 := newKey(t, st, orgID)
-	d.Resolve(ctx, h1)
-	d.Resolve(ctx, h2)
+	for _, h := range [][32]byte{h1, h2} {
+		if _, err := d.Resolve(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if err := d.Revoke(ctx, orgID, k1.ID); err != nil {
 		t.Fatal(err)
@@ -234,7 +239,7 @@ func TestRevocationDuringLookup(t *testing.T) {
 				t.Fatal(err)
 			}
 			close(st.hold)
-			<-done // whatever it answered, it raced the change
+			_ = <-done // whatever it answered, it raced the change
 			st.hold = nil
 			_, err := d.Resolve(ctx, h)
 			if c.revoke && !errors.Is(err, directory.ErrUnknownKey) {

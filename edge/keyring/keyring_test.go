@@ -507,7 +507,7 @@ func TestShredDuringSlowReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(g.release)
-	<-done // either outcome is fine: that read was linearized before the shred
+	_ = <-done // either outcome is fine: that read was linearized before the shred
 	mustUnreadable(t, k, "org_a", keyring.PurposeCache, "r", ct)
 }
 

@@ -127,12 +127,11 @@ func Load(override io.Reader) (*Table, error) {
 
 // LoadFile is Load with the override read from the file at path.
 func LoadFile(path string) (*Table, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pricing override: %w", err)
 	}
-	defer f.Close()
-	t, err := Load(f)
+	t, err := Load(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -140,7 +140,9 @@ func chat(base, key, content string) (int, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, err
+	}
 	return resp.StatusCode, nil
 }
 

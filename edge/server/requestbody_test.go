@@ -141,7 +141,9 @@ func TestTrickledBodyTimesOut(t *testing.T) {
 					}
 				}
 			}()
-			conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+			if err := conn.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err != nil {
 				t.Fatal(err)

@@ -304,8 +304,9 @@ func newRelay(t *testing.T) *relay {
 			r.mu.Lock()
 			r.open = append(r.open, in, out)
 			r.mu.Unlock()
-			go func() { io.Copy(out, in); out.Close() }()
-			go func() { io.Copy(in, out); in.Close() }()
+			// The copies end when the test cuts the connections.
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
 		}
 	}()
 	return r
@@ -768,8 +769,11 @@ func TestTelemetryOffOpensNoConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st telemetry.Status
-	json.NewDecoder(resp.Body).Decode(&st)
+	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st.Sharing || !st.Enrolled || st.Connected || !st.Running {
 		t.Fatalf("status after enrolling: %+v", st)
 	}

@@ -203,7 +203,7 @@ func TestReaderDoesNotWait(t *testing.T) {
 	for _, first := range []string{"data: a\n\n", "data: a\r\n\r\n", "data: a\r\r"} {
 		pr, pw := io.Pipe()
 		r := NewReader(pr)
-		go pw.Write([]byte(first))
+		go func() { _, _ = pw.Write([]byte(first)) }() // the reader reads it, or the test fails
 		got := make(chan string, 1)
 		go func() {
 			e, err := r.Next()
@@ -223,7 +223,7 @@ func TestReaderDoesNotWait(t *testing.T) {
 		}
 		// The stream goes on normally.
 		go func() {
-			pw.Write([]byte("\ndata: b\n\n"))
+			_, _ = pw.Write([]byte("\ndata: b\n\n"))
 			pw.Close()
 		}()
 		evs, err := readAll(t, r)

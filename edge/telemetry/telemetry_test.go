@@ -219,8 +219,13 @@ func TestSpool(t *testing.T) {
 		t.Fatal("spool not empty")
 	}
 	// Bounded by bytes, always keeping the newest.
-	b, _ := telemetry.OpenSpool(t.TempDir(), 100, 10)
-	b.Put(1, []byte("123456"))
+	b, err := telemetry.OpenSpool(t.TempDir(), 100, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(1, []byte("123456")); err != nil {
+		t.Fatal(err)
+	}
 	if n, _ := b.Put(2, []byte("123456")); n != 1 {
 		t.Fatalf("byte bound dropped %d", n)
 	}
@@ -239,9 +244,16 @@ func TestLedger(t *testing.T) {
 		}
 	}
 	// A torn last line (crash mid-append) is ignored.
-	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"time":"2026`)
-	f.Close()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"time":"2026`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	got, err := telemetry.ReadLedger(path)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("%d entries, %v", len(got), err)

@@ -39,7 +39,7 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // used only to migrate
 	p, err := goose.NewProvider(goose.DialectPostgres, db, schemas.ControlplanePostgres())
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)

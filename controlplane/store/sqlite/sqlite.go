@@ -45,7 +45,7 @@ func (s *Store) upsert(ctx context.Context, table string, n int) (*sql.Stmt, err
 		return nil, err
 	}
 	if v, loaded := s.stmts.LoadOrStore(k, st); loaded {
-		st.Close()
+		_ = st.Close() // the other goroutine's statement won
 		return v.(*sql.Stmt), nil
 	}
 	return st, nil
@@ -62,7 +62,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
 	// WAL lets readers run beside the writer; immediate transactions take
 	// the write lock up front, so two writers wait instead of deadlocking.
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
@@ -73,11 +75,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	p, err := goose.NewProvider(goose.DialectSQLite3, db, schemas.ControlplaneSQLite())
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
 	if _, err := p.Up(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("migrate sqlite: %w", err)
 	}
 	return &Store{db: db}, nil
@@ -85,8 +87,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
-	return s.db.Close()
+	var errs []error
+	s.stmts.Range(func(_, v any) bool {
+		if err := v.(*sql.Stmt).Close(); err != nil {
+			errs = append(errs, err)
+		}
+		return true
+	})
+	return errors.Join(append(errs, s.db.Close())...)
 }
 
 // Ping checks the database answers.

@@ -187,7 +187,8 @@ func (e *env) config(f *flags) (config.Config, error) {
 
 func (e *env) logger(cfg config.Config) *slog.Logger {
 	var lvl slog.Level
-	lvl.UnmarshalText([]byte(cfg.LogLevel))
+	// config.Load has checked the level; an unknown one would stay at info.
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
@@ -278,7 +279,15 @@ func (e *env) checkPostgresServe(cfg config.Config, db *postgres.DB) error {
 	return nil
 }
 
-func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) error {
+// closeStore closes st, and reports its error unless *err already holds
+// the first one.
+func closeStore(st server.Store, err *error) {
+	if cerr := st.Close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("close store: %w", cerr)
+	}
+}
+
+func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) (err error) {
 	cfg, err := e.config(f)
 	if err != nil {
 		return err
@@ -287,7 +296,7 @@ func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) er
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore(st, &err)
 	return fn(cfg, st)
 }
 
@@ -324,7 +333,7 @@ func (e *env) memoryLimit(cfg config.Config) (int64, bool) {
 	return limit, true
 }
 
-func (e *env) serve(args []string) error {
+func (e *env) serve(args []string) (err error) {
 	f := newFlags("serve", false)
 	if pos, err := f.parse(args); err != nil {
 		return err
@@ -343,7 +352,7 @@ func (e *env) serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore(st, &err)
 	if db, ok := st.(*postgres.DB); ok {
 		if err := e.waitPostgres(cfg, db, log); err != nil {
 			return err
@@ -425,7 +434,9 @@ func (e *env) orgsList(args []string) error {
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, o := range orgs {
-				enc.Encode(map[string]any{"id": o.ID, "name": o.Name, "created_at": o.CreatedAt})
+				if err := enc.Encode(map[string]any{"id": o.ID, "name": o.Name, "created_at": o.CreatedAt}); err != nil {
+					return err
+				}
 			}
 			return nil
 		}
@@ -489,8 +500,9 @@ func (e *env) keysCreate(args []string) error {
 		if f.json {
 			return json.NewEncoder(e.stdout).Encode(map[string]string{"id": k.ID, "key": secret.Reveal(), "prefix": k.Prefix})
 		}
-		fmt.Fprintln(e.stdout, secret.Reveal())
-		return nil
+		// A lost write here loses the key: report it.
+		_, err = fmt.Fprintln(e.stdout, secret.Reveal())
+		return err
 	})
 }
 
@@ -512,7 +524,9 @@ func (e *env) keysList(args []string) error {
 				if !k.RevokedAt.IsZero() {
 					m["revoked_at"] = k.RevokedAt
 				}
-				enc.Encode(m)
+				if err := enc.Encode(m); err != nil {
+					return err
+				}
 			}
 			return nil
 		}
@@ -622,8 +636,10 @@ func (e *env) providersList(args []string) error {
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, p := range pcs {
-				enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "sealed": len(p.SealedKey) > 0,
-					"allow_insecure_http": p.AllowInsecureHTTP, "updated_at": p.UpdatedAt})
+				if err := enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "sealed": len(p.SealedKey) > 0,
+					"allow_insecure_http": p.AllowInsecureHTTP, "updated_at": p.UpdatedAt}); err != nil {
+					return err
+				}
 			}
 			return nil
 		}
@@ -702,7 +718,9 @@ func (e *env) cryptoStatus(args []string) error {
 				if !k.RewrappedAt.IsZero() {
 					m["rewrapped_at"] = k.RewrappedAt
 				}
-				enc.Encode(m)
+				if err := enc.Encode(m); err != nil {
+					return err
+				}
 			}
 			return nil
 		}

@@ -33,7 +33,9 @@ func emptyDB(t *testing.T) (owner, app string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
 		c.Close(context.Background())
 	})
 	return pgtest.WithDB(o, name), pgtest.WithDB(a, name)
