@@ -454,5 +454,5 @@ func writeJSON(path string, rs []result) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	return os.WriteFile(path, b, 0o600)
 }
