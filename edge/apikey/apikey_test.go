@@ -182,7 +182,7 @@ func TestRedaction(t *testing.T) {
 
 	var logBuf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("x", "key", k)
-	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("x", "key", k, slog.Any("any", k))
+	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("x", slog.Any("key", k), slog.Any("any", k))
 	j, err := json.Marshal(struct{ K Secret }{k})
 	if err != nil {
 		t.Fatal(err)

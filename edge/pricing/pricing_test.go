@@ -21,8 +21,6 @@ func format(p edge.Provider) provider.Format {
 	return openai.Format{}
 }
 
-var unknown = edge.Count{}
-
 func k(n int64) edge.Count { return edge.Known(n) }
 
 func mustLoad(t *testing.T, override string) *Table {

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"sync"
@@ -76,7 +75,7 @@ func newHarnessEnv(t *testing.T, fo fakeprovider.Options, mutate func(*config.Co
 
 func (h *harness) start() {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	srv, err := server.New(context.Background(), h.cfg, h.store, log, server.Options{Getenv: h.getenv})
 	if err != nil {
 		h.t.Fatal(err)

@@ -83,6 +83,7 @@ func TestClientTimeouts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("no HTTP answer: %v: %q", err, got)
 			}
+			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusRequestTimeout {
 				t.Fatalf("status %d, want 408: %s", resp.StatusCode, body)

@@ -74,7 +74,7 @@ func (f *pgFleet) start(mutate func(*config.Config)) *pgEdge {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	srv, err := server.New(context.Background(), cfg, st, log, server.Options{Getenv: func(k string) string { return f.env[k] }})
 	if err != nil {
 		f.t.Fatal(err)

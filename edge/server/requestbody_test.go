@@ -148,6 +148,7 @@ func TestTrickledBodyTimesOut(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
 			took := time.Since(start)
 			if resp.StatusCode != http.StatusRequestTimeout {

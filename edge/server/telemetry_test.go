@@ -355,7 +355,7 @@ var edgeRoots sync.Map // *harness → *x509.CertPool
 
 func startTelemetryEdge(h *harness) {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	srv, err := server.New(context.Background(), h.cfg, h.store, log, server.Options{Getenv: h.getenv,
 		Telemetry: func(o *telemetry.Options) {
 			o.Poll, o.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond

@@ -157,7 +157,7 @@ func TestFanout(t *testing.T) {
 
 func TestPseudonyms(t *testing.T) {
 	p, q := telemetry.Pseudonyms{Secret: []byte("a")}, telemetry.Pseudonyms{Secret: []byte("b")}
-	if p.Workspace("org_1") != p.Workspace("org_1") || p.Workspace("org_1") == q.Workspace("org_1") || p.Workspace("org_1") == p.Workspace("org_2") {
+	if again := p.Workspace("org_1"); p.Workspace("org_1") != again || p.Workspace("org_1") == q.Workspace("org_1") || p.Workspace("org_1") == p.Workspace("org_2") {
 		t.Fatal("pseudonyms must be stable per secret and differ across secrets and ids")
 	}
 	if strings.Contains(p.Workspace("org_1"), "org_1") || !wire.LabelChars.Valid(p.Workspace("org_1")) || !wire.LabelChars.Valid(p.KeyRef("o", "key_1")) {

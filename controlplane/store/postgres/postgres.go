@@ -163,13 +163,6 @@ func mapErr(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-func nullTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
-
 func fromNull(t *time.Time) time.Time {
 	if t == nil {
 		return time.Time{}

@@ -45,7 +45,7 @@ func (s *Store) upsert(ctx context.Context, table string, n int) (*sql.Stmt, err
 		return nil, err
 	}
 	if v, loaded := s.stmts.LoadOrStore(k, st); loaded {
-		_ = st.Close() // the other goroutine's statement won
+		_ = st.Close() //nolint:sqlclosecheck // the other goroutine's statement won; this one was never used
 		return v.(*sql.Stmt), nil
 	}
 	return st, nil
@@ -107,13 +107,6 @@ func fromUnix(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(n.Int64, 0).UTC()
-}
-
-func nullUnix(t time.Time) sql.NullInt64 {
-	if t.IsZero() {
-		return sql.NullInt64{}
-	}
-	return sql.NullInt64{Int64: t.Unix(), Valid: true}
 }
 
 func isUnique(err error) bool {
@@ -309,6 +302,7 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 			if err != nil {
 				return false, fmt.Errorf("ingest batch: %w", err)
 			}
+			//nolint:sqlclosecheck // a transaction's statement closes with the transaction
 			if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 				return false, fmt.Errorf("ingest batch: %w", err)
 			}
