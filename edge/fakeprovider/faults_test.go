@@ -13,19 +13,8 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
-
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // TestGateOrdering proves per-chunk delivery: chunk n+1 is released only
 // after the client has decoded chunk n, so a fake that buffered events
@@ -127,7 +116,7 @@ func TestHangCountsCancel(t *testing.T) {
 				}
 				errc <- err
 			}()
-			waitFor(t, "the request to arrive", func() bool { return fp.Count(path) == 1 })
+			testutil.Eventually(t, 5*time.Second, "the request to arrive", func() bool { return fp.Count(path) == 1 })
 			if fp.Canceled() != 0 {
 				t.Fatal("counted canceled before the client went away")
 			}
@@ -135,7 +124,7 @@ func TestHangCountsCancel(t *testing.T) {
 			if err := <-errc; !errors.Is(err, context.Canceled) {
 				t.Fatalf("client error %v, want context.Canceled", err)
 			}
-			waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+			testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 			rec := fp.Requests()[0]
 			if !rec.Canceled || rec.Status != 0 {
 				t.Fatalf("record %+v, want canceled with no status", rec)
@@ -167,7 +156,7 @@ func TestStallStream(t *testing.T) {
 	if <-next {
 		t.Fatal("Next returned true after cancel")
 	}
-	waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 }
 
 func TestStallJSON(t *testing.T) {
@@ -196,7 +185,7 @@ func TestStallJSON(t *testing.T) {
 	if _, err := io.ReadAll(res.Body); err == nil {
 		t.Fatal("stalled body ended cleanly")
 	}
-	waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 	if _, ok := fp.LastUsage(); ok {
 		t.Fatal("usage recorded for a response never completed")
 	}
@@ -282,7 +271,7 @@ func TestCancelMidStreamByClient(t *testing.T) {
 	cancel()
 	for stream.Next() {
 	}
-	waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 	if got := fp.Count(fakeprovider.PathChatCompletions); got != 1 {
 		t.Fatalf("count %d", got)
 	}

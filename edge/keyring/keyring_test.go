@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 )
 
@@ -365,14 +366,10 @@ func TestKeyLifetime(t *testing.T) {
 	m := &counting{MasterKey: byokKey(t, testKey(1))}
 	k := newRing(t, store, m, nil, func(o *keyring.Options) { o.KeyLifetime = 50 * time.Millisecond })
 	ct := seal(t, k, "org_a", keyring.PurposeCache, "r", "v")
-	deadline := time.Now().Add(5 * time.Second)
-	for m.unwraps.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("DEK never expired from the cache")
-		}
-		time.Sleep(20 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "the DEK to expire from the cache", func() bool {
 		mustOpen(t, k, "org_a", keyring.PurposeCache, "r", ct, "v")
-	}
+		return m.unwraps.Load() != 0
+	})
 }
 
 // Concurrent first use on two instances creates exactly one DEK.

@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/awskms"
 	"github.com/persiv/codex/edge/keyring/byok"
@@ -332,17 +333,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 	go func() { defer close(done); k.Watch(wctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	poll := func(what string, within time.Duration, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s", what, within)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	poll("3 probes", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "3 probes", func() bool {
 		if got, err := openT(t, k, "org_a", "openai", ct); err != nil || got != "sk-a" {
 			t.Fatalf("open before disabling = %q, %v", got, err)
 		}
@@ -355,7 +346,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 	if _, err := admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(arn)}); err != nil {
 		t.Fatal(err)
 	}
-	poll("unreadable after DisableKey", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "unreadable after DisableKey", func() bool {
 		_, err := openT(t, k, "org_a", "openai", ct)
 		if err != nil && !errors.Is(err, keyring.ErrUnreadable) {
 			t.Fatalf("open after disabling: %v, want ErrUnreadable", err)
@@ -372,7 +363,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 	if _, err := admin.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(arn)}); err != nil {
 		t.Fatal(err)
 	}
-	poll("readable after EnableKey", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "readable after EnableKey", func() bool {
 		got, err := openT(t, k, "org_a", "openai", ct)
 		return err == nil && got == "sk-a"
 	})
