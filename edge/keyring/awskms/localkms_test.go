@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -89,7 +88,7 @@ func (c *countingAPI) Decrypt(ctx context.Context, in *kms.DecryptInput, o ...fu
 
 func ring(t *testing.T, s keyring.Store, m keyring.MasterKey) *keyring.Keyring {
 	t.Helper()
-	k, err := keyring.New(keyring.Options{Store: s, Master: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	k, err := keyring.New(keyring.Options{Store: s, Master: m, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +190,7 @@ func TestLocalKMSDisabledKey(t *testing.T) {
 		return nil
 	}
 	newRing := func() *keyring.Keyring {
-		k, err := keyring.New(keyring.Options{Store: store, Master: m, OrgMaster: orgMaster, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		k, err := keyring.New(keyring.Options{Store: store, Master: m, OrgMaster: orgMaster, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +320,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, err := keyring.New(keyring.Options{
-		Store: keyring.NewMemStore(), Master: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store: keyring.NewMemStore(), Master: m, Logger: slog.New(slog.DiscardHandler),
 		ProbeInterval: 100 * time.Millisecond, Revalidate: 200 * time.Millisecond,
 	})
 	if err != nil {
