@@ -4,6 +4,8 @@ package testutil
 import (
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // pollEvery is how often Eventually checks its condition.
@@ -23,4 +25,17 @@ func Eventually(tb testing.TB, within time.Duration, what string, cond func() bo
 		time.Sleep(pollEvery)
 	}
 	return time.Since(start)
+}
+
+// VerifyTestMain runs a package's tests, then fails them when a goroutine
+// outlives them (go.uber.org/goleak), for packages that start goroutines.
+// Call it from TestMain.
+func VerifyTestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// hashicorp/golang-lru/v2's expirable.LRU (the keyring's DEK
+		// cache, the directory's negative cache) starts a janitor
+		// goroutine it never stops: v2 has no Close (its source says so).
+		// One per cache, for the life of the process.
+		goleak.IgnoreTopFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"),
+	)
 }
