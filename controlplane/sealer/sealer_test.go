@@ -27,6 +27,7 @@ func randomKey(t *testing.T) *sealer.LocalKey {
 var seedBinding = sealer.Binding{Purpose: "nats-seed", Name: "operator"}
 
 func TestSealOpen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := sealer.New(randomKey(t))
 	secret := []byte("SOAPLAINTEXTSEEDTHATMUSTNOTAPPEARINTHESEALEDRECORD")
@@ -73,6 +74,7 @@ func TestSealOpen(t *testing.T) {
 }
 
 func TestParseKey(t *testing.T) {
+	t.Parallel()
 	hexKey := strings.Repeat("ab", 32)
 	for in, ok := range map[string]bool{
 		hexKey:                        true,
@@ -93,6 +95,7 @@ func TestParseKey(t *testing.T) {
 }
 
 func TestKeyFile(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sub", "secrets.key")
 	if _, err := sealer.LoadKeyFile(path); err == nil {

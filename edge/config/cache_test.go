@@ -7,6 +7,7 @@ import (
 )
 
 func TestCacheSettings(t *testing.T) {
+	t.Parallel()
 	c, err := Load("", env(map[string]string{
 		"CODEX_CACHE_ENABLED": "true", "CODEX_CACHE_TTL": "10m", "CODEX_CACHE_MAX_ENTRY_BYTES": "1024",
 		"CODEX_CACHE_BUDGET_BYTES": "1048576", "CODEX_CACHE_OVERRIDES": "org_a=off; key_b=on,ttl=30s",
@@ -30,6 +31,7 @@ func TestCacheSettings(t *testing.T) {
 }
 
 func TestParseCacheOverrides(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in   string
 		want map[string]CacheOverride

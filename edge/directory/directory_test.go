@@ -75,6 +75,7 @@ func newKey(t *testing.T, st *counting, orgID string) (edge.APIKey, [32]byte) {
 }
 
 func TestResolveCachesAndShares(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	k, h := newKey(t, st, orgID)
@@ -101,6 +102,7 @@ func TestResolveCachesAndShares(t *testing.T) {
 }
 
 func TestUnknownKeysAreRememberedUntilAKeyIsCreated(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	s, _ := apikey.Generate()
@@ -127,6 +129,7 @@ func TestUnknownKeysAreRememberedUntilAKeyIsCreated(t *testing.T) {
 }
 
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	k1, h1 := newKey(t, st, orgID)
@@ -159,6 +162,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestProviderSettingsFollowTheFeed(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	_, h := newKey(t, st, orgID)
@@ -183,6 +187,7 @@ func TestProviderSettingsFollowTheFeed(t *testing.T) {
 }
 
 func TestStoreDownKeepsKnownKeys(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	_, h := newKey(t, st, orgID)
@@ -205,6 +210,7 @@ func TestStoreDownKeepsKnownKeys(t *testing.T) {
 // A key revoked while a lookup of it is in flight must not be cached as
 // active by that lookup.
 func TestRevocationDuringLookup(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name   string
 		revoke bool // else: the key is created while its lookup is in flight
@@ -267,6 +273,7 @@ func (s stored) Providers(context.Context, string) ([]edge.ProviderConfig, error
 // allowance, is refused when it loads: no credential is read, so nothing
 // is sent.
 func TestLoadRefusesProviderSettings(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{
 		"CODEX_BYOK_KEY": "the-master-key", "AWS_SECRET_ACCESS_KEY": "aws-secret",
 		"OPENAI_ORG_KEY": "sk-denied", "OPENAI_KEY": "sk-one",

@@ -20,6 +20,7 @@ import (
 // after the client has decoded chunk n, so a fake that buffered events
 // would deadlock here (and fail on the context deadline).
 func TestGateOrdering(t *testing.T) {
+	t.Parallel()
 	release := make(chan int)
 	var mu sync.Mutex
 	var order []string
@@ -77,6 +78,7 @@ func TestGateOrdering(t *testing.T) {
 }
 
 func TestGateErrorAbortsStream(t *testing.T) {
+	t.Parallel()
 	gate := func(ctx context.Context, chunk int) error {
 		if chunk == 2 {
 			return errors.New("injected")
@@ -96,6 +98,7 @@ func TestGateErrorAbortsStream(t *testing.T) {
 }
 
 func TestHangCountsCancel(t *testing.T) {
+	t.Parallel()
 	for _, path := range []string{fakeprovider.PathChatCompletions, fakeprovider.PathMessages} {
 		t.Run(path, func(t *testing.T) {
 			fp, ts := start(t, fakeprovider.Options{})
@@ -134,6 +137,7 @@ func TestHangCountsCancel(t *testing.T) {
 }
 
 func TestStallStream(t *testing.T) {
+	t.Parallel()
 	fp, ts := start(t, fakeprovider.Options{})
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
@@ -160,6 +164,7 @@ func TestStallStream(t *testing.T) {
 }
 
 func TestStallJSON(t *testing.T) {
+	t.Parallel()
 	fp, ts := start(t, fakeprovider.Options{})
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
@@ -249,6 +254,7 @@ func TestChunkDelay(t *testing.T) {
 }
 
 func TestCancelMidStreamByClient(t *testing.T) {
+	t.Parallel()
 	// A gate that waits for the test lets it cancel while a stream is open.
 	entered := make(chan struct{}, 1)
 	gate := func(ctx context.Context, chunk int) error {
@@ -278,6 +284,7 @@ func TestCancelMidStreamByClient(t *testing.T) {
 }
 
 func TestStamp(t *testing.T) {
+	t.Parallel()
 	_, ts := start(t, fakeprovider.Options{Stamp: true, Chunks: 3, ChunkDelay: time.Millisecond})
 	before := time.Now().UnixNano()
 	req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions",
@@ -340,6 +347,7 @@ func TestStamp(t *testing.T) {
 // lines longer than that (the Responses API repeats the full text in its
 // done events), and the SDKs read it back whole.
 func TestLongLine(t *testing.T) {
+	t.Parallel()
 	const n = fakeprovider.LongLineBytes
 	tests := []struct {
 		name, path, body string

@@ -17,6 +17,7 @@ import (
 )
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	sizes := []int{0, 1, 1024, 1 << 20}
 	for _, p := range keyring.Purposes() {
@@ -45,6 +46,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestInvalidInput(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	ctx := context.Background()
 	tests := []struct {
@@ -69,6 +71,7 @@ func TestInvalidInput(t *testing.T) {
 }
 
 func TestTampering(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	ctx := context.Background()
 	ct := seal(t, k, "org_a", keyring.PurposeCredential, "openai", "sk-secret")
@@ -114,6 +117,7 @@ func TestTampering(t *testing.T) {
 }
 
 func TestRotate(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), c)
 	ctx := context.Background()
@@ -161,6 +165,7 @@ func TestRotate(t *testing.T) {
 // version can be removed and everything still reads; without the rewrap,
 // removing it makes the data unreadable.
 func TestRewrapNewBYOKVersion(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	k1, k2 := testKey(1), testKey(2)
 	store := keyring.NewMemStore()
@@ -229,6 +234,7 @@ func TestRewrapNewBYOKVersion(t *testing.T) {
 // Removing a BYOK version makes data under it unreadable, but new writes
 // (a credential set again) keep working under a new generation.
 func TestBYOKVersionRemoved(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	old := newRing(t, store, byokKey(t, testKey(1)), nil)
 	ct := seal(t, old, "org_a", keyring.PurposeCredential, "openai", "sk-1")
@@ -250,6 +256,7 @@ func TestBYOKVersionRemoved(t *testing.T) {
 }
 
 func TestShred(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	store := keyring.NewMemStore()
 	k := newRing(t, store, byokKey(t, testKey(1)), nil)
@@ -285,6 +292,7 @@ func TestShred(t *testing.T) {
 // A shred on one instance takes effect on another within Revalidate, or at
 // once after Invalidate.
 func TestShredPropagates(t *testing.T) {
+	t.Parallel()
 	for _, invalidate := range []bool{false, true} {
 		t.Run(fmt.Sprint("invalidate=", invalidate), func(t *testing.T) {
 			ctx := context.Background()
@@ -312,6 +320,7 @@ func TestShredPropagates(t *testing.T) {
 // Data written right after another instance rotated opens here without
 // waiting for Revalidate.
 func TestRotatePropagates(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	store, c := keyring.NewMemStore(), newClock()
 	m := byokKey(t, testKey(1))
@@ -333,6 +342,7 @@ func TestRotatePropagates(t *testing.T) {
 // Once an org's key is warm, sealing and opening make no master-key call,
 // even across store re-validations.
 func TestSteadyStateNoMasterCalls(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	m := &counting{MasterKey: byokKey(t, testKey(1))}
 	k := newRing(t, keyring.NewMemStore(), m, c)
@@ -362,6 +372,7 @@ func TestSteadyStateNoMasterCalls(t *testing.T) {
 
 // A DEK is unwrapped again after KeyLifetime.
 func TestKeyLifetime(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	m := &counting{MasterKey: byokKey(t, testKey(1))}
 	k := newRing(t, store, m, nil, func(o *keyring.Options) { o.KeyLifetime = 50 * time.Millisecond })
@@ -374,6 +385,7 @@ func TestKeyLifetime(t *testing.T) {
 
 // Concurrent first use on two instances creates exactly one DEK.
 func TestConcurrentFirstUse(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	m := byokKey(t, testKey(1))
 	rings := []*keyring.Keyring{newRing(t, store, m, nil), newRing(t, store, m, nil)}
@@ -402,6 +414,7 @@ func TestConcurrentFirstUse(t *testing.T) {
 // A store outage is an infrastructure error, never ErrUnreadable: callers
 // must not conclude the data is gone.
 func TestStoreDownIsNotUnreadable(t *testing.T) {
+	t.Parallel()
 	good := keyring.NewMemStore()
 	m := byokKey(t, testKey(1))
 	ct := seal(t, newRing(t, good, m, nil), "org_a", keyring.PurposeCache, "r", "v")
@@ -420,6 +433,7 @@ func TestStoreDownIsNotUnreadable(t *testing.T) {
 
 // Logs, status and errors carry ids only, never keys or plaintext.
 func TestNoSecretsInLogsOrStatus(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	master := testKey(7)
 	m := byokKey(t, master)
@@ -448,6 +462,7 @@ func TestNoSecretsInLogsOrStatus(t *testing.T) {
 // After a restart, the first Open of each org needs one master-key call per
 // DEK; concurrent readers share it.
 func TestColdStartSharesUnwrap(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	ct := seal(t, newRing(t, store, byokKey(t, testKey(1)), nil), "org_a", keyring.PurposeCache, "r", "v")
 	m := &counting{MasterKey: byokKey(t, testKey(1))}
@@ -488,6 +503,7 @@ func (g *gated) DEKs(ctx context.Context, org string) ([]keyring.WrappedDEK, err
 // otherwise the shredding instance would read the org for another
 // Revalidate.
 func TestShredDuringSlowReload(t *testing.T) {
+	t.Parallel()
 	g := &gated{Store: keyring.NewMemStore(), armed: make(chan struct{}), release: make(chan struct{})}
 	c := newClock()
 	k := newRing(t, g, byokKey(t, testKey(1)), c)
@@ -512,6 +528,7 @@ func TestShredDuringSlowReload(t *testing.T) {
 // A caller whose context ends stops waiting on a shared slow read, with a
 // context error, not ErrUnreadable.
 func TestCallerCancelledWhileWaiting(t *testing.T) {
+	t.Parallel()
 	g := &gated{Store: keyring.NewMemStore(), armed: make(chan struct{}, 1), release: make(chan struct{})}
 	defer close(g.release)
 	k := newRing(t, g, byokKey(t, testKey(1)), nil)
@@ -528,6 +545,7 @@ func TestCallerCancelledWhileWaiting(t *testing.T) {
 // unreadable, gets nothing sealed under the default key, and recovers when
 // its key is supplied; other orgs are unaffected.
 func TestOrgMasterNotSupplied(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	def, own := byokKey(t, testKey(1)), byokKey(t, testKey(9))
 	var supplied atomic.Bool

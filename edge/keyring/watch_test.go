@@ -92,6 +92,7 @@ func (l *logBuf) count(s string) int {
 // cannot tell keeps the keys; the steady state makes no master-key call
 // while the probe runs; an org with its own master key is not affected.
 func TestWatchRevocation(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	m := newRevocable(t, testKey(1))
 	own := &counting{MasterKey: byokKey(t, testKey(2))}
@@ -180,6 +181,7 @@ func TestWatchRevocation(t *testing.T) {
 
 // A master key that cannot be probed is not watched: Watch returns at once.
 func TestWatchWithoutProber(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	done := make(chan struct{})
 	go func() { defer close(done); k.Watch(context.Background()) }()
@@ -195,6 +197,7 @@ func TestWatchWithoutProber(t *testing.T) {
 
 // Watch stops with its context.
 func TestWatchStops(t *testing.T) {
+	t.Parallel()
 	m := newRevocable(t, testKey(1))
 	k := newRing(t, keyring.NewMemStore(), m, nil, func(o *keyring.Options) { o.ProbeInterval = time.Millisecond })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -216,6 +219,7 @@ func TestWatchStops(t *testing.T) {
 
 // A probe interval above MaxProbeInterval would break the 10 s promise.
 func TestProbeIntervalBound(t *testing.T) {
+	t.Parallel()
 	o := keyring.Options{Store: keyring.NewMemStore(), Master: byokKey(t, testKey(1)), ProbeInterval: keyring.MaxProbeInterval + time.Millisecond}
 	if _, err := keyring.New(o); err == nil {
 		t.Error("ProbeInterval above MaxProbeInterval accepted")

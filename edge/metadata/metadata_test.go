@@ -46,6 +46,7 @@ func (m *memStore) count() int {
 func rec(i int) edge.RequestRecord { return edge.RequestRecord{ID: fmt.Sprintf("req_%d", i)} }
 
 func TestBatchesAndCloseDrains(t *testing.T) {
+	t.Parallel()
 	st := &memStore{}
 	w := New(st, Options{Queue: 1000, Batch: 7, Flush: time.Hour})
 	for i := range 100 {
@@ -74,6 +75,7 @@ func TestBatchesAndCloseDrains(t *testing.T) {
 }
 
 func TestFlushInterval(t *testing.T) {
+	t.Parallel()
 	st := &memStore{}
 	w := New(st, Options{Batch: 1000, Flush: 10 * time.Millisecond})
 	defer w.Close(context.Background())
@@ -82,6 +84,7 @@ func TestFlushInterval(t *testing.T) {
 }
 
 func TestFullQueueDropsAndCounts(t *testing.T) {
+	t.Parallel()
 	st := &memStore{block: make(chan struct{})}
 	w := New(st, Options{Queue: 4, Batch: 1, Flush: time.Millisecond})
 	// The writer takes a record and blocks in the store; the bound covers
@@ -109,6 +112,7 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 }
 
 func TestStoreOutageLosesNothing(t *testing.T) {
+	t.Parallel()
 	st := &memStore{fail: true}
 	w := New(st, Options{Batch: 10, Flush: time.Millisecond, MaxRetry: 5 * time.Millisecond})
 	for i := range 50 {
