@@ -67,6 +67,8 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
+require go.uber.org/goleak v1.3.0
+
 replace (
 	github.com/persiv/codex/schemas => ../schemas
 	github.com/persiv/codex/shared => ../shared

@@ -75,6 +75,7 @@ func newKey(t *testing.T, st *counting, orgID string) (edge.APIKey, [32]byte) {
 }
 
 func TestResolveCachesAndShares(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	k, h := newKey(t, st, orgID)
@@ -91,7 +92,9 @@ func TestResolveCachesAndShares(t *testing.T) {
 	}
 	wg.Wait()
 	for range 10 {
-		d.Resolve(ctx, h)
+		if _, err := d.Resolve(ctx, h); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := st.lookups.Load(); n != 1 {
 		t.Fatalf("%d store lookups for one key, want 1", n)
@@ -99,6 +102,7 @@ func TestResolveCachesAndShares(t *testing.T) {
 }
 
 func TestUnknownKeysAreRememberedUntilAKeyIsCreated(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	s, _ := apikey.Generate()
@@ -125,12 +129,16 @@ func TestUnknownKeysAreRememberedUntilAKeyIsCreated(t *testing.T) {
 }
 
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	k1, h1 := newKey(t, st, orgID)
 	k2, h2 := newKey(t, st, orgID)
-	d.Resolve(ctx, h1)
-	d.Resolve(ctx, h2)
+	for _, h := range [][32]byte{h1, h2} {
+		if _, err := d.Resolve(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if err := d.Revoke(ctx, orgID, k1.ID); err != nil {
 		t.Fatal(err)
@@ -154,6 +162,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestProviderSettingsFollowTheFeed(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	_, h := newKey(t, st, orgID)
@@ -178,6 +187,7 @@ func TestProviderSettingsFollowTheFeed(t *testing.T) {
 }
 
 func TestStoreDownKeepsKnownKeys(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	_, h := newKey(t, st, orgID)
@@ -200,6 +210,7 @@ func TestStoreDownKeepsKnownKeys(t *testing.T) {
 // A key revoked while a lookup of it is in flight must not be cached as
 // active by that lookup.
 func TestRevocationDuringLookup(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name   string
 		revoke bool // else: the key is created while its lookup is in flight
@@ -234,7 +245,8 @@ func TestRevocationDuringLookup(t *testing.T) {
 				t.Fatal(err)
 			}
 			close(st.hold)
-			<-done // whatever it answered, it raced the change
+			// Whatever it answered, it raced the change.
+			t.Logf("the racing lookup answered %v", <-done)
 			st.hold = nil
 			_, err := d.Resolve(ctx, h)
 			if c.revoke && !errors.Is(err, directory.ErrUnknownKey) {
@@ -261,6 +273,7 @@ func (s stored) Providers(context.Context, string) ([]edge.ProviderConfig, error
 // allowance, is refused when it loads: no credential is read, so nothing
 // is sent.
 func TestLoadRefusesProviderSettings(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{
 		"CODEX_BYOK_KEY": "the-master-key", "AWS_SECRET_ACCESS_KEY": "aws-secret",
 		"OPENAI_ORG_KEY": "sk-denied", "OPENAI_KEY": "sk-one",

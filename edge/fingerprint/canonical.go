@@ -91,20 +91,20 @@ func (e *emitter) emit() {
 
 func (e *emitter) value(i int) int {
 	b := e.p.body
-	switch c := b[i]; {
-	case c == '{':
+	switch b[i] {
+	case '{':
 		return e.object(e.p.objectAt(i), false)
-	case c == '[':
+	case '[':
 		return e.array(i)
-	case c == '"':
+	case '"':
 		return e.str(i)
-	case c == 't':
+	case 't':
 		e.w.writeString("true")
 		return i + 4
-	case c == 'f':
+	case 'f':
 		e.w.writeString("false")
 		return i + 5
-	case c == 'n':
+	case 'n':
 		e.w.writeString("null")
 		return i + 4
 	}

@@ -18,6 +18,7 @@ var (
 )
 
 func TestCanonical(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in, want string
 	}{
@@ -121,6 +122,7 @@ var reasons = []string{
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	deep := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
 	deepArr := func(n int) string { return `{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + "}" }
 	tests := []struct {
@@ -211,6 +213,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestMaxIndexed(t *testing.T) {
+	t.Parallel()
 	body := func(objects int) []byte {
 		return []byte(`{"a":[` + strings.Repeat(`{},`, objects-1) + `{}]}`)
 	}
@@ -226,6 +229,7 @@ func TestMaxIndexed(t *testing.T) {
 }
 
 func TestScanInfo(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want Info
@@ -274,6 +278,7 @@ func refSum(t testing.TB, secret []byte, provider, endpoint string, body []byte)
 }
 
 func TestSumMatchesCanonical(t *testing.T) {
+	t.Parallel()
 	f := New(secretA)
 	bodies := [][]byte{
 		[]byte(`{}`),
@@ -297,6 +302,7 @@ func TestSumMatchesCanonical(t *testing.T) {
 }
 
 func TestSumEquivalence(t *testing.T) {
+	t.Parallel()
 	f := New(secretA)
 	sum := func(s string) Sum {
 		t.Helper()
@@ -341,6 +347,7 @@ func TestSumEquivalence(t *testing.T) {
 }
 
 func TestSumKeyedAndFramed(t *testing.T) {
+	t.Parallel()
 	body := chatBody(2 << 10)
 	a, b := New(secretA), New(secretB)
 	sa, _, err := a.Sum("openai", "chat.completions", body)
@@ -381,6 +388,7 @@ func TestSumKeyedAndFramed(t *testing.T) {
 }
 
 func TestSumString(t *testing.T) {
+	t.Parallel()
 	var s Sum
 	s[0], s[31] = 0xab, 0x01
 	if got := s.String(); got != "ab"+strings.Repeat("0", 60)+"01" {
@@ -389,6 +397,7 @@ func TestSumString(t *testing.T) {
 }
 
 func TestNewRejectsShortSecret(t *testing.T) {
+	t.Parallel()
 	defer func() {
 		if recover() == nil {
 			t.Fatal("New accepted a 15-byte secret")
@@ -398,6 +407,7 @@ func TestNewRejectsShortSecret(t *testing.T) {
 }
 
 func TestSumConcurrent(t *testing.T) {
+	t.Parallel()
 	f := New(secretA)
 	bodies := [][]byte{chatBody(1 << 10), chatBody(8 << 10), []byte(`{"model":"x"}`)}
 	want := make([]Sum, len(bodies))

@@ -41,12 +41,7 @@ func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
-	db.CreateOrg(ctx, org)
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.Anthropic, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
-	s, _ := apikey.Generate()
-	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	s := benchOrg(b, db, edge.OpenAI, edge.Anthropic)
 	master, _, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -118,4 +113,29 @@ func BenchmarkChatStreamDirect(b *testing.B) {
 	for b.Loop() {
 		serve(b, fake, "sk-fake", benchStream)
 	}
+}
+
+// benchOrg creates an org whose providers (the in-process fake) are ps,
+// and a key of it; it returns the key's secret.
+func benchOrg(b *testing.B, db *sqlite.DB, ps ...edge.Provider) apikey.Secret {
+	b.Helper()
+	ctx := b.Context()
+	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
+	if err := db.CreateOrg(ctx, org); err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range ps {
+		if err := db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: p, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s, err := apikey.Generate()
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }

@@ -400,7 +400,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("listen on CODEX_LISTEN: %w", err)
 	}
 	if s.adminLn, err = listen(s.cfg.AdminListen, s.admin.TLSConfig); err != nil {
-		s.mainLn.Close()
+		_ = s.mainLn.Close() // the admin listener's error is the one to report
 		return fmt.Errorf("listen on CODEX_ADMIN_LISTEN: %w", err)
 	}
 	// Read before serving: Serve configures HTTP/2 on the TLS config.

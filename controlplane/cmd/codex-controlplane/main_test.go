@@ -150,7 +150,9 @@ func TestSecretsKey(t *testing.T) {
 	dir := t.TempDir()
 	keyHex := strings.Repeat("5a", 32)
 	keyFile := filepath.Join(t.TempDir(), "kek")
-	os.WriteFile(keyFile, []byte(keyHex+"\n"), 0o600)
+	if err := os.WriteFile(keyFile, []byte(keyHex+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -225,8 +227,12 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	kder, _ := x509.MarshalECPrivateKey(key)
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return certFile, keyFile
 }
 
@@ -434,7 +440,11 @@ func TestServePostgres(t *testing.T) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)")
+	defer func() {
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", db, err)
+		}
+	}()
 	withDB := func(raw string) string {
 		u, err := url.Parse(raw)
 		if err != nil {

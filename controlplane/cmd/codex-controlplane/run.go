@@ -69,7 +69,7 @@ func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
 }
 
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool)) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool)) (err error) {
 	if len(args) == 0 {
 		return errUsage
 	}
@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore(store, &err)
 	now := time.Now().UTC()
 	switch cmd {
 	case "orgs create":
@@ -231,6 +231,14 @@ func openSealer(ctx context.Context, cfg config.Config, log *slog.Logger) (*seal
 	return sealer.New(kp), nil
 }
 
+// closeStore closes st, and reports its error unless *err already holds
+// the first one.
+func closeStore(st controlplane.Store, err *error) {
+	if cerr := st.Close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("close store: %w", cerr)
+	}
+}
+
 func openStore(ctx context.Context, cfg config.Config) (controlplane.Store, error) {
 	if cfg.DatabaseURL != "" {
 		return postgres.Open(ctx, cfg.DatabaseURL)
@@ -267,7 +275,7 @@ func memoryLimit(cfg config.Config, getenv func(string) (string, bool)) (int64, 
 	return limit, true
 }
 
-func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func(string) (string, bool)) error {
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func(string) (string, bool)) (err error) {
 	log := newLogger(stderr, cfg.LogLevel)
 	if limit, set := memoryLimit(cfg, getenv); set {
 		log.Info("Go soft memory limit set", "bytes", limit, "hint", "set GOMEMLIMIT to choose another")
@@ -284,13 +292,13 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // for the early returns: serving closes it
 
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore(store, &err)
 	auth, err := openAuthority(ctx, cfg, log)
 	if err != nil {
 		return err

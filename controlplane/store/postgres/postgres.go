@@ -39,7 +39,7 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // used only to migrate
 	p, err := goose.NewProvider(goose.DialectPostgres, db, schemas.ControlplanePostgres())
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -161,13 +161,6 @@ func mapErr(op string, err error) error {
 		return fmt.Errorf("%s: org %w", op, controlplane.ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", op, err)
-}
-
-func nullTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }
 
 func fromNull(t *time.Time) time.Time {

@@ -177,6 +177,7 @@ func (e *env) config(f *flags) (config.Config, error) {
 
 func (e *env) logger(cfg config.Config) *slog.Logger {
 	var lvl slog.Level
-	lvl.UnmarshalText([]byte(cfg.LogLevel))
+	// config.Load has checked the level; an unknown one would stay at info.
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
 }

@@ -291,7 +291,9 @@ func TestNoOrgSetSeesNothing(t *testing.T) {
 			t.Errorf("%s: %d rows visible on a pooled connection with no org set", table, n)
 		}
 		var setting string
-		db.Pool().QueryRow(t.Context(), `SELECT COALESCE(current_setting('app.org_id', true), '')`).Scan(&setting)
+		if err := db.Pool().QueryRow(t.Context(), `SELECT COALESCE(current_setting('app.org_id', true), '')`).Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
 		if setting != "" {
 			t.Errorf("app.org_id = %q outside a transaction", setting)
 		}
@@ -368,7 +370,11 @@ func TestMigrate(t *testing.T) {
 	if _, err := c.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	t.Cleanup(func() {
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
 	err = postgres.Migrate(t.Context(), pgtest.WithDB(o2, name), "codex_owner")
 	if err == nil || !strings.Contains(err.Error(), "must not be the owner role") {
 		t.Errorf("Migrate granting the owner = %v, want refused", err)
@@ -478,7 +484,11 @@ func TestCheckSchema(t *testing.T) {
 	if _, err := c.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	t.Cleanup(func() {
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
 	err := pgtest.Open(t, pgtest.WithDB(a, name)).CheckSchema(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "codex-edge migrate") {
 		t.Errorf("CheckSchema on an empty database = %v, want a hint to migrate", err)

@@ -54,7 +54,7 @@ func insertRequestsSQL(n int) string {
 func (db *DB) prepareInserts(ctx context.Context) error {
 	db.insertRequests = make(map[int]*sql.Stmt, len(insertSizes))
 	for _, n := range insertSizes {
-		stmt, err := db.write.PrepareContext(ctx, insertRequestsSQL(n))
+		stmt, err := db.write.PrepareContext(ctx, insertRequestsSQL(n)) //nolint:sqlclosecheck // kept for the store's life; DB.Close closes it
 		if err != nil {
 			return fmt.Errorf("insert of %d requests: %w", n, err)
 		}
@@ -85,6 +85,7 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 			for i := range chunk {
 				args.add(&chunk[i])
 			}
+			//nolint:sqlclosecheck // a transaction's statement closes with the transaction
 			if _, err := tx.StmtContext(ctx, db.insertRequests[n]).ExecContext(ctx, args.args...); err != nil {
 				return db.blame(ctx, tx, chunk, err)
 			}
@@ -117,7 +118,7 @@ func (db *DB) blame(ctx context.Context, tx *sql.Tx, chunk []edge.RequestRecord,
 	if kindOf(err) == nil {
 		return fmt.Errorf("records %q to %q: %w", chunk[0].ID, chunk[len(chunk)-1].ID, err)
 	}
-	stmt := tx.StmtContext(ctx, db.insertRequests[1])
+	stmt := tx.StmtContext(ctx, db.insertRequests[1]) //nolint:sqlclosecheck // closes with the transaction
 	var args requestArgs
 	for i := range chunk {
 		args.args = args.args[:0]
