@@ -376,6 +376,14 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 		if tlsConf, err = httpapi.TLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return err
 		}
+		pins, err := httpapi.Pins(tlsConf)
+		if err != nil {
+			return err
+		}
+		// Edges that pin this control plane list the leaf's pin (or a
+		// CA's, further down the chain) and a backup's in
+		// CODEX_CONTROLPLANE_PINS.
+		log.Info("TLS certificate key pins, leaf first: for the edges' CODEX_CONTROLPLANE_PINS, with a backup key's pin", "pin", pins[0], "chain_pins", pins[1:])
 	}
 	// Refuse a plain non-loopback listener before starting anything.
 	ln, err := httpapi.Listen(cfg.ControlplaneListen, tlsConf)
