@@ -358,6 +358,7 @@ func (s *Store) RequestAccess(ctx context.Context, r controlplane.AccessRequest)
 		if open > 0 {
 			return fmt.Errorf("%w: an open request for this organization exists already", controlplane.ErrConflict)
 		}
+		// The unique index on open requests settles two racing here.
 		if _, err := tx.Exec(ctx, `INSERT INTO access_requests (id, org_id, staff_id, reason, duration_s, state, requested_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)`,
 			r.ID, r.OrgID, r.StaffID, r.Reason, int64(r.Duration/time.Second), r.RequestedAt.UTC()); err != nil {
 			return err

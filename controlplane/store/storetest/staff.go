@@ -29,6 +29,7 @@ var staffTests = []struct {
 	{"DisableStaffEndsAccess", testDisableStaff},
 	{"ExpireAccess", testExpireAccess},
 	{"AccessLogConcurrentAppends", testAccessLogConcurrent},
+	{"ConcurrentRequests", testConcurrentRequests},
 }
 
 // MustStaff creates an enabled staff account.
@@ -495,5 +496,35 @@ func testAccessLogConcurrent(t *testing.T, s controlplane.Store) {
 	}
 	if n := len(kinds(t, s, "")); n != 10 {
 		t.Fatalf("staff chain has %d events, want 10", n)
+	}
+}
+
+// testConcurrentRequests: of requests one staff member makes for one org
+// at once, one is stored; the others are conflicts.
+func testConcurrentRequests(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org := MustOrg(t, s)
+	ann := MustStaff(t, s, "ann@persiv.example")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stored := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.RequestAccess(ctx, controlplane.AccessRequest{ID: controlplane.NewID("acr"), OrgID: org, StaffID: ann.ID, Reason: "x", RequestedAt: t0})
+			switch {
+			case err == nil:
+				mu.Lock()
+				stored++
+				mu.Unlock()
+			case !errors.Is(err, controlplane.ErrConflict):
+				t.Errorf("concurrent request: %v, want ErrConflict", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if open, _ := s.AccessRequests(ctx); stored != 1 || len(open) != 1 {
+		t.Fatalf("%d of 8 concurrent requests stored, %d open; want 1", stored, len(open))
 	}
 }

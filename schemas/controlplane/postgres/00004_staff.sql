@@ -44,6 +44,9 @@ CREATE TABLE access_requests (
     ended_at TIMESTAMPTZ
 );
 CREATE INDEX access_requests_state ON access_requests (state, org_id);
+-- A staff member has at most one open request per org, also when two
+-- arrive at once.
+CREATE UNIQUE INDEX access_requests_one_open ON access_requests (org_id, staff_id) WHERE state IN ('pending', 'active');
 
 CREATE TABLE access_approvals (
     request_id TEXT NOT NULL REFERENCES access_requests (id),
