@@ -120,6 +120,11 @@ type Config struct {
 	// environment, e.g. from a secret store.
 	ControlplaneURL string `yaml:"controlplane_url"`
 	EnrollmentToken string `yaml:"enrollment_token"`
+	// ControlplanePins pins the control plane's TLS keys for enrollment
+	// (HTTPS) and telemetry (NATS): base64 SHA-256 digests of the
+	// certificates' SubjectPublicKeyInfo, comma-separated; the current
+	// key's and a backup's. Unset: no pinning (the CAs alone decide).
+	ControlplanePins telemetry.Pins `yaml:"controlplane_pins"`
 	// ShareMetrics, when set to true or false, is applied to the sharing
 	// toggle at start-up; empty leaves the toggle as the customer last set
 	// it (CLI or admin API). Sharing is off by default.

@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -211,8 +213,19 @@ func TestServe(t *testing.T) {
 // TLS 1.3 only.
 func TestServeTLS(t *testing.T) {
 	cert, key := selfSigned(t)
-	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t),
-		"CODEX_LOG_LEVEL": "warn", "CODEX_TLS_CERT": cert, "CODEX_TLS_KEY": key})
+	logs := serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t),
+		"CODEX_LOG_LEVEL": "info", "CODEX_TLS_CERT": cert, "CODEX_TLS_KEY": key})
+	// serve prints its certificate's key pin, for CODEX_CONTROLPLANE_PINS.
+	pemData, _ := os.ReadFile(cert)
+	block, _ := pem.Decode(pemData)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	if want := `"pin":"` + base64.StdEncoding.EncodeToString(sum[:]) + `"`; !strings.Contains(logs, want) {
+		t.Errorf("serve did not log its key pin %s", want)
+	}
 }
 
 func selfSigned(t *testing.T) (certFile, keyFile string) {

@@ -17,6 +17,7 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/store/staffsql"
 	"github.com/persiv/codex/controlplane/store/usagesql"
 	"github.com/persiv/codex/schemas"
 	"github.com/persiv/codex/shared/wire"
@@ -24,6 +25,7 @@ import (
 
 // Store is a controlplane.Store backed by one SQLite file.
 type Store struct {
+	staffsql.Store
 	db *sql.DB
 	// stmts caches prepared upserts by table and row count: parsing the
 	// statement otherwise takes as long as running it.
@@ -82,7 +84,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("migrate sqlite: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, Store: staffsql.Store{DB: staffDB{db}, Dialect: staffDialect}}, nil
 }
 
 // Close closes the database.
@@ -119,7 +121,14 @@ func isForeignKey(err error) bool {
 
 // CreateOrg stores a new org.
 func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`, o.ID, o.Name, unix(o.CreatedAt))
+	if o.Plan == "" {
+		o.Plan = controlplane.PlanFree
+	}
+	if !o.Plan.Valid() {
+		return fmt.Errorf("create org: plan %q: %w", o.Plan, controlplane.ErrInvalid)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at, plan, break_glass) VALUES (?, ?, ?, ?, ?)`,
+		o.ID, o.Name, unix(o.CreatedAt), string(o.Plan), o.BreakGlass)
 	if isUnique(err) {
 		return fmt.Errorf("create org: %w", controlplane.ErrConflict)
 	}
@@ -133,14 +142,19 @@ func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
 func (s *Store) Org(ctx context.Context, id string) (controlplane.Org, error) {
 	o := controlplane.Org{ID: id}
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT name, created_at FROM orgs WHERE id = ?`, id).Scan(&o.Name, &created)
+	var plan string
+	var bg sql.NullBool
+	err := s.db.QueryRowContext(ctx, `SELECT name, created_at, plan, break_glass FROM orgs WHERE id = ?`, id).Scan(&o.Name, &created, &plan, &bg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, fmt.Errorf("org: %w", controlplane.ErrNotFound)
 	}
 	if err != nil {
 		return o, fmt.Errorf("org: %w", err)
 	}
-	o.CreatedAt = time.Unix(created, 0).UTC()
+	o.CreatedAt, o.Plan = time.Unix(created, 0).UTC(), controlplane.Plan(plan)
+	if bg.Valid {
+		o.BreakGlass = &bg.Bool
+	}
 	return o, nil
 }
 
