@@ -52,6 +52,9 @@ func Run(t *testing.T, open func(t *testing.T) edge.Store) {
 		{"RequestsScopedByOrg", testRequestsScopedByOrg},
 		{"RequestsInvalidLimit", testRequestsInvalidLimit},
 		{"ChangeFeed", testChangeFeed},
+		{"MemoryVersions", testMemoryVersions},
+		{"MemoryKeysAndOrder", testMemoryKeysAndOrder},
+		{"MemoryChanges", testMemoryChanges},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {
