@@ -1,14 +1,21 @@
 // Package intake reads a request's body, within the edge's limits, and
 // learns what the rest of the request path needs of it: its fingerprint
 // (for the cache), its model, whether it asks for a stream, and the body
-// to send upstream (the provider's format may rewrite it).
+// to send upstream (the provider's format may rewrite it). It injects the
+// memories the key carries (DESIGN §10) before the fingerprint is taken,
+// so the fingerprint covers them: a changed memory never serves an answer
+// made under the old one.
 package intake
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/fingerprint"
+	"github.com/persiv/codex/edge/memory"
 	"github.com/persiv/codex/edge/pipeline"
 )
 
@@ -59,8 +66,10 @@ type intake struct {
 	bodies *bodyBudget
 }
 
-// Stage reads the body of POST requests into x.Body and sets x.Stream,
-// x.HideUsage and the record's fingerprint, model and stream flag.
+// Stage reads the body of POST requests into x.Body (with the key's
+// memories injected, unless the client sent x-codex-memory: off) and sets
+// x.Stream, x.HideUsage, the x-codex-memory header and the record's
+// fingerprint, model, stream flag and memories.
 func Stage(o Options) pipeline.Stage {
 	o = o.withDefaults()
 	in := &intake{o: o, bodies: &bodyBudget{max: o.MaxInflightBodyBytes}}
@@ -85,10 +94,19 @@ func Stage(o Options) pipeline.Stage {
 
 // learn reads what the request path needs of body.
 func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
-	sum, info, err := x.Key.Org.Fingerprinter.Sum(string(x.Format.Provider()), string(x.Endpoint), body)
+	sent, mem, err := injectMemory(x, body)
 	if err != nil {
-		return badJSON(err.Error())
+		return err
 	}
+	sum, info, err := x.Key.Org.Fingerprinter.Sum(string(x.Format.Provider()), string(x.Endpoint), sent)
+	if err != nil {
+		return malformed(body, err)
+	}
+	if mem != nil {
+		x.W.Header()[memory.Header] = []string{mem.Label}
+		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate = mem.Label, mem.Tokens
+	}
+	body = sent
 	x.Rec.Fingerprint = sum.String()
 	x.Rec.Model = info.Model
 	x.Rec.Stream = info.Stream
@@ -97,4 +115,33 @@ func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
 		return badJSON(err.Error())
 	}
 	return nil
+}
+
+// injectMemory returns the body with the key's memories in front of its
+// system instruction, and those memories; the body as it is, and nil, when
+// the key carries none, the client sent x-codex-memory: off, or the
+// endpoint takes no system instruction.
+func injectMemory(x *pipeline.Exchange, body []byte) ([]byte, *directory.Memory, error) {
+	m := x.Key.Memory
+	if m == nil || strings.EqualFold(strings.TrimSpace(x.R.Header.Get(memory.Header)), "off") {
+		return body, nil, nil
+	}
+	out, ok, err := x.Format.InjectSystem(x.Endpoint, body, m.System)
+	if err != nil {
+		return nil, nil, malformed(body, err)
+	}
+	if !ok {
+		return body, nil, nil
+	}
+	return out, m, nil
+}
+
+// malformed is the answer to a body the fingerprint or the injection
+// refused, described from the client's own bytes (an injection would shift
+// the offsets the fingerprint's errors give).
+func malformed(body []byte, err error) error {
+	if _, serr := fingerprint.Scan(body); serr != nil {
+		err = serr
+	}
+	return badJSON(err.Error())
 }
