@@ -540,3 +540,23 @@ func TestMemoryNoPlaintextAtRest(t *testing.T) {
 	storetest.ScanDirForCanaries(t, rp.dir, canaries...)
 	storetest.ScanDirForCanaries(t, h.cfg.DataDir, canaries...)
 }
+
+// TestMemoryMetadata: the request's metadata names the memories and their
+// estimated tokens; a request without memory records none.
+func TestMemoryMetadata(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, func(c *config.Config) { c.MetadataFlush = 5 * time.Millisecond })
+	tn := h.addOrg("acme")
+	h.setMemory("acme", "", "style", "Twelve bytes")       // 3 tokens
+	h.setMemory("acme", tn.keyID, "tone", "Café au lait.") // 12 ASCII, 1 other: 4 tokens
+	_, hdr, _ := raw(t, "POST", h.base+"/v1/chat/completions", bearer(tn.key), `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+	withMem := hdr.Get("X-Codex-Request-Id")
+	_, hdr, _ = raw(t, "POST", h.base+"/v1/chat/completions", with(bearer(tn.key), "X-Codex-Memory", "off"), `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+	without := hdr.Get("X-Codex-Request-Id")
+	rec := recordByID(t, h, tn.orgID, withMem)
+	if rec.MemoryID != "style@1,tone@1" || rec.MemoryTokensEstimate != 7 {
+		t.Fatalf("record: memory %q, %d tokens; want style@1,tone@1, 7", rec.MemoryID, rec.MemoryTokensEstimate)
+	}
+	if rec := recordByID(t, h, tn.orgID, without); rec.MemoryID != "" || rec.MemoryTokensEstimate != 0 {
+		t.Fatalf("opted-out record: %q %d", rec.MemoryID, rec.MemoryTokensEstimate)
+	}
+}
