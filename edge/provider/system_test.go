@@ -275,3 +275,26 @@ func BenchmarkInjectSystem(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIntakeWithMemory is intake's share of a request with and
+// without a 1 KiB memory: the fingerprint of the client's body alone, or
+// the injection and the fingerprint of the larger body it makes.
+func BenchmarkIntakeWithMemory(b *testing.B) {
+	mem := provider.NewSystem(strings.Repeat("Answer in British English. ", 38))
+	body := []byte(`{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark, please, in a few words."}],"max_tokens":32}`)
+	fp := fingerprint.New([]byte("0123456789abcdef0123456789abcdef"))
+	f := openai.Format{}
+	b.Run("none", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			fp.Sum("openai", "chat.completions", body)
+		}
+	})
+	b.Run("memory", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, _, _ := f.InjectSystem(openai.ChatCompletions, body, mem)
+			fp.Sum("openai", "chat.completions", out)
+		}
+	})
+}
