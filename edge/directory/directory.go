@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,9 @@ type Memory struct {
 	Label string
 	// Tokens is the sum of their token estimates.
 	Tokens int64
+	// Digest is the SHA-256 of the text: what the request fingerprint
+	// authenticates in its place (fingerprint.SumWith).
+	Digest [sha256.Size]byte
 }
 
 // MemoryFor returns the memories a key of the org carries: its own after
@@ -338,7 +342,8 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]
 			texts[i], labels[i] = p.text, p.label
 			tok += p.tok
 		}
-		return &Memory{System: provider.NewSystem(strings.Join(texts, "\n\n")), Label: strings.Join(labels, ","), Tokens: tok}
+		text := strings.Join(texts, "\n\n")
+		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Digest: sha256.Sum256([]byte(text))}
 	}
 	out := map[string]*Memory{}
 	if m := join(own); m != nil {

@@ -2,9 +2,8 @@
 // learns what the rest of the request path needs of it: its fingerprint
 // (for the cache), its model, whether it asks for a stream, and the body
 // to send upstream (the provider's format may rewrite it). It injects the
-// memories the key carries (DESIGN §10) before the fingerprint is taken,
-// so the fingerprint covers them: a changed memory never serves an answer
-// made under the old one.
+// memories the key carries (DESIGN §10), and the fingerprint covers their
+// digest: a changed memory never serves an answer made under the old one.
 package intake
 
 import (
@@ -14,7 +13,6 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/directory"
-	"github.com/persiv/codex/edge/fingerprint"
 	"github.com/persiv/codex/edge/memory"
 	"github.com/persiv/codex/edge/pipeline"
 )
@@ -94,24 +92,30 @@ func Stage(o Options) pipeline.Stage {
 
 // learn reads what the request path needs of body.
 func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
-	sent, mem, err := injectMemory(x, body)
-	if err != nil {
-		return err
+	sent, mem, injectErr := injectMemory(x, body)
+	var extra []byte
+	if mem != nil {
+		extra = mem.Digest[:]
 	}
-	sum, info, err := x.Key.Org.Fingerprinter.Sum(string(x.Format.Provider()), string(x.Endpoint), sent)
+	// The fingerprint is of the client's body and the digest of the
+	// memories put in (not of the body sent, which would hash their text
+	// on every request): a changed memory changes it all the same.
+	sum, info, err := x.Key.Org.Fingerprinter.SumWith(string(x.Format.Provider()), string(x.Endpoint), extra, body)
 	if err != nil {
-		return malformed(body, err)
+		return badJSON(err.Error())
+	}
+	if injectErr != nil {
+		return badJSON(injectErr.Error())
 	}
 	if mem != nil {
 		x.W.Header()[memory.Header] = []string{mem.Label}
 		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate = mem.Label, mem.Tokens
 	}
-	body = sent
 	x.Rec.Fingerprint = sum.String()
 	x.Rec.Model = info.Model
 	x.Rec.Stream = info.Stream
 	x.Stream = info.Stream
-	if x.Body, x.HideUsage, err = x.Format.Rewrite(x.Endpoint, body, info); err != nil {
+	if x.Body, x.HideUsage, err = x.Format.Rewrite(x.Endpoint, sent, info); err != nil {
 		return badJSON(err.Error())
 	}
 	return nil
@@ -128,20 +132,10 @@ func injectMemory(x *pipeline.Exchange, body []byte) ([]byte, *directory.Memory,
 	}
 	out, ok, err := x.Format.InjectSystem(x.Endpoint, body, m.System)
 	if err != nil {
-		return nil, nil, malformed(body, err)
+		return body, nil, err
 	}
 	if !ok {
 		return body, nil, nil
 	}
 	return out, m, nil
-}
-
-// malformed is the answer to a body the fingerprint or the injection
-// refused, described from the client's own bytes (an injection would shift
-// the offsets the fingerprint's errors give).
-func malformed(body []byte, err error) error {
-	if _, serr := fingerprint.Scan(body); serr != nil {
-		err = serr
-	}
-	return badJSON(err.Error())
 }
