@@ -74,7 +74,9 @@ func TestMemoriesFollowTheFeed(t *testing.T) {
 	if err := svc.Remove(ctx, orgID, "", "style"); err != nil {
 		t.Fatal(err)
 	}
-	d.Sync(ctx)
+	if err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := resolve(h2).Memory; got != nil {
 		t.Fatalf("after removing the org's memories: %q", label(got))
 	}

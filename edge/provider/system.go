@@ -21,7 +21,7 @@ func NewSystem(text string) System {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	enc.Encode(text) // a string always encodes
+	_ = enc.Encode(text) // a string always encodes
 	return System{quoted: bytes.TrimSuffix(b.Bytes(), []byte("\n"))}
 }
 

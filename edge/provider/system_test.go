@@ -290,14 +290,20 @@ func BenchmarkIntakeWithMemory(b *testing.B) {
 	b.Run("none", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			fp.Sum("openai", "chat.completions", body)
+			if _, _, err := fp.Sum("openai", "chat.completions", body); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 	b.Run("memory", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			fp.SumWith("openai", "chat.completions", digest[:], body)
-			f.InjectSystem(openai.ChatCompletions, body, mem)
+			if _, _, err := fp.SumWith("openai", "chat.completions", digest[:], body); err != nil {
+				b.Fatal(err)
+			}
+			if _, ok, err := f.InjectSystem(openai.ChatCompletions, body, mem); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
 		}
 	})
 }

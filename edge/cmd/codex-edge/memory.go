@@ -81,7 +81,7 @@ func (e *env) readMemoryText(path string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read the memory: %w", err)
 		}
-		defer fh.Close()
+		defer func() { _ = fh.Close() }() // read only
 		r = fh
 	}
 	text, err := io.ReadAll(io.LimitReader(r, edge.MaxMemoryBytes+1))
@@ -112,7 +112,9 @@ func (e *env) memoryList(args []string) error {
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, m := range infos {
-				enc.Encode(m)
+				if err := enc.Encode(m); err != nil {
+					return err
+				}
 			}
 			return nil
 		}

@@ -19,7 +19,9 @@ func TestMemoryCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	var otherKey struct{ ID string }
-	json.Unmarshal([]byte(c.ok("keys", "create", "--org", "other", "--name", "bob", "--json")), &otherKey)
+	if err := json.Unmarshal([]byte(c.ok("keys", "create", "--org", "other", "--name", "bob", "--json")), &otherKey); err != nil {
+		t.Fatal(err)
+	}
 
 	const canary1 = "CANARYmemory1-4f2a9c Always answer in haiku."
 	const canary2 = "CANARYmemory2-77e1d0 Always answer in limericks.\n"
@@ -27,7 +29,9 @@ func TestMemoryCommands(t *testing.T) {
 		t.Fatalf("memory set: exit %d %q %q", code, out, errs)
 	}
 	file := filepath.Join(t.TempDir(), "style.txt")
-	os.WriteFile(file, []byte(canary2), 0o600)
+	if err := os.WriteFile(file, []byte(canary2), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if out := c.ok("memory", "set", "--org", "acme", "--name", "style", "--file", file); !strings.HasPrefix(out, "style@2 set") {
 		t.Fatalf("second set: %q", out)
 	}
