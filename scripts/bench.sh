@@ -78,7 +78,7 @@ if [ "${BENCH_REDIS:-1}" = 1 ]; then
   fi
   eval "$redisenv"
   rkey=$(setup_org "$work/edge-redis" bench "http://$fake_addr")
-  [ "${BENCH_MEMORY:-1}" = 1 ] && set_bench_memory "$work/edge-redis" bench
+  if [ "${BENCH_MEMORY:-1}" = 1 ]; then set_bench_memory "$work/edge-redis" bench; fi
   CODEX_DATA_DIR="$work/edge-redis" CODEX_LISTEN="$redis_addr" CODEX_ADMIN_LISTEN="$redis_admin" CODEX_LOG_LEVEL=warn \
     CODEX_REDIS_URL="$CODEX_TEST_REDIS_URL" bin/codex-edge serve >"$work/edge-redis.log" 2>&1 &
   pids+=("$!")
