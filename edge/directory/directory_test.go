@@ -24,6 +24,7 @@ type counting struct {
 	lookups atomic.Int64
 	read    chan struct{} // told when a held lookup has read the store
 	hold    chan struct{}
+	kr      *keyring.Keyring // the directory's
 }
 
 func (c *counting) KeyByHash(ctx context.Context, h [32]byte) (edge.APIKey, error) {
@@ -57,6 +58,7 @@ func setup(t *testing.T) (*counting, *directory.Directory, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.kr = kr
 	d := directory.New(st, directory.Options{Keys: kr, Getenv: func(k string) string { return env[k] }})
 	if err := d.Sync(context.Background()); err != nil {
 		t.Fatal(err)

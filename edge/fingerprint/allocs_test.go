@@ -15,6 +15,10 @@ func TestSumAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { _, _, _ = f.Sum("openai", "chat.completions", body) }); n > 1 {
 		t.Errorf("Sum allocates %v times per call, want at most 1", n)
 	}
+	extra := make([]byte, 32)
+	if n := testing.AllocsPerRun(200, func() { _, _, _ = f.SumWith("openai", "chat.completions", extra, body) }); n > 1 {
+		t.Errorf("SumWith allocates %v times per call, want at most 1", n)
+	}
 	noModel := []byte(`{"messages":[{"role":"user","content":"hi"}],"temperature":0.5}`)
 	if n := testing.AllocsPerRun(200, func() { _, _, _ = f.Sum("openai", "chat.completions", noModel) }); n != 0 {
 		t.Errorf("Sum without model allocates %v times per call", n)

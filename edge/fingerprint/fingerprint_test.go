@@ -387,6 +387,42 @@ func TestSumKeyedAndFramed(t *testing.T) {
 	}
 }
 
+func TestSumWith(t *testing.T) {
+	f := New(secretA)
+	body := chatBody(2 << 10)
+	plain, _, _ := f.Sum("openai", "chat.completions", body)
+	if s, _, _ := f.SumWith("openai", "chat.completions", nil, body); s != plain {
+		t.Error("SumWith without extra bytes differs from Sum")
+	}
+	seen := map[Sum]string{plain: "none"}
+	for _, extra := range []string{"a", "b", "ab", "\x00", strings.Repeat("d", 32)} {
+		s, _, err := f.SumWith("openai", "chat.completions", []byte(extra), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := seen[s]; ok {
+			t.Errorf("extra %q fingerprints as %q", extra, prev)
+		}
+		seen[s] = extra
+	}
+	// The extra bytes are framed: they cannot stand in for the body's.
+	mac := hmac.New(sha256.New, secretA)
+	mac.Write([]byte(domain))
+	for _, f := range []string{"openai", "chat.completions"} {
+		mac.Write(binary.AppendUvarint(nil, uint64(len(f))))
+		mac.Write([]byte(f))
+	}
+	mac.Write([]byte{extraMark, 3})
+	mac.Write([]byte("xyz"))
+	c, _ := Canonical([]byte(`{"a":1}`))
+	mac.Write(c)
+	var want Sum
+	copy(want[:], mac.Sum(nil))
+	if got, _, _ := f.SumWith("openai", "chat.completions", []byte("xyz"), []byte(`{"a":1}`)); got != want {
+		t.Errorf("SumWith = %s, want the documented MAC input's %s", got, want)
+	}
+}
+
 func TestSumString(t *testing.T) {
 	t.Parallel()
 	var s Sum

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -364,4 +365,46 @@ func TestPostgresNoContentAtRest(t *testing.T) {
 	countRecords(t, f.admin, org, len(canaries))
 	c.Checkpoint()
 	storetest.ScanDirForCanaries(t, c.DataDir, append(canaries, key, f.env["PROVIDER_KEY"], f.env["CODEX_BYOK_KEY"])...)
+}
+
+// TestPostgresMemoryNoPlaintextAtRest: memory texts set through one
+// edge's admin API reach another edge's requests (the change feed), and
+// appear nowhere in the Postgres data directory, heap files or WAL after
+// a checkpoint.
+func TestPostgresMemoryNoPlaintextAtRest(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	_, app := c.FreshDB(t)
+	f := newPGFleet(t, app)
+	e1, e2 := f.start(nil), f.start(nil)
+	org := f.addOrg("acme")
+	keyID, key := f.addKey(org)
+	texts, canaries := memoryCanaries(3)
+	for i, m := range []struct{ keyID, name string }{{"", "style"}, {"", "style"}, {keyID, "tone"}} {
+		body, _ := json.Marshal(map[string]string{"text": texts[i]})
+		u := "http://" + e1.srv.AdminAddr() + "/admin/v1/orgs/acme/memories/" + m.name + "?key_id=" + m.keyID
+		if st, out := adminReq(t, "PUT", u, "", map[string]string{"Content-Type": "application/json"}, string(body)); st != 200 {
+			t.Fatalf("set memory: %d %s", st, out)
+		}
+	}
+	sent := 0
+	for _, e := range []*pgEdge{e1, e2} {
+		testutil.Eventually(t, 10*time.Second, "the memories on every edge", func() bool {
+			sent++
+			req, _ := http.NewRequest("POST", e.base+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := pgClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body) // only the header matters
+			_ = resp.Body.Close()
+			return resp.Header.Get("X-Codex-Memory") == "style@2,tone@1"
+		})
+	}
+	countRecords(t, f.admin, org, sent)
+	c.Checkpoint()
+	if found, err := storetest.FindCanaries(c.DataDir, org); err != nil || len(found) == 0 {
+		t.Fatalf("the org's rows are not in the data directory (%v): the scan would prove nothing", err)
+	}
+	storetest.ScanDirForCanaries(t, c.DataDir, canaries...)
 }

@@ -77,6 +77,9 @@ func seedOrg(t *testing.T, db *postgres.DB, id string) {
 	if err := db.CreateDEK(ctx, d); err != nil {
 		t.Fatal(err)
 	}
+	if err := db.PutMemory(ctx, edge.Memory{OrgID: id, Name: "style", Version: 1, Sealed: []byte("sealed-memory")}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // tenantTables lists every table of the schema with an org_id column, and
@@ -118,7 +121,7 @@ func TestEveryTenantTableHasForcedRLS(t *testing.T) {
 	owner, _ := pgtest.FreshDB(t)
 	conn := connect(t, owner)
 	tables := tenantTables(t, conn)
-	for _, want := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys", "changes"} {
+	for _, want := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys", "changes", "memories"} {
 		if _, ok := tables[want]; !ok {
 			t.Errorf("tenant table %s not found by the org_id scan", want)
 		}
@@ -259,6 +262,7 @@ func TestRLSIsolatesOrgs(t *testing.T) {
 		func() (int, error) { p, err := db.Providers(ctx, "org_b"); return len(p), err },
 		func() (int, error) { r, err := db.Requests(ctx, "org_b", time.Time{}, 10); return len(r), err },
 		func() (int, error) { d, err := db.DEKs(ctx, "org_b"); return len(d), err },
+		func() (int, error) { m, err := db.Memories(ctx, "org_b"); return len(m), err },
 	} {
 		if n, err := check(); err != nil || n != 1 {
 			t.Errorf("org_b's rows after the attempts: %d, %v; want 1", n, err)
@@ -282,7 +286,7 @@ func TestNoOrgSetSeesNothing(t *testing.T) {
 	if _, err := db.Keys(t.Context(), "org_a"); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys"} {
+	for _, table := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys", "memories"} {
 		var n int
 		if err := db.Pool().QueryRow(t.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 			t.Fatal(err)

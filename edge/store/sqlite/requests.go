@@ -14,14 +14,14 @@ import (
 const requestColumns = store.RequestColumns
 
 // requestParams is the number of host parameters per inserted row.
-const requestParams = 21
+const requestParams = 22
 
 // maxInsertRows is the most rows one INSERT statement carries. Every
 // statement execution costs a fixed amount of transpiled-C and driver work
 // (statement start, reset, unbinding, a goroutine watching a context with
 // a deadline): about 10 µs, as much as the row itself, so a batch goes in
 // chunks of many rows. At 64 rows that cost is about 1% of the chunk's,
-// and 64 rows are 1,344 parameters, far below SQLite's limit of 32,766.
+// and 64 rows are 1,408 parameters, far below SQLite's limit of 32,766.
 const maxInsertRows = 64
 
 // insertSizes are the row counts of the prepared INSERT statements: a
@@ -164,7 +164,7 @@ func (a *requestArgs) add(r *edge.RequestRecord) {
 		countValue(r.Usage.Output), countValue(r.Usage.Reasoning),
 		cost, r.SavedNanoUSD,
 		int64(r.Latency), int64(r.UpstreamLatency),
-		int64(r.Status), a.reuse(5, string(r.Cache)), r.Fingerprint, r.MemoryID)
+		int64(r.Status), a.reuse(5, string(r.Cache)), r.Fingerprint, r.MemoryID, r.MemoryTokensEstimate)
 }
 
 // countValue stores an unknown count as NULL, never as zero.
@@ -204,7 +204,7 @@ func (db *DB) Requests(ctx context.Context, orgID string, since time.Time, limit
 		err := rows.Scan(&r.ID, &r.OrgID, &at, &r.KeyID, &provider, &r.Endpoint, &r.Model, &r.Stream,
 			&input, &cachedInput, &cacheWrite, &output, &reas,
 			&cost, &r.SavedNanoUSD, &latency, &upstream,
-			&r.Status, &cache, &r.Fingerprint, &r.MemoryID)
+			&r.Status, &cache, &r.Fingerprint, &r.MemoryID, &r.MemoryTokensEstimate)
 		if err != nil {
 			return nil, wrap("list requests", err)
 		}
