@@ -243,6 +243,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	authed := requireToken(token)
 	s.adminAPI = a.Group("/admin/v1", authed)
 	s.adminAPI.POST("/keys/:id/revoke", s.revokeKey)
+	s.registerGovernance(s.adminAPI)
 	// Health stays open: load balancers and orchestrators probe it without
 	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })

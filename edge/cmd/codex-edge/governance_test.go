@@ -1,0 +1,103 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLimitsCLI: limits set merges what it is given into the stored limit,
+// 0 removes a limit, and list --json prints DESIGN §10's shape.
+func TestLimitsCLI(t *testing.T) {
+	c := newCLI(t)
+	org := strings.TrimSpace(c.ok("orgs", "create", "acme"))
+	var k struct{ ID string }
+	if err := json.Unmarshal([]byte(c.ok("keys", "create", "--org", "acme", "--name", "a", "--json")), &k); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("limits", "set", "--org", "acme", "--rpm", "60")
+	c.ok("limits", "set", "--org", "acme", "--tpm", "1000")
+	c.ok("limits", "set", "--org", org, "--key", k.ID, "--rpm", "5", "--tpm", "50")
+	c.ok("limits", "set", "--org", "acme", "--key", k.ID, "--tpm", "0")
+
+	got := c.ok("limits", "list", "--org", "acme", "--json")
+	want := `{"org_id":"` + org + `","key_id":"","rpm":60,"tpm":1000}` + "\n" +
+		`{"org_id":"` + org + `","key_id":"` + k.ID + `","rpm":5,"tpm":0}` + "\n"
+	if got != want {
+		t.Fatalf("limits list --json =\n%s\nwant\n%s", got, want)
+	}
+	// Both 0: the key's limit is gone.
+	c.ok("limits", "set", "--org", "acme", "--key", k.ID, "--rpm", "0")
+	if got := c.ok("limits", "list", "--org", "acme", "--json"); strings.Contains(got, k.ID) {
+		t.Fatalf("after removing the key's limit: %s", got)
+	}
+	for _, bad := range [][]string{
+		{"limits", "set", "--org", "acme"},
+		{"limits", "set", "--org", "acme", "--rpm", "-1"},
+		{"limits", "set", "--org", "acme", "--key", "key_nope", "--rpm", "1"},
+	} {
+		if code, _, _ := c.run("", bad...); code == 0 {
+			t.Errorf("%v succeeded", bad)
+		}
+	}
+}
+
+// TestBudgetsCLI: budgets set and list --json in DESIGN §10's shape,
+// amounts exact decimals; --usd 0 removes.
+func TestBudgetsCLI(t *testing.T) {
+	c := newCLI(t)
+	org := strings.TrimSpace(c.ok("orgs", "create", "acme"))
+	var k struct{ ID string }
+	if err := json.Unmarshal([]byte(c.ok("keys", "create", "--org", "acme", "--name", "a", "--json")), &k); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("budgets", "set", "--org", "acme", "--usd", "100", "--period", "month")
+	c.ok("budgets", "set", "--org", "acme", "--key", k.ID, "--usd", "12.345", "--period", "day")
+	c.ok("budgets", "set", "--org", "acme", "--usd", "7", "--period", "day")
+	c.ok("budgets", "set", "--org", "acme", "--usd", "0", "--period", "day")
+
+	lines := strings.Split(strings.TrimSpace(c.ok("budgets", "list", "--org", "acme", "--json")), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("budgets list --json: %q", lines)
+	}
+	type row struct {
+		OrgID       string          `json:"org_id"`
+		KeyID       string          `json:"key_id"`
+		Period      string          `json:"period"`
+		CapUSD      json.RawMessage `json:"cap_usd"`
+		SpentUSD    json.RawMessage `json:"spent_usd"`
+		ReservedUSD json.RawMessage `json:"reserved_usd"`
+		PeriodEnd   time.Time       `json:"period_end"`
+	}
+	var rows []row
+	for _, l := range lines {
+		var r row
+		dec := json.NewDecoder(strings.NewReader(l))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		rows = append(rows, r)
+	}
+	now := time.Now().UTC()
+	monthEnd := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+	dayEnd := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+	if r := rows[0]; r.OrgID != org || r.KeyID != "" || r.Period != "month" || string(r.CapUSD) != "100" ||
+		string(r.SpentUSD) != "0" || string(r.ReservedUSD) != "0" || !r.PeriodEnd.Equal(monthEnd) {
+		t.Errorf("org budget = %+v", r)
+	}
+	if r := rows[1]; r.KeyID != k.ID || r.Period != "day" || string(r.CapUSD) != "12.345" || !r.PeriodEnd.Equal(dayEnd) {
+		t.Errorf("key budget = %+v (cap %s)", r, r.CapUSD)
+	}
+	for _, bad := range [][]string{
+		{"budgets", "set", "--org", "acme", "--usd", "1", "--period", "week"},
+		{"budgets", "set", "--org", "acme", "--usd", "-1", "--period", "day"},
+		{"budgets", "set", "--org", "acme", "--usd", "1e3", "--period", "day"},
+		{"budgets", "set", "--org", "acme", "--period", "day"},
+	} {
+		if code, _, _ := c.run("", bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage)", bad, code)
+		}
+	}
+}
