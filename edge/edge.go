@@ -201,7 +201,17 @@ type RequestRecord struct {
 	Cache           CacheStatus
 	Fingerprint     string // hex HMAC; reveals repetition, not content
 	MemoryID        string
+	// Refused says why the edge itself refused the request, if a limit
+	// did: RefusedRateLimit or RefusedBudget. Counted in telemetry, not
+	// stored with the request.
+	Refused string
 }
+
+// Why the edge refused a request (RequestRecord.Refused).
+const (
+	RefusedRateLimit = "rate_limit"
+	RefusedBudget    = "budget"
+)
 
 // Check reports whether r can be stored: it needs an id, an org and a time.
 func (r *RequestRecord) Check() error {

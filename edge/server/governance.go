@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/budget"
 )
 
 // registerGovernance adds the limit and budget routes (DESIGN §10) to the
@@ -176,7 +177,9 @@ func (s *Server) setBudget(c echo.Context) error {
 	return c.JSON(http.StatusOK, edge.BudgetUse{Budget: b, Start: b.Period.Start(time.Now())}.JSON())
 }
 
-// budgetUses reads the org's budgets and their use in the current period.
+// budgetUses reads the org's budgets and their use in the current period,
+// live: settled spend not written to the store yet, and the reservations
+// of requests in progress (on every instance, with Redis).
 func (s *Server) budgetUses(c echo.Context, orgID string) ([]edge.BudgetUse, error) {
 	ctx := c.Request().Context()
 	bs, err := s.store.Budgets(ctx, orgID)
@@ -187,15 +190,18 @@ func (s *Server) budgetUses(c echo.Context, orgID string) ([]edge.BudgetUse, err
 	out := make([]edge.BudgetUse, 0, len(bs))
 	for _, b := range bs {
 		start := b.Period.Start(now)
-		spent, err := s.store.Spent(ctx, orgID, b.KeyID, b.Period, start)
+		spent, reserved, err := s.ledger.Use(ctx, budget.Bucket{OrgID: orgID, KeyID: b.KeyID, Period: b.Period, Start: start, Cap: b.CapNanoUSD})
 		if err != nil {
 			return nil, storeErr("read spend", err)
 		}
-		out = append(out, edge.BudgetUse{Budget: b, Start: start, SpentNanoUSD: spent})
+		out = append(out, edge.BudgetUse{Budget: b, Start: start, SpentNanoUSD: spent, ReservedNanoUSD: reserved})
 	}
 	return out, nil
 }
 
 // governanceChanged applies a change of an org's limits or budgets made
 // through this instance at once.
-func (s *Server) governanceChanged(orgID string) {}
+func (s *Server) governanceChanged(orgID string) {
+	s.limits.Forget(orgID)
+	s.budgets.Forget(orgID)
+}

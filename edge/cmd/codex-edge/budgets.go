@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/budget"
+	budgetredis "github.com/persiv/codex/edge/budget/redis"
+	cacheredis "github.com/persiv/codex/edge/cache/redis"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/server"
 )
@@ -80,22 +84,39 @@ func (e *env) budgetsList(args []string) error {
 	})
 }
 
-// budgetUses reads the org's budgets and their use in the current period
-// from the store (settled spend; nothing reserved is visible from here).
-func (e *env) budgetUses(_ config.Config, st server.Store, orgID string) ([]edge.BudgetUse, error) {
+// budgetUses reads the org's budgets and their use in the current period:
+// from Redis when CODEX_REDIS_URL is set (live, with the reservations of
+// requests in progress on every instance), else from the store (settled
+// spend written so far; nothing reserved is visible from here).
+func (e *env) budgetUses(cfg config.Config, st server.Store, orgID string) ([]edge.BudgetUse, error) {
 	bs, err := st.Budgets(e.ctx, orgID)
 	if err != nil {
 		return nil, err
+	}
+	storeSpent := func(ctx context.Context, b budget.Bucket) (int64, error) {
+		return st.Spent(ctx, b.OrgID, b.KeyID, b.Period, b.Start)
+	}
+	use := func(ctx context.Context, b budget.Bucket) (int64, int64, error) {
+		n, err := storeSpent(ctx, b)
+		return n, 0, err
+	}
+	if cfg.RedisURL != "" {
+		c, err := cacheredis.NewClient(cfg.RedisURL, cacheredis.Options{Timeout: 2 * time.Second, DialTimeout: 2 * time.Second})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		use = budgetredis.New(c, storeSpent, budget.DefaultReservationTTL).Use
 	}
 	now := time.Now()
 	out := make([]edge.BudgetUse, 0, len(bs))
 	for _, b := range bs {
 		start := b.Period.Start(now)
-		spent, err := st.Spent(e.ctx, orgID, b.KeyID, b.Period, start)
+		spent, reserved, err := use(e.ctx, budget.Bucket{OrgID: orgID, KeyID: b.KeyID, Period: b.Period, Start: start, Cap: b.CapNanoUSD})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, edge.BudgetUse{Budget: b, Start: start, SpentNanoUSD: spent})
+		out = append(out, edge.BudgetUse{Budget: b, Start: start, SpentNanoUSD: spent, ReservedNanoUSD: reserved})
 	}
 	return out, nil
 }

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/persiv/codex/edge/fakeprovider"
 )
 
 // TestLimitsCLI: limits set merges what it is given into the stored limit,
@@ -99,5 +106,61 @@ func TestBudgetsCLI(t *testing.T) {
 		if code, _, _ := c.run("", bad...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (usage)", bad, code)
 		}
+	}
+}
+
+// TestLimitsSetAppliesToRunningServe: `limits set` on the CLI reaches a
+// running serve of the same data directory within CODEX_CHANGE_POLL.
+func TestLimitsSetAppliesToRunningServe(t *testing.T) {
+	fake := httptest.NewServer(fakeprovider.New(fakeprovider.Options{}))
+	t.Cleanup(fake.Close)
+	c := newCLI(t)
+	c.env["CODEX_LISTEN"], c.env["CODEX_ADMIN_LISTEN"] = "127.0.0.1:0", "127.0.0.1:0"
+	c.env["CODEX_CHANGE_POLL"] = "50ms"
+	c.env["FAKE_KEY"] = "sk-fake"
+	c.ok("orgs", "create", "acme")
+	key := strings.TrimSpace(c.ok("keys", "create", "--org", "acme", "--name", "a"))
+	c.ok("providers", "set", "--org", "acme", "openai", "--api-key-env", "FAKE_KEY", "--base-url", fake.URL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve"}, strings.NewReader(""), io.Discard, &stderr, func(k string) string { return c.env[k] })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	urlRE := regexp.MustCompile(`"url":"(http://[^"]+)"`)
+	var base string
+	deadline := time.Now().Add(20 * time.Second)
+	for base == "" {
+		if m := urlRE.FindStringSubmatch(stderr.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	chat := func() int {
+		req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := chat(); st != 200 {
+		t.Fatalf("before the limit: %d", st)
+	}
+	c.ok("limits", "set", "--org", "acme", "--rpm", "1")
+	deadline = time.Now().Add(10 * time.Second)
+	for chat() != 429 {
+		if time.Now().After(deadline) {
+			t.Fatal("the CLI's limit never applied to the running serve")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
