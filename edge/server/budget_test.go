@@ -100,7 +100,11 @@ func TestBudgetTwoEdgesConcurrent(t *testing.T) {
 			return ctx.Err()
 		}
 	}})
-	mut := func(c *config.Config) { c.RedisURL = rp.url(); c.CacheEnabled = false; c.BudgetFlush = 20 * time.Millisecond }
+	mut := func(c *config.Config) {
+		c.RedisURL = rp.url()
+		c.CacheEnabled = false
+		c.BudgetFlush = 20 * time.Millisecond
+	}
 	e1, e2 := f.start(mut), f.start(mut)
 	org := f.addOrg("acme")
 	keyID, key := f.addKey(org)
@@ -360,8 +364,6 @@ func TestBudgetRedisDown(t *testing.T) {
 		t.Error("the fallback is not counted")
 	}
 }
-
-
 
 // setBudgetNow sets a budget through the admin API, which applies it on
 // this instance at once.
