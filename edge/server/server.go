@@ -200,7 +200,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.writer.Dropped()) }),
 	)
 
-	if s.tel, err = openTelemetry(ctx, cfg, store, opts, log); err != nil {
+	if s.tel, err = openTelemetry(ctx, cfg, store, opts, log, s.telemetryBudgets); err != nil {
 		return nil, err
 	}
 	s.reg.MustRegister(s.tel.Collectors()...)
@@ -299,7 +299,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 // openTelemetry opens the hybrid link's state in the data directory. Its
 // secrets are sealed under telemetry.KeyOrg in a key store of their own
 // (see telemetry.KeyStore), with the same master key as the tenants'.
-func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Options, log *slog.Logger) (*telemetry.Service, error) {
+func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Options, log *slog.Logger, budgets func(context.Context) []telemetry.Budget) (*telemetry.Service, error) {
 	d := telemetry.DirIn(cfg.DataDir)
 	if err := d.Ensure(); err != nil {
 		return nil, err
@@ -316,6 +316,7 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 	to := telemetry.Options{
 		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
+		Budgets: budgets,
 	}
 	if cfg.TelemetryNames {
 		to.Names = &telemetry.Names{
@@ -564,3 +565,34 @@ func (s *Server) budgetLedger(cfg config.Config, m *pipeline.Metrics) budget.Led
 
 // Ledger exposes the budgets' ledger (for tests).
 func (s *Server) Ledger() budget.Ledger { return s.ledger }
+
+// telemetryBudgets lists every budget and its use in the current period,
+// for shared metrics (read only while sharing is on, once a window).
+func (s *Server) telemetryBudgets(ctx context.Context) []telemetry.Budget {
+	if s.ledger == nil {
+		return nil
+	}
+	orgs, err := s.store.Orgs(ctx)
+	if err != nil {
+		s.log.Warn("telemetry: budgets not listed", "err", err)
+		return nil
+	}
+	now := time.Now()
+	var out []telemetry.Budget
+	for _, o := range orgs {
+		bs, err := s.budgets.Get(ctx, o.ID)
+		if err != nil {
+			s.log.Warn("telemetry: budgets not listed", "org", o.ID, "err", err)
+			continue
+		}
+		for _, b := range bs {
+			start := b.Period.Start(now)
+			spent, _, err := s.ledger.Use(ctx, budget.Bucket{OrgID: b.OrgID, KeyID: b.KeyID, Period: b.Period, Start: start, Cap: b.CapNanoUSD})
+			if err != nil {
+				continue
+			}
+			out = append(out, telemetry.Budget{OrgID: b.OrgID, KeyID: b.KeyID, Period: string(b.Period), CapNanoUSD: b.CapNanoUSD, SpentNanoUSD: spent})
+		}
+	}
+	return out
+}
