@@ -35,6 +35,12 @@ type discard struct{}
 func (discard) Record(edge.RequestRecord) bool { return true }
 
 func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
+	return setupBenchWith(b, nil)
+}
+
+// setupBenchWith is setupBench with the proxy's options adjusted by
+// mutate, given the store, the org and the key (for limits and budgets).
+func setupBenchWith(b *testing.B, mutate func(o *proxy.Options, db *sqlite.DB, orgID, keyID string)) (http.Handler, string, *fakeprovider.Server) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, b.TempDir())
 	if err != nil {
@@ -46,7 +52,8 @@ func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
 	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
 	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.Anthropic, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
 	s, _ := apikey.Generate()
-	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	keyID := apikey.NewID("key_")
+	db.CreateKey(ctx, edge.APIKey{ID: keyID, OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
 	master, _, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -58,7 +65,11 @@ func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
 	dir := directory.New(db, directory.Options{Keys: kr, Getenv: func(string) string { return "sk-fake" }})
 	prices, _ := pricing.Load(nil)
 	fake := fakeprovider.New(fakeprovider.Options{NoRecord: true})
-	px := proxy.New(dir, discard{}, prices, proxy.Options{Transport: inProcess{fake}})
+	opts := proxy.Options{Transport: inProcess{fake}}
+	if mutate != nil {
+		mutate(&opts, db, org.ID, keyID)
+	}
+	px := proxy.New(dir, discard{}, prices, opts)
 	e := echo.New()
 	px.Register(e)
 	return e, s.Reveal(), fake

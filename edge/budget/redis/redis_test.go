@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -82,4 +83,41 @@ func TestRedisLedgerLargeAmounts(t *testing.T) {
 	if s, res, _ := l.Use(ctx, b); s != amount-1 || res != 0 {
 		t.Fatalf("after settling: %d, %d", s, res)
 	}
+}
+
+// benchLedger is one budgeted request's work on a ledger: a reservation
+// in the org's and the key's budget, then its settlement.
+func benchLedger(b *testing.B, l budget.Ledger) {
+	ctx := context.Background()
+	org := budget.Bucket{OrgID: "org_bench" + time.Now().Format("150405.000000"), Period: edge.Month, Start: edge.Month.Start(time.Now()), Cap: edge.MaxBudgetNanoUSD}
+	key := org
+	key.KeyID = "key_bench"
+	bs := []budget.Bucket{org, key}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		h, r, err := l.Reserve(ctx, "req_"+strconv.Itoa(i), bs, 1_000_000)
+		if err != nil || r != nil {
+			b.Fatal(err, r)
+		}
+		if err := h.Settle(ctx, 1000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func zeroSeed(context.Context, budget.Bucket) (int64, error) { return 0, nil }
+
+func BenchmarkLedgerLocal(b *testing.B) { benchLedger(b, budget.NewLocal(zeroSeed, time.Hour)) }
+
+func BenchmarkLedgerRedis(b *testing.B) {
+	u := os.Getenv("CODEX_TEST_REDIS_URL")
+	if u == "" {
+		b.Skip("CODEX_TEST_REDIS_URL not set")
+	}
+	opt, _ := goredis.ParseURL(u)
+	c := goredis.NewClient(opt)
+	defer c.Close()
+	benchLedger(b, budgetredis.New(c, zeroSeed, time.Hour))
 }

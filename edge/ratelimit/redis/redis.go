@@ -72,7 +72,10 @@ else
   tat = math.max(tonumber(tat), now)
 end
 local new_tat = tat + period / rate * cost
-redis.call("SET", key, new_tat, "EX", math.ceil(new_tat - now))
+-- A charge below the clock's resolution (a huge limit) changes nothing.
+if new_tat > now then
+  redis.call("SET", key, new_tat, "EX", math.max(1, math.ceil(new_tat - now)))
+end
 return tostring(new_tat - now)
 `)
 

@@ -87,6 +87,11 @@ func TestCounters(t *testing.T) {
 			if err := c.Charge(ctx, key, 1000, 0); err != nil {
 				t.Fatal(err)
 			}
+			// A charge too small for the clock's resolution on a huge
+			// limit is no error.
+			if err := c.Charge(ctx, randomKey(), 1<<40, 1); err != nil {
+				t.Fatalf("charging 1 of 2^40: %v", err)
+			}
 		})
 	}
 }
@@ -107,4 +112,36 @@ func TestChargeSharesRedisRateState(t *testing.T) {
 	if res.Remaining < 449 || res.Remaining > 451 || res.ResetAfter < 14*time.Second || res.ResetAfter > 15*time.Second {
 		t.Fatalf("redis_rate after a charge of 150 of 600: remaining %d, reset %s; want 450, 15s", res.Remaining, res.ResetAfter)
 	}
+}
+
+// benchCounter is one limited request's work on a counter: the rpm
+// charge, the tpm check, the tpm charge.
+func benchCounter(b *testing.B, c ratelimit.Counter) {
+	ctx := context.Background()
+	key := randomKey()
+	b.ReportAllocs()
+	for b.Loop() {
+		if st, err := c.Take(ctx, key+":rpm", 1<<30, 1); err != nil || !st.Allowed {
+			b.Fatal(st, err)
+		}
+		if st, err := c.Take(ctx, key+":tpm", 1<<40, 0); err != nil || !st.Allowed {
+			b.Fatal(st, err)
+		}
+		if err := c.Charge(ctx, key+":tpm", 1<<40, 120); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCounterLocal(b *testing.B) { benchCounter(b, ratelimit.NewLocal()) }
+
+func BenchmarkCounterRedis(b *testing.B) {
+	u := os.Getenv("CODEX_TEST_REDIS_URL")
+	if u == "" {
+		b.Skip("CODEX_TEST_REDIS_URL not set")
+	}
+	opt, _ := goredis.ParseURL(u)
+	c := goredis.NewClient(opt)
+	defer c.Close()
+	benchCounter(b, ratelimitredis.New(c))
 }
