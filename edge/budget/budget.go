@@ -103,7 +103,9 @@ func serve(x *pipeline.Exchange, next pipeline.Handler, o *Options) error {
 			buckets = append(buckets, Bucket{OrgID: b.OrgID, KeyID: b.KeyID, Period: b.Period, Start: start, Cap: b.CapNanoUSD})
 		}
 	}
-	if len(buckets) == 0 {
+	if len(buckets) == 0 || x.Format.Billing(x.Endpoint) == provider.Free {
+		// Nothing to cap, or nothing to pay (listing models, counting
+		// tokens): an exhausted budget does not stop those.
 		err := next.Serve(x)
 		record(x, o, now, 0)
 		return err

@@ -211,6 +211,17 @@ func TestBudgetRefusals(t *testing.T) {
 	if m := metricsText(t, h); !strings.Contains(m, `codex_edge_limit_refusals_total{reason="budget"}`) {
 		t.Error("budget refusals not counted")
 	}
+	// What costs nothing still works with the budget spent past its cap
+	// (a cap lowered below what was spent).
+	b.CapNanoUSD = 1
+	setBudgetNow(t, h, b)
+	oc := h.openai(tn.key)
+	if _, err := oc.Models.List(ctx); err != nil {
+		t.Fatalf("listing models with the budget used up: %v", err)
+	}
+
+	b.CapNanoUSD = worst * 10
+	setBudgetNow(t, h, b)
 
 	// Unpriced models.
 	unpriced := `{"model":"claude-unpriced-9","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`
