@@ -6,11 +6,17 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/budget"
+	budgetredis "github.com/persiv/codex/edge/budget/redis"
 	"github.com/persiv/codex/edge/fakeprovider"
 )
 
@@ -162,5 +168,39 @@ func TestLimitsSetAppliesToRunningServe(t *testing.T) {
 			t.Fatal("the CLI's limit never applied to the running serve")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBudgetsListShowsRedisReservations: with CODEX_REDIS_URL set,
+// budgets list reads the live ledger every edge shares, so it shows the
+// reservations of requests in progress.
+func TestBudgetsListShowsRedisReservations(t *testing.T) {
+	url := os.Getenv("CODEX_TEST_REDIS_URL")
+	if url == "" {
+		t.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
+	}
+	c := newCLI(t)
+	c.env["CODEX_REDIS_URL"] = url
+	org := strings.TrimSpace(c.ok("orgs", "create", "acme"))
+	c.ok("budgets", "set", "--org", "acme", "--usd", "10", "--period", "day")
+	// A request in progress on some edge holds 2.5 USD of it.
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := goredis.NewClient(opt)
+	defer rdb.Close()
+	zero := func(context.Context, budget.Bucket) (int64, error) { return 0, nil }
+	b := budget.Bucket{OrgID: org, Period: edge.Day, Start: edge.Day.Start(time.Now()), Cap: 10e9}
+	h, r, err := budgetredis.New(rdb, zero, time.Hour).Reserve(context.Background(), "req_cli", []budget.Bucket{b}, 2_500_000_000)
+	if err != nil || r != nil {
+		t.Fatal(err, r)
+	}
+	if got := c.ok("budgets", "list", "--org", "acme", "--json"); !strings.Contains(got, `"reserved_usd":2.5`) || !strings.Contains(got, `"spent_usd":0`) {
+		t.Fatalf("budgets list with a reservation in progress: %s", got)
+	}
+	h.Settle(context.Background(), 1_000_000_000)
+	if got := c.ok("budgets", "list", "--org", "acme", "--json"); !strings.Contains(got, `"reserved_usd":0`) || !strings.Contains(got, `"spent_usd":1`) {
+		t.Fatalf("budgets list after settling: %s", got)
 	}
 }
