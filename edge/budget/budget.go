@@ -8,9 +8,9 @@
 // the call it reserves the worst case in every budget that applies (the
 // org's, the key's), all or none; once the answer ended (a stream
 // included: streams end inside the forwarder) it settles the reservation
-// to the recorded cost, or to the worst case when the cost could not be
-// told (a stream cut before its usage, an unpriced snapshot); when no
-// provider call happened it releases it.
+// to the recorded cost (nothing for the provider's own error answer), or
+// to the worst case when the cost could not be told (a stream cut before
+// its usage, a time-out); when no provider call happened it releases it.
 //
 // Worst case: the request body's bytes / 3 as input tokens (tokens of any
 // real text and of JSON syntax average well over three bytes; images and
@@ -143,15 +143,27 @@ func serve(x *pipeline.Exchange, next pipeline.Handler, o *Options) error {
 		}
 		return err
 	}
-	actual := worst
-	if x.Rec.CostKnown {
-		actual = x.Rec.CostNanoUSD
-	}
+	actual := settlement(x, err, worst)
 	if serr := hold.Settle(ctx, actual); serr != nil {
 		x.Log().Warn("budget reservation not settled; it expires by itself", "err", serr)
 	}
 	record(x, o, now, actual)
 	return err
+}
+
+// settlement is what a request that reached the provider is settled to:
+// its recorded cost; nothing when the provider answered with an error of
+// its own (providers bill no failed request); else, when the cost cannot
+// be told (a stream cut before its usage, a time-out, a client gone while
+// the provider may have gone on), the worst case.
+func settlement(x *pipeline.Exchange, err error, worst int64) int64 {
+	switch {
+	case x.Rec.CostKnown:
+		return x.Rec.CostNanoUSD
+	case err == nil && x.Rec.Status >= 400 && x.Rec.Status != pipeline.StatusClientClosed:
+		return 0
+	}
+	return worst
 }
 
 // settleTimeout bounds settling or releasing a reservation.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -383,5 +385,25 @@ func setBudgetNow(t *testing.T, h *harness, b edge.Budget) {
 	body := fmt.Sprintf(`{"key_id":%q,"usd":%q,"period":%q}`, b.KeyID, edge.FormatUSD(b.CapNanoUSD), b.Period)
 	if st, resp := adminReq(t, "POST", "http://"+h.srv.AdminAddr()+"/admin/v1/orgs/"+b.OrgID+"/budgets", "", map[string]string{"Content-Type": "application/json"}, body); st != 200 {
 		t.Fatalf("set budget: %d %s", st, resp)
+	}
+}
+
+// TestBudgetProviderErrorSettlesNothing: the provider's own error answer
+// is billed nothing, so its reservation settles to nothing.
+func TestBudgetProviderErrorSettlesNothing(t *testing.T) {
+	prices := filepath.Join(t.TempDir(), "prices.json")
+	if err := os.WriteFile(prices, []byte(`{"providers":{"anthropic":{"fake-error-400":{"input":"3.00","cached_input":"0.30","cache_write":"3.75","output":"15.00","max_output":1000}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, fakeprovider.Options{}, func(c *config.Config) { c.PricingFile = prices; c.CacheEnabled = false })
+	tn := h.addOrg("acme")
+	b := edge.Budget{OrgID: tn.orgID, Period: edge.Day, CapNanoUSD: 1e9}
+	setBudgetNow(t, h, b)
+	body := `{"model":"fake-error-400","max_tokens":100,"messages":[{"role":"user","content":"fail please"}]}`
+	if st, resp, _ := postMessages(ctxT(t), h.base, tn.key, body); st != 400 || !strings.Contains(resp, "fault injected") {
+		t.Fatalf("provider error: %d %s", st, resp)
+	}
+	if s, r := ledgerUse(t, h.srv, b); s != 0 || r != 0 {
+		t.Fatalf("after a provider error: spent %d reserved %d, want 0, 0", s, r)
 	}
 }
