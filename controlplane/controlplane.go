@@ -172,7 +172,10 @@ type Totals struct {
 	Input, CachedInput, CacheWrite, Output wire.Tokens
 	Reasoning                              wire.Tokens
 	CostNanoUSD, CostUnknown, SavedNanoUSD int64
-	LatencyMS                              [wire.LatencyBuckets]int64
+	// Limited and BudgetRefused count requests the edge refused because
+	// of a rate limit or a budget (batches of schema version 2 on).
+	Limited, BudgetRefused int64
+	LatencyMS              [wire.LatencyBuckets]int64
 }
 
 // Add adds o's counts to t.
@@ -188,6 +191,8 @@ func (t *Totals) Add(o *Totals) {
 	t.CostNanoUSD += o.CostNanoUSD
 	t.CostUnknown += o.CostUnknown
 	t.SavedNanoUSD += o.SavedNanoUSD
+	t.Limited += o.Limited
+	t.BudgetRefused += o.BudgetRefused
 	for i, n := range o.LatencyMS {
 		t.LatencyMS[i] += n
 	}
@@ -199,6 +204,14 @@ type UsageRow struct {
 	Time time.Time
 	Key  map[Dimension]string
 	Totals
+}
+
+// BudgetUse is a budget of a workspace (KeyRef "none") or key, as an edge
+// last reported it.
+type BudgetUse struct {
+	wire.BudgetUse
+	EdgeID string
+	AsOf   time.Time // the end of the window of the batch that reported it
 }
 
 // Retention says how long each resolution is kept.
@@ -275,8 +288,14 @@ type Store interface {
 	// IngestBatch stores a validated batch exactly once: it reports false
 	// when (edge_id, seq) was stored before. It also updates the edge's
 	// last-seen time and the hour and day roll-ups in the same transaction.
+	// A batch's budgets replace what was stored of the same budgets
+	// (org, workspace, key reference, period) when the batch's window is
+	// the later one.
 	IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (stored bool, err error)
 	Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error)
+	// BudgetUses lists the org's budgets as its edges last reported them,
+	// by workspace, key reference and period.
+	BudgetUses(ctx context.Context, orgID string) ([]BudgetUse, error)
 	// Prune deletes usage older than the retention of its resolution.
 	Prune(ctx context.Context, r Retention, now time.Time) error
 

@@ -274,7 +274,17 @@ type RequestRecord struct {
 	// were set (package memory), not counted by the provider: the
 	// provider reports only the request's total.
 	MemoryTokensEstimate int64
+	// Refused says why the edge itself refused the request, if a limit
+	// did: RefusedRateLimit or RefusedBudget. Counted in telemetry, not
+	// stored with the request.
+	Refused string
 }
+
+// Why the edge refused a request (RequestRecord.Refused).
+const (
+	RefusedRateLimit = "rate_limit"
+	RefusedBudget    = "budget"
+)
 
 // Check reports whether r can be stored: it needs an id, an org and a time.
 func (r *RequestRecord) Check() error {
@@ -289,7 +299,7 @@ func (r *RequestRecord) Check() error {
 type Change struct {
 	Seq   int64
 	OrgID string
-	Kind  string // "key", "provider", "org", "dek", "memory"
+	Kind  string // "key", "provider", "org", "dek", "memory", "limit", "budget"
 	Ref   string
 }
 
@@ -335,6 +345,26 @@ type Store interface {
 
 	InsertRequests(ctx context.Context, recs []RequestRecord) error
 	Requests(ctx context.Context, orgID string, since time.Time, limit int) ([]RequestRecord, error)
+
+	// SetLimit creates, replaces or (when it limits nothing) removes the
+	// rate limit of an org or of one of its keys; a key of another org is
+	// ErrNotFound. It records a "limit" change.
+	SetLimit(ctx context.Context, l Limit) error
+	// Limits returns the org's limits: its own first, then by key id.
+	Limits(ctx context.Context, orgID string) ([]Limit, error)
+	// SetBudget creates, replaces or (with a zero cap) removes the budget of
+	// an org or of one of its keys for one period; a key of another org is
+	// ErrNotFound. It records a "budget" change.
+	SetBudget(ctx context.Context, b Budget) error
+	// Budgets returns the org's budgets: its own first, then by key id,
+	// each day before month.
+	Budgets(ctx context.Context, orgID string) ([]Budget, error)
+	// AddSpend adds each amount to the settled spend of its org or key and
+	// period, atomically.
+	AddSpend(ctx context.Context, s []Spend) error
+	// Spent returns the settled spend of an org (keyID empty) or key in
+	// the period starting at start; zero when nothing was recorded.
+	Spent(ctx context.Context, orgID, keyID string, p Period, start time.Time) (int64, error)
 
 	// Changes returns change-feed entries after seq, oldest first.
 	Changes(ctx context.Context, after int64) ([]Change, error)

@@ -7,6 +7,9 @@
 # then runs the Go benchmarks of the hot path.
 # make soak: BENCH_PHASES=soak BENCH_SOAK=10m BENCH_GO=0, a long mixed load
 # that samples the edge's memory.
+# The benchmark key carries a rate limit and a budget (BENCH_GOVERN=1), in
+# process on the first edge and in Redis on the second; the fixed-redis
+# phase compares the two at the fixed rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -43,6 +46,8 @@ bin/codex-loadgen -baseline-listen "$baseline_addr" -baseline-to "http://$fake_a
 pids+=("$!")
 wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
+# A rate limit and a budget on the benchmark key (BENCH_GOVERN=0: none).
+[ "${BENCH_GOVERN:-1}" = 1 ] && govern_key "$work/edge" bench
 hostile_key=$(setup_org "$work/edge" hostile "http://$hostile_addr")
 # DESIGN §9 measures the edge with a memory set for the org: every
 # forwarded request carries it (about 1 KiB) in front of its system
@@ -79,6 +84,7 @@ if [ "${BENCH_REDIS:-1}" = 1 ]; then
   eval "$redisenv"
   rkey=$(setup_org "$work/edge-redis" bench "http://$fake_addr")
   if [ "${BENCH_MEMORY:-1}" = 1 ]; then set_bench_memory "$work/edge-redis" bench; fi
+  if [ "${BENCH_GOVERN:-1}" = 1 ]; then govern_key "$work/edge-redis" bench; fi
   CODEX_DATA_DIR="$work/edge-redis" CODEX_LISTEN="$redis_addr" CODEX_ADMIN_LISTEN="$redis_admin" CODEX_LOG_LEVEL=warn \
     CODEX_REDIS_URL="$CODEX_TEST_REDIS_URL" bin/codex-edge serve >"$work/edge-redis.log" 2>&1 &
   pids+=("$!")
@@ -92,11 +98,12 @@ echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -baseline "http://$baseline_addr" "${redis_args[@]}" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,hit,saturation,streams,hostile}" \
+  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,fixed-redis,hit,saturation,streams,hostile}" \
   -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0
 echo
 echo "==> Go benchmarks of the hot path"
 go test -run '^$' -bench . -benchmem -benchtime "${BENCH_TIME:-1s}" \
-  ./edge/apikey/ ./edge/fingerprint/ ./edge/provider/ ./edge/sse/ ./edge/usage/ ./edge/metadata/ ./edge/proxy/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' || true
+  ./edge/apikey/ ./edge/fingerprint/ ./edge/provider/ ./edge/sse/ ./edge/usage/ ./edge/metadata/ ./edge/proxy/ \
+  ./edge/ratelimit/redis/ ./edge/budget/redis/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' || true

@@ -33,6 +33,17 @@ start_fake_provider() {
 # setup_org DATA_DIR NAME PROVIDER_URL: creates an org with both providers
 # pointing at PROVIDER_URL (key read from $FAKE_PROVIDER_KEY by serve), and
 # prints a fresh gateway key.
+# govern_key DATA_DIR NAME: puts a rate limit (rpm and tpm) and a monthly
+# budget on the org's first key, far above what a benchmark uses, so that
+# every request takes the limit and budget stages' whole path (DESIGN §9:
+# the edge is measured with a limit and a budget on the key).
+govern_key() {
+  local data=$1 name=$2 id
+  id=$(CODEX_DATA_DIR=$data bin/codex-edge keys list --org "$name" --json | head -1 | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  CODEX_DATA_DIR=$data bin/codex-edge limits set --org "$name" --key "$id" --rpm 1000000000 --tpm 1000000000000 >/dev/null
+  CODEX_DATA_DIR=$data bin/codex-edge budgets set --org "$name" --key "$id" --usd 1000000 --period month >/dev/null
+}
+
 setup_org() {
   local data=$1 name=$2 url=$3
   CODEX_DATA_DIR=$data bin/codex-edge orgs create "$name" >/dev/null

@@ -70,6 +70,8 @@ type apiTotals struct {
 	CostNanoUSD       int64   `json:"cost_nano_usd"`
 	CostUnknown       int64   `json:"cost_unknown"`
 	SavedNanoUSD      int64   `json:"saved_nano_usd"`
+	Limited           int64   `json:"limited"`        // refused by a rate limit
+	BudgetRefused     int64   `json:"budget_refused"` // refused by a budget
 	CacheHitRate      float64 `json:"cache_hit_rate"` // -1: no cacheable requests
 	LatencyP50MS      float64 `json:"latency_p50_ms"` // -1: no requests
 	LatencyP95MS      float64 `json:"latency_p95_ms"`
@@ -78,7 +80,19 @@ type apiTotals struct {
 func totalsJSON(s Summary) apiTotals {
 	return apiTotals{Requests: s.Requests, InputTokens: s.Input.Sum, CachedInputTokens: s.CachedInput.Sum, CacheWriteTokens: s.CacheWrite.Sum,
 		OutputTokens: s.Output.Sum, ReasoningTokens: s.Reasoning.Sum, CostNanoUSD: s.CostNanoUSD, CostUnknown: s.CostUnknown,
-		SavedNanoUSD: s.SavedNanoUSD, CacheHitRate: s.HitRate(), LatencyP50MS: s.P50(), LatencyP95MS: s.P95()}
+		SavedNanoUSD: s.SavedNanoUSD, Limited: s.Limited, BudgetRefused: s.BudgetRefused,
+		CacheHitRate: s.HitRate(), LatencyP50MS: s.P50(), LatencyP95MS: s.P95()}
+}
+
+// apiBudget is a budget as its edge last reported it.
+type apiBudget struct {
+	Workspace    string    `json:"workspace"`
+	KeyRef       string    `json:"key_ref"`
+	Period       string    `json:"period"`
+	CapNanoUSD   int64     `json:"cap_nano_usd"`
+	SpentNanoUSD int64     `json:"spent_nano_usd"`
+	EdgeID       string    `json:"edge_id"`
+	AsOf         time.Time `json:"as_of"`
 }
 
 func (s *Server) apiUsage(c echo.Context) error {
@@ -102,7 +116,13 @@ func (s *Server) apiUsage(c echo.Context) error {
 		Totals     apiTotals          `json:"totals"`
 		Series     []point            `json:"series"`
 		Breakdowns map[string][]bdRow `json:"breakdowns"`
-	}{Range: u.Range.Key, From: u.From, To: u.To, Step: u.Range.Step.String(), Totals: totalsJSON(u.Total), Breakdowns: map[string][]bdRow{}}
+		Budgets    []apiBudget        `json:"budgets"`
+	}{Range: u.Range.Key, From: u.From, To: u.To, Step: u.Range.Step.String(), Totals: totalsJSON(u.Total), Breakdowns: map[string][]bdRow{},
+		Budgets: []apiBudget{}}
+	for _, b := range u.Budgets {
+		out.Budgets = append(out.Budgets, apiBudget{Workspace: b.Workspace, KeyRef: b.KeyRef, Period: b.Period,
+			CapNanoUSD: b.CapNanoUSD, SpentNanoUSD: b.SpentNanoUSD, EdgeID: b.EdgeID, AsOf: b.AsOf})
+	}
 	for i, t := range u.Buckets {
 		out.Series = append(out.Series, point{Time: t, apiTotals: totalsJSON(u.Series[i])})
 	}

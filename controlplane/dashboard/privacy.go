@@ -116,6 +116,16 @@ func heldGroups(seen map[controlplane.Dimension][]string) []heldGroup {
 				{"Token counts", "input, cached input, cache writes, output, reasoning; and how many requests reported none", "Request complexity and response length", nil},
 				{"Cost and cache savings", "in billionths of a dollar, from your edge's price table", "Your spend patterns", nil},
 				{"Latency histogram", "request counts in 14 latency buckets (10 ms … over 120 s)", "Response time patterns", nil},
+				{"Refused by limits", "how many requests of the row your edge refused because of a rate limit or a budget", "How close your teams run to the limits you set", nil},
+			},
+		},
+		{
+			Title: "Budgets",
+			Note:  "The spend caps you set on your edges, as each edge last reported them once a window while sharing is on.",
+			Fields: []heldField{
+				{"Workspace and API key reference", "pseudonyms unless you opt into names; none for a workspace's own budget", "Which teams have budgets", nil},
+				{"Period, cap and spent", "day or month; in billionths of a dollar", "Your spend limits and how much of them is used", nil},
+				{"Edge and time", "the edge that reported it and the end of its window", "When the edge last reported", nil},
 			},
 		},
 		{

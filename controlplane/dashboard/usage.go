@@ -135,6 +135,15 @@ type Usage struct {
 	// Breakdowns by workspace, model, provider and key reference, by
 	// requests, most first.
 	Breakdowns []Breakdown
+	// Budgets are the budgets the org's edges last reported, with what
+	// was spent of each in its current period.
+	Budgets []BudgetRow
+}
+
+// BudgetRow is one reported budget.
+type BudgetRow struct {
+	controlplane.BudgetUse
+	Share float64 // spent of the cap, at most 1
 }
 
 // Breakdown is usage split by one dimension.
@@ -142,6 +151,9 @@ type Breakdown struct {
 	Dim   controlplane.Dimension
 	Title string
 	Rows  []BreakdownRow
+	// Refusals shows the requests refused by a rate limit or a budget
+	// (by key reference).
+	Refusals bool
 }
 
 // BreakdownRow is one value of a breakdown.
@@ -186,8 +198,20 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 			GroupBy: []controlplane.Dimension{controlplane.DimModel, controlplane.DimProvider, controlplane.DimWorkspace, controlplane.DimKeyRef, controlplane.DimCacheStatus}})
 		return err
 	})
+	var budgets []controlplane.BudgetUse
+	g.Go(func() (err error) {
+		budgets, err = st.BudgetUses(gctx, orgID)
+		return err
+	})
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	for _, b := range budgets {
+		share := 0.0
+		if b.CapNanoUSD > 0 {
+			share = min(float64(b.SpentNanoUSD)/float64(b.CapNanoUSD), 1)
+		}
+		u.Budgets = append(u.Budgets, BudgetRow{BudgetUse: b, Share: share})
 	}
 	for i := range rows {
 		k := int(rows[i].Time.Sub(u.From) / r.Step)
@@ -208,7 +232,7 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 			}
 			s.add(&combos[i])
 		}
-		b := Breakdown{Dim: bd.dim, Title: bd.title}
+		b := Breakdown{Dim: bd.dim, Title: bd.title, Refusals: bd.dim == controlplane.DimKeyRef}
 		for name, s := range byName {
 			b.Rows = append(b.Rows, BreakdownRow{Name: name, Summary: *s})
 		}

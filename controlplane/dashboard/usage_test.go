@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,5 +222,53 @@ func TestRangeBoundsAreWholeSteps(t *testing.T) {
 	}
 	if rangeByKey("bogus").Key != defaultRange {
 		t.Error("an unknown range does not fall back to the default")
+	}
+}
+
+// TestOverviewShowsLimitsAndBudgets: the requests edges refused because of
+// a rate limit or a budget show per key reference, and each budget's use
+// as its edge last reported it, on the page and in the API.
+func TestOverviewShowsLimitsAndBudgets(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	org := f.env.Org(t)
+	u := f.user(t, org, "owner@acme.example", controlplane.RoleOwner)
+	edge := f.env.EnrollEdge(t, org)
+	now := f.clock.now()
+	b := variedBatch(org, edge.EdgeID, 1, now.Truncate(time.Minute).Add(-time.Minute))
+	b.Rows[0].Limited, b.Rows[1].BudgetRefused = 2, 3 // key-0, key-1
+	b.Budgets = []wire.BudgetUse{{Workspace: "ws-research", KeyRef: "key-1", Period: "month", CapNanoUSD: 50e9, SpentNanoUSD: 12_500_000_000}}
+	if _, err := f.env.Store.IngestBatch(ctx, b, now); err != nil {
+		t.Fatal(err)
+	}
+	// An older edge's version 1 batch still counts.
+	old := variedBatch(org, edge.EdgeID, 2, now.Truncate(time.Minute).Add(-2*time.Minute)).AsVersion(1)
+	if _, err := f.env.Store.IngestBatch(ctx, old, now); err != nil {
+		t.Fatal(err)
+	}
+	c := f.session(t, u)
+	r := c.get("/overview?range=1h")
+	wantStatus(t, "overview", r, http.StatusOK)
+	if got := attr(t, r.body, "total-refused", "data-value"); got != 5 {
+		t.Errorf("refused = %d, want 5", got)
+	}
+	for _, want := range []string{
+		`<code>key-0</code>`, `<td class="num limited">2</td>`, `<td class="num budget-refused">3</td>`,
+		`<code>ws-research</code></td><td class="name"><code>key-1</code></td><td>month</td>`, `title="$12.500000000"`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("overview lacks %s", want)
+		}
+	}
+	var api struct {
+		Totals  apiTotals   `json:"totals"`
+		Budgets []apiBudget `json:"budgets"`
+	}
+	ar := c.get("/api/v1/dashboard/usage?range=1h")
+	if err := json.Unmarshal([]byte(ar.body), &api); err != nil {
+		t.Fatal(err)
+	}
+	if api.Totals.Limited != 2 || api.Totals.BudgetRefused != 3 || len(api.Budgets) != 1 || api.Budgets[0].SpentNanoUSD != 12_500_000_000 {
+		t.Errorf("API: totals %+v, budgets %+v", api.Totals, api.Budgets)
 	}
 }

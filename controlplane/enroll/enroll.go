@@ -142,6 +142,7 @@ func (s *Service) Enroll(ctx context.Context, r wire.EnrollRequest) (wire.Enroll
 	return wire.EnrollResponse{
 		EdgeID: e.ID, OrgID: e.OrgID, UserJWT: userJWT, NATSURL: s.NATSURL,
 		Subject: wire.Subject(e.OrgID, e.ID), InboxPrefix: natsauth.InboxPrefix(e.ID),
+		SchemaVersions: wire.SchemaVersions,
 	}, nil
 }
 

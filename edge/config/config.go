@@ -21,6 +21,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/persiv/codex/edge/budget"
 	"github.com/persiv/codex/edge/cache/memory"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/metadata"
@@ -95,6 +96,18 @@ type Config struct {
 	// ChangePoll is how often the store's change feed is read, so keys and
 	// settings changed by another process take effect.
 	ChangePoll time.Duration `yaml:"change_poll"`
+
+	// BudgetUnpriced is what a budget does with a request for a model the
+	// price table does not price: "refuse" it (400 model_not_priced) or
+	// "allow" it, reserving and settling nothing.
+	BudgetUnpriced string `yaml:"budget_unpriced"`
+	// BudgetReservationTTL is how long a budget reservation lives when its
+	// request never ends it (its instance died): it bounds how long such a
+	// reservation holds budget back, and should exceed the longest answer.
+	BudgetReservationTTL time.Duration `yaml:"budget_reservation_ttl"`
+	// BudgetFlush is how often settled spend is written to the store; a
+	// Redis flush loses at most this long of other instances' spend.
+	BudgetFlush time.Duration `yaml:"budget_flush"`
 
 	// CacheEnabled turns the response cache and request coalescing on for
 	// orgs and keys without an override.
@@ -206,6 +219,9 @@ func Default() Config {
 		TelemetryQueue:           telemetry.DefaultQueue,
 		TelemetrySpoolMaxBatches: telemetry.DefaultSpoolMaxBatches,
 		TelemetrySpoolMaxBytes:   telemetry.DefaultSpoolMaxBytes,
+		BudgetUnpriced:           "refuse",
+		BudgetReservationTTL:     budget.DefaultReservationTTL,
+		BudgetFlush:              budget.DefaultFlush,
 		CacheEnabled:             true,
 		CacheTTL:                 px.Cache.TTL,
 		CacheMaxTTL:              px.Cache.MaxTTL,
@@ -340,6 +356,9 @@ func (c Config) Validate() error {
 	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
 	check(c.ShareMetrics == "" || c.ShareMetrics == "true" || c.ShareMetrics == "false", "CODEX_SHARE_METRICS must be true, false or unset")
 	check((c.ControlplaneURL == "") == (c.EnrollmentToken == ""), "CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN must be set together")
+	check(c.BudgetUnpriced == "refuse" || c.BudgetUnpriced == "allow", "CODEX_BUDGET_UNPRICED must be refuse or allow")
+	check(c.BudgetReservationTTL > 0, "CODEX_BUDGET_RESERVATION_TTL must be positive")
+	check(c.BudgetFlush > 0, "CODEX_BUDGET_FLUSH must be positive")
 	check(c.CacheTTL > 0, "CODEX_CACHE_TTL must be positive")
 	check(c.CacheMaxTTL >= c.CacheTTL, "CODEX_CACHE_MAX_TTL must be at least CODEX_CACHE_TTL")
 	check(c.CacheMaxEntryBytes > 0, "CODEX_CACHE_MAX_ENTRY_BYTES must be positive")

@@ -127,6 +127,9 @@ type Options struct {
 	// OrgChanged, if set, is told about every org whose keys or settings
 	// changed in the change feed (the keyring drops its cached data keys).
 	OrgChanged func(orgID string)
+	// Changed, if set, is told about every change-feed entry applied
+	// (settings held elsewhere, such as limits and budgets, reload).
+	Changed func(c edge.Change)
 }
 
 // DefaultOptions returns the defaults New fills in for zero fields: 100000
@@ -480,6 +483,9 @@ func (d *Directory) Sync(ctx context.Context) error {
 				}
 			case "memory":
 				d.forgetOrg(c.OrgID)
+			}
+			if d.opts.Changed != nil {
+				d.opts.Changed(c)
 			}
 			d.seq = c.Seq
 		}

@@ -21,6 +21,8 @@ type Metrics struct {
 	bodyBytes      prometheus.Gauge
 	bodyRefusals   *prometheus.CounterVec
 	authLimited    prometheus.Counter
+	limitRefusals  *prometheus.CounterVec
+	limitFallbacks *prometheus.CounterVec
 	knownModel     func(p edge.Provider, model string) bool
 }
 
@@ -71,10 +73,18 @@ func NewMetrics(reg prometheus.Registerer, knownModel func(edge.Provider, string
 			Name: "codex_edge_auth_limited_total",
 			Help: "Requests answered 429 because their client address made too many failed gateway-key checks (CODEX_AUTH_FAILURE_LIMIT).",
 		}),
+		limitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codex_edge_limit_refusals_total",
+			Help: "Requests refused by a rate limit or a budget, by reason (rpm, tpm, budget, model_not_priced).",
+		}, []string{"reason"}),
+		limitFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codex_edge_limit_fallbacks_total",
+			Help: "Rate-limit and budget operations served by the instance's own counters because Redis could not be reached, by what (ratelimit, budget).",
+		}, []string{"what"}),
 		knownModel: knownModel,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced, m.chunkForward, m.bodyBytes, m.bodyRefusals, m.authLimited)
+		reg.MustRegister(m.requests, m.addedLatency, m.upstreamLat, m.upstreamErrors, m.coalesced, m.chunkForward, m.bodyBytes, m.bodyRefusals, m.authLimited, m.limitRefusals, m.limitFallbacks)
 	}
 	return m
 }
@@ -117,3 +127,11 @@ func (m *Metrics) AuthLimited() { m.authLimited.Inc() }
 
 // BodyBytes adds n (negative: releases) to the request-body bytes held.
 func (m *Metrics) BodyBytes(n int64) { m.bodyBytes.Add(float64(n)) }
+
+// LimitRefused counts a request refused by a rate limit or a budget, by
+// reason.
+func (m *Metrics) LimitRefused(reason string) { m.limitRefusals.WithLabelValues(reason).Inc() }
+
+// LimitFallback counts an operation served by the instance's own counters
+// because Redis could not be reached.
+func (m *Metrics) LimitFallback(what string) { m.limitFallbacks.WithLabelValues(what).Inc() }

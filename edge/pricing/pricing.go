@@ -24,6 +24,7 @@ import (
 	"maps"
 	"math/bits"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -84,6 +85,10 @@ type LongContext struct {
 type Price struct {
 	Rates
 	LongContext *LongContext // nil when the model has no long-context rates
+	// MaxOutput is the most output tokens the model produces in one
+	// answer; 0 when the table does not say. Budgets reserve it for a
+	// request that sets no output cap of its own.
+	MaxOutput int64
 }
 
 // Table is a pricing table. It is immutable and safe for concurrent use.
@@ -401,6 +406,7 @@ type fileRates struct {
 
 type filePrice struct {
 	fileRates
+	MaxOutput   int64 `json:"max_output"`
 	LongContext *struct {
 		AboveInputTokens int64 `json:"above_input_tokens"`
 		fileRates
@@ -488,7 +494,10 @@ func parsePrice(raw json.RawMessage, need []string) (Price, error) {
 			return Price{}, fmt.Errorf("%s: missing", name)
 		}
 	}
-	pr := Price{Rates: rates}
+	if fp.MaxOutput < 0 {
+		return Price{}, errors.New("max_output: must not be negative")
+	}
+	pr := Price{Rates: rates, MaxOutput: fp.MaxOutput}
 	if lc := fp.LongContext; lc != nil {
 		lr, err := parseRates(lc.fileRates)
 		if err != nil {
@@ -604,4 +613,66 @@ func digits(s string) bool {
 		}
 	}
 	return true
+}
+
+// DefaultMaxOutput is the output a worst case assumes for a model whose
+// entry has no max_output (an operator's override may lack it) when the
+// request sets no cap of its own: more than any shipped model produces.
+const DefaultMaxOutput = 128_000
+
+// WorstCase is the most a request to model at an endpoint of b's provider
+// can cost: inputTokens at the dearest rate input may bill at (input, or a
+// cache write, or their long-context rates past the threshold), plus
+// outputCap output tokens (when not positive, the model's max_output, or
+// DefaultMaxOutput) at the output rate, rounded up to the nano-USD. known
+// is false when the model is not priced or the endpoint bills in a way the
+// table does not cover. Free endpoints cost 0.
+func (t *Table) WorstCase(b Biller, ep provider.Endpoint, model string, inputTokens, outputCap int64) (nanoUSD int64, known bool) {
+	switch b.Billing(ep) {
+	case provider.Free:
+		return 0, true
+	case provider.Unbilled:
+		return 0, false
+	}
+	_, price, ok := t.Lookup(b.Provider(), model)
+	if !ok {
+		return 0, false
+	}
+	rates := price.Rates
+	if lc := price.LongContext; lc != nil && inputTokens > lc.AboveInputTokens {
+		rates = lc.Rates
+	}
+	in := max(rates.Input.NanoUSDPerMTok, rates.CacheWrite.NanoUSDPerMTok, rates.CacheWrite1h.NanoUSDPerMTok)
+	out := int64(0)
+	if rates.Output.Set {
+		if outputCap <= 0 {
+			outputCap = price.MaxOutput
+		}
+		if outputCap <= 0 {
+			outputCap = DefaultMaxOutput
+		}
+		out = rates.Output.NanoUSDPerMTok
+	}
+	var s sum
+	s.add(max(inputTokens, 0), in)
+	if out > 0 {
+		s.add(outputCap, out)
+	}
+	// Round up: a worst case never falls short by the rounding.
+	const million = 1_000_000
+	lo, c := bits.Add64(s.lo, million-1, 0)
+	hi, c2 := bits.Add64(s.hi, 0, c)
+	if s.overflow || c2 != 0 || hi >= million {
+		return 1<<63 - 1, true // more than any budget
+	}
+	q, _ := bits.Div64(hi, lo, million)
+	if q > 1<<63-1 {
+		return 1<<63 - 1, true
+	}
+	return int64(q), true
+}
+
+// Models lists the names of p's models in the table, sorted.
+func (t *Table) Models(p edge.Provider) []string {
+	return slices.Sorted(maps.Keys(t.models[p]))
 }

@@ -515,3 +515,64 @@ func TestEmbeddedTableHasRequiredRates(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbeddedTableHasMaxOutput: budgets reserve a model's max_output for
+// a request without an output cap; every shipped model that bills output
+// says it.
+func TestEmbeddedTableHasMaxOutput(t *testing.T) {
+	tbl, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []edge.Provider{edge.OpenAI, edge.Anthropic} {
+		for _, m := range tbl.Models(p) {
+			_, pr, _ := tbl.Lookup(p, m)
+			if pr.Output.Set && pr.MaxOutput <= 0 {
+				t.Errorf("%s %s bills output but has no max_output", p, m)
+			}
+		}
+	}
+}
+
+func TestWorstCase(t *testing.T) {
+	tbl, err := Load(strings.NewReader(`{"providers":{"openai":{
+		"m": {"input": "2.00", "output": "8.00", "max_output": 1000},
+		"nomax": {"input": "1.00", "output": "1.00"},
+		"emb": {"input": "0.10"},
+		"tiny": {"input": "0.000000001"}},
+	  "anthropic":{
+		"c": {"input": "3.00", "cached_input": "0.30", "cache_write": "3.75", "cache_write_1h": "6.00", "output": "15.00",
+		  "long_context": {"above_input_tokens": 100, "input": "6.00", "cached_input": "0.60", "cache_write": "7.50", "cache_write_1h": "12.00", "output": "22.50"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oa, an := openai.Format{}, anthropic.Format{}
+	for _, c := range []struct {
+		name     string
+		b        Biller
+		ep       provider.Endpoint
+		model    string
+		in, out  int64
+		want     int64
+		wantKnow bool
+	}{
+		{"request cap", oa, "chat.completions", "m", 1000, 10, 2_000_000 + 80_000, true},
+		{"model max", oa, "chat.completions", "m", 1000, 0, 2_000_000 + 8_000_000, true},
+		{"default max", oa, "chat.completions", "nomax", 0, 0, DefaultMaxOutput * 1000, true},
+		{"no output rate", oa, "embeddings", "emb", 1_000_000, 50, 100_000_000, true},
+		{"rounds up", oa, "embeddings", "tiny", 1, 0, 1, true},
+		{"dearest input rate", an, "messages", "c", 100, 10, 600_000 + 150_000, true},
+		{"long context", an, "messages", "c", 101, 10, 101*12000 + 10*22500, true},
+		{"unpriced", oa, "chat.completions", "nope", 1, 1, 0, false},
+		{"snapshot", oa, "chat.completions", "m-2025-01-01", 1000, 10, 2_080_000, true},
+		{"huge cap saturates", oa, "chat.completions", "m", 1, 1 << 62, 1<<63 - 1, true},
+	} {
+		got, known := tbl.WorstCase(c.b, c.ep, c.model, c.in, c.out)
+		if got != c.want || known != c.wantKnow {
+			t.Errorf("%s: WorstCase = %d, %v; want %d, %v", c.name, got, known, c.want, c.wantKnow)
+		}
+	}
+	if _, err := Load(strings.NewReader(`{"providers":{"openai":{"x": {"input": "1", "max_output": -1}}}}`)); err == nil {
+		t.Error("a negative max_output loads")
+	}
+}

@@ -39,19 +39,25 @@ type discard struct{}
 func (discard) Record(edge.RequestRecord) bool { return true }
 
 func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
-	return setupBenchMemory(b, "")
+	return setupBenchWith(b, "", nil)
 }
 
-// setupBenchMemory is setupBench with memText, when not empty, set as the
-// org's memory.
+// setupBenchMemory is setupBench with memText set as the org's memory.
 func setupBenchMemory(b *testing.B, memText string) (http.Handler, string, *fakeprovider.Server) {
+	return setupBenchWith(b, memText, nil)
+}
+
+// setupBenchWith is setupBench with memText, when not empty, set as the
+// org's memory, and the proxy's options adjusted by mutate, given the
+// store, the org and the key (for limits and budgets).
+func setupBenchWith(b *testing.B, memText string, mutate func(o *proxy.Options, db *sqlite.DB, orgID, keyID string)) (http.Handler, string, *fakeprovider.Server) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	s := benchOrg(b, db, edge.OpenAI, edge.Anthropic)
+	orgID, keyID, s := benchOrg(b, db, edge.OpenAI, edge.Anthropic)
 	master, _, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -61,18 +67,18 @@ func setupBenchMemory(b *testing.B, memText string) (http.Handler, string, *fake
 		b.Fatal(err)
 	}
 	if memText != "" {
-		k, err := db.KeyByHash(ctx, apikey.Hash(s))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := (memory.Service{Store: db, Keys: kr}).Set(ctx, k.OrgID, "", "style", []byte(memText)); err != nil {
+		if _, err := (memory.Service{Store: db, Keys: kr}).Set(ctx, orgID, "", "style", []byte(memText)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	dir := directory.New(db, directory.Options{Keys: kr, Getenv: func(string) string { return "sk-fake" }})
 	prices, _ := pricing.Load(nil)
 	fake := fakeprovider.New(fakeprovider.Options{NoRecord: true})
-	px := proxy.New(dir, discard{}, prices, proxy.Options{Transport: inProcess{fake}})
+	opts := proxy.Options{Transport: inProcess{fake}}
+	if mutate != nil {
+		mutate(&opts, db, orgID, keyID)
+	}
+	px := proxy.New(dir, discard{}, prices, opts)
 	e := echo.New()
 	px.Register(e)
 	return e, s.Reveal(), fake
@@ -165,8 +171,8 @@ func BenchmarkChatStreamDirect(b *testing.B) {
 }
 
 // benchOrg creates an org whose providers (the in-process fake) are ps,
-// and a key of it; it returns the key's secret.
-func benchOrg(b *testing.B, db *sqlite.DB, ps ...edge.Provider) apikey.Secret {
+// and a key of it; it returns their ids and the key's secret.
+func benchOrg(b *testing.B, db *sqlite.DB, ps ...edge.Provider) (orgID, keyID string, secret apikey.Secret) {
 	b.Helper()
 	ctx := b.Context()
 	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
@@ -182,9 +188,10 @@ func benchOrg(b *testing.B, db *sqlite.DB, ps ...edge.Provider) apikey.Secret {
 	if err != nil {
 		b.Fatal(err)
 	}
-	err = db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	keyID = apikey.NewID("key_")
+	err = db.CreateKey(ctx, edge.APIKey{ID: keyID, OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return s
+	return org.ID, keyID, s
 }

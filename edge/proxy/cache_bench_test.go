@@ -38,7 +38,7 @@ func setupCacheBench(b *testing.B, backend cache.Backend, fo fakeprovider.Option
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	s := benchOrg(b, db, edge.OpenAI)
+	_, _, s := benchOrg(b, db, edge.OpenAI)
 	master, _, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)

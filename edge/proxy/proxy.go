@@ -2,12 +2,16 @@
 // serves it on the provider-compatible routes. Read a request from top to
 // bottom in the stages, outermost first (see edge/ARCHITECTURE.md):
 //
-//	account → auth → intake → caching → forward
+//	account → auth → ratelimit → intake → caching → budget → forward
 //
 // account (package account) records the request once it is answered;
-// auth checks the gateway key; intake reads and fingerprints the body;
-// caching answers from the cache or an identical call in flight; forward
-// calls the provider and passes its answer on.
+// auth checks the gateway key; ratelimit applies the org's and key's rate
+// limits (rpm charged here, so a cache hit counts; tpm when the answer
+// ended); intake reads and fingerprints the body;
+// caching answers from the cache or an identical call in flight; budget
+// reserves the worst case in the org's and key's budgets before the
+// provider call and settles it after (so a cache hit reserves nothing);
+// forward calls the provider and passes its answer on.
 package proxy
 
 import (
@@ -22,6 +26,7 @@ import (
 	"github.com/persiv/codex/edge/account"
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/auth"
+	"github.com/persiv/codex/edge/budget"
 	"github.com/persiv/codex/edge/caching"
 	"github.com/persiv/codex/edge/forward"
 	"github.com/persiv/codex/edge/intake"
@@ -29,6 +34,7 @@ import (
 	"github.com/persiv/codex/edge/provider"
 	"github.com/persiv/codex/edge/provider/anthropic"
 	"github.com/persiv/codex/edge/provider/openai"
+	"github.com/persiv/codex/edge/ratelimit"
 )
 
 // Options configure a Proxy: each stage's settings. Zero durations and
@@ -70,6 +76,12 @@ type Options struct {
 	// Cache is the response cache and request coalescing; off when
 	// Cache.Cache is nil.
 	Cache caching.Options
+	// RateLimit applies the orgs' and keys' rate limits; off when
+	// RateLimit.Limits is nil.
+	RateLimit ratelimit.Options
+	// Budget applies the orgs' and keys' budgets; off when Budget.Budgets
+	// is nil.
+	Budget budget.Options
 }
 
 // DefaultFormats are the provider wire formats the edge serves: OpenAI
@@ -115,8 +127,10 @@ func New(keys auth.Resolver, sink account.Sink, prices forward.Pricer, opts Opti
 			FailureLimit: opts.AuthFailureLimit, FailureWindow: opts.AuthFailureWindow, FailureClients: opts.AuthFailureClients,
 			RejectQuantum: opts.AuthRejectQuantum, TrustedProxies: opts.TrustedProxies, Metrics: m,
 		}),
+		rateLimit(opts.RateLimit, m),
 		intake.Stage(intake.Options{MaxBodyBytes: opts.MaxBodyBytes, BodyTimeout: opts.BodyTimeout, MaxInflightBodyBytes: opts.MaxInflightBodyBytes, Metrics: m}),
 		caching.Stage(co),
+		budgets(opts.Budget, m),
 	)
 	return &Proxy{formats: opts.Formats, log: opts.Logger, chain: chain}
 }
@@ -143,4 +157,22 @@ func (p *Proxy) handler(ms []provider.Match) echo.HandlerFunc {
 		x := pipeline.New(c.Response(), r, m.Format, m.Route.Endpoint, apikey.NewTimeID("req_", start), start, p.log)
 		return p.chain.Serve(x)
 	}
+}
+
+// rateLimit is the rate-limit stage, or none without limits.
+func rateLimit(o ratelimit.Options, m *pipeline.Metrics) pipeline.Stage {
+	if o.Limits == nil {
+		return func(next pipeline.Handler) pipeline.Handler { return next }
+	}
+	o.Metrics = m
+	return ratelimit.Stage(o)
+}
+
+// budgets is the budget stage, or none without budgets.
+func budgets(o budget.Options, m *pipeline.Metrics) pipeline.Stage {
+	if o.Budgets == nil {
+		return func(next pipeline.Handler) pipeline.Handler { return next }
+	}
+	o.Metrics = m
+	return budget.Stage(o)
 }

@@ -203,3 +203,16 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// twin starts another edge on the same store (and the same configuration,
+// changed by mutate): a second instance of one deployment.
+func (h *harness) twin(mutate func(*config.Config)) *harness {
+	h.t.Helper()
+	t2 := &harness{t: h.t, fake: h.fake, fakeURL: h.fakeURL, store: h.store, cfg: h.cfg, env: h.env}
+	if mutate != nil {
+		mutate(&t2.cfg)
+	}
+	t2.start()
+	h.t.Cleanup(t2.stop)
+	return t2
+}

@@ -49,7 +49,13 @@ type pgEdge struct {
 
 func newPGFleet(t *testing.T, appURL string) *pgFleet {
 	t.Helper()
-	ts := httptest.NewServer(fakeprovider.New(fakeprovider.Options{}))
+	return newPGFleetFake(t, appURL, fakeprovider.Options{})
+}
+
+// newPGFleetFake is newPGFleet with the fake provider's options.
+func newPGFleetFake(t *testing.T, appURL string, fo fakeprovider.Options) *pgFleet {
+	t.Helper()
+	ts := httptest.NewServer(fakeprovider.New(fo))
 	t.Cleanup(ts.Close)
 	kek := make([]byte, 32)
 	rand.Read(kek)

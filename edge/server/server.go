@@ -21,8 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/budget"
+	budgetredis "github.com/persiv/codex/edge/budget/redis"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/memory"
 	cacheredis "github.com/persiv/codex/edge/cache/redis"
@@ -35,6 +38,9 @@ import (
 	"github.com/persiv/codex/edge/pipeline"
 	"github.com/persiv/codex/edge/pricing"
 	"github.com/persiv/codex/edge/proxy"
+	"github.com/persiv/codex/edge/ratelimit"
+	ratelimitredis "github.com/persiv/codex/edge/ratelimit/redis"
+	"github.com/persiv/codex/edge/settings"
 	"github.com/persiv/codex/edge/telemetry"
 )
 
@@ -89,6 +95,16 @@ type Server struct {
 	tel    *telemetry.Service
 	reg    *prometheus.Registry
 	cache  *cache.Cache
+	// limits are the orgs' rate limits held in memory; redis is the
+	// client limits and budgets share (nil without CODEX_REDIS_URL).
+	limits *settings.Cache[[]edge.Limit]
+	redis  *goredis.Client
+	// budgets are the orgs' budgets held in memory, ledger their live
+	// reservations and spend, spend the settled spend on its way to the
+	// store.
+	budgets *settings.Cache[[]edge.Budget]
+	ledger  budget.Ledger
+	spend   *budget.Recorder
 
 	adminAPI        *echo.Group // /admin/v1: token-protected
 	main, admin     *http.Server
@@ -137,7 +153,11 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	if s.keys, err = OpenKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
 		return nil, err
 	}
-	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log, OrgChanged: s.keys.Invalidate})
+	s.limits = settings.New(store.Limits)
+	s.budgets = settings.New(store.Budgets)
+	s.spend = budget.NewRecorder(store, cfg.BudgetFlush, log)
+	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log,
+		OrgChanged: s.keys.Invalidate, Changed: s.settingsChanged})
 	if err := s.dir.Sync(ctx); err != nil {
 		return nil, err
 	}
@@ -180,7 +200,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.writer.Dropped()) }),
 	)
 
-	if s.tel, err = openTelemetry(ctx, cfg, store, opts, log); err != nil {
+	if s.tel, err = openTelemetry(ctx, cfg, store, opts, log, s.telemetryBudgets); err != nil {
 		return nil, err
 	}
 	s.reg.MustRegister(s.tel.Collectors()...)
@@ -189,10 +209,19 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, err
 	}
 
+	if cfg.RedisURL != "" {
+		if s.redis, err = cacheredis.NewClient(cfg.RedisURL, cacheredis.Options{}); err != nil {
+			return nil, err
+		}
+	}
 	trusted, err := config.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("CODEX_TRUSTED_PROXIES: %w", err)
 	}
+	metrics := pipeline.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
+		_, _, ok := prices.Lookup(p, model)
+		return ok
+	})
 	px := proxy.New(s.dir, telemetry.Fanout{s.writer, s.tel}, prices, proxy.Options{
 		Formats:        formats,
 		Cache:          cacheOpts,
@@ -210,10 +239,10 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		TrustedProxies:       trusted,
 		Transport:            opts.Transport,
 		Logger:               log,
-		Metrics: pipeline.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
-			_, _, ok := prices.Lookup(p, model)
-			return ok
-		}),
+		Metrics:              metrics,
+		RateLimit:            ratelimit.Options{Limits: s.limits.Get, Counter: s.rateCounter(metrics)},
+		Budget: budget.Options{Budgets: s.budgets.Get, Ledger: s.budgetLedger(cfg, metrics), Prices: prices, Spend: s.spend,
+			AllowUnpriced: cfg.BudgetUnpriced == "allow"},
 	})
 
 	e := newEcho()
@@ -244,6 +273,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s.adminAPI = a.Group("/admin/v1", authed)
 	s.adminAPI.POST("/keys/:id/revoke", s.revokeKey)
 	s.registerMemories(s.adminAPI)
+	s.registerGovernance(s.adminAPI)
 	// Health stays open: load balancers and orchestrators probe it without
 	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
@@ -270,7 +300,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 // openTelemetry opens the hybrid link's state in the data directory. Its
 // secrets are sealed under telemetry.KeyOrg in a key store of their own
 // (see telemetry.KeyStore), with the same master key as the tenants'.
-func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Options, log *slog.Logger) (*telemetry.Service, error) {
+func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Options, log *slog.Logger, budgets func(context.Context) []telemetry.Budget) (*telemetry.Service, error) {
 	d := telemetry.DirIn(cfg.DataDir)
 	if err := d.Ensure(); err != nil {
 		return nil, err
@@ -287,7 +317,8 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 	to := telemetry.Options{
 		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
-		Pins: cfg.ControlplanePins,
+		Pins:    cfg.ControlplanePins,
+		Budgets: budgets,
 	}
 	if cfg.TelemetryNames {
 		to.Names = &telemetry.Names{
@@ -419,6 +450,7 @@ func (s *Server) Start(ctx context.Context) error {
 		// within the probe interval (returns at once for local and byok).
 		var wg sync.WaitGroup
 		wg.Go(func() { s.keys.Watch(bg) })
+		wg.Go(func() { s.spend.Run(bg) })
 		s.followChanges(bg)
 		wg.Wait()
 	}()
@@ -489,5 +521,80 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.cache != nil {
 		errs = append(errs, s.cache.Close())
 	}
+	if s.redis != nil {
+		errs = append(errs, s.redis.Close())
+	}
 	return errors.Join(errs...)
+}
+
+// rateCounter is where rate limits count: Redis, shared by every instance,
+// with this instance's own counters while Redis cannot be reached; or only
+// this instance's.
+func (s *Server) rateCounter(m *pipeline.Metrics) ratelimit.Counter {
+	local := ratelimit.NewLocal()
+	if s.redis == nil {
+		return local
+	}
+	return &ratelimit.Fallback{Primary: ratelimitredis.New(s.redis), Local: local, Logger: s.log, Metrics: m}
+}
+
+// settingsChanged drops the settings a change-feed entry changed, so the
+// next request of the org reads them again.
+func (s *Server) settingsChanged(c edge.Change) {
+	switch c.Kind {
+	case "limit":
+		s.limits.Forget(c.OrgID)
+	case "budget":
+		s.budgets.Forget(c.OrgID)
+	case "org":
+		s.limits.Forget(c.OrgID)
+		s.budgets.Forget(c.OrgID)
+	}
+}
+
+// budgetLedger is where budgets reserve: Redis, shared by every instance,
+// with this instance's own ledger while Redis cannot be reached; or only
+// this instance's.
+func (s *Server) budgetLedger(cfg config.Config, m *pipeline.Metrics) budget.Ledger {
+	local := budget.NewLocal(s.spend.Seed, cfg.BudgetReservationTTL)
+	if s.redis == nil {
+		s.ledger = local
+	} else {
+		s.ledger = &budget.Fallback{Primary: budgetredis.New(s.redis, s.spend.Seed, cfg.BudgetReservationTTL), Local: local, Logger: s.log, Metrics: m}
+	}
+	return s.ledger
+}
+
+// Ledger exposes the budgets' ledger (for tests).
+func (s *Server) Ledger() budget.Ledger { return s.ledger }
+
+// telemetryBudgets lists every budget and its use in the current period,
+// for shared metrics (read only while sharing is on, once a window).
+func (s *Server) telemetryBudgets(ctx context.Context) []telemetry.Budget {
+	if s.ledger == nil {
+		return nil
+	}
+	orgs, err := s.store.Orgs(ctx)
+	if err != nil {
+		s.log.Warn("telemetry: budgets not listed", "err", err)
+		return nil
+	}
+	now := time.Now()
+	var out []telemetry.Budget
+	for _, o := range orgs {
+		bs, err := s.budgets.Get(ctx, o.ID)
+		if err != nil {
+			s.log.Warn("telemetry: budgets not listed", "org", o.ID, "err", err)
+			continue
+		}
+		for _, b := range bs {
+			start := b.Period.Start(now)
+			spent, _, err := s.ledger.Use(ctx, budget.Bucket{OrgID: b.OrgID, KeyID: b.KeyID, Period: b.Period, Start: start, Cap: b.CapNanoUSD})
+			if err != nil {
+				continue
+			}
+			out = append(out, telemetry.Budget{OrgID: b.OrgID, KeyID: b.KeyID, Period: string(b.Period), CapNanoUSD: b.CapNanoUSD, SpentNanoUSD: spent})
+		}
+	}
+	return out
 }

@@ -241,6 +241,8 @@ func addTotals(t *controlplane.Totals, r controlplane.Totals) {
 	t.CostNanoUSD += r.CostNanoUSD
 	t.CostUnknown += r.CostUnknown
 	t.SavedNanoUSD += r.SavedNanoUSD
+	t.Limited += r.Limited
+	t.BudgetRefused += r.BudgetRefused
 	for i, n := range r.LatencyMS {
 		t.LatencyMS[i] += n
 	}

@@ -322,6 +322,12 @@ func (a *Aggregator) add(rows map[wire.RowKey]*wire.UsageRow, labels *labelCache
 		r.CostUnknown++
 	}
 	r.SavedNanoUSD += max(rec.SavedNanoUSD, 0)
+	switch rec.Refused {
+	case edge.RefusedRateLimit:
+		r.Limited++
+	case edge.RefusedBudget:
+		r.BudgetRefused++
+	}
 	r.LatencyMS[wire.LatencyBucket(rec.Latency)]++
 }
 

@@ -61,6 +61,18 @@ type Options struct {
 	// TLS, and any other key is refused, logged and counted.
 	Pins   Pins
 	Logger *slog.Logger
+	// Budgets, when set, returns the budgets the edge enforces and their
+	// use, which each window's first batch carries (schema version 2).
+	Budgets func(ctx context.Context) []Budget
+}
+
+// Budget is a budget of an org (KeyID empty) or key and its use in the
+// current period, as telemetry shares it.
+type Budget struct {
+	OrgID, KeyID string
+	Period       string // "day" or "month"
+	CapNanoUSD   int64
+	SpentNanoUSD int64
 }
 
 // Service runs the edge's side of the hybrid link.
@@ -297,10 +309,11 @@ func (s *Service) emit(w Window) {
 		return // gathered while on, but the customer has switched off since
 	}
 	rows := w.Rows
+	budgets := s.budgets()
 	for first := true; first || len(rows) > 0; first = false {
 		n := min(len(rows), rowsPerBatch)
 		for {
-			data, seq, err := s.encode(enr, w, rows[:n])
+			data, seq, err := s.encode(enr, w, rows[:n], budgets)
 			if errors.Is(err, wire.ErrInvalid) && n > 1 {
 				n /= 2 // too large: split further
 				continue
@@ -316,17 +329,44 @@ func (s *Service) emit(w Window) {
 			break
 		}
 		rows = rows[n:]
+		budgets = nil // the window's first batch carries them
 	}
 	s.poke()
 }
 
-func (s *Service) encode(enr Enrollment, w Window, rows []wire.UsageRow) ([]byte, int64, error) {
+// budgets labels the budgets the edge enforces as a batch carries them.
+func (s *Service) budgets() []wire.BudgetUse {
+	if s.opts.Budgets == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	type key struct{ ws, ref, period string }
+	seen := map[key]bool{}
+	var out []wire.BudgetUse
+	for _, b := range s.opts.Budgets(ctx) {
+		u := wire.BudgetUse{Workspace: s.Workspace(b.OrgID), KeyRef: s.KeyRef(b.OrgID, b.KeyID), Period: b.Period,
+			CapNanoUSD: min(b.CapNanoUSD, wire.MaxCount), SpentNanoUSD: min(max(b.SpentNanoUSD, 0), wire.MaxCount)}
+		k := key{u.Workspace, u.KeyRef, u.Period}
+		if seen[k] || u.CapNanoUSD < 1 || len(out) == wire.MaxBudgets {
+			continue
+		}
+		seen[k] = true
+		out = append(out, u)
+	}
+	return out
+}
+
+// encode makes a batch in the newest version the control plane said it
+// takes at enrollment: version 1, without limit counts and budgets, for
+// a control plane that said nothing.
+func (s *Service) encode(enr Enrollment, w Window, rows []wire.UsageRow, budgets []wire.BudgetUse) ([]byte, int64, error) {
 	s.mu.Lock()
 	seq := s.prog.LastSeq + 1
 	s.mu.Unlock()
-	b := wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: w.Start, WindowEnd: w.End,
-		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows}
-	data, err := wire.Encode(&b)
+	b := &wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: w.Start, WindowEnd: w.End,
+		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows, Budgets: budgets}
+	data, err := wire.Encode(b.AsVersion(wire.Negotiate(enr.SchemaVersions)))
 	return data, seq, err
 }
 

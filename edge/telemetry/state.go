@@ -65,6 +65,9 @@ type Enrollment struct {
 	SealedSeed      []byte    `json:"sealed_seed"`      // keyring: KeyOrg, purpose telemetry
 	SealedPseudonym []byte    `json:"sealed_pseudonym"` // keyring: KeyOrg, purpose telemetry
 	EnrolledAt      time.Time `json:"enrolled_at"`
+	// SchemaVersions are the usage batch versions the control plane said
+	// it accepts; none: version 1 only (wire.Negotiate).
+	SchemaVersions []int `json:"schema_versions,omitempty"`
 }
 
 // Enrollment reads the enrollment; ok is false when the edge is not enrolled.
@@ -190,6 +193,7 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 		ControlPlaneURL: strings.TrimRight(u.String(), "/"), EdgeID: r.EdgeID, OrgID: r.OrgID, NATSURL: r.NATSURL,
 		Subject: r.Subject, InboxPrefix: r.InboxPrefix, UserJWT: r.UserJWT, PublicKey: pub,
 		SealedSeed: sealedSeed, SealedPseudonym: sealedPseudo, EnrolledAt: time.Now().UTC(),
+		SchemaVersions: r.SchemaVersions,
 	}
 	if err := writeJSON(d.path("enrollment.json"), e); err != nil {
 		return Enrollment{}, err

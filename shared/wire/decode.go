@@ -19,27 +19,53 @@ func Decode(data []byte) (*UsageBatch, error) {
 	if len(data) > MaxBatchBytes {
 		return nil, invalid("batch", "larger than MaxBatchBytes")
 	}
-	if err := checkShape(data); err != nil {
+	// The version picks the shape; the strict checks follow.
+	var peek struct {
+		SchemaVersion int `json:"schema_version"`
+	}
+	json.Unmarshal(data, &peek)
+	shape := batchShape
+	if peek.SchemaVersion == 1 {
+		shape = batchShapeV1
+	}
+	if err := checkShape(data, shape); err != nil {
 		return nil, err
 	}
-	var b UsageBatch
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, jsonErrText(err))
+	var b *UsageBatch
+	if peek.SchemaVersion == 1 {
+		var v1 batchV1
+		if err := dec.Decode(&v1); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalid, jsonErrText(err))
+		}
+		b = v1.current()
+	} else {
+		b = new(UsageBatch)
+		if err := dec.Decode(b); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalid, jsonErrText(err))
+		}
 	}
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	return &b, nil
+	return b, nil
 }
 
-// Encode validates b and returns its JSON encoding.
+// Encode validates b and returns its JSON encoding in b's version.
 func Encode(b *UsageBatch) ([]byte, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(b)
+	var v any = b
+	if b.SchemaVersion == 1 {
+		v = v1Of(b)
+	} else if b.Budgets == nil {
+		c := *b
+		c.Budgets = []BudgetUse{}
+		v = &c
+	}
+	data, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode usage batch: %w", err)
 	}
@@ -79,7 +105,10 @@ type field struct {
 	shape *shape
 }
 
-var batchShape = shapeOf(reflect.TypeFor[UsageBatch](), MaxRows)
+var (
+	batchShape   = shapeOf(reflect.TypeFor[UsageBatch](), MaxRows)
+	batchShapeV1 = shapeOf(reflect.TypeFor[batchV1](), MaxRows)
+)
 
 func shapeOf(t reflect.Type, maxLen int) *shape {
 	switch {
@@ -101,9 +130,9 @@ func shapeOf(t reflect.Type, maxLen int) *shape {
 	return &shape{}
 }
 
-func checkShape(data []byte) error {
+func checkShape(data []byte, shape *shape) error {
 	w := walker{data: data}
-	if err := w.value(batchShape, "batch"); err != nil {
+	if err := w.value(shape, "batch"); err != nil {
 		return err
 	}
 	if w.skipSpace(); w.pos != len(w.data) {

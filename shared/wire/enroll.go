@@ -24,6 +24,10 @@ type EnrollResponse struct {
 	NATSURL     string `json:"nats_url"`
 	Subject     string `json:"subject"`
 	InboxPrefix string `json:"inbox_prefix"`
+	// SchemaVersions are the usage batch versions the control plane
+	// accepts; a control plane that predates the field sends none, which
+	// means version 1 only.
+	SchemaVersions []int `json:"schema_versions,omitempty"`
 }
 
 // ErrorBody is the control plane's error answer on its HTTP API,

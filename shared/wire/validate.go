@@ -71,7 +71,7 @@ func invalid(field, rule string) error {
 
 // Validate checks every bound and consistency rule of the contract.
 func (b *UsageBatch) Validate() error {
-	if b.SchemaVersion != SchemaVersion {
+	if b.SchemaVersion != 1 && b.SchemaVersion != 2 {
 		return invalid("schema_version", "unsupported version")
 	}
 	if err := checkTime("window_start", b.WindowStart); err != nil {
@@ -112,6 +112,36 @@ func (b *UsageBatch) Validate() error {
 			return fmt.Errorf("rows[%d]: %w", i, invalid("key", "duplicate row key"))
 		}
 		seen[k] = struct{}{}
+		if b.SchemaVersion == 1 && (r.Limited != 0 || r.BudgetRefused != 0) {
+			return fmt.Errorf("rows[%d]: %w", i, invalid("limited", "not in version 1"))
+		}
+	}
+	if b.SchemaVersion == 1 && len(b.Budgets) > 0 {
+		return invalid("budgets", "not in version 1")
+	}
+	if len(b.Budgets) > MaxBudgets {
+		return invalid("budgets", "too many budgets")
+	}
+	type budgetKey struct{ ws, key, period string }
+	seenB := make(map[budgetKey]struct{}, len(b.Budgets))
+	for i, u := range b.Budgets {
+		switch {
+		case !LabelChars.Valid(u.Workspace):
+			return fmt.Errorf("budgets[%d]: %w", i, invalid("workspace", "not a label"))
+		case !LabelChars.Valid(u.KeyRef):
+			return fmt.Errorf("budgets[%d]: %w", i, invalid("key_ref", "not a label"))
+		case u.Period != "day" && u.Period != "month":
+			return fmt.Errorf("budgets[%d]: %w", i, invalid("period", "not day or month"))
+		case u.CapNanoUSD < 1 || u.CapNanoUSD > MaxCount:
+			return fmt.Errorf("budgets[%d]: %w", i, invalid("cap_nano_usd", "out of range"))
+		case u.SpentNanoUSD < 0 || u.SpentNanoUSD > MaxCount:
+			return fmt.Errorf("budgets[%d]: %w", i, invalid("spent_nano_usd", "out of range"))
+		}
+		k := budgetKey{u.Workspace, u.KeyRef, u.Period}
+		if _, dup := seenB[k]; dup {
+			return fmt.Errorf("budgets[%d]: %w", i, invalid("key", "duplicate budget"))
+		}
+		seenB[k] = struct{}{}
 	}
 	return nil
 }
@@ -163,6 +193,12 @@ func (r *UsageRow) validate() error {
 	}
 	if r.SavedNanoUSD < 0 || r.SavedNanoUSD > MaxCount {
 		return invalid("saved_nano_usd", "out of range")
+	}
+	if r.Limited < 0 || r.Limited > r.Requests {
+		return invalid("limited", "out of range (0..requests)")
+	}
+	if r.BudgetRefused < 0 || r.BudgetRefused > r.Requests {
+		return invalid("budget_refused", "out of range (0..requests)")
 	}
 	var total int64
 	for _, n := range r.LatencyMS {

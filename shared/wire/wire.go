@@ -19,10 +19,21 @@ import (
 	"time"
 )
 
-// SchemaVersion is the version of UsageBatch this package encodes and
-// accepts. A change that an older control plane could misread gets a new
-// version and a new subject prefix.
-const SchemaVersion = 1
+// SchemaVersion is the newest version of UsageBatch, the one this package
+// encodes by default. Version 2 added the rows' limited and
+// budget_refused counts and the batch's budgets.
+//
+// Decode accepts every version in SchemaVersions, so a control plane keeps
+// taking batches from older edges. An older control plane refuses a newer
+// version outright (it cannot misread it), so an edge sends the newest
+// version its control plane said at enrollment that it accepts
+// (EnrollResponse.SchemaVersions; none said: 1), dropping what that
+// version cannot carry (UsageBatch.AsVersion). All versions travel on the
+// same subject, which the edge's credentials pin.
+const SchemaVersion = 2
+
+// SchemaVersions are the versions Decode accepts, oldest first.
+var SchemaVersions = []int{1, 2}
 
 // Limits of a batch. They bound what a credentialed but hostile edge can
 // make the control plane parse and store.
@@ -37,6 +48,8 @@ const (
 	MaxCount = 1<<53 - 1
 	// MaxWindow bounds a batch's window (window_end - window_start).
 	MaxWindow = time.Hour
+	// MaxBudgets bounds the budgets of one batch.
+	MaxBudgets = 5000
 )
 
 // Earliest and latest instants a window may name: anything outside is a
@@ -89,6 +102,19 @@ type UsageBatch struct {
 	EdgeID        string     `json:"edge_id"`
 	Seq           int64      `json:"seq"` // per edge, from 1; (edge_id, seq) identifies the batch
 	Rows          []UsageRow `json:"rows"`
+	// Budgets (version 2) is the use of each budget the edge enforces,
+	// in its current period, as the window ended. Empty in version 1.
+	Budgets []BudgetUse `json:"budgets"`
+}
+
+// BudgetUse is one budget of a workspace (key_ref "none") or of one of its
+// keys, and what has been spent of it in the current period.
+type BudgetUse struct {
+	Workspace    string `json:"workspace"`
+	KeyRef       string `json:"key_ref"`
+	Period       string `json:"period"` // "day" or "month", UTC
+	CapNanoUSD   int64  `json:"cap_nano_usd"`
+	SpentNanoUSD int64  `json:"spent_nano_usd"`
 }
 
 // UsageRow aggregates the requests of a window that share every key field.
@@ -111,6 +137,11 @@ type UsageRow struct {
 	CostNanoUSD  int64 `json:"cost_nano_usd"`  // 1e-9 USD, over requests whose cost is known
 	CostUnknown  int64 `json:"cost_unknown"`   // requests whose cost could not be computed
 	SavedNanoUSD int64 `json:"saved_nano_usd"` // what cache hits saved
+
+	// Limited and BudgetRefused (version 2) count the requests the edge
+	// refused because of a rate limit or a budget; 0 in version 1.
+	Limited       int64 `json:"limited"`
+	BudgetRefused int64 `json:"budget_refused"`
 
 	// LatencyMS counts requests by latency; bucket i holds latencies in
 	// (LatencyBoundsMS[i-1], LatencyBoundsMS[i]] and the last bucket

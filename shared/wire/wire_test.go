@@ -17,7 +17,11 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden JSON Schema from the Go type")
 
-const schemaPath = "../../schemas/wire/usage_batch.v1.schema.json"
+const schemaPath = "../../schemas/wire/usage_batch.v2.schema.json"
+
+func schemaPathOf(version int) string {
+	return fmt.Sprintf("../../schemas/wire/usage_batch.v%d.schema.json", version)
+}
 
 func validBatch() *UsageBatch {
 	start := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
@@ -30,6 +34,7 @@ func validBatch() *UsageBatch {
 	}
 	row.LatencyMS[3] = 2
 	row.LatencyMS[LatencyBuckets-1] = 1
+	row.Limited, row.BudgetRefused = 1, 1
 	hit := row
 	hit.CacheStatus = CacheHit
 	hit.Model = "claude-3-5-sonnet-20241022"
@@ -38,6 +43,8 @@ func validBatch() *UsageBatch {
 	return &UsageBatch{
 		SchemaVersion: SchemaVersion, WindowStart: start, WindowEnd: start.Add(time.Minute),
 		OrgID: "org_a1", EdgeID: "edge_b2", Seq: 7, Rows: []UsageRow{row, hit},
+		Budgets: []BudgetUse{{Workspace: "ws_3f9a", KeyRef: "none", Period: "month", CapNanoUSD: 100e9, SpentNanoUSD: 12e9},
+			{Workspace: "ws_3f9a", KeyRef: "k_7c1e", Period: "day", CapNanoUSD: 5e9, SpentNanoUSD: 0}},
 	}
 }
 
@@ -100,7 +107,15 @@ func rejectCases() []rejectCase {
 		{name: "missing field", data: set(func(m map[string]any) { delete(m, "seq") })},
 		{name: "null rows", data: set(func(m map[string]any) { m["rows"] = nil })},
 		{name: "null model", data: set(func(m map[string]any) { row0(m)["model"] = nil })},
-		{name: "wrong version", data: set(func(m map[string]any) { m["schema_version"] = 2 })},
+		{name: "wrong version", data: set(func(m map[string]any) { m["schema_version"] = 3 })},
+		{name: "version 1 with budgets", data: set(func(m map[string]any) { m["schema_version"] = 1 })},
+		{name: "no budgets in version 2", data: set(func(m map[string]any) { delete(m, "budgets") })},
+		{name: "budget period", data: set(func(m map[string]any) { m["budgets"].([]any)[0].(map[string]any)["period"] = "week" })},
+		{name: "zero budget cap", data: set(func(m map[string]any) { m["budgets"].([]any)[0].(map[string]any)["cap_nano_usd"] = 0 })},
+		{name: "limited above requests", goOnly: true, data: set(func(m map[string]any) { row0(m)["limited"] = 4 })},
+		{name: "duplicate budget", goOnly: true, data: set(func(m map[string]any) {
+			m["budgets"] = []any{m["budgets"].([]any)[0], m["budgets"].([]any)[0]}
+		})},
 		{name: "oversized model", data: set(func(m map[string]any) { row0(m)["model"] = long })},
 		{name: "oversized workspace", data: set(func(m map[string]any) { row0(m)["workspace"] = long })},
 		{name: "space in key_ref", data: set(func(m map[string]any) { row0(m)["key_ref"] = "alice smith" })},
@@ -221,7 +236,7 @@ func TestClassOf(t *testing.T) {
 // generateSchema derives the JSON Schema from the Go type: every field of
 // every struct must have a rule below, so adding a field without updating
 // the schema fails this test, and so does changing a bound.
-func generateSchema(t *testing.T) []byte {
+func generateSchema(t *testing.T, version int) []byte {
 	t.Helper()
 	count := func(min int64) map[string]any {
 		return map[string]any{"type": "integer", "minimum": min, "maximum": int64(MaxCount)}
@@ -233,7 +248,13 @@ func generateSchema(t *testing.T) []byte {
 	dateTime := map[string]any{"type": "string", "format": "date-time", "pattern": "Z$",
 		"description": "RFC 3339 in UTC, from 2020 until 2200"}
 	rules := map[string]map[string]any{
-		"schema_version": {"const": SchemaVersion},
+		"schema_version": {"const": version},
+		"limited":        count(0),
+		"budget_refused": count(0),
+		"budgets":        {"type": "array", "maxItems": MaxBudgets, "items": map[string]any{"$ref": "#/$defs/budget"}},
+		"period":         enum([]string{"day", "month"}),
+		"cap_nano_usd":   count(1),
+		"spent_nano_usd": count(0),
 		"window_start":   dateTime,
 		"window_end":     dateTime,
 		"org_id":         str(IDChars),
@@ -275,16 +296,24 @@ func generateSchema(t *testing.T) []byte {
 		return map[string]any{"type": "object", "additionalProperties": false, "required": required,
 			"properties": props, "description": desc}
 	}
-	schema := object(reflect.TypeFor[UsageBatch](), fmt.Sprintf(
+	batchType, rowType := reflect.TypeFor[UsageBatch](), reflect.TypeFor[UsageRow]()
+	if version == 1 {
+		batchType, rowType = reflect.TypeFor[batchV1](), reflect.TypeFor[rowV1]()
+	}
+	schema := object(batchType, fmt.Sprintf(
 		"aggregated usage of one window for one control plane org from one edge; at most %d bytes encoded, window at most %s, row keys unique within a batch",
 		MaxBatchBytes, MaxWindow))
 	schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-	schema["$id"] = "urn:persiv:codex:wire:usage_batch:v1"
-	schema["title"] = "persiv codex usage batch, version 1"
-	schema["$defs"] = map[string]any{
-		"row":    object(reflect.TypeFor[UsageRow](), "requests of the window sharing every key field"),
+	schema["$id"] = fmt.Sprintf("urn:persiv:codex:wire:usage_batch:v%d", version)
+	schema["title"] = fmt.Sprintf("persiv codex usage batch, version %d", version)
+	defs := map[string]any{
+		"row":    object(rowType, "requests of the window sharing every key field"),
 		"tokens": object(reflect.TypeFor[Tokens](), "a token counter; unknown counts requests whose figure the provider did not report (at most requests)"),
 	}
+	if version >= 2 {
+		defs["budget"] = object(reflect.TypeFor[BudgetUse](), "a budget of a workspace (key_ref none) or key and its spend in the current period; unique by workspace, key_ref and period")
+	}
+	schema["$defs"] = defs
 	data, err := json.MarshalIndent(schema, "", "  ")
 	if err != nil {
 		t.Fatal(err)
@@ -294,19 +323,90 @@ func generateSchema(t *testing.T) []byte {
 
 func TestSchemaGolden(t *testing.T) {
 	t.Parallel()
-	want := generateSchema(t)
-	if *update {
-		if err := os.WriteFile(schemaPath, want, 0o644); err != nil {
+	for _, v := range SchemaVersions {
+		path := schemaPathOf(v)
+		want := generateSchema(t, v)
+		if *update {
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s drifted from the Go type; run go test ./shared/wire -run TestSchemaGolden -update and review the diff", path)
+		}
 	}
-	got, err := os.ReadFile(schemaPath)
+}
+
+// TestVersion1: version 1 batches, which older edges send and older
+// control planes take, still decode; a batch lowered to version 1 drops
+// what version 1 cannot carry and matches version 1's schema; and an
+// edge sends version 1 unless its control plane said it takes more.
+func TestVersion1(t *testing.T) {
+	b := validBatch().AsVersion(1)
+	data := mustEncode(t, b)
+	if bytes.Contains(data, []byte(`"budgets"`)) || bytes.Contains(data, []byte(`"limited"`)) {
+		t.Fatalf("version 1 carries version 2 fields: %s", data)
+	}
+	got, err := Decode(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s drifted from the Go type; run go test ./shared/wire -run TestSchemaGolden -update and review the diff", schemaPath)
+	if !reflect.DeepEqual(got, b) || got.Rows[0].Limited != 0 || got.SchemaVersion != 1 {
+		t.Fatalf("version 1 round trip: %+v", got)
 	}
+	if err := validateWith(t, schemaPathOf(1), data); err != nil {
+		t.Fatalf("version 1 schema rejects a version 1 batch: %v", err)
+	}
+	if err := validateWith(t, schemaPathOf(1), mustEncode(t, validBatch())); err == nil {
+		t.Fatal("version 1 schema accepts a version 2 batch")
+	}
+	// A version 1 batch with a version 2 field is refused.
+	bad := bytes.Replace(data, []byte(`"requests":3,`), []byte(`"requests":3,"limited":1,`), 1)
+	if _, err := Decode(bad); err == nil {
+		t.Fatal("a version 1 row with limited decodes")
+	}
+	if _, err := Encode(&UsageBatch{SchemaVersion: 1, WindowStart: b.WindowStart, WindowEnd: b.WindowEnd, OrgID: b.OrgID, EdgeID: b.EdgeID, Seq: 1,
+		Rows: []UsageRow{}, Budgets: validBatch().Budgets}); err == nil {
+		t.Fatal("a version 1 batch with budgets encodes")
+	}
+	for _, c := range []struct {
+		theirs []int
+		want   int
+	}{{nil, 1}, {[]int{1}, 1}, {[]int{1, 2}, 2}, {[]int{1, 2, 7}, 2}} {
+		if got := Negotiate(c.theirs); got != c.want {
+			t.Errorf("Negotiate(%v) = %d, want %d", c.theirs, got, c.want)
+		}
+	}
+}
+
+func validateWith(t *testing.T, path string, data []byte) error {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("usage_batch.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("usage_batch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	return sch.Validate(inst)
 }
 
 // TestSchemaAgreesWithDecode runs the golden schema through a JSON Schema
@@ -359,6 +459,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(mustEncode(f, validBatch()))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"schema_version":1,"rows":[{"latency_ms":[1,2]}]}`))
+	f.Add(mustEncode(f, validBatch().AsVersion(1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Decode(data)
 		if err != nil {

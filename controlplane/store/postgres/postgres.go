@@ -32,7 +32,7 @@ import (
 
 // TenantTables are the tables under forced row-level security.
 var TenantTables = []string{"orgs", "users", "enroll_tokens", "edges", "usage_batches", "usage_minute", "usage_hour", "usage_day", "invites",
-	"access_requests", "access_approvals", "access_log"}
+	"access_requests", "access_approvals", "access_log", "budget_use"}
 
 // Migrate applies the migrations as the owner (ownerURL) and grants the
 // application role row access to the tenant tables, the prune and staff
@@ -53,7 +53,7 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 	role := pgx.Identifier{appRole}.Sanitize()
 	for _, stmt := range []string{
 		"GRANT USAGE ON SCHEMA public TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day, invites TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day, invites, budget_use TO " + role,
 		"GRANT EXECUTE ON FUNCTION codex_prune(timestamptz, interval, interval, interval) TO " + role,
 		// Staff accounts are records: never deleted, only disabled.
 		"GRANT SELECT, INSERT, UPDATE ON staff, access_requests TO " + role,
@@ -354,6 +354,14 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 				batch.Queue(upserts.Upsert(st.table, hi-lo), args...)
 			}
 		}
+		for _, u := range b.Budgets {
+			batch.Queue(`INSERT INTO budget_use (org_id, workspace, key_ref, period, cap_nano_usd, spent_nano_usd, edge_id, as_of)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+				ON CONFLICT (org_id, workspace, key_ref, period) DO UPDATE SET
+				  cap_nano_usd = excluded.cap_nano_usd, spent_nano_usd = excluded.spent_nano_usd, edge_id = excluded.edge_id, as_of = excluded.as_of
+				WHERE budget_use.as_of <= excluded.as_of`,
+				b.OrgID, u.Workspace, u.KeyRef, u.Period, u.CapNanoUSD, u.SpentNanoUSD, b.EdgeID, b.WindowEnd)
+		}
 		batch.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, $1), sharing = TRUE WHERE org_id = $2 AND id = $3`, receivedAt, b.OrgID, b.EdgeID)
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
 			return err
@@ -365,6 +373,29 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 		return false, mapErr("ingest batch", err)
 	}
 	return stored, nil
+}
+
+// BudgetUses lists the org's budgets as its edges last reported them.
+func (s *Store) BudgetUses(ctx context.Context, orgID string) ([]controlplane.BudgetUse, error) {
+	var out []controlplane.BudgetUse
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT workspace, key_ref, period, cap_nano_usd, spent_nano_usd, edge_id, as_of
+			FROM budget_use WHERE org_id = $1 ORDER BY workspace, key_ref, period`, orgID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u controlplane.BudgetUse
+			if err := rows.Scan(&u.Workspace, &u.KeyRef, &u.Period, &u.CapNanoUSD, &u.SpentNanoUSD, &u.EdgeID, &u.AsOf); err != nil {
+				return err
+			}
+			u.AsOf = u.AsOf.UTC()
+			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	return out, mapErr("budget uses", err)
 }
 
 // Usage answers a usage query from the table of its step.

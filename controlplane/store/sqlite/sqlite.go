@@ -322,6 +322,16 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 			}
 		}
 	}
+	for _, u := range b.Budgets {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO budget_use (org_id, workspace, key_ref, period, cap_nano_usd, spent_nano_usd, edge_id, as_of)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (org_id, workspace, key_ref, period) DO UPDATE SET
+			  cap_nano_usd = excluded.cap_nano_usd, spent_nano_usd = excluded.spent_nano_usd, edge_id = excluded.edge_id, as_of = excluded.as_of
+			WHERE budget_use.as_of <= excluded.as_of`,
+			b.OrgID, u.Workspace, u.KeyRef, u.Period, u.CapNanoUSD, u.SpentNanoUSD, b.EdgeID, unix(b.WindowEnd)); err != nil {
+			return false, fmt.Errorf("ingest batch: budgets: %w", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE edges SET last_seen = MAX(COALESCE(last_seen, 0), ?), sharing = TRUE WHERE org_id = ? AND id = ?`,
 		unix(receivedAt), b.OrgID, b.EdgeID); err != nil {
 		return false, fmt.Errorf("ingest batch: %w", err)
@@ -330,6 +340,32 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 		return false, fmt.Errorf("ingest batch: %w", err)
 	}
 	return true, nil
+}
+
+// BudgetUses lists the org's budgets as its edges last reported them.
+func (s *Store) BudgetUses(ctx context.Context, orgID string) ([]controlplane.BudgetUse, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT workspace, key_ref, period, cap_nano_usd, spent_nano_usd, edge_id, as_of
+		FROM budget_use WHERE org_id = ? ORDER BY workspace, key_ref, period`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("budget uses: %w", err)
+	}
+	defer rows.Close()
+	var out []controlplane.BudgetUse
+	for rows.Next() {
+		var (
+			u  controlplane.BudgetUse
+			at int64
+		)
+		if err := rows.Scan(&u.Workspace, &u.KeyRef, &u.Period, &u.CapNanoUSD, &u.SpentNanoUSD, &u.EdgeID, &at); err != nil {
+			return nil, fmt.Errorf("budget uses: %w", err)
+		}
+		u.AsOf = time.Unix(at, 0).UTC()
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("budget uses: %w", err)
+	}
+	return out, nil
 }
 
 // Usage answers a usage query from the table of its step.

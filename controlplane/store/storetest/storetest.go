@@ -40,6 +40,7 @@ func Run(t *testing.T, open Open) {
 		{"EdgesScopedByOrg", testEdgesScoped},
 		{"IngestExactlyOnce", testIngestOnce},
 		{"IngestLargeBatch", testIngestLarge},
+		{"IngestLimitsAndBudgets", testIngestLimitsAndBudgets},
 		{"UsageQuery", testUsageQuery},
 		{"Prune", testPrune},
 	} {
@@ -256,6 +257,46 @@ func testIngestOnce(t *testing.T, s controlplane.Store) {
 	got, err := s.Edge(ctx, org, e.ID)
 	if err != nil || !got.LastSeen.Equal(t0.Add(2*time.Minute)) || !got.Sharing {
 		t.Fatalf("edge after ingest = %+v, %v", got, err)
+	}
+}
+
+// testIngestLimitsAndBudgets: version 2 batches' refusal counts add up
+// like every counter; budgets keep the latest report (a late batch of an
+// earlier window does not undo it) and stay within their org; version 1
+// batches still ingest.
+func testIngestLimitsAndBudgets(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org, other := MustOrg(t, s), MustOrg(t, s)
+	e := MustEdge(t, s, org)
+	b := Batch(org, e.ID, 1, t0, 2)
+	b.Rows[0].Limited, b.Rows[1].BudgetRefused = 2, 1
+	b.Budgets = []wire.BudgetUse{{Workspace: "ws1", KeyRef: "k0", Period: "day", CapNanoUSD: 5e9, SpentNanoUSD: 1e9}}
+	if _, err := s.IngestBatch(ctx, b, t0); err != nil {
+		t.Fatal(err)
+	}
+	later := Batch(org, e.ID, 2, t0.Add(time.Minute), 1)
+	later.Budgets = []wire.BudgetUse{{Workspace: "ws1", KeyRef: "k0", Period: "day", CapNanoUSD: 5e9, SpentNanoUSD: 2e9}}
+	late := Batch(org, e.ID, 3, t0.Add(-time.Minute), 1).AsVersion(1)
+	for _, x := range []*wire.UsageBatch{later, late} {
+		if _, err := s.IngestBatch(ctx, x, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late2 := Batch(org, e.ID, 4, t0.Add(-2*time.Minute), 1)
+	late2.Budgets = []wire.BudgetUse{{Workspace: "ws1", KeyRef: "k0", Period: "day", CapNanoUSD: 5e9, SpentNanoUSD: 1}}
+	if _, err := s.IngestBatch(ctx, late2, t0); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.Usage(ctx, controlplane.UsageQuery{OrgID: org, From: t0.Add(-time.Hour), To: t0.Add(time.Hour), Step: controlplane.Hour, Whole: true})
+	if err != nil || len(rows) != 1 || rows[0].Limited != 2 || rows[0].BudgetRefused != 1 || rows[0].Requests != 10 {
+		t.Fatalf("usage = %+v, %v; want limited 2, budget refused 1 of 10", rows, err)
+	}
+	us, err := s.BudgetUses(ctx, org)
+	if err != nil || len(us) != 1 || us[0].SpentNanoUSD != 2e9 || us[0].CapNanoUSD != 5e9 || us[0].EdgeID != e.ID || !us[0].AsOf.Equal(t0.Add(2*time.Minute)) {
+		t.Fatalf("budget uses = %+v, %v", us, err)
+	}
+	if us, err := s.BudgetUses(ctx, other); err != nil || len(us) != 0 {
+		t.Fatalf("another org sees %+v, %v", us, err)
 	}
 }
 

@@ -19,7 +19,7 @@ var KeyColumns = []string{"edge_id", "workspace", "provider", "model", "key_ref"
 var MetricColumns = func() []string {
 	cols := []string{"requests", "input", "input_unknown", "cached_input", "cached_input_unknown",
 		"cache_write", "cache_write_unknown", "output", "output_unknown", "reasoning", "reasoning_unknown",
-		"cost_nano_usd", "cost_unknown", "saved_nano_usd"}
+		"cost_nano_usd", "cost_unknown", "saved_nano_usd", "limited", "budget_refused"}
 	for i := 0; i < wire.LatencyBuckets; i++ {
 		cols = append(cols, fmt.Sprintf("lat_%02d", i))
 	}
@@ -30,7 +30,7 @@ var MetricColumns = func() []string {
 func Metrics(r *wire.UsageRow) []any {
 	v := []any{r.Requests, r.Input.Sum, r.Input.Unknown, r.CachedInput.Sum, r.CachedInput.Unknown,
 		r.CacheWrite.Sum, r.CacheWrite.Unknown, r.Output.Sum, r.Output.Unknown, r.Reasoning.Sum, r.Reasoning.Unknown,
-		r.CostNanoUSD, r.CostUnknown, r.SavedNanoUSD}
+		r.CostNanoUSD, r.CostUnknown, r.SavedNanoUSD, r.Limited, r.BudgetRefused}
 	for _, n := range r.LatencyMS {
 		v = append(v, n)
 	}
@@ -41,7 +41,7 @@ func Metrics(r *wire.UsageRow) []any {
 func TotalsDest(t *controlplane.Totals) []any {
 	d := []any{&t.Requests, &t.Input.Sum, &t.Input.Unknown, &t.CachedInput.Sum, &t.CachedInput.Unknown,
 		&t.CacheWrite.Sum, &t.CacheWrite.Unknown, &t.Output.Sum, &t.Output.Unknown, &t.Reasoning.Sum, &t.Reasoning.Unknown,
-		&t.CostNanoUSD, &t.CostUnknown, &t.SavedNanoUSD}
+		&t.CostNanoUSD, &t.CostUnknown, &t.SavedNanoUSD, &t.Limited, &t.BudgetRefused}
 	for i := range t.LatencyMS {
 		d = append(d, &t.LatencyMS[i])
 	}
@@ -62,7 +62,7 @@ func Table(step int64) (string, error) {
 }
 
 // ChunkRows bounds the rows of one multi-row upsert, keeping its
-// parameters (37 a row) under SQLite's and Postgres's limits.
+// parameters (39 a row) under SQLite's and Postgres's limits.
 const ChunkRows = 500
 
 // Upsert returns an INSERT … ON CONFLICT statement adding the metrics of n

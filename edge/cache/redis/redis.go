@@ -50,6 +50,21 @@ type Backend struct {
 // Open parses url (redis://[:password@]host:port/db, rediss:// for TLS)
 // and returns a backend. It does not connect: Redis may come up later.
 func Open(url string, o Options) (*Backend, error) {
+	c, err := NewClient(url, o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Cooldown <= 0 {
+		o.Cooldown = DefaultOptions().Cooldown
+	}
+	return &Backend{c: c, cooldown: o.Cooldown}, nil
+}
+
+// NewClient returns a go-redis client for url with o's timeouts and no
+// retries, as the edge's other Redis users (rate limits, budgets) want it
+// too: a call that fails is better answered from local state at once than
+// retried. It does not connect.
+func NewClient(url string, o Options) (*goredis.Client, error) {
 	opt, err := goredis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("CODEX_REDIS_URL: %w", err)
@@ -61,9 +76,6 @@ func Open(url string, o Options) (*Backend, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = def.Timeout
 	}
-	if o.Cooldown <= 0 {
-		o.Cooldown = def.Cooldown
-	}
 	opt.DialTimeout = o.DialTimeout
 	opt.ReadTimeout = o.Timeout
 	opt.WriteTimeout = o.Timeout
@@ -74,7 +86,7 @@ func Open(url string, o Options) (*Backend, error) {
 	if o.PoolSize > 0 {
 		opt.PoolSize = o.PoolSize
 	}
-	return &Backend{c: goredis.NewClient(opt), cooldown: o.Cooldown}, nil
+	return goredis.NewClient(opt), nil
 }
 
 func (b *Backend) available() error {

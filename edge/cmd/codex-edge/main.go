@@ -31,6 +31,10 @@ Usage:
   codex-edge keys revoke ID_OR_KEY
   codex-edge providers set --org ORG openai|anthropic (--api-key-env VAR | --api-key-stdin) [--base-url URL [--allow-insecure-http]]
   codex-edge providers list --org ORG [--json]
+  codex-edge limits set --org ORG [--key KEY] [--rpm N] [--tpm N]
+  codex-edge limits list --org ORG [--json]
+  codex-edge budgets set --org ORG [--key KEY] --usd AMOUNT --period day|month
+  codex-edge budgets list --org ORG [--json]
   codex-edge crypto status [--org ORG] [--json]
   codex-edge crypto rotate --org ORG
   codex-edge crypto rewrap
@@ -44,7 +48,7 @@ Usage:
 
 Every subcommand takes --config FILE (or CODEX_CONFIG) and reads CODEX_*
 variables, so it acts on the same data directory or database as serve.
-ORG is an org id or name; KEY a key id.
+ORG is an org id or name; KEY a key id. A limit or budget of 0 removes it.
 
 Postgres (CODEX_DATABASE_URL): run "codex-edge migrate" with the owner
 role's URL (in CODEX_DATABASE_URL or CODEX_DATABASE_OWNER_URL); it grants
@@ -78,7 +82,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd, rest := args[0], args[1:]
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		switch cmd {
-		case "orgs", "keys", "providers", "crypto", "telemetry", "memory":
+		case "orgs", "keys", "providers", "limits", "budgets", "crypto", "telemetry", "memory":
 			cmd, rest = cmd+" "+rest[0], rest[1:]
 		}
 	}
@@ -102,6 +106,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.providersSet(rest)
 	case "providers list":
 		err = e.providersList(rest)
+	case "limits set":
+		err = e.limitsSet(rest)
+	case "limits list":
+		err = e.limitsList(rest)
+	case "budgets set":
+		err = e.budgetsSet(rest)
+	case "budgets list":
+		err = e.budgetsList(rest)
 	case "crypto status":
 		err = e.cryptoStatus(rest)
 	case "crypto rotate":

@@ -71,7 +71,7 @@ func main() {
 		baseline = flag.String("baseline", "", "base URL of a bare Go reverse proxy in front of the provider (see -baseline-listen), measured beside the edge")
 		blListen = flag.String("baseline-listen", "", "instead of measuring, serve a bare Go reverse proxy on this address, to -baseline-to")
 		blTo     = flag.String("baseline-to", "", "the provider the bare reverse proxy forwards to")
-		phases   = flag.String("phases", "fixed,hit,saturation,streams,hostile", "phases to run, comma-separated")
+		phases   = flag.String("phases", "fixed,hit,saturation,streams,hostile", "phases to run, comma-separated (also fixed-redis: distinct requests against -edge and -redis-edge)")
 		ho       hostileOptions
 	)
 	flag.IntVar(&ho.slowloris, "slowloris", 500, "hostile: slowloris connections (request headers a line a second, never ended)")
@@ -131,6 +131,20 @@ func main() {
 		if after, ok := scrape(*metrics, addedMetric); ok {
 			own = after.since(before)
 		}
+	}
+	if run["fixed-redis"] && *redisURL != "" {
+		// The second edge keeps its rate-limit counters, budget ledger and
+		// cache in Redis: distinct requests through both, alternating, show
+		// what Redis adds per request (the limit and budget stages' round
+		// trips; a miss's cache lookup and store happen in both).
+		pair := []target{targets[1], {"edge+redis", *redisURL, *redisKey}}
+		fmt.Fprintf(os.Stderr, "fixed rate %d req/s, every request distinct, against the edge and the edge with Redis, %s in %d alternating rounds…\n", *rate, *duration, *rounds)
+		for _, t := range pair {
+			runFixed(t, *rate, *warmup, true)
+		}
+		results = append(results, interleave(pair, *duration, *rounds, func(t target, d time.Duration) result {
+			return runFixed(t, *rate, d, true)
+		})...)
 	}
 	if run["hit"] {
 		fmt.Fprintf(os.Stderr, "fixed rate %d req/s of one repeated request against the edge for %s (cache hits)…\n", *rate, *duration)
@@ -413,6 +427,15 @@ func report(w io.Writer, rs []result, own hist) {
 	if n := own.counts; len(n) > 0 && n[len(n)-1] > 0 {
 		fmt.Fprintf(w, "the edge's own measure of what it adds (total − provider time, codex_edge_added_latency_seconds) at %s: p50 %s   p99 %s\n",
 			fd.mode, own.quantile(0.5).Round(time.Microsecond), own.quantile(0.99).Round(time.Microsecond))
+	}
+	// The fixed-redis phase's own edge row comes right before its
+	// edge+redis row: compare the two measured together.
+	for i := 1; i < len(rs); i++ {
+		fr, pe := rs[i], rs[i-1]
+		if fr.name == "edge+redis" && pe.name == "edge" && strings.HasPrefix(fr.mode, "fixed") && fr.n > 0 && pe.n > 0 {
+			fmt.Fprintf(w, "edge with limits, budget and cache in Redis − edge with them in process, measured together at %s:  p50 %s   p99 %s\n",
+				fr.mode, (fr.pct(0.5) - pe.pct(0.5)).Round(time.Microsecond), (fr.pct(0.99) - pe.pct(0.99)).Round(time.Microsecond))
+		}
 	}
 	if h := find("edge", "cache hit"); h.n > 0 {
 		fmt.Fprintf(w, "cache hit served by the edge (in-process cache) at %s: p50 %s   p99 %s (target p99 ≤ 1ms)\n",

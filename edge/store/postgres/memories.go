@@ -56,20 +56,6 @@ func (db *DB) PutMemory(ctx context.Context, m edge.Memory) error {
 	return wrap(fmt.Sprintf("set memory %q", m.Name), err)
 }
 
-// keyInOrg checks, inside a transaction of the org, that keyID (empty:
-// none) is one of its keys.
-func keyInOrg(ctx context.Context, tx pgx.Tx, orgID, keyID string) error {
-	if keyID == "" {
-		return nil
-	}
-	var one int
-	err := tx.QueryRow(ctx, `SELECT 1 FROM api_keys WHERE org_id = $1 AND id = $2`, orgID, keyID).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("key %q of org %q: %w", keyID, orgID, edge.ErrNotFound)
-	}
-	return err
-}
-
 // Memory returns the latest version of one memory, removed or not.
 func (db *DB) Memory(ctx context.Context, orgID, keyID, name string) (edge.Memory, error) {
 	var m edge.Memory

@@ -73,6 +73,15 @@ func seedOrg(t *testing.T, db *postgres.DB, id string) {
 	if err := db.InsertRequests(ctx, []edge.RequestRecord{rec}); err != nil {
 		t.Fatal(err)
 	}
+	if err := db.SetLimit(ctx, edge.Limit{OrgID: id, KeyID: k.ID, RPM: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetBudget(ctx, edge.Budget{OrgID: id, Period: edge.Day, CapNanoUSD: 1e9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddSpend(ctx, []edge.Spend{{OrgID: id, Period: edge.Day, Start: edge.Day.Start(time.Now()), NanoUSD: 1}}); err != nil {
+		t.Fatal(err)
+	}
 	d := keyring.WrappedDEK{ID: keyring.DEKID(uuid.New()), OrgID: id, Generation: 1, MasterRef: "local", MasterVersion: "1", Wrapped: []byte("wrapped")}
 	if err := db.CreateDEK(ctx, d); err != nil {
 		t.Fatal(err)
@@ -263,6 +272,12 @@ func TestRLSIsolatesOrgs(t *testing.T) {
 		func() (int, error) { r, err := db.Requests(ctx, "org_b", time.Time{}, 10); return len(r), err },
 		func() (int, error) { d, err := db.DEKs(ctx, "org_b"); return len(d), err },
 		func() (int, error) { m, err := db.Memories(ctx, "org_b"); return len(m), err },
+		func() (int, error) { l, err := db.Limits(ctx, "org_b"); return len(l), err },
+		func() (int, error) { b, err := db.Budgets(ctx, "org_b"); return len(b), err },
+		func() (int, error) {
+			n, err := db.Spent(ctx, "org_b", "", edge.Day, time.Now())
+			return int(n), err
+		},
 	} {
 		if n, err := check(); err != nil || n != 1 {
 			t.Errorf("org_b's rows after the attempts: %d, %v; want 1", n, err)

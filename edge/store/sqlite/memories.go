@@ -48,19 +48,6 @@ func (db *DB) PutMemory(ctx context.Context, m edge.Memory) error {
 	return wrap(fmt.Sprintf("set memory %q", m.Name), err)
 }
 
-// keyInOrg checks, inside tx, that keyID (empty: none) is a key of the org.
-func keyInOrg(ctx context.Context, tx *sql.Tx, orgID, keyID string) error {
-	if keyID == "" {
-		return nil
-	}
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM api_keys WHERE org_id = ? AND id = ?`, orgID, keyID).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("key %q of org %q: %w", keyID, orgID, edge.ErrNotFound)
-	}
-	return err
-}
-
 // Memory returns the latest version of one memory, removed or not.
 func (db *DB) Memory(ctx context.Context, orgID, keyID, name string) (edge.Memory, error) {
 	m, err := scanMemory(db.read.QueryRowContext(ctx,

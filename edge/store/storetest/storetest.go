@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) edge.Store) {
 		{"MemoryChanges", testMemoryChanges},
 		{"Ping", testPing},
 	}
+	tests = append(tests, governanceTests()...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, open(t))

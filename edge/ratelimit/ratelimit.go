@@ -1,0 +1,327 @@
+// Package ratelimit is the rate-limit stage of the request path (DESIGN
+// §10): requests per minute (rpm) and tokens per minute (tpm) per org and
+// per key, as a GCRA. It runs after auth, so that a refused request costs
+// no body read, and wraps the cache, so that a cache hit counts against
+// rpm and never against tpm.
+//
+// A request is admitted while every limit that applies has room (for tpm:
+// at least one token left); rpm is charged on admission, tpm with the
+// request's real token count once its answer ended (input, cached input,
+// cache writes and output, as the provider counted them), so a large
+// answer delays the requests after it rather than being refused half-way.
+// A request refused by one limit still counts against the rpm limits
+// checked before it, as providers count refused requests.
+//
+// Every response of a limited key carries OpenAI's x-ratelimit-* headers;
+// a refusal is 429 in the route's provider shape with Retry-After.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/pipeline"
+)
+
+// State is a limit's state after a Take.
+type State struct {
+	Allowed   bool
+	Remaining int64 // units left, after what this Take charged
+	// RetryAfter, when refused, is how long until the limit has room.
+	RetryAfter time.Duration
+	// Reset is how long until the limit is full again.
+	Reset time.Duration
+}
+
+// Counter holds the GCRA state of limits: a limit of perMinute units per
+// minute, with a burst of perMinute (a whole minute's worth), per key.
+type Counter interface {
+	// Take charges n units when the limit has room for them; n 0 charges
+	// nothing and asks for room for one unit.
+	Take(ctx context.Context, key string, perMinute, n int64) (State, error)
+	// Charge charges n units whatever the room.
+	Charge(ctx context.Context, key string, perMinute, n int64) error
+}
+
+// Limits returns an org's limits (edge.Store.Limits, held in memory).
+type Limits func(ctx context.Context, orgID string) ([]edge.Limit, error)
+
+// Options configure the stage.
+type Options struct {
+	Limits Limits
+	// Counter holds the limits' state: Redis to share it among instances,
+	// or Local.
+	Counter Counter
+	Metrics *pipeline.Metrics
+}
+
+// The headers OpenAI sends with every answer, and so the edge with every
+// answer of a limited key.
+const (
+	HeaderLimitRequests     = "X-Ratelimit-Limit-Requests"
+	HeaderRemainingRequests = "X-Ratelimit-Remaining-Requests"
+	HeaderResetRequests     = "X-Ratelimit-Reset-Requests"
+	HeaderLimitTokens       = "X-Ratelimit-Limit-Tokens"
+	HeaderRemainingTokens   = "X-Ratelimit-Remaining-Tokens"
+	HeaderResetTokens       = "X-Ratelimit-Reset-Tokens"
+)
+
+var errStore = &edge.Error{Status: 503, Code: "store_unavailable", Message: "The gateway cannot read this org's rate limits right now; retry shortly."}
+
+// Stage returns the rate-limit stage.
+func Stage(o Options) pipeline.Stage {
+	if o.Metrics == nil {
+		o.Metrics = pipeline.NewMetrics(nil, nil)
+	}
+	return func(next pipeline.Handler) pipeline.Handler {
+		return pipeline.HandlerFunc(func(x *pipeline.Exchange) error {
+			ls, err := o.Limits(x.Context(), x.Key.OrgID)
+			if err != nil {
+				x.Log().Error("rate limits unreadable", "err", err)
+				return errStore
+			}
+			var (
+				applied [2]edge.Limit // the org's, the key's
+				n       int
+			)
+			for _, l := range ls {
+				if l.KeyID == "" || l.KeyID == x.Key.ID {
+					applied[n] = l
+					n++
+				}
+			}
+			if n == 0 {
+				return next.Serve(x)
+			}
+			tpm, err := admit(x, o, applied[:n])
+			var ae *edge.Error
+			if errors.As(err, &ae) {
+				return err
+			}
+			if err != nil {
+				// Only a client gone fails a Take (Redis failing falls
+				// back to the local counters).
+				x.Rec.Status = pipeline.StatusClientClosed
+				return nil
+			}
+			err = next.Serve(x)
+			if len(tpm) > 0 && x.Rec.Cache != edge.CacheHit {
+				if used := tokens(x.Rec.Usage); used > 0 {
+					// The client may be gone; the tokens were used all the same.
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(x.Context()), chargeTimeout)
+					for _, c := range tpm {
+						if cerr := o.Counter.Charge(ctx, c.key, c.perMinute, used); cerr != nil {
+							x.Log().Warn("tpm not charged", "err", cerr)
+						}
+					}
+					cancel()
+				}
+			}
+			return err
+		})
+	}
+}
+
+// chargeTimeout bounds charging tpm after an answer.
+const chargeTimeout = time.Second
+
+type counted struct {
+	key       string
+	perMinute int64
+}
+
+// admit checks every limit of ls, charges rpm, sets the headers, and
+// returns the tpm counters to charge once the answer ends.
+func admit(x *pipeline.Exchange, o Options, ls []edge.Limit) ([]counted, error) {
+	var (
+		req, tok       State
+		reqLim, tokLim int64
+		tpm            []counted
+		haveReq        bool
+		haveTok        bool
+	)
+	for _, l := range ls {
+		if l.RPM > 0 {
+			st, err := o.Counter.Take(x.Context(), counterKey(l, "rpm"), l.RPM, 1)
+			if err != nil {
+				return nil, fmt.Errorf("rate limit: %w", err)
+			}
+			if !st.Allowed {
+				return nil, refuse(x, o, "requests", l.RPM, st)
+			}
+			if !haveReq || st.Remaining < req.Remaining {
+				req, reqLim, haveReq = st, l.RPM, true
+			}
+		}
+	}
+	for _, l := range ls {
+		if l.TPM > 0 {
+			key := counterKey(l, "tpm")
+			st, err := o.Counter.Take(x.Context(), key, l.TPM, 0)
+			if err != nil {
+				return nil, fmt.Errorf("rate limit: %w", err)
+			}
+			if !st.Allowed {
+				return nil, refuse(x, o, "tokens", l.TPM, st)
+			}
+			if !haveTok || st.Remaining < tok.Remaining {
+				tok, tokLim, haveTok = st, l.TPM, true
+			}
+			tpm = append(tpm, counted{key, l.TPM})
+		}
+	}
+	h := x.W.Header()
+	if haveReq {
+		setTrio(h, HeaderLimitRequests, HeaderRemainingRequests, HeaderResetRequests, reqLim, req)
+	}
+	if haveTok {
+		setTrio(h, HeaderLimitTokens, HeaderRemainingTokens, HeaderResetTokens, tokLim, tok)
+	}
+	return tpm, nil
+}
+
+func setTrio(h map[string][]string, limit, remaining, reset string, n int64, st State) {
+	h[limit] = []string{strconv.FormatInt(n, 10)}
+	h[remaining] = []string{strconv.FormatInt(max(st.Remaining, 0), 10)}
+	h[reset] = []string{FormatReset(st.Reset)}
+}
+
+// FormatReset writes a reset time as OpenAI does: a Go duration, to the
+// millisecond ("12s", "1.5s", "6m0s").
+func FormatReset(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// refuse answers a limit without room: 429 with the limit's headers and
+// Retry-After in whole seconds, at least 1.
+func refuse(x *pipeline.Exchange, o Options, kind string, n int64, st State) error {
+	h := x.W.Header()
+	unit := "requests"
+	if kind == "tokens" {
+		setTrio(h, HeaderLimitTokens, HeaderRemainingTokens, HeaderResetTokens, n, st)
+		unit = "tokens"
+		o.Metrics.LimitRefused("tpm")
+	} else {
+		setTrio(h, HeaderLimitRequests, HeaderRemainingRequests, HeaderResetRequests, n, st)
+		o.Metrics.LimitRefused("rpm")
+	}
+	x.Rec.Refused = edge.RefusedRateLimit
+	retry := int(math.Ceil(st.RetryAfter.Seconds()))
+	return &edge.Error{Status: 429, Code: "rate_limit_exceeded", Type: kind, RetryAfter: max(retry, 1),
+		Message: fmt.Sprintf("Rate limit reached for %s per minute (limit %d) on this gateway key or its org; retry in %s.", unit, n, FormatReset(st.RetryAfter))}
+}
+
+// counterKey names a limit's counter; the org id in braces is a Redis
+// Cluster hash tag, so an org's counters share a slot.
+func counterKey(l edge.Limit, kind string) string {
+	if l.KeyID == "" {
+		return "{" + l.OrgID + "}:org:" + kind
+	}
+	return "{" + l.OrgID + "}:key:" + l.KeyID + ":" + kind
+}
+
+// tokens is what a request counts against tpm: every known token count.
+func tokens(u edge.Usage) int64 {
+	var n int64
+	for _, c := range []edge.Count{u.Input, u.CachedInput, u.CacheWrite, u.Output} {
+		if c.Known && c.N > 0 {
+			n += c.N
+		}
+	}
+	return n
+}
+
+// Fallback is a Counter that uses Primary (Redis) while it answers and
+// Local otherwise: a Redis that cannot be reached never fails a request,
+// each instance then counting on its own (so at most the number of
+// instances times a limit passes). After a failure Primary rests for
+// Cooldown, so requests do not each wait for its timeout. The switch is
+// logged once each way and counted.
+type Fallback struct {
+	Primary  Counter
+	Local    *Local
+	Cooldown time.Duration
+	Logger   *slog.Logger
+	Metrics  *pipeline.Metrics
+
+	downTill atomic.Int64 // unix nanos
+	down     atomic.Bool
+}
+
+// DefaultCooldown is how long Fallback leaves Redis alone after it failed.
+const DefaultCooldown = time.Second
+
+func (f *Fallback) use() bool {
+	t := f.downTill.Load()
+	return t == 0 || time.Now().UnixNano() >= t
+}
+
+func (f *Fallback) failed(err error) {
+	cd := f.Cooldown
+	if cd <= 0 {
+		cd = DefaultCooldown
+	}
+	f.downTill.Store(time.Now().Add(cd).UnixNano())
+	if f.down.CompareAndSwap(false, true) && f.Logger != nil {
+		f.Logger.Warn("rate limits: Redis unreachable; each instance counts on its own until it is back", "err", err)
+	}
+}
+
+func (f *Fallback) ok() {
+	if f.down.Load() {
+		f.downTill.Store(0)
+		if f.down.CompareAndSwap(true, false) && f.Logger != nil {
+			f.Logger.Info("rate limits: Redis reachable again; limits are shared again")
+		}
+	}
+}
+
+func (f *Fallback) fellBack() {
+	if f.Metrics != nil {
+		f.Metrics.LimitFallback("ratelimit")
+	}
+}
+
+// Take implements Counter.
+func (f *Fallback) Take(ctx context.Context, key string, perMinute, n int64) (State, error) {
+	if f.use() {
+		st, err := f.Primary.Take(ctx, key, perMinute, n)
+		if err == nil {
+			f.ok()
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return State{}, err
+		}
+		f.failed(err)
+	}
+	f.fellBack()
+	return f.Local.Take(ctx, key, perMinute, n)
+}
+
+// Charge implements Counter.
+func (f *Fallback) Charge(ctx context.Context, key string, perMinute, n int64) error {
+	if f.use() {
+		err := f.Primary.Charge(ctx, key, perMinute, n)
+		if err == nil {
+			f.ok()
+			return nil
+		}
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		f.failed(err)
+	}
+	f.fellBack()
+	return f.Local.Charge(ctx, key, perMinute, n)
+}
