@@ -152,6 +152,7 @@ const MinSecretLen = 16
 // Fingerprinter computes the fingerprints of one org. It is safe for
 // concurrent use; build one per org and keep it.
 type Fingerprinter struct {
+	key  []byte
 	macs sync.Pool // of *macState
 }
 
@@ -171,7 +172,7 @@ func New(secret []byte) *Fingerprinter {
 		panic("fingerprint: secret shorter than MinSecretLen")
 	}
 	key := append([]byte(nil), secret...)
-	f := &Fingerprinter{}
+	f := &Fingerprinter{key: key}
 	f.macs.New = func() any {
 		st := &macState{mac: hmac.New(sha256.New, key)}
 		st.w = sink{h: st.mac, buf: make([]byte, 0, stageSize)}
@@ -179,6 +180,12 @@ func New(secret []byte) *Fingerprinter {
 	}
 	return f
 }
+
+// NewMAC returns a fresh HMAC-SHA-256 under the org's secret, for the
+// other digests the edge keeps of an org's content (the audit log's). The
+// caller writes a domain string of its own first, so that no such digest
+// can equal a fingerprint, whose input starts with "codex-fingerprint-v1".
+func (f *Fingerprinter) NewMAC() hash.Hash { return hmac.New(sha256.New, f.key) }
 
 // Sum validates body, extracts its Info and returns its fingerprint for the
 // given provider and endpoint (e.g. "openai", "chat.completions").
