@@ -2,10 +2,11 @@
 // serves it on the provider-compatible routes. Read a request from top to
 // bottom in the stages, outermost first (see edge/ARCHITECTURE.md):
 //
-//	account → auth → intake → caching → forward
+//	account → auth → audit → intake → caching → forward
 //
 // account (package account) records the request once it is answered;
-// auth checks the gateway key; intake reads and fingerprints the body;
+// auth checks the gateway key; audit records the request in its org's
+// audit log; intake reads and fingerprints the body;
 // caching answers from the cache or an identical call in flight; forward
 // calls the provider and passes its answer on.
 package proxy
@@ -21,6 +22,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/account"
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/auth"
 	"github.com/persiv/codex/edge/caching"
 	"github.com/persiv/codex/edge/forward"
@@ -70,6 +72,8 @@ type Options struct {
 	// Cache is the response cache and request coalescing; off when
 	// Cache.Cache is nil.
 	Cache caching.Options
+	// Audit is the audit log; off when Audit.Writer is nil.
+	Audit audit.Options
 }
 
 // DefaultFormats are the provider wire formats the edge serves: OpenAI
@@ -115,6 +119,7 @@ func New(keys auth.Resolver, sink account.Sink, prices forward.Pricer, opts Opti
 			FailureLimit: opts.AuthFailureLimit, FailureWindow: opts.AuthFailureWindow, FailureClients: opts.AuthFailureClients,
 			RejectQuantum: opts.AuthRejectQuantum, TrustedProxies: opts.TrustedProxies, Metrics: m,
 		}),
+		audit.Stage(opts.Audit),
 		intake.Stage(intake.Options{MaxBodyBytes: opts.MaxBodyBytes, BodyTimeout: opts.BodyTimeout, MaxInflightBodyBytes: opts.MaxInflightBodyBytes, Metrics: m}),
 		caching.Stage(co),
 	)

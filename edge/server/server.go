@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/memory"
 	cacheredis "github.com/persiv/codex/edge/cache/redis"
@@ -51,10 +52,11 @@ const (
 	ClientMaxHeaderBytes = 1 << 20
 )
 
-// Store is what the edge persists: its own records and the keyring's
-// wrapped data keys.
+// Store is what the edge persists: its own records, the audit log and the
+// keyring's wrapped data keys.
 type Store interface {
 	edge.Store
+	edge.AuditStore
 	keyring.Store
 }
 
@@ -86,6 +88,7 @@ type Server struct {
 	keys   *keyring.Keyring
 	dir    *directory.Directory
 	writer *metadata.Writer
+	audit  *audit.Writer
 	tel    *telemetry.Service
 	reg    *prometheus.Registry
 	cache  *cache.Cache
@@ -180,6 +183,20 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.writer.Dropped()) }),
 	)
 
+	s.audit = audit.NewWriter(store, audit.WriterOptions{Queue: cfg.AuditQueue, Logger: log})
+	s.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_audit_queue_depth", Help: "Audit events (levels none and hash) waiting to be written."},
+			func() float64 { return float64(s.audit.Depth()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_dropped_total", Help: "Audit events (levels none and hash) dropped because the queue was full."},
+			func() float64 { return float64(s.audit.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_written_total", Help: "Audit events of levels none and hash written."},
+			func() float64 { return float64(s.audit.Written()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_committed_total", Help: "Audit events of level full stored before their answer completed."},
+			func() float64 { return float64(s.audit.Committed()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_commit_failures_total", Help: "Audit events of level full that could not be stored; their requests were answered 503 audit_unavailable."},
+			func() float64 { return float64(s.audit.CommitFailures()) }),
+	)
+
 	if s.tel, err = openTelemetry(ctx, cfg, store, opts, log); err != nil {
 		return nil, err
 	}
@@ -208,6 +225,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		AuthFailureWindow:    cfg.AuthFailureWindow,
 		AuthFailureClients:   cfg.AuthFailureClients,
 		TrustedProxies:       trusted,
+		Audit:                audit.Options{Writer: s.audit, Keys: s.keys, MaxContentBytes: cfg.AuditMaxBytes},
 		Transport:            opts.Transport,
 		Logger:               log,
 		Metrics: pipeline.NewMetrics(s.reg, func(p edge.Provider, model string) bool {
@@ -382,13 +400,16 @@ func tlsConfig(cfg config.Config) (*tls.Config, error) {
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"store": "ok", "metadata_writer": "ok"}
+	checks := map[string]string{"store": "ok", "metadata_writer": "ok", "audit_writer": "ok"}
 	status := http.StatusOK
 	if err := s.store.Ping(ctx); err != nil {
 		checks["store"], status = "unreachable", http.StatusServiceUnavailable
 	}
 	if !s.writer.Healthy() {
 		checks["metadata_writer"], status = "failing", http.StatusServiceUnavailable
+	}
+	if !s.audit.Healthy() {
+		checks["audit_writer"], status = "failing", http.StatusServiceUnavailable
 	}
 	return c.JSON(status, checks)
 }
@@ -475,7 +496,7 @@ func (s *Server) Keyring() *keyring.Keyring { return s.keys }
 func (s *Server) Directory() *directory.Directory { return s.dir }
 
 // Shutdown stops accepting requests, lets running ones finish until ctx
-// ends, then writes the queued metadata.
+// ends, then writes the queued metadata and audit events.
 func (s *Server) Shutdown(ctx context.Context) error {
 	errs := []error{s.main.Shutdown(ctx), s.admin.Shutdown(ctx)}
 	if s.cancel != nil {
@@ -483,7 +504,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 	}
 	s.tel.Close()
-	errs = append(errs, s.writer.Close(ctx))
+	errs = append(errs, s.writer.Close(ctx), s.audit.Close(ctx))
 	if s.cache != nil {
 		errs = append(errs, s.cache.Close())
 	}
