@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -84,6 +86,32 @@ type Report struct {
 	// its digests; ContentRemoved those whose content was removed.
 	ContentChecked, ContentRemoved int64
 	Break                          *Break // nil: the chain holds
+}
+
+// MarshalJSON writes the report as `audit verify --json` prints it:
+// {"org_id", "ok", "events", "head_seq", "head_hash" (hex),
+// "content_checked", "content_removed", and "break": {"seq", "id",
+// "reason"} when the chain does not hold}.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type brk struct {
+		Seq    int64  `json:"seq"`
+		ID     string `json:"id"`
+		Reason string `json:"reason"`
+	}
+	out := struct {
+		OrgID          string `json:"org_id"`
+		OK             bool   `json:"ok"`
+		Events         int64  `json:"events"`
+		HeadSeq        int64  `json:"head_seq"`
+		HeadHash       string `json:"head_hash"`
+		ContentChecked int64  `json:"content_checked"`
+		ContentRemoved int64  `json:"content_removed"`
+		Break          *brk   `json:"break,omitempty"`
+	}{r.OrgID, r.Break == nil, r.Events, r.HeadSeq, hex.EncodeToString(r.Head), r.ContentChecked, r.ContentRemoved, nil}
+	if r.Break != nil {
+		out.Break = &brk{r.Break.Seq, r.Break.ID, r.Break.Reason}
+	}
+	return json.Marshal(out)
 }
 
 // verifyPage is how many events Verify reads at a time.

@@ -201,3 +201,31 @@ func TestContentRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestSweep: retention removes old content only, and the chain still
+// verifies.
+func TestSweep(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	old := f.request(t, edge.AuditFull, "old prompt", "old answer")
+	old.Time = time.Now().Add(-400 * 24 * time.Hour)
+	recent := f.request(t, edge.AuditFull, "new prompt", "new answer")
+	if err := f.st.AppendAudit(ctx, []edge.AuditEvent{old, recent}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Sweep(ctx, f.st, 365*24*time.Hour, time.Now())
+	if err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1", n, err)
+	}
+	r := f.verify(t)
+	if r.Break != nil || r.ContentRemoved != 1 || r.ContentChecked != 1 {
+		t.Fatalf("Verify after the sweep: %+v", r)
+	}
+	e, err := f.st.AuditEventByID(ctx, old.ID)
+	if err != nil || e.ContentRemoved != edge.ContentRemovedRetention {
+		t.Fatalf("old event %+v, %v", e, err)
+	}
+	if _, err := OpenContent(ctx, f.keys, e); !errors.Is(err, ErrNoContent) {
+		t.Fatalf("old content opened: %v", err)
+	}
+}

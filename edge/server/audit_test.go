@@ -374,3 +374,70 @@ func TestAuditStoreDownFull(t *testing.T) {
 		t.Fatalf("Verify = %+v, %v", r, err)
 	}
 }
+
+// TestAuditAdminAPI: the admin API sets and reads levels (applied at once
+// on this instance), lists events, shows content verbatim, verifies the
+// chain, and records its own changes with the interface and the caller.
+func TestAuditAdminAPI(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, nil)
+	tn := h.addOrg("acme")
+	admin := "http://" + h.srv.AdminAddr() + "/admin/v1"
+	jsonType := map[string]string{"Content-Type": "application/json"}
+
+	for _, c := range []struct{ body, want string }{
+		{`{"level":"most"}`, "400"},
+		{`{"level":"full","key_id":"key_nope"}`, "404"},
+		{`{"level":"full","extra":1}`, "400"},
+	} {
+		if st, body := adminReq(t, "PUT", admin+"/orgs/acme/audit/level", "", jsonType, c.body); fmt.Sprint(st) != c.want {
+			t.Errorf("PUT level %s: %d %s, want %s", c.body, st, body, c.want)
+		}
+	}
+	if st, body := adminReq(t, "PUT", admin+"/orgs/nope/audit/level", "", jsonType, `{"level":"full"}`); st != 404 {
+		t.Errorf("unknown org: %d %s", st, body)
+	}
+	if st, body := adminReq(t, "PUT", admin+"/orgs/acme/audit/level", "", jsonType, `{"level":"full"}`); st != 200 {
+		t.Fatalf("PUT level: %d %s", st, body)
+	}
+	// Applied at once here: the very next request is at full.
+	canary := newCanary("api")
+	oc := h.openai(tn.key)
+	if _, err := oc.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("say " + canary)}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := adminReq(t, "GET", admin+"/orgs/"+tn.orgID+"/audit/level", "", nil, ""); st != 200 || !strings.Contains(body, `"level":"full"`) {
+		t.Fatalf("GET level: %d %s", st, body)
+	}
+	st, body := adminReq(t, "GET", admin+"/orgs/acme/audit/events", "", nil, "")
+	var list struct{ Events []audit.Item }
+	if err := json.Unmarshal([]byte(body), &list); err != nil || st != 200 || len(list.Events) != 2 {
+		t.Fatalf("events: %d %s", st, body)
+	}
+	if a := list.Events[0]; a.Kind != edge.AuditAdmin || a.Action != "audit.level" || a.Via != "admin-api" || a.Actor != "127.0.0.1" {
+		t.Errorf("admin event %+v", a)
+	}
+	req := list.Events[1]
+	if req.Kind != edge.AuditRequest || req.Level != edge.AuditFull || req.Content != "sealed" {
+		t.Fatalf("request event %+v", req)
+	}
+	st, body = adminReq(t, "GET", admin+"/audit/events/"+req.ID, "", nil, "")
+	var shown audit.Shown
+	if err := json.Unmarshal([]byte(body), &shown); err != nil || st != 200 || shown.Request == nil || !strings.Contains(*shown.Request, canary) {
+		t.Fatalf("show: %d %s", st, body)
+	}
+	if st, body := adminReq(t, "GET", admin+"/orgs/acme/audit/verify", "", nil, ""); st != 200 || !strings.Contains(body, `"ok":true`) || !strings.Contains(body, `"events":2`) {
+		t.Fatalf("verify: %d %s", st, body)
+	}
+	if st, _ := adminReq(t, "GET", admin+"/orgs/acme/audit/events?limit=0", "", nil, ""); st != 400 {
+		t.Errorf("limit 0: %d", st)
+	}
+	// A key revoked through the admin API is recorded.
+	if st, body := adminReq(t, "POST", admin+"/keys/"+tn.keyID+"/revoke", "", jsonType, ""); st != 200 {
+		t.Fatalf("revoke: %d %s", st, body)
+	}
+	_, body = adminReq(t, "GET", admin+"/orgs/acme/audit/events?after_seq=2", "", nil, "")
+	if !strings.Contains(body, `"action":"keys.revoke"`) || !strings.Contains(body, `"target":"`+tn.keyID+`"`) {
+		t.Fatalf("revoke not recorded: %s", body)
+	}
+}

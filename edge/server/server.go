@@ -266,7 +266,8 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	a.GET("/readyz", s.readyz)
 	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})), authed)
-	s.tel.RegisterAdmin(s.adminAPI.Group("/telemetry"))
+	s.tel.RegisterAdmin(s.adminAPI.Group("/telemetry", s.auditSharing))
+	s.registerAudit(s.adminAPI)
 	if cfg.Pprof {
 		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)), authed)
 		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)), authed)
@@ -438,6 +439,7 @@ func (s *Server) Start(ctx context.Context) error {
 		// within the probe interval (returns at once for local and byok).
 		var wg sync.WaitGroup
 		wg.Go(func() { s.keys.Watch(bg) })
+		wg.Go(func() { audit.RunRetention(bg, s.store, s.cfg.AuditRetention, s.log) })
 		s.followChanges(bg)
 		wg.Wait()
 	}()
