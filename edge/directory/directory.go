@@ -334,6 +334,11 @@ func (d *Directory) Revoke(ctx context.Context, orgID, keyID string) error {
 	return nil
 }
 
+// Changed drops what is held of an org after a change of its settings
+// through this instance, so that its next request loads them again; the
+// change feed does it within a poll interval on other instances.
+func (d *Directory) Changed(orgID string) { d.forgetOrg(orgID) }
+
 func (d *Directory) generation() uint64 {
 	d.mu.RLock()
 	defer d.mu.RUnlock()

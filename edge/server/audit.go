@@ -108,9 +108,7 @@ func (s *Server) setAuditLevel(c echo.Context) error {
 		return storeUnavailable(fmt.Errorf("the level was set, but %w", err))
 	}
 	// This instance applies it at once; the others within CODEX_CHANGE_POLL.
-	if err := s.dir.Sync(ctx); err != nil {
-		s.log.Warn("admin: apply the audit level now", "err", err)
-	}
+	s.dir.Changed(o.ID)
 	return c.JSON(http.StatusOK, map[string]any{"org_id": o.ID, "key_id": req.KeyID, "level": level})
 }
 
