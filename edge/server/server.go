@@ -193,6 +193,8 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.audit.Written()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_committed_total", Help: "Audit events of level full stored before their answer completed."},
 			func() float64 { return float64(s.audit.Committed()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_commit_transactions_total", Help: "Transactions that stored audit events of level full; the requests waiting at the same moment share one."},
+			func() float64 { return float64(s.audit.CommitBatches()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_commit_failures_total", Help: "Audit events of level full that could not be stored; their requests were answered 503 audit_unavailable."},
 			func() float64 { return float64(s.audit.CommitFailures()) }),
 	)
