@@ -126,9 +126,10 @@ const (
 	responseDomain = "codex-audit-response-v1\x00"
 )
 
-// newDigest starts a content digest under the org's fingerprint secret.
+// newDigest starts a content digest under the org's fingerprint secret;
+// give it back with f.PutMAC.
 func newDigest(f *fingerprint.Fingerprinter, domain string) hash.Hash {
-	h := f.NewMAC()
+	h := f.MAC()
 	h.Write([]byte(domain))
 	return h
 }
@@ -139,9 +140,12 @@ func Digests(f *fingerprint.Fingerprinter, request, response []byte) (req, resp 
 	h := newDigest(f, requestDomain)
 	h.Write(request)
 	req = h.Sum(nil)
+	f.PutMAC(h)
 	h = newDigest(f, responseDomain)
 	h.Write(response)
-	return req, h.Sum(nil)
+	resp = h.Sum(nil)
+	f.PutMAC(h)
+	return req, resp
 }
 
 // contentVersion is the first byte of a full event's plaintext.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -118,14 +119,22 @@ func answer(x *pipeline.Exchange, err error) error {
 // answer, computed as the bytes pass.
 func (s *stage) hash(x *pipeline.Exchange, next pipeline.Handler) error {
 	f := x.Key.Org.Fingerprinter
-	c := &capture{w: x.W.Writer, reqMAC: newDigest(f, requestDomain), respMAC: newDigest(f, responseDomain)}
-	c.tee(x)
+	c := captures.Get().(*capture)
+	*c = capture{w: x.W.Writer, reqMAC: newDigest(f, requestDomain), respMAC: newDigest(f, responseDomain)}
+	body := c.tee(x)
 	x.W.Writer = c
 	err := answer(x, next.Serve(x))
 	x.W.Writer = c.w
+	if body != nil {
+		x.R.Body = body.rc // nothing reads it past this point
+	}
 	e := entry{rec: x.Rec, level: edge.AuditHash}
 	c.reqMAC.Sum(e.req[:0])
 	c.respMAC.Sum(e.resp[:0])
+	f.PutMAC(c.reqMAC)
+	f.PutMAC(c.respMAC)
+	*c = capture{}
+	captures.Put(c)
 	s.o.Writer.record(&e)
 	return err
 }
@@ -177,6 +186,7 @@ func (s *stage) store(x *pipeline.Exchange, c *capture) error {
 // level full it keeps both and holds the answer back (see Stage).
 type capture struct {
 	w               http.ResponseWriter // the client's
+	body            teeBody             // on the request body
 	reqMAC, respMAC hash.Hash           // level hash
 
 	// Level full.
@@ -196,11 +206,19 @@ var _ interface {
 	http.Flusher
 } = (*capture)(nil)
 
-// tee puts the capture on the request body.
-func (c *capture) tee(x *pipeline.Exchange) {
-	if x.R.Body != nil && x.R.Body != http.NoBody {
-		x.R.Body = &teeBody{rc: x.R.Body, c: c}
+// captures are reused at level hash, where nothing keeps a capture once
+// the request is recorded.
+var captures = sync.Pool{New: func() any { return new(capture) }}
+
+// tee puts the capture on the request body, and returns the tee (nil when
+// there is no body).
+func (c *capture) tee(x *pipeline.Exchange) *teeBody {
+	if x.R.Body == nil || x.R.Body == http.NoBody {
+		return nil
 	}
+	c.body = teeBody{rc: x.R.Body, c: c}
+	x.R.Body = &c.body
+	return &c.body
 }
 
 type teeBody struct {
