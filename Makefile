@@ -1,7 +1,6 @@
 # persīv codex: build, demo, test, bench, lint. See README.md.
 SHELL := /bin/bash
 GO    ?= go
-PKGS  := ./edge/... ./controlplane/... ./shared/... ./schemas/... ./deploy/deploytest/...
 BIN   := bin
 
 .PHONY: build demo test bench soak lint vulncheck fuzz clean
@@ -23,9 +22,10 @@ bench: build
 soak: build
 	@BENCH_PHASES=soak BENCH_SOAK=$${BENCH_SOAK:-10m} BENCH_GO=0 scripts/bench.sh
 
+# gofmt, go vet, then golangci-lint (.golangci.yml) in each module; the
+# first run builds golangci-lint into .tmp/bin (scripts/lint.sh).
 lint:
-	@test -z "$$(gofmt -l edge controlplane shared schemas deploy)" || { echo "gofmt needed:"; gofmt -l edge controlplane shared schemas deploy; exit 1; }
-	$(GO) vet $(PKGS)
+	@scripts/lint.sh
 
 # govulncheck over every module against an offline vulnerability database
 # (scripts/vulncheck.sh; its allow-list says why each accepted finding is).

@@ -34,6 +34,11 @@ type Org struct {
 	ID        string
 	Name      string
 	CreatedAt time.Time
+	// Plan is set by staff; PlanFree when created without one.
+	Plan Plan
+	// BreakGlass is the owner's choice whether staff may ask for
+	// break-glass access; nil leaves it to the plan (BreakGlassAllowed).
+	BreakGlass *bool
 }
 
 // Role is what a user may do within its org.
@@ -205,9 +210,12 @@ type Retention struct {
 // for 5 years: a year of hours stays fast to scan for one org.
 var DefaultRetention = Retention{Minute: 35 * Day, Hour: 400 * Day, Day: 5 * 365 * Day}
 
-// Store persists accounts, edges and usage. Every method but
-// RedeemEnrollToken is scoped by org.
+// Store persists accounts, edges and usage, and staff access
+// (StaffStore). Every method but RedeemEnrollToken and the staff ones is
+// scoped by org.
 type Store interface {
+	StaffStore
+
 	CreateOrg(ctx context.Context, o Org) error
 	Org(ctx context.Context, id string) (Org, error)
 

@@ -59,6 +59,7 @@ require (
 	github.com/nats-io/nkeys v0.4.17
 	github.com/persiv/codex/schemas v0.0.0-00010101000000-000000000000
 	github.com/persiv/codex/shared v0.0.0-00010101000000-000000000000
+	github.com/pquerna/otp v1.5.0
 	github.com/pressly/goose/v3 v3.30.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.59.0
@@ -66,6 +67,10 @@ require (
 	golang.org/x/time v0.16.0
 	modernc.org/sqlite v1.62.0
 )
+
+require go.uber.org/goleak v1.3.0
+
+require github.com/boombuler/barcode v1.0.1-0.20190219062509-6c824513bacc // indirect
 
 replace (
 	github.com/persiv/codex/schemas => ../schemas

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -145,6 +146,72 @@ func CredentialRecord(p Provider) string { return "provider/" + string(p) }
 // FingerprintRecord is the record key of an org's fingerprint secret.
 const FingerprintRecord = "fingerprint"
 
+// Memory is a memory as stored: the latest version of a named text block
+// of an org, or of one of its keys, that the edge injects into requests as
+// the provider's system instruction (DESIGN §10). Its text is held only
+// sealed; its length and token estimate are metadata.
+type Memory struct {
+	OrgID string
+	KeyID string // empty: the org's memory, injected for every key
+	Name  string
+	// Version is 1 for the first set and one more on every set after,
+	// a removal in between included, so name@version names one text.
+	Version int64
+	// Sealed is the text sealed by the org's data key (purpose memory,
+	// record key MemoryRecord); nil when the memory was removed.
+	Sealed    []byte
+	Bytes     int64 // length of the text
+	Tokens    int64 // estimated tokens of the text (see package memory)
+	UpdatedAt time.Time
+}
+
+// MaxMemoryBytes bounds one memory's text: it is sent with every request
+// of its org or key.
+const MaxMemoryBytes = 64 << 10
+
+// CheckMemoryName accepts 1 to 64 letters, digits, '.', '_' and '-': a
+// name is shown in the x-codex-memory header as name@version.
+func CheckMemoryName(name string) error {
+	if len(name) == 0 || len(name) > 64 {
+		return fmt.Errorf("memory name %q: 1 to 64 characters: %w", name, ErrInvalid)
+	}
+	for _, c := range []byte(name) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return fmt.Errorf("memory name %q: letters, digits, '.', '_' and '-' only: %w", name, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Prepare checks that m can be stored as a new version (it has text) and
+// sets a zero UpdatedAt to now.
+func (m *Memory) Prepare() error {
+	if m.OrgID == "" || m.Version < 1 || len(m.Sealed) == 0 || m.Bytes < 0 || m.Tokens < 0 {
+		return fmt.Errorf("memory %q: org id, a version from 1, sealed text and sizes are required: %w", m.Name, ErrInvalid)
+	}
+	if err := CheckMemoryName(m.Name); err != nil {
+		return err
+	}
+	m.UpdatedAt = nowIfZero(m.UpdatedAt)
+	return nil
+}
+
+// Label is name@version, as the x-codex-memory header shows it.
+func (m Memory) Label() string { return m.Name + "@" + strconv.FormatInt(m.Version, 10) }
+
+// MemoryRecord is the record key a memory's text is sealed under: it binds
+// the ciphertext to its key, name and version, so that no stored text can
+// stand in for another.
+func MemoryRecord(keyID, name string, version int64) string {
+	v := strconv.FormatInt(version, 10)
+	if keyID == "" {
+		return "memory/" + name + "@" + v
+	}
+	return "memory/" + keyID + "/" + name + "@" + v
+}
+
 // CacheStatus is what the response cache did for a request.
 type CacheStatus string
 
@@ -200,7 +267,13 @@ type RequestRecord struct {
 	Status          int
 	Cache           CacheStatus
 	Fingerprint     string // hex HMAC; reveals repetition, not content
-	MemoryID        string
+	// MemoryID names the memories injected into the request as the
+	// x-codex-memory header does (name@version[,…]); empty for none.
+	MemoryID string
+	// MemoryTokensEstimate is their size in tokens, as estimated when they
+	// were set (package memory), not counted by the provider: the
+	// provider reports only the request's total.
+	MemoryTokensEstimate int64
 }
 
 // Check reports whether r can be stored: it needs an id, an org and a time.
@@ -216,7 +289,7 @@ func (r *RequestRecord) Check() error {
 type Change struct {
 	Seq   int64
 	OrgID string
-	Kind  string // "key", "provider", "org"
+	Kind  string // "key", "provider", "org", "dek", "memory"
 	Ref   string
 }
 
@@ -243,6 +316,22 @@ type Store interface {
 
 	SetProvider(ctx context.Context, p ProviderConfig) error
 	Providers(ctx context.Context, orgID string) ([]ProviderConfig, error)
+
+	// PutMemory stores m as the next version of its memory: m.Version
+	// must be one more than the stored version (1 when there is none),
+	// else ErrConflict (another set came first). A key that is not the
+	// org's is ErrNotFound.
+	PutMemory(ctx context.Context, m Memory) error
+	// Memory returns the latest version of one memory of the org (keyID
+	// empty: the org's own), with nil Sealed when it was removed; a
+	// memory never set is ErrNotFound.
+	Memory(ctx context.Context, orgID, keyID, name string) (Memory, error)
+	// Memories returns the org's memories that are set (not removed),
+	// its own and its keys', by key id (the org's first), then name.
+	Memories(ctx context.Context, orgID string) ([]Memory, error)
+	// RemoveMemory removes a memory's text, keeping its version so the
+	// next set follows on. A memory not set is ErrNotFound.
+	RemoveMemory(ctx context.Context, orgID, keyID, name string, at time.Time) error
 
 	InsertRequests(ctx context.Context, recs []RequestRecord) error
 	Requests(ctx context.Context, orgID string, since time.Time, limit int) ([]RequestRecord, error)

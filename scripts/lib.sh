@@ -40,3 +40,10 @@ setup_org() {
   CODEX_DATA_DIR=$data bin/codex-edge providers set --org "$name" anthropic --api-key-env FAKE_PROVIDER_KEY --base-url "$url" >/dev/null
   CODEX_DATA_DIR=$data bin/codex-edge keys create --org "$name" --name "$name-key"
 }
+
+# set_bench_memory DATA_DIR ORG: sets a memory of about 1 KiB for the org.
+set_bench_memory() {
+  local data=$1 org=$2 i text=""
+  for i in $(seq 38); do text+="Answer in British English. "; done
+  printf '%s' "$text" | CODEX_DATA_DIR=$data bin/codex-edge memory set --org "$org" --name bench --stdin >/dev/null
+}

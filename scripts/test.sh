@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test on a fresh machine: installs and starts what the
-# tests need, then vet, govulncheck, race-enabled tests over every module,
-# and short fuzz runs. Safe to re-run.
+# tests need, then lint (gofmt, vet, golangci-lint), govulncheck,
+# race-enabled tests over every module, and short fuzz runs. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +36,7 @@ redisenv=$(scripts/dev-redis.sh start)
 eval "$redisenv"
 trap 'timeout 60 scripts/dev-postgres.sh stop >/dev/null 2>&1 || true; timeout 60 scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT
 
-step "lint (gofmt, go vet)"
+step "lint (gofmt, go vet, golangci-lint; builds golangci-lint once per machine)"
 make --no-print-directory lint
 
 step "govulncheck, every module, offline database (built once from a pinned golang.org/x/vulndb snapshot)"

@@ -34,6 +34,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLoadLoginLimits(t *testing.T) {
+	t.Parallel()
 	c, err := Load("", env(map[string]string{"CODEX_LOGIN_RATE": "60", "CODEX_LOGIN_BURST": "5",
 		"CODEX_PASSWORD_HASHERS": "1", "CODEX_PASSWORD_HASH_WAIT": "500ms"}))
 	if err != nil {
@@ -45,9 +46,12 @@ func TestLoadLoginLimits(t *testing.T) {
 }
 
 func TestLoadRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	unknown := filepath.Join(dir, "unknown.yaml")
-	os.WriteFile(unknown, []byte("listen_adress: x\n"), 0o600)
+	if err := os.WriteFile(unknown, []byte("listen_adress: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		path string
 		env  map[string]string
@@ -76,6 +80,7 @@ func TestLoadRejects(t *testing.T) {
 }
 
 func TestSecretNotShown(t *testing.T) {
+	t.Parallel()
 	c, err := Load("", env(map[string]string{"CODEX_SECRETS_KEK": "0123456789abcdef-the-key"}))
 	if err != nil {
 		t.Fatal(err)

@@ -82,7 +82,7 @@ func totalsJSON(s Summary) apiTotals {
 }
 
 func (s *Server) apiUsage(c echo.Context) error {
-	u, err := Overview(c.Request().Context(), s.store, sess(c).User.OrgID, rangeByKey(c.QueryParam("range")), s.now())
+	u, err := Overview(c.Request().Context(), s.store, actor(c).OrgID, rangeByKey(c.QueryParam("range")), s.now())
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func optTime(t time.Time) *time.Time {
 }
 
 func (s *Server) apiEdges(c echo.Context) error {
-	edges, err := s.store.Edges(c.Request().Context(), sess(c).User.OrgID)
+	edges, err := s.store.Edges(c.Request().Context(), actor(c).OrgID)
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func (s *Server) apiRevokeEdge(c echo.Context) error {
 }
 
 func (s *Server) apiMembers(c echo.Context) error {
-	users, err := s.store.Users(c.Request().Context(), sess(c).User.OrgID)
+	users, err := s.store.Users(c.Request().Context(), actor(c).OrgID)
 	if err != nil {
 		return err
 	}

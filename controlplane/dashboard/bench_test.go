@@ -54,7 +54,11 @@ func BenchmarkOverview30DaysPostgres(b *testing.B) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		b.Fatal(err)
 	}
-	defer admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+	defer func() {
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			b.Logf("drop test database %s: %v", name, err)
+		}
+	}()
 	withDB := func(raw string) string {
 		u, _ := url.Parse(raw)
 		u.Path = "/" + name

@@ -32,6 +32,8 @@ import (
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/controlplane/ingest"
+	"github.com/persiv/codex/controlplane/sealer"
 )
 
 // Cookie names. The session cookie holds the JWT; the pre-session cookie
@@ -64,6 +66,15 @@ type Config struct {
 	LoginRate, LoginBurst int
 	PasswordHashers       int
 	PasswordHashWait      time.Duration
+
+	// StaffKey, when set, enables the staff pages under /staff: it signs
+	// staff sessions (its own key, never Key; see LoadOrCreateKey), at
+	// least 32 bytes. Sealer opens the staff's sealed TOTP secrets; it is
+	// required with StaffKey.
+	StaffKey []byte
+	Sealer   *sealer.Sealer
+	// IngestStats, when set, reports the ingest's counters to staff.
+	IngestStats func() ingest.Stats
 }
 
 // Server is the dashboard.
@@ -83,6 +94,10 @@ type Server struct {
 	logins          *rate.Limiter
 	// hashing bounds the password hashes running at once.
 	hashing *gate
+
+	staffKeys   staffKeys // zero: no staff pages
+	sealer      *sealer.Sealer
+	ingestStats func() ingest.Stats
 }
 
 // New returns a dashboard.
@@ -119,6 +134,21 @@ func New(c Config) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.jwtKey, s.csrfKey, s.preKey = s.derive("session-jwt"), s.derive("csrf"), s.derive("pre-session-csrf")
+	if c.StaffKey != nil {
+		if len(c.StaffKey) < KeyLen || c.Sealer == nil {
+			return nil, fmt.Errorf("dashboard: the staff key must be at least %d bytes, and needs a Sealer", KeyLen)
+		}
+		if hmac.Equal(c.StaffKey, c.Key) {
+			return nil, errors.New("dashboard: the staff session key must differ from the customers'")
+		}
+		derive := func(purpose string) []byte {
+			m := hmac.New(sha256.New, c.StaffKey)
+			m.Write([]byte("codex-staff/" + purpose))
+			return m.Sum(nil)
+		}
+		s.staffKeys = staffKeys{jwt: derive("session-jwt"), csrf: derive("csrf")}
+		s.sealer, s.ingestStats = c.Sealer, c.IngestStats
+	}
 	return s, nil
 }
 
@@ -151,12 +181,29 @@ func (s *Server) Register(e *echo.Echo) {
 	pages.POST("/account/password", s.changePassword, authed...)
 	pages.POST("/logout", s.logout, authed...)
 	pages.GET("/privacy", s.privacyPage, authed...)
+	pages.GET("/access-log", s.accessLogPage, admin...)
+	pages.POST("/access-log/break-glass", s.setBreakGlass, slices.Concat(authed, []echo.MiddlewareFunc{requireRole(controlplane.RoleOwner)})...)
 
 	api := e.Group("/api/v1/dashboard", s.apiHeaders, s.apiErrors, s.requireSession, s.requireAPIRequest)
 	api.GET("/usage", s.apiUsage)
 	api.GET("/edges", s.apiEdges)
 	api.POST("/edges/:id/revoke", s.apiRevokeEdge, requireRole(controlplane.RoleAdmin))
 	api.GET("/members", s.apiMembers)
+
+	if s.staffKeys.jwt != nil {
+		staff := e.Group("/staff", s.pageHeaders, s.pageErrors)
+		staff.GET("/login", s.staffLoginPage)
+		staff.POST("/login", s.staffLogin, s.requirePreCSRF)
+		signed := []echo.MiddlewareFunc{s.requireStaff, s.requireStaffCSRF}
+		staff.GET("", s.staffHome, signed...)
+		staff.POST("/logout", s.staffLogout, signed...)
+		staff.POST("/plan", s.staffSetPlan, signed...)
+		staff.POST("/requests", s.staffRequest, signed...)
+		staff.POST("/requests/:id/approve", s.staffApprove, signed...)
+		staff.POST("/requests/:id/deny", s.staffDeny, signed...)
+		staff.POST("/requests/:id/revoke", s.staffRevoke, signed...)
+		s.registerGrantRoutes(e)
+	}
 }
 
 // pageHeaders sets the browser-facing security headers.
@@ -326,8 +373,11 @@ func (s *Server) pageErrors(next echo.HandlerFunc) echo.HandlerFunc {
 		if err == nil || c.Response().Committed {
 			return err
 		}
-		if err == errLogin {
+		switch err {
+		case errLogin:
 			return c.Redirect(http.StatusSeeOther, "/login")
+		case errStaffLogin:
+			return c.Redirect(http.StatusSeeOther, "/staff/login")
 		}
 		e := s.shownError(c, err, func(ref string) string {
 			return "Something went wrong on our side (reference " + ref + ")."

@@ -60,7 +60,8 @@ func newFixture(t testing.TB) *fixture {
 	env := testenv.New(t, testenv.Options{})
 	ck := &clock{t: time.Now().UTC()}
 	env.Enroll.Now = ck.now
-	d, err := New(Config{Store: env.Store, Enroll: env.Enroll, Key: []byte("0123456789abcdef0123456789abcdef"), Now: ck.now})
+	d, err := New(Config{Store: env.Store, Enroll: env.Enroll, Key: []byte("0123456789abcdef0123456789abcdef"), Now: ck.now,
+		StaffKey: []byte("staff-key-0123456789abcdef012345"), Sealer: env.Sealer, IngestStats: env.Ingester.Stats})
 	if err != nil {
 		t.Fatal(err)
 	}

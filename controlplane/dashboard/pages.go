@@ -57,15 +57,39 @@ type pageData struct {
 	Status int
 	Notice string
 	Page   any
+	// Owner: the member is an owner (sees the plan, sets break-glass).
+	Owner bool
+	// Staff is the signed-in staff member on staff pages.
+	Staff *controlplane.Staff
+	// Grant is the break-glass grant an org page is read under; Base
+	// then prefixes the org's page links (StaffOrgPrefix/<org>).
+	Grant *controlplane.AccessRequest
+	Base  string
+	// SecurityURL is where SECURITY.md is published.
+	SecurityURL string
 }
 
+// SecurityURL is where the repository's SECURITY.md is published: the
+// "What we can see" page links to it.
+const SecurityURL = "https://github.com/persiv/codex/blob/main/SECURITY.md"
+
 func (s *Server) base(c echo.Context, title string) pageData {
-	d := pageData{Title: title}
+	d := pageData{Title: title, SecurityURL: SecurityURL}
 	if se, ok := c.Get(ctxSession).(session); ok {
 		d.Signed, d.User, d.CSRF = true, se.User, s.csrfToken(se.ID)
 		d.Admin = roleRank(se.User.Role) >= roleRank(controlplane.RoleAdmin)
+		d.Owner = se.User.Role == controlplane.RoleOwner
 		if o, err := s.store.Org(c.Request().Context(), se.User.OrgID); err == nil {
 			d.Org = o
+		}
+	}
+	if st, ok := c.Get(ctxStaff).(staffSession); ok {
+		d.Staff, d.CSRF = &st.Staff, s.staffCSRF(st.ID)
+		if g, ok := c.Get(ctxGrant).(controlplane.AccessRequest); ok {
+			d.Grant, d.Base, d.User = &g, StaffOrgPrefix+g.OrgID, actor(c)
+			if o, err := s.store.Org(c.Request().Context(), g.OrgID); err == nil {
+				d.Org = o
+			}
 		}
 	}
 	return d
@@ -94,11 +118,13 @@ func (s *Server) styleCSS(c echo.Context) error {
 
 // notices are the fixed messages a redirect may ask a page to show.
 var notices = map[string]string{
-	"revoked":        "The edge was revoked: NATS refuses its connections and ingest drops its batches.",
-	"removed":        "The member was removed; their sessions have ended.",
-	"role":           "The role was changed. It applies from the member's next request.",
-	"invite-revoked": "The invitation was revoked: its link no longer works.",
-	"password":       "Password changed. Every other session of yours has ended.",
+	"revoked":         "The edge was revoked: NATS refuses its connections and ingest drops its batches.",
+	"removed":         "The member was removed; their sessions have ended.",
+	"role":            "The role was changed. It applies from the member's next request.",
+	"invite-revoked":  "The invitation was revoked: its link no longer works.",
+	"password":        "Password changed. Every other session of yours has ended.",
+	"break-glass-on":  "Break-glass access is on: staff may ask for read-only access, which two other staff members must approve.",
+	"break-glass-off": "Break-glass access is off: staff requests are refused, and any open request or grant has ended.",
 }
 
 func notice(c echo.Context) string { return notices[c.QueryParam("done")] }
@@ -337,7 +363,7 @@ func parseInviteID(id string) ([32]byte, bool) {
 
 func (s *Server) members(c echo.Context) (membersData, error) {
 	ctx := c.Request().Context()
-	u := sess(c).User
+	u := actor(c)
 	var m membersData
 	var err error
 	if m.Members, err = s.store.Users(ctx, u.OrgID); err != nil {
@@ -620,7 +646,7 @@ var tokenTTLs = []ttlOpt{{"1h", "1 hour"}, {"24h", "24 hours"}, {"168h", "7 days
 
 func (s *Server) fleet(c echo.Context) (fleetData, error) {
 	ctx := c.Request().Context()
-	org := sess(c).User.OrgID
+	org := actor(c).OrgID
 	f := fleetData{TTLs: tokenTTLs}
 	var err error
 	if f.Edges, err = s.store.Edges(ctx, org); err != nil {

@@ -56,7 +56,7 @@ type privacyData struct {
 
 func (s *Server) privacyPage(c echo.Context) error {
 	ctx := c.Request().Context()
-	org := sess(c).User.OrgID
+	org := actor(c).OrgID
 	// The values this org's usage actually holds, over the longest
 	// retention the overview reads.
 	seen := map[controlplane.Dimension][]string{}
@@ -134,6 +134,14 @@ func heldGroups(seen map[controlplane.Dimension][]string) []heldGroup {
 				{"Member emails and roles", "one row per member", "Who administers your AI usage", nil},
 				{"Password hashes", "argon2id; the password itself is never stored", "Nothing (not reversible)", nil},
 				{"Invitations and enrollment tokens", "SHA-256 of the token only, with creation and expiry times", "Nothing beyond their times", nil},
+			},
+		},
+		{
+			Title: "Staff access",
+			Fields: []heldField{
+				{"Plan", "free, pro or enterprise, set by us", "Which plan you are on", nil},
+				{"Break-glass setting", "on or off as your owners chose, else the plan's default (off on enterprise)", "Nothing beyond the setting", nil},
+				{"Access log", "every staff request, approval, denial, page read, revocation and expiry concerning your organization; hash-chained, never changed or deleted", "Which of our staff read your dashboard, when and why", nil},
 			},
 		},
 	}

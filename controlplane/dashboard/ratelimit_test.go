@@ -47,7 +47,7 @@ func TestLimiter(t *testing.T) {
 func TestGate(t *testing.T) {
 	ctx := context.Background()
 	g := newGate(2, time.Millisecond)
-	if !g.enter(ctx) || !g.enter(ctx) {
+	if first, second := g.enter(ctx), g.enter(ctx); !first || !second {
 		t.Fatal("a free slot refused")
 	}
 	// Full: a request waits no longer than the gate's wait.
@@ -73,7 +73,7 @@ func TestGate(t *testing.T) {
 	g.leave()
 	g.leave()
 	g.wait = time.Millisecond
-	if !g.enter(ctx) || !g.enter(ctx) || g.enter(ctx) {
+	if first, second, third := g.enter(ctx), g.enter(ctx), g.enter(ctx); !first || !second || third {
 		t.Fatal("slots leaked")
 	}
 }

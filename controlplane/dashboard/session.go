@@ -72,7 +72,7 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
 	if _, err := f.Write(key); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("session key: %w", err)
 	}
 	if err := f.Close(); err != nil {

@@ -204,6 +204,48 @@ func TestCrossTenantNotFound(t *testing.T) {
 			noLeak("api revoke", r)
 		},
 	}
+	cases["GET /access-log"] = func(t *testing.T) {
+		r := c.get("/access-log")
+		wantStatus(t, "access log", r, http.StatusOK)
+		noLeak("access log", r)
+	}
+	cases["POST /access-log/break-glass"] = func(t *testing.T) {
+		r := post("/access-log/break-glass", url.Values{"break_glass": {"off"}, "org": {orgA}})
+		wantStatus(t, "break-glass switch", r, http.StatusSeeOther)
+		if a, _ := f.env.Store.Org(ctx, orgA); a.BreakGlass != nil {
+			t.Error("org B's owner switched org A's break-glass access")
+		}
+		if b, _ := f.env.Store.Org(ctx, orgB); b.BreakGlass == nil || *b.BreakGlass {
+			t.Error("org B's own switch did not change")
+		}
+	}
+	// Staff routes: a member's session is no staff session, whatever ids
+	// the path or form names.
+	for _, rt := range f.echo.Routes() {
+		if !strings.HasPrefix(rt.Path, "/staff") || rt.Method == "echo_route_not_found" {
+			continue
+		}
+		method, path := rt.Method, strings.NewReplacer(":org", orgA, ":id", "acr_x").Replace(rt.Path)
+		cases[method+" "+rt.Path] = func(t *testing.T) {
+			var r response
+			if method == http.MethodGet {
+				r = c.get(path)
+			} else {
+				r = post(path, url.Values{"org": {orgA}, "email": {"owner@beta.example"}, "password": {testPassword}, "code": {"000000"}})
+			}
+			noLeak(method+" "+path, r)
+			switch {
+			case path == "/staff/login" && method == http.MethodGet:
+				wantStatus(t, path, r, http.StatusOK)
+			case path == "/staff/login":
+				wantStatus(t, path, r, http.StatusForbidden) // the pre-session CSRF token is the staff form's
+			case strings.HasPrefix(path, StaffAPIPrefix):
+				wantStatus(t, path, r, http.StatusUnauthorized)
+			case r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/staff/login":
+				t.Errorf("%s %s with a member's session: %d to %q, want 303 to /staff/login", method, path, r.StatusCode, r.Header.Get("Location"))
+			}
+		}
+	}
 	// Routes of the API that are not the dashboard's.
 	other := map[string]bool{"GET /healthz": true, "GET /readyz": true, "POST /api/v1/enroll": true}
 	seen := map[string]bool{}

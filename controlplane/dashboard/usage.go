@@ -254,7 +254,7 @@ type chart struct {
 }
 
 func (s *Server) overviewPage(c echo.Context) error {
-	u, err := Overview(c.Request().Context(), s.store, sess(c).User.OrgID, rangeByKey(c.QueryParam("range")), s.now())
+	u, err := Overview(c.Request().Context(), s.store, actor(c).OrgID, rangeByKey(c.QueryParam("range")), s.now())
 	if err != nil {
 		return err
 	}

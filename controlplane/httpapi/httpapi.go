@@ -6,7 +6,10 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -148,6 +151,30 @@ func decodeStrict(r io.Reader, v any) error {
 		return controlplane.Errorf(controlplane.KindInvalid, "trailing data after the JSON object")
 	}
 	return nil
+}
+
+// Pin is the key pin of cert: the base64 SHA-256 of its
+// SubjectPublicKeyInfo, the form edges list in CODEX_CONTROLPLANE_PINS.
+func Pin(cert *x509.Certificate) string {
+	d := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(d[:])
+}
+
+// Pins are the key pins of a TLS configuration's first certificate chain,
+// leaf first.
+func Pins(conf *tls.Config) ([]string, error) {
+	if conf == nil || len(conf.Certificates) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for _, der := range conf.Certificates[0].Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("parse TLS certificate: %w", err)
+		}
+		out = append(out, Pin(c))
+	}
+	return out, nil
 }
 
 // TLSConfig returns the TLS 1.3-only configuration for a certificate pair.

@@ -244,12 +244,12 @@ func TestInvalidBatchesRejectedAndCounted(t *testing.T) {
 	})
 }
 
-// permErrors collects the permission violations the server reports.
-func permErrors(ch chan<- error) nats.Option {
+// permErrors signals on ch each permission violation the server reports.
+func permErrors(ch chan<- struct{}) nats.Option {
 	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
 			select {
-			case ch <- err:
+			case ch <- struct{}{}:
 			default:
 			}
 		}
@@ -264,7 +264,7 @@ func TestNATSConfinesEdgesToTheirSubject(t *testing.T) {
 	foreign := env.EnrollEdge(t, other)
 	ctx := context.Background()
 
-	violations := make(chan error, 16)
+	violations := make(chan struct{}, 16)
 	nc, err := ed.Connect(permErrors(violations))
 	if err != nil {
 		t.Fatal(err)
@@ -349,7 +349,7 @@ func TestLeakedOrgKeyMintsNothingOutsideItsOrg(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	violations := make(chan error, 4)
+	violations := make(chan struct{}, 4)
 	nc, err := nats.Connect(env.NATS.ClientURL(), natsbus.JWTAndKey(forged, user), nats.CustomInboxPrefix("_INBOX."+foreign.EdgeID), permErrors(violations))
 	if err != nil {
 		t.Fatal(err)
@@ -599,7 +599,12 @@ func TestRetireLegacyStream(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- in.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
 	ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 4)), wire.MsgID(ed.EdgeID, 4))
 	if err != nil || ack.Stream != ingest.StreamName(org) {
 		t.Fatalf("publish after the upgrade: %+v %v", ack, err)

@@ -56,7 +56,7 @@ func identity(t *testing.T, a *natsauth.Authority) string {
 func scan(t *testing.T, dir string) {
 	t.Helper()
 	n := 0
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -75,6 +75,9 @@ func scan(t *testing.T, dir string) {
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n == 0 {
 		t.Fatal("no file scanned")
 	}
@@ -104,7 +107,9 @@ func unseal(t *testing.T, dir string, s *sealer.Sealer) {
 		if err := os.WriteFile(strings.TrimSuffix(p, ".sealed"), seed, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		os.Remove(p)
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if len(paths) != 3 {
 		t.Fatalf("%d account seed files", len(paths))
@@ -143,8 +148,12 @@ func TestPlaintextSeedsMigrated(t *testing.T) {
 	unseal(t, dir, s)
 	// An earlier version's interrupted write left a plaintext temporary.
 	seed, _ := os.ReadFile(filepath.Join(dir, "system.nk"))
-	os.WriteFile(filepath.Join(dir, "system.nk.tmp"), seed, 0o600)
-	os.WriteFile(filepath.Join(dir, "orgs", "org_z.nk.tmp"), seed, 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "system.nk.tmp"), seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "orgs", "org_z.nk.tmp"), seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	b := open(t, dir, s)
 	if identity(t, b) != want {
@@ -169,21 +178,33 @@ func TestInterruptedMigration(t *testing.T) {
 	}{
 		{"before the sealed file was renamed into place", func(t *testing.T, dir string, sealed map[string][]byte) {
 			for f, b := range sealed {
-				os.WriteFile(filepath.Join(dir, f+".tmp"), b[:len(b)/2], 0o600) // torn
+				if err := os.WriteFile(filepath.Join(dir, f+".tmp"), b[:len(b)/2], 0o600); err != nil { // torn
+					t.Fatal(err)
+				}
 			}
 		}, false},
 		{"after the rename, before the plaintext was removed", func(t *testing.T, dir string, sealed map[string][]byte) {
 			for f, b := range sealed {
-				os.WriteFile(filepath.Join(dir, f), b, 0o600)
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}, false},
 		{"only some files migrated", func(t *testing.T, dir string, sealed map[string][]byte) {
-			os.WriteFile(filepath.Join(dir, "operator.nk.sealed"), sealed["operator.nk.sealed"], 0o600)
-			os.Remove(filepath.Join(dir, "operator.nk"))
+			if err := os.WriteFile(filepath.Join(dir, "operator.nk.sealed"), sealed["operator.nk.sealed"], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(dir, "operator.nk")); err != nil {
+				t.Fatal(err)
+			}
 		}, false},
 		{"a sealed file of another seed beside the plaintext", func(t *testing.T, dir string, sealed map[string][]byte) {
-			os.WriteFile(filepath.Join(dir, "system.nk.sealed"), sealed["system.nk.sealed"], 0o600)
-			os.WriteFile(filepath.Join(dir, "system.nk"), []byte("SAAGARBAGEBUTVALIDLOOKINGSEEDAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), 0o600)
+			if err := os.WriteFile(filepath.Join(dir, "system.nk.sealed"), sealed["system.nk.sealed"], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "system.nk"), []byte("SAAGARBAGEBUTVALIDLOOKINGSEEDAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,7 +236,10 @@ func TestInterruptedMigration(t *testing.T) {
 			}
 			tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
 			for _, p := range tmps {
-				os.Remove(p) // a torn sealed temporary holds no plaintext
+				// A torn sealed temporary holds no plaintext.
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
 			}
 			scan(t, dir)
 		})
@@ -233,15 +257,21 @@ func TestSealedSeedRefused(t *testing.T) {
 			p := filepath.Join(dir, "operator.nk.sealed")
 			b, _ := os.ReadFile(p)
 			b[len(b)-5] ^= 1
-			os.WriteFile(p, b, 0o600)
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}, nil},
 		{"another account's seed moved in", func(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "system.nk.sealed"))
-			os.WriteFile(filepath.Join(dir, "ingest.nk.sealed"), b, 0o600)
+			if err := os.WriteFile(filepath.Join(dir, "ingest.nk.sealed"), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}, nil},
 		{"another org's key moved in", func(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "orgs", "org_a.nk.sealed"))
-			os.WriteFile(filepath.Join(dir, "orgs", "org_b.nk.sealed"), b, 0o600)
+			if err := os.WriteFile(filepath.Join(dir, "orgs", "org_b.nk.sealed"), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}, nil},
 		{"another key", func(t *testing.T, dir string) {}, newSealer(t)},
 	} {

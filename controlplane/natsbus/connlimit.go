@@ -58,7 +58,7 @@ func (l *EdgeConnLimit) Start() error {
 	}
 	off, err := l.Sys.Subscribe(fmt.Sprintf("$SYS.ACCOUNT.%s.DISCONNECT", l.Account), l.disconnected)
 	if err != nil {
-		on.Unsubscribe()
+		_ = on.Unsubscribe()
 		return fmt.Errorf("edge connection limit: %w", err)
 	}
 	l.subs = []*nats.Subscription{on, off}
@@ -73,7 +73,8 @@ func (l *EdgeConnLimit) Start() error {
 // Stop unsubscribes.
 func (l *EdgeConnLimit) Stop() {
 	for _, s := range l.subs {
-		s.Unsubscribe()
+		// Fails only on a closed connection, which has dropped them anyway.
+		_ = s.Unsubscribe()
 	}
 	l.subs = nil
 }

@@ -7,6 +7,7 @@ import (
 )
 
 func TestHashVerify(t *testing.T) {
+	t.Parallel()
 	h, err := Hash("correct horse battery staple")
 	if err != nil {
 		t.Fatal(err)

@@ -137,7 +137,8 @@ func create(path string) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	// After the link, the temporary name is only clutter.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	_, werr := tmp.Write(text)
 	serr := tmp.Sync()
 	cerr := tmp.Close()

@@ -27,6 +27,7 @@ func randomKey(t *testing.T) *sealer.LocalKey {
 var seedBinding = sealer.Binding{Purpose: "nats-seed", Name: "operator"}
 
 func TestSealOpen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := sealer.New(randomKey(t))
 	secret := []byte("SOAPLAINTEXTSEEDTHATMUSTNOTAPPEARINTHESEALEDRECORD")
@@ -73,6 +74,7 @@ func TestSealOpen(t *testing.T) {
 }
 
 func TestParseKey(t *testing.T) {
+	t.Parallel()
 	hexKey := strings.Repeat("ab", 32)
 	for in, ok := range map[string]bool{
 		hexKey:                        true,
@@ -93,6 +95,7 @@ func TestParseKey(t *testing.T) {
 }
 
 func TestKeyFile(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sub", "secrets.key")
 	if _, err := sealer.LoadKeyFile(path); err == nil {
@@ -116,12 +119,16 @@ func TestKeyFile(t *testing.T) {
 	if got, err := sealer.New(b).Open(ctx, seedBinding, sealed); err != nil || string(got) != "x" {
 		t.Fatalf("after reloading the key file: %q %v", got, err)
 	}
-	os.Chmod(path, 0o644)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sealer.LoadOrCreateKeyFile(path); err == nil {
 		t.Fatal("a key file others can read was accepted")
 	}
 	bad := filepath.Join(t.TempDir(), "bad.key")
-	os.WriteFile(bad, []byte("short"), 0o600)
+	if err := os.WriteFile(bad, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sealer.LoadKeyFile(bad); err == nil {
 		t.Fatal("a malformed key file was accepted")
 	}

@@ -182,14 +182,22 @@ func (ed Edge) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(ed.NATSURL, opts...)
 }
 
-// Eventually polls cond until it holds or the deadline passes.
-func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+// pollEvery is how often Eventually checks its condition.
+const pollEvery = 5 * time.Millisecond
+
+// Eventually polls cond until it holds and returns how long that took. It
+// fails the test, naming what it waited for, once within has passed. The
+// deadline only ends a test that would hang: it asserts no timing, unless
+// the caller checks the duration returned. It is the control plane's one
+// polling helper.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	start := time.Now()
 	for !cond() {
-		if time.Now().After(deadline) {
+		if time.Since(start) > within {
 			t.Fatalf("timed out after %v waiting for %s", within, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(pollEvery)
 	}
+	return time.Since(start)
 }

@@ -87,7 +87,8 @@ func (s Secret) Format(f fmt.State, verb rune) {
 		fmt.Fprintf(f, "%q", s.String())
 		return
 	}
-	io.WriteString(f, s.String())
+	// Format cannot return an error; fmt reports a failed write itself.
+	_, _ = io.WriteString(f, s.String())
 }
 
 // LogValue makes slog print the redacted form.

@@ -39,6 +39,7 @@ func checksumRef(random string) string {
 }
 
 func TestKnownKey(t *testing.T) {
+	t.Parallel()
 	if got := Prefix + knownRandom + checksumRef(knownRandom); got != knownKey {
 		t.Fatalf("reference checksum gives %s, test constant is %s", got, knownKey)
 	}
@@ -48,6 +49,7 @@ func TestKnownKey(t *testing.T) {
 }
 
 func TestGenerate(t *testing.T) {
+	t.Parallel()
 	seen := make(map[Secret]bool)
 	for range 2000 {
 		k, err := Generate()
@@ -76,6 +78,7 @@ func TestGenerate(t *testing.T) {
 // often as the others, which would fail with a plain b%62 (the first 8
 // characters would be 25% more frequent) or a wrong alphabet.
 func TestGenerateUniform(t *testing.T) {
+	t.Parallel()
 	var counts [62]int
 	const keys = 5000
 	for range keys {
@@ -112,6 +115,7 @@ func sqrt(x float64) float64 {
 }
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	swap := []byte(knownKey)
 	swap[10], swap[11] = swap[11], swap[10]
 	typo := []byte(knownKey)
@@ -166,13 +170,14 @@ func TestParse(t *testing.T) {
 func TestParseAllocs(t *testing.T) {
 	inputs := []string{knownKey, "", "garbage", knownKey[:Len-1] + "0", "pk_test_" + knownKey[8:]}
 	for _, in := range inputs {
-		if n := testing.AllocsPerRun(100, func() { Parse(in) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { _, _ = Parse(in) }); n != 0 {
 			t.Errorf("Parse allocates %v times per call", n)
 		}
 	}
 }
 
 func TestRedaction(t *testing.T) {
+	t.Parallel()
 	k, err := Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +187,7 @@ func TestRedaction(t *testing.T) {
 
 	var logBuf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("x", "key", k)
-	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("x", "key", k, slog.Any("any", k))
+	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("x", slog.Any("key", k), slog.Any("any", k))
 	j, err := json.Marshal(struct{ K Secret }{k})
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +223,7 @@ func TestRedaction(t *testing.T) {
 }
 
 func TestRedactionMalformed(t *testing.T) {
+	t.Parallel()
 	// A Secret made by conversion from something that is not a gateway key
 	// (say a provider key) must not print its leading characters.
 	s := Secret("sk-proj-supersecretvalue")
@@ -240,6 +246,7 @@ func TestHash(t *testing.T) {
 }
 
 func TestDisplayPrefix(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   Secret
 		want string
@@ -257,6 +264,7 @@ func TestDisplayPrefix(t *testing.T) {
 }
 
 func TestNewID(t *testing.T) {
+	t.Parallel()
 	for _, prefix := range []string{"key_", "org_", "req_", "", strings.Repeat("p", 60)} {
 		id := NewID(prefix)
 		if len(id) != len(prefix)+IDLen || !strings.HasPrefix(id, prefix) {
@@ -271,6 +279,7 @@ func TestNewID(t *testing.T) {
 }
 
 func TestNewTimeID(t *testing.T) {
+	t.Parallel()
 	base := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	times := []time.Time{
 		time.Unix(0, 0), base, base.Add(time.Millisecond), base.Add(999 * time.Millisecond),
@@ -304,6 +313,7 @@ func TestNewTimeID(t *testing.T) {
 }
 
 func TestNewIDConcurrentUnique(t *testing.T) {
+	t.Parallel()
 	const workers, per = 8, 5000
 	ids := make(chan string, workers*per)
 	var wg sync.WaitGroup
@@ -333,6 +343,7 @@ func TestNewIDConcurrentUnique(t *testing.T) {
 }
 
 func TestFromHeader(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		auth, xkey  string
@@ -430,7 +441,7 @@ func BenchmarkParse(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				Parse(in)
+				_, _ = Parse(in)
 			}
 		})
 	}

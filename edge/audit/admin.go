@@ -111,3 +111,15 @@ func adminEvent(by Actor, c Change, at time.Time) (edge.AuditEvent, error) {
 		Action: c.Action, Actor: by.Who, Via: by.Via, Target: c.Target, Details: c.Details,
 	}, nil, nil, nil)
 }
+
+// MemorySet is the change of a memory set: its name, version and size,
+// never its text.
+func MemorySet(orgID, keyID, name string, version, bytes int64) Change {
+	return Change{OrgID: orgID, Action: "memory.set", Target: name, Details: map[string]string{
+		"key_id": keyID, "version": fmt.Sprint(version), "bytes": fmt.Sprint(bytes)}}
+}
+
+// MemoryRemoved is the change of a memory removed.
+func MemoryRemoved(orgID, keyID, name string) Change {
+	return Change{OrgID: orgID, Action: "memory.rm", Target: name, Details: map[string]string{"key_id": keyID}}
+}

@@ -38,11 +38,13 @@ func BenchmarkStage(b *testing.B) {
 	body := []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"` + strings.Repeat("x", 1000) + `"}]}`)
 	answer := []byte(`{"choices":[{"message":{"content":"` + strings.Repeat("y", 1000) + `"}}]}`)
 	next := pipeline.HandlerFunc(func(x *pipeline.Exchange) error {
-		io.Copy(io.Discard, x.R.Body)
+		if _, err := io.Copy(io.Discard, x.R.Body); err != nil {
+			return err
+		}
 		x.W.Header().Set("Content-Type", "application/json")
 		x.W.WriteHeader(200)
-		x.W.Write(answer)
-		return nil
+		_, err := x.W.Write(answer)
+		return err
 	})
 	for _, level := range []edge.AuditLevel{"off", edge.AuditNone, edge.AuditHash, edge.AuditFull} {
 		set := level

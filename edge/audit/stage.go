@@ -296,21 +296,26 @@ func (c *capture) Flush() {
 	if c.full && !c.stream {
 		return // held
 	}
-	http.NewResponseController(c.w).Flush()
+	flush(c.w)
 }
 
-// release passes on what was held back, now that the event is stored.
+// flush flushes what was written to the client. Its error (the client
+// went away) shows in the next write, which the stages handle.
+func flush(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }
+
+// release passes on what was held back, now that the event is stored. A
+// client gone by now is no error: the request is recorded as answered.
 func (c *capture) release() {
 	switch {
 	case !c.stream && c.status != 0:
 		c.w.WriteHeader(c.status)
-		c.w.Write(c.resp)
+		_, _ = c.w.Write(c.resp)
 	case len(c.held) > 0:
-		c.w.Write(c.held)
+		_, _ = c.w.Write(c.held)
 	default:
 		return
 	}
-	http.NewResponseController(c.w).Flush()
+	flush(c.w)
 }
 
 // refuse answers ErrUnavailable instead of what was held back.
@@ -318,8 +323,8 @@ func (c *capture) refuse(x *pipeline.Exchange) {
 	x.Rec.Status, x.W.Status = ErrUnavailable.Status, ErrUnavailable.Status
 	if c.stream {
 		name, data := x.Format.StreamError(ErrUnavailable, x.Rec.ID)
-		sse.Write(c.w, name, data)
-		http.NewResponseController(c.w).Flush()
+		_ = sse.Write(c.w, name, data) // a client gone has nothing to be told
+		flush(c.w)
 		return
 	}
 	h := c.w.Header()
@@ -329,5 +334,5 @@ func (c *capture) refuse(x *pipeline.Exchange) {
 	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	h.Set("Retry-After", "1")
 	c.w.WriteHeader(ErrUnavailable.Status)
-	c.w.Write(x.Format.ErrorBody(ErrUnavailable, x.Rec.ID))
+	_, _ = c.w.Write(x.Format.ErrorBody(ErrUnavailable, x.Rec.ID)) // a client gone has nothing to be told
 }

@@ -67,7 +67,7 @@ func (env *stageEnv) serve(body string, h pipeline.HandlerFunc) (*httptest.Respo
 		apikey.NewTimeID("req_", time.Now()), time.Now(), slog.New(slog.DiscardHandler))
 	x.Key, x.Rec.OrgID, x.Rec.KeyID = env.key, env.key.OrgID, env.key.ID
 	if err := env.stage(h).Serve(x); err != nil {
-		pipeline.WriteError(x.W, x.Format, edge.ErrorFor(err), x.Rec.ID)
+		_ = pipeline.WriteError(x.W, x.Format, edge.ErrorFor(err), x.Rec.ID)
 	}
 	return rec, x
 }
@@ -98,13 +98,15 @@ const jsonAnswer = `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"m
 
 // answerJSON reads the body, as intake does, and answers JSON.
 func answerJSON(x *pipeline.Exchange) error {
-	io.ReadAll(x.R.Body)
+	if _, err := io.ReadAll(x.R.Body); err != nil {
+		return err
+	}
 	x.Rec.Model = "gpt-4o-mini"
 	x.W.Header().Set("Content-Type", "application/json")
 	x.W.Header().Set("Content-Length", "113")
 	x.W.WriteHeader(200)
-	x.W.Write([]byte(jsonAnswer))
-	return nil
+	_, err := x.W.Write([]byte(jsonAnswer))
+	return err
 }
 
 var streamEvents = []string{
@@ -117,7 +119,9 @@ var streamEvents = []string{
 // records what the client had received before each event was written.
 func answerStream(seen *[]string, rec *httptest.ResponseRecorder) pipeline.HandlerFunc {
 	return func(x *pipeline.Exchange) error {
-		io.ReadAll(x.R.Body)
+		if _, err := io.ReadAll(x.R.Body); err != nil {
+			return err
+		}
 		x.W.Header().Set("Content-Type", "text/event-stream")
 		x.W.WriteHeader(200)
 		x.W.Flush()
@@ -125,7 +129,9 @@ func answerStream(seen *[]string, rec *httptest.ResponseRecorder) pipeline.Handl
 			if seen != nil {
 				*seen = append(*seen, rec.Body.String())
 			}
-			x.W.Write([]byte(ev))
+			if _, err := x.W.Write([]byte(ev)); err != nil {
+				return err
+			}
 			x.W.Flush()
 		}
 		return nil
@@ -159,9 +165,9 @@ func TestStageNoneAllocates(t *testing.T) {
 	noop := pipeline.HandlerFunc(func(x *pipeline.Exchange) error { x.Rec.Status = 200; return nil })
 	h := env.stage(noop)
 	for range 100 { // grow the queue
-		h.Serve(x)
+		_ = h.Serve(x)
 	}
-	if n := testing.AllocsPerRun(1000, func() { h.Serve(x) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { _ = h.Serve(x) }); n != 0 {
 		t.Fatalf("%v allocations per request at level none, want 0", n)
 	}
 }
@@ -256,7 +262,9 @@ func TestStageFullStoreDown(t *testing.T) {
 	r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"stream":true}`))
 	sx := pipeline.New(echo.NewResponse(srec, env.e), r, openai.Format{}, "chat.completions", "req_s", time.Now(), slog.New(slog.DiscardHandler))
 	sx.Key, sx.Rec.OrgID = env.key, env.key.OrgID
-	env.stage(answerStream(nil, nil)).Serve(sx)
+	if err := env.stage(answerStream(nil, nil)).Serve(sx); err != nil {
+		t.Fatal(err)
+	}
 	got := srec.Body.String()
 	if strings.Contains(got, "[DONE]") || !strings.Contains(got, "audit_unavailable") || !strings.HasPrefix(got, streamEvents[0]+streamEvents[1]) {
 		t.Fatalf("stream with the store down: %q", got)
@@ -292,7 +300,7 @@ func TestStageFullTooLarge(t *testing.T) {
 func TestStageErrors(t *testing.T) {
 	env := newStageEnv(t, edge.AuditFull, WriterOptions{})
 	bad := &edge.Error{Status: 400, Code: "invalid_json", Message: "Malformed JSON body"}
-	rec, x := env.serve(`{not json`, func(x *pipeline.Exchange) error { io.ReadAll(x.R.Body); return bad })
+	rec, x := env.serve(`{not json`, func(x *pipeline.Exchange) error { _, _ = io.ReadAll(x.R.Body); return bad })
 	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "invalid_json") {
 		t.Fatalf("answer %d %q", rec.Code, rec.Body)
 	}
@@ -314,7 +322,9 @@ func TestStageNoOrg(t *testing.T) {
 	r := httptest.NewRequest("POST", "/v1/chat/completions", nil)
 	x := pipeline.New(echo.NewResponse(httptest.NewRecorder(), env.e), r, openai.Format{}, "chat.completions", "req_x", time.Now(), slog.New(slog.DiscardHandler))
 	called := false
-	env.stage(pipeline.HandlerFunc(func(*pipeline.Exchange) error { called = true; return nil })).Serve(x)
+	if err := env.stage(pipeline.HandlerFunc(func(*pipeline.Exchange) error { called = true; return nil })).Serve(x); err != nil {
+		t.Fatal(err)
+	}
 	if !called {
 		t.Fatal("next not called")
 	}

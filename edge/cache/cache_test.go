@@ -59,7 +59,9 @@ func TestCacheSealsAndBinds(t *testing.T) {
 	// Moved to another org or another record: it does not open, is a
 	// miss, and is dropped.
 	for _, k := range []struct{ org, rec string }{{"org_b", "fp1"}, {"org_a", "fp2"}} {
-		b.Set(ctx, cache.Key(k.org, k.rec), sealed, time.Minute)
+		if err := b.Set(ctx, cache.Key(k.org, k.rec), sealed, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := c.Get(ctx, k.org, k.rec); !errors.Is(err, cache.ErrMiss) {
 			t.Fatalf("moved to %v: %v", k, err)
 		}

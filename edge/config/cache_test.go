@@ -10,6 +10,7 @@ import (
 )
 
 func TestCacheSettings(t *testing.T) {
+	t.Parallel()
 	c, err := Load("", env(map[string]string{
 		"CODEX_CACHE_ENABLED": "true", "CODEX_CACHE_TTL": "10m", "CODEX_CACHE_MAX_ENTRY_BYTES": "1024",
 		"CODEX_CACHE_BUDGET_BYTES": "1048576", "CODEX_CACHE_OVERRIDES": "org_a=off; key_b=on,ttl=30s",
@@ -36,7 +37,9 @@ func TestCacheSettings(t *testing.T) {
 // loads, from the file or the environment, into the map serve uses.
 func TestCacheOverridesLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "edge.yaml")
-	os.WriteFile(path, []byte("cache_overrides: \"org_a=off; key_b=on,ttl=30s\"\n"), 0o600)
+	if err := os.WriteFile(path, []byte("cache_overrides: \"org_a=off; key_b=on,ttl=30s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	want := CacheOverrides{"org_a": {}, "key_b": {Enabled: true, TTL: 30 * time.Second}}
 	for _, tc := range []struct {
 		name, path string
@@ -94,6 +97,7 @@ func TestCacheOverridesText(t *testing.T) {
 }
 
 func TestParseCacheOverrides(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in   string
 		want map[string]CacheOverride

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding"
 	"errors"
 	"fmt"
@@ -131,6 +132,11 @@ type Config struct {
 	// environment, e.g. from a secret store.
 	ControlplaneURL string `yaml:"controlplane_url"`
 	EnrollmentToken string `yaml:"enrollment_token"`
+	// ControlplanePins pins the control plane's TLS keys for enrollment
+	// (HTTPS) and telemetry (NATS): base64 SHA-256 digests of the
+	// certificates' SubjectPublicKeyInfo, comma-separated; the current
+	// key's and a backup's. Unset: no pinning (the CAs alone decide).
+	ControlplanePins telemetry.Pins `yaml:"controlplane_pins"`
 	// ShareMetrics, when set to true or false, is applied to the sharing
 	// toggle at start-up; empty leaves the toggle as the customer last set
 	// it (CLI or admin API). Sharing is off by default.
@@ -236,12 +242,11 @@ func Default() Config {
 func Load(path string, getenv func(string) string) (Config, error) {
 	c := Default()
 	if path != "" {
-		f, err := os.Open(path)
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return c, fmt.Errorf("open config: %w", err)
 		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
+		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		// An empty file decodes as io.EOF: it means "no settings".
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -260,7 +265,7 @@ func EnvName(key string) string { return "CODEX_" + strings.ToUpper(key) }
 // AdminTokenEnv is the variable that may hold the admin API's bearer token
 // itself, instead of a file (AdminTokenFile). It is not a config key: a
 // secret has no place in the YAML file.
-const AdminTokenEnv = "CODEX_ADMIN_TOKEN"
+const AdminTokenEnv = "CODEX_ADMIN_TOKEN" //nolint:gosec // G101: the variable's name, not a credential
 
 // Keys lists every configuration key, for documentation and tests.
 func Keys() []string {

@@ -13,6 +13,7 @@ func env(m map[string]string) func(string) string {
 }
 
 func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
 	c, err := Load("", env(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -30,8 +31,11 @@ func TestLoadDefaults(t *testing.T) {
 }
 
 func TestFileThenEnv(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "edge.yaml")
-	os.WriteFile(path, []byte("listen: 127.0.0.1:9000\nmax_body_bytes: 1024\nupstream_idle_timeout: 3s\n"), 0o600)
+	if err := os.WriteFile(path, []byte("listen: 127.0.0.1:9000\nmax_body_bytes: 1024\nupstream_idle_timeout: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c, err := Load(path, env(map[string]string{"CODEX_MAX_BODY_BYTES": "2048", "CODEX_PPROF": "true"}))
 	if err != nil {
 		t.Fatal(err)
@@ -42,14 +46,18 @@ func TestFileThenEnv(t *testing.T) {
 }
 
 func TestEmptyFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "edge.yaml")
-	os.WriteFile(path, nil, 0o600)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Load(path, env(nil)); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, file string
 		env        map[string]string
@@ -85,7 +93,9 @@ func TestErrors(t *testing.T) {
 			path := ""
 			if tc.file != "" {
 				path = filepath.Join(t.TempDir(), "edge.yaml")
-				os.WriteFile(path, []byte(tc.file), 0o600)
+				if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
 			_, err := Load(path, env(tc.env))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -96,6 +106,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestEveryKeyHasEnv(t *testing.T) {
+	t.Parallel()
 	for _, k := range Keys() {
 		if k == "" || strings.ToLower(k) != k {
 			t.Errorf("field without a lower-case yaml key: %q", k)
@@ -104,6 +115,7 @@ func TestEveryKeyHasEnv(t *testing.T) {
 }
 
 func TestIsLoopback(t *testing.T) {
+	t.Parallel()
 	for addr, want := range map[string]bool{
 		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:1": true, "127.1.2.3:80": true,
 		"0.0.0.0:8080": false, ":8080": false, "10.0.0.1:80": false, "example.com:80": false, "bad": false,
@@ -115,6 +127,7 @@ func TestIsLoopback(t *testing.T) {
 }
 
 func TestAPIKeyEnvDenyList(t *testing.T) {
+	t.Parallel()
 	c, err := Load("", env(map[string]string{"CODEX_API_KEY_ENV_DENY": " GITHUB_TOKEN, ,VAULT_* "}))
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +138,7 @@ func TestAPIKeyEnvDenyList(t *testing.T) {
 }
 
 func TestParseTrustedProxies(t *testing.T) {
+	t.Parallel()
 	got, err := ParseTrustedProxies(" 10.0.1.7/16, 192.0.2.7 ,2001:db8::/48,")
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +156,9 @@ func TestParseTrustedProxies(t *testing.T) {
 
 func TestDatabaseSettings(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "edge.yaml")
-	os.WriteFile(path, []byte("database_owner_url: postgres://owner@db/codex\n"), 0o600)
+	if err := os.WriteFile(path, []byte("database_owner_url: postgres://owner@db/codex\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, path string
 		env        map[string]string

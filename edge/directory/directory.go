@@ -1,6 +1,7 @@
-// Package directory resolves a gateway key to its org and the org's
-// provider settings from memory, so the request path makes no database
-// call once a key has been seen. It follows the store's change feed, so a
+// Package directory resolves a gateway key to its org, the org's provider
+// settings and the memories its requests carry, from memory, so the
+// request path makes no database or master-key call once a key has been
+// seen. It follows the store's change feed, so a
 // key revoked or a setting changed by another process (the CLI, another
 // instance) takes effect within one poll interval, and at once when the
 // change is made through this instance.
@@ -10,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +26,8 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/fingerprint"
 	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/memory"
+	"github.com/persiv/codex/edge/provider"
 )
 
 // Store is the part of edge.Store the directory reads.
@@ -33,6 +37,7 @@ type Store interface {
 	SwapFingerprintSecret(ctx context.Context, orgID string, prev, next []byte) ([]byte, error)
 	Providers(ctx context.Context, orgID string) ([]edge.ProviderConfig, error)
 	AuditLevels(ctx context.Context, orgID string) ([]edge.AuditSetting, error)
+	Memories(ctx context.Context, orgID string) ([]edge.Memory, error)
 	RevokeKey(ctx context.Context, orgID, id string, at time.Time) error
 	Changes(ctx context.Context, after int64) ([]edge.Change, error)
 }
@@ -52,6 +57,9 @@ type Key struct {
 	ID    string
 	OrgID string
 	Org   *Org
+	// Memory is what the key's requests carry: nil when neither the org
+	// nor the key has a memory.
+	Memory *Memory
 }
 
 // Org is an org's request-path state, shared by all its keys.
@@ -61,6 +69,9 @@ type Org struct {
 	upstreams     map[edge.Provider]Upstream
 	audit         edge.AuditLevel            // the org's own audit level; "" for none set
 	keyAudit      map[string]edge.AuditLevel // keys' levels over the org's
+	// memories holds, by key id, what a key's requests carry: "" the
+	// org's own memories alone, for keys with none of their own.
+	memories map[string]*Memory
 }
 
 // AuditLevel is the audit level of a request made with the key: the key's
@@ -73,6 +84,30 @@ func (o *Org) AuditLevel(keyID string) edge.AuditLevel {
 		return o.audit
 	}
 	return edge.AuditNone
+}
+
+// Memory is the memories one key's requests carry, held opened and ready
+// to inject (DESIGN §10): the org's, by name, then the key's own, as one
+// text, each part from the next by a blank line.
+type Memory struct {
+	System provider.System
+	// Label names them as the x-codex-memory header does:
+	// name@version[,…].
+	Label string
+	// Tokens is the sum of their token estimates.
+	Tokens int64
+	// Digest is the SHA-256 of the text: what the request fingerprint
+	// authenticates in its place (fingerprint.SumWith).
+	Digest [sha256.Size]byte
+}
+
+// MemoryFor returns the memories a key of the org carries: its own after
+// the org's; nil when there are none.
+func (o *Org) MemoryFor(keyID string) *Memory {
+	if m, ok := o.memories[keyID]; ok {
+		return m
+	}
+	return o.memories[""]
 }
 
 // Upstream is how an org reaches one provider. Credential is held in
@@ -184,7 +219,7 @@ func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 		if err != nil {
 			return Key{}, err
 		}
-		k := Key{ID: ak.ID, OrgID: ak.OrgID, Org: org}
+		k := Key{ID: ak.ID, OrgID: ak.OrgID, Org: org, Memory: org.MemoryFor(ak.ID)}
 		d.cacheIf(gen, func() { d.keys.Add(hash, k) })
 		return k, nil
 	})
@@ -281,7 +316,72 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 		}
 		o.upstreams[pc.Provider] = u
 	}
+	if o.memories, err = d.loadMemories(ctx, id); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// loadMemories opens the org's memories and joins them, per key, into
+// what its requests carry. A memory whose text is unreadable (shredded,
+// or its master key revoked) is left out, as every unreadable record is.
+func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]*Memory, error) {
+	ms, err := d.store.Memories(ctx, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("load memories of org %s: %w", orgID, err)
+	}
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	type part struct {
+		text  string
+		label string
+		tok   int64
+	}
+	var own []part
+	perKey := map[string][]part{}
+	var keys []string // in the store's order: the org's first, then by key
+	for _, m := range ms {
+		text, err := memory.Open(ctx, d.opts.Keys, m)
+		if errors.Is(err, memory.ErrUnreadable) {
+			d.opts.Logger.Warn("memory unreadable; it is not injected until set again", "org", orgID, "key", m.KeyID, "memory", m.Name)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("org %s: %w", orgID, err)
+		}
+		p := part{string(text), m.Label(), m.Tokens}
+		clear(text)
+		if m.KeyID == "" {
+			own = append(own, p)
+			continue
+		}
+		if _, ok := perKey[m.KeyID]; !ok {
+			keys = append(keys, m.KeyID)
+		}
+		perKey[m.KeyID] = append(perKey[m.KeyID], p)
+	}
+	join := func(ps []part) *Memory {
+		if len(ps) == 0 {
+			return nil
+		}
+		texts, labels := make([]string, len(ps)), make([]string, len(ps))
+		var tok int64
+		for i, p := range ps {
+			texts[i], labels[i] = p.text, p.label
+			tok += p.tok
+		}
+		text := strings.Join(texts, "\n\n")
+		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Digest: sha256.Sum256([]byte(text))}
+	}
+	out := map[string]*Memory{}
+	if m := join(own); m != nil {
+		out[""] = m
+	}
+	for _, k := range keys {
+		out[k] = join(append(own[:len(own):len(own)], perKey[k]...))
+	}
+	return out, nil
 }
 
 // fingerprintSecret opens the org's fingerprint secret, making one on the
@@ -334,11 +434,6 @@ func (d *Directory) Revoke(ctx context.Context, orgID, keyID string) error {
 	return nil
 }
 
-// Changed drops what is held of an org after a change of its settings
-// through this instance, so that its next request loads them again; the
-// change feed does it within a poll interval on other instances.
-func (d *Directory) Changed(orgID string) { d.forgetOrg(orgID) }
-
 func (d *Directory) generation() uint64 {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -371,6 +466,11 @@ func (d *Directory) forgetKey(keyID string) {
 		}
 	}
 }
+
+// ForgetOrg drops what is held of an org (its settings, memories and
+// resolved keys), so that a change made through this instance applies to
+// its next request; other instances follow the change feed.
+func (d *Directory) ForgetOrg(orgID string) { d.forgetOrg(orgID) }
 
 func (d *Directory) forgetOrg(orgID string) {
 	d.mu.Lock()
@@ -407,6 +507,8 @@ func (d *Directory) Sync(ctx context.Context) error {
 				if d.opts.OrgChanged != nil {
 					d.opts.OrgChanged(c.OrgID)
 				}
+			case "memory":
+				d.forgetOrg(c.OrgID)
 			}
 			d.seq = c.Seq
 		}

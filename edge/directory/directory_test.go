@@ -24,6 +24,7 @@ type counting struct {
 	lookups atomic.Int64
 	read    chan struct{} // told when a held lookup has read the store
 	hold    chan struct{}
+	kr      *keyring.Keyring // the directory's
 }
 
 func (c *counting) KeyByHash(ctx context.Context, h [32]byte) (edge.APIKey, error) {
@@ -57,6 +58,7 @@ func setup(t *testing.T) (*counting, *directory.Directory, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.kr = kr
 	d := directory.New(st, directory.Options{Keys: kr, Getenv: func(k string) string { return env[k] }})
 	if err := d.Sync(context.Background()); err != nil {
 		t.Fatal(err)
@@ -75,6 +77,7 @@ func newKey(t *testing.T, st *counting, orgID string) (edge.APIKey, [32]byte) {
 }
 
 func TestResolveCachesAndShares(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	k, h := newKey(t, st, orgID)
@@ -91,7 +94,9 @@ func TestResolveCachesAndShares(t *testing.T) {
 	}
 	wg.Wait()
 	for range 10 {
-		d.Resolve(ctx, h)
+		if _, err := d.Resolve(ctx, h); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := st.lookups.Load(); n != 1 {
 		t.Fatalf("%d store lookups for one key, want 1", n)
@@ -99,6 +104,7 @@ func TestResolveCachesAndShares(t *testing.T) {
 }
 
 func TestUnknownKeysAreRememberedUntilAKeyIsCreated(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	s, _ := apikey.Generate()
@@ -125,12 +131,16 @@ func TestUnknownKeysAreRememberedUntilAKeyIsCreated(t *testing.T) {
 }
 
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	k1, h1 := newKey(t, st, orgID)
 	k2, h2 := newKey(t, st, orgID)
-	d.Resolve(ctx, h1)
-	d.Resolve(ctx, h2)
+	for _, h := range [][32]byte{h1, h2} {
+		if _, err := d.Resolve(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if err := d.Revoke(ctx, orgID, k1.ID); err != nil {
 		t.Fatal(err)
@@ -154,6 +164,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestProviderSettingsFollowTheFeed(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	_, h := newKey(t, st, orgID)
@@ -178,7 +189,7 @@ func TestProviderSettingsFollowTheFeed(t *testing.T) {
 }
 
 // TestAuditLevels: a key's level wins over its org's; a level changed in
-// the store applies through the change feed, or at once with Changed.
+// the store applies through the change feed, or at once with ForgetOrg.
 func TestAuditLevels(t *testing.T) {
 	st, d, orgID := setup(t)
 	ctx := context.Background()
@@ -206,13 +217,14 @@ func TestAuditLevels(t *testing.T) {
 	if err := st.SetAuditLevel(ctx, edge.AuditSetting{OrgID: orgID, Level: edge.AuditNone}); err != nil {
 		t.Fatal(err)
 	}
-	d.Changed(orgID)
+	d.ForgetOrg(orgID)
 	if k, _ = d.Resolve(ctx, h1); k.Org.AuditLevel(k1.ID) != edge.AuditNone {
-		t.Fatal("Changed did not apply the new level")
+		t.Fatal("ForgetOrg did not apply the new level")
 	}
 }
 
 func TestStoreDownKeepsKnownKeys(t *testing.T) {
+	t.Parallel()
 	st, d, orgID := setup(t)
 	ctx := context.Background()
 	_, h := newKey(t, st, orgID)
@@ -235,6 +247,7 @@ func TestStoreDownKeepsKnownKeys(t *testing.T) {
 // A key revoked while a lookup of it is in flight must not be cached as
 // active by that lookup.
 func TestRevocationDuringLookup(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name   string
 		revoke bool // else: the key is created while its lookup is in flight
@@ -269,7 +282,8 @@ func TestRevocationDuringLookup(t *testing.T) {
 				t.Fatal(err)
 			}
 			close(st.hold)
-			<-done // whatever it answered, it raced the change
+			// Whatever it answered, it raced the change.
+			t.Logf("the racing lookup answered %v", <-done)
 			st.hold = nil
 			_, err := d.Resolve(ctx, h)
 			if c.revoke && !errors.Is(err, directory.ErrUnknownKey) {
@@ -296,6 +310,7 @@ func (s stored) Providers(context.Context, string) ([]edge.ProviderConfig, error
 // allowance, is refused when it loads: no credential is read, so nothing
 // is sent.
 func TestLoadRefusesProviderSettings(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{
 		"CODEX_BYOK_KEY": "the-master-key", "AWS_SECRET_ACCESS_KEY": "aws-secret",
 		"OPENAI_ORG_KEY": "sk-denied", "OPENAI_KEY": "sk-one",

@@ -67,6 +67,7 @@ var messageCases = []struct {
 }
 
 func TestMessagesJSON(t *testing.T) {
+	t.Parallel()
 	for _, tt := range messageCases {
 		t.Run(tt.name, func(t *testing.T) {
 			fp, ts := start(t, fakeprovider.Options{})
@@ -93,6 +94,7 @@ func TestMessagesJSON(t *testing.T) {
 }
 
 func TestMessagesStream(t *testing.T) {
+	t.Parallel()
 	for _, tt := range messageCases {
 		t.Run(tt.name, func(t *testing.T) {
 			fp, ts := start(t, fakeprovider.Options{Chunks: 3})
@@ -145,6 +147,7 @@ func TestMessagesStream(t *testing.T) {
 }
 
 func TestCountTokens(t *testing.T) {
+	t.Parallel()
 	fp, ts := start(t, fakeprovider.Options{})
 	client := anthropicClient(ts)
 	res, err := client.Messages.CountTokens(testContext(t), anthropic.MessageCountTokensParams{
@@ -161,6 +164,7 @@ func TestCountTokens(t *testing.T) {
 }
 
 func TestAnthropicErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, model, key string
 		status           int
@@ -214,6 +218,7 @@ func TestAnthropicErrors(t *testing.T) {
 }
 
 func TestAnthropicKeyHeaders(t *testing.T) {
+	t.Parallel()
 	_, ts := start(t, fakeprovider.Options{})
 	body := `{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}`
 	tests := []struct {

@@ -583,6 +583,8 @@ func (ex *exchange) writeHeader(status int, contentType string, length int) {
 
 // writeJSON sends a complete JSON response. For model fake-stall it sends
 // the headers and half the body, then waits for the client to go away.
+//
+//nolint:gosec // G705: body is JSON, sent as application/json.
 func (ex *exchange) writeJSON(status int, body []byte) error {
 	ex.writeHeader(status, "application/json", len(body))
 	if ex.stall {

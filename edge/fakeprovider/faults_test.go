@@ -13,24 +13,14 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
-
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // TestGateOrdering proves per-chunk delivery: chunk n+1 is released only
 // after the client has decoded chunk n, so a fake that buffered events
 // would deadlock here (and fail on the context deadline).
 func TestGateOrdering(t *testing.T) {
+	t.Parallel()
 	release := make(chan int)
 	var mu sync.Mutex
 	var order []string
@@ -88,6 +78,7 @@ func TestGateOrdering(t *testing.T) {
 }
 
 func TestGateErrorAbortsStream(t *testing.T) {
+	t.Parallel()
 	gate := func(ctx context.Context, chunk int) error {
 		if chunk == 2 {
 			return errors.New("injected")
@@ -107,6 +98,7 @@ func TestGateErrorAbortsStream(t *testing.T) {
 }
 
 func TestHangCountsCancel(t *testing.T) {
+	t.Parallel()
 	for _, path := range []string{fakeprovider.PathChatCompletions, fakeprovider.PathMessages} {
 		t.Run(path, func(t *testing.T) {
 			fp, ts := start(t, fakeprovider.Options{})
@@ -127,7 +119,7 @@ func TestHangCountsCancel(t *testing.T) {
 				}
 				errc <- err
 			}()
-			waitFor(t, "the request to arrive", func() bool { return fp.Count(path) == 1 })
+			testutil.Eventually(t, 5*time.Second, "the request to arrive", func() bool { return fp.Count(path) == 1 })
 			if fp.Canceled() != 0 {
 				t.Fatal("counted canceled before the client went away")
 			}
@@ -135,7 +127,7 @@ func TestHangCountsCancel(t *testing.T) {
 			if err := <-errc; !errors.Is(err, context.Canceled) {
 				t.Fatalf("client error %v, want context.Canceled", err)
 			}
-			waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+			testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 			rec := fp.Requests()[0]
 			if !rec.Canceled || rec.Status != 0 {
 				t.Fatalf("record %+v, want canceled with no status", rec)
@@ -145,6 +137,7 @@ func TestHangCountsCancel(t *testing.T) {
 }
 
 func TestStallStream(t *testing.T) {
+	t.Parallel()
 	fp, ts := start(t, fakeprovider.Options{})
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
@@ -167,10 +160,11 @@ func TestStallStream(t *testing.T) {
 	if <-next {
 		t.Fatal("Next returned true after cancel")
 	}
-	waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 }
 
 func TestStallJSON(t *testing.T) {
+	t.Parallel()
 	fp, ts := start(t, fakeprovider.Options{})
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
@@ -196,7 +190,7 @@ func TestStallJSON(t *testing.T) {
 	if _, err := io.ReadAll(res.Body); err == nil {
 		t.Fatal("stalled body ended cleanly")
 	}
-	waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 	if _, ok := fp.LastUsage(); ok {
 		t.Fatal("usage recorded for a response never completed")
 	}
@@ -260,6 +254,7 @@ func TestChunkDelay(t *testing.T) {
 }
 
 func TestCancelMidStreamByClient(t *testing.T) {
+	t.Parallel()
 	// A gate that waits for the test lets it cancel while a stream is open.
 	entered := make(chan struct{}, 1)
 	gate := func(ctx context.Context, chunk int) error {
@@ -282,13 +277,14 @@ func TestCancelMidStreamByClient(t *testing.T) {
 	cancel()
 	for stream.Next() {
 	}
-	waitFor(t, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the cancel to be counted", func() bool { return fp.Canceled() == 1 })
 	if got := fp.Count(fakeprovider.PathChatCompletions); got != 1 {
 		t.Fatalf("count %d", got)
 	}
 }
 
 func TestStamp(t *testing.T) {
+	t.Parallel()
 	_, ts := start(t, fakeprovider.Options{Stamp: true, Chunks: 3, ChunkDelay: time.Millisecond})
 	before := time.Now().UnixNano()
 	req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions",
@@ -351,6 +347,7 @@ func TestStamp(t *testing.T) {
 // lines longer than that (the Responses API repeats the full text in its
 // done events), and the SDKs read it back whole.
 func TestLongLine(t *testing.T) {
+	t.Parallel()
 	const n = fakeprovider.LongLineBytes
 	tests := []struct {
 		name, path, body string

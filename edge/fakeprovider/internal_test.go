@@ -27,6 +27,7 @@ func serve(s *Server, method, path, body string, header map[string]string) *http
 }
 
 func TestWords(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want int
@@ -50,6 +51,7 @@ func TestWords(t *testing.T) {
 }
 
 func TestSplitChunks(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in, pad string
 		n       int
@@ -81,6 +83,7 @@ func TestSplitChunks(t *testing.T) {
 }
 
 func TestAppendString(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "plain", `q"uote\back`, "ctl\x00\x1f\n\r\t", "é ✓ 𝄞", "bad\xffutf8", "\u2028\u2029"} {
 		checkAppendString(t, s)
 	}
@@ -145,6 +148,7 @@ func checkBody(t *testing.T, rec *httptest.ResponseRecorder) int {
 // TestEveryShapeIsValidJSON runs each route and mode, with text that needs
 // escaping, and checks every body and event is valid JSON.
 func TestEveryShapeIsValidJSON(t *testing.T) {
+	t.Parallel()
 	const text = `quote" back\\slash <tag> \u2028 tab\t é`
 	msgs := `[{"role":"system","content":"sys"},{"role":"user","content":[{"type":"text","text":` + strconv.Quote(text) + `}]}]`
 	tests := []struct {
@@ -183,6 +187,7 @@ func TestEveryShapeIsValidJSON(t *testing.T) {
 }
 
 func TestRecordsKeepTheLast1000(t *testing.T) {
+	t.Parallel()
 	s := New(Options{})
 	for i := range maxRecords + 5 {
 		serve(s, http.MethodPost, PathCountTokens, `{"model":"c","messages":[{"role":"user","content":"`+strconv.Itoa(i)+`"}]}`, nil)
@@ -216,6 +221,7 @@ func TestRecordsKeepTheLast1000(t *testing.T) {
 }
 
 func TestNoRecord(t *testing.T) {
+	t.Parallel()
 	s := New(Options{NoRecord: true})
 	rec := serve(s, http.MethodPost, PathChatCompletions, `{"model":"m","messages":[{"role":"user","content":"a b"}]}`, nil)
 	if rec.Code != http.StatusOK || len(s.Requests()) != 0 || s.Count(PathChatCompletions) != 1 {
@@ -234,6 +240,7 @@ func TestNoRecord(t *testing.T) {
 }
 
 func TestDefaultBodyLimit(t *testing.T) {
+	t.Parallel()
 	s := New(Options{})
 	req := httptest.NewRequest(http.MethodPost, PathChatCompletions, strings.NewReader("{}"))
 	req.Header.Set("Authorization", "Bearer k")
@@ -246,6 +253,7 @@ func TestDefaultBodyLimit(t *testing.T) {
 }
 
 func TestExpectedUsageRules(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, path, body string
 		want             Usage

@@ -112,6 +112,7 @@ func chatParams(model, text string, tools bool) openai.ChatCompletionNewParams {
 }
 
 func TestChatCompletionsJSON(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, model   string
 		tools         bool
@@ -159,6 +160,7 @@ func TestChatCompletionsJSON(t *testing.T) {
 }
 
 func TestChatCompletionsStream(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		tools        bool
@@ -241,6 +243,7 @@ func TestChatCompletionsStream(t *testing.T) {
 }
 
 func TestResponsesJSON(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		params responses.ResponseNewParams
@@ -305,6 +308,7 @@ func checkResponseUsage(t *testing.T, got responses.ResponseUsage, want fakeprov
 }
 
 func TestResponsesStream(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, model string
 		tool        bool
@@ -375,6 +379,7 @@ func TestResponsesStream(t *testing.T) {
 }
 
 func TestEmbeddings(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		params openai.EmbeddingNewParams
@@ -430,6 +435,7 @@ func TestEmbeddings(t *testing.T) {
 }
 
 func TestModels(t *testing.T) {
+	t.Parallel()
 	_, ts := start(t, fakeprovider.Options{Models: []string{"m1", "m2"}})
 	client := openAIClient(ts)
 	page, err := client.Models.List(testContext(t))
@@ -449,6 +455,7 @@ func TestModels(t *testing.T) {
 }
 
 func TestOpenAIErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, model, key string
 		status           int
@@ -507,6 +514,7 @@ func TestOpenAIErrors(t *testing.T) {
 // TestOpenAIFaultsOnEveryRoute checks that fault models apply to every
 // OpenAI route that takes a model.
 func TestOpenAIFaultsOnEveryRoute(t *testing.T) {
+	t.Parallel()
 	_, ts := start(t, fakeprovider.Options{})
 	client := openAIClient(ts)
 	ctx := testContext(t)
@@ -531,6 +539,7 @@ func checkStatus(t *testing.T, err error, status int) {
 }
 
 func TestMalformedRequests(t *testing.T) {
+	t.Parallel()
 	const limit = 1 << 10
 	_, ts := start(t, fakeprovider.Options{MaxBodyBytes: limit})
 	big := `{"model":"x","input":"` + strings.Repeat("a", limit) + `"}`

@@ -52,6 +52,15 @@ func (s *sink) writeByte(c byte) {
 	s.buf = append(s.buf, c)
 }
 
+// reserve makes room for n bytes in the staging buffer, for callers that
+// append there in place: a small scratch buffer of their own would escape
+// to the heap through the hash's Write.
+func (s *sink) reserve(n int) {
+	if cap(s.buf)-len(s.buf) < n {
+		s.flush()
+	}
+}
+
 func (s *sink) direct(p []byte) {
 	if s.h != nil {
 		s.h.Write(p)
@@ -82,20 +91,20 @@ func (e *emitter) emit() {
 
 func (e *emitter) value(i int) int {
 	b := e.p.body
-	switch c := b[i]; {
-	case c == '{':
+	switch b[i] {
+	case '{':
 		return e.object(e.p.objectAt(i), false)
-	case c == '[':
+	case '[':
 		return e.array(i)
-	case c == '"':
+	case '"':
 		return e.str(i)
-	case c == 't':
+	case 't':
 		e.w.writeString("true")
 		return i + 4
-	case c == 'f':
+	case 'f':
 		e.w.writeString("false")
 		return i + 5
-	case c == 'n':
+	case 'n':
 		e.w.writeString("null")
 		return i + 4
 	}
@@ -238,14 +247,15 @@ func (e *emitter) rune(r rune) {
 	case '\t':
 		e.w.writeString(`\t`)
 	default:
-		var buf [6]byte
 		if r < 0x20 {
 			const hex = "0123456789abcdef"
-			buf = [6]byte{'\\', 'u', '0', '0', hex[r>>4], hex[r&0xf]}
-			e.w.write(buf[:])
+			e.w.writeString(`\u00`)
+			e.w.writeByte(hex[r>>4])
+			e.w.writeByte(hex[r&0xf])
 			return
 		}
-		e.w.write(utf8.AppendRune(buf[:0], r))
+		e.w.reserve(utf8.UTFMax)
+		e.w.buf = utf8.AppendRune(e.w.buf, r)
 	}
 }
 
@@ -254,99 +264,119 @@ func (e *emitter) rune(r rune) {
 // place, so a long literal costs no allocation and keeps every digit.
 func (e *emitter) number(i int) int {
 	b := e.p.body
-	neg := b[i] == '-'
-	if neg {
+	d := numberLit{neg: b[i] == '-'}
+	if d.neg {
 		i++
 	}
-	intS := i
+	d.intS = i
 	i = digits(b, i)
-	intE := i
-	fracS, fracE := i, i
+	d.intE, d.fracS, d.fracE = i, i, i
 	if i < len(b) && b[i] == '.' {
-		fracS = i + 1
-		i = digits(b, fracS)
-		fracE = i
+		d.fracS = i + 1
+		i = digits(b, d.fracS)
+		d.fracE = i
 	}
-	var exp int64
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		expNeg := false
-		if b[i] == '+' || b[i] == '-' {
-			expNeg = b[i] == '-'
-			i++
-		}
-		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
-			exp = exp*10 + int64(b[i]-'0') // at most 9 significant digits
-		}
-		if expNeg {
-			exp = -exp
-		}
+		d.exp, i = exponent(b, i+1)
 	}
-	end := i
+	e.decimal(&d)
+	return i
+}
 
-	li, lf := intE-intS, fracE-fracS
+// exponent reads the digits of an exponent, with their sign, at i.
+func exponent(b []byte, i int) (exp int64, end int) {
+	neg := b[i] == '-'
+	if neg || b[i] == '+' {
+		i++
+	}
+	for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+		exp = exp*10 + int64(b[i]-'0') // at most 9 significant digits
+	}
+	if neg {
+		exp = -exp
+	}
+	return exp, i
+}
+
+// numberLit is a validated number literal, as offsets into the body: its
+// digits are those of the integer part followed by those of the fraction.
+type numberLit struct {
+	neg          bool
+	intS, intE   int   // the integer part
+	fracS, fracE int   // the fraction, empty when there is none
+	exp          int64 // the exponent's value
+}
+
+// decimal writes the value of d in canonical form.
+func (e *emitter) decimal(d *numberLit) {
+	b := e.p.body
+	li, lf := d.intE-d.intS, d.fracE-d.fracS
 	total := li + lf
 	at := func(k int) byte {
 		if k < li {
-			return b[intS+k]
+			return b[d.intS+k]
 		}
-		return b[fracS+k-li]
+		return b[d.fracS+k-li]
 	}
+	// The significant digits s have no leading or trailing zeros; k is
+	// their count and the value is 0.s × 10^n.
 	lead := 0
 	for lead < total && at(lead) == '0' {
 		lead++
 	}
 	if lead == total {
 		e.w.writeByte('0')
-		return end
+		return
 	}
 	last := total - 1
 	for at(last) == '0' {
 		last--
 	}
 	k := int64(last - lead + 1)
-	n := k + int64(total-1-last) + exp - int64(lf)
-
-	// digits writes significant digits [from, to) relative to lead.
-	digitsOut := func(from, to int64) {
-		a, z := lead+int(from), lead+int(to)
-		if a < li {
-			e.w.write(b[intS+a : intS+min(z, li)])
-			a = li
-		}
-		if a < z {
-			e.w.write(b[fracS+a-li : fracS+z-li])
-		}
-	}
-	if neg {
+	n := k + int64(total-1-last) + d.exp - int64(lf)
+	if d.neg {
 		e.w.writeByte('-')
 	}
 	switch {
 	case k <= n && n <= 21:
-		digitsOut(0, k)
+		e.sigDigits(d, lead, 0, k)
 		e.zeros(n - k)
 	case 0 < n && n <= 21:
-		digitsOut(0, n)
+		e.sigDigits(d, lead, 0, n)
 		e.w.writeByte('.')
-		digitsOut(n, k)
+		e.sigDigits(d, lead, n, k)
 	case -6 < n && n <= 0:
 		e.w.writeString("0.")
 		e.zeros(-n)
-		digitsOut(0, k)
+		e.sigDigits(d, lead, 0, k)
 	default:
-		digitsOut(0, 1)
+		e.sigDigits(d, lead, 0, 1)
 		if k > 1 {
 			e.w.writeByte('.')
-			digitsOut(1, k)
+			e.sigDigits(d, lead, 1, k)
 		}
 		e.w.writeByte('e')
 		if n-1 >= 0 {
 			e.w.writeByte('+')
 		}
-		var buf [24]byte
-		e.w.write(strconv.AppendInt(buf[:0], n-1, 10))
+		e.w.reserve(20) // the longest int64
+		e.w.buf = strconv.AppendInt(e.w.buf, n-1, 10)
 	}
-	return end
+}
+
+// sigDigits writes d's significant digits [from, to), those that start at
+// its digit lead.
+func (e *emitter) sigDigits(d *numberLit, lead int, from, to int64) {
+	b := e.p.body
+	a, z := lead+int(from), lead+int(to)
+	li := d.intE - d.intS
+	if a < li {
+		e.w.write(b[d.intS+a : d.intS+min(z, li)])
+		a = li
+	}
+	if a < z {
+		e.w.write(b[d.fracS+a-li : d.fracS+z-li])
+	}
 }
 
 func (e *emitter) zeros(n int64) {

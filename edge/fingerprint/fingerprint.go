@@ -8,8 +8,12 @@
 //
 // The MAC input is, in order: the domain string "codex-fingerprint-v1" and a
 // zero byte; the provider and the endpoint, each as a uvarint length and its
-// bytes; then the canonical form of the body with the top-level fields in
-// ExcludedFields left out (what Canonical returns).
+// bytes; when SumWith is given extra bytes (something outside the body that
+// changes the answer, such as the digest of text the edge injects), the
+// byte 0x01, their uvarint length and the bytes; then the canonical form of
+// the body with the top-level fields in ExcludedFields left out (what
+// Canonical returns). A canonical body starts with '{', never 0x01, so a
+// sum with extra bytes never equals one without.
 //
 // # Canonical form
 //
@@ -88,6 +92,9 @@ func excluded(key []byte) bool {
 	}
 	return false
 }
+
+// extraMark introduces SumWith's extra bytes in the MAC input.
+const extraMark = 0x01
 
 // domain separates this MAC from any other use of the org's secret and
 // names the canonicalisation version.
@@ -201,6 +208,14 @@ func (f *Fingerprinter) PutMAC(h hash.Hash) { f.plain.Put(h) }
 // Sum validates body, extracts its Info and returns its fingerprint for the
 // given provider and endpoint (e.g. "openai", "chat.completions").
 func (f *Fingerprinter) Sum(provider, endpoint string, body []byte) (Sum, Info, error) {
+	return f.SumWith(provider, endpoint, nil, body)
+}
+
+// SumWith is Sum with extra bytes authenticated before the body: what,
+// besides the body, changes the answer (the edge passes the digest of the
+// memories it injects, so that hashing them costs 32 bytes, not their
+// length). Empty extra is Sum.
+func (f *Fingerprinter) SumWith(provider, endpoint string, extra, body []byte) (Sum, Info, error) {
 	p := getParser()
 	defer putParser(p)
 	if err := p.parse(body); err != nil {
@@ -220,6 +235,11 @@ func (f *Fingerprinter) Sum(provider, endpoint string, body []byte) (Sum, Info, 
 	st.w.writeString(provider)
 	st.w.write(binary.AppendUvarint(st.vbuf[:0], uint64(len(endpoint))))
 	st.w.writeString(endpoint)
+	if len(extra) > 0 {
+		st.w.writeByte(extraMark)
+		st.w.write(binary.AppendUvarint(st.vbuf[:0], uint64(len(extra))))
+		st.w.write(extra)
+	}
 	e := emitter{p: p, w: &st.w}
 	e.emit()
 	st.w.flush()

@@ -18,6 +18,7 @@ var (
 )
 
 func TestCanonical(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in, want string
 	}{
@@ -121,6 +122,7 @@ var reasons = []string{
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	deep := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
 	deepArr := func(n int) string { return `{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + "}" }
 	tests := []struct {
@@ -211,6 +213,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestMaxIndexed(t *testing.T) {
+	t.Parallel()
 	body := func(objects int) []byte {
 		return []byte(`{"a":[` + strings.Repeat(`{},`, objects-1) + `{}]}`)
 	}
@@ -226,6 +229,7 @@ func TestMaxIndexed(t *testing.T) {
 }
 
 func TestScanInfo(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want Info
@@ -274,6 +278,7 @@ func refSum(t testing.TB, secret []byte, provider, endpoint string, body []byte)
 }
 
 func TestSumMatchesCanonical(t *testing.T) {
+	t.Parallel()
 	f := New(secretA)
 	bodies := [][]byte{
 		[]byte(`{}`),
@@ -297,6 +302,7 @@ func TestSumMatchesCanonical(t *testing.T) {
 }
 
 func TestSumEquivalence(t *testing.T) {
+	t.Parallel()
 	f := New(secretA)
 	sum := func(s string) Sum {
 		t.Helper()
@@ -341,6 +347,7 @@ func TestSumEquivalence(t *testing.T) {
 }
 
 func TestSumKeyedAndFramed(t *testing.T) {
+	t.Parallel()
 	body := chatBody(2 << 10)
 	a, b := New(secretA), New(secretB)
 	sa, _, err := a.Sum("openai", "chat.completions", body)
@@ -380,7 +387,44 @@ func TestSumKeyedAndFramed(t *testing.T) {
 	}
 }
 
+func TestSumWith(t *testing.T) {
+	f := New(secretA)
+	body := chatBody(2 << 10)
+	plain, _, _ := f.Sum("openai", "chat.completions", body)
+	if s, _, _ := f.SumWith("openai", "chat.completions", nil, body); s != plain {
+		t.Error("SumWith without extra bytes differs from Sum")
+	}
+	seen := map[Sum]string{plain: "none"}
+	for _, extra := range []string{"a", "b", "ab", "\x00", strings.Repeat("d", 32)} {
+		s, _, err := f.SumWith("openai", "chat.completions", []byte(extra), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := seen[s]; ok {
+			t.Errorf("extra %q fingerprints as %q", extra, prev)
+		}
+		seen[s] = extra
+	}
+	// The extra bytes are framed: they cannot stand in for the body's.
+	mac := hmac.New(sha256.New, secretA)
+	mac.Write([]byte(domain))
+	for _, f := range []string{"openai", "chat.completions"} {
+		mac.Write(binary.AppendUvarint(nil, uint64(len(f))))
+		mac.Write([]byte(f))
+	}
+	mac.Write([]byte{extraMark, 3})
+	mac.Write([]byte("xyz"))
+	c, _ := Canonical([]byte(`{"a":1}`))
+	mac.Write(c)
+	var want Sum
+	copy(want[:], mac.Sum(nil))
+	if got, _, _ := f.SumWith("openai", "chat.completions", []byte("xyz"), []byte(`{"a":1}`)); got != want {
+		t.Errorf("SumWith = %s, want the documented MAC input's %s", got, want)
+	}
+}
+
 func TestSumString(t *testing.T) {
+	t.Parallel()
 	var s Sum
 	s[0], s[31] = 0xab, 0x01
 	if got := s.String(); got != "ab"+strings.Repeat("0", 60)+"01" {
@@ -389,6 +433,7 @@ func TestSumString(t *testing.T) {
 }
 
 func TestNewRejectsShortSecret(t *testing.T) {
+	t.Parallel()
 	defer func() {
 		if recover() == nil {
 			t.Fatal("New accepted a 15-byte secret")
@@ -398,6 +443,7 @@ func TestNewRejectsShortSecret(t *testing.T) {
 }
 
 func TestSumConcurrent(t *testing.T) {
+	t.Parallel()
 	f := New(secretA)
 	bodies := [][]byte{chatBody(1 << 10), chatBody(8 << 10), []byte(`{"model":"x"}`)}
 	want := make([]Sum, len(bodies))
@@ -475,5 +521,29 @@ func BenchmarkScan(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkSumNumbers fingerprints a body that is mostly numbers, in the
+// spellings canonicalisation rewrites: an embedding-like array of floats,
+// integers, exponents and trailing zeros.
+func BenchmarkSumNumbers(b *testing.B) {
+	spellings := []string{"0.0123456789", "-0.98765", "1234", "-7", "1.50", "2.5e-7", "-3E+22", "0", "100e-2", "0.000001"}
+	var body bytes.Buffer
+	body.WriteString(`{"model":"text-embedding-3-small","input":[`)
+	for i := range 2000 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.WriteString(spellings[i%len(spellings)])
+	}
+	body.WriteString(`]}`)
+	f := New(secretA)
+	b.ReportAllocs()
+	b.SetBytes(int64(body.Len()))
+	for b.Loop() {
+		if _, _, err := f.Sum("openai", "embeddings", body.Bytes()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

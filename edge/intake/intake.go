@@ -1,14 +1,19 @@
 // Package intake reads a request's body, within the edge's limits, and
 // learns what the rest of the request path needs of it: its fingerprint
 // (for the cache), its model, whether it asks for a stream, and the body
-// to send upstream (the provider's format may rewrite it).
+// to send upstream (the provider's format may rewrite it). It injects the
+// memories the key carries (DESIGN §10), and the fingerprint covers their
+// digest: a changed memory never serves an answer made under the old one.
 package intake
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/memory"
 	"github.com/persiv/codex/edge/pipeline"
 )
 
@@ -59,8 +64,10 @@ type intake struct {
 	bodies *bodyBudget
 }
 
-// Stage reads the body of POST requests into x.Body and sets x.Stream,
-// x.HideUsage and the record's fingerprint, model and stream flag.
+// Stage reads the body of POST requests into x.Body (with the key's
+// memories injected, unless the client sent x-codex-memory: off) and sets
+// x.Stream, x.HideUsage, the x-codex-memory header and the record's
+// fingerprint, model, stream flag and memories.
 func Stage(o Options) pipeline.Stage {
 	o = o.withDefaults()
 	in := &intake{o: o, bodies: &bodyBudget{max: o.MaxInflightBodyBytes}}
@@ -85,16 +92,50 @@ func Stage(o Options) pipeline.Stage {
 
 // learn reads what the request path needs of body.
 func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
-	sum, info, err := x.Key.Org.Fingerprinter.Sum(string(x.Format.Provider()), string(x.Endpoint), body)
+	sent, mem, injectErr := injectMemory(x, body)
+	var extra []byte
+	if mem != nil {
+		extra = mem.Digest[:]
+	}
+	// The fingerprint is of the client's body and the digest of the
+	// memories put in (not of the body sent, which would hash their text
+	// on every request): a changed memory changes it all the same.
+	sum, info, err := x.Key.Org.Fingerprinter.SumWith(string(x.Format.Provider()), string(x.Endpoint), extra, body)
 	if err != nil {
 		return badJSON(err.Error())
+	}
+	if injectErr != nil {
+		return badJSON(injectErr.Error())
+	}
+	if mem != nil {
+		x.W.Header()[memory.Header] = []string{mem.Label}
+		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate = mem.Label, mem.Tokens
 	}
 	x.Rec.Fingerprint = sum.String()
 	x.Rec.Model = info.Model
 	x.Rec.Stream = info.Stream
 	x.Stream = info.Stream
-	if x.Body, x.HideUsage, err = x.Format.Rewrite(x.Endpoint, body, info); err != nil {
+	if x.Body, x.HideUsage, err = x.Format.Rewrite(x.Endpoint, sent, info); err != nil {
 		return badJSON(err.Error())
 	}
 	return nil
+}
+
+// injectMemory returns the body with the key's memories in front of its
+// system instruction, and those memories; the body as it is, and nil, when
+// the key carries none, the client sent x-codex-memory: off, or the
+// endpoint takes no system instruction.
+func injectMemory(x *pipeline.Exchange, body []byte) ([]byte, *directory.Memory, error) {
+	m := x.Key.Memory
+	if m == nil || strings.EqualFold(strings.TrimSpace(x.R.Header.Get(memory.Header)), "off") {
+		return body, nil, nil
+	}
+	out, ok, err := x.Format.InjectSystem(x.Endpoint, body, m.System)
+	if err != nil {
+		return body, nil, err
+	}
+	if !ok {
+		return body, nil, nil
+	}
+	return out, m, nil
 }

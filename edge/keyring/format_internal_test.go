@@ -39,6 +39,7 @@ func mustHex(t *testing.T, s string) []byte {
 // these bytes breaks every ciphertext ever stored; the vectors are also in
 // schemas/crypto/ciphertext.md.
 func TestKnownAnswers(t *testing.T) {
+	t.Parallel()
 	var id DEKID
 	for i := range id {
 		id[i] = byte(0x10 + i)
@@ -96,6 +97,7 @@ func TestKnownAnswers(t *testing.T) {
 }
 
 func TestParseHeaderRejects(t *testing.T) {
+	t.Parallel()
 	ok := make([]byte, Overhead)
 	ok[0] = formatV1
 	tests := []struct {
@@ -120,6 +122,7 @@ func TestParseHeaderRejects(t *testing.T) {
 // The AAD must be injective: bindings that differ only in where one field
 // ends and the next begins must not collide.
 func TestAADUnambiguous(t *testing.T) {
+	t.Parallel()
 	var id DEKID
 	a := appendAAD(nil, id, "org_1", PurposeCache, "x")
 	b := appendAAD(nil, id, "org_1c", PurposeCache, "x")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -74,7 +73,7 @@ type ringOpt func(*keyring.Options)
 
 func newRing(t testing.TB, s keyring.Store, m keyring.MasterKey, c *clock, opts ...ringOpt) *keyring.Keyring {
 	t.Helper()
-	o := keyring.Options{Store: s, Master: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	o := keyring.Options{Store: s, Master: m, Logger: slog.New(slog.DiscardHandler)}
 	if c != nil {
 		o.Now = c.Now
 	}

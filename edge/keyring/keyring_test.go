@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 )
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	sizes := []int{0, 1, 1024, 1 << 20}
 	for _, p := range keyring.Purposes() {
@@ -44,6 +46,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestInvalidInput(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	ctx := context.Background()
 	tests := []struct {
@@ -68,6 +71,7 @@ func TestInvalidInput(t *testing.T) {
 }
 
 func TestTampering(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	ctx := context.Background()
 	ct := seal(t, k, "org_a", keyring.PurposeCredential, "openai", "sk-secret")
@@ -113,6 +117,7 @@ func TestTampering(t *testing.T) {
 }
 
 func TestRotate(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), c)
 	ctx := context.Background()
@@ -160,6 +165,7 @@ func TestRotate(t *testing.T) {
 // version can be removed and everything still reads; without the rewrap,
 // removing it makes the data unreadable.
 func TestRewrapNewBYOKVersion(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	k1, k2 := testKey(1), testKey(2)
 	store := keyring.NewMemStore()
@@ -228,6 +234,7 @@ func TestRewrapNewBYOKVersion(t *testing.T) {
 // Removing a BYOK version makes data under it unreadable, but new writes
 // (a credential set again) keep working under a new generation.
 func TestBYOKVersionRemoved(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	old := newRing(t, store, byokKey(t, testKey(1)), nil)
 	ct := seal(t, old, "org_a", keyring.PurposeCredential, "openai", "sk-1")
@@ -249,6 +256,7 @@ func TestBYOKVersionRemoved(t *testing.T) {
 }
 
 func TestShred(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	store := keyring.NewMemStore()
 	k := newRing(t, store, byokKey(t, testKey(1)), nil)
@@ -284,6 +292,7 @@ func TestShred(t *testing.T) {
 // A shred on one instance takes effect on another within Revalidate, or at
 // once after Invalidate.
 func TestShredPropagates(t *testing.T) {
+	t.Parallel()
 	for _, invalidate := range []bool{false, true} {
 		t.Run(fmt.Sprint("invalidate=", invalidate), func(t *testing.T) {
 			ctx := context.Background()
@@ -311,6 +320,7 @@ func TestShredPropagates(t *testing.T) {
 // Data written right after another instance rotated opens here without
 // waiting for Revalidate.
 func TestRotatePropagates(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	store, c := keyring.NewMemStore(), newClock()
 	m := byokKey(t, testKey(1))
@@ -332,6 +342,7 @@ func TestRotatePropagates(t *testing.T) {
 // Once an org's key is warm, sealing and opening make no master-key call,
 // even across store re-validations.
 func TestSteadyStateNoMasterCalls(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	m := &counting{MasterKey: byokKey(t, testKey(1))}
 	k := newRing(t, keyring.NewMemStore(), m, c)
@@ -361,22 +372,20 @@ func TestSteadyStateNoMasterCalls(t *testing.T) {
 
 // A DEK is unwrapped again after KeyLifetime.
 func TestKeyLifetime(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	m := &counting{MasterKey: byokKey(t, testKey(1))}
 	k := newRing(t, store, m, nil, func(o *keyring.Options) { o.KeyLifetime = 50 * time.Millisecond })
 	ct := seal(t, k, "org_a", keyring.PurposeCache, "r", "v")
-	deadline := time.Now().Add(5 * time.Second)
-	for m.unwraps.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("DEK never expired from the cache")
-		}
-		time.Sleep(20 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "the DEK to expire from the cache", func() bool {
 		mustOpen(t, k, "org_a", keyring.PurposeCache, "r", ct, "v")
-	}
+		return m.unwraps.Load() != 0
+	})
 }
 
 // Concurrent first use on two instances creates exactly one DEK.
 func TestConcurrentFirstUse(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	m := byokKey(t, testKey(1))
 	rings := []*keyring.Keyring{newRing(t, store, m, nil), newRing(t, store, m, nil)}
@@ -405,6 +414,7 @@ func TestConcurrentFirstUse(t *testing.T) {
 // A store outage is an infrastructure error, never ErrUnreadable: callers
 // must not conclude the data is gone.
 func TestStoreDownIsNotUnreadable(t *testing.T) {
+	t.Parallel()
 	good := keyring.NewMemStore()
 	m := byokKey(t, testKey(1))
 	ct := seal(t, newRing(t, good, m, nil), "org_a", keyring.PurposeCache, "r", "v")
@@ -423,6 +433,7 @@ func TestStoreDownIsNotUnreadable(t *testing.T) {
 
 // Logs, status and errors carry ids only, never keys or plaintext.
 func TestNoSecretsInLogsOrStatus(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	master := testKey(7)
 	m := byokKey(t, master)
@@ -451,6 +462,7 @@ func TestNoSecretsInLogsOrStatus(t *testing.T) {
 // After a restart, the first Open of each org needs one master-key call per
 // DEK; concurrent readers share it.
 func TestColdStartSharesUnwrap(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	ct := seal(t, newRing(t, store, byokKey(t, testKey(1)), nil), "org_a", keyring.PurposeCache, "r", "v")
 	m := &counting{MasterKey: byokKey(t, testKey(1))}
@@ -491,6 +503,7 @@ func (g *gated) DEKs(ctx context.Context, org string) ([]keyring.WrappedDEK, err
 // otherwise the shredding instance would read the org for another
 // Revalidate.
 func TestShredDuringSlowReload(t *testing.T) {
+	t.Parallel()
 	g := &gated{Store: keyring.NewMemStore(), armed: make(chan struct{}), release: make(chan struct{})}
 	c := newClock()
 	k := newRing(t, g, byokKey(t, testKey(1)), c)
@@ -507,13 +520,15 @@ func TestShredDuringSlowReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(g.release)
-	<-done // either outcome is fine: that read was linearized before the shred
+	// Either outcome is fine: that read was linearized before the shred.
+	t.Logf("the racing read answered %v", <-done)
 	mustUnreadable(t, k, "org_a", keyring.PurposeCache, "r", ct)
 }
 
 // A caller whose context ends stops waiting on a shared slow read, with a
 // context error, not ErrUnreadable.
 func TestCallerCancelledWhileWaiting(t *testing.T) {
+	t.Parallel()
 	g := &gated{Store: keyring.NewMemStore(), armed: make(chan struct{}, 1), release: make(chan struct{})}
 	defer close(g.release)
 	k := newRing(t, g, byokKey(t, testKey(1)), nil)
@@ -530,6 +545,7 @@ func TestCallerCancelledWhileWaiting(t *testing.T) {
 // unreadable, gets nothing sealed under the default key, and recovers when
 // its key is supplied; other orgs are unaffected.
 func TestOrgMasterNotSupplied(t *testing.T) {
+	t.Parallel()
 	store := keyring.NewMemStore()
 	def, own := byokKey(t, testKey(1)), byokKey(t, testKey(9))
 	var supplied atomic.Bool

@@ -39,6 +39,7 @@ func (r *refusing) Generate(ctx context.Context, b keyring.Binding) ([]byte, key
 // Issue 13, finding 12: after MaxSeals seals new writes use a new
 // generation, and what the old ones sealed still opens.
 func TestRotatesAtMaxSeals(t *testing.T) {
+	t.Parallel()
 	st := keyring.NewMemStore()
 	// A lease that does not divide the limit: the last block is cut short.
 	k := newRing(t, st, byokKey(t, testKey(1)), newClock(), limits(10, 3, 0))
@@ -84,6 +85,7 @@ func TestRotatesAtMaxSeals(t *testing.T) {
 // Seals are reserved before they are made, so no data key is used more
 // than MaxSeals times whatever the instances and restarts.
 func TestSealLimitAcrossInstancesAndRestarts(t *testing.T) {
+	t.Parallel()
 	st := keyring.NewMemStore()
 	m := byokKey(t, testKey(1))
 	const maxSeals = 40
@@ -152,6 +154,7 @@ func TestSealLimitAcrossInstancesAndRestarts(t *testing.T) {
 // Issue 13, finding 12: a data key older than MaxAge is replaced for new
 // writes; what it sealed still opens.
 func TestRotatesAtMaxAge(t *testing.T) {
+	t.Parallel()
 	st := keyring.NewMemStore()
 	clk := newClock()
 	m := byokKey(t, testKey(1))
@@ -186,6 +189,7 @@ func TestRotatesAtMaxAge(t *testing.T) {
 // does not stop writes, and is not asked on every write. The seal limit is
 // a cryptographic bound and is never exceeded.
 func TestLimitsWhenMasterKeyCannotGenerate(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	m := &refusing{MasterKey: byokKey(t, testKey(1))}
 	k := newRing(t, keyring.NewMemStore(), m, clk, limits(5, 2, 24*time.Hour))
@@ -214,6 +218,7 @@ func TestLimitsWhenMasterKeyCannotGenerate(t *testing.T) {
 }
 
 func TestMaxSealsBounded(t *testing.T) {
+	t.Parallel()
 	_, err := keyring.New(keyring.Options{Store: keyring.NewMemStore(), Master: byokKey(t, testKey(1)), MaxSeals: keyring.DefaultMaxSeals + 1})
 	if err == nil {
 		t.Fatal("MaxSeals above 2^30 accepted")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 )
 
@@ -86,24 +87,12 @@ func (l *logBuf) count(s string) int {
 	return strings.Count(l.b.String(), s)
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline; it asserts no timing of its own.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // A master key revoked out of band stops working as soon as one probe is
 // refused, although its DEKs were cached for KeyLifetime; a probe that
 // cannot tell keeps the keys; the steady state makes no master-key call
 // while the probe runs; an org with its own master key is not affected.
 func TestWatchRevocation(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	m := newRevocable(t, testKey(1))
 	own := &counting{MasterKey: byokKey(t, testKey(2))}
@@ -138,7 +127,7 @@ func TestWatchRevocation(t *testing.T) {
 			mustOpen(t, k, org, p, "openai", cts[org], "sk-"+org)
 		}
 	}
-	waitFor(t, "5 probes", func() bool { use(); return k.Stats().Probes >= 5 })
+	testutil.Eventually(t, 10*time.Second, "5 probes", func() bool { use(); return k.Stats().Probes >= 5 })
 	if got := m.calls() - base; got != 0 {
 		t.Fatalf("%d master-key calls in steady state while probing, want 0", got)
 	}
@@ -146,7 +135,7 @@ func TestWatchRevocation(t *testing.T) {
 	// The provider stops answering: keys kept, one warning, counted.
 	m.state.Store(provSilent)
 	errs := k.Stats().ProbeErrors
-	waitFor(t, "5 failed probes", func() bool { use(); return k.Stats().ProbeErrors >= errs+5 })
+	testutil.Eventually(t, 10*time.Second, "5 failed probes", func() bool { use(); return k.Stats().ProbeErrors >= errs+5 })
 	if got := m.calls() - base; got != 0 {
 		t.Fatalf("%d master-key calls while the probe failed, want 0", got)
 	}
@@ -160,7 +149,7 @@ func TestWatchRevocation(t *testing.T) {
 	// Revoked: as soon as a refusal is counted, the default master key's
 	// orgs are unreadable, to read and to write; the org's own key is not.
 	m.state.Store(provRefuses)
-	waitFor(t, "a refused probe", func() bool { return k.Stats().ProbeRefusals >= 1 })
+	testutil.Eventually(t, 10*time.Second, "a refused probe", func() bool { return k.Stats().ProbeRefusals >= 1 })
 	for _, org := range []string{"org_a", "org_b"} {
 		mustUnreadable(t, k, org, p, "openai", cts[org])
 		if _, err := k.Seal(context.Background(), org, p, "r", []byte("v")); !errors.Is(err, keyring.ErrUnreadable) {
@@ -172,7 +161,7 @@ func TestWatchRevocation(t *testing.T) {
 		t.Errorf("stats = %+v: want the 2 default-master DEKs purged", st)
 	}
 	refusals := k.Stats().ProbeRefusals
-	waitFor(t, "more refused probes", func() bool { return k.Stats().ProbeRefusals >= refusals+3 })
+	testutil.Eventually(t, 10*time.Second, "more refused probes", func() bool { return k.Stats().ProbeRefusals >= refusals+3 })
 	if n := logs.count("master key refused by its provider"); n != 1 {
 		t.Errorf("%d revocation warnings, want 1", n)
 	}
@@ -180,7 +169,7 @@ func TestWatchRevocation(t *testing.T) {
 	// Enabled again: the next use unwraps again, once the brief memory of
 	// the refusal (Revalidate) has passed.
 	m.state.Store(provAccepts)
-	waitFor(t, "a successful probe", func() bool { return logs.count("master key accepts again") == 1 })
+	testutil.Eventually(t, 10*time.Second, "a successful probe", func() bool { return logs.count("master key accepts again") == 1 })
 	c.Advance(keyring.DefaultRevalidate)
 	mustOpen(t, k, "org_a", p, "openai", cts["org_a"], "sk-org_a")
 	mustOpen(t, k, "org_b", p, "openai", cts["org_b"], "sk-org_b")
@@ -192,6 +181,7 @@ func TestWatchRevocation(t *testing.T) {
 
 // A master key that cannot be probed is not watched: Watch returns at once.
 func TestWatchWithoutProber(t *testing.T) {
+	t.Parallel()
 	k := newRing(t, keyring.NewMemStore(), byokKey(t, testKey(1)), nil)
 	done := make(chan struct{})
 	go func() { defer close(done); k.Watch(context.Background()) }()
@@ -207,12 +197,13 @@ func TestWatchWithoutProber(t *testing.T) {
 
 // Watch stops with its context.
 func TestWatchStops(t *testing.T) {
+	t.Parallel()
 	m := newRevocable(t, testKey(1))
 	k := newRing(t, keyring.NewMemStore(), m, nil, func(o *keyring.Options) { o.ProbeInterval = time.Millisecond })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); k.Watch(ctx) }()
-	waitFor(t, "a probe", func() bool { return m.probes.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, "a probe", func() bool { return m.probes.Load() > 0 })
 	cancel()
 	select {
 	case <-done:
@@ -228,6 +219,7 @@ func TestWatchStops(t *testing.T) {
 
 // A probe interval above MaxProbeInterval would break the 10 s promise.
 func TestProbeIntervalBound(t *testing.T) {
+	t.Parallel()
 	o := keyring.Options{Store: keyring.NewMemStore(), Master: byokKey(t, testKey(1)), ProbeInterval: keyring.MaxProbeInterval + time.Millisecond}
 	if _, err := keyring.New(o); err == nil {
 		t.Error("ProbeInterval above MaxProbeInterval accepted")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
 
 // memStore stands in for the database in these queueing tests; the real
@@ -44,18 +45,8 @@ func (m *memStore) count() int {
 
 func rec(i int) edge.RequestRecord { return edge.RequestRecord{ID: fmt.Sprintf("req_%d", i)} }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestBatchesAndCloseDrains(t *testing.T) {
+	t.Parallel()
 	st := &memStore{}
 	w := New(st, Options{Queue: 1000, Batch: 7, Flush: time.Hour})
 	for i := range 100 {
@@ -84,14 +75,16 @@ func TestBatchesAndCloseDrains(t *testing.T) {
 }
 
 func TestFlushInterval(t *testing.T) {
+	t.Parallel()
 	st := &memStore{}
 	w := New(st, Options{Batch: 1000, Flush: 10 * time.Millisecond})
 	defer w.Close(context.Background())
 	w.Record(rec(1))
-	waitFor(t, "a partial batch to be flushed", func() bool { return st.count() == 1 })
+	testutil.Eventually(t, 10*time.Second, "a partial batch to be flushed", func() bool { return st.count() == 1 })
 }
 
 func TestFullQueueDropsAndCounts(t *testing.T) {
+	t.Parallel()
 	st := &memStore{block: make(chan struct{})}
 	w := New(st, Options{Queue: 4, Batch: 1, Flush: time.Millisecond})
 	// The writer takes a record and blocks in the store; the bound covers
@@ -119,16 +112,17 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 }
 
 func TestStoreOutageLosesNothing(t *testing.T) {
+	t.Parallel()
 	st := &memStore{fail: true}
 	w := New(st, Options{Batch: 10, Flush: time.Millisecond, MaxRetry: 5 * time.Millisecond})
 	for i := range 50 {
 		w.Record(rec(i))
 	}
-	waitFor(t, "the writer to notice the outage", func() bool { return !w.Healthy() })
+	testutil.Eventually(t, 10*time.Second, "the writer to notice the outage", func() bool { return !w.Healthy() })
 	st.mu.Lock()
 	st.fail = false
 	st.mu.Unlock()
-	waitFor(t, "every record to be written after recovery", func() bool { return st.count() == 50 })
+	testutil.Eventually(t, 10*time.Second, "every record to be written after recovery", func() bool { return st.count() == 50 })
 	if !w.Healthy() {
 		t.Fatal("writer still unhealthy after a successful write")
 	}

@@ -150,7 +150,9 @@ func WriteError(w *echo.Response, f provider.Format, e *edge.Error, requestID st
 // event.
 func (x *Exchange) StreamError(e *edge.Error) {
 	name, data := x.Format.StreamError(e, x.Rec.ID)
-	sse.Write(x.W, name, data)
+	// A client gone mid-stream is already recorded by the writer that
+	// found it; nothing is left to tell it.
+	_ = sse.Write(x.W, name, data)
 	x.W.Flush()
 }
 

@@ -147,12 +147,11 @@ func Load(override io.Reader, formats ...RateRequirer) (*Table, error) {
 
 // LoadFile is Load with the override read from the file at path.
 func LoadFile(path string, formats ...RateRequirer) (*Table, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pricing override: %w", err)
 	}
-	defer f.Close()
-	t, err := Load(f, formats...)
+	t, err := Load(bytes.NewReader(b), formats...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -21,8 +21,6 @@ func format(p edge.Provider) provider.Format {
 	return openai.Format{}
 }
 
-var unknown = edge.Count{}
-
 func k(n int64) edge.Count { return edge.Known(n) }
 
 func mustLoad(t *testing.T, override string) *Table {
@@ -41,6 +39,7 @@ func mustLoad(t *testing.T, override string) *Table {
 }
 
 func TestEmbeddedTable(t *testing.T) {
+	t.Parallel()
 	tab := mustLoad(t, "")
 	if tab.Version() != "2025-11-25" {
 		t.Errorf("Version = %q", tab.Version())
@@ -73,6 +72,7 @@ func TestEmbeddedTable(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
+	t.Parallel()
 	tab := mustLoad(t, "")
 	tests := []struct {
 		p     edge.Provider
@@ -139,6 +139,7 @@ func TestLookup(t *testing.T) {
 }
 
 func TestCost(t *testing.T) {
+	t.Parallel()
 	tab := mustLoad(t, "")
 	tests := []struct {
 		name     string
@@ -229,6 +230,7 @@ func TestCost(t *testing.T) {
 }
 
 func TestCostResult(t *testing.T) {
+	t.Parallel()
 	tab := mustLoad(t, `{"providers":{"anthropic":{"claude-no-1h":{"input":"1","cached_input":"0.1","cache_write":"1.25","output":"5"}}}}`)
 	sonnet := edge.Usage{Input: k(21), CachedInput: k(12000), CacheWrite: k(2051), Output: k(393)}
 	tests := []struct {
@@ -276,6 +278,7 @@ func TestCostResult(t *testing.T) {
 }
 
 func TestCostRoundsOnceAtTheEnd(t *testing.T) {
+	t.Parallel()
 	// 0.0000004 USD per million tokens = 400 nano-USD per million: 1000
 	// tokens cost 0.4 nano-USD. Four such buckets make 1.6, rounded to 2;
 	// rounding per bucket would have made 0.
@@ -294,6 +297,7 @@ func TestCostRoundsOnceAtTheEnd(t *testing.T) {
 }
 
 func TestOverride(t *testing.T) {
+	t.Parallel()
 	tab := mustLoad(t, `{
 		"version": "2026-01-05",
 		"providers": {
@@ -346,6 +350,7 @@ func TestOverride(t *testing.T) {
 }
 
 func TestLoadFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "prices.json")
 	if err := os.WriteFile(path, []byte(`{"version":"2026-02-01","providers":{"openai":{"my-finetune":{"input":"3","output":"12"}}}}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -363,6 +368,7 @@ func TestLoadFile(t *testing.T) {
 }
 
 func TestOverrideErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -408,6 +414,7 @@ func TestOverrideErrors(t *testing.T) {
 }
 
 func TestParseUSD(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want int64

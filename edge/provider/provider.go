@@ -77,6 +77,14 @@ type Format interface {
 	// what the fingerprint scan read of it, and whether usage-only stream
 	// events must be kept from the client (the edge asked for them).
 	Rewrite(ep Endpoint, body []byte, info fingerprint.Info) (out []byte, hideUsage bool, err error)
+	// InjectSystem puts s in front of the system instruction of a request
+	// to ep (the body as the client sent it), in the provider's own form,
+	// leaving everything the client sent in place. ok is false, and body
+	// is returned as it is, when ep has no system instruction or the body
+	// has no place for one that the provider would read (the provider
+	// then answers the request as the client sent it); err means the
+	// body's top level is not a well-formed JSON object.
+	InjectSystem(ep Endpoint, body []byte, s System) (out []byte, ok bool, err error)
 	// ParseUsage reads the usage of a complete JSON answer of ep.
 	ParseUsage(ep Endpoint, body []byte) (usage.Result, error)
 	// NewStream returns the usage tracker of a stream from ep.

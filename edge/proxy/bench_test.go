@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/labstack/echo/v4"
@@ -15,7 +16,10 @@ import (
 	"github.com/persiv/codex/edge/fakeprovider"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/local"
+	"github.com/persiv/codex/edge/memory"
 	"github.com/persiv/codex/edge/pricing"
+	"github.com/persiv/codex/edge/provider"
+	"github.com/persiv/codex/edge/provider/openai"
 	"github.com/persiv/codex/edge/proxy"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
@@ -35,18 +39,19 @@ type discard struct{}
 func (discard) Record(edge.RequestRecord) bool { return true }
 
 func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
+	return setupBenchMemory(b, "")
+}
+
+// setupBenchMemory is setupBench with memText, when not empty, set as the
+// org's memory.
+func setupBenchMemory(b *testing.B, memText string) (http.Handler, string, *fakeprovider.Server) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
-	db.CreateOrg(ctx, org)
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.Anthropic, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
-	s, _ := apikey.Generate()
-	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	s := benchOrg(b, db, edge.OpenAI, edge.Anthropic)
 	master, _, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -54,6 +59,15 @@ func setupBench(b *testing.B) (http.Handler, string, *fakeprovider.Server) {
 	kr, err := keyring.New(keyring.Options{Store: db, Master: master})
 	if err != nil {
 		b.Fatal(err)
+	}
+	if memText != "" {
+		k, err := db.KeyByHash(ctx, apikey.Hash(s))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := (memory.Service{Store: db, Keys: kr}).Set(ctx, k.OrgID, "", "style", []byte(memText)); err != nil {
+			b.Fatal(err)
+		}
 	}
 	dir := directory.New(db, directory.Options{Keys: kr, Getenv: func(string) string { return "sk-fake" }})
 	prices, _ := pricing.Load(nil)
@@ -91,6 +105,36 @@ func BenchmarkChatThroughEdge(b *testing.B) {
 	}
 }
 
+// benchMemory is a 1 KiB memory.
+var benchMemory = strings.Repeat("Answer in British English. ", 38)
+
+// BenchmarkChatThroughEdgeWithMemory is BenchmarkChatThroughEdge with a
+// 1 KiB memory set for the org. The edge's share of the difference (the
+// injection, and fingerprinting and forwarding a larger body) is this
+// less BenchmarkChatDirectWithMemory, less the edge's share without
+// memory; the rest is the fake provider reading the longer prompt.
+func BenchmarkChatThroughEdgeWithMemory(b *testing.B) {
+	h, key, _ := setupBenchMemory(b, benchMemory)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, h, key, benchChat)
+	}
+}
+
+// BenchmarkChatDirectWithMemory is the fake provider alone answering the
+// request as the edge sends it with the memory injected.
+func BenchmarkChatDirectWithMemory(b *testing.B) {
+	_, _, fake := setupBench(b)
+	body, ok, err := openai.Format{}.InjectSystem(openai.ChatCompletions, benchChat, provider.NewSystem(benchMemory))
+	if !ok || err != nil {
+		b.Fatal(ok, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, fake, "sk-fake", body)
+	}
+}
+
 // BenchmarkChatDirect is the same request answered by the fake provider
 // alone.
 func BenchmarkChatDirect(b *testing.B) {
@@ -118,4 +162,29 @@ func BenchmarkChatStreamDirect(b *testing.B) {
 	for b.Loop() {
 		serve(b, fake, "sk-fake", benchStream)
 	}
+}
+
+// benchOrg creates an org whose providers (the in-process fake) are ps,
+// and a key of it; it returns the key's secret.
+func benchOrg(b *testing.B, db *sqlite.DB, ps ...edge.Provider) apikey.Secret {
+	b.Helper()
+	ctx := b.Context()
+	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
+	if err := db.CreateOrg(ctx, org); err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range ps {
+		if err := db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: p, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s, err := apikey.Generate()
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }

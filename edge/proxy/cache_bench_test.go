@@ -17,7 +17,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/edge"
-	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/memory"
 	cacheredis "github.com/persiv/codex/edge/cache/redis"
@@ -39,11 +38,7 @@ func setupCacheBench(b *testing.B, backend cache.Backend, fo fakeprovider.Option
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
-	db.CreateOrg(ctx, org)
-	db.SetProvider(ctx, edge.ProviderConfig{OrgID: org.ID, Provider: edge.OpenAI, BaseURL: "http://fake", AllowInsecureHTTP: true, APIKeyEnv: "K"})
-	s, _ := apikey.Generate()
-	db.CreateKey(ctx, edge.APIKey{ID: apikey.NewID("key_"), OrgID: org.ID, Name: "b", Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s), State: edge.KeyActive})
+	s := benchOrg(b, db, edge.OpenAI)
 	master, _, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -204,8 +199,11 @@ func benchHitsLoopback(b *testing.B, backend cache.Backend) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
 		if resp.StatusCode != 200 {
 			b.Fatalf("status %d", resp.StatusCode)
 		}

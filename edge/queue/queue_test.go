@@ -6,6 +6,7 @@ import (
 )
 
 func TestBoundCountsHeldItems(t *testing.T) {
+	t.Parallel()
 	q := New[int](4, 2)
 	for i := range 3 {
 		if !q.Push(i) {
@@ -37,6 +38,7 @@ func TestBoundCountsHeldItems(t *testing.T) {
 }
 
 func TestReadyOncePerBatch(t *testing.T) {
+	t.Parallel()
 	q := New[int](100, 3)
 	q.Push(1)
 	q.Push(2)
@@ -54,6 +56,7 @@ func TestReadyOncePerBatch(t *testing.T) {
 }
 
 func TestRecycleDropsOversizedSlices(t *testing.T) {
+	t.Parallel()
 	q := New[int](1000, 2) // keeps slices up to 250 items
 	for i := range 300 {
 		q.Push(i)
@@ -72,6 +75,7 @@ func TestRecycleDropsOversizedSlices(t *testing.T) {
 }
 
 func TestConcurrentPushesLoseNothing(t *testing.T) {
+	t.Parallel()
 	const producers, each = 8, 5000
 	q := New[int](producers*each, 64)
 	var wg sync.WaitGroup

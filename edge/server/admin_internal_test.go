@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -30,7 +29,7 @@ func TestAdminListenerTimeouts(t *testing.T) {
 	defer st.Close()
 	cfg := config.Default()
 	cfg.Listen, cfg.AdminListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
-	s, err := New(context.Background(), cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Getenv: func(string) string { return "" }})
+	s, err := New(context.Background(), cfg, st, slog.New(slog.DiscardHandler), Options{Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}

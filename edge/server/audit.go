@@ -35,24 +35,7 @@ func (s *Server) registerAudit(g *echo.Group) {
 
 // org finds the org an admin route names by id or name.
 func (s *Server) org(c echo.Context) (edge.Org, error) {
-	ctx, ref := c.Request().Context(), c.Param("org")
-	o, err := s.store.Org(ctx, ref)
-	if err == nil {
-		return o, nil
-	}
-	if !errors.Is(err, edge.ErrNotFound) {
-		return edge.Org{}, storeUnavailable(err)
-	}
-	orgs, err := s.store.Orgs(ctx)
-	if err != nil {
-		return edge.Org{}, storeUnavailable(err)
-	}
-	for _, o := range orgs {
-		if o.Name == ref {
-			return o, nil
-		}
-	}
-	return edge.Org{}, fmt.Errorf("org %q: %w", ref, edge.ErrNotFound)
+	return s.findOrg(c.Request().Context(), c.Param("org"))
 }
 
 func (s *Server) auditLevels(c echo.Context) error {
@@ -108,7 +91,7 @@ func (s *Server) setAuditLevel(c echo.Context) error {
 		return storeUnavailable(fmt.Errorf("the level was set, but %w", err))
 	}
 	// This instance applies it at once; the others within CODEX_CHANGE_POLL.
-	s.dir.Changed(o.ID)
+	s.dir.ForgetOrg(o.ID)
 	return c.JSON(http.StatusOK, map[string]any{"org_id": o.ID, "key_id": req.KeyID, "level": level})
 }
 

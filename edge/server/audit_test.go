@@ -22,6 +22,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/sse"
 	"github.com/persiv/codex/edge/store/postgres/pgtest"
 	"github.com/persiv/codex/edge/store/storetest"
@@ -37,7 +38,7 @@ func newCanary(tag string) string {
 func auditEvents(t *testing.T, st edge.AuditStore, orgID string, n int) []edge.AuditEvent {
 	t.Helper()
 	var evs []edge.AuditEvent
-	within(t, 10*time.Second, fmt.Sprintf("%d audit events", n), func() bool {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d audit events", n), func() bool {
 		var err error
 		if evs, err = st.AuditEvents(context.Background(), orgID, edge.AuditQuery{Limit: 100000}); err != nil {
 			t.Fatal(err)
@@ -189,7 +190,7 @@ func TestAuditLevelsByKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The running edge picks the levels up within CODEX_CHANGE_POLL.
-	eventually(t, "the levels to apply", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the levels to apply", func() bool {
 		o, err := h.srv.Directory().Org(ctx, tn.orgID)
 		return err == nil && o.AuditLevel(tn.keyID) == edge.AuditHash && o.AuditLevel(otherKey) == edge.AuditNone
 	})
@@ -234,7 +235,7 @@ func TestAuditPostgresNoContentAtRest(t *testing.T) {
 	if err := f.admin.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: org, Level: edge.AuditFull}); err != nil {
 		t.Fatal(err)
 	}
-	within(t, 10*time.Second, "the level to apply", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the level to apply", func() bool {
 		o, err := e.srv.Directory().Org(context.Background(), org)
 		return err == nil && o.AuditLevel("") == edge.AuditFull
 	})
@@ -310,7 +311,7 @@ func TestAuditStoreDownFull(t *testing.T) {
 	if err := f.admin.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: org, Level: edge.AuditFull}); err != nil {
 		t.Fatal(err)
 	}
-	within(t, 10*time.Second, "the level to apply", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the level to apply", func() bool {
 		o, err := e.srv.Directory().Org(context.Background(), org)
 		return err == nil && o.AuditLevel("") == edge.AuditFull
 	})
@@ -350,7 +351,7 @@ func TestAuditStoreDownFull(t *testing.T) {
 	}
 	c.Start()
 	ok := 0
-	within(t, 30*time.Second, "requests answered again", func() bool {
+	testutil.Eventually(t, 30*time.Second, "requests answered again", func() bool {
 		if _, err := oc.Chat.Completions.New(ctxT(t), params("after")); err == nil {
 			ok++
 		}
@@ -439,5 +440,41 @@ func TestAuditAdminAPI(t *testing.T) {
 	_, body = adminReq(t, "GET", admin+"/orgs/acme/audit/events?after_seq=2", "", nil, "")
 	if !strings.Contains(body, `"action":"keys.revoke"`) || !strings.Contains(body, `"target":"`+tn.keyID+`"`) {
 		t.Fatalf("revoke not recorded: %s", body)
+	}
+}
+
+// TestAuditRecordsMemory: setting a memory is an admin event (name,
+// version and size, never the text); a request that carried it records
+// name@version, and at level full its content is the body the client sent,
+// without the injected text.
+func TestAuditRecordsMemory(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, nil)
+	tn := h.addOrg("acme")
+	admin := "http://" + h.srv.AdminAddr() + "/admin/v1"
+	jsonType := map[string]string{"Content-Type": "application/json"}
+	memText := newCanary("mem")
+	if st, body := adminReq(t, "PUT", admin+"/orgs/acme/audit/level", "", jsonType, `{"level":"full"}`); st != 200 {
+		t.Fatalf("level: %d %s", st, body)
+	}
+	if st, body := adminReq(t, "PUT", admin+"/orgs/acme/memories/style", "", jsonType, `{"text":"`+memText+`"}`); st != 200 {
+		t.Fatalf("memory: %d %s", st, body)
+	}
+	oc := h.openai(tn.key)
+	if _, err := oc.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")}}); err != nil {
+		t.Fatal(err)
+	}
+	evs := auditEvents(t, h.store, tn.orgID, 3)
+	set, _ := audit.ItemOf(evs[1])
+	if set.Action != "memory.set" || set.Target != "style" || set.Details["version"] != "1" || strings.Contains(string(evs[1].Meta), memText) {
+		t.Errorf("memory.set event %s", evs[1].Meta)
+	}
+	req, _ := audit.ItemOf(evs[2])
+	if req.Memory != "style@1" {
+		t.Errorf("request event's memory %q, want style@1", req.Memory)
+	}
+	c, err := audit.OpenContent(context.Background(), h.srv.Keyring(), evs[2])
+	if err != nil || strings.Contains(string(c.Request), memText) || !strings.Contains(string(c.Request), "hello") {
+		t.Errorf("content %q, %v: want the client's body without the memory", c.Request, err)
 	}
 }

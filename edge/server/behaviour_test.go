@@ -21,6 +21,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/storetest"
 )
@@ -159,7 +160,7 @@ func TestRevocation(t *testing.T) {
 	if err := h.store.RevokeKey(context.Background(), tn.orgID, id2, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a key revoked in the store to be refused", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a key revoked in the store to be refused", func() bool {
 		st, _, _ := raw(t, "POST", url, hdr2, chatBody)
 		return st == 401
 	})
@@ -322,7 +323,7 @@ func TestTimeoutsAndUnreachable(t *testing.T) {
 	if err := h.store.SetProvider(ctx, edge.ProviderConfig{OrgID: tn.orgID, Provider: edge.OpenAI, BaseURL: "http://127.0.0.1:1", APIKeyEnv: "PROVIDER_KEY_acme"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "502 from an unreachable provider", func() bool {
+	testutil.Eventually(t, 10*time.Second, "502 from an unreachable provider", func() bool {
 		st, _, body := raw(t, "POST", h.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + tn.key, "Cache-Control": "no-store"}, chatBody)
 		if st == 502 {
 			shape(t, edge.OpenAI, body, "server_error")
@@ -342,7 +343,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	}
 	cancel()
 	s.Close()
-	eventually(t, "the provider to see the request cancelled", func() bool { return h.fake.Canceled() == 1 })
+	testutil.Eventually(t, 10*time.Second, "the provider to see the request cancelled", func() bool { return h.fake.Canceled() == 1 })
 }
 
 // TestStreamChunksAreNotHeldBack proves each chunk reaches the SDK before

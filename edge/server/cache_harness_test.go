@@ -21,6 +21,7 @@ import (
 
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
 
 // testRedisURL is the Redis that `make test` starts (scripts/dev-redis.sh).
@@ -151,13 +152,7 @@ func (r *redisProc) start() {
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(r.cmd, r.done)
 	c := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			r.t.Fatal("redis-server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(r.t, 10*time.Second, "redis-server to start", func() bool { return c.Ping(context.Background()).Err() == nil })
 }
 
 // stop kills the server (as a crash would) and waits for it to exit.
@@ -180,18 +175,11 @@ func (r *redisProc) persist(ctx context.Context) {
 	if err := c.BgRewriteAOF(ctx).Err(); err != nil {
 		r.t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(r.t, 10*time.Second, "the AOF rewrite to finish", func() bool {
 		info, err := c.Info(ctx, "persistence").Result()
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		if strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatal("AOF rewrite did not finish")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0")
+	})
 }

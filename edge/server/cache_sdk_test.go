@@ -99,7 +99,9 @@ func responseAnswer(r responses.Response) answer {
 	for _, it := range r.Output {
 		if it.Type == "function_call" {
 			var fc struct{ Name, Arguments string }
-			json.Unmarshal([]byte(it.RawJSON()), &fc)
+			if err := json.Unmarshal([]byte(it.RawJSON()), &fc); err != nil {
+				fc.Arguments = "undecodable: " + err.Error() // fails the comparison
+			}
 			a.Tool, a.Args = fc.Name, fc.Arguments
 		}
 	}
@@ -166,7 +168,10 @@ func messageAnswer(m anthropic.Message) answer {
 			u := c.AsToolUse()
 			a.Tool = u.Name
 			var v any
-			json.Unmarshal(u.Input, &v)
+			if err := json.Unmarshal(u.Input, &v); err != nil {
+				a.Args = "undecodable: " + err.Error() // fails the comparison
+				break
+			}
 			b, _ := json.Marshal(v) // compare inputs as JSON values
 			a.Args = string(b)
 		}

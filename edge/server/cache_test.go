@@ -17,6 +17,7 @@ import (
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	antformat "github.com/persiv/codex/edge/provider/anthropic"
 	oaiformat "github.com/persiv/codex/edge/provider/openai"
 	"github.com/persiv/codex/edge/store/storetest"
@@ -180,7 +181,7 @@ func TestNoCacheLeadsLaterRequests(t *testing.T) {
 	}
 	fresh := make(chan answer)
 	go func() { fresh <- send("Cache-Control", "no-cache") }()
-	eventually(t, "the no-cache request to reach the provider", func() bool { return h.fake.Count(fakeprovider.PathChatCompletions) == 2 })
+	testutil.Eventually(t, 10*time.Second, "the no-cache request to reach the provider", func() bool { return h.fake.Count(fakeprovider.PathChatCompletions) == 2 })
 	during := send()
 	f := <-fresh
 	after := send()
@@ -428,7 +429,7 @@ func TestCacheTenancy(t *testing.T) {
 		rc := redisClient(t)
 		ctx := context.Background()
 		var sealed []byte
-		eventually(t, "org a's entry in Redis", func() bool {
+		testutil.Eventually(t, 10*time.Second, "org a's entry in Redis", func() bool {
 			var err error
 			sealed, err = rc.Get(ctx, cache.Key(a.orgID, fpA)).Bytes()
 			return err == nil
@@ -475,7 +476,7 @@ func TestCacheShred(t *testing.T) {
 		}
 		// New entries of the shredded org work again, under a new data key
 		// (and, once the edge reloads the org, a new fingerprint secret).
-		eventually(t, "the shredded org to hit its new entries", func() bool {
+		testutil.Eventually(t, 10*time.Second, "the shredded org to hit its new entries", func() bool {
 			_, hdr, _ := raw(t, "POST", url, bearer(a.key), chatBody)
 			return hdr.Get("x-codex-cache") == "hit"
 		})
@@ -635,7 +636,7 @@ func TestCoalescingNeverHangs(t *testing.T) {
 	if err := h.store.SetProvider(context.Background(), edge.ProviderConfig{OrgID: tn.orgID, Provider: edge.OpenAI, BaseURL: "http://127.0.0.1:1", APIKeyEnv: "PROVIDER_KEY_acme"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the provider change", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the provider change", func() bool {
 		st, _, _ := raw(t, "POST", url, with(bearer(tn.key), "Cache-Control", "no-store"), chatBody)
 		return st == 502
 	})
@@ -711,7 +712,7 @@ func TestCacheRedisPersistenceAndOutage(t *testing.T) {
 	if st != 200 || hdr.Get("x-codex-cache") != "miss" {
 		t.Fatalf("with Redis full: %d %q %s", st, hdr.Get("x-codex-cache"), body)
 	}
-	eventually(t, "the failed store to be counted", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the failed store to be counted", func() bool {
 		return strings.Contains(metrics(t, h), `codex_edge_cache_backend_errors_total{op="set"} 1`)
 	})
 	before := h.fake.Count(fakeprovider.PathChatCompletions)
@@ -742,11 +743,11 @@ func TestCacheRedisPersistenceAndOutage(t *testing.T) {
 	}
 	// Redis returns (with its data): hits resume without restarting the edge.
 	rp.start()
-	eventually(t, "hits after Redis returned", func() bool {
+	testutil.Eventually(t, 10*time.Second, "hits after Redis returned", func() bool {
 		_, hdr, _ := raw(t, "POST", h.base+reqs[0].path, bearer(tn.key), reqs[0].body)
 		return hdr.Get("x-codex-cache") == "hit"
 	})
-	eventually(t, "new entries after Redis returned", func() bool {
+	testutil.Eventually(t, 10*time.Second, "new entries after Redis returned", func() bool {
 		_, hdr, _ := raw(t, "POST", url, bearer(tn.key), during)
 		return hdr.Get("x-codex-cache") == "hit"
 	})
@@ -755,7 +756,7 @@ func TestCacheRedisPersistenceAndOutage(t *testing.T) {
 func recordByID(t *testing.T, h *harness, orgID, id string) edge.RequestRecord {
 	t.Helper()
 	var rec edge.RequestRecord
-	eventually(t, "record "+id, func() bool {
+	testutil.Eventually(t, 10*time.Second, "record "+id, func() bool {
 		recs, err := h.store.Requests(context.Background(), orgID, time.Time{}, 10000)
 		if err != nil {
 			t.Fatal(err)

@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/store/storetest"
 )
@@ -42,7 +44,7 @@ func TestSealedCredentialsAndShred(t *testing.T) {
 	kr := h.srv.Keyring()
 	const sealedKey = "sk-sealed-provider-key-for-org-a-7f9e2c"
 	sealProvider(t, h, kr, a, sealedKey)
-	eventually(t, "the sealed credential to be used", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the sealed credential to be used", func() bool {
 		st, _ := status(t, h, a.key)
 		reqs := h.fake.Requests()
 		return st == 200 && reqs[len(reqs)-1].Header.Get("Authorization") == "Bearer "+sealedKey
@@ -53,7 +55,7 @@ func TestSealedCredentialsAndShred(t *testing.T) {
 	if _, err := kr.Shred(context.Background(), a.orgID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "503 after the shred", func() bool {
+	testutil.Eventually(t, 10*time.Second, "503 after the shred", func() bool {
 		st, body := status(t, h, a.key)
 		if st == 503 {
 			shape(t, edge.OpenAI, body, "server_error")
@@ -64,7 +66,7 @@ func TestSealedCredentialsAndShred(t *testing.T) {
 		t.Fatalf("other org after the shred: %d %s", st, body)
 	}
 	sealProvider(t, h, kr, a, sealedKey)
-	eventually(t, "the credential set again to work", func() bool { st, _ := status(t, h, a.key); return st == 200 })
+	testutil.Eventually(t, 10*time.Second, "the credential set again to work", func() bool { st, _ := status(t, h, a.key); return st == 200 })
 	storetest.ScanDirForCanaries(t, h.cfg.DataDir, sealedKey)
 }
 
@@ -78,7 +80,7 @@ func TestBYOKVersionRemoved(t *testing.T) {
 	h := newHarnessEnv(t, fakeprovider.Options{}, func(c *config.Config) { c.KEK = "byok" }, map[string]string{"CODEX_BYOK_KEY": k1})
 	a := h.addOrg("a")
 	sealProvider(t, h, h.srv.Keyring(), a, "sk-under-version-one")
-	eventually(t, "the sealed credential to work", func() bool { st, _ := status(t, h, a.key); return st == 200 })
+	testutil.Eventually(t, 10*time.Second, "the sealed credential to work", func() bool { st, _ := status(t, h, a.key); return st == 200 })
 
 	// Rotated to k2 with k1 removed: content under k1 is unreadable.
 	h.restart(map[string]string{"CODEX_BYOK_KEY": k2})
@@ -87,7 +89,7 @@ func TestBYOKVersionRemoved(t *testing.T) {
 	}
 	b := h.addOrg("b") // new orgs get data keys under k2 and work
 	sealProvider(t, h, h.srv.Keyring(), b, "sk-under-version-two")
-	eventually(t, "an org keyed under the new version to work", func() bool { st, _ := status(t, h, b.key); return st == 200 })
+	testutil.Eventually(t, 10*time.Second, "an org keyed under the new version to work", func() bool { st, _ := status(t, h, b.key); return st == 200 })
 
 	// k1 configured again as a previous version: readable again.
 	h.restart(map[string]string{"CODEX_BYOK_KEY": k2, "CODEX_BYOK_PREVIOUS_KEYS": k1})

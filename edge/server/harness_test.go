@@ -2,7 +2,7 @@ package server_test
 
 import (
 	"context"
-	"io"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"sync"
@@ -18,6 +18,7 @@ import (
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
@@ -76,7 +77,7 @@ func newHarnessEnv(t *testing.T, fo fakeprovider.Options, mutate func(*config.Co
 
 func (h *harness) start() {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	srv, err := server.New(context.Background(), h.cfg, h.store, log, server.Options{Getenv: h.getenv})
 	if err != nil {
 		h.t.Fatal(err)
@@ -183,39 +184,22 @@ func (h *harness) directAnthropic(tn tenant) anthropic.Client {
 // records waits until the org has n metadata records and returns them.
 func (h *harness) records(orgID string, n int) []edge.RequestRecord {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs, err := h.store.Requests(context.Background(), orgID, time.Time{}, 10000)
-		if err != nil {
+	var recs []edge.RequestRecord
+	testutil.Eventually(h.t, 10*time.Second, fmt.Sprintf("%d metadata records", n), func() bool {
+		var err error
+		if recs, err = h.store.Requests(context.Background(), orgID, time.Time{}, 10000); err != nil {
 			h.t.Fatal(err)
 		}
-		if len(recs) >= n {
-			if len(recs) > n {
-				h.t.Fatalf("%d metadata records, want %d", len(recs), n)
-			}
-			return recs
+		if len(recs) > n {
+			h.t.Fatalf("%d metadata records, want %d", len(recs), n)
 		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%d metadata records after 10s, want %d", len(recs), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(recs) == n
+	})
+	return recs
 }
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond until it holds or fails the test after 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -22,7 +22,9 @@ func readAnswer(t *testing.T, c net.Conn) string {
 	t.Helper()
 	// Far past the timeouts under test: reaching it means the edge never
 	// cut the connection.
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	b, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("the edge kept a slow connection open: %v (read %q)", err, b)
@@ -49,7 +51,9 @@ func TestClientTimeouts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		io.WriteString(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: edge\r\nX-Slow: 1\r\n")
+		if _, err := io.WriteString(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: edge\r\nX-Slow: 1\r\n"); err != nil {
+			t.Fatal(err)
+		}
 		if got := readAnswer(t, c); got != "" {
 			t.Fatalf("answer to unfinished headers: %q", got)
 		}
@@ -70,13 +74,16 @@ func TestClientTimeouts(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			io.WriteString(c, "POST "+tt.path+" HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"+tt.headers+
-				"\r\nContent-Length: 4096\r\n\r\n{\"model\":")
+			if _, err := io.WriteString(c, "POST "+tt.path+" HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"+tt.headers+
+				"\r\nContent-Length: 4096\r\n\r\n{\"model\":"); err != nil {
+				t.Fatal(err)
+			}
 			got := readAnswer(t, c)
 			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
 			if err != nil {
 				t.Fatalf("no HTTP answer: %v: %q", err, got)
 			}
+			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusRequestTimeout {
 				t.Fatalf("status %d, want 408: %s", resp.StatusCode, body)

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -56,7 +55,7 @@ func BenchmarkRequestPathStore(b *testing.B) {
 			if err := st.CreateKey(ctx, edge.APIKey{ID: "key_bench", OrgID: org.ID, Prefix: apikey.DisplayPrefix(s), Hash: apikey.Hash(s)}); err != nil {
 				b.Fatal(err)
 			}
-			srv, err := server.New(ctx, cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			srv, err := server.New(ctx, cfg, st, slog.New(slog.DiscardHandler),
 				server.Options{Getenv: func(k string) string { return map[string]string{"PK": "sk-bench"}[k] }})
 			if err != nil {
 				b.Fatal(err)

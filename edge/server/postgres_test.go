@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/postgres"
 	"github.com/persiv/codex/edge/store/postgres/pgtest"
@@ -74,7 +76,7 @@ func (f *pgFleet) start(mutate func(*config.Config)) *pgEdge {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	srv, err := server.New(context.Background(), cfg, st, log, server.Options{Getenv: func(k string) string { return f.env[k] }})
 	if err != nil {
 		f.t.Fatal(err)
@@ -140,7 +142,9 @@ func chat(base, key, content string) (int, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, err
+	}
 	return resp.StatusCode, nil
 }
 
@@ -153,47 +157,26 @@ func pgStatus(t *testing.T, base, key string) int {
 	return st
 }
 
-// within polls cond every 5ms and returns how long it took to hold, or
-// fails the test after limit.
-func within(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // countRecords waits until the org has exactly want metadata records
 // (failing on more, or on fewer after 30s) and checks their ids are unique.
 func countRecords(t *testing.T, st edge.Store, orgID string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		recs, err := st.Requests(context.Background(), orgID, time.Time{}, want+1000)
-		if err == nil {
-			if len(recs) > want {
-				t.Fatalf("%d metadata records, want exactly %d", len(recs), want)
-			}
-			if len(recs) == want {
-				ids := make([]string, 0, len(recs))
-				for _, r := range recs {
-					ids = append(ids, r.ID)
-				}
-				slices.Sort(ids)
-				if len(slices.Compact(ids)) != want {
-					t.Fatalf("duplicate record ids among %d", want)
-				}
-				return
-			}
+	var recs []edge.RequestRecord
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d metadata records", want), func() bool {
+		var err error
+		recs, err = st.Requests(context.Background(), orgID, time.Time{}, want+1000)
+		if err == nil && len(recs) > want {
+			t.Fatalf("%d metadata records, want exactly %d", len(recs), want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d metadata records after 30s (err %v), want %d", len(recs), err, want)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil && len(recs) == want
+	})
+	ids := make([]string, 0, len(recs))
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	slices.Sort(ids)
+	if len(slices.Compact(ids)) != want {
+		t.Fatalf("duplicate record ids among %d", want)
 	}
 }
 
@@ -225,7 +208,7 @@ func TestPostgresTwoInstances(t *testing.T) {
 	if err := a.store.CreateKey(context.Background(), k); err != nil {
 		t.Fatal(err)
 	}
-	took := within(t, time.Second, "key created on a accepted by b", func() bool {
+	took := testutil.Eventually(t, time.Second, "key created on a accepted by b", func() bool {
 		st := pgStatus(t, b.base, s.Reveal())
 		if st == 200 {
 			sent++
@@ -241,7 +224,7 @@ func TestPostgresTwoInstances(t *testing.T) {
 	if st := pgStatus(t, a.base, s.Reveal()); st != 401 {
 		t.Fatalf("revoked key on the revoking instance: %d", st)
 	}
-	took = within(t, time.Second, "key revoked on a refused by b", func() bool {
+	took = testutil.Eventually(t, time.Second, "key revoked on a refused by b", func() bool {
 		st := pgStatus(t, b.base, s.Reveal())
 		if st == 200 {
 			sent++
@@ -262,7 +245,7 @@ func TestPostgresTwoInstances(t *testing.T) {
 	if err := a.store.SetProvider(context.Background(), edge.ProviderConfig{OrgID: org2, Provider: edge.OpenAI, BaseURL: dead.URL, APIKeyEnv: "PROVIDER_KEY"}); err != nil {
 		t.Fatal(err)
 	}
-	took = within(t, time.Second, "provider change on a honoured by b", func() bool { return pgStatus(t, b.base, key2) != 200 })
+	took = testutil.Eventually(t, time.Second, "provider change on a honoured by b", func() bool { return pgStatus(t, b.base, key2) != 200 })
 	t.Logf("provider change honoured by the other instance after %v", took)
 
 	// Load through both at once: every record lands exactly once.
@@ -340,11 +323,11 @@ func TestPostgresOutage(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	c.Stop()
 	before := ok.Load()
-	within(t, 5*time.Second, "readyz reports not ready with Postgres down", func() bool { return readyz(e.base) == 503 })
+	testutil.Eventually(t, 5*time.Second, "readyz reports not ready with Postgres down", func() bool { return readyz(e.base) == 503 })
 	time.Sleep(time.Second)
 	during := ok.Load() - before
 	c.Start()
-	took := within(t, 20*time.Second, "readyz ready once Postgres is back", func() bool { return readyz(e.base) == 200 })
+	took := testutil.Eventually(t, 20*time.Second, "readyz ready once Postgres is back", func() bool { return readyz(e.base) == 200 })
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -382,4 +365,46 @@ func TestPostgresNoContentAtRest(t *testing.T) {
 	countRecords(t, f.admin, org, len(canaries))
 	c.Checkpoint()
 	storetest.ScanDirForCanaries(t, c.DataDir, append(canaries, key, f.env["PROVIDER_KEY"], f.env["CODEX_BYOK_KEY"])...)
+}
+
+// TestPostgresMemoryNoPlaintextAtRest: memory texts set through one
+// edge's admin API reach another edge's requests (the change feed), and
+// appear nowhere in the Postgres data directory, heap files or WAL after
+// a checkpoint.
+func TestPostgresMemoryNoPlaintextAtRest(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	_, app := c.FreshDB(t)
+	f := newPGFleet(t, app)
+	e1, e2 := f.start(nil), f.start(nil)
+	org := f.addOrg("acme")
+	keyID, key := f.addKey(org)
+	texts, canaries := memoryCanaries(3)
+	for i, m := range []struct{ keyID, name string }{{"", "style"}, {"", "style"}, {keyID, "tone"}} {
+		body, _ := json.Marshal(map[string]string{"text": texts[i]})
+		u := "http://" + e1.srv.AdminAddr() + "/admin/v1/orgs/acme/memories/" + m.name + "?key_id=" + m.keyID
+		if st, out := adminReq(t, "PUT", u, "", map[string]string{"Content-Type": "application/json"}, string(body)); st != 200 {
+			t.Fatalf("set memory: %d %s", st, out)
+		}
+	}
+	sent := 0
+	for _, e := range []*pgEdge{e1, e2} {
+		testutil.Eventually(t, 10*time.Second, "the memories on every edge", func() bool {
+			sent++
+			req, _ := http.NewRequest("POST", e.base+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := pgClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body) // only the header matters
+			_ = resp.Body.Close()
+			return resp.Header.Get("X-Codex-Memory") == "style@2,tone@1"
+		})
+	}
+	countRecords(t, f.admin, org, sent)
+	c.Checkpoint()
+	if found, err := storetest.FindCanaries(c.DataDir, org); err != nil || len(found) == 0 {
+		t.Fatalf("the org's rows are not in the data directory (%v): the scan would prove nothing", err)
+	}
+	storetest.ScanDirForCanaries(t, c.DataDir, canaries...)
 }

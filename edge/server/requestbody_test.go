@@ -15,6 +15,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
 
 // Request bodies (issue 13, finding 3): buffers grow as bytes arrive, a
@@ -141,11 +142,14 @@ func TestTrickledBodyTimesOut(t *testing.T) {
 					}
 				}
 			}()
-			conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+			if err := conn.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
 			took := time.Since(start)
 			if resp.StatusCode != http.StatusRequestTimeout {
@@ -178,7 +182,7 @@ func TestInflightBodyBudget(t *testing.T) {
 	})
 	tn := h.addOrg("acme")
 	held := startBody(t, h, "/v1/chat/completions", bearer(tn.key), budget, strings.Repeat(" ", 768<<10))
-	eventually(t, "the held body to be counted", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the held body to be counted", func() bool {
 		return metricValue(t, h, "codex_edge_request_body_bytes_in_flight") == 768<<10
 	})
 
@@ -208,13 +212,13 @@ func TestInflightBodyBudget(t *testing.T) {
 	}
 
 	held.Close()
-	eventually(t, "the held body to be released", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the held body to be released", func() bool {
 		return metricValue(t, h, "codex_edge_request_body_bytes_in_flight") == 0
 	})
 	if st, _, body := raw(t, "POST", h.base+"/v1/chat/completions", bearer(tn.key), big(edge.OpenAI)); st != 200 {
 		t.Fatalf("after the budget was freed: status %d: %.200s", st, body)
 	}
-	eventually(t, "every body to be released", func() bool {
+	testutil.Eventually(t, 10*time.Second, "every body to be released", func() bool {
 		return metricValue(t, h, "codex_edge_request_body_bytes_in_flight") == 0
 	})
 }

@@ -263,6 +263,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	authed := requireToken(token)
 	s.adminAPI = a.Group("/admin/v1", authed)
 	s.adminAPI.POST("/keys/:id/revoke", s.revokeKey)
+	s.registerMemories(s.adminAPI)
 	// Health stays open: load balancers and orchestrators probe it without
 	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
@@ -307,6 +308,7 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 	to := telemetry.Options{
 		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
+		Pins: cfg.ControlplanePins,
 	}
 	if cfg.TelemetryNames {
 		to.Names = &telemetry.Names{
@@ -424,7 +426,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("listen on CODEX_LISTEN: %w", err)
 	}
 	if s.adminLn, err = listen(s.cfg.AdminListen, s.admin.TLSConfig); err != nil {
-		s.mainLn.Close()
+		_ = s.mainLn.Close() // the admin listener's error is the one to report
 		return fmt.Errorf("listen on CODEX_ADMIN_LISTEN: %w", err)
 	}
 	// Read before serving: Serve configures HTTP/2 on the TLS config.

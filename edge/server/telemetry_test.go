@@ -45,6 +45,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/sqlite"
@@ -304,8 +305,9 @@ func newRelay(t *testing.T) *relay {
 			r.mu.Lock()
 			r.open = append(r.open, in, out)
 			r.mu.Unlock()
-			go func() { io.Copy(out, in); out.Close() }()
-			go func() { io.Copy(in, out); in.Close() }()
+			// The copies end when the test cuts the connections.
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
 		}
 	}()
 	return r
@@ -354,7 +356,7 @@ var edgeRoots sync.Map // *harness → *x509.CertPool
 
 func startTelemetryEdge(h *harness) {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	srv, err := server.New(context.Background(), h.cfg, h.store, log, server.Options{Getenv: h.getenv,
 		Telemetry: func(o *telemetry.Options) {
 			o.Poll, o.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
@@ -480,7 +482,7 @@ func sendTraffic(ctx context.Context, h *harness, tenants []tenant, from, n int,
 func allRecords(t *testing.T, h *harness, tenants []tenant, n int) []edge.RequestRecord {
 	t.Helper()
 	var recs []edge.RequestRecord
-	eventually(t, fmt.Sprintf("%d metadata records", n), func() bool {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d metadata records", n), func() bool {
 		recs = recs[:0]
 		for _, tn := range tenants {
 			r, err := h.store.Requests(context.Background(), tn.orgID, time.Time{}, 100000)
@@ -562,7 +564,7 @@ func TestTelemetryTotalsEqualEdgeMetadata(t *testing.T) {
 	}
 	// Off: windows stop, and with them the ledger, so it can be compared.
 	setSharing(t, h, false)
-	eventually(t, "the connection to close", func() bool { return !h.srv.Telemetry().Status().Connected })
+	testutil.Eventually(t, 10*time.Second, "the connection to close", func() bool { return !h.srv.Telemetry().Status().Connected })
 	st = h.srv.Telemetry().Status()
 
 	// The ledger lists exactly the batches the control plane holds.
@@ -672,7 +674,7 @@ func TestTelemetryOutageAndRestartsLoseNothing(t *testing.T) {
 	}
 	allRecords(t, h, tenants, 30)
 	h.srv.Telemetry().Flush(ctx)
-	eventually(t, "batches spooled", func() bool { return h.srv.Telemetry().Status().Spool.Batches > 0 })
+	testutil.Eventually(t, 10*time.Second, "batches spooled", func() bool { return h.srv.Telemetry().Status().Spool.Batches > 0 })
 
 	// The edge restarts too while it cannot deliver: the spool and the
 	// sequence numbers survive.
@@ -701,7 +703,7 @@ func TestTelemetryOutageAndRestartsLoseNothing(t *testing.T) {
 	recs = allRecords(t, h, tenants, 60)
 	waitTotals(t, h, cp, org, recs)
 	// A window may close at any moment; the spool empties, nothing dropped.
-	eventually(t, "an empty spool", func() bool { return h.srv.Telemetry().Status().Spool.Batches == 0 })
+	testutil.Eventually(t, 10*time.Second, "an empty spool", func() bool { return h.srv.Telemetry().Status().Spool.Batches == 0 })
 	if st := h.srv.Telemetry().Status(); st.Spool.Dropped != 0 {
 		t.Fatalf("spool after recovery: %+v", st.Spool)
 	}
@@ -731,7 +733,7 @@ func TestTelemetryOutageAndRestartsLoseNothing(t *testing.T) {
 	if resent == 0 {
 		t.Fatal("no batch with rows in the ledger")
 	}
-	eventually(t, "the re-sent batches to be seen as duplicates", func() bool { return cp.ingester.Stats().Duplicates-before >= int64(resent) })
+	testutil.Eventually(t, 10*time.Second, "the re-sent batches to be seen as duplicates", func() bool { return cp.ingester.Stats().Duplicates-before >= int64(resent) })
 	if got := cp.totals(org); got != want {
 		t.Fatalf("re-sent batches changed the totals:\n got %+v\nwant %+v", got, want)
 	}
@@ -775,8 +777,11 @@ func TestTelemetryOffOpensNoConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st telemetry.Status
-	json.NewDecoder(resp.Body).Decode(&st)
+	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st.Sharing || !st.Enrolled || st.Connected || !st.Running {
 		t.Fatalf("status after enrolling: %+v", st)
 	}
@@ -791,13 +796,13 @@ func TestTelemetryOffOpensNoConnection(t *testing.T) {
 	// On, then off again by the CLI's file (another process): the running
 	// edge closes its connection and opens none during further traffic.
 	setSharing(t, h, true)
-	eventually(t, "a connection once on", func() bool { return cp.relay.conns.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, "a connection once on", func() bool { return cp.relay.conns.Load() > 0 })
 	if err := telemetry.DirIn(h.cfg.DataDir).SetSharing(false, "cli"); err != nil {
 		t.Fatal(err)
 	}
 	// Sharing off in its status, not only disconnected: a failed publish
 	// also disconnects, and would reconnect while sharing is on.
-	eventually(t, "the edge to notice the switch", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the edge to notice the switch", func() bool {
 		st := h.srv.Telemetry().Status()
 		return !st.Sharing && !st.Connected
 	})
@@ -896,7 +901,7 @@ func TestTelemetryCredentialsScopedAndRevocable(t *testing.T) {
 	traffic(t, h, []tenant{tn}, 0, 3, "c")
 	allRecords(t, h, []tenant{tn}, 3)
 	h.srv.Telemetry().Flush(ctx)
-	eventually(t, "the refusal to show in status", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the refusal to show in status", func() bool {
 		st := h.srv.Telemetry().Status()
 		return st.LastError != "" && st.Spool.Batches > 0
 	})
@@ -947,7 +952,7 @@ func TestTelemetryOverTLS(t *testing.T) {
 	traffic(t, h, tenants, 0, 5, "c")
 	allRecords(t, h, tenants, 5)
 	h.srv.Telemetry().Flush(ctxT(t))
-	eventually(t, "a certificate error", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a certificate error", func() bool {
 		return strings.Contains(h.srv.Telemetry().Status().LastError, "certificate")
 	})
 
@@ -1031,7 +1036,7 @@ func TestTelemetryForeignDuplicateAckKeepsBatch(t *testing.T) {
 	recs := allRecords(t, h, tenants, 5)
 	h.srv.Telemetry().Flush(ctx)
 	dups := regexp.MustCompile(`(?m)^codex_edge_telemetry_unexpected_duplicates_total ([0-9]+)$`)
-	eventually(t, "a duplicate acknowledgement counted", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a duplicate acknowledgement counted", func() bool {
 		m := dups.FindStringSubmatch(metrics(t, h))
 		return m != nil && m[1] != "0"
 	})
@@ -1048,11 +1053,11 @@ func TestTelemetryForeignDuplicateAckKeepsBatch(t *testing.T) {
 
 	// The junk is rejected by the ingest; a restart with the default
 	// window clears the poisoned ids, and the kept batches go through.
-	eventually(t, "the junk rejected", func() bool { return cp.ingester.Stats().Rejected["malformed"] == poisoned })
+	testutil.Eventually(t, 10*time.Second, "the junk rejected", func() bool { return cp.ingester.Stats().Rejected["malformed"] == poisoned })
 	cp.relay.cut()
 	cp.stop()
 	cp.limits = ingest.Limits{}
 	cp.start()
 	waitTotals(t, h, cp, org, recs)
-	eventually(t, "an empty spool", func() bool { return h.srv.Telemetry().Status().Spool.Batches == 0 })
+	testutil.Eventually(t, 10*time.Second, "an empty spool", func() bool { return h.srv.Telemetry().Status().Spool.Batches == 0 })
 }

@@ -86,77 +86,18 @@ func (r *Reader) Next() (Event, error) {
 	if r.off == r.n {
 		r.off, r.n = 0, 0
 	}
-	ev := eventState{start: r.off}
-	p := r.off // start of the next line
-	// from is where the search for p's line break resumes: the bytes
-	// before it were searched already, so a long line arriving in many
-	// reads is not searched again and again.
-	from := p
-	emptyReads := 0
+	ev := eventState{start: r.off, line: r.off, from: r.off}
 	for {
-		b := r.buf[:r.n]
-		if r.skipLF && p < len(b) {
-			r.skipLF = false
-			if b[p] == '\n' {
-				p++
-				from = p
-			}
+		if end, ok := r.scanLines(&ev); ok {
+			r.off = end
+			return r.event(&ev, end, false), nil
 		}
-		if p < len(b) {
-			if le, next, ok := lineEnd(b, max(p, from)); ok {
-				if next == len(b) && next == le+1 && b[le] == '\r' {
-					// A lone '\r' ends the buffered bytes: whether a '\n'
-					// follows is not known yet; it is skipped when it
-					// comes, so this line need not wait. (A complete
-					// "\r\n" ends here too, and then the next '\n' is a
-					// blank line of its own.)
-					r.skipLF = true
-				}
-				if !r.line(&ev, p, le) {
-					// A blank line ends the event.
-					r.off = next
-					return r.event(&ev, next, false), nil
-				}
-				p, from = next, next
-				continue
-			}
-			from = len(b)
-		}
-
 		// The buffered bytes end inside this event: read more.
 		if r.eof {
-			if r.n == ev.start {
-				r.err = io.EOF
-				return Event{}, io.EOF
-			}
-			if p < r.n {
-				r.line(&ev, p, r.n) // a last line without a line break
-			}
-			r.off = r.n
-			return r.event(&ev, r.n, ev.lines > 0), nil
+			return r.endOfStream(&ev)
 		}
-		if r.n-ev.start >= r.max {
-			r.err = fmt.Errorf("%w: larger than %d bytes", ErrEventTooLarge, r.max)
-			return Event{}, r.err
-		}
-		if r.n == len(r.buf) {
-			d := r.makeRoom(&ev)
-			p -= d
-			from -= d
-		}
-		m, err := r.r.Read(r.buf[r.n:])
-		r.n += m
-		switch {
-		case err == io.EOF:
-			r.eof = true
-		case err != nil:
-			r.err = fmt.Errorf("sse: read: %w", err)
-			return Event{}, r.err
-		case m == 0:
-			if emptyReads++; emptyReads >= 100 {
-				r.err = fmt.Errorf("sse: read: %w", io.ErrNoProgress)
-				return Event{}, r.err
-			}
+		if err := r.fill(&ev); err != nil {
+			return Event{}, err
 		}
 	}
 }
@@ -165,13 +106,95 @@ func (r *Reader) Next() (Event, error) {
 // the buffer (which may move when it grows).
 type eventState struct {
 	start          int // Raw begins at buf[start]
+	line           int // start of the next line
+	from           int // where the search for line's break resumes
 	lines          int // non-blank lines
 	nameS, nameE   int // Name
 	dataN          int // number of data fields
 	data0S, data0E int // the first data value
+	emptyReads     int // reads that returned nothing
 }
 
 var bom = []byte("\xef\xbb\xbf")
+
+// scanLines interprets the complete lines buffered from ev.line on. At the
+// blank line that ends the event it returns the offset after that line and
+// true.
+func (r *Reader) scanLines(ev *eventState) (end int, ok bool) {
+	b := r.buf[:r.n]
+	// from is where the search for p's line break resumes: the bytes
+	// before it were searched already, so a long line arriving in many
+	// reads is not searched again and again.
+	p, from := ev.line, ev.from
+	if r.skipLF && p < len(b) {
+		r.skipLF = false
+		if b[p] == '\n' {
+			p++
+			from = p
+		}
+	}
+	for p < len(b) {
+		le, next, ok := lineEnd(b, max(p, from))
+		if !ok {
+			from = len(b)
+			break
+		}
+		if next == len(b) && next == le+1 && b[le] == '\r' {
+			// A lone '\r' ends the buffered bytes: whether a '\n' follows
+			// is not known yet; it is skipped when it comes, so this line
+			// need not wait. (A complete "\r\n" ends here too, and then
+			// the next '\n' is a blank line of its own.)
+			r.skipLF = true
+		}
+		if !r.line(ev, p, le) {
+			return next, true // a blank line ends the event
+		}
+		p, from = next, next
+	}
+	ev.line, ev.from = p, from
+	return 0, false
+}
+
+// endOfStream returns the event the end of the stream cuts off, or io.EOF when
+// no bytes are left.
+func (r *Reader) endOfStream(ev *eventState) (Event, error) {
+	if r.n == ev.start {
+		r.err = io.EOF
+		return Event{}, io.EOF
+	}
+	if ev.line < r.n {
+		r.line(ev, ev.line, r.n) // a last line without a line break
+	}
+	r.off = r.n
+	return r.event(ev, r.n, ev.lines > 0), nil
+}
+
+// fill reads more of the stream into the buffer, first making room when
+// it is full. Its errors are sticky.
+func (r *Reader) fill(ev *eventState) error {
+	if r.n-ev.start >= r.max {
+		r.err = fmt.Errorf("%w: larger than %d bytes", ErrEventTooLarge, r.max)
+		return r.err
+	}
+	if r.n == len(r.buf) {
+		r.makeRoom(ev)
+	}
+	m, err := r.r.Read(r.buf[r.n:])
+	r.n += m
+	switch {
+	case err == io.EOF:
+		r.eof = true
+	case err != nil:
+		r.err = fmt.Errorf("sse: read: %w", err)
+		return r.err
+	case m == 0:
+		if ev.emptyReads++; ev.emptyReads >= 100 {
+			r.err = fmt.Errorf("sse: read: %w", io.ErrNoProgress)
+			return r.err
+		}
+	}
+	return nil
+}
 
 // lineEnd finds the first line break at or after p: le is its offset and
 // next the offset after it. ok is false when the buffered bytes hold none.
@@ -258,18 +281,20 @@ func (r *Reader) event(ev *eventState, end int, partial bool) Event {
 
 // makeRoom makes room at the end of a full buffer: it moves the current
 // event to the front or, if it already is there, grows the buffer up to
-// the event size limit. It returns how far the event moved.
-func (r *Reader) makeRoom(ev *eventState) int {
+// the event size limit.
+func (r *Reader) makeRoom(ev *eventState) {
 	d := ev.start
 	if d == 0 {
 		size := min(max(2*len(r.buf), 4096), r.max)
 		nb := make([]byte, size)
 		copy(nb, r.buf[:r.n])
 		r.buf = nb
-		return 0
+		return
 	}
 	r.n = copy(r.buf, r.buf[d:r.n])
 	ev.start = 0
+	ev.line -= d
+	ev.from -= d
 	if ev.nameE > 0 { // a name was seen
 		ev.nameS -= d
 		ev.nameE -= d
@@ -278,7 +303,6 @@ func (r *Reader) makeRoom(ev *eventState) int {
 		ev.data0S -= d
 		ev.data0E -= d
 	}
-	return d
 }
 
 // ErrInvalidName is returned by Write for an event name containing a line

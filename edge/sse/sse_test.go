@@ -38,6 +38,7 @@ func readAll(t testing.TB, r *Reader) ([]Event, error) {
 }
 
 func TestReader(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -138,6 +139,7 @@ func significantWant(evs []ev) string {
 }
 
 func TestReaderMaxEventSize(t *testing.T) {
+	t.Parallel()
 	const limit = 16
 	exact := "data: 123456789\n\n" // 17 bytes
 	if len(exact) != limit+1 {
@@ -178,6 +180,7 @@ func (b neverEnding) Read(p []byte) (int, error) {
 }
 
 func TestReaderErrors(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("connection reset")
 	r := NewReader(io.MultiReader(strings.NewReader("data: a\n\ndata: b"), iotest.ErrReader(boom)))
 	if e, err := r.Next(); err != nil || string(e.Data) != "a" {
@@ -200,10 +203,11 @@ func (zeroReader) Read([]byte) (int, error) { return 0, nil }
 // blank line arrives, even with "\r" line breaks, where the reader cannot
 // yet know whether a "\n" follows.
 func TestReaderDoesNotWait(t *testing.T) {
+	t.Parallel()
 	for _, first := range []string{"data: a\n\n", "data: a\r\n\r\n", "data: a\r\r"} {
 		pr, pw := io.Pipe()
 		r := NewReader(pr)
-		go pw.Write([]byte(first))
+		go func() { _, _ = pw.Write([]byte(first)) }() // the reader reads it, or the test fails
 		got := make(chan string, 1)
 		go func() {
 			e, err := r.Next()
@@ -223,7 +227,7 @@ func TestReaderDoesNotWait(t *testing.T) {
 		}
 		// The stream goes on normally.
 		go func() {
-			pw.Write([]byte("\ndata: b\n\n"))
+			_, _ = pw.Write([]byte("\ndata: b\n\n"))
 			pw.Close()
 		}()
 		evs, err := readAll(t, r)
@@ -255,6 +259,7 @@ func TestReaderSteadyStateAllocs(t *testing.T) {
 // pieces, so that events straddle reads, the buffer grows and events are
 // moved to its front.
 func TestReaderLongStream(t *testing.T) {
+	t.Parallel()
 	var in bytes.Buffer
 	breaks := []string{"\n", "\r\n", "\r"}
 	seed := uint64(42)
@@ -296,6 +301,7 @@ func TestReaderLongStream(t *testing.T) {
 }
 
 func TestWrite(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		event, data, want string
 	}{

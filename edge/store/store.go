@@ -17,7 +17,7 @@ import (
 const RequestColumns = `id, org_id, at, key_id, provider, endpoint, model, stream,
 	input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
 	cost_nano_usd, saved_nano_usd, latency_ns, upstream_latency_ns,
-	status, cache, fingerprint, memory_id`
+	status, cache, fingerprint, memory_id, memory_tokens_estimate`
 
 // Wrap adds the operation to err and, when kind (the edge error kind the
 // driver's error means, e.g. edge.ErrConflict; nil for none) is not

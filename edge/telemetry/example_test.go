@@ -17,6 +17,7 @@ func ExampleLabel() {
 // that never leaves the edge: stable, but not reversible.
 func ExamplePseudonyms() {
 	p := telemetry.Pseudonyms{Secret: []byte("per-edge secret, sealed in the data directory")}
-	fmt.Println(p.Workspace("org_123") == p.Workspace("org_123"), len(p.Workspace("org_123")))
+	a, b := p.Workspace("org_123"), p.Workspace("org_123")
+	fmt.Println(a == b, len(a))
 	// Output: true 27
 }

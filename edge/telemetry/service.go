@@ -56,7 +56,11 @@ type Options struct {
 	MaxBackoff time.Duration
 	// RootCAs verifies the NATS server's certificate (nil: the system's).
 	RootCAs *x509.CertPool
-	Logger  *slog.Logger
+	// Pins, when set (CODEX_CONTROLPLANE_PINS), are the keys the NATS
+	// server's certificate must have: the connection then always uses
+	// TLS, and any other key is refused, logged and counted.
+	Pins   Pins
+	Logger *slog.Logger
 }
 
 // Service runs the edge's side of the hybrid link.
@@ -381,12 +385,16 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	if enr.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(enr.InboxPrefix))
 	}
-	if u.Scheme == "tls" || !isLoopbackHost(u.Hostname()) {
-		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.opts.RootCAs, ServerName: u.Hostname()}))
+	if u.Scheme == "tls" || !isLoopbackHost(u.Hostname()) || len(s.opts.Pins) > 0 {
+		opts = append(opts, nats.Secure(s.opts.Pins.TLSConfig(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.opts.RootCAs, ServerName: u.Hostname()})))
 	}
 	nc, err := nats.Connect(enr.NATSURL, opts...)
 	if err != nil {
 		kp.Wipe()
+		if errors.Is(err, ErrPinMismatch) {
+			s.log.Error("telemetry: connection to the control plane's NATS refused: its certificate's key is not pinned (CODEX_CONTROLPLANE_PINS)",
+				"host", u.Host, "err", err)
+		}
 		return nil, fmt.Errorf("connect to %s: %w", u.Host, err)
 	}
 	js, err := jetstream.New(nc)
@@ -626,6 +634,7 @@ func (s *Service) Collectors() []prometheus.Collector {
 		counter("codex_edge_telemetry_batches_sent_total", "Batches acknowledged by the control plane's JetStream.", func() float64 { return float64(s.sent.Load()) }),
 		counter("codex_edge_telemetry_failures_total", "Failed connection or publish attempts (retried).", func() float64 { return float64(s.failures.Load()) }),
 		counter("codex_edge_telemetry_unexpected_duplicates_total", "Batches the control plane's JetStream acknowledged as duplicates although never acknowledged before (another publisher used their Nats-Msg-Id); each is kept and retried.", func() float64 { return float64(s.unexpectedDups.Load()) }),
+		counter("codex_edge_telemetry_pin_mismatches_total", "Connections to the control plane (enrollment, NATS) refused because its certificate's key is not in CODEX_CONTROLPLANE_PINS.", func() float64 { return float64(PinMismatches()) }),
 		counter("codex_edge_telemetry_records_dropped_total", "Request records not aggregated because the telemetry queue was full.", func() float64 { return float64(s.agg.Stats().Dropped) }),
 	}
 }

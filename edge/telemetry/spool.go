@@ -181,11 +181,11 @@ func (l *Ledger) Append(e LedgerEntry, data []byte) error {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("ledger: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("ledger: %w", err)
 	}
 	return f.Close()
@@ -201,7 +201,7 @@ func ReadLedger(path string) ([]LedgerEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	return ParseLedger(f)
 }
 

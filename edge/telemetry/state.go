@@ -175,7 +175,8 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e wire.ErrorBody
-		json.Unmarshal(raw, &e)
+		// Best effort: an answer not in our error shape leaves e empty.
+		_ = json.Unmarshal(raw, &e)
 		return Enrollment{}, fmt.Errorf("enroll refused (%s): %s %s", resp.Status, e.Error.Code, e.Error.Message)
 	}
 	var r wire.EnrollResponse

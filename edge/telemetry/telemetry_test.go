@@ -62,6 +62,7 @@ func run(t *testing.T, recs []edge.RequestRecord) (map[wire.RowKey]wire.UsageRow
 }
 
 func TestAggregatorRows(t *testing.T) {
+	t.Parallel()
 	noCost := rec("o1", "k1", "gpt-4o", 200)
 	noCost.CostKnown, noCost.CostNanoUSD = false, 0
 	noCost.Usage.Output = edge.Count{}
@@ -123,6 +124,7 @@ func TestAggregatorRows(t *testing.T) {
 }
 
 func TestAggregatorOffAndFull(t *testing.T) {
+	t.Parallel()
 	a := telemetry.NewAggregator(2)
 	if a.Record(rec("o", "k", "m", 200)) {
 		t.Fatal("an aggregator that is off took a record")
@@ -146,6 +148,7 @@ type sink struct {
 func (s *sink) Record(edge.RequestRecord) bool { s.n++; return s.ok }
 
 func TestFanout(t *testing.T) {
+	t.Parallel()
 	first, second := &sink{ok: true}, &sink{ok: false}
 	if !(telemetry.Fanout{first, second}).Record(edge.RequestRecord{}) || first.n != 1 || second.n != 1 {
 		t.Fatal("fan-out must reach both and report the first")
@@ -156,8 +159,9 @@ func TestFanout(t *testing.T) {
 }
 
 func TestPseudonyms(t *testing.T) {
+	t.Parallel()
 	p, q := telemetry.Pseudonyms{Secret: []byte("a")}, telemetry.Pseudonyms{Secret: []byte("b")}
-	if p.Workspace("org_1") != p.Workspace("org_1") || p.Workspace("org_1") == q.Workspace("org_1") || p.Workspace("org_1") == p.Workspace("org_2") {
+	if again := p.Workspace("org_1"); p.Workspace("org_1") != again || p.Workspace("org_1") == q.Workspace("org_1") || p.Workspace("org_1") == p.Workspace("org_2") {
 		t.Fatal("pseudonyms must be stable per secret and differ across secrets and ids")
 	}
 	if strings.Contains(p.Workspace("org_1"), "org_1") || !wire.LabelChars.Valid(p.Workspace("org_1")) || !wire.LabelChars.Valid(p.KeyRef("o", "key_1")) {
@@ -169,6 +173,7 @@ func TestPseudonyms(t *testing.T) {
 }
 
 func TestLabel(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"Acme Corp": "Acme-Corp", "  x": "x", "ünï": "n--", "": "", "a.b:c_d-e": "a.b:c_d-e", "---": ""} {
 		if got := telemetry.Label(in); got != want {
 			t.Errorf("Label(%q) = %q, want %q", in, got, want)
@@ -188,6 +193,7 @@ func FuzzLabel(f *testing.F) {
 }
 
 func TestSpool(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, err := telemetry.OpenSpool(dir, 3, 1<<20)
 	if err != nil {
@@ -219,8 +225,13 @@ func TestSpool(t *testing.T) {
 		t.Fatal("spool not empty")
 	}
 	// Bounded by bytes, always keeping the newest.
-	b, _ := telemetry.OpenSpool(t.TempDir(), 100, 10)
-	b.Put(1, []byte("123456"))
+	b, err := telemetry.OpenSpool(t.TempDir(), 100, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(1, []byte("123456")); err != nil {
+		t.Fatal(err)
+	}
 	if n, _ := b.Put(2, []byte("123456")); n != 1 {
 		t.Fatalf("byte bound dropped %d", n)
 	}
@@ -230,6 +241,7 @@ func TestSpool(t *testing.T) {
 }
 
 func TestLedger(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "ledger.jsonl")
 	l := telemetry.NewLedger(path)
 	batch := []byte(`{"schema_version":1,"rows":[]}`)
@@ -239,9 +251,16 @@ func TestLedger(t *testing.T) {
 		}
 	}
 	// A torn last line (crash mid-append) is ignored.
-	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"time":"2026`)
-	f.Close()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"time":"2026`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	got, err := telemetry.ReadLedger(path)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("%d entries, %v", len(got), err)
@@ -276,6 +295,7 @@ func newKeyring(t *testing.T, ks keyring.Store, dir string) *keyring.Keyring {
 }
 
 func TestKeyStoreAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "keys.json")
 	a, err := telemetry.OpenKeyStore(path)
@@ -305,6 +325,7 @@ func TestKeyStoreAcrossProcesses(t *testing.T) {
 }
 
 func TestEnrollRefusesPlainRemoteHTTP(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ks, _ := telemetry.OpenKeyStore(filepath.Join(dir, "keys.json"))
 	kr := newKeyring(t, ks, dir)
@@ -319,6 +340,7 @@ func TestEnrollRefusesPlainRemoteHTTP(t *testing.T) {
 }
 
 func TestSharingOffByDefault(t *testing.T) {
+	t.Parallel()
 	d := telemetry.Dir(t.TempDir())
 	st, err := telemetry.ReadStatus(d, 10, 100)
 	if err != nil || st.Sharing || st.Enrolled {
@@ -355,6 +377,7 @@ func BenchmarkRecordOff(b *testing.B) {
 }
 
 func TestNames(t *testing.T) {
+	t.Parallel()
 	calls := 0
 	n := &telemetry.Names{
 		OrgName: func(_ context.Context, id string) (string, error) {
@@ -387,6 +410,7 @@ func TestNames(t *testing.T) {
 // The telemetry key store keeps what every keyring.Store keeps, the seal
 // counts included, across reopening the file.
 func TestKeyStoreContract(t *testing.T) {
+	t.Parallel()
 	keyringtest.StoreContract(t, func(t *testing.T) keyring.Store {
 		ks, err := telemetry.OpenKeyStore(filepath.Join(t.TempDir(), "keys.json"))
 		if err != nil {

@@ -134,7 +134,7 @@ func benchParse(b *testing.B, parse func(Kind, []byte) (Result, error)) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bb.body)))
 			for b.Loop() {
-				parse(k, bb.body)
+				_, _ = parse(k, bb.body)
 			}
 		})
 	}

@@ -259,6 +259,7 @@ func seedReference(f *testing.F) {
 // TestParseMatchesReference runs the probes, the recorded streams' events
 // and whole recordings through every provider and endpoint pair.
 func TestParseMatchesReference(t *testing.T) {
+	t.Parallel()
 	bodies := referenceCases
 	files, err := filepath.Glob("testdata/*.sse")
 	if err != nil {
@@ -293,6 +294,7 @@ func TestParseMatchesReference(t *testing.T) {
 // TestParseUnsupported checks that kinds Parse does not know fail,
 // whatever the body.
 func TestParseUnsupported(t *testing.T) {
+	t.Parallel()
 	for _, k := range []Kind{0, AnthropicMessages + 1, 255} {
 		for _, body := range []string{`{}`, `x`} {
 			_, err := Parse(k, []byte(body))
@@ -308,6 +310,7 @@ func TestParseUnsupported(t *testing.T) {
 // of the bytes the string scan treats apart, at every offset of its 8-byte
 // words: as a skipped value, as member names, and as map keys.
 func TestParseMatchesReferenceStrings(t *testing.T) {
+	t.Parallel()
 	alphabet := []string{"a", "é", "\xff", `"`, `\`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, "\x01", "\x1f", " ", "u", "0"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 20000 {

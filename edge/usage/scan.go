@@ -175,31 +175,24 @@ func (s *scanner) skipValue(depth int) error {
 // recording whether the level is an array, so deep input costs neither
 // stack growth nor heap.
 func (s *scanner) skipContainer(depth int) error {
-	var isArray [maxDepth/64 + 1]uint64
+	var arrays nesting
 	base := depth
 	for {
 		// A value is expected at the next non-space byte.
 		switch c := s.peek(); c {
 		case '{', '[':
-			depth++
-			if depth > maxDepth {
+			if depth++; depth > maxDepth {
 				return s.errorf("exceeded max depth")
 			}
 			s.off++
-			bit := uint64(1) << (depth % 64)
-			if c == '[' {
-				isArray[depth/64] |= bit
-				if s.peek() != ']' {
-					continue // to the first element
-				}
-			} else {
-				isArray[depth/64] &^= bit
-				if s.peek() != '}' {
+			arrays.set(depth, c == '[')
+			if s.peek() != closing(c == '[') {
+				if c == '{' {
 					if err := s.memberName(); err != nil {
 						return err
 					}
-					continue // to the first member's value
 				}
+				continue // to the first element or member's value
 			}
 			s.off++ // an empty container
 			depth--
@@ -213,7 +206,7 @@ func (s *scanner) skipContainer(depth int) error {
 			if depth == base {
 				return nil
 			}
-			array := isArray[depth/64]&(uint64(1)<<(depth%64)) != 0
+			array := arrays.array(depth)
 			c := s.peek()
 			if c == ',' {
 				s.off++
@@ -224,17 +217,45 @@ func (s *scanner) skipContainer(depth int) error {
 				}
 				break
 			}
-			if array && c == ']' || !array && c == '}' {
-				s.off++
-				depth--
-				continue
+			if c != closing(array) {
+				return s.afterValueError(array)
 			}
-			if array {
-				return s.errorf("want ',' or ']' after array element")
-			}
-			return s.errorf("want ',' or '}' after object member")
+			s.off++
+			depth--
 		}
 	}
+}
+
+// nesting records, one bit per level, which of the open containers are
+// arrays.
+type nesting [maxDepth/64 + 1]uint64
+
+func (n *nesting) set(depth int, array bool) {
+	bit := uint64(1) << (depth % 64)
+	if array {
+		n[depth/64] |= bit
+	} else {
+		n[depth/64] &^= bit
+	}
+}
+
+func (n *nesting) array(depth int) bool {
+	return n[depth/64]&(uint64(1)<<(depth%64)) != 0
+}
+
+// closing returns the byte that closes an array or an object.
+func closing(array bool) byte {
+	if array {
+		return ']'
+	}
+	return '}'
+}
+
+func (s *scanner) afterValueError(array bool) error {
+	if array {
+		return s.errorf("want ',' or ']' after array element")
+	}
+	return s.errorf("want ',' or '}' after object member")
 }
 
 // memberName checks and moves past a member name at the next non-space

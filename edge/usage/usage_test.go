@@ -14,6 +14,7 @@ var unknown = edge.Count{}
 func k(n int64) edge.Count { return edge.Known(n) }
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		kind Kind
@@ -211,6 +212,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		kind  Kind
@@ -278,6 +280,7 @@ func stripNames(evs []sseEvent) []sseEvent {
 }
 
 func TestStreamRecorded(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		kind      Kind
@@ -365,6 +368,7 @@ func equalInts(a, b []int) bool {
 }
 
 func TestStreamEvents(t *testing.T) {
+	t.Parallel()
 	type ev struct {
 		event, data string
 		usageOnly   bool
@@ -470,6 +474,7 @@ func TestStreamEvents(t *testing.T) {
 }
 
 func TestParseCount(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in string
 		n  int64
@@ -497,6 +502,7 @@ func TestParseCount(t *testing.T) {
 }
 
 func TestValueOf(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ data, want string }{
 		{`{"usage":{"a":1}}`, `{"a":1}}`},
 		{`{"usage" :  null}`, `null}`},

@@ -10,6 +10,7 @@ import (
 // customer's network, so it depends on neither the edge nor the control
 // plane.
 func TestImportsNeitherBinary(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", "../...").Output()
 	if err != nil {
 		t.Fatal(err)

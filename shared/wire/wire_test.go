@@ -51,6 +51,7 @@ func mustEncode(t testing.TB, b *UsageBatch) []byte {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	b := validBatch()
 	got, err := Decode(mustEncode(t, b))
 	if err != nil {
@@ -145,6 +146,7 @@ func rejectCases() []rejectCase {
 }
 
 func TestDecodeRejects(t *testing.T) {
+	t.Parallel()
 	for _, tc := range rejectCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := Decode(tc.data(t))
@@ -161,6 +163,7 @@ func TestDecodeRejects(t *testing.T) {
 // TestErrorsDoNotQuoteInput: a rejected value never appears in the error
 // text, so logging a rejection cannot leak what an edge tried to send.
 func TestErrorsDoNotQuoteInput(t *testing.T) {
+	t.Parallel()
 	secret := "SECRETxPROMPTxTEXT"
 	for _, data := range [][]byte{
 		edit(t, func(m map[string]any) { row0(m)["model"] = secret + " with spaces" }),
@@ -176,6 +179,7 @@ func TestErrorsDoNotQuoteInput(t *testing.T) {
 }
 
 func TestSubject(t *testing.T) {
+	t.Parallel()
 	org, edge, err := ParseSubject(Subject("org_a1", "edge_b2"))
 	if err != nil || org != "org_a1" || edge != "edge_b2" {
 		t.Fatalf("ParseSubject(Subject) = %q, %q, %v", org, edge, err)
@@ -191,6 +195,7 @@ func TestSubject(t *testing.T) {
 }
 
 func TestLatencyBucket(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		d    time.Duration
 		want int
@@ -205,6 +210,7 @@ func TestLatencyBucket(t *testing.T) {
 }
 
 func TestClassOf(t *testing.T) {
+	t.Parallel()
 	for status, want := range map[int]StatusClass{0: StatusError, 101: Status1xx, 200: Status2xx, 304: Status3xx, 429: Status4xx, 502: Status5xx, 600: StatusError} {
 		if got := ClassOf(status); got != want {
 			t.Errorf("ClassOf(%d) = %s, want %s", status, got, want)
@@ -287,6 +293,7 @@ func generateSchema(t *testing.T) []byte {
 }
 
 func TestSchemaGolden(t *testing.T) {
+	t.Parallel()
 	want := generateSchema(t)
 	if *update {
 		if err := os.WriteFile(schemaPath, want, 0o644); err != nil {
@@ -306,6 +313,7 @@ func TestSchemaGolden(t *testing.T) {
 // validator on the same inputs as Decode: both accept the valid batch and
 // both reject every case the schema can express.
 func TestSchemaAgreesWithDecode(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(schemaPath)
 	if err != nil {
 		t.Fatal(err)

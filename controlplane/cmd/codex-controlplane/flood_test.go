@@ -201,7 +201,9 @@ func (f *loginForm) post(email, password string) int {
 		f.t.Errorf("login: %v", err)
 		return 0
 	}
-	io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		f.t.Errorf("login: read body: %v", err)
+	}
 	resp.Body.Close()
 	f.retryAfter = resp.Header.Get("Retry-After")
 	if resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/login" {

@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -150,7 +152,9 @@ func TestSecretsKey(t *testing.T) {
 	dir := t.TempDir()
 	keyHex := strings.Repeat("5a", 32)
 	keyFile := filepath.Join(t.TempDir(), "kek")
-	os.WriteFile(keyFile, []byte(keyHex+"\n"), 0o600)
+	if err := os.WriteFile(keyFile, []byte(keyHex+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -209,8 +213,19 @@ func TestServe(t *testing.T) {
 // TLS 1.3 only.
 func TestServeTLS(t *testing.T) {
 	cert, key := selfSigned(t)
-	serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t),
-		"CODEX_LOG_LEVEL": "warn", "CODEX_TLS_CERT": cert, "CODEX_TLS_KEY": key})
+	logs := serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t),
+		"CODEX_LOG_LEVEL": "info", "CODEX_TLS_CERT": cert, "CODEX_TLS_KEY": key})
+	// serve prints its certificate's key pin, for CODEX_CONTROLPLANE_PINS.
+	pemData, _ := os.ReadFile(cert)
+	block, _ := pem.Decode(pemData)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	if want := `"pin":"` + base64.StdEncoding.EncodeToString(sum[:]) + `"`; !strings.Contains(logs, want) {
+		t.Errorf("serve did not log its key pin %s", want)
+	}
 }
 
 func selfSigned(t *testing.T) (certFile, keyFile string) {
@@ -225,8 +240,12 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	kder, _ := x509.MarshalECPrivateKey(key)
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return certFile, keyFile
 }
 
@@ -434,7 +453,11 @@ func TestServePostgres(t *testing.T) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)")
+	defer func() {
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", db, err)
+		}
+	}()
 	withDB := func(raw string) string {
 		u, err := url.Parse(raw)
 		if err != nil {

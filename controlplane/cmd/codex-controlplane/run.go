@@ -32,6 +32,7 @@ import (
 	"github.com/persiv/codex/controlplane/sealer/awskms"
 	"github.com/persiv/codex/controlplane/store/postgres"
 	"github.com/persiv/codex/controlplane/store/sqlite"
+	"github.com/persiv/codex/controlplane/totp"
 )
 
 const usage = `usage:
@@ -41,7 +42,9 @@ const usage = `usage:
   codex-controlplane enroll-token create --org ORG [--ttl 24h]           (prints the token)
   codex-controlplane nats-config [--resolver-dir DIR]                    (server config for an external NATS)
   codex-controlplane migrate                                             (Postgres: apply migrations as the owner)
-Every command takes --config FILE; every key is overridable by CODEX_<KEY>.
+  codex-controlplane staff create --email EMAIL                          (password on stdin; prints the TOTP otpauth:// URI once)
+  codex-controlplane staff disable --email EMAIL                         (ends its sessions and grants at once)
+ORG is an org id or an org name. Every command takes --config FILE; every key is overridable by CODEX_<KEY>.
 `
 
 // errUsage marks a command-line mistake: exit status 2.
@@ -69,21 +72,27 @@ func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
 }
 
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool)) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool)) (err error) {
 	if len(args) == 0 {
 		return errUsage
 	}
 	cmd, rest := args[0], args[1:]
-	if cmd == "orgs" || cmd == "users" || cmd == "enroll-token" {
+	switch cmd {
+	case "orgs", "users", "enroll-token":
 		if len(rest) == 0 || rest[0] != "create" {
 			return usageErr("%s: only 'create' exists", cmd)
 		}
 		cmd, rest = cmd+" create", rest[1:]
+	case "staff":
+		if len(rest) == 0 || (rest[0] != "create" && rest[0] != "disable") {
+			return usageErr("staff: 'create' or 'disable'")
+		}
+		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("config", "", "YAML configuration file")
-	org := fs.String("org", "", "org id")
+	org := fs.String("org", "", "org id or name")
 	email := fs.String("email", "", "user email")
 	role := fs.String("role", "", "owner, admin or viewer")
 	ttl := fs.Duration("ttl", 24*time.Hour, "token lifetime")
@@ -104,7 +113,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return postgres.Migrate(ctx, cfg.DatabaseURL, cfg.DatabaseAppRole)
 	case "nats-config":
-		auth, err := openAuthority(ctx, cfg, newLogger(stderr, cfg.LogLevel))
+		auth, _, err := openAuthority(ctx, cfg, newLogger(stderr, cfg.LogLevel))
 		if err != nil {
 			return err
 		}
@@ -116,7 +125,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore(store, &err)
 	now := time.Now().UTC()
 	switch cmd {
 	case "orgs create":
@@ -133,6 +142,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if *org == "" || !validEmail(*email) || !r.Valid() || fs.NArg() != 0 {
 			return usageErr("users create: need --org, a valid --email and --role owner|admin|viewer")
 		}
+		o, err := findOrg(ctx, store, *org)
+		if err != nil {
+			return err
+		}
 		pw, err := readPassword(stdin)
 		if err != nil {
 			return err
@@ -141,7 +154,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if err != nil {
 			return err
 		}
-		u := controlplane.User{ID: controlplane.NewID("usr"), OrgID: *org, Email: strings.ToLower(*email), Role: r, PasswordHash: hash, CreatedAt: now}
+		u := controlplane.User{ID: controlplane.NewID("usr"), OrgID: o.ID, Email: strings.ToLower(*email), Role: r, PasswordHash: hash, CreatedAt: now}
 		if err := store.CreateUser(ctx, u); err != nil {
 			return err
 		}
@@ -150,15 +163,98 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if *org == "" || fs.NArg() != 0 {
 			return usageErr("enroll-token create: need --org")
 		}
-		tok, err := (&enroll.Service{Store: store}).CreateToken(ctx, *org, *ttl)
+		o, err := findOrg(ctx, store, *org)
+		if err != nil {
+			return err
+		}
+		tok, err := (&enroll.Service{Store: store}).CreateToken(ctx, o.ID, *ttl)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, tok)
+	case "staff create":
+		if !validEmail(*email) || fs.NArg() != 0 {
+			return usageErr("staff create: need a valid --email")
+		}
+		return createStaff(ctx, cfg, store, strings.ToLower(*email), stdin, stdout, stderr, now)
+	case "staff disable":
+		if !validEmail(*email) || fs.NArg() != 0 {
+			return usageErr("staff disable: need a valid --email")
+		}
+		st, err := store.StaffByEmail(ctx, strings.ToLower(*email))
+		if errors.Is(err, controlplane.ErrNotFound) {
+			return fmt.Errorf("no staff account %s", *email)
+		}
+		if err != nil {
+			return err
+		}
+		if err := store.DisableStaff(ctx, st.ID, now); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "staff account %s (%s) disabled: its sessions, requests and grants have ended\n", st.Email, st.ID)
 	default:
 		return usageErr("unknown command %q", cmd)
 	}
 	return nil
+}
+
+// findOrg accepts an org id or an org name. Names need not be unique: a
+// name shared by several orgs is refused, with their ids.
+func findOrg(ctx context.Context, store controlplane.Store, ref string) (controlplane.Org, error) {
+	if o, err := store.Org(ctx, ref); err == nil {
+		return o, nil
+	} else if !errors.Is(err, controlplane.ErrNotFound) {
+		return controlplane.Org{}, err
+	}
+	orgs, err := store.OrgsByName(ctx, ref)
+	if err != nil {
+		return controlplane.Org{}, err
+	}
+	switch len(orgs) {
+	case 0:
+		return controlplane.Org{}, fmt.Errorf("no org with the id or name %q", ref)
+	case 1:
+		return orgs[0], nil
+	}
+	ids := make([]string, len(orgs))
+	for i, o := range orgs {
+		ids[i] = o.ID
+	}
+	return controlplane.Org{}, fmt.Errorf("%d orgs are named %q: give the id (%s)", len(orgs), ref, strings.Join(ids, ", "))
+}
+
+// createStaff makes a staff account with the password read from stdin
+// and a new TOTP secret, sealed at rest; the secret's otpauth:// URI is
+// printed once, for the staff member's authenticator app.
+func createStaff(ctx context.Context, cfg config.Config, store controlplane.Store, email string, stdin io.Reader, stdout, stderr io.Writer, now time.Time) error {
+	pw, err := readPassword(stdin)
+	if err != nil {
+		return err
+	}
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return err
+	}
+	seal, err := openSealer(ctx, cfg, newLogger(stderr, cfg.LogLevel))
+	if err != nil {
+		return err
+	}
+	secret, uri, err := totp.New(email)
+	if err != nil {
+		return err
+	}
+	st := controlplane.Staff{ID: controlplane.NewID("stf"), Email: email, PasswordHash: hash, CreatedAt: now}
+	if st.TOTPSecret, err = seal.Seal(ctx, sealer.Binding{Purpose: controlplane.StaffTOTPPurpose, Name: "staff/" + st.ID}, []byte(secret)); err != nil {
+		return fmt.Errorf("seal the TOTP secret: %w", err)
+	}
+	if err := store.CreateStaff(ctx, st); err != nil {
+		if errors.Is(err, controlplane.ErrConflict) {
+			return fmt.Errorf("a staff account %s exists already", email)
+		}
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, uri)
+	return err
 }
 
 func validEmail(s string) bool {
@@ -180,14 +276,16 @@ func readPassword(r io.Reader) (string, error) {
 }
 
 // openAuthority opens the NATS authority kept in the data directory, its
-// seeds sealed with the configured key.
-func openAuthority(ctx context.Context, cfg config.Config, log *slog.Logger) (*natsauth.Authority, error) {
+// seeds sealed with the configured key, and returns it with that sealer
+// (which also seals the staff's TOTP secrets).
+func openAuthority(ctx context.Context, cfg config.Config, log *slog.Logger) (*natsauth.Authority, *sealer.Sealer, error) {
 	s, err := openSealer(ctx, cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return natsauth.Open(ctx, filepath.Join(cfg.DataDir, "nats", "keys"), natsauth.Options{
+	auth, err := natsauth.Open(ctx, filepath.Join(cfg.DataDir, "nats", "keys"), natsauth.Options{
 		Sealer: s, Limits: natsauth.Limits{MaxStorage: cfg.NATSAccountMaxStorage}})
+	return auth, s, err
 }
 
 // openSealer builds the sealer of the control plane's secrets from
@@ -231,6 +329,14 @@ func openSealer(ctx context.Context, cfg config.Config, log *slog.Logger) (*seal
 	return sealer.New(kp), nil
 }
 
+// closeStore closes st, and reports its error unless *err already holds
+// the first one.
+func closeStore(st controlplane.Store, err *error) {
+	if cerr := st.Close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("close store: %w", cerr)
+	}
+}
+
 func openStore(ctx context.Context, cfg config.Config) (controlplane.Store, error) {
 	if cfg.DatabaseURL != "" {
 		return postgres.Open(ctx, cfg.DatabaseURL)
@@ -267,7 +373,7 @@ func memoryLimit(cfg config.Config, getenv func(string) (string, bool)) (int64, 
 	return limit, true
 }
 
-func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func(string) (string, bool)) error {
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func(string) (string, bool)) (err error) {
 	log := newLogger(stderr, cfg.LogLevel)
 	if limit, set := memoryLimit(cfg, getenv); set {
 		log.Info("Go soft memory limit set", "bytes", limit, "hint", "set GOMEMLIMIT to choose another")
@@ -278,20 +384,28 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 		if tlsConf, err = httpapi.TLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return err
 		}
+		pins, err := httpapi.Pins(tlsConf)
+		if err != nil {
+			return err
+		}
+		// Edges that pin this control plane list the leaf's pin (or a
+		// CA's, further down the chain) and a backup's in
+		// CODEX_CONTROLPLANE_PINS.
+		log.Info("TLS certificate key pins, leaf first: for the edges' CODEX_CONTROLPLANE_PINS, with a backup key's pin", "pin", pins[0], "chain_pins", pins[1:])
 	}
 	// Refuse a plain non-loopback listener before starting anything.
 	ln, err := httpapi.Listen(cfg.ControlplaneListen, tlsConf)
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // for the early returns: serving closes it
 
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	auth, err := openAuthority(ctx, cfg, log)
+	defer closeStore(store, &err)
+	auth, seal, err := openAuthority(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -367,6 +481,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- ing.Run(ctx) }()
 	go prune(ctx, store, controlplane.Retention{Minute: cfg.RetainMinutes, Hour: cfg.RetainHours, Day: cfg.RetainDays}, log)
+	go expireAccess(ctx, store, log)
 
 	publicURL := cfg.NATSPublicURL
 	if publicURL == "" {
@@ -377,8 +492,13 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 	if err != nil {
 		return err
 	}
+	staffKey, err := dashboard.LoadOrCreateKey(filepath.Join(cfg.DataDir, "dashboard", "staff-session.key"))
+	if err != nil {
+		return err
+	}
 	dash, err := dashboard.New(dashboard.Config{Store: store, Enroll: enrollSvc, Key: key, Log: log,
-		LoginRate: cfg.LoginRate, LoginBurst: cfg.LoginBurst, PasswordHashers: cfg.PasswordHashers, PasswordHashWait: cfg.PasswordHashWait})
+		LoginRate: cfg.LoginRate, LoginBurst: cfg.LoginBurst, PasswordHashers: cfg.PasswordHashers, PasswordHashWait: cfg.PasswordHashWait,
+		StaffKey: staffKey, Sealer: seal, IngestStats: ing.Stats})
 	if err != nil {
 		return err
 	}
@@ -426,6 +546,31 @@ func connect(url string, creds []byte, name string, log *slog.Logger, extra ...n
 		return nil, fmt.Errorf("connect to nats as %s: %w", name, err)
 	}
 	return nc, nil
+}
+
+// ExpireEvery is how often serve ends break-glass grants past their
+// expiry (and requests unapproved for controlplane.RequestTTL), logging
+// each in its org's access log. A grant past its expiry is refused at once
+// anyway: reads check it.
+const ExpireEvery = time.Minute
+
+func expireAccess(ctx context.Context, store controlplane.Store, log *slog.Logger) {
+	t := time.NewTicker(ExpireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := store.ExpireAccess(ctx, time.Now().UTC())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("expire break-glass access", "err", err)
+		case n > 0:
+			log.Info("break-glass access expired", "ended", n)
+		}
+	}
 }
 
 // prune applies retention hourly.

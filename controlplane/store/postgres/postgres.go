@@ -24,22 +24,25 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/store/staffsql"
 	"github.com/persiv/codex/controlplane/store/usagesql"
 	"github.com/persiv/codex/schemas"
 	"github.com/persiv/codex/shared/wire"
 )
 
 // TenantTables are the tables under forced row-level security.
-var TenantTables = []string{"orgs", "users", "enroll_tokens", "edges", "usage_batches", "usage_minute", "usage_hour", "usage_day", "invites"}
+var TenantTables = []string{"orgs", "users", "enroll_tokens", "edges", "usage_batches", "usage_minute", "usage_hour", "usage_day", "invites",
+	"access_requests", "access_approvals", "access_log"}
 
 // Migrate applies the migrations as the owner (ownerURL) and grants the
-// application role row access to the tenant tables and the prune function.
+// application role row access to the tenant tables, the prune and staff
+// functions, and only reading and appending to the access log.
 func Migrate(ctx context.Context, ownerURL, appRole string) error {
 	db, err := sql.Open("pgx", ownerURL)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // used only to migrate
 	p, err := goose.NewProvider(goose.DialectPostgres, db, schemas.ControlplanePostgres())
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -52,6 +55,14 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 		"GRANT USAGE ON SCHEMA public TO " + role,
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day, invites TO " + role,
 		"GRANT EXECUTE ON FUNCTION codex_prune(timestamptz, interval, interval, interval) TO " + role,
+		// Staff accounts are records: never deleted, only disabled.
+		"GRANT SELECT, INSERT, UPDATE ON staff, access_requests TO " + role,
+		"GRANT SELECT, INSERT ON access_approvals TO " + role,
+		// The access log is append-only: no UPDATE, DELETE or TRUNCATE,
+		// besides the trigger that refuses them to every role.
+		"REVOKE ALL ON access_log FROM " + role,
+		"GRANT SELECT, INSERT ON access_log TO " + role,
+		"GRANT EXECUTE ON FUNCTION codex_staff_orgs() TO " + role,
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate: grant to %s: %w", appRole, err)
@@ -62,6 +73,7 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 
 // Store is a controlplane.Store on a pgx pool.
 type Store struct {
+	staffsql.Store
 	pool *pgxpool.Pool
 }
 
@@ -78,7 +90,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, Store: staffsql.Store{DB: staffDB{pool}, Dialect: staffDialect}}, nil
 }
 
 // checkRole refuses a connection role that could get around row-level
@@ -163,13 +175,6 @@ func mapErr(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-func nullTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
-
 func fromNull(t *time.Time) time.Time {
 	if t == nil {
 		return time.Time{}
@@ -179,8 +184,14 @@ func fromNull(t *time.Time) time.Time {
 
 // CreateOrg stores a new org.
 func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
+	if o.Plan == "" {
+		o.Plan = controlplane.PlanFree
+	}
+	if !o.Plan.Valid() {
+		return fmt.Errorf("create org: plan %q: %w", o.Plan, controlplane.ErrInvalid)
+	}
 	return mapErr("create org", s.inOrg(ctx, o.ID, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`, o.ID, o.Name, o.CreatedAt)
+		_, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at, plan, break_glass) VALUES ($1, $2, $3, $4, $5)`, o.ID, o.Name, o.CreatedAt, string(o.Plan), o.BreakGlass)
 		return err
 	}))
 }
@@ -188,10 +199,11 @@ func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
 // Org returns an org by id.
 func (s *Store) Org(ctx context.Context, id string) (controlplane.Org, error) {
 	o := controlplane.Org{ID: id}
+	var plan string
 	err := s.inOrg(ctx, id, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT name, created_at FROM orgs WHERE id = $1`, id).Scan(&o.Name, &o.CreatedAt)
+		return tx.QueryRow(ctx, `SELECT name, created_at, plan, break_glass FROM orgs WHERE id = $1`, id).Scan(&o.Name, &o.CreatedAt, &plan, &o.BreakGlass)
 	})
-	o.CreatedAt = o.CreatedAt.UTC()
+	o.CreatedAt, o.Plan = o.CreatedAt.UTC(), controlplane.Plan(plan)
 	return o, mapErr("org", err)
 }
 

@@ -73,7 +73,9 @@ func freshDB(tb testing.TB) (owner, app string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			tb.Logf("drop test database %s: %v", name, err)
+		}
 		admin.Close(context.Background())
 	})
 	owner, app = withDB(ownerURL, name), withDB(appURL, name)
@@ -219,7 +221,9 @@ func TestNoOrgSeesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	tx.Exec(ctx, `SELECT set_config('app.org_id', $1, true)`, other)
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.org_id', $1, true)`, other); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO edges (id, org_id, name, version, public_key, created_at) VALUES ('edge_x', $1, 'x', '1', 'Ux', now())`, org); err == nil {
 		t.Fatal("wrote a row for another org")
 	}

@@ -145,8 +145,12 @@ func newCluster(t *testing.T) *cluster {
 		return b, err
 	}
 	t.Cleanup(func() {
-		run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-		os.RemoveAll(base)
+		if out, err := run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
+			t.Logf("pg_ctl stop: %v\n%s", err, out)
+		}
+		if err := os.RemoveAll(base); err != nil {
+			t.Logf("remove the cluster: %v", err)
+		}
 	})
 	for _, d := range []string{data, sock} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

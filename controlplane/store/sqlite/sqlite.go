@@ -17,6 +17,7 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/store/staffsql"
 	"github.com/persiv/codex/controlplane/store/usagesql"
 	"github.com/persiv/codex/schemas"
 	"github.com/persiv/codex/shared/wire"
@@ -24,6 +25,7 @@ import (
 
 // Store is a controlplane.Store backed by one SQLite file.
 type Store struct {
+	staffsql.Store
 	db *sql.DB
 	// stmts caches prepared upserts by table and row count: parsing the
 	// statement otherwise takes as long as running it.
@@ -45,7 +47,7 @@ func (s *Store) upsert(ctx context.Context, table string, n int) (*sql.Stmt, err
 		return nil, err
 	}
 	if v, loaded := s.stmts.LoadOrStore(k, st); loaded {
-		st.Close()
+		_ = st.Close() //nolint:sqlclosecheck // the other goroutine's statement won; this one was never used
 		return v.(*sql.Stmt), nil
 	}
 	return st, nil
@@ -62,7 +64,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
 	// WAL lets readers run beside the writer; immediate transactions take
 	// the write lock up front, so two writers wait instead of deadlocking.
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
@@ -73,20 +77,26 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	p, err := goose.NewProvider(goose.DialectSQLite3, db, schemas.ControlplaneSQLite())
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
 	if _, err := p.Up(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("migrate sqlite: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, Store: staffsql.Store{DB: staffDB{db}, Dialect: staffDialect}}, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
-	return s.db.Close()
+	var errs []error
+	s.stmts.Range(func(_, v any) bool {
+		if err := v.(*sql.Stmt).Close(); err != nil {
+			errs = append(errs, err)
+		}
+		return true
+	})
+	return errors.Join(append(errs, s.db.Close())...)
 }
 
 // Ping checks the database answers.
@@ -101,13 +111,6 @@ func fromUnix(n sql.NullInt64) time.Time {
 	return time.Unix(n.Int64, 0).UTC()
 }
 
-func nullUnix(t time.Time) sql.NullInt64 {
-	if t.IsZero() {
-		return sql.NullInt64{}
-	}
-	return sql.NullInt64{Int64: t.Unix(), Valid: true}
-}
-
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
@@ -118,7 +121,14 @@ func isForeignKey(err error) bool {
 
 // CreateOrg stores a new org.
 func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`, o.ID, o.Name, unix(o.CreatedAt))
+	if o.Plan == "" {
+		o.Plan = controlplane.PlanFree
+	}
+	if !o.Plan.Valid() {
+		return fmt.Errorf("create org: plan %q: %w", o.Plan, controlplane.ErrInvalid)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at, plan, break_glass) VALUES (?, ?, ?, ?, ?)`,
+		o.ID, o.Name, unix(o.CreatedAt), string(o.Plan), o.BreakGlass)
 	if isUnique(err) {
 		return fmt.Errorf("create org: %w", controlplane.ErrConflict)
 	}
@@ -132,14 +142,19 @@ func (s *Store) CreateOrg(ctx context.Context, o controlplane.Org) error {
 func (s *Store) Org(ctx context.Context, id string) (controlplane.Org, error) {
 	o := controlplane.Org{ID: id}
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT name, created_at FROM orgs WHERE id = ?`, id).Scan(&o.Name, &created)
+	var plan string
+	var bg sql.NullBool
+	err := s.db.QueryRowContext(ctx, `SELECT name, created_at, plan, break_glass FROM orgs WHERE id = ?`, id).Scan(&o.Name, &created, &plan, &bg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, fmt.Errorf("org: %w", controlplane.ErrNotFound)
 	}
 	if err != nil {
 		return o, fmt.Errorf("org: %w", err)
 	}
-	o.CreatedAt = time.Unix(created, 0).UTC()
+	o.CreatedAt, o.Plan = time.Unix(created, 0).UTC(), controlplane.Plan(plan)
+	if bg.Valid {
+		o.BreakGlass = &bg.Bool
+	}
 	return o, nil
 }
 
@@ -301,6 +316,7 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 			if err != nil {
 				return false, fmt.Errorf("ingest batch: %w", err)
 			}
+			//nolint:sqlclosecheck // a transaction's statement closes with the transaction
 			if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 				return false, fmt.Errorf("ingest batch: %w", err)
 			}
@@ -367,6 +383,7 @@ func (s *Store) Prune(ctx context.Context, r controlplane.Retention, now time.Ti
 		table string
 		keep  time.Duration
 	}{{"usage_minute", r.Minute}, {"usage_hour", r.Hour}, {"usage_day", r.Day}} {
+		//nolint:gosec // G202: p.table is one of the three names above.
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM `+p.table+` WHERE ts < ?`, unix(now.Add(-p.keep))); err != nil {
 			return fmt.Errorf("prune %s: %w", p.table, err)
 		}

@@ -23,15 +23,21 @@ func TestGetSetDelete(t *testing.T) {
 	if _, err := b.Get(ctx, "k"); !errors.Is(err, cache.ErrMiss) {
 		t.Fatalf("empty: %v", err)
 	}
-	b.Set(ctx, "k", []byte("v"), time.Minute)
+	if err := b.Set(ctx, "k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	if v, err := b.Get(ctx, "k"); err != nil || !bytes.Equal(v, []byte("v")) {
 		t.Fatalf("get: %q %v", v, err)
 	}
-	b.Delete(ctx, "k")
+	if err := b.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := b.Get(ctx, "k"); !errors.Is(err, cache.ErrMiss) {
 		t.Fatalf("after delete: %v", err)
 	}
-	b.Set(ctx, "short", []byte("v"), 50*time.Millisecond)
+	if err := b.Set(ctx, "short", []byte("v"), 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(60 * time.Millisecond)
 	if _, err := b.Get(ctx, "short"); !errors.Is(err, cache.ErrMiss) {
 		t.Fatalf("after its TTL: %v", err)
@@ -49,7 +55,9 @@ func TestBudget(t *testing.T) {
 	ctx := context.Background()
 	val := make([]byte, 1024)
 	for i := range 1000 {
-		b.Set(ctx, fmt.Sprintf("key-%04d", i), val, time.Hour)
+		if err := b.Set(ctx, fmt.Sprintf("key-%04d", i), val, time.Hour); err != nil {
+			t.Fatal(err)
+		}
 	}
 	held := 0
 	for i := range 1000 {
@@ -81,13 +89,17 @@ func TestMemoryBoundedByBudget(t *testing.T) {
 		return m.HeapAlloc
 	}
 	for i := range 20000 { // fill the budget first
-		b.Set(ctx, fmt.Sprintf("warm-%07d", i), val, time.Hour)
+		if err := b.Set(ctx, fmt.Sprintf("warm-%07d", i), val, time.Hour); err != nil {
+			t.Fatal(err)
+		}
 	}
 	before := heap()
 	// Lifetimes spread over many hours, as stores made over hours are:
 	// ristretto's index keeps a map per 5 s of expiry times.
 	for i := range 300000 {
-		b.Set(ctx, fmt.Sprintf("key-%07d", i), val, time.Hour+time.Duration(i%50000)*5*time.Second)
+		if err := b.Set(ctx, fmt.Sprintf("key-%07d", i), val, time.Hour+time.Duration(i%50000)*5*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	after := heap()
 	if grew := int64(after) - int64(before); grew > 4<<20 {

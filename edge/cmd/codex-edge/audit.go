@@ -212,23 +212,22 @@ func (e *env) auditShow(args []string) error {
 			}
 			return contentErr
 		}
-		e.printEvent(it, ev)
+		if err := e.printEvent(it, ev); err != nil {
+			return err
+		}
 		if contentErr != nil {
 			return contentErr
 		}
 		if len(ev.Content) > 0 {
 			// Verbatim: the bytes as the client sent and received them.
-			fmt.Fprintf(e.stdout, "request (%d bytes):\n", len(content.Request))
-			e.stdout.Write(content.Request)
-			fmt.Fprintf(e.stdout, "\nresponse (%d bytes):\n", len(content.Response))
-			e.stdout.Write(content.Response)
-			fmt.Fprintln(e.stdout)
+			fmt.Fprintf(e.stdout, "request (%d bytes):\n%s\nresponse (%d bytes):\n%s\n",
+				len(content.Request), content.Request, len(content.Response), content.Response)
 		}
 		return nil
 	})
 }
 
-func (e *env) printEvent(it audit.Item, ev edge.AuditEvent) {
+func (e *env) printEvent(it audit.Item, ev edge.AuditEvent) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	row := func(k string, v any) {
 		if s := fmt.Sprint(v); s != "" && s != "0" {
@@ -265,7 +264,7 @@ func (e *env) printEvent(it audit.Item, ev edge.AuditEvent) {
 		row("response_digest", hex.EncodeToString(ev.ResponseDigest))
 	}
 	row("hash", hex.EncodeToString(ev.Hash))
-	tw.Flush()
+	return tw.Flush()
 }
 
 func (e *env) auditVerify(args []string) error {

@@ -53,7 +53,9 @@ func (e *env) cryptoStatus(args []string) error {
 				if !k.RewrappedAt.IsZero() {
 					m["rewrapped_at"] = k.RewrappedAt
 				}
-				enc.Encode(m)
+				if err := enc.Encode(m); err != nil {
+					return err
+				}
 			}
 			return nil
 		}

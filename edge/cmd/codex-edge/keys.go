@@ -70,7 +70,9 @@ func (e *env) keysList(args []string) error {
 				if !k.RevokedAt.IsZero() {
 					m["revoked_at"] = k.RevokedAt
 				}
-				enc.Encode(m)
+				if err := enc.Encode(m); err != nil {
+					return err
+				}
 			}
 			return nil
 		}

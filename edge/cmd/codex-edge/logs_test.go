@@ -335,7 +335,9 @@ func send(t *testing.T, method, u, key, body string) int {
 		t.Fatalf("%s %s: %v", method, u, err)
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatalf("%s %s: read body: %v", method, u, err)
+	}
 	return resp.StatusCode
 }
 

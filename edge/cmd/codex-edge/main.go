@@ -1,7 +1,7 @@
 // Command codex-edge is the persīv codex gateway run inside the customer's
 // network. `codex-edge serve` runs it; the other subcommands manage orgs,
-// gateway keys and provider settings in the same data directory or
-// database that serve uses.
+// gateway keys, provider settings and memories in the same data directory
+// or database that serve uses.
 package main
 
 import (
@@ -37,6 +37,10 @@ Usage:
   codex-edge crypto shred --org ORG --yes
   codex-edge telemetry enroll --url URL --token TOKEN [--name NAME]
   codex-edge telemetry on|off|status|ledger [--json]
+  codex-edge memory set --org ORG [--key KEY] --name NAME (--file PATH | --stdin)
+  codex-edge memory list --org ORG [--json]
+  codex-edge memory show --org ORG [--key KEY] NAME
+  codex-edge memory rm --org ORG [--key KEY] NAME
   codex-edge audit level --org ORG [--key KEY] [none|hash|full]
   codex-edge audit list --org ORG [--since RFC3339] [--json]
   codex-edge audit show EVENT_ID [--json]
@@ -45,7 +49,7 @@ Usage:
 
 Every subcommand takes --config FILE (or CODEX_CONFIG) and reads CODEX_*
 variables, so it acts on the same data directory or database as serve.
-ORG is an org id or name.
+ORG is an org id or name; KEY a key id.
 
 Postgres (CODEX_DATABASE_URL): run "codex-edge migrate" with the owner
 role's URL (in CODEX_DATABASE_URL or CODEX_DATABASE_OWNER_URL); it grants
@@ -79,7 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd, rest := args[0], args[1:]
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		switch cmd {
-		case "orgs", "keys", "providers", "crypto", "telemetry", "audit":
+		case "orgs", "keys", "providers", "crypto", "telemetry", "memory", "audit":
 			cmd, rest = cmd+" "+rest[0], rest[1:]
 		}
 	}
@@ -119,6 +123,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.telemetryStatus(rest)
 	case "telemetry ledger":
 		err = e.telemetryLedger(rest)
+	case "memory set":
+		err = e.memorySet(rest)
+	case "memory list":
+		err = e.memoryList(rest)
+	case "memory show":
+		err = e.memoryShow(rest)
+	case "memory rm":
+		err = e.memoryRm(rest)
 	case "audit level":
 		err = e.auditLevel(rest)
 	case "audit list":
@@ -192,6 +204,7 @@ func (e *env) config(f *flags) (config.Config, error) {
 
 func (e *env) logger(cfg config.Config) *slog.Logger {
 	var lvl slog.Level
-	lvl.UnmarshalText([]byte(cfg.LogLevel))
+	// config.Load has checked the level; an unknown one would stay at info.
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
 }

@@ -53,7 +53,9 @@ func (e *env) orgsList(args []string) error {
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, o := range orgs {
-				enc.Encode(map[string]any{"id": o.ID, "name": o.Name, "created_at": o.CreatedAt})
+				if err := enc.Encode(map[string]any{"id": o.ID, "name": o.Name, "created_at": o.CreatedAt}); err != nil {
+					return err
+				}
 			}
 			return nil
 		}

@@ -85,8 +85,10 @@ func (e *env) providersList(args []string) error {
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, p := range pcs {
-				enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "sealed": len(p.SealedKey) > 0,
-					"allow_insecure_http": p.AllowInsecureHTTP, "updated_at": p.UpdatedAt})
+				if err := enc.Encode(map[string]any{"provider": p.Provider, "base_url": p.BaseURL, "api_key_env": p.APIKeyEnv, "sealed": len(p.SealedKey) > 0,
+					"allow_insecure_http": p.AllowInsecureHTTP, "updated_at": p.UpdatedAt}); err != nil {
+					return err
+				}
 			}
 			return nil
 		}

@@ -31,7 +31,7 @@ func (e *env) memoryLimit(cfg config.Config) (int64, bool) {
 	return limit, true
 }
 
-func (e *env) serve(args []string) error {
+func (e *env) serve(args []string) (err error) {
 	f := newFlags("serve", false)
 	if pos, err := f.parse(args); err != nil {
 		return err
@@ -50,7 +50,7 @@ func (e *env) serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore(st, &err)
 	if db, ok := st.(*postgres.DB); ok {
 		err := db.WaitServe(e.ctx, postgres.ServeOptions{
 			AppRole: cfg.DatabaseAppRole, Migrate: cfg.DatabaseMigrate, OwnerURL: cfg.DatabaseOwnerURL, Logger: log,

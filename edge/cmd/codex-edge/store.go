@@ -28,7 +28,7 @@ func (e *env) openStore(cfg config.Config) (server.Store, error) {
 	return db, nil
 }
 
-func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) error {
+func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) (err error) {
 	cfg, err := e.config(f)
 	if err != nil {
 		return err
@@ -37,8 +37,16 @@ func (e *env) withStore(f *flags, fn func(config.Config, server.Store) error) er
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore(st, &err)
 	return fn(cfg, st)
+}
+
+// closeStore closes st, and reports its error unless *err already holds
+// the first one.
+func closeStore(st server.Store, err *error) {
+	if cerr := st.Close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("close store: %w", cerr)
+	}
 }
 
 // withOrg runs fn with the store and the org that ref (an id or a name)

@@ -91,7 +91,7 @@ func (e *env) enroll(cfg config.Config, d telemetry.Dir, cpURL, token, name stri
 	if err != nil {
 		return telemetry.Enrollment{}, err
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := cfg.ControlplanePins.Client(&http.Client{Timeout: 30 * time.Second})
 	return telemetry.Enroll(e.ctx, d, kr, client, cpURL, token, name, version())
 }
 

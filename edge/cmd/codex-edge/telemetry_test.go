@@ -114,14 +114,22 @@ func TestTelemetryCommands(t *testing.T) {
 	if err != nil || !strings.Contains(string(raw), stored.PublicKey) {
 		t.Fatalf("enrollment.json does not name the enrolled public key: %v", err)
 	}
-	filepath.WalkDir(c.env["CODEX_DATA_DIR"], func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if b, _ := os.ReadFile(path); nkeySeed.Match(b) {
-				t.Errorf("%s holds a NATS seed in the clear", path)
-			}
+	err = filepath.WalkDir(c.env["CODEX_DATA_DIR"], func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if nkeySeed.Match(b) {
+			t.Errorf("%s holds a NATS seed in the clear", path)
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	c.ok("telemetry", "on")
 	var st struct {

@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	url := "http://" + ln.Addr().String()
 	if _, err := fmt.Fprintln(stdout, url); err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return fmt.Errorf("print url: %w", err)
 	}
 	log.Info("listening", "url", url)
@@ -102,7 +102,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
+		// Past the deadline: cut the connections still open.
+		_ = hs.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

@@ -27,5 +27,6 @@ func serveBaseline(listen, to string) error {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	fmt.Fprintf(os.Stderr, "baseline reverse proxy on %s to %s\n", listen, to)
-	return http.ListenAndServe(listen, rp)
+	srv := &http.Server{Addr: listen, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
 }

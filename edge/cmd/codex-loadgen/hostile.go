@@ -384,7 +384,7 @@ func slowConn(ctx context.Context, addr, key string, body bool, i int, st *slowS
 		go func() {
 			// Whatever the edge answers, the end of the stream is it
 			// closing the connection.
-			io.Copy(io.Discard, c)
+			_, _ = io.Copy(io.Discard, c)
 			close(closed)
 		}()
 		head := "POST /v1/chat/completions HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/json\r\n"
@@ -411,7 +411,7 @@ func slowConn(ctx context.Context, addr, key string, body bool, i int, st *slowS
 		}
 		tick.Stop()
 		life := time.Since(opened)
-		c.Close()
+		_ = c.Close()
 		<-closed
 		// A failed write means the edge had closed the connection too.
 		st.add(err != nil, life)

@@ -242,7 +242,7 @@ func TestLongStream(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
+				_, _ = io.WriteString(w, tt.body)
 			}))
 			defer ts.Close()
 			s := longStream(t.Context(), target{"edge", ts.URL, "k"})
@@ -282,7 +282,7 @@ func TestSlowConn(t *testing.T) {
 						http.Error(w, "slow", http.StatusRequestTimeout)
 					}
 				})}
-			go srv.Serve(ln)
+			go func() { _ = srv.Serve(ln) }() // ErrServerClosed at the end
 			defer srv.Close()
 			var st slowStats
 			ctx, cancel := context.WithCancel(t.Context())

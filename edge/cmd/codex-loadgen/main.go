@@ -212,7 +212,10 @@ func main() {
 		reportHostile(os.Stdout, r)
 	}
 	if *jsonOut != "" {
-		writeJSON(*jsonOut, results)
+		if err := writeJSON(*jsonOut, results); err != nil {
+			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
+			os.Exit(2)
+		}
 	}
 	for _, r := range results {
 		if r.errors > 0 {
@@ -443,7 +446,7 @@ func ratio(a, b time.Duration) float64 {
 	return float64(a) / float64(b)
 }
 
-func writeJSON(path string, rs []result) {
+func writeJSON(path string, rs []result) error {
 	type row struct {
 		Target, Mode   string
 		Requests, Errs int
@@ -455,6 +458,9 @@ func writeJSON(path string, rs []result) {
 	for _, r := range rs {
 		rows = append(rows, row{r.name, r.mode, r.n, r.errors, r.rps(), r.pct(0.5).Microseconds(), r.pct(0.99).Microseconds(), pct(r.lag, 0.99).Microseconds()})
 	}
-	b, _ := json.MarshalIndent(rows, "", "  ")
-	os.WriteFile(path, b, 0o644)
+	b, err := json.MarshalIndent(rows, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
 }

@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -25,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/awskms"
 	"github.com/persiv/codex/edge/keyring/byok"
@@ -88,7 +88,7 @@ func (c *countingAPI) Decrypt(ctx context.Context, in *kms.DecryptInput, o ...fu
 
 func ring(t *testing.T, s keyring.Store, m keyring.MasterKey) *keyring.Keyring {
 	t.Helper()
-	k, err := keyring.New(keyring.Options{Store: s, Master: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	k, err := keyring.New(keyring.Options{Store: s, Master: m, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestLocalKMSDisabledKey(t *testing.T) {
 		return nil
 	}
 	newRing := func() *keyring.Keyring {
-		k, err := keyring.New(keyring.Options{Store: store, Master: m, OrgMaster: orgMaster, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		k, err := keyring.New(keyring.Options{Store: store, Master: m, OrgMaster: orgMaster, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +320,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, err := keyring.New(keyring.Options{
-		Store: keyring.NewMemStore(), Master: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store: keyring.NewMemStore(), Master: m, Logger: slog.New(slog.DiscardHandler),
 		ProbeInterval: 100 * time.Millisecond, Revalidate: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -332,17 +332,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 	go func() { defer close(done); k.Watch(wctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	poll := func(what string, within time.Duration, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s", what, within)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	poll("3 probes", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "3 probes", func() bool {
 		if got, err := openT(t, k, "org_a", "openai", ct); err != nil || got != "sk-a" {
 			t.Fatalf("open before disabling = %q, %v", got, err)
 		}
@@ -355,7 +345,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 	if _, err := admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(arn)}); err != nil {
 		t.Fatal(err)
 	}
-	poll("unreadable after DisableKey", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "unreadable after DisableKey", func() bool {
 		_, err := openT(t, k, "org_a", "openai", ct)
 		if err != nil && !errors.Is(err, keyring.ErrUnreadable) {
 			t.Fatalf("open after disabling: %v, want ErrUnreadable", err)
@@ -372,7 +362,7 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 	if _, err := admin.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(arn)}); err != nil {
 		t.Fatal(err)
 	}
-	poll("readable after EnableKey", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "readable after EnableKey", func() bool {
 		got, err := openT(t, k, "org_a", "openai", ct)
 		return err == nil && got == "sk-a"
 	})

@@ -109,7 +109,8 @@ func create(dataDir, path string) ([]byte, error) {
 		clear(key)
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
+	// After the link, the temporary name is only clutter.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	_, werr := tmp.Write(text)
 	serr := tmp.Sync()
 	cerr := tmp.Close()

@@ -69,6 +69,36 @@ func (Format) Rewrite(_ provider.Endpoint, body []byte, _ fingerprint.Info) ([]b
 	return body, false, nil
 }
 
+// systemBlockBefore and systemBlockAfter wrap the injected text as a text
+// block of system.
+var (
+	systemBlockBefore = []byte(`{"type":"text","text":`)
+	systemBlockAfter  = []byte(`}`)
+)
+
+// InjectSystem puts s at the front of system, for messages and
+// count_tokens alike (so a count includes what will be sent): in front of
+// a string's text, or as a first text block of its own before the
+// client's blocks. The client's blocks, cache_control breakpoints
+// included, stay as they were; the block put in has no cache_control (a
+// request may carry only four), and, being first, is part of every cached
+// prefix the client's breakpoints mark.
+func (Format) InjectSystem(ep provider.Endpoint, body []byte, s provider.System) ([]byte, bool, error) {
+	if s.IsZero() || (ep != Messages && ep != CountTokens) {
+		return body, false, nil
+	}
+	open, v, err := provider.Member(body, "system")
+	if err != nil {
+		return body, false, err
+	}
+	if !v.Absent() && body[v.Start] == '[' {
+		out, ok := provider.InsertFirst(body, v, systemBlockBefore, s, systemBlockAfter)
+		return out, ok, nil
+	}
+	out, ok := provider.PrependString(body, open, "system", v, s)
+	return out, ok, nil
+}
+
 func kind(ep provider.Endpoint) usage.Kind {
 	if ep == Messages {
 		return usage.AnthropicMessages

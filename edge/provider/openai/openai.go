@@ -77,6 +77,40 @@ func (Format) Rewrite(ep provider.Endpoint, body []byte, info fingerprint.Info) 
 	return out, err == nil, err
 }
 
+// chatSystemBefore and chatSystemAfter wrap the injected text as a chat
+// message.
+var (
+	chatSystemBefore = []byte(`{"role":"system","content":`)
+	chatSystemAfter  = []byte(`}`)
+)
+
+// InjectSystem: chat completions get a leading system message; the
+// Responses API gets s at the front of instructions (which it does not
+// carry over from a previous response, so every request needs it).
+// Embeddings and the models list take none.
+func (Format) InjectSystem(ep provider.Endpoint, body []byte, s provider.System) ([]byte, bool, error) {
+	if s.IsZero() {
+		return body, false, nil
+	}
+	switch ep {
+	case ChatCompletions:
+		_, v, err := provider.Member(body, "messages")
+		if err != nil {
+			return body, false, err
+		}
+		out, ok := provider.InsertFirst(body, v, chatSystemBefore, s, chatSystemAfter)
+		return out, ok, nil
+	case Responses:
+		open, v, err := provider.Member(body, "instructions")
+		if err != nil {
+			return body, false, err
+		}
+		out, ok := provider.PrependString(body, open, "instructions", v, s)
+		return out, ok, nil
+	}
+	return body, false, nil
+}
+
 // requestUsage sets stream_options.include_usage in a chat request.
 func requestUsage(body []byte, hasStreamOptions bool) ([]byte, error) {
 	if !hasStreamOptions {

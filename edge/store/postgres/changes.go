@@ -94,7 +94,7 @@ func (db *DB) listenOnce(ctx context.Context, listening func()) error {
 	}
 	// A connection that was listening goes back closed, not to the pool.
 	conn := c.Hijack()
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func migrate(ctx context.Context, ownerURL, appRole string) error {
 	// The migrations read the role to grant from this session setting.
 	cc.RuntimeParams["codex.app_role"] = appRole
 	sqlDB := stdlib.OpenDB(*cc)
-	defer sqlDB.Close()
+	defer func() { _ = sqlDB.Close() }() // one connection, used only here
 	p, err := newProvider(sqlDB)
 	if err != nil {
 		return err

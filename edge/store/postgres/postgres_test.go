@@ -86,6 +86,9 @@ func seedOrg(t *testing.T, db *postgres.DB, id string) {
 	if err := db.CreateDEK(ctx, d); err != nil {
 		t.Fatal(err)
 	}
+	if err := db.PutMemory(ctx, edge.Memory{OrgID: id, Name: "style", Version: 1, Sealed: []byte("sealed-memory")}); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.SetAuditLevel(ctx, edge.AuditSetting{OrgID: id, Level: edge.AuditFull}); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +136,7 @@ func TestEveryTenantTableHasForcedRLS(t *testing.T) {
 	owner, _ := pgtest.FreshDB(t)
 	conn := connect(t, owner)
 	tables := tenantTables(t, conn)
-	for _, want := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys", "changes"} {
+	for _, want := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys", "changes", "memories"} {
 		if _, ok := tables[want]; !ok {
 			t.Errorf("tenant table %s not found by the org_id scan", want)
 		}
@@ -274,6 +277,7 @@ func TestRLSIsolatesOrgs(t *testing.T) {
 		func() (int, error) { p, err := db.Providers(ctx, "org_b"); return len(p), err },
 		func() (int, error) { r, err := db.Requests(ctx, "org_b", time.Time{}, 10); return len(r), err },
 		func() (int, error) { d, err := db.DEKs(ctx, "org_b"); return len(d), err },
+		func() (int, error) { m, err := db.Memories(ctx, "org_b"); return len(m), err },
 	} {
 		if n, err := check(); err != nil || n != 1 {
 			t.Errorf("org_b's rows after the attempts: %d, %v; want 1", n, err)
@@ -297,7 +301,7 @@ func TestNoOrgSetSeesNothing(t *testing.T) {
 	if _, err := db.Keys(t.Context(), "org_a"); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys"} {
+	for _, table := range []string{"orgs", "api_keys", "provider_configs", "requests", "data_keys", "memories"} {
 		var n int
 		if err := db.Pool().QueryRow(t.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -306,7 +310,9 @@ func TestNoOrgSetSeesNothing(t *testing.T) {
 			t.Errorf("%s: %d rows visible on a pooled connection with no org set", table, n)
 		}
 		var setting string
-		db.Pool().QueryRow(t.Context(), `SELECT COALESCE(current_setting('app.org_id', true), '')`).Scan(&setting)
+		if err := db.Pool().QueryRow(t.Context(), `SELECT COALESCE(current_setting('app.org_id', true), '')`).Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
 		if setting != "" {
 			t.Errorf("app.org_id = %q outside a transaction", setting)
 		}
@@ -383,7 +389,11 @@ func TestMigrate(t *testing.T) {
 	if _, err := c.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	t.Cleanup(func() {
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
 	err = postgres.Migrate(t.Context(), pgtest.WithDB(o2, name), "codex_owner")
 	if err == nil || !strings.Contains(err.Error(), "must not be the owner role") {
 		t.Errorf("Migrate granting the owner = %v, want refused", err)
@@ -493,7 +503,11 @@ func TestCheckSchema(t *testing.T) {
 	if _, err := c.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	t.Cleanup(func() {
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
 	err := pgtest.Open(t, pgtest.WithDB(a, name)).CheckSchema(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "codex-edge migrate") {
 		t.Errorf("CheckSchema on an empty database = %v, want a hint to migrate", err)

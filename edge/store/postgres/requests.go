@@ -24,7 +24,7 @@ const insertRequestsSQL = `INSERT INTO requests (` + requestColumns + `)
 		$6::text[], $7::text[], $8::boolean[],
 		$9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[],
 		$14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
-		$18::integer[], $19::text[], $20::text[], $21::text[])`
+		$18::integer[], $19::text[], $20::text[], $21::text[], $22::bigint[])`
 
 // requestColumnsBuf holds one org's records column by column.
 type requestColumnsBuf struct {
@@ -36,6 +36,7 @@ type requestColumnsBuf struct {
 	saved, latency, upstream                    []int64
 	status                                      []int32
 	cache, fingerprint, memoryID                []string
+	memoryTokens                                []int64
 }
 
 func (c *requestColumnsBuf) add(r *edge.RequestRecord) {
@@ -61,13 +62,14 @@ func (c *requestColumnsBuf) add(r *edge.RequestRecord) {
 	c.cache = append(c.cache, string(r.Cache))
 	c.fingerprint = append(c.fingerprint, r.Fingerprint)
 	c.memoryID = append(c.memoryID, r.MemoryID)
+	c.memoryTokens = append(c.memoryTokens, r.MemoryTokensEstimate)
 }
 
 func (c *requestColumnsBuf) args() []any {
 	return []any{c.id, c.orgID, c.at, c.keyID, c.provider, c.endpoint, c.model, c.stream,
 		c.input, c.cachedInput, c.cacheWrite, c.output, c.reasoning,
 		c.cost, c.saved, c.latency, c.upstream,
-		c.status, c.cache, c.fingerprint, c.memoryID}
+		c.status, c.cache, c.fingerprint, c.memoryID, c.memoryTokens}
 }
 
 // InsertRequests stores a batch of request records in one transaction:
@@ -222,7 +224,7 @@ func (db *DB) Requests(ctx context.Context, orgID string, since time.Time, limit
 			err := rows.Scan(&r.ID, &r.OrgID, &r.Time, &r.KeyID, &provider, &r.Endpoint, &r.Model, &r.Stream,
 				&input, &cachedInput, &cacheWrite, &output, &reas,
 				&cost, &r.SavedNanoUSD, &latency, &upstream,
-				&status, &cache, &r.Fingerprint, &r.MemoryID)
+				&status, &cache, &r.Fingerprint, &r.MemoryID, &r.MemoryTokensEstimate)
 			if err != nil {
 				return err
 			}

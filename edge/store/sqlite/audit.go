@@ -3,9 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/persiv/codex/edge"
@@ -13,6 +13,11 @@ import (
 )
 
 var _ edge.AuditStore = (*DB)(nil)
+
+const auditColumns = store.AuditColumns
+
+const insertAuditSQL = `INSERT INTO audit_events (` + auditColumns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // SetAuditLevel sets the audit level of an org or of one of its keys, and
 // records an "org" change so that every edge reloads the org's settings.
@@ -83,12 +88,11 @@ func (db *DB) AppendAudit(ctx context.Context, events []edge.AuditEvent) error {
 		return fmt.Errorf("append audit events: %w", err)
 	}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+store.AuditColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		ins, err := tx.PrepareContext(ctx, insertAuditSQL)
 		if err != nil {
 			return err
 		}
-		defer ins.Close()
+		defer func() { _ = ins.Close() }() // closes with the transaction anyway
 		for _, org := range orgs {
 			if err := appendOrgAudit(ctx, tx, ins, org, events, byOrg[org]); err != nil {
 				return fmt.Errorf("events of org %q: %w", org, err)
@@ -105,28 +109,8 @@ func appendOrgAudit(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, org string, 
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read chain head: %w", err)
 	}
-	// Which of the ids are stored already, in one query.
-	args := make([]any, 0, len(idx)+1)
-	args = append(args, org)
-	for _, j := range idx {
-		args = append(args, events[j].ID)
-	}
-	rows, err := tx.QueryContext(ctx,
-		`SELECT id FROM audit_events WHERE org_id = ? AND id IN (?`+strings.Repeat(", ?", len(idx)-1)+`)`, args...)
+	stored, err := storedIDs(ctx, tx, org, events, idx)
 	if err != nil {
-		return err
-	}
-	stored := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		stored[id] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	fresh := make([]*edge.AuditEvent, 0, len(idx))
@@ -154,6 +138,34 @@ func appendOrgAudit(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, org string, 
 	return err
 }
 
+// storedIDs returns which of the events' ids are stored already, in one
+// query: the ids travel as one JSON array.
+func storedIDs(ctx context.Context, tx *sql.Tx, org string, events []edge.AuditEvent, idx []int) (map[string]bool, error) {
+	ids := make([]string, len(idx))
+	for i, j := range idx {
+		ids[i] = events[j].ID
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx,
+		`SELECT id FROM audit_events WHERE org_id = ? AND id IN (SELECT value FROM json_each(?))`, org, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	stored := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		stored[id] = true
+	}
+	return stored, rows.Err()
+}
+
 // AuditEvents lists the org's events in chain order.
 func (db *DB) AuditEvents(ctx context.Context, orgID string, q edge.AuditQuery) ([]edge.AuditEvent, error) {
 	if q.Limit <= 0 {
@@ -164,7 +176,7 @@ func (db *DB) AuditEvents(ctx context.Context, orgID string, q edge.AuditQuery) 
 		from = q.Since.UnixNano()
 	}
 	rows, err := db.read.QueryContext(ctx,
-		`SELECT `+store.AuditColumns+` FROM audit_events
+		`SELECT `+auditColumns+` FROM audit_events
 		 WHERE org_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?`, orgID, q.AfterSeq, from, q.Limit)
 	if err != nil {
 		return nil, wrap("list audit events", err)
@@ -196,7 +208,7 @@ func scanAudit(row scanner) (edge.AuditEvent, error) {
 // AuditEventByID returns one event of any org.
 func (db *DB) AuditEventByID(ctx context.Context, id string) (edge.AuditEvent, error) {
 	e, err := scanAudit(db.read.QueryRowContext(ctx,
-		`SELECT `+store.AuditColumns+` FROM audit_events WHERE id = ?`, id))
+		`SELECT `+auditColumns+` FROM audit_events WHERE id = ?`, id))
 	return e, wrap(fmt.Sprintf("audit event %q", id), err)
 }
 

@@ -14,14 +14,14 @@ import (
 const requestColumns = store.RequestColumns
 
 // requestParams is the number of host parameters per inserted row.
-const requestParams = 21
+const requestParams = 22
 
 // maxInsertRows is the most rows one INSERT statement carries. Every
 // statement execution costs a fixed amount of transpiled-C and driver work
 // (statement start, reset, unbinding, a goroutine watching a context with
 // a deadline): about 10 µs, as much as the row itself, so a batch goes in
 // chunks of many rows. At 64 rows that cost is about 1% of the chunk's,
-// and 64 rows are 1,344 parameters, far below SQLite's limit of 32,766.
+// and 64 rows are 1,408 parameters, far below SQLite's limit of 32,766.
 const maxInsertRows = 64
 
 // insertSizes are the row counts of the prepared INSERT statements: a
@@ -54,7 +54,7 @@ func insertRequestsSQL(n int) string {
 func (db *DB) prepareInserts(ctx context.Context) error {
 	db.insertRequests = make(map[int]*sql.Stmt, len(insertSizes))
 	for _, n := range insertSizes {
-		stmt, err := db.write.PrepareContext(ctx, insertRequestsSQL(n))
+		stmt, err := db.write.PrepareContext(ctx, insertRequestsSQL(n)) //nolint:sqlclosecheck // kept for the store's life; DB.Close closes it
 		if err != nil {
 			return fmt.Errorf("insert of %d requests: %w", n, err)
 		}
@@ -85,6 +85,7 @@ func (db *DB) InsertRequests(ctx context.Context, recs []edge.RequestRecord) err
 			for i := range chunk {
 				args.add(&chunk[i])
 			}
+			//nolint:sqlclosecheck // a transaction's statement closes with the transaction
 			if _, err := tx.StmtContext(ctx, db.insertRequests[n]).ExecContext(ctx, args.args...); err != nil {
 				return db.blame(ctx, tx, chunk, err)
 			}
@@ -117,7 +118,7 @@ func (db *DB) blame(ctx context.Context, tx *sql.Tx, chunk []edge.RequestRecord,
 	if kindOf(err) == nil {
 		return fmt.Errorf("records %q to %q: %w", chunk[0].ID, chunk[len(chunk)-1].ID, err)
 	}
-	stmt := tx.StmtContext(ctx, db.insertRequests[1])
+	stmt := tx.StmtContext(ctx, db.insertRequests[1]) //nolint:sqlclosecheck // closes with the transaction
 	var args requestArgs
 	for i := range chunk {
 		args.args = args.args[:0]
@@ -163,7 +164,7 @@ func (a *requestArgs) add(r *edge.RequestRecord) {
 		countValue(r.Usage.Output), countValue(r.Usage.Reasoning),
 		cost, r.SavedNanoUSD,
 		int64(r.Latency), int64(r.UpstreamLatency),
-		int64(r.Status), a.reuse(5, string(r.Cache)), r.Fingerprint, r.MemoryID)
+		int64(r.Status), a.reuse(5, string(r.Cache)), r.Fingerprint, r.MemoryID, r.MemoryTokensEstimate)
 }
 
 // countValue stores an unknown count as NULL, never as zero.
@@ -203,7 +204,7 @@ func (db *DB) Requests(ctx context.Context, orgID string, since time.Time, limit
 		err := rows.Scan(&r.ID, &r.OrgID, &at, &r.KeyID, &provider, &r.Endpoint, &r.Model, &r.Stream,
 			&input, &cachedInput, &cacheWrite, &output, &reas,
 			&cost, &r.SavedNanoUSD, &latency, &upstream,
-			&r.Status, &cache, &r.Fingerprint, &r.MemoryID)
+			&r.Status, &cache, &r.Fingerprint, &r.MemoryID, &r.MemoryTokensEstimate)
 		if err != nil {
 			return nil, wrap("list requests", err)
 		}

@@ -88,7 +88,7 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 	db.write.SetMaxOpenConns(1)
 	db.write.SetMaxIdleConns(1)
 	if db.read, err = sql.Open("sqlite", dsn(path, true)); err != nil {
-		db.write.Close()
+		_ = db.write.Close()
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
@@ -96,11 +96,11 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 	db.read.SetMaxIdleConns(n)
 
 	if err := db.migrate(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	if err := db.prepareInserts(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite store: prepare: %w", err)
 	}
 	return db, nil

@@ -52,6 +52,9 @@ func Run(t *testing.T, open func(t *testing.T) edge.Store) {
 		{"RequestsScopedByOrg", testRequestsScopedByOrg},
 		{"RequestsInvalidLimit", testRequestsInvalidLimit},
 		{"ChangeFeed", testChangeFeed},
+		{"MemoryVersions", testMemoryVersions},
+		{"MemoryKeysAndOrder", testMemoryKeysAndOrder},
+		{"MemoryChanges", testMemoryChanges},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {
@@ -517,15 +520,16 @@ func record(orgID, keyID string, at time.Time, i int) edge.RequestRecord {
 			Output:      edge.Known(int64(20 + i)),
 			Reasoning:   edge.Known(0),
 		},
-		CostNanoUSD:     int64(1000 * i),
-		CostKnown:       true,
-		SavedNanoUSD:    int64(10 * i),
-		Latency:         time.Duration(i+1) * time.Millisecond,
-		UpstreamLatency: time.Duration(i) * time.Millisecond,
-		Status:          200,
-		Cache:           edge.CacheMiss,
-		Fingerprint:     hex.EncodeToString(randomSecret()),
-		MemoryID:        fmt.Sprintf("mem_%d", i),
+		CostNanoUSD:          int64(1000 * i),
+		CostKnown:            true,
+		SavedNanoUSD:         int64(10 * i),
+		Latency:              time.Duration(i+1) * time.Millisecond,
+		UpstreamLatency:      time.Duration(i) * time.Millisecond,
+		Status:               200,
+		Cache:                edge.CacheMiss,
+		Fingerprint:          hex.EncodeToString(randomSecret()),
+		MemoryID:             fmt.Sprintf("style@%d,tone@1", i+1),
+		MemoryTokensEstimate: int64(30 + i),
 	}
 }
 
@@ -542,7 +546,7 @@ func testInsertRequestsRoundTrip(t *testing.T, s edge.Store) {
 	unknown.Usage = edge.Usage{} // nothing reported
 	unknown.CostKnown, unknown.CostNanoUSD = false, 0
 	unknown.Provider, unknown.Endpoint, unknown.Model = edge.Anthropic, "messages", "claude-sonnet-4"
-	unknown.Cache, unknown.Status, unknown.MemoryID = edge.CacheBypass, 502, ""
+	unknown.Cache, unknown.Status, unknown.MemoryID, unknown.MemoryTokensEstimate = edge.CacheBypass, 502, "", 0
 	unknown.UpstreamLatency = 0
 
 	zero := record(o.ID, k.ID, base.Add(2*time.Millisecond), 3)

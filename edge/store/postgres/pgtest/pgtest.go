@@ -211,8 +211,12 @@ func NewCluster(tb testing.TB) *Cluster {
 	}
 	c := &Cluster{tb: tb, bin: bin, base: base, DataDir: filepath.Join(base, "data"), sock: filepath.Join(base, "sock")}
 	tb.Cleanup(func() {
-		c.run("pg_ctl", "-D", c.DataDir, "-m", "immediate", "-w", "stop")
-		os.RemoveAll(base)
+		if out, err := c.run("pg_ctl", "-D", c.DataDir, "-m", "immediate", "-w", "stop"); err != nil {
+			tb.Logf("pg_ctl stop: %v\n%s", err, out)
+		}
+		if err := os.RemoveAll(base); err != nil {
+			tb.Logf("remove the cluster: %v", err)
+		}
 	})
 	for _, d := range []string{c.DataDir, c.sock} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -322,8 +326,8 @@ func runToFile(cmd *exec.Cmd, dir string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(out.Name())
-	defer out.Close()
+	defer func() { _ = os.Remove(out.Name()) }()
+	defer func() { _ = out.Close() }() // read back by name below
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Run()
 	b, _ := os.ReadFile(out.Name())

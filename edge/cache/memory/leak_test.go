@@ -1,0 +1,10 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/persiv/codex/edge/internal/testutil"
+)
+
+// TestMain fails the package's tests when a goroutine outlives them.
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
