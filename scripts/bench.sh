@@ -48,6 +48,12 @@ wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
 # A rate limit and a budget on the benchmark key (BENCH_GOVERN=0: none).
 [ "${BENCH_GOVERN:-1}" = 1 ] && govern_key "$work/edge" bench
+# The edge is measured with its audit log on (DESIGN §9: level hash); a
+# second key of the org at level full is measured beside it.
+CODEX_DATA_DIR="$work/edge" bin/codex-edge audit level --org bench "${BENCH_AUDIT:-hash}" >/dev/null
+full=$(CODEX_DATA_DIR="$work/edge" bin/codex-edge keys create --org bench --name bench-full --json)
+full_id=$(sed -E 's/.*"id":"([^"]+)".*/\1/' <<<"$full") full_key=$(sed -E 's/.*"key":"([^"]+)".*/\1/' <<<"$full")
+CODEX_DATA_DIR="$work/edge" bin/codex-edge audit level --org bench --key "$full_id" full >/dev/null
 hostile_key=$(setup_org "$work/edge" hostile "http://$hostile_addr")
 # DESIGN §9 measures the edge with a memory set for the org: every
 # forwarded request carries it (about 1 KiB) in front of its system
@@ -96,7 +102,7 @@ echo "==> load (results also in $work/load.json)"
 # codex-loadgen reads /metrics with CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE
 # when the environment sets one (the edge above inherits it as well).
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
-  -baseline "http://$baseline_addr" "${redis_args[@]}" \
+  -baseline "http://$baseline_addr" "${redis_args[@]}" -audit-full-key "$full_key" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
   -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,fixed-redis,hit,saturation,streams,hostile}" \
   -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key"
@@ -105,5 +111,5 @@ bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -
 echo
 echo "==> Go benchmarks of the hot path"
 go test -run '^$' -bench . -benchmem -benchtime "${BENCH_TIME:-1s}" \
-  ./edge/apikey/ ./edge/fingerprint/ ./edge/provider/ ./edge/sse/ ./edge/usage/ ./edge/metadata/ ./edge/proxy/ \
+  ./edge/apikey/ ./edge/fingerprint/ ./edge/provider/ ./edge/sse/ ./edge/usage/ ./edge/metadata/ ./edge/audit/ ./edge/proxy/ \
   ./edge/ratelimit/redis/ ./edge/budget/redis/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' || true

@@ -84,11 +84,15 @@ func FuzzLocalLedger(f *testing.F) {
 				o := holds[j]
 				holds = append(holds[:j], holds[j+1:]...)
 				if op == 2 {
-					o.h.Release(ctx)
+					if err := o.h.Release(ctx); err != nil {
+						t.Fatal(err)
+					}
 					continue
 				}
 				actual := o.amount / 2
-				o.h.Settle(ctx, actual)
+				if err := o.h.Settle(ctx, actual); err != nil {
+					t.Fatal(err)
+				}
 				late := !now.Before(o.deadline)
 				settledOrg += actual
 				if late {

@@ -127,11 +127,11 @@ func (r *Recorder) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			r.Flush(fctx)
+			_ = r.Flush(fctx) // Flush logs its own failures
 			cancel()
 			return
 		case <-t.C:
-			r.Flush(ctx)
+			_ = r.Flush(ctx) // logged by Flush; kept to retry next tick
 		}
 	}
 }

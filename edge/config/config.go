@@ -21,6 +21,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/budget"
 	"github.com/persiv/codex/edge/cache/memory"
 	"github.com/persiv/codex/edge/keyring"
@@ -93,6 +94,17 @@ type Config struct {
 	MetadataBatch int `yaml:"metadata_batch"`
 	// MetadataFlush is the longest a record waits before its batch is written.
 	MetadataFlush time.Duration `yaml:"metadata_flush"`
+	// AuditQueue bounds the audit events of levels none and hash waiting
+	// to be written; a full queue drops events and counts every drop.
+	AuditQueue int `yaml:"audit_queue"`
+	// AuditMaxBytes bounds the request body and response one audit event
+	// keeps at level full; a larger request is answered 503
+	// audit_unavailable, since it could not be recorded whole.
+	AuditMaxBytes int `yaml:"audit_max_bytes"`
+	// AuditRetention is how long the content of level-full audit events
+	// is kept (Go syntax: the default 8760h is 365 days); older content is
+	// removed, never the events' metadata or chain. 0 keeps it for ever.
+	AuditRetention time.Duration `yaml:"audit_retention"`
 	// ChangePoll is how often the store's change feed is read, so keys and
 	// settings changed by another process take effect.
 	ChangePoll time.Duration `yaml:"change_poll"`
@@ -187,6 +199,10 @@ func (c Config) APIKeyEnvDenyList() []string {
 	return out
 }
 
+// DefaultAuditRetention is how long level-full audit content is kept by
+// default: 365 days (DESIGN §10).
+const DefaultAuditRetention = 365 * 24 * time.Hour
+
 // Default returns the embedded defaults: everything runs with no file.
 // Each package's own defaults are the source of its settings' defaults;
 // only what belongs to no package (listeners, the client-side timeouts,
@@ -194,6 +210,7 @@ func (c Config) APIKeyEnvDenyList() []string {
 func Default() Config {
 	px := proxy.DefaultOptions()
 	md := metadata.DefaultOptions()
+	aw := audit.DefaultWriterOptions()
 	return Config{
 		Listen:                   "127.0.0.1:8080",
 		AdminListen:              "127.0.0.1:8081",
@@ -214,6 +231,9 @@ func Default() Config {
 		MetadataQueue:            md.Queue,
 		MetadataBatch:            md.Batch,
 		MetadataFlush:            md.Flush,
+		AuditQueue:               aw.Queue,
+		AuditMaxBytes:            px.Audit.MaxContentBytes,
+		AuditRetention:           DefaultAuditRetention,
 		ChangePoll:               time.Second,
 		TelemetryWindow:          telemetry.DefaultWindow,
 		TelemetryQueue:           telemetry.DefaultQueue,
@@ -348,6 +368,9 @@ func (c Config) Validate() error {
 	check(c.MetadataQueue > 0, "CODEX_METADATA_QUEUE must be positive")
 	check(c.MetadataBatch > 0, "CODEX_METADATA_BATCH must be positive")
 	check(c.MetadataFlush > 0, "CODEX_METADATA_FLUSH must be positive")
+	check(c.AuditQueue > 0, "CODEX_AUDIT_QUEUE must be positive")
+	check(c.AuditMaxBytes > 0, "CODEX_AUDIT_MAX_BYTES must be positive")
+	check(c.AuditRetention >= 0, "CODEX_AUDIT_RETENTION must not be negative")
 	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
 	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= wire.MaxWindow, "CODEX_TELEMETRY_WINDOW must be positive and at most %s", wire.MaxWindow)
 	check(c.TelemetryQueue > 0, "CODEX_TELEMETRY_QUEUE must be positive")

@@ -36,6 +36,7 @@ type Store interface {
 	FingerprintSecret(ctx context.Context, orgID string) ([]byte, error)
 	SwapFingerprintSecret(ctx context.Context, orgID string, prev, next []byte) ([]byte, error)
 	Providers(ctx context.Context, orgID string) ([]edge.ProviderConfig, error)
+	AuditLevels(ctx context.Context, orgID string) ([]edge.AuditSetting, error)
 	Memories(ctx context.Context, orgID string) ([]edge.Memory, error)
 	RevokeKey(ctx context.Context, orgID, id string, at time.Time) error
 	Changes(ctx context.Context, after int64) ([]edge.Change, error)
@@ -66,9 +67,23 @@ type Org struct {
 	ID            string
 	Fingerprinter *fingerprint.Fingerprinter
 	upstreams     map[edge.Provider]Upstream
+	audit         edge.AuditLevel            // the org's own audit level; "" for none set
+	keyAudit      map[string]edge.AuditLevel // keys' levels over the org's
 	// memories holds, by key id, what a key's requests carry: "" the
 	// org's own memories alone, for keys with none of their own.
 	memories map[string]*Memory
+}
+
+// AuditLevel is the audit level of a request made with the key: the key's
+// own, else its org's, else edge.AuditNone.
+func (o *Org) AuditLevel(keyID string) edge.AuditLevel {
+	if l, ok := o.keyAudit[keyID]; ok {
+		return l
+	}
+	if o.audit != "" {
+		return o.audit
+	}
+	return edge.AuditNone
 }
 
 // Memory is the memories one key's requests carry, held opened and ready
@@ -255,8 +270,22 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load providers of org %s: %w", id, err)
 	}
+	levels, err := d.store.AuditLevels(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load audit levels of org %s: %w", id, err)
+	}
 	o := &Org{ID: id, Fingerprinter: fingerprint.New(secret), upstreams: make(map[edge.Provider]Upstream, len(pcs))}
 	clear(secret)
+	for _, l := range levels {
+		if l.KeyID == "" {
+			o.audit = l.Level
+			continue
+		}
+		if o.keyAudit == nil {
+			o.keyAudit = map[string]edge.AuditLevel{}
+		}
+		o.keyAudit[l.KeyID] = l.Level
+	}
 	for _, pc := range pcs {
 		// Empty: the provider's public API (the forwarder asks the
 		// provider's format).

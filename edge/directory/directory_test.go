@@ -188,6 +188,41 @@ func TestProviderSettingsFollowTheFeed(t *testing.T) {
 	}
 }
 
+// TestAuditLevels: a key's level wins over its org's; a level changed in
+// the store applies through the change feed, or at once with ForgetOrg.
+func TestAuditLevels(t *testing.T) {
+	st, d, orgID := setup(t)
+	ctx := context.Background()
+	k1, h1 := newKey(t, st, orgID)
+	k2, _ := newKey(t, st, orgID)
+	k, _ := d.Resolve(ctx, h1)
+	if l := k.Org.AuditLevel(k1.ID); l != edge.AuditNone {
+		t.Fatalf("level with nothing set: %q", l)
+	}
+	for _, s := range []edge.AuditSetting{{OrgID: orgID, Level: edge.AuditHash}, {OrgID: orgID, KeyID: k2.ID, Level: edge.AuditFull}} {
+		if err := st.SetAuditLevel(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k, _ = d.Resolve(ctx, h1); k.Org.AuditLevel(k1.ID) != edge.AuditNone {
+		t.Fatal("the level changed before the feed was read")
+	}
+	if err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k, _ = d.Resolve(ctx, h1)
+	if a, b := k.Org.AuditLevel(k1.ID), k.Org.AuditLevel(k2.ID); a != edge.AuditHash || b != edge.AuditFull {
+		t.Fatalf("levels %q %q, want hash (org) and full (key)", a, b)
+	}
+	if err := st.SetAuditLevel(ctx, edge.AuditSetting{OrgID: orgID, Level: edge.AuditNone}); err != nil {
+		t.Fatal(err)
+	}
+	d.ForgetOrg(orgID)
+	if k, _ = d.Resolve(ctx, h1); k.Org.AuditLevel(k1.ID) != edge.AuditNone {
+		t.Fatal("ForgetOrg did not apply the new level")
+	}
+}
+
 func TestStoreDownKeepsKnownKeys(t *testing.T) {
 	t.Parallel()
 	st, d, orgID := setup(t)

@@ -159,7 +159,9 @@ const MinSecretLen = 16
 // Fingerprinter computes the fingerprints of one org. It is safe for
 // concurrent use; build one per org and keep it.
 type Fingerprinter struct {
-	macs sync.Pool // of *macState
+	key   []byte
+	macs  sync.Pool // of *macState
+	plain sync.Pool // of hash.Hash: MAC's
 }
 
 type macState struct {
@@ -178,7 +180,7 @@ func New(secret []byte) *Fingerprinter {
 		panic("fingerprint: secret shorter than MinSecretLen")
 	}
 	key := append([]byte(nil), secret...)
-	f := &Fingerprinter{}
+	f := &Fingerprinter{key: key}
 	f.macs.New = func() any {
 		st := &macState{mac: hmac.New(sha256.New, key)}
 		st.w = sink{h: st.mac, buf: make([]byte, 0, stageSize)}
@@ -186,6 +188,22 @@ func New(secret []byte) *Fingerprinter {
 	}
 	return f
 }
+
+// MAC returns an HMAC-SHA-256 under the org's secret, reset, for the other
+// digests the edge keeps of an org's content (the audit log's); PutMAC
+// gives it back for reuse. The caller writes a domain string of its own
+// first, so that no such digest can equal a fingerprint, whose input
+// starts with "codex-fingerprint-v1".
+func (f *Fingerprinter) MAC() hash.Hash {
+	if h, ok := f.plain.Get().(hash.Hash); ok {
+		h.Reset()
+		return h
+	}
+	return hmac.New(sha256.New, f.key)
+}
+
+// PutMAC returns a MAC for reuse; h must not be used afterwards.
+func (f *Fingerprinter) PutMAC(h hash.Hash) { f.plain.Put(h) }
 
 // Sum validates body, extracts its Info and returns its fingerprint for the
 // given provider and endpoint (e.g. "openai", "chat.completions").

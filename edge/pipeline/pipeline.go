@@ -4,7 +4,7 @@
 // to. The stages live in packages of their own, named for their concern,
 // and are assembled by package proxy, outermost first:
 //
-//	account → auth → ratelimit → intake → caching → budget → forward
+//	account → auth → audit → ratelimit → intake → caching → budget → forward
 //
 // A stage wraps the next one, as net/http middleware does; a stage that
 // answers itself (a 401, a cache hit) does not call it.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/auth"
 	"github.com/persiv/codex/edge/caching"
 	"github.com/persiv/codex/edge/forward"
@@ -11,7 +12,8 @@ import (
 // gathered from each stage's DefaultOptions, so that the edge's
 // configuration (config.Default) builds on them instead of restating
 // them. Logger, Metrics and Transport are left nil: New makes them.
-// Caching stays off: Cache.Cache is nil.
+// Caching and the audit log stay off: Cache.Cache and Audit.Writer are
+// nil.
 func DefaultOptions() Options {
 	a, in, fw := auth.DefaultOptions(), intake.DefaultOptions(), forward.DefaultOptions()
 	return Options{
@@ -29,5 +31,6 @@ func DefaultOptions() Options {
 		MaxEventBytes:        fw.MaxEventBytes,
 		Formats:              DefaultFormats(),
 		Cache:                caching.DefaultOptions(),
+		Audit:                audit.DefaultOptions(),
 	}
 }

@@ -2,16 +2,17 @@
 // serves it on the provider-compatible routes. Read a request from top to
 // bottom in the stages, outermost first (see edge/ARCHITECTURE.md):
 //
-//	account → auth → ratelimit → intake → caching → budget → forward
+//	account → auth → audit → ratelimit → intake → caching → budget → forward
 //
 // account (package account) records the request once it is answered;
-// auth checks the gateway key; ratelimit applies the org's and key's rate
-// limits (rpm charged here, so a cache hit counts; tpm when the answer
-// ended); intake reads and fingerprints the body;
-// caching answers from the cache or an identical call in flight; budget
-// reserves the worst case in the org's and key's budgets before the
-// provider call and settles it after (so a cache hit reserves nothing);
-// forward calls the provider and passes its answer on.
+// auth checks the gateway key; audit records the request in its org's
+// audit log (refusals included); ratelimit applies the org's and key's
+// rate limits (rpm charged here, so a cache hit counts; tpm when the
+// answer ended); intake reads and fingerprints the body; caching answers
+// from the cache or an identical call in flight; budget reserves the worst
+// case in the org's and key's budgets before the provider call and settles
+// it after (so a cache hit reserves nothing); forward calls the provider
+// and passes its answer on.
 package proxy
 
 import (
@@ -25,6 +26,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/account"
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/auth"
 	"github.com/persiv/codex/edge/budget"
 	"github.com/persiv/codex/edge/caching"
@@ -82,6 +84,8 @@ type Options struct {
 	// Budget applies the orgs' and keys' budgets; off when Budget.Budgets
 	// is nil.
 	Budget budget.Options
+	// Audit is the audit log; off when Audit.Writer is nil.
+	Audit audit.Options
 }
 
 // DefaultFormats are the provider wire formats the edge serves: OpenAI
@@ -127,6 +131,7 @@ func New(keys auth.Resolver, sink account.Sink, prices forward.Pricer, opts Opti
 			FailureLimit: opts.AuthFailureLimit, FailureWindow: opts.AuthFailureWindow, FailureClients: opts.AuthFailureClients,
 			RejectQuantum: opts.AuthRejectQuantum, TrustedProxies: opts.TrustedProxies, Metrics: m,
 		}),
+		audit.Stage(opts.Audit),
 		rateLimit(opts.RateLimit, m),
 		intake.Stage(intake.Options{MaxBodyBytes: opts.MaxBodyBytes, BodyTimeout: opts.BodyTimeout, MaxInflightBodyBytes: opts.MaxInflightBodyBytes, Metrics: m}),
 		caching.Stage(co),

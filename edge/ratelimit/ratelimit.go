@@ -64,6 +64,8 @@ type Options struct {
 
 // The headers OpenAI sends with every answer, and so the edge with every
 // answer of a limited key.
+//
+//nolint:gosec // G101: header names, not credentials
 const (
 	HeaderLimitRequests     = "X-Ratelimit-Limit-Requests"
 	HeaderRemainingRequests = "X-Ratelimit-Remaining-Requests"

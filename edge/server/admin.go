@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 )
 
@@ -163,8 +164,30 @@ func (s *Server) revokeKey(c echo.Context) error {
 	if err := s.dir.Revoke(ctx, k.OrgID, k.ID); err != nil {
 		return storeUnavailable(fmt.Errorf("admin: revoke key %s: %w", k.ID, err))
 	}
+	if err := audit.Admin(ctx, s.store, audit.API(c.Request()), audit.Change{OrgID: k.OrgID, Action: "keys.revoke", Target: k.ID}); err != nil {
+		return storeUnavailable(fmt.Errorf("admin: the key was revoked, but %w", err))
+	}
 	s.log.Info("gateway key revoked", "key", k.ID, "org", k.OrgID)
 	return c.JSON(http.StatusOK, map[string]string{"id": k.ID, "state": string(edge.KeyRevoked)})
+}
+
+// auditSharing records a switch of metrics sharing through the admin API
+// in every org's audit log (the telemetry routes answer; this middleware
+// sees a successful POST /sharing go by).
+func (s *Server) auditSharing(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err != nil || c.Request().Method != http.MethodPost || !strings.HasSuffix(c.Path(), "/sharing") || c.Response().Status != http.StatusOK {
+			return err
+		}
+		on := s.tel.Status().Sharing
+		if aerr := audit.AdminAll(c.Request().Context(), s.store, audit.API(c.Request()),
+			audit.Change{Action: "telemetry.sharing", Details: map[string]string{"on": fmt.Sprint(on)}}); aerr != nil {
+			// The answer has gone out: the change stands, unrecorded.
+			s.log.Error("admin: metrics sharing switched, but not recorded in the audit log", "err", aerr)
+		}
+		return nil
+	}
 }
 
 // storeUnavailable is the answer to a store that failed: the store, not the

@@ -42,7 +42,9 @@ func worstCase(t *testing.T, body string) int64 {
 		t.Fatal(err)
 	}
 	var maxTokens int64
-	fmt.Sscanf(body[strings.Index(body, `"max_tokens":`)+len(`"max_tokens":`):], "%d", &maxTokens)
+	if _, err := fmt.Sscanf(body[strings.Index(body, `"max_tokens":`)+len(`"max_tokens":`):], "%d", &maxTokens); err != nil {
+		t.Fatal(err)
+	}
 	n, ok := tbl.WorstCase(anthropic.Format{}, anthropic.Messages, "claude-haiku-4-5", (int64(len(body))+2)/3, maxTokens)
 	if !ok {
 		t.Fatal("claude-haiku-4-5 is not priced")
@@ -273,7 +275,9 @@ func TestBudgetStreams(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, "the stream's reservation", func() bool { _, r := ledgerUse(t, h.srv, b); return r == worst })
 	br := bufio.NewReader(resp.Body)
-	br.ReadString('\n')
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	resp.Body.Close()
 	testutil.Eventually(t, 10*time.Second, "the abandoned stream to settle", func() bool {

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/memory"
 )
 
@@ -80,6 +81,9 @@ func (s *Server) setMemory(c echo.Context) error {
 	}
 	s.dir.ForgetOrg(o.ID)
 	s.log.Info("memory set", "org", o.ID, "key", keyID, "memory", info.Name, "version", info.Version)
+	if err := audit.Admin(ctx, s.store, audit.API(c.Request()), audit.MemorySet(o.ID, keyID, info.Name, info.Version, info.Bytes)); err != nil {
+		return storeUnavailable(fmt.Errorf("admin: the memory was set, but %w", err))
+	}
 	return c.JSON(http.StatusOK, info)
 }
 
@@ -114,6 +118,9 @@ func (s *Server) removeMemory(c echo.Context) error {
 	}
 	s.dir.ForgetOrg(o.ID)
 	s.log.Info("memory removed", "org", o.ID, "key", keyID, "memory", name)
+	if err := audit.Admin(ctx, s.store, audit.API(c.Request()), audit.MemoryRemoved(o.ID, keyID, name)); err != nil {
+		return storeUnavailable(fmt.Errorf("admin: the memory was removed, but %w", err))
+	}
 	return c.JSON(http.StatusOK, map[string]any{"name": name, "key_id": keyID, "removed": true})
 }
 

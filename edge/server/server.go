@@ -24,6 +24,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/budget"
 	budgetredis "github.com/persiv/codex/edge/budget/redis"
 	"github.com/persiv/codex/edge/cache"
@@ -57,10 +58,11 @@ const (
 	ClientMaxHeaderBytes = 1 << 20
 )
 
-// Store is what the edge persists: its own records and the keyring's
-// wrapped data keys.
+// Store is what the edge persists: its own records, the audit log and the
+// keyring's wrapped data keys.
 type Store interface {
 	edge.Store
+	edge.AuditStore
 	keyring.Store
 }
 
@@ -92,6 +94,7 @@ type Server struct {
 	keys   *keyring.Keyring
 	dir    *directory.Directory
 	writer *metadata.Writer
+	audit  *audit.Writer
 	tel    *telemetry.Service
 	reg    *prometheus.Registry
 	cache  *cache.Cache
@@ -200,6 +203,22 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 			func() float64 { return float64(s.writer.Dropped()) }),
 	)
 
+	s.audit = audit.NewWriter(store, audit.WriterOptions{Queue: cfg.AuditQueue, Logger: log})
+	s.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_audit_queue_depth", Help: "Audit events (levels none and hash) waiting to be written."},
+			func() float64 { return float64(s.audit.Depth()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_dropped_total", Help: "Audit events (levels none and hash) dropped because the queue was full."},
+			func() float64 { return float64(s.audit.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_written_total", Help: "Audit events of levels none and hash written."},
+			func() float64 { return float64(s.audit.Written()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_committed_total", Help: "Audit events of level full stored before their answer completed."},
+			func() float64 { return float64(s.audit.Committed()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_commit_transactions_total", Help: "Transactions that stored audit events of level full; the requests waiting at the same moment share one."},
+			func() float64 { return float64(s.audit.CommitBatches()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_audit_commit_failures_total", Help: "Audit events of level full that could not be stored; their requests were answered 503 audit_unavailable."},
+			func() float64 { return float64(s.audit.CommitFailures()) }),
+	)
+
 	if s.tel, err = openTelemetry(ctx, cfg, store, opts, log, s.telemetryBudgets); err != nil {
 		return nil, err
 	}
@@ -237,6 +256,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		AuthFailureWindow:    cfg.AuthFailureWindow,
 		AuthFailureClients:   cfg.AuthFailureClients,
 		TrustedProxies:       trusted,
+		Audit:                audit.Options{Writer: s.audit, Keys: s.keys, MaxContentBytes: cfg.AuditMaxBytes},
 		Transport:            opts.Transport,
 		Logger:               log,
 		Metrics:              metrics,
@@ -279,7 +299,8 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	a.GET("/readyz", s.readyz)
 	a.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})), authed)
-	s.tel.RegisterAdmin(s.adminAPI.Group("/telemetry"))
+	s.tel.RegisterAdmin(s.adminAPI.Group("/telemetry", s.auditSharing))
+	s.registerAudit(s.adminAPI)
 	if cfg.Pprof {
 		a.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)), authed)
 		a.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)), authed)
@@ -415,13 +436,16 @@ func tlsConfig(cfg config.Config) (*tls.Config, error) {
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"store": "ok", "metadata_writer": "ok"}
+	checks := map[string]string{"store": "ok", "metadata_writer": "ok", "audit_writer": "ok"}
 	status := http.StatusOK
 	if err := s.store.Ping(ctx); err != nil {
 		checks["store"], status = "unreachable", http.StatusServiceUnavailable
 	}
 	if !s.writer.Healthy() {
 		checks["metadata_writer"], status = "failing", http.StatusServiceUnavailable
+	}
+	if !s.audit.Healthy() {
+		checks["audit_writer"], status = "failing", http.StatusServiceUnavailable
 	}
 	return c.JSON(status, checks)
 }
@@ -451,6 +475,7 @@ func (s *Server) Start(ctx context.Context) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { s.keys.Watch(bg) })
 		wg.Go(func() { s.spend.Run(bg) })
+		wg.Go(func() { audit.RunRetention(bg, s.store, s.cfg.AuditRetention, s.log) })
 		s.followChanges(bg)
 		wg.Wait()
 	}()
@@ -509,7 +534,7 @@ func (s *Server) Keyring() *keyring.Keyring { return s.keys }
 func (s *Server) Directory() *directory.Directory { return s.dir }
 
 // Shutdown stops accepting requests, lets running ones finish until ctx
-// ends, then writes the queued metadata.
+// ends, then writes the queued metadata and audit events.
 func (s *Server) Shutdown(ctx context.Context) error {
 	errs := []error{s.main.Shutdown(ctx), s.admin.Shutdown(ctx)}
 	if s.cancel != nil {
@@ -517,7 +542,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 	}
 	s.tel.Close()
-	errs = append(errs, s.writer.Close(ctx))
+	errs = append(errs, s.writer.Close(ctx), s.audit.Close(ctx))
 	if s.cache != nil {
 		errs = append(errs, s.cache.Close())
 	}

@@ -39,7 +39,7 @@ func TestTelemetryCarriesLimitsAndBudgets(t *testing.T) {
 		resp, _ := chatOnce(ctx, oc, "hello")
 		return resp != nil && resp.StatusCode == 429
 	})
-	chatOnce(ctx, oc, "hello again")
+	_, _ = chatOnce(ctx, oc, "hello again") // refused: counted, which is the point
 	testutil.Eventually(t, 10*time.Second, "refusals to reach the control plane", func() bool { return cp.totals(org).Limited >= 2 })
 	testutil.Eventually(t, 10*time.Second, "the budget to reach the control plane", func() bool {
 		us, err := cp.store.BudgetUses(context.Background(), org)

@@ -543,6 +543,13 @@ func TestTelemetryTotalsEqualEdgeMetadata(t *testing.T) {
 
 	enr := enrollEdge(t, h, cp, org)
 	setSharing(t, h, true)
+	// The switch is in every org's audit log, with who made it.
+	for _, tn := range tenants {
+		evs, err := h.store.AuditEvents(context.Background(), tn.orgID, edge.AuditQuery{Limit: 10})
+		if err != nil || len(evs) != 1 || !strings.Contains(string(evs[0].Meta), `"action":"telemetry.sharing","actor":"127.0.0.1","via":"admin-api","details":{"on":"true"}`) {
+			t.Fatalf("org %s: audit events %d %v: %+v", tn.orgID, len(evs), err, evs)
+		}
+	}
 	const canary = "CANARY7f3a9c"
 	const n = 40
 	traffic(t, h, tenants, 0, n, canary)

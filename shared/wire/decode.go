@@ -23,7 +23,8 @@ func Decode(data []byte) (*UsageBatch, error) {
 	var peek struct {
 		SchemaVersion int `json:"schema_version"`
 	}
-	json.Unmarshal(data, &peek)
+	// Malformed JSON leaves version 0: the strict checks below reject it.
+	_ = json.Unmarshal(data, &peek)
 	shape := batchShape
 	if peek.SchemaVersion == 1 {
 		shape = batchShapeV1

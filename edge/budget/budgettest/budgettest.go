@@ -188,7 +188,9 @@ func testPeriods(t *testing.T, newLedger New) {
 	l := newLedger(t, zero, time.Hour)
 	b := bucket(100)
 	h, _ := reserve(t, l, "d1", []budget.Bucket{b}, 100)
-	h.Settle(ctx, 100)
+	if err := h.Settle(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
 	next := b
 	next.Start = b.Period.End(b.Start)
 	if _, r := reserve(t, l, "d2", []budget.Bucket{next}, 100); r != nil {
@@ -228,7 +230,9 @@ func testConcurrent(t *testing.T, newLedger New) {
 		t.Fatalf("%d reserved and %d refused of 60 × 50 against 1000, want 20 and 40", len(holds), refused)
 	}
 	for _, h := range holds {
-		h.Settle(context.Background(), 50)
+		if err := h.Settle(context.Background(), 50); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if s, r := use(t, l, b); s != 1000 || r != 0 {
 		t.Fatalf("after settling: %d, %d", s, r)
@@ -292,12 +296,16 @@ func testProperty(t *testing.T, newLedger New) {
 				var add, hold int64
 				switch rnd(5) {
 				case 0:
-					h.Release(context.Background())
+					if err := h.Release(context.Background()); err != nil {
+						t.Fatal(err)
+					}
 				case 1:
 					hold = amount
 				default:
 					add = rnd(amount + 1)
-					h.Settle(context.Background(), add)
+					if err := h.Settle(context.Background(), add); err != nil {
+						t.Fatal(err)
+					}
 				}
 				mu.Lock()
 				settled += add

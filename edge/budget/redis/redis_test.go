@@ -52,7 +52,9 @@ func TestRedisLedgerReseeds(t *testing.T) {
 	if err != nil || r != nil {
 		t.Fatal(err, r)
 	}
-	h.Settle(ctx, 60)
+	if err := h.Settle(ctx, 60); err != nil {
+		t.Fatal(err)
+	}
 	stored = 60 // what the Recorder wrote
 	if err := l.Forget(ctx, b); err != nil {
 		t.Fatal(err)

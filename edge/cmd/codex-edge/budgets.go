@@ -105,7 +105,7 @@ func (e *env) budgetUses(cfg config.Config, st server.Store, orgID string) ([]ed
 		if err != nil {
 			return nil, err
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }() // a read-only listing: nothing to lose
 		use = budgetredis.New(c, storeSpent, budget.DefaultReservationTTL).Use
 	}
 	now := time.Now()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/server"
@@ -84,6 +85,9 @@ func (e *env) cryptoRotate(args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "crypto.rotate", Details: map[string]string{"generation": fmt.Sprint(k.Generation)}}); err != nil {
+			return err
+		}
 		fmt.Fprintf(e.stdout, "org %s: data key generation %d is active for new writes; older generations still open existing data\n", o.Name, k.Generation)
 		return nil
 	})
@@ -110,6 +114,10 @@ func (e *env) cryptoRewrap(args []string) error {
 			fmt.Fprintf(e.stdout, "[%d/%d] org %s generation %d: %s\n", ev.N, ev.Total, ev.OrgID, ev.Generation, state)
 		})
 		fmt.Fprintf(e.stdout, "%d data keys: %d rewrapped, %d already current, %d failed\n", res.Total, res.Rewrapped, res.Current, res.Failed)
+		if aerr := e.recordAdminAll(st, audit.Change{Action: "crypto.rewrap", Details: map[string]string{
+			"rewrapped": fmt.Sprint(res.Rewrapped), "current": fmt.Sprint(res.Current), "failed": fmt.Sprint(res.Failed)}}); aerr != nil && err == nil {
+			return aerr
+		}
 		if err != nil {
 			return fmt.Errorf("%w (the failed keys stay wrapped by their old master key version; keep it configured until they are rewrapped or their content expires)", err)
 		}
@@ -136,7 +144,17 @@ func (e *env) cryptoShred(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys within CODEX_CHANGE_POLL). Set provider keys again to resume.\n", o.Name, n)
+		// The audit log keeps its events and chain; their content, which
+		// the destroyed keys sealed, goes.
+		removed, err := st.RemoveAuditContent(e.ctx, o.ID, time.Time{}, edge.ContentRemovedShred)
+		if err != nil {
+			return fmt.Errorf("data keys destroyed, but removing the audit log's content failed (run crypto shred again): %w", err)
+		}
+		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "crypto.shred", Details: map[string]string{
+			"data_keys_destroyed": fmt.Sprint(n), "audit_contents_removed": fmt.Sprint(removed)}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys within CODEX_CHANGE_POLL); the content of %d audit events was removed, their events and chain kept. Set provider keys again to resume.\n", o.Name, n, removed)
 		return nil
 	})
 }

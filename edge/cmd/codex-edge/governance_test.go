@@ -154,8 +154,11 @@ func TestLimitsSetAppliesToRunningServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		return resp.StatusCode
 	}
 	if st := chat(); st != 200 {
@@ -199,7 +202,9 @@ func TestBudgetsListShowsRedisReservations(t *testing.T) {
 	if got := c.ok("budgets", "list", "--org", "acme", "--json"); !strings.Contains(got, `"reserved_usd":2.5`) || !strings.Contains(got, `"spent_usd":0`) {
 		t.Fatalf("budgets list with a reservation in progress: %s", got)
 	}
-	h.Settle(context.Background(), 1_000_000_000)
+	if err := h.Settle(context.Background(), 1_000_000_000); err != nil {
+		t.Fatal(err)
+	}
 	if got := c.ok("budgets", "list", "--org", "acme", "--json"); !strings.Contains(got, `"reserved_usd":0`) || !strings.Contains(got, `"spent_usd":1`) {
 		t.Fatalf("budgets list after settling: %s", got)
 	}

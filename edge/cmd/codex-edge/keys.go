@@ -10,6 +10,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/server"
 )
@@ -37,6 +38,9 @@ func (e *env) keysCreate(args []string) error {
 			State: edge.KeyActive, CreatedAt: time.Now().UTC(),
 		}
 		if err := st.CreateKey(e.ctx, k); err != nil {
+			return err
+		}
+		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "keys.create", Target: k.ID, Details: map[string]string{"name": k.Name, "prefix": k.Prefix}}); err != nil {
 			return err
 		}
 		// The one place the secret is ever shown.
@@ -105,6 +109,9 @@ func (e *env) keysRevoke(args []string) error {
 			return err
 		}
 		if err := st.RevokeKey(e.ctx, k.OrgID, k.ID, time.Now().UTC()); err != nil {
+			return err
+		}
+		if err := e.recordAdmin(st, audit.Change{OrgID: k.OrgID, Action: "keys.revoke", Target: k.ID}); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "revoked %s\n", k.ID)

@@ -45,6 +45,11 @@ Usage:
   codex-edge memory list --org ORG [--json]
   codex-edge memory show --org ORG [--key KEY] NAME
   codex-edge memory rm --org ORG [--key KEY] NAME
+  codex-edge audit level --org ORG [--key KEY] [none|hash|full]
+  codex-edge audit list --org ORG [--since RFC3339] [--json]
+  codex-edge audit show EVENT_ID [--json]
+  codex-edge audit verify --org ORG [--json]
+  codex-edge audit export --org ORG [--since RFC3339]
 
 Every subcommand takes --config FILE (or CODEX_CONFIG) and reads CODEX_*
 variables, so it acts on the same data directory or database as serve.
@@ -82,7 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd, rest := args[0], args[1:]
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		switch cmd {
-		case "orgs", "keys", "providers", "limits", "budgets", "crypto", "telemetry", "memory":
+		case "orgs", "keys", "providers", "limits", "budgets", "crypto", "telemetry", "memory", "audit":
 			cmd, rest = cmd+" "+rest[0], rest[1:]
 		}
 	}
@@ -138,6 +143,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.memoryShow(rest)
 	case "memory rm":
 		err = e.memoryRm(rest)
+	case "audit level":
+		err = e.auditLevel(rest)
+	case "audit list":
+		err = e.auditList(rest)
+	case "audit show":
+		err = e.auditShow(rest)
+	case "audit verify":
+		err = e.auditVerify(rest)
+	case "audit export":
+		err = e.auditExport(rest)
 	default:
 		fmt.Fprintf(stderr, "codex-edge: unknown command %q\n\n%s", strings.Join(args[:min(2, len(args))], " "), usageText)
 		return 2

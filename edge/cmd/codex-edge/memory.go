@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/memory"
 	"github.com/persiv/codex/edge/server"
@@ -65,6 +66,9 @@ func (e *env) memorySet(args []string) error {
 		}
 		info, err := svc.Set(e.ctx, o.ID, *key, *name, text)
 		if err != nil {
+			return err
+		}
+		if err := e.recordAdmin(st, audit.MemorySet(o.ID, *key, info.Name, info.Version, info.Bytes)); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "%s@%d set for %s (%d bytes, about %d tokens)\n", info.Name, info.Version, owner(o, *key), info.Bytes, info.Tokens)
@@ -181,6 +185,9 @@ func (e *env) memoryRm(args []string) error {
 			return fmt.Errorf("no memory %q for %s", name, owner(o, *key))
 		}
 		if err != nil {
+			return err
+		}
+		if err := e.recordAdmin(st, audit.MemoryRemoved(o.ID, *key, name)); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "removed %s from %s\n", name, owner(o, *key))

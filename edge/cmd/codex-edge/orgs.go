@@ -10,6 +10,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/server"
 )
@@ -29,6 +30,9 @@ func (e *env) orgsCreate(args []string) error {
 			if errors.Is(err, edge.ErrConflict) {
 				return fmt.Errorf("an org named %q exists already", o.Name)
 			}
+			return err
+		}
+		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "orgs.create", Target: o.ID, Details: map[string]string{"name": o.Name}}); err != nil {
 			return err
 		}
 		fmt.Fprintln(e.stdout, o.ID)

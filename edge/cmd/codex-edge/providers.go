@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/server"
@@ -62,6 +63,9 @@ func (e *env) providersSet(args []string) error {
 		if err := st.SetProvider(e.ctx, pc); err != nil {
 			return err
 		}
+		if err := e.recordAdmin(st, providerChange(pc)); err != nil {
+			return err
+		}
 		fmt.Fprintf(e.stdout, "%s set for %s (key from %s)\n", pc.Provider, o.Name, from)
 		return nil
 	})
@@ -95,6 +99,13 @@ func (e *env) providersList(args []string) error {
 		}
 		return tw.Flush()
 	})
+}
+
+// providerChange is a provider setting as the audit log records it: where
+// the key comes from, never the key.
+func providerChange(pc edge.ProviderConfig) audit.Change {
+	return audit.Change{OrgID: pc.OrgID, Action: "providers.set", Target: string(pc.Provider), Details: map[string]string{
+		"base_url": pc.BaseURL, "key_from": keySource(pc), "allow_insecure_http": fmt.Sprint(pc.AllowInsecureHTTP)}}
 }
 
 func keySource(p edge.ProviderConfig) string {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/telemetry"
@@ -52,6 +53,13 @@ func (e *env) telemetryEnroll(args []string) error {
 		return err
 	}
 	enr, err := e.enroll(cfg, d, *cpURL, *token, *name)
+	if err != nil {
+		return err
+	}
+	err = e.withStore(f, func(_ config.Config, st server.Store) error {
+		return e.recordAdminAll(st, audit.Change{Action: "telemetry.enroll", Target: enr.EdgeID, Details: map[string]string{
+			"control_plane": *cpURL, "control_plane_org": enr.OrgID, "subject": enr.Subject}})
+	})
 	if err != nil {
 		return err
 	}
@@ -159,6 +167,9 @@ func (e *env) telemetrySet(on bool) func([]string) error {
 		if err := d.SetSharing(on, "cli"); err != nil {
 			return err
 		}
+		if err := e.recordSharing(f, on); err != nil {
+			return err
+		}
 		if f.json {
 			return json.NewEncoder(e.stdout).Encode(map[string]bool{"sharing": on})
 		}
@@ -169,6 +180,14 @@ func (e *env) telemetrySet(on bool) func([]string) error {
 		}
 		return nil
 	}
+}
+
+// recordSharing records the sharing switch in every org's audit log: it
+// decides whether their usage leaves the network.
+func (e *env) recordSharing(f *flags, on bool) error {
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
+		return e.recordAdminAll(st, audit.Change{Action: "telemetry.sharing", Details: map[string]string{"on": fmt.Sprint(on)}})
+	})
 }
 
 func (e *env) telemetryStatus(args []string) error {

@@ -77,6 +77,7 @@ func TestTelemetryCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCLI(t)
+	c.ok("orgs", "create", "acme")
 
 	out := c.ok("telemetry", "status")
 	if !strings.Contains(out, "sharing:          off") || !strings.Contains(out, "enrolled:         no") {
@@ -153,6 +154,13 @@ func TestTelemetryCommands(t *testing.T) {
 	c.ok("telemetry", "off")
 	if out := c.ok("telemetry", "status"); !strings.Contains(out, "sharing:          off (since") {
 		t.Fatalf("status after off:\n%s", out)
+	}
+	// Each change is in the org's audit log.
+	list := c.ok("audit", "list", "--org", "acme", "--json")
+	for _, want := range []string{`"action":"telemetry.enroll","actor"`, `"via":"cli","target":"` + enr.EdgeID, `"details":{"on":"true"}`, `"details":{"on":"false"}`} {
+		if !strings.Contains(list, want) {
+			t.Errorf("audit log lacks %s:\n%s", want, list)
+		}
 	}
 }
 

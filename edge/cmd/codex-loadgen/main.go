@@ -68,6 +68,7 @@ func main() {
 		soakStr  = flag.Int("soak-streams", 200, "soak: streams kept open at all times")
 		redisURL = flag.String("redis-edge", "", "base URL of a second edge whose cache is Redis, for its cache-hit phase")
 		redisKey = flag.String("redis-edge-key", "", "gateway key for -redis-edge")
+		fullKey  = flag.String("audit-full-key", "", "a gateway key of the edge's org whose audit level is full: measured beside the edge in the fixed-rate and saturation phases (target edge-full)")
 		baseline = flag.String("baseline", "", "base URL of a bare Go reverse proxy in front of the provider (see -baseline-listen), measured beside the edge")
 		blListen = flag.String("baseline-listen", "", "instead of measuring, serve a bare Go reverse proxy on this address, to -baseline-to")
 		blTo     = flag.String("baseline-to", "", "the provider the bare reverse proxy forwards to")
@@ -109,6 +110,9 @@ func main() {
 	compared := targets
 	if *baseline != "" {
 		compared = append(compared, target{"go-proxy", *baseline, *directK})
+	}
+	if *fullKey != "" {
+		compared = append(compared, target{"edge-full", *via, *fullKey})
 	}
 	var results []result
 	var own hist // the edge's own added-latency histogram over the fixed-rate phase
@@ -451,6 +455,10 @@ func report(w io.Writer, rs []result, own hist) {
 	}
 	if sd.n > 0 && sb.n > 0 {
 		fmt.Fprintf(w, "saturation throughput bare proxy/direct: %.0f / %.0f req/s = %.0f%%\n", sb.rps(), sd.rps(), 100*sb.rps()/sd.rps())
+	}
+	if ff, sf := find("edge-full", "fixed"), find("edge-full", "saturation"); ff.n > 0 || sf.n > 0 {
+		fmt.Fprintf(w, "audit level full (each event stored before its answer): fixed rate p50 %s p99 %s; saturation %.0f req/s (%.0f%% of the edge's), p99 %s\n",
+			ff.pct(0.5).Round(time.Microsecond), ff.pct(0.99).Round(time.Microsecond), sf.rps(), 100*sf.rps()/max(se.rps(), 1), sf.pct(0.99).Round(time.Microsecond))
 	}
 }
 

@@ -39,6 +39,15 @@ func TestContractSharedStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) edge.Store { return db })
 }
 
+// TestAuditContract runs the audit suite on one database as the
+// application role, so the grants and row-level security are those of
+// serve.
+func TestAuditContract(t *testing.T) {
+	_, app := pgtest.FreshDB(t)
+	db := pgtest.Open(t, app)
+	storetest.RunAudit(t, func(t *testing.T) storetest.AuditStore { return db })
+}
+
 func TestKeyringStoreContract(t *testing.T) {
 	keyringtest.StoreContract(t, func(t *testing.T) keyring.Store {
 		_, app := pgtest.FreshDB(t)
@@ -87,6 +96,12 @@ func seedOrg(t *testing.T, db *postgres.DB, id string) {
 		t.Fatal(err)
 	}
 	if err := db.PutMemory(ctx, edge.Memory{OrgID: id, Name: "style", Version: 1, Sealed: []byte("sealed-memory")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetAuditLevel(ctx, edge.AuditSetting{OrgID: id, Level: edge.AuditFull}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AppendAudit(ctx, []edge.AuditEvent{storetest.AuditSample(id, "req_"+id, time.Now(), edge.AuditFull)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -551,7 +566,7 @@ func TestDefinerFunctions(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"codex_changes", "codex_dek_orgs", "codex_key_by_hash", "codex_key_by_id", "codex_orgs"}
+	want := []string{"codex_audit_event_org", "codex_changes", "codex_dek_orgs", "codex_key_by_hash", "codex_key_by_id", "codex_orgs"}
 	if !slices.Equal(names, want) {
 		t.Errorf("SECURITY DEFINER functions %v, want exactly %v", names, want)
 	}
@@ -595,5 +610,46 @@ func TestInsertRequestsReplayAfterUncertainCommit(t *testing.T) {
 	// Only once: a second replay is a conflict again.
 	if err := db.InsertRequests(ctx, batch); !errors.Is(err, edge.ErrConflict) {
 		t.Fatalf("second replay = %v, want ErrConflict", err)
+	}
+}
+
+// TestAuditAppendOnly: the application role that serve connects as may
+// clear an audit event's content (shred, retention) but may neither delete
+// an event nor change what the chain covers, even within its own org.
+func TestAuditAppendOnly(t *testing.T) {
+	_, app := pgtest.FreshDB(t)
+	db := pgtest.Open(t, app)
+	seedOrg(t, db, "org_a")
+	conn := connect(t, app)
+	ctx := t.Context()
+	for _, tc := range []struct {
+		stmt    string
+		allowed bool
+	}{
+		{`UPDATE audit_events SET content = NULL, content_removed = 'shred' WHERE org_id = 'org_a'`, true},
+		{`UPDATE audit_events SET meta = '{}' WHERE org_id = 'org_a'`, false},
+		{`UPDATE audit_events SET request_digest = NULL WHERE org_id = 'org_a'`, false},
+		{`UPDATE audit_events SET hash = prev_hash WHERE org_id = 'org_a'`, false},
+		{`UPDATE audit_events SET seq = seq + 1 WHERE org_id = 'org_a'`, false},
+		{`DELETE FROM audit_events WHERE org_id = 'org_a'`, false},
+		{`DELETE FROM audit_heads WHERE org_id = 'org_a'`, false},
+	} {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT set_config('app.org_id', 'org_a', true)`); err != nil {
+			t.Fatal(err)
+		}
+		tag, err := tx.Exec(ctx, tc.stmt)
+		tx.Rollback(ctx)
+		var pe *pgconn.PgError
+		denied := errors.As(err, &pe) && pe.Code == "42501"
+		switch {
+		case tc.allowed && (err != nil || tag.RowsAffected() != 1):
+			t.Errorf("%s: %v (%d rows), want allowed", tc.stmt, err, tag.RowsAffected())
+		case !tc.allowed && !denied:
+			t.Errorf("%s: %v, want permission denied", tc.stmt, err)
+		}
 	}
 }

@@ -482,3 +482,7 @@ func TestKeyringContract(t *testing.T) {
 		return db
 	})
 }
+
+func TestAuditContract(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) storetest.AuditStore { return mustOpen(t, t.TempDir()) })
+}

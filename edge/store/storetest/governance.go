@@ -72,7 +72,7 @@ func sameLimits(a, b []edge.Limit) bool {
 		return false
 	}
 	for i := range a {
-		x, y := a[i], b[i]
+		x, y := a[i], b[i] //nolint:gosec // G602: len(a) == len(b) was checked above
 		if !x.UpdatedAt.Equal(y.UpdatedAt) {
 			return false
 		}

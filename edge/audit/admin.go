@@ -1,0 +1,125 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/apikey"
+)
+
+// Appender is the part of the store that takes audit events.
+type Appender interface {
+	AppendAudit(ctx context.Context, events []edge.AuditEvent) error
+}
+
+// Actor is who made an admin change and through which interface.
+type Actor struct {
+	Via string // "cli" or "admin-api"
+	Who string // the OS user and host of a CLI run; the client address of an admin API call
+}
+
+// CLI is the actor of a codex-edge command run by the current OS user.
+func CLI() Actor {
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	if host, err := os.Hostname(); err == nil {
+		who += "@" + host
+	}
+	return Actor{Via: "cli", Who: who}
+}
+
+// API is the actor of an admin API request: the admin token does not name
+// its holder, so the client's address does.
+func API(r *http.Request) Actor {
+	who := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(who); err == nil {
+		who = host
+	}
+	return Actor{Via: "admin-api", Who: who}
+}
+
+// Change is one admin change. Details are names and settings, never a
+// secret: no key, no credential, no token.
+type Change struct {
+	OrgID   string
+	Action  string // "orgs.create", "keys.create", "keys.revoke", "providers.set", "crypto.rotate", "crypto.shred", "audit.level", "telemetry.sharing", …
+	Target  string // what it acted on: a key id, a provider, a level's key
+	Details map[string]string
+}
+
+// Admin records a change in its org's chain before returning: admin
+// changes are rare and must not be lost, so they skip the queue. Call it
+// after the change succeeded; its error means the change is made but not
+// recorded, which the caller reports.
+func Admin(ctx context.Context, st Appender, by Actor, c Change) error {
+	e, err := adminEvent(by, c, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := st.AppendAudit(ctx, []edge.AuditEvent{e}); err != nil {
+		return fmt.Errorf("record %s in the audit log: %w", c.Action, err)
+	}
+	return nil
+}
+
+// Orgs lists every org (edge.Store has it).
+type Orgs interface {
+	Orgs(ctx context.Context) ([]edge.Org, error)
+}
+
+// AdminAll records a change that concerns every org, such as the metrics
+// sharing switch, in the chain of each: every org's auditors see it.
+func AdminAll(ctx context.Context, st interface {
+	Appender
+	Orgs
+}, by Actor, c Change) error {
+	orgs, err := st.Orgs(ctx)
+	if err != nil {
+		return fmt.Errorf("record %s in the audit log: %w", c.Action, err)
+	}
+	now := time.Now()
+	var evs []edge.AuditEvent
+	for _, o := range orgs {
+		c.OrgID = o.ID
+		e, err := adminEvent(by, c, now)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, e)
+	}
+	if err := st.AppendAudit(ctx, evs); err != nil {
+		return fmt.Errorf("record %s in the audit log: %w", c.Action, err)
+	}
+	return nil
+}
+
+func adminEvent(by Actor, c Change, at time.Time) (edge.AuditEvent, error) {
+	if c.OrgID == "" || c.Action == "" {
+		return edge.AuditEvent{}, errors.New("audit: an admin change needs an org and an action")
+	}
+	return event(Meta{
+		ID: apikey.NewTimeID("adm_", at), OrgID: c.OrgID, Time: at.UTC(), Kind: edge.AuditAdmin,
+		Action: c.Action, Actor: by.Who, Via: by.Via, Target: c.Target, Details: c.Details,
+	}, nil, nil, nil)
+}
+
+// MemorySet is the change of a memory set: its name, version and size,
+// never its text.
+func MemorySet(orgID, keyID, name string, version, bytes int64) Change {
+	return Change{OrgID: orgID, Action: "memory.set", Target: name, Details: map[string]string{
+		"key_id": keyID, "version": fmt.Sprint(version), "bytes": fmt.Sprint(bytes)}}
+}
+
+// MemoryRemoved is the change of a memory removed.
+func MemoryRemoved(orgID, keyID, name string) Change {
+	return Change{OrgID: orgID, Action: "memory.rm", Target: name, Details: map[string]string{"key_id": keyID}}
+}

@@ -1,0 +1,480 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
+
+	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
+	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
+	"github.com/persiv/codex/edge/sse"
+	"github.com/persiv/codex/edge/store/postgres/pgtest"
+	"github.com/persiv/codex/edge/store/storetest"
+)
+
+func newCanary(tag string) string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "CANARY" + tag + hex.EncodeToString(b)
+}
+
+// auditEvents waits until the org has n audit events and returns them.
+func auditEvents(t *testing.T, st edge.AuditStore, orgID string, n int) []edge.AuditEvent {
+	t.Helper()
+	var evs []edge.AuditEvent
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d audit events", n), func() bool {
+		var err error
+		if evs, err = st.AuditEvents(context.Background(), orgID, edge.AuditQuery{Limit: 100000}); err != nil {
+			t.Fatal(err)
+		}
+		return len(evs) >= n
+	})
+	if len(evs) != n {
+		t.Fatalf("%d audit events, want %d", len(evs), n)
+	}
+	return evs
+}
+
+// sdkCalls makes one request of each shape through the edge with the
+// official SDKs, each carrying its canary in the prompt; it returns what
+// each answer's text was.
+func sdkCalls(t *testing.T, oc openai.Client, ac anthropic.Client, canaries []string) {
+	t.Helper()
+	ctx := ctxT(t)
+	chat := func(c string) openai.ChatCompletionNewParams {
+		return openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("say " + c)}}
+	}
+	r, err := oc.Chat.Completions.New(ctx, chat(canaries[0]))
+	if err != nil || !strings.Contains(r.Choices[0].Message.Content, canaries[0]) {
+		t.Fatalf("chat: %v %+v", err, r)
+	}
+	s := oc.Chat.Completions.NewStreaming(ctx, chat(canaries[1]))
+	var text strings.Builder
+	for s.Next() {
+		if ch := s.Current(); len(ch.Choices) > 0 {
+			text.WriteString(ch.Choices[0].Delta.Content)
+		}
+	}
+	if err := s.Err(); err != nil || !strings.Contains(text.String(), canaries[1]) {
+		t.Fatalf("chat stream: %v %q", err, text.String())
+	}
+	resp, err := oc.Responses.New(ctx, responses.ResponseNewParams{Model: "gpt-4.1", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("say " + canaries[2])}})
+	if err != nil || !strings.Contains(resp.OutputText(), canaries[2]) {
+		t.Fatalf("responses: %v", err)
+	}
+	ms := ac.Messages.NewStreaming(ctx, anthropic.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 64,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("say " + canaries[3]))}})
+	var msg anthropic.Message
+	for ms.Next() {
+		if err := msg.Accumulate(ms.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ms.Err(); err != nil || len(msg.Content) == 0 || !strings.Contains(msg.Content[0].Text, canaries[3]) {
+		t.Fatalf("messages stream: %v %+v", err, msg.Content)
+	}
+}
+
+// checkFullContent opens every event's content and finds each canary in
+// the request and the response of its own event, verbatim.
+func checkFullContent(t *testing.T, keys audit.Opener, evs []edge.AuditEvent, canaries []string) {
+	t.Helper()
+	for i, c := range canaries {
+		found := false
+		for _, e := range evs {
+			content, err := audit.OpenContent(context.Background(), keys, e)
+			if err != nil {
+				t.Fatalf("event %s: %v", e.ID, err)
+			}
+			if strings.Contains(string(content.Request), c) {
+				found = true
+				if !strings.Contains(string(content.Response), c) && !strings.Contains(streamText(content.Response), c) {
+					t.Errorf("canary %d: in the request of %s, not in its response %q", i, e.ID, content.Response)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("canary %d in no event's request", i)
+		}
+	}
+}
+
+// streamText joins the text deltas of a stream's events: a stream carries
+// the answer in pieces.
+func streamText(stream []byte) string {
+	var out strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, k := range []string{"delta", "choices"} {
+				walk(v[k])
+			}
+			for _, k := range []string{"content", "text"} {
+				if s, ok := v[k].(string); ok {
+					out.WriteString(s)
+				}
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	rd := sse.NewReader(bytes.NewReader(stream))
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			return out.String()
+		}
+		var v any
+		if json.Unmarshal(ev.Data, &v) == nil {
+			walk(v)
+		}
+	}
+}
+
+// TestAuditFullEmbedded drives the edge with the official SDKs at level
+// full on the embedded store: every request, JSON and stream, OpenAI and
+// Anthropic, has an event whose content holds its prompt and answer
+// verbatim, the chain verifies, and no canary is in any file of the data
+// directory.
+func TestAuditFullEmbedded(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, nil)
+	tn := h.addOrg("acme")
+	if err := h.store.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: tn.orgID, Level: edge.AuditFull}); err != nil {
+		t.Fatal(err)
+	}
+	h.restart(nil) // the level, set from outside, is read as the org loads
+	canaries := []string{newCanary("a"), newCanary("b"), newCanary("c"), newCanary("d")}
+	sdkCalls(t, h.openai(tn.key), h.anthropic(tn.key), canaries)
+
+	evs := auditEvents(t, h.store, tn.orgID, 4)
+	checkFullContent(t, h.srv.Keyring(), evs, canaries)
+	r, err := audit.Verify(context.Background(), h.store, tn.orgID, h.srv.Keyring(), audit.StoredSecrets(h.store, h.srv.Keyring()))
+	if err != nil || r.Break != nil || r.ContentChecked != 4 {
+		t.Fatalf("Verify = %+v, %v", r, err)
+	}
+	h.records(tn.orgID, 4)
+	storetest.ScanDirForCanaries(t, h.cfg.DataDir, append(canaries, tn.key, tn.providerKey)...)
+}
+
+// TestAuditLevelsByKey: the level of a key wins over its org's, changes
+// apply to a running edge through the change feed, and at level hash the
+// digests are those of the prompt and answer the client exchanged.
+func TestAuditLevelsByKey(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, nil)
+	tn := h.addOrg("acme")
+	ctx := context.Background()
+	otherKey, otherSecret := h.addKey(tn.orgID)
+	if err := h.store.SetAuditLevel(ctx, edge.AuditSetting{OrgID: tn.orgID, Level: edge.AuditHash}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.SetAuditLevel(ctx, edge.AuditSetting{OrgID: tn.orgID, KeyID: otherKey, Level: edge.AuditNone}); err != nil {
+		t.Fatal(err)
+	}
+	// The running edge picks the levels up within CODEX_CHANGE_POLL.
+	testutil.Eventually(t, 10*time.Second, "the levels to apply", func() bool {
+		o, err := h.srv.Directory().Org(ctx, tn.orgID)
+		return err == nil && o.AuditLevel(tn.keyID) == edge.AuditHash && o.AuditLevel(otherKey) == edge.AuditNone
+	})
+	oc := h.openai(tn.key, option.WithHeader("Cache-Control", "no-store"))
+	if _, err := oc.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")}}); err != nil {
+		t.Fatal(err)
+	}
+	other := h.openai(otherSecret)
+	if _, err := other.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")}}); err != nil {
+		t.Fatal(err)
+	}
+	evs := auditEvents(t, h.store, tn.orgID, 2)
+	levels := map[string]edge.AuditLevel{}
+	for _, e := range evs {
+		m, err := audit.ParseMeta(e.Meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		levels[m.KeyID] = m.Level
+		if m.Level == edge.AuditHash && (len(e.RequestDigest) != 32 || len(e.ResponseDigest) != 32 || e.Content != nil) {
+			t.Errorf("hash event %+v", e)
+		}
+		if m.Level == edge.AuditNone && (e.RequestDigest != nil || e.Content != nil) {
+			t.Errorf("none event %+v", e)
+		}
+	}
+	if levels[tn.keyID] != edge.AuditHash || levels[otherKey] != edge.AuditNone {
+		t.Fatalf("levels by key %v", levels)
+	}
+}
+
+// TestAuditPostgresNoContentAtRest: at level full on Postgres, prompts
+// and answers are sealed: after a checkpoint no canary is in the
+// cluster's heap files or WAL, and each event's content opens to them.
+func TestAuditPostgresNoContentAtRest(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	_, app := c.FreshDB(t)
+	f := newPGFleet(t, app)
+	e := f.start(nil)
+	org := f.addOrg("acme")
+	_, key := f.addKey(org)
+	if err := f.admin.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: org, Level: edge.AuditFull}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the level to apply", func() bool {
+		o, err := e.srv.Directory().Org(context.Background(), org)
+		return err == nil && o.AuditLevel("") == edge.AuditFull
+	})
+	canaries := []string{newCanary("pa"), newCanary("pb"), newCanary("pc"), newCanary("pd")}
+	oc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
+	ac := anthropic.NewClient(aoption.WithBaseURL(e.base), aoption.WithAPIKey(key), aoption.WithMaxRetries(0))
+	sdkCalls(t, oc, ac, canaries)
+	evs := auditEvents(t, f.admin, org, 4)
+	checkFullContent(t, e.srv.Keyring(), evs, canaries)
+	c.Checkpoint()
+	storetest.ScanDirForCanaries(t, c.DataDir, append(canaries, key, f.env["PROVIDER_KEY"], f.env["CODEX_BYOK_KEY"])...)
+}
+
+// TestAuditTwoEdgesOneChain: two edges on one Postgres database record
+// one org's requests at once, at every level: the org's chain is one line
+// with every event, and verifies.
+func TestAuditTwoEdgesOneChain(t *testing.T) {
+	_, app := pgtest.FreshDB(t)
+	f := newPGFleet(t, app)
+	org := f.addOrg("acme")
+	ctx := context.Background()
+	keys := map[edge.AuditLevel]string{}
+	for _, l := range []edge.AuditLevel{edge.AuditNone, edge.AuditHash, edge.AuditFull} {
+		id, secret := f.addKey(org)
+		keys[l] = secret
+		if err := f.admin.SetAuditLevel(ctx, edge.AuditSetting{OrgID: org, KeyID: id, Level: l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edges := []*pgEdge{f.start(nil), f.start(nil)}
+	const each = 30
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		fail []string
+	)
+	for _, e := range edges {
+		for _, key := range keys {
+			wg.Go(func() {
+				for i := range each {
+					if st, err := chat(e.base, key, fmt.Sprintf("request %d", i)); err != nil || st != 200 {
+						mu.Lock()
+						fail = append(fail, fmt.Sprintf("%d %v", st, err))
+						mu.Unlock()
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(fail) > 0 {
+		t.Fatalf("%d requests failed: %v", len(fail), fail[0])
+	}
+	n := len(edges) * len(keys) * each
+	auditEvents(t, f.admin, org, n)
+	r, err := audit.Verify(ctx, f.admin, org, edges[0].srv.Keyring(), audit.StoredSecrets(f.admin, edges[0].srv.Keyring()))
+	if err != nil || r.Break != nil || r.Events != int64(n) || r.ContentChecked != int64(len(edges)*each) {
+		t.Fatalf("Verify = %+v, %v", r, err)
+	}
+}
+
+// TestAuditStoreDownFull stops Postgres under an org at level full: its
+// requests are answered 503 audit_unavailable and nothing else, no
+// answer reaches a client without its event; once Postgres is back,
+// requests are answered again, each 200 with its event stored.
+func TestAuditStoreDownFull(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	_, app := c.FreshDB(t)
+	f := newPGFleet(t, app)
+	e := f.start(nil)
+	org := f.addOrg("acme")
+	_, key := f.addKey(org)
+	if err := f.admin.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: org, Level: edge.AuditFull}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the level to apply", func() bool {
+		o, err := e.srv.Directory().Org(context.Background(), org)
+		return err == nil && o.AuditLevel("") == edge.AuditFull
+	})
+	oc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0),
+		option.WithHeader("Cache-Control", "no-store"))
+	params := func(p string) openai.ChatCompletionNewParams {
+		return openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(p)}}
+	}
+	if _, err := oc.Chat.Completions.New(ctxT(t), params("warm up")); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	for i := range 5 {
+		canary := newCanary(fmt.Sprintf("down%d", i))
+		r, err := oc.Chat.Completions.New(ctxT(t), params(canary))
+		var ae *openai.Error
+		if !errors.As(err, &ae) || ae.StatusCode != 503 || ae.Code != "audit_unavailable" {
+			t.Fatalf("request %d with the audit store down: %v %+v", i, err, r)
+		}
+		if strings.Contains(ae.RawJSON(), canary) {
+			t.Fatalf("the 503 carries the answer: %s", ae.RawJSON())
+		}
+		// A stream: never a complete answer.
+		s := oc.Chat.Completions.NewStreaming(ctxT(t), params(canary))
+		var text strings.Builder
+		for s.Next() {
+			if ch := s.Current(); len(ch.Choices) > 0 {
+				text.WriteString(ch.Choices[0].Delta.Content)
+			}
+		}
+		if s.Err() == nil {
+			t.Fatalf("stream %d completed with the audit store down: %q", i, text.String())
+		}
+		if i == 0 {
+			time.Sleep(audit.FailFast) // the next ones try the store again
+		}
+	}
+	c.Start()
+	ok := 0
+	testutil.Eventually(t, 30*time.Second, "requests answered again", func() bool {
+		if _, err := oc.Chat.Completions.New(ctxT(t), params("after")); err == nil {
+			ok++
+		}
+		return ok > 0
+	})
+	for range 3 {
+		if _, err := oc.Chat.Completions.New(ctxT(t), params("after")); err != nil {
+			t.Fatal(err)
+		}
+		ok++
+	}
+	// Every answered request, and only those, has its event: the warm-up
+	// and the ones after the outage.
+	evs := auditEvents(t, f.admin, org, 1+ok)
+	for _, ev := range evs {
+		if m, _ := audit.ParseMeta(ev.Meta); m.Status != 200 {
+			t.Errorf("event %s has status %d", ev.ID, m.Status)
+		}
+	}
+	if r, err := audit.Verify(context.Background(), f.admin, org, e.srv.Keyring(), audit.StoredSecrets(f.admin, e.srv.Keyring())); err != nil || r.Break != nil {
+		t.Fatalf("Verify = %+v, %v", r, err)
+	}
+}
+
+// TestAuditAdminAPI: the admin API sets and reads levels (applied at once
+// on this instance), lists events, shows content verbatim, verifies the
+// chain, and records its own changes with the interface and the caller.
+func TestAuditAdminAPI(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, nil)
+	tn := h.addOrg("acme")
+	admin := "http://" + h.srv.AdminAddr() + "/admin/v1"
+	jsonType := map[string]string{"Content-Type": "application/json"}
+
+	for _, c := range []struct{ body, want string }{
+		{`{"level":"most"}`, "400"},
+		{`{"level":"full","key_id":"key_nope"}`, "404"},
+		{`{"level":"full","extra":1}`, "400"},
+	} {
+		if st, body := adminReq(t, "PUT", admin+"/orgs/acme/audit/level", "", jsonType, c.body); fmt.Sprint(st) != c.want {
+			t.Errorf("PUT level %s: %d %s, want %s", c.body, st, body, c.want)
+		}
+	}
+	if st, body := adminReq(t, "PUT", admin+"/orgs/nope/audit/level", "", jsonType, `{"level":"full"}`); st != 404 {
+		t.Errorf("unknown org: %d %s", st, body)
+	}
+	if st, body := adminReq(t, "PUT", admin+"/orgs/acme/audit/level", "", jsonType, `{"level":"full"}`); st != 200 {
+		t.Fatalf("PUT level: %d %s", st, body)
+	}
+	// Applied at once here: the very next request is at full.
+	canary := newCanary("api")
+	oc := h.openai(tn.key)
+	if _, err := oc.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("say " + canary)}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := adminReq(t, "GET", admin+"/orgs/"+tn.orgID+"/audit/level", "", nil, ""); st != 200 || !strings.Contains(body, `"level":"full"`) {
+		t.Fatalf("GET level: %d %s", st, body)
+	}
+	st, body := adminReq(t, "GET", admin+"/orgs/acme/audit/events", "", nil, "")
+	var list struct{ Events []audit.Item }
+	if err := json.Unmarshal([]byte(body), &list); err != nil || st != 200 || len(list.Events) != 2 {
+		t.Fatalf("events: %d %s", st, body)
+	}
+	if a := list.Events[0]; a.Kind != edge.AuditAdmin || a.Action != "audit.level" || a.Via != "admin-api" || a.Actor != "127.0.0.1" {
+		t.Errorf("admin event %+v", a)
+	}
+	req := list.Events[1]
+	if req.Kind != edge.AuditRequest || req.Level != edge.AuditFull || req.Content != "sealed" {
+		t.Fatalf("request event %+v", req)
+	}
+	st, body = adminReq(t, "GET", admin+"/audit/events/"+req.ID, "", nil, "")
+	var shown audit.Shown
+	if err := json.Unmarshal([]byte(body), &shown); err != nil || st != 200 || shown.Request == nil || !strings.Contains(*shown.Request, canary) {
+		t.Fatalf("show: %d %s", st, body)
+	}
+	if st, body := adminReq(t, "GET", admin+"/orgs/acme/audit/verify", "", nil, ""); st != 200 || !strings.Contains(body, `"ok":true`) || !strings.Contains(body, `"events":2`) {
+		t.Fatalf("verify: %d %s", st, body)
+	}
+	if st, _ := adminReq(t, "GET", admin+"/orgs/acme/audit/events?limit=0", "", nil, ""); st != 400 {
+		t.Errorf("limit 0: %d", st)
+	}
+	// A key revoked through the admin API is recorded.
+	if st, body := adminReq(t, "POST", admin+"/keys/"+tn.keyID+"/revoke", "", jsonType, ""); st != 200 {
+		t.Fatalf("revoke: %d %s", st, body)
+	}
+	_, body = adminReq(t, "GET", admin+"/orgs/acme/audit/events?after_seq=2", "", nil, "")
+	if !strings.Contains(body, `"action":"keys.revoke"`) || !strings.Contains(body, `"target":"`+tn.keyID+`"`) {
+		t.Fatalf("revoke not recorded: %s", body)
+	}
+}
+
+// TestAuditRecordsMemory: setting a memory is an admin event (name,
+// version and size, never the text); a request that carried it records
+// name@version, and at level full its content is the body the client sent,
+// without the injected text.
+func TestAuditRecordsMemory(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, nil)
+	tn := h.addOrg("acme")
+	admin := "http://" + h.srv.AdminAddr() + "/admin/v1"
+	jsonType := map[string]string{"Content-Type": "application/json"}
+	memText := newCanary("mem")
+	if st, body := adminReq(t, "PUT", admin+"/orgs/acme/audit/level", "", jsonType, `{"level":"full"}`); st != 200 {
+		t.Fatalf("level: %d %s", st, body)
+	}
+	if st, body := adminReq(t, "PUT", admin+"/orgs/acme/memories/style", "", jsonType, `{"text":"`+memText+`"}`); st != 200 {
+		t.Fatalf("memory: %d %s", st, body)
+	}
+	oc := h.openai(tn.key)
+	if _, err := oc.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")}}); err != nil {
+		t.Fatal(err)
+	}
+	evs := auditEvents(t, h.store, tn.orgID, 3)
+	set, _ := audit.ItemOf(evs[1])
+	if set.Action != "memory.set" || set.Target != "style" || set.Details["version"] != "1" || strings.Contains(string(evs[1].Meta), memText) {
+		t.Errorf("memory.set event %s", evs[1].Meta)
+	}
+	req, _ := audit.ItemOf(evs[2])
+	if req.Memory != "style@1" {
+		t.Errorf("request event's memory %q, want style@1", req.Memory)
+	}
+	c, err := audit.OpenContent(context.Background(), h.srv.Keyring(), evs[2])
+	if err != nil || strings.Contains(string(c.Request), memText) || !strings.Contains(string(c.Request), "hello") {
+		t.Errorf("content %q, %v: want the client's body without the memory", c.Request, err)
+	}
+}
