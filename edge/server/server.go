@@ -59,36 +59,64 @@ type Store interface {
 }
 
 // OpenKeyring builds the keyring over store with the master key CODEX_KEK
-// names. It makes no master-key call: a disabled KMS key or a missing BYOK
-// version makes content unreadable, never the edge unable to start. Start
-// runs the keyring's Watch, so that a KMS key revoked while the edge runs
-// takes effect within keyring.DefaultProbeInterval.
+// names and, when store lists them (OrgMasterKeys), the orgs' own master
+// keys (DESIGN §11): an org with one has its data keys wrapped by it, every
+// other org by CODEX_KEK. It makes no master-key call: a disabled KMS key
+// or a missing BYOK version makes content unreadable, never the edge
+// unable to start. Start runs the keyring's Watch, so that a KMS key
+// revoked while the edge runs takes effect within
+// keyring.DefaultProbeInterval.
 func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, error) {
+	kr, _, err := openKeyring(ctx, cfg, store, getenv, log)
+	return kr, err
+}
+
+// orgMasterLister is the part of a store that lists the orgs' own master
+// keys.
+type orgMasterLister interface {
+	OrgMasterKeys(ctx context.Context) (map[string]string, error)
+}
+
+// openKeyring is OpenKeyring that also returns the orgs' own master keys
+// (nil when store does not list them), for reloading on a change.
+func openKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, *kek.OrgKeys, error) {
 	spec, err := kek.Parse(cfg.KEK)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	master, warning, err := kek.Open(ctx, spec, getenv, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("master key (CODEX_KEK=%s): %w", spec.Kind, err)
+		return nil, nil, fmt.Errorf("master key (CODEX_KEK=%s): %w", spec.Kind, err)
 	}
 	if warning != "" {
 		log.Warn(warning)
 	}
-	return keyring.New(keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge})
+	o := keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge}
+	var orgs *kek.OrgKeys
+	if l, ok := store.(orgMasterLister); ok {
+		orgs = kek.NewOrgKeys(l.OrgMasterKeys, nil)
+		if _, err := orgs.Load(ctx); err != nil {
+			return nil, nil, err
+		}
+		o.OrgMaster, o.OrgMasters = orgs.Master, orgs.Masters
+	}
+	kr, err := keyring.New(o)
+	return kr, orgs, err
 }
 
 // Server is a configured edge, ready to Start.
 type Server struct {
-	cfg    config.Config
-	log    *slog.Logger
-	store  Store
-	keys   *keyring.Keyring
-	dir    *directory.Directory
-	writer *metadata.Writer
-	tel    *telemetry.Service
-	reg    *prometheus.Registry
-	cache  *cache.Cache
+	cfg   config.Config
+	log   *slog.Logger
+	store Store
+	keys  *keyring.Keyring
+	// orgKeys: the orgs' own master keys, reloaded when an org changes.
+	orgKeys *kek.OrgKeys
+	dir     *directory.Directory
+	writer  *metadata.Writer
+	tel     *telemetry.Service
+	reg     *prometheus.Registry
+	cache   *cache.Cache
 
 	adminAPI        *echo.Group // /admin/v1: token-protected
 	main, admin     *http.Server
@@ -96,6 +124,29 @@ type Server struct {
 	cancel          context.CancelFunc
 	done            chan struct{}
 }
+
+// orgChanged is told by the directory's change feed about an org whose
+// settings changed: its own master key may have been set or cleared
+// (`codex-edge orgs kek set`), so the list is re-read before the keyring
+// re-reads the org's data keys.
+func (s *Server) orgChanged(orgID string) {
+	if s.orgKeys != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), orgKeysReloadTimeout)
+		changed, err := s.orgKeys.Load(ctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("reload org master keys; keeping the previous list", "err", err)
+		}
+		for _, id := range changed {
+			s.keys.Invalidate(id)
+		}
+	}
+	s.keys.Invalidate(orgID)
+}
+
+// orgKeysReloadTimeout bounds one reload of the orgs' master key list (one
+// store query) from the change feed.
+const orgKeysReloadTimeout = 5 * time.Second
 
 // Options carry what the configuration cannot: the environment (provider
 // credentials are read from it) and, for tests, a transport to providers.
@@ -134,10 +185,10 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s := &Server{cfg: cfg, log: log, store: store, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if s.keys, err = OpenKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
+	if s.keys, s.orgKeys, err = openKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
 		return nil, err
 	}
-	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log, OrgChanged: s.keys.Invalidate})
+	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log, OrgChanged: s.orgChanged})
 	if err := s.dir.Sync(ctx); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,8 @@ const usageText = `codex-edge: the persīv codex gateway
 Usage:
   codex-edge serve [--config edge.yaml]
   codex-edge migrate
-  codex-edge orgs create NAME
+  codex-edge orgs create NAME [--kek awskms:<key-arn>]
+  codex-edge orgs kek set --org ORG awskms:<key-arn>|default
   codex-edge orgs list [--json]
   codex-edge keys create --org ORG --name NAME [--json]
   codex-edge keys list --org ORG [--json]
@@ -88,6 +89,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.orgsCreate(rest)
 	case "orgs list":
 		err = e.orgsList(rest)
+	case "orgs kek":
+		if len(rest) == 0 || rest[0] != "set" {
+			fmt.Fprintf(stderr, "codex-edge: unknown command %q\n\n%s", strings.Join(args, " "), usageText)
+			return 2
+		}
+		cmd = "orgs kek set"
+		err = e.orgsKEKSet(rest[1:])
 	case "keys create":
 		err = e.keysCreate(rest)
 	case "keys list":

@@ -63,8 +63,20 @@ type MasterKey struct {
 	arn        string // keyID resolved, for Current
 	resolvedAt time.Time
 
-	probeMu sync.Mutex
-	probe   probeBlob
+	probeMu  sync.Mutex
+	probe    probeBlob
+	probeOrg string // encryption-context org_id of the probe; "" is ProbeOrgID
+}
+
+// SetProbeOrg makes Probe use the encryption context org_id=orgID instead
+// of ProbeOrgID: an org's own key, whose key policy allows only that org's
+// id, must be probed under it or every probe would look like a refusal.
+func (m *MasterKey) SetProbeOrg(orgID string) {
+	m.probeMu.Lock()
+	defer m.probeMu.Unlock()
+	if m.probeOrg != orgID {
+		m.probeOrg, m.probe = orgID, probeBlob{}
+	}
 }
 
 // probeBlob is a ciphertext KMS made for Probe; its plaintext was
@@ -288,7 +300,7 @@ func (m *MasterKey) Probe(ctx context.Context) error {
 		out, err := m.api.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
 			KeyId:             aws.String(m.keyID),
 			KeySpec:           types.DataKeySpecAes256,
-			EncryptionContext: probeContext(),
+			EncryptionContext: m.probeContext(),
 		})
 		switch {
 		case err == nil:
@@ -300,7 +312,7 @@ func (m *MasterKey) Probe(ctx context.Context) error {
 		}
 		// A transient failure to refresh: check the key we know.
 	}
-	in := &kms.DecryptInput{CiphertextBlob: p.blob, EncryptionContext: probeContext()}
+	in := &kms.DecryptInput{CiphertextBlob: p.blob, EncryptionContext: m.probeContext()}
 	if p.arn != "" {
 		in.KeyId = aws.String(p.arn)
 	}
@@ -324,7 +336,13 @@ func (m *MasterKey) Probe(ctx context.Context) error {
 	return nil
 }
 
-func probeContext() map[string]string { return map[string]string{ContextKey: ProbeOrgID} }
+// probeContext is called with probeMu held.
+func (m *MasterKey) probeContext() map[string]string {
+	if m.probeOrg != "" {
+		return map[string]string{ContextKey: m.probeOrg}
+	}
+	return map[string]string{ContextKey: ProbeOrgID}
+}
 
 func isAlias(keyID string) bool {
 	return strings.HasPrefix(keyID, "alias/") || strings.Contains(keyID, ":alias/")
