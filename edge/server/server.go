@@ -71,6 +71,12 @@ func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, ge
 	return kr, err
 }
 
+// OpenKeyringOrgs is OpenKeyring that also returns the orgs' own master
+// keys (nil when store does not list them), for the CLI's crypto commands.
+func OpenKeyringOrgs(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, *kek.OrgKeys, error) {
+	return openKeyring(ctx, cfg, store, getenv, log)
+}
+
 // orgMasterLister is the part of a store that lists the orgs' own master
 // keys.
 type orgMasterLister interface {

@@ -35,7 +35,7 @@ Usage:
   codex-edge crypto status [--org ORG] [--json]
   codex-edge crypto rotate --org ORG
   codex-edge crypto rewrap
-  codex-edge crypto shred --org ORG --yes
+  codex-edge crypto shred --org ORG --yes [--schedule-key-deletion DAYS]
   codex-edge telemetry enroll --url URL --token TOKEN [--name NAME]
   codex-edge telemetry on|off|status|ledger [--json]
 

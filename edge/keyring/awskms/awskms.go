@@ -49,6 +49,7 @@ type API interface {
 	Encrypt(ctx context.Context, in *kms.EncryptInput, optFns ...func(*kms.Options)) (*kms.EncryptOutput, error)
 	ReEncrypt(ctx context.Context, in *kms.ReEncryptInput, optFns ...func(*kms.Options)) (*kms.ReEncryptOutput, error)
 	DescribeKey(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	ScheduleKeyDeletion(ctx context.Context, in *kms.ScheduleKeyDeletionInput, optFns ...func(*kms.Options)) (*kms.ScheduleKeyDeletionOutput, error)
 }
 
 var _ API = (*kms.Client)(nil)
@@ -391,4 +392,19 @@ func classify(op string, err error) error {
 		return fmt.Errorf("awskms: %s: %w: %s: %s", op, keyring.ErrUnreadable, ae.ErrorCode(), ae.ErrorMessage())
 	}
 	return fmt.Errorf("awskms: %s: %w", op, err)
+}
+
+// ScheduleDeletion schedules the deletion of the KMS key after days (7 to
+// 30, AWS's bounds), for `crypto shred --schedule-key-deletion` on an org
+// with its own key: once deleted, no copy of what it wrapped, backups
+// included, can be opened again. It returns when the deletion takes effect.
+func (m *MasterKey) ScheduleDeletion(ctx context.Context, days int) (time.Time, error) {
+	if days < 7 || days > 30 {
+		return time.Time{}, fmt.Errorf("awskms: deletion window %d days: AWS KMS accepts 7 to 30", days)
+	}
+	out, err := m.api.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(m.keyID), PendingWindowInDays: aws.Int32(int32(days))})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("awskms: schedule deletion of %s: %w", m.keyID, err)
+	}
+	return aws.ToTime(out.DeletionDate), nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/awskms"
 	"github.com/persiv/codex/edge/keyring/byok"
 	"github.com/persiv/codex/edge/keyring/kek"
 )
@@ -242,8 +243,20 @@ func TestOrgMasterKeyShredSurvivesBackup(t *testing.T) {
 	if got, err := open(restored, "org_c", ctC); err != nil || got != "sk-c" {
 		t.Errorf("pre-shred backup of an org on the shared key = %q, %v; want it to open (shred cannot reach backups under a shared key)", got, err)
 	}
-	if _, err := admin.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(arnA), PendingWindowInDays: aws.Int32(7)}); err != nil {
+	// What crypto shred --schedule-key-deletion 7 calls.
+	mA, err := kek.OpenOrg(ctx, "awskms:"+arnA)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := mA.(*awskms.MasterKey).ScheduleDeletion(ctx, 6); err == nil {
+		t.Error("ScheduleDeletion(6 days) accepted; AWS KMS's minimum is 7")
+	}
+	at, err := mA.(*awskms.MasterKey).ScheduleDeletion(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(at); d < 6*24*time.Hour || d > 8*24*time.Hour {
+		t.Errorf("deletion scheduled for %v, want in 7 days", at)
 	}
 	if _, err := open(newRing(t, old, def, orgs), "org_a", ctA); !errors.Is(err, keyring.ErrUnreadable) {
 		t.Errorf("pre-shred backup opened org A's credential with its key pending deletion: err = %v", err)
