@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,11 +119,14 @@ type Server struct {
 	keys  *keyring.Keyring
 	// orgKeys: the orgs' own master keys, reloaded when an org changes.
 	orgKeys *kek.OrgKeys
-	dir     *directory.Directory
-	writer  *metadata.Writer
-	tel     *telemetry.Service
-	reg     *prometheus.Registry
-	cache   *cache.Cache
+	// adminTokenSet: CODEX_ADMIN_TOKEN is set (required to send an org's
+	// ephemeral key).
+	adminTokenSet bool
+	dir           *directory.Directory
+	writer        *metadata.Writer
+	tel           *telemetry.Service
+	reg           *prometheus.Registry
+	cache         *cache.Cache
 
 	adminAPI        *echo.Group // /admin/v1: token-protected
 	main, admin     *http.Server
@@ -229,6 +233,13 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_automatic_rotations_total", Help: "New data key generations made because the active one reached CODEX_DEK_MAX_SEALS or CODEX_DEK_MAX_AGE.",
 			ConstLabels: prometheus.Labels{"reason": "max_age"}},
 			func() float64 { return float64(s.keys.Stats().AgeRotations) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_orgs_waiting_for_key", Help: "Orgs on byok-ephemeral whose key has not been sent since start-up (PUT /admin/v1/orgs/{org}/byok); their content is unreadable."},
+			func() float64 {
+				if s.orgKeys == nil {
+					return 0
+				}
+				return float64(len(s.orgKeys.Waiting()))
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_depth", Help: "Request metadata records waiting to be written."},
 			func() float64 { return float64(s.writer.Depth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_capacity", Help: "Length of the metadata queue (CODEX_METADATA_QUEUE)."},
@@ -294,12 +305,14 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	s.adminTokenSet = len(token) > 0
 	a := newEcho()
 	a.HTTPErrorHandler = s.adminError
 	a.Use(guardAdmin(token))
 	authed := requireToken(token)
 	s.adminAPI = a.Group("/admin/v1", authed)
 	s.adminAPI.POST("/keys/:id/revoke", s.revokeKey)
+	s.adminAPI.PUT("/orgs/:org/byok", s.putBYOK)
 	// Health stays open: load balancers and orchestrators probe it without
 	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
@@ -447,6 +460,13 @@ func (s *Server) readyz(c echo.Context) error {
 	}
 	if !s.writer.Healthy() {
 		checks["metadata_writer"], status = "failing", http.StatusServiceUnavailable
+	}
+	// Orgs waiting for their ephemeral BYOK key do not make the edge
+	// unready (every other org is served); readyz names them.
+	if s.orgKeys != nil {
+		if w := s.orgKeys.Waiting(); len(w) > 0 {
+			checks["orgs_waiting_for_key"] = strings.Join(w, ",")
+		}
 	}
 	return c.JSON(status, checks)
 }

@@ -24,8 +24,8 @@ const usageText = `codex-edge: the persīv codex gateway
 Usage:
   codex-edge serve [--config edge.yaml]
   codex-edge migrate
-  codex-edge orgs create NAME [--kek awskms:<key-arn>]
-  codex-edge orgs kek set --org ORG awskms:<key-arn>|default
+  codex-edge orgs create NAME [--kek awskms:<key-arn>|byok-ephemeral]
+  codex-edge orgs kek set --org ORG awskms:<key-arn>|byok-ephemeral|default
   codex-edge orgs list [--json]
   codex-edge keys create --org ORG --name NAME [--json]
   codex-edge keys list --org ORG [--json]

@@ -18,7 +18,7 @@ import (
 
 func (e *env) orgsCreate(args []string) error {
 	f := newFlags("orgs create", false)
-	kekFlag := f.String("kek", "", "the org's own master key, awskms:<key-arn> (default: the edge's CODEX_KEK)")
+	kekFlag := f.String("kek", "", "the org's own master key, awskms:<key-arn> or byok-ephemeral (default: the edge's CODEX_KEK)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err

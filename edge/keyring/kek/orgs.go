@@ -3,11 +3,18 @@ package kek
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/byok"
 )
+
+// Ephemeral is the reference of an org whose own key is sent over the
+// admin API (PUT /admin/v1/orgs/{org}/byok) and held in memory only: after
+// a restart its content is unreadable until the key is sent again.
+const Ephemeral = "byok-ephemeral"
 
 // Default is what `codex-edge orgs kek set` takes for "the edge's default
 // master key (CODEX_KEK)"; it is stored as the empty reference.
@@ -22,12 +29,15 @@ func ParseOrg(s string) (string, error) {
 	if s == "" || strings.EqualFold(s, Default) {
 		return "", nil
 	}
+	if strings.EqualFold(s, Ephemeral) {
+		return Ephemeral, nil
+	}
 	spec, err := Parse(s)
 	if err != nil {
 		return "", err
 	}
 	if spec.Kind != AWSKMS {
-		return "", fmt.Errorf("an org's own master key is awskms:<key-arn> or %q (the edge's %s), not %q", Default, Env, s)
+		return "", fmt.Errorf("an org's own master key is awskms:<key-arn>, %s or %q (the edge's %s), not %q", Ephemeral, Default, Env, s)
 	}
 	return spec.String(), nil
 }
@@ -44,6 +54,7 @@ type OrgKeys struct {
 	refs map[string]string            // org id → reference
 	keys map[string]keyring.MasterKey // reference → master key
 	bad  map[string]error             // reference → why it could not be opened
+	eph  map[string]keyring.MasterKey // org id → its ephemeral BYOK key, memory only
 }
 
 // NewOrgKeys returns an OrgKeys that reads the orgs' references with list
@@ -53,7 +64,7 @@ func NewOrgKeys(list func(ctx context.Context) (map[string]string, error), open 
 	if open == nil {
 		open = OpenOrg
 	}
-	return &OrgKeys{list: list, open: open, refs: map[string]string{}, keys: map[string]keyring.MasterKey{}, bad: map[string]error{}}
+	return &OrgKeys{list: list, open: open, refs: map[string]string{}, keys: map[string]keyring.MasterKey{}, bad: map[string]error{}, eph: map[string]keyring.MasterKey{}}
 }
 
 // OpenOrg opens an org's own master key reference ("awskms:<arn>"). It
@@ -82,6 +93,9 @@ func (o *OrgKeys) Load(ctx context.Context) ([]string, error) {
 	failed := map[string]error{}
 	o.mu.RLock()
 	for _, ref := range refs {
+		if ref == Ephemeral {
+			continue
+		}
 		if _, ok := o.keys[ref]; ok {
 			continue
 		}
@@ -152,6 +166,12 @@ func (o *OrgKeys) Master(orgID string) keyring.MasterKey {
 	if !ok {
 		return nil
 	}
+	if ref == Ephemeral {
+		if m, ok := o.eph[orgID]; ok {
+			return m
+		}
+		return keyring.Unavailable(Ephemeral)
+	}
 	if m, ok := o.keys[ref]; ok {
 		return m
 	}
@@ -187,4 +207,35 @@ func (o *OrgKeys) Masters() []keyring.MasterKey {
 		ms = append(ms, m)
 	}
 	return ms
+}
+
+// SetEphemeral holds key (a 256-bit BYOK key) in memory as the org's own
+// master key. The org must be set to byok-ephemeral.
+func (o *OrgKeys) SetEphemeral(orgID string, key []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.refs[orgID] != Ephemeral {
+		return fmt.Errorf("org %s does not take an ephemeral key (orgs kek set --org ORG %s)", orgID, Ephemeral)
+	}
+	m, err := byok.New(key)
+	if err != nil {
+		return err
+	}
+	o.eph[orgID] = m
+	return nil
+}
+
+// Waiting returns the orgs set to byok-ephemeral whose key has not been
+// sent since start-up: their content is unreadable until it is.
+func (o *OrgKeys) Waiting() []string {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	var w []string
+	for org, ref := range o.refs {
+		if _, ok := o.eph[org]; ref == Ephemeral && !ok {
+			w = append(w, org)
+		}
+	}
+	slices.Sort(w)
+	return w
 }
