@@ -37,6 +37,10 @@ type Org struct {
 	ID        string
 	Name      string
 	CreatedAt time.Time
+	// MasterKey is the org's own master key in CODEX_KEK form
+	// ("awskms:<arn>"), or "" for the edge's default master key. It is a
+	// reference, not a secret.
+	MasterKey string
 }
 
 // The stores' write methods call the Prepare and Check methods below, so
@@ -316,6 +320,12 @@ type Store interface {
 	// prev (nil: unset), and returns the secret stored afterwards, so two
 	// instances creating the first secret at once agree on one.
 	SwapFingerprintSecret(ctx context.Context, orgID string, prev, next []byte) ([]byte, error)
+	// SetOrgMasterKey sets the org's own master key reference ("" for the
+	// edge's default) and records a change, so running edges reload it.
+	SetOrgMasterKey(ctx context.Context, orgID, ref string) error
+	// OrgMasterKeys returns, for every org with its own master key, the
+	// org id and its reference. It runs before any org is chosen.
+	OrgMasterKeys(ctx context.Context) (map[string]string, error)
 
 	CreateKey(ctx context.Context, k APIKey) error
 	// KeyByHash is the one lookup that runs before the org is known.

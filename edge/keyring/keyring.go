@@ -91,6 +91,9 @@ type Options struct {
 	// org's new DEKs would be created under Master. It is consulted on
 	// every DEK creation, unwrap and rewrap, so it must be cheap. Optional.
 	OrgMaster func(orgID string) MasterKey
+	// OrgMasters returns every distinct master key OrgMaster can return,
+	// for Watch to probe. Optional.
+	OrgMasters func() []MasterKey
 	// CacheSize bounds the number of unwrapped DEKs held in memory (and of
 	// orgs whose DEK list is cached). Default DefaultCacheSize.
 	CacheSize int
@@ -132,6 +135,7 @@ type Keyring struct {
 	store      Store
 	master     MasterKey
 	orgMaster  func(string) MasterKey
+	orgMasters func() []MasterKey
 	revalidate time.Duration
 	minReload  time.Duration
 	probeEvery time.Duration
@@ -155,6 +159,7 @@ type Keyring struct {
 	stats struct {
 		hits, misses, unwraps, generates, unreadable, reloads atomic.Uint64
 		probes, probeRefusals, probeErrors, probePurged       atomic.Uint64
+		probesSkipped                                         atomic.Uint64
 		sealRotations, ageRotations, sealReservations         atomic.Uint64
 	}
 }
@@ -185,6 +190,9 @@ type dekKey struct {
 	// byDefault: the default master key (Options.Master) unwrapped or
 	// generated it, so Watch drops it when that key is revoked.
 	byDefault bool
+	// master is the master key that unwrapped or generated it, so Watch
+	// drops it when that key (an org's own) is revoked.
+	master MasterKey
 }
 
 type refusal struct {
@@ -252,6 +260,7 @@ func New(o Options) (*Keyring, error) {
 		store:      o.Store,
 		master:     o.Master,
 		orgMaster:  o.OrgMaster,
+		orgMasters: o.OrgMasters,
 		revalidate: o.Revalidate,
 		minReload:  o.Revalidate / 10,
 		probeEvery: o.ProbeInterval,
@@ -648,12 +657,12 @@ func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 		}
 		return nil, err
 	}
-	return k.cacheKey(d.OrgID, d.ID, dek, byDefault, e)
+	return k.cacheKey(d.OrgID, d.ID, dek, m, byDefault, e)
 }
 
 // cacheKey builds the cipher for dek, clears dek and caches the cipher
 // unless a purge happened since epoch e.
-func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, byDefault bool, e uint64) (*dekKey, error) {
+func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, m MasterKey, byDefault bool, e uint64) (*dekKey, error) {
 	defer clear(dek)
 	block, err := aes.NewCipher(dek)
 	if err != nil {
@@ -663,7 +672,7 @@ func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, byDefault bool, e
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	dk := &dekKey{org: orgID, aead: aead, byDefault: byDefault}
+	dk := &dekKey{org: orgID, aead: aead, byDefault: byDefault, master: m}
 	if k.epoch.Load() == e {
 		k.keys.Add(id, dk)
 	}
@@ -742,7 +751,7 @@ func (k *Keyring) createDEK(ctx context.Context, orgID string, gen int) (Wrapped
 		return WrappedDEK{}, fmt.Errorf("keyring: store data key for org %s: %w", orgID, err)
 	}
 	k.log.InfoContext(ctx, "keyring: data key created", "dek", d)
-	if _, err := k.cacheKey(orgID, id, dek, byDefault, e); err != nil {
+	if _, err := k.cacheKey(orgID, id, dek, m, byDefault, e); err != nil {
 		return WrappedDEK{}, err
 	}
 	return d, nil
@@ -801,6 +810,24 @@ func (k *Keyring) Rewrap(ctx context.Context, progress func(RewrapEvent)) (Rewra
 	if err != nil {
 		return RewrapResult{}, fmt.Errorf("keyring: rewrap: list orgs: %w", err)
 	}
+	return k.rewrap(ctx, orgs, nil, progress)
+}
+
+// RewrapOrg re-wraps the DEKs of one org under its current master key
+// (Options.OrgMaster, or Options.Master when the org has none), as
+// Rewrap does for every org. from, if not nil, supplies the master key
+// that wrapped a DEK when neither of those is it (the org's previous own
+// key, given the reference and version recorded with the DEK), so the
+// move off an org's own key can be run again after an interruption: DEKs
+// already moved are left alone.
+func (k *Keyring) RewrapOrg(ctx context.Context, orgID string, from func(ref, version string) MasterKey, progress func(RewrapEvent)) (RewrapResult, error) {
+	if orgID == "" {
+		return RewrapResult{}, fmt.Errorf("%w: empty org id", ErrInvalidInput)
+	}
+	return k.rewrap(ctx, []string{orgID}, from, progress)
+}
+
+func (k *Keyring) rewrap(ctx context.Context, orgs []string, from func(ref, version string) MasterKey, progress func(RewrapEvent)) (RewrapResult, error) {
 	var all []WrappedDEK
 	for _, org := range orgs {
 		list, err := k.store.DEKs(ctx, org)
@@ -814,7 +841,7 @@ func (k *Keyring) Rewrap(ctx context.Context, progress func(RewrapEvent)) (Rewra
 	for i, d := range all {
 		ev := RewrapEvent{N: i + 1, Total: len(all), OrgID: d.OrgID, DEKID: d.ID, Generation: d.Generation,
 			From: Wrap{Ref: d.MasterRef, Version: d.MasterVersion}}
-		to, done, err := k.rewrapOne(ctx, d)
+		to, done, err := k.rewrapOne(ctx, d, from)
 		switch {
 		case err != nil && !errors.Is(err, ErrUnreadable):
 			return res, fmt.Errorf("keyring: rewrap data key %s of org %s: %w", d.ID, d.OrgID, err)
@@ -840,7 +867,7 @@ func (k *Keyring) Rewrap(ctx context.Context, progress func(RewrapEvent)) (Rewra
 	return res, nil
 }
 
-func (k *Keyring) rewrapOne(ctx context.Context, d WrappedDEK) (Wrap, bool, error) {
+func (k *Keyring) rewrapOne(ctx context.Context, d WrappedDEK, from func(ref, version string) MasterKey) (Wrap, bool, error) {
 	m, _ := k.masterFor(d.OrgID)
 	b := Binding{OrgID: d.OrgID, DEKID: d.ID}
 	if d.MasterRef == m.Ref() {
@@ -858,6 +885,9 @@ func (k *Keyring) rewrapOne(ctx context.Context, d WrappedDEK) (Wrap, bool, erro
 		nw = w
 	} else {
 		old, _ := k.masterByRef(d.OrgID, d.MasterRef)
+		if old == nil && from != nil {
+			old = from(d.MasterRef, d.MasterVersion)
+		}
 		if old == nil {
 			return Wrap{}, false, fmt.Errorf("%w: no master key %q is configured", ErrUnreadable, d.MasterRef)
 		}
@@ -988,11 +1018,12 @@ type Stats struct {
 	Reloads     uint64 // DEK-list reads from the store
 	CachedKeys  int    // unwrapped DEKs held now
 
-	// Watch's probes of the default master key.
+	// Watch's probes of the default master key and the org master keys.
 	Probes        uint64 // probes answered, whatever the answer
 	ProbeRefusals uint64 // the provider refused: the key is revoked
 	ProbeErrors   uint64 // the probe could not tell (network, throttling); cached keys kept
 	ProbePurged   uint64 // unwrapped DEKs dropped because a probe was refused
+	ProbesSkipped uint64 // org master keys not probed: no DEK they unwrapped is cached
 
 	// Automatic rotations this instance made, and its seal reservations
 	// (store writes, one per SealLease seals).
@@ -1010,6 +1041,7 @@ func (k *Keyring) Stats() Stats {
 		CachedKeys: k.keys.Len(),
 		Probes:     k.stats.probes.Load(), ProbeRefusals: k.stats.probeRefusals.Load(),
 		ProbeErrors: k.stats.probeErrors.Load(), ProbePurged: k.stats.probePurged.Load(),
+		ProbesSkipped:      k.stats.probesSkipped.Load(),
 		SealLimitRotations: k.stats.sealRotations.Load(), AgeRotations: k.stats.ageRotations.Load(),
 		SealReservations: k.stats.sealReservations.Load(),
 	}

@@ -11,9 +11,10 @@ import (
 // per period with the count since.
 const probeWarnEvery = time.Minute
 
-// Watch probes the default master key (Options.Master) every
-// Options.ProbeInterval until ctx ends, if it implements Prober; if it does
-// not, Watch returns at once. Run it in its own goroutine for the life of
+// Watch probes the default master key (Options.Master), if it implements
+// Prober, and each distinct org master key (Options.OrgMasters) in use on
+// this instance, every Options.ProbeInterval until ctx ends; with nothing
+// to probe it returns at once. Run it in its own goroutine for the life of
 // the keyring.
 //
 // When the provider definitively refuses (the probe's error wraps
@@ -34,21 +35,80 @@ const probeWarnEvery = time.Minute
 // The request path is unchanged: Seal and Open make no master-key call
 // for a warm org whether Watch runs or not.
 func (k *Keyring) Watch(ctx context.Context) {
-	p, ok := k.master.(Prober)
-	if !ok {
+	def, ok := k.master.(Prober)
+	if !ok && k.orgMasters == nil {
 		return
 	}
 	t := time.NewTicker(k.probeEvery)
 	defer t.Stop()
 	var w watchState
+	orgs := map[MasterKey]*watchState{}
 	for {
-		k.probe(ctx, p, &w)
+		if ok {
+			k.probe(ctx, probed{Prober: def, m: k.master, isDefault: true}, &w)
+		}
+		k.probeOrgMasters(ctx, orgs)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// probed is a master key Watch probes and whose unwrapped DEKs it drops on
+// a refusal.
+type probed struct {
+	Prober
+	m         MasterKey
+	isDefault bool
+}
+
+// probeOrgMasters probes each distinct org master key (Options.OrgMasters)
+// once, and only while this instance holds data keys it unwrapped: an org
+// key with nothing cached costs no call, since the next use unwraps
+// through the provider and meets a revocation there. So the KMS calls per
+// interval are the number of distinct org keys in use on this instance,
+// never one per org.
+func (k *Keyring) probeOrgMasters(ctx context.Context, states map[MasterKey]*watchState) {
+	if k.orgMasters == nil {
+		return
+	}
+	inUse := k.mastersInUse()
+	seen := map[MasterKey]bool{}
+	for _, m := range k.orgMasters() {
+		pr, ok := m.(Prober)
+		if !ok || seen[m] {
+			continue
+		}
+		seen[m] = true
+		w := states[m]
+		if w == nil {
+			w = &watchState{}
+			states[m] = w
+		}
+		if inUse[m] == 0 {
+			k.stats.probesSkipped.Add(1)
+			continue
+		}
+		k.probe(ctx, probed{Prober: pr, m: m}, w)
+	}
+	for m := range states {
+		if !seen[m] {
+			delete(states, m)
+		}
+	}
+}
+
+// mastersInUse counts the cached unwrapped DEKs per org master key.
+func (k *Keyring) mastersInUse() map[MasterKey]int {
+	n := map[MasterKey]int{}
+	for _, id := range k.keys.Keys() {
+		if dk, ok := k.keys.Peek(id); ok && !dk.byDefault && dk.master != nil {
+			n[dk.master]++
+		}
+	}
+	return n
 }
 
 // watchState is what Watch remembers between probes, for its logs.
@@ -69,7 +129,7 @@ func (w *watchState) warnDue(now time.Time) bool {
 	return false
 }
 
-func (k *Keyring) probe(ctx context.Context, p Prober, w *watchState) {
+func (k *Keyring) probe(ctx context.Context, p probed, w *watchState) {
 	// A probe must not outlive its interval, or a hung connection would
 	// delay the next one.
 	pctx, cancel := context.WithTimeout(ctx, k.probeEvery)
@@ -79,7 +139,10 @@ func (k *Keyring) probe(ctx context.Context, p Prober, w *watchState) {
 		return // shutting down; the answer is moot
 	}
 	k.stats.probes.Add(1)
-	ref := k.master.Ref()
+	ref := p.m.Ref()
+	if v, ok := p.m.(interface{ KeyID() string }); ok {
+		ref += ":" + v.KeyID()
+	}
 	switch {
 	case err == nil:
 		if w.refused {
@@ -91,7 +154,7 @@ func (k *Keyring) probe(ctx context.Context, p Prober, w *watchState) {
 	case errors.Is(err, ErrUnreadable):
 		// Purge before counting, so that whoever sees the refusal counted
 		// sees its effect.
-		n := k.purgeDefault()
+		n := k.purgeMaster(p.m, p.isDefault)
 		k.stats.probePurged.Add(uint64(n))
 		k.stats.probeRefusals.Add(1)
 		// Log the revocation when it is first seen; after that only when
@@ -121,14 +184,15 @@ func (k *Keyring) probe(ctx context.Context, p Prober, w *watchState) {
 	}
 }
 
-// purgeDefault drops every unwrapped DEK the default master key unwrapped
-// or generated and returns how many. The epoch bump keeps an unwrap that
-// is in flight now from caching its result.
-func (k *Keyring) purgeDefault() int {
+// purgeMaster drops every unwrapped DEK the master key m (the default one
+// when isDefault) unwrapped or generated and returns how many. The epoch
+// bump keeps an unwrap that is in flight now from caching its result.
+func (k *Keyring) purgeMaster(m MasterKey, isDefault bool) int {
 	k.epoch.Add(1)
 	n := 0
 	for _, id := range k.keys.Keys() {
-		if dk, ok := k.keys.Peek(id); ok && dk.byDefault {
+		dk, ok := k.keys.Peek(id)
+		if ok && ((isDefault && dk.byDefault) || (!isDefault && !dk.byDefault && dk.master == m)) {
 			k.keys.Remove(id)
 			n++
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,37 +68,74 @@ type Store interface {
 }
 
 // OpenKeyring builds the keyring over store with the master key CODEX_KEK
-// names. It makes no master-key call: a disabled KMS key or a missing BYOK
-// version makes content unreadable, never the edge unable to start. Start
-// runs the keyring's Watch, so that a KMS key revoked while the edge runs
-// takes effect within keyring.DefaultProbeInterval.
+// names and, when store lists them (OrgMasterKeys), the orgs' own master
+// keys (DESIGN §11): an org with one has its data keys wrapped by it, every
+// other org by CODEX_KEK. It makes no master-key call: a disabled KMS key
+// or a missing BYOK version makes content unreadable, never the edge
+// unable to start. Start runs the keyring's Watch, so that a KMS key
+// revoked while the edge runs takes effect within
+// keyring.DefaultProbeInterval.
 func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, error) {
+	kr, _, err := openKeyring(ctx, cfg, store, getenv, log)
+	return kr, err
+}
+
+// OpenKeyringOrgs is OpenKeyring that also returns the orgs' own master
+// keys (nil when store does not list them), for the CLI's crypto commands.
+func OpenKeyringOrgs(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, *kek.OrgKeys, error) {
+	return openKeyring(ctx, cfg, store, getenv, log)
+}
+
+// orgMasterLister is the part of a store that lists the orgs' own master
+// keys.
+type orgMasterLister interface {
+	OrgMasterKeys(ctx context.Context) (map[string]string, error)
+}
+
+// openKeyring is OpenKeyring that also returns the orgs' own master keys
+// (nil when store does not list them), for reloading on a change.
+func openKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, *kek.OrgKeys, error) {
 	spec, err := kek.Parse(cfg.KEK)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	master, warning, err := kek.Open(ctx, spec, getenv, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("master key (CODEX_KEK=%s): %w", spec.Kind, err)
+		return nil, nil, fmt.Errorf("master key (CODEX_KEK=%s): %w", spec.Kind, err)
 	}
 	if warning != "" {
 		log.Warn(warning)
 	}
-	return keyring.New(keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge})
+	o := keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge}
+	var orgs *kek.OrgKeys
+	if l, ok := store.(orgMasterLister); ok {
+		orgs = kek.NewOrgKeys(l.OrgMasterKeys, nil)
+		if _, err := orgs.Load(ctx); err != nil {
+			return nil, nil, err
+		}
+		o.OrgMaster, o.OrgMasters = orgs.Master, orgs.Masters
+	}
+	kr, err := keyring.New(o)
+	return kr, orgs, err
 }
 
 // Server is a configured edge, ready to Start.
 type Server struct {
-	cfg    config.Config
-	log    *slog.Logger
-	store  Store
-	keys   *keyring.Keyring
-	dir    *directory.Directory
-	writer *metadata.Writer
-	audit  *audit.Writer
-	tel    *telemetry.Service
-	reg    *prometheus.Registry
-	cache  *cache.Cache
+	cfg   config.Config
+	log   *slog.Logger
+	store Store
+	keys  *keyring.Keyring
+	// orgKeys: the orgs' own master keys, reloaded when an org changes.
+	orgKeys *kek.OrgKeys
+	// adminTokenSet: CODEX_ADMIN_TOKEN is set (required to send an org's
+	// ephemeral key).
+	adminTokenSet bool
+	dir           *directory.Directory
+	writer        *metadata.Writer
+	audit         *audit.Writer
+	tel           *telemetry.Service
+	reg           *prometheus.Registry
+	cache         *cache.Cache
 	// limits are the orgs' rate limits held in memory; redis is the
 	// client limits and budgets share (nil without CODEX_REDIS_URL).
 	limits *settings.Cache[[]edge.Limit]
@@ -115,6 +153,29 @@ type Server struct {
 	cancel          context.CancelFunc
 	done            chan struct{}
 }
+
+// orgChanged is told by the directory's change feed about an org whose
+// settings changed: its own master key may have been set or cleared
+// (`codex-edge orgs kek set`), so the list is re-read before the keyring
+// re-reads the org's data keys.
+func (s *Server) orgChanged(orgID string) {
+	if s.orgKeys != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), orgKeysReloadTimeout)
+		changed, err := s.orgKeys.Load(ctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("reload org master keys; keeping the previous list", "err", err)
+		}
+		for _, id := range changed {
+			s.keys.Invalidate(id)
+		}
+	}
+	s.keys.Invalidate(orgID)
+}
+
+// orgKeysReloadTimeout bounds one reload of the orgs' master key list (one
+// store query) from the change feed.
+const orgKeysReloadTimeout = 5 * time.Second
 
 // Options carry what the configuration cannot: the environment (provider
 // credentials are read from it) and, for tests, a transport to providers.
@@ -153,14 +214,14 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s := &Server{cfg: cfg, log: log, store: store, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if s.keys, err = OpenKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
+	if s.keys, s.orgKeys, err = openKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
 		return nil, err
 	}
 	s.limits = settings.New(store.Limits)
 	s.budgets = settings.New(store.Budgets)
 	s.spend = budget.NewRecorder(store, cfg.BudgetFlush, log)
 	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log,
-		OrgChanged: s.keys.Invalidate, Changed: s.settingsChanged})
+		OrgChanged: s.orgChanged, Changed: s.settingsChanged})
 	if err := s.dir.Sync(ctx); err != nil {
 		return nil, err
 	}
@@ -195,6 +256,13 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_automatic_rotations_total", Help: "New data key generations made because the active one reached CODEX_DEK_MAX_SEALS or CODEX_DEK_MAX_AGE.",
 			ConstLabels: prometheus.Labels{"reason": "max_age"}},
 			func() float64 { return float64(s.keys.Stats().AgeRotations) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_orgs_waiting_for_key", Help: "Orgs on byok-ephemeral whose key has not been sent since start-up (PUT /admin/v1/orgs/{org}/byok); their content is unreadable."},
+			func() float64 {
+				if s.orgKeys == nil {
+					return 0
+				}
+				return float64(len(s.orgKeys.Waiting()))
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_depth", Help: "Request metadata records waiting to be written."},
 			func() float64 { return float64(s.writer.Depth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "codex_edge_metadata_queue_capacity", Help: "Length of the metadata queue (CODEX_METADATA_QUEUE)."},
@@ -286,6 +354,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	s.adminTokenSet = len(token) > 0
 	a := newEcho()
 	a.HTTPErrorHandler = s.adminError
 	a.Use(guardAdmin(token))
@@ -294,6 +363,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s.adminAPI.POST("/keys/:id/revoke", s.revokeKey)
 	s.registerMemories(s.adminAPI)
 	s.registerGovernance(s.adminAPI)
+	s.adminAPI.PUT("/orgs/:org/byok", s.putBYOK)
 	// Health stays open: load balancers and orchestrators probe it without
 	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
@@ -446,6 +516,13 @@ func (s *Server) readyz(c echo.Context) error {
 	}
 	if !s.audit.Healthy() {
 		checks["audit_writer"], status = "failing", http.StatusServiceUnavailable
+	}
+	// Orgs waiting for their ephemeral BYOK key do not make the edge
+	// unready (every other org is served); readyz names them.
+	if s.orgKeys != nil {
+		if w := s.orgKeys.Waiting(); len(w) > 0 {
+			checks["orgs_waiting_for_key"] = strings.Join(w, ",")
+		}
 	}
 	return c.JSON(status, checks)
 }

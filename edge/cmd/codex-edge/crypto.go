@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"text/tabwriter"
@@ -11,6 +12,8 @@ import (
 	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/awskms"
+	"github.com/persiv/codex/edge/keyring/kek"
 	"github.com/persiv/codex/edge/server"
 )
 
@@ -19,6 +22,33 @@ func (e *env) keyring(cfg config.Config, st server.Store) (*keyring.Keyring, err
 	// only (such as the local master key's development-only notice).
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return server.OpenKeyring(e.ctx, cfg, st, e.getenv, log)
+}
+
+func (e *env) keyringOrgs(cfg config.Config, st server.Store) (*keyring.Keyring, *kek.OrgKeys, error) {
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return server.OpenKeyringOrgs(e.ctx, cfg, st, e.getenv, log)
+}
+
+// backupExposure says whether a backup of the org's data keys taken
+// earlier could still be opened: under the shared CODEX_KEK by whoever
+// holds it ("shared"); under the org's own key only while that key works
+// ("own key: usable" / "own key: refused", from one probe of the key).
+func (e *env) backupExposure(orgs *kek.OrgKeys, orgID string) string {
+	if orgs == nil || orgs.Ref(orgID) == "" {
+		return "shared"
+	}
+	p, ok := orgs.Master(orgID).(keyring.Prober)
+	if !ok {
+		return "own key"
+	}
+	switch err := p.Probe(e.ctx); {
+	case err == nil:
+		return "own key: usable"
+	case errors.Is(err, keyring.ErrUnreadable):
+		return "own key: refused"
+	default:
+		return "own key: unknown"
+	}
 }
 
 func (e *env) cryptoStatus(args []string) error {
@@ -36,7 +66,7 @@ func (e *env) cryptoStatus(args []string) error {
 			}
 			id = o.ID
 		}
-		kr, err := e.keyring(cfg, st)
+		kr, orgs, err := e.keyringOrgs(cfg, st)
 		if err != nil {
 			return err
 		}
@@ -44,12 +74,18 @@ func (e *env) cryptoStatus(args []string) error {
 		if err != nil {
 			return err
 		}
+		exposure := map[string]string{}
+		for _, k := range list {
+			if _, ok := exposure[k.OrgID]; !ok {
+				exposure[k.OrgID] = e.backupExposure(orgs, k.OrgID)
+			}
+		}
 		if f.json {
 			enc := json.NewEncoder(e.stdout)
 			for _, k := range list {
 				m := map[string]any{"org_id": k.OrgID, "dek_id": k.DEKID.String(), "generation": k.Generation, "state": k.State,
 					"master_ref": k.MasterRef, "master_version": k.MasterVersion, "created_at": k.CreatedAt, "age_seconds": int64(k.Age.Seconds()),
-					"seals": k.Seals}
+					"seals": k.Seals, "earlier_backups": exposure[k.OrgID]}
 				if !k.RewrappedAt.IsZero() {
 					m["rewrapped_at"] = k.RewrappedAt
 				}
@@ -62,11 +98,15 @@ func (e *env) cryptoStatus(args []string) error {
 		spec := cfg.KEK
 		fmt.Fprintf(e.stdout, "master key: %s\n", spec)
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE\tSEALS")
+		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE\tSEALS\tEARLIER BACKUPS")
 		for _, k := range list {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second), k.Seals)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second), k.Seals, exposure[k.OrgID])
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, "earlier backups: shared = a backup taken before a shred still opens with the shared master key; own key: refused = the org's own key is disabled or deleted and no copy opens")
+		return nil
 	})
 }
 
@@ -129,6 +169,7 @@ func (e *env) cryptoShred(args []string) error {
 	f := newFlags("crypto shred", false)
 	org := f.String("org", "", "org id or name")
 	yes := f.Bool("yes", false, "confirm: everything encrypted for this org becomes unreadable, for good")
+	deleteIn := f.Int("schedule-key-deletion", 0, "with the org's own KMS key: also schedule its deletion after DAYS (7-30), so no backup can open the org's data again")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
@@ -136,9 +177,27 @@ func (e *env) cryptoShred(args []string) error {
 		return usagef("crypto shred destroys the org's data keys: every credential, cache entry and record sealed for it becomes unreadable for good; add --yes to confirm")
 	}
 	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
-		kr, err := e.keyring(cfg, st)
+		kr, orgs, err := e.keyringOrgs(cfg, st)
 		if err != nil {
 			return err
+		}
+		var own *awskms.MasterKey
+		if *deleteIn != 0 {
+			ref := ""
+			if orgs != nil {
+				ref = orgs.Ref(o.ID)
+			}
+			if ref == "" {
+				return usagef("--schedule-key-deletion: org %s has no own master key (it uses the shared %s, which other orgs need)", o.Name, kek.Env)
+			}
+			if users := orgs.Distinct()[ref]; len(users) > 1 {
+				return fmt.Errorf("--schedule-key-deletion: the key %s is also the master key of %d other orgs; move them first (orgs kek set)", ref, len(users)-1)
+			}
+			m, ok := orgs.Master(o.ID).(*awskms.MasterKey)
+			if !ok {
+				return fmt.Errorf("--schedule-key-deletion: the org's master key %s is not an AWS KMS key that could be opened", ref)
+			}
+			own = m
 		}
 		n, err := kr.Shred(e.ctx, o.ID)
 		if err != nil {
@@ -153,6 +212,13 @@ func (e *env) cryptoShred(args []string) error {
 		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "crypto.shred", Details: map[string]string{
 			"data_keys_destroyed": fmt.Sprint(n), "audit_contents_removed": fmt.Sprint(removed)}}); err != nil {
 			return err
+		}
+		if own != nil {
+			at, err := own.ScheduleDeletion(e.ctx, *deleteIn)
+			if err != nil {
+				return fmt.Errorf("data keys destroyed, but: %w", err)
+			}
+			fmt.Fprintf(e.stdout, "org %s: KMS key %s is scheduled for deletion on %s; until then, cancelling the deletion would let an earlier backup open the org's data again\n", o.Name, own.KeyID(), at.UTC().Format(time.RFC3339))
 		}
 		fmt.Fprintf(e.stdout, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys within CODEX_CHANGE_POLL); the content of %d audit events was removed, their events and chain kept. Set provider keys again to resume.\n", o.Name, n, removed)
 		return nil

@@ -24,7 +24,8 @@ const usageText = `codex-edge: the persīv codex gateway
 Usage:
   codex-edge serve [--config edge.yaml]
   codex-edge migrate
-  codex-edge orgs create NAME
+  codex-edge orgs create NAME [--kek awskms:<key-arn>|byok-ephemeral]
+  codex-edge orgs kek set --org ORG awskms:<key-arn>|byok-ephemeral|default
   codex-edge orgs list [--json]
   codex-edge keys create --org ORG --name NAME [--json]
   codex-edge keys list --org ORG [--json]
@@ -38,7 +39,7 @@ Usage:
   codex-edge crypto status [--org ORG] [--json]
   codex-edge crypto rotate --org ORG
   codex-edge crypto rewrap
-  codex-edge crypto shred --org ORG --yes
+  codex-edge crypto shred --org ORG --yes [--schedule-key-deletion DAYS]
   codex-edge telemetry enroll --url URL --token TOKEN [--name NAME]
   codex-edge telemetry on|off|status|ledger [--json]
   codex-edge memory set --org ORG [--key KEY] --name NAME (--file PATH | --stdin)
@@ -101,6 +102,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.orgsCreate(rest)
 	case "orgs list":
 		err = e.orgsList(rest)
+	case "orgs kek":
+		if len(rest) == 0 || rest[0] != "set" {
+			fmt.Fprintf(stderr, "codex-edge: unknown command %q\n\n%s", strings.Join(args, " "), usageText)
+			return 2
+		}
+		cmd = "orgs kek set"
+		err = e.orgsKEKSet(rest[1:])
 	case "keys create":
 		err = e.keysCreate(rest)
 	case "keys list":

@@ -239,3 +239,33 @@ func TestCrypto(t *testing.T) {
 		t.Fatal("status shows key material")
 	}
 }
+
+// orgs create --kek and orgs kek set take an AWS KMS key or "default" only,
+// and kek set re-wraps the org's data keys with progress (here from and to
+// the default key, so nothing moves); crypto status says an org on the
+// shared key has earlier backups that still open; shred refuses to
+// schedule the deletion of a key the org does not own.
+func TestOrgsKEK(t *testing.T) {
+	c := newCLI(t)
+	if code, _, errs := c.run("", "orgs", "create", "acme", "--kek", "local"); code != 2 || !strings.Contains(errs, "awskms") {
+		t.Fatalf("orgs create --kek local: exit %d: %s", code, errs)
+	}
+	c.ok("orgs", "create", "acme")
+	if code, _, errs := c.run("sk-key", "providers", "set", "--org", "acme", "openai", "--api-key-stdin"); code != 0 {
+		t.Fatalf("providers set: %s", errs)
+	}
+	c.ok("crypto", "rotate", "--org", "acme")
+	out := c.ok("orgs", "kek", "set", "--org", "acme", "default")
+	if !strings.Contains(out, "[2/2]") || !strings.Contains(out, "2 data keys: 0 rewrapped, 2 already under it, 0 failed") {
+		t.Fatalf("orgs kek set default: %q", out)
+	}
+	if code, _, errs := c.run("", "orgs", "kek", "set", "--org", "acme", "byok"); code != 2 {
+		t.Fatalf("orgs kek set byok: exit %d: %s", code, errs)
+	}
+	if out := c.ok("crypto", "status", "--org", "acme", "--json"); !strings.Contains(out, `"earlier_backups":"shared"`) {
+		t.Fatalf("crypto status: %q", out)
+	}
+	if code, _, errs := c.run("", "crypto", "shred", "--org", "acme", "--yes", "--schedule-key-deletion", "7"); code != 2 || !strings.Contains(errs, "no own master key") {
+		t.Fatalf("shred --schedule-key-deletion on the shared key: exit %d: %s", code, errs)
+	}
+}

@@ -12,11 +12,14 @@ import (
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
+	"github.com/persiv/codex/edge/keyring"
+	"github.com/persiv/codex/edge/keyring/kek"
 	"github.com/persiv/codex/edge/server"
 )
 
 func (e *env) orgsCreate(args []string) error {
 	f := newFlags("orgs create", false)
+	kekFlag := f.String("kek", "", "the org's own master key, awskms:<key-arn> or byok-ephemeral (default: the edge's CODEX_KEK)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -24,8 +27,12 @@ func (e *env) orgsCreate(args []string) error {
 	if len(pos) != 1 || strings.TrimSpace(pos[0]) == "" {
 		return usagef("give the org's name")
 	}
+	ref, err := kek.ParseOrg(*kekFlag)
+	if err != nil {
+		return usagef("--kek: %v", err)
+	}
 	return e.withStore(f, func(_ config.Config, st server.Store) error {
-		o := edge.Org{ID: apikey.NewID("org_"), Name: strings.TrimSpace(pos[0]), CreatedAt: time.Now().UTC()}
+		o := edge.Org{ID: apikey.NewID("org_"), Name: strings.TrimSpace(pos[0]), CreatedAt: time.Now().UTC(), MasterKey: ref}
 		if err := st.CreateOrg(e.ctx, o); err != nil {
 			if errors.Is(err, edge.ErrConflict) {
 				return fmt.Errorf("an org named %q exists already", o.Name)
@@ -65,5 +72,69 @@ func (e *env) orgsList(args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", o.ID, o.Name, o.CreatedAt.Format(time.RFC3339))
 		}
 		return tw.Flush()
+	})
+}
+
+// orgsKEKSet moves an org to its own master key, or back to the edge's
+// default: it records the new reference first (running edges wrap the
+// org's new data keys under it from their next change-feed poll), then
+// re-wraps the org's existing data keys, one at a time with progress.
+// Run again after an interruption, it leaves the keys already moved alone.
+func (e *env) orgsKEKSet(args []string) error {
+	f := newFlags("orgs kek set", false)
+	org := f.String("org", "", "org id or name")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("give the master key: awskms:<key-arn> or default")
+	}
+	ref, err := kek.ParseOrg(pos[0])
+	if err != nil {
+		return usagef("%v", err)
+	}
+	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
+		if o.MasterKey != ref {
+			if err := st.SetOrgMasterKey(e.ctx, o.ID, ref); err != nil {
+				return err
+			}
+		}
+		kr, err := e.keyring(cfg, st)
+		if err != nil {
+			return err
+		}
+		// A data key still wrapped by an earlier own key of the org is
+		// opened with that key, named by the ARN recorded with it.
+		from := func(mref, version string) keyring.MasterKey {
+			if mref != "awskms" || version == "" {
+				return nil
+			}
+			m, err := kek.OpenOrg(e.ctx, "awskms:"+version)
+			if err != nil {
+				return nil
+			}
+			return m
+		}
+		res, err := kr.RewrapOrg(e.ctx, o.ID, from, func(ev keyring.RewrapEvent) {
+			state := "already under it"
+			switch {
+			case ev.Err != nil:
+				state = "FAILED: " + ev.Err.Error()
+			case ev.Rewrapped:
+				state = "rewrapped " + ev.From.Ref + ":" + ev.From.Version + " -> " + ev.To.Ref + ":" + ev.To.Version
+			}
+			fmt.Fprintf(e.stdout, "[%d/%d] generation %d: %s\n", ev.N, ev.Total, ev.Generation, state)
+		})
+		target := ref
+		if target == "" {
+			target = "the default master key (" + cfg.KEK + ")"
+		}
+		fmt.Fprintf(e.stdout, "org %s: master key is %s; %d data keys: %d rewrapped, %d already under it, %d failed\n",
+			o.Name, target, res.Total, res.Rewrapped, res.Current, res.Failed)
+		if err != nil {
+			return fmt.Errorf("%w (run the command again to resume; keys that failed stay wrapped by their old master key, which must stay usable until they are moved)", err)
+		}
+		return nil
 	})
 }

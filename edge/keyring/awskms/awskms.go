@@ -49,6 +49,7 @@ type API interface {
 	Encrypt(ctx context.Context, in *kms.EncryptInput, optFns ...func(*kms.Options)) (*kms.EncryptOutput, error)
 	ReEncrypt(ctx context.Context, in *kms.ReEncryptInput, optFns ...func(*kms.Options)) (*kms.ReEncryptOutput, error)
 	DescribeKey(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	ScheduleKeyDeletion(ctx context.Context, in *kms.ScheduleKeyDeletionInput, optFns ...func(*kms.Options)) (*kms.ScheduleKeyDeletionOutput, error)
 }
 
 var _ API = (*kms.Client)(nil)
@@ -63,8 +64,20 @@ type MasterKey struct {
 	arn        string // keyID resolved, for Current
 	resolvedAt time.Time
 
-	probeMu sync.Mutex
-	probe   probeBlob
+	probeMu  sync.Mutex
+	probe    probeBlob
+	probeOrg string // encryption-context org_id of the probe; "" is ProbeOrgID
+}
+
+// SetProbeOrg makes Probe use the encryption context org_id=orgID instead
+// of ProbeOrgID: an org's own key, whose key policy allows only that org's
+// id, must be probed under it or every probe would look like a refusal.
+func (m *MasterKey) SetProbeOrg(orgID string) {
+	m.probeMu.Lock()
+	defer m.probeMu.Unlock()
+	if m.probeOrg != orgID {
+		m.probeOrg, m.probe = orgID, probeBlob{}
+	}
 }
 
 // probeBlob is a ciphertext KMS made for Probe; its plaintext was
@@ -288,7 +301,7 @@ func (m *MasterKey) Probe(ctx context.Context) error {
 		out, err := m.api.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
 			KeyId:             aws.String(m.keyID),
 			KeySpec:           types.DataKeySpecAes256,
-			EncryptionContext: probeContext(),
+			EncryptionContext: m.probeContext(),
 		})
 		switch {
 		case err == nil:
@@ -300,7 +313,7 @@ func (m *MasterKey) Probe(ctx context.Context) error {
 		}
 		// A transient failure to refresh: check the key we know.
 	}
-	in := &kms.DecryptInput{CiphertextBlob: p.blob, EncryptionContext: probeContext()}
+	in := &kms.DecryptInput{CiphertextBlob: p.blob, EncryptionContext: m.probeContext()}
 	if p.arn != "" {
 		in.KeyId = aws.String(p.arn)
 	}
@@ -324,7 +337,13 @@ func (m *MasterKey) Probe(ctx context.Context) error {
 	return nil
 }
 
-func probeContext() map[string]string { return map[string]string{ContextKey: ProbeOrgID} }
+// probeContext is called with probeMu held.
+func (m *MasterKey) probeContext() map[string]string {
+	if m.probeOrg != "" {
+		return map[string]string{ContextKey: m.probeOrg}
+	}
+	return map[string]string{ContextKey: ProbeOrgID}
+}
 
 func isAlias(keyID string) bool {
 	return strings.HasPrefix(keyID, "alias/") || strings.Contains(keyID, ":alias/")
@@ -373,4 +392,19 @@ func classify(op string, err error) error {
 		return fmt.Errorf("awskms: %s: %w: %s: %s", op, keyring.ErrUnreadable, ae.ErrorCode(), ae.ErrorMessage())
 	}
 	return fmt.Errorf("awskms: %s: %w", op, err)
+}
+
+// ScheduleDeletion schedules the deletion of the KMS key after days (7 to
+// 30, AWS's bounds), for `crypto shred --schedule-key-deletion` on an org
+// with its own key: once deleted, no copy of what it wrapped, backups
+// included, can be opened again. It returns when the deletion takes effect.
+func (m *MasterKey) ScheduleDeletion(ctx context.Context, days int) (time.Time, error) {
+	if days < 7 || days > 30 {
+		return time.Time{}, fmt.Errorf("awskms: deletion window %d days: AWS KMS accepts 7 to 30", days)
+	}
+	out, err := m.api.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(m.keyID), PendingWindowInDays: aws.Int32(int32(days))})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("awskms: schedule deletion of %s: %w", m.keyID, err)
+	}
+	return aws.ToTime(out.DeletionDate), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,8 +18,8 @@ func (db *DB) CreateOrg(ctx context.Context, o edge.Org) error {
 		return fmt.Errorf("create org: %w", err)
 	}
 	err := db.inOrg(ctx, o.ID, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`,
-			o.ID, o.Name, o.CreatedAt)
+		_, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at, master_key) VALUES ($1, $2, $3, $4)`,
+			o.ID, o.Name, o.CreatedAt, o.MasterKey)
 		if err != nil {
 			return err
 		}
@@ -32,8 +33,8 @@ func (db *DB) CreateOrg(ctx context.Context, o edge.Org) error {
 func (db *DB) Org(ctx context.Context, id string) (edge.Org, error) {
 	var o edge.Org
 	err := db.inOrg(ctx, id, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT id, name, created_at FROM orgs WHERE id = $1`, id).
-			Scan(&o.ID, &o.Name, &o.CreatedAt)
+		return tx.QueryRow(ctx, `SELECT id, name, created_at, master_key FROM orgs WHERE id = $1`, id).
+			Scan(&o.ID, &o.Name, &o.CreatedAt, &o.MasterKey)
 	})
 	if err != nil {
 		return edge.Org{}, wrap(fmt.Sprintf("org %q", id), err)
@@ -99,4 +100,42 @@ func (db *DB) SwapFingerprintSecret(ctx context.Context, orgID string, prev, nex
 		return nil, wrap(fmt.Sprintf("swap fingerprint secret of org %q", orgID), err)
 	}
 	return stored, nil
+}
+
+// SetOrgMasterKey sets the org's own master key reference ("" for the
+// edge's default). It runs as that org.
+func (db *DB) SetOrgMasterKey(ctx context.Context, orgID, ref string) error {
+	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE orgs SET master_key = $1 WHERE id = $2`, ref, orgID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		return recordChange(ctx, tx, orgID, "org", orgID, time.Now().UTC())
+	})
+	return wrap(fmt.Sprintf("set master key of org %q", orgID), err)
+}
+
+// OrgMasterKeys returns every org's own master key reference, by org id,
+// through codex_org_master_keys (it runs before any org is chosen).
+func (db *DB) OrgMasterKeys(ctx context.Context) (map[string]string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT org_id, master_key FROM codex_org_master_keys()`)
+	if err != nil {
+		return nil, wrap("list org master keys", err)
+	}
+	defer rows.Close()
+	m := make(map[string]string)
+	for rows.Next() {
+		var id, ref string
+		if err := rows.Scan(&id, &ref); err != nil {
+			return nil, wrap("list org master keys", err)
+		}
+		m[id] = ref
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list org master keys", err)
+	}
+	return m, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/persiv/codex/edge"
 )
@@ -17,8 +18,8 @@ func (db *DB) CreateOrg(ctx context.Context, o edge.Org) error {
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`,
-			o.ID, o.Name, o.CreatedAt.UnixNano())
+			`INSERT INTO orgs (id, name, created_at, master_key) VALUES (?, ?, ?, ?)`,
+			o.ID, o.Name, o.CreatedAt.UnixNano(), o.MasterKey)
 		if err != nil {
 			return err
 		}
@@ -34,8 +35,8 @@ func (db *DB) Org(ctx context.Context, id string) (edge.Org, error) {
 		created sql.NullInt64
 	)
 	err := db.read.QueryRowContext(ctx,
-		`SELECT id, name, created_at FROM orgs WHERE id = ?`, id).
-		Scan(&o.ID, &o.Name, &created)
+		`SELECT id, name, created_at, master_key FROM orgs WHERE id = ?`, id).
+		Scan(&o.ID, &o.Name, &created, &o.MasterKey)
 	if err != nil {
 		return edge.Org{}, wrap(fmt.Sprintf("org %q", id), err)
 	}
@@ -46,7 +47,7 @@ func (db *DB) Org(ctx context.Context, id string) (edge.Org, error) {
 // Orgs returns every org, by name.
 func (db *DB) Orgs(ctx context.Context) ([]edge.Org, error) {
 	rows, err := db.read.QueryContext(ctx,
-		`SELECT id, name, created_at FROM orgs ORDER BY name, id`)
+		`SELECT id, name, created_at, master_key FROM orgs ORDER BY name, id`)
 	if err != nil {
 		return nil, wrap("list orgs", err)
 	}
@@ -57,7 +58,7 @@ func (db *DB) Orgs(ctx context.Context) ([]edge.Org, error) {
 			o       edge.Org
 			created sql.NullInt64
 		)
-		if err := rows.Scan(&o.ID, &o.Name, &created); err != nil {
+		if err := rows.Scan(&o.ID, &o.Name, &created, &o.MasterKey); err != nil {
 			return nil, wrap("list orgs", err)
 		}
 		o.CreatedAt = fromNanos(created)
@@ -102,4 +103,43 @@ func (db *DB) SwapFingerprintSecret(ctx context.Context, orgID string, prev, nex
 		return nil, wrap(fmt.Sprintf("swap fingerprint secret of org %q", orgID), err)
 	}
 	return stored, nil
+}
+
+// SetOrgMasterKey sets the org's own master key reference ("" for the
+// edge's default).
+func (db *DB) SetOrgMasterKey(ctx context.Context, orgID, ref string) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE orgs SET master_key = ? WHERE id = ?`, ref, orgID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return sql.ErrNoRows
+		}
+		return recordChange(ctx, tx, orgID, "org", orgID, time.Now().UTC())
+	})
+	return wrap(fmt.Sprintf("set master key of org %q", orgID), err)
+}
+
+// OrgMasterKeys returns every org's own master key reference, by org id.
+func (db *DB) OrgMasterKeys(ctx context.Context) (map[string]string, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, master_key FROM orgs WHERE master_key <> ''`)
+	if err != nil {
+		return nil, wrap("list org master keys", err)
+	}
+	defer rows.Close()
+	m := make(map[string]string)
+	for rows.Next() {
+		var id, ref string
+		if err := rows.Scan(&id, &ref); err != nil {
+			return nil, wrap("list org master keys", err)
+		}
+		m[id] = ref
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list org master keys", err)
+	}
+	return m, nil
 }

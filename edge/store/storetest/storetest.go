@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) edge.Store) {
 		{"DuplicateOrg", testDuplicateOrg},
 		{"OrgNotFound", testOrgNotFound},
 		{"FingerprintSecret", testFingerprintSecret},
+		{"OrgMasterKey", testOrgMasterKey},
 		{"ProviderSealedKey", testProviderSealedKey},
 		{"CreateKeyAndLookUp", testCreateKeyAndLookUp},
 		{"CreateKeyConflicts", testCreateKeyConflicts},
@@ -852,5 +853,51 @@ func testProviderSealedKey(t *testing.T, s edge.Store) {
 		{OrgID: o.ID, Provider: edge.OpenAI, APIKeyEnv: "X", SealedKey: sealed},
 	} {
 		wantErr(t, "SetProvider with zero or two credential sources", s.SetProvider(ctx, bad), edge.ErrInvalid)
+	}
+}
+
+// testOrgMasterKey: an org's own master key reference is stored at
+// creation, changed and cleared, and listed for that org only while set.
+func testOrgMasterKey(t *testing.T, s edge.Store) {
+	ctx := t.Context()
+	const arnA = "awskms:arn:aws:kms:eu-west-2:111122223333:key/aaaaaaaa-0000-0000-0000-000000000001"
+	const arnB = "awskms:arn:aws:kms:eu-west-2:111122223333:key/aaaaaaaa-0000-0000-0000-000000000002"
+	a := edge.Org{ID: randomID("org_"), Name: randomID("name-"), CreatedAt: now(), MasterKey: arnA}
+	if err := s.CreateOrg(ctx, a); err != nil {
+		t.Fatalf("CreateOrg: %v", err)
+	}
+	b := newOrg(t, s)
+	check := func(wantA, wantB string) {
+		t.Helper()
+		for _, c := range []struct{ id, want string }{{a.ID, wantA}, {b.ID, wantB}} {
+			o, err := s.Org(ctx, c.id)
+			if err != nil {
+				t.Fatalf("Org: %v", err)
+			}
+			if o.MasterKey != c.want {
+				t.Errorf("Org(%s).MasterKey = %q, want %q", c.id, o.MasterKey, c.want)
+			}
+		}
+		m, err := s.OrgMasterKeys(ctx)
+		if err != nil {
+			t.Fatalf("OrgMasterKeys: %v", err)
+		}
+		for _, c := range []struct{ id, want string }{{a.ID, wantA}, {b.ID, wantB}} {
+			if got, ok := m[c.id]; got != c.want || ok != (c.want != "") {
+				t.Errorf("OrgMasterKeys()[%s] = %q, %v; want %q", c.id, got, ok, c.want)
+			}
+		}
+	}
+	check(arnA, "")
+	if err := s.SetOrgMasterKey(ctx, b.ID, arnB); err != nil {
+		t.Fatalf("SetOrgMasterKey: %v", err)
+	}
+	check(arnA, arnB)
+	if err := s.SetOrgMasterKey(ctx, a.ID, ""); err != nil {
+		t.Fatalf("SetOrgMasterKey: %v", err)
+	}
+	check("", arnB)
+	if err := s.SetOrgMasterKey(ctx, randomID("org_"), arnA); !errors.Is(err, edge.ErrNotFound) {
+		t.Errorf("SetOrgMasterKey(unknown org) = %v, want ErrNotFound", err)
 	}
 }
