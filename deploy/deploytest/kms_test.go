@@ -10,12 +10,17 @@ import (
 	"github.com/persiv/codex/edge/keyring/awskms"
 )
 
-// kmsActions maps the edge's KMS calls (awskms.API) to IAM actions.
+// kmsActions maps the edge's KMS calls on its own master key (awskms.API)
+// to IAM actions. ScheduleKeyDeletion is made only on a customer's own
+// per-org key (crypto shred --schedule-key-deletion), which the customer's
+// key policy grants: the edge's role must never be able to delete the
+// deployment's master key, so the module grants it nowhere.
 func kmsActions() []string {
 	t := reflect.TypeFor[awskms.API]()
 	var out []string
 	for i := range t.NumMethod() {
 		switch m := t.Method(i).Name; m {
+		case "ScheduleKeyDeletion":
 		case "ReEncrypt":
 			out = append(out, "kms:ReEncryptFrom", "kms:ReEncryptTo")
 		default:
