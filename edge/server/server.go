@@ -104,6 +104,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// Telemetry, when set, adjusts the telemetry options (tests).
 	Telemetry func(*telemetry.Options)
+	// Enroll, when set, enrolls with the configured control plane; the
+	// admin API calls it when sharing is switched on before enrollment
+	// (see telemetry.Options.Enroll).
+	Enroll func(context.Context) error
 }
 
 // New checks the listeners' transport security, opens the store and builds
@@ -286,7 +290,7 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 	to := telemetry.Options{
 		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
-		Pins: cfg.ControlplanePins,
+		Pins: cfg.ControlplanePins, Enroll: opts.Enroll,
 	}
 	if cfg.TelemetryNames {
 		to.Names = &telemetry.Names{

@@ -61,6 +61,11 @@ type Options struct {
 	// TLS, and any other key is refused, logged and counted.
 	Pins   Pins
 	Logger *slog.Logger
+	// Enroll, when set (CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN
+	// configured), enrolls the edge. It runs only when sharing is
+	// switched on through the admin API while not enrolled: with sharing
+	// off the edge makes no connection to the control plane at all.
+	Enroll func(context.Context) error
 }
 
 // Service runs the edge's side of the hybrid link.
