@@ -290,7 +290,7 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 	to := telemetry.Options{
 		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
-		Pins: cfg.ControlplanePins, Enroll: opts.Enroll,
+		Pins: cfg.ControlplanePins, Enroll: opts.Enroll, Minimize: cfg.TelemetryMinimize(),
 	}
 	if cfg.TelemetryNames {
 		to.Names = &telemetry.Names{

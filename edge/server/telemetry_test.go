@@ -561,8 +561,13 @@ func TestTelemetryTotalsEqualEdgeMetadata(t *testing.T) {
 	st = h.srv.Telemetry().Status()
 
 	// The ledger lists exactly the batches the control plane holds.
+	// The enrollment exchange comes first, then the batches.
 	ledger := getLedger(t, h)
-	if len(ledger) == 0 || ledger[len(ledger)-1].Seq != st.LastSentSeq {
+	if len(ledger) < 2 || ledger[0].Kind != telemetry.KindEnrollment || strings.Contains(string(ledger[0].Batch), enr.UserJWT) {
+		t.Fatalf("ledger without the enrollment exchange first: %+v", ledger)
+	}
+	ledger = ledger[1:]
+	if ledger[len(ledger)-1].Seq != st.LastSentSeq {
 		t.Fatalf("ledger has %d entries, last sent seq %d", len(ledger), st.LastSentSeq)
 	}
 	var fromLedger controlplane.Totals

@@ -89,7 +89,37 @@ type UsageBatch struct {
 	EdgeID        string     `json:"edge_id"`
 	Seq           int64      `json:"seq"` // per edge, from 1; (edge_id, seq) identifies the batch
 	Rows          []UsageRow `json:"rows"`
+	// Settings, when present, are the edge's metadata minimization
+	// settings, so the control plane can show what it is (not) sent.
+	// Optional: edges before it do not send it.
+	Settings *Settings `json:"settings,omitempty"`
 }
+
+// Settings are an edge's metadata minimization settings (seed §04).
+type Settings struct {
+	// Dimensions are the row dimensions the edge sends (of Dimensions);
+	// the others arrive as Other.
+	Dimensions []string `json:"dimensions"`
+	// MinCount: rows of fewer requests were folded into Other rows.
+	MinCount int64 `json:"min_count"`
+	// HeartbeatS: windows without usage are not sent, but a batch
+	// without rows at most every HeartbeatS seconds.
+	HeartbeatS int64 `json:"heartbeat_s"`
+}
+
+// The dimensions of a row an edge can withhold, and the value a withheld
+// (or folded) dimension carries.
+const (
+	DimWorkspace = "workspace"
+	DimProvider  = "provider"
+	DimModel     = "model"
+	DimKeyRef    = "key_ref"
+	Other        = "other"
+)
+
+// Dimensions lists every dimension an edge can withhold. Cache status and
+// status class are small fixed sets and always sent.
+var Dimensions = []string{DimWorkspace, DimProvider, DimModel, DimKeyRef}
 
 // UsageRow aggregates the requests of a window that share every key field.
 // A batch holds at most one row per key.

@@ -257,8 +257,13 @@ func generateSchema(t *testing.T) []byte {
 		"saved_nano_usd": count(0),
 		"latency_ms": {"type": "array", "minItems": LatencyBuckets, "maxItems": LatencyBuckets, "items": count(0),
 			"description": fmt.Sprintf("request counts per latency bucket; upper bounds in ms %v, then one bucket above the last; the counts add up to requests", LatencyBoundsMS)},
-		"sum":     count(0),
-		"unknown": count(0),
+		"sum":      count(0),
+		"unknown":  count(0),
+		"settings": {"$ref": "#/$defs/settings"},
+		"dimensions": {"type": "array", "uniqueItems": true, "maxItems": len(Dimensions), "items": enum(Dimensions),
+			"description": "the row dimensions the edge sends; the others arrive as \"" + Other + "\""},
+		"min_count":   count(0),
+		"heartbeat_s": map[string]any{"type": "integer", "minimum": 0, "maximum": MaxHeartbeatS},
 	}
 	object := func(typ reflect.Type, desc string) map[string]any {
 		props := map[string]any{}
@@ -270,7 +275,9 @@ func generateSchema(t *testing.T) []byte {
 				t.Fatalf("field %s.%s has no schema rule", typ.Name(), typ.Field(i).Name)
 			}
 			props[name] = rule
-			required = append(required, name)
+			if _, opts, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); opts != "omitempty" {
+				required = append(required, name)
+			}
 		}
 		return map[string]any{"type": "object", "additionalProperties": false, "required": required,
 			"properties": props, "description": desc}
@@ -282,8 +289,9 @@ func generateSchema(t *testing.T) []byte {
 	schema["$id"] = "urn:persiv:codex:wire:usage_batch:v1"
 	schema["title"] = "persiv codex usage batch, version 1"
 	schema["$defs"] = map[string]any{
-		"row":    object(reflect.TypeFor[UsageRow](), "requests of the window sharing every key field"),
-		"tokens": object(reflect.TypeFor[Tokens](), "a token counter; unknown counts requests whose figure the provider did not report (at most requests)"),
+		"row":      object(reflect.TypeFor[UsageRow](), "requests of the window sharing every key field"),
+		"tokens":   object(reflect.TypeFor[Tokens](), "a token counter; unknown counts requests whose figure the provider did not report (at most requests)"),
+		"settings": object(reflect.TypeFor[Settings](), "the edge's metadata minimization settings (optional: earlier edges do not send it)"),
 	}
 	data, err := json.MarshalIndent(schema, "", "  ")
 	if err != nil {
