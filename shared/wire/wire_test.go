@@ -50,6 +50,24 @@ func mustEncode(t testing.TB, b *UsageBatch) []byte {
 	return data
 }
 
+// Settings are optional: batches without them (earlier edges) decode, and
+// batches with them round-trip.
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	b := validBatch()
+	if bytes.Contains(mustEncode(t, b), []byte("settings")) {
+		t.Fatal("a batch without settings encodes them")
+	}
+	b.Settings = &Settings{Dimensions: []string{DimWorkspace, DimModel}, MinCount: 5, HeartbeatS: 900}
+	got, err := Decode(mustEncode(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Settings, b.Settings) {
+		t.Fatalf("settings %+v, want %+v", got.Settings, b.Settings)
+	}
+}
+
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := validBatch()
@@ -141,6 +159,17 @@ func rejectCases() []rejectCase {
 		{name: "window reversed", goOnly: true, data: set(func(m map[string]any) { m["window_end"] = "2026-11-29T09:00:00Z" })},
 		{name: "window too long", goOnly: true, data: set(func(m map[string]any) { m["window_end"] = "2026-11-29T12:00:00Z" })},
 		{name: "time out of range", goOnly: true, data: set(func(m map[string]any) { m["window_start"] = "1999-01-01T00:00:00Z" })},
+		{name: "unknown dimension", data: set(func(m map[string]any) {
+			m["settings"] = map[string]any{"dimensions": []any{"prompt"}, "min_count": 0, "heartbeat_s": 900}
+		})},
+		{name: "unknown settings field", data: set(func(m map[string]any) {
+			m["settings"] = map[string]any{"dimensions": []any{}, "min_count": 0, "heartbeat_s": 900, "note": "x"}
+		})},
+		{name: "settings without dimensions", data: set(func(m map[string]any) { m["settings"] = map[string]any{"min_count": 0, "heartbeat_s": 900} })},
+		{name: "null settings", data: set(func(m map[string]any) { m["settings"] = nil })},
+		{name: "repeated dimension", data: set(func(m map[string]any) {
+			m["settings"] = map[string]any{"dimensions": []any{"model", "model"}, "min_count": 0, "heartbeat_s": 900}
+		})},
 		{name: "duplicate row key", goOnly: true, data: set(func(m map[string]any) { m["rows"] = []any{row0(m), row0(m)} })},
 	}
 }
