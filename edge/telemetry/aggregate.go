@@ -222,6 +222,11 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labe
 			return // nothing happened, and the last heartbeat is recent
 		}
 		lastEmit = end
+		if !a.on.Load() {
+			// Not sent (sharing is off): the first window once it is
+			// switched on tells the control plane at once.
+			lastEmit = time.Time{}
+		}
 		emit(w)
 	}
 	drain := func() {
