@@ -246,6 +246,11 @@ type Store interface {
 
 	InsertRequests(ctx context.Context, recs []RequestRecord) error
 	Requests(ctx context.Context, orgID string, since time.Time, limit int) ([]RequestRecord, error)
+	// DeleteRequestsBefore deletes at most limit of the org's oldest
+	// request records from before before, and returns how many it
+	// deleted: retention deletes in batches, so no statement holds the
+	// table long.
+	DeleteRequestsBefore(ctx context.Context, orgID string, before time.Time, limit int) (int64, error)
 
 	// Changes returns change-feed entries after seq, oldest first.
 	Changes(ctx context.Context, after int64) ([]Change, error)
