@@ -92,6 +92,10 @@ type Config struct {
 	MetadataBatch int `yaml:"metadata_batch"`
 	// MetadataFlush is the longest a record waits before its batch is written.
 	MetadataFlush time.Duration `yaml:"metadata_flush"`
+	// Retention is how long request metadata is kept: a background job of
+	// serve deletes older records (DefaultRetention, 90 days; at least a
+	// day).
+	Retention time.Duration `yaml:"retention"`
 	// ChangePoll is how often the store's change feed is read, so keys and
 	// settings changed by another process take effect.
 	ChangePoll time.Duration `yaml:"change_poll"`
@@ -217,6 +221,7 @@ func Default() Config {
 		TelemetryWindow:          telemetry.DefaultWindow,
 		TelemetryQueue:           telemetry.DefaultQueue,
 		TelemetryHeartbeat:       telemetry.DefaultHeartbeat,
+		Retention:                DefaultRetention,
 		TelemetrySpoolMaxBatches: telemetry.DefaultSpoolMaxBatches,
 		TelemetrySpoolMaxBytes:   telemetry.DefaultSpoolMaxBytes,
 		CacheEnabled:             true,
@@ -348,6 +353,7 @@ func (c Config) Validate() error {
 	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
 	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= wire.MaxWindow, "CODEX_TELEMETRY_WINDOW must be positive and at most %s", wire.MaxWindow)
 	check(c.TelemetryQueue > 0, "CODEX_TELEMETRY_QUEUE must be positive")
+	check(c.Retention >= 24*time.Hour, "CODEX_RETENTION must be at least 24h")
 	_, dimErr := ParseDimensions(c.TelemetryDimensions)
 	check(dimErr == nil, "CODEX_TELEMETRY_DIMENSIONS: %v", dimErr)
 	check(c.TelemetryMinCount >= 0, "CODEX_TELEMETRY_MIN_COUNT must not be negative")
@@ -552,3 +558,7 @@ func (c Config) TelemetryMinimize() telemetry.Minimize {
 	dims, _ := ParseDimensions(c.TelemetryDimensions) // checked by Validate
 	return telemetry.Minimize{Dimensions: dims, MinCount: c.TelemetryMinCount, Heartbeat: c.TelemetryHeartbeat}
 }
+
+// DefaultRetention is how long request metadata is kept unless
+// CODEX_RETENTION says otherwise: 90 days.
+const DefaultRetention = 90 * 24 * time.Hour

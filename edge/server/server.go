@@ -422,6 +422,7 @@ func (s *Server) Start(ctx context.Context) error {
 		// within the probe interval (returns at once for local and byok).
 		var wg sync.WaitGroup
 		wg.Go(func() { s.keys.Watch(bg) })
+		wg.Go(func() { s.retain(bg) })
 		s.followChanges(bg)
 		wg.Wait()
 	}()
@@ -448,6 +449,59 @@ type changeNotifier interface {
 
 // followChanges keeps the directory in step with the change feed: every
 // CODEX_CHANGE_POLL, and at once when the store signals a change.
+// Retention's pace: at most RetentionBatch records per statement, and a
+// pass over every org at start-up and every RetentionEvery.
+const (
+	RetentionBatch = 5000
+	RetentionEvery = time.Hour
+)
+
+// retain deletes request metadata older than CODEX_RETENTION until ctx
+// ends.
+func (s *Server) retain(ctx context.Context) {
+	tick := time.NewTicker(RetentionEvery)
+	defer tick.Stop()
+	for {
+		if n, err := s.Prune(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("request metadata retention", "err", err)
+		} else if n > 0 {
+			s.log.Info("request metadata past retention deleted", "records", n, "retention", s.cfg.Retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Prune deletes every org's request metadata older than CODEX_RETENTION,
+// RetentionBatch records at a time, and returns how many it deleted.
+func (s *Server) Prune(ctx context.Context) (int64, error) {
+	orgs, err := s.store.Orgs(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("retention: %w", err)
+	}
+	before := time.Now().Add(-s.cfg.Retention)
+	var total int64
+	for _, o := range orgs {
+		for {
+			n, err := s.store.DeleteRequestsBefore(ctx, o.ID, before, RetentionBatch)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("retention of org %s: %w", o.ID, err)
+			}
+			if n < RetentionBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
 func (s *Server) followChanges(ctx context.Context) {
 	var notified <-chan struct{}
 	if n, ok := s.store.(changeNotifier); ok {
