@@ -78,6 +78,9 @@ type Edge struct {
 	LastSeen  time.Time // zero until its first batch
 	Sharing   bool      // whether batches arrived recently; the edge decides
 	RevokedAt time.Time // zero while enrolled
+	// Settings are the edge's metadata minimization settings as its
+	// latest batch carried them; nil if none did (an earlier edge).
+	Settings *wire.Settings
 }
 
 // Revoked reports whether the edge was revoked.

@@ -355,6 +355,11 @@ type Store interface {
 
 	InsertRequests(ctx context.Context, recs []RequestRecord) error
 	Requests(ctx context.Context, orgID string, since time.Time, limit int) ([]RequestRecord, error)
+	// DeleteRequestsBefore deletes at most limit of the org's oldest
+	// request records from before before, and returns how many it
+	// deleted: retention deletes in batches, so no statement holds the
+	// table long.
+	DeleteRequestsBefore(ctx context.Context, orgID string, before time.Time, limit int) (int64, error)
 
 	// SetLimit creates, replaces or (when it limits nothing) removes the
 	// rate limit of an org or of one of its keys; a key of another org is

@@ -2,12 +2,15 @@ package dashboard
 
 import (
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // heldField is one piece of metadata the control plane stores.
@@ -46,12 +49,24 @@ var NeverReceived = []string{
 	"File uploads, images, audio",
 }
 
+// edgeSettings is one edge's metadata minimization settings as the
+// page shows them.
+type edgeSettings struct {
+	Name      string
+	Known     bool // false: its batches carry no settings (an earlier edge) or none arrived
+	Sent      string
+	Withheld  string
+	MinCount  int64
+	Heartbeat string
+}
+
 type privacyData struct {
-	Groups     []heldGroup
-	Inferences []string
-	Never      []string
-	Edges      int
-	Members    int
+	EdgeSettings []edgeSettings
+	Groups       []heldGroup
+	Inferences   []string
+	Never        []string
+	Edges        int
+	Members      int
 }
 
 func (s *Server) privacyPage(c echo.Context) error {
@@ -92,9 +107,36 @@ func (s *Server) privacyPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	var es []edgeSettings
+	for _, e := range edges {
+		if e.Revoked() {
+			continue
+		}
+		v := edgeSettings{Name: e.Name}
+		if st := e.Settings; st != nil {
+			v.Known, v.MinCount = true, st.MinCount
+			v.Sent, v.Withheld = dimensionList(st.Dimensions, true), dimensionList(st.Dimensions, false)
+			v.Heartbeat = (time.Duration(st.HeartbeatS) * time.Second).String()
+		}
+		es = append(es, v)
+	}
 	d := s.base(c, "What we can see")
-	d.Page = privacyData{Groups: heldGroups(seen), Inferences: Inferences, Never: NeverReceived, Edges: len(edges), Members: len(users)}
+	d.Page = privacyData{EdgeSettings: es, Groups: heldGroups(seen), Inferences: Inferences, Never: NeverReceived, Edges: len(edges), Members: len(users)}
 	return s.render(c, http.StatusOK, "privacy", d)
+}
+
+// dimensionList names the row dimensions in (or, !in, not in) dims.
+func dimensionList(dims []string, in bool) string {
+	var out []string
+	for _, d := range wire.Dimensions {
+		if slices.Contains(dims, d) == in {
+			out = append(out, strings.ReplaceAll(d, "_", " "))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }
 
 func heldGroups(seen map[controlplane.Dimension][]string) []heldGroup {

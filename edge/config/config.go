@@ -105,6 +105,10 @@ type Config struct {
 	// is kept (Go syntax: the default 8760h is 365 days); older content is
 	// removed, never the events' metadata or chain. 0 keeps it for ever.
 	AuditRetention time.Duration `yaml:"audit_retention"`
+	// Retention is how long request metadata is kept: a background job of
+	// serve deletes older records (DefaultRetention, 90 days; at least a
+	// day).
+	Retention time.Duration `yaml:"retention"`
 	// ChangePoll is how often the store's change feed is read, so keys and
 	// settings changed by another process take effect.
 	ChangePoll time.Duration `yaml:"change_poll"`
@@ -157,6 +161,18 @@ type Config struct {
 	// TelemetryNames labels workspaces and keys in shared metrics by their
 	// names instead of HMAC pseudonyms: the customer's explicit opt-in.
 	TelemetryNames bool `yaml:"telemetry_names"`
+	// TelemetryDimensions chooses the row dimensions shared metrics carry:
+	// a comma-separated subset of workspace, provider, model, key_ref
+	// (empty: all of them; "none": none). A withheld one arrives as
+	// "other". Cache status and status class are always sent.
+	TelemetryDimensions string `yaml:"telemetry_dimensions"`
+	// TelemetryMinCount folds rows of fewer requests in a window into one
+	// "other" row (per cache status and status class). 0: none are.
+	TelemetryMinCount int64 `yaml:"telemetry_min_count"`
+	// TelemetryHeartbeat: windows without usage are not sent; a batch
+	// without rows, which tells the control plane the edge is alive,
+	// at most this often. Default 15m.
+	TelemetryHeartbeat time.Duration `yaml:"telemetry_heartbeat"`
 	// TelemetryQueue bounds the request records waiting to be aggregated;
 	// a full queue drops records and counts every drop.
 	TelemetryQueue int `yaml:"telemetry_queue"`
@@ -237,6 +253,8 @@ func Default() Config {
 		ChangePoll:               time.Second,
 		TelemetryWindow:          telemetry.DefaultWindow,
 		TelemetryQueue:           telemetry.DefaultQueue,
+		TelemetryHeartbeat:       telemetry.DefaultHeartbeat,
+		Retention:                DefaultRetention,
 		TelemetrySpoolMaxBatches: telemetry.DefaultSpoolMaxBatches,
 		TelemetrySpoolMaxBytes:   telemetry.DefaultSpoolMaxBytes,
 		BudgetUnpriced:           "refuse",
@@ -374,6 +392,11 @@ func (c Config) Validate() error {
 	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
 	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= wire.MaxWindow, "CODEX_TELEMETRY_WINDOW must be positive and at most %s", wire.MaxWindow)
 	check(c.TelemetryQueue > 0, "CODEX_TELEMETRY_QUEUE must be positive")
+	check(c.Retention >= 24*time.Hour, "CODEX_RETENTION must be at least 24h")
+	_, dimErr := ParseDimensions(c.TelemetryDimensions)
+	check(dimErr == nil, "CODEX_TELEMETRY_DIMENSIONS: %v", dimErr)
+	check(c.TelemetryMinCount >= 0, "CODEX_TELEMETRY_MIN_COUNT must not be negative")
+	check(c.TelemetryHeartbeat > 0 && c.TelemetryHeartbeat <= wire.MaxHeartbeatS*time.Second, "CODEX_TELEMETRY_HEARTBEAT must be positive and at most 24h")
 	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
 	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")
 	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
@@ -548,3 +571,36 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// ParseDimensions parses CODEX_TELEMETRY_DIMENSIONS: nil for all
+// dimensions (empty), none for "none".
+func ParseDimensions(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return nil, nil
+	case "none":
+		return []string{}, nil
+	}
+	out := []string{}
+	for _, d := range strings.Split(s, ",") {
+		d = strings.TrimSpace(d)
+		if !slices.Contains(wire.Dimensions, d) {
+			return nil, fmt.Errorf("unknown dimension %q (want a comma-separated subset of %s, or none)", d, strings.Join(wire.Dimensions, ", "))
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// TelemetryMinimize returns the metadata minimization settings.
+func (c Config) TelemetryMinimize() telemetry.Minimize {
+	dims, _ := ParseDimensions(c.TelemetryDimensions) // checked by Validate
+	return telemetry.Minimize{Dimensions: dims, MinCount: c.TelemetryMinCount, Heartbeat: c.TelemetryHeartbeat}
+}
+
+// DefaultRetention is how long request metadata is kept unless
+// CODEX_RETENTION says otherwise: 90 days.
+const DefaultRetention = 90 * 24 * time.Hour

@@ -184,6 +184,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// Telemetry, when set, adjusts the telemetry options (tests).
 	Telemetry func(*telemetry.Options)
+	// Enroll, when set, enrolls with the configured control plane; the
+	// admin API calls it when sharing is switched on before enrollment
+	// (see telemetry.Options.Enroll).
+	Enroll func(context.Context) error
 }
 
 // New checks the listeners' transport security, opens the store and builds
@@ -408,7 +412,7 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 	to := telemetry.Options{
 		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
-		Pins:    cfg.ControlplanePins,
+		Pins: cfg.ControlplanePins, Enroll: opts.Enroll, Minimize: cfg.TelemetryMinimize(),
 		Budgets: budgets,
 	}
 	if cfg.TelemetryNames {
@@ -553,6 +557,7 @@ func (s *Server) Start(ctx context.Context) error {
 		wg.Go(func() { s.keys.Watch(bg) })
 		wg.Go(func() { s.spend.Run(bg) })
 		wg.Go(func() { audit.RunRetention(bg, s.store, s.cfg.AuditRetention, s.log) })
+		wg.Go(func() { s.retain(bg) })
 		s.followChanges(bg)
 		wg.Wait()
 	}()
@@ -579,6 +584,59 @@ type changeNotifier interface {
 
 // followChanges keeps the directory in step with the change feed: every
 // CODEX_CHANGE_POLL, and at once when the store signals a change.
+// Retention's pace: at most RetentionBatch records per statement, and a
+// pass over every org at start-up and every RetentionEvery.
+const (
+	RetentionBatch = 5000
+	RetentionEvery = time.Hour
+)
+
+// retain deletes request metadata older than CODEX_RETENTION until ctx
+// ends.
+func (s *Server) retain(ctx context.Context) {
+	tick := time.NewTicker(RetentionEvery)
+	defer tick.Stop()
+	for {
+		if n, err := s.Prune(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("request metadata retention", "err", err)
+		} else if n > 0 {
+			s.log.Info("request metadata past retention deleted", "records", n, "retention", s.cfg.Retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Prune deletes every org's request metadata older than CODEX_RETENTION,
+// RetentionBatch records at a time, and returns how many it deleted.
+func (s *Server) Prune(ctx context.Context) (int64, error) {
+	orgs, err := s.store.Orgs(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("retention: %w", err)
+	}
+	before := time.Now().Add(-s.cfg.Retention)
+	var total int64
+	for _, o := range orgs {
+		for {
+			n, err := s.store.DeleteRequestsBefore(ctx, o.ID, before, RetentionBatch)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("retention of org %s: %w", o.ID, err)
+			}
+			if n < RetentionBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
 func (s *Server) followChanges(ctx context.Context) {
 	var notified <-chan struct{}
 	if n, ok := s.store.(changeNotifier); ok {

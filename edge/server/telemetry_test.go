@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -570,8 +571,13 @@ func TestTelemetryTotalsEqualEdgeMetadata(t *testing.T) {
 	st = h.srv.Telemetry().Status()
 
 	// The ledger lists exactly the batches the control plane holds.
+	// The enrollment exchange comes first, then the batches.
 	ledger := getLedger(t, h)
-	if len(ledger) == 0 || ledger[len(ledger)-1].Seq != st.LastSentSeq {
+	if len(ledger) < 2 || ledger[0].Kind != telemetry.KindEnrollment || strings.Contains(string(ledger[0].Batch), enr.UserJWT) {
+		t.Fatalf("ledger without the enrollment exchange first: %+v", ledger)
+	}
+	ledger = ledger[1:]
+	if ledger[len(ledger)-1].Seq != st.LastSentSeq {
 		t.Fatalf("ledger has %d entries, last sent seq %d", len(ledger), st.LastSentSeq)
 	}
 	var fromLedger controlplane.Totals
@@ -1062,4 +1068,52 @@ func TestTelemetryForeignDuplicateAckKeepsBatch(t *testing.T) {
 	cp.start()
 	waitTotals(t, h, cp, org, recs)
 	testutil.Eventually(t, 10*time.Second, "an empty spool", func() bool { return h.srv.Telemetry().Status().Spool.Batches == 0 })
+}
+
+// With CODEX_TELEMETRY_DIMENSIONS and CODEX_TELEMETRY_MIN_COUNT the control
+// plane receives no model or key reference, small rows folded into
+// "other", the same totals, and the edge's settings.
+func TestTelemetryMinimizedEndToEnd(t *testing.T) {
+	cp := newControlPlane(t)
+	org := cp.org()
+	h := newTelemetryHarness(t)
+	h.stop()
+	// Every row of a window has fewer than 1000 requests: all are folded,
+	// whatever the windows the traffic falls in.
+	h.cfg.TelemetryDimensions, h.cfg.TelemetryMinCount = "workspace,provider", 1000
+	startTelemetryEdge(h)
+	tenants := []tenant{h.addOrg("alpha"), h.addOrg("beta")}
+	enr := enrollEdge(t, h, cp, org)
+	setSharing(t, h, true)
+	const n = 40
+	traffic(t, h, tenants, 0, n, "minimized")
+	waitTotals(t, h, cp, org, allRecords(t, h, tenants, n))
+
+	now := time.Now().UTC()
+	rows, err := cp.store.Usage(context.Background(), controlplane.UsageQuery{OrgID: org, From: now.Add(-48 * time.Hour), To: now.Add(48 * time.Hour),
+		Step: controlplane.Day, GroupBy: []controlplane.Dimension{controlplane.DimWorkspace, controlplane.DimModel, controlplane.DimKeyRef}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded := false
+	for _, r := range rows {
+		if r.Key[controlplane.DimModel] != wire.Other || r.Key[controlplane.DimKeyRef] != wire.Other {
+			t.Fatalf("a withheld dimension reached the control plane: %+v", r.Key)
+		}
+		if r.Key[controlplane.DimWorkspace] != wire.Other {
+			t.Fatalf("a row not folded: %+v", r.Key)
+		}
+		folded = true
+	}
+	if len(rows) == 0 || !folded {
+		t.Fatalf("rows %+v: want some folded into %q", rows, wire.Other)
+	}
+	e, err := cp.store.Edge(context.Background(), org, enr.EdgeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wire.Settings{Dimensions: []string{wire.DimWorkspace, wire.DimProvider}, MinCount: 1000, HeartbeatS: int64(telemetry.DefaultHeartbeat / time.Second)}
+	if e.Settings == nil || !slices.Equal(e.Settings.Dimensions, want.Dimensions) || e.Settings.MinCount != want.MinCount || e.Settings.HeartbeatS != want.HeartbeatS {
+		t.Fatalf("the control plane holds settings %+v, want %+v", e.Settings, want)
+	}
 }

@@ -18,7 +18,7 @@ import (
 //
 //	GET  ""          status, as `codex-edge telemetry status --json`
 //	POST "/sharing"  {"on": true|false}: switch sharing, persisted
-//	GET  "/ledger"   {"entries": [...]}: every batch that left; ?after_seq=N
+//	GET  "/ledger"   {"entries": [...]}: every batch (and enrollment exchange) that left; ?after_seq=N
 //
 // Errors are returned, not written: the admin listener answers them in its
 // one shape. These are the only ways in besides the CLI: the edge only ever
@@ -45,6 +45,15 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 			return errSharingBody
 		}
 		s.reload(c.Request().Context()) // an enrollment the CLI just made
+		if *req.On && !s.Status().Enrolled && s.opts.Enroll != nil {
+			// Deferred from start-up: sharing was off.
+			if err := s.opts.Enroll(c.Request().Context()); err != nil {
+				e := edge.StatusError(http.StatusBadGateway, "enrollment with the configured control plane failed: "+err.Error())
+				e.Err = err
+				return e
+			}
+			s.reload(c.Request().Context())
+		}
 		if *req.On && !s.Status().Enrolled {
 			return errNotEnrolled
 		}
@@ -68,7 +77,9 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 		}
 		out := make([]LedgerEntry, 0, len(entries))
 		for _, e := range entries {
-			if e.Seq > after {
+			// Enrollment exchanges carry no sequence number: listed
+			// only when reading from the start.
+			if e.Seq > after || e.Kind != "" && after == 0 {
 				out = append(out, e)
 			}
 		}

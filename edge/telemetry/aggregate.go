@@ -15,6 +15,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +114,9 @@ func Label(s string) string {
 // Aggregator sums request records into usage rows per window, off the
 // request path: Record only appends to a bounded queue.
 type Aggregator struct {
+	// Minimize is applied to every closed window; set before Run.
+	Minimize Minimize
+
 	q        *queue.Queue[edge.RequestRecord]
 	on       atomic.Bool
 	accepted atomic.Int64
@@ -187,14 +191,17 @@ type Window struct {
 }
 
 // Run aggregates until ctx ends, calling emit with each closed window
-// (also windows without rows, which tell the control plane the edge is
-// alive and sharing). On return the last partial window is emitted.
+// after Minimize. A window without rows is emitted only when none was
+// emitted for Minimize.Heartbeat: it tells the control plane the edge is
+// alive and sharing, and carries no usage. On return the last partial
+// window is emitted (if it has rows or a heartbeat is due).
 func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labeler, emit func(Window)) {
 	rows := make(map[wire.RowKey]*wire.UsageRow)
 	labels := &labelCache{l: labeler}
 	start := time.Now().UTC()
 	tick := time.NewTicker(window)
 	defer tick.Stop()
+	var lastEmit time.Time // of a window, with or without rows
 	closeWindow := func() {
 		end := time.Now().UTC()
 		if !end.After(start) {
@@ -210,6 +217,16 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labe
 		}
 		clear(rows)
 		start = end
+		w.Rows = a.Minimize.Apply(w.Rows)
+		if len(w.Rows) == 0 && !lastEmit.IsZero() && end.Sub(lastEmit) < a.Minimize.Heartbeat {
+			return // nothing happened, and the last heartbeat is recent
+		}
+		lastEmit = end
+		if !a.on.Load() {
+			// Not sent (sharing is off): the first window once it is
+			// switched on tells the control plane at once.
+			lastEmit = time.Time{}
+		}
 		emit(w)
 	}
 	drain := func() {
@@ -242,6 +259,120 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labe
 			closeWindow()
 			return
 		}
+	}
+}
+
+// DefaultHeartbeat is how often, at most, a window without usage is sent
+// (CODEX_TELEMETRY_HEARTBEAT).
+const DefaultHeartbeat = 15 * time.Minute
+
+// Minimize are the metadata minimization settings (seed §04).
+type Minimize struct {
+	// Dimensions are the row dimensions sent (of wire.Dimensions); a
+	// withheld one carries wire.Other. Nil: all of them.
+	Dimensions []string
+	// MinCount: rows of fewer requests are folded into one wire.Other
+	// row per cache status and status class. 0 or 1: none are.
+	MinCount int64
+	// Heartbeat: windows without usage are sent at most this often.
+	Heartbeat time.Duration
+}
+
+// Settings are m as the wire carries them.
+func (m Minimize) Settings() *wire.Settings {
+	dims := m.Dimensions
+	if dims == nil {
+		dims = wire.Dimensions
+	}
+	return &wire.Settings{Dimensions: append([]string{}, dims...), MinCount: max(m.MinCount, 0), HeartbeatS: int64(m.Heartbeat / time.Second)}
+}
+
+// Apply withholds the dimensions not sent and folds small rows, merging
+// the rows that become alike.
+func (m Minimize) Apply(rows []wire.UsageRow) []wire.UsageRow {
+	if m.Dimensions == nil && m.MinCount <= 1 {
+		return rows
+	}
+	keep := func(d string) bool { return m.Dimensions == nil || slices.Contains(m.Dimensions, d) }
+	merged := make(map[wire.RowKey]*wire.UsageRow, len(rows))
+	var order []wire.RowKey
+	put := func(r wire.UsageRow) {
+		k := r.Key()
+		if have := merged[k]; have != nil {
+			mergeRow(have, &r)
+			return
+		}
+		merged[k] = &r
+		order = append(order, k)
+	}
+	for _, r := range rows {
+		if !keep(wire.DimWorkspace) {
+			r.Workspace = wire.Other
+		}
+		if !keep(wire.DimProvider) {
+			r.Provider = wire.Other
+		}
+		if !keep(wire.DimModel) {
+			r.Model = wire.Other
+		}
+		if !keep(wire.DimKeyRef) {
+			r.KeyRef = wire.Other
+		}
+		put(r)
+	}
+	out := make([]wire.UsageRow, 0, len(order))
+	var small []wire.UsageRow
+	for _, k := range order {
+		r := merged[k]
+		if r.Requests < m.MinCount {
+			small = append(small, *r)
+			continue
+		}
+		out = append(out, *r)
+	}
+	if len(small) == 0 {
+		return out
+	}
+	// Folded rows join the Other row of their cache status and class,
+	// which may already exist (all dimensions withheld).
+	clear(merged)
+	for i := range out {
+		merged[out[i].Key()] = &out[i]
+	}
+	var extra []wire.UsageRow
+	for _, r := range small {
+		r.Workspace, r.Provider, r.Model, r.KeyRef = wire.Other, wire.Other, wire.Other, wire.Other
+		if have := merged[r.Key()]; have != nil {
+			mergeRow(have, &r)
+			continue
+		}
+		found := false
+		for i := range extra {
+			if extra[i].Key() == r.Key() {
+				mergeRow(&extra[i], &r)
+				found = true
+				break
+			}
+		}
+		if !found {
+			extra = append(extra, r)
+		}
+	}
+	return append(out, extra...)
+}
+
+// mergeRow adds r's counts to into.
+func mergeRow(into, r *wire.UsageRow) {
+	into.Requests += r.Requests
+	for _, p := range [][2]*wire.Tokens{{&into.Input, &r.Input}, {&into.CachedInput, &r.CachedInput}, {&into.CacheWrite, &r.CacheWrite}, {&into.Output, &r.Output}, {&into.Reasoning, &r.Reasoning}} {
+		p[0].Sum += p[1].Sum
+		p[0].Unknown += p[1].Unknown
+	}
+	into.CostNanoUSD += r.CostNanoUSD
+	into.CostUnknown += r.CostUnknown
+	into.SavedNanoUSD += r.SavedNanoUSD
+	for i := range into.LatencyMS {
+		into.LatencyMS[i] += r.LatencyMS[i]
 	}
 }
 

@@ -61,6 +61,15 @@ type Options struct {
 	// TLS, and any other key is refused, logged and counted.
 	Pins   Pins
 	Logger *slog.Logger
+	// Minimize are the metadata minimization settings
+	// (CODEX_TELEMETRY_DIMENSIONS, CODEX_TELEMETRY_MIN_COUNT,
+	// CODEX_TELEMETRY_HEARTBEAT); each batch carries them.
+	Minimize Minimize
+	// Enroll, when set (CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN
+	// configured), enrolls the edge. It runs only when sharing is
+	// switched on through the admin API while not enrolled: with sharing
+	// off the edge makes no connection to the control plane at all.
+	Enroll func(context.Context) error
 	// Budgets, when set, returns the budgets the edge enforces and their
 	// use, which each window's first batch carries (schema version 2).
 	Budgets func(ctx context.Context) []Budget
@@ -139,6 +148,7 @@ func Open(opts Options) (*Service, error) {
 	}
 	s := &Service{opts: opts, log: opts.Logger.With("component", "telemetry"), agg: NewAggregator(opts.Queue), spool: sp,
 		ledger: &Ledger{path: opts.Dir.LedgerPath()}, wake: make(chan struct{}, 1)}
+	s.agg.Minimize = opts.Minimize
 	if s.prog, err = opts.Dir.Progress(); err != nil {
 		return nil, err
 	}
@@ -365,7 +375,7 @@ func (s *Service) encode(enr Enrollment, w Window, rows []wire.UsageRow, budgets
 	seq := s.prog.LastSeq + 1
 	s.mu.Unlock()
 	b := &wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: w.Start, WindowEnd: w.End,
-		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows, Budgets: budgets}
+		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows, Budgets: budgets, Settings: s.opts.Minimize.Settings()}
 	data, err := wire.Encode(b.AsVersion(wire.Negotiate(enr.SchemaVersions)))
 	return data, seq, err
 }

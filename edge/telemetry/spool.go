@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/persiv/codex/shared/wire"
 )
 
 // Spool holds encoded batches that are not yet acknowledged, one file per
@@ -144,8 +146,12 @@ func (s *Spool) Stats() SpoolStats {
 	return st
 }
 
-// LedgerEntry is one line of the egress ledger: a batch as it left.
+// LedgerEntry is one line of the egress ledger: a batch as it left, or
+// (Kind KindEnrollment) the enrollment exchange.
 type LedgerEntry struct {
+	// Kind is empty for a usage batch, KindEnrollment for the enrollment
+	// exchange, whose Batch is an EnrollmentRecord and whose Seq is 0.
+	Kind    string    `json:"kind,omitempty"`
 	Time    time.Time `json:"time"`     // when it was handed to NATS (first attempt)
 	NATSURL string    `json:"nats_url"` // where to
 	Subject string    `json:"subject"`
@@ -155,6 +161,23 @@ type LedgerEntry struct {
 	SHA256  string    `json:"sha256"` // of the exact bytes sent
 	// Batch is the exact message body that was published.
 	Batch json.RawMessage `json:"batch"`
+}
+
+// KindEnrollment marks the ledger entry of an enrollment exchange.
+const KindEnrollment = "enrollment"
+
+// Elided stands in the ledger for a secret that left or arrived: the
+// enrollment token and the NATS user JWT.
+const Elided = "(elided)"
+
+// EnrollmentRecord is what the ledger keeps of an enrollment exchange:
+// the request and the control plane's answer, with their secrets elided.
+type EnrollmentRecord struct {
+	URL      string               `json:"url"`
+	Status   int                  `json:"status"`
+	Request  wire.EnrollRequest   `json:"request"`
+	Response *wire.EnrollResponse `json:"response,omitempty"`
+	Error    string               `json:"error,omitempty"`
 }
 
 // Ledger is the append-only egress ledger.

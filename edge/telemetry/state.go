@@ -167,27 +167,14 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 		return Enrollment{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
+	rec := EnrollmentRecord{URL: endpoint, Request: wire.EnrollRequest{Token: Elided, PublicKey: pub, Name: name, Version: version}}
+	r, err := exchange(client, req, &rec)
+	// Whatever left is in the ledger, a refused or failed exchange too.
+	if lerr := recordEnrollment(d, rec); lerr != nil {
+		return Enrollment{}, lerr
+	}
 	if err != nil {
-		return Enrollment{}, fmt.Errorf("enroll at %s: %w", u.Host, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return Enrollment{}, fmt.Errorf("enroll: read answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e wire.ErrorBody
-		// Best effort: an answer not in our error shape leaves e empty.
-		_ = json.Unmarshal(raw, &e)
-		return Enrollment{}, fmt.Errorf("enroll refused (%s): %s %s", resp.Status, e.Error.Code, e.Error.Message)
-	}
-	var r wire.EnrollResponse
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return Enrollment{}, fmt.Errorf("enroll: malformed answer: %w", err)
-	}
-	if !wire.IDChars.Valid(r.EdgeID) || !wire.IDChars.Valid(r.OrgID) || r.Subject != wire.Subject(r.OrgID, r.EdgeID) || r.UserJWT == "" || r.NATSURL == "" {
-		return Enrollment{}, errors.New("enroll: the control plane's answer is incomplete or names another subject")
+		return Enrollment{}, err
 	}
 	e := Enrollment{
 		ControlPlaneURL: strings.TrimRight(u.String(), "/"), EdgeID: r.EdgeID, OrgID: r.OrgID, NATSURL: r.NATSURL,
@@ -199,6 +186,58 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 		return Enrollment{}, err
 	}
 	return e, nil
+}
+
+// exchange sends the enrollment request and reads the answer, noting in
+// rec what came back (secrets elided).
+func exchange(client *http.Client, req *http.Request, rec *EnrollmentRecord) (wire.EnrollResponse, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		rec.Error = err.Error()
+		return wire.EnrollResponse{}, fmt.Errorf("enroll at %s: %w", req.URL.Host, err)
+	}
+	defer resp.Body.Close()
+	rec.Status = resp.StatusCode
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		rec.Error = err.Error()
+		return wire.EnrollResponse{}, fmt.Errorf("enroll: read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e wire.ErrorBody
+		// Best effort: an answer not in our error shape leaves e empty.
+		_ = json.Unmarshal(raw, &e)
+		rec.Error = e.Error.Code + " " + e.Error.Message
+		return wire.EnrollResponse{}, fmt.Errorf("enroll refused (%s): %s %s", resp.Status, e.Error.Code, e.Error.Message)
+	}
+	var r wire.EnrollResponse
+	if err := json.Unmarshal(raw, &r); err != nil {
+		rec.Error = "malformed answer"
+		return wire.EnrollResponse{}, fmt.Errorf("enroll: malformed answer: %w", err)
+	}
+	shown := r
+	if shown.UserJWT != "" {
+		shown.UserJWT = Elided
+	}
+	rec.Response = &shown
+	if !wire.IDChars.Valid(r.EdgeID) || !wire.IDChars.Valid(r.OrgID) || r.Subject != wire.Subject(r.OrgID, r.EdgeID) || r.UserJWT == "" || r.NATSURL == "" {
+		rec.Error = "incomplete answer"
+		return wire.EnrollResponse{}, errors.New("enroll: the control plane's answer is incomplete or names another subject")
+	}
+	return r, nil
+}
+
+// recordEnrollment appends the enrollment exchange to the egress ledger.
+func recordEnrollment(d Dir, rec EnrollmentRecord) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	e := LedgerEntry{Kind: KindEnrollment, Time: time.Now().UTC()}
+	if rec.Response != nil {
+		e.Subject = rec.Response.Subject
+	}
+	return NewLedger(d.LedgerPath()).Append(e, data)
 }
 
 func isLoopbackHost(host string) bool {

@@ -99,11 +99,16 @@ type shape struct {
 	elem   *shape
 	maxLen int // arrays: most elements allowed
 	exact  bool
+	// required counts the object's fields that must be present.
+	required int
 }
 
 type field struct {
 	index int
 	shape *shape
+	// optional fields (",omitempty") may be absent: fields added to
+	// version 1 after its release, which earlier edges do not send.
+	optional bool
 }
 
 var (
@@ -115,12 +120,17 @@ func shapeOf(t reflect.Type, maxLen int) *shape {
 	switch {
 	case t == reflect.TypeFor[time.Time]():
 		return &shape{}
+	case t.Kind() == reflect.Pointer:
+		return shapeOf(t.Elem(), maxLen)
 	case t.Kind() == reflect.Struct:
 		s := &shape{fields: map[string]field{}}
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			s.fields[name] = field{index: i, shape: shapeOf(f.Type, MaxRows)}
+			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+			s.fields[name] = field{index: i, shape: shapeOf(f.Type, MaxRows), optional: opts == "omitempty"}
+			if !s.fields[name].optional {
+				s.required++
+			}
 		}
 		return s
 	case t.Kind() == reflect.Slice:
@@ -212,7 +222,7 @@ func (w *walker) value(s *shape, field string) error {
 		}
 		w.pos++
 		var seen uint64 // fields of a shape are fewer than 64
-		n := 0
+		n, required := 0, 0
 		for w.peek() != '}' {
 			if n > 0 {
 				if err := w.expect(','); err != nil {
@@ -238,9 +248,12 @@ func (w *walker) value(s *shape, field string) error {
 				return err
 			}
 			n++
+			if !f.optional {
+				required++
+			}
 		}
 		w.pos++
-		if n != len(s.fields) {
+		if required != s.required {
 			return invalid(field, "missing field")
 		}
 	case s.elem != nil:

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -97,6 +98,11 @@ func (b *UsageBatch) Validate() error {
 	}
 	if b.Rows == nil {
 		return invalid("rows", "missing")
+	}
+	if b.Settings != nil {
+		if err := b.Settings.validate(); err != nil {
+			return err
+		}
 	}
 	if len(b.Rows) > MaxRows {
 		return invalid("rows", "too many rows")
@@ -209,6 +215,29 @@ func (r *UsageRow) validate() error {
 	}
 	if total != r.Requests {
 		return invalid("latency_ms", "buckets do not add up to requests")
+	}
+	return nil
+}
+
+// MaxHeartbeatS bounds Settings.HeartbeatS: a day.
+const MaxHeartbeatS = 24 * 60 * 60
+
+func (st *Settings) validate() error {
+	if st.Dimensions == nil {
+		return invalid("dimensions", "missing")
+	}
+	seen := map[string]bool{}
+	for _, d := range st.Dimensions {
+		if seen[d] || !slices.Contains(Dimensions, d) {
+			return invalid("dimensions", "unknown or repeated dimension")
+		}
+		seen[d] = true
+	}
+	if st.MinCount < 0 || st.MinCount > MaxCount {
+		return invalid("min_count", "out of range")
+	}
+	if st.HeartbeatS < 0 || st.HeartbeatS > MaxHeartbeatS {
+		return invalid("heartbeat_s", "out of range")
 	}
 	return nil
 }

@@ -64,7 +64,7 @@ func (b *UsageBatch) AsVersion(v int) *UsageBatch {
 	c := *b
 	c.SchemaVersion = v
 	if v == 1 {
-		c.Budgets = nil
+		c.Budgets, c.Settings = nil, nil
 		c.Rows = make([]UsageRow, len(b.Rows))
 		copy(c.Rows, b.Rows)
 		for i := range c.Rows {

@@ -105,6 +105,10 @@ type UsageBatch struct {
 	// Budgets (version 2) is the use of each budget the edge enforces,
 	// in its current period, as the window ended. Empty in version 1.
 	Budgets []BudgetUse `json:"budgets"`
+	// Settings (version 2), when present, are the edge's metadata
+	// minimization settings, so the control plane can show what it is
+	// (not) sent. Optional: edges before it do not send it.
+	Settings *Settings `json:"settings,omitempty"`
 }
 
 // BudgetUse is one budget of a workspace (key_ref "none") or of one of its
@@ -116,6 +120,32 @@ type BudgetUse struct {
 	CapNanoUSD   int64  `json:"cap_nano_usd"`
 	SpentNanoUSD int64  `json:"spent_nano_usd"`
 }
+
+// Settings are an edge's metadata minimization settings (seed §04).
+type Settings struct {
+	// Dimensions are the row dimensions the edge sends (of Dimensions);
+	// the others arrive as Other.
+	Dimensions []string `json:"dimensions"`
+	// MinCount: rows of fewer requests were folded into Other rows.
+	MinCount int64 `json:"min_count"`
+	// HeartbeatS: windows without usage are not sent, but a batch
+	// without rows at most every HeartbeatS seconds.
+	HeartbeatS int64 `json:"heartbeat_s"`
+}
+
+// The dimensions of a row an edge can withhold, and the value a withheld
+// (or folded) dimension carries.
+const (
+	DimWorkspace = "workspace"
+	DimProvider  = "provider"
+	DimModel     = "model"
+	DimKeyRef    = "key_ref"
+	Other        = "other"
+)
+
+// Dimensions lists every dimension an edge can withhold. Cache status and
+// status class are small fixed sets and always sent.
+var Dimensions = []string{DimWorkspace, DimProvider, DimModel, DimKeyRef}
 
 // UsageRow aggregates the requests of a window that share every key field.
 // A batch holds at most one row per key.

@@ -57,6 +57,24 @@ func mustEncode(t testing.TB, b *UsageBatch) []byte {
 	return data
 }
 
+// Settings are optional: batches without them (earlier edges) decode, and
+// batches with them round-trip.
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	b := validBatch()
+	if bytes.Contains(mustEncode(t, b), []byte("settings")) {
+		t.Fatal("a batch without settings encodes them")
+	}
+	b.Settings = &Settings{Dimensions: []string{DimWorkspace, DimModel}, MinCount: 5, HeartbeatS: 900}
+	got, err := Decode(mustEncode(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Settings, b.Settings) {
+		t.Fatalf("settings %+v, want %+v", got.Settings, b.Settings)
+	}
+}
+
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := validBatch()
@@ -156,6 +174,17 @@ func rejectCases() []rejectCase {
 		{name: "window reversed", goOnly: true, data: set(func(m map[string]any) { m["window_end"] = "2026-11-29T09:00:00Z" })},
 		{name: "window too long", goOnly: true, data: set(func(m map[string]any) { m["window_end"] = "2026-11-29T12:00:00Z" })},
 		{name: "time out of range", goOnly: true, data: set(func(m map[string]any) { m["window_start"] = "1999-01-01T00:00:00Z" })},
+		{name: "unknown dimension", data: set(func(m map[string]any) {
+			m["settings"] = map[string]any{"dimensions": []any{"prompt"}, "min_count": 0, "heartbeat_s": 900}
+		})},
+		{name: "unknown settings field", data: set(func(m map[string]any) {
+			m["settings"] = map[string]any{"dimensions": []any{}, "min_count": 0, "heartbeat_s": 900, "note": "x"}
+		})},
+		{name: "settings without dimensions", data: set(func(m map[string]any) { m["settings"] = map[string]any{"min_count": 0, "heartbeat_s": 900} })},
+		{name: "null settings", data: set(func(m map[string]any) { m["settings"] = nil })},
+		{name: "repeated dimension", data: set(func(m map[string]any) {
+			m["settings"] = map[string]any{"dimensions": []any{"model", "model"}, "min_count": 0, "heartbeat_s": 900}
+		})},
 		{name: "duplicate row key", goOnly: true, data: set(func(m map[string]any) { m["rows"] = []any{row0(m), row0(m)} })},
 	}
 }
@@ -278,8 +307,13 @@ func generateSchema(t *testing.T, version int) []byte {
 		"saved_nano_usd": count(0),
 		"latency_ms": {"type": "array", "minItems": LatencyBuckets, "maxItems": LatencyBuckets, "items": count(0),
 			"description": fmt.Sprintf("request counts per latency bucket; upper bounds in ms %v, then one bucket above the last; the counts add up to requests", LatencyBoundsMS)},
-		"sum":     count(0),
-		"unknown": count(0),
+		"sum":      count(0),
+		"unknown":  count(0),
+		"settings": {"$ref": "#/$defs/settings"},
+		"dimensions": {"type": "array", "uniqueItems": true, "maxItems": len(Dimensions), "items": enum(Dimensions),
+			"description": "the row dimensions the edge sends; the others arrive as \"" + Other + "\""},
+		"min_count":   count(0),
+		"heartbeat_s": map[string]any{"type": "integer", "minimum": 0, "maximum": MaxHeartbeatS},
 	}
 	object := func(typ reflect.Type, desc string) map[string]any {
 		props := map[string]any{}
@@ -291,7 +325,9 @@ func generateSchema(t *testing.T, version int) []byte {
 				t.Fatalf("field %s.%s has no schema rule", typ.Name(), typ.Field(i).Name)
 			}
 			props[name] = rule
-			required = append(required, name)
+			if _, opts, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); opts != "omitempty" {
+				required = append(required, name)
+			}
 		}
 		return map[string]any{"type": "object", "additionalProperties": false, "required": required,
 			"properties": props, "description": desc}
@@ -311,6 +347,7 @@ func generateSchema(t *testing.T, version int) []byte {
 		"tokens": object(reflect.TypeFor[Tokens](), "a token counter; unknown counts requests whose figure the provider did not report (at most requests)"),
 	}
 	if version >= 2 {
+		defs["settings"] = object(reflect.TypeFor[Settings](), "the edge's metadata minimization settings (optional: earlier edges do not send it)")
 		defs["budget"] = object(reflect.TypeFor[BudgetUse](), "a budget of a workspace (key_ref none) or key and its spend in the current period; unique by workspace, key_ref and period")
 	}
 	schema["$defs"] = defs

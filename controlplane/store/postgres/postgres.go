@@ -269,13 +269,17 @@ func (s *Store) RedeemEnrollToken(ctx context.Context, hash [32]byte, now time.T
 	return e, mapErr("redeem enroll token", tx.Commit(ctx))
 }
 
-const edgeCols = `id, org_id, name, version, public_key, created_at, last_seen, sharing, revoked_at`
+const edgeCols = `id, org_id, name, version, public_key, created_at, last_seen, sharing, revoked_at, settings`
 
 func scanEdge(row pgx.Row) (controlplane.Edge, error) {
 	var e controlplane.Edge
 	var seen, revoked *time.Time
-	err := row.Scan(&e.ID, &e.OrgID, &e.Name, &e.Version, &e.PublicKey, &e.CreatedAt, &seen, &e.Sharing, &revoked)
+	var settings *string
+	err := row.Scan(&e.ID, &e.OrgID, &e.Name, &e.Version, &e.PublicKey, &e.CreatedAt, &seen, &e.Sharing, &revoked, &settings)
 	e.CreatedAt, e.LastSeen, e.RevokedAt = e.CreatedAt.UTC(), fromNull(seen), fromNull(revoked)
+	if err == nil && settings != nil {
+		e.Settings, err = usagesql.ParseSettings(*settings)
+	}
 	return e, err
 }
 
@@ -362,7 +366,8 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 				WHERE budget_use.as_of <= excluded.as_of`,
 				b.OrgID, u.Workspace, u.KeyRef, u.Period, u.CapNanoUSD, u.SpentNanoUSD, b.EdgeID, b.WindowEnd)
 		}
-		batch.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, $1), sharing = TRUE WHERE org_id = $2 AND id = $3`, receivedAt, b.OrgID, b.EdgeID)
+		batch.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, $1), sharing = TRUE, settings = COALESCE($4, settings) WHERE org_id = $2 AND id = $3`,
+			receivedAt, b.OrgID, b.EdgeID, usagesql.SettingsJSON(b.Settings))
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
 			return err
 		}

@@ -227,14 +227,18 @@ func (s *Store) RedeemEnrollToken(ctx context.Context, hash [32]byte, now time.T
 	return e, nil
 }
 
-const edgeCols = `id, org_id, name, version, public_key, created_at, last_seen, sharing, revoked_at`
+const edgeCols = `id, org_id, name, version, public_key, created_at, last_seen, sharing, revoked_at, settings`
 
 func scanEdge(sc interface{ Scan(...any) error }) (controlplane.Edge, error) {
 	var e controlplane.Edge
 	var created int64
 	var seen, revoked sql.NullInt64
-	err := sc.Scan(&e.ID, &e.OrgID, &e.Name, &e.Version, &e.PublicKey, &created, &seen, &e.Sharing, &revoked)
+	var settings sql.NullString
+	err := sc.Scan(&e.ID, &e.OrgID, &e.Name, &e.Version, &e.PublicKey, &created, &seen, &e.Sharing, &revoked, &settings)
 	e.CreatedAt, e.LastSeen, e.RevokedAt = time.Unix(created, 0).UTC(), fromUnix(seen), fromUnix(revoked)
+	if err == nil && settings.Valid {
+		e.Settings, err = usagesql.ParseSettings(settings.String)
+	}
 	return e, err
 }
 
@@ -332,8 +336,8 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 			return false, fmt.Errorf("ingest batch: budgets: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE edges SET last_seen = MAX(COALESCE(last_seen, 0), ?), sharing = TRUE WHERE org_id = ? AND id = ?`,
-		unix(receivedAt), b.OrgID, b.EdgeID); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE edges SET last_seen = MAX(COALESCE(last_seen, 0), ?), sharing = TRUE, settings = COALESCE(?, settings) WHERE org_id = ? AND id = ?`,
+		unix(receivedAt), usagesql.SettingsJSON(b.Settings), b.OrgID, b.EdgeID); err != nil {
 		return false, fmt.Errorf("ingest batch: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -255,8 +256,25 @@ func testIngestOnce(t *testing.T, s controlplane.Store) {
 		t.Fatalf("usage after duplicate ingest = %+v, %v", rows, err)
 	}
 	got, err := s.Edge(ctx, org, e.ID)
-	if err != nil || !got.LastSeen.Equal(t0.Add(2*time.Minute)) || !got.Sharing {
+	if err != nil || !got.LastSeen.Equal(t0.Add(2*time.Minute)) || !got.Sharing || got.Settings != nil {
 		t.Fatalf("edge after ingest = %+v, %v", got, err)
+	}
+	// The edge's minimization settings are kept from the latest batch
+	// that carried them; a batch without (an earlier edge) keeps them.
+	want := &wire.Settings{Dimensions: []string{wire.DimWorkspace, wire.DimModel}, MinCount: 5, HeartbeatS: 900}
+	b2 := Batch(org, e.ID, 2, t0.Add(time.Minute), 1)
+	b2.Settings = want
+	for seq, b := range []*wire.UsageBatch{b2, Batch(org, e.ID, 3, t0.Add(2*time.Minute), 1)} {
+		if _, err := s.IngestBatch(ctx, b, t0.Add(3*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Edge(ctx, org, e.ID)
+		if err != nil || got.Settings == nil || !slices.Equal(got.Settings.Dimensions, want.Dimensions) || got.Settings.MinCount != 5 || got.Settings.HeartbeatS != 900 {
+			t.Fatalf("edge settings after batch %d = %+v, %v", seq+2, got.Settings, err)
+		}
+		if edges, err := s.Edges(ctx, org); err != nil || len(edges) != 1 || edges[0].Settings == nil {
+			t.Fatalf("edges = %+v, %v", edges, err)
+		}
 	}
 }
 

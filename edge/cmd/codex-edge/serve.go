@@ -60,7 +60,7 @@ func (e *env) serve(args []string) (err error) {
 		}
 	}
 	e.applyTelemetryConfig(cfg, log)
-	srv, err := server.New(e.ctx, cfg, st, log, server.Options{Getenv: e.getenv})
+	srv, err := server.New(e.ctx, cfg, st, log, server.Options{Getenv: e.getenv, Enroll: e.enrollHook(cfg)})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -96,9 +97,13 @@ func (e *env) enroll(cfg config.Config, d telemetry.Dir, cpURL, token, name stri
 }
 
 // applyTelemetryConfig carries out what a deployment configured for the
-// hybrid link: enrolling with CODEX_CONTROLPLANE_URL and
-// CODEX_ENROLLMENT_TOKEN when not enrolled yet, and CODEX_SHARE_METRICS.
-// A failure is logged, never fatal: the edge serves without the link.
+// hybrid link: CODEX_SHARE_METRICS, and enrolling with
+// CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN when not enrolled yet
+// and sharing is to be on. With sharing off the edge does not connect to
+// the control plane, not even to enroll: enrollment waits until sharing is
+// switched on (telemetry on, the admin API) or is run explicitly
+// (telemetry enroll). A failure is logged, never fatal: the edge serves
+// without the link.
 func (e *env) applyTelemetryConfig(cfg config.Config, log *slog.Logger) {
 	d := telemetry.DirIn(cfg.DataDir)
 	_, enrolled, err := d.Enrollment()
@@ -106,14 +111,20 @@ func (e *env) applyTelemetryConfig(cfg config.Config, log *slog.Logger) {
 		log.Error("telemetry state unreadable", "err", err)
 		return
 	}
+	sh, err := d.Sharing()
+	if err != nil {
+		log.Error("telemetry state unreadable", "err", err)
+		return
+	}
+	on := sh.On
+	if cfg.ShareMetrics != "" {
+		on = cfg.ShareMetrics == "true"
+	}
 	if !enrolled && cfg.ControlplaneURL != "" {
-		host, _ := os.Hostname()
-		name := telemetry.Label(host)
-		if !wire.LabelChars.Valid(name) {
-			name = "edge"
-		}
-		enr, err := e.enroll(cfg, d, cfg.ControlplaneURL, cfg.EnrollmentToken, name)
-		if err != nil {
+		if !on {
+			log.Info("sharing is off: enrollment with CODEX_CONTROLPLANE_URL waits until sharing is switched on",
+				"hint", "'codex-edge telemetry on' or the admin API enrolls and switches on")
+		} else if enr, err := e.enrollConfigured(cfg, d); err != nil {
 			log.Error("enrollment from CODEX_CONTROLPLANE_URL/CODEX_ENROLLMENT_TOKEN failed; serving without the control plane link",
 				"err", err, "hint", "create a new token in the dashboard and restart, or run 'codex-edge telemetry enroll'")
 		} else {
@@ -124,13 +135,34 @@ func (e *env) applyTelemetryConfig(cfg config.Config, log *slog.Logger) {
 	if cfg.ShareMetrics == "" {
 		return
 	}
-	on := cfg.ShareMetrics == "true"
 	if on && !enrolled {
 		log.Error("CODEX_SHARE_METRICS=true but the edge is not enrolled; sharing stays off")
 		return
 	}
 	if err := d.SetSharing(on, "config"); err != nil {
 		log.Error("apply CODEX_SHARE_METRICS", "err", err)
+	}
+}
+
+// enrollConfigured enrolls with CODEX_CONTROLPLANE_URL and
+// CODEX_ENROLLMENT_TOKEN under the host's name.
+func (e *env) enrollConfigured(cfg config.Config, d telemetry.Dir) (telemetry.Enrollment, error) {
+	host, _ := os.Hostname()
+	name := telemetry.Label(host)
+	if !wire.LabelChars.Valid(name) {
+		name = "edge"
+	}
+	return e.enroll(cfg, d, cfg.ControlplaneURL, cfg.EnrollmentToken, name)
+}
+
+// enrollHook is server.Options.Enroll for a configured control plane.
+func (e *env) enrollHook(cfg config.Config) func(context.Context) error {
+	if cfg.ControlplaneURL == "" {
+		return nil
+	}
+	return func(context.Context) error {
+		_, err := e.enrollConfigured(cfg, telemetry.DirIn(cfg.DataDir))
+		return err
 	}
 }
 
@@ -153,13 +185,18 @@ func (e *env) telemetrySet(on bool) func([]string) error {
 		} else if len(pos) > 0 {
 			return usagef("unexpected argument %q", pos[0])
 		}
-		_, d, err := e.telemetryDir(f)
+		cfg, d, err := e.telemetryDir(f)
 		if err != nil {
 			return err
 		}
 		if on {
 			if _, ok, err := d.Enrollment(); err != nil {
 				return err
+			} else if !ok && cfg.ControlplaneURL != "" {
+				// Enrollment deferred by serve while sharing was off.
+				if _, err := e.enrollConfigured(cfg, d); err != nil {
+					return fmt.Errorf("enroll with CODEX_CONTROLPLANE_URL: %w", err)
+				}
 			} else if !ok {
 				return fmt.Errorf("this edge is not enrolled: run 'codex-edge telemetry enroll --url URL --token TOKEN' first")
 			}
@@ -259,6 +296,11 @@ func (e *env) telemetryLedger(args []string) error {
 		return nil
 	}
 	for _, en := range entries {
+		if en.Kind == telemetry.KindEnrollment {
+			fmt.Fprintf(e.stdout, "%s  enrollment exchange (secrets elided)  %d bytes  sha256 %s\n", en.Time.Format(time.RFC3339), en.Bytes, en.SHA256)
+			fmt.Fprintf(e.stdout, "  %s\n", en.Batch)
+			continue
+		}
 		var b wire.UsageBatch
 		rows := "?"
 		if json.Unmarshal(en.Batch, &b) == nil {

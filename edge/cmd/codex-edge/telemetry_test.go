@@ -6,11 +6,13 @@ import (
 	"github.com/persiv/codex/edge/config"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,11 +147,12 @@ func TestTelemetryCommands(t *testing.T) {
 	if !st.Sharing || st.EdgeID != enr.EdgeID || st.Spool.MaxBatches != 10000 {
 		t.Fatalf("status after on: %+v", st)
 	}
-	if out := c.ok("telemetry", "ledger"); !strings.Contains(out, "no batch has left") {
-		t.Fatalf("empty ledger: %q", out)
+	// No batch yet: only the enrollment exchanges (the refused one too).
+	if out := c.ok("telemetry", "ledger"); strings.Count(out, "enrollment exchange (secrets elided)") != 2 || strings.Contains(out, " seq ") {
+		t.Fatalf("ledger before any batch: %q", out)
 	}
-	if out := c.ok("telemetry", "ledger", "--json"); out != "" {
-		t.Fatalf("empty ledger as JSON: %q", out)
+	if out := c.ok("telemetry", "ledger", "--json"); strings.Count(out, `"kind":"enrollment"`) != 2 {
+		t.Fatalf("ledger before any batch as JSON: %q", out)
 	}
 	c.ok("telemetry", "off")
 	if out := c.ok("telemetry", "status"); !strings.Contains(out, "sharing:          off (since") {
@@ -169,7 +172,12 @@ func TestTelemetryCommands(t *testing.T) {
 // CODEX_SHARE_METRICS; a failure leaves the edge serving without the link.
 func TestEnrollFromConfig(t *testing.T) {
 	svc, store := enrollService(t)
-	api := httptest.NewServer((&httpapi.API{Enroll: svc}).Handler())
+	var calls atomic.Int64 // every request the control plane received
+	h := (&httpapi.API{Enroll: svc}).Handler()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(api.Close)
 	org := controlplane.NewID("org")
 	if err := store.CreateOrg(context.Background(), controlplane.Org{ID: org, Name: "Acme", CreatedAt: time.Now().UTC()}); err != nil {
@@ -199,6 +207,68 @@ func TestEnrollFromConfig(t *testing.T) {
 	}
 
 	tok, err := svc.CreateToken(context.Background(), org, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sharing off (not configured, and explicitly): no connection, not
+	// even to enroll.
+	for _, share := range []string{"", "false"} {
+		off := newCLI(t)
+		off.env["CODEX_CONTROLPLANE_URL"], off.env["CODEX_ENROLLMENT_TOKEN"], off.env["CODEX_SHARE_METRICS"] = api.URL, tok, share
+		before := calls.Load()
+		apply(off)
+		if n := calls.Load() - before; n != 0 {
+			t.Fatalf("CODEX_SHARE_METRICS=%q: %d requests to the control plane with sharing off", share, n)
+		}
+		if out := off.ok("telemetry", "status"); !strings.Contains(out, "enrolled:         no") {
+			t.Fatalf("CODEX_SHARE_METRICS=%q: enrolled with sharing off:\n%s", share, out)
+		}
+		if out := off.ok("telemetry", "ledger"); !strings.Contains(out, "no batch has left") {
+			t.Fatalf("ledger with sharing off:\n%s", out)
+		}
+	}
+	// Switching sharing on enrolls with the configured token, and the
+	// exchange is in the ledger with its secrets elided.
+	late := newCLI(t)
+	late.env["CODEX_CONTROLPLANE_URL"], late.env["CODEX_ENROLLMENT_TOKEN"] = api.URL, tok
+	apply(late)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d requests before sharing was switched on, want 1 (the bad token's)", n)
+	}
+	late.ok("telemetry", "on")
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d requests after sharing was switched on, want 2", n)
+	}
+	if out := late.ok("telemetry", "status"); !strings.Contains(out, "edge id:          edge_") || !strings.Contains(out, "sharing:          on") {
+		t.Fatalf("after telemetry on:\n%s", out)
+	}
+	ledger := late.ok("telemetry", "ledger", "--json")
+	var en struct {
+		Kind  string `json:"kind"`
+		Batch struct {
+			Status  int `json:"status"`
+			Request struct {
+				Token     string `json:"token"`
+				PublicKey string `json:"public_key"`
+			} `json:"request"`
+			Response struct {
+				EdgeID  string `json:"edge_id"`
+				UserJWT string `json:"user_jwt"`
+			} `json:"response"`
+		} `json:"batch"`
+	}
+	if err := json.Unmarshal([]byte(strings.SplitN(ledger, "\n", 2)[0]), &en); err != nil {
+		t.Fatalf("ledger %q: %v", ledger, err)
+	}
+	if en.Kind != "enrollment" || en.Batch.Status != 200 || en.Batch.Request.Token != "(elided)" || en.Batch.Response.UserJWT != "(elided)" ||
+		!strings.HasPrefix(en.Batch.Request.PublicKey, "U") || !strings.HasPrefix(en.Batch.Response.EdgeID, "edge_") {
+		t.Fatalf("enrollment ledger entry: %+v", en)
+	}
+	if strings.Contains(ledger, tok) || strings.Contains(ledger, "eyJ") || nkeySeed.MatchString(ledger) {
+		t.Fatalf("a secret in the ledger: %s", ledger)
+	}
+
+	tok, err = svc.CreateToken(context.Background(), org, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -269,3 +269,21 @@ func fromCount(n *int64) edge.Count {
 	}
 	return edge.Known(*n)
 }
+
+// DeleteRequestsBefore implements edge.Store.
+func (db *DB) DeleteRequestsBefore(ctx context.Context, orgID string, before time.Time, limit int) (int64, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("delete requests: limit %d: %w", limit, edge.ErrInvalid)
+	}
+	var n int64
+	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM requests WHERE id IN
+			(SELECT id FROM requests WHERE org_id = $1 AND at < $2 ORDER BY at LIMIT $3)`, orgID, before, limit)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete requests: %w", err)
+	}
+	return n, nil
+}

@@ -231,3 +231,17 @@ func (db *DB) Requests(ctx context.Context, orgID string, since time.Time, limit
 
 // fromCount is the inverse of countValue.
 func fromCount(n sql.NullInt64) edge.Count { return edge.Count{N: n.Int64, Known: n.Valid} }
+
+// DeleteRequestsBefore implements edge.Store.
+func (db *DB) DeleteRequestsBefore(ctx context.Context, orgID string, before time.Time, limit int) (int64, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("delete requests: limit %d: %w", limit, edge.ErrInvalid)
+	}
+	res, err := db.write.ExecContext(ctx, `DELETE FROM requests WHERE rowid IN
+		(SELECT rowid FROM requests WHERE org_id = ? AND at < ? ORDER BY at LIMIT ?)`, orgID, before.UnixNano(), limit)
+	if err != nil {
+		return 0, wrap("delete requests", err)
+	}
+	n, err := res.RowsAffected()
+	return n, wrap("delete requests", err)
+}

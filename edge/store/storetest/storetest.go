@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) edge.Store) {
 		{"RequestsSinceAndLimit", testRequestsSinceAndLimit},
 		{"RequestsScopedByOrg", testRequestsScopedByOrg},
 		{"RequestsInvalidLimit", testRequestsInvalidLimit},
+		{"DeleteRequestsBefore", testDeleteRequestsBefore},
 		{"ChangeFeed", testChangeFeed},
 		{"MemoryVersions", testMemoryVersions},
 		{"MemoryKeysAndOrder", testMemoryKeysAndOrder},
@@ -899,5 +900,49 @@ func testOrgMasterKey(t *testing.T, s edge.Store) {
 	check("", arnB)
 	if err := s.SetOrgMasterKey(ctx, randomID("org_"), arnA); !errors.Is(err, edge.ErrNotFound) {
 		t.Errorf("SetOrgMasterKey(unknown org) = %v, want ErrNotFound", err)
+	}
+}
+
+// Retention deletes the org's oldest records before a time, at most limit
+// per call, and no other org's.
+func testDeleteRequestsBefore(t *testing.T, s edge.Store) {
+	ctx := t.Context()
+	a, b := newOrg(t, s), newOrg(t, s)
+	ka, kb := newKey(t, s, a.ID), newKey(t, s, b.ID)
+	base := now().Add(-100 * 24 * time.Hour)
+	var recs []edge.RequestRecord
+	for i := range 10 { // a: 10 records a day apart; b: the same times
+		recs = append(recs, record(a.ID, ka.ID, base.Add(time.Duration(i)*24*time.Hour), i), record(b.ID, kb.ID, base.Add(time.Duration(i)*24*time.Hour), 100+i))
+	}
+	if err := s.InsertRequests(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	cut := base.Add(7 * 24 * time.Hour) // records 0..6 are older
+	var deleted []int64
+	for {
+		n, err := s.DeleteRequestsBefore(ctx, a.ID, cut, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted = append(deleted, n)
+		if n < 3 {
+			break
+		}
+	}
+	if !slices.Equal(deleted, []int64{3, 3, 1}) {
+		t.Fatalf("deleted per call %v, want [3 3 1]", deleted)
+	}
+	left, err := s.Requests(ctx, a.ID, time.Time{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 3 || left[0].Time.Before(cut) {
+		t.Fatalf("org a keeps %v", ids(left))
+	}
+	if other, err := s.Requests(ctx, b.ID, time.Time{}, 100); err != nil || len(other) != 10 {
+		t.Fatalf("org b keeps %d records, %v; want all 10", len(other), err)
+	}
+	if _, err := s.DeleteRequestsBefore(ctx, a.ID, cut, 0); !errors.Is(err, edge.ErrInvalid) {
+		t.Fatalf("limit 0: %v, want ErrInvalid", err)
 	}
 }
