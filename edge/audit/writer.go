@@ -46,20 +46,19 @@ const FailFast = time.Second
 // waits until its event is stored, and the requests waiting together
 // share one transaction.
 type Writer struct {
-	store Appender
-	opts  WriterOptions
-	q     *queue.Queue[entry]
+	// queued stores the events of levels none and hash.
+	queued *queue.Writer[entry]
+	store  Appender
+	opts   WriterOptions
 
 	commits  chan *pending // unbuffered: a send succeeds only when taken
 	failedAt atomic.Int64  // unix nanos of the last failed commit; 0 after a success
 
-	dropped, written, committed, commitFailures atomic.Int64
-	commitBatches                               atomic.Int64
-	healthy                                     atomic.Bool
-	lastDropLog                                 atomic.Int64
+	committed, commitFailures atomic.Int64
+	commitBatches             atomic.Int64
 
 	stop     chan struct{}
-	done     sync.WaitGroup
+	done     chan struct{} // closed when commitLoop ends
 	stopOnce sync.Once
 }
 
@@ -101,32 +100,40 @@ func NewWriter(st Appender, opts WriterOptions) *Writer {
 	w := &Writer{
 		store:   st,
 		opts:    opts,
-		q:       queue.New[entry](opts.Queue, opts.Batch),
 		commits: make(chan *pending),
 		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
-	w.healthy.Store(true)
-	w.done.Add(2)
-	go w.run()
+	w.queued = queue.NewWriter(w.writeQueued, queue.WriterOptions{
+		What: "audit events", Setting: "CODEX_AUDIT_QUEUE",
+		Queue: opts.Queue, Batch: opts.Batch, Flush: opts.Flush, MaxRetry: opts.MaxRetry, Logger: opts.Logger,
+	})
 	go w.commitLoop()
 	return w
 }
 
 // record queues a none or hash event without blocking; false when the
 // queue was full and it was dropped (and counted).
-func (w *Writer) record(e *entry) bool {
-	if w.q.Push(*e) {
-		return true
+func (w *Writer) record(e *entry) bool { return w.queued.Push(*e) }
+
+// writeQueued stores a batch of queued events: the request path left
+// their encoding to here.
+func (w *Writer) writeQueued(ctx context.Context, batch []entry) error {
+	evs := make([]edge.AuditEvent, 0, len(batch))
+	for i := range batch {
+		e := &batch[i]
+		var req, resp []byte
+		if e.level == edge.AuditHash {
+			req, resp = e.req[:], e.resp[:]
+		}
+		ev, err := event(requestMeta(&e.rec, e.level), req, resp, nil)
+		if err != nil {
+			w.opts.Logger.Error("audit event not encodable; dropped", "err", err)
+			continue
+		}
+		evs = append(evs, ev)
 	}
-	n := w.dropped.Add(1)
-	now := time.Now().UnixNano()
-	last := w.lastDropLog.Load()
-	if now-last > int64(10*time.Second) && w.lastDropLog.CompareAndSwap(last, now) {
-		w.opts.Logger.Warn("audit queue full: audit events dropped",
-			"dropped_total", n, "queue", w.opts.Queue,
-			"hint", "the store is too slow or unreachable; raise CODEX_AUDIT_QUEUE or check the database")
-	}
-	return false
+	return w.store.AppendAudit(ctx, evs)
 }
 
 var errClosed = errors.New("audit writer closed")
@@ -155,7 +162,7 @@ func (w *Writer) failing() bool {
 // commitLoop writes level-full events as they come: one, plus every other
 // one waiting at that moment, in one transaction.
 func (w *Writer) commitLoop() {
-	defer w.done.Done()
+	defer close(w.done)
 	for {
 		var batch []*pending
 		select {
@@ -199,10 +206,10 @@ func (w *Writer) commitLoop() {
 }
 
 // Dropped is the number of events dropped because the queue was full.
-func (w *Writer) Dropped() int64 { return w.dropped.Load() }
+func (w *Writer) Dropped() int64 { return w.queued.Dropped() }
 
 // Written is the number of queued events stored.
-func (w *Writer) Written() int64 { return w.written.Load() }
+func (w *Writer) Written() int64 { return w.queued.Written() }
 
 // Committed is the number of level-full events stored synchronously, and
 // CommitFailures those that could not be (their requests got 503).
@@ -214,107 +221,23 @@ func (w *Writer) CommitFailures() int64 { return w.commitFailures.Load() }
 func (w *Writer) CommitBatches() int64 { return w.commitBatches.Load() }
 
 // Depth is the number of queued events not yet written.
-func (w *Writer) Depth() int { return w.q.Len() }
+func (w *Writer) Depth() int { return w.queued.Depth() }
 
 // Capacity is the queue length.
-func (w *Writer) Capacity() int { return w.q.Cap() }
+func (w *Writer) Capacity() int { return w.queued.Capacity() }
 
 // Healthy reports whether the last writes, queued and synchronous,
 // succeeded.
-func (w *Writer) Healthy() bool { return w.healthy.Load() && w.failedAt.Load() == 0 }
+func (w *Writer) Healthy() bool { return w.queued.Healthy() && w.failedAt.Load() == 0 }
 
 // Close stops accepting work and writes what is queued, giving up when ctx
 // ends.
 func (w *Writer) Close(ctx context.Context) error {
 	w.stopOnce.Do(func() { close(w.stop) })
-	done := make(chan struct{})
-	go func() { w.done.Wait(); close(done) }()
 	select {
-	case <-done:
-		return nil
+	case <-w.done:
 	case <-ctx.Done():
-		w.opts.Logger.Error("audit writer stopped before the queue was written", "unwritten", w.Depth())
 		return ctx.Err()
 	}
-}
-
-func (w *Writer) run() {
-	defer w.done.Done()
-	timer := time.NewTicker(w.opts.Flush)
-	defer timer.Stop()
-	for {
-		stopping := false
-		select {
-		case <-w.q.Ready():
-		case <-timer.C:
-		case <-w.stop:
-			stopping = true
-		}
-		if w.flush(stopping) {
-			return
-		}
-	}
-}
-
-// flush writes every queued event, in batches. It reports whether the
-// writer is stopping: then each remaining batch gets one try.
-func (w *Writer) flush(stopping bool) bool {
-	all := w.q.Take()
-	evs := make([]edge.AuditEvent, 0, min(len(all), w.opts.Batch))
-	for rest := all; len(rest) > 0; {
-		n := min(len(rest), w.opts.Batch)
-		evs = evs[:0]
-		for i := range rest[:n] {
-			e := &rest[i]
-			var req, resp []byte
-			if e.level == edge.AuditHash {
-				req, resp = e.req[:], e.resp[:]
-			}
-			ev, err := event(requestMeta(&e.rec, e.level), req, resp, nil)
-			if err != nil {
-				w.opts.Logger.Error("audit event not encodable; dropped", "err", err)
-				continue
-			}
-			evs = append(evs, ev)
-		}
-		if !w.write(evs, stopping) {
-			stopping = true
-		}
-		rest = rest[n:]
-		w.q.Release(n)
-	}
-	w.q.Recycle(all)
-	return stopping
-}
-
-// write stores batch, retrying with back-off until it succeeds or the
-// writer stops.
-func (w *Writer) write(batch []edge.AuditEvent, stopping bool) bool {
-	backoff := 50 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := w.store.AppendAudit(ctx, batch)
-		cancel()
-		if err == nil {
-			w.written.Add(int64(len(batch)))
-			if !w.healthy.Swap(true) {
-				w.opts.Logger.Info("audit store reachable again", "written", len(batch))
-			}
-			return true
-		}
-		if w.healthy.Swap(false) {
-			w.opts.Logger.Error("audit write failed; retrying, events stay queued", "err", err, "batch", len(batch), "queued", w.Depth())
-		}
-		if stopping {
-			w.opts.Logger.Error("audit events not written at shutdown", "events", len(batch), "err", err)
-			return false
-		}
-		select {
-		case <-time.After(backoff):
-		case <-w.stop:
-			stopping = true
-			continue
-		}
-		backoff = min(backoff*2, w.opts.MaxRetry)
-	}
+	return w.queued.Close(ctx)
 }

@@ -30,10 +30,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sync/atomic"
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/breaker"
 	"github.com/persiv/codex/edge/pipeline"
 	"github.com/persiv/codex/edge/pricing"
 	"github.com/persiv/codex/edge/provider"
@@ -246,40 +246,29 @@ type Fallback struct {
 	Logger   *slog.Logger
 	Metrics  *pipeline.Metrics
 
-	downTill atomic.Int64
-	down     atomic.Bool
+	state breaker.Breaker
 }
 
 // DefaultCooldown is how long Fallback leaves Redis alone after it failed.
-const DefaultCooldown = time.Second
+const DefaultCooldown = breaker.DefaultCooldown
 
-func (f *Fallback) use() bool {
-	t := f.downTill.Load()
-	return t == 0 || time.Now().UnixNano() >= t
-}
+func (f *Fallback) use() bool { return f.state.Use() }
 
 func (f *Fallback) failed(err error) {
-	cd := f.Cooldown
-	if cd <= 0 {
-		cd = DefaultCooldown
-	}
-	f.downTill.Store(time.Now().Add(cd).UnixNano())
-	if f.down.CompareAndSwap(false, true) && f.Logger != nil {
+	if f.state.Fail(f.Cooldown) && f.Logger != nil {
 		f.Logger.Warn("budgets: Redis unreachable; each instance reserves on its own until it is back", "err", err)
 	}
 }
 
 func (f *Fallback) ok() {
-	if f.down.Load() {
-		f.downTill.Store(0)
-		if f.down.CompareAndSwap(true, false) {
-			// What the local ledger counted meanwhile went to the store;
-			// if Redis fails again, start afresh from there.
-			f.Local.Forget()
-			if f.Logger != nil {
-				f.Logger.Info("budgets: Redis reachable again; budgets are shared again")
-			}
-		}
+	if !f.state.OK() {
+		return
+	}
+	// What the local ledger counted meanwhile went to the store; if Redis
+	// fails again, start afresh from there.
+	f.Local.Forget()
+	if f.Logger != nil {
+		f.Logger.Info("budgets: Redis reachable again; budgets are shared again")
 	}
 }
 

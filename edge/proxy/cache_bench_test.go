@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/persiv/codex/edge/caching"
 	"github.com/persiv/codex/edge/directory"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/local"
 	"github.com/persiv/codex/edge/pricing"
@@ -69,10 +69,7 @@ func memoryBackend(b *testing.B) cache.Backend {
 }
 
 func redisBackend(b *testing.B) cache.Backend {
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		b.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\")")
-	}
+	u := testutil.RedisURL(b)
 	r, err := cacheredis.Open(u, cacheredis.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/budget"
 	budgetredis "github.com/persiv/codex/edge/budget/redis"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/pricing"
 	"github.com/persiv/codex/edge/proxy"
 	"github.com/persiv/codex/edge/ratelimit"
@@ -48,10 +48,7 @@ func governed(b *testing.B, rdb *goredis.Client) func(o *proxy.Options, db *sqli
 }
 
 func benchRedis(b *testing.B) *goredis.Client {
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		b.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\")")
-	}
+	u := testutil.RedisURL(b)
 	opt, err := goredis.ParseURL(u)
 	if err != nil {
 		b.Fatal(err)

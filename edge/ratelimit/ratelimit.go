@@ -23,10 +23,10 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/breaker"
 	"github.com/persiv/codex/edge/pipeline"
 )
 
@@ -256,35 +256,23 @@ type Fallback struct {
 	Logger   *slog.Logger
 	Metrics  *pipeline.Metrics
 
-	downTill atomic.Int64 // unix nanos
-	down     atomic.Bool
+	state breaker.Breaker
 }
 
 // DefaultCooldown is how long Fallback leaves Redis alone after it failed.
-const DefaultCooldown = time.Second
+const DefaultCooldown = breaker.DefaultCooldown
 
-func (f *Fallback) use() bool {
-	t := f.downTill.Load()
-	return t == 0 || time.Now().UnixNano() >= t
-}
+func (f *Fallback) use() bool { return f.state.Use() }
 
 func (f *Fallback) failed(err error) {
-	cd := f.Cooldown
-	if cd <= 0 {
-		cd = DefaultCooldown
-	}
-	f.downTill.Store(time.Now().Add(cd).UnixNano())
-	if f.down.CompareAndSwap(false, true) && f.Logger != nil {
+	if f.state.Fail(f.Cooldown) && f.Logger != nil {
 		f.Logger.Warn("rate limits: Redis unreachable; each instance counts on its own until it is back", "err", err)
 	}
 }
 
 func (f *Fallback) ok() {
-	if f.down.Load() {
-		f.downTill.Store(0)
-		if f.down.CompareAndSwap(true, false) && f.Logger != nil {
-			f.Logger.Info("rate limits: Redis reachable again; limits are shared again")
-		}
+	if f.state.OK() && f.Logger != nil {
+		f.Logger.Info("rate limits: Redis reachable again; limits are shared again")
 	}
 }
 

@@ -29,13 +29,7 @@ import (
 // skipped there.
 func testRedisURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
-		}
-		t.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\"); required when CI=true")
-	}
+	u := testutil.RedisURL(t)
 	return u
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,10 +201,7 @@ func TestRateLimitTPMAndCacheHits(t *testing.T) {
 // one limit; with Redis unreachable an edge still serves, on its own
 // counters, and counts the fallback.
 func TestRateLimitSharedInRedis(t *testing.T) {
-	url := os.Getenv("CODEX_TEST_REDIS_URL")
-	if url == "" {
-		t.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
-	}
+	url := testutil.RedisURL(t)
 	h := newHarness(t, fakeprovider.Options{}, func(c *config.Config) { c.RedisURL = url; c.CacheEnabled = false })
 	tn := h.addOrg("acme")
 	h2 := h.twin(nil)

@@ -483,24 +483,36 @@ func expireIfDue(ctx context.Context, tx Tx, r controlplane.AccessRequest, now t
 	return true, end(ctx, tx, r, controlplane.AccessExpired, at, controlplane.Staff{}, "")
 }
 
+// openRequest is what acting on an access request starts with: the acting
+// staff member (active), the request (locked), and the request expired now
+// if its time is up, which is then reported as expired (kept: the expiry
+// is committed).
+func (s *Store) openRequest(ctx context.Context, tx Tx, id, staffID string, now time.Time, expired error) (controlplane.Staff, controlplane.AccessRequest, error) {
+	st, err := activeStaff(ctx, tx, staffID)
+	if err != nil {
+		return st, controlplane.AccessRequest{}, err
+	}
+	r, err := s.lockRequest(ctx, tx, id)
+	if err != nil {
+		return st, r, err
+	}
+	if done, err := expireIfDue(ctx, tx, r, now); err != nil || done {
+		if err == nil {
+			err = Keep{expired}
+		}
+		return st, r, err
+	}
+	return st, r, nil
+}
+
 var errNotPending = fmt.Errorf("%w: the request is no longer pending", controlplane.ErrConflict)
 
 // ApproveAccess adds an approval; the last one needed grants access.
 func (s *Store) ApproveAccess(ctx context.Context, id, staffID string, now time.Time) (controlplane.AccessRequest, error) {
 	var out controlplane.AccessRequest
 	err := s.DB.Tx(ctx, staffID, "", func(tx Tx) error {
-		st, err := activeStaff(ctx, tx, staffID)
+		st, r, err := s.openRequest(ctx, tx, id, staffID, now, errNotPending)
 		if err != nil {
-			return err
-		}
-		r, err := s.lockRequest(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if expired, err := expireIfDue(ctx, tx, r, now); err != nil || expired {
-			if err == nil {
-				err = Keep{errNotPending}
-			}
 			return err
 		}
 		ev := controlplane.AccessEvent{OrgID: r.OrgID, At: now, StaffID: st.ID, StaffEmail: st.Email, RequestID: r.ID}
@@ -549,18 +561,8 @@ func (s *Store) ApproveAccess(ctx context.Context, id, staffID string, now time.
 // DenyAccess denies a pending request of another staff member.
 func (s *Store) DenyAccess(ctx context.Context, id, staffID string, now time.Time) error {
 	return wrap("deny access", s.DB.Tx(ctx, staffID, "", func(tx Tx) error {
-		st, err := activeStaff(ctx, tx, staffID)
+		st, r, err := s.openRequest(ctx, tx, id, staffID, now, errNotPending)
 		if err != nil {
-			return err
-		}
-		r, err := s.lockRequest(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if expired, err := expireIfDue(ctx, tx, r, now); err != nil || expired {
-			if err == nil {
-				err = Keep{errNotPending}
-			}
 			return err
 		}
 		switch {
@@ -576,18 +578,8 @@ func (s *Store) DenyAccess(ctx context.Context, id, staffID string, now time.Tim
 // RevokeAccess ends a pending request or an active grant.
 func (s *Store) RevokeAccess(ctx context.Context, id, staffID string, now time.Time) error {
 	return wrap("revoke access", s.DB.Tx(ctx, staffID, "", func(tx Tx) error {
-		st, err := activeStaff(ctx, tx, staffID)
+		st, r, err := s.openRequest(ctx, tx, id, staffID, now, fmt.Errorf("%w: the request has expired", controlplane.ErrConflict))
 		if err != nil {
-			return err
-		}
-		r, err := s.lockRequest(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if expired, err := expireIfDue(ctx, tx, r, now); err != nil || expired {
-			if err == nil {
-				err = Keep{fmt.Errorf("%w: the request has expired", controlplane.ErrConflict)}
-			}
 			return err
 		}
 		if !r.State.Open() {

@@ -2,7 +2,6 @@ package redis_test
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -13,17 +12,12 @@ import (
 	"github.com/persiv/codex/edge/budget"
 	"github.com/persiv/codex/edge/budget/budgettest"
 	budgetredis "github.com/persiv/codex/edge/budget/redis"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
 
 func client(t *testing.T) *goredis.Client {
 	t.Helper()
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
-		}
-		t.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\"); required when CI=true")
-	}
+	u := testutil.RedisURL(t)
 	opt, err := goredis.ParseURL(u)
 	if err != nil {
 		t.Fatal(err)
@@ -114,10 +108,7 @@ func zeroSeed(context.Context, budget.Bucket) (int64, error) { return 0, nil }
 func BenchmarkLedgerLocal(b *testing.B) { benchLedger(b, budget.NewLocal(zeroSeed, time.Hour)) }
 
 func BenchmarkLedgerRedis(b *testing.B) {
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		b.Skip("CODEX_TEST_REDIS_URL not set")
-	}
+	u := testutil.RedisURL(b)
 	opt, _ := goredis.ParseURL(u)
 	c := goredis.NewClient(opt)
 	defer c.Close()

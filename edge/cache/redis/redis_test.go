@@ -5,24 +5,18 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/redis"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
 
 func testURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
-		}
-		t.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\"); required when CI=true")
-	}
+	u := testutil.RedisURL(t)
 	return u
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/persiv/codex/edge/budget"
 	budgetredis "github.com/persiv/codex/edge/budget/redis"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 )
 
 // TestLimitsCLI: limits set merges what it is given into the stored limit,
@@ -178,10 +178,7 @@ func TestLimitsSetAppliesToRunningServe(t *testing.T) {
 // budgets list reads the live ledger every edge shares, so it shows the
 // reservations of requests in progress.
 func TestBudgetsListShowsRedisReservations(t *testing.T) {
-	url := os.Getenv("CODEX_TEST_REDIS_URL")
-	if url == "" {
-		t.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
-	}
+	url := testutil.RedisURL(t)
 	c := newCLI(t)
 	c.env["CODEX_REDIS_URL"] = url
 	org := strings.TrimSpace(c.ok("orgs", "create", "acme"))

@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -38,4 +39,19 @@ func VerifyTestMain(m *testing.M) {
 		// One per cache, for the life of the process.
 		goleak.IgnoreTopFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"),
 	)
+}
+
+// RedisURL is the URL of the test Redis (scripts/dev-redis.sh, which
+// scripts/test.sh starts). Without one, a test under CI (CI set) fails and
+// any other run skips it, saying how to start one.
+func RedisURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("CODEX_TEST_REDIS_URL")
+	if u == "" {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
+		}
+		tb.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\"); required when CI=true")
+	}
+	return u
 }

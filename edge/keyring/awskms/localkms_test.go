@@ -13,62 +13,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/awskms"
+	"github.com/persiv/codex/edge/keyring/awskms/kmstest"
 	"github.com/persiv/codex/edge/keyring/byok"
 )
-
-// localKMS points the standard AWS variables at the local KMS and returns
-// an admin client for creating and disabling keys.
-func localKMS(t *testing.T) *kms.Client {
-	t.Helper()
-	ep := os.Getenv("CODEX_TEST_KMS_ENDPOINT")
-	if ep == "" {
-		t.Fatal("CODEX_TEST_KMS_ENDPOINT is not set; run these tests with scripts/local-kms.sh test")
-	}
-	u, err := url.Parse(ep)
-	if err != nil {
-		t.Fatalf("CODEX_TEST_KMS_ENDPOINT: %v", err)
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
-	if err != nil {
-		t.Fatalf("local KMS expected at %s but unreachable: %v", ep, err)
-	}
-	conn.Close()
-	t.Setenv("AWS_ENDPOINT_URL_KMS", ep)
-	t.Setenv("AWS_REGION", "eu-west-2")
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDLOCALKMS")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "local-kms-accepts-anything")
-	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kms.NewFromConfig(cfg)
-}
-
-func createKey(t *testing.T, admin *kms.Client) string {
-	t.Helper()
-	out, err := admin.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String(t.Name())})
-	if err != nil {
-		t.Fatalf("create KMS key: %v", err)
-	}
-	return aws.ToString(out.KeyMetadata.Arn)
-}
 
 // countingAPI counts the calls that reach KMS.
 type countingAPI struct {
@@ -113,8 +70,8 @@ func openT(t *testing.T, k *keyring.Keyring, org, rec string, ct []byte) (string
 // Open honours AWS_ENDPOINT_URL_KMS and the credential chain; DEKs round
 // trip and record the key ARN as their version.
 func TestLocalKMSRoundTrip(t *testing.T) {
-	admin := localKMS(t)
-	arn := createKey(t, admin)
+	admin := kmstest.Local(t)
+	arn := kmstest.CreateKey(t, admin)
 	m, err := awskms.Open(context.Background(), arn)
 	if err != nil {
 		t.Fatal(err)
@@ -146,8 +103,8 @@ func TestLocalKMSRoundTrip(t *testing.T) {
 
 // The encryption context binds a wrapped DEK to its org.
 func TestLocalKMSContextBinding(t *testing.T) {
-	admin := localKMS(t)
-	m, err := awskms.New(admin, createKey(t, admin))
+	admin := kmstest.Local(t)
+	m, err := awskms.New(admin, kmstest.CreateKey(t, admin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,9 +127,9 @@ func TestLocalKMSContextBinding(t *testing.T) {
 // AccessDeniedException where AWS says DisabledException); enabling it
 // again restores it.
 func TestLocalKMSDisabledKey(t *testing.T) {
-	admin := localKMS(t)
+	admin := kmstest.Local(t)
 	ctx := context.Background()
-	arn := createKey(t, admin)
+	arn := kmstest.CreateKey(t, admin)
 	m, err := awskms.New(admin, arn)
 	if err != nil {
 		t.Fatal(err)
@@ -225,10 +182,10 @@ func TestLocalKMSDisabledKey(t *testing.T) {
 // Re-pointing the alias to a new key and running rewrap moves every DEK
 // to the new key with ReEncrypt; the old key can then be disabled.
 func TestLocalKMSRewrapToNewKey(t *testing.T) {
-	admin := localKMS(t)
+	admin := kmstest.Local(t)
 	ctx := context.Background()
 	alias := fmt.Sprintf("alias/codex-%d", time.Now().UnixNano())
-	oldKey, newKey := createKey(t, admin), createKey(t, admin)
+	oldKey, newKey := kmstest.CreateKey(t, admin), kmstest.CreateKey(t, admin)
 	if _, err := admin.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: aws.String(oldKey)}); err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +238,9 @@ func TestLocalKMSRewrapToNewKey(t *testing.T) {
 
 // Once warm, the request path makes no KMS call: counted at the client.
 func TestLocalKMSSteadyStateNoCalls(t *testing.T) {
-	admin := localKMS(t)
+	admin := kmstest.Local(t)
 	api := &countingAPI{API: admin}
-	m, err := awskms.New(api, createKey(t, admin))
+	m, err := awskms.New(api, kmstest.CreateKey(t, admin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,9 +269,9 @@ func TestLocalKMSSteadyStateNoCalls(t *testing.T) {
 // cached for KeyLifetime; enabling the key restores it. The request path
 // makes no unwrap while the probe runs.
 func TestLocalKMSProbeDisabledKey(t *testing.T) {
-	admin := localKMS(t)
+	admin := kmstest.Local(t)
 	ctx := context.Background()
-	arn := createKey(t, admin)
+	arn := kmstest.CreateKey(t, admin)
 	m, err := awskms.Open(ctx, arn)
 	if err != nil {
 		t.Fatal(err)
@@ -372,9 +329,9 @@ func TestLocalKMSProbeDisabledKey(t *testing.T) {
 // Probe's answer for each key state local KMS can put a key in, through
 // a key ARN and through an alias.
 func TestLocalKMSProbeStates(t *testing.T) {
-	admin := localKMS(t)
+	admin := kmstest.Local(t)
 	ctx := context.Background()
-	arn := createKey(t, admin)
+	arn := kmstest.CreateKey(t, admin)
 	alias := fmt.Sprintf("alias/codex-probe-%d", time.Now().UnixNano())
 	if _, err := admin.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: aws.String(arn)}); err != nil {
 		t.Fatal(err)

@@ -10,60 +10,19 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/awskms"
+	"github.com/persiv/codex/edge/keyring/awskms/kmstest"
 	"github.com/persiv/codex/edge/keyring/byok"
 	"github.com/persiv/codex/edge/keyring/kek"
 )
-
-func localKMS(t *testing.T) *kms.Client {
-	t.Helper()
-	ep := os.Getenv("CODEX_TEST_KMS_ENDPOINT")
-	if ep == "" {
-		t.Fatal("CODEX_TEST_KMS_ENDPOINT is not set; run these tests with scripts/local-kms.sh test")
-	}
-	u, err := url.Parse(ep)
-	if err != nil {
-		t.Fatalf("CODEX_TEST_KMS_ENDPOINT: %v", err)
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
-	if err != nil {
-		t.Fatalf("local KMS expected at %s but unreachable: %v", ep, err)
-	}
-	conn.Close()
-	t.Setenv("AWS_ENDPOINT_URL_KMS", ep)
-	t.Setenv("AWS_REGION", "eu-west-2")
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDLOCALKMS")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "local-kms-accepts-anything")
-	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kms.NewFromConfig(cfg)
-}
-
-func createKey(t *testing.T, admin *kms.Client) string {
-	t.Helper()
-	out, err := admin.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String(t.Name())})
-	if err != nil {
-		t.Fatalf("create KMS key: %v", err)
-	}
-	return aws.ToString(out.KeyMetadata.Arn)
-}
 
 // edgeDefault is the edge's own master key (CODEX_KEK=byok here): what the
 // operator holds.
@@ -139,8 +98,8 @@ func backup(t *testing.T, st keyring.Store, orgs ...string) *keyring.MemStore {
 // context, so neither the other org's key nor the operator's default key
 // opens them.
 func TestOrgMasterKeysCrossOrg(t *testing.T) {
-	admin := localKMS(t)
-	arnA, arnB := createKey(t, admin), createKey(t, admin)
+	admin := kmstest.Local(t)
+	arnA, arnB := kmstest.CreateKey(t, admin), kmstest.CreateKey(t, admin)
 	orgs := orgStore{"org_a": "awskms:" + arnA, "org_b": "awskms:" + arnB}
 	st := keyring.NewMemStore()
 	def := edgeDefault(t)
@@ -213,8 +172,8 @@ func TestOrgMasterKeysCrossOrg(t *testing.T) {
 // disabled (or deleted) after the shred, it does not; under the shared
 // default key it does, which is what `crypto status` reports as shared.
 func TestOrgMasterKeyShredSurvivesBackup(t *testing.T) {
-	admin := localKMS(t)
-	arnA := createKey(t, admin)
+	admin := kmstest.Local(t)
+	arnA := kmstest.CreateKey(t, admin)
 	orgs := orgStore{"org_a": "awskms:" + arnA}
 	st := keyring.NewMemStore()
 	def := edgeDefault(t)
@@ -267,8 +226,8 @@ func TestOrgMasterKeyShredSurvivesBackup(t *testing.T) {
 // KMS key, to another one, and back, content opening throughout; once
 // moved, the earlier key is no longer needed; a second run changes nothing.
 func TestOrgMasterKeyRewrap(t *testing.T) {
-	admin := localKMS(t)
-	arnA, arnB := createKey(t, admin), createKey(t, admin)
+	admin := kmstest.Local(t)
+	arnA, arnB := kmstest.CreateKey(t, admin), kmstest.CreateKey(t, admin)
 	ctx := context.Background()
 	st := keyring.NewMemStore()
 	def := edgeDefault(t)
@@ -328,8 +287,8 @@ func TestOrgMasterKeyRewrap(t *testing.T) {
 // without a KMS call, and re-enabling brings A back. An org key with
 // nothing cached is not probed at all.
 func TestOrgMasterKeyRevokedWhileServing(t *testing.T) {
-	admin := localKMS(t)
-	arnA, arnB, arnIdle := createKey(t, admin), createKey(t, admin), createKey(t, admin)
+	admin := kmstest.Local(t)
+	arnA, arnB, arnIdle := kmstest.CreateKey(t, admin), kmstest.CreateKey(t, admin), kmstest.CreateKey(t, admin)
 	orgs := orgStore{"org_a": "awskms:" + arnA, "org_b": "awskms:" + arnB, "org_a2": "awskms:" + arnA, "org_idle": "awskms:" + arnIdle}
 	st := keyring.NewMemStore()
 	ok := kek.NewOrgKeys(orgs.list, nil)

@@ -4,26 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/ratelimit"
 	ratelimitredis "github.com/persiv/codex/edge/ratelimit/redis"
 )
 
 func client(t *testing.T) *goredis.Client {
 	t.Helper()
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CODEX_TEST_REDIS_URL is not set: run eval \"$(scripts/dev-redis.sh start)\" before the tests")
-		}
-		t.Skip("CODEX_TEST_REDIS_URL not set (eval \"$(scripts/dev-redis.sh start)\"); required when CI=true")
-	}
+	u := testutil.RedisURL(t)
 	opt, err := goredis.ParseURL(u)
 	if err != nil {
 		t.Fatal(err)
@@ -136,10 +130,7 @@ func benchCounter(b *testing.B, c ratelimit.Counter) {
 func BenchmarkCounterLocal(b *testing.B) { benchCounter(b, ratelimit.NewLocal()) }
 
 func BenchmarkCounterRedis(b *testing.B) {
-	u := os.Getenv("CODEX_TEST_REDIS_URL")
-	if u == "" {
-		b.Skip("CODEX_TEST_REDIS_URL not set")
-	}
+	u := testutil.RedisURL(b)
 	opt, _ := goredis.ParseURL(u)
 	c := goredis.NewClient(opt)
 	defer c.Close()
