@@ -44,6 +44,9 @@ type Backend interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 	Delete(ctx context.Context, key string) error
+	// DeletePrefix deletes every entry whose key begins with prefix and
+	// returns how many it deleted (for a shred: one org's entries).
+	DeletePrefix(ctx context.Context, prefix string) (int64, error)
 	Close() error
 }
 
@@ -65,7 +68,10 @@ type Sealer interface {
 }
 
 // Key is the backend key of an org's record: org:{org_id}:cache:{record}.
-func Key(orgID, record string) string { return "org:" + orgID + ":cache:" + record }
+func Key(orgID, record string) string { return OrgPrefix(orgID) + record }
+
+// OrgPrefix is the start of every backend key of the org's records.
+func OrgPrefix(orgID string) string { return "org:" + orgID + ":cache:" }
 
 // Cache seals entries and keeps them in a Backend.
 type Cache struct {
@@ -199,6 +205,21 @@ func (c *Cache) Set(ctx context.Context, orgID, record string, e *Entry, ttl tim
 	}
 	c.stored.Inc()
 	return nil
+}
+
+// DeleteOrg deletes every entry of the org (crypto shred) and returns how
+// many it deleted. Entries are unreadable once the org's data keys are
+// gone; this removes their bytes too. It is not bounded by the per-call
+// timeout: a shared backend may hold many entries of the org.
+func (c *Cache) DeleteOrg(ctx context.Context, orgID string) (int64, error) {
+	if orgID == "" {
+		return 0, fmt.Errorf("cache: delete org: empty org id")
+	}
+	n, err := c.b.DeletePrefix(ctx, OrgPrefix(orgID))
+	if err != nil {
+		return n, fmt.Errorf("cache: delete entries of org %s: %w", orgID, err)
+	}
+	return n, nil
 }
 
 // Timeout is the longest one backend call may take.

@@ -3,11 +3,15 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/cache"
 	"github.com/persiv/codex/edge/cache/memory"
+	cacheredis "github.com/persiv/codex/edge/cache/redis"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/local"
 )
@@ -31,6 +35,7 @@ type down struct{}
 var errDown = errors.New("connection refused")
 
 func (down) Get(context.Context, string) ([]byte, error)              { return nil, errDown }
+func (down) DeletePrefix(context.Context, string) (int64, error)      { return 0, errDown }
 func (down) Set(context.Context, string, []byte, time.Duration) error { return errDown }
 func (down) Delete(context.Context, string) error                     { return errDown }
 func (down) Close() error                                             { return nil }
@@ -105,4 +110,66 @@ func bytesContains(b, s []byte) bool {
 		}
 	}
 	return false
+}
+
+// TestDeleteOrg: a shred deletes every entry of the org, in process and in
+// Redis (over more than one SCAN step), and none of another org's, even
+// one whose id has the shredded org's id as its prefix or that the org's
+// id matches as a glob pattern.
+func TestDeleteOrg(t *testing.T) {
+	ctx := context.Background()
+	backends := map[string]func(t *testing.T) cache.Backend{
+		"memory": func(t *testing.T) cache.Backend {
+			b, err := memory.New(64 << 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		"redis": func(t *testing.T) cache.Backend {
+			b, err := cacheredis.Open(testutil.RedisURL(t), cacheredis.Options{Timeout: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+	}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			b := open(t)
+			c := cache.New(b, testRing(t), cache.Options{Timeout: 10 * time.Second})
+			defer c.Close()
+			// "?" matches any one character in a SCAN pattern: unescaped,
+			// the shred of "o?..." would take "oX..." too.
+			id := apikey.NewID("org_")
+			org := "o?" + id
+			others := []string{org + "x", "oX" + id, "o*" + id}
+			entries := 2*cacheredis.DeleteBatch + 7
+			e := &cache.Entry{Status: 200, ContentType: "application/json", Body: []byte(`{"a":1}`)}
+			for i := range entries {
+				if err := c.Set(ctx, org, fmt.Sprint("fp", i), e, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, o := range others {
+				if err := c.Set(ctx, o, "fp0", e, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := c.DeleteOrg(ctx, org)
+			if err != nil || n != int64(entries) {
+				t.Fatalf("DeleteOrg = %d, %v; want %d", n, err, entries)
+			}
+			for i := range entries {
+				if _, err := b.Get(ctx, cache.Key(org, fmt.Sprint("fp", i))); !errors.Is(err, cache.ErrMiss) {
+					t.Fatalf("entry %d after DeleteOrg: %v", i, err)
+				}
+			}
+			for _, o := range others {
+				if _, err := c.Get(ctx, o, "fp0"); err != nil {
+					t.Errorf("org %q after shredding %q: %v", o, org, err)
+				}
+			}
+		})
+	}
 }

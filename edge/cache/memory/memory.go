@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -37,8 +38,10 @@ type Backend struct {
 	c *ristretto.Cache[string, item]
 }
 
-// item is a stored value and when it expires (Unix nanoseconds).
+// item is a stored value, its key (ristretto keeps only the key's hash;
+// DeletePrefix needs the key) and when it expires (Unix nanoseconds).
 type item struct {
+	key     string
 	val     []byte
 	expires int64
 }
@@ -81,7 +84,7 @@ func (b *Backend) Get(_ context.Context, key string) ([]byte, error) {
 // a freshly sealed value. It waits until the entry is visible, so a Get
 // after Set sees it (Set runs off the request path).
 func (b *Backend) Set(_ context.Context, key string, val []byte, ttl time.Duration) error {
-	it := item{val: val, expires: math.MaxInt64} // no lifetime: until evicted
+	it := item{key: key, val: val, expires: math.MaxInt64} // no lifetime: until evicted
 	if ttl > 0 {
 		it.expires = time.Now().Add(ttl).UnixNano()
 	}
@@ -96,6 +99,25 @@ func (b *Backend) Set(_ context.Context, key string, val []byte, ttl time.Durati
 func (b *Backend) Delete(_ context.Context, key string) error {
 	b.c.Del(key)
 	return nil
+}
+
+// DeletePrefix implements cache.Backend. It visits every entry once, so it
+// costs time in proportion to the cache, not to the org's share of it;
+// it is for a shred, not for the request path.
+func (b *Backend) DeletePrefix(_ context.Context, prefix string) (int64, error) {
+	// Collected first: Del during the visit would wait on the lock the
+	// visit holds.
+	var keys []string
+	b.c.IterValues(func(it item) bool {
+		if strings.HasPrefix(it.key, prefix) {
+			keys = append(keys, it.key)
+		}
+		return false
+	})
+	for _, k := range keys {
+		b.c.Del(k)
+	}
+	return int64(len(keys)), nil
 }
 
 // Local reports that the backend never blocks (cache.Local).

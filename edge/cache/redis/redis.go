@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -146,6 +147,61 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("redis del: %w", err)
 	}
 	return nil
+}
+
+// DeleteBatch is how many keys one SCAN step asks for and one UNLINK
+// deletes when DeletePrefix removes an org's entries.
+const DeleteBatch = 500
+
+// DeletePrefix implements cache.Backend: SCAN with a MATCH pattern, in
+// steps of DeleteBatch, each step's keys removed by one UNLINK (Redis frees
+// their memory off its main thread). It never uses KEYS, which blocks Redis
+// for the whole key space. Keys set while it runs may survive it.
+func (b *Backend) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
+	if err := b.available(); err != nil {
+		return 0, err
+	}
+	return DeleteMatching(ctx, b.c, prefix)
+}
+
+// DeleteMatching deletes the keys of c that begin with prefix as
+// DeletePrefix does, and returns how many it deleted.
+func DeleteMatching(ctx context.Context, c goredis.UniversalClient, prefix string) (int64, error) {
+	pattern := globEscape(prefix) + "*"
+	var (
+		cursor uint64
+		n      int64
+	)
+	for {
+		keys, next, err := c.Scan(ctx, cursor, pattern, DeleteBatch).Result()
+		if err != nil {
+			return n, fmt.Errorf("redis scan %s: %w", pattern, err)
+		}
+		if len(keys) > 0 {
+			d, err := c.Unlink(ctx, keys...).Result()
+			if err != nil {
+				return n, fmt.Errorf("redis unlink: %w", err)
+			}
+			n += d
+		}
+		if next == 0 {
+			return n, nil
+		}
+		cursor = next
+	}
+}
+
+// globEscape quotes the characters SCAN's MATCH pattern treats specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\', '^', '-':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Ping reports whether Redis answers (for readiness).
