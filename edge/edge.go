@@ -307,6 +307,13 @@ type Change struct {
 	Ref   string
 }
 
+// Shredded counts what Store.ShredSealed removed.
+type Shredded struct {
+	Credentials       int64 // sealed provider credentials
+	FingerprintSecret bool
+	Memories          int64 // memories whose text was set
+}
+
 // Store persists orgs, keys, provider settings and request metadata.
 // Every method but KeyByHash and KeyByID is scoped by org.
 type Store interface {
@@ -326,6 +333,14 @@ type Store interface {
 	// OrgMasterKeys returns, for every org with its own master key, the
 	// org id and its reference. It runs before any org is chosen.
 	OrgMasterKeys(ctx context.Context) (map[string]string, error)
+	// ShredSealed is the store's part of a crypto shred beside the data
+	// keys and the audit log: in one transaction it removes every value
+	// sealed for the org — its sealed provider credentials (the setting
+	// stays, with no credential, so requests get 503 until one is set
+	// again), its fingerprint secret, and its memories' text (each memory
+	// keeps its version, so the next set follows on) — and records a
+	// "provider" change.
+	ShredSealed(ctx context.Context, orgID string, at time.Time) (Shredded, error)
 
 	CreateKey(ctx context.Context, k APIKey) error
 	// KeyByHash is the one lookup that runs before the org is known.

@@ -139,3 +139,39 @@ func (db *DB) OrgMasterKeys(ctx context.Context) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// ShredSealed implements edge.Store. Postgres keeps the old row versions
+// until a vacuum reuses their space: the values are unreadable without the
+// org's data keys, and with the org's own master key scheduled for
+// deletion no backup opens them either.
+func (db *DB) ShredSealed(ctx context.Context, orgID string, at time.Time) (edge.Shredded, error) {
+	at = nowIfZero(at)
+	var out edge.Shredded
+	err := db.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		if err := orgExists(ctx, tx, orgID); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx,
+			`UPDATE provider_configs SET sealed_key = NULL, api_key_env = '', updated_at = $1
+			 WHERE org_id = $2 AND sealed_key IS NOT NULL`, at, orgID)
+		if err != nil {
+			return err
+		}
+		out.Credentials = tag.RowsAffected()
+		tag, err = tx.Exec(ctx,
+			`UPDATE orgs SET fingerprint_secret = NULL WHERE id = $1 AND fingerprint_secret IS NOT NULL`, orgID)
+		if err != nil {
+			return err
+		}
+		out.FingerprintSecret = tag.RowsAffected() > 0
+		tag, err = tx.Exec(ctx,
+			`UPDATE memories SET sealed = NULL, bytes = 0, tokens = 0, updated_at = $1
+			 WHERE org_id = $2 AND sealed IS NOT NULL`, at, orgID)
+		if err != nil {
+			return err
+		}
+		out.Memories = tag.RowsAffected()
+		return recordChange(ctx, tx, orgID, "provider", "*", at)
+	})
+	return out, wrap(fmt.Sprintf("shred sealed values of org %q", orgID), err)
+}

@@ -143,3 +143,46 @@ func (db *DB) OrgMasterKeys(ctx context.Context) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// ShredSealed implements edge.Store. With secure_delete on, the freed
+// cells are zeroed in the pages written; Compact then removes the WAL's
+// older page images.
+func (db *DB) ShredSealed(ctx context.Context, orgID string, at time.Time) (edge.Shredded, error) {
+	at = nowIfZero(at)
+	var out edge.Shredded
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := orgExists(ctx, tx, orgID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx,
+			`UPDATE provider_configs SET sealed_key = NULL, api_key_env = '', updated_at = ?
+			 WHERE org_id = ? AND sealed_key IS NOT NULL`, at.UnixNano(), orgID)
+		if err != nil {
+			return err
+		}
+		if out.Credentials, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		res, err = tx.ExecContext(ctx,
+			`UPDATE orgs SET fingerprint_secret = NULL WHERE id = ? AND fingerprint_secret IS NOT NULL`, orgID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		out.FingerprintSecret = n > 0
+		res, err = tx.ExecContext(ctx,
+			`UPDATE memories SET sealed = NULL, bytes = 0, tokens = 0, updated_at = ?
+			 WHERE org_id = ? AND sealed IS NOT NULL`, at.UnixNano(), orgID)
+		if err != nil {
+			return err
+		}
+		if out.Memories, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		return recordChange(ctx, tx, orgID, "provider", "*", at)
+	})
+	return out, wrap(fmt.Sprintf("shred sealed values of org %q", orgID), err)
+}

@@ -321,3 +321,60 @@ func checkPath(dir string) error {
 	}
 	return nil
 }
+
+// Compact retries: a checkpoint cannot truncate the WAL while another
+// connection (another process's, such as a running edge's) reads from it;
+// reads are short, so Compact waits compactWait between attempts, at most
+// compactAttempts times, before it gives up and says so.
+const (
+	compactAttempts = 50
+	compactWait     = 100 * time.Millisecond
+)
+
+// Compact removes from the database file and its WAL the bytes of data
+// already deleted: it checkpoints the WAL into the file and truncates it,
+// rebuilds the file with VACUUM so that no freed page is left, and
+// truncates the WAL again (VACUUM wrote the whole file through it). A
+// crypto shred runs it so that none of the org's earlier ciphertext remains
+// on disk.
+func (db *DB) Compact(ctx context.Context) error {
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("compact sqlite store: %w", err)
+	}
+	defer conn.Close()
+	if err := checkpoint(ctx, conn); err != nil {
+		return fmt.Errorf("compact sqlite store: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `VACUUM`); err != nil {
+		return fmt.Errorf("compact sqlite store: vacuum: %w", err)
+	}
+	if err := checkpoint(ctx, conn); err != nil {
+		return fmt.Errorf("compact sqlite store: %w", err)
+	}
+	return nil
+}
+
+// checkpoint copies the WAL into the database file and truncates it to
+// zero bytes, retrying while another connection's read holds it.
+func checkpoint(ctx context.Context, conn *sql.Conn) error {
+	for attempt := 1; ; attempt++ {
+		var busy, log, done int
+		if err := conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		if busy == 0 {
+			return nil
+		}
+		if attempt == compactAttempts {
+			return fmt.Errorf("checkpoint: the WAL is still in use by another connection after %d attempts; run it again", attempt)
+		}
+		t := time.NewTimer(compactWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("checkpoint: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
