@@ -91,6 +91,7 @@ type Cache struct {
 	unread   prometheus.Counter
 	stored   prometheus.Counter
 	storeErr prometheus.Counter
+	shredded prometheus.Counter
 }
 
 // Options configure a Cache.
@@ -129,9 +130,12 @@ func New(b Backend, keys Sealer, o Options) *Cache {
 		storeErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "codex_edge_cache_store_errors_total", Help: "Answers that could not be stored (seal or backend failure).",
 		}),
+		shredded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codex_edge_cache_shred_deleted_total", Help: "Cache entries deleted because their org was shredded.",
+		}),
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(c.lookups, c.errs, c.unread, c.stored, c.storeErr)
+		o.Registerer.MustRegister(c.lookups, c.errs, c.unread, c.stored, c.storeErr, c.shredded)
 	}
 	return c
 }
@@ -216,6 +220,7 @@ func (c *Cache) DeleteOrg(ctx context.Context, orgID string) (int64, error) {
 		return 0, fmt.Errorf("cache: delete org: empty org id")
 	}
 	n, err := c.b.DeletePrefix(ctx, OrgPrefix(orgID))
+	c.shredded.Add(float64(n))
 	if err != nil {
 		return n, fmt.Errorf("cache: delete entries of org %s: %w", orgID, err)
 	}

@@ -665,6 +665,9 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // Keyring exposes the keyring (for the admin API and tests).
 func (s *Server) Keyring() *keyring.Keyring { return s.keys }
 
+// Cache exposes the response cache (for tests).
+func (s *Server) Cache() *cache.Cache { return s.cache }
+
 // Directory exposes the key directory (for the admin API and tests).
 func (s *Server) Directory() *directory.Directory { return s.dir }
 
@@ -709,6 +712,12 @@ func (s *Server) settingsChanged(c edge.Change) {
 	case "org":
 		s.limits.Forget(c.OrgID)
 		s.budgets.Forget(c.OrgID)
+	case "dek":
+		// DeleteDEKs records a shred as ("dek", "*"). Replayed at start-up
+		// too, before the cache exists: nothing to remove then.
+		if c.Ref == "*" {
+			s.shredded(c.OrgID)
+		}
 	}
 }
 

@@ -199,18 +199,14 @@ func (e *env) cryptoShred(args []string) error {
 			}
 			own = m
 		}
-		n, err := kr.Shred(e.ctx, o.ID)
+		r, err := server.Shred(e.ctx, cfg, st, kr, o.ID)
 		if err != nil {
-			return err
-		}
-		// The audit log keeps its events and chain; their content, which
-		// the destroyed keys sealed, goes.
-		removed, err := st.RemoveAuditContent(e.ctx, o.ID, time.Time{}, edge.ContentRemovedShred)
-		if err != nil {
-			return fmt.Errorf("data keys destroyed, but removing the audit log's content failed (run crypto shred again): %w", err)
+			return fmt.Errorf("%w (run crypto shred again to finish)", err)
 		}
 		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "crypto.shred", Details: map[string]string{
-			"data_keys_destroyed": fmt.Sprint(n), "audit_contents_removed": fmt.Sprint(removed)}}); err != nil {
+			"data_keys_destroyed": fmt.Sprint(r.DataKeys), "audit_contents_removed": fmt.Sprint(r.AuditContents),
+			"credentials_removed": fmt.Sprint(r.Sealed.Credentials), "memories_removed": fmt.Sprint(r.Sealed.Memories),
+			"cache_entries_removed": fmt.Sprint(r.CacheEntries)}}); err != nil {
 			return err
 		}
 		if own != nil {
@@ -220,7 +216,17 @@ func (e *env) cryptoShred(args []string) error {
 			}
 			fmt.Fprintf(e.stdout, "org %s: KMS key %s is scheduled for deletion on %s; until then, cancelling the deletion would let an earlier backup open the org's data again\n", o.Name, own.KeyID(), at.UTC().Format(time.RFC3339))
 		}
-		fmt.Fprintf(e.stdout, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys within CODEX_CHANGE_POLL); the content of %d audit events was removed, their events and chain kept. Set provider keys again to resume.\n", o.Name, n, removed)
+		fmt.Fprintf(e.stdout, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys and cache entries within CODEX_CHANGE_POLL)\n", o.Name, r.DataKeys)
+		secrets := 0
+		if r.Sealed.FingerprintSecret {
+			secrets = 1
+		}
+		fmt.Fprintf(e.stdout, "removed: %d sealed provider credentials, %d fingerprint secret, the text of %d memories, the content of %d audit events (their events and chain kept), %d cache entries in Redis\n",
+			r.Sealed.Credentials, secrets, r.Sealed.Memories, r.AuditContents, r.CacheEntries)
+		if r.Compacted {
+			fmt.Fprintln(e.stdout, "embedded store: WAL checkpointed and truncated, file vacuumed; none of the org's earlier ciphertext remains in it")
+		}
+		fmt.Fprintln(e.stdout, "Set provider keys again to resume.")
 		return nil
 	})
 }
