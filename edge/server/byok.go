@@ -7,6 +7,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/keyring/byok"
+	"github.com/persiv/codex/edge/keyring/kek"
 )
 
 var (
@@ -38,14 +39,37 @@ func (s *Server) putBYOK(c echo.Context) error {
 		return edge.StatusError(http.StatusBadRequest, "key: not a 256-bit key in hex or base64")
 	}
 	defer clear(key)
-	org := c.Param("org")
 	if s.orgKeys == nil {
 		return edge.StatusError(http.StatusNotFound, "this store has no per-org master keys")
 	}
-	if err := s.orgKeys.SetEphemeral(org, key); err != nil {
-		return edge.StatusError(http.StatusConflict, err.Error())
+	o, err := s.org(c)
+	if err != nil {
+		return err
 	}
-	s.keys.Invalidate(org)
-	s.log.InfoContext(c.Request().Context(), "org's ephemeral BYOK key received; held in memory only", "org_id", org)
-	return c.JSON(http.StatusOK, map[string]string{"org_id": org, "status": "key held in memory"})
+	ctx := c.Request().Context()
+	if err := s.orgKeys.SetEphemeral(o.ID, key); err != nil {
+		// orgs kek set may have run after this edge last read the change
+		// feed: read the orgs' master keys again before refusing.
+		if _, lerr := s.orgKeys.Load(ctx); lerr != nil {
+			return storeUnavailable(lerr)
+		}
+		if err := s.orgKeys.SetEphemeral(o.ID, key); err != nil {
+			return edge.StatusError(http.StatusConflict, err.Error())
+		}
+	}
+	// The org's credentials, memories and secret were loaded unreadable
+	// while the key was missing: load them again.
+	s.keys.Invalidate(o.ID)
+	s.dir.ForgetOrg(o.ID)
+	s.log.InfoContext(ctx, "org's ephemeral BYOK key received; held in memory only", "org_id", o.ID)
+	// An org moved to byok-ephemeral with data keeps its data keys under
+	// the earlier master key until its key arrives: move them now, here,
+	// since only a process holding the key can.
+	res, err := s.keys.RewrapOrg(ctx, o.ID, kek.Previous(ctx), nil)
+	out := map[string]any{"org_id": o.ID, "status": "key held in memory", "data_keys": res.Total, "rewrapped": res.Rewrapped, "failed": res.Failed}
+	if err != nil {
+		s.log.WarnContext(ctx, "org's data keys not all re-wrapped under its ephemeral key; send the key again to retry", "org_id", o.ID, "err", err)
+		out["error"] = "some data keys could not be re-wrapped under the key (their earlier master key is unusable); send the key again to retry"
+	}
+	return c.JSON(http.StatusOK, out)
 }

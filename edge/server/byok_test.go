@@ -15,70 +15,155 @@ import (
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
 	"github.com/persiv/codex/edge/internal/testutil"
+	"github.com/persiv/codex/edge/keyring/byok"
+	"github.com/persiv/codex/edge/keyring/kek"
 	"github.com/persiv/codex/edge/server"
 )
+
+const (
+	byokToken = "admin-token-for-byok-test-0123456789"
+	byokBody  = `{"key":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"}`
+)
+
+// byokEdge is an edge whose admin API takes ephemeral BYOK keys: TLS and
+// an admin token.
+type byokEdge struct {
+	*harness
+	client *http.Client
+}
+
+func newBYOKEdge(t *testing.T) *byokEdge {
+	t.Helper()
+	certFile, keyFile, pool := server.SelfSignedCert(t)
+	h := newHarnessEnv(t, fakeprovider.Options{}, func(c *config.Config) {
+		c.Listen, c.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+		c.TLSCert, c.TLSKey = certFile, keyFile
+	}, map[string]string{"CODEX_ADMIN_TOKEN": byokToken})
+	h.base = "https://" + h.srv.Addr()
+	return &byokEdge{harness: h, client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+}
+
+// do sends one request to the edge over TLS and returns the status and body.
+func (b *byokEdge) do(method, url string, hdr map[string]string, body string) (int, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+// putKey sends the org's key (org: an id or a name).
+func (b *byokEdge) putKey(org string, hdr map[string]string) (int, string) {
+	b.t.Helper()
+	return b.do("PUT", "https://"+b.srv.AdminAddr()+"/admin/v1/orgs/"+org+"/byok", hdr, byokBody)
+}
+
+func (b *byokEdge) waiting() string {
+	b.t.Helper()
+	_, body := b.do("GET", "https://"+b.srv.AdminAddr()+"/readyz", nil, "")
+	var m map[string]string
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		b.t.Fatalf("readyz %s: %v", body, err)
+	}
+	return m["orgs_waiting_for_key"]
+}
 
 // An org on byok-ephemeral waits for its key after start-up (readyz names
 // it); PUT /admin/v1/orgs/{org}/byok is refused on plain HTTP and without
 // the admin token, and accepted over TLS with it, after which the org no
 // longer waits.
 func TestEphemeralBYOK(t *testing.T) {
-	const token = "admin-token-for-byok-test-0123456789"
-	const key = `{"key":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"}`
-
-	plain := newHarnessEnv(t, fakeprovider.Options{}, nil, map[string]string{"CODEX_ADMIN_TOKEN": token})
+	plain := newHarnessEnv(t, fakeprovider.Options{}, nil, map[string]string{"CODEX_ADMIN_TOKEN": byokToken})
 	if st, _, body := raw(t, "PUT", "http://"+plain.srv.AdminAddr()+"/admin/v1/orgs/org_x/byok",
-		map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}, key); st != http.StatusForbidden || !strings.Contains(string(body), "TLS") {
+		map[string]string{"Authorization": "Bearer " + byokToken, "Content-Type": "application/json"}, byokBody); st != http.StatusForbidden || !strings.Contains(string(body), "TLS") {
 		t.Fatalf("PUT byok on plain HTTP: %d %s", st, body)
 	}
 
-	certFile, keyFile, pool := server.SelfSignedCert(t)
-	h := newHarnessEnv(t, fakeprovider.Options{}, func(c *config.Config) {
-		c.Listen, c.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-		c.TLSCert, c.TLSKey = certFile, keyFile
-	}, map[string]string{"CODEX_ADMIN_TOKEN": token})
-	ctx := context.Background()
-	org := edge.Org{ID: apikey.NewID("org_"), Name: "eph", CreatedAt: time.Now(), MasterKey: "byok-ephemeral"}
-	if err := h.store.CreateOrg(ctx, org); err != nil {
+	b := newBYOKEdge(t)
+	org := edge.Org{ID: apikey.NewID("org_"), Name: "eph", CreatedAt: time.Now(), MasterKey: kek.Ephemeral}
+	if err := b.store.CreateOrg(context.Background(), org); err != nil {
 		t.Fatal(err)
 	}
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	admin := "https://" + h.srv.AdminAddr()
-	waiting := func() string {
-		resp, err := c.Get(admin + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var m map[string]string
-		b, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatalf("readyz %s: %v", b, err)
-		}
-		return m["orgs_waiting_for_key"]
-	}
-	testutil.Eventually(t, 10*time.Second, "readyz names the org waiting for its key", func() bool { return waiting() == org.ID })
-	put := func(hdr map[string]string) (int, string) {
-		req, _ := http.NewRequest("PUT", admin+"/admin/v1/orgs/"+org.ID+"/byok", strings.NewReader(key))
-		req.Header.Set("Content-Type", "application/json")
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if st, body := put(nil); st != http.StatusUnauthorized {
+	testutil.Eventually(t, 10*time.Second, "readyz names the org waiting for its key", func() bool { return b.waiting() == org.ID })
+	if st, body := b.putKey(org.ID, nil); st != http.StatusUnauthorized {
 		t.Fatalf("PUT byok without token: %d %s", st, body)
 	}
-	if st, body := put(map[string]string{"Authorization": "Bearer " + token}); st != http.StatusOK {
+	if st, body := b.putKey(org.ID, map[string]string{"Authorization": "Bearer " + byokToken}); st != http.StatusOK {
 		t.Fatalf("PUT byok: %d %s", st, body)
 	}
-	if w := waiting(); w != "" {
+	if w := b.waiting(); w != "" {
 		t.Fatalf("still waiting after the key was sent: %q", w)
 	}
+}
+
+// TestEphemeralBYOKRewrap: an org with data moved to byok-ephemeral (as
+// `orgs kek set --org ORG byok-ephemeral` does) keeps working under its
+// earlier master key until its key arrives; the edge that receives the key
+// (by the org's name) re-wraps the org's data keys under it, so the
+// default master key no longer opens them; after a restart the org's
+// credential is unreadable (503) until the key is sent again.
+func TestEphemeralBYOKRewrap(t *testing.T) {
+	ctx := context.Background()
+	b := newBYOKEdge(t)
+	a, other := b.addOrg("acme"), b.addOrg("other")
+	for _, tn := range []tenant{a, other} {
+		sealProvider(t, b.harness, b.srv.Keyring(), tn, "sk-sealed-"+tn.orgID)
+	}
+	chat := func(tn tenant) int {
+		st, _ := b.do("POST", b.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + tn.key}, chatBody)
+		return st
+	}
+	testutil.Eventually(t, 10*time.Second, "the sealed credential to work", func() bool { return chat(a) == 200 })
+	deks, err := b.store.DEKs(ctx, a.orgID)
+	if err != nil || len(deks) != 1 || deks[0].MasterRef == byok.Ref {
+		t.Fatalf("data keys before the move: %+v, %v", deks, err)
+	}
+
+	if err := b.store.SetOrgMasterKey(ctx, a.orgID, kek.Ephemeral); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "readyz names the org waiting for its key", func() bool { return b.waiting() == a.orgID })
+	if st := chat(a); st != 200 {
+		t.Fatalf("before the key arrives, under the earlier master key: %d", st)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + byokToken}
+	st, body := b.putKey("acme", auth)
+	var res struct{ DataKeys, Rewrapped, Failed int }
+	if err := json.Unmarshal([]byte(body), &struct {
+		DataKeys  *int `json:"data_keys"`
+		Rewrapped *int `json:"rewrapped"`
+		Failed    *int `json:"failed"`
+	}{&res.DataKeys, &res.Rewrapped, &res.Failed}); err != nil || st != 200 || res.DataKeys != 1 || res.Rewrapped != 1 || res.Failed != 0 {
+		t.Fatalf("PUT byok: %d %s", st, body)
+	}
+	deks, err = b.store.DEKs(ctx, a.orgID)
+	if err != nil || len(deks) != 1 || deks[0].MasterRef != byok.Ref {
+		t.Fatalf("data keys after the key arrived: %+v, %v; want wrapped by the org's key", deks, err)
+	}
+	if st := chat(a); st != 200 {
+		t.Fatalf("under the org's key: %d", st)
+	}
+
+	// Restarted, the edge no longer has the key: the org's credential is
+	// unreadable, the other org's is not, until the key is sent again.
+	b.restart(nil)
+	b.base = "https://" + b.srv.Addr()
+	if st := chat(a); st != 503 {
+		t.Fatalf("after a restart without the key: %d; want 503", st)
+	}
+	if st := chat(other); st != 200 {
+		t.Fatalf("other org after the restart: %d", st)
+	}
+	if st, body := b.putKey(a.orgID, auth); st != 200 || !strings.Contains(body, `"rewrapped":0`) {
+		t.Fatalf("PUT byok after the restart: %d %s", st, body)
+	}
+	testutil.Eventually(t, 10*time.Second, "the org's credential with its key back", func() bool { return chat(a) == 200 })
 }

@@ -268,4 +268,13 @@ func TestOrgsKEK(t *testing.T) {
 	if code, _, errs := c.run("", "crypto", "shred", "--org", "acme", "--yes", "--schedule-key-deletion", "7"); code != 2 || !strings.Contains(errs, "no own master key") {
 		t.Fatalf("shred --schedule-key-deletion on the shared key: exit %d: %s", code, errs)
 	}
+	// An org with data keys moves to byok-ephemeral: the CLI cannot hold
+	// the org's key, so it says where to send it instead of failing.
+	out = c.ok("orgs", "kek", "set", "--org", "acme", "byok-ephemeral")
+	if !strings.Contains(out, "2 data keys") || !strings.Contains(out, "PUT /admin/v1/orgs/acme/byok") {
+		t.Fatalf("orgs kek set byok-ephemeral: %q", out)
+	}
+	if s := c.ok("crypto", "status", "--org", "acme", "--json"); strings.Count(s, `"master_ref":"local"`) != 2 {
+		t.Fatalf("data keys moved without the org's key: %q", s)
+	}
 }

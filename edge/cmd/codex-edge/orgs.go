@@ -88,7 +88,7 @@ func (e *env) orgsKEKSet(args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("give the master key: awskms:<key-arn> or default")
+		return usagef("give the master key: awskms:<key-arn>, %s or default", kek.Ephemeral)
 	}
 	ref, err := kek.ParseOrg(pos[0])
 	if err != nil {
@@ -100,23 +100,14 @@ func (e *env) orgsKEKSet(args []string) error {
 				return err
 			}
 		}
+		if ref == kek.Ephemeral {
+			return e.waitForEphemeral(st, o)
+		}
 		kr, err := e.keyring(cfg, st)
 		if err != nil {
 			return err
 		}
-		// A data key still wrapped by an earlier own key of the org is
-		// opened with that key, named by the ARN recorded with it.
-		from := func(mref, version string) keyring.MasterKey {
-			if mref != "awskms" || version == "" {
-				return nil
-			}
-			m, err := kek.OpenOrg(e.ctx, "awskms:"+version)
-			if err != nil {
-				return nil
-			}
-			return m
-		}
-		res, err := kr.RewrapOrg(e.ctx, o.ID, from, func(ev keyring.RewrapEvent) {
+		res, err := kr.RewrapOrg(e.ctx, o.ID, kek.Previous(e.ctx), func(ev keyring.RewrapEvent) {
 			state := "already under it"
 			switch {
 			case ev.Err != nil:
@@ -137,4 +128,24 @@ func (e *env) orgsKEKSet(args []string) error {
 		}
 		return nil
 	})
+}
+
+// waitForEphemeral reports what happens to an org moved to byok-ephemeral:
+// its key exists only in a running edge's memory, so this process cannot
+// re-wrap; the edge that receives the key (PUT /admin/v1/orgs/{org}/byok)
+// moves the org's data keys under it. Until then they stay under the
+// earlier master key, which keeps opening them.
+func (e *env) waitForEphemeral(st server.Store, o edge.Org) error {
+	deks, err := st.DEKs(e.ctx, o.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "org %s: master key is %s; the org's key is held only in a running edge's memory\n", o.Name, kek.Ephemeral)
+	if len(deks) == 0 {
+		fmt.Fprintln(e.stdout, "next: send the org's 256-bit key to a running edge: PUT /admin/v1/orgs/"+o.Name+"/byok (TLS and the admin token); its data keys are made under it")
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "%d data keys: those not yet wrapped by the org's key stay under their earlier master key, which keeps opening them, until the key arrives\n", len(deks))
+	fmt.Fprintln(e.stdout, "next: send the org's 256-bit key to a running edge: PUT /admin/v1/orgs/"+o.Name+"/byok (TLS and the admin token); that edge re-wraps the data keys under it and answers how many it moved; `crypto status --org "+o.Name+"` then shows them under byok")
+	return nil
 }

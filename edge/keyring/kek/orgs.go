@@ -81,6 +81,23 @@ func OpenOrg(ctx context.Context, ref string) (keyring.MasterKey, error) {
 	return m, err
 }
 
+// Previous is the from argument of Keyring.RewrapOrg when an org moves off
+// its own AWS KMS key: a data key still wrapped by that earlier key is
+// opened with it, named by the ARN recorded with the data key (nil for
+// any other data key).
+func Previous(ctx context.Context) func(ref, version string) keyring.MasterKey {
+	return func(ref, version string) keyring.MasterKey {
+		if ref != string(AWSKMS) || version == "" {
+			return nil
+		}
+		m, err := OpenOrg(ctx, string(AWSKMS)+":"+version)
+		if err != nil {
+			return nil
+		}
+		return m
+	}
+}
+
 // Load re-reads which orgs have their own master key and opens the
 // references not seen before. It returns the orgs whose reference changed,
 // so the caller can drop their cached data keys.
