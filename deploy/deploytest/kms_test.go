@@ -1,11 +1,14 @@
 package deploytest
 
 import (
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/persiv/codex/edge/keyring/awskms"
 )
@@ -80,6 +83,89 @@ func TestKMSPoliciesCoverTheEdgesCalls(t *testing.T) {
 	for _, a := range key["Administration"] {
 		if slices.Contains([]string{"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"}, a) || strings.HasSuffix(a, "*") {
 			t.Errorf("administrators may %s: only the task role may use the key", a)
+		}
+	}
+}
+
+// Cloud mode: the task role's policy on the customers' per-org keys
+// (org_kms_key_arns) allows every KMS call the edge makes on an org's own
+// key — ScheduleKeyDeletion included, for crypto shred
+// --schedule-key-deletion — each use only under the encryption-context
+// condition on org_id, which admits the org and the edge's probe; and the
+// README gives customers the key policy to add, naming the same.
+func TestOrgKMSKeysPolicy(t *testing.T) {
+	mods := map[string]tfModule{}
+	for _, m := range loadTerraform(t) {
+		mods[m.dir] = m
+	}
+	edge, plan := mods[filepath.Join("terraform", "modules", "edge")], mods[filepath.Join("terraform", "modules", "edge", "modules", "plan")]
+	if len(edge.blocks("variable", "org_kms_key_arns")) == 0 || len(plan.blocks("variable", "org_kms_key_arns")) == 0 {
+		t.Fatal("terraform/modules/edge (and its plan module): no variable org_kms_key_arns")
+	}
+	var grants []string
+	for _, o := range plan.blocks("output", "org_key_grants") {
+		grants = stringsIn(o.Body.Attributes["value"].Expr)
+	}
+	for _, v := range plan.blocks("variable", "kms_probe_org_id") {
+		if d, _ := literalString(v.Body.Attributes["default"].Expr); d != awskms.ProbeOrgID {
+			t.Errorf("plan module: kms_probe_org_id defaults to %q; the edge probes with %q", d, awskms.ProbeOrgID)
+		}
+	}
+	var doc *hclsyntax.Block
+	for _, blk := range edge.blocks("data", "aws_iam_policy_document") {
+		if blk.Labels[1] == "org_keys" {
+			doc = blk
+		}
+	}
+	if doc == nil {
+		t.Fatal("terraform/modules/edge: no aws_iam_policy_document org_keys")
+	}
+	var use, other []string
+	var conditions []string
+	for _, st := range doc.Body.Blocks {
+		switch {
+		case st.Type == "dynamic" && st.Labels[0] == "statement":
+			for _, c := range st.Body.Blocks {
+				for _, cond := range c.Body.Blocks {
+					if cond.Type == "condition" {
+						v, _ := literalString(cond.Body.Attributes["variable"].Expr)
+						conditions = append(conditions, v)
+					}
+				}
+			}
+			use = grants
+		case st.Type == "statement":
+			other = append(other, stringsIn(st.Body.Attributes["actions"].Expr)...)
+			for _, c := range st.Body.Blocks {
+				if c.Type == "condition" {
+					t.Errorf("%s: a statement without encryption context has a condition", where(st))
+				}
+			}
+		}
+	}
+	for _, a := range kmsActions() {
+		if !slices.Contains(use, a) && !slices.Contains(other, a) {
+			t.Errorf("the task role's policy on per-org keys lacks %s (edge/keyring/awskms uses it)", a)
+		}
+	}
+	if !slices.Contains(other, "kms:ScheduleKeyDeletion") {
+		t.Error("the task role's policy on per-org keys lacks kms:ScheduleKeyDeletion (crypto shred --schedule-key-deletion)")
+	}
+	for _, a := range other {
+		if slices.Contains([]string{"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"}, a) {
+			t.Errorf("per-org keys: %s is allowed without the encryption-context condition", a)
+		}
+	}
+	if want := "kms:EncryptionContext:" + awskms.ContextKey; !slices.Equal(conditions, []string{want}) {
+		t.Errorf("per-org key use conditions %q; want exactly %q", conditions, want)
+	}
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "terraform", "modules", "edge", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"org_kms_key_arns", "kms:EncryptionContext:" + awskms.ContextKey, awskms.ProbeOrgID, "kms:ReEncryptFrom", "kms:ScheduleKeyDeletion"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("terraform/modules/edge/README.md does not document the customer's key policy: no %q", want)
 		}
 	}
 }

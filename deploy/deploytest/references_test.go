@@ -115,22 +115,34 @@ func checkReferences(m tfModule, modules func(dir string) (declared, bool)) []st
 	}
 	// Variables() of a whole attribute expression keeps for-expression
 	// symbols out; type constraints and ignore_changes are not references.
-	var walk func(blockType string, body *hclsyntax.Body)
-	walk = func(blockType string, body *hclsyntax.Body) {
+	// A dynamic block's iterator (its label, or its iterator attribute)
+	// is a symbol inside its content, not a resource.
+	var walk func(blockType string, body *hclsyntax.Body, iters []string)
+	walk = func(blockType string, body *hclsyntax.Body, iters []string) {
 		for name, a := range body.Attributes {
 			if (blockType == "variable" && name == "type") || (blockType == "lifecycle" && name == "ignore_changes") {
 				continue
 			}
 			for _, tr := range hclsyntax.Variables(a.Expr) {
-				check(tr)
+				if !slices.Contains(iters, tr.RootName()) {
+					check(tr)
+				}
 			}
 		}
 		for _, blk := range body.Blocks {
-			walk(blk.Type, blk.Body)
+			inner := iters
+			if blk.Type == "dynamic" && len(blk.Labels) > 0 {
+				it := blk.Labels[0]
+				if a, ok := blk.Body.Attributes["iterator"]; ok {
+					it = hcl.ExprAsKeyword(a.Expr)
+				}
+				inner = append(slices.Clip(iters), it)
+			}
+			walk(blk.Type, blk.Body, inner)
 		}
 	}
 	for _, b := range m.bodies {
-		walk("", b)
+		walk("", b, nil)
 	}
 	// Module calls must set only the callee's variables.
 	for _, b := range m.bodies {
@@ -197,6 +209,13 @@ output "x" { value = local.b }`, "local.b is not declared"},
   a      = "x"
 }
 output "x" { value = module.m.nope }`, "module.m.nope is not an output"},
+		{"dynamic iterator outside its block", `data "aws_iam_policy_document" "d" {
+  dynamic "statement" {
+    for_each = {}
+    content { sid = "a" }
+  }
+  version = statement.value
+}`, "statement.value is not a declared resource"},
 		{"unknown module input", `module "m" {
   source = "./child"
   b      = "x"
@@ -216,7 +235,18 @@ output "x" { value = module.m.nope }`, "module.m.nope is not an output"},
   a      = "x"
 }
 locals { l = [for k, v in { a = 1 } : v if k != ""] }
-output "x" { value = [module.m.o, local.l] }`})
+output "x" { value = [module.m.o, local.l] }
+data "aws_iam_policy_document" "d" {
+  dynamic "statement" {
+    for_each = local.l
+    content { sid = statement.value }
+  }
+  dynamic "statement" {
+    for_each = local.l
+    iterator = s
+    content { sid = s.key }
+  }
+}`})
 	if p := checkReferences(ok, lookup); len(p) > 0 {
 		t.Errorf("false positives: %v", p)
 	}

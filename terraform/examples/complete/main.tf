@@ -94,6 +94,10 @@ module "edge" {
   controlplane_nats_cidrs     = var.share_metrics ? ["203.0.113.0/24"] : []
   enrollment_token_secret_arn = var.enrollment_token_secret_arn
 
+  # Cloud mode: orgs whose data keys are wrapped by a KMS key in their own
+  # AWS account (each customer adds the key policy of the module README).
+  org_kms_key_arns = var.org_kms_key_arns
+
   # An example you can destroy.
   deletion_protection = false
   database_multi_az   = false

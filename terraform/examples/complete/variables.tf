@@ -47,3 +47,9 @@ variable "enrollment_token_secret_arn" {
   type        = string
   default     = ""
 }
+
+variable "org_kms_key_arns" {
+  description = "Cloud mode: org id → ARN of that org's KMS key in its customer's account (codex-edge orgs create NAME --kek awskms:<arn>)."
+  type        = map(string)
+  default     = {}
+}

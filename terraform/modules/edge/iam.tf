@@ -112,3 +112,42 @@ resource "aws_iam_role_policy" "task" {
   role   = aws_iam_role.task.id
   policy = data.aws_iam_policy_document.task[0].json
 }
+
+# Cloud mode: each org's own master key lives in the customer's account.
+# Cross-account use needs both this policy and the customer's key policy
+# (README). Each key is usable only for its own org's encryption context
+# (and the edge's probe, which uses a context no org has), so a key granted
+# for one org cannot unwrap another org's data keys through this role.
+data "aws_iam_policy_document" "org_keys" {
+  count = length(var.org_kms_key_arns) > 0 ? 1 : 0
+
+  dynamic "statement" {
+    for_each = module.plan.org_key_grants
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = [statement.value.key_arn]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:org_id"
+        values   = statement.value.context_ids
+      }
+    }
+  }
+
+  # DescribeKey resolves the key; ScheduleKeyDeletion is `crypto shred
+  # --schedule-key-deletion`, which the customer's key policy may or may
+  # not grant. Neither carries an encryption context.
+  statement {
+    sid       = "OrgKeysDescribeAndShred"
+    actions   = ["kms:DescribeKey", "kms:ScheduleKeyDeletion"]
+    resources = values(var.org_kms_key_arns)
+  }
+}
+
+resource "aws_iam_role_policy" "org_keys" {
+  count  = length(var.org_kms_key_arns) > 0 ? 1 : 0
+  name   = "codex-edge-org-master-keys"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.org_keys[0].json
+}

@@ -36,6 +36,7 @@ module "plan" {
   max_body_bytes                    = var.max_body_bytes
   telemetry_window                  = var.telemetry_window
   extra_environment                 = var.extra_environment
+  org_kms_key_arns                  = var.org_kms_key_arns
 
   secret_arns = {
     database_url       = var.create_database ? "${aws_secretsmanager_secret.database_url[0].arn}:url::" : var.database_url_secret_arn

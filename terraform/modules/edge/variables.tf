@@ -208,6 +208,12 @@ variable "kek" {
   }
 }
 
+variable "org_kms_key_arns" {
+  description = "Cloud mode (DESIGN §11): org id → ARN of the org's own KMS key in the customer's AWS account (`codex-edge orgs create NAME --kek awskms:<arn>`). The task role may use each key only with the encryption context org_id = that org, and may schedule its deletion (crypto shred --schedule-key-deletion); the customer's key policy must grant the same (README, \"Per-org master keys\"). The deployment's own master key (kek) is never one of them."
+  type        = map(string)
+  default     = {}
+}
+
 variable "kms_key_administrator_arns" {
   description = "IAM principals allowed to administer (not use) the KMS key; include the principal running Terraform, or KMS refuses the policy. Empty: the account root, which delegates administration to IAM policies."
   type        = list(string)

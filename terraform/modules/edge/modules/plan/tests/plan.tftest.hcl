@@ -280,3 +280,40 @@ run "name_is_validated" {
 
   expect_failures = [var.name]
 }
+
+run "org_kms_keys" {
+  command = plan
+
+  variables {
+    org_kms_key_arns = {
+      org_acme   = "arn:aws:kms:eu-west-1:444455556666:key/11112222-3333-4444-5555-666677778888"
+      org_globex = "arn:aws:kms:us-east-1:777788889999:key/aaaabbbb-cccc-dddd-eeee-ffff00001111"
+    }
+  }
+
+  assert {
+    condition     = output.org_key_grants["org_acme"].key_arn == "arn:aws:kms:eu-west-1:444455556666:key/11112222-3333-4444-5555-666677778888"
+    error_message = "each org's grant names its own key"
+  }
+  assert {
+    condition     = output.org_key_grants["org_acme"].context_ids == ["org_acme", "edge-kms-probe"] && output.org_key_grants["org_globex"].context_ids == ["org_globex", "edge-kms-probe"]
+    error_message = "a key is usable for its own org's context only (and the edge's probe)"
+  }
+  assert {
+    condition     = output.org_key_grants["org_acme"].sid != output.org_key_grants["org_globex"].sid && can(regex("^[A-Za-z0-9]+$", output.org_key_grants["org_acme"].sid))
+    error_message = "statement ids are distinct and alphanumeric"
+  }
+  assert {
+    condition     = !contains(output.org_key_grants["org_acme"].actions, "kms:ScheduleKeyDeletion")
+    error_message = "use of a customer key never includes its deletion"
+  }
+}
+
+run "org_kms_key_alias_refused" {
+  command = plan
+
+  variables {
+    org_kms_key_arns = { org_acme = "arn:aws:kms:eu-west-1:444455556666:alias/acme" }
+  }
+  expect_failures = [var.org_kms_key_arns]
+}
