@@ -9,7 +9,7 @@
 #   scripts/local-kms.sh test [go test flags]
 #       installs local-kms (needs the Go module proxy), then, inside
 #       `unshare -n`, starts it and runs the awskms tests against it
-#       (go test -race -count=1 -tags localkms ./edge/keyring/awskms/... ./edge/keyring/kek/...
+#       (go test -race -count=1 -tags localkms ./edge/keyring/awskms/... ./edge/keyring/kek/... ./edge/server/cloudmode/...
 #       ./controlplane/sealer/awskms/...).
 #   scripts/local-kms.sh install      go install it into .tmp/bin
 #   scripts/local-kms.sh start        start it (inside a private namespace)
@@ -91,7 +91,7 @@ run_tests() {
     "$0" start
     trap "\"$0\" stop" EXIT
     CODEX_TEST_KMS_ENDPOINT='"$ENDPOINT"' GOPROXY=off \
-      go test -race -count=1 -tags localkms "$@" ./edge/keyring/awskms/... ./edge/keyring/kek/... ./controlplane/sealer/awskms/...
+      go test -race -count=1 -tags localkms "$@" ./edge/keyring/awskms/... ./edge/keyring/kek/... ./edge/server/cloudmode/... ./controlplane/sealer/awskms/...
   ' "$0" "$@"
 }
 

@@ -72,7 +72,14 @@ type Org struct {
 	// memories holds, by key id, what a key's requests carry: "" the
 	// org's own memories alone, for keys with none of their own.
 	memories map[string]*Memory
+	// expires is when the state is loaded again (Options.Lifetime, or
+	// Options.UnreadableRetry when a sealed value did not open), so that
+	// what it holds opened never outlives its master key by much, and a
+	// master key that accepts again is noticed.
+	expires time.Time
 }
+
+func (o *Org) expired(now time.Time) bool { return now.After(o.expires) }
 
 // AuditLevel is the audit level of a request made with the key: the key's
 // own, else its org's, else edge.AuditNone.
@@ -145,12 +152,24 @@ type Options struct {
 	// Changed, if set, is told about every change-feed entry applied
 	// (settings held elsewhere, such as limits and budgets, reload).
 	Changed func(c edge.Change)
+	// Lifetime bounds how long an org's loaded state (its credentials and
+	// memories, held opened) is used before it is loaded again: no longer
+	// than the keyring keeps the data keys that opened them
+	// (keyring.DefaultKeyLifetime), so a revoked master key takes effect
+	// here too.
+	Lifetime time.Duration
+	// UnreadableRetry is how soon an org whose credential, memory or
+	// fingerprint secret did not open is loaded again, so that a master key
+	// that accepts again (a KMS key re-enabled, an ephemeral key sent
+	// again) takes effect without a restart.
+	UnreadableRetry time.Duration
 }
 
 // DefaultOptions returns the defaults New fills in for zero fields: 100000
-// resolved keys kept, and an unknown key remembered for 30s.
+// resolved keys kept, an unknown key remembered for 30s, an org's state
+// loaded again after 10 minutes, or 5 s when something in it did not open.
 func DefaultOptions() Options {
-	return Options{MaxKeys: 100000, NegativeTTL: 30 * time.Second}
+	return Options{MaxKeys: 100000, NegativeTTL: 30 * time.Second, Lifetime: 10 * time.Minute, UnreadableRetry: 5 * time.Second}
 }
 
 // Directory caches keys and orgs.
@@ -179,6 +198,12 @@ func New(store Store, opts Options) *Directory {
 	if opts.NegativeTTL <= 0 {
 		opts.NegativeTTL = def.NegativeTTL
 	}
+	if opts.Lifetime <= 0 {
+		opts.Lifetime = def.Lifetime
+	}
+	if opts.UnreadableRetry <= 0 {
+		opts.UnreadableRetry = def.UnreadableRetry
+	}
 	if opts.Getenv == nil {
 		opts.Getenv = func(string) string { return "" }
 	}
@@ -199,7 +224,10 @@ func New(store Store, opts Options) *Directory {
 // key reads the store; concurrent first uses share one read.
 func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 	if k, ok := d.keys.Get(hash); ok {
-		return k, nil
+		if !k.Org.expired(time.Now()) {
+			return k, nil
+		}
+		d.forgetOrg(k.OrgID)
 	}
 	if d.absent.Contains(hash) {
 		return Key{}, ErrUnknownKey
@@ -233,9 +261,13 @@ func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 }
 
 // Cached returns the key whose SHA-256 is hash when it is held in memory
-// as valid; it never reads the store.
+// as valid and its org's state has not expired; it never reads the store.
 func (d *Directory) Cached(hash [32]byte) (Key, bool) {
-	return d.keys.Get(hash)
+	k, ok := d.keys.Get(hash)
+	if !ok || k.Org.expired(time.Now()) {
+		return Key{}, false
+	}
+	return k, true
 }
 
 // Org returns the org's request-path state, loading it on first use.
@@ -243,8 +275,11 @@ func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 	d.mu.RLock()
 	o := d.orgs[id]
 	d.mu.RUnlock()
-	if o != nil {
+	if o != nil && !o.expired(time.Now()) {
 		return o, nil
+	}
+	if o != nil {
+		d.forgetOrg(id)
 	}
 	v, err, _ := d.group.Do("org:"+id, func() (any, error) {
 		gen := d.generation()
@@ -262,7 +297,7 @@ func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 }
 
 func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
-	secret, err := d.fingerprintSecret(ctx, id)
+	secret, unreadable, err := d.fingerprintSecret(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +341,7 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 			case errors.Is(err, keyring.ErrUnreadable):
 				// Shredded, or the master key was revoked: the credential
 				// is gone until it is set again; requests get 503.
+				unreadable = true
 				d.opts.Logger.Warn("provider credential unreadable; set it again with 'codex-edge providers set'",
 					"org", id, "provider", pc.Provider)
 			case err != nil:
@@ -319,8 +355,13 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 		}
 		o.upstreams[pc.Provider] = u
 	}
-	if o.memories, err = d.loadMemories(ctx, id); err != nil {
+	var memUnreadable bool
+	if o.memories, memUnreadable, err = d.loadMemories(ctx, id); err != nil {
 		return nil, err
+	}
+	o.expires = time.Now().Add(d.opts.Lifetime)
+	if unreadable || memUnreadable {
+		o.expires = time.Now().Add(d.opts.UnreadableRetry)
 	}
 	return o, nil
 }
@@ -328,13 +369,14 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 // loadMemories opens the org's memories and joins them, per key, into
 // what its requests carry. A memory whose text is unreadable (shredded,
 // or its master key revoked) is left out, as every unreadable record is.
-func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]*Memory, error) {
+// It also reports whether some memory did not open.
+func (d *Directory) loadMemories(ctx context.Context, orgID string) (out map[string]*Memory, unreadable bool, err error) {
 	ms, err := d.store.Memories(ctx, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("load memories of org %s: %w", orgID, err)
+		return nil, false, fmt.Errorf("load memories of org %s: %w", orgID, err)
 	}
 	if len(ms) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	type part struct {
 		text  string
@@ -347,11 +389,12 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]
 	for _, m := range ms {
 		text, err := memory.Open(ctx, d.opts.Keys, m)
 		if errors.Is(err, memory.ErrUnreadable) {
+			unreadable = true
 			d.opts.Logger.Warn("memory unreadable; it is not injected until set again", "org", orgID, "key", m.KeyID, "memory", m.Name)
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("org %s: %w", orgID, err)
+			return nil, false, fmt.Errorf("org %s: %w", orgID, err)
 		}
 		p := part{string(text), m.Label(), m.Tokens}
 		clear(text)
@@ -377,32 +420,33 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]
 		text := strings.Join(texts, "\n\n")
 		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Digest: sha256.Sum256([]byte(text))}
 	}
-	out := map[string]*Memory{}
+	out = map[string]*Memory{}
 	if m := join(own); m != nil {
 		out[""] = m
 	}
 	for _, k := range keys {
 		out[k] = join(append(own[:len(own):len(own)], perKey[k]...))
 	}
-	return out, nil
+	return out, unreadable, nil
 }
 
 // fingerprintSecret opens the org's fingerprint secret, making one on the
 // org's first use, or a new one when the old one became unreadable (after
-// a shred its fingerprints described content that is gone anyway).
-func (d *Directory) fingerprintSecret(ctx context.Context, id string) ([]byte, error) {
+// a shred its fingerprints described content that is gone anyway); local
+// says the secret lives in this process only, since none could be sealed.
+func (d *Directory) fingerprintSecret(ctx context.Context, id string) (secret []byte, local bool, err error) {
 	sealed, err := d.store.FingerprintSecret(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("load org %s: %w", id, err)
+		return nil, false, fmt.Errorf("load org %s: %w", id, err)
 	}
 	for range 3 {
 		if sealed != nil {
 			secret, err := d.opts.Keys.Open(ctx, id, keyring.PurposeSecret, edge.FingerprintRecord, sealed)
 			if err == nil {
-				return secret, nil
+				return secret, false, nil
 			}
 			if !errors.Is(err, keyring.ErrUnreadable) {
-				return nil, fmt.Errorf("open fingerprint secret of org %s: %w", id, err)
+				return nil, false, fmt.Errorf("open fingerprint secret of org %s: %w", id, err)
 			}
 		}
 		fresh := make([]byte, 32)
@@ -413,18 +457,18 @@ func (d *Directory) fingerprintSecret(ctx context.Context, id string) ([]byte, e
 			// own key not supplied yet): fingerprint with a secret that
 			// lives only in this process, so requests still flow.
 			d.opts.Logger.Warn("fingerprint secret cannot be sealed; using a process-local one", "org", id, "err", err)
-			return fresh, nil
+			return fresh, true, nil
 		}
 		stored, err := d.store.SwapFingerprintSecret(ctx, id, sealed, next)
 		if err != nil {
-			return nil, fmt.Errorf("store fingerprint secret of org %s: %w", id, err)
+			return nil, false, fmt.Errorf("store fingerprint secret of org %s: %w", id, err)
 		}
 		if bytes.Equal(stored, next) {
-			return fresh, nil
+			return fresh, false, nil
 		}
 		sealed = stored // another instance won the race: use its secret
 	}
-	return nil, fmt.Errorf("fingerprint secret of org %s keeps changing", id)
+	return nil, false, fmt.Errorf("fingerprint secret of org %s keeps changing", id)
 }
 
 // Revoke revokes a key through this instance: it stops working here at

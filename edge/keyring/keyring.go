@@ -94,6 +94,21 @@ type Options struct {
 	// OrgMasters returns every distinct master key OrgMaster can return,
 	// for Watch to probe. Optional.
 	OrgMasters func() []MasterKey
+	// ReloadOrgMasters, when set, runs before every DEK creation and
+	// re-reads what OrgMaster answers from the store: an org created or
+	// moved to its own key by another process since OrgMaster's list was
+	// last read would otherwise get its DEK under Master (the change
+	// feed reaches this process only within its poll interval). An error
+	// fails the creation rather than risk the wrong master key. DEKs are
+	// created once per org and generation, so this costs one store read
+	// each time. Optional.
+	ReloadOrgMasters func(ctx context.Context) error
+	// OnPurge, when set, is told by Watch which orgs' data keys it dropped
+	// because their master key was refused (an org may be named more than
+	// once): whoever holds what those keys opened (the key directory's
+	// credentials and memories) drops it too, so the revocation takes
+	// effect there within the probe interval as well. Optional.
+	OnPurge func(orgIDs []string)
 	// CacheSize bounds the number of unwrapped DEKs held in memory (and of
 	// orgs whose DEK list is cached). Default DefaultCacheSize.
 	CacheSize int
@@ -136,6 +151,8 @@ type Keyring struct {
 	master     MasterKey
 	orgMaster  func(string) MasterKey
 	orgMasters func() []MasterKey
+	reloadOrgs func(context.Context) error
+	onPurge    func([]string)
 	revalidate time.Duration
 	minReload  time.Duration
 	probeEvery time.Duration
@@ -261,6 +278,8 @@ func New(o Options) (*Keyring, error) {
 		master:     o.Master,
 		orgMaster:  o.OrgMaster,
 		orgMasters: o.OrgMasters,
+		reloadOrgs: o.ReloadOrgMasters,
+		onPurge:    o.OnPurge,
 		revalidate: o.Revalidate,
 		minReload:  o.Revalidate / 10,
 		probeEvery: o.ProbeInterval,
@@ -731,6 +750,11 @@ func (k *Keyring) createDEK(ctx context.Context, orgID string, gen int) (Wrapped
 	id, err := NewDEKID()
 	if err != nil {
 		return WrappedDEK{}, err
+	}
+	if k.reloadOrgs != nil {
+		if err := k.reloadOrgs(ctx); err != nil {
+			return WrappedDEK{}, fmt.Errorf("keyring: data key for org %s: which master key is the org's: %w", orgID, err)
+		}
 	}
 	m, byDefault := k.masterFor(orgID)
 	k.stats.generates.Add(1)

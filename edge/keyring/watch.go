@@ -154,8 +154,12 @@ func (k *Keyring) probe(ctx context.Context, p probed, w *watchState) {
 	case errors.Is(err, ErrUnreadable):
 		// Purge before counting, so that whoever sees the refusal counted
 		// sees its effect.
-		n := k.purgeMaster(p.m, p.isDefault)
+		orgs := k.purgeMaster(p.m, p.isDefault)
+		n := len(orgs)
 		k.stats.probePurged.Add(uint64(n))
+		if k.onPurge != nil && n > 0 {
+			k.onPurge(orgs)
+		}
 		k.stats.probeRefusals.Add(1)
 		// Log the revocation when it is first seen; after that only when
 		// keys had been unwrapped again since the last purge (which means
@@ -185,17 +189,18 @@ func (k *Keyring) probe(ctx context.Context, p probed, w *watchState) {
 }
 
 // purgeMaster drops every unwrapped DEK the master key m (the default one
-// when isDefault) unwrapped or generated and returns how many. The epoch
-// bump keeps an unwrap that is in flight now from caching its result.
-func (k *Keyring) purgeMaster(m MasterKey, isDefault bool) int {
+// when isDefault) unwrapped or generated and returns the org of each (one
+// entry per DEK). The epoch bump keeps an unwrap that is in flight now
+// from caching its result.
+func (k *Keyring) purgeMaster(m MasterKey, isDefault bool) []string {
 	k.epoch.Add(1)
-	n := 0
+	var orgs []string
 	for _, id := range k.keys.Keys() {
 		dk, ok := k.keys.Peek(id)
 		if ok && ((isDefault && dk.byDefault) || (!isDefault && !dk.byDefault && dk.master == m)) {
 			k.keys.Remove(id)
-			n++
+			orgs = append(orgs, dk.org)
 		}
 	}
-	return n
+	return orgs
 }

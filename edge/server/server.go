@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -76,14 +77,14 @@ type Store interface {
 // revoked while the edge runs takes effect within
 // keyring.DefaultProbeInterval.
 func OpenKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, error) {
-	kr, _, err := openKeyring(ctx, cfg, store, getenv, log)
+	kr, _, err := openKeyring(ctx, cfg, store, getenv, log, nil)
 	return kr, err
 }
 
 // OpenKeyringOrgs is OpenKeyring that also returns the orgs' own master
 // keys (nil when store does not list them), for the CLI's crypto commands.
 func OpenKeyringOrgs(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, *kek.OrgKeys, error) {
-	return openKeyring(ctx, cfg, store, getenv, log)
+	return openKeyring(ctx, cfg, store, getenv, log, nil)
 }
 
 // orgMasterLister is the part of a store that lists the orgs' own master
@@ -94,7 +95,8 @@ type orgMasterLister interface {
 
 // openKeyring is OpenKeyring that also returns the orgs' own master keys
 // (nil when store does not list them), for reloading on a change.
-func openKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger) (*keyring.Keyring, *kek.OrgKeys, error) {
+// onPurge is keyring.Options.OnPurge (nil: none).
+func openKeyring(ctx context.Context, cfg config.Config, store keyring.Store, getenv func(string) string, log *slog.Logger, onPurge func([]string)) (*keyring.Keyring, *kek.OrgKeys, error) {
 	spec, err := kek.Parse(cfg.KEK)
 	if err != nil {
 		return nil, nil, err
@@ -106,7 +108,7 @@ func openKeyring(ctx context.Context, cfg config.Config, store keyring.Store, ge
 	if warning != "" {
 		log.Warn(warning)
 	}
-	o := keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge}
+	o := keyring.Options{Store: store, Master: master, Logger: log, MaxSeals: cfg.DEKMaxSeals, MaxAge: cfg.DEKMaxAge, OnPurge: onPurge}
 	var orgs *kek.OrgKeys
 	if l, ok := store.(orgMasterLister); ok {
 		orgs = kek.NewOrgKeys(l.OrgMasterKeys, nil)
@@ -114,6 +116,10 @@ func openKeyring(ctx context.Context, cfg config.Config, store keyring.Store, ge
 			return nil, nil, err
 		}
 		o.OrgMaster, o.OrgMasters = orgs.Master, orgs.Masters
+		o.ReloadOrgMasters = func(ctx context.Context) error {
+			_, err := orgs.Load(ctx)
+			return err
+		}
 	}
 	kr, err := keyring.New(o)
 	return kr, orgs, err
@@ -173,6 +179,16 @@ func (s *Server) orgChanged(orgID string) {
 	s.keys.Invalidate(orgID)
 }
 
+// keysPurged drops what the key directory holds opened for orgs whose data
+// keys the keyring dropped on a refused master key: their credentials and
+// memories become unreadable here within the probe interval too. Called
+// from the keyring's Watch, which Start runs after the directory exists.
+func (s *Server) keysPurged(orgIDs []string) {
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(orgIDs))) {
+		s.dir.ForgetOrg(id)
+	}
+}
+
 // orgKeysReloadTimeout bounds one reload of the orgs' master key list (one
 // store query) from the change feed.
 const orgKeysReloadTimeout = 5 * time.Second
@@ -218,7 +234,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s := &Server{cfg: cfg, log: log, store: store, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if s.keys, s.orgKeys, err = openKeyring(ctx, cfg, store, opts.Getenv, log); err != nil {
+	if s.keys, s.orgKeys, err = openKeyring(ctx, cfg, store, opts.Getenv, log, s.keysPurged); err != nil {
 		return nil, err
 	}
 	s.limits = settings.New(store.Limits)
