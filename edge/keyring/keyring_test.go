@@ -583,3 +583,42 @@ func TestOrgMasterNotSupplied(t *testing.T) {
 	cold.Invalidate("org_own") // what supplying the key does
 	mustOpen(t, cold, "org_own", keyring.PurposeCredential, "openai", ct, "sk-own")
 }
+
+// An org given its own master key by another process after this keyring
+// read the list gets its first data key under that key, not the default
+// one: ReloadOrgMasters runs before every data key is made, and a failure
+// to reload makes none.
+func TestReloadOrgMastersBeforeCreate(t *testing.T) {
+	t.Parallel()
+	def, own := byokKey(t, testKey(1)), byokKey(t, testKey(9))
+	var (
+		stored atomic.Bool // what the store says: org_new has its own key
+		loaded atomic.Bool // what this process read from it
+		down   atomic.Bool
+	)
+	opt := func(o *keyring.Options) {
+		o.OrgMaster = func(org string) keyring.MasterKey {
+			if org == "org_new" && loaded.Load() {
+				return own
+			}
+			return nil
+		}
+		o.ReloadOrgMasters = func(context.Context) error {
+			if down.Load() {
+				return errors.New("store down")
+			}
+			loaded.Store(stored.Load())
+			return nil
+		}
+	}
+	k := newRing(t, keyring.NewMemStore(), def, nil, opt)
+	stored.Store(true) // orgs create org_new --kek ..., in another process
+	seal(t, k, "org_new", keyring.PurposeCredential, "openai", "sk-new")
+	if st, _ := k.Status(context.Background(), "org_new"); len(st) != 1 || st[0].MasterVersion != own.Versions()[0] {
+		t.Fatalf("org_new's first data key is not under its own key: %+v", st)
+	}
+	down.Store(true)
+	if _, err := k.Seal(context.Background(), "org_other", keyring.PurposeCache, "r", []byte("v")); err == nil {
+		t.Fatal("a data key was made while the orgs' master keys could not be read")
+	}
+}

@@ -97,7 +97,18 @@ func TestWatchRevocation(t *testing.T) {
 	m := newRevocable(t, testKey(1))
 	own := &counting{MasterKey: byokKey(t, testKey(2))}
 	logs := &logBuf{}
+	var (
+		purgedMu sync.Mutex
+		purged   = map[string]bool{}
+	)
 	k := newRing(t, keyring.NewMemStore(), m, c, func(o *keyring.Options) {
+		o.OnPurge = func(orgs []string) {
+			purgedMu.Lock()
+			defer purgedMu.Unlock()
+			for _, org := range orgs {
+				purged[org] = true
+			}
+		}
 		o.ProbeInterval = 5 * time.Millisecond
 		o.KeyLifetime = time.Hour // only the probe can end a DEK's life here
 		o.OrgMaster = func(org string) keyring.MasterKey {
@@ -160,6 +171,11 @@ func TestWatchRevocation(t *testing.T) {
 	if st := k.Stats(); st.ProbePurged < 2 {
 		t.Errorf("stats = %+v: want the 2 default-master DEKs purged", st)
 	}
+	purgedMu.Lock()
+	if !purged["org_a"] || !purged["org_b"] || purged["org_own"] {
+		t.Errorf("OnPurge told of %v, want org_a and org_b (what their keys opened must go too)", purged)
+	}
+	purgedMu.Unlock()
 	refusals := k.Stats().ProbeRefusals
 	testutil.Eventually(t, 10*time.Second, "more refused probes", func() bool { return k.Stats().ProbeRefusals >= refusals+3 })
 	if n := logs.count("master key refused by its provider"); n != 1 {
