@@ -91,8 +91,8 @@ func TestKMSPoliciesCoverTheEdgesCalls(t *testing.T) {
 // (org_kms_key_arns) allows every KMS call the edge makes on an org's own
 // key — ScheduleKeyDeletion included, for crypto shred
 // --schedule-key-deletion — each use only under the encryption-context
-// condition on org_id, which admits the org and the edge's probe; and the
-// README gives customers the key policy to add, naming the same.
+// condition on org_id (an org's key is probed under an org's id too); and
+// the README gives customers the key policy to add, naming the same.
 func TestOrgKMSKeysPolicy(t *testing.T) {
 	mods := map[string]tfModule{}
 	for _, m := range loadTerraform(t) {
@@ -105,11 +105,6 @@ func TestOrgKMSKeysPolicy(t *testing.T) {
 	var grants []string
 	for _, o := range plan.blocks("output", "org_key_grants") {
 		grants = stringsIn(o.Body.Attributes["value"].Expr)
-	}
-	for _, v := range plan.blocks("variable", "kms_probe_org_id") {
-		if d, _ := literalString(v.Body.Attributes["default"].Expr); d != awskms.ProbeOrgID {
-			t.Errorf("plan module: kms_probe_org_id defaults to %q; the edge probes with %q", d, awskms.ProbeOrgID)
-		}
 	}
 	var doc *hclsyntax.Block
 	for _, blk := range edge.blocks("data", "aws_iam_policy_document") {
@@ -163,7 +158,7 @@ func TestOrgKMSKeysPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"org_kms_key_arns", "kms:EncryptionContext:" + awskms.ContextKey, awskms.ProbeOrgID, "kms:ReEncryptFrom", "kms:ScheduleKeyDeletion"} {
+	for _, want := range []string{"org_kms_key_arns", "kms:EncryptionContext:" + awskms.ContextKey, "kms:ReEncryptFrom", "kms:ScheduleKeyDeletion"} {
 		if !strings.Contains(string(readme), want) {
 			t.Errorf("terraform/modules/edge/README.md does not document the customer's key policy: no %q", want)
 		}

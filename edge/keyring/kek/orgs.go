@@ -142,7 +142,12 @@ func (o *OrgKeys) Load(ctx context.Context) ([]string, error) {
 		}
 	}
 	for ref, m := range opened {
-		o.keys[ref] = m
+		// Two loads at once (the change feed's and one before a data key
+		// is made) may both have opened ref: keep the first, since data
+		// keys already unwrapped by it are what Watch probes it for.
+		if _, ok := o.keys[ref]; !ok {
+			o.keys[ref] = m
+		}
 	}
 	used := map[string]bool{}
 	for _, ref := range refs {

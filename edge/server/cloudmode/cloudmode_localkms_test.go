@@ -191,10 +191,11 @@ func TestCloudMode(t *testing.T) {
 	if _, err := admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(a.arn)}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, "org a unreadable after its key was disabled", func() bool {
+	took := testutil.Eventually(t, 10*time.Second, "org a unreadable after its key was disabled", func() bool {
 		st, _, _ := chat(a)
 		return st == http.StatusServiceUnavailable
 	})
+	t.Logf("org a unreadable %s after its key was disabled", took.Round(time.Millisecond))
 	if !served(b) {
 		t.Fatal("org b not served while a's key is disabled")
 	}

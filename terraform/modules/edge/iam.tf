@@ -116,8 +116,9 @@ resource "aws_iam_role_policy" "task" {
 # Cloud mode: each org's own master key lives in the customer's account.
 # Cross-account use needs both this policy and the customer's key policy
 # (README). Each key is usable only for its own org's encryption context
-# (and the edge's probe, which uses a context no org has), so a key granted
-# for one org cannot unwrap another org's data keys through this role.
+# (the edge probes an org's key under the id of an org that uses it), so a
+# key granted for one org cannot unwrap another org's data keys through
+# this role.
 data "aws_iam_policy_document" "org_keys" {
   count = length(var.org_kms_key_arns) > 0 ? 1 : 0
 

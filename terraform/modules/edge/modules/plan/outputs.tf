@@ -49,13 +49,13 @@ output "secret_arns" {
 }
 
 output "org_key_grants" {
-  description = "What the task role is granted on each customer's per-org KMS key, by org id: key_arn, a statement id, the KMS actions of edge/keyring/awskms, and the org ids the kms:EncryptionContext:org_id condition admits (the org and the edge's probe)."
+  description = "What the task role is granted on each customer's per-org KMS key, by org id: key_arn, a statement id, the KMS actions of edge/keyring/awskms, and the org ids the kms:EncryptionContext:org_id condition admits (the org alone: the edge probes an org's key under the id of an org that uses it)."
   value = {
     for org, arn in var.org_kms_key_arns : org => {
       key_arn     = arn
       sid         = "OrgKey${replace(title(replace(org, "/[-_]/", " ")), " ", "")}"
       actions     = ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
-      context_ids = [org, var.kms_probe_org_id]
+      context_ids = [org]
     }
   }
 }

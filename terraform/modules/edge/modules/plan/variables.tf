@@ -257,7 +257,7 @@ variable "kms_endpoint_url" {
 }
 
 variable "org_kms_key_arns" {
-  description = "Per-org master keys in the customers' own AWS accounts (cloud mode, DESIGN §11): org id → KMS key ARN, the key given to `codex-edge orgs create NAME --kek awskms:<arn>`. The task role may use each key only with the encryption context org_id = that org (or the edge's probe)."
+  description = "Per-org master keys in the customers' own AWS accounts (cloud mode, DESIGN §11): org id → KMS key ARN, the key given to `codex-edge orgs create NAME --kek awskms:<arn>`. The task role may use each key only with the encryption context org_id = that org (the edge probes an org's key under that org's id too)."
   type        = map(string)
   default     = {}
 
@@ -265,10 +265,4 @@ variable "org_kms_key_arns" {
     condition     = alltrue([for org, arn in var.org_kms_key_arns : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", arn)) && can(regex("^[A-Za-z0-9_-]+$", org))])
     error_message = "org_kms_key_arns maps org ids (letters, digits, '_', '-') to KMS key ARNs (arn:aws:kms:<region>:<account>:key/<id>; not aliases: a key policy condition names the key)."
   }
-}
-
-variable "kms_probe_org_id" {
-  description = "The org id the edge's KMS probe puts in its encryption context (edge/keyring/awskms ProbeOrgID): every per-org key grant must allow it, or each probe reads as a revoked key."
-  type        = string
-  default     = "edge-kms-probe"
 }

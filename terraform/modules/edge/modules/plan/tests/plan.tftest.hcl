@@ -296,8 +296,8 @@ run "org_kms_keys" {
     error_message = "each org's grant names its own key"
   }
   assert {
-    condition     = output.org_key_grants["org_acme"].context_ids == ["org_acme", "edge-kms-probe"] && output.org_key_grants["org_globex"].context_ids == ["org_globex", "edge-kms-probe"]
-    error_message = "a key is usable for its own org's context only (and the edge's probe)"
+    condition     = output.org_key_grants["org_acme"].context_ids == ["org_acme"] && output.org_key_grants["org_globex"].context_ids == ["org_globex"]
+    error_message = "a key is usable for its own org's context only"
   }
   assert {
     condition     = output.org_key_grants["org_acme"].sid != output.org_key_grants["org_globex"].sid && can(regex("^[A-Za-z0-9]+$", output.org_key_grants["org_acme"].sid))
