@@ -69,23 +69,6 @@ func sealedOf(t *testing.T, st server.Store, orgID string) []string {
 	return out
 }
 
-// rawFindings returns the canaries found as they are (not hex or base64)
-// under dir.
-func rawFindings(t *testing.T, dir string, canaries []string) map[string]bool {
-	t.Helper()
-	found, err := storetest.FindCanaries(dir, canaries...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, f := range found {
-		if f.Encoding == "raw" {
-			out[f.Canary] = true
-		}
-	}
-	return out
-}
-
 // scanKeys lists the Redis keys matching pattern.
 func scanKeys(t *testing.T, rc *redisConn, pattern string) []string {
 	t.Helper()
@@ -187,10 +170,10 @@ func TestShredIsComplete(t *testing.T) {
 		}
 
 		// Scanned while the edge and the CLI still have the store open.
-		for c := range rawFindings(t, h.cfg.DataDir, aSealed) {
+		for c := range storetest.FindRaw(t, h.cfg.DataDir, aSealed...) {
 			t.Errorf("ciphertext of the shredded org remains in the data directory: %x", c)
 		}
-		if got := rawFindings(t, h.cfg.DataDir, bSealed); len(got) != len(bSealed) {
+		if got := storetest.FindRaw(t, h.cfg.DataDir, bSealed...); len(got) != len(bSealed) {
 			t.Errorf("%d of the other org's %d sealed values found in the data directory: the scan would miss a leftover", len(got), len(bSealed))
 		}
 	})

@@ -65,25 +65,10 @@ func TestShredLeavesNoCiphertext(t *testing.T) {
 	}
 	// Scanned while both stay open: the bytes must be gone now, not at
 	// the next close.
-	found, err := storetest.FindCanaries(dir, a...)
-	if err != nil {
-		t.Fatal(err)
+	for c := range storetest.FindRaw(t, dir, a...) {
+		t.Errorf("shredded org's ciphertext remains: %x", c)
 	}
-	for _, f := range found {
-		if f.Encoding == "raw" {
-			t.Errorf("shredded org's ciphertext remains: %v", f)
-		}
-	}
-	found, err = storetest.FindCanaries(dir, b...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := map[string]bool{}
-	for _, f := range found {
-		if f.Encoding == "raw" {
-			raw[f.Canary] = true
-		}
-	}
+	raw := storetest.FindRaw(t, dir, b...)
 	if len(raw) != len(b) {
 		t.Errorf("the other org's values in the files: %d of %d; the scan would miss a leftover", len(raw), len(b))
 	}

@@ -128,3 +128,21 @@ func encodings(c []byte) map[string][][]byte {
 	}
 	return out
 }
+
+// FindRaw returns the canaries found under dir as they are (not hex or
+// base64 encoded): for binary values such as ciphertexts, whose encodings
+// are not what a store would write.
+func FindRaw(t testing.TB, dir string, canaries ...string) map[string]bool {
+	t.Helper()
+	found, err := FindCanaries(dir, canaries...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, f := range found {
+		if f.Encoding == "raw" {
+			out[f.Canary] = true
+		}
+	}
+	return out
+}
