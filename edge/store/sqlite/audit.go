@@ -138,6 +138,12 @@ func appendOrgAudit(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, org string, 
 	return err
 }
 
+// storedIDsSQL looks each id up in the id index. CROSS JOIN makes SQLite
+// loop over the given ids: left to itself, the planner walked every event
+// of the org (its index on org_id), which made each batch cost as much as
+// the org's whole log.
+const storedIDsSQL = `SELECT e.id FROM json_each(?) AS j CROSS JOIN audit_events AS e ON e.id = j.value WHERE e.org_id = ?`
+
 // storedIDs returns which of the events' ids are stored already, in one
 // query: the ids travel as one JSON array.
 func storedIDs(ctx context.Context, tx *sql.Tx, org string, events []edge.AuditEvent, idx []int) (map[string]bool, error) {
@@ -149,8 +155,7 @@ func storedIDs(ctx context.Context, tx *sql.Tx, org string, events []edge.AuditE
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx,
-		`SELECT id FROM audit_events WHERE org_id = ? AND id IN (SELECT value FROM json_each(?))`, org, string(list))
+	rows, err := tx.QueryContext(ctx, storedIDsSQL, string(list), org)
 	if err != nil {
 		return nil, err
 	}
