@@ -115,6 +115,7 @@ func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
 	x.Rec.Model = info.Model
 	x.Rec.Stream = info.Stream
 	x.Stream = info.Stream
+	x.OutputCap = info.MaxOutputTokens
 	if x.Body, x.HideUsage, err = x.Format.Rewrite(x.Endpoint, sent, info); err != nil {
 		return badJSON(err.Error())
 	}
