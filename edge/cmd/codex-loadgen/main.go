@@ -68,7 +68,8 @@ func main() {
 		soakStr  = flag.Int("soak-streams", 200, "soak: streams kept open at all times")
 		redisURL = flag.String("redis-edge", "", "base URL of a second edge whose cache is Redis, for its cache-hit phase")
 		redisKey = flag.String("redis-edge-key", "", "gateway key for -redis-edge")
-		fullKey  = flag.String("audit-full-key", "", "a gateway key of the edge's org whose audit level is full: measured beside the edge in the fixed-rate and saturation phases (target edge-full)")
+		fullKey  = flag.String("audit-full-key", "", "a gateway key whose org's audit level is full: measured beside the edge in the fixed-rate and saturation phases (target edge-full)")
+		fullEdge = flag.String("audit-full-edge", "", "base URL of the edge that serves -audit-full-key (default -edge); a separate process keeps its synchronous commits out of the edge's own figures")
 		baseline = flag.String("baseline", "", "base URL of a bare Go reverse proxy in front of the provider (see -baseline-listen), measured beside the edge")
 		blListen = flag.String("baseline-listen", "", "instead of measuring, serve a bare Go reverse proxy on this address, to -baseline-to")
 		blTo     = flag.String("baseline-to", "", "the provider the bare reverse proxy forwards to")
@@ -112,7 +113,11 @@ func main() {
 		compared = append(compared, target{"go-proxy", *baseline, *directK})
 	}
 	if *fullKey != "" {
-		compared = append(compared, target{"edge-full", *via, *fullKey})
+		url := *fullEdge
+		if url == "" {
+			url = *via
+		}
+		compared = append(compared, target{"edge-full", url, *fullKey})
 	}
 	var results []result
 	var own hist // the edge's own added-latency histogram over the fixed-rate phase
