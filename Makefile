@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: build demo test bench soak lint vulncheck fuzz clean
+.PHONY: build demo test bench soak lint vulncheck fuzz images clean
 
 # Static, trimmed binaries: the same way the container images build them.
 build:
@@ -31,6 +31,12 @@ lint:
 # (scripts/vulncheck.sh; its allow-list says why each accepted finding is).
 vulncheck:
 	@scripts/vulncheck.sh
+
+# The container images, built without a container engine from the
+# Dockerfiles in deploy/docker (package deploy/deploytest/ociimage):
+# .tmp/images/codex-edge.tar and codex-controlplane.tar, for docker load.
+images:
+	@cd deploy/deploytest && $(GO) run ./cmd/codex-image -root ../.. -out ../../.tmp/images -version $${VERSION:-dev}
 
 # Short fuzz runs of every fuzz target (longer: FUZZTIME=5m make fuzz).
 fuzz:
