@@ -373,12 +373,16 @@ func TestServeRoleRefusesSuperuserAndBypassRLS(t *testing.T) {
 	for _, q := range []string{
 		`CREATE ROLE codex_super LOGIN SUPERUSER PASSWORD 'pw'`,
 		`CREATE ROLE codex_bypass LOGIN BYPASSRLS PASSWORD 'pw'`,
+		// Neither attribute is inherited, but a member may SET ROLE.
+		`CREATE ROLE codex_member LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD 'pw'`,
+		`CREATE ROLE codex_escape NOLOGIN BYPASSRLS`,
+		`GRANT codex_escape TO codex_member`,
 	} {
 		if _, err := su.Exec(t.Context(), q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for role, want := range map[string]string{"codex_super": "superuser", "codex_bypass": "BYPASSRLS"} {
+	for role, want := range map[string]string{"codex_super": "superuser", "codex_bypass": "BYPASSRLS", "codex_member": "SET ROLE"} {
 		url := strings.Replace(owner, "codex_owner:owner_pw", role+":pw", 1)
 		err := pgtest.Open(t, url).CheckServeRole(t.Context(), role)
 		if err == nil || !strings.Contains(err.Error(), want) {
