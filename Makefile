@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: build demo test bench soak lint vulncheck fuzz images clean
+.PHONY: build demo test bench soak chaos lint vulncheck fuzz images clean
 
 # Static, trimmed binaries: the same way the container images build them.
 build:
@@ -21,6 +21,13 @@ bench: build
 
 soak: build
 	@BENCH_PHASES=soak BENCH_SOAK=$${BENCH_SOAK:-10m} BENCH_GO=0 scripts/bench.sh
+
+# Two edges on one Postgres and Redis with metric sharing on, under steady
+# load while Redis, Postgres, the control plane and an edge are killed in
+# turn; reports failed requests, lost rows and lost or doubled metrics
+# (scripts/chaos.sh; make test runs a short version).
+chaos: build
+	@scripts/chaos.sh
 
 # gofmt, go vet, then golangci-lint (.golangci.yml) in each module; the
 # first run builds golangci-lint into .tmp/bin (scripts/lint.sh).

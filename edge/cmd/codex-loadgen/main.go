@@ -16,11 +16,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -86,7 +88,37 @@ func main() {
 	flag.DurationVar(&ho.readTimeout, "read-timeout", 0, "hostile: the edge's CODEX_CLIENT_READ_TIMEOUT, which slow bodies are judged against (0: the edge has none)")
 	flag.StringVar(&ho.key, "hostile-key", "", "hostile: gateway key of the hostile clients, an org whose provider is a fake of its own (default: -edge-key)")
 	maxRSS := flag.Int("hostile-max-rss-mib", 200, "hostile: the edge's RSS under attack is judged against this bound")
+	chaosEdges := flag.String("chaos-edges", "", "instead of measuring, keep a steady mixed load at -rate on these edges (comma-separated base URLs, key -edge-key) until interrupted, writing each outcome to -chaos-out (scripts/chaos.sh)")
+	chaosOut := flag.String("chaos-out", "chaos.jsonl", "chaos: the outcomes file")
+	chaosFaults := flag.String("chaos-report", "", "instead of measuring, report the chaos run of -chaos-out against this faults file (NAME START_MS END_MS lines); exits 1 when a target fails")
+	chaosGrace := flag.Duration("chaos-grace", 2*time.Second, "chaos report: a request sent this long after a fault's recovery still counts against the fault")
+	chaosRows := flag.Int64("chaos-rows", -1, "chaos report: the edges' metadata rows")
+	chaosCP := flag.Int64("chaos-cp-requests", -1, "chaos report: the requests in the control plane's totals")
 	flag.Parse()
+	if *chaosFaults != "" {
+		ok, err := chaosReport(os.Stdout, *chaosOut, *chaosFaults, *chaosGrace, *chaosRows, *chaosCP)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
+			os.Exit(2)
+		}
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
+	if *chaosEdges != "" {
+		var edges []target
+		for i, u := range strings.Split(*chaosEdges, ",") {
+			edges = append(edges, target{fmt.Sprintf("edge%d", i+1), strings.TrimSpace(u), *edgeK})
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runChaos(ctx, edges, *rate, *chaosOut); err != nil {
+			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *blListen != "" {
 		if err := serveBaseline(*blListen, *blTo); err != nil {
 			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
