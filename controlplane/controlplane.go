@@ -232,6 +232,14 @@ var DefaultRetention = Retention{Minute: 35 * Day, Hour: 400 * Day, Day: 5 * 365
 type Store interface {
 	StaffStore
 
+	// DeploymentSecret returns the sealed secret of the deployment (not
+	// of an org) stored under name, ErrNotFound when there is none.
+	DeploymentSecret(ctx context.Context, name string) ([]byte, error)
+	// AddDeploymentSecret stores sealed under name unless one is stored
+	// there already, and returns the one stored: instances starting at
+	// once all end up with the first one's.
+	AddDeploymentSecret(ctx context.Context, name string, sealed []byte) ([]byte, error)
+
 	CreateOrg(ctx context.Context, o Org) error
 	Org(ctx context.Context, id string) (Org, error)
 

@@ -52,7 +52,7 @@ type Config struct {
 	Store controlplane.Store
 	// Enroll creates enrollment tokens and revokes edges.
 	Enroll *enroll.Service
-	// Key signs sessions (see LoadOrCreateKey); at least 32 bytes.
+	// Key signs sessions (see SharedKey); at least 32 bytes.
 	Key []byte
 	// SessionTTL is a session's lifetime; 12 hours if zero.
 	SessionTTL time.Duration
@@ -68,7 +68,7 @@ type Config struct {
 	PasswordHashWait      time.Duration
 
 	// StaffKey, when set, enables the staff pages under /staff: it signs
-	// staff sessions (its own key, never Key; see LoadOrCreateKey), at
+	// staff sessions (its own key, never Key; see SharedKey), at
 	// least 32 bytes. Sealer opens the staff's sealed TOTP secrets; it is
 	// required with StaffKey.
 	StaffKey []byte

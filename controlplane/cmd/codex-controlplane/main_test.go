@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -37,6 +38,7 @@ import (
 	"github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/password"
+	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/controlplane/store/storetest"
 	"github.com/persiv/codex/controlplane/testenv"
@@ -336,11 +338,22 @@ func serveAndIngest(t *testing.T, env map[string]string) string {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") == "" {
 		t.Fatalf("GET /login: %d, CSP %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
 	}
-	if dir := env["CODEX_DATA_DIR"]; dir != "" {
-		fi, err := os.Stat(filepath.Join(dir, "dashboard", "session.key"))
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("dashboard session key: %v, mode %v", err, fi.Mode())
+	// The session keys are in the store, sealed (every instance shares
+	// them), not in files.
+	if dir := env["CODEX_DATA_DIR"]; dir != "" && env["CODEX_DATABASE_URL"] == "" {
+		if _, err := os.Stat(filepath.Join(dir, "dashboard", "session.key")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("dashboard session key file: %v, want none", err)
 		}
+		st, err := sqlite.Open(t.Context(), filepath.Join(dir, "controlplane.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"dashboard-session", "staff-session"} {
+			if b, err := st.DeploymentSecret(t.Context(), name); err != nil || !sealer.IsSealed(b) {
+				t.Errorf("deployment secret %s: %v; want it stored, sealed", name, err)
+			}
+		}
+		_ = st.Close()
 	}
 
 	kp, _ := nkeys.CreateUser()

@@ -63,6 +63,8 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 		"REVOKE ALL ON access_log FROM " + role,
 		"GRANT SELECT, INSERT ON access_log TO " + role,
 		"GRANT EXECUTE ON FUNCTION codex_staff_orgs() TO " + role,
+		// Deployment secrets are written once and never changed.
+		"GRANT SELECT, INSERT ON deployment_secrets TO " + role,
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate: grant to %s: %w", appRole, err)

@@ -50,6 +50,7 @@ func Run(t *testing.T, open Open) {
 	for _, tc := range staffTests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
+	t.Run("DeploymentSecrets", func(t *testing.T) { testDeploymentSecrets(t, open(t)) })
 }
 
 var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
