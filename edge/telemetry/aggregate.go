@@ -316,7 +316,8 @@ type Minimize struct {
 	// withheld one carries wire.Other. Nil: all of them.
 	Dimensions []string
 	// MinCount: rows of fewer requests are folded into one wire.Other
-	// row per cache status and status class. 0 or 1: none are.
+	// row per cache status and status class (memory uses and audit
+	// counts alike: ApplyMemories, ApplyAudit). 0 or 1: none are.
 	MinCount int64
 	// Heartbeat: windows without usage are sent at most this often.
 	Heartbeat time.Duration
