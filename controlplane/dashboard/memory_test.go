@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,17 @@ func TestOverviewShowsMemoriesAndAuditCounts(t *testing.T) {
 		if !strings.Contains(pageA, want) {
 			t.Errorf("org A's overview lacks %s", want)
 		}
+	}
+	var api struct {
+		Memories []wire.MemoryUse  `json:"memories"`
+		Audit    []wire.AuditCount `json:"audit"`
+	}
+	if err := json.Unmarshal([]byte(f.session(t, ownerA).get("/api/v1/dashboard/usage?range=1h").body), &api); err != nil {
+		t.Fatal(err)
+	}
+	if len(api.Memories) != 2 || api.Memories[0] != (wire.MemoryUse{Workspace: "ws1", KeyRef: "none", Name: "alpha-style", Version: 3, Requests: 5, Tokens: 6015, Estimated: 5}) ||
+		len(api.Audit) != 2 {
+		t.Errorf("API: memories %+v, audit %+v", api.Memories, api.Audit)
 	}
 	pageB := f.session(t, ownerB).get("/overview?range=24h").body
 	if !strings.Contains(pageB, `<code>beta-style@1</code>`) || !strings.Contains(pageB, `<td class="num audit-none">2</td><td class="num audit-hash">0</td>`) {
