@@ -16,19 +16,25 @@ import (
 	"github.com/persiv/codex/shared/wire"
 )
 
-// publishBatch sends b as its edge does, over the embedded NATS server
-// with the edge's credentials.
-func publishBatch(t *testing.T, ed testenv.Edge, b *wire.UsageBatch) {
+// edgeStream connects as ed, over the embedded NATS server with the
+// edge's credentials, until the test ends.
+func edgeStream(t *testing.T, ed testenv.Edge) jetstream.JetStream {
 	t.Helper()
 	nc, err := ed.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+// publishBatch sends b as its edge does.
+func publishBatch(t *testing.T, js jetstream.JetStream, ed testenv.Edge, b *wire.UsageBatch) {
+	t.Helper()
 	data, err := wire.Encode(b)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +42,7 @@ func publishBatch(t *testing.T, ed testenv.Edge, b *wire.UsageBatch) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := js.Publish(ctx, ed.Subject, data, jetstream.WithMsgID(wire.MsgID(b.EdgeID, b.Seq))); err != nil {
-		t.Fatal(err)
+		t.Fatalf("publish batch %d: %v", b.Seq, err)
 	}
 }
 
@@ -69,9 +75,10 @@ func TestOverviewShowsMemoriesAndAuditCounts(t *testing.T) {
 	b := storetest.Batch(orgB, edB.EdgeID, 1, at, 1)
 	b.Memories = []wire.MemoryUse{{Workspace: "ws1", KeyRef: "none", Name: "beta-style", Version: 1, Requests: 2, Tokens: 20, Estimated: 2}}
 	b.Audit = []wire.AuditCount{{Workspace: "ws1", Level: "none", Records: 2}}
-	publishBatch(t, edA, a)
-	publishBatch(t, edA, a2)
-	publishBatch(t, edB, b)
+	jsA := edgeStream(t, edA)
+	publishBatch(t, jsA, edA, a)
+	publishBatch(t, jsA, edA, a2)
+	publishBatch(t, edgeStream(t, edB), edB, b)
 	testenv.Eventually(t, 30*time.Second, "three batches stored", func() bool { return f.env.Ingester.Stats().Stored == 3 })
 
 	pageA := f.session(t, ownerA).get("/overview?range=1h").body
