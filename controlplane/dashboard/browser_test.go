@@ -99,7 +99,7 @@ func TestBrowserOverviewAndFleet(t *testing.T) {
 	}
 
 	// The edge publishes a day of batches, every 30 minutes, over NATS.
-	js := edgeStream(t, edge)
+	js := edge.JetStream(t)
 	var want sent
 	const batches = 47
 	for seq := int64(1); seq <= batches; seq++ {

@@ -16,22 +16,6 @@ import (
 	"github.com/persiv/codex/shared/wire"
 )
 
-// edgeStream connects as ed, over the embedded NATS server with the
-// edge's credentials, until the test ends.
-func edgeStream(t *testing.T, ed testenv.Edge) jetstream.JetStream {
-	t.Helper()
-	nc, err := ed.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // publishBatch sends b as its edge does.
 func publishBatch(t *testing.T, js jetstream.JetStream, ed testenv.Edge, b *wire.UsageBatch) {
 	t.Helper()
@@ -75,10 +59,10 @@ func TestOverviewShowsMemoriesAndAuditCounts(t *testing.T) {
 	b := storetest.Batch(orgB, edB.EdgeID, 1, at, 1)
 	b.Memories = []wire.MemoryUse{{Workspace: "ws1", KeyRef: "none", Name: "beta-style", Version: 1, Requests: 2, Tokens: 20, Estimated: 2}}
 	b.Audit = []wire.AuditCount{{Workspace: "ws1", Level: "none", Records: 2}}
-	jsA := edgeStream(t, edA)
+	jsA := edA.JetStream(t)
 	publishBatch(t, jsA, edA, a)
 	publishBatch(t, jsA, edA, a2)
-	publishBatch(t, edgeStream(t, edB), edB, b)
+	publishBatch(t, edB.JetStream(t), edB, b)
 	testenv.Eventually(t, 30*time.Second, "three batches stored", func() bool { return f.env.Ingester.Stats().Stored == 3 })
 
 	pageA := f.session(t, ownerA).get("/overview?range=1h").body

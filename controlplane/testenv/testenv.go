@@ -189,6 +189,22 @@ func (ed Edge) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(ed.NATSURL, opts...)
 }
 
+// JetStream connects as the edge until the test ends and returns its
+// JetStream context, to publish batches as codex-edge does.
+func (ed Edge) JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := ed.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // pollEvery is how often Eventually checks its condition.
 const pollEvery = 5 * time.Millisecond
 
