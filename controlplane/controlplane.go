@@ -301,12 +301,22 @@ type Store interface {
 	// last-seen time and the hour and day roll-ups in the same transaction.
 	// A batch's budgets replace what was stored of the same budgets
 	// (org, workspace, key reference, period) when the batch's window is
-	// the later one.
+	// the later one; its memory uses and audit counts are added to those
+	// of the hour its window starts in.
 	IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (stored bool, err error)
 	Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error)
 	// BudgetUses lists the org's budgets as its edges last reported them,
 	// by workspace, key reference and period.
 	BudgetUses(ctx context.Context, orgID string) ([]BudgetUse, error)
+	// MemoryUses sums the memory uses the org's edges reported (batches
+	// of schema version 3 on) for windows starting in [from, to), kept by
+	// the hour: by workspace, key reference, name and version, each
+	// workspace's most used first.
+	MemoryUses(ctx context.Context, orgID string, from, to time.Time) ([]wire.MemoryUse, error)
+	// AuditCounts sums the audit record counts the org's edges reported
+	// for windows starting in [from, to), kept by the hour: by workspace
+	// and capture level.
+	AuditCounts(ctx context.Context, orgID string, from, to time.Time) ([]wire.AuditCount, error)
 	// Prune deletes usage older than the retention of its resolution.
 	Prune(ctx context.Context, r Retention, now time.Time) error
 

@@ -205,6 +205,14 @@ func (m *Memory) Prepare() error {
 // Label is name@version, as the x-codex-memory header shows it.
 func (m Memory) Label() string { return m.Name + "@" + strconv.FormatInt(m.Version, 10) }
 
+// MemoryUse is one memory injected into a request.
+type MemoryUse struct {
+	KeyID   string // empty: the org's memory
+	Name    string
+	Version int64
+	Tokens  int64 // estimated when the memory was set (package memory)
+}
+
 // MemoryRecord is the record key a memory's text is sealed under: it binds
 // the ciphertext to its key, name and version, so that no stored text can
 // stand in for another.
@@ -278,6 +286,14 @@ type RequestRecord struct {
 	// were set (package memory), not counted by the provider: the
 	// provider reports only the request's total.
 	MemoryTokensEstimate int64
+	// Memories are the memories of MemoryID one by one, for telemetry:
+	// names, versions and token estimates, never their text. Shared
+	// between requests: read only. Not stored with the request.
+	Memories []MemoryUse
+	// Audit is the capture level of the audit record written for the
+	// request; empty when none was (no org, or the record was lost).
+	// Counted in telemetry, not stored with the request.
+	Audit AuditLevel
 	// Refused says why the edge itself refused the request, if a limit
 	// did: RefusedRateLimit or RefusedBudget. Counted in telemetry, not
 	// stored with the request.

@@ -57,8 +57,13 @@ var testHash = sync.OnceValue(func() string {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	env := testenv.New(t, testenv.Options{})
-	return newInstance(t, env, []byte("0123456789abcdef0123456789abcdef"), []byte("staff-key-0123456789abcdef012345"))
+	return newFixtureWith(t, testenv.Options{})
+}
+
+// newFixtureWith is newFixture on an Env made with o.
+func newFixtureWith(t testing.TB, o testenv.Options) *fixture {
+	t.Helper()
+	return newInstance(t, testenv.New(t, o), []byte("0123456789abcdef0123456789abcdef"), []byte("staff-key-0123456789abcdef012345"))
 }
 
 // newInstance is a dashboard over env with these session keys: one

@@ -40,7 +40,10 @@ type Env struct {
 
 // Options tweak an Env.
 type Options struct {
-	// Store replaces the SQLite store the ingest writes to.
+	// Base, when set, is the store of the Env (e.g. PostgreSQL) instead
+	// of a fresh SQLite one; the test closes it.
+	Base controlplane.Store
+	// Store replaces the store the ingest writes to.
 	Store func(controlplane.Store) controlplane.Store
 	// NoIngest leaves the consumer stopped.
 	NoIngest bool
@@ -78,11 +81,15 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(limit.Stop)
-	store, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
-	if err != nil {
-		t.Fatal(err)
+	store := o.Base
+	if store == nil {
+		lite, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lite.Close() })
+		store = lite
 	}
-	t.Cleanup(func() { store.Close() })
 	e.Store = store
 	ingestStore := controlplane.Store(store)
 	if o.Store != nil {
@@ -180,6 +187,22 @@ func (e *Env) EnrollEdge(t testing.TB, orgID string) Edge {
 func (ed Edge) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{natsbus.JWTAndKey(ed.UserJWT, ed.Key), nats.CustomInboxPrefix(ed.InboxPrefix), nats.NoReconnect()}, opts...)
 	return nats.Connect(ed.NATSURL, opts...)
+}
+
+// JetStream connects as the edge until the test ends and returns its
+// JetStream context, to publish batches as codex-edge does.
+func (ed Edge) JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := ed.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // pollEvery is how often Eventually checks its condition.

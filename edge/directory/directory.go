@@ -96,6 +96,8 @@ type Memory struct {
 	Label string
 	// Tokens is the sum of their token estimates.
 	Tokens int64
+	// Uses are the memories one by one, for telemetry.
+	Uses []edge.MemoryUse
 	// Digest is the SHA-256 of the text: what the request fingerprint
 	// authenticates in its place (fingerprint.SumWith).
 	Digest [sha256.Size]byte
@@ -340,6 +342,7 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]
 		text  string
 		label string
 		tok   int64
+		use   edge.MemoryUse
 	}
 	var own []part
 	perKey := map[string][]part{}
@@ -353,7 +356,7 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]
 		if err != nil {
 			return nil, fmt.Errorf("org %s: %w", orgID, err)
 		}
-		p := part{string(text), m.Label(), m.Tokens}
+		p := part{string(text), m.Label(), m.Tokens, edge.MemoryUse{KeyID: m.KeyID, Name: m.Name, Version: m.Version, Tokens: m.Tokens}}
 		clear(text)
 		if m.KeyID == "" {
 			own = append(own, p)
@@ -369,13 +372,14 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (map[string]
 			return nil
 		}
 		texts, labels := make([]string, len(ps)), make([]string, len(ps))
+		uses := make([]edge.MemoryUse, len(ps))
 		var tok int64
 		for i, p := range ps {
-			texts[i], labels[i] = p.text, p.label
+			texts[i], labels[i], uses[i] = p.text, p.label, p.use
 			tok += p.tok
 		}
 		text := strings.Join(texts, "\n\n")
-		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Digest: sha256.Sum256([]byte(text))}
+		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Uses: uses, Digest: sha256.Sum256([]byte(text))}
 	}
 	out := map[string]*Memory{}
 	if m := join(own); m != nil {

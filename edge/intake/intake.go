@@ -109,7 +109,7 @@ func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
 	}
 	if mem != nil {
 		x.W.Header()[memory.Header] = []string{mem.Label}
-		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate = mem.Label, mem.Tokens
+		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate, x.Rec.Memories = mem.Label, mem.Tokens, mem.Uses
 	}
 	x.Rec.Fingerprint = sum.String()
 	x.Rec.Model = info.Model

@@ -3,10 +3,7 @@ package postgres_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/store/postgres"
+	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/storetest"
 )
 
@@ -48,41 +46,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func withDB(raw, db string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		panic(err)
-	}
-	u.Path = "/" + db
-	return u.String()
-}
-
 // freshDB creates a migrated database for one test and returns its owner
 // and application URLs.
 func freshDB(tb testing.TB) (owner, app string) {
 	tb.Helper()
-	ctx := context.Background()
-	var b [6]byte
-	rand.Read(b[:])
-	name := "cp_test_" + hex.EncodeToString(b[:])
-	admin, err := pgx.Connect(ctx, ownerURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			tb.Logf("drop test database %s: %v", name, err)
-		}
-		admin.Close(context.Background())
-	})
-	owner, app = withDB(ownerURL, name), withDB(appURL, name)
-	if err := postgres.Migrate(ctx, owner, "codex_app"); err != nil {
-		tb.Fatal(err)
-	}
-	return owner, app
+	return pgtest.FreshDB(tb, ownerURL, appURL)
 }
 
 func open(tb testing.TB) controlplane.Store {
