@@ -43,7 +43,8 @@ pids+=("$!")
 wait_http "http://$hostile_addr/healthz" 10
 echo "==> bare Go reverse proxy on $baseline_addr (the floor any proxy pays for the extra hop)"
 bin/codex-loadgen -baseline-listen "$baseline_addr" -baseline-to "http://$fake_addr" >"$work/baseline.log" 2>&1 &
-pids+=("$!")
+baseline_pid=$!
+pids+=("$baseline_pid")
 wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
 # A rate limit and a budget on the benchmark key (BENCH_GOVERN=0: none).
@@ -112,7 +113,7 @@ echo "==> load (results also in $work/load.json)"
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
   -baseline "http://$baseline_addr" "${redis_args[@]}" -audit-full-key "$full_key" -audit-full-edge "http://$full_addr" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,fixed-redis,hit,saturation,streams,hostile}" \
+  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -baseline-pid "$baseline_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,fixed-redis,hit,saturation,streams,hostile}" \
   -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0
