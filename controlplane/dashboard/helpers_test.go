@@ -57,7 +57,13 @@ var testHash = sync.OnceValue(func() string {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	env := testenv.New(t, testenv.Options{})
+	return newFixtureWith(t, testenv.Options{})
+}
+
+// newFixtureWith is newFixture on an Env started with o.
+func newFixtureWith(t testing.TB, o testenv.Options) *fixture {
+	t.Helper()
+	env := testenv.New(t, o)
 	ck := &clock{t: time.Now().UTC()}
 	env.Enroll.Now = ck.now
 	d, err := New(Config{Store: env.Store, Enroll: env.Enroll, Key: []byte("0123456789abcdef0123456789abcdef"), Now: ck.now,
