@@ -44,6 +44,7 @@ func Run(t *testing.T, open Open) {
 		{"IngestLimitsAndBudgets", testIngestLimitsAndBudgets},
 		{"UsageQuery", testUsageQuery},
 		{"Prune", testPrune},
+		{"DeleteOrg", testDeleteOrg},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
