@@ -6,15 +6,10 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -26,6 +21,7 @@ import (
 	"github.com/persiv/codex/controlplane/natsbus"
 	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/postgres"
+	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/shared/wire"
 )
@@ -61,9 +57,8 @@ type Options struct {
 	// natsbus.DefaultEdgeMaxConnections).
 	EdgeMaxConns int
 	// Postgres puts the store on a fresh, migrated database of the dev
-	// Postgres server (CODEX_TEST_POSTGRES_URL and
-	// CODEX_TEST_POSTGRES_APP_URL, as scripts/dev-postgres.sh prints them)
-	// instead of SQLite; Env.PostgresOwner is its owner role's URL.
+	// Postgres server (pgtest.FreshDB) instead of SQLite;
+	// Env.PostgresOwner is its owner role's URL.
 	Postgres bool
 }
 
@@ -95,7 +90,7 @@ func New(t testing.TB, o Options) *Env {
 	var store controlplane.Store
 	if o.Postgres {
 		var app string
-		e.PostgresOwner, app = postgresDB(t)
+		e.PostgresOwner, app = pgtest.FreshDB(t)
 		store, err = postgres.Open(ctx, app)
 	} else {
 		store, err = sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
@@ -149,55 +144,6 @@ func (e *Env) connect(t testing.TB, creds func() ([]byte, error)) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// postgresDB creates a migrated database on the dev Postgres server,
-// dropped when the test ends, and returns its owner and application URLs.
-func postgresDB(t testing.TB) (owner, app string) {
-	t.Helper()
-	ownerURL, appURL := os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
-	if ownerURL == "" || appURL == "" {
-		t.Fatal(`set CODEX_TEST_POSTGRES_URL and CODEX_TEST_POSTGRES_APP_URL: eval "$(scripts/dev-postgres.sh start)"`)
-	}
-	ctx := context.Background()
-	var b [6]byte
-	rand.Read(b[:])
-	name := "cp_test_" + hex.EncodeToString(b[:])
-	admin, err := pgx.Connect(ctx, ownerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), ownerURL)
-		if err != nil {
-			return // the server is gone; nothing to drop
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("drop test database %s: %v", name, err)
-		}
-	})
-	withDB := func(raw string) string {
-		u, err := url.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Path = "/" + name
-		return u.String()
-	}
-	owner, app = withDB(ownerURL), withDB(appURL)
-	u, err := url.Parse(appURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := postgres.Migrate(ctx, owner, u.User.Username()); err != nil {
-		t.Fatal(err)
-	}
-	return owner, app
 }
 
 // Sealer returns a sealer over a local key file in dir, made on first use:
