@@ -193,19 +193,7 @@ func TestOrgsDeleteSQLite(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		rows, err := db.Query(`SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND p.name = 'org_id'`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tables []string
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			tables = append(tables, n)
-		}
-		rows.Close()
+		tables := sqliteOrgTables(t, db)
 		out := map[string]int{}
 		for _, tb := range append(tables, "orgs") {
 			col := "org_id"
@@ -241,4 +229,26 @@ func TestOrgsDeleteSQLite(t *testing.T) {
 			t.Errorf("beta's rows in %s: %d before, %d after", table, n, after[table])
 		}
 	}
+}
+
+// sqliteOrgTables lists the tables with an org_id column.
+func sqliteOrgTables(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND p.name = 'org_id'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return tables
 }

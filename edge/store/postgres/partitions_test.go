@@ -155,9 +155,10 @@ func TestRequestPartitionsMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
+	mid := time.Date(now.Year(), now.Month(), 15, 12, 0, 0, 0, time.UTC) // months back stay in their month
 	var recs []edge.RequestRecord
 	for i := range 6 {
-		recs = append(recs, storetest.SampleRecord("o1", "k", fmt.Sprintf("r%d", i), now.AddDate(0, -i, 0)))
+		recs = append(recs, storetest.SampleRecord("o1", "k", fmt.Sprintf("r%d", i), mid.AddDate(0, -i, 0)))
 	}
 	if err := db.InsertRequests(ctx, recs); err != nil {
 		t.Fatal(err)
@@ -170,16 +171,18 @@ func TestRequestPartitionsMigration(t *testing.T) {
 		t.Fatalf("after the migration: %d records, %v; want %d", len(got), err, len(recs))
 	}
 	conn := connect(t, owner)
+	// The owner is under forced row-level security too: read as the org.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.org_id', 'o1', true)`); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range recs {
 		var part string
-		err := conn.QueryRow(ctx, `SELECT tableoid::regclass::text FROM requests WHERE id = $1`, r.ID).Scan(&part)
-		// The owner is under forced row-level security: read as the org.
-		if err != nil {
-			tx, _ := conn.Begin(ctx)
-			tx.Exec(ctx, `SELECT set_config('app.org_id', 'o1', true)`)
-			err = tx.QueryRow(ctx, `SELECT tableoid::regclass::text FROM requests WHERE id = $1`, r.ID).Scan(&part)
-			tx.Rollback(ctx)
-		}
+		err := tx.QueryRow(ctx, `SELECT tableoid::regclass::text FROM requests WHERE id = $1`, r.ID).Scan(&part)
 		if err != nil || part != partitionName(r.Time) {
 			t.Errorf("record %s of %s is in %q (%v), want %s", r.ID, r.Time.Format("2006-01"), part, err, partitionName(r.Time))
 		}
