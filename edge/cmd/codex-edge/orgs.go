@@ -193,7 +193,7 @@ func (e *env) orgsDelete(args []string) error {
 			}
 		}
 		slices.Sort(tables)
-		fmt.Fprintf(e.stdout, "org %s (%s) deleted: data keys destroyed, %d rows removed (%s); its keys stop working on running edges within CODEX_CHANGE_POLL. The deletion is recorded among the deployment's org deletions (table org_deletions).\n",
+		fmt.Fprintf(e.stdout, "org %s (%s) deleted: data keys destroyed, %d rows removed (%s); its keys stop working on running edges within CODEX_CHANGE_POLL. The deletion is recorded among the deployment's org deletions (orgs deletions).\n",
 			name, id, total, strings.Join(tables, ", "))
 		return nil
 	})
@@ -224,4 +224,37 @@ func orgContents(e *env, st server.Store, o edge.Org) (string, error) {
 	return fmt.Sprintf("org %s (%s): its data keys (crypto shred), %d gateway keys, %d provider settings, %d limits, %d budgets, %d memories, "+
 		"and all its audit events, request metadata, spend, settings and the org itself",
 		o.Name, o.ID, len(keys), len(providers), len(limits), len(budgets), len(memories)), nil
+}
+
+// orgsDeletions lists the deployment's record of deleted orgs.
+func (e *env) orgsDeletions(args []string) error {
+	f := newFlags("orgs deletions", true)
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
+		dels, err := st.OrgDeletions(e.ctx)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			enc := json.NewEncoder(e.stdout)
+			for _, d := range dels {
+				if err := enc.Encode(map[string]any{"org_id": d.OrgID, "time": d.Time, "actor": d.Actor, "via": d.Via, "rows": d.Rows}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ORG ID\tDELETED\tBY\tVIA\tROWS")
+		for _, d := range dels {
+			var rows int64
+			for _, n := range d.Rows {
+				rows += n
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", d.OrgID, d.Time.Format(time.RFC3339), d.Actor, d.Via, rows)
+		}
+		return tw.Flush()
+	})
 }

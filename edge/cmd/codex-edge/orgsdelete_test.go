@@ -229,6 +229,13 @@ func TestOrgsDeleteSQLite(t *testing.T) {
 			t.Errorf("beta's rows in %s: %d before, %d after", table, n, after[table])
 		}
 	}
+	dels := jsonLines(t, c.ok("orgs", "deletions", "--json"))
+	if len(dels) != 1 || dels[0]["org_id"] != ids["acme"] || dels[0]["via"] != "cli" {
+		t.Errorf("orgs deletions: %v", dels)
+	}
+	if out := c.ok("orgs", "deletions"); !strings.Contains(out, ids["acme"]) || strings.Contains(out, "acme\t") {
+		t.Errorf("orgs deletions: %q", out)
+	}
 }
 
 // sqliteOrgTables lists the tables with an org_id column.
