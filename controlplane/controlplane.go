@@ -226,6 +226,17 @@ type Retention struct {
 // for 5 years: a year of hours stays fast to scan for one org.
 var DefaultRetention = Retention{Minute: 35 * Day, Hour: 400 * Day, Day: 5 * 365 * Day}
 
+// OrgDeletion is the record of an org deleted by its owner, kept at the
+// deployment's level since the org's own rows are gone: the org's random
+// id (not its name), when, who (the owner's user id), and how many rows of
+// each table were removed.
+type OrgDeletion struct {
+	OrgID  string
+	Time   time.Time
+	UserID string
+	Rows   map[string]int64 // table → rows deleted
+}
+
 // Store persists accounts, edges and usage, and staff access
 // (StaffStore). Every method but RedeemEnrollToken and the staff ones is
 // scoped by org.
@@ -319,6 +330,15 @@ type Store interface {
 	AuditCounts(ctx context.Context, orgID string, from, to time.Time) ([]wire.AuditCount, error)
 	// Prune deletes usage older than the retention of its resolution.
 	Prune(ctx context.Context, r Retention, now time.Time) error
+
+	// DeleteOrg removes the org d.OrgID and every row that names it, in
+	// every table with an org_id column (found in the schema, so a table
+	// added later is covered; the access log included), in one
+	// transaction, and records d, with Rows filled in, among the
+	// deployment's org deletions. An unknown org is ErrNotFound.
+	DeleteOrg(ctx context.Context, d OrgDeletion) (OrgDeletion, error)
+	// OrgDeletions returns the recorded org deletions, oldest first.
+	OrgDeletions(ctx context.Context) ([]OrgDeletion, error)
 
 	Ping(ctx context.Context) error
 	Close() error

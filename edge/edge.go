@@ -323,6 +323,18 @@ type Change struct {
 	Ref   string
 }
 
+// OrgDeletion is the record of an org deleted (orgs delete). It is kept at
+// the deployment's level, since the org's own audit chain goes with it: the
+// org's id (a random reference; not its name), when, who, and how many rows
+// of each table were removed.
+type OrgDeletion struct {
+	OrgID string
+	Time  time.Time
+	Actor string
+	Via   string
+	Rows  map[string]int64 // table → rows deleted
+}
+
 // Store persists orgs, keys, provider settings and request metadata.
 // Every method but KeyByHash and KeyByID is scoped by org.
 type Store interface {
@@ -399,6 +411,16 @@ type Store interface {
 
 	// Changes returns change-feed entries after seq, oldest first.
 	Changes(ctx context.Context, after int64) ([]Change, error)
+
+	// DeleteOrg removes the org d.OrgID and every row that names it, in
+	// every table with an org_id column (found in the schema, so a table
+	// added later is covered), in one transaction. It records d, with
+	// Rows filled in, among the deployment's org deletions, and a "key"
+	// change for each of the org's keys (with no org id: the org is gone)
+	// so that running instances drop them. An unknown org is ErrNotFound.
+	DeleteOrg(ctx context.Context, d OrgDeletion) (OrgDeletion, error)
+	// OrgDeletions returns the recorded org deletions, oldest first.
+	OrgDeletions(ctx context.Context) ([]OrgDeletion, error)
 
 	Ping(ctx context.Context) error
 	Close() error

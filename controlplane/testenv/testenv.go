@@ -20,6 +20,8 @@ import (
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
 	"github.com/persiv/codex/controlplane/sealer"
+	"github.com/persiv/codex/controlplane/store/postgres"
+	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/shared/wire"
 )
@@ -36,6 +38,9 @@ type Env struct {
 	Store    controlplane.Store
 	Enroll   *enroll.Service
 	Ingester *ingest.Ingester
+	// PostgresOwner is the owner role's URL of the Postgres store, with
+	// Options.Postgres.
+	PostgresOwner string
 }
 
 // Options tweak an Env.
@@ -54,6 +59,10 @@ type Options struct {
 	// EdgeMaxConns bounds each edge's connections (default
 	// natsbus.DefaultEdgeMaxConnections).
 	EdgeMaxConns int
+	// Postgres puts the store on a fresh, migrated database of the dev
+	// Postgres server (pgtest.FreshDB) instead of SQLite;
+	// Env.PostgresOwner is its owner role's URL.
+	Postgres bool
 }
 
 // New starts an Env that stops when the test ends.
@@ -82,12 +91,23 @@ func New(t testing.TB, o Options) *Env {
 	}
 	t.Cleanup(limit.Stop)
 	store := o.Base
-	if store == nil {
+	switch {
+	case store != nil:
+	case o.Postgres:
+		var app string
+		e.PostgresOwner, app = pgtest.FreshDB(t)
+		pg, err := postgres.Open(ctx, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pg.Close() })
+		store = pg
+	default:
 		lite, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { lite.Close() })
+		t.Cleanup(func() { _ = lite.Close() })
 		store = lite
 	}
 	e.Store = store

@@ -474,6 +474,16 @@ func (d *Directory) forgetKey(keyID string) {
 	}
 }
 
+// forgetKeyAndOrg drops what is held of the org of a cached key.
+func (d *Directory) forgetKeyAndOrg(keyID string) {
+	for _, h := range d.keys.Keys() {
+		if k, ok := d.keys.Peek(h); ok && k.ID == keyID {
+			d.forgetOrg(k.OrgID)
+			return
+		}
+	}
+}
+
 // ForgetOrg drops what is held of an org (its settings, memories and
 // resolved keys), so that a change made through this instance applies to
 // its next request; other instances follow the change feed.
@@ -506,6 +516,11 @@ func (d *Directory) Sync(ctx context.Context) error {
 		for _, c := range changes {
 			switch c.Kind {
 			case "key":
+				if c.OrgID == "" {
+					// The key's org was deleted (orgs delete): what is
+					// held of it goes too.
+					d.forgetKeyAndOrg(c.Ref)
+				}
 				d.forgetKey(c.Ref)
 				// A key created elsewhere may be one remembered as absent.
 				d.absent.Purge()

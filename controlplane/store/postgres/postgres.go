@@ -65,6 +65,10 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 		"GRANT EXECUTE ON FUNCTION codex_staff_orgs() TO " + role,
 		// Deployment secrets are written once and never changed.
 		"GRANT SELECT, INSERT ON deployment_secrets TO " + role,
+		// Deleting an org whole goes through codex_delete_org, the one
+		// way the access log's rows are removed; the record of it stays.
+		"GRANT EXECUTE ON FUNCTION codex_delete_org(text) TO " + role,
+		"GRANT SELECT, INSERT ON org_deletions TO " + role,
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate: grant to %s: %w", appRole, err)

@@ -1,13 +1,8 @@
 package postgres_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,39 +14,9 @@ import (
 	"github.com/persiv/codex/controlplane/store/storetest"
 )
 
-// ownerURL and appURL point at the dev server (scripts/dev-postgres.sh);
-// TestMain starts it when make test has not.
-var ownerURL, appURL string
-
-func TestMain(m *testing.M) {
-	ownerURL, appURL = os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
-	if ownerURL == "" || appURL == "" {
-		out, err := exec.Command("../../../scripts/dev-postgres.sh", "start").Output()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "start dev postgres:", err)
-			os.Exit(1)
-		}
-		sc := bufio.NewScanner(strings.NewReader(string(out)))
-		for sc.Scan() {
-			k, v, _ := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
-			v = strings.Trim(v, "'")
-			switch k {
-			case "CODEX_TEST_POSTGRES_URL":
-				ownerURL = v
-			case "CODEX_TEST_POSTGRES_APP_URL":
-				appURL = v
-			}
-		}
-	}
-	os.Exit(m.Run())
-}
-
 // freshDB creates a migrated database for one test and returns its owner
 // and application URLs.
-func freshDB(tb testing.TB) (owner, app string) {
-	tb.Helper()
-	return pgtest.FreshDB(tb, ownerURL, appURL)
-}
+func freshDB(tb testing.TB) (owner, app string) { return pgtest.FreshDB(tb) }
 
 func open(tb testing.TB) controlplane.Store {
 	tb.Helper()

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Open) {
 		{"IngestMemoriesAndAudit", testIngestMemoriesAndAudit},
 		{"UsageQuery", testUsageQuery},
 		{"Prune", testPrune},
+		{"DeleteOrg", testDeleteOrg},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

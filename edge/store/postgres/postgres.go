@@ -123,13 +123,15 @@ func Unreachable(err error) bool {
 // its (owner) role, granting appRole the row privileges the store needs.
 // Concurrent migrators serialise on goose's session lock.
 func Migrate(ctx context.Context, ownerURL, appRole string) error {
-	if err := migrate(ctx, ownerURL, appRole); err != nil {
+	if err := migrate(ctx, ownerURL, appRole, 0); err != nil {
 		return fmt.Errorf("migrate the Postgres database (as its owner role, granting %s): %w", appRole, err)
 	}
 	return nil
 }
 
-func migrate(ctx context.Context, ownerURL, appRole string) error {
+// migrate applies the migrations up to version to, or all of them when to
+// is 0.
+func migrate(ctx context.Context, ownerURL, appRole string, to int64) error {
 	if appRole == "" {
 		return fmt.Errorf("empty application role: %w", edge.ErrInvalid)
 	}
@@ -144,6 +146,10 @@ func migrate(ctx context.Context, ownerURL, appRole string) error {
 	defer func() { _ = sqlDB.Close() }() // one connection, used only here
 	p, err := newProvider(sqlDB)
 	if err != nil {
+		return err
+	}
+	if to > 0 {
+		_, err = p.UpTo(ctx, to)
 		return err
 	}
 	_, err = p.Up(ctx)

@@ -570,7 +570,7 @@ func TestDefinerFunctions(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"codex_audit_event_org", "codex_changes", "codex_dek_orgs", "codex_key_by_hash", "codex_key_by_id", "codex_org_master_keys", "codex_orgs"}
+	want := []string{"codex_audit_event_org", "codex_changes", "codex_dek_orgs", "codex_delete_org", "codex_key_by_hash", "codex_key_by_id", "codex_org_master_keys", "codex_orgs", "codex_requests_drop_partitions", "codex_requests_partitions"}
 	if !slices.Equal(names, want) {
 		t.Errorf("SECURITY DEFINER functions %v, want exactly %v", names, want)
 	}

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) edge.Store) {
 		{"MemoryKeysAndOrder", testMemoryKeysAndOrder},
 		{"MemoryChanges", testMemoryChanges},
 		{"Ping", testPing},
+		{"DeleteOrg", testDeleteOrg},
 	}
 	tests = append(tests, governanceTests()...)
 	for _, tt := range tests {
