@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: build demo test bench soak lint vulncheck fuzz clean
+.PHONY: build demo test bench soak chaos lint vulncheck fuzz images clean
 
 # Static, trimmed binaries: the same way the container images build them.
 build:
@@ -22,6 +22,13 @@ bench: build
 soak: build
 	@BENCH_PHASES=soak BENCH_SOAK=$${BENCH_SOAK:-10m} BENCH_GO=0 scripts/bench.sh
 
+# Two edges on one Postgres and Redis with metric sharing on, under steady
+# load while Redis, Postgres, the control plane and an edge are killed in
+# turn; reports failed requests, lost rows and lost or doubled metrics
+# (scripts/chaos.sh; make test runs a short version).
+chaos: build
+	@scripts/chaos.sh
+
 # gofmt, go vet, then golangci-lint (.golangci.yml) in each module; the
 # first run builds golangci-lint into .tmp/bin (scripts/lint.sh).
 lint:
@@ -31,6 +38,12 @@ lint:
 # (scripts/vulncheck.sh; its allow-list says why each accepted finding is).
 vulncheck:
 	@scripts/vulncheck.sh
+
+# The container images, built without a container engine from the
+# Dockerfiles in deploy/docker (package deploy/deploytest/ociimage):
+# .tmp/images/codex-edge.tar and codex-controlplane.tar, for docker load.
+images:
+	@cd deploy/deploytest && $(GO) run ./cmd/codex-image -root ../.. -out ../../.tmp/images -version $${VERSION:-dev}
 
 # Short fuzz runs of every fuzz target (longer: FUZZTIME=5m make fuzz).
 fuzz:

@@ -226,11 +226,30 @@ type Retention struct {
 // for 5 years: a year of hours stays fast to scan for one org.
 var DefaultRetention = Retention{Minute: 35 * Day, Hour: 400 * Day, Day: 5 * 365 * Day}
 
+// OrgDeletion is the record of an org deleted by its owner, kept at the
+// deployment's level since the org's own rows are gone: the org's random
+// id (not its name), when, who (the owner's user id), and how many rows of
+// each table were removed.
+type OrgDeletion struct {
+	OrgID  string
+	Time   time.Time
+	UserID string
+	Rows   map[string]int64 // table → rows deleted
+}
+
 // Store persists accounts, edges and usage, and staff access
 // (StaffStore). Every method but RedeemEnrollToken and the staff ones is
 // scoped by org.
 type Store interface {
 	StaffStore
+
+	// DeploymentSecret returns the sealed secret of the deployment (not
+	// of an org) stored under name, ErrNotFound when there is none.
+	DeploymentSecret(ctx context.Context, name string) ([]byte, error)
+	// AddDeploymentSecret stores sealed under name unless one is stored
+	// there already, and returns the one stored: instances starting at
+	// once all end up with the first one's.
+	AddDeploymentSecret(ctx context.Context, name string, sealed []byte) ([]byte, error)
 
 	CreateOrg(ctx context.Context, o Org) error
 	Org(ctx context.Context, id string) (Org, error)
@@ -293,14 +312,33 @@ type Store interface {
 	// last-seen time and the hour and day roll-ups in the same transaction.
 	// A batch's budgets replace what was stored of the same budgets
 	// (org, workspace, key reference, period) when the batch's window is
-	// the later one.
+	// the later one; its memory uses and audit counts are added to those
+	// of the hour its window starts in.
 	IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (stored bool, err error)
 	Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error)
 	// BudgetUses lists the org's budgets as its edges last reported them,
 	// by workspace, key reference and period.
 	BudgetUses(ctx context.Context, orgID string) ([]BudgetUse, error)
+	// MemoryUses sums the memory uses the org's edges reported (batches
+	// of schema version 3 on) for windows starting in [from, to), kept by
+	// the hour: by workspace, key reference, name and version, each
+	// workspace's most used first.
+	MemoryUses(ctx context.Context, orgID string, from, to time.Time) ([]wire.MemoryUse, error)
+	// AuditCounts sums the audit record counts the org's edges reported
+	// for windows starting in [from, to), kept by the hour: by workspace
+	// and capture level.
+	AuditCounts(ctx context.Context, orgID string, from, to time.Time) ([]wire.AuditCount, error)
 	// Prune deletes usage older than the retention of its resolution.
 	Prune(ctx context.Context, r Retention, now time.Time) error
+
+	// DeleteOrg removes the org d.OrgID and every row that names it, in
+	// every table with an org_id column (found in the schema, so a table
+	// added later is covered; the access log included), in one
+	// transaction, and records d, with Rows filled in, among the
+	// deployment's org deletions. An unknown org is ErrNotFound.
+	DeleteOrg(ctx context.Context, d OrgDeletion) (OrgDeletion, error)
+	// OrgDeletions returns the recorded org deletions, oldest first.
+	OrgDeletions(ctx context.Context) ([]OrgDeletion, error)
 
 	Ping(ctx context.Context) error
 	Close() error

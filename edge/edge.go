@@ -205,6 +205,14 @@ func (m *Memory) Prepare() error {
 // Label is name@version, as the x-codex-memory header shows it.
 func (m Memory) Label() string { return m.Name + "@" + strconv.FormatInt(m.Version, 10) }
 
+// MemoryUse is one memory injected into a request.
+type MemoryUse struct {
+	KeyID   string // empty: the org's memory
+	Name    string
+	Version int64
+	Tokens  int64 // estimated when the memory was set (package memory)
+}
+
 // MemoryRecord is the record key a memory's text is sealed under: it binds
 // the ciphertext to its key, name and version, so that no stored text can
 // stand in for another.
@@ -278,6 +286,14 @@ type RequestRecord struct {
 	// were set (package memory), not counted by the provider: the
 	// provider reports only the request's total.
 	MemoryTokensEstimate int64
+	// Memories are the memories of MemoryID one by one, for telemetry:
+	// names, versions and token estimates, never their text. Shared
+	// between requests: read only. Not stored with the request.
+	Memories []MemoryUse
+	// Audit is the capture level of the audit record written for the
+	// request; empty when none was (no org, or the record was lost).
+	// Counted in telemetry, not stored with the request.
+	Audit AuditLevel
 	// Refused says why the edge itself refused the request, if a limit
 	// did: RefusedRateLimit or RefusedBudget. Counted in telemetry, not
 	// stored with the request.
@@ -312,6 +328,18 @@ type Shredded struct {
 	Credentials       int64 // sealed provider credentials
 	FingerprintSecret bool
 	Memories          int64 // memories whose text was set
+}
+
+// OrgDeletion is the record of an org deleted (orgs delete). It is kept at
+// the deployment's level, since the org's own audit chain goes with it: the
+// org's id (a random reference; not its name), when, who, and how many rows
+// of each table were removed.
+type OrgDeletion struct {
+	OrgID string
+	Time  time.Time
+	Actor string
+	Via   string
+	Rows  map[string]int64 // table → rows deleted
 }
 
 // Store persists orgs, keys, provider settings and request metadata.
@@ -398,6 +426,16 @@ type Store interface {
 
 	// Changes returns change-feed entries after seq, oldest first.
 	Changes(ctx context.Context, after int64) ([]Change, error)
+
+	// DeleteOrg removes the org d.OrgID and every row that names it, in
+	// every table with an org_id column (found in the schema, so a table
+	// added later is covered), in one transaction. It records d, with
+	// Rows filled in, among the deployment's org deletions, and a "key"
+	// change for each of the org's keys (with no org id: the org is gone)
+	// so that running instances drop them. An unknown org is ErrNotFound.
+	DeleteOrg(ctx context.Context, d OrgDeletion) (OrgDeletion, error)
+	// OrgDeletions returns the recorded org deletions, oldest first.
+	OrgDeletions(ctx context.Context) ([]OrgDeletion, error)
 
 	Ping(ctx context.Context) error
 	Close() error

@@ -15,6 +15,7 @@ func TestControlplaneAndWireEmbedded(t *testing.T) {
 		"ControlplanePostgres": {ControlplanePostgres(), "00001_init.sql"},
 		"Wire":                 {Wire(), "usage_batch.v1.schema.json"},
 		"WireV2":               {Wire(), "usage_batch.v2.schema.json"},
+		"WireV3":               {Wire(), "usage_batch.v3.schema.json"},
 	} {
 		data, err := fs.ReadFile(tc.fsys, tc.file)
 		if err != nil || len(data) == 0 {

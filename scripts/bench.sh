@@ -17,8 +17,8 @@ cd "$(dirname "$0")/.."
 work=.tmp/bench
 rm -rf "$work" && mkdir -p "$work"
 fake_addr=127.0.0.1:19090 edge_addr=127.0.0.1:18080 admin_addr=127.0.0.1:18081 baseline_addr=127.0.0.1:19091
-hostile_addr=127.0.0.1:19092
-for a in "$fake_addr" "$edge_addr" "$admin_addr" "$baseline_addr" "$hostile_addr"; do port_free "$a"; done
+hostile_addr=127.0.0.1:19092 full_addr=127.0.0.1:18084 full_admin=127.0.0.1:18085
+for a in "$fake_addr" "$edge_addr" "$admin_addr" "$baseline_addr" "$hostile_addr" "$full_addr" "$full_admin"; do port_free "$a"; done
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -43,17 +43,19 @@ pids+=("$!")
 wait_http "http://$hostile_addr/healthz" 10
 echo "==> bare Go reverse proxy on $baseline_addr (the floor any proxy pays for the extra hop)"
 bin/codex-loadgen -baseline-listen "$baseline_addr" -baseline-to "http://$fake_addr" >"$work/baseline.log" 2>&1 &
-pids+=("$!")
+baseline_pid=$!
+pids+=("$baseline_pid")
 wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
 # A rate limit and a budget on the benchmark key (BENCH_GOVERN=0: none).
 [ "${BENCH_GOVERN:-1}" = 1 ] && govern_key "$work/edge" bench
-# The edge is measured with its audit log on (DESIGN §9: level hash); a
-# second key of the org at level full is measured beside it.
+# The edge is measured with its audit log on (DESIGN §9: level hash). Level
+# full is measured beside it on an edge process of its own (edge-full),
+# whose synchronous commits then share the machine but not the edge's
+# process, its writer or its added-latency figures.
 CODEX_DATA_DIR="$work/edge" bin/codex-edge audit level --org bench "${BENCH_AUDIT:-hash}" >/dev/null
-full=$(CODEX_DATA_DIR="$work/edge" bin/codex-edge keys create --org bench --name bench-full --json)
-full_id=$(sed -E 's/.*"id":"([^"]+)".*/\1/' <<<"$full") full_key=$(sed -E 's/.*"key":"([^"]+)".*/\1/' <<<"$full")
-CODEX_DATA_DIR="$work/edge" bin/codex-edge audit level --org bench --key "$full_id" full >/dev/null
+full_key=$(setup_org "$work/edge-full" bench "http://$fake_addr")
+CODEX_DATA_DIR="$work/edge-full" bin/codex-edge audit level --org bench full >/dev/null
 hostile_key=$(setup_org "$work/edge" hostile "http://$hostile_addr")
 # DESIGN §9 measures the edge with a memory set for the org: every
 # forwarded request carries it (about 1 KiB) in front of its system
@@ -74,6 +76,13 @@ CODEX_DATA_DIR="$work/edge" CODEX_LISTEN="$edge_addr" CODEX_ADMIN_LISTEN="$admin
 edge_pid=$!
 pids+=("$edge_pid")
 wait_http "http://$edge_addr/healthz" 30
+if [ "${BENCH_MEMORY:-1}" = 1 ]; then set_bench_memory "$work/edge-full" bench; fi
+if [ "${BENCH_GOVERN:-1}" = 1 ]; then govern_key "$work/edge-full" bench; fi
+echo "==> edge at audit level full on $full_addr"
+CODEX_DATA_DIR="$work/edge-full" CODEX_LISTEN="$full_addr" CODEX_ADMIN_LISTEN="$full_admin" CODEX_LOG_LEVEL=warn \
+  bin/codex-edge serve >"$work/edge-full.log" 2>&1 &
+pids+=("$!")
+wait_http "http://$full_addr/healthz" 30
 
 redis_args=()
 if [ "${BENCH_REDIS:-1}" = 1 ]; then
@@ -102,9 +111,9 @@ echo "==> load (results also in $work/load.json)"
 # codex-loadgen reads /metrics with CODEX_ADMIN_TOKEN or CODEX_ADMIN_TOKEN_FILE
 # when the environment sets one (the edge above inherits it as well).
 bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -edge "http://$edge_addr" -edge-key "$key" \
-  -baseline "http://$baseline_addr" "${redis_args[@]}" -audit-full-key "$full_key" \
+  -baseline "http://$baseline_addr" "${redis_args[@]}" -audit-full-key "$full_key" -audit-full-edge "http://$full_addr" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
-  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,fixed-redis,hit,saturation,streams,hostile}" \
+  -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -baseline-pid "$baseline_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,fixed-redis,hit,saturation,streams,hostile}" \
   -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0

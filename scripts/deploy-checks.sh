@@ -90,7 +90,7 @@ check_helm() {
 }
 
 check_go() {
-  step "go test ./deploy/deploytest/ (HCL, Dockerfiles, compose, rendered chart)"
+  step "go test ./deploy/deploytest/... (HCL, Dockerfiles, compose, rendered chart; builds both images without a container engine and runs their binaries)"
   # The rendered manifests come from helm on PATH; the test renders them
   # itself so it can try values that must fail.
   CODEX_HELM="$bin/helm" go test -count=1 ./deploy/deploytest/... \

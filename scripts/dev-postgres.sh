@@ -5,6 +5,11 @@
 #   scripts/dev-postgres.sh start   # install if missing, initdb, start; prints the env
 #   scripts/dev-postgres.sh env     # prints the env of the running server
 #   scripts/dev-postgres.sh stop    # stops it and deletes its data
+#   scripts/dev-postgres.sh crash   # stops it the way a crash does (immediate: no checkpoint), keeping its data
+#   scripts/dev-postgres.sh restart # starts it again on its data (after crash)
+#
+# CODEX_DEV_POSTGRES_PORT and CODEX_DEV_POSTGRES_BASE (default .tmp/dev-postgres)
+# run a second server beside the first (make chaos does).
 #
 # Roles: codex_owner (owns the database, may create test databases, not a
 # superuser) runs migrations; codex_app (owns nothing, neither superuser nor
@@ -17,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT="${CODEX_DEV_POSTGRES_PORT:-55432}"
-BASE="$PWD/.tmp/dev-postgres"
+BASE="${CODEX_DEV_POSTGRES_BASE:-$PWD/.tmp/dev-postgres}"
 DATA="$BASE/data"
 SOCK="$BASE/sock"
 OWNER_PW="codex_owner_dev"
@@ -73,16 +78,26 @@ start() {
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$BASE"; chmod 755 "$PWD/.tmp"; fi
   as_pg "$bin/initdb" -D "$DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-locale >"$BASE/initdb.log" 2>&1 \
     || { cat "$BASE/initdb.log" >&2; exit 1; }
-  # 9>&-: the server must not inherit the lock, or `stop` waits forever.
-  as_pg "$bin/pg_ctl" -D "$DATA" -l "$BASE/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null 9>&- \
-    || { cat "$BASE/server.log" >&2; exit 1; }
+  serve
   as_pg "$bin/psql" -h "$SOCK" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -q >/dev/null <<SQL
 CREATE ROLE codex_owner LOGIN CREATEDB NOSUPERUSER NOBYPASSRLS PASSWORD '$OWNER_PW';
 CREATE ROLE codex_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '$APP_PW';
 CREATE DATABASE codex OWNER codex_owner;
 SQL
   print_env
+}
+
+serve() {
+  local bin; bin=$(bindir)
+  # 9>&-: the server must not inherit the lock, or `stop` waits forever.
+  as_pg "$bin/pg_ctl" -D "$DATA" -l "$BASE/server.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null 9>&- \
+    || { cat "$BASE/server.log" >&2; exit 1; }
+}
+
+crash() {
+  local bin; bin=$(bindir)
+  as_pg "$bin/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null
 }
 
 stop() {
@@ -97,13 +112,15 @@ stop() {
 # at once.
 lock() {
   mkdir -p "$PWD/.tmp"
-  exec 9>"$PWD/.tmp/dev-postgres.lock"
+  exec 9>"$BASE.lock"
   flock 9
 }
 
 case "${1:-}" in
   start) lock; start ;;
   stop) lock; stop ;;
+  crash) lock; crash ;;
+  restart) lock; serve ;;
   env) running || { echo "dev-postgres: not running (run: $0 start)" >&2; exit 1; }; print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|crash|restart" >&2; exit 2 ;;
 esac

@@ -6,6 +6,11 @@
 #   scripts/dev-redis.sh start   # install redis-server if missing, start; prints the env
 #   scripts/dev-redis.sh env     # prints the env of the running server
 #   scripts/dev-redis.sh stop    # stops it and deletes its data
+#   scripts/dev-redis.sh crash   # kills it (SIGKILL), keeping its data
+#   scripts/dev-redis.sh restart # starts it again on its data (after crash)
+#
+# CODEX_DEV_REDIS_PORT and CODEX_DEV_REDIS_BASE (default .tmp/dev-redis) run
+# a second server beside the first (make chaos does).
 #
 # The printed variables:
 #   CODEX_TEST_REDIS_URL       redis://127.0.0.1:PORT/0
@@ -17,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT="${CODEX_DEV_REDIS_PORT:-56379}"
-BASE="$PWD/.tmp/dev-redis"
+BASE="${CODEX_DEV_REDIS_BASE:-$PWD/.tmp/dev-redis}"
 DATA="$BASE/data"
 CONF="$BASE/redis.conf"
 
@@ -66,6 +71,10 @@ rdbcompression no
 maxmemory 256mb
 maxmemory-policy allkeys-lru
 CONF
+  serve
+}
+
+serve() {
   "$(server_bin)" "$CONF" >&2
   for _ in $(seq 1 100); do
     if running; then print_env; return; fi
@@ -73,6 +82,16 @@ CONF
   done
   echo "dev-redis: redis-server did not start; see $BASE/redis.log" >&2
   cat "$BASE/redis.log" >&2 || true
+  exit 1
+}
+
+crash() {
+  kill -9 "$(cat "$BASE/redis.pid")"
+  for _ in $(seq 1 100); do
+    running || { rm -f "$BASE/redis.pid"; return; }
+    sleep 0.05
+  done
+  echo "dev-redis: still running after SIGKILL" >&2
   exit 1
 }
 
@@ -88,5 +107,7 @@ case "${1:-}" in
   start) start ;;
   env) running || { echo "dev-redis: not running; run scripts/dev-redis.sh start" >&2; exit 1; }; print_env ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  crash) crash ;;
+  restart) serve ;;
+  *) echo "usage: $0 start|stop|env|crash|restart" >&2; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // CSRFHeader carries the session's CSRF token on the JSON API's
@@ -117,8 +118,23 @@ func (s *Server) apiUsage(c echo.Context) error {
 		Series     []point            `json:"series"`
 		Breakdowns map[string][]bdRow `json:"breakdowns"`
 		Budgets    []apiBudget        `json:"budgets"`
+		// Memories and Audit are as version 3 batches carry them,
+		// summed over the hours the range touches.
+		Memories []wire.MemoryUse  `json:"memories"`
+		Audit    []wire.AuditCount `json:"audit"`
 	}{Range: u.Range.Key, From: u.From, To: u.To, Step: u.Range.Step.String(), Totals: totalsJSON(u.Total), Breakdowns: map[string][]bdRow{},
-		Budgets: []apiBudget{}}
+		Budgets: []apiBudget{}, Memories: []wire.MemoryUse{}, Audit: []wire.AuditCount{}}
+	for _, w := range u.Memories {
+		out.Memories = append(out.Memories, w.Uses...)
+	}
+	for _, w := range u.Audit {
+		for _, a := range []wire.AuditCount{{Workspace: w.Workspace, Level: "none", Records: w.None},
+			{Workspace: w.Workspace, Level: "hash", Records: w.Hash}, {Workspace: w.Workspace, Level: "full", Records: w.Full}} {
+			if a.Records > 0 {
+				out.Audit = append(out.Audit, a)
+			}
+		}
+	}
 	for _, b := range u.Budgets {
 		out.Budgets = append(out.Budgets, apiBudget{Workspace: b.Workspace, KeyRef: b.KeyRef, Period: b.Period,
 			CapNanoUSD: b.CapNanoUSD, SpentNanoUSD: b.SpentNanoUSD, EdgeID: b.EdgeID, AsOf: b.AsOf})

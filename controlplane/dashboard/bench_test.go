@@ -2,22 +2,16 @@ package dashboard
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/httpapi"
-	"github.com/persiv/codex/controlplane/store/postgres"
+	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/controlplane/store/storetest"
 )
@@ -38,41 +32,7 @@ func BenchmarkOverview30Days(b *testing.B) {
 // BenchmarkOverview30DaysPostgres is the same on PostgreSQL under RLS, as
 // the application role: eval "$(scripts/dev-postgres.sh start)" first.
 func BenchmarkOverview30DaysPostgres(b *testing.B) {
-	ctx := context.Background()
-	ownerURL, appURL := os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
-	if ownerURL == "" || appURL == "" {
-		b.Fatal(`set CODEX_TEST_POSTGRES_URL and CODEX_TEST_POSTGRES_APP_URL: eval "$(scripts/dev-postgres.sh start)"`)
-	}
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	name := "cp_bench_" + hex.EncodeToString(rnd[:])
-	admin, err := pgx.Connect(ctx, ownerURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			b.Logf("drop test database %s: %v", name, err)
-		}
-	}()
-	withDB := func(raw string) string {
-		u, _ := url.Parse(raw)
-		u.Path = "/" + name
-		return u.String()
-	}
-	appUser, _ := url.Parse(appURL)
-	if err := postgres.Migrate(ctx, withDB(ownerURL), appUser.User.Username()); err != nil {
-		b.Fatal(err)
-	}
-	st, err := postgres.Open(ctx, withDB(appURL))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := pgtest.Open(b)
 	benchOverview(b, st)
 }
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/persiv/codex/controlplane"
@@ -100,30 +99,13 @@ func TestBrowserOverviewAndFleet(t *testing.T) {
 	}
 
 	// The edge publishes a day of batches, every 30 minutes, over NATS.
-	nc, err := edge.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := edge.JetStream(t)
 	var want sent
 	const batches = 47
 	for seq := int64(1); seq <= batches; seq++ {
 		b := variedBatch(org, edge.EdgeID, seq, now.Truncate(time.Minute).Add(-time.Duration(batches-seq)*30*time.Minute))
 		want.add(b)
-		data, err := wire.Encode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = js.Publish(pctx, edge.Subject, data, jetstream.WithMsgID(wire.MsgID(edge.EdgeID, seq)))
-		cancel()
-		if err != nil {
-			t.Fatalf("publish batch %d: %v", seq, err)
-		}
+		publishBatch(t, js, edge, b)
 	}
 	testenv.Eventually(t, 10*time.Second, "every batch stored", func() bool { return f.env.Ingester.Stats().Stored == batches })
 

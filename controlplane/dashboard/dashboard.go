@@ -52,7 +52,7 @@ type Config struct {
 	Store controlplane.Store
 	// Enroll creates enrollment tokens and revokes edges.
 	Enroll *enroll.Service
-	// Key signs sessions (see LoadOrCreateKey); at least 32 bytes.
+	// Key signs sessions (see SharedKey); at least 32 bytes.
 	Key []byte
 	// SessionTTL is a session's lifetime; 12 hours if zero.
 	SessionTTL time.Duration
@@ -68,7 +68,7 @@ type Config struct {
 	PasswordHashWait      time.Duration
 
 	// StaffKey, when set, enables the staff pages under /staff: it signs
-	// staff sessions (its own key, never Key; see LoadOrCreateKey), at
+	// staff sessions (its own key, never Key; see SharedKey), at
 	// least 32 bytes. Sealer opens the staff's sealed TOTP secrets; it is
 	// required with StaffKey.
 	StaffKey []byte
@@ -160,6 +160,7 @@ func (s *Server) now() time.Time { return s.clock().UTC() }
 func (s *Server) Register(e *echo.Echo) {
 	authed := []echo.MiddlewareFunc{s.requireSession, s.requireCSRF}
 	admin := slices.Concat(authed, []echo.MiddlewareFunc{requireRole(controlplane.RoleAdmin)})
+	owner := slices.Concat(authed, []echo.MiddlewareFunc{requireRole(controlplane.RoleOwner)})
 
 	pages := e.Group("", s.pageHeaders, s.pageErrors)
 	pages.GET("/static/style.css", s.styleCSS)
@@ -179,10 +180,11 @@ func (s *Server) Register(e *echo.Echo) {
 	pages.POST("/members/invites/:id/revoke", s.revokeInvite, admin...)
 	pages.GET("/account", s.accountPage, authed...)
 	pages.POST("/account/password", s.changePassword, authed...)
+	pages.POST("/account/delete-org", s.deleteOrg, owner...)
 	pages.POST("/logout", s.logout, authed...)
 	pages.GET("/privacy", s.privacyPage, authed...)
 	pages.GET("/access-log", s.accessLogPage, admin...)
-	pages.POST("/access-log/break-glass", s.setBreakGlass, slices.Concat(authed, []echo.MiddlewareFunc{requireRole(controlplane.RoleOwner)})...)
+	pages.POST("/access-log/break-glass", s.setBreakGlass, owner...)
 
 	api := e.Group("/api/v1/dashboard", s.apiHeaders, s.apiErrors, s.requireSession, s.requireAPIRequest)
 	api.GET("/usage", s.apiUsage)

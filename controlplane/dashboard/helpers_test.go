@@ -57,11 +57,23 @@ var testHash = sync.OnceValue(func() string {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	env := testenv.New(t, testenv.Options{})
+	return newFixtureWith(t, testenv.Options{})
+}
+
+// newFixtureWith is newFixture on an Env made with o.
+func newFixtureWith(t testing.TB, o testenv.Options) *fixture {
+	t.Helper()
+	return newInstance(t, testenv.New(t, o), []byte("0123456789abcdef0123456789abcdef"), []byte("staff-key-0123456789abcdef012345"))
+}
+
+// newInstance is a dashboard over env with these session keys: one
+// instance of a control plane that may run several.
+func newInstance(t testing.TB, env *testenv.Env, key, staffKey []byte) *fixture {
+	t.Helper()
 	ck := &clock{t: time.Now().UTC()}
 	env.Enroll.Now = ck.now
-	d, err := New(Config{Store: env.Store, Enroll: env.Enroll, Key: []byte("0123456789abcdef0123456789abcdef"), Now: ck.now,
-		StaffKey: []byte("staff-key-0123456789abcdef012345"), Sealer: env.Sealer, IngestStats: env.Ingester.Stats})
+	d, err := New(Config{Store: env.Store, Enroll: env.Enroll, Key: key, Now: ck.now,
+		StaffKey: staffKey, Sealer: env.Sealer, IngestStats: env.Ingester.Stats})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,6 +125,7 @@ var notices = map[string]string{
 	"password":        "Password changed. Every other session of yours has ended.",
 	"break-glass-on":  "Break-glass access is on: staff may ask for read-only access, which two other staff members must approve.",
 	"break-glass-off": "Break-glass access is off: staff requests are refused, and any open request or grant has ended.",
+	"org-deleted":     "The organization was deleted: its members, data and edge credentials are gone, and its edges can no longer send metrics.",
 }
 
 func notice(c echo.Context) string { return notices[c.QueryParam("done")] }
@@ -171,6 +172,7 @@ func form(c echo.Context, name string) string { return c.Request().PostFormValue
 // replaces its session.
 func (s *Server) loginPage(c echo.Context) error {
 	d := s.base(c, "Sign in")
+	d.Notice = notice(c)
 	d.Page = loginData{Token: s.preToken(c)}
 	return s.render(c, http.StatusOK, "login", d)
 }
@@ -270,6 +272,35 @@ func (s *Server) accountPage(c echo.Context) error {
 	d := s.base(c, "Account")
 	d.Notice = notice(c)
 	return s.render(c, http.StatusOK, "account", d)
+}
+
+// deleteOrg deletes the owner's org once they have typed its name: its
+// edges are revoked and its usage stream deleted, then every row of it
+// (members, tokens, edges, usage, the access log) removed. A wrong name
+// changes nothing.
+func (s *Server) deleteOrg(c echo.Context) error {
+	ctx := c.Request().Context()
+	u := sess(c).User
+	o, err := s.store.Org(ctx, u.OrgID)
+	if err != nil {
+		return err
+	}
+	if form(c, "confirm") != o.Name {
+		d := s.base(c, "Account")
+		d.Error = "The name you typed is not the organization's name: nothing was deleted."
+		return s.render(c, http.StatusBadRequest, "account", d)
+	}
+	del, err := s.enroll.DeleteOrg(ctx, u.OrgID, u.ID)
+	if err != nil {
+		return err
+	}
+	var rows int64
+	for _, n := range del.Rows {
+		rows += n
+	}
+	s.log.Warn("dashboard org deleted", "org_id", u.OrgID, "by", u.ID, "rows", rows)
+	s.clearCookie(c, SessionCookie)
+	return c.Redirect(http.StatusSeeOther, "/login?done=org-deleted")
 }
 
 func (s *Server) changePassword(c echo.Context) error {

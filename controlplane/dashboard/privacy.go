@@ -47,6 +47,8 @@ var NeverReceived = []string{
 	"Request fingerprints or cache keys: the response cache and its hashes stay on your edge",
 	"Client IP addresses, request headers, end-user identities",
 	"File uploads, images, audio",
+	"Memory text, or any digest of it: only each memory's name, version and token count",
+	"Audit log records and their content (prompts, responses, their digests): only how many records of each capture level",
 }
 
 // edgeSettings is one edge's metadata minimization settings as the
@@ -168,6 +170,23 @@ func heldGroups(seen map[controlplane.Dimension][]string) []heldGroup {
 				{"Workspace and API key reference", "pseudonyms unless you opt into names; none for a workspace's own budget", "Which teams have budgets", nil},
 				{"Period, cap and spent", "day or month; in billionths of a dollar", "Your spend limits and how much of them is used", nil},
 				{"Edge and time", "the edge that reported it and the end of its window", "When the edge last reported", nil},
+			},
+		},
+		{
+			Title: "Memories in use",
+			Note:  "Which memories your edges injected into requests, summed by the hour (kept " + days(controlplane.DefaultRetention.Hour) + "). The memories' text never leaves your edges.",
+			Fields: []heldField{
+				{"Workspace and API key reference", "pseudonyms unless you opt into names; none for a workspace's own memory", "Which teams use memories", nil},
+				{"Memory name and version", "as set on the edge (name@version); other when the edge withholds the memory dimension", "What your memories are called and how often they change", nil},
+				{"Requests and tokens", "requests the memory was injected into, its tokens summed over them, and how many of those are the edge's estimate", "How large your memories are and what they add to your token use", nil},
+			},
+		},
+		{
+			Title: "Audit record counts",
+			Note:  "How many audit records your edges wrote, summed by the hour (kept " + days(controlplane.DefaultRetention.Hour) + "). The records and their content stay on your edges.",
+			Fields: []heldField{
+				{"Workspace", "pseudonym unless you opt into names", "Which teams are audited", nil},
+				{"Capture level and count", "none, hash or full, and how many records", "How much of your traffic you audit and at which level", nil},
 			},
 		},
 		{

@@ -33,7 +33,7 @@ func TestPrivacyShowsEdgeSettings(t *testing.T) {
 	r := f.session(t, ada).get("/privacy")
 	wantStatus(t, "privacy", r, http.StatusOK)
 	for _, want := range []string{
-		`<td class="name">minimal-edge</td><td>workspace, provider</td><td>model, key ref</td><td>below 5</td><td>every 15m0s at most</td>`,
+		`<td class="name">minimal-edge</td><td>workspace, provider</td><td>model, key ref, memory</td><td>below 5</td><td>every 15m0s at most</td>`,
 		`<td class="name">old-edge</td><td colspan="4" class="muted">not reported yet`,
 	} {
 		if !strings.Contains(r.body, want) {

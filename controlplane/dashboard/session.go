@@ -9,12 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/persiv/codex/controlplane"
+	"github.com/persiv/codex/controlplane/sealer"
 )
 
 // Session JWT constants. Only HS256 is accepted: the key is a secret the
@@ -40,45 +40,6 @@ type session struct {
 	ID   string // jti; CSRF tokens are bound to it
 	User controlplane.User
 	Exp  time.Time
-}
-
-// LoadOrCreateKey reads the session signing key at path, creating it
-// (0600, in a 0700 directory) with fresh random bytes when missing.
-func LoadOrCreateKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if err == nil {
-		if len(key) != KeyLen {
-			return nil, fmt.Errorf("session key %s: %d bytes, want %d", path, len(key), KeyLen)
-		}
-		return key, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("session key: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("session key: %w", err)
-	}
-	key = make([]byte, KeyLen)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("session key: %w", err)
-	}
-	// O_EXCL: of two processes starting at once, one writes, the other
-	// reads what it wrote.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return LoadOrCreateKey(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("session key: %w", err)
-	}
-	if _, err := f.Write(key); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("session key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("session key: %w", err)
-	}
-	return key, nil
 }
 
 // derive returns a subkey of the signing key for one purpose, so that the
@@ -157,4 +118,66 @@ func (s *Server) csrfToken(sessionID string) string {
 
 func (s *Server) csrfValid(sessionID, got string) bool {
 	return got != "" && hmac.Equal([]byte(got), []byte(s.csrfToken(sessionID)))
+}
+
+// SecretStore keeps the deployment's sealed secrets (controlplane.Store).
+type SecretStore interface {
+	DeploymentSecret(ctx context.Context, name string) ([]byte, error)
+	AddDeploymentSecret(ctx context.Context, name string, sealed []byte) ([]byte, error)
+}
+
+// secretPurpose binds a sealed deployment secret to its use.
+const secretPurpose = "deployment-secret"
+
+// SharedKey returns the session signing key called name that every
+// instance of the control plane shares: kept in the store, sealed by s
+// (bound to the name), made on first use. Instances starting at once all
+// end up with the one stored first. A key file of an earlier version at
+// legacyPath (if any) becomes the stored key, so that sessions begun before
+// the upgrade stay valid.
+func SharedKey(ctx context.Context, st SecretStore, s *sealer.Sealer, name, legacyPath string) ([]byte, error) {
+	b := sealer.Binding{Purpose: secretPurpose, Name: name}
+	sealed, err := st.DeploymentSecret(ctx, name)
+	if errors.Is(err, controlplane.ErrNotFound) {
+		key, lerr := legacyKey(legacyPath)
+		if lerr != nil {
+			return nil, lerr
+		}
+		defer clear(key)
+		fresh, serr := s.Seal(ctx, b, key)
+		if serr != nil {
+			return nil, fmt.Errorf("session key %s: %w", name, serr)
+		}
+		sealed, err = st.AddDeploymentSecret(ctx, name, fresh)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session key %s: %w", name, err)
+	}
+	key, err := s.Open(ctx, b, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("session key %s: %w", name, err)
+	}
+	if len(key) != KeyLen {
+		return nil, fmt.Errorf("session key %s: %d bytes, want %d", name, len(key), KeyLen)
+	}
+	return key, nil
+}
+
+// legacyKey is the key in the file at path, or a fresh random key when
+// there is none.
+func legacyKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(key) == KeyLen:
+		return key, nil
+	case err == nil:
+		return nil, fmt.Errorf("session key %s: %d bytes, want %d", path, len(key), KeyLen)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	key = make([]byte, KeyLen)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	return key, nil
 }

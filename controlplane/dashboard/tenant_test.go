@@ -219,6 +219,18 @@ func TestCrossTenantNotFound(t *testing.T) {
 			t.Error("org B's own switch did not change")
 		}
 	}
+	cases["POST /account/delete-org"] = func(t *testing.T) {
+		// Org A's name and id: the route acts on the session's org only,
+		// whose name this is not, so nothing is deleted.
+		r := post("/account/delete-org", url.Values{"confirm": {"Alpha Secret Corp"}, "org": {orgA}})
+		wantStatus(t, "delete org", r, http.StatusBadRequest)
+		noLeak("delete org", r)
+		for _, id := range []string{orgA, orgB} {
+			if _, err := f.env.Store.Org(ctx, id); err != nil {
+				t.Errorf("org %s after another org's owner tried to delete org A: %v", id, err)
+			}
+		}
+	}
 	// Staff routes: a member's session is no staff session, whatever ids
 	// the path or form names.
 	for _, rt := range f.echo.Routes() {

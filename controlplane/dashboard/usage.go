@@ -138,6 +138,24 @@ type Usage struct {
 	// Budgets are the budgets the org's edges last reported, with what
 	// was spent of each in its current period.
 	Budgets []BudgetRow
+	// Memories are the memories in use, per workspace, and Audit the
+	// audit records written per workspace and capture level, over the
+	// hours the range touches (both are kept by the hour).
+	Memories []WorkspaceMemories
+	Audit    []WorkspaceAudit
+}
+
+// WorkspaceMemories are the memories injected into a workspace's
+// requests: names, versions and tokens, never their text.
+type WorkspaceMemories struct {
+	Workspace string
+	Uses      []wire.MemoryUse // most requests first
+}
+
+// WorkspaceAudit counts a workspace's audit records per capture level.
+type WorkspaceAudit struct {
+	Workspace        string
+	None, Hash, Full int64
 }
 
 // BudgetRow is one reported budget.
@@ -203,9 +221,20 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 		budgets, err = st.BudgetUses(gctx, orgID)
 		return err
 	})
+	var mems []wire.MemoryUse
+	var audit []wire.AuditCount
+	g.Go(func() (err error) {
+		mems, err = st.MemoryUses(gctx, orgID, u.From.Truncate(time.Hour), u.To)
+		return err
+	})
+	g.Go(func() (err error) {
+		audit, err = st.AuditCounts(gctx, orgID, u.From.Truncate(time.Hour), u.To)
+		return err
+	})
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	u.Memories, u.Audit = byWorkspace(mems, audit)
 	for _, b := range budgets {
 		share := 0.0
 		if b.CapNanoUSD > 0 {
@@ -257,6 +286,34 @@ func Overview(ctx context.Context, st controlplane.Store, orgID string, r timeRa
 		u.Breakdowns = append(u.Breakdowns, b)
 	}
 	return u, nil
+}
+
+// byWorkspace groups memory uses and audit counts, which the store
+// orders by workspace.
+func byWorkspace(mems []wire.MemoryUse, audit []wire.AuditCount) ([]WorkspaceMemories, []WorkspaceAudit) {
+	var ms []WorkspaceMemories
+	for _, m := range mems {
+		if len(ms) == 0 || ms[len(ms)-1].Workspace != m.Workspace {
+			ms = append(ms, WorkspaceMemories{Workspace: m.Workspace})
+		}
+		ms[len(ms)-1].Uses = append(ms[len(ms)-1].Uses, m)
+	}
+	var as []WorkspaceAudit
+	for _, a := range audit {
+		if len(as) == 0 || as[len(as)-1].Workspace != a.Workspace {
+			as = append(as, WorkspaceAudit{Workspace: a.Workspace})
+		}
+		w := &as[len(as)-1]
+		switch a.Level {
+		case "none":
+			w.None += a.Records
+		case "hash":
+			w.Hash += a.Records
+		case "full":
+			w.Full += a.Records
+		}
+	}
+	return ms, as
 }
 
 func (s *Summary) merge(o *Summary) {

@@ -49,12 +49,16 @@ type Accounts interface {
 	EnsureOrg(ctx context.Context, orgID string) error
 	MintEdge(ctx context.Context, orgID, edgeID, userPub string) (string, error)
 	Revoke(ctx context.Context, userPub string, at time.Time) error
+	// RemoveOrg revokes the edges' user keys and the org's signing key.
+	RemoveOrg(ctx context.Context, orgID string, userPubs []string, at time.Time) error
 }
 
 // Streams is what enrollment needs of the ingest (ingest.Ingester): the
 // stream an org's edges publish into.
 type Streams interface {
 	EnsureOrg(ctx context.Context, orgID string) error
+	// DeleteOrg deletes the org's stream.
+	DeleteOrg(ctx context.Context, orgID string) error
 }
 
 // Service enrolls and revokes edges.
@@ -162,4 +166,37 @@ func (s *Service) Revoke(ctx context.Context, orgID, edgeID string) error {
 		return fmt.Errorf("revoke edge: push revocation: %w", err)
 	}
 	return nil
+}
+
+// DeleteOrg deletes an org for good, by userID (its owner). NATS first:
+// the org's edges are revoked and its signing key removed, so the servers
+// refuse their connections and publishes, and its usage stream is deleted.
+// Then the store removes every row of the org and records the deletion.
+// Should the store fail, the org is still there with its edges cut off,
+// and deleting again finishes the work.
+func (s *Service) DeleteOrg(ctx context.Context, orgID, userID string) (controlplane.OrgDeletion, error) {
+	edges, err := s.Store.Edges(ctx, orgID)
+	if err != nil {
+		return controlplane.OrgDeletion{}, fmt.Errorf("delete org: %w", err)
+	}
+	at := s.now()
+	if s.Accounts != nil {
+		pubs := make([]string, 0, len(edges))
+		for _, e := range edges {
+			pubs = append(pubs, e.PublicKey)
+		}
+		if err := s.Accounts.RemoveOrg(ctx, orgID, pubs, at); err != nil {
+			return controlplane.OrgDeletion{}, fmt.Errorf("delete org: revoke its edges: %w", err)
+		}
+	}
+	if s.Streams != nil {
+		if err := s.Streams.DeleteOrg(ctx, orgID); err != nil {
+			return controlplane.OrgDeletion{}, fmt.Errorf("delete org: %w", err)
+		}
+	}
+	d, err := s.Store.DeleteOrg(ctx, controlplane.OrgDeletion{OrgID: orgID, Time: at, UserID: userID})
+	if err != nil {
+		return controlplane.OrgDeletion{}, fmt.Errorf("delete org: %w", err)
+	}
+	return d, nil
 }

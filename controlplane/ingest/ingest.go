@@ -406,6 +406,27 @@ func (in *Ingester) EnsureOrg(ctx context.Context, orgID string) error {
 	return nil
 }
 
+// DeleteOrg stops consuming org's stream and deletes it, with whatever
+// batches it still held: the org is being deleted. A stream already gone
+// is no error.
+func (in *Ingester) DeleteOrg(ctx context.Context, orgID string) error {
+	if !wire.IDChars.Valid(orgID) {
+		return fmt.Errorf("org id %q is not a valid subject token", orgID)
+	}
+	in.mu.Lock()
+	cc := in.consuming[orgID]
+	delete(in.consuming, orgID)
+	delete(in.consumers, orgID)
+	in.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
+	}
+	if err := in.JS.DeleteStream(ctx, StreamName(orgID)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("delete the usage stream of %s: %w", orgID, err)
+	}
+	return nil
+}
+
 func (in *Ingester) consumeLocked(orgID string, cons jetstream.Consumer) error {
 	if _, ok := in.consuming[orgID]; ok {
 		return nil

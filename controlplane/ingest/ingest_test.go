@@ -42,20 +42,6 @@ func encode(t testing.TB, b *wire.UsageBatch) []byte {
 	return data
 }
 
-func edgeJS(t testing.TB, ed testenv.Edge) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, err := ed.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
-
 func publish(ctx context.Context, js jetstream.JetStream, subject string, data []byte, msgID string) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -101,7 +87,7 @@ func TestBatchesStoredExactlyOnce(t *testing.T) {
 	env := testenv.New(t, testenv.Options{Store: func(s controlplane.Store) controlplane.Store { flaky.Store = s; return flaky }})
 	org := env.Org(t)
 	ed := env.EnrollEdge(t, org)
-	_, js := edgeJS(t, ed)
+	js := ed.JetStream(t)
 	ctx := context.Background()
 
 	const n = 40
@@ -161,7 +147,7 @@ func TestInvalidBatchesRejectedAndCounted(t *testing.T) {
 	ed := env.EnrollEdge(t, org)
 	sibling := env.EnrollEdge(t, org)
 	revoked := env.EnrollEdge(t, org)
-	_, js := edgeJS(t, ed)
+	js := ed.JetStream(t)
 	ctx := context.Background()
 
 	withField := func(b *wire.UsageBatch, field string) []byte {
@@ -442,7 +428,7 @@ func BenchmarkIngestThroughput(b *testing.B) {
 	env := testenv.New(b, testenv.Options{Limits: ingest.Limits{MaxPendingPerEdge: 1 << 20, MaxBytes: 1 << 30}})
 	org := env.Org(b)
 	ed := env.EnrollEdge(b, org)
-	_, js := edgeJS(b, ed)
+	js := ed.JetStream(b)
 	const rows = 50
 	data := make([][]byte, 0, b.N)
 	b.ReportAllocs()
@@ -488,8 +474,8 @@ func TestForeignMsgIDCannotDropABatch(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	attacker := env.EnrollEdge(t, env.Org(t))
 	victim := env.EnrollEdge(t, env.Org(t))
-	_, ajs := edgeJS(t, attacker)
-	_, vjs := edgeJS(t, victim)
+	ajs := attacker.JetStream(t)
+	vjs := victim.JetStream(t)
 	ctx := context.Background()
 
 	junk := encode(t, batch(attacker, 1))
@@ -515,7 +501,7 @@ func TestStreamPerOrg(t *testing.T) {
 	a1, a2, b := env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgB)
 	ctx := context.Background()
 	for _, ed := range []testenv.Edge{a1, a2, b} {
-		_, js := edgeJS(t, ed)
+		js := ed.JetStream(t)
 		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), wire.MsgID(ed.EdgeID, 1))
 		if err != nil {
 			t.Fatal(err)
@@ -574,7 +560,7 @@ func TestRetireLegacyStream(t *testing.T) {
 	if _, err := legacy.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: ingest.ConsumerName, FilterSubject: wire.SubjectPrefix + ".>", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	_, js := edgeJS(t, ed)
+	js := ed.JetStream(t)
 	for seq := int64(1); seq <= 3; seq++ {
 		ack, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, seq)), wire.MsgID(ed.EdgeID, seq))
 		if err != nil || ack.Stream != ingest.LegacyStreamName {
@@ -631,7 +617,7 @@ func TestInterruptedRetirement(t *testing.T) {
 	if _, err := sjs.CreateStream(ctx, jetstream.StreamConfig{Name: ingest.LegacyStreamName, Subjects: []string{wire.SubjectPrefix + ".>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
 		t.Fatal(err)
 	}
-	_, js := edgeJS(t, ed)
+	js := ed.JetStream(t)
 	if _, err := publish(ctx, js, ed.Subject, encode(t, batch(ed, 1)), wire.MsgID(ed.EdgeID, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -659,9 +645,9 @@ func TestEdgeOverItsLimitsRefusedAlone(t *testing.T) {
 	env := testenv.New(t, testenv.Options{NoIngest: true, Limits: ingest.Limits{MaxPendingPerEdge: 3, MaxBytes: maxBytes}})
 	orgA, orgB := env.Org(t), env.Org(t)
 	flood, sibling, other := env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgA), env.EnrollEdge(t, orgB)
-	_, fjs := edgeJS(t, flood)
-	_, sjs := edgeJS(t, sibling)
-	_, ojs := edgeJS(t, other)
+	fjs := flood.JetStream(t)
+	sjs := sibling.JetStream(t)
+	ojs := other.JetStream(t)
 	ctx := context.Background()
 
 	for seq := int64(1); seq <= 3; seq++ {

@@ -472,6 +472,38 @@ func (a *Authority) Revoke(userPub string, at time.Time) error {
 	return a.saveIngestLocked()
 }
 
+// RemoveOrg takes org's scoped signing key out of the ingest account, so
+// the servers refuse every user JWT it signed (the org's edges cannot
+// connect or publish), and deletes the org's seed. It reports whether the
+// account JWT changed and must be pushed. The caller revokes the org's
+// edges first, so they stay refused even were the key added again.
+func (a *Authority) RemoveOrg(orgID string) (changed bool, err error) {
+	if !wire.IDChars.Valid(orgID) {
+		return false, fmt.Errorf("org id %q is not a valid subject token", orgID)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key := range a.claims.SigningKeys {
+		scope, ok := a.claims.SigningKeys.GetScope(key)
+		if us, isUser := scope.(*jwt.UserScope); ok && isUser && us.Role == "edge:"+orgID {
+			a.claims.SigningKeys.Remove(key)
+			changed = true
+		}
+	}
+	if changed {
+		if err := a.saveIngestLocked(); err != nil {
+			return false, err
+		}
+	}
+	delete(a.orgKeys, orgID)
+	for _, f := range []string{orgID + ".nk.sealed", orgID + ".nk"} {
+		if err := removeSynced(filepath.Join(a.dir, "orgs", f)); err != nil {
+			return changed, fmt.Errorf("remove the seed of org %s: %w", orgID, err)
+		}
+	}
+	return changed, nil
+}
+
 // ServiceCreds returns a creds file for the control plane's own user in the
 // ingest account, signed by the account key: it consumes the stream.
 func (a *Authority) ServiceCreds() ([]byte, error) {

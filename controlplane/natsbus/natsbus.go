@@ -242,6 +242,23 @@ func (a *Accounts) Revoke(ctx context.Context, userPub string, at time.Time) err
 	return a.pushLocked(ctx)
 }
 
+// RemoveOrg revokes the user keys of an org's edges and removes the org's
+// signing key on the servers: they close the edges' connections and refuse
+// their next ones.
+func (a *Accounts) RemoveOrg(ctx context.Context, orgID string, userPubs []string, at time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, pub := range userPubs {
+		if err := a.Auth.Revoke(pub, at); err != nil {
+			return err
+		}
+	}
+	if _, err := a.Auth.RemoveOrg(orgID); err != nil {
+		return err
+	}
+	return a.pushLocked(ctx)
+}
+
 // MintEdge returns an edge's user JWT; see natsauth.Authority.MintEdge.
 func (a *Accounts) MintEdge(ctx context.Context, orgID, edgeID, userPub string) (string, error) {
 	return a.Auth.MintEdge(ctx, orgID, edgeID, userPub)

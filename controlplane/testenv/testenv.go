@@ -20,6 +20,8 @@ import (
 	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/natsbus"
 	"github.com/persiv/codex/controlplane/sealer"
+	"github.com/persiv/codex/controlplane/store/postgres"
+	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/shared/wire"
 )
@@ -36,11 +38,17 @@ type Env struct {
 	Store    controlplane.Store
 	Enroll   *enroll.Service
 	Ingester *ingest.Ingester
+	// PostgresOwner is the owner role's URL of the Postgres store, with
+	// Options.Postgres.
+	PostgresOwner string
 }
 
 // Options tweak an Env.
 type Options struct {
-	// Store replaces the SQLite store the ingest writes to.
+	// Base, when set, is the store of the Env (e.g. PostgreSQL) instead
+	// of a fresh SQLite one; the test closes it.
+	Base controlplane.Store
+	// Store replaces the store the ingest writes to.
 	Store func(controlplane.Store) controlplane.Store
 	// NoIngest leaves the consumer stopped.
 	NoIngest bool
@@ -51,6 +59,10 @@ type Options struct {
 	// EdgeMaxConns bounds each edge's connections (default
 	// natsbus.DefaultEdgeMaxConnections).
 	EdgeMaxConns int
+	// Postgres puts the store on a fresh, migrated database of the dev
+	// Postgres server (pgtest.FreshDB) instead of SQLite;
+	// Env.PostgresOwner is its owner role's URL.
+	Postgres bool
 }
 
 // New starts an Env that stops when the test ends.
@@ -78,11 +90,26 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(limit.Stop)
-	store, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
-	if err != nil {
-		t.Fatal(err)
+	store := o.Base
+	switch {
+	case store != nil:
+	case o.Postgres:
+		var app string
+		e.PostgresOwner, app = pgtest.FreshDB(t)
+		pg, err := postgres.Open(ctx, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pg.Close() })
+		store = pg
+	default:
+		lite, err := sqlite.Open(ctx, filepath.Join(dir, "cp.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = lite.Close() })
+		store = lite
 	}
-	t.Cleanup(func() { store.Close() })
 	e.Store = store
 	ingestStore := controlplane.Store(store)
 	if o.Store != nil {
@@ -180,6 +207,22 @@ func (e *Env) EnrollEdge(t testing.TB, orgID string) Edge {
 func (ed Edge) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{natsbus.JWTAndKey(ed.UserJWT, ed.Key), nats.CustomInboxPrefix(ed.InboxPrefix), nats.NoReconnect()}, opts...)
 	return nats.Connect(ed.NATSURL, opts...)
+}
+
+// JetStream connects as the edge until the test ends and returns its
+// JetStream context, to publish batches as codex-edge does.
+func (ed Edge) JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := ed.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // pollEvery is how often Eventually checks its condition.

@@ -166,3 +166,13 @@ func (s Stage) All(cmd string) []Instruction {
 	}
 	return out
 }
+
+// Last returns the last instruction named cmd in stage s (the one that
+// takes effect), or a zero Instruction when there is none.
+func (s Stage) Last(cmd string) Instruction {
+	all := s.All(cmd)
+	if len(all) == 0 {
+		return Instruction{}
+	}
+	return all[len(all)-1]
+}

@@ -248,6 +248,8 @@ func TestHelmFull(t *testing.T) {
 		"CODEX_METADATA_QUEUE": "131072", "CODEX_ENROLLMENT_TOKEN": "secret:codex-enrollment/token",
 		"CODEX_ADMIN_TOKEN": "secret:codex-admin-token/token",
 		"OPENAI_API_KEY":    "secret:codex-providers/openai", "CODEX_DATABASE_URL": "secret:codex-database/url",
+		"CODEX_TRUSTED_PROXIES":   "10.0.0.0/16",
+		"CODEX_CONTROLPLANE_PINS": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=,jb1Z5gWHyWs7D8cv0Yg8a5e7rQ3E3a2zqZx3o2Tq0Uo=",
 	} {
 		if env[k] != want {
 			t.Errorf("%s = %q, want %q", k, env[k], want)

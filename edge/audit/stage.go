@@ -93,7 +93,9 @@ func (s *stage) serve(x *pipeline.Exchange, next pipeline.Handler) error {
 	}
 	err := answer(x, next.Serve(x))
 	e := entry{rec: x.Rec, level: edge.AuditNone}
-	s.o.Writer.record(&e)
+	if s.o.Writer.record(&e) {
+		x.Rec.Audit = edge.AuditNone
+	}
 	return err
 }
 
@@ -135,7 +137,9 @@ func (s *stage) hash(x *pipeline.Exchange, next pipeline.Handler) error {
 	f.PutMAC(c.respMAC)
 	*c = capture{}
 	captures.Put(c)
-	s.o.Writer.record(&e)
+	if s.o.Writer.record(&e) {
+		x.Rec.Audit = edge.AuditHash
+	}
 	return err
 }
 
@@ -156,6 +160,7 @@ func (s *stage) full(x *pipeline.Exchange, next pipeline.Handler) error {
 		return nil
 	}
 	c.release()
+	x.Rec.Audit = edge.AuditFull
 	return err
 }
 

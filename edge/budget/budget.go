@@ -26,7 +26,6 @@ package budget
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -110,7 +109,7 @@ func serve(x *pipeline.Exchange, next pipeline.Handler, o *Options) error {
 		record(x, o, now, 0)
 		return err
 	}
-	worst, priced := o.Prices.WorstCase(x.Format, x.Endpoint, x.Rec.Model, inputTokens(x.Body), outputCap(x.Body))
+	worst, priced := o.Prices.WorstCase(x.Format, x.Endpoint, x.Rec.Model, inputTokens(x.Body), x.OutputCap)
 	if !priced {
 		if !o.AllowUnpriced {
 			o.Metrics.LimitRefused("model_not_priced")
@@ -207,30 +206,6 @@ func refuse(b Bucket, r *Refusal, worst int64, now time.Time) error {
 // inputTokens is the input estimate: ceil(bytes / BytesPerToken).
 func inputTokens(body []byte) int64 {
 	return (int64(len(body)) + BytesPerToken - 1) / BytesPerToken
-}
-
-// outputCap is the request's own cap on output tokens, 0 when it sets
-// none: the largest of max_tokens, max_completion_tokens and
-// max_output_tokens.
-func outputCap(body []byte) int64 {
-	if len(body) == 0 {
-		return 0
-	}
-	var r struct {
-		MaxTokens           json.Number `json:"max_tokens"`
-		MaxCompletionTokens json.Number `json:"max_completion_tokens"`
-		MaxOutputTokens     json.Number `json:"max_output_tokens"`
-	}
-	if json.Unmarshal(body, &r) != nil {
-		return 0
-	}
-	var n int64
-	for _, v := range []json.Number{r.MaxTokens, r.MaxCompletionTokens, r.MaxOutputTokens} {
-		if f, err := v.Float64(); err == nil && f > 0 {
-			n = max(n, int64(math.Min(math.Ceil(f), 1<<40)))
-		}
-	}
-	return n
 }
 
 // Fallback is a Ledger that uses Primary (Redis) while it answers and

@@ -162,12 +162,15 @@ type Config struct {
 	// names instead of HMAC pseudonyms: the customer's explicit opt-in.
 	TelemetryNames bool `yaml:"telemetry_names"`
 	// TelemetryDimensions chooses the row dimensions shared metrics carry:
-	// a comma-separated subset of workspace, provider, model, key_ref
-	// (empty: all of them; "none": none). A withheld one arrives as
-	// "other". Cache status and status class are always sent.
+	// a comma-separated subset of workspace, provider, model, key_ref,
+	// memory (empty: all of them; "none": none). A withheld one arrives as
+	// "other" (a memory as other@0). Cache status and status class are
+	// always sent.
 	TelemetryDimensions string `yaml:"telemetry_dimensions"`
 	// TelemetryMinCount folds rows of fewer requests in a window into one
-	// "other" row (per cache status and status class). 0: none are.
+	// "other" row (per cache status and status class), memory uses of
+	// fewer requests into one "other" use and audit counts of fewer
+	// records into an "other" workspace. 0: none are.
 	TelemetryMinCount int64 `yaml:"telemetry_min_count"`
 	// TelemetryHeartbeat: windows without usage are not sent; a batch
 	// without rows, which tells the control plane the edge is alive,

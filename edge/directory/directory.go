@@ -103,6 +103,8 @@ type Memory struct {
 	Label string
 	// Tokens is the sum of their token estimates.
 	Tokens int64
+	// Uses are the memories one by one, for telemetry.
+	Uses []edge.MemoryUse
 	// Digest is the SHA-256 of the text: what the request fingerprint
 	// authenticates in its place (fingerprint.SumWith).
 	Digest [sha256.Size]byte
@@ -382,6 +384,7 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (out map[str
 		text  string
 		label string
 		tok   int64
+		use   edge.MemoryUse
 	}
 	var own []part
 	perKey := map[string][]part{}
@@ -396,7 +399,7 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (out map[str
 		if err != nil {
 			return nil, false, fmt.Errorf("org %s: %w", orgID, err)
 		}
-		p := part{string(text), m.Label(), m.Tokens}
+		p := part{string(text), m.Label(), m.Tokens, edge.MemoryUse{KeyID: m.KeyID, Name: m.Name, Version: m.Version, Tokens: m.Tokens}}
 		clear(text)
 		if m.KeyID == "" {
 			own = append(own, p)
@@ -412,13 +415,14 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (out map[str
 			return nil
 		}
 		texts, labels := make([]string, len(ps)), make([]string, len(ps))
+		uses := make([]edge.MemoryUse, len(ps))
 		var tok int64
 		for i, p := range ps {
-			texts[i], labels[i] = p.text, p.label
+			texts[i], labels[i], uses[i] = p.text, p.label, p.use
 			tok += p.tok
 		}
 		text := strings.Join(texts, "\n\n")
-		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Digest: sha256.Sum256([]byte(text))}
+		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Uses: uses, Digest: sha256.Sum256([]byte(text))}
 	}
 	out = map[string]*Memory{}
 	if m := join(own); m != nil {
@@ -514,6 +518,16 @@ func (d *Directory) forgetKey(keyID string) {
 	}
 }
 
+// forgetKeyAndOrg drops what is held of the org of a cached key.
+func (d *Directory) forgetKeyAndOrg(keyID string) {
+	for _, h := range d.keys.Keys() {
+		if k, ok := d.keys.Peek(h); ok && k.ID == keyID {
+			d.forgetOrg(k.OrgID)
+			return
+		}
+	}
+}
+
 // ForgetOrg drops what is held of an org (its settings, memories and
 // resolved keys), so that a change made through this instance applies to
 // its next request; other instances follow the change feed.
@@ -546,6 +560,11 @@ func (d *Directory) Sync(ctx context.Context) error {
 		for _, c := range changes {
 			switch c.Kind {
 			case "key":
+				if c.OrgID == "" {
+					// The key's org was deleted (orgs delete): what is
+					// held of it goes too.
+					d.forgetKeyAndOrg(c.Ref)
+				}
 				d.forgetKey(c.Ref)
 				// A key created elsewhere may be one remembered as absent.
 				d.absent.Purge()

@@ -365,3 +365,30 @@ func TestLoadRefusesProviderSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestOrgDeletedElsewhere: an org deleted by another process (orgs
+// delete) leaves "key" entries with no org in the change feed; after the
+// next Sync none of its cached keys resolves.
+func TestOrgDeletedElsewhere(t *testing.T) {
+	t.Parallel()
+	st, d, orgID := setup(t)
+	ctx := context.Background()
+	_, h1 := newKey(t, st, orgID)
+	_, h2 := newKey(t, st, orgID)
+	for _, h := range [][32]byte{h1, h2} {
+		if _, err := d.Resolve(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.DeleteOrg(ctx, edge.OrgDeletion{OrgID: orgID, Actor: "test", Via: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range [][32]byte{h1, h2} {
+		if _, err := d.Resolve(ctx, h); !errors.Is(err, directory.ErrUnknownKey) {
+			t.Fatalf("a key of the deleted org still resolves after Sync: %v", err)
+		}
+	}
+}

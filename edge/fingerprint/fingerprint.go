@@ -65,6 +65,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
+	"math"
+	"strconv"
 	"sync"
 )
 
@@ -106,6 +108,11 @@ type Info struct {
 	Stream           bool   // top-level "stream" is true
 	HasStreamOptions bool   // top-level "stream_options" is an object
 	IncludeUsage     bool   // "stream_options": {"include_usage": true}
+	// MaxOutputTokens is the request's own cap on output tokens, 0 when it
+	// sets none: the largest positive number among top-level max_tokens,
+	// max_completion_tokens and max_output_tokens, rounded up, at most
+	// 2^40. Read here so that the budget need not parse the body again.
+	MaxOutputTokens int64
 }
 
 // Sum is a request fingerprint.
@@ -280,6 +287,8 @@ func (p *parser) info() (Info, error) {
 			default:
 				return Info{}, errAt(v, `"stream" is not a boolean`)
 			}
+		case "max_tokens", "max_completion_tokens", "max_output_tokens":
+			info.MaxOutputTokens = max(info.MaxOutputTokens, p.tokenCap(v))
 		case "stream_options":
 			if p.body[v] != '{' {
 				continue
@@ -294,6 +303,24 @@ func (p *parser) info() (Info, error) {
 		}
 	}
 	return info, nil
+}
+
+// tokenCap is the number at offset i as a token count: rounded up, at
+// most 2^40, and 0 for anything not a positive number.
+func (p *parser) tokenCap(i int) int64 {
+	c := p.body[i]
+	if c != '-' && (c < '0' || c > '9') {
+		return 0
+	}
+	end, err := number(p.body, i)
+	if err != nil {
+		return 0
+	}
+	f, err := strconv.ParseFloat(string(p.body[i:end]), 64)
+	if err != nil || !(f > 0) {
+		return 0
+	}
+	return int64(math.Min(math.Ceil(f), 1<<40))
 }
 
 // objectAt returns the index of the object whose '{' is at offset i.

@@ -245,6 +245,12 @@ func TestScanInfo(t *testing.T) {
 		{`{"stream_options":{"include_usage":"yes"}}`, Info{HasStreamOptions: true}},
 		{`{"a":{"model":"nested","stream":true}}`, Info{}},
 		{`{"str\u0065am":true}`, Info{Stream: true}},
+		{`{"max_tokens":100}`, Info{MaxOutputTokens: 100}},
+		{`{"max_tokens":10,"max_completion_tokens":2.5e2,"max_output_tokens":99}`, Info{MaxOutputTokens: 250}},
+		{`{"max_output_tokens":0.1}`, Info{MaxOutputTokens: 1}},
+		{`{"max_tokens":1e300}`, Info{MaxOutputTokens: 1 << 40}},
+		{`{"max_tokens":-5,"max_completion_tokens":"7","max_output_tokens":null}`, Info{}},
+		{`{"max_tokens":0,"a":{"max_tokens":9}}`, Info{}},
 	}
 	for _, tt := range tests {
 		got, err := Scan([]byte(tt.in))

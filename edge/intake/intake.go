@@ -109,12 +109,13 @@ func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
 	}
 	if mem != nil {
 		x.W.Header()[memory.Header] = []string{mem.Label}
-		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate = mem.Label, mem.Tokens
+		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate, x.Rec.Memories = mem.Label, mem.Tokens, mem.Uses
 	}
 	x.Rec.Fingerprint = sum.String()
 	x.Rec.Model = info.Model
 	x.Rec.Stream = info.Stream
 	x.Stream = info.Stream
+	x.OutputCap = info.MaxOutputTokens
 	if x.Body, x.HideUsage, err = x.Format.Rewrite(x.Endpoint, sent, info); err != nil {
 		return badJSON(err.Error())
 	}

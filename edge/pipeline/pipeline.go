@@ -71,11 +71,13 @@ type Exchange struct {
 	Upstream directory.Upstream
 
 	// Set by intake: the body as sent upstream, whether the answer is a
-	// stream, and whether usage-only stream events must be kept from the
-	// client (the edge asked for them; see provider.Format.Rewrite).
+	// stream, whether usage-only stream events must be kept from the
+	// client (the edge asked for them; see provider.Format.Rewrite), and
+	// the request's own cap on output tokens (0: none).
 	Body      []byte
 	Stream    bool
 	HideUsage bool
+	OutputCap int64
 
 	// Set by caching when the answer is shared or stored; the forwarder
 	// writes the provider's answer to it as well as to the client.

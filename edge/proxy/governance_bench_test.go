@@ -8,6 +8,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/budget"
 	budgetredis "github.com/persiv/codex/edge/budget/redis"
 	"github.com/persiv/codex/edge/internal/testutil"
@@ -73,6 +74,30 @@ func BenchmarkChatThroughEdgeGoverned(b *testing.B) {
 // round trips a request (rpm, tpm, reserve; then tpm charge and settle).
 func BenchmarkChatThroughEdgeGovernedRedis(b *testing.B) {
 	h, key, _ := setupBenchWith(b, "", governed(b, benchRedis(b)))
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, h, key, benchChat)
+	}
+}
+
+// BenchmarkChatThroughEdgeDesign9 is the edge as DESIGN §9 measures it: a
+// 1 KiB memory, audit level hash (events written in the background, in
+// batches, to the same SQLite store), and a rate limit and a budget on the
+// key, counted in process.
+func BenchmarkChatThroughEdgeDesign9(b *testing.B) {
+	h, key, _ := setupBenchWith(b, benchMemory, func(o *proxy.Options, db *sqlite.DB, orgID, keyID string) {
+		governed(b, nil)(o, db, orgID, keyID)
+		if err := db.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: orgID, Level: edge.AuditHash}); err != nil {
+			b.Fatal(err)
+		}
+		w := audit.NewWriter(db, audit.WriterOptions{})
+		b.Cleanup(func() {
+			if err := w.Close(context.Background()); err != nil {
+				b.Error(err)
+			}
+		})
+		o.Audit = audit.Options{Writer: w}
+	})
 	b.ReportAllocs()
 	for b.Loop() {
 		serve(b, h, key, benchChat)

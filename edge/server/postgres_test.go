@@ -414,3 +414,60 @@ func TestPostgresMemoryNoPlaintextAtRest(t *testing.T) {
 	}
 	storetest.ScanDirForCanaries(t, c.DataDir, canaries...)
 }
+
+// TestPostgresRetentionDropsPartitions: on Postgres, retention drops the
+// monthly partitions entirely past CODEX_RETENTION whole, keeps the
+// records within it, and keeps partitions made ahead, so a request in a
+// new month is stored.
+func TestPostgresRetentionDropsPartitions(t *testing.T) {
+	owner, app := pgtest.FreshDB(t)
+	f := newPGFleet(t, app)
+	org := f.addOrg("alpha")
+	_, key := f.addKey(org)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	old := time.Date(now.Year(), now.Month(), 1, 12, 0, 0, 0, time.UTC).AddDate(0, -4, 0)
+	oldPart := fmt.Sprintf("requests_y%04dm%02d", old.Year(), int(old.Month()))
+	if _, err := f.admin.EnsureRequestPartitions(ctx, old, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.admin.InsertRequests(ctx, []edge.RequestRecord{
+		storetest.SampleRecord(org, "k", "req_old", old),
+		storetest.SampleRecord(org, "k", "req_within", now.Add(-time.Hour)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	monthName := func(i int) string {
+		m := time.Date(now.Year(), now.Month()+time.Month(i), 1, 0, 0, 0, 0, time.UTC)
+		return fmt.Sprintf("requests_y%04dm%02d", m.Year(), int(m.Month()))
+	}
+	// The furthest month ahead lacks its partition (as after two months
+	// without a retention pass): retention makes it.
+	conn := pgtest.Open(t, owner)
+	if _, err := conn.Pool().Exec(ctx, `DROP TABLE `+monthName(server.RetentionPartitionsAhead)); err != nil {
+		t.Fatal(err)
+	}
+	e := f.start(func(c *config.Config) { c.Retention = 30 * 24 * time.Hour })
+	if _, err := e.srv.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var gone bool
+	if err := conn.Pool().QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, oldPart).Scan(&gone); err != nil || !gone {
+		t.Fatalf("partition %s still exists after retention (%v)", oldPart, err)
+	}
+	recs, err := f.admin.Requests(ctx, org, time.Time{}, 10)
+	if err != nil || len(recs) != 1 || recs[0].ID != "req_within" {
+		t.Fatalf("records after retention: %v, %v; want only req_within", recs, err)
+	}
+	for i := range server.RetentionPartitionsAhead + 1 {
+		name := monthName(i)
+		var exists bool
+		if err := conn.Pool().QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil || !exists {
+			t.Errorf("partition %s ahead missing (%v)", name, err)
+		}
+	}
+	if st := pgStatus(t, e.base, key); st != http.StatusOK {
+		t.Fatalf("request after retention: %d", st)
+	}
+	countRecords(t, f.admin, org, 2)
+}

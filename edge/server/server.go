@@ -598,14 +598,24 @@ type changeNotifier interface {
 	ChangeNotify() <-chan struct{}
 }
 
-// followChanges keeps the directory in step with the change feed: every
-// CODEX_CHANGE_POLL, and at once when the store signals a change.
 // Retention's pace: at most RetentionBatch records per statement, and a
-// pass over every org at start-up and every RetentionEvery.
+// pass over every org at start-up and every RetentionEvery. On Postgres
+// each pass also makes sure the monthly partitions of request metadata
+// exist from the current month through RetentionPartitionsAhead months
+// ahead.
 const (
-	RetentionBatch = 5000
-	RetentionEvery = time.Hour
+	RetentionBatch           = 5000
+	RetentionEvery           = time.Hour
+	RetentionPartitionsAhead = 2
 )
+
+// partitionedRequests is a store that keeps request metadata in monthly
+// partitions (Postgres): retention drops a month whole once all of it is
+// past CODEX_RETENTION, and creates the coming months' partitions.
+type partitionedRequests interface {
+	EnsureRequestPartitions(ctx context.Context, now time.Time, months int) ([]string, error)
+	DropRequestPartitions(ctx context.Context, before time.Time) ([]string, error)
+}
 
 // retain deletes request metadata older than CODEX_RETENTION until ctx
 // ends.
@@ -629,14 +639,34 @@ func (s *Server) retain(ctx context.Context) {
 	}
 }
 
-// Prune deletes every org's request metadata older than CODEX_RETENTION,
-// RetentionBatch records at a time, and returns how many it deleted.
+// Prune deletes every org's request metadata older than CODEX_RETENTION
+// and returns how many records it deleted one by one. On Postgres it first
+// drops, whole, the monthly partitions entirely past retention (their
+// records are not counted) and creates the partitions of the months ahead;
+// what is left past retention is deleted RetentionBatch records at a time.
 func (s *Server) Prune(ctx context.Context) (int64, error) {
+	now := time.Now()
+	before := now.Add(-s.cfg.Retention)
+	if p, ok := s.store.(partitionedRequests); ok {
+		created, err := p.EnsureRequestPartitions(ctx, now, RetentionPartitionsAhead)
+		if err != nil {
+			return 0, fmt.Errorf("retention: %w", err)
+		}
+		if len(created) > 0 {
+			s.log.Info("request metadata partitions created", "partitions", created)
+		}
+		dropped, err := p.DropRequestPartitions(ctx, before)
+		if err != nil {
+			return 0, fmt.Errorf("retention: %w", err)
+		}
+		if len(dropped) > 0 {
+			s.log.Info("request metadata partitions past retention dropped", "partitions", dropped, "retention", s.cfg.Retention.String())
+		}
+	}
 	orgs, err := s.store.Orgs(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("retention: %w", err)
 	}
-	before := time.Now().Add(-s.cfg.Retention)
 	var total int64
 	for _, o := range orgs {
 		for {
@@ -653,6 +683,8 @@ func (s *Server) Prune(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
+// followChanges keeps the directory in step with the change feed: every
+// CODEX_CHANGE_POLL, and at once when the store signals a change.
 func (s *Server) followChanges(ctx context.Context) {
 	var notified <-chan struct{}
 	if n, ok := s.store.(changeNotifier); ok {

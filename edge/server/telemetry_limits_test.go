@@ -2,15 +2,11 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/internal/testutil"
-	"github.com/persiv/codex/edge/telemetry"
 	"github.com/persiv/codex/shared/wire"
 )
 
@@ -25,7 +21,7 @@ func TestTelemetryCarriesLimitsAndBudgets(t *testing.T) {
 	h := newTelemetryHarness(t)
 	tn := h.addOrg("alpha")
 	enr := enrollEdge(t, h, cp, org)
-	if wire.Negotiate(enr.SchemaVersions) != 2 {
+	if wire.Negotiate(enr.SchemaVersions) != wire.SchemaVersion {
 		t.Fatalf("the control plane offered versions %v", enr.SchemaVersions)
 	}
 	setSharing(t, h, true)
@@ -58,21 +54,7 @@ func TestTelemetryOlderControlPlaneGetsVersion1(t *testing.T) {
 	h := newTelemetryHarness(t)
 	tn := h.addOrg("alpha")
 	enrollEdge(t, h, cp, org)
-	// What an older control plane's answer would have left.
-	path := filepath.Join(string(telemetry.DirIn(h.cfg.DataDir)), "enrollment.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	delete(m, "schema_versions")
-	raw, _ = json.Marshal(m)
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	setEnrolledVersions(t, h, nil) // what an older control plane's answer would have left
 	h.stop()
 	startTelemetryEdge(h)
 	setSharing(t, h, true)

@@ -11,11 +11,13 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -184,10 +186,53 @@ const (
 	drainEvery = 100 * time.Millisecond
 )
 
-// Window is one closed window's rows.
+// Window is one closed window's rows, the memories injected into its
+// requests and the audit records written for them.
 type Window struct {
 	Start, End time.Time
 	Rows       []wire.UsageRow
+	Memories   []wire.MemoryUse
+	Audit      []wire.AuditCount
+}
+
+// MaxMemoryUses bounds the memory uses of a window: past it, the uses of
+// the fewest requests are folded into one wire.Other use, so a window's
+// batch stays far below wire.MaxBatchBytes.
+const MaxMemoryUses = 1000
+
+type memKey struct {
+	ws, key, name string
+	version       int64
+}
+
+type auditKey struct{ ws, level string }
+
+// sums are the open window's aggregates.
+type sums struct {
+	rows  map[wire.RowKey]*wire.UsageRow
+	mems  map[memKey]*wire.MemoryUse
+	audit map[auditKey]*wire.AuditCount
+}
+
+func newSums() *sums {
+	return &sums{rows: map[wire.RowKey]*wire.UsageRow{}, mems: map[memKey]*wire.MemoryUse{}, audit: map[auditKey]*wire.AuditCount{}}
+}
+
+// close returns the window's aggregates and starts the next window.
+func (s *sums) close(w *Window) {
+	w.Rows = make([]wire.UsageRow, 0, len(s.rows))
+	for _, r := range s.rows {
+		w.Rows = append(w.Rows, *r)
+	}
+	for _, m := range s.mems {
+		w.Memories = append(w.Memories, *m)
+	}
+	for _, a := range s.audit {
+		w.Audit = append(w.Audit, *a)
+	}
+	clear(s.rows)
+	clear(s.mems)
+	clear(s.audit)
 }
 
 // Run aggregates until ctx ends, calling emit with each closed window
@@ -196,7 +241,7 @@ type Window struct {
 // alive and sharing, and carries no usage. On return the last partial
 // window is emitted (if it has rows or a heartbeat is due).
 func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labeler, emit func(Window)) {
-	rows := make(map[wire.RowKey]*wire.UsageRow)
+	sums := newSums()
 	labels := &labelCache{l: labeler}
 	start := time.Now().UTC()
 	tick := time.NewTicker(window)
@@ -211,13 +256,12 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labe
 			// A stalled process: the wire bounds a window's length.
 			start = end.Add(-wire.MaxWindow)
 		}
-		w := Window{Start: start, End: end, Rows: make([]wire.UsageRow, 0, len(rows))}
-		for _, r := range rows {
-			w.Rows = append(w.Rows, *r)
-		}
-		clear(rows)
+		w := Window{Start: start, End: end}
+		sums.close(&w)
 		start = end
 		w.Rows = a.Minimize.Apply(w.Rows)
+		w.Memories = a.Minimize.ApplyMemories(w.Memories)
+		w.Audit = a.Minimize.ApplyAudit(w.Audit)
 		if len(w.Rows) == 0 && !lastEmit.IsZero() && end.Sub(lastEmit) < a.Minimize.Heartbeat {
 			return // nothing happened, and the last heartbeat is recent
 		}
@@ -232,7 +276,7 @@ func (a *Aggregator) Run(ctx context.Context, window time.Duration, labeler Labe
 	drain := func() {
 		recs := a.q.Take()
 		for i := range recs {
-			a.add(rows, labels, &recs[i])
+			a.add(sums, labels, &recs[i])
 		}
 		a.q.Recycle(recs)
 	}
@@ -272,7 +316,8 @@ type Minimize struct {
 	// withheld one carries wire.Other. Nil: all of them.
 	Dimensions []string
 	// MinCount: rows of fewer requests are folded into one wire.Other
-	// row per cache status and status class. 0 or 1: none are.
+	// row per cache status and status class (memory uses and audit
+	// counts alike: ApplyMemories, ApplyAudit). 0 or 1: none are.
 	MinCount int64
 	// Heartbeat: windows without usage are sent at most this often.
 	Heartbeat time.Duration
@@ -376,6 +421,116 @@ func mergeRow(into, r *wire.UsageRow) {
 	}
 }
 
+// ApplyMemories withholds what the dimensions say (workspace, key_ref,
+// memory: name Other, version 0), folds uses of fewer than MinCount
+// requests into one Other use, and keeps at most MaxMemoryUses, folding
+// those of the fewest requests.
+func (m Minimize) ApplyMemories(ms []wire.MemoryUse) []wire.MemoryUse {
+	keep := func(d string) bool { return m.Dimensions == nil || slices.Contains(m.Dimensions, d) }
+	other := wire.MemoryUse{Workspace: wire.Other, KeyRef: wire.Other, Name: wire.Other}
+	merged := make(map[memKey]*wire.MemoryUse, len(ms))
+	var out []wire.MemoryUse
+	var folded *wire.MemoryUse
+	fold := func(u wire.MemoryUse) {
+		if folded == nil {
+			f := other
+			folded = &f
+		}
+		folded.Requests += u.Requests
+		folded.Tokens += u.Tokens
+		folded.Estimated += u.Estimated
+	}
+	for _, u := range ms {
+		if !keep(wire.DimWorkspace) {
+			u.Workspace = wire.Other
+		}
+		if !keep(wire.DimKeyRef) {
+			u.KeyRef = wire.Other
+		}
+		if !keep(wire.DimMemory) {
+			u.Name, u.Version = wire.Other, 0
+		}
+		k := memKey{u.Workspace, u.KeyRef, u.Name, u.Version}
+		if have := merged[k]; have != nil {
+			have.Requests += u.Requests
+			have.Tokens += u.Tokens
+			have.Estimated += u.Estimated
+			continue
+		}
+		merged[k] = &u
+	}
+	for _, u := range merged {
+		out = append(out, *u)
+	}
+	// Most requests first, so that the cap folds the smallest.
+	slices.SortFunc(out, func(a, b wire.MemoryUse) int {
+		return cmp.Or(cmp.Compare(b.Requests, a.Requests), strings.Compare(a.Workspace, b.Workspace),
+			strings.Compare(a.KeyRef, b.KeyRef), strings.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
+	})
+	kept := out[:0]
+	for _, u := range out {
+		isOther := u.Workspace == other.Workspace && u.KeyRef == other.KeyRef && u.Name == other.Name && u.Version == 0
+		if isOther || u.Requests < m.MinCount || len(kept) >= MaxMemoryUses-1 {
+			fold(u)
+			continue
+		}
+		kept = append(kept, u)
+	}
+	if folded != nil {
+		kept = append(kept, *folded)
+	}
+	return kept
+}
+
+// ApplyAudit withholds the workspace if the dimensions say so and folds
+// counts of fewer than MinCount records into one Other count per level.
+func (m Minimize) ApplyAudit(as []wire.AuditCount) []wire.AuditCount {
+	keepWS := m.Dimensions == nil || slices.Contains(m.Dimensions, wire.DimWorkspace)
+	merged := make(map[auditKey]*wire.AuditCount, len(as))
+	var order []auditKey
+	put := func(a wire.AuditCount) {
+		k := auditKey{a.Workspace, a.Level}
+		if have := merged[k]; have != nil {
+			have.Records += a.Records
+			return
+		}
+		merged[k] = &a
+		order = append(order, k)
+	}
+	for _, a := range as {
+		if !keepWS {
+			a.Workspace = wire.Other
+		}
+		put(a)
+	}
+	out := make([]wire.AuditCount, 0, len(order))
+	var small []wire.AuditCount
+	for _, k := range order {
+		if a := merged[k]; a.Records < m.MinCount && a.Workspace != wire.Other {
+			small = append(small, *a)
+		} else {
+			out = append(out, *a)
+		}
+	}
+	if len(small) == 0 {
+		return out
+	}
+	clear(merged)
+	order = order[:0]
+	for _, a := range out {
+		put(a)
+	}
+	for _, a := range small {
+		a.Workspace = wire.Other
+		put(a)
+	}
+	out = out[:0]
+	for _, k := range order {
+		out = append(out, *merged[k])
+	}
+	return out
+}
+
 // labelCache remembers labels, so that the hot loop computes an HMAC
 // once per org and key rather than once per request.
 type labelCache struct {
@@ -411,8 +566,8 @@ func (c *labelCache) KeyRef(orgID, keyID string) string {
 	return v
 }
 
-// add folds one record into its row.
-func (a *Aggregator) add(rows map[wire.RowKey]*wire.UsageRow, labels *labelCache, rec *edge.RequestRecord) {
+// add folds one record into its row, its memories and its audit count.
+func (a *Aggregator) add(s *sums, labels *labelCache, rec *edge.RequestRecord) {
 	if rec.OrgID == "" {
 		a.skipped.Add(1) // not attributable to a workspace
 		return
@@ -436,10 +591,37 @@ func (a *Aggregator) add(rows map[wire.RowKey]*wire.UsageRow, labels *labelCache
 	default:
 		k.CacheStatus = wire.CacheBypass
 	}
-	r := rows[k]
+	r := s.rows[k]
 	if r == nil {
 		r = &wire.UsageRow{Workspace: k.Workspace, Provider: k.Provider, Model: k.Model, KeyRef: k.KeyRef, CacheStatus: k.CacheStatus, StatusClass: k.StatusClass}
-		rows[k] = r
+		s.rows[k] = r
+	}
+	for _, m := range rec.Memories {
+		if !wire.MemoryNameChars.Valid(m.Name) || m.Version < 1 {
+			continue // not a stored memory's name: never sent
+		}
+		ref := "none" // the workspace's own memory
+		if m.KeyID != "" {
+			ref = labels.KeyRef(rec.OrgID, m.KeyID)
+		}
+		mk := memKey{k.Workspace, ref, m.Name, m.Version}
+		u := s.mems[mk]
+		if u == nil {
+			u = &wire.MemoryUse{Workspace: mk.ws, KeyRef: mk.key, Name: m.Name, Version: m.Version}
+			s.mems[mk] = u
+		}
+		u.Requests++
+		u.Tokens += max(m.Tokens, 0)
+		u.Estimated++ // the provider reports no memory's share of a request
+	}
+	if rec.Audit.Valid() {
+		ak := auditKey{k.Workspace, string(rec.Audit)}
+		c := s.audit[ak]
+		if c == nil {
+			c = &wire.AuditCount{Workspace: ak.ws, Level: ak.level}
+			s.audit[ak] = c
+		}
+		c.Records++
 	}
 	r.Requests++
 	addTokens(&r.Input, rec.Usage.Input)

@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -12,6 +13,13 @@ import (
 
 // aggregate runs recs through an aggregator with m and returns the rows.
 func aggregate(t *testing.T, m telemetry.Minimize, recs []edge.RequestRecord) []wire.UsageRow {
+	t.Helper()
+	return aggregateWindow(t, m, recs).Rows
+}
+
+// aggregateWindow runs recs through an aggregator with m and returns the
+// window.
+func aggregateWindow(t *testing.T, m telemetry.Minimize, recs []edge.RequestRecord) telemetry.Window {
 	t.Helper()
 	a := telemetry.NewAggregator(len(recs) + 1)
 	a.Minimize = m
@@ -26,7 +34,83 @@ func aggregate(t *testing.T, m telemetry.Minimize, recs []edge.RequestRecord) []
 	a.Flush(context.Background())
 	cancel()
 	<-done
-	return (<-got).Rows
+	return <-got
+}
+
+// TestMinimizeMemoriesAndAudit: memory uses and audit counts follow the
+// dimensions (workspace, key_ref, memory) and the minimum count like
+// rows do, and their totals survive.
+func TestMinimizeMemoriesAndAudit(t *testing.T) {
+	t.Parallel()
+	style := edge.MemoryUse{Name: "style", Version: 2, Tokens: 100}
+	tone := edge.MemoryUse{KeyID: "1", Name: "tone", Version: 1, Tokens: 10}
+	var recs []edge.RequestRecord
+	for i := range 6 {
+		r := rec("a", "1", "gpt-4o", 200)
+		r.Memories, r.Audit = []edge.MemoryUse{style, tone}, edge.AuditHash
+		if i == 5 {
+			r.OrgID, r.Memories, r.Audit = "b", []edge.MemoryUse{style}, edge.AuditFull
+		}
+		recs = append(recs, r)
+	}
+	recs = append(recs, rec("a", "2", "gpt-4o", 200)) // no memory, no audit record
+	type mem struct {
+		ws, key, name string
+		version       int64
+	}
+	other := mem{"other", "other", "other", 0}
+	tests := []struct {
+		name  string
+		m     telemetry.Minimize
+		mems  map[mem]int64       // requests per use
+		audit map[[2]string]int64 // records per workspace and level
+	}{
+		{"all dimensions", telemetry.Minimize{},
+			map[mem]int64{{"ws-a", "none", "style", 2}: 5, {"ws-a", "k-1", "tone", 1}: 5, {"ws-b", "none", "style", 2}: 1},
+			map[[2]string]int64{{"ws-a", "hash"}: 5, {"ws-b", "full"}: 1}},
+		{"no memory", telemetry.Minimize{Dimensions: []string{"workspace", "key_ref"}},
+			map[mem]int64{{"ws-a", "none", "other", 0}: 5, {"ws-a", "k-1", "other", 0}: 5, {"ws-b", "none", "other", 0}: 1},
+			map[[2]string]int64{{"ws-a", "hash"}: 5, {"ws-b", "full"}: 1}},
+		{"no workspace, no key", telemetry.Minimize{Dimensions: []string{"memory"}},
+			map[mem]int64{{"other", "other", "style", 2}: 6, {"other", "other", "tone", 1}: 5},
+			map[[2]string]int64{{"other", "hash"}: 5, {"other", "full"}: 1}},
+		{"min count 2", telemetry.Minimize{MinCount: 2},
+			map[mem]int64{{"ws-a", "none", "style", 2}: 5, {"ws-a", "k-1", "tone", 1}: 5, other: 1},
+			map[[2]string]int64{{"ws-a", "hash"}: 5, {"other", "full"}: 1}},
+		{"none", telemetry.Minimize{Dimensions: []string{}, MinCount: 100},
+			map[mem]int64{other: 11},
+			map[[2]string]int64{{"other", "hash"}: 5, {"other", "full"}: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := aggregateWindow(t, tt.m, recs)
+			mems := map[mem]int64{}
+			var tokens int64
+			for _, u := range w.Memories {
+				mems[mem{u.Workspace, u.KeyRef, u.Name, u.Version}] += u.Requests
+				tokens += u.Tokens
+				if u.Estimated != u.Requests {
+					t.Fatalf("use %+v: every memory's tokens are estimated", u)
+				}
+			}
+			audit := map[[2]string]int64{}
+			for _, a := range w.Audit {
+				audit[[2]string{a.Workspace, a.Level}] += a.Records
+			}
+			if !maps.Equal(mems, tt.mems) || !maps.Equal(audit, tt.audit) {
+				t.Fatalf("memories %v, audit %v; want %v, %v", mems, audit, tt.mems, tt.audit)
+			}
+			if tokens != 6*100+5*10 {
+				t.Fatalf("memory tokens %d: minimizing lost or doubled some", tokens)
+			}
+			b := wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: time.Now().UTC().Add(-time.Minute), WindowEnd: time.Now().UTC(),
+				OrgID: "org_x", EdgeID: "edge_x", Seq: 1, Rows: w.Rows, Memories: w.Memories, Audit: w.Audit, Settings: tt.m.Settings()}
+			if _, err := wire.Encode(&b); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
 
 func TestMinimize(t *testing.T) {

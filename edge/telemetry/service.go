@@ -319,11 +319,13 @@ func (s *Service) emit(w Window) {
 		return // gathered while on, but the customer has switched off since
 	}
 	rows := w.Rows
-	budgets := s.budgets()
+	// The window's first batch carries its budgets, memories and audit
+	// counts.
+	extra := extras{budgets: s.budgets(), memories: w.Memories, audit: w.Audit}
 	for first := true; first || len(rows) > 0; first = false {
 		n := min(len(rows), rowsPerBatch)
 		for {
-			data, seq, err := s.encode(enr, w, rows[:n], budgets)
+			data, seq, err := s.encode(enr, w, rows[:n], extra)
 			if errors.Is(err, wire.ErrInvalid) && n > 1 {
 				n /= 2 // too large: split further
 				continue
@@ -339,7 +341,7 @@ func (s *Service) emit(w Window) {
 			break
 		}
 		rows = rows[n:]
-		budgets = nil // the window's first batch carries them
+		extra = extras{}
 	}
 	s.poke()
 }
@@ -367,15 +369,25 @@ func (s *Service) budgets() []wire.BudgetUse {
 	return out
 }
 
+// extras are what a window's first batch carries besides rows.
+type extras struct {
+	budgets  []wire.BudgetUse
+	memories []wire.MemoryUse
+	audit    []wire.AuditCount
+}
+
 // encode makes a batch in the newest version the control plane said it
-// takes at enrollment: version 1, without limit counts and budgets, for
-// a control plane that said nothing.
-func (s *Service) encode(enr Enrollment, w Window, rows []wire.UsageRow, budgets []wire.BudgetUse) ([]byte, int64, error) {
+// takes at enrollment, dropping what that version cannot carry
+// (wire.UsageBatch.AsVersion): a version 2 control plane gets no
+// memories and audit counts; one that said nothing gets version 1,
+// without limit counts and budgets either.
+func (s *Service) encode(enr Enrollment, w Window, rows []wire.UsageRow, x extras) ([]byte, int64, error) {
 	s.mu.Lock()
 	seq := s.prog.LastSeq + 1
 	s.mu.Unlock()
 	b := &wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: w.Start, WindowEnd: w.End,
-		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows, Budgets: budgets, Settings: s.opts.Minimize.Settings()}
+		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows, Budgets: x.budgets, Settings: s.opts.Minimize.Settings(),
+		Memories: x.memories, Audit: x.audit}
 	data, err := wire.Encode(b.AsVersion(wire.Negotiate(enr.SchemaVersions)))
 	return data, seq, err
 }

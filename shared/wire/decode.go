@@ -26,8 +26,11 @@ func Decode(data []byte) (*UsageBatch, error) {
 	// Malformed JSON leaves version 0: the strict checks below reject it.
 	_ = json.Unmarshal(data, &peek)
 	shape := batchShape
-	if peek.SchemaVersion == 1 {
+	switch peek.SchemaVersion {
+	case 1:
 		shape = batchShapeV1
+	case 2:
+		shape = batchShapeV2
 	}
 	if err := checkShape(data, shape); err != nil {
 		return nil, err
@@ -35,13 +38,20 @@ func Decode(data []byte) (*UsageBatch, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var b *UsageBatch
-	if peek.SchemaVersion == 1 {
+	switch peek.SchemaVersion {
+	case 1:
 		var v1 batchV1
 		if err := dec.Decode(&v1); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrInvalid, jsonErrText(err))
 		}
 		b = v1.current()
-	} else {
+	case 2:
+		var v2 batchV2
+		if err := dec.Decode(&v2); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalid, jsonErrText(err))
+		}
+		b = v2.current()
+	default:
 		b = new(UsageBatch)
 		if err := dec.Decode(b); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrInvalid, jsonErrText(err))
@@ -58,12 +68,24 @@ func Encode(b *UsageBatch) ([]byte, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	var v any = b
-	if b.SchemaVersion == 1 {
+	var v any
+	switch b.SchemaVersion {
+	case 1:
 		v = v1Of(b)
-	} else if b.Budgets == nil {
+	case 2:
+		v = v2Of(b)
+	default:
+		// Absent lists travel as empty ones: the fields are required.
 		c := *b
-		c.Budgets = []BudgetUse{}
+		if c.Budgets == nil {
+			c.Budgets = []BudgetUse{}
+		}
+		if c.Memories == nil {
+			c.Memories = []MemoryUse{}
+		}
+		if c.Audit == nil {
+			c.Audit = []AuditCount{}
+		}
 		v = &c
 	}
 	data, err := json.Marshal(v)
@@ -114,6 +136,7 @@ type field struct {
 var (
 	batchShape   = shapeOf(reflect.TypeFor[UsageBatch](), MaxRows)
 	batchShapeV1 = shapeOf(reflect.TypeFor[batchV1](), MaxRows)
+	batchShapeV2 = shapeOf(reflect.TypeFor[batchV2](), MaxRows)
 )
 
 func shapeOf(t reflect.Type, maxLen int) *shape {

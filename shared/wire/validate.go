@@ -64,6 +64,8 @@ var (
 	ModelChars = newCharset(128, "A-Za-z0-9", "A-Za-z0-9._:/@+-", `^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$`)
 	// ProviderChars: provider names such as "openai".
 	ProviderChars = newCharset(32, "a-z", "a-z0-9_-", `^[a-z][a-z0-9_-]{0,31}$`)
+	// MemoryNameChars: memory names, as the edge accepts them.
+	MemoryNameChars = newCharset(64, "A-Za-z0-9._-", "A-Za-z0-9._-", `^[A-Za-z0-9._-]{1,64}$`)
 )
 
 func invalid(field, rule string) error {
@@ -72,7 +74,7 @@ func invalid(field, rule string) error {
 
 // Validate checks every bound and consistency rule of the contract.
 func (b *UsageBatch) Validate() error {
-	if b.SchemaVersion != 1 && b.SchemaVersion != 2 {
+	if !slices.Contains(SchemaVersions, b.SchemaVersion) {
 		return invalid("schema_version", "unsupported version")
 	}
 	if err := checkTime("window_start", b.WindowStart); err != nil {
@@ -100,7 +102,7 @@ func (b *UsageBatch) Validate() error {
 		return invalid("rows", "missing")
 	}
 	if b.Settings != nil {
-		if err := b.Settings.validate(); err != nil {
+		if err := b.Settings.validate(b.SchemaVersion); err != nil {
 			return err
 		}
 	}
@@ -148,6 +150,84 @@ func (b *UsageBatch) Validate() error {
 			return fmt.Errorf("budgets[%d]: %w", i, invalid("key", "duplicate budget"))
 		}
 		seenB[k] = struct{}{}
+	}
+	if b.SchemaVersion < 3 && len(b.Memories) > 0 {
+		return invalid("memories", "not before version 3")
+	}
+	if b.SchemaVersion < 3 && len(b.Audit) > 0 {
+		return invalid("audit", "not before version 3")
+	}
+	if err := validateMemories(b.Memories); err != nil {
+		return err
+	}
+	return validateAudit(b.Audit)
+}
+
+func validateMemories(ms []MemoryUse) error {
+	if len(ms) > MaxMemories {
+		return invalid("memories", "too many memories")
+	}
+	type memKey struct {
+		ws, key, name string
+		version       int64
+	}
+	seen := make(map[memKey]struct{}, len(ms))
+	for i, m := range ms {
+		var err error
+		switch {
+		case !LabelChars.Valid(m.Workspace):
+			err = invalid("workspace", "not a label")
+		case !LabelChars.Valid(m.KeyRef):
+			err = invalid("key_ref", "not a label")
+		case !MemoryNameChars.Valid(m.Name):
+			err = invalid("name", "not a memory name")
+		case m.Version < 0 || m.Version > MaxCount:
+			err = invalid("version", "out of range")
+		case m.Version == 0 && m.Name != Other:
+			err = invalid("version", "0 is for a withheld memory only")
+		case m.Requests < 1 || m.Requests > MaxCount:
+			err = invalid("requests", "out of range")
+		case m.Tokens < 0 || m.Tokens > MaxCount:
+			err = invalid("tokens", "out of range")
+		case m.Estimated < 0 || m.Estimated > m.Requests:
+			err = invalid("estimated", "out of range (0..requests)")
+		}
+		if err != nil {
+			return fmt.Errorf("memories[%d]: %w", i, err)
+		}
+		k := memKey{m.Workspace, m.KeyRef, m.Name, m.Version}
+		if _, dup := seen[k]; dup {
+			return fmt.Errorf("memories[%d]: %w", i, invalid("key", "duplicate memory"))
+		}
+		seen[k] = struct{}{}
+	}
+	return nil
+}
+
+func validateAudit(as []AuditCount) error {
+	if len(as) > MaxAuditCounts {
+		return invalid("audit", "too many counts")
+	}
+	type auditKey struct{ ws, level string }
+	seen := make(map[auditKey]struct{}, len(as))
+	for i, a := range as {
+		var err error
+		switch {
+		case !LabelChars.Valid(a.Workspace):
+			err = invalid("workspace", "not a label")
+		case !slices.Contains(AuditLevels, a.Level):
+			err = invalid("level", "not an audit level")
+		case a.Records < 1 || a.Records > MaxCount:
+			err = invalid("records", "out of range")
+		}
+		if err != nil {
+			return fmt.Errorf("audit[%d]: %w", i, err)
+		}
+		k := auditKey{a.Workspace, a.Level}
+		if _, dup := seen[k]; dup {
+			return fmt.Errorf("audit[%d]: %w", i, invalid("key", "duplicate audit count"))
+		}
+		seen[k] = struct{}{}
 	}
 	return nil
 }
@@ -222,13 +302,17 @@ func (r *UsageRow) validate() error {
 // MaxHeartbeatS bounds Settings.HeartbeatS: a day.
 const MaxHeartbeatS = 24 * 60 * 60
 
-func (st *Settings) validate() error {
+func (st *Settings) validate(version int) error {
 	if st.Dimensions == nil {
 		return invalid("dimensions", "missing")
 	}
+	known := Dimensions
+	if version < 3 {
+		known = dimensionsV2
+	}
 	seen := map[string]bool{}
 	for _, d := range st.Dimensions {
-		if seen[d] || !slices.Contains(Dimensions, d) {
+		if seen[d] || !slices.Contains(known, d) {
 			return invalid("dimensions", "unknown or repeated dimension")
 		}
 		seen[d] = true

@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // batchV1 and rowV1 are version 1 of UsageBatch and UsageRow, which the
 // control plane still accepts from older edges and which edges still send
@@ -58,11 +61,54 @@ func v1Of(b *UsageBatch) *batchV1 {
 	return out
 }
 
-// AsVersion returns b as version v carries it: for version 1, without the
-// rows' limited and budget_refused counts and without budgets.
+// batchV2 is version 2 of UsageBatch: the same rows, budgets and
+// settings, without memories and audit counts.
+type batchV2 struct {
+	SchemaVersion int         `json:"schema_version"`
+	WindowStart   time.Time   `json:"window_start"`
+	WindowEnd     time.Time   `json:"window_end"`
+	OrgID         string      `json:"org_id"`
+	EdgeID        string      `json:"edge_id"`
+	Seq           int64       `json:"seq"`
+	Rows          []UsageRow  `json:"rows"`
+	Budgets       []BudgetUse `json:"budgets"`
+	Settings      *Settings   `json:"settings,omitempty"`
+}
+
+func (b *batchV2) current() *UsageBatch {
+	return &UsageBatch{SchemaVersion: 2, WindowStart: b.WindowStart, WindowEnd: b.WindowEnd, OrgID: b.OrgID, EdgeID: b.EdgeID, Seq: b.Seq,
+		Rows: b.Rows, Budgets: b.Budgets, Settings: b.Settings}
+}
+
+func v2Of(b *UsageBatch) *batchV2 {
+	out := &batchV2{SchemaVersion: 2, WindowStart: b.WindowStart, WindowEnd: b.WindowEnd, OrgID: b.OrgID, EdgeID: b.EdgeID, Seq: b.Seq,
+		Rows: b.Rows, Budgets: b.Budgets, Settings: b.Settings}
+	if out.Budgets == nil {
+		out.Budgets = []BudgetUse{}
+	}
+	return out
+}
+
+// AsVersion returns b as version v carries it: for version 2, without
+// memories and audit counts, and with settings naming only the dimensions
+// version 2 knows; for version 1, also without the rows' limited and
+// budget_refused counts, budgets and settings.
 func (b *UsageBatch) AsVersion(v int) *UsageBatch {
 	c := *b
 	c.SchemaVersion = v
+	if v < 3 {
+		c.Memories, c.Audit = nil, nil
+		if b.Settings != nil {
+			st := *b.Settings
+			st.Dimensions = make([]string, 0, len(b.Settings.Dimensions))
+			for _, d := range b.Settings.Dimensions {
+				if slices.Contains(dimensionsV2, d) {
+					st.Dimensions = append(st.Dimensions, d)
+				}
+			}
+			c.Settings = &st
+		}
+	}
 	if v == 1 {
 		c.Budgets, c.Settings = nil, nil
 		c.Rows = make([]UsageRow, len(b.Rows))

@@ -3,6 +3,12 @@
 // and the enrollment exchange (EnrollRequest, EnrollResponse, ErrorBody)
 // that gives an edge its credentials.
 //
+// Versions: 1 carries usage rows; 2 adds the rows' limited and
+// budget_refused counts, the batch's budgets and (optional) settings; 3
+// adds the memories injected into the window's requests (name, version,
+// scope, requests and their tokens, never the text or a digest of it) and
+// the count of audit records per capture level (never their content).
+//
 // The batch is deliberately unable to carry content. Every string is a
 // bounded identifier whose charset excludes spaces and punctuation that
 // prose needs; every number is a bounded counter. Decode is strict: it
@@ -21,7 +27,8 @@ import (
 
 // SchemaVersion is the newest version of UsageBatch, the one this package
 // encodes by default. Version 2 added the rows' limited and
-// budget_refused counts and the batch's budgets.
+// budget_refused counts and the batch's budgets; version 3 the batch's
+// memories and audit counts.
 //
 // Decode accepts every version in SchemaVersions, so a control plane keeps
 // taking batches from older edges. An older control plane refuses a newer
@@ -30,10 +37,10 @@ import (
 // (EnrollResponse.SchemaVersions; none said: 1), dropping what that
 // version cannot carry (UsageBatch.AsVersion). All versions travel on the
 // same subject, which the edge's credentials pin.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // SchemaVersions are the versions Decode accepts, oldest first.
-var SchemaVersions = []int{1, 2}
+var SchemaVersions = []int{1, 2, 3}
 
 // Limits of a batch. They bound what a credentialed but hostile edge can
 // make the control plane parse and store.
@@ -50,6 +57,10 @@ const (
 	MaxWindow = time.Hour
 	// MaxBudgets bounds the budgets of one batch.
 	MaxBudgets = 5000
+	// MaxMemories bounds the memory uses of one batch.
+	MaxMemories = 5000
+	// MaxAuditCounts bounds the audit counts of one batch.
+	MaxAuditCounts = 5000
 )
 
 // Earliest and latest instants a window may name: anything outside is a
@@ -109,7 +120,48 @@ type UsageBatch struct {
 	// minimization settings, so the control plane can show what it is
 	// (not) sent. Optional: edges before it do not send it.
 	Settings *Settings `json:"settings,omitempty"`
+	// Memories (version 3) are the memories the edge injected into the
+	// window's requests: names, versions and token counts, never their
+	// text, which does not leave the edge. Empty before version 3.
+	Memories []MemoryUse `json:"memories"`
+	// Audit (version 3) counts the audit records the edge wrote in the
+	// window, per workspace and capture level: counts only, never their
+	// content. Empty before version 3.
+	Audit []AuditCount `json:"audit"`
 }
+
+// MemoryUse is one memory injected into requests of a window. A batch
+// holds at most one per workspace, key reference, name and version.
+type MemoryUse struct {
+	Workspace string `json:"workspace"`
+	// KeyRef is the key whose own memory it is; "none": the workspace's
+	// memory, injected for every key.
+	KeyRef string `json:"key_ref"`
+	// Name and Version are as x-codex-memory shows them (name@version).
+	// A withheld memory dimension, or a folded use, is Other with version
+	// 0; a memory's own versions start at 1.
+	Name     string `json:"name"`
+	Version  int64  `json:"version"`
+	Requests int64  `json:"requests"` // requests it was injected into
+	Tokens   int64  `json:"tokens"`   // its tokens summed over Requests
+	// Estimated counts the requests whose Tokens are the edge's estimate
+	// rather than a provider's count (0..Requests).
+	Estimated int64 `json:"estimated"`
+}
+
+// AuditCount is how many audit records of one capture level the edge
+// wrote for a workspace's requests in a window. A batch holds at most one
+// per workspace and level.
+type AuditCount struct {
+	Workspace string `json:"workspace"`
+	Level     string `json:"level"` // of AuditLevels
+	Records   int64  `json:"records"`
+}
+
+// AuditLevels are the capture levels of an audit record: none (metadata
+// only), hash (digests of the content), full (the content, sealed). The
+// content stays on the edge at every level.
+var AuditLevels = []string{"none", "hash", "full"}
 
 // BudgetUse is one budget of a workspace (key_ref "none") or of one of its
 // keys, and what has been spent of it in the current period.
@@ -140,12 +192,18 @@ const (
 	DimProvider  = "provider"
 	DimModel     = "model"
 	DimKeyRef    = "key_ref"
-	Other        = "other"
+	// DimMemory (version 3) is the name and version of a memory use; a
+	// withheld one arrives as Other, version 0.
+	DimMemory = "memory"
+	Other     = "other"
 )
 
 // Dimensions lists every dimension an edge can withhold. Cache status and
 // status class are small fixed sets and always sent.
-var Dimensions = []string{DimWorkspace, DimProvider, DimModel, DimKeyRef}
+var Dimensions = []string{DimWorkspace, DimProvider, DimModel, DimKeyRef, DimMemory}
+
+// dimensionsV2 are the dimensions a version 2 batch's settings may name.
+var dimensionsV2 = Dimensions[:4]
 
 // UsageRow aggregates the requests of a window that share every key field.
 // A batch holds at most one row per key.

@@ -17,7 +17,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden JSON Schema from the Go type")
 
-const schemaPath = "../../schemas/wire/usage_batch.v2.schema.json"
+const schemaPath = "../../schemas/wire/usage_batch.v3.schema.json"
 
 func schemaPathOf(version int) string {
 	return fmt.Sprintf("../../schemas/wire/usage_batch.v%d.schema.json", version)
@@ -45,6 +45,9 @@ func validBatch() *UsageBatch {
 		OrgID: "org_a1", EdgeID: "edge_b2", Seq: 7, Rows: []UsageRow{row, hit},
 		Budgets: []BudgetUse{{Workspace: "ws_3f9a", KeyRef: "none", Period: "month", CapNanoUSD: 100e9, SpentNanoUSD: 12e9},
 			{Workspace: "ws_3f9a", KeyRef: "k_7c1e", Period: "day", CapNanoUSD: 5e9, SpentNanoUSD: 0}},
+		Memories: []MemoryUse{{Workspace: "ws_3f9a", KeyRef: "none", Name: "style", Version: 3, Requests: 6, Tokens: 720, Estimated: 6},
+			{Workspace: "ws_3f9a", KeyRef: "k_7c1e", Name: "_tone.v2", Version: 1, Requests: 3, Tokens: 90, Estimated: 3}},
+		Audit: []AuditCount{{Workspace: "ws_3f9a", Level: "hash", Records: 5}, {Workspace: "ws_3f9a", Level: "full", Records: 1}},
 	}
 }
 
@@ -104,6 +107,8 @@ func edit(t *testing.T, f func(m map[string]any)) []byte {
 
 func row0(m map[string]any) map[string]any { return m["rows"].([]any)[0].(map[string]any) }
 
+func mem0(m map[string]any) map[string]any { return m["memories"].([]any)[0].(map[string]any) }
+
 type rejectCase struct {
 	name string
 	data func(t *testing.T) []byte
@@ -125,7 +130,27 @@ func rejectCases() []rejectCase {
 		{name: "missing field", data: set(func(m map[string]any) { delete(m, "seq") })},
 		{name: "null rows", data: set(func(m map[string]any) { m["rows"] = nil })},
 		{name: "null model", data: set(func(m map[string]any) { row0(m)["model"] = nil })},
-		{name: "wrong version", data: set(func(m map[string]any) { m["schema_version"] = 3 })},
+		{name: "wrong version", data: set(func(m map[string]any) { m["schema_version"] = 4 })},
+		{name: "version 2 with memories", data: set(func(m map[string]any) { m["schema_version"] = 2 })},
+		{name: "no memories in version 3", data: set(func(m map[string]any) { delete(m, "memories") })},
+		{name: "no audit in version 3", data: set(func(m map[string]any) { delete(m, "audit") })},
+		{name: "memory text", data: set(func(m map[string]any) { mem0(m)["text"] = "You are a pirate" })},
+		{name: "memory digest", data: set(func(m map[string]any) { mem0(m)["digest"] = "ab12" })},
+		{name: "prose in memory name", data: set(func(m map[string]any) { mem0(m)["name"] = "always answer in french" })},
+		{name: "oversized memory name", data: set(func(m map[string]any) { mem0(m)["name"] = long })},
+		{name: "negative memory tokens", data: set(func(m map[string]any) { mem0(m)["tokens"] = -1 })},
+		{name: "zero memory requests", data: set(func(m map[string]any) { mem0(m)["requests"] = 0 })},
+		{name: "estimated above requests", goOnly: true, data: set(func(m map[string]any) { mem0(m)["estimated"] = 7 })},
+		{name: "version 0 of a named memory", goOnly: true, data: set(func(m map[string]any) { mem0(m)["version"] = 0 })},
+		{name: "duplicate memory", goOnly: true, data: set(func(m map[string]any) {
+			m["memories"] = []any{mem0(m), mem0(m)}
+		})},
+		{name: "unknown audit level", data: set(func(m map[string]any) { m["audit"].([]any)[0].(map[string]any)["level"] = "content" })},
+		{name: "audit content", data: set(func(m map[string]any) { m["audit"].([]any)[0].(map[string]any)["content"] = "x" })},
+		{name: "zero audit records", data: set(func(m map[string]any) { m["audit"].([]any)[0].(map[string]any)["records"] = 0 })},
+		{name: "duplicate audit count", goOnly: true, data: set(func(m map[string]any) {
+			m["audit"] = []any{m["audit"].([]any)[0], m["audit"].([]any)[0]}
+		})},
 		{name: "version 1 with budgets", data: set(func(m map[string]any) { m["schema_version"] = 1 })},
 		{name: "no budgets in version 2", data: set(func(m map[string]any) { delete(m, "budgets") })},
 		{name: "budget period", data: set(func(m map[string]any) { m["budgets"].([]any)[0].(map[string]any)["period"] = "week" })},
@@ -274,6 +299,10 @@ func generateSchema(t *testing.T, version int) []byte {
 		return map[string]any{"type": "string", "maxLength": c.MaxLen, "pattern": c.Pattern()}
 	}
 	enum := func(vs any) map[string]any { return map[string]any{"type": "string", "enum": vs} }
+	dims := Dimensions
+	if version < 3 {
+		dims = dimensionsV2
+	}
 	dateTime := map[string]any{"type": "string", "format": "date-time", "pattern": "Z$",
 		"description": "RFC 3339 in UTC, from 2020 until 2200"}
 	rules := map[string]map[string]any{
@@ -310,8 +339,17 @@ func generateSchema(t *testing.T, version int) []byte {
 		"sum":      count(0),
 		"unknown":  count(0),
 		"settings": {"$ref": "#/$defs/settings"},
-		"dimensions": {"type": "array", "uniqueItems": true, "maxItems": len(Dimensions), "items": enum(Dimensions),
+		"dimensions": {"type": "array", "uniqueItems": true, "maxItems": len(dims), "items": enum(dims),
 			"description": "the row dimensions the edge sends; the others arrive as \"" + Other + "\""},
+		"memories": {"type": "array", "maxItems": MaxMemories, "items": map[string]any{"$ref": "#/$defs/memory"}},
+		"audit":    {"type": "array", "maxItems": MaxAuditCounts, "items": map[string]any{"$ref": "#/$defs/audit"}},
+		"name":     str(MemoryNameChars),
+		"version": {"type": "integer", "minimum": 0, "maximum": int64(MaxCount),
+			"description": "the memory's version, from 1; 0 with name \"" + Other + "\" for a withheld or folded memory"},
+		"tokens":      count(0),
+		"estimated":   count(0),
+		"level":       enum(AuditLevels),
+		"records":     count(1),
 		"min_count":   count(0),
 		"heartbeat_s": map[string]any{"type": "integer", "minimum": 0, "maximum": MaxHeartbeatS},
 	}
@@ -333,8 +371,11 @@ func generateSchema(t *testing.T, version int) []byte {
 			"properties": props, "description": desc}
 	}
 	batchType, rowType := reflect.TypeFor[UsageBatch](), reflect.TypeFor[UsageRow]()
-	if version == 1 {
+	switch version {
+	case 1:
 		batchType, rowType = reflect.TypeFor[batchV1](), reflect.TypeFor[rowV1]()
+	case 2:
+		batchType = reflect.TypeFor[batchV2]()
 	}
 	schema := object(batchType, fmt.Sprintf(
 		"aggregated usage of one window for one control plane org from one edge; at most %d bytes encoded, window at most %s, row keys unique within a batch",
@@ -349,6 +390,10 @@ func generateSchema(t *testing.T, version int) []byte {
 	if version >= 2 {
 		defs["settings"] = object(reflect.TypeFor[Settings](), "the edge's metadata minimization settings (optional: earlier edges do not send it)")
 		defs["budget"] = object(reflect.TypeFor[BudgetUse](), "a budget of a workspace (key_ref none) or key and its spend in the current period; unique by workspace, key_ref and period")
+	}
+	if version >= 3 {
+		defs["memory"] = object(reflect.TypeFor[MemoryUse](), "a memory injected into requests of the window (key_ref none: the workspace's own) and its tokens summed over them; estimated counts the requests whose tokens are the edge's estimate (at most requests); never the text; unique by workspace, key_ref, name and version")
+		defs["audit"] = object(reflect.TypeFor[AuditCount](), "how many audit records of a capture level the edge wrote for a workspace in the window; never their content; unique by workspace and level")
 	}
 	schema["$defs"] = defs
 	data, err := json.MarshalIndent(schema, "", "  ")
@@ -398,7 +443,7 @@ func TestVersion1(t *testing.T) {
 	if err := validateWith(t, schemaPathOf(1), data); err != nil {
 		t.Fatalf("version 1 schema rejects a version 1 batch: %v", err)
 	}
-	if err := validateWith(t, schemaPathOf(1), mustEncode(t, validBatch())); err == nil {
+	if err := validateWith(t, schemaPathOf(1), mustEncode(t, validBatch().AsVersion(2))); err == nil {
 		t.Fatal("version 1 schema accepts a version 2 batch")
 	}
 	// A version 1 batch with a version 2 field is refused.
@@ -413,10 +458,64 @@ func TestVersion1(t *testing.T) {
 	for _, c := range []struct {
 		theirs []int
 		want   int
-	}{{nil, 1}, {[]int{1}, 1}, {[]int{1, 2}, 2}, {[]int{1, 2, 7}, 2}} {
+	}{{nil, 1}, {[]int{1}, 1}, {[]int{1, 2}, 2}, {[]int{1, 2, 3}, 3}, {[]int{1, 2, 3, 7}, 3}} {
 		if got := Negotiate(c.theirs); got != c.want {
 			t.Errorf("Negotiate(%v) = %d, want %d", c.theirs, got, c.want)
 		}
+	}
+}
+
+// TestVersion2: a batch lowered to version 2, which a control plane
+// before memories and audit counts takes, drops them and the memory
+// dimension of its settings, matches version 2's schema and decodes; a
+// version 2 batch carrying them is refused.
+func TestVersion2(t *testing.T) {
+	t.Parallel()
+	full := validBatch()
+	full.Settings = &Settings{Dimensions: []string{DimWorkspace, DimMemory}, MinCount: 0, HeartbeatS: 900}
+	b := full.AsVersion(2)
+	data := mustEncode(t, b)
+	for _, field := range []string{`"memories"`, `"audit"`, `"style"`, `"memory"`} {
+		if bytes.Contains(data, []byte(field)) {
+			t.Fatalf("version 2 carries %s: %s", field, data)
+		}
+	}
+	if full.Settings.Dimensions[1] != DimMemory || len(full.Memories) == 0 {
+		t.Fatal("AsVersion changed the batch it was called on")
+	}
+	got, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, b) || got.SchemaVersion != 2 || got.Memories != nil || got.Audit != nil {
+		t.Fatalf("version 2 round trip: %+v", got)
+	}
+	if err := validateWith(t, schemaPathOf(2), data); err != nil {
+		t.Fatalf("version 2 schema rejects a version 2 batch: %v", err)
+	}
+	if err := validateWith(t, schemaPathOf(2), mustEncode(t, validBatch())); err == nil {
+		t.Fatal("version 2 schema accepts a version 3 batch")
+	}
+	if err := validateWith(t, schemaPathOf(3), mustEncode(t, full)); err != nil {
+		t.Fatalf("version 3 schema rejects a version 3 batch: %v", err)
+	}
+	for name, bad := range map[string]*UsageBatch{
+		"memories": {SchemaVersion: 2, WindowStart: b.WindowStart, WindowEnd: b.WindowEnd, OrgID: b.OrgID, EdgeID: b.EdgeID, Seq: 1,
+			Rows: []UsageRow{}, Memories: full.Memories},
+		"audit": {SchemaVersion: 2, WindowStart: b.WindowStart, WindowEnd: b.WindowEnd, OrgID: b.OrgID, EdgeID: b.EdgeID, Seq: 1,
+			Rows: []UsageRow{}, Audit: full.Audit},
+		"memory dimension": {SchemaVersion: 2, WindowStart: b.WindowStart, WindowEnd: b.WindowEnd, OrgID: b.OrgID, EdgeID: b.EdgeID, Seq: 1,
+			Rows: []UsageRow{}, Settings: full.Settings},
+	} {
+		if _, err := Encode(bad); err == nil {
+			t.Errorf("a version 2 batch with %s encodes", name)
+		}
+	}
+	// The same, as an edge might send it: refused by Decode.
+	withDim := bytes.Replace(mustEncode(t, &UsageBatch{SchemaVersion: 2, WindowStart: b.WindowStart, WindowEnd: b.WindowEnd, OrgID: b.OrgID, EdgeID: b.EdgeID, Seq: 1,
+		Rows: []UsageRow{}, Settings: &Settings{Dimensions: []string{DimModel}}}), []byte(`["model"]`), []byte(`["model","memory"]`), 1)
+	if _, err := Decode(withDim); err == nil {
+		t.Fatal("a version 2 batch naming the memory dimension decodes")
 	}
 }
 
@@ -497,6 +596,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"schema_version":1,"rows":[{"latency_ms":[1,2]}]}`))
 	f.Add(mustEncode(f, validBatch().AsVersion(1)))
+	f.Add(mustEncode(f, validBatch().AsVersion(2)))
+	withheld := validBatch()
+	withheld.Memories = append(withheld.Memories, MemoryUse{Workspace: Other, KeyRef: Other, Name: Other, Requests: 2, Tokens: 40, Estimated: 2})
+	withheld.Settings = &Settings{Dimensions: []string{DimModel, DimMemory}, MinCount: 2, HeartbeatS: 60}
+	f.Add(mustEncode(f, withheld))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Decode(data)
 		if err != nil {

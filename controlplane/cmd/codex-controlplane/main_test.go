@@ -11,15 +11,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,6 +34,8 @@ import (
 	"github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/enroll"
 	"github.com/persiv/codex/controlplane/password"
+	"github.com/persiv/codex/controlplane/sealer"
+	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/controlplane/store/storetest"
 	"github.com/persiv/codex/controlplane/testenv"
@@ -336,11 +335,22 @@ func serveAndIngest(t *testing.T, env map[string]string) string {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") == "" {
 		t.Fatalf("GET /login: %d, CSP %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
 	}
-	if dir := env["CODEX_DATA_DIR"]; dir != "" {
-		fi, err := os.Stat(filepath.Join(dir, "dashboard", "session.key"))
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("dashboard session key: %v, mode %v", err, fi.Mode())
+	// The session keys are in the store, sealed (every instance shares
+	// them), not in files.
+	if dir := env["CODEX_DATA_DIR"]; dir != "" && env["CODEX_DATABASE_URL"] == "" {
+		if _, err := os.Stat(filepath.Join(dir, "dashboard", "session.key")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("dashboard session key file: %v, want none", err)
 		}
+		st, err := sqlite.Open(t.Context(), filepath.Join(dir, "controlplane.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"dashboard-session", "staff-session"} {
+			if b, err := st.DeploymentSecret(t.Context(), name); err != nil || !sealer.IsSealed(b) {
+				t.Errorf("deployment secret %s: %v; want it stored, sealed", name, err)
+			}
+		}
+		_ = st.Close()
 	}
 
 	kp, _ := nkeys.CreateUser()
@@ -425,52 +435,12 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // TestServePostgres runs the production store path: migrate as the owner,
 // then the CLI and serve as the application role.
 func TestServePostgres(t *testing.T) {
-	owner, app := os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
-	if owner == "" || app == "" {
-		out, err := exec.Command("../../../scripts/dev-postgres.sh", "start").Output()
-		if err != nil {
-			t.Fatalf("start dev postgres: %v", err)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			k, v, _ := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-			switch v = strings.Trim(v, "'"); k {
-			case "CODEX_TEST_POSTGRES_URL":
-				owner = v
-			case "CODEX_TEST_POSTGRES_APP_URL":
-				app = v
-			}
-		}
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	db := "cp_cmd_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)"); err != nil {
-			t.Logf("drop test database %s: %v", db, err)
-		}
-	}()
-	withDB := func(raw string) string {
-		u, err := url.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Path = "/" + db
-		return u.String()
-	}
-	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_DATABASE_URL": withDB(app), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"}
+	owner, app := pgtest.EmptyDB(t, "cp_cmd_")
+	env := map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_DATABASE_URL": app, "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t), "CODEX_LOG_LEVEL": "warn"}
 	if code, _, _ := runCmd(t, env, "", "orgs", "create", "Acme"); code == 0 {
 		t.Fatal("orgs create worked before migrate")
 	}
-	ownerEnv := map[string]string{"CODEX_DATA_DIR": env["CODEX_DATA_DIR"], "CODEX_DATABASE_URL": withDB(owner)}
+	ownerEnv := map[string]string{"CODEX_DATA_DIR": env["CODEX_DATA_DIR"], "CODEX_DATABASE_URL": owner}
 	if code, _, errs := runCmd(t, ownerEnv, "", "migrate"); code != 0 {
 		t.Fatalf("migrate: %s", errs)
 	}

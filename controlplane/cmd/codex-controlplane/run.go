@@ -488,11 +488,14 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 		publicURL = natsURL
 	}
 	enrollSvc := &enroll.Service{Store: store, Accounts: accounts, Streams: ing, NATSURL: publicURL}
-	key, err := dashboard.LoadOrCreateKey(filepath.Join(cfg.DataDir, "dashboard", "session.key"))
+	// The session keys live in the store, sealed, so that every instance
+	// of the control plane accepts every session (the files of earlier
+	// versions are taken over once).
+	key, err := dashboard.SharedKey(ctx, store, seal, "dashboard-session", filepath.Join(cfg.DataDir, "dashboard", "session.key"))
 	if err != nil {
 		return err
 	}
-	staffKey, err := dashboard.LoadOrCreateKey(filepath.Join(cfg.DataDir, "dashboard", "staff-session.key"))
+	staffKey, err := dashboard.SharedKey(ctx, store, seal, "staff-session", filepath.Join(cfg.DataDir, "dashboard", "staff-session.key"))
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ import (
 
 // TenantTables are the tables under forced row-level security.
 var TenantTables = []string{"orgs", "users", "enroll_tokens", "edges", "usage_batches", "usage_minute", "usage_hour", "usage_day", "invites",
-	"access_requests", "access_approvals", "access_log", "budget_use"}
+	"access_requests", "access_approvals", "access_log", "budget_use", "memory_use_hour", "audit_count_hour"}
 
 // Migrate applies the migrations as the owner (ownerURL) and grants the
 // application role row access to the tenant tables, the prune and staff
@@ -53,7 +53,7 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 	role := pgx.Identifier{appRole}.Sanitize()
 	for _, stmt := range []string{
 		"GRANT USAGE ON SCHEMA public TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day, invites, budget_use TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON orgs, users, enroll_tokens, edges, usage_batches, usage_minute, usage_hour, usage_day, invites, budget_use, memory_use_hour, audit_count_hour TO " + role,
 		"GRANT EXECUTE ON FUNCTION codex_prune(timestamptz, interval, interval, interval) TO " + role,
 		// Staff accounts are records: never deleted, only disabled.
 		"GRANT SELECT, INSERT, UPDATE ON staff, access_requests TO " + role,
@@ -63,6 +63,12 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 		"REVOKE ALL ON access_log FROM " + role,
 		"GRANT SELECT, INSERT ON access_log TO " + role,
 		"GRANT EXECUTE ON FUNCTION codex_staff_orgs() TO " + role,
+		// Deployment secrets are written once and never changed.
+		"GRANT SELECT, INSERT ON deployment_secrets TO " + role,
+		// Deleting an org whole goes through codex_delete_org, the one
+		// way the access log's rows are removed; the record of it stays.
+		"GRANT EXECUTE ON FUNCTION codex_delete_org(text) TO " + role,
+		"GRANT SELECT, INSERT ON org_deletions TO " + role,
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate: grant to %s: %w", appRole, err)
@@ -328,7 +334,13 @@ func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) 
 
 func dollar(i int) string { return fmt.Sprintf("$%d", i) }
 
-var upserts = usagesql.NewStatements(dollar)
+var (
+	upserts      = usagesql.NewStatements(dollar)
+	memoryUpsert = usagesql.MemoryUpsert(dollar)
+	auditUpsert  = usagesql.AuditUpsert(dollar)
+	memoryQuery  = usagesql.MemoryQuery(dollar)
+	auditQuery   = usagesql.AuditQuery(dollar)
+)
 
 // IngestBatch stores a batch once, keyed by (edge_id, seq).
 func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (bool, error) {
@@ -366,6 +378,13 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 				WHERE budget_use.as_of <= excluded.as_of`,
 				b.OrgID, u.Workspace, u.KeyRef, u.Period, u.CapNanoUSD, u.SpentNanoUSD, b.EdgeID, b.WindowEnd)
 		}
+		hour := b.WindowStart.Truncate(time.Hour)
+		for _, m := range b.Memories {
+			batch.Queue(memoryUpsert, b.OrgID, hour, m.Workspace, m.KeyRef, m.Name, m.Version, m.Requests, m.Tokens, m.Estimated)
+		}
+		for _, a := range b.Audit {
+			batch.Queue(auditUpsert, b.OrgID, hour, a.Workspace, a.Level, a.Records)
+		}
 		batch.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, $1), sharing = TRUE, settings = COALESCE($4, settings) WHERE org_id = $2 AND id = $3`,
 			receivedAt, b.OrgID, b.EdgeID, usagesql.SettingsJSON(b.Settings))
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
@@ -401,6 +420,48 @@ func (s *Store) BudgetUses(ctx context.Context, orgID string) ([]controlplane.Bu
 		return rows.Err()
 	})
 	return out, mapErr("budget uses", err)
+}
+
+// MemoryUses sums the org's memory uses over [from, to).
+func (s *Store) MemoryUses(ctx context.Context, orgID string, from, to time.Time) ([]wire.MemoryUse, error) {
+	var out []wire.MemoryUse
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, memoryQuery, orgID, from, to)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m wire.MemoryUse
+			if err := rows.Scan(&m.Workspace, &m.KeyRef, &m.Name, &m.Version, &m.Requests, &m.Tokens, &m.Estimated); err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	return out, mapErr("memory uses", err)
+}
+
+// AuditCounts sums the org's audit counts over [from, to).
+func (s *Store) AuditCounts(ctx context.Context, orgID string, from, to time.Time) ([]wire.AuditCount, error) {
+	var out []wire.AuditCount
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, auditQuery, orgID, from, to)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var a wire.AuditCount
+			if err := rows.Scan(&a.Workspace, &a.Level, &a.Records); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	return out, mapErr("audit counts", err)
 }
 
 // Usage answers a usage query from the table of its step.

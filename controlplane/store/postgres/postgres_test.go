@@ -1,16 +1,8 @@
 package postgres_test
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"net/url"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,72 +10,13 @@ import (
 
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/store/postgres"
+	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/storetest"
 )
 
-// ownerURL and appURL point at the dev server (scripts/dev-postgres.sh);
-// TestMain starts it when make test has not.
-var ownerURL, appURL string
-
-func TestMain(m *testing.M) {
-	ownerURL, appURL = os.Getenv("CODEX_TEST_POSTGRES_URL"), os.Getenv("CODEX_TEST_POSTGRES_APP_URL")
-	if ownerURL == "" || appURL == "" {
-		out, err := exec.Command("../../../scripts/dev-postgres.sh", "start").Output()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "start dev postgres:", err)
-			os.Exit(1)
-		}
-		sc := bufio.NewScanner(strings.NewReader(string(out)))
-		for sc.Scan() {
-			k, v, _ := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
-			v = strings.Trim(v, "'")
-			switch k {
-			case "CODEX_TEST_POSTGRES_URL":
-				ownerURL = v
-			case "CODEX_TEST_POSTGRES_APP_URL":
-				appURL = v
-			}
-		}
-	}
-	os.Exit(m.Run())
-}
-
-func withDB(raw, db string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		panic(err)
-	}
-	u.Path = "/" + db
-	return u.String()
-}
-
 // freshDB creates a migrated database for one test and returns its owner
 // and application URLs.
-func freshDB(tb testing.TB) (owner, app string) {
-	tb.Helper()
-	ctx := context.Background()
-	var b [6]byte
-	rand.Read(b[:])
-	name := "cp_test_" + hex.EncodeToString(b[:])
-	admin, err := pgx.Connect(ctx, ownerURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			tb.Logf("drop test database %s: %v", name, err)
-		}
-		admin.Close(context.Background())
-	})
-	owner, app = withDB(ownerURL, name), withDB(appURL, name)
-	if err := postgres.Migrate(ctx, owner, "codex_app"); err != nil {
-		tb.Fatal(err)
-	}
-	return owner, app
-}
+func freshDB(tb testing.TB) (owner, app string) { return pgtest.FreshDB(tb) }
 
 func open(tb testing.TB) controlplane.Store {
 	tb.Helper()

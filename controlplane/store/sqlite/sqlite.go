@@ -284,7 +284,15 @@ func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) 
 	return nil
 }
 
-var upserts = usagesql.NewStatements(func(int) string { return "?" })
+func question(int) string { return "?" }
+
+var (
+	upserts      = usagesql.NewStatements(question)
+	memoryUpsert = usagesql.MemoryUpsert(question)
+	auditUpsert  = usagesql.AuditUpsert(question)
+	memoryQuery  = usagesql.MemoryQuery(question)
+	auditQuery   = usagesql.AuditQuery(question)
+)
 
 // IngestBatch stores a batch once, keyed by (edge_id, seq).
 func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (bool, error) {
@@ -336,6 +344,17 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 			return false, fmt.Errorf("ingest batch: budgets: %w", err)
 		}
 	}
+	hour := unix(b.WindowStart.Truncate(time.Hour))
+	for _, m := range b.Memories {
+		if _, err := tx.ExecContext(ctx, memoryUpsert, b.OrgID, hour, m.Workspace, m.KeyRef, m.Name, m.Version, m.Requests, m.Tokens, m.Estimated); err != nil {
+			return false, fmt.Errorf("ingest batch: memories: %w", err)
+		}
+	}
+	for _, a := range b.Audit {
+		if _, err := tx.ExecContext(ctx, auditUpsert, b.OrgID, hour, a.Workspace, a.Level, a.Records); err != nil {
+			return false, fmt.Errorf("ingest batch: audit counts: %w", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE edges SET last_seen = MAX(COALESCE(last_seen, 0), ?), sharing = TRUE, settings = COALESCE(?, settings) WHERE org_id = ? AND id = ?`,
 		unix(receivedAt), usagesql.SettingsJSON(b.Settings), b.OrgID, b.EdgeID); err != nil {
 		return false, fmt.Errorf("ingest batch: %w", err)
@@ -372,6 +391,48 @@ func (s *Store) BudgetUses(ctx context.Context, orgID string) ([]controlplane.Bu
 	return out, nil
 }
 
+// MemoryUses sums the org's memory uses over [from, to).
+func (s *Store) MemoryUses(ctx context.Context, orgID string, from, to time.Time) ([]wire.MemoryUse, error) {
+	rows, err := s.db.QueryContext(ctx, memoryQuery, orgID, unix(from), unix(to))
+	if err != nil {
+		return nil, fmt.Errorf("memory uses: %w", err)
+	}
+	defer rows.Close()
+	var out []wire.MemoryUse
+	for rows.Next() {
+		var m wire.MemoryUse
+		if err := rows.Scan(&m.Workspace, &m.KeyRef, &m.Name, &m.Version, &m.Requests, &m.Tokens, &m.Estimated); err != nil {
+			return nil, fmt.Errorf("memory uses: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("memory uses: %w", err)
+	}
+	return out, nil
+}
+
+// AuditCounts sums the org's audit counts over [from, to).
+func (s *Store) AuditCounts(ctx context.Context, orgID string, from, to time.Time) ([]wire.AuditCount, error) {
+	rows, err := s.db.QueryContext(ctx, auditQuery, orgID, unix(from), unix(to))
+	if err != nil {
+		return nil, fmt.Errorf("audit counts: %w", err)
+	}
+	defer rows.Close()
+	var out []wire.AuditCount
+	for rows.Next() {
+		var a wire.AuditCount
+		if err := rows.Scan(&a.Workspace, &a.Level, &a.Records); err != nil {
+			return nil, fmt.Errorf("audit counts: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit counts: %w", err)
+	}
+	return out, nil
+}
+
 // Usage answers a usage query from the table of its step.
 func (s *Store) Usage(ctx context.Context, q controlplane.UsageQuery) ([]controlplane.UsageRow, error) {
 	if q.Step == 0 {
@@ -381,7 +442,7 @@ func (s *Store) Usage(ctx context.Context, q controlplane.UsageQuery) ([]control
 	if err != nil {
 		return nil, err
 	}
-	built, err := usagesql.Build(q, table, "ts", unix(q.From), unix(q.To), func(int) string { return "?" })
+	built, err := usagesql.Build(q, table, "ts", unix(q.From), unix(q.To), question)
 	if err != nil {
 		return nil, err
 	}
@@ -422,8 +483,8 @@ func (s *Store) Prune(ctx context.Context, r controlplane.Retention, now time.Ti
 	for _, p := range []struct {
 		table string
 		keep  time.Duration
-	}{{"usage_minute", r.Minute}, {"usage_hour", r.Hour}, {"usage_day", r.Day}} {
-		//nolint:gosec // G202: p.table is one of the three names above.
+	}{{"usage_minute", r.Minute}, {"usage_hour", r.Hour}, {"usage_day", r.Day}, {"memory_use_hour", r.Hour}, {"audit_count_hour", r.Hour}} {
+		//nolint:gosec // G202: p.table is one of the names above.
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM `+p.table+` WHERE ts < ?`, unix(now.Add(-p.keep))); err != nil {
 			return fmt.Errorf("prune %s: %w", p.table, err)
 		}

@@ -42,14 +42,17 @@ func Run(t *testing.T, open Open) {
 		{"IngestExactlyOnce", testIngestOnce},
 		{"IngestLargeBatch", testIngestLarge},
 		{"IngestLimitsAndBudgets", testIngestLimitsAndBudgets},
+		{"IngestMemoriesAndAudit", testIngestMemoriesAndAudit},
 		{"UsageQuery", testUsageQuery},
 		{"Prune", testPrune},
+		{"DeleteOrg", testDeleteOrg},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
 	for _, tc := range staffTests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
+	t.Run("DeploymentSecrets", func(t *testing.T) { testDeploymentSecrets(t, open(t)) })
 }
 
 var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
@@ -430,6 +433,57 @@ func testPrune(t *testing.T, s controlplane.Store) {
 	got, err := s.Edge(ctx, org, e.ID)
 	if err != nil || got.Sharing {
 		t.Fatalf("edge silent for an hour still sharing: %+v, %v", got, err)
+	}
+}
+
+// testIngestMemoriesAndAudit: memory uses and audit counts add up per
+// hour, once per batch however often it is ingested, stay in their org,
+// and are pruned with hourly usage.
+func testIngestMemoriesAndAudit(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org, other := MustOrg(t, s), MustOrg(t, s)
+	e, oe := MustEdge(t, s, org), MustEdge(t, s, other)
+	withUses := func(b *wire.UsageBatch, name string, n int64) *wire.UsageBatch {
+		b.Memories = []wire.MemoryUse{{Workspace: "ws1", KeyRef: "none", Name: name, Version: 2, Requests: n, Tokens: 10 * n, Estimated: n}}
+		b.Audit = []wire.AuditCount{{Workspace: "ws1", Level: "hash", Records: n}}
+		return b
+	}
+	old := t0.Add(-500 * 24 * time.Hour)
+	for _, b := range []*wire.UsageBatch{
+		withUses(Batch(org, e.ID, 1, t0, 1), "style", 3),
+		withUses(Batch(org, e.ID, 1, t0, 1), "style", 3), // the same batch again
+		withUses(Batch(org, e.ID, 2, t0.Add(time.Minute), 1), "style", 2),
+		withUses(Batch(org, e.ID, 3, old, 1), "style", 7),
+		withUses(Batch(other, oe.ID, 1, t0, 1), "secret-plan", 1),
+	} {
+		if _, err := s.IngestBatch(ctx, b, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uses := func(org string) ([]wire.MemoryUse, []wire.AuditCount) {
+		ms, err := s.MemoryUses(ctx, org, old.Add(-time.Hour), t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		as, err := s.AuditCounts(ctx, org, old.Add(-time.Hour), t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms, as
+	}
+	ms, as := uses(org)
+	want := wire.MemoryUse{Workspace: "ws1", KeyRef: "none", Name: "style", Version: 2, Requests: 12, Tokens: 120, Estimated: 12}
+	if len(ms) != 1 || ms[0] != want || len(as) != 1 || as[0] != (wire.AuditCount{Workspace: "ws1", Level: "hash", Records: 12}) {
+		t.Fatalf("memory uses %+v, audit %+v; want %+v and 12 hash records", ms, as, want)
+	}
+	if ms, _ := uses(other); len(ms) != 1 || ms[0].Name != "secret-plan" {
+		t.Fatalf("the other org's memory uses: %+v", ms)
+	}
+	if err := s.Prune(ctx, controlplane.DefaultRetention, t0); err != nil {
+		t.Fatal(err)
+	}
+	if ms, as := uses(org); len(ms) != 1 || ms[0].Requests != 5 || len(as) != 1 || as[0].Records != 5 {
+		t.Fatalf("after prune: memory uses %+v, audit %+v; want the old hour gone", ms, as)
 	}
 }
 

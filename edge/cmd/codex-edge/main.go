@@ -27,6 +27,8 @@ Usage:
   codex-edge orgs create NAME [--kek awskms:<key-arn>|byok-ephemeral]
   codex-edge orgs kek set --org ORG awskms:<key-arn>|byok-ephemeral|default
   codex-edge orgs list [--json]
+  codex-edge orgs delete --org ORG --yes
+  codex-edge orgs deletions [--json]
   codex-edge keys create --org ORG --name NAME [--json]
   codex-edge keys list --org ORG [--json]
   codex-edge keys revoke ID_OR_KEY
@@ -102,6 +104,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = e.orgsCreate(rest)
 	case "orgs list":
 		err = e.orgsList(rest)
+	case "orgs delete":
+		err = e.orgsDelete(rest)
+	case "orgs deletions":
+		err = e.orgsDeletions(rest)
 	case "orgs kek":
 		if len(rest) == 0 || rest[0] != "set" {
 			fmt.Fprintf(stderr, "codex-edge: unknown command %q\n\n%s", strings.Join(args, " "), usageText)

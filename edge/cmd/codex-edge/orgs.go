@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -148,4 +150,122 @@ func (e *env) waitForEphemeral(st server.Store, o edge.Org) error {
 	fmt.Fprintf(e.stdout, "%d data keys: those not yet wrapped by the org's key stay under their earlier master key, which keeps opening them, until the key arrives\n", len(deks))
 	fmt.Fprintln(e.stdout, "next: send the org's 256-bit key to a running edge: PUT /admin/v1/orgs/"+o.Name+"/byok (TLS and the admin token); that edge re-wraps the data keys under it and answers how many it moved; `crypto status --org "+o.Name+"` then shows them under byok")
 	return nil
+}
+
+// orgsDelete destroys the org's data keys (crypto shred), then removes the
+// org and every row that names it from the store, and records the deletion
+// among the deployment's org deletions (the org's own audit chain goes
+// with it). Without --yes it only says what it would delete.
+func (e *env) orgsDelete(args []string) error {
+	f := newFlags("orgs delete", false)
+	org := f.String("org", "", "org id or name")
+	yes := f.Bool("yes", false, "confirm: the org and everything of it are deleted, for good")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	if !*yes {
+		var what string
+		err := e.withOrg(f, *org, func(_ config.Config, st server.Store, o edge.Org) error {
+			var err error
+			what, err = orgContents(e, st, o)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return usagef("orgs delete would destroy %s; add --yes to confirm", what)
+	}
+	var id, name string
+	if err := e.withOrg(f, *org, func(_ config.Config, _ server.Store, o edge.Org) error {
+		id, name = o.ID, o.Name
+		return nil
+	}); err != nil {
+		return err
+	}
+	// Shred first: should the removal below fail, the org's content is
+	// unreadable already, and running the command again finishes it.
+	shred := *e
+	shred.stdout = io.Discard // its advice (set provider keys again) does not apply
+	if err := shred.cryptoShred([]string{"--config", f.config, "--org", id, "--yes"}); err != nil {
+		return fmt.Errorf("crypto shred: %w", err)
+	}
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
+		by := audit.CLI()
+		d, err := st.DeleteOrg(e.ctx, edge.OrgDeletion{OrgID: id, Actor: by.Who, Via: by.Via})
+		if err != nil {
+			return fmt.Errorf("the org's data keys are destroyed, but removing it failed (run the command again): %w", err)
+		}
+		var total int64
+		tables := make([]string, 0, len(d.Rows))
+		for t, n := range d.Rows {
+			total += n
+			if n > 0 {
+				tables = append(tables, fmt.Sprintf("%s %d", t, n))
+			}
+		}
+		slices.Sort(tables)
+		fmt.Fprintf(e.stdout, "org %s (%s) deleted: data keys destroyed, %d rows removed (%s); its keys stop working on running edges within CODEX_CHANGE_POLL. The deletion is recorded among the deployment's org deletions (orgs deletions).\n",
+			name, id, total, strings.Join(tables, ", "))
+		return nil
+	})
+}
+
+// orgContents describes what deleting the org would remove.
+func orgContents(e *env, st server.Store, o edge.Org) (string, error) {
+	keys, err := st.Keys(e.ctx, o.ID)
+	if err != nil {
+		return "", err
+	}
+	providers, err := st.Providers(e.ctx, o.ID)
+	if err != nil {
+		return "", err
+	}
+	limits, err := st.Limits(e.ctx, o.ID)
+	if err != nil {
+		return "", err
+	}
+	budgets, err := st.Budgets(e.ctx, o.ID)
+	if err != nil {
+		return "", err
+	}
+	memories, err := st.Memories(e.ctx, o.ID)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("org %s (%s): its data keys (crypto shred), %d gateway keys, %d provider settings, %d limits, %d budgets, %d memories, "+
+		"and all its audit events, request metadata, spend, settings and the org itself",
+		o.Name, o.ID, len(keys), len(providers), len(limits), len(budgets), len(memories)), nil
+}
+
+// orgsDeletions lists the deployment's record of deleted orgs.
+func (e *env) orgsDeletions(args []string) error {
+	f := newFlags("orgs deletions", true)
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	return e.withStore(f, func(_ config.Config, st server.Store) error {
+		dels, err := st.OrgDeletions(e.ctx)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			enc := json.NewEncoder(e.stdout)
+			for _, d := range dels {
+				if err := enc.Encode(map[string]any{"org_id": d.OrgID, "time": d.Time, "actor": d.Actor, "via": d.Via, "rows": d.Rows}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ORG ID\tDELETED\tBY\tVIA\tROWS")
+		for _, d := range dels {
+			var rows int64
+			for _, n := range d.Rows {
+				rows += n
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", d.OrgID, d.Time.Format(time.RFC3339), d.Actor, d.Via, rows)
+		}
+		return tw.Flush()
+	})
 }

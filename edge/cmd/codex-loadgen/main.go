@@ -16,11 +16,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -35,6 +37,47 @@ type result struct {
 	elapsed   time.Duration
 	lat       []time.Duration
 	lag       []time.Duration // fixed rate: how late each request was sent
+	cpu       time.Duration   // CPU time of the target's process meanwhile (0: not sampled)
+}
+
+// cpuPerRequest is the target process's CPU time per request.
+func (r result) cpuPerRequest() time.Duration {
+	if r.n == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.n)
+}
+
+// cpuPIDs are the processes whose CPU time interleave samples, by target
+// name.
+var cpuPIDs map[string]int
+
+// procCPU is the CPU time (user and system) pid has used, 0 when pid is 0
+// or unreadable. /proc/PID/stat counts in clock ticks, 100 a second here:
+// a phase of seconds makes that resolution good enough.
+func procCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(utime+stime) * (time.Second / 100)
 }
 
 func (r result) pct(p float64) time.Duration { return pct(r.lat, p) }
@@ -61,14 +104,16 @@ func main() {
 		warmup   = flag.Duration("warmup", 2*time.Second, "warm-up before each phase (not measured)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		streams  = flag.String("streams", "1000", "concurrent streams for the streaming phase, or a comma-separated list of counts to run in turn (0: skip it)")
-		edgePID  = flag.Int("edge-pid", 0, "the edge's process id, to sample its memory during the streaming phase")
+		edgePID  = flag.Int("edge-pid", 0, "the edge's process id, to sample its memory during the streaming phase and its CPU time in the fixed-rate and saturation phases")
+		blPID    = flag.Int("baseline-pid", 0, "the bare proxy's process id, to sample its CPU time in the fixed-rate and saturation phases")
 		metrics  = flag.String("edge-metrics", "", "the edge's /metrics URL, to read its own per-event forwarding time during the streaming phase")
 		soak     = flag.Duration("soak", 0, "with phase soak: how long to keep a mixed load on the edge while sampling its memory")
 		soakRate = flag.Int("soak-rate", 500, "soak: requests per second (a quarter of them repeats, cache hits)")
 		soakStr  = flag.Int("soak-streams", 200, "soak: streams kept open at all times")
 		redisURL = flag.String("redis-edge", "", "base URL of a second edge whose cache is Redis, for its cache-hit phase")
 		redisKey = flag.String("redis-edge-key", "", "gateway key for -redis-edge")
-		fullKey  = flag.String("audit-full-key", "", "a gateway key of the edge's org whose audit level is full: measured beside the edge in the fixed-rate and saturation phases (target edge-full)")
+		fullKey  = flag.String("audit-full-key", "", "a gateway key whose org's audit level is full: measured beside the edge in the fixed-rate and saturation phases (target edge-full)")
+		fullEdge = flag.String("audit-full-edge", "", "base URL of the edge that serves -audit-full-key (default -edge); a separate process keeps its synchronous commits out of the edge's own figures")
 		baseline = flag.String("baseline", "", "base URL of a bare Go reverse proxy in front of the provider (see -baseline-listen), measured beside the edge")
 		blListen = flag.String("baseline-listen", "", "instead of measuring, serve a bare Go reverse proxy on this address, to -baseline-to")
 		blTo     = flag.String("baseline-to", "", "the provider the bare reverse proxy forwards to")
@@ -85,7 +130,37 @@ func main() {
 	flag.DurationVar(&ho.readTimeout, "read-timeout", 0, "hostile: the edge's CODEX_CLIENT_READ_TIMEOUT, which slow bodies are judged against (0: the edge has none)")
 	flag.StringVar(&ho.key, "hostile-key", "", "hostile: gateway key of the hostile clients, an org whose provider is a fake of its own (default: -edge-key)")
 	maxRSS := flag.Int("hostile-max-rss-mib", 200, "hostile: the edge's RSS under attack is judged against this bound")
+	chaosEdges := flag.String("chaos-edges", "", "instead of measuring, keep a steady mixed load at -rate on these edges (comma-separated base URLs, key -edge-key) until interrupted, writing each outcome to -chaos-out (scripts/chaos.sh)")
+	chaosOut := flag.String("chaos-out", "chaos.jsonl", "chaos: the outcomes file")
+	chaosFaults := flag.String("chaos-report", "", "instead of measuring, report the chaos run of -chaos-out against this faults file (NAME START_MS END_MS lines); exits 1 when a target fails")
+	chaosGrace := flag.Duration("chaos-grace", 2*time.Second, "chaos report: a request sent this long after a fault's recovery still counts against the fault")
+	chaosRows := flag.Int64("chaos-rows", -1, "chaos report: the edges' metadata rows")
+	chaosCP := flag.Int64("chaos-cp-requests", -1, "chaos report: the requests in the control plane's totals")
 	flag.Parse()
+	if *chaosFaults != "" {
+		ok, err := chaosReport(os.Stdout, *chaosOut, *chaosFaults, *chaosGrace, *chaosRows, *chaosCP)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
+			os.Exit(2)
+		}
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
+	if *chaosEdges != "" {
+		var edges []target
+		for i, u := range strings.Split(*chaosEdges, ",") {
+			edges = append(edges, target{fmt.Sprintf("edge%d", i+1), strings.TrimSpace(u), *edgeK})
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runChaos(ctx, edges, *rate, *chaosOut); err != nil {
+			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *blListen != "" {
 		if err := serveBaseline(*blListen, *blTo); err != nil {
 			fmt.Fprintln(os.Stderr, "codex-loadgen:", err)
@@ -112,8 +187,13 @@ func main() {
 		compared = append(compared, target{"go-proxy", *baseline, *directK})
 	}
 	if *fullKey != "" {
-		compared = append(compared, target{"edge-full", *via, *fullKey})
+		url := *fullEdge
+		if url == "" {
+			url = *via
+		}
+		compared = append(compared, target{"edge-full", url, *fullKey})
 	}
+	cpuPIDs = map[string]int{"edge": *edgePID, "go-proxy": *blPID}
 	var results []result
 	var own hist // the edge's own added-latency histogram over the fixed-rate phase
 	// One request first: the org's data key is made or unwrapped on its
@@ -344,8 +424,10 @@ func interleave(targets []target, d time.Duration, rounds int, measure func(targ
 	out := make([]result, len(targets))
 	for range rounds {
 		for i, t := range targets {
+			cpu0 := procCPU(cpuPIDs[t.name])
 			r := measure(t, d/time.Duration(rounds))
 			o := &out[i]
+			o.cpu += procCPU(cpuPIDs[t.name]) - cpu0
 			o.name, o.mode = r.name, r.mode
 			o.n += r.n
 			o.errors += r.errors
@@ -424,8 +506,14 @@ func report(w io.Writer, rs []result, own hist) {
 		fmt.Fprintf(w, "added latency of a bare Go reverse proxy (httputil, same hop, no work), the floor for any proxy here:  p50 %s   p99 %s\n",
 			(fb.pct(0.5) - fd.pct(0.5)).Round(time.Microsecond), (fb.pct(0.99) - fd.pct(0.99)).Round(time.Microsecond))
 		if fe.n > 0 {
-			fmt.Fprintf(w, "edge − bare proxy (what the edge's own work adds):  p50 %s   p99 %s\n",
+			fmt.Fprintf(w, "edge − bare proxy (what the edge's own work adds):  p50 %s (DESIGN §9 target ≤ 25µs)   p99 %s (target ≤ 250µs)\n",
 				(fe.pct(0.5) - fb.pct(0.5)).Round(time.Microsecond), (fe.pct(0.99) - fb.pct(0.99)).Round(time.Microsecond))
+		}
+		// CPU time per request does not depend on what else the machine
+		// runs, as latency and throughput on a shared machine do.
+		if fe.cpu > 0 && fb.cpu > 0 {
+			fmt.Fprintf(w, "CPU per request at %s: edge %s, bare proxy %s (%.2f×)\n", fd.mode,
+				fe.cpuPerRequest().Round(100*time.Nanosecond), fb.cpuPerRequest().Round(100*time.Nanosecond), float64(fe.cpuPerRequest())/float64(fb.cpuPerRequest()))
 		}
 	}
 	if n := own.counts; len(n) > 0 && n[len(n)-1] > 0 {
@@ -455,6 +543,13 @@ func report(w io.Writer, rs []result, own hist) {
 	}
 	if sd.n > 0 && sb.n > 0 {
 		fmt.Fprintf(w, "saturation throughput bare proxy/direct: %.0f / %.0f req/s = %.0f%%\n", sb.rps(), sd.rps(), 100*sb.rps()/sd.rps())
+	}
+	if se.n > 0 && sb.n > 0 {
+		fmt.Fprintf(w, "saturation throughput edge/bare proxy: %.0f / %.0f req/s = %.0f%% (DESIGN §9 target ≥ 95%%)\n", se.rps(), sb.rps(), 100*se.rps()/sb.rps())
+		if se.cpu > 0 && sb.cpu > 0 {
+			fmt.Fprintf(w, "CPU per request at saturation: edge %s, bare proxy %s (%.2f×)\n",
+				se.cpuPerRequest().Round(100*time.Nanosecond), sb.cpuPerRequest().Round(100*time.Nanosecond), float64(se.cpuPerRequest())/float64(sb.cpuPerRequest()))
+		}
 	}
 	if ff, sf := find("edge-full", "fixed"), find("edge-full", "saturation"); ff.n > 0 || sf.n > 0 {
 		fmt.Fprintf(w, "audit level full (each event stored before its answer): fixed rate p50 %s p99 %s; saturation %.0f req/s (%.0f%% of the edge's), p99 %s\n",

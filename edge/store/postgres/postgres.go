@@ -123,13 +123,15 @@ func Unreachable(err error) bool {
 // its (owner) role, granting appRole the row privileges the store needs.
 // Concurrent migrators serialise on goose's session lock.
 func Migrate(ctx context.Context, ownerURL, appRole string) error {
-	if err := migrate(ctx, ownerURL, appRole); err != nil {
+	if err := migrate(ctx, ownerURL, appRole, 0); err != nil {
 		return fmt.Errorf("migrate the Postgres database (as its owner role, granting %s): %w", appRole, err)
 	}
 	return nil
 }
 
-func migrate(ctx context.Context, ownerURL, appRole string) error {
+// migrate applies the migrations up to version to, or all of them when to
+// is 0.
+func migrate(ctx context.Context, ownerURL, appRole string, to int64) error {
 	if appRole == "" {
 		return fmt.Errorf("empty application role: %w", edge.ErrInvalid)
 	}
@@ -144,6 +146,10 @@ func migrate(ctx context.Context, ownerURL, appRole string) error {
 	defer func() { _ = sqlDB.Close() }() // one connection, used only here
 	p, err := newProvider(sqlDB)
 	if err != nil {
+		return err
+	}
+	if to > 0 {
+		_, err = p.UpTo(ctx, to)
 		return err
 	}
 	_, err = p.Up(ctx)
@@ -210,12 +216,13 @@ func LatestVersion() (int64, error) {
 // CheckServeRole refuses a connection role that could get around row-level
 // security, or that is not the application role the migrations granted
 // (appRole): a superuser or BYPASSRLS role ignores the policies even when
-// forced, and a role that owns (or is a member of a role that owns) the
-// tables can switch them off.
+// forced, a member of such a role can SET ROLE to it (the attributes are
+// not inherited, the role is), and a role that owns (or is a member of a
+// role that owns) the tables can switch them off.
 func (db *DB) CheckServeRole(ctx context.Context, appRole string) error {
 	var (
-		user                string
-		super, bypass, owns bool
+		user                            string
+		super, bypass, owns, privMember bool
 	)
 	err := db.pool.QueryRow(ctx, `
 		SELECT r.rolname, r.rolsuper, r.rolbypassrls,
@@ -223,8 +230,11 @@ func (db *DB) CheckServeRole(ctx context.Context, appRole string) error {
 		               WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
 		                 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 		                 AND n.nspname NOT LIKE 'pg_toast%'
-		                 AND pg_has_role(r.oid, c.relowner, 'MEMBER'))
-		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &super, &bypass, &owns)
+		                 AND pg_has_role(r.oid, c.relowner, 'MEMBER')),
+		       EXISTS (SELECT 1 FROM pg_roles o
+		               WHERE (o.rolsuper OR o.rolbypassrls) AND o.oid <> r.oid
+		                 AND pg_has_role(r.oid, o.oid, 'MEMBER'))
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &super, &bypass, &owns, &privMember)
 	if err != nil {
 		return fmt.Errorf("check the database role: %w", err)
 	}
@@ -233,6 +243,8 @@ func (db *DB) CheckServeRole(ctx context.Context, appRole string) error {
 		return fmt.Errorf("CODEX_DATABASE_URL connects as %q, a superuser, which bypasses row-level security: connect as the application role %q (the owner role is for codex-edge migrate only)", user, appRole)
 	case bypass:
 		return fmt.Errorf("CODEX_DATABASE_URL connects as %q, which has BYPASSRLS and so ignores row-level security: connect as a role without it (ALTER ROLE %s NOBYPASSRLS)", user, user)
+	case privMember:
+		return fmt.Errorf("CODEX_DATABASE_URL connects as %q, a member of a superuser or BYPASSRLS role, so it could SET ROLE to it and ignore row-level security: connect as the application role %q with no such membership (REVOKE the role from %s)", user, appRole, user)
 	case owns:
 		return fmt.Errorf("CODEX_DATABASE_URL connects as %q, which owns tables (or is a member of their owner) and could turn row-level security off: serve must connect as the application role %q, which owns nothing; the owner role is for codex-edge migrate only", user, appRole)
 	case user != appRole:

@@ -373,12 +373,16 @@ func TestServeRoleRefusesSuperuserAndBypassRLS(t *testing.T) {
 	for _, q := range []string{
 		`CREATE ROLE codex_super LOGIN SUPERUSER PASSWORD 'pw'`,
 		`CREATE ROLE codex_bypass LOGIN BYPASSRLS PASSWORD 'pw'`,
+		// Neither attribute is inherited, but a member may SET ROLE.
+		`CREATE ROLE codex_member LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD 'pw'`,
+		`CREATE ROLE codex_escape NOLOGIN BYPASSRLS`,
+		`GRANT codex_escape TO codex_member`,
 	} {
 		if _, err := su.Exec(t.Context(), q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for role, want := range map[string]string{"codex_super": "superuser", "codex_bypass": "BYPASSRLS"} {
+	for role, want := range map[string]string{"codex_super": "superuser", "codex_bypass": "BYPASSRLS", "codex_member": "SET ROLE"} {
 		url := strings.Replace(owner, "codex_owner:owner_pw", role+":pw", 1)
 		err := pgtest.Open(t, url).CheckServeRole(t.Context(), role)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -566,7 +570,7 @@ func TestDefinerFunctions(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"codex_audit_event_org", "codex_changes", "codex_dek_orgs", "codex_key_by_hash", "codex_key_by_id", "codex_org_master_keys", "codex_orgs"}
+	want := []string{"codex_audit_event_org", "codex_changes", "codex_dek_orgs", "codex_delete_org", "codex_key_by_hash", "codex_key_by_id", "codex_org_master_keys", "codex_orgs", "codex_requests_drop_partitions", "codex_requests_partitions"}
 	if !slices.Equal(names, want) {
 		t.Errorf("SECURITY DEFINER functions %v, want exactly %v", names, want)
 	}

@@ -287,3 +287,43 @@ func (db *DB) DeleteRequestsBefore(ctx context.Context, orgID string, before tim
 	}
 	return n, nil
 }
+
+// EnsureRequestPartitions creates the monthly partitions of request
+// metadata from now's month through months later that do not exist yet
+// (moving in any rows the default partition held for them), and returns
+// the names created. Retention calls it ahead of time, so a record rarely
+// lands in the default partition.
+func (db *DB) EnsureRequestPartitions(ctx context.Context, now time.Time, months int) ([]string, error) {
+	if months < 0 {
+		return nil, fmt.Errorf("create request partitions: %d months: %w", months, edge.ErrInvalid)
+	}
+	names, err := db.partitionCall(ctx, `SELECT codex_requests_partitions($1, $2)`, now, now.AddDate(0, months, 0))
+	if err != nil {
+		return nil, fmt.Errorf("create request partitions: %w", err)
+	}
+	return names, nil
+}
+
+// DropRequestPartitions drops every monthly partition of request metadata
+// whose whole month lies before before, and returns the names dropped.
+// The rows of the month before falls in stay for DeleteRequestsBefore.
+func (db *DB) DropRequestPartitions(ctx context.Context, before time.Time) ([]string, error) {
+	names, err := db.partitionCall(ctx, `SELECT codex_requests_drop_partitions($1)`, before)
+	if err != nil {
+		return nil, fmt.Errorf("drop request partitions: %w", err)
+	}
+	return names, nil
+}
+
+func (db *DB) partitionCall(ctx context.Context, sql string, args ...any) ([]string, error) {
+	var names []string
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return names, err
+}

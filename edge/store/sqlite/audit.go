@@ -16,8 +16,8 @@ var _ edge.AuditStore = (*DB)(nil)
 
 const auditColumns = store.AuditColumns
 
-const insertAuditSQL = `INSERT INTO audit_events (` + auditColumns + `)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// auditParams is the number of host parameters per inserted event.
+const auditParams = 12
 
 // SetAuditLevel sets the audit level of an org or of one of its keys, and
 // records an "org" change so that every edge reloads the org's settings.
@@ -88,13 +88,8 @@ func (db *DB) AppendAudit(ctx context.Context, events []edge.AuditEvent) error {
 		return fmt.Errorf("append audit events: %w", err)
 	}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, insertAuditSQL)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = ins.Close() }() // closes with the transaction anyway
 		for _, org := range orgs {
-			if err := appendOrgAudit(ctx, tx, ins, org, events, byOrg[org]); err != nil {
+			if err := db.appendOrgAudit(ctx, tx, org, events, byOrg[org]); err != nil {
 				return fmt.Errorf("events of org %q: %w", org, err)
 			}
 		}
@@ -103,7 +98,7 @@ func (db *DB) AppendAudit(ctx context.Context, events []edge.AuditEvent) error {
 	return wrap(fmt.Sprintf("append %d audit events", len(events)), err)
 }
 
-func appendOrgAudit(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, org string, events []edge.AuditEvent, idx []int) error {
+func (db *DB) appendOrgAudit(ctx context.Context, tx *sql.Tx, org string, events []edge.AuditEvent, idx []int) error {
 	seq, hash := int64(0), edge.GenesisHash()
 	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_heads WHERE org_id = ?`, org).Scan(&seq, &hash)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -124,19 +119,34 @@ func appendOrgAudit(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, org string, 
 		return nil
 	}
 	seq, hash = store.LinkAudit(seq, hash, fresh)
-	for _, e := range fresh {
-		_, err := ins.ExecContext(ctx, e.OrgID, e.Seq, e.ID, e.Time.UnixNano(), string(e.Kind), e.Meta,
-			nilIfEmpty(e.RequestDigest), nilIfEmpty(e.ResponseDigest), nilIfEmpty(e.Content), e.ContentRemoved,
-			e.PrevHash, e.Hash)
-		if err != nil {
-			return fmt.Errorf("event %q: %w", e.ID, err)
+	// Multi-row INSERTs, as for requests: a statement's fixed cost is as
+	// much as a row's.
+	args := make([]any, 0, auditParams*min(len(fresh), maxInsertRows))
+	for rest := fresh; len(rest) > 0; {
+		n := chunkSize(len(rest))
+		args = args[:0]
+		for _, e := range rest[:n] {
+			args = append(args, e.OrgID, e.Seq, e.ID, e.Time.UnixNano(), string(e.Kind), e.Meta,
+				nilIfEmpty(e.RequestDigest), nilIfEmpty(e.ResponseDigest), nilIfEmpty(e.Content), e.ContentRemoved,
+				e.PrevHash, e.Hash)
 		}
+		//nolint:sqlclosecheck // a transaction's statement closes with the transaction
+		if _, err := tx.StmtContext(ctx, db.insertAudit[n]).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("events %q to %q: %w", rest[0].ID, rest[n-1].ID, err)
+		}
+		rest = rest[n:]
 	}
 	_, err = tx.ExecContext(ctx,
 		`INSERT INTO audit_heads (org_id, seq, hash) VALUES (?, ?, ?)
 		 ON CONFLICT (org_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, org, seq, hash)
 	return err
 }
+
+// storedIDsSQL looks each id up in the id index. CROSS JOIN makes SQLite
+// loop over the given ids: left to itself, the planner walked every event
+// of the org (its index on org_id), which made each batch cost as much as
+// the org's whole log.
+const storedIDsSQL = `SELECT e.id FROM json_each(?) AS j CROSS JOIN audit_events AS e ON e.id = j.value WHERE e.org_id = ?`
 
 // storedIDs returns which of the events' ids are stored already, in one
 // query: the ids travel as one JSON array.
@@ -149,8 +159,7 @@ func storedIDs(ctx context.Context, tx *sql.Tx, org string, events []edge.AuditE
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx,
-		`SELECT id FROM audit_events WHERE org_id = ? AND id IN (SELECT value FROM json_each(?))`, org, string(list))
+	rows, err := tx.QueryContext(ctx, storedIDsSQL, string(list), org)
 	if err != nil {
 		return nil, err
 	}

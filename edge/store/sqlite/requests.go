@@ -35,11 +35,11 @@ var insertSizes = func() []int {
 	return s
 }()
 
-// insertRequestsSQL is an INSERT of n rows.
-func insertRequestsSQL(n int) string {
+// insertSQL is an INSERT into table of n rows of params parameters.
+func insertSQL(table, columns string, params, n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO requests (` + requestColumns + `) VALUES `)
-	row := `(?` + strings.Repeat(`, ?`, requestParams-1) + `)`
+	b.WriteString(`INSERT INTO ` + table + ` (` + columns + `) VALUES `)
+	row := `(?` + strings.Repeat(`, ?`, params-1) + `)`
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
@@ -49,16 +49,26 @@ func insertRequestsSQL(n int) string {
 	return b.String()
 }
 
-// prepareInserts prepares the INSERT statements of insertSizes on the
-// writer connection.
+// prepareInserts prepares the INSERT statements of insertSizes, of
+// requests and of audit events, on the writer connection.
 func (db *DB) prepareInserts(ctx context.Context) error {
 	db.insertRequests = make(map[int]*sql.Stmt, len(insertSizes))
+	db.insertAudit = make(map[int]*sql.Stmt, len(insertSizes))
 	for _, n := range insertSizes {
-		stmt, err := db.write.PrepareContext(ctx, insertRequestsSQL(n)) //nolint:sqlclosecheck // kept for the store's life; DB.Close closes it
-		if err != nil {
-			return fmt.Errorf("insert of %d requests: %w", n, err)
+		for _, ins := range []struct {
+			stmts          map[int]*sql.Stmt
+			table, columns string
+			params         int
+		}{
+			{db.insertRequests, "requests", requestColumns, requestParams},
+			{db.insertAudit, "audit_events", auditColumns, auditParams},
+		} {
+			stmt, err := db.write.PrepareContext(ctx, insertSQL(ins.table, ins.columns, ins.params, n)) //nolint:sqlclosecheck // kept for the store's life; DB.Close closes it
+			if err != nil {
+				return fmt.Errorf("insert of %d rows into %s: %w", n, ins.table, err)
+			}
+			ins.stmts[n] = stmt
 		}
-		db.insertRequests[n] = stmt
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ type DB struct {
 	// INSERTs of requests by row count (insertSizes), prepared once on
 	// the writer connection.
 	insertRequests map[int]*sql.Stmt
+	insertAudit    map[int]*sql.Stmt // the same for audit events
 }
 
 var _ edge.Store = (*DB)(nil)
@@ -193,8 +194,10 @@ func (db *DB) Ping(ctx context.Context) error {
 // into the database file.
 func (db *DB) Close() error {
 	var errs []error
-	for _, stmt := range db.insertRequests {
-		errs = append(errs, stmt.Close())
+	for _, stmts := range []map[int]*sql.Stmt{db.insertRequests, db.insertAudit} {
+		for _, stmt := range stmts {
+			errs = append(errs, stmt.Close())
+		}
 	}
 	if db.read != nil {
 		errs = append(errs, db.read.Close())

@@ -28,6 +28,7 @@ func RunAudit(t *testing.T, open func(t *testing.T) AuditStore) {
 		{"AppendLinksChain", testAuditAppendLinksChain},
 		{"AppendRoundTrip", testAuditAppendRoundTrip},
 		{"AppendSkipsStored", testAuditAppendSkipsStored},
+		{"AppendLargeBatch", testAuditAppendLargeBatch},
 		{"AppendInvalid", testAuditAppendInvalid},
 		{"AppendConcurrent", testAuditAppendConcurrent},
 		{"ListQuery", testAuditListQuery},
@@ -217,6 +218,29 @@ func testAuditAppendSkipsStored(t *testing.T, s AuditStore) {
 	evs := listAudit(t, s, o.ID)
 	if len(evs) != 3 {
 		t.Fatalf("%d events after a replayed batch, want 3", len(evs))
+	}
+	checkChain(t, evs)
+}
+
+// testAuditAppendLargeBatch appends a batch larger than a store writes in
+// one statement, with an odd tail and a repeated id: every event once, in
+// order, one chain.
+func testAuditAppendLargeBatch(t *testing.T, s AuditStore) {
+	o := newOrg(t, s)
+	var batch []edge.AuditEvent
+	for i := range 203 {
+		batch = append(batch, AuditSample(o.ID, fmt.Sprintf("req_%s_%03d", o.ID, i), now(), edge.AuditHash))
+	}
+	batch = append(batch, batch[7])
+	appendAudit(t, s, batch...)
+	evs := listAudit(t, s, o.ID)
+	if len(evs) != 203 {
+		t.Fatalf("%d events after a batch of 203 distinct ids, want 203", len(evs))
+	}
+	for i, e := range evs {
+		if want := fmt.Sprintf("req_%s_%03d", o.ID, i); e.ID != want {
+			t.Fatalf("event %d is %s, want %s", i, e.ID, want)
+		}
 	}
 	checkChain(t, evs)
 }

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# make chaos: two edges sharing Postgres and Redis, with metric sharing on to
+# a control plane (on the same Postgres server, its own database), under a
+# steady mixed load (distinct JSON requests, cache hits, streams) spread over
+# both edges as a load balancer would. In turn: Redis is killed (SIGKILL),
+# Postgres crashes (immediate stop), the control plane is killed (SIGKILL;
+# its NATS server is embedded and goes with it), and one edge is stopped
+# (SIGTERM, as an orchestrator stops an instance); each comes back after
+# CHAOS_DOWN. Then the report: failed client requests per fault, metadata
+# rows lost, metrics lost or doubled in the control plane, time to recover.
+# Exits 1 when a target fails. make test runs a short version
+# (CHAOS_STEADY=3s CHAOS_DOWN=2s).
+#
+# Knobs: CHAOS_RATE (requests/s, default 60), CHAOS_STEADY (load between
+# faults, default 10s), CHAOS_DOWN (how long a component stays down,
+# default 5s), CHAOS_KEEP=1 (leave .tmp/chaos for a look).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+work="$PWD/.tmp/chaos"
+rate=${CHAOS_RATE:-60} steady=${CHAOS_STEADY:-10} down=${CHAOS_DOWN:-5}
+steady=${steady%s} down=${down%s}
+rm -rf "$work" && mkdir -p "$work"
+chmod 755 "$PWD/.tmp" "$work"
+
+export CODEX_DEV_POSTGRES_BASE="$work/pg" CODEX_DEV_POSTGRES_PORT=55491
+export CODEX_DEV_REDIS_BASE="$work/redis" CODEX_DEV_REDIS_PORT=56391
+cp_addr=127.0.0.1:18190 nats_addr=127.0.0.1:14290 fake_addr=127.0.0.1:19190
+e1=127.0.0.1:18180 a1=127.0.0.1:18181 e2=127.0.0.1:18182 a2=127.0.0.1:18183
+for a in "$cp_addr" "$nats_addr" "$fake_addr" "$e1" "$a1" "$e2" "$a2" 127.0.0.1:55491 127.0.0.1:56391; do port_free "$a"; done
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/dev-redis.sh stop >/dev/null 2>&1 || true
+  scripts/dev-postgres.sh stop >/dev/null 2>&1 || true
+  [ "${CHAOS_KEEP:-0}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+now_ms() { date +%s%3N; }
+fail() { echo "chaos: $*" >&2; exit 1; }
+
+echo "==> Postgres (port 55491) and Redis (port 56391) of this run, under $work"
+eval "$(scripts/dev-postgres.sh start)"
+eval "$(scripts/dev-redis.sh start)"
+owner=$CODEX_TEST_POSTGRES_URL app=$CODEX_TEST_POSTGRES_APP_URL
+psql "$owner" -qc "CREATE DATABASE codex_edge" -c "CREATE DATABASE codex_cp" >/dev/null
+db_url() { sed "s|/codex?|/$2?|" <<<"$1"; }
+superuser_sql() { # DB SQL: as the server's superuser, which row-level security does not hide rows from
+  runuser -u postgres -- psql -h "$work/pg/sock" -p 55491 -U postgres -d "$1" -tAc "$2" 2>/dev/null ||
+    psql -h "$work/pg/sock" -p 55491 -U postgres -d "$1" -tAc "$2"
+}
+
+# A function's process in the background is a subshell, which a signal
+# to $! would hit instead of the server: env execs the binary, so $! is it.
+cp_env=(CODEX_DATA_DIR="$work/controlplane" CODEX_CONTROLPLANE_LISTEN="$cp_addr" CODEX_NATS_LISTEN="$nats_addr"
+  CODEX_DATABASE_URL="$(db_url "$app" codex_cp)" CODEX_LOG_LEVEL=warn)
+cplane() { env "${cp_env[@]}" bin/codex-controlplane "$@"; }
+start_cp() {
+  env "${cp_env[@]}" bin/codex-controlplane serve >>"$work/controlplane.log" 2>&1 &
+  cp_pid=$!
+  pids+=("$cp_pid")
+  wait_http "http://$cp_addr/healthz" 30
+}
+echo "==> control plane on $cp_addr (NATS $nats_addr)"
+CODEX_DATABASE_URL="$(db_url "$owner" codex_cp)" CODEX_DATA_DIR="$work/controlplane" bin/codex-controlplane migrate >/dev/null
+cp_org=$(cplane orgs create "Chaos Inc")
+start_cp
+
+export FAKE_PROVIDER_KEY="fake-provider-key"
+start_fake_provider "$fake_addr" "$FAKE_PROVIDER_KEY" "$work/fakeprovider.log"
+pids+=("$FAKE_PID")
+
+byok=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+edge_env() { # N: the environment of edge N, on the shared store
+  local listen=$e1 admin=$a1
+  [ "$1" = 2 ] && listen=$e2 admin=$a2
+  echo "CODEX_DATA_DIR=$work/edge$1" "CODEX_LISTEN=$listen" "CODEX_ADMIN_LISTEN=$admin" \
+    "CODEX_DATABASE_URL=$(db_url "$app" codex_edge)" "CODEX_REDIS_URL=$CODEX_TEST_REDIS_URL" \
+    CODEX_KEK=byok "CODEX_BYOK_KEY=$byok" CODEX_TELEMETRY_WINDOW=2s CODEX_LOG_LEVEL=warn
+}
+edge() { local n=$1; shift; env $(edge_env "$n") bin/codex-edge "$@"; } # N ARGS…: edge N's CLI
+declare -A edge_pid
+start_edge() {
+  env $(edge_env "$1") bin/codex-edge serve >>"$work/edge$1.log" 2>&1 &
+  edge_pid[$1]=$!
+  pids+=("$!")
+  local listen=$e1
+  [ "$1" = 2 ] && listen=$e2
+  wait_http "http://$listen/healthz" 30
+}
+echo "==> two edges on $e1 and $e2, one Postgres store and one Redis, sharing metrics"
+CODEX_DATABASE_URL="$(db_url "$owner" codex_edge)" CODEX_DATA_DIR="$work/edge1" bin/codex-edge migrate >/dev/null
+edge 1 orgs create chaos >/dev/null
+edge 1 providers set --org chaos openai --api-key-env FAKE_PROVIDER_KEY --base-url "http://$fake_addr" --allow-insecure-http >/dev/null
+key=$(edge 1 keys create --org chaos --name chaos-key)
+for n in 1 2; do
+  token=$(cplane enroll-token create --org "$cp_org" --ttl 1h)
+  edge "$n" telemetry enroll --url "http://$cp_addr" --token "$token" --name "chaos-edge-$n" >/dev/null
+  edge "$n" telemetry on >/dev/null
+  start_edge "$n"
+done
+
+echo "==> steady load: $rate requests/s over both edges (a quarter cache hits, a quarter streams)"
+bin/codex-loadgen -chaos-edges "http://$e1,http://$e2" -edge-key "$key" -rate "$rate" -chaos-out "$work/outcomes.jsonl" \
+  2> >(sed 's/^/    /' >&2) &
+load_pid=$!
+: >"$work/faults.txt"
+fault() { # NAME KILL RESTART: kills, waits CHAOS_DOWN, restarts (RESTART waits until it answers)
+  sleep "$steady"
+  local start; start=$(now_ms)
+  echo "==> fault: $1"
+  eval "$2"
+  sleep "$down"
+  eval "$3"
+  echo "$1 $start $(now_ms)" >>"$work/faults.txt"
+}
+redis_up() { for _ in $(seq 1 100); do redis-cli -p 56391 ping >/dev/null 2>&1 && return; sleep 0.1; done; fail "Redis did not come back"; }
+fault redis "scripts/dev-redis.sh crash" "scripts/dev-redis.sh restart >/dev/null; redis_up"
+fault postgres "scripts/dev-postgres.sh crash" "scripts/dev-postgres.sh restart"
+# port_free: the server is really gone, not answering on the old process.
+fault controlplane "kill -9 \$cp_pid; wait \$cp_pid 2>/dev/null || true; port_free $cp_addr; port_free $nats_addr" "start_cp"
+fault edge2 "kill -TERM \${edge_pid[2]}; wait \${edge_pid[2]} 2>/dev/null || true; port_free $e2" "start_edge 2"
+sleep "$steady"
+kill -TERM "$load_pid"
+wait "$load_pid" || fail "the load generator failed"
+
+echo "==> waiting for the edges' metadata and the control plane's totals to settle"
+answered=$(grep -c '"answered":true' "$work/outcomes.jsonl" || true)
+rows=0 cpreq=0
+for _ in $(seq 1 120); do
+  rows=$(superuser_sql codex_edge "SELECT count(*) FROM requests")
+  cpreq=$(superuser_sql codex_cp "SELECT coalesce(sum(requests), 0) FROM usage_minute")
+  [ "$rows" = "$answered" ] && [ "$cpreq" = "$rows" ] && break
+  sleep 0.5
+done
+bin/codex-loadgen -chaos-report "$work/faults.txt" -chaos-out "$work/outcomes.jsonl" -chaos-rows "$rows" -chaos-cp-requests "$cpreq" ||
+  fail "a target failed (table above); CHAOS_KEEP=1 make chaos keeps $work with every process's log"
+echo "chaos: every target held"
