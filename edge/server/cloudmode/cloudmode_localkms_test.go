@@ -39,13 +39,13 @@ type tenant struct {
 	id, arn, key, credential string
 }
 
-// TestCloudMode runs an edge whose two orgs have their own KMS keys (two
-// local KMS keys, as keys in two customers' accounts) and whose own
-// master key (CODEX_KEK, the operator's) is the local key file. It proves:
-// each org's sealed credential, memory and cache entries work; the
-// operator's key opens neither org's data keys nor its sealed rows;
-// disabling A's key makes A unreadable within 10 s while B keeps working,
-// and enabling it restores A; and after a shred that schedules the
+// TestCloudMode runs two edges on one store whose two orgs have their own
+// KMS keys (two local KMS keys, as keys in two customers' accounts) and
+// whose own master key (CODEX_KEK, the operator's) is the local key file.
+// It proves: each org's sealed credential, memory and cache entries work;
+// the operator's key opens neither org's data keys nor its sealed rows;
+// disabling A's key makes A unreadable on both edges within 10 s while B
+// keeps working, and enabling it restores A; and after a shred that schedules the
 // deletion of A's key, a copy of the database taken before the shred no
 // longer opens A's rows, while B's still open.
 func TestCloudMode(t *testing.T) {
@@ -65,20 +65,27 @@ func TestCloudMode(t *testing.T) {
 	cfg.Listen, cfg.AdminListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
 	cfg.ChangePoll = 50 * time.Millisecond
 	cfg.CacheEnabled = true
-	srv, err := server.New(ctx, cfg, st, slog.New(slog.DiscardHandler), server.Options{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+	// Two edges on one store, as two instances of one deployment: each
+	// its own keyring, key directory, cache and probes.
+	start := func() *server.Server {
+		srv, err := server.New(ctx, cfg, st, slog.New(slog.DiscardHandler), server.Options{Getenv: func(string) string { return "" }})
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		if err := srv.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+		})
+		return srv
+	}
+	srv, srv2 := start(), start()
+	edges := []*server.Server{srv, srv2}
 
 	var tenants []*tenant
 	for _, name := range []string{"a", "b"} {
@@ -117,11 +124,12 @@ func TestCloudMode(t *testing.T) {
 	}
 	a, b := tenants[0], tenants[1]
 
-	// chat sends one chat completion with the official SDK and returns the
-	// HTTP status and the cache and memory headers of the answer.
-	chat := func(tn *tenant) (status int, cache, memory string) {
+	// chatOn sends one chat completion through an edge with the official
+	// SDK and returns the HTTP status and the cache and memory headers of
+	// the answer.
+	chatOn := func(e *server.Server, tn *tenant) (status int, cache, memory string) {
 		var resp *http.Response
-		c := openai.NewClient(option.WithBaseURL("http://"+srv.Addr()+"/v1"), option.WithAPIKey(tn.key), option.WithMaxRetries(0))
+		c := openai.NewClient(option.WithBaseURL("http://"+e.Addr()+"/v1"), option.WithAPIKey(tn.key), option.WithMaxRetries(0))
 		_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 			Model:    "gpt-4o-mini",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("the same question")},
@@ -135,12 +143,14 @@ func TestCloudMode(t *testing.T) {
 		}
 		return resp.StatusCode, resp.Header.Get("X-Codex-Cache"), resp.Header.Get("X-Codex-Memory")
 	}
-	served := func(tn *tenant) bool {
-		st, cache, mem := chat(tn)
+	servedOn := func(e *server.Server, tn *tenant) bool {
+		st, cache, mem := chatOn(e, tn)
 		return st == 200 && cache == "hit" && mem == "style@1"
 	}
-	for _, tn := range tenants {
-		testutil.Eventually(t, 10*time.Second, "the org served from its cache, with its memory, under its own key", func() bool { return served(tn) })
+	for _, e := range edges {
+		for _, tn := range tenants {
+			testutil.Eventually(t, 10*time.Second, "the org served from its cache, with its memory, under its own key", func() bool { return servedOn(e, tn) })
+		}
 	}
 	reqs := fp.Requests()
 	if got := reqs[len(reqs)-1].Header.Get("Authorization"); got != "Bearer "+b.credential {
@@ -191,21 +201,27 @@ func TestCloudMode(t *testing.T) {
 	if _, err := admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(a.arn)}); err != nil {
 		t.Fatal(err)
 	}
-	took := testutil.Eventually(t, 10*time.Second, "org a unreadable after its key was disabled", func() bool {
-		st, _, _ := chat(a)
-		return st == http.StatusServiceUnavailable
-	})
-	t.Logf("org a unreadable %s after its key was disabled", took.Round(time.Millisecond))
-	if !served(b) {
-		t.Fatal("org b not served while a's key is disabled")
+	// Both edges count from the disabling; each keeps asking.
+	disabled := time.Now()
+	for _, e := range edges {
+		testutil.Eventually(t, 10*time.Second-time.Since(disabled), "org a unreadable on every edge within 10 s of its key being disabled", func() bool {
+			st, _, _ := chatOn(e, a)
+			return st == http.StatusServiceUnavailable
+		})
+		if !servedOn(e, b) {
+			t.Fatal("org b not served while a's key is disabled")
+		}
 	}
+	t.Logf("org a unreadable on both edges %s after its key was disabled", time.Since(disabled).Round(time.Millisecond))
 	if _, err := admin.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(a.arn)}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, "org a readable again after its key was enabled", func() bool {
-		st, _, mem := chat(a)
-		return st == 200 && mem == "style@1"
-	})
+	for _, e := range edges {
+		testutil.Eventually(t, 10*time.Second, "org a readable again after its key was enabled", func() bool {
+			st, _, mem := chatOn(e, a)
+			return st == 200 && mem == "style@1"
+		})
+	}
 
 	// A copy of the database taken before the shred: with A's key
 	// scheduled for deletion it no longer opens A's rows; B's still open.
