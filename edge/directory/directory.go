@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -188,7 +189,7 @@ type Directory struct {
 	// straddles one may have read what the change replaced, so its result
 	// serves the request that made it but is not cached.
 	gen uint64
-	seq int64 // last change-feed entry applied
+	seq atomic.Int64 // last change-feed entry applied (read by Applied)
 }
 
 // New returns an empty directory over store.
@@ -546,11 +547,14 @@ func (d *Directory) forgetOrg(orgID string) {
 	}
 }
 
+// Applied is the sequence number of the last change-feed entry applied.
+func (d *Directory) Applied() int64 { return d.seq.Load() }
+
 // Sync applies every change-feed entry not yet applied. At start-up
 // nothing is cached, so the first call only finds where the feed stands.
 func (d *Directory) Sync(ctx context.Context) error {
 	for {
-		changes, err := d.store.Changes(ctx, d.seq)
+		changes, err := d.store.Changes(ctx, d.seq.Load())
 		if err != nil {
 			return fmt.Errorf("read change feed: %w", err)
 		}
@@ -579,7 +583,7 @@ func (d *Directory) Sync(ctx context.Context) error {
 			if d.opts.Changed != nil {
 				d.opts.Changed(c)
 			}
-			d.seq = c.Seq
+			d.seq.Store(c.Seq)
 		}
 	}
 }

@@ -315,6 +315,14 @@ func TestAuditStoreDownFull(t *testing.T) {
 		o, err := e.srv.Directory().Org(context.Background(), org)
 		return err == nil && o.AuditLevel("") == edge.AuditFull
 	})
+	// The org may have been loaded before the edge read the level's
+	// change from the feed, which then drops it: with the store stopped
+	// it could not be loaded again, and requests would fail for that,
+	// not for the audit log. Wait until every change so far is applied.
+	last := lastChange(t, f.admin)
+	testutil.Eventually(t, 10*time.Second, "the change feed to be applied", func() bool {
+		return e.srv.Directory().Applied() >= last
+	})
 	oc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0),
 		option.WithHeader("Cache-Control", "no-store"))
 	params := func(p string) openai.ChatCompletionNewParams {
@@ -476,5 +484,24 @@ func TestAuditRecordsMemory(t *testing.T) {
 	c, err := audit.OpenContent(context.Background(), h.srv.Keyring(), evs[2])
 	if err != nil || strings.Contains(string(c.Request), memText) || !strings.Contains(string(c.Request), "hello") {
 		t.Errorf("content %q, %v: want the client's body without the memory", c.Request, err)
+	}
+}
+
+// lastChange is the sequence number of the store's latest change-feed
+// entry.
+func lastChange(t *testing.T, st interface {
+	Changes(ctx context.Context, after int64) ([]edge.Change, error)
+}) int64 {
+	t.Helper()
+	var last int64
+	for {
+		cs, err := st.Changes(context.Background(), last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) == 0 {
+			return last
+		}
+		last = cs[len(cs)-1].Seq
 	}
 }
