@@ -9,6 +9,11 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
+data "aws_subnet" "private" {
+  for_each = toset(var.private_subnet_ids)
+  id       = each.value
+}
+
 module "plan" {
   source = "./modules/plan"
 
@@ -37,6 +42,10 @@ module "plan" {
   telemetry_window                  = var.telemetry_window
   extra_environment                 = var.extra_environment
   org_kms_key_arns                  = var.org_kms_key_arns
+  controlplane_pins                 = var.controlplane_pins
+  # The load balancer lives in the private subnets: its X-Forwarded-For
+  # is the one the edge trusts.
+  trusted_proxy_cidrs = [for s in data.aws_subnet.private : s.cidr_block]
 
   secret_arns = {
     database_url       = var.create_database ? "${aws_secretsmanager_secret.database_url[0].arn}:url::" : var.database_url_secret_arn

@@ -393,6 +393,12 @@ variable "controlplane_url" {
   default     = ""
 }
 
+variable "controlplane_pins" {
+  description = "CODEX_CONTROLPLANE_PINS: base64 SHA-256 digests of the control plane's TLS public keys (current and backup, comma-separated), checked on enrollment and NATS while share_metrics is true. Empty: the CAs alone decide."
+  type        = string
+  default     = ""
+}
+
 variable "controlplane_nats_cidrs" {
   description = "CIDR blocks of the control plane's NATS endpoint; egress to them on controlplane_nats_port exists only while share_metrics is true."
   type        = list(string)

@@ -118,6 +118,8 @@ locals {
       CODEX_SHARE_METRICS            = tostring(var.share_metrics)
     },
     var.share_metrics ? { CODEX_CONTROLPLANE_URL = var.controlplane_url } : {},
+    var.share_metrics && var.controlplane_pins != "" ? { CODEX_CONTROLPLANE_PINS = var.controlplane_pins } : {},
+    length(var.trusted_proxy_cidrs) > 0 ? { CODEX_TRUSTED_PROXIES = join(",", var.trusted_proxy_cidrs) } : {},
     var.kms_endpoint_url != "" ? { AWS_ENDPOINT_URL_KMS = var.kms_endpoint_url } : {},
   )
   environment = merge(var.extra_environment, local.module_environment)

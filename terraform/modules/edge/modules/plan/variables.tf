@@ -266,3 +266,23 @@ variable "org_kms_key_arns" {
     error_message = "org_kms_key_arns maps org ids (letters, digits, '_', '-') to KMS key ARNs (arn:aws:kms:<region>:<account>:key/<id>; not aliases: a key policy condition names the key)."
   }
 }
+
+variable "controlplane_pins" {
+  description = "CODEX_CONTROLPLANE_PINS: base64 SHA-256 digests of the control plane's TLS public keys (current and backup, comma-separated), used only while share_metrics is true. Empty: the CAs alone decide."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([A-Za-z0-9+/]{43}=(,[A-Za-z0-9+/]{43}=)*)?$", var.controlplane_pins))
+    error_message = "controlplane_pins must be base64 SHA-256 digests (44 characters each), comma-separated."
+  }
+}
+
+variable "trusted_proxy_cidrs" {
+  description = "CODEX_TRUSTED_PROXIES: the networks of the load balancer in front of the edge, whose X-Forwarded-For names the client. Without them every client looks like the load balancer to the auth-failure limiter."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for c in var.trusted_proxy_cidrs : can(cidrhost(c, 0)) && !can(regex("/0$", c))])
+    error_message = "trusted_proxy_cidrs must hold CIDR blocks narrower than /0."
+  }
+}

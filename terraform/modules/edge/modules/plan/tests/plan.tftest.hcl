@@ -317,3 +317,39 @@ run "org_kms_key_alias_refused" {
   }
   expect_failures = [var.org_kms_key_arns]
 }
+
+run "trusted_proxies_and_pins" {
+  command = plan
+
+  variables {
+    share_metrics           = true
+    controlplane_url        = "https://codex.example.com"
+    controlplane_pins       = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=,jb1Z5gWHyWs7D8cv0Yg8a5e7rQ3E3a2zqZx3o2Tq0Uo="
+    controlplane_nats_cidrs = ["203.0.113.0/24"]
+    trusted_proxy_cidrs     = ["10.0.1.0/24", "10.0.2.0/24"]
+    secret_arns = {
+      database_url     = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:codex-prod/database-url-AbCdEf"
+      redis_url        = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:codex-prod/redis-url-AbCdEf"
+      enrollment_token = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:codex-prod/enrollment-AbCdEf"
+    }
+  }
+
+  assert {
+    condition     = one([for e in output.environment : e.value if e.name == "CODEX_TRUSTED_PROXIES"]) == "10.0.1.0/24,10.0.2.0/24"
+    error_message = "the load balancer's subnets are the trusted proxies"
+  }
+  assert {
+    condition     = one([for e in output.environment : e.value if e.name == "CODEX_CONTROLPLANE_PINS"]) == var.controlplane_pins
+    error_message = "the control plane's pins reach the edge"
+  }
+}
+
+run "refuses_open_trusted_proxies" {
+  command = plan
+
+  variables {
+    trusted_proxy_cidrs = ["0.0.0.0/0"]
+  }
+
+  expect_failures = [var.trusted_proxy_cidrs]
+}
