@@ -33,6 +33,10 @@ const (
 	DefaultSpoolMaxBytes   = 256 << 20
 	DefaultPoll            = time.Second
 	DefaultMaxBackoff      = 30 * time.Second
+	// DefaultSpoolLease is how long a replica sharing the state holds a
+	// batch it claimed before another replica may send it: longer than a
+	// publish attempt (10s), so a live sender keeps its batch.
+	DefaultSpoolLease = 30 * time.Second
 	// rowsPerBatch keeps a batch well under wire.MaxBatchBytes; a window
 	// with more rows goes out as several batches.
 	rowsPerBatch = 1000

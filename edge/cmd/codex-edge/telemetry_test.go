@@ -192,7 +192,7 @@ func TestEnrollFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string { return c.env[k] }}
-		e.applyTelemetryConfig(cfg, log)
+		e.applyTelemetryConfig(cfg, nil, log)
 	}
 
 	// A bad token: logged, not enrolled, sharing stays off.
