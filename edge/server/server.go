@@ -395,7 +395,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 // sharedTelemetry is a store that keeps the hybrid link's state for every
 // replica of a deployment (the Postgres store).
 type sharedTelemetry interface {
-	SharedTelemetry(maxBatches int, maxBytes int64) (telemetry.State, keyring.Store)
+	SharedTelemetry(maxBatches int, maxBytes int64, lease time.Duration) (telemetry.State, keyring.Store)
 }
 
 // TelemetryState returns where the hybrid link's state lives, and the key
@@ -406,7 +406,7 @@ type sharedTelemetry interface {
 // store of their own (telemetry.KeyStore). store may be nil (files).
 func TelemetryState(cfg config.Config, store any) (telemetry.State, keyring.Store, error) {
 	if s, ok := store.(sharedTelemetry); ok {
-		st, ks := s.SharedTelemetry(cfg.TelemetrySpoolMaxBatches, cfg.TelemetrySpoolMaxBytes)
+		st, ks := s.SharedTelemetry(cfg.TelemetrySpoolMaxBatches, cfg.TelemetrySpoolMaxBytes, cfg.TelemetrySpoolLease)
 		return st, ks, nil
 	}
 	d := telemetry.DirIn(cfg.DataDir)

@@ -478,15 +478,29 @@ func (s *Service) send(ctx context.Context) {
 	backoff := time.Duration(0)
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	// The spool is also looked at every Poll: on shared state another
+	// replica's batches (one that stopped holding them) arrive without a
+	// wake-up here. A failed send still waits out its backoff.
+	poll := time.NewTicker(s.opts.Poll)
+	defer poll.Stop()
 	for {
 		if backoff > 0 {
 			retry.Reset(backoff)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-retry.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+				break wait
+			case <-retry.C:
+				break wait
+			case <-poll.C:
+				if backoff == 0 {
+					break wait
+				}
+			}
 		}
 		enr, on := s.active()
 		if !on || (l != nil && l.enr.EdgeID != enr.EdgeID) {

@@ -29,7 +29,8 @@ type TelemetryOptions struct {
 	MaxBatches int
 	MaxBytes   int64
 	// Lease is how long a claimed batch stays with its sender before
-	// another replica may take it (default telemetry.DefaultSpoolLease).
+	// another replica may take it (CODEX_TELEMETRY_SPOOL_LEASE, default
+	// telemetry.DefaultSpoolLease).
 	Lease time.Duration
 }
 
@@ -362,8 +363,8 @@ func (k TelemetryKeys) DEKOrgs(ctx context.Context) ([]string, error) {
 }
 
 // SharedTelemetry returns the deployment's telemetry state, with the spool
-// bounds given and the default lease, and the key store of its secrets:
-// what serve and the CLI use on Postgres.
-func (db *DB) SharedTelemetry(maxBatches int, maxBytes int64) (telemetry.State, keyring.Store) {
-	return db.TelemetryState(TelemetryOptions{MaxBatches: maxBatches, MaxBytes: maxBytes}), db.TelemetryKeys()
+// bounds and lease given, and the key store of its secrets: what serve
+// and the CLI use on Postgres.
+func (db *DB) SharedTelemetry(maxBatches int, maxBytes int64, lease time.Duration) (telemetry.State, keyring.Store) {
+	return db.TelemetryState(TelemetryOptions{MaxBatches: maxBatches, MaxBytes: maxBytes, Lease: lease}), db.TelemetryKeys()
 }
