@@ -299,25 +299,8 @@ func (k TelemetryKeys) DEKs(ctx context.Context, scope string) ([]keyring.Wrappe
 	if err != nil {
 		return nil, wrap("list data keys", err)
 	}
-	defer rows.Close()
-	var out []keyring.WrappedDEK
-	for rows.Next() {
-		var (
-			d         keyring.WrappedDEK
-			id, state string
-			rewrapped *time.Time
-		)
-		if err := rows.Scan(&id, &d.Generation, &state, &d.MasterRef, &d.MasterVersion, &d.Wrapped, &d.CreatedAt, &rewrapped, &d.Seals); err != nil {
-			return nil, wrap("list data keys", err)
-		}
-		if d.ID, err = keyring.ParseDEKID(id); err != nil {
-			return nil, fmt.Errorf("stored id %q: %w", id, err)
-		}
-		d.OrgID, d.State = scope, keyring.DEKState(state)
-		d.CreatedAt, d.RewrappedAt = d.CreatedAt.UTC(), fromTS(rewrapped)
-		out = append(out, d)
-	}
-	return out, wrap("list data keys", rows.Err())
+	out, err := scanDEKs(rows, scope)
+	return out, wrap("list data keys", err)
 }
 
 // UpdateWrapped implements keyring.Store.
