@@ -57,6 +57,61 @@ func ledgerAt(t *testing.T, adminAddr string) []telemetry.LedgerEntry {
 	return out.Entries
 }
 
+// sharedLease is the spool lease of the shared-link tests' edges.
+const sharedLease = time.Second
+
+// sharedFleet starts edges on one Postgres database that share the link
+// to one control plane, enrolling with one token as serve does.
+type sharedFleet struct {
+	t     *testing.T
+	f     *pgFleet
+	cp    *controlPlane
+	token string
+
+	mu sync.Mutex
+	kr *keyring.Keyring // an edge's telemetry keyring, to check the seed
+}
+
+func (sf *sharedFleet) keyring() *keyring.Keyring {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	return sf.kr
+}
+
+// start starts an edge whose ledger entries name it name.
+func (sf *sharedFleet) start(name string) *pgEdge {
+	t := sf.t
+	t.Helper()
+	return sf.f.startOpts(func(c *config.Config) {
+		c.TelemetryWindow = 300 * time.Millisecond
+		c.ControlplaneURL, c.EnrollmentToken = sf.cp.api.URL, sf.token
+		c.TelemetrySpoolLease = sharedLease
+	}, func(cfg config.Config, db *postgres.DB, o *server.Options) {
+		// The state and keys serve uses on Postgres.
+		st, ks, err := server.TelemetryState(cfg, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := server.OpenKeyring(context.Background(), cfg, ks, o.Getenv, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sf.mu.Lock()
+		sf.kr = k
+		sf.mu.Unlock()
+		o.Telemetry = func(to *telemetry.Options) {
+			to.Instance = name
+			to.Poll, to.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+		}
+		// What codex-edge serve installs (enrollHook): enroll with the
+		// configured token unless the deployment is enrolled.
+		o.Enroll = func(ctx context.Context) error {
+			_, err := telemetry.EnrollOnce(ctx, st, k, sf.cp.api.Client(), cfg.ControlplaneURL, cfg.EnrollmentToken, name, "0.1.0")
+			return err
+		}
+	})
+}
+
 // TestTelemetryReplicasShareOneLink: two edges on one Postgres database
 // switch sharing on at once with one single-use token, and enroll once;
 // they send under that one identity with sequence numbers that never
@@ -77,41 +132,8 @@ func TestTelemetryReplicasShareOneLink(t *testing.T) {
 	org := f.addOrg("acme")
 	_, key := f.addKey(org)
 	ctx := ctxT(t)
-	const lease = time.Second
-	var (
-		krMu sync.Mutex
-		kr   *keyring.Keyring // an edge's telemetry keyring, to check the seed
-	)
-	start := func(name string) *pgEdge {
-		return f.startOpts(func(c *config.Config) {
-			c.TelemetryWindow = 300 * time.Millisecond
-			c.ControlplaneURL, c.EnrollmentToken = cp.api.URL, token
-			c.TelemetrySpoolLease = lease
-		}, func(cfg config.Config, db *postgres.DB, o *server.Options) {
-			// The state and keys serve uses on Postgres.
-			st, ks, err := server.TelemetryState(cfg, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			k, err := server.OpenKeyring(context.Background(), cfg, ks, o.Getenv, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			krMu.Lock()
-			kr = k
-			krMu.Unlock()
-			o.Telemetry = func(to *telemetry.Options) {
-				to.Instance = name
-				to.Poll, to.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
-			}
-			// What codex-edge serve installs (enrollHook): enroll with the
-			// configured token unless the deployment is enrolled.
-			o.Enroll = func(ctx context.Context) error {
-				_, err := telemetry.EnrollOnce(ctx, st, k, cp.api.Client(), cfg.ControlplaneURL, cfg.EnrollmentToken, name, "0.1.0")
-				return err
-			}
-		})
-	}
+	sf := &sharedFleet{t: t, f: f, cp: cp, token: token}
+	start := sf.start
 	a, b := start("replica-a"), start("replica-b")
 
 	// Both switched on at once: the token is used once.
@@ -210,7 +232,7 @@ func TestTelemetryReplicasShareOneLink(t *testing.T) {
 	if err := json.Unmarshal(entries[len(entries)-1].Batch, &last); err != nil {
 		t.Fatal(err)
 	}
-	seed, err := kr.Open(ctx, telemetry.KeyOrg, keyring.PurposeTelemetry, "nats-seed", enr.SealedSeed)
+	seed, err := sf.keyring().Open(ctx, telemetry.KeyOrg, keyring.PurposeTelemetry, "nats-seed", enr.SealedSeed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +263,7 @@ func TestTelemetryReplicasShareOneLink(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = f.admin.Pool().Exec(ctx, `INSERT INTO telemetry_spool (seq, data, holder, lease_until) VALUES ($1, $2, 'replica-stopped', now() + make_interval(secs => $3))`,
-			seq, data, lease.Seconds())
+			seq, data, sharedLease.Seconds())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,4 +309,56 @@ func TestTelemetryReplicasShareOneLink(t *testing.T) {
 			t.Fatalf("table %s: the seed in plaintext, or not the enrollment row", table)
 		}
 	}
+}
+
+// TestTelemetrySharedStoreDownLosesNoWindow: while Postgres is down the
+// switch stays on (the store is unreachable, not switched off), and a
+// window that closes cannot be numbered or spooled: it waits in memory and
+// is spooled and sent once Postgres is back, so the control plane's totals
+// still equal the edge's metadata.
+func TestTelemetrySharedStoreDownLosesNoWindow(t *testing.T) {
+	cp := newControlPlane(t)
+	cpOrg := cp.org()
+	c := pgtest.NewCluster(t)
+	_, app := c.FreshDB(t)
+	f := newPGFleet(t, app)
+	org := f.addOrg("acme")
+	_, key := f.addKey(org)
+	// No deadline: a flush abandoned half-way would leave the aggregator
+	// waiting for its caller (Aggregator.Flush).
+	ctx := t.Context()
+	sf := &sharedFleet{t: t, f: f, cp: cp, token: cp.token(cpOrg)}
+	e := sf.start("replica-a")
+	if err := sharingAt(e.srv.AdminAddr(), true); err != nil {
+		t.Fatal(err)
+	}
+	send := func(n int, what string) {
+		t.Helper()
+		for i := range n {
+			if st, err := chat(e.base, key, fmt.Sprintf("%s %d", what, i)); err != nil || st != 200 {
+				t.Fatalf("chat: %d %v", st, err)
+			}
+		}
+	}
+	send(3, "before")
+	e.srv.Telemetry().Flush(ctx)
+	testutil.Eventually(t, 20*time.Second, "the first window sent", func() bool { return cp.totals(cpOrg).Requests == 3 })
+
+	c.Stop()
+	send(4, "during") // served from the key cache; metadata waits in its queue
+	e.srv.Telemetry().Flush(ctx)
+	if st := e.srv.Telemetry().Status(); !st.Sharing || !st.Enrolled || st.LastError == "" {
+		t.Fatalf("a window closed with Postgres down: status %+v, want sharing kept on and the error shown", st)
+	}
+	c.Start()
+	var recs []edge.RequestRecord
+	testutil.Eventually(t, 30*time.Second, "every request's metadata", func() bool {
+		r, err := f.admin.Requests(ctx, org, time.Time{}, 100000)
+		recs = r
+		return err == nil && len(r) == 7
+	})
+	want := edgeTotals(recs)
+	testutil.Eventually(t, 30*time.Second, "the control plane's totals to equal the edge's metadata", func() bool {
+		return cp.totals(cpOrg) == want
+	})
 }

@@ -103,6 +103,10 @@ type Service struct {
 	st   State
 	wake chan struct{}
 
+	// spooling guards unspooled (see emit), which emit and watch retry.
+	spooling  sync.Mutex
+	unspooled unspooled
+
 	// reloading serializes reload: without it, the file watcher's read
 	// of the switch, taken before an admin API change, could be applied
 	// after it and turn sharing off again until the next poll.
@@ -247,6 +251,7 @@ func (s *Service) watch(ctx context.Context) {
 			return
 		case <-t.C:
 			s.reload(ctx)
+			s.spoolWaiting(ctx)
 		}
 	}
 }
@@ -256,11 +261,21 @@ func (s *Service) reload(ctx context.Context) {
 	s.reloading.Lock()
 	defer s.reloading.Unlock()
 	sh, err := s.st.Sharing(ctx)
+	if errors.Is(err, ErrUnavailable) {
+		// The store is down, not the switch changed: it stays as last
+		// read (nothing can be spooled or claimed meanwhile anyway).
+		s.setErr("read sharing switch: " + err.Error())
+		return
+	}
 	if err != nil {
 		s.setErr("read sharing switch: " + err.Error())
 		sh = Sharing{} // unreadable means off
 	}
 	enr, enrolled, err := s.st.Enrollment(ctx)
+	if errors.Is(err, ErrUnavailable) {
+		s.setErr("read enrollment: " + err.Error())
+		return
+	}
 	if err != nil {
 		s.setErr("read enrollment: " + err.Error())
 		enrolled = false
@@ -320,14 +335,110 @@ func (s *Service) active() (Enrollment, bool) {
 
 // emit turns a closed window into batches in the spool.
 func (s *Service) emit(w Window) {
+	s.spooling.Lock()
+	defer s.spooling.Unlock()
 	enr, on := s.active()
 	if !on {
+		s.unspooled = unspooled{}
 		return // gathered while on, but the customer has switched off since
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
 	defer cancel()
+	if s.retryUnspooled(ctx, enr) {
+		s.spoolWindow(ctx, enr, w, s.budgets())
+	} else {
+		s.unspooled.windows = append(s.unspooled.windows, w)
+	}
+	if n := s.unspooled.len(); n > 0 {
+		dropped := s.unspooled.trim(MaxUnspooled)
+		s.log.Warn("telemetry: the state cannot be written; closed windows wait in memory", "batches_and_windows", n-dropped, "dropped", dropped)
+	}
+	s.poke()
+}
+
+// spoolWaiting retries what closed windows left unspooled (see emit);
+// the watcher calls it every Poll, since windows without usage may not
+// be emitted for long.
+func (s *Service) spoolWaiting(ctx context.Context) {
+	s.spooling.Lock()
+	defer s.spooling.Unlock()
+	if s.unspooled.len() == 0 {
+		return
+	}
+	enr, on := s.active()
+	if !on {
+		s.unspooled = unspooled{}
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
+	if s.retryUnspooled(ctx, enr) {
+		s.log.Info("telemetry: the windows that waited in memory are spooled")
+	}
+	s.poke()
+}
+
+// MaxUnspooled bounds the encoded batches and closed windows that wait in
+// memory while the state cannot be written (Postgres unreachable); past
+// it the oldest are dropped.
+const MaxUnspooled = 1000
+
+// unspooled is what closed windows produced that the state could not
+// take; retried, oldest first, when the next window closes or the
+// watcher next looks (spoolWaiting), under Service.spooling.
+type unspooled struct {
+	batches []encodedBatch // numbered and encoded
+	windows []Window       // rows not numbered yet
+}
+
+type encodedBatch struct {
+	seq  int64
+	data []byte
+}
+
+func (u *unspooled) len() int { return len(u.batches) + len(u.windows) }
+
+// trim drops the oldest beyond max and returns how many.
+func (u *unspooled) trim(max int) int {
+	n := 0
+	for ; u.len() > max; n++ {
+		if len(u.batches) > 0 {
+			u.batches = u.batches[1:]
+		} else {
+			u.windows = u.windows[1:]
+		}
+	}
+	return n
+}
+
+// retryUnspooled stores what earlier windows could not, and reports
+// whether all of it is stored now.
+func (s *Service) retryUnspooled(ctx context.Context, enr Enrollment) bool {
+	for len(s.unspooled.batches) > 0 {
+		b := s.unspooled.batches[0]
+		if err := s.spoolBatch(ctx, b.seq, b.data); err != nil {
+			s.setErr(err.Error())
+			s.failures.Add(1)
+			return false
+		}
+		s.unspooled.batches = s.unspooled.batches[1:]
+	}
+	windows := s.unspooled.windows
+	s.unspooled.windows = nil
+	for i, w := range windows {
+		if !s.spoolWindow(ctx, enr, w, nil) {
+			s.unspooled.windows = append(s.unspooled.windows, windows[i+1:]...)
+			return false
+		}
+	}
+	return true
+}
+
+// spoolWindow numbers, encodes and spools a window's batches; what the
+// state cannot take waits in s.unspooled, and ok is false.
+func (s *Service) spoolWindow(ctx context.Context, enr Enrollment, w Window, budgets []wire.BudgetUse) bool {
+	failed := false
 	rows := w.Rows
-	budgets := s.budgets()
 	for first := true; first || len(rows) > 0; first = false {
 		n := min(len(rows), rowsPerBatch)
 		// Taken from the state before use: after a crash a number is
@@ -337,7 +448,8 @@ func (s *Service) emit(w Window) {
 		if err != nil {
 			s.setErr("batch sequence: " + err.Error())
 			s.failures.Add(1)
-			return
+			s.unspooled.windows = append(s.unspooled.windows, Window{Start: w.Start, End: w.End, Rows: rows})
+			return false
 		}
 		for {
 			data, err := s.encode(enr, w, seq, rows[:n], budgets)
@@ -352,13 +464,16 @@ func (s *Service) emit(w Window) {
 			}
 			if err := s.spoolBatch(ctx, seq, data); err != nil {
 				s.setErr(err.Error())
+				s.failures.Add(1)
+				s.unspooled.batches = append(s.unspooled.batches, encodedBatch{seq, data})
+				failed = true
 			}
 			break
 		}
 		rows = rows[n:]
 		budgets = nil // the window's first batch carries them
 	}
-	s.poke()
+	return !failed
 }
 
 // budgets labels the budgets the edge enforces as a batch carries them.

@@ -151,6 +151,12 @@ type State interface {
 	Ledger(ctx context.Context) ([]LedgerEntry, error)
 }
 
+// ErrUnavailable marks a State error that says the state could not be
+// reached (the database is down), not that it is unreadable: the service
+// then keeps the switch and enrollment as last read instead of switching
+// sharing off.
+var ErrUnavailable = errors.New("telemetry state unavailable")
+
 // EnrollState is the part of State that enrolling uses; a Dir has it.
 type EnrollState interface {
 	// Enrolling runs fn holding the deployment's enrollment lock, with

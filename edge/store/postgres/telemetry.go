@@ -112,7 +112,16 @@ func readEnrollment(ctx context.Context, q querier) (telemetry.Enrollment, bool,
 // Enrollment implements telemetry.State.
 func (t *Telemetry) Enrollment(ctx context.Context) (telemetry.Enrollment, bool, error) {
 	e, ok, err := readEnrollment(ctx, t.db.pool)
-	return e, ok, wrap("read telemetry enrollment", err)
+	return e, ok, unavailable(wrap("read telemetry enrollment", err))
+}
+
+// unavailable marks an error of an unreachable server as
+// telemetry.ErrUnavailable.
+func unavailable(err error) error {
+	if err != nil && Unreachable(err) {
+		return fmt.Errorf("%w: %w", telemetry.ErrUnavailable, err)
+	}
+	return err
 }
 
 // Sharing implements telemetry.State.
@@ -123,7 +132,7 @@ func (t *Telemetry) Sharing(ctx context.Context) (telemetry.Sharing, error) {
 	)
 	err := t.db.pool.QueryRow(ctx, `SELECT sharing_on, sharing_changed_at, sharing_by FROM telemetry_state`).Scan(&sh.On, &at, &sh.By)
 	sh.ChangedAt = fromTS(at)
-	return sh, wrap("read telemetry sharing", err)
+	return sh, unavailable(wrap("read telemetry sharing", err))
 }
 
 // SetSharing implements telemetry.State.
