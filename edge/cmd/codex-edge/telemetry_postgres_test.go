@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/persiv/codex/controlplane"
-	"github.com/persiv/codex/controlplane/httpapi"
 	"github.com/persiv/codex/edge/store/postgres"
 	"github.com/persiv/codex/edge/store/postgres/pgtest"
 	"github.com/persiv/codex/edge/telemetry"
@@ -28,13 +25,7 @@ import (
 // deployment's ledger. Nothing lands in the replicas' data directories,
 // and the seed is in no table in the clear.
 func TestTelemetryCommandsPostgres(t *testing.T) {
-	svc, store := enrollService(t)
-	api := httptest.NewServer((&httpapi.API{Enroll: svc}).Handler())
-	t.Cleanup(api.Close)
-	org := controlplane.NewID("org")
-	if err := store.CreateOrg(context.Background(), controlplane.Org{ID: org, Name: "Acme", CreatedAt: time.Now().UTC()}); err != nil {
-		t.Fatal(err)
-	}
+	svc, store, api, org := enrollAPI(t)
 	owner, app := pgtest.FreshDB(t)
 	kek := make([]byte, 32)
 	rand.Read(kek)
