@@ -183,7 +183,12 @@ type Config struct {
 	// on-disk spool of unsent batches; past them the oldest are dropped.
 	TelemetrySpoolMaxBatches int   `yaml:"telemetry_spool_max_batches"`
 	TelemetrySpoolMaxBytes   int64 `yaml:"telemetry_spool_max_bytes"`
-	Pprof                    bool  `yaml:"pprof"` // /debug/pprof on the admin listener
+	// TelemetrySpoolLease: on Postgres, where every replica shares the
+	// spool, how long a replica holds a batch it is sending before
+	// another may send it (a replica that stopped leaves its batch to the
+	// others after this). Longer than a publish attempt (10s). Default 30s.
+	TelemetrySpoolLease time.Duration `yaml:"telemetry_spool_lease"`
+	Pprof               bool          `yaml:"pprof"` // /debug/pprof on the admin listener
 	// AdminTokenFile holds the bearer token the admin listener's
 	// /admin/v1, /metrics and /debug/pprof require (/healthz and /readyz
 	// stay open). Without one the admin listener must be on a loopback
@@ -260,6 +265,7 @@ func Default() Config {
 		Retention:                DefaultRetention,
 		TelemetrySpoolMaxBatches: telemetry.DefaultSpoolMaxBatches,
 		TelemetrySpoolMaxBytes:   telemetry.DefaultSpoolMaxBytes,
+		TelemetrySpoolLease:      telemetry.DefaultSpoolLease,
 		BudgetUnpriced:           "refuse",
 		BudgetReservationTTL:     budget.DefaultReservationTTL,
 		BudgetFlush:              budget.DefaultFlush,
@@ -402,6 +408,7 @@ func (c Config) Validate() error {
 	check(c.TelemetryHeartbeat > 0 && c.TelemetryHeartbeat <= wire.MaxHeartbeatS*time.Second, "CODEX_TELEMETRY_HEARTBEAT must be positive and at most 24h")
 	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
 	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")
+	check(c.TelemetrySpoolLease > 0, "CODEX_TELEMETRY_SPOOL_LEASE must be positive")
 	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
 	check(c.ShareMetrics == "" || c.ShareMetrics == "true" || c.ShareMetrics == "false", "CODEX_SHARE_METRICS must be true, false or unset")
 	check((c.ControlplaneURL == "") == (c.EnrollmentToken == ""), "CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN must be set together")

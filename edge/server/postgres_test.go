@@ -68,6 +68,13 @@ func newPGFleetFake(t *testing.T, appURL string, fo fakeprovider.Options) *pgFle
 // start starts one more edge instance.
 func (f *pgFleet) start(mutate func(*config.Config)) *pgEdge {
 	f.t.Helper()
+	return f.startOpts(mutate, nil)
+}
+
+// startOpts is start with server options set by opts, given the
+// instance's configuration and store.
+func (f *pgFleet) startOpts(mutate func(*config.Config), opts func(config.Config, *postgres.DB, *server.Options)) *pgEdge {
+	f.t.Helper()
 	st, err := postgres.Open(context.Background(), f.appURL, postgres.Options{})
 	if err != nil {
 		f.t.Fatal(err)
@@ -83,7 +90,11 @@ func (f *pgFleet) start(mutate func(*config.Config)) *pgEdge {
 		mutate(&cfg)
 	}
 	log := slog.New(slog.DiscardHandler)
-	srv, err := server.New(context.Background(), cfg, st, log, server.Options{Getenv: func(k string) string { return f.env[k] }})
+	so := server.Options{Getenv: func(k string) string { return f.env[k] }}
+	if opts != nil {
+		opts(cfg, st, &so)
+	}
+	srv, err := server.New(context.Background(), cfg, st, log, so)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -408,15 +408,39 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	return s, nil
 }
 
-// openTelemetry opens the hybrid link's state in the data directory. Its
-// secrets are sealed under telemetry.KeyOrg in a key store of their own
-// (see telemetry.KeyStore), with the same master key as the tenants'.
-func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Options, log *slog.Logger, budgets func(context.Context) []telemetry.Budget) (*telemetry.Service, error) {
+// sharedTelemetry is a store that keeps the hybrid link's state for every
+// replica of a deployment (the Postgres store).
+type sharedTelemetry interface {
+	SharedTelemetry(maxBatches int, maxBytes int64, lease time.Duration) (telemetry.State, keyring.Store)
+}
+
+// TelemetryState returns where the hybrid link's state lives, and the key
+// store its secrets are sealed in: in the database when store keeps it
+// (Postgres: every replica shares one enrollment, sequence, spool and
+// ledger), else the files in CODEX_DATA_DIR/telemetry (SQLite, one
+// instance), whose secrets are sealed under telemetry.KeyOrg in a key
+// store of their own (telemetry.KeyStore). store may be nil (files).
+func TelemetryState(cfg config.Config, store any) (telemetry.State, keyring.Store, error) {
+	if s, ok := store.(sharedTelemetry); ok {
+		st, ks := s.SharedTelemetry(cfg.TelemetrySpoolMaxBatches, cfg.TelemetrySpoolMaxBytes, cfg.TelemetrySpoolLease)
+		return st, ks, nil
+	}
 	d := telemetry.DirIn(cfg.DataDir)
-	if err := d.Ensure(); err != nil {
-		return nil, err
+	f, err := telemetry.OpenFiles(d, cfg.TelemetrySpoolMaxBatches, cfg.TelemetrySpoolMaxBytes)
+	if err != nil {
+		return nil, nil, err
 	}
 	ks, err := telemetry.OpenKeyStore(d.KeyStorePath())
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, ks, nil
+}
+
+// openTelemetry opens the hybrid link's state (TelemetryState), with the
+// same master key as the tenants'.
+func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Options, log *slog.Logger, budgets func(context.Context) []telemetry.Budget) (*telemetry.Service, error) {
+	st, ks, err := TelemetryState(cfg, store)
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +450,7 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 		return nil, err
 	}
 	to := telemetry.Options{
-		Dir: d, Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
+		State: st, Dir: telemetry.DirIn(cfg.DataDir), Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
 		Pins: cfg.ControlplanePins, Enroll: opts.Enroll, Minimize: cfg.TelemetryMinimize(),
 		Budgets: budgets,

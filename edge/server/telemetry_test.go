@@ -623,16 +623,7 @@ func TestTelemetryTotalsEqualEdgeMetadata(t *testing.T) {
 
 func getLedger(t *testing.T, h *harness) []telemetry.LedgerEntry {
 	t.Helper()
-	resp, err := http.Get("http://" + h.srv.AdminAddr() + "/admin/v1/telemetry/ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Entries []telemetry.LedgerEntry }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out.Entries
+	return ledgerAt(t, h.srv.AdminAddr())
 }
 
 // scanFiles fails if any file under root contains needle.

@@ -71,7 +71,7 @@ func (s *Service) RegisterAdmin(g *echo.Group) {
 			}
 			after = n
 		}
-		entries, err := s.Ledger()
+		entries, err := s.Ledger(c.Request().Context())
 		if err != nil && !errors.Is(err, io.EOF) {
 			return internal("could not read the ledger", err)
 		}

@@ -167,7 +167,9 @@ func (a *Aggregator) Stats() AggregatorStats {
 // Flush closes the current window now (after the records queued so far)
 // and waits until it was emitted. For tests and shutdown.
 func (a *Aggregator) Flush(ctx context.Context) {
-	done := make(chan struct{})
+	// Buffered: a caller that stopped waiting must not leave the
+	// aggregator blocked on telling it the flush is done.
+	done := make(chan struct{}, 1)
 	select {
 	case a.flush <- done:
 	case <-ctx.Done():

@@ -212,3 +212,161 @@ func readJSON(path string, v any) (ok bool, err error) {
 	}
 	return true, nil
 }
+
+// enrolling serializes enrollments through files within this process;
+// a data directory belongs to one instance.
+var enrolling sync.Mutex
+
+// Enrolling implements EnrollState on the directory's enrollment file.
+func (d Dir) Enrolling(ctx context.Context, fn func(cur Enrollment, ok bool) (Enrollment, bool, error)) error {
+	enrolling.Lock()
+	defer enrolling.Unlock()
+	if err := d.Ensure(); err != nil {
+		return err
+	}
+	cur, ok, err := d.Enrollment()
+	if err != nil {
+		return err
+	}
+	next, store, err := fn(cur, ok)
+	if err != nil || !store {
+		return err
+	}
+	return writeJSON(d.path("enrollment.json"), next)
+}
+
+// AppendLedger implements EnrollState: it appends to the ledger file. It
+// does not keep a batch to one entry; Files does.
+func (d Dir) AppendLedger(_ context.Context, e LedgerEntry, data []byte) error {
+	if err := d.Ensure(); err != nil {
+		return err
+	}
+	return NewLedger(d.LedgerPath()).Append(e, data)
+}
+
+// Files is the State of one instance, in its telemetry directory.
+type Files struct {
+	dir    Dir
+	spool  *Spool
+	ledger *Ledger
+
+	mu   sync.Mutex
+	prog Progress
+}
+
+var _ State = (*Files)(nil)
+
+// OpenFiles opens the state kept in d, with a spool of at most maxBatches
+// batches and maxBytes bytes.
+func OpenFiles(d Dir, maxBatches int, maxBytes int64) (*Files, error) {
+	if err := d.Ensure(); err != nil {
+		return nil, err
+	}
+	sp, err := OpenSpool(d.path("spool"), maxBatches, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	f := &Files{dir: d, spool: sp, ledger: NewLedger(d.LedgerPath())}
+	if f.prog, err = d.Progress(); err != nil {
+		return nil, err
+	}
+	// A spooled batch whose number the progress file missed (a crash
+	// between the two writes) must not have its number reused.
+	f.prog.LastSeq = max(f.prog.LastSeq, sp.Stats().MaxSeq, f.prog.LedgerSeq)
+	return f, nil
+}
+
+// Dir returns the telemetry directory.
+func (f *Files) Dir() Dir { return f.dir }
+
+// Enrolling implements State.
+func (f *Files) Enrolling(ctx context.Context, fn func(cur Enrollment, ok bool) (Enrollment, bool, error)) error {
+	return f.dir.Enrolling(ctx, fn)
+}
+
+// Enrollment implements State.
+func (f *Files) Enrollment(context.Context) (Enrollment, bool, error) { return f.dir.Enrollment() }
+
+// Sharing implements State.
+func (f *Files) Sharing(context.Context) (Sharing, error) { return f.dir.Sharing() }
+
+// SetSharing implements State.
+func (f *Files) SetSharing(_ context.Context, sh Sharing) error {
+	if err := f.dir.Ensure(); err != nil {
+		return err
+	}
+	return writeJSON(f.dir.path("sharing.json"), sh)
+}
+
+// Progress implements State.
+func (f *Files) Progress(context.Context) (Progress, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.prog, nil
+}
+
+// NextSeq implements State. The number is persisted before it is used:
+// after a crash a number is skipped, never reused for different content.
+func (f *Files) NextSeq(context.Context) (int64, error) {
+	return f.update(func(p *Progress) { p.LastSeq++ })
+}
+
+// update changes the progress and saves it; it returns LastSeq.
+func (f *Files) update(fn func(*Progress)) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.prog
+	fn(&p)
+	if err := f.dir.saveProgress(p); err != nil {
+		return 0, err
+	}
+	f.prog = p
+	return p.LastSeq, nil
+}
+
+// Put implements State.
+func (f *Files) Put(_ context.Context, seq int64, data []byte) (int, error) {
+	return f.spool.Put(seq, data)
+}
+
+// Claim implements State: one instance sends, so the oldest batch.
+func (f *Files) Claim(context.Context) (Claimed, bool, error) {
+	seq, data, ok, err := f.spool.Oldest()
+	return Claimed{Seq: seq, Data: data}, ok, err
+}
+
+// Ack implements State.
+func (f *Files) Ack(_ context.Context, seq int64, sent bool) error {
+	if err := f.spool.Remove(seq); err != nil {
+		return err
+	}
+	if !sent {
+		return nil
+	}
+	_, err := f.update(func(p *Progress) { p.LastSentSeq, p.LastSentAt = seq, time.Now().UTC() })
+	return err
+}
+
+// SpoolStats implements State.
+func (f *Files) SpoolStats(context.Context) (SpoolStats, error) { return f.spool.Stats(), nil }
+
+// AppendLedger implements State.
+func (f *Files) AppendLedger(_ context.Context, e LedgerEntry, data []byte) error {
+	if e.Kind != "" {
+		return f.ledger.Append(e, data)
+	}
+	f.mu.Lock()
+	done := e.Seq <= f.prog.LedgerSeq
+	f.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := f.ledger.Append(e, data); err != nil {
+		return err
+	}
+	_, err := f.update(func(p *Progress) { p.LedgerSeq = max(p.LedgerSeq, e.Seq) })
+	return err
+}
+
+// Ledger implements State.
+func (f *Files) Ledger(context.Context) ([]LedgerEntry, error) { return ReadLedger(f.dir.LedgerPath()) }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,10 @@ const (
 	DefaultSpoolMaxBytes   = 256 << 20
 	DefaultPoll            = time.Second
 	DefaultMaxBackoff      = 30 * time.Second
+	// DefaultSpoolLease is how long a replica sharing the state holds a
+	// batch it claimed before another replica may send it: longer than a
+	// publish attempt (10s), so a live sender keeps its batch.
+	DefaultSpoolLease = 30 * time.Second
 	// rowsPerBatch keeps a batch well under wire.MaxBatchBytes; a window
 	// with more rows goes out as several batches.
 	rowsPerBatch = 1000
@@ -39,8 +44,14 @@ const (
 
 // Options configure a Service.
 type Options struct {
+	// State is where the link's state lives; nil: the files in Dir
+	// (OpenFiles with the spool bounds below).
+	State   State
 	Dir     Dir
-	Keyring *keyring.Keyring // over OpenKeyStore(Dir.KeyStorePath())
+	Keyring *keyring.Keyring // over OpenKeyStore(Dir.KeyStorePath()), or the shared store's telemetry keys
+	// Instance names this replica in the ledger entries it writes
+	// (default: the host name).
+	Instance string
 	// Window is the aggregation window (CODEX_TELEMETRY_WINDOW), at most
 	// wire.MaxWindow.
 	Window          time.Duration
@@ -86,12 +97,15 @@ type Budget struct {
 
 // Service runs the edge's side of the hybrid link.
 type Service struct {
-	opts   Options
-	log    *slog.Logger
-	agg    *Aggregator
-	spool  *Spool
-	ledger *Ledger
-	wake   chan struct{}
+	opts Options
+	log  *slog.Logger
+	agg  *Aggregator
+	st   State
+	wake chan struct{}
+
+	// spooling guards unspooled (see emit), which emit and watch retry.
+	spooling  sync.Mutex
+	unspooled unspooled
 
 	// reloading serializes reload: without it, the file watcher's read
 	// of the switch, taken before an admin API change, could be applied
@@ -99,7 +113,6 @@ type Service struct {
 	reloading sync.Mutex
 
 	mu       sync.Mutex
-	prog     Progress
 	enr      Enrollment
 	enrolled bool
 	sharing  Sharing
@@ -139,22 +152,19 @@ func Open(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if err := opts.Dir.Ensure(); err != nil {
-		return nil, err
+	if opts.Instance == "" {
+		opts.Instance, _ = os.Hostname()
 	}
-	sp, err := OpenSpool(opts.Dir.path("spool"), opts.SpoolMaxBatches, opts.SpoolMaxBytes)
-	if err != nil {
-		return nil, err
+	if opts.State == nil {
+		f, err := OpenFiles(opts.Dir, opts.SpoolMaxBatches, opts.SpoolMaxBytes)
+		if err != nil {
+			return nil, err
+		}
+		opts.State = f
 	}
-	s := &Service{opts: opts, log: opts.Logger.With("component", "telemetry"), agg: NewAggregator(opts.Queue), spool: sp,
-		ledger: &Ledger{path: opts.Dir.LedgerPath()}, wake: make(chan struct{}, 1)}
+	s := &Service{opts: opts, log: opts.Logger.With("component", "telemetry"), agg: NewAggregator(opts.Queue), st: opts.State,
+		wake: make(chan struct{}, 1)}
 	s.agg.Minimize = opts.Minimize
-	if s.prog, err = opts.Dir.Progress(); err != nil {
-		return nil, err
-	}
-	// A spooled batch whose number the progress file missed (a crash
-	// between the two writes) must not have its number reused.
-	s.prog.LastSeq = max(s.prog.LastSeq, sp.Stats().MaxSeq, s.prog.LedgerSeq)
 	s.reload(context.Background())
 	return s, nil
 }
@@ -216,7 +226,7 @@ func (s *Service) Flush(ctx context.Context) { s.agg.Flush(ctx) }
 
 // SetSharing switches sharing and persists the switch; by says who.
 func (s *Service) SetSharing(ctx context.Context, on bool, by string) error {
-	if err := s.opts.Dir.SetSharing(on, by); err != nil {
+	if err := s.st.SetSharing(ctx, Sharing{On: on, ChangedAt: time.Now().UTC(), By: by}); err != nil {
 		return err
 	}
 	s.reload(ctx)
@@ -231,7 +241,7 @@ func (s *Service) poke() {
 }
 
 // watch re-reads the switch and enrollment, so a change made by the CLI
-// in another process takes effect within Poll.
+// in another process, or by another replica, takes effect within Poll.
 func (s *Service) watch(ctx context.Context) {
 	t := time.NewTicker(s.opts.Poll)
 	defer t.Stop()
@@ -241,6 +251,7 @@ func (s *Service) watch(ctx context.Context) {
 			return
 		case <-t.C:
 			s.reload(ctx)
+			s.spoolWaiting(ctx)
 		}
 	}
 }
@@ -249,12 +260,22 @@ func (s *Service) watch(ctx context.Context) {
 func (s *Service) reload(ctx context.Context) {
 	s.reloading.Lock()
 	defer s.reloading.Unlock()
-	sh, err := s.opts.Dir.Sharing()
+	sh, err := s.st.Sharing(ctx)
+	if errors.Is(err, ErrUnavailable) {
+		// The store is down, not the switch changed: it stays as last
+		// read (nothing can be spooled or claimed meanwhile anyway).
+		s.setErr("read sharing switch: " + err.Error())
+		return
+	}
 	if err != nil {
 		s.setErr("read sharing switch: " + err.Error())
 		sh = Sharing{} // unreadable means off
 	}
-	enr, enrolled, err := s.opts.Dir.Enrollment()
+	enr, enrolled, err := s.st.Enrollment(ctx)
+	if errors.Is(err, ErrUnavailable) {
+		s.setErr("read enrollment: " + err.Error())
+		return
+	}
 	if err != nil {
 		s.setErr("read enrollment: " + err.Error())
 		enrolled = false
@@ -314,18 +335,127 @@ func (s *Service) active() (Enrollment, bool) {
 
 // emit turns a closed window into batches in the spool.
 func (s *Service) emit(w Window) {
+	s.spooling.Lock()
+	defer s.spooling.Unlock()
 	enr, on := s.active()
 	if !on {
+		s.unspooled = unspooled{}
 		return // gathered while on, but the customer has switched off since
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	if s.retryUnspooled(ctx, enr) {
+		s.spoolWindow(ctx, enr, w, s.budgets())
+	} else {
+		s.unspooled.windows = append(s.unspooled.windows, w)
+	}
+	if n := s.unspooled.len(); n > 0 {
+		dropped := s.unspooled.trim(MaxUnspooled)
+		s.log.Warn("telemetry: the state cannot be written; closed windows wait in memory", "batches_and_windows", n-dropped, "dropped", dropped)
+	}
+	s.poke()
+}
+
+// spoolWaiting retries what closed windows left unspooled (see emit);
+// the watcher calls it every Poll, since windows without usage may not
+// be emitted for long.
+func (s *Service) spoolWaiting(ctx context.Context) {
+	s.spooling.Lock()
+	defer s.spooling.Unlock()
+	if s.unspooled.len() == 0 {
+		return
+	}
+	enr, on := s.active()
+	if !on {
+		s.unspooled = unspooled{}
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
+	if s.retryUnspooled(ctx, enr) {
+		s.log.Info("telemetry: the windows that waited in memory are spooled")
+	}
+	s.poke()
+}
+
+// MaxUnspooled bounds the encoded batches and closed windows that wait in
+// memory while the state cannot be written (Postgres unreachable); past
+// it the oldest are dropped.
+const MaxUnspooled = 1000
+
+// unspooled is what closed windows produced that the state could not
+// take; retried, oldest first, when the next window closes or the
+// watcher next looks (spoolWaiting), under Service.spooling.
+type unspooled struct {
+	batches []encodedBatch // numbered and encoded
+	windows []Window       // rows not numbered yet
+}
+
+type encodedBatch struct {
+	seq  int64
+	data []byte
+}
+
+func (u *unspooled) len() int { return len(u.batches) + len(u.windows) }
+
+// trim drops the oldest beyond max and returns how many.
+func (u *unspooled) trim(max int) int {
+	n := 0
+	for ; u.len() > max; n++ {
+		if len(u.batches) > 0 {
+			u.batches = u.batches[1:]
+		} else {
+			u.windows = u.windows[1:]
+		}
+	}
+	return n
+}
+
+// retryUnspooled stores what earlier windows could not, and reports
+// whether all of it is stored now.
+func (s *Service) retryUnspooled(ctx context.Context, enr Enrollment) bool {
+	for len(s.unspooled.batches) > 0 {
+		b := s.unspooled.batches[0]
+		if err := s.spoolBatch(ctx, b.seq, b.data); err != nil {
+			s.setErr(err.Error())
+			s.failures.Add(1)
+			return false
+		}
+		s.unspooled.batches = s.unspooled.batches[1:]
+	}
+	windows := s.unspooled.windows
+	s.unspooled.windows = nil
+	for i, w := range windows {
+		if !s.spoolWindow(ctx, enr, w, nil) {
+			s.unspooled.windows = append(s.unspooled.windows, windows[i+1:]...)
+			return false
+		}
+	}
+	return true
+}
+
+// spoolWindow numbers, encodes and spools a window's batches; what the
+// state cannot take waits in s.unspooled, and ok is false.
+func (s *Service) spoolWindow(ctx context.Context, enr Enrollment, w Window, budgets []wire.BudgetUse) bool {
+	failed := false
 	rows := w.Rows
 	// The window's first batch carries its budgets, memories and audit
 	// counts.
-	extra := extras{budgets: s.budgets(), memories: w.Memories, audit: w.Audit}
+	extra := extras{budgets: budgets, memories: w.Memories, audit: w.Audit}
 	for first := true; first || len(rows) > 0; first = false {
 		n := min(len(rows), rowsPerBatch)
+		// Taken from the state before use: after a crash a number is
+		// skipped, never reused for different content, and replicas
+		// sharing the state never take the same one.
+		seq, err := s.st.NextSeq(ctx)
+		if err != nil {
+			s.setErr("batch sequence: " + err.Error())
+			s.failures.Add(1)
+			s.unspooled.windows = append(s.unspooled.windows, Window{Start: w.Start, End: w.End, Rows: rows, Memories: extra.memories, Audit: extra.audit})
+			return false
+		}
 		for {
-			data, seq, err := s.encode(enr, w, rows[:n], extra)
+			data, err := s.encode(enr, w, seq, rows[:n], extra)
 			if errors.Is(err, wire.ErrInvalid) && n > 1 {
 				n /= 2 // too large: split further
 				continue
@@ -335,15 +465,18 @@ func (s *Service) emit(w Window) {
 				s.failures.Add(1)
 				break
 			}
-			if err := s.spoolBatch(seq, data); err != nil {
+			if err := s.spoolBatch(ctx, seq, data); err != nil {
 				s.setErr(err.Error())
+				s.failures.Add(1)
+				s.unspooled.batches = append(s.unspooled.batches, encodedBatch{seq, data})
+				failed = true
 			}
 			break
 		}
 		rows = rows[n:]
 		extra = extras{}
 	}
-	s.poke()
+	return !failed
 }
 
 // budgets labels the budgets the edge enforces as a batch carries them.
@@ -381,30 +514,17 @@ type extras struct {
 // (wire.UsageBatch.AsVersion): a version 2 control plane gets no
 // memories and audit counts; one that said nothing gets version 1,
 // without limit counts and budgets either.
-func (s *Service) encode(enr Enrollment, w Window, rows []wire.UsageRow, x extras) ([]byte, int64, error) {
-	s.mu.Lock()
-	seq := s.prog.LastSeq + 1
-	s.mu.Unlock()
+func (s *Service) encode(enr Enrollment, w Window, seq int64, rows []wire.UsageRow, x extras) ([]byte, error) {
 	b := &wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: w.Start, WindowEnd: w.End,
 		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows, Budgets: x.budgets, Settings: s.opts.Minimize.Settings(),
 		Memories: x.memories, Audit: x.audit}
-	data, err := wire.Encode(b.AsVersion(wire.Negotiate(enr.SchemaVersions)))
-	return data, seq, err
+	return wire.Encode(b.AsVersion(wire.Negotiate(enr.SchemaVersions)))
 }
 
-func (s *Service) spoolBatch(seq int64, data []byte) error {
-	s.mu.Lock()
-	s.prog.LastSeq = seq
-	p := s.prog
-	s.mu.Unlock()
-	// The number is persisted first: after a crash a number is skipped,
-	// never reused for different content.
-	if err := s.opts.Dir.saveProgress(p); err != nil {
-		return err
-	}
-	dropped, err := s.spool.Put(seq, data)
+func (s *Service) spoolBatch(ctx context.Context, seq int64, data []byte) error {
+	dropped, err := s.st.Put(ctx, seq, data)
 	if dropped > 0 {
-		st := s.spool.Stats()
+		st := s.spoolStats()
 		s.log.Warn("telemetry spool full: oldest batches dropped", "dropped", dropped,
 			"max_batches", st.MaxBatches, "max_bytes", st.MaxBytes, "dropped_total", st.Dropped)
 	}
@@ -486,15 +606,29 @@ func (s *Service) send(ctx context.Context) {
 	backoff := time.Duration(0)
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	// The spool is also looked at every Poll: on shared state another
+	// replica's batches (one that stopped holding them) arrive without a
+	// wake-up here. A failed send still waits out its backoff.
+	poll := time.NewTicker(s.opts.Poll)
+	defer poll.Stop()
 	for {
 		if backoff > 0 {
 			retry.Reset(backoff)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-retry.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+				break wait
+			case <-retry.C:
+				break wait
+			case <-poll.C:
+				if backoff == 0 {
+					break wait
+				}
+			}
 		}
 		enr, on := s.active()
 		if !on || (l != nil && l.enr.EdgeID != enr.EdgeID) {
@@ -525,16 +659,17 @@ func (s *Service) drain(ctx context.Context, enr Enrollment, l **link) (bool, er
 		if cur, on := s.active(); !on || cur.EdgeID != enr.EdgeID {
 			return true, nil
 		}
-		seq, data, ok, err := s.spool.Oldest()
+		c, ok, err := s.st.Claim(ctx)
 		if err != nil || !ok {
 			return true, err
 		}
+		seq, data := c.Seq, c.Data
 		b, err := wire.Decode(data)
 		if err != nil || b.EdgeID != enr.EdgeID || b.OrgID != enr.OrgID {
 			// Made for an earlier enrollment (or damaged): it cannot go to
 			// this subject, and was never sent from here.
 			s.log.Warn("telemetry: dropping a spooled batch of another enrollment", "seq", seq)
-			if err := s.spool.Remove(seq); err != nil {
+			if err := s.st.Ack(ctx, seq, false); err != nil {
 				return false, err
 			}
 			continue
@@ -545,18 +680,12 @@ func (s *Service) drain(ctx context.Context, enr Enrollment, l **link) (bool, er
 			}
 		}
 		msgID := wire.MsgID(enr.EdgeID, seq)
-		s.mu.Lock()
-		ledgered := seq <= s.prog.LedgerSeq
-		s.mu.Unlock()
-		if !ledgered {
-			// Written before the first attempt: whatever may have left is
-			// in the ledger, and a retry is the same message, not a new one.
-			if err := s.ledger.Append(LedgerEntry{Time: time.Now().UTC(), NATSURL: enr.NATSURL, Subject: enr.Subject, MsgID: msgID, Seq: seq}, data); err != nil {
-				return false, err
-			}
-			if err := s.updateProgress(func(p *Progress) { p.LedgerSeq = seq }); err != nil {
-				return false, err
-			}
+		// Written before the first attempt: whatever may have left is in
+		// the ledger, and a retry (by any replica) is the same message,
+		// not a new one.
+		e := LedgerEntry{Time: time.Now().UTC(), NATSURL: enr.NATSURL, Subject: enr.Subject, MsgID: msgID, Seq: seq, Instance: s.opts.Instance}
+		if err := s.st.AppendLedger(ctx, e, data); err != nil {
+			return false, err
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ack, err := (*l).js.Publish(pctx, enr.Subject, data, jetstream.WithMsgID(msgID))
@@ -564,7 +693,12 @@ func (s *Service) drain(ctx context.Context, enr Enrollment, l **link) (bool, er
 		if err != nil {
 			return false, fmt.Errorf("publish batch %d: %w", seq, err)
 		}
-		if ack.Duplicate {
+		if ack.Duplicate && c.Retaken {
+			// Another replica of this deployment held the batch and let
+			// its lease expire: it published it before it stopped, and
+			// the stream kept that copy. Delivered, once.
+			s.log.Info("telemetry: batch left by another replica was delivered already", "seq", seq, "msg_id", msgID)
+		} else if ack.Duplicate {
 			// The batch leaves the spool only once acknowledged, so no
 			// earlier attempt of ours was: the stream holds another
 			// message under our Msg-Id (another publisher chose it) and
@@ -576,21 +710,26 @@ func (s *Service) drain(ctx context.Context, enr Enrollment, l **link) (bool, er
 			return false, fmt.Errorf("publish batch %d: acknowledged as a duplicate of a message this edge never had acknowledged (Nats-Msg-Id %s taken by another publisher); kept to retry", seq, msgID)
 		}
 		s.sent.Add(1)
-		if err := s.spool.Remove(seq); err != nil {
-			return false, err
-		}
-		if err := s.updateProgress(func(p *Progress) { p.LastSentSeq, p.LastSentAt = seq, time.Now().UTC() }); err != nil {
+		if err := s.st.Ack(ctx, seq, true); err != nil {
 			return false, err
 		}
 	}
 }
 
-func (s *Service) updateProgress(f func(*Progress)) error {
-	s.mu.Lock()
-	f(&s.prog)
-	p := s.prog
-	s.mu.Unlock()
-	return s.opts.Dir.saveProgress(p)
+// stateTimeout bounds one use of the state outside a request (a window's
+// batches, a status or metrics read).
+const stateTimeout = 10 * time.Second
+
+// spoolStats reads the spool's stats for a status or a metric; an
+// unreadable state reads as an empty spool.
+func (s *Service) spoolStats() SpoolStats {
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	st, err := s.st.SpoolStats(ctx)
+	if err != nil {
+		s.setErr("spool stats: " + err.Error())
+	}
+	return st
 }
 
 // Status is what `codex-edge telemetry status` and the admin API report.
@@ -617,25 +756,34 @@ type Status struct {
 // ReadStatus reports the state kept in d, for the CLI (a running serve may
 // be sending meanwhile); the bounds are the configured spool bounds.
 func ReadStatus(d Dir, maxBatches int, maxBytes int64) (Status, error) {
-	var st Status
-	sh, err := d.Sharing()
+	f, err := OpenFiles(d, maxBatches, maxBytes)
 	if err != nil {
-		return st, err
+		return Status{}, err
 	}
-	enr, ok, err := d.Enrollment()
+	return StatusOf(context.Background(), f)
+}
+
+// StatusOf reports the state kept in st, for the CLI.
+func StatusOf(ctx context.Context, st State) (Status, error) {
+	var out Status
+	sh, err := st.Sharing(ctx)
 	if err != nil {
-		return st, err
+		return out, err
 	}
-	p, err := d.Progress()
+	enr, ok, err := st.Enrollment(ctx)
 	if err != nil {
-		return st, err
+		return out, err
 	}
-	sp, err := OpenSpool(d.path("spool"), maxBatches, maxBytes)
+	p, err := st.Progress(ctx)
 	if err != nil {
-		return st, err
+		return out, err
 	}
-	fill(&st, sh, enr, ok, p, sp.Stats())
-	return st, nil
+	sp, err := st.SpoolStats(ctx)
+	if err != nil {
+		return out, err
+	}
+	fill(&out, sh, enr, ok, p, sp)
+	return out, nil
 }
 
 func fill(st *Status, sh Sharing, enr Enrollment, enrolled bool, p Progress, sp SpoolStats) {
@@ -658,8 +806,15 @@ func fill(st *Status, sh Sharing, enr Enrollment, enrolled bool, p Progress, sp 
 // Status reports the running service's state.
 func (s *Service) Status() Status {
 	var st Status
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	p, err := s.st.Progress(ctx)
+	if err != nil {
+		s.setErr("read progress: " + err.Error())
+	}
+	sp := s.spoolStats()
 	s.mu.Lock()
-	fill(&st, s.sharing, s.enr, s.enrolled, s.prog, s.spool.Stats())
+	fill(&st, s.sharing, s.enr, s.enrolled, p, sp)
 	st.LastError = s.lastErr
 	s.mu.Unlock()
 	st.Names = s.opts.Names != nil
@@ -669,7 +824,11 @@ func (s *Service) Status() Status {
 }
 
 // Ledger returns every ledger entry.
-func (s *Service) Ledger() ([]LedgerEntry, error) { return ReadLedger(s.opts.Dir.LedgerPath()) }
+func (s *Service) Ledger(ctx context.Context) ([]LedgerEntry, error) { return s.st.Ledger(ctx) }
+
+// State returns the state the service keeps its enrollment, spool and
+// ledger in.
+func (s *Service) State() State { return s.st }
 
 // Collectors returns the service's Prometheus metrics.
 func (s *Service) Collectors() []prometheus.Collector {
@@ -688,11 +847,11 @@ func (s *Service) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		gauge("codex_edge_telemetry_sharing", "1 while metric sharing is switched on.", func() float64 { _, on := s.active(); return b2f(on) }),
 		gauge("codex_edge_telemetry_connected", "1 while connected to the control plane's NATS.", func() float64 { return b2f(s.connected.Load()) }),
-		gauge("codex_edge_telemetry_spool_batches", "Batches waiting in the spool.", func() float64 { return float64(s.spool.Stats().Batches) }),
-		gauge("codex_edge_telemetry_spool_bytes", "Bytes waiting in the spool.", func() float64 { return float64(s.spool.Stats().Bytes) }),
-		gauge("codex_edge_telemetry_spool_max_batches", "Spool bound in batches (CODEX_TELEMETRY_SPOOL_MAX_BATCHES).", func() float64 { return float64(s.spool.Stats().MaxBatches) }),
-		gauge("codex_edge_telemetry_spool_max_bytes", "Spool bound in bytes (CODEX_TELEMETRY_SPOOL_MAX_BYTES).", func() float64 { return float64(s.spool.Stats().MaxBytes) }),
-		counter("codex_edge_telemetry_spool_dropped_total", "Batches dropped because the spool was full.", func() float64 { return float64(s.spool.Stats().Dropped) }),
+		gauge("codex_edge_telemetry_spool_batches", "Batches waiting in the spool.", func() float64 { return float64(s.spoolStats().Batches) }),
+		gauge("codex_edge_telemetry_spool_bytes", "Bytes waiting in the spool.", func() float64 { return float64(s.spoolStats().Bytes) }),
+		gauge("codex_edge_telemetry_spool_max_batches", "Spool bound in batches (CODEX_TELEMETRY_SPOOL_MAX_BATCHES).", func() float64 { return float64(s.spoolStats().MaxBatches) }),
+		gauge("codex_edge_telemetry_spool_max_bytes", "Spool bound in bytes (CODEX_TELEMETRY_SPOOL_MAX_BYTES).", func() float64 { return float64(s.spoolStats().MaxBytes) }),
+		counter("codex_edge_telemetry_spool_dropped_total", "Batches dropped because the spool was full.", func() float64 { return float64(s.spoolStats().Dropped) }),
 		counter("codex_edge_telemetry_batches_sent_total", "Batches acknowledged by the control plane's JetStream.", func() float64 { return float64(s.sent.Load()) }),
 		counter("codex_edge_telemetry_failures_total", "Failed connection or publish attempts (retried).", func() float64 { return float64(s.failures.Load()) }),
 		counter("codex_edge_telemetry_unexpected_duplicates_total", "Batches the control plane's JetStream acknowledged as duplicates although never acknowledged before (another publisher used their Nats-Msg-Id); each is kept and retried.", func() float64 { return float64(s.unexpectedDups.Load()) }),

@@ -157,8 +157,10 @@ type LedgerEntry struct {
 	Subject string    `json:"subject"`
 	MsgID   string    `json:"msg_id"` // Nats-Msg-Id
 	Seq     int64     `json:"seq"`
-	Bytes   int       `json:"bytes"`
-	SHA256  string    `json:"sha256"` // of the exact bytes sent
+	// Instance is the replica that wrote the entry (Options.Instance).
+	Instance string `json:"instance,omitempty"`
+	Bytes    int    `json:"bytes"`
+	SHA256   string `json:"sha256"` // of the exact bytes sent
 	// Batch is the exact message body that was published.
 	Batch json.RawMessage `json:"batch"`
 }

@@ -115,11 +115,90 @@ func (d Dir) Progress() (Progress, error) {
 
 func (d Dir) saveProgress(p Progress) error { return writeJSON(d.path("progress.json"), p) }
 
+// State is the hybrid link's persistent state: the enrollment, the
+// sharing switch, the batch sequence, the spool and the egress ledger.
+// Files keeps it in the data directory, for one instance (SQLite); the
+// Postgres store keeps it in the database (postgres.TelemetryState),
+// shared by every replica of a deployment, which then publishes under one
+// identity with one sequence.
+type State interface {
+	EnrollState
+	// Enrollment reads the enrollment; ok is false when not enrolled.
+	Enrollment(ctx context.Context) (e Enrollment, ok bool, err error)
+	// Sharing reads the switch; absent means off.
+	Sharing(ctx context.Context) (Sharing, error)
+	// SetSharing writes the switch.
+	SetSharing(ctx context.Context, sh Sharing) error
+	// Progress reads the delivery state (LedgerSeq is not reported).
+	Progress(ctx context.Context) (Progress, error)
+	// NextSeq allocates a batch sequence number no caller, on any
+	// replica, was given before.
+	NextSeq(ctx context.Context) (int64, error)
+	// Put spools a batch and returns how many of the oldest batches the
+	// spool's bounds dropped.
+	Put(ctx context.Context, seq int64, data []byte) (dropped int, err error)
+	// Claim returns the oldest spooled batch no other sender holds, and
+	// holds it for this sender for a lease (shared state) so that a batch
+	// a stopped replica held is sent by another once the lease expires;
+	// ok is false when there is none.
+	Claim(ctx context.Context) (c Claimed, ok bool, err error)
+	// Ack removes a batch from the spool: sent, when acknowledged (the
+	// progress then records it), or dropped.
+	Ack(ctx context.Context, seq int64, sent bool) error
+	// SpoolStats reports the spool's depth and bounds.
+	SpoolStats(ctx context.Context) (SpoolStats, error)
+	// Ledger returns every ledger entry, oldest first.
+	Ledger(ctx context.Context) ([]LedgerEntry, error)
+}
+
+// ErrUnavailable marks a State error that says the state could not be
+// reached (the database is down), not that it is unreadable: the service
+// then keeps the switch and enrollment as last read instead of switching
+// sharing off.
+var ErrUnavailable = errors.New("telemetry state unavailable")
+
+// EnrollState is the part of State that enrolling uses; a Dir has it.
+type EnrollState interface {
+	// Enrolling runs fn holding the deployment's enrollment lock, with
+	// the enrollment as it is then; when fn returns store true, its
+	// enrollment replaces the stored one before the lock is released.
+	// Replicas racing to enroll thus take turns, and the later ones see
+	// the first one's enrollment (the token is single-use).
+	Enrolling(ctx context.Context, fn func(cur Enrollment, ok bool) (next Enrollment, store bool, err error)) error
+	// AppendLedger appends e for data to the egress ledger. A usage
+	// batch (Kind "") is recorded once per sequence number: appending
+	// one already recorded does nothing, so a retry, from any replica,
+	// is the same entry.
+	AppendLedger(ctx context.Context, e LedgerEntry, data []byte) error
+}
+
+// Claimed is a spooled batch claimed for sending.
+type Claimed struct {
+	Seq  int64
+	Data []byte
+	// Retaken is true when another sender held the batch before and its
+	// lease expired: it may have published it already.
+	Retaken bool
+}
+
 // Enroll creates the edge's NATS user key pair, sends only its public half
 // with the one-time token to the control plane at cpURL, and stores the
-// answer with the private seed sealed by kr (org KeyOrg, purpose
-// telemetry). Sharing stays as it was (off unless switched on).
-func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client, cpURL, token, name, version string) (Enrollment, error) {
+// answer in st with the private seed sealed by kr (org KeyOrg, purpose
+// telemetry), replacing any earlier enrollment. Sharing stays as it was
+// (off unless switched on).
+func Enroll(ctx context.Context, st EnrollState, kr *keyring.Keyring, client *http.Client, cpURL, token, name, version string) (Enrollment, error) {
+	return enroll(ctx, st, kr, client, cpURL, token, name, version, false)
+}
+
+// EnrollOnce is Enroll unless the deployment is enrolled already, in which
+// case it returns that enrollment and makes no connection: replicas that
+// start at once with the same single-use token enroll once, and all use
+// the first one's identity.
+func EnrollOnce(ctx context.Context, st EnrollState, kr *keyring.Keyring, client *http.Client, cpURL, token, name, version string) (Enrollment, error) {
+	return enroll(ctx, st, kr, client, cpURL, token, name, version, true)
+}
+
+func enroll(ctx context.Context, st EnrollState, kr *keyring.Keyring, client *http.Client, cpURL, token, name, version string, once bool) (Enrollment, error) {
 	u, err := url.Parse(cpURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return Enrollment{}, fmt.Errorf("control plane URL %q: want https://host[:port]", cpURL)
@@ -127,9 +206,24 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
 		return Enrollment{}, fmt.Errorf("control plane URL %q: plain http is allowed only on loopback; use https", cpURL)
 	}
-	if err := d.Ensure(); err != nil {
+	var out Enrollment
+	err = st.Enrolling(ctx, func(cur Enrollment, ok bool) (Enrollment, bool, error) {
+		if once && ok {
+			out = cur
+			return cur, false, nil
+		}
+		e, err := exchangeEnrollment(ctx, st, kr, client, u, token, name, version, cur, ok)
+		out = e
+		return e, err == nil, err
+	})
+	if err != nil {
 		return Enrollment{}, err
 	}
+	return out, nil
+}
+
+// exchangeEnrollment makes the key pair, seals its seed and enrolls it.
+func exchangeEnrollment(ctx context.Context, st EnrollState, kr *keyring.Keyring, client *http.Client, u *url.URL, token, name, version string, old Enrollment, enrolled bool) (Enrollment, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		return Enrollment{}, fmt.Errorf("create nats user key: %w", err)
@@ -148,17 +242,17 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 	if err != nil {
 		return Enrollment{}, fmt.Errorf("seal the nats seed: %w", err)
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	sealedPseudo, err := kr.Seal(ctx, KeyOrg, keyring.PurposeTelemetry, recordPseudonym, secret)
-	clear(secret)
-	if err != nil {
-		return Enrollment{}, fmt.Errorf("seal the pseudonym secret: %w", err)
+	sealedPseudo := old.SealedPseudonym
+	if !enrolled || len(sealedPseudo) == 0 {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		sealedPseudo, err = kr.Seal(ctx, KeyOrg, keyring.PurposeTelemetry, recordPseudonym, secret)
+		clear(secret)
+		if err != nil {
+			return Enrollment{}, fmt.Errorf("seal the pseudonym secret: %w", err)
+		}
 	}
-	if old, ok, err := d.Enrollment(); err == nil && ok && len(old.SealedPseudonym) > 0 {
-		// Re-enrolling keeps the pseudonyms stable.
-		sealedPseudo = old.SealedPseudonym
-	}
+	// Re-enrolling keeps the pseudonyms stable.
 
 	body, _ := json.Marshal(wire.EnrollRequest{Token: token, PublicKey: pub, Name: name, Version: version})
 	endpoint := strings.TrimRight(u.String(), "/") + wire.EnrollPath
@@ -170,22 +264,18 @@ func Enroll(ctx context.Context, d Dir, kr *keyring.Keyring, client *http.Client
 	rec := EnrollmentRecord{URL: endpoint, Request: wire.EnrollRequest{Token: Elided, PublicKey: pub, Name: name, Version: version}}
 	r, err := exchange(client, req, &rec)
 	// Whatever left is in the ledger, a refused or failed exchange too.
-	if lerr := recordEnrollment(d, rec); lerr != nil {
+	if lerr := recordEnrollment(ctx, st, rec); lerr != nil {
 		return Enrollment{}, lerr
 	}
 	if err != nil {
 		return Enrollment{}, err
 	}
-	e := Enrollment{
+	return Enrollment{
 		ControlPlaneURL: strings.TrimRight(u.String(), "/"), EdgeID: r.EdgeID, OrgID: r.OrgID, NATSURL: r.NATSURL,
 		Subject: r.Subject, InboxPrefix: r.InboxPrefix, UserJWT: r.UserJWT, PublicKey: pub,
 		SealedSeed: sealedSeed, SealedPseudonym: sealedPseudo, EnrolledAt: time.Now().UTC(),
 		SchemaVersions: r.SchemaVersions,
-	}
-	if err := writeJSON(d.path("enrollment.json"), e); err != nil {
-		return Enrollment{}, err
-	}
-	return e, nil
+	}, nil
 }
 
 // exchange sends the enrollment request and reads the answer, noting in
@@ -228,7 +318,7 @@ func exchange(client *http.Client, req *http.Request, rec *EnrollmentRecord) (wi
 }
 
 // recordEnrollment appends the enrollment exchange to the egress ledger.
-func recordEnrollment(d Dir, rec EnrollmentRecord) error {
+func recordEnrollment(ctx context.Context, st EnrollState, rec EnrollmentRecord) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
@@ -237,7 +327,7 @@ func recordEnrollment(d Dir, rec EnrollmentRecord) error {
 	if rec.Response != nil {
 		e.Subject = rec.Response.Subject
 	}
-	return NewLedger(d.LedgerPath()).Append(e, data)
+	return st.AppendLedger(ctx, e, data)
 }
 
 func isLoopbackHost(host string) bool {

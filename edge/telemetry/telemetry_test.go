@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,4 +419,35 @@ func TestKeyStoreContract(t *testing.T) {
 		}
 		return ks
 	})
+}
+
+// TestFlushGivenUp: a caller that stops waiting for a flush (its context
+// ends while the window is being emitted) leaves the aggregator running:
+// it once blocked for ever on telling that caller the flush was done.
+func TestFlushGivenUp(t *testing.T) {
+	a := telemetry.NewAggregator(4)
+	a.SetOn(true)
+	emitting, release := make(chan struct{}), make(chan struct{})
+	var emitted atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx, time.Hour, fixedLabels{}, func(telemetry.Window) {
+		if emitted.Add(1) == 1 {
+			close(emitting)
+			<-release
+		}
+	})
+	gaveUp, stop := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	go func() { a.Flush(gaveUp); close(flushed) }()
+	<-emitting
+	stop()
+	<-flushed
+	close(release)
+	second, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	a.Flush(second)
+	if second.Err() != nil || emitted.Load() != 2 {
+		t.Fatalf("a second flush: %v, %d windows emitted; the aggregator is stuck", second.Err(), emitted.Load())
+	}
 }

@@ -59,8 +59,8 @@ func (e *env) serve(args []string) (err error) {
 			return err
 		}
 	}
-	e.applyTelemetryConfig(cfg, log)
-	srv, err := server.New(e.ctx, cfg, st, log, server.Options{Getenv: e.getenv, Enroll: e.enrollHook(cfg)})
+	e.applyTelemetryConfig(cfg, st, log)
+	srv, err := server.New(e.ctx, cfg, st, log, server.Options{Getenv: e.getenv, Enroll: e.enrollHook(cfg, st)})
 	if err != nil {
 		return err
 	}

@@ -12,21 +12,52 @@ import (
 
 	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
+	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/telemetry"
 	"github.com/persiv/codex/shared/wire"
 )
 
-// The telemetry subcommands act on the files in CODEX_DATA_DIR/telemetry
-// that a running serve re-reads every second, so they need no store and
-// take effect without a restart.
+// The telemetry subcommands act on the hybrid link's state that a running
+// serve re-reads every second, so they take effect without a restart: on
+// Postgres the deployment's state in the database (every replica's), on
+// SQLite the files in CODEX_DATA_DIR/telemetry.
 
-func (e *env) telemetryDir(f *flags) (config.Config, telemetry.Dir, error) {
+// linkState is the hybrid link's state as the CLI opened it.
+type linkState struct {
+	cfg  config.Config
+	st   telemetry.State
+	keys keyring.Store
+}
+
+// withTelemetry runs fn on the link's state the configuration selects
+// (server.TelemetryState).
+func (e *env) withTelemetry(f *flags, fn func(linkState) error) (err error) {
 	cfg, err := e.config(f)
 	if err != nil {
-		return cfg, "", err
+		return err
 	}
-	return cfg, telemetry.DirIn(cfg.DataDir), nil
+	return e.withTelemetryCfg(cfg, fn)
+}
+
+func (e *env) withTelemetryCfg(cfg config.Config, fn func(linkState) error) (err error) {
+	var store server.Store
+	if cfg.DatabaseURL != "" {
+		if store, err = e.openStore(cfg); err != nil {
+			return err
+		}
+		defer closeStore(store, &err)
+	}
+	return e.onTelemetry(cfg, store, fn)
+}
+
+// onTelemetry runs fn on the link's state of an open store (nil: files).
+func (e *env) onTelemetry(cfg config.Config, store server.Store, fn func(linkState) error) error {
+	st, ks, err := server.TelemetryState(cfg, store)
+	if err != nil {
+		return err
+	}
+	return fn(linkState{cfg: cfg, st: st, keys: ks})
 }
 
 func (e *env) telemetryEnroll(args []string) error {
@@ -49,11 +80,17 @@ func (e *env) telemetryEnroll(args []string) error {
 	if !wire.LabelChars.Valid(*name) {
 		*name = "edge"
 	}
-	cfg, d, err := e.telemetryDir(f)
-	if err != nil {
+	var (
+		enr telemetry.Enrollment
+		sh  telemetry.Sharing
+	)
+	err := e.withTelemetry(f, func(ls linkState) (err error) {
+		if enr, err = e.enroll(ls, *cpURL, *token, *name, false); err != nil {
+			return err
+		}
+		sh, err = ls.st.Sharing(e.ctx)
 		return err
-	}
-	enr, err := e.enroll(cfg, d, *cpURL, *token, *name)
+	})
 	if err != nil {
 		return err
 	}
@@ -61,10 +98,6 @@ func (e *env) telemetryEnroll(args []string) error {
 		return e.recordAdminAll(st, audit.Change{Action: "telemetry.enroll", Target: enr.EdgeID, Details: map[string]string{
 			"control_plane": *cpURL, "control_plane_org": enr.OrgID, "subject": enr.Subject}})
 	})
-	if err != nil {
-		return err
-	}
-	sh, err := d.Sharing()
 	if err != nil {
 		return err
 	}
@@ -78,22 +111,20 @@ func (e *env) telemetryEnroll(args []string) error {
 	return nil
 }
 
-// enroll enrolls the edge into the control plane at cpURL.
-func (e *env) enroll(cfg config.Config, d telemetry.Dir, cpURL, token, name string) (telemetry.Enrollment, error) {
-	if err := d.Ensure(); err != nil {
-		return telemetry.Enrollment{}, err
-	}
-	ks, err := telemetry.OpenKeyStore(d.KeyStorePath())
-	if err != nil {
-		return telemetry.Enrollment{}, err
-	}
+// enroll enrolls the edge (the deployment, on Postgres) into the control
+// plane at cpURL; with once, only unless enrolled already, so replicas
+// starting with the same single-use token enroll once.
+func (e *env) enroll(ls linkState, cpURL, token, name string, once bool) (telemetry.Enrollment, error) {
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	kr, err := server.OpenKeyring(e.ctx, cfg, ks, e.getenv, log)
+	kr, err := server.OpenKeyring(e.ctx, ls.cfg, ls.keys, e.getenv, log)
 	if err != nil {
 		return telemetry.Enrollment{}, err
 	}
-	client := cfg.ControlplanePins.Client(&http.Client{Timeout: 30 * time.Second})
-	return telemetry.Enroll(e.ctx, d, kr, client, cpURL, token, name, version())
+	client := ls.cfg.ControlplanePins.Client(&http.Client{Timeout: 30 * time.Second})
+	if once {
+		return telemetry.EnrollOnce(e.ctx, ls.st, kr, client, cpURL, token, name, version())
+	}
+	return telemetry.Enroll(e.ctx, ls.st, kr, client, cpURL, token, name, version())
 }
 
 // applyTelemetryConfig carries out what a deployment configured for the
@@ -104,14 +135,24 @@ func (e *env) enroll(cfg config.Config, d telemetry.Dir, cpURL, token, name stri
 // switched on (telemetry on, the admin API) or is run explicitly
 // (telemetry enroll). A failure is logged, never fatal: the edge serves
 // without the link.
-func (e *env) applyTelemetryConfig(cfg config.Config, log *slog.Logger) {
-	d := telemetry.DirIn(cfg.DataDir)
-	_, enrolled, err := d.Enrollment()
+func (e *env) applyTelemetryConfig(cfg config.Config, store server.Store, log *slog.Logger) {
+	err := e.onTelemetry(cfg, store, func(ls linkState) error {
+		e.applyTelemetry(ls, log)
+		return nil
+	})
+	if err != nil {
+		log.Error("telemetry state unreadable", "err", err)
+	}
+}
+
+func (e *env) applyTelemetry(ls linkState, log *slog.Logger) {
+	cfg := ls.cfg
+	_, enrolled, err := ls.st.Enrollment(e.ctx)
 	if err != nil {
 		log.Error("telemetry state unreadable", "err", err)
 		return
 	}
-	sh, err := d.Sharing()
+	sh, err := ls.st.Sharing(e.ctx)
 	if err != nil {
 		log.Error("telemetry state unreadable", "err", err)
 		return
@@ -124,7 +165,7 @@ func (e *env) applyTelemetryConfig(cfg config.Config, log *slog.Logger) {
 		if !on {
 			log.Info("sharing is off: enrollment with CODEX_CONTROLPLANE_URL waits until sharing is switched on",
 				"hint", "'codex-edge telemetry on' or the admin API enrolls and switches on")
-		} else if enr, err := e.enrollConfigured(cfg, d); err != nil {
+		} else if enr, err := e.enrollConfigured(ls); err != nil {
 			log.Error("enrollment from CODEX_CONTROLPLANE_URL/CODEX_ENROLLMENT_TOKEN failed; serving without the control plane link",
 				"err", err, "hint", "create a new token in the dashboard and restart, or run 'codex-edge telemetry enroll'")
 		} else {
@@ -139,30 +180,33 @@ func (e *env) applyTelemetryConfig(cfg config.Config, log *slog.Logger) {
 		log.Error("CODEX_SHARE_METRICS=true but the edge is not enrolled; sharing stays off")
 		return
 	}
-	if err := d.SetSharing(on, "config"); err != nil {
+	if err := ls.st.SetSharing(e.ctx, telemetry.Sharing{On: on, ChangedAt: time.Now().UTC(), By: "config"}); err != nil {
 		log.Error("apply CODEX_SHARE_METRICS", "err", err)
 	}
 }
 
 // enrollConfigured enrolls with CODEX_CONTROLPLANE_URL and
-// CODEX_ENROLLMENT_TOKEN under the host's name.
-func (e *env) enrollConfigured(cfg config.Config, d telemetry.Dir) (telemetry.Enrollment, error) {
+// CODEX_ENROLLMENT_TOKEN under the host's name, unless enrolled already
+// (by another replica).
+func (e *env) enrollConfigured(ls linkState) (telemetry.Enrollment, error) {
 	host, _ := os.Hostname()
 	name := telemetry.Label(host)
 	if !wire.LabelChars.Valid(name) {
 		name = "edge"
 	}
-	return e.enroll(cfg, d, cfg.ControlplaneURL, cfg.EnrollmentToken, name)
+	return e.enroll(ls, ls.cfg.ControlplaneURL, ls.cfg.EnrollmentToken, name, true)
 }
 
 // enrollHook is server.Options.Enroll for a configured control plane.
-func (e *env) enrollHook(cfg config.Config) func(context.Context) error {
+func (e *env) enrollHook(cfg config.Config, store server.Store) func(context.Context) error {
 	if cfg.ControlplaneURL == "" {
 		return nil
 	}
 	return func(context.Context) error {
-		_, err := e.enrollConfigured(cfg, telemetry.DirIn(cfg.DataDir))
-		return err
+		return e.onTelemetry(cfg, store, func(ls linkState) error {
+			_, err := e.enrollConfigured(ls)
+			return err
+		})
 	}
 }
 
@@ -185,23 +229,22 @@ func (e *env) telemetrySet(on bool) func([]string) error {
 		} else if len(pos) > 0 {
 			return usagef("unexpected argument %q", pos[0])
 		}
-		cfg, d, err := e.telemetryDir(f)
-		if err != nil {
-			return err
-		}
-		if on {
-			if _, ok, err := d.Enrollment(); err != nil {
-				return err
-			} else if !ok && cfg.ControlplaneURL != "" {
-				// Enrollment deferred by serve while sharing was off.
-				if _, err := e.enrollConfigured(cfg, d); err != nil {
-					return fmt.Errorf("enroll with CODEX_CONTROLPLANE_URL: %w", err)
+		err := e.withTelemetry(f, func(ls linkState) error {
+			if on {
+				if _, ok, err := ls.st.Enrollment(e.ctx); err != nil {
+					return err
+				} else if !ok && ls.cfg.ControlplaneURL != "" {
+					// Enrollment deferred by serve while sharing was off.
+					if _, err := e.enrollConfigured(ls); err != nil {
+						return fmt.Errorf("enroll with CODEX_CONTROLPLANE_URL: %w", err)
+					}
+				} else if !ok {
+					return fmt.Errorf("this edge is not enrolled: run 'codex-edge telemetry enroll --url URL --token TOKEN' first")
 				}
-			} else if !ok {
-				return fmt.Errorf("this edge is not enrolled: run 'codex-edge telemetry enroll --url URL --token TOKEN' first")
 			}
-		}
-		if err := d.SetSharing(on, "cli"); err != nil {
+			return ls.st.SetSharing(e.ctx, telemetry.Sharing{On: on, ChangedAt: time.Now().UTC(), By: "cli"})
+		})
+		if err != nil {
 			return err
 		}
 		if err := e.recordSharing(f, on); err != nil {
@@ -232,11 +275,11 @@ func (e *env) telemetryStatus(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	cfg, d, err := e.telemetryDir(f)
-	if err != nil {
+	var st telemetry.Status
+	err := e.withTelemetry(f, func(ls linkState) (err error) {
+		st, err = telemetry.StatusOf(e.ctx, ls.st)
 		return err
-	}
-	st, err := telemetry.ReadStatus(d, cfg.TelemetrySpoolMaxBatches, cfg.TelemetrySpoolMaxBytes)
+	})
 	if err != nil {
 		return err
 	}
@@ -274,11 +317,11 @@ func (e *env) telemetryLedger(args []string) error {
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	_, d, err := e.telemetryDir(f)
-	if err != nil {
+	var entries []telemetry.LedgerEntry
+	err := e.withTelemetry(f, func(ls linkState) (err error) {
+		entries, err = ls.st.Ledger(e.ctx)
 		return err
-	}
-	entries, err := telemetry.ReadLedger(d.LedgerPath())
+	})
 	if err != nil {
 		return err
 	}
@@ -306,8 +349,12 @@ func (e *env) telemetryLedger(args []string) error {
 		if json.Unmarshal(en.Batch, &b) == nil {
 			rows = fmt.Sprint(len(b.Rows))
 		}
-		fmt.Fprintf(e.stdout, "%s  seq %d  msg-id %s  to %s on %s  %d bytes  %s rows  sha256 %s\n",
-			en.Time.Format(time.RFC3339), en.Seq, en.MsgID, en.NATSURL, en.Subject, en.Bytes, rows, en.SHA256)
+		from := ""
+		if en.Instance != "" {
+			from = "  from " + en.Instance
+		}
+		fmt.Fprintf(e.stdout, "%s  seq %d  msg-id %s  to %s on %s  %d bytes  %s rows  sha256 %s%s\n",
+			en.Time.Format(time.RFC3339), en.Seq, en.MsgID, en.NATSURL, en.Subject, en.Bytes, rows, en.SHA256, from)
 		fmt.Fprintf(e.stdout, "  %s\n", en.Batch)
 	}
 	return nil

@@ -70,14 +70,22 @@ func enrollService(t *testing.T) (*enroll.Service, controlplane.Store) {
 // nkeySeed matches a NATS user seed in the clear.
 var nkeySeed = regexp.MustCompile(`SU[A-Z2-7]{56}`)
 
-func TestTelemetryCommands(t *testing.T) {
-	svc, store := enrollService(t)
-	api := httptest.NewServer((&httpapi.API{Enroll: svc}).Handler())
+// enrollAPI is enrollService behind the control plane's HTTP API, with
+// one org.
+func enrollAPI(t *testing.T) (svc *enroll.Service, store controlplane.Store, api *httptest.Server, org string) {
+	t.Helper()
+	svc, store = enrollService(t)
+	api = httptest.NewServer((&httpapi.API{Enroll: svc}).Handler())
 	t.Cleanup(api.Close)
-	org := controlplane.NewID("org")
+	org = controlplane.NewID("org")
 	if err := store.CreateOrg(context.Background(), controlplane.Org{ID: org, Name: "Acme", CreatedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
 	}
+	return svc, store, api, org
+}
+
+func TestTelemetryCommands(t *testing.T) {
+	svc, store, api, org := enrollAPI(t)
 	c := newCLI(t)
 	c.ok("orgs", "create", "acme")
 
@@ -192,7 +200,7 @@ func TestEnrollFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string { return c.env[k] }}
-		e.applyTelemetryConfig(cfg, log)
+		e.applyTelemetryConfig(cfg, nil, log)
 	}
 
 	// A bad token: logged, not enrolled, sharing stays off.

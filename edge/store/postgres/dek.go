@@ -46,29 +46,39 @@ func (db *DB) DEKs(ctx context.Context, orgID string) ([]keyring.WrappedDEK, err
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				d         keyring.WrappedDEK
-				id, state string
-				rewrapped *time.Time
-			)
-			if err := rows.Scan(&id, &d.Generation, &state, &d.MasterRef, &d.MasterVersion, &d.Wrapped, &d.CreatedAt, &rewrapped, &d.Seals); err != nil {
-				return err
-			}
-			if d.ID, err = keyring.ParseDEKID(id); err != nil {
-				return fmt.Errorf("stored id %q: %w", id, err)
-			}
-			d.OrgID, d.State = orgID, keyring.DEKState(state)
-			d.CreatedAt, d.RewrappedAt = d.CreatedAt.UTC(), fromTS(rewrapped)
-			out = append(out, d)
-		}
-		return rows.Err()
+		out, err = scanDEKs(rows, orgID)
+		return err
 	})
 	if err != nil {
 		return nil, wrap("list data keys", err)
 	}
 	return out, nil
+}
+
+// scanDEKs reads rows of (id, generation, state, master_ref,
+// master_version, wrapped, created_at, rewrapped_at, seals), the data keys
+// of orgID, and closes them.
+func scanDEKs(rows pgx.Rows, orgID string) ([]keyring.WrappedDEK, error) {
+	defer rows.Close()
+	var out []keyring.WrappedDEK
+	for rows.Next() {
+		var (
+			d         keyring.WrappedDEK
+			id, state string
+			rewrapped *time.Time
+		)
+		err := rows.Scan(&id, &d.Generation, &state, &d.MasterRef, &d.MasterVersion, &d.Wrapped, &d.CreatedAt, &rewrapped, &d.Seals)
+		if err != nil {
+			return nil, err
+		}
+		if d.ID, err = keyring.ParseDEKID(id); err != nil {
+			return nil, fmt.Errorf("stored id %q: %w", id, err)
+		}
+		d.OrgID, d.State = orgID, keyring.DEKState(state)
+		d.CreatedAt, d.RewrappedAt = d.CreatedAt.UTC(), fromTS(rewrapped)
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // UpdateWrapped replaces one data key's wrapped form after a rewrap.

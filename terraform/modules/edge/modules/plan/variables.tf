@@ -180,7 +180,7 @@ variable "tls_dir" {
 }
 
 variable "data_dir" {
-  description = "The edge's data directory inside the task (CODEX_DATA_DIR): local spool and state."
+  description = "The edge's data directory inside the task (CODEX_DATA_DIR): scratch only; the replicas share the hybrid link's enrollment, spool and ledger in Postgres."
   type        = string
   default     = "/var/lib/codex"
 }
