@@ -97,12 +97,12 @@ CODEX_DATABASE_URL="$(db_url "$owner" codex_edge)" CODEX_DATA_DIR="$work/edge1" 
 edge 1 orgs create chaos >/dev/null
 edge 1 providers set --org chaos openai --api-key-env FAKE_PROVIDER_KEY --base-url "http://$fake_addr" --allow-insecure-http >/dev/null
 key=$(edge 1 keys create --org chaos --name chaos-key)
-for n in 1 2; do
-  token=$(cplane enroll-token create --org "$cp_org" --ttl 1h)
-  edge "$n" telemetry enroll --url "http://$cp_addr" --token "$token" --name "chaos-edge-$n" >/dev/null
-  edge "$n" telemetry on >/dev/null
-  start_edge "$n"
-done
+# The replicas share the store, so one enrollment is the deployment's:
+# both publish under it.
+token=$(cplane enroll-token create --org "$cp_org" --ttl 1h)
+edge 1 telemetry enroll --url "http://$cp_addr" --token "$token" --name chaos-edges >/dev/null
+edge 1 telemetry on >/dev/null
+for n in 1 2; do start_edge "$n"; done
 
 echo "==> steady load: $rate requests/s over both edges (a quarter cache hits, a quarter streams)"
 bin/codex-loadgen -chaos-edges "http://$e1,http://$e2" -edge-key "$key" -rate "$rate" -chaos-out "$work/outcomes.jsonl" \
