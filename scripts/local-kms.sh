@@ -85,6 +85,12 @@ run_tests() {
   # root in a new user namespace to be allowed one.
   local unshare=(unshare -n)
   [[ $EUID -eq 0 ]] || unshare=(unshare -r -n)
+  # The dev Postgres (scripts/dev-postgres.sh) listens on loopback, which
+  # the new namespace does not share, and on a Unix socket, which it does:
+  # the cloud-mode test's edges reach it there.
+  local pgenv
+  pgenv=$(scripts/dev-postgres.sh start | sed -E "s#@127\.0\.0\.1:([0-9]+)/codex\?#@/codex?host=$PWD/.tmp/dev-postgres/sock\&port=\1\&#")
+  eval "$pgenv"
   "${unshare[@]}" bash -c '
     set -euo pipefail
     ip link set lo up

@@ -30,6 +30,7 @@ import (
 	"github.com/persiv/codex/edge/keyring/awskms/kmstest"
 	"github.com/persiv/codex/edge/keyring/kek"
 	"github.com/persiv/codex/edge/server"
+	"github.com/persiv/codex/edge/store/postgres/pgtest"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
 
@@ -49,6 +50,17 @@ type tenant struct {
 // deletion of A's key, a copy of the database taken before the shred no
 // longer opens A's rows, while B's still open.
 func TestCloudMode(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { cloudMode(t, false) })
+	// Two edges sharing Postgres, as a cloud deployment runs: the dev
+	// server is reached through its Unix socket (scripts/local-kms.sh
+	// passes its URLs), which the private network namespace does not cut
+	// off. The backup part is the SQLite run's: a file copy.
+	t.Run("postgres", func(t *testing.T) { cloudMode(t, true) })
+}
+
+// cloudMode is TestCloudMode on SQLite (both edges on one embedded store)
+// or on Postgres (each edge with its own connection pool to one database).
+func cloudMode(t *testing.T, pg bool) {
 	admin := kmstest.Local(t)
 	ctx := context.Background()
 	fp := fakeprovider.New(fakeprovider.Options{})
@@ -56,18 +68,28 @@ func TestCloudMode(t *testing.T) {
 	t.Cleanup(fake.Close)
 
 	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		st, st2 server.Store
+		lite    *sqlite.DB
+	)
+	if pg {
+		_, app := pgtest.FreshDB(t)
+		st, st2 = pgtest.Open(t, app), pgtest.Open(t, app)
+	} else {
+		var err error
+		if lite, err = sqlite.Open(ctx, dir); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lite.Close() })
+		st, st2 = lite, lite
 	}
-	t.Cleanup(func() { st.Close() })
 	cfg := config.Default()
 	cfg.Listen, cfg.AdminListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
 	cfg.ChangePoll = 50 * time.Millisecond
 	cfg.CacheEnabled = true
 	// Two edges on one store, as two instances of one deployment: each
 	// its own keyring, key directory, cache and probes.
-	start := func() *server.Server {
+	start := func(st server.Store) *server.Server {
 		srv, err := server.New(ctx, cfg, st, slog.New(slog.DiscardHandler), server.Options{Getenv: func(string) string { return "" }})
 		if err != nil {
 			t.Fatal(err)
@@ -84,7 +106,7 @@ func TestCloudMode(t *testing.T) {
 		})
 		return srv
 	}
-	srv, srv2 := start(), start()
+	srv, srv2 := start(st), start(st2)
 	edges := []*server.Server{srv, srv2}
 
 	var tenants []*tenant
@@ -223,12 +245,15 @@ func TestCloudMode(t *testing.T) {
 		})
 	}
 
+	if pg {
+		return
+	}
 	// A copy of the database taken before the shred: with A's key
 	// scheduled for deletion it no longer opens A's rows; B's still open.
 	// (Under the shared CODEX_KEK such a copy would still open: crypto
 	// status reports that as "shared".)
 	copyDir := t.TempDir()
-	if err := st.Compact(ctx); err != nil { // a consistent file to copy
+	if err := lite.Compact(ctx); err != nil { // a consistent file to copy
 		t.Fatal(err)
 	}
 	backup(t, dir, copyDir)
