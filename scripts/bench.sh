@@ -114,7 +114,7 @@ bin/codex-loadgen -direct "http://$fake_addr" -direct-key "$FAKE_PROVIDER_KEY" -
   -baseline "http://$baseline_addr" "${redis_args[@]}" -audit-full-key "$full_key" -audit-full-edge "http://$full_addr" \
   -rate "${BENCH_RATE:-2000}" -duration "${BENCH_DURATION:-10s}" -conns "${BENCH_CONNS:-64}" -json "$work/load.json" \
   -streams "${BENCH_STREAMS:-100,1000}" -edge-pid "$edge_pid" -baseline-pid "$baseline_pid" -edge-metrics "http://$admin_addr/metrics" -phases "${BENCH_PHASES:-fixed,fixed-redis,hit,saturation,streams,hostile}" \
-  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key"
+  -soak "${BENCH_SOAK:-0}" -long-line-bytes "$long_line" -header-timeout "$header_timeout" -read-timeout "$read_timeout" -hostile-key "$hostile_key" -hostile-max-rss-mib "${BENCH_HOSTILE_MAX_RSS_MIB:-320}"
 
 [ "${BENCH_GO:-1}" = 1 ] || exit 0
 echo

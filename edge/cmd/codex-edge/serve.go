@@ -10,9 +10,14 @@ import (
 	"github.com/persiv/codex/edge/store/postgres"
 )
 
-// baseMemory is what the edge needs beside its in-process cache with a
-// thousand streams open (DESIGN §9), with room to spare.
-const baseMemory = 128 << 20
+// baseMemory is what the edge needs beside its in-process cache, with
+// room to spare. 128 MiB once sufficed; with every stage on, after a long
+// mixed load (a thousand stream connections left idle, queues, pools) the
+// edge's memory besides the cache reached about 140 MiB, and a soft limit
+// below what is live makes the collector run without pause: under attack
+// the edge then answered in seconds instead of milliseconds (make bench,
+// hostile phase). Too low a limit is worse than none.
+const baseMemory = 256 << 20
 
 // memoryLimit sets the Go runtime's soft memory limit, unless GOMEMLIMIT
 // chose one, to the in-process cache budget plus baseMemory. Without it the

@@ -44,6 +44,9 @@ func runChaos(ctx context.Context, edges []target, rate int, out string) error {
 	var mu sync.Mutex
 	var sent, failed atomic.Int64
 	c := client(rate/5 + 8)
+	// A finished phase leaves no idle connections open on the edge for
+	// the next one to pay for.
+	defer c.CloseIdleConnections()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	progress := time.NewTicker(5 * time.Second)

@@ -441,6 +441,9 @@ func sendDeep(ctx context.Context, t target, depth, rate int, out *outcomes[deep
 	}
 	bodies := deepBodies(depth)
 	c := client(32)
+	// A finished phase leaves no idle connections open on the edge for
+	// the next one to pay for.
+	defer c.CloseIdleConnections()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	var wg sync.WaitGroup

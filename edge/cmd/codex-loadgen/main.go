@@ -383,6 +383,9 @@ func do(c *http.Client, t target, unique bool) error {
 // is reported apart as the schedule lag.
 func runFixed(t target, rate int, d time.Duration, unique bool) result {
 	c := client(rate / 10)
+	// A finished phase leaves no idle connections open on the edge for
+	// the next one to pay for.
+	defer c.CloseIdleConnections()
 	interval := time.Second / time.Duration(rate)
 	total := int(d / interval)
 	lat := make([]time.Duration, total)
@@ -446,6 +449,9 @@ func interleave(targets []target, d time.Duration, rounds int, measure func(targ
 // runSaturation keeps conns requests in flight for d.
 func runSaturation(t target, conns int, d time.Duration) result {
 	c := client(conns)
+	// A finished phase leaves no idle connections open on the edge for
+	// the next one to pay for.
+	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var mu sync.Mutex

@@ -39,6 +39,9 @@ func runSoak(t target, d time.Duration, rate, streams, pid int, interval time.Du
 	var wg sync.WaitGroup
 
 	c := client(rate/10 + streams)
+	// A finished phase leaves no idle connections open on the edge for
+	// the next one to pay for.
+	defer c.CloseIdleConnections()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

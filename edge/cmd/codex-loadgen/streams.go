@@ -40,6 +40,9 @@ type streamResult struct {
 // resident memory meanwhile and keeps the peak.
 func runStreams(t target, n int, pid int) streamResult {
 	c := client(n)
+	// A finished phase leaves no idle connections open on the edge for
+	// the next one to pay for.
+	defer c.CloseIdleConnections()
 	res := streamResult{name: t.name, streams: n}
 	var mu sync.Mutex
 	var errs atomic.Int64
