@@ -246,6 +246,51 @@ func cloudMode(t *testing.T, pg bool) {
 	}
 
 	if pg {
+		// What a copy of the Postgres data taken before the shred holds of
+		// each org's keys: its wrapped data keys. With A's key scheduled
+		// for deletion A's no longer unwrap; B's still do. (Under the
+		// shared CODEX_KEK they would: crypto status says "shared".)
+		saved := map[string][]keyring.WrappedDEK{}
+		for _, tn := range tenants {
+			deks, err := st.DEKs(ctx, tn.id)
+			if err != nil || len(deks) == 0 {
+				t.Fatalf("data keys of %s: %d, %v", tn.id, len(deks), err)
+			}
+			saved[tn.id] = deks
+		}
+		kr, orgs, err := server.OpenKeyringOrgs(ctx, cfg, st, func(string) string { return "" }, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := server.Shred(ctx, cfg, st, kr, a.id); err != nil {
+			t.Fatal(err)
+		}
+		if deks, err := st.DEKs(ctx, a.id); err != nil || len(deks) != 0 {
+			t.Fatalf("after the shred the store holds %d data keys of a (%v)", len(deks), err)
+		}
+		own, ok := orgs.Master(a.id).(*awskms.MasterKey)
+		if !ok {
+			t.Fatalf("org a's master key is %T, want its KMS key", orgs.Master(a.id))
+		}
+		if _, err := own.ScheduleDeletion(ctx, 7); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			tn   *tenant
+			open bool
+		}{{a, false}, {b, true}} {
+			m := orgs.Master(c.tn.id)
+			for _, d := range saved[c.tn.id] {
+				dek, err := m.Unwrap(ctx, keyring.Binding{OrgID: c.tn.id, DEKID: d.ID}, keyring.Wrap{Ref: d.MasterRef, Version: d.MasterVersion, Blob: d.Wrapped})
+				clear(dek)
+				if c.open && err != nil {
+					t.Errorf("org %s's saved data key no longer unwraps: %v", c.tn.id, err)
+				}
+				if !c.open && err == nil {
+					t.Errorf("the shredded org's saved data key unwraps after its key was scheduled for deletion")
+				}
+			}
+		}
 		return
 	}
 	// A copy of the database taken before the shred: with A's key
