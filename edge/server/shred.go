@@ -64,7 +64,7 @@ func Shred(ctx context.Context, cfg config.Config, st Store, kr *keyring.Keyring
 			return r, err
 		}
 		r.CacheEntries, err = cacheredis.DeleteMatching(ctx, c, cache.OrgPrefix(orgID))
-		c.Close()
+		_ = c.Close() // a one-off client: the deletion's own error is what counts
 		if err != nil {
 			return r, fmt.Errorf("data keys destroyed, but removing the org's cache entries from Redis failed: %w", err)
 		}

@@ -345,7 +345,7 @@ func (db *DB) Compact(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("compact sqlite store: %w", err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // hands the connection back to the pool
 	if err := checkpoint(ctx, conn); err != nil {
 		return fmt.Errorf("compact sqlite store: %w", err)
 	}
