@@ -5,7 +5,6 @@
 package account
 
 import (
-	"errors"
 	"time"
 
 	"github.com/persiv/codex/edge"
@@ -22,17 +21,7 @@ type Sink interface {
 func Stage(sink Sink, m *pipeline.Metrics) pipeline.Stage {
 	return func(next pipeline.Handler) pipeline.Handler {
 		return pipeline.HandlerFunc(func(x *pipeline.Exchange) error {
-			err := next.Serve(x)
-			if ae := (*edge.Error)(nil); errors.As(err, &ae) {
-				err = x.Fail(ae)
-			}
-			switch {
-			case x.Rec.Status != 0:
-			case err != nil && !x.W.Committed:
-				x.Rec.Status = 500 // echo's error handler answers it
-			default:
-				x.Rec.Status = x.W.Status
-			}
+			err := pipeline.Settle(x, next.Serve(x))
 			x.Rec.Latency = time.Since(x.Start)
 			x.Rec.UpstreamLatency = x.UpstreamElapsed
 			m.Observe(&x.Rec, x.UpstreamStart.IsZero())

@@ -91,28 +91,10 @@ func (s *stage) serve(x *pipeline.Exchange, next pipeline.Handler) error {
 	case edge.AuditFull:
 		return s.full(x, next)
 	}
-	err := answer(x, next.Serve(x))
+	err := pipeline.Settle(x, next.Serve(x))
 	e := entry{rec: x.Rec, level: edge.AuditNone}
 	if s.o.Writer.record(&e) {
 		x.Rec.Audit = edge.AuditNone
-	}
-	return err
-}
-
-// answer answers an *edge.Error of the later stages in the provider's
-// shape and settles the request's status, as the account stage would.
-func answer(x *pipeline.Exchange, err error) error {
-	if err != nil {
-		if ae := (*edge.Error)(nil); errors.As(err, &ae) {
-			err = x.Fail(ae)
-		}
-	}
-	switch {
-	case x.Rec.Status != 0:
-	case err != nil && !x.W.Committed:
-		x.Rec.Status = http.StatusInternalServerError // echo's error handler answers it
-	default:
-		x.Rec.Status = x.W.Status
 	}
 	return err
 }
@@ -125,7 +107,7 @@ func (s *stage) hash(x *pipeline.Exchange, next pipeline.Handler) error {
 	*c = capture{w: x.W.Writer, reqMAC: newDigest(f, requestDomain), respMAC: newDigest(f, responseDomain)}
 	body := c.tee(x)
 	x.W.Writer = c
-	err := answer(x, next.Serve(x))
+	err := pipeline.Settle(x, next.Serve(x))
 	x.W.Writer = c.w
 	if body != nil {
 		x.R.Body = body.rc // nothing reads it past this point
@@ -152,7 +134,7 @@ func (s *stage) full(x *pipeline.Exchange, next pipeline.Handler) error {
 	c := &capture{w: x.W.Writer, full: true, max: s.o.MaxContentBytes, x: x}
 	c.tee(x)
 	x.W.Writer = c
-	err := answer(x, next.Serve(x))
+	err := pipeline.Settle(x, next.Serve(x))
 	x.W.Writer = c.w
 	if cerr := s.store(x, c); cerr != nil {
 		x.Log().Warn("audit event not stored; request answered 503 audit_unavailable", "err", cerr)

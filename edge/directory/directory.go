@@ -102,6 +102,9 @@ type Memory struct {
 	// Label names them as the x-codex-memory header does:
 	// name@version[,…].
 	Label string
+	// Header is Label as the x-codex-memory header's value, made once:
+	// shared by every response that carries the memories, never changed.
+	Header []string
 	// Tokens is the sum of their token estimates.
 	Tokens int64
 	// Uses are the memories one by one, for telemetry.
@@ -423,7 +426,8 @@ func (d *Directory) loadMemories(ctx context.Context, orgID string) (out map[str
 			tok += p.tok
 		}
 		text := strings.Join(texts, "\n\n")
-		return &Memory{System: provider.NewSystem(text), Label: strings.Join(labels, ","), Tokens: tok, Uses: uses, Digest: sha256.Sum256([]byte(text))}
+		label := strings.Join(labels, ",")
+		return &Memory{System: provider.NewSystem(text), Label: label, Header: []string{label}, Tokens: tok, Uses: uses, Digest: sha256.Sum256([]byte(text))}
 	}
 	out = map[string]*Memory{}
 	if m := join(own); m != nil {

@@ -108,7 +108,7 @@ func (in *intake) learn(x *pipeline.Exchange, body []byte) error {
 		return badJSON(injectErr.Error())
 	}
 	if mem != nil {
-		x.W.Header()[memory.Header] = []string{mem.Label}
+		x.W.Header()[memory.Header] = mem.Header
 		x.Rec.MemoryID, x.Rec.MemoryTokensEstimate, x.Rec.Memories = mem.Label, mem.Tokens, mem.Uses
 	}
 	x.Rec.Fingerprint = sum.String()

@@ -12,6 +12,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -91,6 +92,29 @@ type Exchange struct {
 	Rec edge.RequestRecord
 
 	base *slog.Logger
+}
+
+// Settle answers err, when it is an *edge.Error, in the provider's shape
+// and sets the record's status to what the client got: the status already
+// recorded, 500 for an error echo's handler answers, or the response's.
+// The account stage settles every request so; a stage that must know the
+// status earlier (audit) settles with it.
+func Settle(x *Exchange, err error) error {
+	// Checked first: errors.As's target escapes, an allocation the
+	// requests that succeed need not make.
+	if err != nil {
+		if ae := (*edge.Error)(nil); errors.As(err, &ae) {
+			err = x.Fail(ae)
+		}
+	}
+	switch {
+	case x.Rec.Status != 0:
+	case err != nil && !x.W.Committed:
+		x.Rec.Status = http.StatusInternalServerError // echo's error handler answers it
+	default:
+		x.Rec.Status = x.W.Status
+	}
+	return err
 }
 
 // New starts the exchange of a request to ep of f: it gets its request id

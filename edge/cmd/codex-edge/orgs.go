@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -194,6 +195,13 @@ func (e *env) orgsDelete(args []string) error {
 		d, err := st.DeleteOrg(e.ctx, edge.OrgDeletion{OrgID: id, Actor: by.Who, Via: by.Via})
 		if err != nil {
 			return fmt.Errorf("the org's data keys are destroyed, but removing it failed (run the command again): %w", err)
+		}
+		// The shred compacted the embedded store before these rows went:
+		// compact again, so the deleted rows leave its file and WAL too.
+		if c, ok := st.(interface{ Compact(context.Context) error }); ok {
+			if err := c.Compact(e.ctx); err != nil {
+				return fmt.Errorf("org deleted, but compacting the store failed, so its rows may remain in free pages until the next shred compacts it: %w", err)
+			}
 		}
 		var total int64
 		tables := make([]string, 0, len(d.Rows))

@@ -50,7 +50,14 @@ func (db *DB) DeleteOrg(ctx context.Context, d edge.OrgDeletion) (edge.OrgDeleti
 		if d.Rows["orgs"] != 1 {
 			return fmt.Errorf("org %q: %w", d.OrgID, edge.ErrNotFound)
 		}
-		// The feed's entries name no org now: the org is gone.
+		// The shred recorded the destruction of the org's data keys, but
+		// the deletion just removed the org's entries from the feed: an
+		// edge that had not read them yet would keep the org's unwrapped
+		// data keys and cache entries. Record it again.
+		if err := recordChange(ctx, tx, d.OrgID, "dek", "*", d.Time); err != nil {
+			return err
+		}
+		// The key entries name no org: the org is gone.
 		if err := setOrg(ctx, tx, ""); err != nil {
 			return err
 		}

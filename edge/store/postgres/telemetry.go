@@ -166,7 +166,9 @@ func (t *Telemetry) NextSeq(ctx context.Context) (int64, error) {
 func (t *Telemetry) Put(ctx context.Context, seq int64, data []byte) (int, error) {
 	var dropped int64
 	err := t.db.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO telemetry_spool (seq, data) VALUES ($1, $2)`, seq, data); err != nil {
+		// A batch already there is this one: its commit succeeded but the
+		// answer was lost, and the retry must not fail for ever on it.
+		if _, err := tx.Exec(ctx, `INSERT INTO telemetry_spool (seq, data) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING`, seq, data); err != nil {
 			return err
 		}
 		// Newest first: a batch goes when more batches, or more bytes,

@@ -132,6 +132,11 @@ func TestTelemetrySpoolBounds(t *testing.T) {
 		}
 		dropped += n
 	}
+	// A batch put again (its first commit's answer was lost) is the same
+	// batch: no error, nothing new stored.
+	if n, err := rs[0].Put(ctx, 5, []byte("batch")); err != nil || n != 0 {
+		t.Fatalf("putting batch 5 again: dropped %d, %v", n, err)
+	}
 	st, err := rs[0].SpoolStats(ctx)
 	if err != nil || st.Batches != 3 || st.Dropped != 2 || dropped != 2 || st.MaxSeq != 5 {
 		t.Fatalf("stats %+v, dropped %d, %v", st, dropped, err)

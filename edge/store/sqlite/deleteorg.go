@@ -47,10 +47,8 @@ func (db *DB) DeleteOrg(ctx context.Context, d edge.OrgDeletion) (edge.OrgDeleti
 				return err
 			}
 		}
-		for _, k := range keys {
-			if err := recordChange(ctx, tx, "", "key", k, d.Time); err != nil {
-				return err
-			}
+		if err := recordDeletion(ctx, tx, d, keys); err != nil {
+			return err
 		}
 		counts, err := json.Marshal(d.Rows)
 		if err != nil {
@@ -64,6 +62,21 @@ func (db *DB) DeleteOrg(ctx context.Context, d edge.OrgDeletion) (edge.OrgDeleti
 		return edge.OrgDeletion{}, wrap("delete org", err)
 	}
 	return d, nil
+}
+
+// recordDeletion writes the change-feed entries that tell running edges
+// the org is gone: its keys (entries naming no org) and, again, the
+// destruction of its data keys. The shred that preceded recorded that too,
+// but the deletion just removed the org's entries from the feed, and an
+// edge that had not read them yet would keep the org's unwrapped data keys
+// and cache entries.
+func recordDeletion(ctx context.Context, tx *sql.Tx, d edge.OrgDeletion, keys []string) error {
+	for _, k := range keys {
+		if err := recordChange(ctx, tx, "", "key", k, d.Time); err != nil {
+			return err
+		}
+	}
+	return recordChange(ctx, tx, d.OrgID, "dek", "*", d.Time)
 }
 
 // queryStrings runs a query of one text column.

@@ -55,8 +55,16 @@ func testDeleteOrg(t *testing.T, s edge.Store) {
 			mine = append(mine, c)
 		}
 	}
-	if err != nil || len(mine) != 1 || mine[0].Kind != "key" || mine[0].OrgID != "" {
-		t.Errorf("change feed after DeleteOrg: %+v, %v; want one key change naming no org", mine, err)
+	// The key's removal, and the destruction of the org's data keys again:
+	// the deletion removed the shred's own entry from the feed, and an edge
+	// that had not read it must still drop what it holds of the org.
+	kinds := map[string]edge.Change{}
+	for _, c := range mine {
+		kinds[c.Kind] = edge.Change{OrgID: c.OrgID, Kind: c.Kind, Ref: c.Ref}
+	}
+	if err != nil || len(mine) != 2 || kinds["key"] != (edge.Change{Kind: "key", Ref: ka.ID}) ||
+		kinds["dek"] != (edge.Change{OrgID: a.ID, Kind: "dek", Ref: "*"}) {
+		t.Errorf("change feed after DeleteOrg: %+v, %v; want a key change naming no org, then the org's data keys destroyed", mine, err)
 	}
 	if _, err := s.DeleteOrg(ctx, edge.OrgDeletion{OrgID: a.ID}); !errors.Is(err, edge.ErrNotFound) {
 		t.Errorf("deleting a deleted org = %v, want ErrNotFound", err)
