@@ -25,8 +25,25 @@ PORT="${CODEX_DEV_POSTGRES_PORT:-55432}"
 BASE="${CODEX_DEV_POSTGRES_BASE:-$PWD/.tmp/dev-postgres}"
 DATA="$BASE/data"
 SOCK="$BASE/sock"
+# A server started earlier from this BASE keeps the port it was given.
+if [ -f "$BASE/port" ]; then PORT=$(cat "$BASE/port"); fi
 OWNER_PW="codex_owner_dev"
 APP_PW="codex_app_dev"
+
+# busy PORT: something listens on 127.0.0.1:PORT.
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port: PORT, or when another program (another checkout's server, say)
+# holds it and no port was asked for, the next free one.
+free_port() {
+  local p=$PORT
+  if [ -n "${CODEX_DEV_POSTGRES_PORT:-}" ]; then echo "$p"; return; fi
+  while busy "$p"; do
+    p=$((p + 1))
+    [ "$p" -lt $((PORT + 100)) ] || { echo "dev-postgres: no free port in $PORT..$p" >&2; exit 1; }
+  done
+  echo "$p"
+}
 
 bindir() {
   local d
@@ -74,7 +91,9 @@ start() {
     return
   fi
   rm -rf "$BASE"
+  PORT=$(free_port)
   mkdir -p "$DATA" "$SOCK"
+  echo "$PORT" >"$BASE/port"
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$BASE"; chmod 755 "$PWD/.tmp"; fi
   as_pg "$bin/initdb" -D "$DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-locale >"$BASE/initdb.log" 2>&1 \
     || { cat "$BASE/initdb.log" >&2; exit 1; }

@@ -25,6 +25,23 @@ PORT="${CODEX_DEV_REDIS_PORT:-56379}"
 BASE="${CODEX_DEV_REDIS_BASE:-$PWD/.tmp/dev-redis}"
 DATA="$BASE/data"
 CONF="$BASE/redis.conf"
+# A server started earlier from this BASE listens where its config says.
+if [ -f "$CONF" ]; then PORT=$(awk '$1 == "port" {print $2}' "$CONF"); fi
+
+# busy PORT: something listens on 127.0.0.1:PORT.
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port: PORT, or when another program (another checkout's server, say)
+# holds it and no port was asked for, the next free one.
+free_port() {
+  local p=$PORT
+  if [ -n "${CODEX_DEV_REDIS_PORT:-}" ]; then echo "$p"; return; fi
+  while busy "$p"; do
+    p=$((p + 1))
+    [ "$p" -lt $((PORT + 100)) ] || { echo "dev-redis: no free port in $PORT..$p" >&2; exit 1; }
+  done
+  echo "$p"
+}
 
 server_bin() { command -v redis-server || { [ -x /usr/bin/redis-server ] && echo /usr/bin/redis-server; }; }
 cli_bin() { command -v redis-cli || { [ -x /usr/bin/redis-cli ] && echo /usr/bin/redis-cli; }; }
@@ -43,8 +60,10 @@ print_env() {
   echo "export CODEX_TEST_REDIS_CONF='$CONF'"
 }
 
+# running: this BASE's server answers (not merely some Redis on PORT).
 running() {
   local cli; cli=$(cli_bin) || return 1
+  [ -f "$BASE/redis.pid" ] && kill -0 "$(cat "$BASE/redis.pid")" 2>/dev/null || return 1
   [ "$("$cli" -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = PONG ]
 }
 
@@ -53,6 +72,7 @@ start() {
   if running; then print_env; return; fi
   rm -rf "$BASE"
   mkdir -p "$DATA"
+  PORT=$(free_port)
   cat >"$CONF" <<CONF
 bind 127.0.0.1
 protected-mode yes

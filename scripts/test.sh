@@ -26,7 +26,7 @@ need util-linux unshare
 step "Chromium for the dashboard's browser test"
 scripts/install-chromium.sh
 
-step "PostgreSQL for the store tests (throw-away, loopback, port ${CODEX_DEV_POSTGRES_PORT:-55432})"
+step "PostgreSQL for the store tests (throw-away, loopback, port ${CODEX_DEV_POSTGRES_PORT:-55432} or the next free one)"
 # An assignment, not eval "$(…)": a failed start must stop the run here.
 pgenv=$(scripts/dev-postgres.sh start)
 eval "$pgenv"
