@@ -188,6 +188,9 @@ type Directory struct {
 
 	mu   sync.RWMutex
 	orgs map[string]*Org
+	// local holds, by org, the process-local fingerprint secret of an
+	// org whose secret could not be sealed (see fingerprintSecret).
+	local map[string][]byte
 	// gen counts the changes applied (under mu): a store read that
 	// straddles one may have read what the change replaced, so its result
 	// serves the request that made it but is not cached.
@@ -223,6 +226,7 @@ func New(store Store, opts Options) *Directory {
 		keys:   keys,
 		absent: expirable.NewLRU[[32]byte, struct{}](opts.MaxKeys, nil, opts.NegativeTTL),
 		orgs:   make(map[string]*Org),
+		local:  make(map[string][]byte),
 	}
 }
 
@@ -233,7 +237,17 @@ func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 		if !k.Org.expired(time.Now()) {
 			return k, nil
 		}
-		d.forgetOrg(k.OrgID)
+		// The org's state expired (nothing changed): reload it and point
+		// this key at it, leaving the org's other keys to do the same on
+		// their next use, rather than dropping them all with a scan.
+		gen := d.generation()
+		org, err := d.Org(ctx, k.OrgID)
+		if err != nil {
+			return Key{}, err
+		}
+		k.Org, k.Memory = org, org.MemoryFor(k.ID)
+		d.cacheIf(gen, func() { d.keys.Add(hash, k) })
+		return k, nil
 	}
 	if d.absent.Contains(hash) {
 		return Key{}, ErrUnknownKey
@@ -284,9 +298,8 @@ func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 	if o != nil && !o.expired(time.Now()) {
 		return o, nil
 	}
-	if o != nil {
-		d.forgetOrg(id)
-	}
+	// An expired state stays until its reload replaces it: expiry is no
+	// change, so nothing cached is dropped.
 	v, err, _ := d.group.Do("org:"+id, func() (any, error) {
 		gen := d.generation()
 		o, err := d.loadOrg(ctx, id)
@@ -452,6 +465,7 @@ func (d *Directory) fingerprintSecret(ctx context.Context, id string) (secret []
 		if sealed != nil {
 			secret, err := d.opts.Keys.Open(ctx, id, keyring.PurposeSecret, edge.FingerprintRecord, sealed)
 			if err == nil {
+				d.dropLocal(id)
 				return secret, false, nil
 			}
 			if !errors.Is(err, keyring.ErrUnreadable) {
@@ -464,15 +478,26 @@ func (d *Directory) fingerprintSecret(ctx context.Context, id string) (secret []
 		if err != nil {
 			// The master key cannot make a data key (revoked, or an org's
 			// own key not supplied yet): fingerprint with a secret that
-			// lives only in this process, so requests still flow.
-			d.opts.Logger.Warn("fingerprint secret cannot be sealed; using a process-local one", "org", id, "err", err)
-			return fresh, true, nil
+			// lives only in this process, so requests still flow. It is
+			// kept across the org's reloads (every UnreadableRetry until
+			// the key is back): a new one each time would change every
+			// fingerprint, and nothing would hit the cache.
+			d.mu.Lock()
+			local, ok := d.local[id]
+			if !ok {
+				local = fresh
+				d.local[id] = local
+				d.opts.Logger.Warn("fingerprint secret cannot be sealed; using a process-local one", "org", id, "err", err)
+			}
+			d.mu.Unlock()
+			return bytes.Clone(local), true, nil
 		}
 		stored, err := d.store.SwapFingerprintSecret(ctx, id, sealed, next)
 		if err != nil {
 			return nil, false, fmt.Errorf("store fingerprint secret of org %s: %w", id, err)
 		}
 		if bytes.Equal(stored, next) {
+			d.dropLocal(id)
 			return fresh, false, nil
 		}
 		sealed = stored // another instance won the race: use its secret
@@ -488,6 +513,16 @@ func (d *Directory) Revoke(ctx context.Context, orgID, keyID string) error {
 	}
 	d.forgetKey(keyID)
 	return nil
+}
+
+// dropLocal forgets the org's process-local fingerprint secret.
+func (d *Directory) dropLocal(id string) {
+	d.mu.Lock()
+	if k, ok := d.local[id]; ok {
+		clear(k)
+		delete(d.local, id)
+	}
+	d.mu.Unlock()
 }
 
 func (d *Directory) generation() uint64 {
@@ -543,6 +578,8 @@ func (d *Directory) forgetOrg(orgID string) {
 	d.gen++
 	delete(d.orgs, orgID)
 	d.mu.Unlock()
+	// A change (a shred among them) also ends a process-local secret.
+	d.dropLocal(orgID)
 	// Keys hold a pointer to their org's state: drop them so they reload.
 	for _, h := range d.keys.Keys() {
 		if k, ok := d.keys.Peek(h); ok && k.OrgID == orgID {

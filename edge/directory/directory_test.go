@@ -392,3 +392,119 @@ func TestOrgDeletedElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// orgLoads counts how often an org's state is read from the store.
+type orgLoads struct {
+	*counting
+	loads atomic.Int64
+}
+
+func (o *orgLoads) FingerprintSecret(ctx context.Context, orgID string) ([]byte, error) {
+	o.loads.Add(1)
+	return o.counting.FingerprintSecret(ctx, orgID)
+}
+
+// An org's state that expires is reloaded once, in place: its keys are
+// not dropped and read again (at 100k cached keys the drop was a scan of
+// them all on the request path), and they see the reloaded state.
+func TestExpiryReloadsTheOrgInPlace(t *testing.T) {
+	t.Parallel()
+	st, _, orgID := setup(t)
+	ctx := context.Background()
+	ol := &orgLoads{counting: st}
+	d := directory.New(ol, directory.Options{Keys: st.kr, Lifetime: 20 * time.Millisecond})
+	_, h1 := newKey(t, st, orgID)
+	_, h2 := newKey(t, st, orgID)
+	first := map[[32]byte]*directory.Org{}
+	for _, h := range [][32]byte{h1, h2} {
+		k, err := d.Resolve(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first[h] = k.Org
+	}
+	if n, l := st.lookups.Load(), ol.loads.Load(); n != 2 || l != 1 {
+		t.Fatalf("first use: %d key lookups and %d org loads, want 2 and 1", n, l)
+	}
+	time.Sleep(30 * time.Millisecond) // past the org's Lifetime
+	if _, ok := d.Cached(h1); ok {
+		t.Fatal("Cached returned a key whose org's state expired")
+	}
+	for _, h := range [][32]byte{h1, h2} {
+		k, err := d.Resolve(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Org == first[h] {
+			t.Fatal("a key still holds its org's expired state")
+		}
+	}
+	if n, l := st.lookups.Load(), ol.loads.Load(); n != 2 || l != 2 {
+		t.Fatalf("after expiry: %d key lookups and %d org loads, want 2 (keys kept) and 2 (one reload)", n, l)
+	}
+	if _, ok := d.Cached(h2); !ok {
+		t.Fatal("a key whose org was reloaded is not served from memory")
+	}
+}
+
+// sealFails is a sealer whose Seal fails while fail is set, as a revoked
+// master key's does.
+type sealFails struct {
+	directory.Sealer
+	fail atomic.Bool
+}
+
+func (s *sealFails) Seal(ctx context.Context, orgID string, p keyring.Purpose, rec string, plain []byte) ([]byte, error) {
+	if s.fail.Load() {
+		return nil, errors.New("master key refuses")
+	}
+	return s.Sealer.Seal(ctx, orgID, p, rec, plain)
+}
+
+// An org whose fingerprint secret cannot be sealed fingerprints with a
+// process-local secret; reloads (every UnreadableRetry) keep it, so its
+// fingerprints, and so its cache hits, survive them.
+func TestProcessLocalFingerprintSecretOutlivesReloads(t *testing.T) {
+	t.Parallel()
+	st, _, orgID := setup(t)
+	ctx := context.Background()
+	sf := &sealFails{Sealer: st.kr}
+	sf.fail.Store(true)
+	d := directory.New(st, directory.Options{Keys: sf, UnreadableRetry: 20 * time.Millisecond})
+	_, h := newKey(t, st, orgID)
+	body := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`)
+	sum := func() (fp [32]byte, org *directory.Org) {
+		k, err := d.Resolve(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _, err := k.Org.Fingerprinter.Sum("openai", "/v1/chat/completions", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, k.Org
+	}
+	fp1, org1 := sum()
+	time.Sleep(30 * time.Millisecond) // past UnreadableRetry
+	fp2, org2 := sum()
+	if org1 == org2 {
+		t.Fatal("the org's state was not reloaded")
+	}
+	if fp1 != fp2 {
+		t.Fatal("the process-local fingerprint secret changed on reload")
+	}
+	if sealed, err := st.FingerprintSecret(ctx, orgID); err != nil || sealed != nil {
+		t.Fatalf("a secret was stored while sealing failed: %x, %v", sealed, err)
+	}
+	// The master key is back: the secret is sealed and stored, and the
+	// local one is dropped.
+	sf.fail.Store(false)
+	time.Sleep(30 * time.Millisecond)
+	fp3, _ := sum()
+	if sealed, err := st.FingerprintSecret(ctx, orgID); err != nil || sealed == nil {
+		t.Fatalf("no secret stored once sealing works: %v", err)
+	}
+	if fp3 == fp1 {
+		t.Fatal("still fingerprinting with the process-local secret")
+	}
+}
