@@ -316,11 +316,6 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 		return nil, err
 	}
 
-	if cfg.RedisURL != "" {
-		if s.redis, err = cacheredis.NewClient(cfg.RedisURL, cacheredis.Options{}); err != nil {
-			return nil, err
-		}
-	}
 	trusted, err := config.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("CODEX_TRUSTED_PROXIES: %w", err)
@@ -494,9 +489,13 @@ func (s *Server) openCache(cfg config.Config) (caching.Options, error) {
 		err error
 	)
 	if cfg.RedisURL != "" {
-		if b, err = cacheredis.Open(cfg.RedisURL, cacheredis.Options{}); err != nil {
+		rb, err := cacheredis.Open(cfg.RedisURL, cacheredis.Options{})
+		if err != nil {
 			return caching.Options{}, err
 		}
+		// Rate limits and budgets count on the cache's client: one pool
+		// of connections to the one server, closed with the cache.
+		b, s.redis = rb, rb.Client()
 	} else if b, err = memory.New(cfg.CacheBudgetBytes); err != nil {
 		return caching.Options{}, err
 	}
@@ -755,9 +754,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	errs = append(errs, s.writer.Close(ctx), s.audit.Close(ctx))
 	if s.cache != nil {
 		errs = append(errs, s.cache.Close())
-	}
-	if s.redis != nil {
-		errs = append(errs, s.redis.Close())
 	}
 	return errors.Join(errs...)
 }
