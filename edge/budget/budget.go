@@ -133,9 +133,9 @@ func serve(x *pipeline.Exchange, next pipeline.Handler, o *Options) error {
 	}
 	err = next.Serve(x)
 	// The answer has ended, whatever happened to the client; settling
-	// must not depend on it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.Context()), settleTimeout)
-	defer cancel()
+	// must not depend on it. The Redis client's own timeouts bound it (a
+	// timer here would cost allocations on every request for nothing).
+	ctx := context.WithoutCancel(x.Context())
 	if x.UpstreamStart.IsZero() {
 		if rerr := hold.Release(ctx); rerr != nil {
 			x.Log().Warn("budget reservation not released; it expires by itself", "err", rerr)
@@ -164,9 +164,6 @@ func settlement(x *pipeline.Exchange, err error, worst int64) int64 {
 	}
 	return worst
 }
-
-// settleTimeout bounds settling or releasing a reservation.
-const settleTimeout = 2 * time.Second
 
 // record hands the cost of a request that reached the provider to the
 // Recorder; with a budget, what was settled (fallback, the worst case).

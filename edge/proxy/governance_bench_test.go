@@ -43,7 +43,7 @@ func governed(b *testing.B, rdb *goredis.Client) func(o *proxy.Options, db *sqli
 			counter = ratelimitredis.New(rdb)
 			ledger = budgetredis.New(rdb, spend.Seed, time.Hour)
 		}
-		o.RateLimit = ratelimit.Options{Limits: settings.New(db.Limits).Get, Counter: counter}
+		o.RateLimit = ratelimit.Options{Limits: settings.New(ratelimit.Load(db.Limits)).Get, Counter: counter}
 		o.Budget = budget.Options{Budgets: settings.New(db.Budgets).Get, Ledger: ledger, Prices: prices, Spend: spend}
 	}
 }

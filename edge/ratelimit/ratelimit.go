@@ -50,8 +50,67 @@ type Counter interface {
 	Charge(ctx context.Context, key string, perMinute, n int64) error
 }
 
-// Limits returns an org's limits (edge.Store.Limits, held in memory).
-type Limits func(ctx context.Context, orgID string) ([]edge.Limit, error)
+// Limits returns an org's limits as a Set (edge.Store.Limits through
+// Load, held in memory).
+type Limits func(ctx context.Context, orgID string) (*Set, error)
+
+// Set is an org's limits as the request path reads them: indexed by key,
+// with their counter names and limit header values made once, when they
+// load, rather than on every request.
+type Set struct {
+	org  *rule            // the org's own limit; nil when none
+	keys map[string]*rule // by key id
+}
+
+type rule struct {
+	rpm, tpm       int64
+	rpmKey, tpmKey string   // counter names
+	rpmHdr, tpmHdr []string // X-Ratelimit-Limit-* values
+}
+
+// NewSet indexes an org's limits.
+func NewSet(ls []edge.Limit) *Set {
+	s := &Set{}
+	for _, l := range ls {
+		r := &rule{rpm: l.RPM, tpm: l.TPM, rpmKey: counterKey(l, "rpm"), tpmKey: counterKey(l, "tpm"),
+			rpmHdr: []string{strconv.FormatInt(l.RPM, 10)}, tpmHdr: []string{strconv.FormatInt(l.TPM, 10)}}
+		if l.KeyID == "" {
+			s.org = r
+			continue
+		}
+		if s.keys == nil {
+			s.keys = make(map[string]*rule)
+		}
+		s.keys[l.KeyID] = r
+	}
+	return s
+}
+
+// Load returns a loader of Sets from a loader of an org's limits (for
+// settings.New).
+func Load(limits func(ctx context.Context, orgID string) ([]edge.Limit, error)) func(ctx context.Context, orgID string) (*Set, error) {
+	return func(ctx context.Context, orgID string) (*Set, error) {
+		ls, err := limits(ctx, orgID)
+		if err != nil {
+			return nil, err
+		}
+		return NewSet(ls), nil
+	}
+}
+
+// applying returns the rules that apply to a key's request: its org's,
+// then its own.
+func (s *Set) applying(keyID string) (rs [2]*rule, n int) {
+	if s.org != nil {
+		rs[n] = s.org
+		n++
+	}
+	if r := s.keys[keyID]; r != nil {
+		rs[n] = r
+		n++
+	}
+	return rs, n
+}
 
 // Options configure the stage.
 type Options struct {
@@ -84,25 +143,16 @@ func Stage(o Options) pipeline.Stage {
 	}
 	return func(next pipeline.Handler) pipeline.Handler {
 		return pipeline.HandlerFunc(func(x *pipeline.Exchange) error {
-			ls, err := o.Limits(x.Context(), x.Key.OrgID)
+			set, err := o.Limits(x.Context(), x.Key.OrgID)
 			if err != nil {
 				x.Log().Error("rate limits unreadable", "err", err)
 				return errStore
 			}
-			var (
-				applied [2]edge.Limit // the org's, the key's
-				n       int
-			)
-			for _, l := range ls {
-				if l.KeyID == "" || l.KeyID == x.Key.ID {
-					applied[n] = l
-					n++
-				}
-			}
+			rs, n := set.applying(x.Key.ID)
 			if n == 0 {
 				return next.Serve(x)
 			}
-			tpm, err := admit(x, o, applied[:n])
+			tpm, nt, err := admit(x, o, rs[:n])
 			var ae *edge.Error
 			if errors.As(err, &ae) {
 				return err
@@ -114,16 +164,18 @@ func Stage(o Options) pipeline.Stage {
 				return nil
 			}
 			err = next.Serve(x)
-			if len(tpm) > 0 && x.Rec.Cache != edge.CacheHit {
+			if nt > 0 && x.Rec.Cache != edge.CacheHit {
 				if used := tokens(x.Rec.Usage); used > 0 {
-					// The client may be gone; the tokens were used all the same.
-					ctx, cancel := context.WithTimeout(context.WithoutCancel(x.Context()), chargeTimeout)
-					for _, c := range tpm {
+					// The client may be gone; the tokens were used all
+					// the same. The Redis client's own timeouts bound
+					// the charge (a timer here would cost allocations on
+					// every request for nothing).
+					ctx := context.WithoutCancel(x.Context())
+					for _, c := range tpm[:nt] {
 						if cerr := o.Counter.Charge(ctx, c.key, c.perMinute, used); cerr != nil {
 							x.Log().Warn("tpm not charged", "err", cerr)
 						}
 					}
-					cancel()
 				}
 			}
 			return err
@@ -131,68 +183,68 @@ func Stage(o Options) pipeline.Stage {
 	}
 }
 
-// chargeTimeout bounds charging tpm after an answer.
-const chargeTimeout = time.Second
-
 type counted struct {
 	key       string
 	perMinute int64
 }
 
-// admit checks every limit of ls, charges rpm, sets the headers, and
+// admit checks every rule of rs, charges rpm, sets the headers, and
 // returns the tpm counters to charge once the answer ends.
-func admit(x *pipeline.Exchange, o Options, ls []edge.Limit) ([]counted, error) {
+func admit(x *pipeline.Exchange, o Options, rs []*rule) (tpm [2]counted, nt int, err error) {
 	var (
 		req, tok       State
-		reqLim, tokLim int64
-		tpm            []counted
-		haveReq        bool
-		haveTok        bool
+		reqLim, tokLim []string
 	)
-	for _, l := range ls {
-		if l.RPM > 0 {
-			st, err := o.Counter.Take(x.Context(), counterKey(l, "rpm"), l.RPM, 1)
+	for _, r := range rs {
+		if r.rpm > 0 {
+			st, err := o.Counter.Take(x.Context(), r.rpmKey, r.rpm, 1)
 			if err != nil {
-				return nil, fmt.Errorf("rate limit: %w", err)
+				return tpm, 0, fmt.Errorf("rate limit: %w", err)
 			}
 			if !st.Allowed {
-				return nil, refuse(x, o, "requests", l.RPM, st)
+				return tpm, 0, refuse(x, o, "requests", r.rpm, r.rpmHdr, st)
 			}
-			if !haveReq || st.Remaining < req.Remaining {
-				req, reqLim, haveReq = st, l.RPM, true
+			if reqLim == nil || st.Remaining < req.Remaining {
+				req, reqLim = st, r.rpmHdr
 			}
 		}
 	}
-	for _, l := range ls {
-		if l.TPM > 0 {
-			key := counterKey(l, "tpm")
-			st, err := o.Counter.Take(x.Context(), key, l.TPM, 0)
+	for _, r := range rs {
+		if r.tpm > 0 {
+			st, err := o.Counter.Take(x.Context(), r.tpmKey, r.tpm, 0)
 			if err != nil {
-				return nil, fmt.Errorf("rate limit: %w", err)
+				return tpm, 0, fmt.Errorf("rate limit: %w", err)
 			}
 			if !st.Allowed {
-				return nil, refuse(x, o, "tokens", l.TPM, st)
+				return tpm, 0, refuse(x, o, "tokens", r.tpm, r.tpmHdr, st)
 			}
-			if !haveTok || st.Remaining < tok.Remaining {
-				tok, tokLim, haveTok = st, l.TPM, true
+			if tokLim == nil || st.Remaining < tok.Remaining {
+				tok, tokLim = st, r.tpmHdr
 			}
-			tpm = append(tpm, counted{key, l.TPM})
+			tpm[nt] = counted{r.tpmKey, r.tpm}
+			nt++
 		}
 	}
 	h := x.W.Header()
-	if haveReq {
+	if reqLim != nil {
 		setTrio(h, HeaderLimitRequests, HeaderRemainingRequests, HeaderResetRequests, reqLim, req)
 	}
-	if haveTok {
+	if tokLim != nil {
 		setTrio(h, HeaderLimitTokens, HeaderRemainingTokens, HeaderResetTokens, tokLim, tok)
 	}
-	return tpm, nil
+	return tpm, nt, nil
 }
 
-func setTrio(h map[string][]string, limit, remaining, reset string, n int64, st State) {
-	h[limit] = []string{strconv.FormatInt(n, 10)}
-	h[remaining] = []string{strconv.FormatInt(max(st.Remaining, 0), 10)}
-	h[reset] = []string{FormatReset(st.Reset)}
+// setTrio sets a limit's three headers. The limit's value is the rule's,
+// made when it loaded (never modified: net/http only reads it); the other
+// two share one allocation.
+func setTrio(h map[string][]string, limit, remaining, reset string, lim []string, st State) {
+	v := make([]string, 2)
+	v[0] = strconv.FormatInt(max(st.Remaining, 0), 10)
+	v[1] = FormatReset(st.Reset)
+	h[limit] = lim
+	h[remaining] = v[0:1:1]
+	h[reset] = v[1:2:2]
 }
 
 // FormatReset writes a reset time as OpenAI does: a Go duration, to the
@@ -206,15 +258,15 @@ func FormatReset(d time.Duration) string {
 
 // refuse answers a limit without room: 429 with the limit's headers and
 // Retry-After in whole seconds, at least 1.
-func refuse(x *pipeline.Exchange, o Options, kind string, n int64, st State) error {
+func refuse(x *pipeline.Exchange, o Options, kind string, n int64, lim []string, st State) error {
 	h := x.W.Header()
 	unit := "requests"
 	if kind == "tokens" {
-		setTrio(h, HeaderLimitTokens, HeaderRemainingTokens, HeaderResetTokens, n, st)
+		setTrio(h, HeaderLimitTokens, HeaderRemainingTokens, HeaderResetTokens, lim, st)
 		unit = "tokens"
 		o.Metrics.LimitRefused("tpm")
 	} else {
-		setTrio(h, HeaderLimitRequests, HeaderRemainingRequests, HeaderResetRequests, n, st)
+		setTrio(h, HeaderLimitRequests, HeaderRemainingRequests, HeaderResetRequests, lim, st)
 		o.Metrics.LimitRefused("rpm")
 	}
 	x.Rec.Refused = edge.RefusedRateLimit

@@ -144,7 +144,7 @@ type Server struct {
 	cache         *cache.Cache
 	// limits are the orgs' rate limits held in memory; redis is the
 	// client limits and budgets share (nil without CODEX_REDIS_URL).
-	limits *settings.Cache[[]edge.Limit]
+	limits *settings.Cache[*ratelimit.Set]
 	redis  *goredis.Client
 	// budgets are the orgs' budgets held in memory, ledger their live
 	// reservations and spend, spend the settled spend on its way to the
@@ -237,7 +237,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	if s.keys, s.orgKeys, err = openKeyring(ctx, cfg, store, opts.Getenv, log, s.keysPurged); err != nil {
 		return nil, err
 	}
-	s.limits = settings.New(store.Limits)
+	s.limits = settings.New(ratelimit.Load(store.Limits))
 	s.budgets = settings.New(store.Budgets)
 	s.spend = budget.NewRecorder(store, cfg.BudgetFlush, log)
 	s.dir = directory.New(store, directory.Options{Keys: s.keys, Getenv: opts.Getenv, APIKeyEnvDeny: cfg.APIKeyEnvDenyList(), Logger: log,
