@@ -275,6 +275,9 @@ func (c *capture) Write(p []byte) (int, error) {
 // final reports whether p, one event as the stages write them, is the
 // event that ends a finished stream.
 func (c *capture) final(p []byte) bool {
+	if c.x.EventFinalKnown {
+		return c.x.EventFinal
+	}
 	ev, err := sse.NewReaderSize(bytes.NewReader(p), len(p)+1).Next()
 	return err == nil && c.x.Format.IsFinal(c.x.Endpoint, ev.Name, ev.Data)
 }

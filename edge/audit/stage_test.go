@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -257,30 +258,55 @@ func TestStageFullStoreDown(t *testing.T) {
 		t.Fatalf("while the store is known down: handler called %v, answer %d", called, rec.Code)
 	}
 
-	time.Sleep(FailFast) // the next request tries the store again
-	srec := httptest.NewRecorder()
-	r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"stream":true}`))
-	sx := pipeline.New(echo.NewResponse(srec, env.e), r, openai.Format{}, "chat.completions", "req_s", time.Now(), slog.New(slog.DiscardHandler))
-	sx.Key, sx.Rec.OrgID = env.key, env.key.OrgID
-	if err := env.stage(answerStream(nil, nil)).Serve(sx); err != nil {
-		t.Fatal(err)
-	}
-	got := srec.Body.String()
-	if strings.Contains(got, "[DONE]") || !strings.Contains(got, "audit_unavailable") || !strings.HasPrefix(got, streamEvents[0]+streamEvents[1]) {
-		t.Fatalf("stream with the store down: %q", got)
-	}
-	rd := sse.NewReader(strings.NewReader(got))
-	var last sse.Event
-	for {
-		ev, err := rd.Next()
-		if err != nil {
-			break
+	// The final event is known by parsing it (a replay from the cache)
+	// or told by the writer (the forwarder).
+	for i, h := range []pipeline.HandlerFunc{answerStream(nil, nil), answerStreamTelling} {
+		time.Sleep(FailFast) // the next request tries the store again
+		srec := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"stream":true}`))
+		sx := pipeline.New(echo.NewResponse(srec, env.e), r, openai.Format{}, "chat.completions", "req_s"+strconv.Itoa(i), time.Now(), slog.New(slog.DiscardHandler))
+		sx.Key, sx.Rec.OrgID = env.key, env.key.OrgID
+		if err := env.stage(h).Serve(sx); err != nil {
+			t.Fatal(err)
 		}
-		last = ev
+		got := srec.Body.String()
+		if strings.Contains(got, "[DONE]") || !strings.Contains(got, "audit_unavailable") || !strings.HasPrefix(got, streamEvents[0]+streamEvents[1]) {
+			t.Fatalf("stream %d with the store down: %q", i, got)
+		}
+		rd := sse.NewReader(strings.NewReader(got))
+		var last sse.Event
+		for {
+			ev, err := rd.Next()
+			if err != nil {
+				break
+			}
+			last = ev
+		}
+		if !strings.Contains(string(last.Data), "audit_unavailable") {
+			t.Errorf("stream %d: last event %q, want the audit_unavailable error", i, last.Data)
+		}
 	}
-	if !strings.Contains(string(last.Data), "audit_unavailable") {
-		t.Errorf("last event %q, want the audit_unavailable error", last.Data)
+}
+
+// answerStreamTelling answers a stream as the forwarder does: telling,
+// before each event, whether it is the final one.
+func answerStreamTelling(x *pipeline.Exchange) error {
+	if _, err := io.ReadAll(x.R.Body); err != nil {
+		return err
 	}
+	x.W.Header().Set("Content-Type", "text/event-stream")
+	x.W.WriteHeader(200)
+	x.W.Flush()
+	for i, ev := range streamEvents {
+		x.EventFinal, x.EventFinalKnown = i == len(streamEvents)-1, true
+		_, err := x.W.Write([]byte(ev))
+		x.EventFinalKnown = false
+		if err != nil {
+			return err
+		}
+		x.W.Flush()
+	}
+	return nil
 }
 
 func TestStageFullTooLarge(t *testing.T) {

@@ -110,7 +110,10 @@ func (a *answer) stream() error {
 		if (usageOnly && x.HideUsage) || gone {
 			continue // the usage chunk the client did not ask for
 		}
-		if _, err := w.Write(ev.Raw); err != nil {
+		x.EventFinal, x.EventFinalKnown = ended, true
+		_, err = w.Write(ev.Raw)
+		x.EventFinalKnown = false
+		if err != nil {
 			x.Rec.Status = pipeline.StatusClientClosed
 			if !a.rec.Shared() {
 				x.UpstreamElapsed = time.Since(x.UpstreamStart)

@@ -84,6 +84,13 @@ type Exchange struct {
 	// writes the provider's answer to it as well as to the client.
 	Recorder Recorder
 
+	// EventFinal, set by the forwarder before it writes a stream event,
+	// says whether that event ends the stream (provider.Format.IsFinal),
+	// and EventFinalKnown that it was set: a writer further out (audit at
+	// level full) needs to know without parsing the event again. Replays
+	// from the cache do not set it.
+	EventFinal, EventFinalKnown bool
+
 	// UpstreamStart is when the provider call began (zero: none was
 	// made); UpstreamElapsed how long until its answer ended.
 	UpstreamStart   time.Time
