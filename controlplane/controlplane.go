@@ -237,6 +237,31 @@ type OrgDeletion struct {
 	Rows   map[string]int64 // table → rows deleted
 }
 
+// NATSStore keeps the NATS authority that every instance shares (package
+// natsauth): the orgs' sealed signing key seeds and the account JWTs.
+type NATSStore interface {
+	// NATSOrgKey returns the sealed signing key seed of an org,
+	// ErrNotFound when there is none.
+	NATSOrgKey(ctx context.Context, orgID string) ([]byte, error)
+	// AddNATSOrgKey stores sealed as the org's key unless one is stored
+	// already, and returns the one stored: of instances adding at once,
+	// every one ends up with the first one's.
+	AddNATSOrgKey(ctx context.Context, orgID string, sealed []byte) ([]byte, error)
+	// DeleteNATSOrgKey deletes the org's key; none is not an error.
+	DeleteNATSOrgKey(ctx context.Context, orgID string) error
+	// NATSAccount returns the stored JWT of the account whose public key
+	// is account, with its version (bumped on each change), ErrNotFound
+	// when there is none.
+	NATSAccount(ctx context.Context, account string) (jwt string, version int64, err error)
+	// UpdateNATSAccount reads the account's JWT ("" and 0 when there is
+	// none), gives it to fn and stores what fn returns, bumping the
+	// version unless fn returned the JWT unchanged; it returns the JWT and
+	// version stored. The read and the write hold a lock that excludes
+	// every other instance's update of the account, so no change is lost.
+	// An error of fn changes nothing and is returned.
+	UpdateNATSAccount(ctx context.Context, account string, fn func(jwt string, version int64) (string, error)) (string, int64, error)
+}
+
 // Store persists accounts, edges and usage, and staff access
 // (StaffStore). Every method but RedeemEnrollToken and the staff ones is
 // scoped by org.
@@ -250,6 +275,8 @@ type Store interface {
 	// there already, and returns the one stored: instances starting at
 	// once all end up with the first one's.
 	AddDeploymentSecret(ctx context.Context, name string, sealed []byte) ([]byte, error)
+
+	NATSStore
 
 	CreateOrg(ctx context.Context, o Org) error
 	Org(ctx context.Context, id string) (Org, error)

@@ -7,11 +7,21 @@
 // its own reply inbox, so a leaked org signing key can mint nothing
 // outside that org, and a user JWT carries no permissions of its own.
 //
-// Seeds (operator, system and ingest account, per-org signing keys) are
-// sealed at rest with the control plane's sealer (purpose "nats-seed",
-// bound to the record's name) in <name>.nk.sealed files (0600). Plaintext
-// <name>.nk seed files of earlier versions are sealed and removed when
-// Open (or, for an org key, its first use) finds them.
+// Every instance of the control plane shares one authority, kept in the
+// store (Options.Store): the seeds (operator, system and ingest account,
+// per-org signing keys), sealed with the control plane's sealer (purpose
+// "nats-seed", bound to the record's name: "operator", "system", "ingest",
+// "org/<org id>"), and the ingest account's claims. A seed is written
+// once: instances creating one at once all end up with the first one's.
+// Each change of the claims is read, modified and written under the
+// store's lock, so no instance writes over another's change.
+//
+// Without a store (tests and tools of a single instance), the authority
+// is kept in files under the directory given to Open: <name>.nk.sealed
+// (0600), orgs/<org>.nk.sealed and ingest.jwt. That is also the layout of
+// earlier versions, which Open takes over into an empty store. Plaintext
+// <name>.nk seed files of still earlier versions are sealed and removed
+// when Open finds them.
 package natsauth
 
 import (
@@ -19,7 +29,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +39,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/shared/wire"
 )
@@ -80,14 +90,31 @@ type Options struct {
 	// Sealer seals the seeds at rest. Required.
 	Sealer *sealer.Sealer
 	Limits Limits
+	// Store keeps the authority that every instance shares. Nil keeps it
+	// in files under Open's directory, for a single instance.
+	Store Store
+}
+
+// Store keeps the authority: the account seeds are deployment secrets
+// named "nats/operator", "nats/system" and "nats/ingest". A
+// controlplane.Store is one.
+type Store interface {
+	DeploymentSecret(ctx context.Context, name string) ([]byte, error)
+	AddDeploymentSecret(ctx context.Context, name string, sealed []byte) ([]byte, error)
+	controlplane.NATSStore
 }
 
 // SeedPurpose is the sealer purpose of the seeds.
 const SeedPurpose = "nats-seed"
 
-// Authority holds the keys and the current ingest account JWT.
+// secretName is the deployment secret holding the seed of record name.
+func secretName(name string) string { return "nats/" + name }
+
+// Authority holds the keys and the ingest account's claims as last read
+// from the store.
 type Authority struct {
-	dir    string
+	dir    string // files of an earlier version, or the store's
+	store  Store
 	sealer *sealer.Sealer
 	limits jwt.JetStreamLimits
 
@@ -96,34 +123,57 @@ type Authority struct {
 	ingestPub                string
 	operatorJWT, systemJWT   string
 
+	// change serialises this instance's round trips to the store that
+	// read or write the claims, so an older read never replaces a newer
+	// one in memory.
+	change sync.Mutex
+
 	mu        sync.Mutex
 	ingestJWT string
 	claims    *jwt.AccountClaims
-	orgKeys   map[string]nkeys.KeyPair
+	orgKeys   map[string]orgKey
 }
 
-// Open loads the authority kept in dir, creating keys on first use. The
-// ingest account JWT is brought to o's limits (pushed by the caller's next
-// natsbus.Accounts.Sync, or preloaded by an embedded server).
+// orgKey is an org's signing key with the sealed seed it was opened from:
+// the key is opened again only when the stored seed is another.
+type orgKey struct {
+	sealed []byte
+	kp     nkeys.KeyPair
+}
+
+// Open loads the authority from o.Store (or, without one, from the files
+// in dir), creating keys on first use. With a store, the files an earlier
+// version kept in dir are taken over when the store holds no operator yet
+// (see importFiles); they are left in place, and ignored afterwards. The
+// ingest account JWT is brought to o's limits (pushed by the caller's
+// next natsbus.Accounts.Sync, or preloaded by an embedded server).
 func Open(ctx context.Context, dir string, o Options) (*Authority, error) {
 	if o.Sealer == nil {
 		return nil, errors.New("nats authority: no sealer for the seeds")
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "orgs"), 0o700); err != nil {
-		return nil, fmt.Errorf("nats authority dir: %w", err)
+	a := &Authority{dir: dir, store: o.Store, sealer: o.Sealer, limits: o.Limits.jetStream(), orgKeys: map[string]orgKey{}}
+	if a.store == nil {
+		if err := os.MkdirAll(filepath.Join(dir, "orgs"), 0o700); err != nil {
+			return nil, fmt.Errorf("nats authority dir: %w", err)
+		}
+		a.store = &dirStore{dir: dir}
 	}
-	a := &Authority{dir: dir, sealer: o.Sealer, limits: o.Limits.jetStream(), orgKeys: map[string]nkeys.KeyPair{}}
+	if err := sealPlaintext(ctx, dir, o.Sealer); err != nil {
+		return nil, err
+	}
+	if o.Store != nil {
+		if err := importFiles(ctx, o.Store, dir, o.Sealer); err != nil {
+			return nil, err
+		}
+	}
 	var err error
-	if a.operator, err = a.loadOrCreate(ctx, "operator", "operator", nkeys.CreateOperator); err != nil {
+	if a.operator, err = a.accountKey(ctx, "operator", nkeys.CreateOperator); err != nil {
 		return nil, err
 	}
-	if a.system, err = a.loadOrCreate(ctx, "system", "system", nkeys.CreateAccount); err != nil {
+	if a.system, err = a.accountKey(ctx, "system", nkeys.CreateAccount); err != nil {
 		return nil, err
 	}
-	if a.ingest, err = a.loadOrCreate(ctx, "ingest", "ingest", nkeys.CreateAccount); err != nil {
-		return nil, err
-	}
-	if err := a.migrateOrgSeeds(ctx); err != nil {
+	if a.ingest, err = a.accountKey(ctx, "ingest", nkeys.CreateAccount); err != nil {
 		return nil, err
 	}
 	a.operatorPub, _ = a.operator.PublicKey()
@@ -141,69 +191,40 @@ func Open(ctx context.Context, dir string, o Options) (*Authority, error) {
 	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
 		return nil, fmt.Errorf("encode system account jwt: %w", err)
 	}
-	if err := a.loadIngest(); err != nil {
+	// Made on first use, brought to this instance's limits otherwise.
+	if _, err := a.update(ctx, func(c *jwt.AccountClaims) bool {
+		if c.Limits.JetStreamLimits == a.limits {
+			return false
+		}
+		c.Limits.JetStreamLimits = a.limits
+		return true
+	}); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// loadOrCreate returns the key pair kept sealed in <file>.nk.sealed as the
-// record name, creating it on first use.
-//
-// A plaintext <file>.nk (an earlier version's) is migrated: sealed into
-// place (written, synced, renamed), then removed. A migration interrupted
-// before the rename is done again; one interrupted after it finds both
-// files and removes the plaintext once it matches the sealed seed. A
-// sealed file that does not open is refused, never replaced.
-func (a *Authority) loadOrCreate(ctx context.Context, file, name string, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, error) {
-	sealedPath := filepath.Join(a.dir, file+".nk.sealed")
-	plainPath := filepath.Join(a.dir, file+".nk")
-	b := sealer.Binding{Purpose: SeedPurpose, Name: name}
-	plain, err := os.ReadFile(plainPath)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		plain = nil
-	case err != nil:
-		return nil, fmt.Errorf("read %s: %w", filepath.Base(plainPath), err)
+// accountKey returns the key pair of record name ("operator", "system",
+// "ingest"), creating it when the store holds none.
+func (a *Authority) accountKey(ctx context.Context, name string, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, error) {
+	sealed, err := a.store.DeploymentSecret(ctx, secretName(name))
+	if errors.Is(err, controlplane.ErrNotFound) {
+		var fresh []byte
+		if fresh, err = a.sealNew(ctx, name, create); err != nil {
+			return nil, err
+		}
+		sealed, err = a.store.AddDeploymentSecret(ctx, secretName(name), fresh)
 	}
-	defer clear(plain)
-	plain = bytes.TrimSpace(plain)
-	// An earlier version's temporary file may hold a plaintext seed.
-	if err := os.Remove(plainPath + ".tmp"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("remove %s.tmp: %w", filepath.Base(plainPath), err)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s key: %w", name, err)
 	}
+	return openSeed(ctx, a.sealer, name, sealed)
+}
 
-	sealed, err := os.ReadFile(sealedPath)
-	if err == nil {
-		seed, err := a.sealer.Open(ctx, b, sealed)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", filepath.Base(sealedPath), err)
-		}
-		defer clear(seed)
-		kp, err := nkeys.FromSeed(seed)
-		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", filepath.Base(sealedPath), err)
-		}
-		if plain != nil {
-			if !bytes.Equal(plain, seed) {
-				return nil, fmt.Errorf("%s and %s hold different seeds: remove the one that is wrong", filepath.Base(plainPath), filepath.Base(sealedPath))
-			}
-			if err := removeSynced(plainPath); err != nil {
-				return nil, err
-			}
-		}
-		return kp, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", filepath.Base(sealedPath), err)
-	}
-
-	var kp nkeys.KeyPair
-	if plain != nil {
-		if kp, err = nkeys.FromSeed(plain); err != nil {
-			return nil, fmt.Errorf("load %s: %w", filepath.Base(plainPath), err)
-		}
-	} else if kp, err = create(); err != nil {
+// sealNew creates a key pair and returns its seed sealed as record name.
+func (a *Authority) sealNew(ctx context.Context, name string, create func() (nkeys.KeyPair, error)) ([]byte, error) {
+	kp, err := create()
+	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", name, err)
 	}
 	// The key pair's own seed, not a copy: never cleared here.
@@ -211,127 +232,102 @@ func (a *Authority) loadOrCreate(ctx context.Context, file, name string, create 
 	if err != nil {
 		return nil, fmt.Errorf("%s seed: %w", name, err)
 	}
-	if sealed, err = a.sealer.Seal(ctx, b, seed); err != nil {
+	sealed, err := a.sealer.Seal(ctx, binding(name), seed)
+	if err != nil {
 		return nil, fmt.Errorf("seal %s: %w", name, err)
 	}
-	if err := writeFileAtomic(sealedPath, sealed, 0o600); err != nil {
-		return nil, err
+	return sealed, nil
+}
+
+func binding(name string) sealer.Binding { return sealer.Binding{Purpose: SeedPurpose, Name: name} }
+
+// openSeed returns the key pair sealed as record name.
+func openSeed(ctx context.Context, s *sealer.Sealer, name string, sealed []byte) (nkeys.KeyPair, error) {
+	seed, err := s.Open(ctx, binding(name), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("open nats %s seed: %w", name, err)
 	}
-	if plain != nil {
-		if err := removeSynced(plainPath); err != nil {
-			return nil, err
-		}
+	defer clear(seed)
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return nil, fmt.Errorf("load nats %s seed: %w", name, err)
 	}
 	return kp, nil
 }
 
-// migrateOrgSeeds seals the plaintext org seeds an earlier version left.
-func (a *Authority) migrateOrgSeeds(ctx context.Context) error {
-	des, err := os.ReadDir(filepath.Join(a.dir, "orgs"))
-	if err != nil {
-		return fmt.Errorf("nats authority: %w", err)
-	}
-	for _, de := range des {
-		if strings.HasSuffix(de.Name(), ".nk.tmp") {
-			// An earlier version's interrupted write: a plaintext seed.
-			if err := os.Remove(filepath.Join(a.dir, "orgs", de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("nats authority: %w", err)
-			}
-			continue
-		}
-		org, ok := strings.CutSuffix(de.Name(), ".nk")
-		if !ok || !wire.IDChars.Valid(org) {
-			continue
-		}
-		if _, err := a.orgKeyLocked(ctx, org); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// removeSynced removes path and syncs its directory, so the removal
-// outlives a crash.
-func removeSynced(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", filepath.Base(path), err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer func() { _ = d.Close() }() // a directory opened to sync it
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file
-// and a rename, then syncs the directory: path holds the old content or
-// all of the new, never part of it.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// loadIngest reads the persisted ingest account claims (its scoped keys
-// and revocations) or creates them.
-func (a *Authority) loadIngest() error {
-	path := filepath.Join(a.dir, "ingest.jwt")
-	raw, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		c, err := jwt.DecodeAccountClaims(string(raw))
-		if err != nil {
-			return fmt.Errorf("decode ingest account jwt: %w", err)
-		}
-		if c.Subject != a.ingestPub || c.Issuer != a.operatorPub {
-			return errors.New("ingest account jwt does not match the stored keys")
-		}
-		a.claims, a.ingestJWT = c, string(raw)
-		if c.Limits.JetStreamLimits == a.limits {
-			return nil
-		}
-		c.Limits.JetStreamLimits = a.limits
-	case errors.Is(err, fs.ErrNotExist):
+// decodeIngest returns the claims of a stored ingest account JWT, checked
+// to be signed by the operator for the ingest account; fresh claims when
+// none is stored.
+func (a *Authority) decodeIngest(s string) (*jwt.AccountClaims, error) {
+	if s == "" {
 		c := jwt.NewAccountClaims(a.ingestPub)
 		c.Name = IngestAccountName
 		c.Limits.JetStreamLimits = a.limits
-		a.claims = c
-	default:
-		return fmt.Errorf("read ingest account jwt: %w", err)
+		return c, nil
 	}
-	return a.saveIngestLocked()
+	// Decoding checks the signature against the issuer.
+	c, err := jwt.DecodeAccountClaims(s)
+	if err != nil {
+		return nil, fmt.Errorf("decode ingest account jwt: %w", err)
+	}
+	if c.Subject != a.ingestPub || c.Issuer != a.operatorPub {
+		return nil, errors.New("ingest account jwt does not match the stored keys")
+	}
+	return c, nil
 }
 
-func (a *Authority) saveIngestLocked() error {
-	s, err := a.claims.Encode(a.operator)
+// update applies change to the stored ingest account claims under the
+// store's lock, so that it applies to the latest claims, whichever
+// instance wrote them, and reports whether it changed them. The claims in
+// memory become the stored ones either way.
+func (a *Authority) update(ctx context.Context, change func(c *jwt.AccountClaims) bool) (changed bool, err error) {
+	a.change.Lock()
+	defer a.change.Unlock()
+	var claims *jwt.AccountClaims
+	s, _, err := a.store.UpdateNATSAccount(ctx, a.ingestPub, func(cur string, _ int64) (string, error) {
+		c, err := a.decodeIngest(cur)
+		if err != nil {
+			return "", err
+		}
+		if changed = change(c) || cur == ""; !changed {
+			claims = c
+			return cur, nil
+		}
+		next, err := c.Encode(a.operator)
+		if err != nil {
+			return "", fmt.Errorf("encode ingest account jwt: %w", err)
+		}
+		claims = c
+		return next, nil
+	})
 	if err != nil {
-		return fmt.Errorf("encode ingest account jwt: %w", err)
+		return false, fmt.Errorf("ingest account: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(a.dir, "ingest.jwt"), []byte(s), 0o600); err != nil {
-		return err
+	a.mu.Lock()
+	a.claims, a.ingestJWT = claims, s
+	a.mu.Unlock()
+	return changed, nil
+}
+
+// Refresh reads the ingest account's claims from the store: changes
+// another instance made since this one last read or wrote them.
+func (a *Authority) Refresh(ctx context.Context) error {
+	a.change.Lock()
+	defer a.change.Unlock()
+	s, _, err := a.store.NATSAccount(ctx, a.ingestPub)
+	if err != nil {
+		return fmt.Errorf("refresh ingest account: %w", err)
 	}
-	a.ingestJWT = s
+	if s == a.IngestJWT() {
+		return nil
+	}
+	c, err := a.decodeIngest(s)
+	if err != nil {
+		return fmt.Errorf("refresh ingest account: %w", err)
+	}
+	a.mu.Lock()
+	a.claims, a.ingestJWT = c, s
+	a.mu.Unlock()
 	return nil
 }
 
@@ -360,40 +356,37 @@ func (a *Authority) EnsureOrg(ctx context.Context, orgID string) (changed bool, 
 	if !wire.IDChars.Valid(orgID) {
 		return false, fmt.Errorf("org id %q is not a valid subject token", orgID)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	kp, err := a.orgKeyLocked(ctx, orgID)
+	kp, err := a.orgKey(ctx, orgID, true)
 	if err != nil {
 		return false, err
 	}
 	pub, _ := kp.PublicKey()
-	if a.claims.SigningKeys.Contains(pub) {
-		return false, nil
-	}
-	scope := jwt.NewUserScope()
-	scope.Key = pub
-	scope.Role = "edge:" + orgID
-	scope.Description = "edges of org " + orgID
-	scope.Template = jwt.UserPermissionLimits{
-		Permissions: jwt.Permissions{
-			Pub: jwt.Permission{Allow: jwt.StringList{wire.SubjectPrefix + "." + orgID + ".{{name()}}"}},
-			Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX.{{name()}}.>"}},
-		},
-		Limits: jwt.Limits{
-			UserLimits: jwt.UserLimits{},
-			NatsLimits: jwt.NatsLimits{Subs: EdgeSubsLimit, Data: jwt.NoLimit, Payload: wire.MaxBatchBytes},
-		},
-	}
-	a.claims.SigningKeys.AddScopedSigner(scope)
-	if err := a.saveIngestLocked(); err != nil {
-		a.claims.SigningKeys.Remove(pub)
-		return false, err
-	}
-	return true, nil
+	return a.update(ctx, func(c *jwt.AccountClaims) bool {
+		if c.SigningKeys.Contains(pub) {
+			return false
+		}
+		scope := jwt.NewUserScope()
+		scope.Key = pub
+		scope.Role = "edge:" + orgID
+		scope.Description = "edges of org " + orgID
+		scope.Template = jwt.UserPermissionLimits{
+			Permissions: jwt.Permissions{
+				Pub: jwt.Permission{Allow: jwt.StringList{wire.SubjectPrefix + "." + orgID + ".{{name()}}"}},
+				Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX.{{name()}}.>"}},
+			},
+			Limits: jwt.Limits{
+				UserLimits: jwt.UserLimits{},
+				NatsLimits: jwt.NatsLimits{Subs: EdgeSubsLimit, Data: jwt.NoLimit, Payload: wire.MaxBatchBytes},
+			},
+		}
+		c.SigningKeys.AddScopedSigner(scope)
+		return true
+	})
 }
 
 // Orgs lists the orgs that have a signing key in the ingest account: those
-// whose edges may publish.
+// whose edges may publish. It reads the claims in memory: as this instance
+// last changed or refreshed them (see Refresh).
 func (a *Authority) Orgs() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -410,21 +403,51 @@ func (a *Authority) Orgs() []string {
 	return orgs
 }
 
-func (a *Authority) orgKeyLocked(ctx context.Context, orgID string) (nkeys.KeyPair, error) {
-	if kp, ok := a.orgKeys[orgID]; ok {
-		return kp, nil
+// orgKey returns org's signing key as stored, creating it when none is and
+// create is set (controlplane.ErrNotFound otherwise). The stored seed is
+// read each time, so a key another instance deleted is not used; it is
+// opened again only when it changed.
+func (a *Authority) orgKey(ctx context.Context, orgID string, create bool) (nkeys.KeyPair, error) {
+	name := "org/" + orgID
+	sealed, err := a.store.NATSOrgKey(ctx, orgID)
+	if errors.Is(err, controlplane.ErrNotFound) && create {
+		var fresh []byte
+		if fresh, err = a.sealNew(ctx, name, nkeys.CreateAccount); err != nil {
+			return nil, err
+		}
+		sealed, err = a.store.AddNATSOrgKey(ctx, orgID, fresh)
 	}
-	kp, err := a.loadOrCreate(ctx, filepath.Join("orgs", orgID), "org/"+orgID, nkeys.CreateAccount)
+	if err != nil {
+		return nil, fmt.Errorf("nats key of org %s: %w", orgID, err)
+	}
+	a.mu.Lock()
+	k, ok := a.orgKeys[orgID]
+	a.mu.Unlock()
+	if ok && bytes.Equal(k.sealed, sealed) {
+		return k.kp, nil
+	}
+	kp, err := openSeed(ctx, a.sealer, name, sealed)
 	if err != nil {
 		return nil, err
 	}
-	a.orgKeys[orgID] = kp
+	a.mu.Lock()
+	a.orgKeys[orgID] = orgKey{sealed: sealed, kp: kp}
+	a.mu.Unlock()
 	return kp, nil
 }
 
+// scoped reports whether pub is a signing key of the ingest account in
+// the claims in memory.
+func (a *Authority) scoped(pub string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.claims.SigningKeys.Contains(pub)
+}
+
 // MintEdge returns the user JWT of an edge whose nkey is userPub, signed by
-// its org's scoped key; EnsureOrg must have run for the org. The JWT
-// carries no permissions: the scope's template supplies them.
+// its org's scoped key; EnsureOrg must have run for the org, on any
+// instance. The JWT carries no permissions: the scope's template supplies
+// them.
 func (a *Authority) MintEdge(ctx context.Context, orgID, edgeID, userPub string) (string, error) {
 	if !wire.IDChars.Valid(orgID) || !wire.IDChars.Valid(edgeID) {
 		return "", errors.New("org or edge id is not a valid subject token")
@@ -432,19 +455,22 @@ func (a *Authority) MintEdge(ctx context.Context, orgID, edgeID, userPub string)
 	if !nkeys.IsValidPublicUserKey(userPub) {
 		return "", errors.New("not a NATS user public key")
 	}
-	a.mu.Lock()
-	kp, err := a.orgKeyLocked(ctx, orgID)
-	var scoped bool
-	if err == nil {
-		pub, _ := kp.PublicKey()
-		scoped = a.claims.SigningKeys.Contains(pub)
+	kp, err := a.orgKey(ctx, orgID, false)
+	if errors.Is(err, controlplane.ErrNotFound) {
+		return "", fmt.Errorf("org %s has no signing key in the ingest account", orgID)
 	}
-	a.mu.Unlock()
 	if err != nil {
 		return "", err
 	}
-	if !scoped {
-		return "", fmt.Errorf("org %s has no signing key in the ingest account", orgID)
+	pub, _ := kp.PublicKey()
+	if !a.scoped(pub) {
+		// Added by another instance since this one read the claims?
+		if err := a.Refresh(ctx); err != nil {
+			return "", err
+		}
+		if !a.scoped(pub) {
+			return "", fmt.Errorf("org %s has no signing key in the ingest account", orgID)
+		}
 	}
 	uc := jwt.NewUserClaims(userPub)
 	uc.Name = edgeID
@@ -462,14 +488,15 @@ func (a *Authority) MintEdge(ctx context.Context, orgID, edgeID, userPub string)
 
 // Revoke revokes every user JWT of userPub issued at or before at. The
 // caller pushes the changed account JWT.
-func (a *Authority) Revoke(userPub string, at time.Time) error {
+func (a *Authority) Revoke(ctx context.Context, userPub string, at time.Time) error {
 	if !nkeys.IsValidPublicUserKey(userPub) {
 		return errors.New("not a NATS user public key")
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.claims.RevokeAt(userPub, at)
-	return a.saveIngestLocked()
+	_, err := a.update(ctx, func(c *jwt.AccountClaims) bool {
+		c.RevokeAt(userPub, at)
+		return true
+	})
+	return err
 }
 
 // RemoveOrg takes org's scoped signing key out of the ingest account, so
@@ -477,29 +504,34 @@ func (a *Authority) Revoke(userPub string, at time.Time) error {
 // connect or publish), and deletes the org's seed. It reports whether the
 // account JWT changed and must be pushed. The caller revokes the org's
 // edges first, so they stay refused even were the key added again.
-func (a *Authority) RemoveOrg(orgID string) (changed bool, err error) {
+func (a *Authority) RemoveOrg(ctx context.Context, orgID string) (changed bool, err error) {
 	if !wire.IDChars.Valid(orgID) {
 		return false, fmt.Errorf("org id %q is not a valid subject token", orgID)
 	}
+	changed, err = a.update(ctx, func(c *jwt.AccountClaims) bool {
+		removed := false
+		for key := range c.SigningKeys {
+			scope, ok := c.SigningKeys.GetScope(key)
+			if us, isUser := scope.(*jwt.UserScope); ok && isUser && us.Role == "edge:"+orgID {
+				c.SigningKeys.Remove(key)
+				removed = true
+			}
+		}
+		return removed
+	})
+	if err != nil {
+		return false, err
+	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	for key := range a.claims.SigningKeys {
-		scope, ok := a.claims.SigningKeys.GetScope(key)
-		if us, isUser := scope.(*jwt.UserScope); ok && isUser && us.Role == "edge:"+orgID {
-			a.claims.SigningKeys.Remove(key)
-			changed = true
-		}
-	}
-	if changed {
-		if err := a.saveIngestLocked(); err != nil {
-			return false, err
-		}
-	}
 	delete(a.orgKeys, orgID)
-	for _, f := range []string{orgID + ".nk.sealed", orgID + ".nk"} {
-		if err := removeSynced(filepath.Join(a.dir, "orgs", f)); err != nil {
-			return changed, fmt.Errorf("remove the seed of org %s: %w", orgID, err)
-		}
+	a.mu.Unlock()
+	if err := a.store.DeleteNATSOrgKey(ctx, orgID); err != nil {
+		return changed, fmt.Errorf("remove the seed of org %s: %w", orgID, err)
+	}
+	// An earlier version's files, taken over into the store, may still
+	// hold the seed.
+	if err := removeOrgFiles(a.dir, orgID); err != nil {
+		return changed, fmt.Errorf("remove the seed of org %s: %w", orgID, err)
 	}
 	return changed, nil
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -190,31 +191,99 @@ func PushAccount(ctx context.Context, sys *nats.Conn, accountJWT string) error {
 	return nil
 }
 
+// DefaultResyncEvery is Accounts.ResyncEvery's default.
+const DefaultResyncEvery = 30 * time.Second
+
+// maxPushRounds bounds how many times one push follows newer JWTs that
+// other instances stored meanwhile; Run's next round takes over.
+const maxPushRounds = 8
+
 // Accounts applies changes of the ingest account to the running servers:
-// each change is saved by the authority, then pushed. A push that failed
-// is retried with the next change, so a saved change is never left
-// unpushed; changes and pushes are serialised, so an edge minted after
-// EnsureOrg returns is known to the servers.
+// each change is saved by the authority (in the store every instance
+// shares), then pushed. A push that failed is retried with the next
+// change, so a saved change is never left unpushed; this instance's
+// changes and pushes are serialised, so an edge minted after EnsureOrg
+// returns is known to the servers.
+//
+// Instances push in any order, and a server keeps the account JWT with
+// the later issued-at, in seconds, or the one it received last when two
+// were issued in the same second. So after each push the stored JWT is
+// read again and pushed too when another instance stored a newer one
+// meanwhile: the last push of every instance is then of the stored latest,
+// and a server that received them all holds it. Servers of a cluster
+// also pass updates on to one another, in their own order: Run pushes the
+// stored latest every ResyncEvery, which bounds how long any server can
+// hold an older JWT (two changes in one second on two instances).
 type Accounts struct {
 	Auth *natsauth.Authority
 	Sys  *nats.Conn // a system account connection
+	// ResyncEvery is how often Run reads the stored ingest account and
+	// pushes it. Default DefaultResyncEvery.
+	ResyncEvery time.Duration
+	// Log reports Run's failed rounds. Nil: slog.Default().
+	Log *slog.Logger
 
 	mu      sync.Mutex
 	pending bool // a saved change has not been pushed
 }
 
-// Sync pushes the current ingest account JWT, as after a start against an
-// external NATS that may hold an older one.
+// Sync reads the stored ingest account JWT and pushes it, as after a
+// start against an external NATS that may hold an older one.
 func (a *Accounts) Sync(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if err := a.Auth.Refresh(ctx); err != nil {
+		a.pending = true
+		return err
+	}
 	return a.pushLocked(ctx)
 }
 
+// Run calls Sync every ResyncEvery until ctx ends: changes made by other
+// instances reach the servers even when a push of theirs was lost or
+// overtaken, and Auth's orgs follow the store's.
+func (a *Accounts) Run(ctx context.Context) {
+	every := a.ResyncEvery
+	if every <= 0 {
+		every = DefaultResyncEvery
+	}
+	log := a.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.Sync(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("nats: resync of the ingest account failed; retried", "err", err, "every", every)
+		}
+	}
+}
+
+// pushLocked pushes the ingest account JWT in memory, then the stored
+// latest as long as another instance stored a newer one meanwhile.
 func (a *Accounts) pushLocked(ctx context.Context) error {
-	err := PushAccount(ctx, a.Sys, a.Auth.IngestJWT())
-	a.pending = err != nil
-	return err
+	a.pending = true
+	for range maxPushRounds {
+		j := a.Auth.IngestJWT()
+		if err := PushAccount(ctx, a.Sys, j); err != nil {
+			return err
+		}
+		if err := a.Auth.Refresh(ctx); err != nil {
+			return err
+		}
+		if a.Auth.IngestJWT() == j {
+			a.pending = false
+			return nil
+		}
+	}
+	// Still changing: pushed again with the next change or by Run.
+	return nil
 }
 
 // EnsureOrg makes sure org has its scoped signing key on the servers.
@@ -236,7 +305,7 @@ func (a *Accounts) EnsureOrg(ctx context.Context, orgID string) error {
 func (a *Accounts) Revoke(ctx context.Context, userPub string, at time.Time) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.Auth.Revoke(userPub, at); err != nil {
+	if err := a.Auth.Revoke(ctx, userPub, at); err != nil {
 		return err
 	}
 	return a.pushLocked(ctx)
@@ -249,11 +318,11 @@ func (a *Accounts) RemoveOrg(ctx context.Context, orgID string, userPubs []strin
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, pub := range userPubs {
-		if err := a.Auth.Revoke(pub, at); err != nil {
+		if err := a.Auth.Revoke(ctx, pub, at); err != nil {
 			return err
 		}
 	}
-	if _, err := a.Auth.RemoveOrg(orgID); err != nil {
+	if _, err := a.Auth.RemoveOrg(ctx, orgID); err != nil {
 		return err
 	}
 	return a.pushLocked(ctx)

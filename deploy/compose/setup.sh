@@ -50,6 +50,10 @@ fi
 if [ ! -s nats/codex-operator.conf ]; then
   echo "==> NATS operator configuration (nats/codex-operator.conf)"
   docker compose build controlplane
+  # The operator and accounts live in the control plane's store, which
+  # every instance shares: start Postgres and migrate it first (run waits
+  # for Postgres to be healthy and leaves it running).
+  docker compose run --rm controlplane-migrate
   docker compose run --rm --no-deps controlplane nats-config --resolver-dir /data/jwt >nats/codex-operator.conf.new
   mv nats/codex-operator.conf.new nats/codex-operator.conf
 fi

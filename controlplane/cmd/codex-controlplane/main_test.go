@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -113,12 +114,58 @@ func TestCLI(t *testing.T) {
 	if seedRE.MatchString(out) {
 		t.Fatal("nats-config prints a seed")
 	}
-	for _, f := range []string{"nats/keys/operator.nk.sealed", "nats/keys/system.nk.sealed", "nats/keys/ingest.nk.sealed", "secrets.key"} {
-		if fi, err := os.Stat(filepath.Join(env["CODEX_DATA_DIR"], f)); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("%s: %v, want mode 0600", f, err)
-		}
+	if fi, err := os.Stat(filepath.Join(env["CODEX_DATA_DIR"], "secrets.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets.key: %v, want mode 0600", err)
+	}
+	// The NATS seeds are in the store that every instance shares, sealed.
+	if got := storedSeeds(t, env["CODEX_DATA_DIR"]); got != 3 {
+		t.Fatalf("%d sealed NATS seeds stored, want 3 (operator, system, ingest)", got)
+	}
+	if _, err := os.Stat(filepath.Join(env["CODEX_DATA_DIR"], "nats", "keys")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("nats/keys: %v, want no seed files", err)
 	}
 	scanForSeeds(t, env["CODEX_DATA_DIR"])
+}
+
+// storedSeeds counts the sealed NATS seeds (the accounts' and orgs') in
+// the SQLite store of the data directory dir.
+func storedSeeds(t *testing.T, dir string) int {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "controlplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	n := 0
+	for _, name := range []string{"nats/operator", "nats/system", "nats/ingest"} {
+		b, err := st.DeploymentSecret(t.Context(), name)
+		if err == nil && sealer.IsSealed(b) {
+			n++
+		}
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "controlplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	rows, err := db.QueryContext(t.Context(), `SELECT sealed FROM nats_org_keys`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		if sealer.IsSealed(b) {
+			n++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // seedRE matches an operator, account or user seed in the clear.
@@ -174,8 +221,8 @@ func TestSecretsKey(t *testing.T) {
 			t.Errorf("%s: the error shows the key", tc.name)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "nats", "keys", "operator.nk.sealed")); err != nil {
-		t.Fatal(err)
+	if got := storedSeeds(t, dir); got != 3 {
+		t.Fatalf("%d sealed NATS seeds stored, want 3", got)
 	}
 	scanForSeeds(t, dir)
 }
@@ -202,8 +249,8 @@ func TestServe(t *testing.T) {
 		t.Error("serve did not warn of the development secrets key file")
 	}
 	// Operator, accounts and the org's signing key, sealed at rest.
-	if orgs, _ := filepath.Glob(filepath.Join(dir, "nats", "keys", "orgs", "*.nk.sealed")); len(orgs) != 1 {
-		t.Errorf("%d sealed org keys, want 1", len(orgs))
+	if got := storedSeeds(t, dir); got != 4 {
+		t.Errorf("%d sealed NATS seeds stored, want 4 (3 accounts and the org's)", got)
 	}
 	scanForSeeds(t, dir)
 }

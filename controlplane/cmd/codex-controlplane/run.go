@@ -112,13 +112,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return errors.New("migrate: the embedded SQLite store migrates itself; set CODEX_DATABASE_URL to the owner role's URL")
 		}
 		return postgres.Migrate(ctx, cfg.DatabaseURL, cfg.DatabaseAppRole)
-	case "nats-config":
-		auth, _, err := openAuthority(ctx, cfg, newLogger(stderr, cfg.LogLevel))
-		if err != nil {
-			return err
-		}
-		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir, cfg.NATSMaxConnections))
-		return err
 	}
 
 	store, err := openStore(ctx, cfg)
@@ -126,6 +119,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	defer closeStore(store, &err)
+	if cmd == "nats-config" {
+		auth, _, err := openAuthority(ctx, cfg, store, newLogger(stderr, cfg.LogLevel))
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir, cfg.NATSMaxConnections))
+		return err
+	}
 	now := time.Now().UTC()
 	switch cmd {
 	case "orgs create":
@@ -275,16 +276,18 @@ func readPassword(r io.Reader) (string, error) {
 	return pw, nil
 }
 
-// openAuthority opens the NATS authority kept in the data directory, its
-// seeds sealed with the configured key, and returns it with that sealer
-// (which also seals the staff's TOTP secrets).
-func openAuthority(ctx context.Context, cfg config.Config, log *slog.Logger) (*natsauth.Authority, *sealer.Sealer, error) {
+// openAuthority opens the NATS authority kept in the store, which every
+// instance shares, its seeds sealed with the configured key, and returns
+// it with that sealer (which also seals the staff's TOTP secrets). The
+// files an earlier version kept in the data directory are taken over into
+// a store that has none.
+func openAuthority(ctx context.Context, cfg config.Config, store controlplane.Store, log *slog.Logger) (*natsauth.Authority, *sealer.Sealer, error) {
 	s, err := openSealer(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	auth, err := natsauth.Open(ctx, filepath.Join(cfg.DataDir, "nats", "keys"), natsauth.Options{
-		Sealer: s, Limits: natsauth.Limits{MaxStorage: cfg.NATSAccountMaxStorage}})
+		Sealer: s, Store: store, Limits: natsauth.Limits{MaxStorage: cfg.NATSAccountMaxStorage}})
 	return auth, s, err
 }
 
@@ -405,7 +408,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 		return err
 	}
 	defer closeStore(store, &err)
-	auth, seal, err := openAuthority(ctx, cfg, log)
+	auth, seal, err := openAuthority(ctx, cfg, store, log)
 	if err != nil {
 		return err
 	}
@@ -457,7 +460,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 		return err
 	}
 	defer svc.Close()
-	accounts := &natsbus.Accounts{Auth: auth, Sys: sys}
+	accounts := &natsbus.Accounts{Auth: auth, Sys: sys, Log: log}
 	if err := accounts.Sync(ctx); err != nil {
 		return err
 	}
@@ -478,6 +481,9 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Other instances' changes of the ingest account reach the servers
+	// (and this instance's orgs) within natsbus.DefaultResyncEvery.
+	go accounts.Run(ctx)
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- ing.Run(ctx) }()
 	go prune(ctx, store, controlplane.Retention{Minute: cfg.RetainMinutes, Hour: cfg.RetainHours, Day: cfg.RetainDays}, log)

@@ -65,6 +65,10 @@ func Migrate(ctx context.Context, ownerURL, appRole string) error {
 		"GRANT EXECUTE ON FUNCTION codex_staff_orgs() TO " + role,
 		// Deployment secrets are written once and never changed.
 		"GRANT SELECT, INSERT ON deployment_secrets TO " + role,
+		// An org's NATS key is deleted with the org; account JWTs change
+		// in place under a row lock (which needs UPDATE).
+		"GRANT SELECT, INSERT, DELETE ON nats_org_keys TO " + role,
+		"GRANT SELECT, INSERT, UPDATE ON nats_accounts TO " + role,
 		// Deleting an org whole goes through codex_delete_org, the one
 		// way the access log's rows are removed; the record of it stays.
 		"GRANT EXECUTE ON FUNCTION codex_delete_org(text) TO " + role,

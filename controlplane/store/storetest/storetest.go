@@ -53,6 +53,8 @@ func Run(t *testing.T, open Open) {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
 	t.Run("DeploymentSecrets", func(t *testing.T) { testDeploymentSecrets(t, open(t)) })
+	t.Run("NATSOrgKeys", func(t *testing.T) { testNATSOrgKeys(t, open(t)) })
+	t.Run("NATSAccounts", func(t *testing.T) { testNATSAccounts(t, open(t)) })
 }
 
 var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
