@@ -830,6 +830,33 @@ func (s *Service) Ledger(ctx context.Context) ([]LedgerEntry, error) { return s.
 // ledger in.
 func (s *Service) State() State { return s.st }
 
+// The spool's metrics: one spoolCollector reads them all with one
+// SpoolStats (a query of the shared store on Postgres) per scrape.
+var (
+	spoolBatchesDesc    = prometheus.NewDesc("codex_edge_telemetry_spool_batches", "Batches waiting in the spool.", nil, nil)
+	spoolBytesDesc      = prometheus.NewDesc("codex_edge_telemetry_spool_bytes", "Bytes waiting in the spool.", nil, nil)
+	spoolMaxBatchesDesc = prometheus.NewDesc("codex_edge_telemetry_spool_max_batches", "Spool bound in batches (CODEX_TELEMETRY_SPOOL_MAX_BATCHES).", nil, nil)
+	spoolMaxBytesDesc   = prometheus.NewDesc("codex_edge_telemetry_spool_max_bytes", "Spool bound in bytes (CODEX_TELEMETRY_SPOOL_MAX_BYTES).", nil, nil)
+	spoolDroppedDesc    = prometheus.NewDesc("codex_edge_telemetry_spool_dropped_total", "Batches dropped because the spool was full.", nil, nil)
+)
+
+type spoolCollector struct{ s *Service }
+
+func (spoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{spoolBatchesDesc, spoolBytesDesc, spoolMaxBatchesDesc, spoolMaxBytesDesc, spoolDroppedDesc} {
+		ch <- d
+	}
+}
+
+func (c spoolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.spoolStats()
+	ch <- prometheus.MustNewConstMetric(spoolBatchesDesc, prometheus.GaugeValue, float64(st.Batches))
+	ch <- prometheus.MustNewConstMetric(spoolBytesDesc, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(spoolMaxBatchesDesc, prometheus.GaugeValue, float64(st.MaxBatches))
+	ch <- prometheus.MustNewConstMetric(spoolMaxBytesDesc, prometheus.GaugeValue, float64(st.MaxBytes))
+	ch <- prometheus.MustNewConstMetric(spoolDroppedDesc, prometheus.CounterValue, float64(st.Dropped))
+}
+
 // Collectors returns the service's Prometheus metrics.
 func (s *Service) Collectors() []prometheus.Collector {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
@@ -847,11 +874,7 @@ func (s *Service) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		gauge("codex_edge_telemetry_sharing", "1 while metric sharing is switched on.", func() float64 { _, on := s.active(); return b2f(on) }),
 		gauge("codex_edge_telemetry_connected", "1 while connected to the control plane's NATS.", func() float64 { return b2f(s.connected.Load()) }),
-		gauge("codex_edge_telemetry_spool_batches", "Batches waiting in the spool.", func() float64 { return float64(s.spoolStats().Batches) }),
-		gauge("codex_edge_telemetry_spool_bytes", "Bytes waiting in the spool.", func() float64 { return float64(s.spoolStats().Bytes) }),
-		gauge("codex_edge_telemetry_spool_max_batches", "Spool bound in batches (CODEX_TELEMETRY_SPOOL_MAX_BATCHES).", func() float64 { return float64(s.spoolStats().MaxBatches) }),
-		gauge("codex_edge_telemetry_spool_max_bytes", "Spool bound in bytes (CODEX_TELEMETRY_SPOOL_MAX_BYTES).", func() float64 { return float64(s.spoolStats().MaxBytes) }),
-		counter("codex_edge_telemetry_spool_dropped_total", "Batches dropped because the spool was full.", func() float64 { return float64(s.spoolStats().Dropped) }),
+		spoolCollector{s},
 		counter("codex_edge_telemetry_batches_sent_total", "Batches acknowledged by the control plane's JetStream.", func() float64 { return float64(s.sent.Load()) }),
 		counter("codex_edge_telemetry_failures_total", "Failed connection or publish attempts (retried).", func() float64 { return float64(s.failures.Load()) }),
 		counter("codex_edge_telemetry_unexpected_duplicates_total", "Batches the control plane's JetStream acknowledged as duplicates although never acknowledged before (another publisher used their Nats-Msg-Id); each is kept and retried.", func() float64 { return float64(s.unexpectedDups.Load()) }),
