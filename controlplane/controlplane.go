@@ -83,6 +83,22 @@ type Edge struct {
 	Settings *wire.Settings
 }
 
+// InstanceWindow is how far back the fleet page looks for the instances
+// of an edge that reported: twice the edge's default heartbeat (15m), so
+// an idle replica, which sends only a heartbeat that often, still counts.
+const InstanceWindow = 30 * time.Minute
+
+// Instances are the edge processes that reported for one edge id: replicas
+// of a deployment share the edge id, and each process draws a random
+// instance id at start (wire.UsageBatch.Instance).
+type Instances struct {
+	// Known counts the distinct instance ids of the batches received.
+	Known int
+	// Unknown: some batch carried no instance id (an edge before the
+	// field), so how many processes sent it cannot be told.
+	Unknown bool
+}
+
 // Revoked reports whether the edge was revoked.
 func (e Edge) Revoked() bool { return !e.RevokedAt.IsZero() }
 
@@ -332,6 +348,10 @@ type Store interface {
 
 	Edge(ctx context.Context, orgID, id string) (Edge, error)
 	Edges(ctx context.Context, orgID string) ([]Edge, error)
+	// EdgeInstances counts, per edge id of the org, the instances of the
+	// batches received at or after since; edges without such a batch are
+	// absent.
+	EdgeInstances(ctx context.Context, orgID string, since time.Time) (map[string]Instances, error)
 	RevokeEdge(ctx context.Context, orgID, id string, at time.Time) error
 
 	// IngestBatch stores a validated batch exactly once: it reports false

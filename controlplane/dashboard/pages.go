@@ -655,10 +655,15 @@ func (s *Server) acceptInvite(c echo.Context) error {
 }
 
 type fleetData struct {
-	Edges    []controlplane.Edge
-	Tokens   []tokenRow
-	NewToken string
-	TTLs     []ttlOpt
+	Edges []controlplane.Edge
+	// Instances is, per edge id, how many edge processes reported in the
+	// last controlplane.InstanceWindow (instancesText).
+	Instances map[string]string
+	// InstanceWindow is controlplane.InstanceWindow, as the page says it.
+	InstanceWindow string
+	Tokens         []tokenRow
+	NewToken       string
+	TTLs           []ttlOpt
 }
 
 type tokenRow struct {
@@ -683,15 +688,22 @@ func (s *Server) fleet(c echo.Context) (fleetData, error) {
 	if f.Edges, err = s.store.Edges(ctx, org); err != nil {
 		return f, err
 	}
+	now := s.now()
+	inst, err := s.store.EdgeInstances(ctx, org, now.Add(-controlplane.InstanceWindow))
+	if err != nil {
+		return f, err
+	}
+	f.InstanceWindow = fmt.Sprintf("%d minutes", int(controlplane.InstanceWindow/time.Minute))
+	f.Instances = make(map[string]string, len(f.Edges))
 	names := map[string]string{}
 	for _, e := range f.Edges {
 		names[e.ID] = e.Name
+		f.Instances[e.ID] = instancesText(inst[e.ID])
 	}
 	toks, err := s.store.EnrollTokens(ctx, org)
 	if err != nil {
 		return f, err
 	}
-	now := s.now()
 	for _, t := range toks {
 		r := tokenRow{ID: hex.EncodeToString(t.Hash[:4]), CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}
 		switch {
@@ -705,6 +717,20 @@ func (s *Server) fleet(c echo.Context) (fleetData, error) {
 		f.Tokens = append(f.Tokens, r)
 	}
 	return f, nil
+}
+
+// instancesText shows how many processes of an edge reported: replicas
+// of a deployment share the edge id but each draws its own instance id.
+// Batches of an edge too old to send one make the count unknown: "—"
+// when no batch carried one, "N+" when only some did (at least N).
+func instancesText(in controlplane.Instances) string {
+	switch {
+	case in.Unknown && in.Known == 0:
+		return "—"
+	case in.Unknown:
+		return fmt.Sprintf("%d+", in.Known)
+	}
+	return fmt.Sprint(in.Known)
 }
 
 func (s *Server) fleetPage(c echo.Context) error {

@@ -196,6 +196,7 @@ func heldGroups(seen map[controlplane.Dimension][]string) []heldGroup {
 				{"NATS public key", "the private half never leaves the edge", "Nothing beyond the edge's identity", nil},
 				{"Enrolled, last seen, sharing", "times of enrollment and last batch; revocation time", "When each edge runs and reports", nil},
 				{"Batch receipts", "edge, sequence number, window, time received, row count", "How often each edge reports", nil},
+				{"Instance id", "per batch: a random id each edge process draws when it starts, derived from nothing about its host, so it names no machine, address or person; absent from edges too old to send it", "How many replicas of a deployment run, and when one restarts", nil},
 			},
 		},
 		{

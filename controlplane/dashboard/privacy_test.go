@@ -35,6 +35,7 @@ func TestPrivacyShowsEdgeSettings(t *testing.T) {
 	for _, want := range []string{
 		`<td class="name">minimal-edge</td><td>workspace, provider</td><td>model, key ref, memory</td><td>below 5</td><td>every 15m0s at most</td>`,
 		`<td class="name">old-edge</td><td colspan="4" class="muted">not reported yet`,
+		`<td class="name">Instance id</td><td>per batch: a random id each edge process draws when it starts, derived from nothing about its host`,
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("privacy page lacks %q:\n%s", want, r.body)

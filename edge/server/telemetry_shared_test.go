@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/ingest"
 	"github.com/persiv/codex/controlplane/natsbus"
 	"github.com/persiv/codex/edge"
@@ -215,6 +216,31 @@ func TestTelemetryReplicasShareOneLink(t *testing.T) {
 	}
 	if other := ledgerAt(t, b.srv.AdminAddr()); len(other) != len(entries) {
 		t.Fatalf("replica b lists %d ledger entries, replica a %d", len(other), len(entries))
+	}
+	// Each replica's batches carry the random instance id its process
+	// drew, which the ledger shows as it left; the control plane counts
+	// two processes behind the one edge id.
+	instA, instB := a.srv.Telemetry().InstanceID(), b.srv.Telemetry().InstanceID()
+	if !wire.ValidInstance(instA) || !wire.ValidInstance(instB) || instA == instB ||
+		a.srv.Telemetry().Status().Instance != instA || b.srv.Telemetry().Status().Instance != instB {
+		t.Fatalf("replica instance ids %q and %q: not two distinct valid ids, or not in their status", instA, instB)
+	}
+	sentBy := map[string]int{}
+	for _, e := range entries {
+		if e.Kind == telemetry.KindEnrollment {
+			continue
+		}
+		var bt wire.UsageBatch
+		if err := json.Unmarshal(e.Batch, &bt); err != nil {
+			t.Fatal(err)
+		}
+		sentBy[bt.Instance]++
+	}
+	if len(sentBy) != 2 || sentBy[instA] == 0 || sentBy[instB] == 0 {
+		t.Fatalf("batches in the ledger by instance %v, want both replicas' (%s, %s)", sentBy, instA, instB)
+	}
+	if got, err := cp.store.EdgeInstances(ctx, cpOrg, time.Now().Add(-controlplane.InstanceWindow)); err != nil || got[edges[0].ID] != (controlplane.Instances{Known: 2}) {
+		t.Fatalf("the control plane counts instances %+v (%v), want 2 for %s", got, err, edges[0].ID)
 	}
 	for _, e := range []*pgEdge{a, b} {
 		if st := e.srv.Telemetry().Status(); strings.Contains(st.LastError, "duplicate") {

@@ -50,7 +50,8 @@ type Options struct {
 	Dir     Dir
 	Keyring *keyring.Keyring // over OpenKeyStore(Dir.KeyStorePath()), or the shared store's telemetry keys
 	// Instance names this replica in the ledger entries it writes
-	// (default: the host name).
+	// (default: the host name). It stays on the edge; what leaves is
+	// the random id Service.InstanceID draws instead.
 	Instance string
 	// Window is the aggregation window (CODEX_TELEMETRY_WINDOW), at most
 	// wire.MaxWindow.
@@ -102,6 +103,10 @@ type Service struct {
 	agg  *Aggregator
 	st   State
 	wake chan struct{}
+	// instance is the random id of this process that every batch it
+	// encodes carries (wire.UsageBatch.Instance), so the control plane
+	// can count the replicas that share the deployment's edge id.
+	instance string
 
 	// spooling guards unspooled (see emit), which emit and watch retry.
 	spooling  sync.Mutex
@@ -163,7 +168,7 @@ func Open(opts Options) (*Service, error) {
 		opts.State = f
 	}
 	s := &Service{opts: opts, log: opts.Logger.With("component", "telemetry"), agg: NewAggregator(opts.Queue), st: opts.State,
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), instance: wire.NewInstance()}
 	s.agg.Minimize = opts.Minimize
 	s.reload(context.Background())
 	return s, nil
@@ -517,7 +522,7 @@ type extras struct {
 func (s *Service) encode(enr Enrollment, w Window, seq int64, rows []wire.UsageRow, x extras) ([]byte, error) {
 	b := &wire.UsageBatch{SchemaVersion: wire.SchemaVersion, WindowStart: w.Start, WindowEnd: w.End,
 		OrgID: enr.OrgID, EdgeID: enr.EdgeID, Seq: seq, Rows: rows, Budgets: x.budgets, Settings: s.opts.Minimize.Settings(),
-		Memories: x.memories, Audit: x.audit}
+		Memories: x.memories, Audit: x.audit, Instance: s.instance}
 	return wire.Encode(b.AsVersion(wire.Negotiate(enr.SchemaVersions)))
 }
 
@@ -734,23 +739,26 @@ func (s *Service) spoolStats() SpoolStats {
 
 // Status is what `codex-edge telemetry status` and the admin API report.
 type Status struct {
-	Sharing          bool            `json:"sharing"`
-	SharingChangedAt *time.Time      `json:"sharing_changed_at,omitempty"`
-	Enrolled         bool            `json:"enrolled"`
-	EdgeID           string          `json:"edge_id,omitempty"`
-	OrgID            string          `json:"org_id,omitempty"`
-	ControlPlaneURL  string          `json:"control_plane_url,omitempty"`
-	NATSURL          string          `json:"nats_url,omitempty"`
-	Subject          string          `json:"subject,omitempty"`
-	Names            bool            `json:"names"` // labels are names, not pseudonyms
-	LastSeq          int64           `json:"last_seq"`
-	LastSentSeq      int64           `json:"last_sent_seq"`
-	LastSentAt       *time.Time      `json:"last_sent_at,omitempty"`
-	Spool            SpoolStats      `json:"spool"`
-	Running          bool            `json:"running"` // reported by a running serve
-	Connected        bool            `json:"connected"`
-	LastError        string          `json:"last_error,omitempty"`
-	Aggregator       AggregatorStats `json:"-"`
+	Sharing          bool       `json:"sharing"`
+	SharingChangedAt *time.Time `json:"sharing_changed_at,omitempty"`
+	Enrolled         bool       `json:"enrolled"`
+	EdgeID           string     `json:"edge_id,omitempty"`
+	OrgID            string     `json:"org_id,omitempty"`
+	ControlPlaneURL  string     `json:"control_plane_url,omitempty"`
+	NATSURL          string     `json:"nats_url,omitempty"`
+	Subject          string     `json:"subject,omitempty"`
+	Names            bool       `json:"names"` // labels are names, not pseudonyms
+	LastSeq          int64      `json:"last_seq"`
+	LastSentSeq      int64      `json:"last_sent_seq"`
+	LastSentAt       *time.Time `json:"last_sent_at,omitempty"`
+	Spool            SpoolStats `json:"spool"`
+	Running          bool       `json:"running"` // reported by a running serve
+	// Instance is the random id the running serve's batches carry
+	// (Service.InstanceID); the CLI, which sends nothing, has none.
+	Instance   string          `json:"instance,omitempty"`
+	Connected  bool            `json:"connected"`
+	LastError  string          `json:"last_error,omitempty"`
+	Aggregator AggregatorStats `json:"-"`
 }
 
 // ReadStatus reports the state kept in d, for the CLI (a running serve may
@@ -818,10 +826,15 @@ func (s *Service) Status() Status {
 	st.LastError = s.lastErr
 	s.mu.Unlock()
 	st.Names = s.opts.Names != nil
-	st.Running, st.Connected = true, s.connected.Load()
+	st.Running, st.Connected, st.Instance = true, s.connected.Load(), s.instance
 	st.Aggregator = s.agg.Stats()
 	return st
 }
+
+// InstanceID returns the random id this process drew at start
+// (wire.NewInstance), which every batch it encodes carries: derived from
+// nothing about the host, so it tells replicas apart without naming one.
+func (s *Service) InstanceID() string { return s.instance }
 
 // Ledger returns every ledger entry.
 func (s *Service) Ledger(ctx context.Context) ([]LedgerEntry, error) { return s.st.Ledger(ctx) }

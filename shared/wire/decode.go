@@ -131,6 +131,9 @@ type field struct {
 	// optional fields (",omitempty") may be absent: fields added to
 	// version 1 after its release, which earlier edges do not send.
 	optional bool
+	// nonEmpty: an optional string must not be "" when present, since
+	// Encode never sends it so and "" would decode as absent.
+	nonEmpty bool
 }
 
 var (
@@ -150,7 +153,9 @@ func shapeOf(t reflect.Type, maxLen int) *shape {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-			s.fields[name] = field{index: i, shape: shapeOf(f.Type, MaxRows), optional: opts == "omitempty"}
+			optional := opts == "omitempty"
+			s.fields[name] = field{index: i, shape: shapeOf(f.Type, MaxRows), optional: optional,
+				nonEmpty: optional && f.Type.Kind() == reflect.String}
 			if !s.fields[name].optional {
 				s.required++
 			}
@@ -266,6 +271,9 @@ func (w *walker) value(s *shape, field string) error {
 			seen |= 1 << f.index
 			if err := w.expect(':'); err != nil {
 				return err
+			}
+			if f.nonEmpty && w.peek() == '"' && w.pos+1 < len(w.data) && w.data[w.pos+1] == '"' {
+				return invalid(string(raw), "empty")
 			}
 			if err := w.value(f.shape, string(raw)); err != nil {
 				return err

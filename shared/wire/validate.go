@@ -66,6 +66,9 @@ var (
 	ProviderChars = newCharset(32, "a-z", "a-z0-9_-", `^[a-z][a-z0-9_-]{0,31}$`)
 	// MemoryNameChars: memory names, as the edge accepts them.
 	MemoryNameChars = newCharset(64, "A-Za-z0-9._-", "A-Za-z0-9._-", `^[A-Za-z0-9._-]{1,64}$`)
+	// InstanceChars: instance ids, lowercase hex; ValidInstance also
+	// requires exactly InstanceLen of them.
+	InstanceChars = newCharset(InstanceLen, "0-9a-f", "0-9a-f", `^[0-9a-f]{32}$`)
 )
 
 func invalid(field, rule string) error {
@@ -97,6 +100,12 @@ func (b *UsageBatch) Validate() error {
 	}
 	if b.Seq < 1 || b.Seq > MaxCount {
 		return invalid("seq", "out of range")
+	}
+	if b.Instance != "" && b.SchemaVersion < 3 {
+		return invalid("instance", "not before version 3")
+	}
+	if b.Instance != "" && !ValidInstance(b.Instance) {
+		return invalid("instance", "not an instance id")
 	}
 	if b.Rows == nil {
 		return invalid("rows", "missing")

@@ -90,14 +90,14 @@ func v2Of(b *UsageBatch) *batchV2 {
 }
 
 // AsVersion returns b as version v carries it: for version 2, without
-// memories and audit counts, and with settings naming only the dimensions
+// memories, audit counts and instance, and with settings naming only the dimensions
 // version 2 knows; for version 1, also without the rows' limited and
 // budget_refused counts, budgets and settings.
 func (b *UsageBatch) AsVersion(v int) *UsageBatch {
 	c := *b
 	c.SchemaVersion = v
 	if v < 3 {
-		c.Memories, c.Audit = nil, nil
+		c.Memories, c.Audit, c.Instance = nil, nil, ""
 		if b.Settings != nil {
 			st := *b.Settings
 			st.Dimensions = make([]string, 0, len(b.Settings.Dimensions))

@@ -7,7 +7,10 @@
 // budget_refused counts, the batch's budgets and (optional) settings; 3
 // adds the memories injected into the window's requests (name, version,
 // scope, requests and their tokens, never the text or a digest of it) and
-// the count of audit records per capture level (never their content).
+// the count of audit records per capture level (never their content),
+// and (optional) the instance: a random id of the edge process that
+// aggregated the batch, so the control plane can count the replicas of a
+// deployment, which share one edge id.
 //
 // The batch is deliberately unable to carry content. Every string is a
 // bounded identifier whose charset excludes spaces and punctuation that
@@ -18,6 +21,8 @@
 package wire
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -128,7 +133,29 @@ type UsageBatch struct {
 	// window, per workspace and capture level: counts only, never their
 	// content. Empty before version 3.
 	Audit []AuditCount `json:"audit"`
+	// Instance (version 3, optional) is a random id the edge process
+	// that aggregated the window draws when it starts (NewInstance):
+	// replicas of one deployment share an edge id, so distinct instances
+	// are how the control plane counts the replicas reporting. It is
+	// derived from nothing about the host, so it names a process, never
+	// a machine or a person. Edges before it do not send it.
+	Instance string `json:"instance,omitempty"`
 }
+
+// InstanceLen is the length of an instance id: 16 random bytes in hex.
+const InstanceLen = 32
+
+// NewInstance returns a fresh instance id: 16 bytes from crypto/rand,
+// lowercase hex.
+func NewInstance() string {
+	var b [InstanceLen / 2]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// ValidInstance reports whether s is an instance id: exactly InstanceLen
+// bytes of InstanceChars.
+func ValidInstance(s string) bool { return len(s) == InstanceLen && InstanceChars.Valid(s) }
 
 // MemoryUse is one memory injected into requests of a window. A batch
 // holds at most one per workspace, key reference, name and version.

@@ -47,7 +47,8 @@ func validBatch() *UsageBatch {
 			{Workspace: "ws_3f9a", KeyRef: "k_7c1e", Period: "day", CapNanoUSD: 5e9, SpentNanoUSD: 0}},
 		Memories: []MemoryUse{{Workspace: "ws_3f9a", KeyRef: "none", Name: "style", Version: 3, Requests: 6, Tokens: 720, Estimated: 6},
 			{Workspace: "ws_3f9a", KeyRef: "k_7c1e", Name: "_tone.v2", Version: 1, Requests: 3, Tokens: 90, Estimated: 3}},
-		Audit: []AuditCount{{Workspace: "ws_3f9a", Level: "hash", Records: 5}, {Workspace: "ws_3f9a", Level: "full", Records: 1}},
+		Audit:    []AuditCount{{Workspace: "ws_3f9a", Level: "hash", Records: 5}, {Workspace: "ws_3f9a", Level: "full", Records: 1}},
+		Instance: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
 	}
 }
 
@@ -210,6 +211,18 @@ func rejectCases() []rejectCase {
 		{name: "repeated dimension", data: set(func(m map[string]any) {
 			m["settings"] = map[string]any{"dimensions": []any{"model", "model"}, "min_count": 0, "heartbeat_s": 900}
 		})},
+		{name: "instance too short", data: set(func(m map[string]any) { m["instance"] = "0f1e2d3c" })},
+		{name: "instance too long", data: set(func(m map[string]any) { m["instance"] = m["instance"].(string) + "00" })},
+		{name: "uppercase instance", data: set(func(m map[string]any) { m["instance"] = "0F1E2D3C4B5A69788796A5B4C3D2E1F0" })},
+		{name: "host name as instance", data: set(func(m map[string]any) { m["instance"] = "edge-7f9c.prod.acme.example" })},
+		{name: "empty instance", data: set(func(m map[string]any) { m["instance"] = "" })},
+		{name: "null instance", data: set(func(m map[string]any) { m["instance"] = nil })},
+		{name: "numeric instance", data: set(func(m map[string]any) { m["instance"] = 12 })},
+		{name: "version 2 with instance", data: set(func(m map[string]any) {
+			m["schema_version"] = 2
+			delete(m, "memories")
+			delete(m, "audit")
+		})},
 		{name: "duplicate row key", goOnly: true, data: set(func(m map[string]any) { m["rows"] = []any{row0(m), row0(m)} })},
 	}
 }
@@ -352,6 +365,8 @@ func generateSchema(t *testing.T, version int) []byte {
 		"records":     count(1),
 		"min_count":   count(0),
 		"heartbeat_s": map[string]any{"type": "integer", "minimum": 0, "maximum": MaxHeartbeatS},
+		"instance": {"type": "string", "minLength": InstanceLen, "maxLength": InstanceLen, "pattern": InstanceChars.Pattern(),
+			"description": "random id of the edge process that aggregated the batch, drawn when it starts; derived from nothing about the host (optional: earlier edges do not send it)"},
 	}
 	object := func(typ reflect.Type, desc string) map[string]any {
 		props := map[string]any{}
@@ -423,6 +438,51 @@ func TestSchemaGolden(t *testing.T) {
 	}
 }
 
+// TestInstance: the instance id is optional in version 3, round-trips,
+// is dropped for older versions (whose decoders refuse it), and
+// NewInstance draws valid, distinct ids.
+func TestInstance(t *testing.T) {
+	t.Parallel()
+	a, b := NewInstance(), NewInstance()
+	if !ValidInstance(a) || !ValidInstance(b) || a == b {
+		t.Fatalf("NewInstance: %q, %q", a, b)
+	}
+	full := validBatch()
+	full.Instance = a
+	got, err := Decode(mustEncode(t, full))
+	if err != nil || got.Instance != a {
+		t.Fatalf("round trip: %v, instance %q", err, got.Instance)
+	}
+	anonymous := validBatch()
+	anonymous.Instance = ""
+	data := mustEncode(t, anonymous)
+	if bytes.Contains(data, []byte(`"instance"`)) {
+		t.Fatalf("a batch without instance encodes one: %s", data)
+	}
+	if got, err := Decode(data); err != nil || got.Instance != "" {
+		t.Fatalf("a version 3 batch without instance: %v, %q", err, got.Instance)
+	}
+	for _, v := range []int{1, 2} {
+		low := full.AsVersion(v)
+		if low.Instance != "" || full.Instance != a {
+			t.Fatalf("AsVersion(%d): instance %q, original %q", v, low.Instance, full.Instance)
+		}
+		data := mustEncode(t, low)
+		if bytes.Contains(data, []byte(`"instance"`)) {
+			t.Fatalf("version %d carries the instance: %s", v, data)
+		}
+		with := *low
+		with.Instance = a
+		if _, err := Encode(&with); err == nil {
+			t.Errorf("a version %d batch with an instance encodes", v)
+		}
+		smuggled := bytes.Replace(data, []byte(`"seq":7,`), []byte(`"seq":7,"instance":"`+a+`",`), 1)
+		if _, err := Decode(smuggled); err == nil {
+			t.Errorf("a version %d batch with an instance decodes", v)
+		}
+	}
+}
+
 // TestVersion1: version 1 batches, which older edges send and older
 // control planes take, still decode; a batch lowered to version 1 drops
 // what version 1 cannot carry and matches version 1's schema; and an
@@ -475,7 +535,7 @@ func TestVersion2(t *testing.T) {
 	full.Settings = &Settings{Dimensions: []string{DimWorkspace, DimMemory}, MinCount: 0, HeartbeatS: 900}
 	b := full.AsVersion(2)
 	data := mustEncode(t, b)
-	for _, field := range []string{`"memories"`, `"audit"`, `"style"`, `"memory"`} {
+	for _, field := range []string{`"memories"`, `"audit"`, `"style"`, `"memory"`, `"instance"`} {
 		if bytes.Contains(data, []byte(field)) {
 			t.Fatalf("version 2 carries %s: %s", field, data)
 		}
@@ -601,6 +661,9 @@ func FuzzDecode(f *testing.F) {
 	withheld.Memories = append(withheld.Memories, MemoryUse{Workspace: Other, KeyRef: Other, Name: Other, Requests: 2, Tokens: 40, Estimated: 2})
 	withheld.Settings = &Settings{Dimensions: []string{DimModel, DimMemory}, MinCount: 2, HeartbeatS: 60}
 	f.Add(mustEncode(f, withheld))
+	anonymous := validBatch()
+	anonymous.Instance = ""
+	f.Add(mustEncode(f, anonymous))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Decode(data)
 		if err != nil {

@@ -325,6 +325,29 @@ func (s *Store) Edges(ctx context.Context, orgID string) ([]controlplane.Edge, e
 	return out, mapErr("edges", err)
 }
 
+// EdgeInstances counts the instances of an org's edges since since.
+func (s *Store) EdgeInstances(ctx context.Context, orgID string, since time.Time) (map[string]controlplane.Instances, error) {
+	out := map[string]controlplane.Instances{}
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT edge_id, COUNT(DISTINCT instance), bool_or(instance IS NULL)
+			FROM usage_batches WHERE org_id = $1 AND received_at >= $2 GROUP BY edge_id`, orgID, since)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var in controlplane.Instances
+			if err := rows.Scan(&id, &in.Known, &in.Unknown); err != nil {
+				return err
+			}
+			out[id] = in
+		}
+		return rows.Err()
+	})
+	return out, mapErr("edge instances", err)
+}
+
 // RevokeEdge marks an edge revoked; revoking twice keeps the first time.
 func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) error {
 	return mapErr("revoke edge", s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
@@ -350,9 +373,9 @@ var (
 func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt time.Time) (bool, error) {
 	stored := false
 	err := s.inOrg(ctx, b.OrgID, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO usage_batches (edge_id, seq, org_id, window_start, window_end, received_at, row_count)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (edge_id, seq) DO NOTHING`,
-			b.EdgeID, b.Seq, b.OrgID, b.WindowStart, b.WindowEnd, receivedAt, len(b.Rows))
+		tag, err := tx.Exec(ctx, `INSERT INTO usage_batches (edge_id, seq, org_id, window_start, window_end, received_at, row_count, instance)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (edge_id, seq) DO NOTHING`,
+			b.EdgeID, b.Seq, b.OrgID, b.WindowStart, b.WindowEnd, receivedAt, len(b.Rows), usagesql.Instance(b))
 		if err != nil || tag.RowsAffected() == 0 {
 			return err // a duplicate commits nothing new
 		}

@@ -272,6 +272,29 @@ func (s *Store) Edges(ctx context.Context, orgID string) ([]controlplane.Edge, e
 	return out, rows.Err()
 }
 
+// EdgeInstances counts the instances of an org's edges since since.
+func (s *Store) EdgeInstances(ctx context.Context, orgID string, since time.Time) (map[string]controlplane.Instances, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT edge_id, COUNT(DISTINCT instance), MAX(instance IS NULL)
+		FROM usage_batches WHERE org_id = ? AND received_at >= ? GROUP BY edge_id`, orgID, unix(since))
+	if err != nil {
+		return nil, fmt.Errorf("edge instances: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]controlplane.Instances{}
+	for rows.Next() {
+		var id string
+		var in controlplane.Instances
+		if err := rows.Scan(&id, &in.Known, &in.Unknown); err != nil {
+			return nil, fmt.Errorf("edge instances: %w", err)
+		}
+		out[id] = in
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("edge instances: %w", err)
+	}
+	return out, nil
+}
+
 // RevokeEdge marks an edge revoked; revoking twice keeps the first time.
 func (s *Store) RevokeEdge(ctx context.Context, orgID, id string, at time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE edges SET revoked_at = COALESCE(revoked_at, ?), sharing = FALSE WHERE org_id = ? AND id = ?`, unix(at), orgID, id)
@@ -301,9 +324,9 @@ func (s *Store) IngestBatch(ctx context.Context, b *wire.UsageBatch, receivedAt 
 		return false, fmt.Errorf("ingest batch: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO usage_batches (edge_id, seq, org_id, window_start, window_end, received_at, row_count)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (edge_id, seq) DO NOTHING`,
-		b.EdgeID, b.Seq, b.OrgID, unix(b.WindowStart), unix(b.WindowEnd), unix(receivedAt), len(b.Rows))
+	res, err := tx.ExecContext(ctx, `INSERT INTO usage_batches (edge_id, seq, org_id, window_start, window_end, received_at, row_count, instance)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (edge_id, seq) DO NOTHING`,
+		b.EdgeID, b.Seq, b.OrgID, unix(b.WindowStart), unix(b.WindowEnd), unix(receivedAt), len(b.Rows), usagesql.Instance(b))
 	if err != nil {
 		return false, fmt.Errorf("ingest batch: %w", err)
 	}

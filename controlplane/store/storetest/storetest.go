@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 		{"EnrollSingleUse", testEnrollSingleUse},
 		{"EnrollConcurrent", testEnrollConcurrent},
 		{"EdgesScopedByOrg", testEdgesScoped},
+		{"EdgeInstances", testEdgeInstances},
 		{"IngestExactlyOnce", testIngestOnce},
 		{"IngestLargeBatch", testIngestLarge},
 		{"IngestLimitsAndBudgets", testIngestLimitsAndBudgets},
@@ -219,6 +220,51 @@ func testEdgesScoped(t *testing.T, s controlplane.Store) {
 	got, err := s.Edges(ctx, org)
 	if err != nil || len(got) != 1 || !got[0].RevokedAt.Equal(at) {
 		t.Fatalf("Edges after revoke = %+v, %v", got, err)
+	}
+}
+
+// testEdgeInstances: the instances of an edge are the distinct instance
+// ids of the batches received since the given time, counted once each; an
+// earlier batch does not count; a batch without one (an older edge) makes
+// the count unknown; another org never sees them.
+func testEdgeInstances(t *testing.T, s controlplane.Store) {
+	ctx := context.Background()
+	org, other := MustOrg(t, s), MustOrg(t, s)
+	e, old, theirs := MustEdge(t, s, org), MustEdge(t, s, org), MustEdge(t, s, other)
+	a, b, gone := wire.NewInstance(), wire.NewInstance(), wire.NewInstance()
+	now := t0.Add(time.Hour)
+	since := now.Add(-controlplane.InstanceWindow)
+	seq := int64(0)
+	ingest := func(orgID, edgeID, instance string, received time.Time) {
+		t.Helper()
+		seq++
+		bt := Batch(orgID, edgeID, seq, received.Add(-time.Minute).Truncate(time.Minute), 1)
+		bt.Instance = instance
+		if stored, err := s.IngestBatch(ctx, bt, received); err != nil || !stored {
+			t.Fatalf("ingest: %v, %v", stored, err)
+		}
+	}
+	ingest(org, e.ID, a, now.Add(-time.Minute))
+	ingest(org, e.ID, a, now.Add(-2*time.Minute))
+	ingest(org, e.ID, b, since)                      // at the window's start: counts
+	ingest(org, e.ID, gone, since.Add(-time.Second)) // before it: does not
+	ingest(org, e.ID, "", since.Add(-time.Minute))   // an older edge's, before it
+	ingest(org, old.ID, "", now.Add(-time.Minute))   // an older edge's, within it
+	ingest(other, theirs.ID, wire.NewInstance(), now.Add(-time.Minute))
+	got, err := s.EdgeInstances(ctx, org, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]controlplane.Instances{e.ID: {Known: 2}, old.ID: {Unknown: true}}
+	if len(got) != len(want) || got[e.ID] != want[e.ID] || got[old.ID] != want[old.ID] {
+		t.Fatalf("EdgeInstances = %+v, want %+v", got, want)
+	}
+	got, err = s.EdgeInstances(ctx, other, since)
+	if err != nil || len(got) != 1 || got[theirs.ID] != (controlplane.Instances{Known: 1}) {
+		t.Fatalf("another org's EdgeInstances = %+v, %v", got, err)
+	}
+	if got, err := s.EdgeInstances(ctx, org, now.Add(time.Second)); err != nil || len(got) != 0 {
+		t.Fatalf("EdgeInstances after every batch = %+v, %v", got, err)
 	}
 }
 

@@ -29,3 +29,12 @@ func ParseSettings(s string) (*wire.Settings, error) {
 	}
 	return &st, nil
 }
+
+// Instance is a batch's instance as the usage_batches.instance column
+// keeps it: nil (SQL NULL) when the batch carried none.
+func Instance(b *wire.UsageBatch) any {
+	if b.Instance == "" {
+		return nil
+	}
+	return b.Instance
+}

@@ -345,16 +345,20 @@ func (e *env) telemetryLedger(args []string) error {
 			continue
 		}
 		var b wire.UsageBatch
-		rows := "?"
+		rows, instance := "?", ""
 		if json.Unmarshal(en.Batch, &b) == nil {
 			rows = fmt.Sprint(len(b.Rows))
+			if b.Instance != "" {
+				// The random process id that left with the batch.
+				instance = "  instance " + b.Instance
+			}
 		}
 		from := ""
 		if en.Instance != "" {
 			from = "  from " + en.Instance
 		}
-		fmt.Fprintf(e.stdout, "%s  seq %d  msg-id %s  to %s on %s  %d bytes  %s rows  sha256 %s%s\n",
-			en.Time.Format(time.RFC3339), en.Seq, en.MsgID, en.NATSURL, en.Subject, en.Bytes, rows, en.SHA256, from)
+		fmt.Fprintf(e.stdout, "%s  seq %d  msg-id %s  to %s on %s  %d bytes  %s rows%s  sha256 %s%s\n",
+			en.Time.Format(time.RFC3339), en.Seq, en.MsgID, en.NATSURL, en.Subject, en.Bytes, rows, instance, en.SHA256, from)
 		fmt.Fprintf(e.stdout, "  %s\n", en.Batch)
 	}
 	return nil

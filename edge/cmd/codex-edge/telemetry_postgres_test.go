@@ -17,6 +17,7 @@ import (
 	"github.com/persiv/codex/edge/store/postgres"
 	"github.com/persiv/codex/edge/store/postgres/pgtest"
 	"github.com/persiv/codex/edge/telemetry"
+	"github.com/persiv/codex/shared/wire"
 )
 
 // TestTelemetryCommandsPostgres: on Postgres the telemetry commands act on
@@ -69,17 +70,20 @@ func TestTelemetryCommandsPostgres(t *testing.T) {
 	}
 
 	// Each replica's sender records its batches in the one ledger.
+	// The listing shows the random instance id each batch left with.
 	st := pgtest.Open(t, app).TelemetryState(postgres.TelemetryOptions{})
+	instances := []string{wire.NewInstance(), wire.NewInstance()}
 	for i, name := range []string{"replica-a", "replica-b"} {
 		e := telemetry.LedgerEntry{Time: time.Now().UTC(), Subject: "s", MsgID: fmt.Sprint("m", i), Seq: int64(i + 1), Instance: name}
-		if err := st.AppendLedger(context.Background(), e, []byte(`{"rows":[]}`)); err != nil {
+		if err := st.AppendLedger(context.Background(), e, []byte(`{"rows":[],"instance":"`+instances[i]+`"}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, c := range []*cli{a, b} {
 		out := c.ok("telemetry", "ledger")
 		if strings.Count(out, "enrollment exchange") != 1 || !strings.Contains(out, "seq 1 ") || !strings.Contains(out, "from replica-a") ||
-			!strings.Contains(out, "seq 2 ") || !strings.Contains(out, "from replica-b") {
+			!strings.Contains(out, "seq 2 ") || !strings.Contains(out, "from replica-b") ||
+			!strings.Contains(out, "0 rows  instance "+instances[0]) || !strings.Contains(out, "0 rows  instance "+instances[1]) {
 			t.Fatalf("ledger:\n%s", out)
 		}
 	}
