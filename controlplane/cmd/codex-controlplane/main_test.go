@@ -39,6 +39,7 @@ import (
 	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/controlplane/store/storetest"
+	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/testenv"
 	"github.com/persiv/codex/shared/wire"
 )
@@ -313,6 +314,9 @@ func TestServeWithExternalNATS(t *testing.T) {
 		t.Fatalf("nats-server rejects the printed config: %v", err)
 	}
 	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, t.TempDir(), true, true
+	// The account may use 16 GiB: a server that sizes its store from the
+	// free disk (less than 16 GiB free here) refuses it JetStream.
+	opts.JetStreamMaxStore = natsauth.DefaultMaxStorage
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
