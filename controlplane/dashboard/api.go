@@ -43,7 +43,7 @@ func (s *Server) requireAPIRequest(next echo.HandlerFunc) echo.HandlerFunc {
 				return &controlplane.Error{Kind: controlplane.KindUnsupportedMedia, Message: "send application/json"}
 			}
 		}
-		if !s.csrfValid(sess(c).ID, r.Header.Get(CSRFHeader)) {
+		if !csrfValid(s.csrfKey, sess(c).ID, r.Header.Get(CSRFHeader)) {
 			return &controlplane.Error{Kind: controlplane.KindForbidden, Message: "missing or invalid " + CSRFHeader}
 		}
 		return next(c)

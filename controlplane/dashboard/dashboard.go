@@ -133,7 +133,8 @@ func New(c Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.jwtKey, s.csrfKey, s.preKey = s.derive("session-jwt"), s.derive("csrf"), s.derive("pre-session-csrf")
+	const domain = "codex-dashboard"
+	s.jwtKey, s.csrfKey, s.preKey = deriveKey(s.key, domain, "session-jwt"), deriveKey(s.key, domain, "csrf"), deriveKey(s.key, domain, "pre-session-csrf")
 	if c.StaffKey != nil {
 		if len(c.StaffKey) < KeyLen || c.Sealer == nil {
 			return nil, fmt.Errorf("dashboard: the staff key must be at least %d bytes, and needs a Sealer", KeyLen)
@@ -141,12 +142,7 @@ func New(c Config) (*Server, error) {
 		if hmac.Equal(c.StaffKey, c.Key) {
 			return nil, errors.New("dashboard: the staff session key must differ from the customers'")
 		}
-		derive := func(purpose string) []byte {
-			m := hmac.New(sha256.New, c.StaffKey)
-			m.Write([]byte("codex-staff/" + purpose))
-			return m.Sum(nil)
-		}
-		s.staffKeys = staffKeys{jwt: derive("session-jwt"), csrf: derive("csrf")}
+		s.staffKeys = staffKeys{jwt: deriveKey(c.StaffKey, "codex-staff", "session-jwt"), csrf: deriveKey(c.StaffKey, "codex-staff", "csrf")}
 		s.sealer, s.ingestStats = c.Sealer, c.IngestStats
 	}
 	return s, nil
@@ -263,7 +259,7 @@ func (s *Server) requireCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 		if isSafe(c.Request().Method) {
 			return next(c)
 		}
-		if !s.csrfValid(sess(c).ID, form(c, "csrf")) {
+		if !csrfValid(s.csrfKey, sess(c).ID, form(c, "csrf")) {
 			return errCSRF
 		}
 		return next(c)

@@ -12,7 +12,7 @@ func FuzzVerifySession(f *testing.F) {
 	// No store: a token that got past the signature check would reach it
 	// and panic, failing the target.
 	s := &Server{key: []byte("0123456789abcdef0123456789abcdef"), clock: time.Now}
-	s.jwtKey = s.derive("session-jwt")
+	s.jwtKey = deriveKey(s.key, "codex-dashboard", "session-jwt")
 	f.Add("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1c3JfeCJ9.")
 	f.Add("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJvcmciOiJvcmdfeCIsImVwb2NoIjowLCJpc3MiOiJjb2RleC1jb250cm9scGxhbmUiLCJzdWIiOiJ1c3JfeCIsImF1ZCI6WyJjb2RleC1kYXNoYm9hcmQiXSwiZXhwIjo5OTk5OTk5OTk5LCJqdGkiOiJ4In0.AAAA")
 	f.Add("a.b.c")

@@ -76,7 +76,7 @@ const SecurityURL = "https://github.com/persiv/codex/blob/main/SECURITY.md"
 func (s *Server) base(c echo.Context, title string) pageData {
 	d := pageData{Title: title, SecurityURL: SecurityURL}
 	if se, ok := c.Get(ctxSession).(session); ok {
-		d.Signed, d.User, d.CSRF = true, se.User, s.csrfToken(se.ID)
+		d.Signed, d.User, d.CSRF = true, se.User, csrfToken(s.csrfKey, se.ID)
 		d.Admin = roleRank(se.User.Role) >= roleRank(controlplane.RoleAdmin)
 		d.Owner = se.User.Role == controlplane.RoleOwner
 		if o, err := s.store.Org(c.Request().Context(), se.User.OrgID); err == nil {
@@ -84,7 +84,7 @@ func (s *Server) base(c echo.Context, title string) pageData {
 		}
 	}
 	if st, ok := c.Get(ctxStaff).(staffSession); ok {
-		d.Staff, d.CSRF = &st.Staff, s.staffCSRF(st.ID)
+		d.Staff, d.CSRF = &st.Staff, csrfToken(s.staffKeys.csrf, st.ID)
 		if g, ok := c.Get(ctxGrant).(controlplane.AccessRequest); ok {
 			d.Grant, d.Base, d.User = &g, StaffOrgPrefix+g.OrgID, actor(c)
 			if o, err := s.store.Org(c.Request().Context(), g.OrgID); err == nil {

@@ -42,11 +42,12 @@ type session struct {
 	Exp  time.Time
 }
 
-// derive returns a subkey of the signing key for one purpose, so that the
-// JWT key, CSRF tokens and the login form's token never share a key.
-func (s *Server) derive(purpose string) []byte {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte("codex-dashboard/" + purpose))
+// deriveKey returns a subkey of key for one purpose (domain names whose
+// key it is: customers' or staff's), so that the JWT key, CSRF tokens and
+// the login form's token never share a key.
+func deriveKey(key []byte, domain, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(domain + "/" + purpose))
 	return m.Sum(nil)
 }
 
@@ -108,16 +109,17 @@ func (s *Server) verify(ctx context.Context, raw string) (session, error) {
 	return session{ID: c.ID, User: u, Exp: c.ExpiresAt.Time}, nil
 }
 
-// csrfToken is the synchronizer token of a session: a MAC of its id, so
-// it is worthless with any other session and needs no storage.
-func (s *Server) csrfToken(sessionID string) string {
-	m := hmac.New(sha256.New, s.csrfKey)
+// csrfToken is the synchronizer token of a session under key (the
+// customers' or the staff's CSRF key): a MAC of its id, so it is worthless
+// with any other session and needs no storage.
+func csrfToken(key []byte, sessionID string) string {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(sessionID))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (s *Server) csrfValid(sessionID, got string) bool {
-	return got != "" && hmac.Equal([]byte(got), []byte(s.csrfToken(sessionID)))
+func csrfValid(key []byte, sessionID, got string) bool {
+	return got != "" && hmac.Equal([]byte(got), []byte(csrfToken(key, sessionID)))
 }
 
 // SecretStore keeps the deployment's sealed secrets (controlplane.Store).
