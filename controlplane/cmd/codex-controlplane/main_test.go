@@ -34,12 +34,12 @@ import (
 	"github.com/persiv/codex/controlplane"
 	"github.com/persiv/codex/controlplane/config"
 	"github.com/persiv/codex/controlplane/enroll"
+	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/password"
 	"github.com/persiv/codex/controlplane/sealer"
 	"github.com/persiv/codex/controlplane/store/postgres/pgtest"
 	"github.com/persiv/codex/controlplane/store/sqlite"
 	"github.com/persiv/codex/controlplane/store/storetest"
-	"github.com/persiv/codex/controlplane/natsauth"
 	"github.com/persiv/codex/controlplane/testenv"
 	"github.com/persiv/codex/shared/wire"
 )
