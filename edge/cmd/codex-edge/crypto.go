@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"text/tabwriter"
 	"time"
@@ -177,56 +178,63 @@ func (e *env) cryptoShred(args []string) error {
 		return usagef("crypto shred destroys the org's data keys: every credential, cache entry and record sealed for it becomes unreadable for good; add --yes to confirm")
 	}
 	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
-		kr, orgs, err := e.keyringOrgs(cfg, st)
-		if err != nil {
-			return err
-		}
-		var own *awskms.MasterKey
-		if *deleteIn != 0 {
-			ref := ""
-			if orgs != nil {
-				ref = orgs.Ref(o.ID)
-			}
-			if ref == "" {
-				return usagef("--schedule-key-deletion: org %s has no own master key (it uses the shared %s, which other orgs need)", o.Name, kek.Env)
-			}
-			if users := orgs.Distinct()[ref]; len(users) > 1 {
-				return fmt.Errorf("--schedule-key-deletion: the key %s is also the master key of %d other orgs; move them first (orgs kek set)", ref, len(users)-1)
-			}
-			m, ok := orgs.Master(o.ID).(*awskms.MasterKey)
-			if !ok {
-				return fmt.Errorf("--schedule-key-deletion: the org's master key %s is not an AWS KMS key that could be opened", ref)
-			}
-			own = m
-		}
-		r, err := server.Shred(e.ctx, cfg, st, kr, o.ID)
-		if err != nil {
-			return fmt.Errorf("%w (run crypto shred again to finish)", err)
-		}
-		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "crypto.shred", Details: map[string]string{
-			"data_keys_destroyed": fmt.Sprint(r.DataKeys), "audit_contents_removed": fmt.Sprint(r.AuditContents),
-			"credentials_removed": fmt.Sprint(r.Sealed.Credentials), "memories_removed": fmt.Sprint(r.Sealed.Memories),
-			"cache_entries_removed": fmt.Sprint(r.CacheEntries)}}); err != nil {
-			return err
-		}
-		if own != nil {
-			at, err := own.ScheduleDeletion(e.ctx, *deleteIn)
-			if err != nil {
-				return fmt.Errorf("data keys destroyed, but: %w", err)
-			}
-			fmt.Fprintf(e.stdout, "org %s: KMS key %s is scheduled for deletion on %s; until then, cancelling the deletion would let an earlier backup open the org's data again\n", o.Name, own.KeyID(), at.UTC().Format(time.RFC3339))
-		}
-		fmt.Fprintf(e.stdout, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys and cache entries within CODEX_CHANGE_POLL)\n", o.Name, r.DataKeys)
-		secrets := 0
-		if r.Sealed.FingerprintSecret {
-			secrets = 1
-		}
-		fmt.Fprintf(e.stdout, "removed: %d sealed provider credentials, %d fingerprint secret, the text of %d memories, the content of %d audit events (their events and chain kept), %d cache entries in Redis\n",
-			r.Sealed.Credentials, secrets, r.Sealed.Memories, r.AuditContents, r.CacheEntries)
-		if r.Compacted {
-			fmt.Fprintln(e.stdout, "embedded store: WAL checkpointed and truncated, file vacuumed; none of the org's earlier ciphertext remains in it")
-		}
-		fmt.Fprintln(e.stdout, "Set provider keys again to resume.")
-		return nil
+		return e.shredOrg(cfg, st, o, *deleteIn, e.stdout)
 	})
+}
+
+// shredOrg destroys the org's data keys and everything sealed for it (see
+// server.Shred), records it, and, with deleteIn days, schedules the
+// deletion of the org's own KMS key; it reports to out.
+func (e *env) shredOrg(cfg config.Config, st server.Store, o edge.Org, deleteIn int, out io.Writer) error {
+	kr, orgs, err := e.keyringOrgs(cfg, st)
+	if err != nil {
+		return err
+	}
+	var own *awskms.MasterKey
+	if deleteIn != 0 {
+		ref := ""
+		if orgs != nil {
+			ref = orgs.Ref(o.ID)
+		}
+		if ref == "" {
+			return usagef("--schedule-key-deletion: org %s has no own master key (it uses the shared %s, which other orgs need)", o.Name, kek.Env)
+		}
+		if users := orgs.Distinct()[ref]; len(users) > 1 {
+			return fmt.Errorf("--schedule-key-deletion: the key %s is also the master key of %d other orgs; move them first (orgs kek set)", ref, len(users)-1)
+		}
+		m, ok := orgs.Master(o.ID).(*awskms.MasterKey)
+		if !ok {
+			return fmt.Errorf("--schedule-key-deletion: the org's master key %s is not an AWS KMS key that could be opened", ref)
+		}
+		own = m
+	}
+	r, err := server.Shred(e.ctx, cfg, st, kr, o.ID)
+	if err != nil {
+		return fmt.Errorf("%w (run crypto shred again to finish)", err)
+	}
+	if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "crypto.shred", Details: map[string]string{
+		"data_keys_destroyed": fmt.Sprint(r.DataKeys), "audit_contents_removed": fmt.Sprint(r.AuditContents),
+		"credentials_removed": fmt.Sprint(r.Sealed.Credentials), "memories_removed": fmt.Sprint(r.Sealed.Memories),
+		"cache_entries_removed": fmt.Sprint(r.CacheEntries)}}); err != nil {
+		return err
+	}
+	if own != nil {
+		at, err := own.ScheduleDeletion(e.ctx, deleteIn)
+		if err != nil {
+			return fmt.Errorf("data keys destroyed, but: %w", err)
+		}
+		fmt.Fprintf(out, "org %s: KMS key %s is scheduled for deletion on %s; until then, cancelling the deletion would let an earlier backup open the org's data again\n", o.Name, own.KeyID(), at.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(out, "org %s: %d data keys destroyed; its encrypted content is unreadable now (running edges drop their cached keys and cache entries within CODEX_CHANGE_POLL)\n", o.Name, r.DataKeys)
+	secrets := 0
+	if r.Sealed.FingerprintSecret {
+		secrets = 1
+	}
+	fmt.Fprintf(out, "removed: %d sealed provider credentials, %d fingerprint secret, the text of %d memories, the content of %d audit events (their events and chain kept), %d cache entries in Redis\n",
+		r.Sealed.Credentials, secrets, r.Sealed.Memories, r.AuditContents, r.CacheEntries)
+	if r.Compacted {
+		fmt.Fprintln(out, "embedded store: WAL checkpointed and truncated, file vacuumed; none of the org's earlier ciphertext remains in it")
+	}
+	fmt.Fprintln(out, "Set provider keys again to resume.")
+	return nil
 }

@@ -176,21 +176,14 @@ func (e *env) orgsDelete(args []string) error {
 		}
 		return usagef("orgs delete would destroy %s; add --yes to confirm", what)
 	}
-	var id, name string
-	if err := e.withOrg(f, *org, func(_ config.Config, _ server.Store, o edge.Org) error {
-		id, name = o.ID, o.Name
-		return nil
-	}); err != nil {
-		return err
-	}
-	// Shred first: should the removal below fail, the org's content is
-	// unreadable already, and running the command again finishes it.
-	shred := *e
-	shred.stdout = io.Discard // its advice (set provider keys again) does not apply
-	if err := shred.cryptoShred([]string{"--config", f.config, "--org", id, "--yes"}); err != nil {
-		return fmt.Errorf("crypto shred: %w", err)
-	}
-	return e.withStore(f, func(_ config.Config, st server.Store) error {
+	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
+		id, name := o.ID, o.Name
+		// Shred first: should the removal below fail, the org's content
+		// is unreadable already, and running the command again finishes
+		// it. Its advice (set provider keys again) does not apply.
+		if err := e.shredOrg(cfg, st, o, 0, io.Discard); err != nil {
+			return fmt.Errorf("crypto shred: %w", err)
+		}
 		by := audit.CLI()
 		d, err := st.DeleteOrg(e.ctx, edge.OrgDeletion{OrgID: id, Actor: by.Who, Via: by.Via})
 		if err != nil {
