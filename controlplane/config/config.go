@@ -87,6 +87,12 @@ type Config struct {
 	// NATSStreamMaxAge is how long a batch may wait in its org's stream.
 	// Default 168h.
 	NATSStreamMaxAge time.Duration `yaml:"nats_stream_max_age"`
+	// NATSStreamReplicas is how many copies of each org's stream (and its
+	// ingest consumer) a NATS cluster keeps: 3 survives the loss of one
+	// node. 1 to MaxStreamReplicas; more than 1 needs a JetStream cluster
+	// (nats_url), the embedded server refuses it. Existing streams are
+	// brought to it at start. Default 1.
+	NATSStreamReplicas int `yaml:"nats_stream_replicas"`
 	// NATSAccountMaxStorage bounds the ingest account's JetStream storage
 	// (and the embedded server's): with every org's stream reserving
 	// NATSOrgMaxBytes, it allows NATSAccountMaxStorage/NATSOrgMaxBytes
@@ -107,6 +113,9 @@ type Config struct {
 	PasswordHashers  int           `yaml:"password_hashers"`
 	PasswordHashWait time.Duration `yaml:"password_hash_wait"`
 }
+
+// MaxStreamReplicas is the most copies JetStream keeps of a stream.
+const MaxStreamReplicas = 5
 
 // MaxDefaultPasswordHashers caps the default of PasswordHashers on large
 // machines: four hashes are 256 MiB, and dozens of sign-ins a second.
@@ -129,6 +138,7 @@ func Default() Config {
 		NATSEdgeMaxPending:     256,
 		NATSOrgMaxBytes:        16 << 20,
 		NATSStreamMaxAge:       168 * time.Hour,
+		NATSStreamReplicas:     1,
 		NATSAccountMaxStorage:  16 << 30,
 		LoginRate:              300,
 		LoginBurst:             30,
@@ -194,6 +204,10 @@ func (c Config) Validate() error {
 		return errors.New("retention must be positive and grow from minutes to hours to days")
 	case c.NATSMaxConnections <= 0 || c.NATSEdgeMaxConnections <= 0 || c.NATSEdgeMaxPending <= 0 || c.NATSStreamMaxAge <= 0:
 		return errors.New("nats_max_connections, nats_edge_max_connections, nats_edge_max_pending and nats_stream_max_age must be positive")
+	case c.NATSStreamReplicas < 1 || c.NATSStreamReplicas > MaxStreamReplicas:
+		return fmt.Errorf("nats_stream_replicas must be 1 to %d", MaxStreamReplicas)
+	case c.NATSStreamReplicas > 1 && c.NATSURL == "":
+		return errors.New("nats_stream_replicas above 1 needs a NATS cluster (nats_url): the embedded server keeps one copy")
 	case c.NATSOrgMaxBytes < wire.MaxBatchBytes:
 		return fmt.Errorf("nats_org_max_bytes must hold at least one batch (%d bytes)", wire.MaxBatchBytes)
 	case c.NATSAccountMaxStorage < c.NATSOrgMaxBytes:

@@ -45,6 +45,24 @@ func TestLoadLoginLimits(t *testing.T) {
 	}
 }
 
+func TestLoadStreamReplicas(t *testing.T) {
+	t.Parallel()
+	c, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATSStreamReplicas != 1 {
+		t.Fatalf("default replicas = %d, want 1", c.NATSStreamReplicas)
+	}
+	c, err = Load("", env(map[string]string{"CODEX_NATS_STREAM_REPLICAS": "3", "CODEX_NATS_URL": "nats://a:4222,nats://b:4222,nats://c:4222"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATSStreamReplicas != 3 {
+		t.Fatalf("replicas = %d, want 3", c.NATSStreamReplicas)
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -72,6 +90,9 @@ func TestLoadRejects(t *testing.T) {
 		"no login rate":    {"", map[string]string{"CODEX_LOGIN_RATE": "0"}},
 		"no hashers":       {"", map[string]string{"CODEX_PASSWORD_HASHERS": "0"}},
 		"no hash wait":     {"", map[string]string{"CODEX_PASSWORD_HASH_WAIT": "0s"}},
+		"no replicas":      {"", map[string]string{"CODEX_NATS_STREAM_REPLICAS": "0", "CODEX_NATS_URL": "nats://a:4222"}},
+		"six replicas":     {"", map[string]string{"CODEX_NATS_STREAM_REPLICAS": "6", "CODEX_NATS_URL": "nats://a:4222"}},
+		"embedded R3":      {"", map[string]string{"CODEX_NATS_STREAM_REPLICAS": "3"}},
 	} {
 		if _, err := Load(tc.path, env(tc.env)); err == nil {
 			t.Errorf("%s: accepted", name)

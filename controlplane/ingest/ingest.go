@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +55,9 @@ const (
 	// DefaultMaxPendingPerEdge bounds the batches of one edge waiting in
 	// its org's stream.
 	DefaultMaxPendingPerEdge = 256
+	// DefaultReplicas is one copy of a stream: the embedded server's only
+	// choice.
+	DefaultReplicas = 1
 )
 
 // Limits bound the per-org streams, so that no edge can fill the control
@@ -75,6 +80,11 @@ type Limits struct {
 	// Duplicates is the de-duplication window. Default DefaultDuplicates
 	// (100ms); JetStream refuses less.
 	Duplicates time.Duration
+	// Replicas is how many copies of an org's stream a NATS cluster
+	// keeps, 1 to 5 (JetStream's most): 3 survives the loss of a node. The ingest
+	// consumer follows its stream (its own Replicas is left 0). More than
+	// 1 needs a JetStream cluster. Default DefaultReplicas (1).
+	Replicas int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -89,6 +99,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxPendingPerEdge <= 0 {
 		l.MaxPendingPerEdge = DefaultMaxPendingPerEdge
+	}
+	if l.Replicas <= 0 {
+		l.Replicas = DefaultReplicas
 	}
 	return l
 }
@@ -112,10 +125,14 @@ func StreamConfig(orgID string, l Limits) jetstream.StreamConfig {
 		Discard:              jetstream.DiscardNew,
 		MaxMsgsPerSubject:    l.MaxPendingPerEdge,
 		DiscardNewPerSubject: true,
+		Replicas:             l.Replicas,
 	}
 }
 
-// ConsumerConfig is the durable pull consumer of an org's stream.
+// ConsumerConfig is the durable pull consumer of an org's stream, shared
+// by every instance of the control plane: each message goes to one of
+// them. Its Replicas is 0, so it keeps as many copies as its stream, and
+// follows the stream when the stream's replicas change.
 func ConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
@@ -161,6 +178,14 @@ func (e *RejectError) Unwrap() error { return e.Err }
 // with a wrong clock must not write rows that a dashboard shows ahead.
 const MaxClockSkew = 10 * time.Minute
 
+// DefaultReconcileEvery is Ingester.ReconcileEvery's default: an org
+// enrolled through another instance is consumed here within it. The
+// enrolling instance consumes its stream at once meanwhile.
+const DefaultReconcileEvery = 10 * time.Second
+
+// reconcileTimeout bounds one Reconcile of Run's.
+const reconcileTimeout = 30 * time.Second
+
 // Stats are the ingest's counters since start.
 type Stats struct {
 	Stored, Duplicates, Errors int64
@@ -176,6 +201,10 @@ type Ingester struct {
 	Limits Limits
 	Log    *slog.Logger
 	Now    func() time.Time // defaults to time.Now
+	// ReconcileEvery is how often Run looks for org streams made or
+	// deleted through another instance of the control plane (see
+	// Reconcile). Default DefaultReconcileEvery (10s).
+	ReconcileEvery time.Duration
 
 	stored, duplicates, errs atomic.Int64
 	rejected                 [numReasons]atomic.Int64
@@ -444,8 +473,118 @@ func (in *Ingester) consumeLocked(orgID string, cons jetstream.Consumer) error {
 	return nil
 }
 
+// Reconcile brings the streams this instance consumes in line with the
+// org streams JetStream holds: several instances share the streams and
+// their durable consumer, and an org is enrolled (or deleted) through one
+// of them. It consumes, while Run runs, every org stream not consumed yet
+// and stops consuming those deleted. Run calls it every ReconcileEvery.
+func (in *Ingester) Reconcile(ctx context.Context) error {
+	in.mu.Lock()
+	known := maps.Clone(in.consumers)
+	in.mu.Unlock()
+	listed := map[string]bool{}
+	names := in.JS.StreamNames(ctx)
+	for name := range names.Name() {
+		if org, ok := strings.CutPrefix(name, StreamPrefix); ok && wire.IDChars.Valid(org) {
+			listed[org] = true
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("list the usage streams: %w", err)
+	}
+	var errs []error
+	for org := range listed {
+		if _, ok := known[org]; ok {
+			continue
+		}
+		// The consumer is made if the enrolling instance has not made it
+		// yet; its config is the same everywhere.
+		cons, err := in.JS.CreateOrUpdateConsumer(ctx, StreamName(org), ConsumerConfig())
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // deleted since listed
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("usage consumer of %s: %w", org, err))
+			continue
+		}
+		in.mu.Lock()
+		if _, ok := in.consumers[org]; !ok { // else EnsureOrg came first
+			if in.consumers == nil {
+				in.consumers = map[string]jetstream.Consumer{}
+			}
+			in.consumers[org] = cons
+			if in.runCtx != nil {
+				err = in.consumeLocked(org, cons)
+			}
+			in.Log.Info("consuming the usage stream of an org set up elsewhere", "org_id", org)
+		}
+		in.mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for org, cons := range known {
+		if listed[org] {
+			continue
+		}
+		// A stream made after the listing is missing from it: only one
+		// that is gone now was deleted.
+		if _, err := in.JS.Stream(ctx, StreamName(org)); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("usage stream of %s: %w", org, err))
+			}
+			continue
+		}
+		in.mu.Lock()
+		// Unless EnsureOrg made the stream again meanwhile.
+		var cc jetstream.ConsumeContext
+		if in.consumers[org] == cons {
+			cc = in.consuming[org]
+			delete(in.consumers, org)
+			delete(in.consuming, org)
+		}
+		in.mu.Unlock()
+		if cc != nil {
+			cc.Stop()
+			in.Log.Info("stopped consuming the deleted usage stream of an org", "org_id", org)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Consumed lists the orgs whose streams this instance consumes (or will,
+// once Run runs), sorted.
+func (in *Ingester) Consumed() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Sorted(maps.Keys(in.consumers))
+}
+
+// reconcile runs Reconcile now and every ReconcileEvery until ctx ends.
+func (in *Ingester) reconcile(ctx context.Context) {
+	every := in.ReconcileEvery
+	if every <= 0 {
+		every = DefaultReconcileEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
+		err := in.Reconcile(rctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			in.Log.Error("reconcile the usage streams", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Run consumes every org's stream set up by Setup or EnsureOrg, before or
-// while it runs, until ctx ends.
+// while it runs, and those Reconcile finds, until ctx ends.
 func (in *Ingester) Run(ctx context.Context) error {
 	if in.Log == nil {
 		in.Log = slog.New(slog.DiscardHandler)
@@ -464,7 +603,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 	in.mu.Unlock()
 	if err == nil {
+		reconciled := make(chan struct{})
+		go func() { defer close(reconciled); in.reconcile(ctx) }()
 		<-ctx.Done()
+		<-reconciled
 	}
 	in.mu.Lock()
 	consuming := in.consuming

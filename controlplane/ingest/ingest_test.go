@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -744,4 +745,68 @@ func TestAccountLimits(t *testing.T) {
 	if c, _ := jwt.DecodeAccountClaims(again.IngestJWT()); c == nil || c.Limits.JetStreamLimits.DiskStorage != 3*orgBytes {
 		t.Fatal("the account's storage limit was not updated on reopening")
 	}
+}
+
+// serviceJS connects as the control plane's own ingest user, as a second
+// instance of the control plane would, until the test ends.
+func serviceJS(t testing.TB, env *testenv.Env) jetstream.JetStream {
+	t.Helper()
+	creds, err := env.Auth.ServiceCreds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := natsbus.Creds(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(env.NATS.ClientURL(), opt, nats.CustomInboxPrefix("_CODEX_CP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestReconcileFollowsOtherInstances: two instances share the streams.
+// An org enrolled through one (whose ingest is not running) is consumed
+// by the other, which did not know the org at its start; once the org is
+// deleted through the first, the other stops consuming its stream.
+func TestReconcileFollowsOtherInstances(t *testing.T) {
+	env := testenv.New(t, testenv.Options{NoIngest: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	other := &ingest.Ingester{Store: env.Store, JS: serviceJS(t, env), ReconcileEvery: 20 * time.Millisecond}
+	if err := other.Setup(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- other.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+
+	org := env.Org(t)
+	ed := env.EnrollEdge(t, org) // through env's instance
+	if _, err := publish(ctx, ed.JetStream(t), ed.Subject, encode(t, batch(ed, 1)), wire.MsgID(ed.EdgeID, 1)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "the batch stored by the other instance", func() bool {
+		return other.Stats().Stored == 1 && requests(t, env.Store, org) == 3*2
+	})
+	if got := other.Consumed(); !slices.Equal(got, []string{org}) {
+		t.Fatalf("other instance consumes %v, want [%s]", got, org)
+	}
+
+	if err := env.Ingester.DeleteOrg(ctx, org); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "the other instance no longer consuming the deleted stream", func() bool {
+		return len(other.Consumed()) == 0
+	})
 }

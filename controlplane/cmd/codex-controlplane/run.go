@@ -475,7 +475,8 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	ing := &ingest.Ingester{Store: store, JS: js, Log: log, Limits: ingest.Limits{
-		MaxBytes: cfg.NATSOrgMaxBytes, MaxAge: cfg.NATSStreamMaxAge, MaxPendingPerEdge: cfg.NATSEdgeMaxPending}}
+		MaxBytes: cfg.NATSOrgMaxBytes, MaxAge: cfg.NATSStreamMaxAge, MaxPendingPerEdge: cfg.NATSEdgeMaxPending,
+		Replicas: cfg.NATSStreamReplicas}}
 	if err := ing.Setup(ctx, auth.Orgs()); err != nil {
 		return err
 	}
