@@ -58,6 +58,9 @@ const (
 	// DefaultReplicas is one copy of a stream: the embedded server's only
 	// choice.
 	DefaultReplicas = 1
+	// DefaultAckWait is how long a delivered batch waits for its
+	// acknowledgement before it is delivered again.
+	DefaultAckWait = 30 * time.Second
 )
 
 // Limits bound the per-org streams, so that no edge can fill the control
@@ -85,6 +88,13 @@ type Limits struct {
 	// consumer follows its stream (its own Replicas is left 0). More than
 	// 1 needs a JetStream cluster. Default DefaultReplicas (1).
 	Replicas int
+	// AckWait is how long a batch delivered to an instance of the
+	// control plane waits for its acknowledgement before it is delivered
+	// again, to any instance: the batches an instance held when it (or
+	// its NATS node, or an acknowledgement) was lost wait that long. It
+	// must exceed the time to store a batch, or batches are delivered
+	// twice (and stored once). Default DefaultAckWait (30s).
+	AckWait time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -102,6 +112,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Replicas <= 0 {
 		l.Replicas = DefaultReplicas
+	}
+	if l.AckWait <= 0 {
+		l.AckWait = DefaultAckWait
 	}
 	return l
 }
@@ -133,11 +146,12 @@ func StreamConfig(orgID string, l Limits) jetstream.StreamConfig {
 // by every instance of the control plane: each message goes to one of
 // them. Its Replicas is 0, so it keeps as many copies as its stream, and
 // follows the stream when the stream's replicas change.
-func ConsumerConfig() jetstream.ConsumerConfig {
+func ConsumerConfig(l Limits) jetstream.ConsumerConfig {
+	l = l.withDefaults()
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       l.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 1000,
 	}
@@ -145,6 +159,15 @@ func ConsumerConfig() jetstream.ConsumerConfig {
 
 // pullBatch is how many messages one org's consumer pulls at a time.
 const pullBatch = 64
+
+// pullHeartbeat is how often the server confirms a waiting pull request.
+// A pull request can be lost with no answer, as when its consumer's
+// leader moves to another node of a cluster while it is on its way: the
+// instance pulls again once two heartbeats are missed (10s), where the
+// client's default (half the 30s expiry) left the org's batches waiting
+// for 30s. Each waiting consumer costs the server one small message per
+// heartbeat.
+const pullHeartbeat = 5 * time.Second
 
 // Reason is why a message was rejected.
 type Reason int
@@ -185,6 +208,12 @@ const DefaultReconcileEvery = 10 * time.Second
 
 // reconcileTimeout bounds one Reconcile of Run's.
 const reconcileTimeout = 30 * time.Second
+
+// setupTimeout bounds the making or update of an org's stream and
+// consumer, longer than JetStream's default API timeout (5s): in a
+// cluster, a new stream or one whose replicas change waits for its raft
+// group to elect a leader.
+const setupTimeout = 30 * time.Second
 
 // Stats are the ingest's counters since start.
 type Stats struct {
@@ -415,11 +444,13 @@ func (in *Ingester) EnsureOrg(ctx context.Context, orgID string) error {
 	if !wire.IDChars.Valid(orgID) {
 		return fmt.Errorf("org id %q is not a valid subject token", orgID)
 	}
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
 	stream, err := in.JS.CreateOrUpdateStream(ctx, StreamConfig(orgID, in.Limits))
 	if err != nil {
 		return fmt.Errorf("usage stream of %s: %w", orgID, err)
 	}
-	cons, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig())
+	cons, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(in.Limits))
 	if err != nil {
 		return fmt.Errorf("usage consumer of %s: %w", orgID, err)
 	}
@@ -463,6 +494,7 @@ func (in *Ingester) consumeLocked(orgID string, cons jetstream.Consumer) error {
 	ctx := in.runCtx
 	cc, err := cons.Consume(func(msg jetstream.Msg) { in.process(ctx, msg) },
 		jetstream.PullMaxMessages(pullBatch),
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			in.Log.Debug("consume", "org_id", orgID, "err", err)
 		}))
@@ -499,7 +531,9 @@ func (in *Ingester) Reconcile(ctx context.Context) error {
 		}
 		// The consumer is made if the enrolling instance has not made it
 		// yet; its config is the same everywhere.
-		cons, err := in.JS.CreateOrUpdateConsumer(ctx, StreamName(org), ConsumerConfig())
+		cctx, cancel := context.WithTimeout(ctx, setupTimeout)
+		cons, err := in.JS.CreateOrUpdateConsumer(cctx, StreamName(org), ConsumerConfig(in.Limits))
+		cancel()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue // deleted since listed
 		}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,6 +43,26 @@ type EmbeddedConfig struct {
 	// MaxStorage bounds JetStream's file storage. Default
 	// natsauth.DefaultMaxStorage.
 	MaxStorage int64
+	// Cluster, when set, makes the server one node of a JetStream
+	// cluster. The control plane runs its embedded server alone (a
+	// production cluster runs nats-server with nats-config's output);
+	// tests run a cluster in process.
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig makes an embedded server a node of a JetStream cluster.
+// Routes are not authenticated: they listen on loopback in tests.
+type ClusterConfig struct {
+	// ServerName names the node, unique in the cluster: JetStream's
+	// placement and leaders go by it.
+	ServerName string
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Listen is the route listener's host:port.
+	Listen string
+	// Routes are the route URLs (nats://host:port) of every node; one
+	// to itself is ignored.
+	Routes []string
 }
 
 // DefaultMaxConnections is EmbeddedConfig.MaxConnections's default.
@@ -109,6 +130,11 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 		NoSigs:            true,
 		NoLog:             true,
 	}
+	if c := cfg.Cluster; c != nil {
+		if err := clusterOptions(opts, c); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.TLS != nil {
 		opts.TLSConfig = cfg.TLS.Clone()
 		opts.TLSConfig.MinVersion = tls.VersionTLS13
@@ -126,8 +152,45 @@ func StartEmbedded(auth *natsauth.Authority, cfg EmbeddedConfig) (*Embedded, err
 	return &Embedded{srv: srv}, nil
 }
 
+func clusterOptions(opts *server.Options, c *ClusterConfig) error {
+	if c.ServerName == "" || c.Name == "" || len(c.Routes) == 0 {
+		return errors.New("nats cluster: a server name, a cluster name and routes are required")
+	}
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("nats cluster listen address: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 {
+		return fmt.Errorf("nats cluster listen port %q: the other nodes' routes need a fixed port", portStr)
+	}
+	if !IsLoopback(host) {
+		return errors.New("nats cluster: routes are not authenticated, listen on loopback")
+	}
+	opts.ServerName = c.ServerName
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("nats cluster route %q is not a nats://host:port URL", r)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
 // ClientURL is the URL clients connect to.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Name is the server's name: JetStream names stream and consumer leaders
+// by it.
+func (e *Embedded) Name() string { return e.srv.Name() }
+
+// JetStreamCurrent reports whether the server's JetStream is ready: alone,
+// enabled; in a cluster, its meta group has a leader it is current with.
+func (e *Embedded) JetStreamCurrent() bool {
+	return e.srv.JetStreamEnabled() && e.srv.JetStreamIsCurrent()
+}
 
 // Shutdown stops the server and waits for it.
 func (e *Embedded) Shutdown() {

@@ -6,6 +6,8 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -186,8 +188,15 @@ type Edge struct {
 // EnrollEdge enrolls a new edge into org the way codex-edge does.
 func (e *Env) EnrollEdge(t testing.TB, orgID string) Edge {
 	t.Helper()
+	return EnrollEdge(t, e.Enroll, orgID)
+}
+
+// EnrollEdge enrolls a new edge into org through svc the way codex-edge
+// does.
+func EnrollEdge(t testing.TB, svc *enroll.Service, orgID string) Edge {
+	t.Helper()
 	ctx := context.Background()
-	tok, err := e.Enroll.CreateToken(ctx, orgID, time.Hour)
+	tok, err := svc.CreateToken(ctx, orgID, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +205,7 @@ func (e *Env) EnrollEdge(t testing.TB, orgID string) Edge {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	resp, err := e.Enroll.Enroll(ctx, wire.EnrollRequest{Token: tok, PublicKey: pub, Name: "edge-1", Version: "0.1.0"})
+	resp, err := svc.Enroll(ctx, wire.EnrollRequest{Token: tok, PublicKey: pub, Name: "edge-1", Version: "0.1.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,4 +252,49 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(pollEvery)
 	}
 	return time.Since(start)
+}
+
+// Cluster starts a JetStream cluster of n in-process nats-servers
+// (node-0, node-1, …) trusting auth's operator, each with the system and
+// ingest accounts preloaded into its own full resolver, its own store
+// directory and random loopback ports, routed to one another. It returns
+// once every node's JetStream is current with the cluster's meta leader;
+// the nodes stop when the test ends.
+func Cluster(t testing.TB, auth *natsauth.Authority, n int) []*natsbus.Embedded {
+	t.Helper()
+	// The routes name every node's route port before any node starts:
+	// the ports are taken free and released just before.
+	var routes, listens []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listens = append(listens, ln.Addr().String())
+		routes = append(routes, "nats://"+ln.Addr().String())
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	nodes := make([]*natsbus.Embedded, n)
+	for i := range nodes {
+		name := fmt.Sprintf("node-%d", i)
+		node, err := natsbus.StartEmbedded(auth, natsbus.EmbeddedConfig{Dir: filepath.Join(dir, name), Listen: "127.0.0.1:0",
+			Cluster: &natsbus.ClusterConfig{ServerName: name, Name: "codex-test", Listen: listens[i], Routes: routes}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(node.Shutdown)
+		nodes[i] = node
+	}
+	Eventually(t, 30*time.Second, "the JetStream cluster ready", func() bool {
+		for _, node := range nodes {
+			if !node.JetStreamCurrent() {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
 }
