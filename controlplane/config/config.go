@@ -95,8 +95,10 @@ type Config struct {
 	NATSStreamReplicas int `yaml:"nats_stream_replicas"`
 	// NATSAccountMaxStorage bounds the ingest account's JetStream storage
 	// (and the embedded server's): with every org's stream reserving
-	// NATSOrgMaxBytes, it allows NATSAccountMaxStorage/NATSOrgMaxBytes
-	// orgs with edges. Default 17179869184 (16 GiB: 1024 orgs).
+	// NATSOrgMaxBytes for each of its NATSStreamReplicas copies, it
+	// allows NATSAccountMaxStorage/(NATSOrgMaxBytes×NATSStreamReplicas)
+	// orgs with edges. Default 17179869184 (16 GiB: 1024 orgs with one
+	// replica, 341 with three).
 	NATSAccountMaxStorage int64 `yaml:"nats_account_max_storage"`
 	// LoginRate bounds dashboard sign-in attempts across all clients, per
 	// minute, besides the per-email and per-address limits; LoginBurst of
@@ -210,8 +212,8 @@ func (c Config) Validate() error {
 		return errors.New("nats_stream_replicas above 1 needs a NATS cluster (nats_url): the embedded server keeps one copy")
 	case c.NATSOrgMaxBytes < wire.MaxBatchBytes:
 		return fmt.Errorf("nats_org_max_bytes must hold at least one batch (%d bytes)", wire.MaxBatchBytes)
-	case c.NATSAccountMaxStorage < c.NATSOrgMaxBytes:
-		return errors.New("nats_account_max_storage must be at least nats_org_max_bytes")
+	case c.NATSAccountMaxStorage < c.NATSOrgMaxBytes*int64(c.NATSStreamReplicas):
+		return errors.New("nats_account_max_storage must be at least nats_org_max_bytes times nats_stream_replicas")
 	case btoi(c.SecretsKMSKey != "")+btoi(c.SecretsKEK != "")+btoi(c.SecretsKEKFile != "") > 1:
 		return errors.New("set at most one of secrets_kms_key, secrets_kek and secrets_kek_file")
 	case c.LoginRate <= 0 || c.LoginBurst <= 0:

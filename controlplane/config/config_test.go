@@ -93,6 +93,7 @@ func TestLoadRejects(t *testing.T) {
 		"no replicas":      {"", map[string]string{"CODEX_NATS_STREAM_REPLICAS": "0", "CODEX_NATS_URL": "nats://a:4222"}},
 		"six replicas":     {"", map[string]string{"CODEX_NATS_STREAM_REPLICAS": "6", "CODEX_NATS_URL": "nats://a:4222"}},
 		"embedded R3":      {"", map[string]string{"CODEX_NATS_STREAM_REPLICAS": "3"}},
+		"R3 small account": {"", map[string]string{"CODEX_NATS_STREAM_REPLICAS": "3", "CODEX_NATS_URL": "nats://a:4222", "CODEX_NATS_ACCOUNT_MAX_STORAGE": "33554432"}},
 	} {
 		if _, err := Load(tc.path, env(tc.env)); err == nil {
 			t.Errorf("%s: accepted", name)

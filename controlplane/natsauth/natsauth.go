@@ -566,20 +566,10 @@ func creds(signer nkeys.KeyPair, name string) ([]byte, error) {
 
 // ServerConfig returns a nats-server configuration block trusting this
 // operator with a full (directory) resolver preloaded with both accounts,
-// for running an external NATS that accepts at most maxConnections
-// clients.
+// for running an external NATS alone that accepts at most maxConnections
+// clients: NodeConfig's simplest form (empty for a resolverDir or
+// maxConnections NodeConfig refuses).
 func (a *Authority) ServerConfig(resolverDir string, maxConnections int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# persiv codex: NATS operator/JWT configuration.\n")
-	fmt.Fprintf(&b, "operator: %s\n", a.operatorJWT)
-	fmt.Fprintf(&b, "system_account: %s\n", a.systemPub)
-	fmt.Fprintf(&b, "jetstream: enabled\n")
-	fmt.Fprintf(&b, "max_payload: %d\n", wire.MaxBatchBytes)
-	fmt.Fprintf(&b, "max_connections: %d\n", maxConnections)
-	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n}\n", resolverDir)
-	fmt.Fprintf(&b, "resolver_preload: {\n")
-	fmt.Fprintf(&b, "  # SYS\n  %s: %s\n", a.systemPub, a.systemJWT)
-	fmt.Fprintf(&b, "  # %s\n  %s: %s\n", IngestAccountName, a.ingestPub, a.IngestJWT())
-	fmt.Fprintf(&b, "}\n")
-	return b.String()
+	s, _ := a.NodeConfig(NodeConfig{ResolverDir: resolverDir, MaxConnections: maxConnections})
+	return s
 }

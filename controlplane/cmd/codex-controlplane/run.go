@@ -40,7 +40,10 @@ const usage = `usage:
   codex-controlplane orgs create NAME                                   (prints the org id)
   codex-controlplane users create --org ORG --email EMAIL --role owner|admin|viewer   (password on stdin)
   codex-controlplane enroll-token create --org ORG [--ttl 24h]           (prints the token)
-  codex-controlplane nats-config [--resolver-dir DIR]                    (server config for an external NATS)
+  codex-controlplane nats-config [--resolver-dir DIR] [--server-name NAME] [--store-dir DIR]
+      [--tls-cert FILE --tls-key FILE] [--cluster-name NAME --cluster-listen HOST:PORT
+      --routes nats://h1:6222,nats://h2:6222,... [--cluster-tls-cert FILE --cluster-tls-key FILE [--cluster-tls-ca FILE]]]
+                                                                         (server config for an external NATS, alone or one node of a cluster)
   codex-controlplane migrate                                             (Postgres: apply migrations as the owner)
   codex-controlplane staff create --email EMAIL                          (password on stdin; prints the TOTP otpauth:// URI once)
   codex-controlplane staff disable --email EMAIL                         (ends its sessions and grants at once)
@@ -97,6 +100,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	role := fs.String("role", "", "owner, admin or viewer")
 	ttl := fs.Duration("ttl", 24*time.Hour, "token lifetime")
 	resolverDir := fs.String("resolver-dir", "/var/lib/nats/accounts", "nats-server account resolver directory")
+	var node nodeFlags
+	node.register(fs)
 	if err := fs.Parse(rest); err != nil {
 		return usageErr("%s: %v", cmd, err)
 	}
@@ -120,11 +125,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer closeStore(store, &err)
 	if cmd == "nats-config" {
+		nc, err := node.config(*resolverDir, cfg.NATSMaxConnections)
+		if err == nil {
+			err = nc.Validate()
+		}
+		if err != nil {
+			return usageErr("nats-config: %v", err)
+		}
 		auth, _, err := openAuthority(ctx, cfg, store, newLogger(stderr, cfg.LogLevel))
 		if err != nil {
 			return err
 		}
-		_, err = io.WriteString(stdout, auth.ServerConfig(*resolverDir, cfg.NATSMaxConnections))
+		conf, err := auth.NodeConfig(nc)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(stdout, conf)
 		return err
 	}
 	now := time.Now().UTC()
@@ -197,6 +213,53 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageErr("unknown command %q", cmd)
 	}
 	return nil
+}
+
+// nodeFlags are nats-config's flags describing the server: alone, or one
+// node of a JetStream cluster.
+type nodeFlags struct {
+	serverName, storeDir, tlsCert, tlsKey       string
+	clusterName, clusterListen, routes          string
+	clusterTLSCert, clusterTLSKey, clusterTLSCA string
+}
+
+func (n *nodeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&n.serverName, "server-name", "", "nats-config: the server's name, unique in its cluster")
+	fs.StringVar(&n.storeDir, "store-dir", "", "nats-config: JetStream's store directory")
+	fs.StringVar(&n.tlsCert, "tls-cert", "", "nats-config: client TLS certificate file")
+	fs.StringVar(&n.tlsKey, "tls-key", "", "nats-config: client TLS key file")
+	fs.StringVar(&n.clusterName, "cluster-name", "", "nats-config: the cluster's name")
+	fs.StringVar(&n.clusterListen, "cluster-listen", "", "nats-config: the route listener's host:port")
+	fs.StringVar(&n.routes, "routes", "", "nats-config: every node's route URL, comma-separated")
+	fs.StringVar(&n.clusterTLSCert, "cluster-tls-cert", "", "nats-config: route TLS certificate file")
+	fs.StringVar(&n.clusterTLSKey, "cluster-tls-key", "", "nats-config: route TLS key file")
+	fs.StringVar(&n.clusterTLSCA, "cluster-tls-ca", "", "nats-config: CA file the nodes' route certificates are checked against")
+}
+
+// config builds the node's description; natsauth.NodeConfig.Validate
+// checks the rest.
+func (n *nodeFlags) config(resolverDir string, maxConns int) (natsauth.NodeConfig, error) {
+	c := natsauth.NodeConfig{ResolverDir: resolverDir, MaxConnections: maxConns, ServerName: n.serverName, StoreDir: n.storeDir}
+	if n.tlsCert != "" || n.tlsKey != "" {
+		c.TLS = &natsauth.TLSFiles{Cert: n.tlsCert, Key: n.tlsKey}
+	}
+	if n.clusterName == "" && n.clusterListen == "" && n.routes == "" && n.clusterTLSCert == "" && n.clusterTLSKey == "" && n.clusterTLSCA == "" {
+		return c, nil
+	}
+	if n.clusterName == "" || n.clusterListen == "" || n.routes == "" {
+		return c, errors.New("a cluster node needs --cluster-name, --cluster-listen and --routes (and --server-name and --store-dir)")
+	}
+	c.Cluster = &natsauth.ClusterNode{Name: n.clusterName, Listen: n.clusterListen}
+	for r := range strings.SplitSeq(n.routes, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			return c, fmt.Errorf("--routes %q holds an empty route", n.routes)
+		}
+		c.Cluster.Routes = append(c.Cluster.Routes, r)
+	}
+	if n.clusterTLSCert != "" || n.clusterTLSKey != "" || n.clusterTLSCA != "" {
+		c.Cluster.TLS = &natsauth.TLSFiles{Cert: n.clusterTLSCert, Key: n.clusterTLSKey, CA: n.clusterTLSCA}
+	}
+	return c, nil
 }
 
 // findOrg accepts an org id or an org name. Names need not be unique: a
