@@ -52,11 +52,12 @@ func clusterConnect(t testing.TB, creds func() ([]byte, error), urls []string) *
 
 // cpInstance is one instance of the control plane's ingest.
 type cpInstance struct {
-	in     *ingest.Ingester
-	nc     *nats.Conn
-	cancel context.CancelFunc
-	done   chan struct{} // closed when Run returned runErr
-	runErr error
+	in       *ingest.Ingester
+	accounts *natsbus.Accounts
+	nc       *nats.Conn
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when Run returned runErr
+	runErr   error
 }
 
 // stop ends the instance's Run and closes its connection.
@@ -137,10 +138,11 @@ func publishUntil(ctx context.Context, ed testenv.Edge, stop <-chan struct{}, ac
 }
 
 // TestClusterFailover runs the ingest as two instances of the control
-// plane on one Postgres database and a three-node JetStream cluster, with
-// streams of three replicas, and loses one instance and one node (the
-// leader of the first org's stream) while edges publish. Every batch
-// JetStream acknowledged is stored exactly once.
+// plane on one Postgres database (each opening the NATS authority kept
+// there) and a three-node JetStream cluster, with streams of three
+// replicas, and loses one instance and one node (the leader of the first
+// org's stream, whichever node that is) while four edges of two orgs
+// publish. Every batch JetStream acknowledged is stored exactly once.
 func TestClusterFailover(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -148,26 +150,28 @@ func TestClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Both instances share this one authority (the same value).
-	auth, err := natsauth.Open(ctx, filepath.Join(dir, "nats-keys"), natsauth.Options{Sealer: seal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := testenv.Cluster(t, auth, 3)
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, n.ClientURL())
-	}
 	owner, app := pgtest.FreshDB(t)
-	openStore := func() controlplane.Store {
+	// Each instance has its own pool on the one database, and opens the
+	// NATS authority kept there: they share its keys (the sealer's key
+	// too, as a deployment's instances do).
+	open := func() (*postgres.Store, *natsauth.Authority) {
 		st, err := postgres.Open(ctx, app)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = st.Close() })
-		return st
+		auth, err := natsauth.Open(ctx, filepath.Join(t.TempDir(), "keys"), natsauth.Options{Sealer: seal, Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, auth
 	}
-	store := openStore()
+	store, auth := open()
+	nodes := testenv.Cluster(t, auth, 3)
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.ClientURL())
+	}
 	accounts := &natsbus.Accounts{Auth: auth, Sys: clusterConnect(t, auth.SystemCreds, urls)}
 	newOrg := func() string {
 		o := controlplane.Org{ID: controlplane.NewID("org"), Name: "Acme", CreatedAt: time.Now().UTC()}
@@ -179,17 +183,19 @@ func TestClusterFailover(t *testing.T) {
 	// Each instance prefers its own node and moves to another when it
 	// is lost.
 	start := func(first int) *cpInstance {
+		st, auth := open()
 		nc := clusterConnect(t, auth.ServiceCreds, append(slices.Clone(urls[first:]), urls[:first]...))
 		js, err := jetstream.New(nc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := &ingest.Ingester{Store: openStore(), JS: js, Limits: ingest.Limits{Replicas: 3, AckWait: loadAckWait}, ReconcileEvery: 100 * time.Millisecond}
+		in := &ingest.Ingester{Store: st, JS: js, Limits: ingest.Limits{Replicas: 3, AckWait: loadAckWait}, ReconcileEvery: 100 * time.Millisecond}
 		if err := in.Setup(ctx, auth.Orgs()); err != nil {
 			t.Fatal(err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		c := &cpInstance{in: in, nc: nc, cancel: cancel, done: make(chan struct{})}
+		c := &cpInstance{in: in, nc: nc, cancel: cancel, done: make(chan struct{}),
+			accounts: &natsbus.Accounts{Auth: auth, Sys: clusterConnect(t, auth.SystemCreds, urls)}}
 		go func() { defer close(c.done); c.runErr = in.Run(rctx) }()
 		t.Cleanup(func() { cancel(); <-c.done })
 		return c
@@ -212,7 +218,7 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("stream made with %d replicas, want 1", info.Config.Replicas)
 		}
 		nc.Close()
-		runLoad(t, ctx, loadSetup{nodes: nodes, store: store, owner: owner, start: start, accounts: accounts, urls: urls, org0: org0, org1: org1, edges0: edges})
+		runLoad(t, ctx, loadSetup{nodes: nodes, store: store, owner: owner, start: start, urls: urls, org0: org0, org1: org1, edges0: edges})
 	}
 }
 
@@ -222,7 +228,6 @@ type loadSetup struct {
 	store      controlplane.Store
 	owner      string
 	start      func(first int) *cpInstance
-	accounts   *natsbus.Accounts
 	urls       []string
 	org0, org1 string
 	edges0     []testenv.Edge
@@ -283,7 +288,7 @@ func runLoad(t *testing.T, ctx context.Context, s loadSetup) {
 		return err == nil && replicated(ci.Cluster)
 	})
 	// The second org is enrolled through instance a; b finds its stream.
-	svc := &enroll.Service{Store: s.store, Accounts: s.accounts, Streams: a.in, NATSURL: strings.Join(s.urls, ",")}
+	svc := &enroll.Service{Store: s.store, Accounts: a.accounts, Streams: a.in, NATSURL: strings.Join(s.urls, ",")}
 	edges := slices.Clone(s.edges0)
 	for range 2 {
 		edges = append(edges, testenv.EnrollEdge(t, svc, s.org1))
