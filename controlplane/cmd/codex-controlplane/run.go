@@ -546,7 +546,8 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Other instances' changes of the ingest account reach the servers
-	// (and this instance's orgs) within natsbus.DefaultResyncEvery.
+	// within natsbus.DefaultResyncEvery; the ingest consumes the streams
+	// of orgs enrolled through them within ingest.DefaultReconcileEvery.
 	go accounts.Run(ctx)
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- ing.Run(ctx) }()
