@@ -26,6 +26,12 @@ type NodeConfig struct {
 	// StoreDir is JetStream's store. Required in a cluster; alone,
 	// nats-server's default (a temporary directory) when empty.
 	StoreDir string
+	// MaxFileStore bounds JetStream's file storage on this server; zero
+	// lets nats-server size it from the free disk, which can be less
+	// than the ingest account's JetStream limit (Limits.MaxStorage): the
+	// server then refuses the account JetStream altogether. nats-config
+	// sets it to the account's limit.
+	MaxFileStore int64
 	// TLS, when set, is required of every client.
 	TLS *TLSFiles
 	// Cluster, when set, makes the server a node of a JetStream cluster.
@@ -138,9 +144,17 @@ func (a *Authority) NodeConfig(c NodeConfig) (string, error) {
 	}
 	fmt.Fprintf(&b, "operator: %s\n", a.operatorJWT)
 	fmt.Fprintf(&b, "system_account: %s\n", a.systemPub)
-	if c.StoreDir != "" {
-		fmt.Fprintf(&b, "jetstream: {\n  store_dir: %q\n}\n", c.StoreDir)
-	} else {
+	switch {
+	case c.StoreDir != "" || c.MaxFileStore > 0:
+		fmt.Fprintf(&b, "jetstream: {\n")
+		if c.StoreDir != "" {
+			fmt.Fprintf(&b, "  store_dir: %q\n", c.StoreDir)
+		}
+		if c.MaxFileStore > 0 {
+			fmt.Fprintf(&b, "  max_file_store: %d\n", c.MaxFileStore)
+		}
+		fmt.Fprintf(&b, "}\n")
+	default:
 		fmt.Fprintf(&b, "jetstream: enabled\n")
 	}
 	fmt.Fprintf(&b, "max_payload: %d\n", wire.MaxBatchBytes)

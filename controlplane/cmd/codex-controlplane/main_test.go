@@ -314,9 +314,11 @@ func TestServeWithExternalNATS(t *testing.T) {
 		t.Fatalf("nats-server rejects the printed config: %v", err)
 	}
 	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, t.TempDir(), true, true
-	// The account may use 16 GiB: a server that sizes its store from the
-	// free disk (less than 16 GiB free here) refuses it JetStream.
-	opts.JetStreamMaxStore = natsauth.DefaultMaxStorage
+	// The account may use 16 GiB: a server that sized its store from the
+	// free disk (less than 16 GiB free here) would refuse it JetStream.
+	if opts.JetStreamMaxStore != natsauth.DefaultMaxStorage {
+		t.Fatalf("nats-config's store bound %d, want the account's %d", opts.JetStreamMaxStore, int64(natsauth.DefaultMaxStorage))
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -126,6 +126,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer closeStore(store, &err)
 	if cmd == "nats-config" {
 		nc, err := node.config(*resolverDir, cfg.NATSMaxConnections)
+		// The server's store must hold what the ingest account may use,
+		// or the server refuses the account JetStream.
+		nc.MaxFileStore = cfg.NATSAccountMaxStorage
 		if err == nil {
 			err = nc.Validate()
 		}
