@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -364,4 +365,55 @@ func TestPinnedControlPlane(t *testing.T) {
 	if _, err := enrollInto(pins); err != nil {
 		t.Fatalf("enrollment with the backup key: %v", err)
 	}
+}
+
+// TestNATSClusterURLList: the control plane may hand out a NATS cluster's
+// nodes as a comma-separated list. Over TLS each node's certificate is
+// checked against the host dialled: here the first node is down, the
+// second answers as localhost, and the edge delivers through it.
+func TestNATSClusterURLList(t *testing.T) {
+	ca := newTestCA(t)
+	cp := newPinnedControlPlane(t, ca, ca.issue(t))
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "tls://" + dead.Addr().String()
+	dead.Close() // nothing listens there any more
+	u, err := url.Parse(cp.enroll.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := u.Port()
+	cp.enroll.NATSURL = deadURL + ",tls://localhost:" + port
+	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS13}}}
+	ctx := context.Background()
+	dir := t.TempDir()
+	ks, err := telemetry.OpenKeyStore(filepath.Join(dir, "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := telemetry.Enroll(ctx, telemetry.Dir(dir), newKeyring(t, ks, dir), trusting, cp.url, cp.token(t), "edge-list", "0.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := telemetry.Open(telemetry.Options{Dir: telemetry.Dir(dir), Keyring: newKeyring(t, ks, dir), Window: time.Hour, Poll: 20 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond, RootCAs: ca.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.SetSharing(ctx, true, "test"); err != nil {
+		t.Fatal(err)
+	}
+	svc.Start(ctx)
+	defer svc.Close()
+	if !svc.Record(rec("o1", "k1", "gpt-4o", 200)) {
+		t.Fatal("record refused")
+	}
+	svc.Flush(ctx)
+	defer func() {
+		if t.Failed() {
+			t.Logf("url %s status %+v", cp.enroll.NATSURL, svc.Status())
+		}
+	}()
+	waitFor(t, "the batch, through the second node", func() bool { return cp.ing.Stats().Stored == 1 })
 }

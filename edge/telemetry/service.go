@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -554,10 +555,10 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats seed: %w", err)
 	}
-	u, err := url.Parse(enr.NATSURL)
+	hosts, secure, err := natsServers(enr.NATSURL)
 	if err != nil {
 		kp.Wipe()
-		return nil, fmt.Errorf("nats url: %w", err)
+		return nil, err
 	}
 	jwtCB := func() (string, error) { return enr.UserJWT, nil }
 	opts := []nats.Option{
@@ -572,17 +573,19 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	if enr.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(enr.InboxPrefix))
 	}
-	if u.Scheme == "tls" || !isLoopbackHost(u.Hostname()) || len(s.opts.Pins) > 0 {
-		opts = append(opts, nats.Secure(s.opts.Pins.TLSConfig(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.opts.RootCAs, ServerName: u.Hostname()})))
+	if secure || len(s.opts.Pins) > 0 {
+		// No ServerName: nats.go checks each node's certificate against
+		// the host it dials, so a list of nodes works over TLS.
+		opts = append(opts, nats.Secure(s.opts.Pins.TLSConfig(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.opts.RootCAs})))
 	}
 	nc, err := nats.Connect(enr.NATSURL, opts...)
 	if err != nil {
 		kp.Wipe()
 		if errors.Is(err, ErrPinMismatch) {
 			s.log.Error("telemetry: connection to the control plane's NATS refused: its certificate's key is not pinned (CODEX_CONTROLPLANE_PINS)",
-				"host", u.Host, "err", err)
+				"hosts", hosts, "err", err)
 		}
-		return nil, fmt.Errorf("connect to %s: %w", u.Host, err)
+		return nil, fmt.Errorf("connect to %s: %w", hosts, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -592,6 +595,26 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	}
 	s.connected.Store(true)
 	return &link{nc: nc, js: js, kp: kp, enr: enr}, nil
+}
+
+// natsServers reads the NATS URL the control plane gave at enrollment:
+// one server, or a cluster's nodes separated by commas (nats.go tries
+// them in turn). It returns their hosts, and whether TLS is required: a
+// tls:// URL, or any node off loopback (metrics never cross a network in
+// the clear).
+func natsServers(list string) (hosts string, secure bool, err error) {
+	var hs []string
+	for raw := range strings.SplitSeq(list, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			return "", false, fmt.Errorf("nats url %q: not a URL (want nats://host:port or tls://host:port, comma-separated for a cluster)", raw)
+		}
+		if u.Scheme == "tls" || !isLoopbackHost(u.Hostname()) {
+			secure = true
+		}
+		hs = append(hs, u.Host)
+	}
+	return strings.Join(hs, ","), secure, nil
 }
 
 func (s *Service) disconnect(l **link) {
