@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -554,10 +555,10 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats seed: %w", err)
 	}
-	u, err := url.Parse(enr.NATSURL)
+	urls, secure, err := natsServers(enr.NATSURL)
 	if err != nil {
 		kp.Wipe()
-		return nil, fmt.Errorf("nats url: %w", err)
+		return nil, err
 	}
 	jwtCB := func() (string, error) { return enr.UserJWT, nil }
 	opts := []nats.Option{
@@ -572,17 +573,20 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	if enr.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(enr.InboxPrefix))
 	}
-	if u.Scheme == "tls" || !isLoopbackHost(u.Hostname()) || len(s.opts.Pins) > 0 {
-		opts = append(opts, nats.Secure(s.opts.Pins.TLSConfig(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.opts.RootCAs, ServerName: u.Hostname()})))
+	if secure || len(s.opts.Pins) > 0 {
+		// No ServerName: nats.go checks each server's certificate against
+		// that server's own host name.
+		opts = append(opts, nats.Secure(s.opts.Pins.TLSConfig(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.opts.RootCAs})))
 	}
-	nc, err := nats.Connect(enr.NATSURL, opts...)
+	hosts := serverHosts(urls)
+	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
 	if err != nil {
 		kp.Wipe()
 		if errors.Is(err, ErrPinMismatch) {
 			s.log.Error("telemetry: connection to the control plane's NATS refused: its certificate's key is not pinned (CODEX_CONTROLPLANE_PINS)",
-				"host", u.Host, "err", err)
+				"host", hosts, "err", err)
 		}
-		return nil, fmt.Errorf("connect to %s: %w", u.Host, err)
+		return nil, fmt.Errorf("connect to %s: %w", hosts, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -592,6 +596,47 @@ func (s *Service) connect(ctx context.Context, enr Enrollment) (*link, error) {
 	}
 	s.connected.Store(true)
 	return &link{nc: nc, js: js, kp: kp, enr: enr}, nil
+}
+
+// natsServers splits the NATS URL given at enrollment, one server or a
+// comma-separated list of a cluster's servers (the client tries each in
+// turn, so an edge reaches the cluster through any node that is up). The
+// connection is secure when any server asks for TLS or is not on the
+// loopback: one plain remote server in the list would otherwise carry the
+// edge's credentials in the clear.
+func natsServers(list string) (urls []string, secure bool, err error) {
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, false, fmt.Errorf("nats url: %w", err)
+		}
+		if u.Host == "" {
+			return nil, false, fmt.Errorf("nats url %q: no host", s)
+		}
+		if u.Scheme == "tls" || !isLoopbackHost(u.Hostname()) {
+			secure = true
+		}
+		urls = append(urls, s)
+	}
+	if len(urls) == 0 {
+		return nil, false, errors.New("nats url: empty")
+	}
+	return urls, secure, nil
+}
+
+// serverHosts names the servers of urls (checked by natsServers) in
+// errors and logs.
+func serverHosts(urls []string) string {
+	hosts := make([]string, len(urls))
+	for i, s := range urls {
+		u, _ := url.Parse(s)
+		hosts[i] = u.Host
+	}
+	return strings.Join(hosts, ",")
 }
 
 func (s *Service) disconnect(l **link) {
