@@ -194,12 +194,14 @@ nats_victim() {
     [ -n "$leader" ] && break
   done
   victim=${leader:-2}
-  echo "    node n$victim (the org's stream leader: ${leader:+n$leader}${leader:-none found})"
+  if [ -n "$leader" ]; then echo "    node n$victim: the org's stream leader"; else echo "    node n$victim: no node named the org's stream leader"; fi
 }
 # port_free: the server is really gone, not answering on the old process.
 fault nats-node "nats_victim; kill -9 \${nats_pid[\$victim]}; wait \${nats_pid[\$victim]} 2>/dev/null || true
   port_free \${nats_client[\$victim - 1]}" "start_nats \$victim; wait_nats \$victim"
-fault controlplane-instance "kill -9 \${cp_pid[1]}; wait \${cp_pid[1]} 2>/dev/null || true; port_free ${cp_addr[0]}" "start_cp 1"
+# The instance the edges enrolled through: the other one consumes the
+# org's stream only once it has seen the enrollment in the store.
+fault controlplane-instance "kill -9 \${cp_pid[2]}; wait \${cp_pid[2]} 2>/dev/null || true; port_free ${cp_addr[1]}" "start_cp 2"
 fault edge2 "kill -TERM \${edge_pid[2]}; wait \${edge_pid[2]} 2>/dev/null || true; port_free $e2" "start_edge 2"
 sleep "$steady"
 kill -TERM "$load_pid"
