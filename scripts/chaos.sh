@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# make chaos: two edges sharing Postgres and Redis, with metric sharing on to
-# a control plane (on the same Postgres server, its own database), under a
-# steady mixed load (distinct JSON requests, cache hits, streams) spread over
-# both edges as a load balancer would. In turn: Redis is killed (SIGKILL),
-# Postgres crashes (immediate stop), the control plane is killed (SIGKILL;
-# its NATS server is embedded and goes with it), and one edge is stopped
-# (SIGTERM, as an orchestrator stops an instance); each comes back after
-# CHAOS_DOWN. Then the report: failed client requests per fault, metadata
-# rows lost, metrics lost or doubled in the control plane, time to recover.
-# Exits 1 when a target fails. make test runs a short version
+# make chaos: the production HA topology under a steady mixed load, killing
+# one part at a time. Two edges share Postgres and Redis, with metric
+# sharing on, to two control plane instances (`codex-controlplane serve`
+# twice, on one Postgres database of the same server, sharing the secrets
+# key) on a three-node NATS cluster (nats-server processes, each configured
+# from `codex-controlplane nats-config` plus its cluster block; the edges
+# and the control plane are given every node's URL). The load (distinct
+# JSON requests, cache hits, streams) is spread over both edges as a load
+# balancer would. In turn: Redis is killed (SIGKILL), Postgres crashes
+# (immediate stop), the NATS node leading the org's stream is killed
+# (SIGKILL), one control plane instance is killed (SIGKILL), and one edge
+# is stopped (SIGTERM, as an orchestrator stops an instance); each comes
+# back after CHAOS_DOWN. Then the report: failed client requests per fault
+# (target 0, the stopped edge draining its in-flight ones), metadata rows
+# lost (0), metrics lost or doubled in the control plane (0), time to
+# recover. Exits 1 when a target fails. make test runs a short version
 # (CHAOS_STEADY=3s CHAOS_DOWN=2s).
 #
 # Knobs: CHAOS_RATE (requests/s, default 60), CHAOS_STEADY (load between
@@ -17,6 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+fail() { echo "chaos: $*" >&2; exit 1; }
+[ -x bin/nats-server ] || fail "bin/nats-server is missing: make nats-server (make chaos builds it)"
 
 work="$PWD/.tmp/chaos"
 rate=${CHAOS_RATE:-60} steady=${CHAOS_STEADY:-10} down=${CHAOS_DOWN:-5}
@@ -26,9 +34,14 @@ chmod 755 "$PWD/.tmp" "$work"
 
 export CODEX_DEV_POSTGRES_BASE="$work/pg" CODEX_DEV_POSTGRES_PORT=55491
 export CODEX_DEV_REDIS_BASE="$work/redis" CODEX_DEV_REDIS_PORT=56391
-cp_addr=127.0.0.1:18190 nats_addr=127.0.0.1:14290 fake_addr=127.0.0.1:19190
+cp_addr=(127.0.0.1:18190 127.0.0.1:18191)
+nats_client=(127.0.0.1:14291 127.0.0.1:14292 127.0.0.1:14293)
+nats_route=(127.0.0.1:14391 127.0.0.1:14392 127.0.0.1:14393)
+nats_mon=(127.0.0.1:18291 127.0.0.1:18292 127.0.0.1:18293)
+fake_addr=127.0.0.1:19190
 e1=127.0.0.1:18180 a1=127.0.0.1:18181 e2=127.0.0.1:18182 a2=127.0.0.1:18183
-for a in "$cp_addr" "$nats_addr" "$fake_addr" "$e1" "$a1" "$e2" "$a2" 127.0.0.1:55491 127.0.0.1:56391; do port_free "$a"; done
+for a in "${cp_addr[@]}" "${nats_client[@]}" "${nats_route[@]}" "${nats_mon[@]}" "$fake_addr" "$e1" "$a1" "$e2" "$a2" \
+  127.0.0.1:55491 127.0.0.1:56391; do port_free "$a"; done
 
 pids=()
 cleanup() {
@@ -41,7 +54,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 now_ms() { date +%s%3N; }
-fail() { echo "chaos: $*" >&2; exit 1; }
 
 echo "==> Postgres (port 55491) and Redis (port 56391) of this run, under $work"
 eval "$(scripts/dev-postgres.sh start)"
@@ -54,21 +66,71 @@ superuser_sql() { # DB SQL: as the server's superuser, which row-level security 
     psql -h "$work/pg/sock" -p 55491 -U postgres -d "$1" -tAc "$2"
 }
 
+# Every node's URL: the control plane connects through any node that is
+# up, and gives the same list to the edges at enrollment (nats_public_url
+# defaults to nats_url).
+nats_url=$(printf 'nats://%s,' "${nats_client[@]}")
+nats_url=${nats_url%,}
+# The instances share the NATS authority and the session keys through the
+# store, sealed: they need the same key.
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secrets.kek")
+cp_env() { # N: the environment of control plane instance N
+  echo "CODEX_DATA_DIR=$work/controlplane$1" "CODEX_CONTROLPLANE_LISTEN=${cp_addr[$1 - 1]}" \
+    "CODEX_DATABASE_URL=$(db_url "$app" codex_cp)" "CODEX_SECRETS_KEK_FILE=$work/secrets.kek" \
+    "CODEX_NATS_URL=$nats_url" CODEX_NATS_STREAM_REPLICAS=3 CODEX_LOG_LEVEL=warn
+}
+cplane() { env $(cp_env 1) bin/codex-controlplane "$@"; } # ARGS…: the control plane's CLI
 # A function's process in the background is a subshell, which a signal
 # to $! would hit instead of the server: env execs the binary, so $! is it.
-cp_env=(CODEX_DATA_DIR="$work/controlplane" CODEX_CONTROLPLANE_LISTEN="$cp_addr" CODEX_NATS_LISTEN="$nats_addr"
-  CODEX_DATABASE_URL="$(db_url "$app" codex_cp)" CODEX_LOG_LEVEL=warn)
-cplane() { env "${cp_env[@]}" bin/codex-controlplane "$@"; }
-start_cp() {
-  env "${cp_env[@]}" bin/codex-controlplane serve >>"$work/controlplane.log" 2>&1 &
-  cp_pid=$!
-  pids+=("$cp_pid")
-  wait_http "http://$cp_addr/healthz" 30
+declare -A cp_pid nats_pid
+start_cp() { # N: starts control plane instance N, waits until it is ready
+  env $(cp_env "$1") bin/codex-controlplane serve >>"$work/controlplane$1.log" 2>&1 &
+  cp_pid[$1]=$!
+  pids+=("$!")
+  wait_http "http://${cp_addr[$1 - 1]}/readyz" 30
 }
-echo "==> control plane on $cp_addr (NATS $nats_addr)"
-CODEX_DATABASE_URL="$(db_url "$owner" codex_cp)" CODEX_DATA_DIR="$work/controlplane" bin/codex-controlplane migrate >/dev/null
+start_nats() { # N: starts NATS node N (wait_nats waits until it is current)
+  bin/nats-server -c "$work/nats$1/nats.conf" >>"$work/nats$1.log" 2>&1 &
+  nats_pid[$1]=$!
+  pids+=("$!")
+}
+# /healthz answers 200 once the node's JetStream is current with the
+# cluster's (the meta group and every stream it holds).
+wait_nats() { wait_http "http://${nats_mon[$1 - 1]}/healthz" 30; }
+
+echo "==> NATS cluster of three nodes on ${nats_client[*]}"
+CODEX_DATABASE_URL="$(db_url "$owner" codex_cp)" CODEX_DATA_DIR="$work/controlplane1" bin/codex-controlplane migrate >/dev/null
+# The account may use 16 GiB of JetStream (nats_account_max_storage): a
+# server sizing its store from the free disk may offer less, and refuse it.
+max_store=17179869184
+routes=$(printf 'nats-route://%s, ' "${nats_route[@]}")
+for n in 1 2 3; do
+  mkdir -p "$work/nats$n"
+  {
+    cplane nats-config --resolver-dir "$work/nats$n/resolver"
+    cat <<EOF
+# The chaos run's node $n of 3.
+server_name: n$n
+listen: ${nats_client[$n - 1]}
+http: ${nats_mon[$n - 1]}
+jetstream {
+  store_dir: "$work/nats$n/jetstream"
+  max_file_store: $max_store
+}
+cluster {
+  name: codex-chaos
+  listen: ${nats_route[$n - 1]}
+  routes: [${routes%, }]
+}
+EOF
+  } >"$work/nats$n/nats.conf"
+done
+for n in 1 2 3; do start_nats "$n"; done
+for n in 1 2 3; do wait_nats "$n"; done
+
+echo "==> two control plane instances on ${cp_addr[*]}, one Postgres database"
 cp_org=$(cplane orgs create "Chaos Inc")
-start_cp
+for n in 1 2; do start_cp "$n"; done
 
 export FAKE_PROVIDER_KEY="fake-provider-key"
 start_fake_provider "$fake_addr" "$FAKE_PROVIDER_KEY" "$work/fakeprovider.log"
@@ -100,7 +162,7 @@ key=$(edge 1 keys create --org chaos --name chaos-key)
 # The replicas share the store, so one enrollment is the deployment's:
 # both publish under it.
 token=$(cplane enroll-token create --org "$cp_org" --ttl 1h)
-edge 1 telemetry enroll --url "http://$cp_addr" --token "$token" --name chaos-edges >/dev/null
+edge 1 telemetry enroll --url "http://${cp_addr[1]}" --token "$token" --name chaos-edges >/dev/null
 edge 1 telemetry on >/dev/null
 for n in 1 2; do start_edge "$n"; done
 
@@ -121,8 +183,25 @@ fault() { # NAME KILL RESTART: kills, waits CHAOS_DOWN, restarts (RESTART waits 
 redis_up() { for _ in $(seq 1 100); do redis-cli -p 56391 ping >/dev/null 2>&1 && return; sleep 0.1; done; fail "Redis did not come back"; }
 fault redis "scripts/dev-redis.sh crash" "scripts/dev-redis.sh restart >/dev/null; redis_up"
 fault postgres "scripts/dev-postgres.sh crash" "scripts/dev-postgres.sh restart"
+# The NATS node to kill is the one leading the org's stream, when one
+# says so (a node holding none of its replicas does not know): its death
+# moves the stream, and whatever was being published or consumed on it.
+nats_victim() {
+  local n leader
+  for n in 1 2 3; do
+    leader=$(curl -fsS "http://${nats_mon[$n - 1]}/jsz?accounts=true&streams=true" 2>/dev/null | tr -d ' \t\n' |
+      grep -o '"name":"CODEX_USAGE_[^"]*","created":"[^"]*","cluster":{[^}]*"leader":"n[0-9]"' | grep -o '[0-9]"$' | tr -d '"' | head -1 || true)
+    [ -n "$leader" ] && break
+  done
+  victim=${leader:-2}
+  if [ -n "$leader" ]; then echo "    node n$victim: the org's stream leader"; else echo "    node n$victim: no node named the org's stream leader"; fi
+}
 # port_free: the server is really gone, not answering on the old process.
-fault controlplane "kill -9 \$cp_pid; wait \$cp_pid 2>/dev/null || true; port_free $cp_addr; port_free $nats_addr" "start_cp"
+fault nats-node "nats_victim; kill -9 \${nats_pid[\$victim]}; wait \${nats_pid[\$victim]} 2>/dev/null || true
+  port_free \${nats_client[\$victim - 1]}" "start_nats \$victim; wait_nats \$victim"
+# The instance the edges enrolled through: the other one consumes the
+# org's stream only once it has seen the enrollment in the store.
+fault controlplane-instance "kill -9 \${cp_pid[2]}; wait \${cp_pid[2]} 2>/dev/null || true; port_free ${cp_addr[1]}" "start_cp 2"
 fault edge2 "kill -TERM \${edge_pid[2]}; wait \${edge_pid[2]} 2>/dev/null || true; port_free $e2" "start_edge 2"
 sleep "$steady"
 kill -TERM "$load_pid"
@@ -130,13 +209,16 @@ wait "$load_pid" || fail "the load generator failed"
 
 echo "==> waiting for the edges' metadata and the control plane's totals to settle"
 answered=$(grep -c '"answered":true' "$work/outcomes.jsonl" || true)
-rows=0 cpreq=0
+rows=0 cpreq=0 settle=$(now_ms)
+# A batch a killed instance had taken from the stream, unacknowledged, is
+# delivered again after the consumer's AckWait (30s): allow twice that.
 for _ in $(seq 1 120); do
   rows=$(superuser_sql codex_edge "SELECT count(*) FROM requests")
   cpreq=$(superuser_sql codex_cp "SELECT coalesce(sum(requests), 0) FROM usage_minute")
   [ "$rows" = "$answered" ] && [ "$cpreq" = "$rows" ] && break
   sleep 0.5
 done
+awk -v ms=$(($(now_ms) - settle)) 'BEGIN { printf "    settled (or gave up) %.1fs after the load stopped\n", ms / 1000 }'
 bin/codex-loadgen -chaos-report "$work/faults.txt" -chaos-out "$work/outcomes.jsonl" -chaos-rows "$rows" -chaos-cp-requests "$cpreq" ||
   fail "a target failed (table above); CHAOS_KEEP=1 make chaos keeps $work with every process's log"
 echo "chaos: every target held"

@@ -51,8 +51,8 @@ go test -race -count=1 -timeout 20m ./edge/... ./controlplane/... ./shared/... .
 step "awskms keyring against a local KMS (private network namespace)"
 scripts/local-kms.sh test
 
-step "chaos run, short (scripts/chaos.sh: Redis, Postgres, control plane and an edge killed in turn under load)"
-make --no-print-directory build
+step "chaos run, short (scripts/chaos.sh: Redis, Postgres, a NATS node, a control plane instance and an edge killed in turn under load)"
+make --no-print-directory build nats-server
 CHAOS_STEADY=3 CHAOS_DOWN=2 scripts/chaos.sh
 
 step "deploy checks (tofu fmt/test, helm lint/template, deploytest; builds tofu and helm once per machine)"

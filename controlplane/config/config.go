@@ -36,15 +36,17 @@ type Config struct {
 	// TLSCert and TLSKey are PEM files; required outside loopback. Default unset.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// NATSURL selects an external NATS instead of the embedded server. Default unset.
+	// NATSURL selects an external NATS instead of the embedded server: one
+	// URL, or a cluster's nodes' URLs comma-separated. Default unset.
 	NATSURL string `yaml:"nats_url"`
 	// NATSCreds is a creds file for the control plane's own ingest user on
 	// an external NATS. Default unset: minted from the ingest account key.
 	NATSCreds string `yaml:"nats_creds"`
 	// NATSListen is the embedded server's address. Default 127.0.0.1:4222.
 	NATSListen string `yaml:"nats_listen"`
-	// NATSPublicURL is the NATS URL given to enrolling edges. Default: the
-	// embedded server's or NATSURL.
+	// NATSPublicURL is the NATS URL given to enrolling edges, a
+	// comma-separated list for a cluster (an edge connects through any
+	// node on it that is up). Default: the embedded server's or NATSURL.
 	NATSPublicURL string `yaml:"nats_public_url"`
 	// RetainMinutes, RetainHours and RetainDays bound each usage
 	// resolution. Defaults 840h (35 days), 9600h (400 days), 43800h (5 years).

@@ -1108,3 +1108,28 @@ func TestTelemetryMinimizedEndToEnd(t *testing.T) {
 		t.Fatalf("the control plane holds settings %+v, want %+v", e.Settings, want)
 	}
 }
+
+// TestTelemetryNATSURLList: a control plane on a NATS cluster gives edges
+// every node's URL, comma-separated; the edge reaches the cluster through
+// a node that is up (here the only one) and, all of them on the loopback,
+// in plain NATS as with one URL.
+func TestTelemetryNATSURLList(t *testing.T) {
+	cp := newControlPlane(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close()
+	cp.enroll.NATSURL = "nats://" + down + ",nats://" + cp.relay.addr()
+	org := cp.org()
+	h := newTelemetryHarness(t)
+	tenants := []tenant{h.addOrg("alpha")}
+	if enr := enrollEdge(t, h, cp, org); enr.NATSURL != cp.enroll.NATSURL {
+		t.Fatalf("NATS URL %s, want %s", enr.NATSURL, cp.enroll.NATSURL)
+	}
+	setSharing(t, h, true)
+	traffic(t, h, tenants, 0, 10, "c")
+	recs := allRecords(t, h, tenants, 10)
+	waitTotals(t, h, cp, org, recs)
+}

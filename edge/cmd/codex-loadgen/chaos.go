@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"strconv"
 	"strings"
@@ -26,7 +27,10 @@ type chaosOutcome struct {
 	OK       bool   `json:"ok"`
 	Answered bool   `json:"answered"` // a whole HTTP answer came back, whatever its status
 	Rerouted bool   `json:"rerouted"` // the first edge refused the connection; sent to the other
-	Err      string `json:"err,omitempty"`
+	// Reused: sent on a kept-alive connection, which an edge stopping may
+	// close as the request arrives (the request then fails with EOF).
+	Reused bool   `json:"reused,omitempty"`
+	Err    string `json:"err,omitempty"`
 }
 
 // runChaos keeps a steady mixed load (distinct JSON requests, repeats that
@@ -89,8 +93,8 @@ func chaosOne(c *http.Client, edges []target, first int, kind string) chaosOutco
 	for i := range len(edges) {
 		o.Edge = (first + i) % len(edges)
 		o.Rerouted = i > 0
-		status, answered, err := chaosSend(c, edges[o.Edge], kind)
-		o.Status, o.Answered = status, answered
+		status, answered, reused, err := chaosSend(c, edges[o.Edge], kind)
+		o.Status, o.Answered, o.Reused = status, answered, reused
 		if err == nil {
 			o.OK = status == http.StatusOK
 			if !o.OK {
@@ -106,7 +110,7 @@ func chaosOne(c *http.Client, edges []target, first int, kind string) chaosOutco
 	return o
 }
 
-func chaosSend(c *http.Client, t target, kind string) (status int, answered bool, err error) {
+func chaosSend(c *http.Client, t target, kind string) (status int, answered, reused bool, err error) {
 	var b []byte
 	switch kind {
 	case "stream":
@@ -114,23 +118,25 @@ func chaosSend(c *http.Client, t target, kind string) (status int, answered bool
 	default:
 		b = body(kind == "json")
 	}
-	req, err := chatRequest(context.Background(), t, b)
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(ci httptrace.GotConnInfo) { reused = ci.Reused }})
+	req, err := chatRequest(ctx, t, b)
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, false, err
+		return 0, false, reused, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, false, err
+		return resp.StatusCode, false, reused, err
 	}
 	if kind == "stream" && resp.StatusCode == http.StatusOK && !strings.Contains(string(data), "[DONE]") {
-		return resp.StatusCode, false, errors.New("stream ended before [DONE]")
+		return resp.StatusCode, false, reused, errors.New("stream ended before [DONE]")
 	}
-	return resp.StatusCode, true, nil
+	return resp.StatusCode, true, reused, nil
 }
 
 // chaosFault is one fault of a chaos run, as scripts/chaos.sh logs it: what
@@ -213,6 +219,9 @@ func chaosReport(w io.Writer, resultsPath, faultsPath string, grace time.Duratio
 			per[i].failed++
 			if _, ok := examples[i]; !ok {
 				examples[i] = fmt.Sprintf("%s to edge %d: %s", o.Kind, o.Edge, o.Err)
+				if o.Reused {
+					examples[i] += " (on a kept-alive connection)"
+				}
 			}
 		}
 	}
