@@ -112,6 +112,14 @@ type Config struct {
 	// ChangePoll is how often the store's change feed is read, so keys and
 	// settings changed by another process take effect.
 	ChangePoll time.Duration `yaml:"change_poll"`
+	// ShutdownDrain is how long a stopping edge (SIGTERM) keeps serving
+	// before it stops accepting connections: meanwhile /readyz answers
+	// 503 and every answer carries Connection: close, so load balancers
+	// and clients move to other instances instead of sending a request on
+	// a kept-alive connection at the moment it is closed (a POST that
+	// meets a closed connection is lost, and no client retries it).
+	// Default 5s; 0 stops at once.
+	ShutdownDrain time.Duration `yaml:"shutdown_drain"`
 
 	// BudgetUnpriced is what a budget does with a request for a model the
 	// price table does not price: "refuse" it (400 model_not_priced) or
@@ -227,6 +235,10 @@ func (c Config) APIKeyEnvDenyList() []string {
 // default: 365 days (DESIGN §10).
 const DefaultAuditRetention = 365 * 24 * time.Hour
 
+// MaxShutdownDrain bounds Config.ShutdownDrain: orchestrators kill a
+// process that takes much longer to stop.
+const MaxShutdownDrain = 5 * time.Minute
+
 // Default returns the embedded defaults: everything runs with no file.
 // Each package's own defaults are the source of its settings' defaults;
 // only what belongs to no package (listeners, the client-side timeouts,
@@ -259,6 +271,7 @@ func Default() Config {
 		AuditMaxBytes:            px.Audit.MaxContentBytes,
 		AuditRetention:           DefaultAuditRetention,
 		ChangePoll:               time.Second,
+		ShutdownDrain:            5 * time.Second,
 		TelemetryWindow:          telemetry.DefaultWindow,
 		TelemetryQueue:           telemetry.DefaultQueue,
 		TelemetryHeartbeat:       telemetry.DefaultHeartbeat,
@@ -399,6 +412,7 @@ func (c Config) Validate() error {
 	check(c.AuditMaxBytes > 0, "CODEX_AUDIT_MAX_BYTES must be positive")
 	check(c.AuditRetention >= 0, "CODEX_AUDIT_RETENTION must not be negative")
 	check(c.ChangePoll > 0, "CODEX_CHANGE_POLL must be positive")
+	check(c.ShutdownDrain >= 0 && c.ShutdownDrain <= MaxShutdownDrain, "CODEX_SHUTDOWN_DRAIN must be between 0 and 5m")
 	check(c.TelemetryWindow > 0 && c.TelemetryWindow <= wire.MaxWindow, "CODEX_TELEMETRY_WINDOW must be positive and at most %s", wire.MaxWindow)
 	check(c.TelemetryQueue > 0, "CODEX_TELEMETRY_QUEUE must be positive")
 	check(c.Retention >= 24*time.Hour, "CODEX_RETENTION must be at least 24h")

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -127,10 +128,13 @@ func openKeyring(ctx context.Context, cfg config.Config, store keyring.Store, ge
 
 // Server is a configured edge, ready to Start.
 type Server struct {
-	cfg   config.Config
-	log   *slog.Logger
-	store Store
-	keys  *keyring.Keyring
+	cfg config.Config
+	log *slog.Logger
+	// draining is set once Drain began: answers close their connection
+	// and /readyz reports the edge as going away.
+	draining atomic.Bool
+	store    Store
+	keys     *keyring.Keyring
 	// orgKeys: the orgs' own master keys, reloaded when an org changes.
 	orgKeys *kek.OrgKeys
 	// adminTokenSet: CODEX_ADMIN_TOKEN is set (required to send an org's
@@ -349,6 +353,15 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	})
 
 	e := newEcho()
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if s.draining.Load() {
+				// net/http closes the connection after this answer.
+				c.Response().Header().Set("Connection", "close")
+			}
+			return next(c)
+		}
+	})
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	px.Register(e)
@@ -551,6 +564,9 @@ func (s *Server) readyz(c echo.Context) error {
 	defer cancel()
 	checks := map[string]string{"store": "ok", "metadata_writer": "ok", "audit_writer": "ok"}
 	status := http.StatusOK
+	if s.draining.Load() {
+		checks["shutdown"], status = "draining", http.StatusServiceUnavailable
+	}
 	if err := s.store.Ping(ctx); err != nil {
 		checks["store"], status = "unreachable", http.StatusServiceUnavailable
 	}
@@ -741,6 +757,25 @@ func (s *Server) Cache() *cache.Cache { return s.cache }
 
 // Directory exposes the key directory (for the admin API and tests).
 func (s *Server) Directory() *directory.Directory { return s.dir }
+
+// Drain is the first step of stopping: for d (or until ctx ends) the edge
+// serves as before, but /readyz answers 503 and every answer closes its
+// connection, so that load balancers stop sending and clients open their
+// next connection elsewhere. Without it, Shutdown would close kept-alive
+// connections while a client may be sending a request on one: a POST
+// lost that way is retried by no client.
+func (s *Server) Drain(ctx context.Context, d time.Duration) {
+	s.draining.Store(true)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
 
 // Shutdown stops accepting requests, lets running ones finish until ctx
 // ends, then writes the queued metadata and audit events.

@@ -73,6 +73,8 @@ func (e *env) serve(args []string) (err error) {
 		return err
 	}
 	<-e.ctx.Done()
+	log.Info("stopping: draining (readyz 503, connections closed after their answer)", "for", cfg.ShutdownDrain.String())
+	srv.Drain(context.Background(), cfg.ShutdownDrain)
 	log.Info("shutting down: finishing requests and writing queued metadata")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
