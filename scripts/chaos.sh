@@ -100,29 +100,16 @@ wait_nats() { wait_http "http://${nats_mon[$1 - 1]}/healthz" 30; }
 
 echo "==> NATS cluster of three nodes on ${nats_client[*]}"
 CODEX_DATABASE_URL="$(db_url "$owner" codex_cp)" CODEX_DATA_DIR="$work/controlplane1" bin/codex-controlplane migrate >/dev/null
-# The account may use 16 GiB of JetStream (nats_account_max_storage): a
-# server sizing its store from the free disk may offer less, and refuse it.
-max_store=17179869184
-routes=$(printf 'nats-route://%s, ' "${nats_route[@]}")
+routes=$(printf 'nats-route://%s,' "${nats_route[@]}")
 for n in 1 2 3; do
   mkdir -p "$work/nats$n"
+  # nats-config writes the node's cluster configuration (its JetStream
+  # store bounded by what the ingest account may use); the chaos run adds
+  # only where the node listens for clients and for monitoring.
   {
-    cplane nats-config --resolver-dir "$work/nats$n/resolver"
-    cat <<EOF
-# The chaos run's node $n of 3.
-server_name: n$n
-listen: ${nats_client[$n - 1]}
-http: ${nats_mon[$n - 1]}
-jetstream {
-  store_dir: "$work/nats$n/jetstream"
-  max_file_store: $max_store
-}
-cluster {
-  name: codex-chaos
-  listen: ${nats_route[$n - 1]}
-  routes: [${routes%, }]
-}
-EOF
+    cplane nats-config --resolver-dir "$work/nats$n/resolver" --server-name "n$n" --store-dir "$work/nats$n/jetstream" \
+      --cluster-name codex-chaos --cluster-listen "${nats_route[$n - 1]}" --routes "${routes%,}"
+    printf '# The chaos run'"'"'s node %s of 3.\nlisten: %s\nhttp: %s\n' "$n" "${nats_client[$n - 1]}" "${nats_mon[$n - 1]}"
   } >"$work/nats$n/nats.conf"
 done
 for n in 1 2 3; do start_nats "$n"; done
