@@ -88,14 +88,14 @@ redis_args=()
 if [ "${BENCH_REDIS:-1}" = 1 ]; then
   redis_addr=127.0.0.1:18082 redis_admin=127.0.0.1:18083
   for a in "$redis_addr" "$redis_admin"; do port_free "$a"; done
-  echo "==> Redis (scripts/dev-redis.sh) and a second edge on $redis_addr that caches in it"
-  # A Redis already running (a developer's, or the tests') is left running.
-  if scripts/dev-redis.sh env >/dev/null 2>&1; then
-    redisenv=$(scripts/dev-redis.sh env)
-  else
-    redisenv=$(scripts/dev-redis.sh start)
-    trap 'cleanup; scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT INT TERM
-  fi
+  echo "==> Redis of its own, without persistence as a cache runs (scripts/dev-redis.sh), and a second edge on $redis_addr that caches in it"
+  # Its own server, not the tests': a developer's Redis keeps its data,
+  # and the persistence the tests need (AOF rewrites, snapshots on these
+  # same cores) would be measured as the edge's latency.
+  bench_redis=(CODEX_DEV_REDIS_BASE="$PWD/$work/redis" CODEX_DEV_REDIS_PORT=56392 CODEX_DEV_REDIS_PERSIST=0)
+  port_free 127.0.0.1:56392
+  redisenv=$(env "${bench_redis[@]}" scripts/dev-redis.sh start)
+  trap 'cleanup; env "${bench_redis[@]}" scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT INT TERM
   eval "$redisenv"
   rkey=$(setup_org "$work/edge-redis" bench "http://$fake_addr")
   if [ "${BENCH_MEMORY:-1}" = 1 ]; then set_bench_memory "$work/edge-redis" bench; fi

@@ -67,6 +67,18 @@ running() {
   [ "$("$cli" -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = PONG ]
 }
 
+# persistence: on by default, so tests can prove what reaches disk;
+# CODEX_DEV_REDIS_PERSIST=0 turns it off, as a Redis used only as a cache
+# runs (make bench: AOF rewrites and snapshots on the bench's own cores
+# would be measured as the edge's latency).
+persistence() {
+  if [ "${CODEX_DEV_REDIS_PERSIST:-1}" = 0 ]; then
+    printf 'appendonly no\nsave ""\n'
+  else
+    printf 'appendonly yes\nappendfsync everysec\nsave 60 1\n'
+  fi
+}
+
 start() {
   server_bin >/dev/null || install_redis
   if running; then print_env; return; fi
@@ -81,10 +93,7 @@ daemonize yes
 pidfile $BASE/redis.pid
 logfile $BASE/redis.log
 dir $DATA
-# Persistence on, as in production, so tests can prove what reaches disk.
-appendonly yes
-appendfsync everysec
-save 60 1
+$(persistence)
 dbfilename dump.rdb
 # No compression: a compressed file could hide a plaintext canary.
 rdbcompression no
