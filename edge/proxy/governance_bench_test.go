@@ -71,7 +71,8 @@ func BenchmarkChatThroughEdgeGoverned(b *testing.B) {
 }
 
 // BenchmarkChatThroughEdgeGovernedRedis counts them in Redis: four Redis
-// round trips a request (rpm, tpm, reserve; then tpm charge and settle).
+// round trips a request (rpm and tpm together, reserve; then tpm charge
+// and settle).
 func BenchmarkChatThroughEdgeGovernedRedis(b *testing.B) {
 	h, key, _ := setupBenchWith(b, "", governed(b, benchRedis(b)))
 	b.ReportAllocs()

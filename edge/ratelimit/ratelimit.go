@@ -50,6 +50,45 @@ type Counter interface {
 	Charge(ctx context.Context, key string, perMinute, n int64) error
 }
 
+// Take is one limit's part of admitting a request: n units of the
+// counter key, limited to perMinute (n 0 asks for room for one unit, as
+// Counter.Take).
+type Take struct {
+	Key       string
+	PerMinute int64
+	N         int64
+}
+
+// Batcher is a Counter that makes several takes in one call (Redis: one
+// round trip instead of one per limit). It makes them in order and stops
+// at the first without room (Allowed false; for n 0, no unit left), as a
+// sequence of Take calls would; it returns the states of those made.
+type Batcher interface {
+	TakeAll(ctx context.Context, takes []Take, states []State) (int, error)
+}
+
+// takeAll makes takes through c, in one call when c is a Batcher.
+func takeAll(ctx context.Context, c Counter, takes []Take, states []State) (int, error) {
+	if b, ok := c.(Batcher); ok {
+		return b.TakeAll(ctx, takes, states)
+	}
+	return takeEach(ctx, c, takes, states)
+}
+
+func takeEach(ctx context.Context, c Counter, takes []Take, states []State) (int, error) {
+	for i, t := range takes {
+		st, err := c.Take(ctx, t.Key, t.PerMinute, t.N)
+		if err != nil {
+			return i, err
+		}
+		states[i] = st
+		if !st.Allowed {
+			return i + 1, nil
+		}
+	}
+	return len(takes), nil
+}
+
 // Limits returns an org's limits as a Set (edge.Store.Limits through
 // Load, held in memory).
 type Limits func(ctx context.Context, orgID string) (*Set, error)
@@ -188,42 +227,65 @@ type counted struct {
 	perMinute int64
 }
 
-// admit checks every rule of rs, charges rpm, sets the headers, and
-// returns the tpm counters to charge once the answer ends.
+// admit checks every rule of rs (rpm first, charged, then tpm, asked for
+// room), in one call to the counter, sets the headers, and returns the
+// tpm counters to charge once the answer ends.
 func admit(x *pipeline.Exchange, o Options, rs []*rule) (tpm [2]counted, nt int, err error) {
+	var (
+		takes  [4]Take
+		states [4]State
+		kinds  [4]byte // 'r' rpm, 't' tpm
+		rules  [4]*rule
+		n      int
+	)
+	for _, r := range rs {
+		if r.rpm > 0 {
+			takes[n], kinds[n], rules[n] = Take{r.rpmKey, r.rpm, 1}, 'r', r
+			n++
+		}
+	}
+	for _, r := range rs {
+		if r.tpm > 0 {
+			takes[n], kinds[n], rules[n] = Take{r.tpmKey, r.tpm, 0}, 't', r
+			n++
+		}
+	}
+	var made int
+	if b, ok := o.Counter.(Batcher); ok {
+		// Copies: what goes through an interface escapes to the heap,
+		// and the in-process counter's path should not pay for it.
+		bt, bs := takes, states
+		made, err = b.TakeAll(x.Context(), bt[:n], bs[:n])
+		states = bs
+	} else {
+		made, err = takeEach(x.Context(), o.Counter, takes[:n], states[:n])
+	}
+	if err != nil {
+		return tpm, 0, fmt.Errorf("rate limit: %w", err)
+	}
 	var (
 		req, tok       State
 		reqLim, tokLim []string
 	)
-	for _, r := range rs {
-		if r.rpm > 0 {
-			st, err := o.Counter.Take(x.Context(), r.rpmKey, r.rpm, 1)
-			if err != nil {
-				return tpm, 0, fmt.Errorf("rate limit: %w", err)
-			}
+	for i := range made {
+		st, r := states[i], rules[i]
+		if kinds[i] == 'r' {
 			if !st.Allowed {
 				return tpm, 0, refuse(x, o, "requests", r.rpm, r.rpmHdr, st)
 			}
 			if reqLim == nil || st.Remaining < req.Remaining {
 				req, reqLim = st, r.rpmHdr
 			}
+			continue
 		}
-	}
-	for _, r := range rs {
-		if r.tpm > 0 {
-			st, err := o.Counter.Take(x.Context(), r.tpmKey, r.tpm, 0)
-			if err != nil {
-				return tpm, 0, fmt.Errorf("rate limit: %w", err)
-			}
-			if !st.Allowed {
-				return tpm, 0, refuse(x, o, "tokens", r.tpm, r.tpmHdr, st)
-			}
-			if tokLim == nil || st.Remaining < tok.Remaining {
-				tok, tokLim = st, r.tpmHdr
-			}
-			tpm[nt] = counted{r.tpmKey, r.tpm}
-			nt++
+		if !st.Allowed {
+			return tpm, 0, refuse(x, o, "tokens", r.tpm, r.tpmHdr, st)
 		}
+		if tokLim == nil || st.Remaining < tok.Remaining {
+			tok, tokLim = st, r.tpmHdr
+		}
+		tpm[nt] = counted{r.tpmKey, r.tpm}
+		nt++
 	}
 	h := x.W.Header()
 	if reqLim != nil {
@@ -349,6 +411,23 @@ func (f *Fallback) Take(ctx context.Context, key string, perMinute, n int64) (St
 	}
 	f.fellBack()
 	return f.Local.Take(ctx, key, perMinute, n)
+}
+
+// TakeAll implements Batcher: in one call to Primary when it is one.
+func (f *Fallback) TakeAll(ctx context.Context, takes []Take, states []State) (int, error) {
+	if f.use() {
+		n, err := takeAll(ctx, f.Primary, takes, states)
+		if err == nil {
+			f.ok()
+			return n, nil
+		}
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		f.failed(err)
+	}
+	f.fellBack()
+	return takeEach(ctx, f.Local, takes, states)
 }
 
 // Charge implements Counter.

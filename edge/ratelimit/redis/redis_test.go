@@ -136,3 +136,65 @@ func BenchmarkCounterRedis(b *testing.B) {
 	defer c.Close()
 	benchCounter(b, ratelimitredis.New(c))
 }
+
+// TestTakeAll: one TakeAll (one round trip) admits and refuses as the same
+// takes one by one do, on the same state (what Take and Charge keep), and
+// stops at the first limit without room.
+func TestTakeAll(t *testing.T) {
+	ctx := context.Background()
+	c := ratelimitredis.New(client(t))
+	seq, batch := [3]string{randomKey(), randomKey(), randomKey()}, [3]string{randomKey(), randomKey(), randomKey()}
+	takes := func(k [3]string) []ratelimit.Take {
+		// the org's rpm 3, the key's rpm 5, the org's tpm 100 (room asked)
+		return []ratelimit.Take{{Key: k[0], PerMinute: 3, N: 1}, {Key: k[1], PerMinute: 5, N: 1}, {Key: k[2], PerMinute: 100, N: 0}}
+	}
+	one := func(k [3]string) []ratelimit.State {
+		var out []ratelimit.State
+		for _, tk := range takes(k) {
+			st, err := c.Take(ctx, tk.Key, tk.PerMinute, tk.N)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, st)
+			if !st.Allowed {
+				break
+			}
+		}
+		return out
+	}
+	all := func(k [3]string) []ratelimit.State {
+		states := make([]ratelimit.State, 3)
+		n, err := c.TakeAll(ctx, takes(k), states)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return states[:n]
+	}
+	same := func(step string) {
+		t.Helper()
+		a, b := one(seq), all(batch)
+		if len(a) != len(b) {
+			t.Fatalf("%s: one by one made %d takes, TakeAll %d", step, len(a), len(b))
+		}
+		for i := range a {
+			if a[i].Allowed != b[i].Allowed || a[i].Remaining != b[i].Remaining || (a[i].RetryAfter-b[i].RetryAfter).Abs() > time.Second {
+				t.Fatalf("%s, take %d: one by one %+v, TakeAll %+v", step, i, a[i], b[i])
+			}
+		}
+	}
+	for i := range 3 {
+		same("request " + string(rune('1'+i)))
+	}
+	same("the org's rpm spent") // refused at the first take
+	// A fresh org rpm, and the tpm spent by a charge: refused at the third.
+	seq[0], batch[0] = randomKey(), randomKey()
+	for _, k := range []string{seq[2], batch[2]} {
+		if err := c.Charge(ctx, k, 100, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same("the tpm spent")
+	if st := all(batch); len(st) != 3 || st[2].Allowed || st[2].RetryAfter <= 0 {
+		t.Fatalf("with the tpm spent: %+v", st)
+	}
+}
