@@ -232,7 +232,8 @@ type Ingester struct {
 	Now    func() time.Time // defaults to time.Now
 	// ReconcileEvery is how often Run looks for org streams made or
 	// deleted through another instance of the control plane (see
-	// Reconcile). Default DefaultReconcileEvery (10s).
+	// Reconcile). Default DefaultReconcileEvery (10s); negative: never,
+	// for an instance alone on its embedded server.
 	ReconcileEvery time.Duration
 
 	stored, duplicates, errs atomic.Int64
@@ -597,7 +598,10 @@ func (in *Ingester) Consumed() []string {
 // reconcile runs Reconcile now and every ReconcileEvery until ctx ends.
 func (in *Ingester) reconcile(ctx context.Context) {
 	every := in.ReconcileEvery
-	if every <= 0 {
+	if every < 0 {
+		return
+	}
+	if every == 0 {
 		every = DefaultReconcileEvery
 	}
 	t := time.NewTicker(every)

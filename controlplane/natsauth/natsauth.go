@@ -361,6 +361,12 @@ func (a *Authority) EnsureOrg(ctx context.Context, orgID string) (changed bool, 
 		return false, err
 	}
 	pub, _ := kp.PublicKey()
+	if a.scoped(pub) {
+		// Known to the claims held (every enrollment but an org's first):
+		// no locked read-modify-write of the store. A key another
+		// instance replaced would be a new key, not this one.
+		return false, nil
+	}
 	return a.update(ctx, func(c *jwt.AccountClaims) bool {
 		if c.SigningKeys.Contains(pub) {
 			return false
@@ -499,25 +505,37 @@ func (a *Authority) Revoke(ctx context.Context, userPub string, at time.Time) er
 	return err
 }
 
-// RemoveOrg takes org's scoped signing key out of the ingest account, so
-// the servers refuse every user JWT it signed (the org's edges cannot
-// connect or publish), and deletes the org's seed. It reports whether the
-// account JWT changed and must be pushed. The caller revokes the org's
-// edges first, so they stay refused even were the key added again.
-func (a *Authority) RemoveOrg(ctx context.Context, orgID string) (changed bool, err error) {
+// RemoveOrg revokes the user keys revoke (the org's edges) at at, so
+// they stay refused even were the org's key added again, and takes org's
+// scoped signing key out of the ingest account, so the servers refuse
+// every user JWT it signed (the org's edges cannot connect or publish),
+// all in one change of the account; then it deletes the org's seed. It
+// reports whether the account JWT changed and must be pushed.
+func (a *Authority) RemoveOrg(ctx context.Context, orgID string, revoke []string, at time.Time) (changed bool, err error) {
 	if !wire.IDChars.Valid(orgID) {
 		return false, fmt.Errorf("org id %q is not a valid subject token", orgID)
 	}
+	for _, pub := range revoke {
+		if !nkeys.IsValidPublicUserKey(pub) {
+			return false, errors.New("not a NATS user public key")
+		}
+	}
 	changed, err = a.update(ctx, func(c *jwt.AccountClaims) bool {
-		removed := false
+		touched := false
+		for _, pub := range revoke {
+			if !c.Revocations.IsRevoked(pub, at) {
+				c.RevokeAt(pub, at)
+				touched = true
+			}
+		}
 		for key := range c.SigningKeys {
 			scope, ok := c.SigningKeys.GetScope(key)
 			if us, isUser := scope.(*jwt.UserScope); ok && isUser && us.Role == "edge:"+orgID {
 				c.SigningKeys.Remove(key)
-				removed = true
+				touched = true
 			}
 		}
-		return removed
+		return touched
 	})
 	if err != nil {
 		return false, err
@@ -562,14 +580,4 @@ func creds(signer nkeys.KeyPair, name string) ([]byte, error) {
 		return nil, fmt.Errorf("encode %s jwt: %w", name, err)
 	}
 	return jwt.FormatUserConfig(s, seed)
-}
-
-// ServerConfig returns a nats-server configuration block trusting this
-// operator with a full (directory) resolver preloaded with both accounts,
-// for running an external NATS alone that accepts at most maxConnections
-// clients: NodeConfig's simplest form (empty for a resolverDir or
-// maxConnections NodeConfig refuses).
-func (a *Authority) ServerConfig(resolverDir string, maxConnections int) string {
-	s, _ := a.NodeConfig(NodeConfig{ResolverDir: resolverDir, MaxConnections: maxConnections})
-	return s
 }

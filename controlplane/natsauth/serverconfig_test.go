@@ -2,20 +2,16 @@ package natsauth_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/persiv/codex/controlplane/testenv"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,34 +34,6 @@ func openAuthority(t *testing.T) *natsauth.Authority {
 		t.Fatal(err)
 	}
 	return a
-}
-
-// writeCert writes a self-signed certificate and its key as PEM files.
-func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nats"}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // parse reads conf as nats-server reads its configuration file.
@@ -110,7 +78,10 @@ func checkTrust(t *testing.T, a *natsauth.Authority, opts *server.Options, maxCo
 func TestNodeConfigAlone(t *testing.T) {
 	a := openAuthority(t)
 	resolver := filepath.Join(t.TempDir(), "jwt")
-	conf := a.ServerConfig(resolver, 100)
+	conf, err := a.NodeConfig(natsauth.NodeConfig{ResolverDir: resolver, MaxConnections: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := parse(t, conf)
 	checkTrust(t, a, opts, 100)
 	if opts.Cluster.Name != "" || len(opts.Routes) != 0 || opts.ServerName != "" {
@@ -138,7 +109,7 @@ func TestNodeConfigAlone(t *testing.T) {
 
 	// With a name, a store and client TLS.
 	dir := t.TempDir()
-	cert, key := writeCert(t, dir)
+	cert, key := testenv.SelfSigned(t)
 	conf, err = a.NodeConfig(natsauth.NodeConfig{ResolverDir: resolver, MaxConnections: 10, ServerName: "nats-a",
 		StoreDir: filepath.Join(dir, "js"), TLS: &natsauth.TLSFiles{Cert: cert, Key: key}})
 	if err != nil {
@@ -157,7 +128,7 @@ func TestNodeConfigAlone(t *testing.T) {
 func TestNodeConfigCluster(t *testing.T) {
 	a := openAuthority(t)
 	dir := t.TempDir()
-	cert, key := writeCert(t, dir)
+	cert, key := testenv.SelfSigned(t)
 	routes := []string{"nats://nats-1.internal:6222", "nats://nats-2.internal:6222", "nats://nats-3.internal:6222"}
 	for _, routeTLS := range []bool{false, true} {
 		c := natsauth.NodeConfig{ResolverDir: filepath.Join(dir, "jwt"), MaxConnections: 4096, ServerName: "nats-2",

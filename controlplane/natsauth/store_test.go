@@ -283,7 +283,7 @@ func TestOrgAcrossInstances(t *testing.T) {
 				t.Fatalf("EnsureOrg on b of an org added on a: %v, %v", changed, err)
 			}
 
-			if changed, err := b.RemoveOrg(ctx, "org_a"); err != nil || !changed {
+			if changed, err := b.RemoveOrg(ctx, "org_a", nil, time.Now()); err != nil || !changed {
 				t.Fatalf("RemoveOrg: %v, %v", changed, err)
 			}
 			if _, err := ss.a.NATSOrgKey(ctx, "org_a"); err == nil {

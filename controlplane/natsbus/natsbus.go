@@ -380,12 +380,7 @@ func (a *Accounts) Revoke(ctx context.Context, userPub string, at time.Time) err
 func (a *Accounts) RemoveOrg(ctx context.Context, orgID string, userPubs []string, at time.Time) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, pub := range userPubs {
-		if err := a.Auth.Revoke(ctx, pub, at); err != nil {
-			return err
-		}
-	}
-	if _, err := a.Auth.RemoveOrg(ctx, orgID); err != nil {
+	if _, err := a.Auth.RemoveOrg(ctx, orgID, userPubs, at); err != nil {
 		return err
 	}
 	return a.pushLocked(ctx)

@@ -54,7 +54,7 @@ if [ ! -s nats/codex-operator.conf ]; then
   # every instance shares: start Postgres and migrate it first (run waits
   # for Postgres to be healthy and leaves it running).
   docker compose run --rm controlplane-migrate
-  docker compose run --rm --no-deps controlplane nats-config --resolver-dir /data/jwt >nats/codex-operator.conf.new
+  docker compose run --rm --no-deps controlplane nats-config --resolver-dir /data/jwt --store-dir /data/jetstream >nats/codex-operator.conf.new
   mv nats/codex-operator.conf.new nats/codex-operator.conf
 fi
 echo "ready: docker compose -f $(pwd)/compose.yaml up -d"

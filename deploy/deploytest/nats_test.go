@@ -36,13 +36,20 @@ func TestComposeNATSConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "codex-operator.conf"), []byte(auth.ServerConfig(filepath.Join(dir, "jwt"), cpconfig.Default().NATSMaxConnections)), 0o600); err != nil {
+	// As setup.sh runs nats-config (--store-dir /data/jetstream, here in
+	// the test's directory; the store bound the account's limit).
+	operator, err := auth.NodeConfig(natsauth.NodeConfig{ResolverDir: filepath.Join(dir, "jwt"), MaxConnections: cpconfig.Default().NATSMaxConnections,
+		StoreDir: filepath.Join(dir, "js"), MaxFileStore: cpconfig.Default().NATSAccountMaxStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "codex-operator.conf"), []byte(operator), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cert, key := selfSigned(t, dir)
 	conf := string(readFile(t, "deploy/compose/nats/nats.conf"))
 	for old, new := range map[string]string{
-		"/etc/codex/tls/cert.pem": cert, "/etc/codex/tls/key.pem": key, "/data/jetstream": filepath.Join(dir, "js"),
+		"/etc/codex/tls/cert.pem": cert, "/etc/codex/tls/key.pem": key,
 	} {
 		if !strings.Contains(conf, old) {
 			t.Fatalf("nats.conf does not mention %s", old)
@@ -60,8 +67,8 @@ func TestComposeNATSConfig(t *testing.T) {
 	if opts.TLSConfig == nil || opts.TLSConfig.MinVersion != tls.VersionTLS13 {
 		t.Errorf("NATS TLS: %+v, want TLS 1.3 minimum", opts.TLSConfig)
 	}
-	if !opts.JetStream || opts.StoreDir != filepath.Join(dir, "js") {
-		t.Errorf("JetStream = %v in %q, want on in the data volume", opts.JetStream, opts.StoreDir)
+	if !opts.JetStream || opts.StoreDir != filepath.Join(dir, "js") || opts.JetStreamMaxStore != cpconfig.Default().NATSAccountMaxStorage {
+		t.Errorf("JetStream = %v in %q bounded at %d, want on in the data volume, bounded at the account's limit", opts.JetStream, opts.StoreDir, opts.JetStreamMaxStore)
 	}
 	if len(opts.TrustedOperators) != 1 || opts.SystemAccount == "" {
 		t.Errorf("operator mode: %d operators, system account %q", len(opts.TrustedOperators), opts.SystemAccount)

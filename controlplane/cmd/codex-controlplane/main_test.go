@@ -3,19 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -259,7 +254,7 @@ func TestServe(t *testing.T) {
 // TestServeTLS: with a certificate, the API and the embedded NATS speak
 // TLS 1.3 only.
 func TestServeTLS(t *testing.T) {
-	cert, key := selfSigned(t)
+	cert, key := testenv.SelfSigned(t)
 	logs := serveAndIngest(t, map[string]string{"CODEX_DATA_DIR": t.TempDir(), "CODEX_CONTROLPLANE_LISTEN": freePort(t), "CODEX_NATS_LISTEN": freePort(t),
 		"CODEX_LOG_LEVEL": "info", "CODEX_TLS_CERT": cert, "CODEX_TLS_KEY": key})
 	// serve prints its certificate's key pin, for CODEX_CONTROLPLANE_PINS.
@@ -273,27 +268,6 @@ func TestServeTLS(t *testing.T) {
 	if want := `"pin":"` + base64.StdEncoding.EncodeToString(sum[:]) + `"`; !strings.Contains(logs, want) {
 		t.Errorf("serve did not log its key pin %s", want)
 	}
-}
-
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // TestServeWithExternalNATS runs a nats-server configured only from what

@@ -543,6 +543,9 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 	ing := &ingest.Ingester{Store: store, JS: js, Log: log, Limits: ingest.Limits{
 		MaxBytes: cfg.NATSOrgMaxBytes, MaxAge: cfg.NATSStreamMaxAge, MaxPendingPerEdge: cfg.NATSEdgeMaxPending,
 		Replicas: cfg.NATSStreamReplicas}}
+	if cfg.NATSURL == "" {
+		ing.ReconcileEvery = -1 // alone on the embedded server
+	}
 	if err := ing.Setup(ctx, auth.Orgs()); err != nil {
 		return err
 	}
@@ -551,7 +554,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, getenv func
 	// Other instances' changes of the ingest account reach the servers
 	// within natsbus.DefaultResyncEvery; the ingest consumes the streams
 	// of orgs enrolled through them within ingest.DefaultReconcileEvery.
-	go accounts.Run(ctx)
+	// On its embedded server an instance is alone: nothing to follow.
+	if cfg.NATSURL != "" {
+		go accounts.Run(ctx)
+	}
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- ing.Run(ctx) }()
 	go prune(ctx, store, controlplane.Retention{Minute: cfg.RetainMinutes, Hour: cfg.RetainHours, Day: cfg.RetainDays}, log)

@@ -8,24 +8,13 @@ import (
 // NATSOrgKey returns the sealed signing key seed of an org
 // (controlplane.ErrNotFound when there is none).
 func (s *Store) NATSOrgKey(ctx context.Context, orgID string) ([]byte, error) {
-	var sealed []byte
-	err := s.pool.QueryRow(ctx, `SELECT sealed FROM nats_org_keys WHERE org = $1`, orgID).Scan(&sealed)
-	return sealed, mapErr(fmt.Sprintf("nats key of org %s", orgID), err)
+	return s.sealed(ctx, natsOrgKeys, orgID)
 }
 
 // AddNATSOrgKey stores sealed as the org's key unless one is stored
 // already, and returns the one stored.
 func (s *Store) AddNATSOrgKey(ctx context.Context, orgID string, sealed []byte) ([]byte, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO nats_org_keys (org, sealed) VALUES ($1, $2) ON CONFLICT (org) DO NOTHING`, orgID, sealed)
-	if err != nil {
-		return nil, mapErr(fmt.Sprintf("add nats key of org %s", orgID), err)
-	}
-	if tag.RowsAffected() == 1 {
-		return sealed, nil
-	}
-	// Another instance's row: read in a statement of its own, whose
-	// snapshot sees that instance's commit (the INSERT's did not).
-	return s.NATSOrgKey(ctx, orgID)
+	return s.addSealed(ctx, natsOrgKeys, orgID, sealed)
 }
 
 // DeleteNATSOrgKey deletes the org's key, if any.

@@ -13,29 +13,13 @@ import (
 // NATSOrgKey returns the sealed signing key seed of an org
 // (controlplane.ErrNotFound when there is none).
 func (s *Store) NATSOrgKey(ctx context.Context, orgID string) ([]byte, error) {
-	var sealed []byte
-	err := s.db.QueryRowContext(ctx, `SELECT sealed FROM nats_org_keys WHERE org = ?`, orgID).Scan(&sealed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("nats key of org %s: %w", orgID, controlplane.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("nats key of org %s: %w", orgID, err)
-	}
-	return sealed, nil
+	return s.sealed(ctx, natsOrgKeys, orgID)
 }
 
 // AddNATSOrgKey stores sealed as the org's key unless one is stored
 // already, and returns the one stored.
 func (s *Store) AddNATSOrgKey(ctx context.Context, orgID string, sealed []byte) ([]byte, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO nats_org_keys (org, sealed, created_at) VALUES (?, ?, ?) ON CONFLICT (org) DO NOTHING`,
-		orgID, sealed, time.Now().UnixNano())
-	if err != nil {
-		return nil, fmt.Errorf("add nats key of org %s: %w", orgID, err)
-	}
-	if n, err := res.RowsAffected(); err == nil && n == 1 {
-		return sealed, nil
-	}
-	return s.NATSOrgKey(ctx, orgID)
+	return s.addSealed(ctx, natsOrgKeys, orgID, sealed)
 }
 
 // DeleteNATSOrgKey deletes the org's key, if any.
