@@ -175,7 +175,7 @@ type Options struct {
 // resolved keys kept, an unknown key remembered for 30s, an org's state
 // loaded again after 10 minutes, or 5 s when something in it did not open.
 func DefaultOptions() Options {
-	return Options{MaxKeys: 100000, NegativeTTL: 30 * time.Second, Lifetime: 10 * time.Minute, UnreadableRetry: 5 * time.Second}
+	return Options{MaxKeys: 100000, NegativeTTL: 30 * time.Second, Lifetime: keyring.DefaultKeyLifetime, UnreadableRetry: 5 * time.Second}
 }
 
 // Directory caches keys and orgs.
@@ -298,7 +298,8 @@ func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 	if o != nil && !o.expired(time.Now()) {
 		return o, nil
 	}
-	// An expired state stays until its reload replaces it: expiry is no
+	// An expired state stays in the map until its reload (one, shared by
+	// the org's requests, which wait for it) replaces it: expiry is no
 	// change, so nothing cached is dropped.
 	v, err, _ := d.group.Do("org:"+id, func() (any, error) {
 		gen := d.generation()
@@ -558,16 +559,6 @@ func (d *Directory) forgetKey(keyID string) {
 	}
 }
 
-// forgetKeyAndOrg drops what is held of the org of a cached key.
-func (d *Directory) forgetKeyAndOrg(keyID string) {
-	for _, h := range d.keys.Keys() {
-		if k, ok := d.keys.Peek(h); ok && k.ID == keyID {
-			d.forgetOrg(k.OrgID)
-			return
-		}
-	}
-}
-
 // ForgetOrg drops what is held of an org (its settings, memories and
 // resolved keys), so that a change made through this instance applies to
 // its next request; other instances follow the change feed.
@@ -605,11 +596,8 @@ func (d *Directory) Sync(ctx context.Context) error {
 		for _, c := range changes {
 			switch c.Kind {
 			case "key":
-				if c.OrgID == "" {
-					// The key's org was deleted (orgs delete): what is
-					// held of it goes too.
-					d.forgetKeyAndOrg(c.Ref)
-				}
+				// A key of a deleted org comes without its org (orgs
+				// delete); the deletion's "dek" entry drops the org.
 				d.forgetKey(c.Ref)
 				// A key created elsewhere may be one remembered as absent.
 				d.absent.Purge()

@@ -412,7 +412,7 @@ func TestExpiryReloadsTheOrgInPlace(t *testing.T) {
 	st, _, orgID := setup(t)
 	ctx := context.Background()
 	ol := &orgLoads{counting: st}
-	d := directory.New(ol, directory.Options{Keys: st.kr, Lifetime: 20 * time.Millisecond})
+	d := directory.New(ol, directory.Options{Keys: st.kr, Lifetime: 300 * time.Millisecond})
 	_, h1 := newKey(t, st, orgID)
 	_, h2 := newKey(t, st, orgID)
 	first := map[[32]byte]*directory.Org{}
@@ -426,7 +426,7 @@ func TestExpiryReloadsTheOrgInPlace(t *testing.T) {
 	if n, l := st.lookups.Load(), ol.loads.Load(); n != 2 || l != 1 {
 		t.Fatalf("first use: %d key lookups and %d org loads, want 2 and 1", n, l)
 	}
-	time.Sleep(30 * time.Millisecond) // past the org's Lifetime
+	time.Sleep(400 * time.Millisecond) // past the org's Lifetime
 	if _, ok := d.Cached(h1); ok {
 		t.Fatal("Cached returned a key whose org's state expired")
 	}
@@ -470,7 +470,7 @@ func TestProcessLocalFingerprintSecretOutlivesReloads(t *testing.T) {
 	ctx := context.Background()
 	sf := &sealFails{Sealer: st.kr}
 	sf.fail.Store(true)
-	d := directory.New(st, directory.Options{Keys: sf, UnreadableRetry: 20 * time.Millisecond})
+	d := directory.New(st, directory.Options{Keys: sf, UnreadableRetry: 300 * time.Millisecond})
 	_, h := newKey(t, st, orgID)
 	body := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`)
 	sum := func() (fp [32]byte, org *directory.Org) {
@@ -485,7 +485,7 @@ func TestProcessLocalFingerprintSecretOutlivesReloads(t *testing.T) {
 		return s, k.Org
 	}
 	fp1, org1 := sum()
-	time.Sleep(30 * time.Millisecond) // past UnreadableRetry
+	time.Sleep(400 * time.Millisecond) // past UnreadableRetry
 	fp2, org2 := sum()
 	if org1 == org2 {
 		t.Fatal("the org's state was not reloaded")
@@ -499,7 +499,7 @@ func TestProcessLocalFingerprintSecretOutlivesReloads(t *testing.T) {
 	// The master key is back: the secret is sealed and stored, and the
 	// local one is dropped.
 	sf.fail.Store(false)
-	time.Sleep(30 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond)
 	fp3, _ := sum()
 	if sealed, err := st.FingerprintSecret(ctx, orgID); err != nil || sealed == nil {
 		t.Fatalf("no secret stored once sealing works: %v", err)

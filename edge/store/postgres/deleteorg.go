@@ -11,9 +11,10 @@ import (
 	"github.com/persiv/codex/edge"
 )
 
-// DeleteOrg implements edge.Store: codex_delete_org removes the rows (the
-// application role may not delete audit events itself), and this
-// transaction records the deletion and the key changes.
+// DeleteOrg implements edge.Store: codex_delete_org removes the rows and
+// records the deletion (the application role may neither delete audit
+// events nor write that record itself), and this transaction records the
+// key changes.
 func (db *DB) DeleteOrg(ctx context.Context, d edge.OrgDeletion) (edge.OrgDeletion, error) {
 	if d.OrgID == "" {
 		return d, fmt.Errorf("delete org: no org: %w", edge.ErrInvalid)
@@ -29,7 +30,9 @@ func (db *DB) DeleteOrg(ctx context.Context, d edge.OrgDeletion) (edge.OrgDeleti
 		if err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `SELECT table_name, deleted FROM codex_delete_org($1)`, d.OrgID)
+		// The function records the deletion itself (org_deletions): the
+		// application role cannot remove an org without that record.
+		rows, err = tx.Query(ctx, `SELECT table_name, deleted FROM codex_delete_org($1, $2, $3, $4)`, d.OrgID, d.Actor, d.Via, d.Time)
 		if err != nil {
 			return err
 		}
@@ -66,13 +69,7 @@ func (db *DB) DeleteOrg(ctx context.Context, d edge.OrgDeletion) (edge.OrgDeleti
 				return err
 			}
 		}
-		counts, err := json.Marshal(d.Rows)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO org_deletions (deleted_org_id, at, actor, via, rows) VALUES ($1, $2, $3, $4, $5)`,
-			d.OrgID, d.Time, d.Actor, d.Via, counts)
-		return err
+		return nil
 	})
 	if err != nil {
 		return edge.OrgDeletion{}, wrap("delete org", err)

@@ -637,6 +637,10 @@ func TestAuditAppendOnly(t *testing.T) {
 		{`UPDATE audit_events SET seq = seq + 1 WHERE org_id = 'org_a'`, false},
 		{`DELETE FROM audit_events WHERE org_id = 'org_a'`, false},
 		{`DELETE FROM audit_heads WHERE org_id = 'org_a'`, false},
+		// Deleting the org whole takes codex_delete_org, which leaves
+		// its record: the role can neither forge nor erase one.
+		{`INSERT INTO org_deletions (deleted_org_id, at, actor, via, rows) VALUES ('org_x', now(), 'x', 'x', '{}')`, false},
+		{`DELETE FROM org_deletions`, false},
 	} {
 		tx, err := conn.Begin(ctx)
 		if err != nil {
