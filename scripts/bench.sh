@@ -15,6 +15,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 work=.tmp/bench
+bench_redis=(CODEX_DEV_REDIS_BASE="$PWD/$work/redis" CODEX_DEV_REDIS_PORT=56392 CODEX_DEV_REDIS_PERSIST=0)
+# A run killed before its cleanup left its Redis running (detached): stop
+# it while its pid file is still there.
+env "${bench_redis[@]}" scripts/dev-redis.sh stop >/dev/null 2>&1 || true
 rm -rf "$work" && mkdir -p "$work"
 fake_addr=127.0.0.1:19090 edge_addr=127.0.0.1:18080 admin_addr=127.0.0.1:18081 baseline_addr=127.0.0.1:19091
 hostile_addr=127.0.0.1:19092 full_addr=127.0.0.1:18084 full_admin=127.0.0.1:18085
@@ -92,7 +96,6 @@ if [ "${BENCH_REDIS:-1}" = 1 ]; then
   # Its own server, not the tests': a developer's Redis keeps its data,
   # and the persistence the tests need (AOF rewrites, snapshots on these
   # same cores) would be measured as the edge's latency.
-  bench_redis=(CODEX_DEV_REDIS_BASE="$PWD/$work/redis" CODEX_DEV_REDIS_PORT=56392 CODEX_DEV_REDIS_PERSIST=0)
   port_free 127.0.0.1:56392
   redisenv=$(env "${bench_redis[@]}" scripts/dev-redis.sh start)
   trap 'cleanup; env "${bench_redis[@]}" scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT INT TERM

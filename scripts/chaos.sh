@@ -29,11 +29,18 @@ fail() { echo "chaos: $*" >&2; exit 1; }
 work="$PWD/.tmp/chaos"
 rate=${CHAOS_RATE:-60} steady=${CHAOS_STEADY:-10} down=${CHAOS_DOWN:-5}
 steady=${steady%s} down=${down%s}
-rm -rf "$work" && mkdir -p "$work"
-chmod 755 "$PWD/.tmp" "$work"
+for v in "$rate" "$steady" "$down"; do
+  [[ "$v" =~ ^[0-9]+$ ]] || fail "CHAOS_RATE, CHAOS_STEADY and CHAOS_DOWN are whole numbers (seconds may end in s), not $v"
+done
 
 export CODEX_DEV_POSTGRES_BASE="$work/pg" CODEX_DEV_POSTGRES_PORT=55491
 export CODEX_DEV_REDIS_BASE="$work/redis" CODEX_DEV_REDIS_PORT=56391
+# A run killed before its cleanup left its servers running (they run
+# detached): stop them while their pid files are still there.
+scripts/dev-redis.sh stop >/dev/null 2>&1 || true
+scripts/dev-postgres.sh stop >/dev/null 2>&1 || true
+rm -rf "$work" && mkdir -p "$work"
+chmod 755 "$PWD/.tmp" "$work"
 cp_addr=(127.0.0.1:18190 127.0.0.1:18191)
 nats_client=(127.0.0.1:14291 127.0.0.1:14292 127.0.0.1:14293)
 nats_route=(127.0.0.1:14391 127.0.0.1:14392 127.0.0.1:14393)
@@ -157,6 +164,7 @@ echo "==> steady load: $rate requests/s over both edges (a quarter cache hits, a
 bin/codex-loadgen -chaos-edges "http://$e1,http://$e2" -edge-key "$key" -rate "$rate" -chaos-out "$work/outcomes.jsonl" \
   2> >(sed 's/^/    /' >&2) &
 load_pid=$!
+pids+=("$load_pid") # runs until stopped: a failure below must stop it
 : >"$work/faults.txt"
 fault() { # NAME KILL RESTART: kills, waits CHAOS_DOWN, restarts (RESTART waits until it answers)
   sleep "$steady"
@@ -167,8 +175,8 @@ fault() { # NAME KILL RESTART: kills, waits CHAOS_DOWN, restarts (RESTART waits 
   eval "$3"
   echo "$1 $start $(now_ms)" >>"$work/faults.txt"
 }
-redis_up() { for _ in $(seq 1 100); do redis-cli -p 56391 ping >/dev/null 2>&1 && return; sleep 0.1; done; fail "Redis did not come back"; }
-fault redis "scripts/dev-redis.sh crash" "scripts/dev-redis.sh restart >/dev/null; redis_up"
+# restart waits until the server answers, or fails.
+fault redis "scripts/dev-redis.sh crash" "scripts/dev-redis.sh restart >/dev/null"
 fault postgres "scripts/dev-postgres.sh crash" "scripts/dev-postgres.sh restart"
 # The NATS node to kill is the one leading the org's stream, when one
 # says so (a node holding none of its replicas does not know): its death

@@ -20,6 +20,7 @@
 # Use: eval "$(scripts/dev-postgres.sh start)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 PORT="${CODEX_DEV_POSTGRES_PORT:-55432}"
 BASE="${CODEX_DEV_POSTGRES_BASE:-$PWD/.tmp/dev-postgres}"
@@ -29,21 +30,6 @@ SOCK="$BASE/sock"
 if [ -f "$BASE/port" ]; then PORT=$(cat "$BASE/port"); fi
 OWNER_PW="codex_owner_dev"
 APP_PW="codex_app_dev"
-
-# busy PORT: something listens on 127.0.0.1:PORT.
-busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# free_port: PORT, or when another program (another checkout's server, say)
-# holds it and no port was asked for, the next free one.
-free_port() {
-  local p=$PORT
-  if [ -n "${CODEX_DEV_POSTGRES_PORT:-}" ]; then echo "$p"; return; fi
-  while busy "$p"; do
-    p=$((p + 1))
-    [ "$p" -lt $((PORT + 100)) ] || { echo "dev-postgres: no free port in $PORT..$p" >&2; exit 1; }
-  done
-  echo "$p"
-}
 
 bindir() {
   local d
@@ -91,7 +77,7 @@ start() {
     return
   fi
   rm -rf "$BASE"
-  PORT=$(free_port)
+  PORT=$(free_port "$PORT" "${CODEX_DEV_POSTGRES_PORT:-}")
   mkdir -p "$DATA" "$SOCK"
   echo "$PORT" >"$BASE/port"
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$BASE"; chmod 755 "$PWD/.tmp"; fi

@@ -20,6 +20,7 @@
 # Use: eval "$(scripts/dev-redis.sh start)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 PORT="${CODEX_DEV_REDIS_PORT:-56379}"
 BASE="${CODEX_DEV_REDIS_BASE:-$PWD/.tmp/dev-redis}"
@@ -27,21 +28,6 @@ DATA="$BASE/data"
 CONF="$BASE/redis.conf"
 # A server started earlier from this BASE listens where its config says.
 if [ -f "$CONF" ]; then PORT=$(awk '$1 == "port" {print $2}' "$CONF"); fi
-
-# busy PORT: something listens on 127.0.0.1:PORT.
-busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# free_port: PORT, or when another program (another checkout's server, say)
-# holds it and no port was asked for, the next free one.
-free_port() {
-  local p=$PORT
-  if [ -n "${CODEX_DEV_REDIS_PORT:-}" ]; then echo "$p"; return; fi
-  while busy "$p"; do
-    p=$((p + 1))
-    [ "$p" -lt $((PORT + 100)) ] || { echo "dev-redis: no free port in $PORT..$p" >&2; exit 1; }
-  done
-  echo "$p"
-}
 
 server_bin() { command -v redis-server || { [ -x /usr/bin/redis-server ] && echo /usr/bin/redis-server; }; }
 cli_bin() { command -v redis-cli || { [ -x /usr/bin/redis-cli ] && echo /usr/bin/redis-cli; }; }
@@ -84,7 +70,7 @@ start() {
   if running; then print_env; return; fi
   rm -rf "$BASE"
   mkdir -p "$DATA"
-  PORT=$(free_port)
+  PORT=$(free_port "$PORT" "${CODEX_DEV_REDIS_PORT:-}")
   cat >"$CONF" <<CONF
 bind 127.0.0.1
 protected-mode yes

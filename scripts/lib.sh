@@ -13,13 +13,28 @@ wait_http() {
   done
 }
 
+# listening HOST:PORT: something accepts connections there.
+listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
 # port_free HOST:PORT: fails with a hint when something already listens there.
 port_free() {
-  local hp=$1
-  if (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null; then
-    echo "error: $hp is already in use; stop what runs there (or set CODEX_LISTEN / CODEX_ADMIN_LISTEN)" >&2
+  if listening "$1"; then
+    echo "error: $1 is already in use; stop what runs there (or set CODEX_LISTEN / CODEX_ADMIN_LISTEN)" >&2
     return 1
   fi
+}
+
+# free_port PORT ASKED: PORT when ASKED is set (the caller chose it) or
+# nothing listens on 127.0.0.1:PORT; else the next free port above it
+# (another checkout's server, say, holds it), within 100.
+free_port() {
+  local p=$1
+  if [ -n "$2" ]; then echo "$p"; return; fi
+  while listening "127.0.0.1:$p"; do
+    p=$((p + 1))
+    [ "$p" -lt $(($1 + 100)) ] || { echo "error: no free port in $1..$p" >&2; return 1; }
+  done
+  echo "$p"
 }
 
 # start_fake_provider ADDR KEY LOG: runs the fake provider in the background, sets FAKE_PID.

@@ -89,7 +89,7 @@ run_tests() {
   # the new namespace does not share, and on a Unix socket, which it does:
   # the cloud-mode test's edges reach it there.
   local pgenv
-  pgenv=$(scripts/dev-postgres.sh start | sed -E "s#@127\.0\.0\.1:([0-9]+)/codex\?#@/codex?host=$PWD/.tmp/dev-postgres/sock\&port=\1\&#")
+  pgenv=$(scripts/dev-postgres.sh start | sed -E "s#@127\.0\.0\.1:([0-9]+)/codex\?#@/codex?host=${CODEX_DEV_POSTGRES_BASE:-$PWD/.tmp/dev-postgres}/sock\&port=\1\&#")
   eval "$pgenv"
   "${unshare[@]}" bash -c '
     set -euo pipefail

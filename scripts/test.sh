@@ -53,7 +53,8 @@ scripts/local-kms.sh test
 
 step "chaos run, short (scripts/chaos.sh: Redis, Postgres, a NATS node, a control plane instance and an edge killed in turn under load)"
 make --no-print-directory build nats-server
-CHAOS_STEADY=3 CHAOS_DOWN=2 scripts/chaos.sh
+# Bounded: a run that hangs fails CI in minutes, not at its limit.
+timeout 15m env CHAOS_STEADY=3 CHAOS_DOWN=2 scripts/chaos.sh
 
 step "deploy checks (tofu fmt/test, helm lint/template, deploytest; builds tofu and helm once per machine)"
 scripts/deploy-checks.sh
