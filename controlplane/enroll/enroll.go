@@ -143,6 +143,18 @@ func (s *Service) Enroll(ctx context.Context, r wire.EnrollRequest) (wire.Enroll
 	if err != nil {
 		return wire.EnrollResponse{}, fmt.Errorf("enroll: %w", err)
 	}
+	// The org may have been deleted since the token was redeemed: its
+	// deletion's removal of the org's signing key and stream could have
+	// run before EnsureOrg added them back. Undo them, so a deleted org
+	// keeps no key its edges could sign in with.
+	if _, err := s.Store.Org(ctx, e.OrgID); errors.Is(err, controlplane.ErrNotFound) {
+		if err := s.removeOrg(ctx, e.OrgID, []string{e.PublicKey}, s.now()); err != nil {
+			return wire.EnrollResponse{}, fmt.Errorf("enroll: the org was deleted meanwhile, and removing its key again failed: %w", err)
+		}
+		return wire.EnrollResponse{}, ErrBadToken
+	} else if err != nil {
+		return wire.EnrollResponse{}, fmt.Errorf("enroll: %w", err)
+	}
 	return wire.EnrollResponse{
 		EdgeID: e.ID, OrgID: e.OrgID, UserJWT: userJWT, NATSURL: s.NATSURL,
 		Subject: wire.Subject(e.OrgID, e.ID), InboxPrefix: natsauth.InboxPrefix(e.ID),
@@ -174,29 +186,47 @@ func (s *Service) Revoke(ctx context.Context, orgID, edgeID string) error {
 // Then the store removes every row of the org and records the deletion.
 // Should the store fail, the org is still there with its edges cut off,
 // and deleting again finishes the work.
+//
+// An enrollment that redeemed a token before the store's deletion may have
+// added the org's key and stream back after the first removal: a second
+// removal after the store's deletion takes them out again, and an
+// enrollment later than that finds the org gone and undoes its own (see
+// Enroll).
 func (s *Service) DeleteOrg(ctx context.Context, orgID, userID string) (controlplane.OrgDeletion, error) {
 	edges, err := s.Store.Edges(ctx, orgID)
 	if err != nil {
 		return controlplane.OrgDeletion{}, fmt.Errorf("delete org: %w", err)
 	}
 	at := s.now()
-	if s.Accounts != nil {
-		pubs := make([]string, 0, len(edges))
-		for _, e := range edges {
-			pubs = append(pubs, e.PublicKey)
-		}
-		if err := s.Accounts.RemoveOrg(ctx, orgID, pubs, at); err != nil {
-			return controlplane.OrgDeletion{}, fmt.Errorf("delete org: revoke its edges: %w", err)
-		}
+	pubs := make([]string, 0, len(edges))
+	for _, e := range edges {
+		pubs = append(pubs, e.PublicKey)
 	}
-	if s.Streams != nil {
-		if err := s.Streams.DeleteOrg(ctx, orgID); err != nil {
-			return controlplane.OrgDeletion{}, fmt.Errorf("delete org: %w", err)
-		}
+	if err := s.removeOrg(ctx, orgID, pubs, at); err != nil {
+		return controlplane.OrgDeletion{}, fmt.Errorf("delete org: %w", err)
 	}
 	d, err := s.Store.DeleteOrg(ctx, controlplane.OrgDeletion{OrgID: orgID, Time: at, UserID: userID})
 	if err != nil {
 		return controlplane.OrgDeletion{}, fmt.Errorf("delete org: %w", err)
 	}
+	if err := s.removeOrg(ctx, orgID, nil, at); err != nil {
+		return d, fmt.Errorf("org deleted, but removing its NATS key and stream a second time (after a concurrent enrollment) failed: %w", err)
+	}
 	return d, nil
+}
+
+// removeOrg revokes the user keys pubs, removes the org's signing key from
+// the account and deletes its stream.
+func (s *Service) removeOrg(ctx context.Context, orgID string, pubs []string, at time.Time) error {
+	if s.Accounts != nil {
+		if err := s.Accounts.RemoveOrg(ctx, orgID, pubs, at); err != nil {
+			return fmt.Errorf("revoke its edges: %w", err)
+		}
+	}
+	if s.Streams != nil {
+		if err := s.Streams.DeleteOrg(ctx, orgID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
