@@ -10,6 +10,10 @@ cd "$(dirname "$0")"
 command -v openssl >/dev/null || { echo "setup.sh: openssl is needed" >&2; exit 1; }
 
 mkdir -p secrets/tls
+# The keys below are readable by the containers' own users (65532, redis,
+# nats), which a bind mount cannot remap: the directory, not the files,
+# keeps other users of this host out.
+chmod 0700 secrets
 if [ ! -f secrets/tls/cert.pem ]; then
   echo "==> local CA and certificate (secrets/tls)"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
