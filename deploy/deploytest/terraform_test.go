@@ -320,6 +320,21 @@ func checkIngress(m tfModule) []string {
 					if c := objectAttr(o, "cidr"); c != nil && slices.ContainsFunc(stringsIn(c), isOpen) {
 						p = append(p, o.SrcRange.String()+": ingress rule with a /0 cidr")
 					}
+					// The edge trusts X-Forwarded-For from the private
+					// subnets (CODEX_TRUSTED_PROXIES): only the load
+					// balancer may reach it, or a task in those subnets
+					// could name any client address.
+					if sg := objectAttr(o, "security_group"); sg != nil {
+						if s, _ := literalString(sg); s == "edge" {
+							peer := ""
+							if e := objectAttr(o, "peer"); e != nil {
+								peer, _ = literalString(e)
+							}
+							if c := objectAttr(o, "cidr"); peer != "load_balancer" || (c != nil && len(stringsIn(c)) > 0) {
+								p = append(p, o.SrcRange.String()+": ingress to the edge from other than the load balancer")
+							}
+						}
+					}
 				}
 			}
 			return nil
@@ -575,6 +590,8 @@ resource "aws_lb_listener" "l" {
   cidr_blocks = ["0.0.0.0/0"]
 }`, "0.0.0.0/0"},
 		{"open rule map", `locals { r = { a = { direction = "ingress", cidr = "0.0.0.0/0" } } }`, "/0 cidr"},
+		{"edge reached by a cidr", `locals { r = { a = { security_group = "edge", direction = "ingress", cidr = "10.0.0.0/8", peer = null } } }`, "other than the load balancer"},
+		{"edge reached by another group", `locals { r = { a = { security_group = "edge", direction = "ingress", cidr = null, peer = "redis" } } }`, "other than the load balancer"},
 		{"client cidrs unvalidated", `variable "allowed_client_cidrs" {
   description = "d"
   type        = list(string)

@@ -44,7 +44,10 @@ module "plan" {
   org_kms_key_arns                  = var.org_kms_key_arns
   controlplane_pins                 = var.controlplane_pins
   # The load balancer lives in the private subnets: its X-Forwarded-For
-  # is the one the edge trusts.
+  # is the one the edge trusts. The edge tasks and anything else there
+  # share those networks, but the edge's security group admits only the
+  # load balancer's (plan: "edge-in-lb"), so no other host in them can
+  # reach the edge to name a client address (deploytest checks it).
   trusted_proxy_cidrs = [for s in data.aws_subnet.private : s.cidr_block]
 
   secret_arns = {
