@@ -263,8 +263,21 @@ func TestOrgMasterKeyRewrap(t *testing.T) {
 			t.Fatalf("after move to %q: open = %q, %v", ref, got, err)
 		}
 	}
-	move("awskms:"+arnA, 2)
-	move("awskms:"+arnA, 0) // resumed or repeated: nothing left to do
+	// Interrupted after the first data key (the command killed, the
+	// connection lost): the key moved stays moved, the other stays where
+	// it was, both open, and running again moves only what is left.
+	orgs["org_a"] = "awskms:" + arnA
+	cctx, cancel := context.WithCancel(ctx)
+	res, err := newRing(t, st, def, orgs).RewrapOrg(cctx, "org_a", from, func(keyring.RewrapEvent) { cancel() })
+	cancel()
+	if err == nil || res.Rewrapped != 1 {
+		t.Fatalf("interrupted move: %+v, %v; want 1 rewrapped and an error", res, err)
+	}
+	if got, err := open(newRing(t, st, def, orgs), "org_a", ct); err != nil || got != "sk-a" {
+		t.Fatalf("after the interrupted move: open = %q, %v", got, err)
+	}
+	move("awskms:"+arnA, 1) // resumed: only the key left behind moves
+	move("awskms:"+arnA, 0) // repeated: nothing left to do
 	move("awskms:"+arnB, 2)
 	if _, err := admin.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(arnA)}); err != nil {
 		t.Fatal(err)
