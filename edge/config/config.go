@@ -422,7 +422,9 @@ func (c Config) Validate() error {
 	check(c.TelemetryHeartbeat > 0 && c.TelemetryHeartbeat <= wire.MaxHeartbeatS*time.Second, "CODEX_TELEMETRY_HEARTBEAT must be positive and at most 24h")
 	check(c.TelemetrySpoolMaxBatches > 0, "CODEX_TELEMETRY_SPOOL_MAX_BATCHES must be positive")
 	check(c.TelemetrySpoolMaxBytes > 0, "CODEX_TELEMETRY_SPOOL_MAX_BYTES must be positive")
-	check(c.TelemetrySpoolLease > 0, "CODEX_TELEMETRY_SPOOL_LEASE must be positive")
+	// A lease no longer than a publish attempt lets another replica send a
+	// batch whose sender is still waiting for its acknowledgement.
+	check(c.TelemetrySpoolLease > telemetry.PublishTimeout, "CODEX_TELEMETRY_SPOOL_LEASE must be longer than a publish attempt (%s)", telemetry.PublishTimeout)
 	check(c.DataDir != "", "CODEX_DATA_DIR must not be empty")
 	check(c.ShareMetrics == "" || c.ShareMetrics == "true" || c.ShareMetrics == "false", "CODEX_SHARE_METRICS must be true, false or unset")
 	check((c.ControlplaneURL == "") == (c.EnrollmentToken == ""), "CODEX_CONTROLPLANE_URL and CODEX_ENROLLMENT_TOKEN must be set together")

@@ -85,6 +85,7 @@ func TestErrors(t *testing.T) {
 		{"deny list star inside", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "A*B"}, "CODEX_API_KEY_ENV_DENY"},
 		{"deny list star alone", "", map[string]string{"CODEX_API_KEY_ENV_DENY": "*"}, "CODEX_API_KEY_ENV_DENY"},
 		{"migrate not a boolean", "", map[string]string{"CODEX_DATABASE_MIGRATE": "maybe"}, "CODEX_DATABASE_MIGRATE"},
+		{"spool lease within a publish attempt", "", map[string]string{"CODEX_TELEMETRY_SPOOL_LEASE": "10s"}, "CODEX_TELEMETRY_SPOOL_LEASE"},
 		{"bad cache override", "", map[string]string{"CODEX_CACHE_OVERRIDES": "org_a=maybe"}, "CODEX_CACHE_OVERRIDES"},
 		{"bad cache override in the file", "listen: 127.0.0.1:1\ncache_overrides: org_a=maybe\n", nil, "line 2: cache_overrides"},
 	}

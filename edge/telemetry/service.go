@@ -38,6 +38,9 @@ const (
 	// batch it claimed before another replica may send it: longer than a
 	// publish attempt (10s), so a live sender keeps its batch.
 	DefaultSpoolLease = 30 * time.Second
+	// PublishTimeout bounds one attempt to publish a batch and have it
+	// acknowledged. A spool lease must be longer.
+	PublishTimeout = 10 * time.Second
 	// rowsPerBatch keeps a batch well under wire.MaxBatchBytes; a window
 	// with more rows goes out as several batches.
 	rowsPerBatch = 1000
@@ -715,7 +718,7 @@ func (s *Service) drain(ctx context.Context, enr Enrollment, l **link) (bool, er
 		if err := s.st.AppendLedger(ctx, e, data); err != nil {
 			return false, err
 		}
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, PublishTimeout)
 		ack, err := (*l).js.Publish(pctx, enr.Subject, data, jetstream.WithMsgID(msgID))
 		cancel()
 		if err != nil {
