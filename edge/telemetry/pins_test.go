@@ -358,10 +358,11 @@ func TestPinnedControlPlane(t *testing.T) {
 	// The control plane rotates to the backup key: the same edge, same
 	// settings, delivers what it kept.
 	cp.use(backup)
-	waitFor(t, "the kept batches, over the backup key", func() bool { return stored() == 1+kept })
-	if st := svc.Status(); st.Spool.Batches != 0 {
-		t.Fatalf("spool after the rotation: %+v", st.Spool)
-	}
+	// At least what was kept when the status was read: a window the
+	// first service closed may reach the spool after that.
+	waitFor(t, "the kept batches, over the backup key", func() bool {
+		return svc.Status().Spool.Batches == 0 && stored() >= 1+kept
+	})
 	if _, err := enrollInto(pins); err != nil {
 		t.Fatalf("enrollment with the backup key: %v", err)
 	}
