@@ -53,10 +53,12 @@ wait_http "http://$baseline_addr/healthz" 10
 key=$(setup_org "$work/edge" bench "http://$fake_addr")
 # A rate limit and a budget on the benchmark key (BENCH_GOVERN=0: none).
 [ "${BENCH_GOVERN:-1}" = 1 ] && govern_key "$work/edge" bench
-# The edge is measured with its audit log on (DESIGN §9: level hash). Level
-# full is measured beside it on an edge process of its own (edge-full),
-# whose synchronous commits then share the machine but not the edge's
-# process, its writer or its added-latency figures.
+# The edge is measured with its audit log on (DESIGN §9: level hash), and so
+# is the Redis edge below: every forwarding row runs with a memory and the
+# audit level BENCH_AUDIT. Level full is measured beside them on an edge
+# process of its own (edge-full), whose synchronous commits then share the
+# machine but not the edge's process, its writer or its added-latency
+# figures.
 CODEX_DATA_DIR="$work/edge" bin/codex-edge audit level --org bench "${BENCH_AUDIT:-hash}" >/dev/null
 full_key=$(setup_org "$work/edge-full" bench "http://$fake_addr")
 CODEX_DATA_DIR="$work/edge-full" bin/codex-edge audit level --org bench full >/dev/null
@@ -101,6 +103,7 @@ if [ "${BENCH_REDIS:-1}" = 1 ]; then
   trap 'cleanup; env "${bench_redis[@]}" scripts/dev-redis.sh stop >/dev/null 2>&1 || true' EXIT INT TERM
   eval "$redisenv"
   rkey=$(setup_org "$work/edge-redis" bench "http://$fake_addr")
+  CODEX_DATA_DIR="$work/edge-redis" bin/codex-edge audit level --org bench "${BENCH_AUDIT:-hash}" >/dev/null
   if [ "${BENCH_MEMORY:-1}" = 1 ]; then set_bench_memory "$work/edge-redis" bench; fi
   if [ "${BENCH_GOVERN:-1}" = 1 ]; then govern_key "$work/edge-redis" bench; fi
   CODEX_DATA_DIR="$work/edge-redis" CODEX_LISTEN="$redis_addr" CODEX_ADMIN_LISTEN="$redis_admin" CODEX_LOG_LEVEL=warn \

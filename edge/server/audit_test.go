@@ -8,6 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,12 +20,14 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/jackc/pgx/v5"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/audit"
+	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
 	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/sse"
@@ -222,31 +229,168 @@ func TestAuditLevelsByKey(t *testing.T) {
 	}
 }
 
-// TestAuditPostgresNoContentAtRest: at level full on Postgres, prompts
-// and answers are sealed: after a checkpoint no canary is in the
-// cluster's heap files or WAL, and each event's content opens to them.
-func TestAuditPostgresNoContentAtRest(t *testing.T) {
+// answerCanary wraps the fake provider so that every answer's text starts
+// with canary, a word no client sent: a scan then looks for the answer
+// apart from the prompt it echoes. The answer is held whole, so a stream
+// reaches the edge at once.
+func answerCanary(provider http.Handler, canary string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		provider.ServeHTTP(rec, r)
+		for k, v := range rec.Header() {
+			if k != "Content-Length" {
+				w.Header()[k] = v
+			}
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(bytes.ReplaceAll(rec.Body.Bytes(), []byte("echo: "), []byte("echo: "+canary+" ")))
+	})
+}
+
+// TestAuditFullNoContentAtRest is the issue's test of content at rest with
+// everything on at once: Postgres store, Redis cache with persistence, org
+// and key memories, audit level full. The official SDKs send one request
+// of each shape twice (miss, then hit), each prompt with its canary, every
+// answer with another. `audit show` (its admin API) returns each prompt
+// and answer verbatim, so they were captured; yet no canary, memory text
+// or secret is in the Postgres heap files or WAL after a checkpoint, in
+// Redis's RDB dump or AOF, or in the edge's data directory, as is, hex or
+// base64. A canary planted in plaintext in each of them is found, so the
+// scans can fail.
+func TestAuditFullNoContentAtRest(t *testing.T) {
+	ctx := context.Background()
 	c := pgtest.NewCluster(t)
-	_, app := c.FreshDB(t)
-	f := newPGFleet(t, app)
-	e := f.start(nil)
+	owner, app := c.FreshDB(t)
+	rp := startRedis(t)
+	fake := fakeprovider.New(fakeprovider.Options{})
+	answer := newCanary("answer")
+	f := newPGFleetProvider(t, app, answerCanary(fake, answer))
+	var dataDir string
+	e := f.start(func(cfg *config.Config) {
+		cfg.CacheEnabled, cfg.RedisURL = true, rp.url()
+		dataDir = cfg.DataDir
+	})
 	org := f.addOrg("acme")
-	_, key := f.addKey(org)
-	if err := f.admin.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: org, Level: edge.AuditFull}); err != nil {
+	keyID, key := f.addKey(org)
+	admin := "http://" + e.srv.AdminAddr() + "/admin/v1"
+	jsonType := map[string]string{"Content-Type": "application/json"}
+	texts, memCanaries := memoryCanaries(3)
+	for i, m := range []struct{ keyID, name string }{{"", "style"}, {"", "style"}, {keyID, "tone"}} {
+		body, _ := json.Marshal(map[string]string{"text": texts[i]})
+		if st, out := adminReq(t, "PUT", admin+"/orgs/acme/memories/"+m.name+"?key_id="+m.keyID, "", jsonType, string(body)); st != 200 {
+			t.Fatalf("set memory: %d %s", st, out)
+		}
+	}
+	if st, out := adminReq(t, "PUT", admin+"/orgs/acme/audit/level", "", jsonType, `{"level":"full"}`); st != 200 {
+		t.Fatalf("set the level: %d %s", st, out)
+	}
+
+	var (
+		mu   sync.Mutex
+		seen []string // cache status and memories of each answer
+	)
+	logHeaders := func(r *http.Request, next func(*http.Request) (*http.Response, error)) (*http.Response, error) {
+		resp, err := next(r)
+		if resp != nil {
+			mu.Lock()
+			seen = append(seen, resp.Header.Get("X-Codex-Cache")+" "+resp.Header.Get("X-Codex-Memory"))
+			mu.Unlock()
+		}
+		return resp, err
+	}
+	oc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0), option.WithMiddleware(logHeaders))
+	ac := anthropic.NewClient(aoption.WithBaseURL(e.base), aoption.WithAPIKey(key), aoption.WithMaxRetries(0), aoption.WithMiddleware(logHeaders))
+	prompts := []string{newCanary("pa"), newCanary("pb"), newCanary("pc"), newCanary("pd")}
+	for _, want := range []string{"miss", "hit"} {
+		sdkCalls(t, oc, ac, prompts)
+		mu.Lock()
+		got := seen
+		seen = nil
+		mu.Unlock()
+		if w := slices.Repeat([]string{want + " style@2,tone@1"}, len(prompts)); !slices.Equal(got, w) {
+			t.Fatalf("answers %q, want %q", got, w)
+		}
+	}
+	if reqs := fake.Requests(); len(reqs) != len(prompts) {
+		t.Fatalf("the provider got %d requests, want %d (the rest are hits)", len(reqs), len(prompts))
+	} else {
+		for _, r := range reqs {
+			if !bytes.Contains(r.Body, []byte(memCanaries[1])) || !bytes.Contains(r.Body, []byte(memCanaries[2])) {
+				t.Fatalf("the provider did not receive the memories: %s", r.Body)
+			}
+		}
+	}
+
+	// audit show: each prompt, on its miss and its hit, with its answer.
+	shown := map[string][]string{} // prompt canary → cache status of its events
+	for _, ev := range auditEvents(t, f.admin, org, 4+2*len(prompts)) {
+		if it, err := audit.ItemOf(ev); err != nil || it.Kind != edge.AuditRequest {
+			continue
+		}
+		st, body := adminReq(t, "GET", admin+"/audit/events/"+ev.ID, "", nil, "")
+		var s audit.Shown
+		if err := json.Unmarshal([]byte(body), &s); err != nil || st != 200 || s.Request == nil || s.Response == nil {
+			t.Fatalf("show %s: %d %s", ev.ID, st, body)
+		}
+		if s.Level != edge.AuditFull || s.Memory != "style@2,tone@1" {
+			t.Errorf("event %s: level %q, memory %q", ev.ID, s.Level, s.Memory)
+		}
+		text := *s.Response + streamText([]byte(*s.Response))
+		for _, p := range prompts {
+			if strings.Contains(*s.Request, p) {
+				shown[p] = append(shown[p], s.Cache)
+				if !strings.Contains(text, answer+" say "+p) {
+					t.Errorf("event %s: the answer shown is not the one sent: %q", ev.ID, *s.Response)
+				}
+			}
+		}
+	}
+	for _, p := range prompts {
+		if got := shown[p]; !slices.Equal(got, []string{"miss", "hit"}) {
+			t.Errorf("prompt %s shown in events %q, want miss and hit", p, got)
+		}
+	}
+	countRecords(t, f.admin, org, 2*len(prompts))
+
+	// Positive controls: a canary written in plaintext to each store's
+	// files must be found.
+	control := newCanary("control")
+	conn, err := pgx.Connect(ctx, owner)
+	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, "the level to apply", func() bool {
-		o, err := e.srv.Directory().Org(context.Background(), org)
-		return err == nil && o.AuditLevel("") == edge.AuditFull
-	})
-	canaries := []string{newCanary("pa"), newCanary("pb"), newCanary("pc"), newCanary("pd")}
-	oc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
-	ac := anthropic.NewClient(aoption.WithBaseURL(e.base), aoption.WithAPIKey(key), aoption.WithMaxRetries(0))
-	sdkCalls(t, oc, ac, canaries)
-	evs := auditEvents(t, f.admin, org, 4)
-	checkFullContent(t, e.srv.Keyring(), evs, canaries)
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE scan_control (v text); INSERT INTO scan_control VALUES ('`+control+`')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := rp.client().Set(ctx, "scan-control", control, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "scan-control"), []byte(control), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := slices.Concat(prompts, []string{answer}, memCanaries, []string{key, f.env["PROVIDER_KEY"], f.env["CODEX_BYOK_KEY"]})
+	scan := func(what, dir string, entries bool) {
+		t.Helper()
+		if !storetest.FindRaw(t, dir, control)[control] {
+			t.Fatalf("%s: the canary planted in plaintext is not found: the scan would prove nothing", what)
+		}
+		// The org's rows and entries are there, only never their content.
+		if found, err := storetest.FindCanaries(dir, org); entries && (err != nil || len(found) == 0) {
+			t.Fatalf("%s: no data of the org (%v): the scan would prove nothing", what, err)
+		}
+		storetest.ScanDirForCanaries(t, dir, secret...)
+	}
 	c.Checkpoint()
-	storetest.ScanDirForCanaries(t, c.DataDir, append(canaries, key, f.env["PROVIDER_KEY"], f.env["CODEX_BYOK_KEY"])...)
+	scan("Postgres heap and WAL", c.DataDir, true)
+	scan("edge data directory", dataDir, false)
+	// The RDB dump and the AOF as appended, then the AOF rewritten.
+	if err := rp.client().Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	scan("Redis dump and AOF", rp.dir, true)
+	rp.persist(ctx)
+	scan("Redis dump and rewritten AOF", rp.dir, true)
 }
 
 // TestAuditTwoEdgesOneChain: two edges on one Postgres database record

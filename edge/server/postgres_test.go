@@ -55,7 +55,14 @@ func newPGFleet(t *testing.T, appURL string) *pgFleet {
 // newPGFleetFake is newPGFleet with the fake provider's options.
 func newPGFleetFake(t *testing.T, appURL string, fo fakeprovider.Options) *pgFleet {
 	t.Helper()
-	ts := httptest.NewServer(fakeprovider.New(fo))
+	return newPGFleetProvider(t, appURL, fakeprovider.New(fo))
+}
+
+// newPGFleetProvider is newPGFleet with provider as the AI provider: the
+// fake provider, wrapped by a test.
+func newPGFleetProvider(t *testing.T, appURL string, provider http.Handler) *pgFleet {
+	t.Helper()
+	ts := httptest.NewServer(provider)
 	t.Cleanup(ts.Close)
 	kek := make([]byte, 32)
 	rand.Read(kek)
