@@ -51,7 +51,7 @@ func API(r *http.Request) Actor {
 // secret: no key, no credential, no token.
 type Change struct {
 	OrgID   string
-	Action  string // "orgs.create", "keys.create", "keys.revoke", "providers.set", "crypto.rotate", "crypto.shred", "audit.level", "telemetry.sharing", …
+	Action  string // "orgs.create", "keys.create", "keys.revoke", "providers.set", "limits.set", "budgets.set", "crypto.rotate", "crypto.kek_set", "crypto.byok_supplied", "crypto.shred", "audit.level", "telemetry.sharing", …
 	Target  string // what it acted on: a key id, a provider, a level's key
 	Details map[string]string
 }
@@ -122,4 +122,40 @@ func MemorySet(orgID, keyID, name string, version, bytes int64) Change {
 // MemoryRemoved is the change of a memory removed.
 func MemoryRemoved(orgID, keyID, name string) Change {
 	return Change{OrgID: orgID, Action: "memory.rm", Target: name, Details: map[string]string{"key_id": keyID}}
+}
+
+// LimitSet is the change of a limit set: the key it applies to (empty for
+// the org) and the limits it leaves, "0" for none.
+func LimitSet(l edge.Limit) Change {
+	return Change{OrgID: l.OrgID, Action: "limits.set", Target: l.KeyID, Details: map[string]string{
+		"rpm": fmt.Sprint(l.RPM), "tpm": fmt.Sprint(l.TPM)}}
+}
+
+// BudgetSet is the change of a budget set: the key it applies to (empty
+// for the org), its period and its cap in USD, "0" when removed.
+func BudgetSet(b edge.Budget) Change {
+	return Change{OrgID: b.OrgID, Action: "budgets.set", Target: b.KeyID, Details: map[string]string{
+		"period": string(b.Period), "cap_usd": edge.FormatUSD(b.CapNanoUSD)}}
+}
+
+// KEKSet is the change of an org's master key: the references before and
+// after ("awskms:<arn>", "byok-ephemeral", or "default" for the edge's
+// own), which name a key but hold none of it.
+func KEKSet(orgID, from, to string) Change {
+	ref := func(r string) string {
+		if r == "" {
+			return "default"
+		}
+		return r
+	}
+	return Change{OrgID: orgID, Action: "crypto.kek_set", Details: map[string]string{"from": ref(from), "to": ref(to)}}
+}
+
+// BYOKSupplied is the change of an org's ephemeral key sent to an edge:
+// the fact, and how many data keys were moved under it. Nothing derived
+// from the key is recorded, not even its version (a fingerprint of the
+// key): an audit reader must learn nothing about it.
+func BYOKSupplied(orgID string, dataKeys, rewrapped, failed int) Change {
+	return Change{OrgID: orgID, Action: "crypto.byok_supplied", Details: map[string]string{
+		"data_keys": fmt.Sprint(dataKeys), "rewrapped": fmt.Sprint(rewrapped), "failed": fmt.Sprint(failed)}}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -173,18 +174,52 @@ func (s *Server) revokeKey(c echo.Context) error {
 
 // auditSharing records a switch of metrics sharing through the admin API
 // in every org's audit log (the telemetry routes answer; this middleware
-// sees a successful POST /sharing go by).
+// sees a successful POST /sharing go by), and the enrollment a switch on
+// made when the edge was not enrolled yet, even if the switch then failed.
 func (s *Server) auditSharing(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		enrolled := new(bool)
+		req := c.Request()
+		c.SetRequest(req.WithContext(context.WithValue(req.Context(), enrolledKey{}, enrolled)))
 		err := next(c)
-		if err != nil || c.Request().Method != http.MethodPost || !strings.HasSuffix(c.Path(), "/sharing") || c.Response().Status != http.StatusOK {
+		by := audit.API(req)
+		if *enrolled {
+			st := s.tel.Status()
+			if aerr := audit.AdminAll(req.Context(), s.store, by, audit.Change{Action: "telemetry.enroll", Target: st.EdgeID, Details: map[string]string{
+				"control_plane": st.ControlPlaneURL, "control_plane_org": st.OrgID, "subject": st.Subject}}); aerr != nil {
+				s.log.Error("admin: enrolled with the control plane, but not recorded in the audit log", "err", aerr)
+			}
+		}
+		if err != nil || req.Method != http.MethodPost || !strings.HasSuffix(c.Path(), "/sharing") || c.Response().Status != http.StatusOK {
 			return err
 		}
 		on := s.tel.Status().Sharing
-		if aerr := audit.AdminAll(c.Request().Context(), s.store, audit.API(c.Request()),
+		if aerr := audit.AdminAll(req.Context(), s.store, by,
 			audit.Change{Action: "telemetry.sharing", Details: map[string]string{"on": fmt.Sprint(on)}}); aerr != nil {
 			// The answer has gone out: the change stands, unrecorded.
 			s.log.Error("admin: metrics sharing switched, but not recorded in the audit log", "err", aerr)
+		}
+		return nil
+	}
+}
+
+// enrolledKey marks the context of an admin request whose enrollment,
+// should it happen, auditSharing records.
+type enrolledKey struct{}
+
+// noteEnrolled wraps Options.Enroll so that an enrollment made for an
+// admin request is known to auditSharing: the telemetry routes enroll
+// inside their handler, out of the audit log's sight.
+func noteEnrolled(enroll func(context.Context) error) func(context.Context) error {
+	if enroll == nil {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		if err := enroll(ctx); err != nil {
+			return err
+		}
+		if done, ok := ctx.Value(enrolledKey{}).(*bool); ok {
+			*done = true
 		}
 		return nil
 	}

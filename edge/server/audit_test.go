@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -593,6 +594,83 @@ func TestAuditAdminAPI(t *testing.T) {
 	if !strings.Contains(body, `"action":"keys.revoke"`) || !strings.Contains(body, `"target":"`+tn.keyID+`"`) {
 		t.Fatalf("revoke not recorded: %s", body)
 	}
+}
+
+// TestAuditAdminAPIChanges: every change made through the admin API adds
+// exactly one admin event to its org's chain, with the interface, the
+// caller and what changed; a refused change adds none.
+func TestAuditAdminAPIChanges(t *testing.T) {
+	h := newHarness(t, fakeprovider.Options{}, nil)
+	tn := h.addOrg("acme")
+	admin := "http://" + h.srv.AdminAddr() + "/admin/v1"
+	jsonType := map[string]string{"Content-Type": "application/json"}
+	memText := newCanary("apimem")
+	for _, c := range []struct {
+		name, method, path, body string
+		status                   int
+		action, target           string // action "": no event
+		details                  map[string]string
+	}{
+		{"org limit", "POST", "/orgs/acme/limits", `{"rpm":60}`, 200, "limits.set", "", map[string]string{"rpm": "60", "tpm": "0"}},
+		{"org limit, tpm added", "POST", "/orgs/acme/limits", `{"tpm":1000}`, 200, "limits.set", "", map[string]string{"rpm": "60", "tpm": "1000"}},
+		{"key limit", "POST", "/orgs/" + tn.orgID + "/limits", `{"key_id":"` + tn.keyID + `","rpm":5,"tpm":50}`, 200, "limits.set", tn.keyID, map[string]string{"rpm": "5", "tpm": "50"}},
+		{"org limit removed", "POST", "/orgs/acme/limits", `{"rpm":0,"tpm":0}`, 200, "limits.set", "", map[string]string{"rpm": "0", "tpm": "0"}},
+		{"limit refused", "POST", "/orgs/acme/limits", `{}`, 400, "", "", nil},
+		{"org budget", "POST", "/orgs/acme/budgets", `{"usd":"12.50","period":"day"}`, 200, "budgets.set", "", map[string]string{"period": "day", "cap_usd": "12.5"}},
+		{"key budget", "POST", "/orgs/acme/budgets", `{"key_id":"` + tn.keyID + `","usd":"100","period":"month"}`, 200, "budgets.set", tn.keyID, map[string]string{"period": "month", "cap_usd": "100"}},
+		{"org budget removed", "POST", "/orgs/acme/budgets", `{"usd":"0","period":"day"}`, 200, "budgets.set", "", map[string]string{"period": "day", "cap_usd": "0"}},
+		{"budget refused", "POST", "/orgs/acme/budgets", `{"usd":"1","period":"week"}`, 400, "", "", nil},
+		{"memory set", "PUT", "/orgs/acme/memories/style?key_id=" + tn.keyID, `{"text":"` + memText + `"}`, 200, "memory.set", "style",
+			map[string]string{"key_id": tn.keyID, "version": "1", "bytes": fmt.Sprint(len(memText))}},
+		{"memory removed", "DELETE", "/orgs/acme/memories/style?key_id=" + tn.keyID, "", 200, "memory.rm", "style", map[string]string{"key_id": tn.keyID}},
+		{"memory removal refused", "DELETE", "/orgs/acme/memories/style", "", 404, "", "", nil},
+	} {
+		before := len(adminEventsNow(t, h.store, tn.orgID))
+		if st, body := adminReq(t, c.method, admin+c.path, "", jsonType, c.body); st != c.status {
+			t.Fatalf("%s: %d %s, want %d", c.name, st, body, c.status)
+		}
+		evs := adminEventsNow(t, h.store, tn.orgID)
+		if c.action == "" {
+			if len(evs) != before {
+				t.Errorf("%s: refused, but %d events were added", c.name, len(evs)-before)
+			}
+			continue
+		}
+		if len(evs) != before+1 {
+			t.Fatalf("%s: %d events added, want 1", c.name, len(evs)-before)
+		}
+		it, err := audit.ItemOf(evs[len(evs)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it.Kind != edge.AuditAdmin || it.Action != c.action || it.Target != c.target || it.Via != "admin-api" || it.Actor != "127.0.0.1" || !maps.Equal(it.Details, c.details) {
+			t.Errorf("%s: event %+v; want %s on %q with %v by admin-api from 127.0.0.1", c.name, it, c.action, c.target, c.details)
+		}
+		if strings.Contains(string(evs[len(evs)-1].Meta), memText) {
+			t.Errorf("%s: the event holds the memory's text", c.name)
+		}
+	}
+	if r, err := audit.Verify(context.Background(), h.store, tn.orgID, h.srv.Keyring(), audit.StoredSecrets(h.store, h.srv.Keyring())); err != nil || r.Break != nil {
+		t.Fatalf("Verify = %+v, %v", r, err)
+	}
+}
+
+// adminEventsNow is every admin event of the org, as stored now (admin
+// events are written before the change answers; request events, written
+// asynchronously, are left out).
+func adminEventsNow(t *testing.T, st edge.AuditStore, orgID string) []edge.AuditEvent {
+	t.Helper()
+	evs, err := st.AuditEvents(context.Background(), orgID, edge.AuditQuery{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var admin []edge.AuditEvent
+	for _, e := range evs {
+		if e.Kind == edge.AuditAdmin {
+			admin = append(admin, e)
+		}
+	}
+	return admin
 }
 
 // TestAuditRecordsMemory: setting a memory is an admin event (name,

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/keyring/byok"
 	"github.com/persiv/codex/edge/keyring/kek"
 )
@@ -70,6 +72,10 @@ func (s *Server) putBYOK(c echo.Context) error {
 	if err != nil {
 		s.log.WarnContext(ctx, "org's data keys not all re-wrapped under its ephemeral key; send the key again to retry", "org_id", o.ID, "err", err)
 		out["error"] = "some data keys could not be re-wrapped under the key (their earlier master key is unusable); send the key again to retry"
+	}
+	// The fact that a key arrived, never anything derived from it.
+	if err := audit.Admin(ctx, s.store, audit.API(c.Request()), audit.BYOKSupplied(o.ID, res.Total, res.Rewrapped, res.Failed)); err != nil {
+		return storeUnavailable(fmt.Errorf("admin: the org's key is held, but %w", err))
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -2,9 +2,13 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
 	"github.com/persiv/codex/edge/internal/testutil"
@@ -166,4 +171,90 @@ func TestEphemeralBYOKRewrap(t *testing.T) {
 		t.Fatalf("PUT byok after the restart: %d %s", st, body)
 	}
 	testutil.Eventually(t, 10*time.Second, "the org's credential with its key back", func() bool { return chat(a) == 200 })
+}
+
+// TestAuditBYOKSupplied: an org's ephemeral key sent to the admin API is
+// recorded as one admin event that says a key arrived and how many data
+// keys moved under it; neither the key, in any of its written forms, nor
+// anything derived from it (its digest, its version fingerprint) is in the
+// stored event, the listing or the export. A refused PUT records nothing.
+func TestAuditBYOKSupplied(t *testing.T) {
+	ctx := context.Background()
+	b := newBYOKEdge(t)
+	a := b.addOrg("acme")
+	sealProvider(t, b.harness, b.srv.Keyring(), a, "sk-sealed-"+a.orgID)
+	chat := func() int {
+		st, _ := b.do("POST", b.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + a.key}, chatBody)
+		return st
+	}
+	testutil.Eventually(t, 10*time.Second, "the sealed credential to work", func() bool { return chat() == 200 })
+	if err := b.store.SetOrgMasterKey(ctx, a.orgID, kek.Ephemeral); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "readyz names the org waiting for its key", func() bool { return b.waiting() == a.orgID })
+
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(0xa0 + i)
+	}
+	m, err := byok.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(key)
+	secrets := append([]string{
+		hex.EncodeToString(key), strings.ToUpper(hex.EncodeToString(key)),
+		base64.StdEncoding.EncodeToString(key), base64.RawStdEncoding.EncodeToString(key),
+		base64.URLEncoding.EncodeToString(key), base64.RawURLEncoding.EncodeToString(key),
+		hex.EncodeToString(sum[:]), base64.StdEncoding.EncodeToString(sum[:]),
+	}, m.Versions()...)
+	body := `{"key":"` + base64.StdEncoding.EncodeToString(key) + `"}`
+	put := "https://" + b.srv.AdminAddr() + "/admin/v1/orgs/acme/byok"
+
+	before := len(adminEventsNow(t, b.store, a.orgID))
+	if st, out := b.do("PUT", put, nil, body); st != http.StatusUnauthorized {
+		t.Fatalf("PUT byok without token: %d %s", st, out)
+	}
+	if n := len(adminEventsNow(t, b.store, a.orgID)); n != before {
+		t.Fatalf("a refused PUT added %d events", n-before)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + byokToken}
+	if st, out := b.do("PUT", put, auth, body); st != http.StatusOK || !strings.Contains(out, `"rewrapped":1`) {
+		t.Fatalf("PUT byok: %d %s", st, out)
+	}
+	evs := adminEventsNow(t, b.store, a.orgID)
+	if len(evs) != before+1 {
+		t.Fatalf("%d events added, want 1", len(evs)-before)
+	}
+	ev := evs[len(evs)-1]
+	it, err := audit.ItemOf(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"data_keys": "1", "rewrapped": "1", "failed": "0"}
+	if it.Kind != edge.AuditAdmin || it.Action != "crypto.byok_supplied" || it.Target != "" || it.Via != "admin-api" || it.Actor != "127.0.0.1" || !maps.Equal(it.Details, want) {
+		t.Fatalf("event %+v; want crypto.byok_supplied with %v by admin-api from 127.0.0.1", it, want)
+	}
+
+	stored, _ := json.Marshal(ev)
+	rec, err := audit.RecordOf(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	export, _ := json.Marshal(rec)
+	_, list := b.do("GET", "https://"+b.srv.AdminAddr()+"/admin/v1/orgs/acme/audit/events", auth, "")
+	_, shown := b.do("GET", "https://"+b.srv.AdminAddr()+"/admin/v1/audit/events/"+ev.ID, auth, "")
+	if !strings.Contains(list, "crypto.byok_supplied") || !strings.Contains(shown, "crypto.byok_supplied") {
+		t.Fatalf("the event is not listed or shown: %s %s", list, shown)
+	}
+	for _, s := range secrets {
+		for where, text := range map[string]string{"stored event": string(stored) + string(ev.Meta), "export": string(export), "listing": list, "show": shown} {
+			if strings.Contains(text, s) {
+				t.Errorf("the %s holds %q, a form of the key or derived from it", where, s)
+			}
+		}
+	}
+	if r, err := audit.Verify(ctx, b.store, a.orgID, b.srv.Keyring(), audit.StoredSecrets(b.store, b.srv.Keyring())); err != nil || r.Break != nil {
+		t.Fatalf("Verify = %+v, %v", r, err)
+	}
 }

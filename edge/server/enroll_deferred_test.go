@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/x509"
 	"log/slog"
+	"maps"
 	"testing"
 	"time"
 
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/telemetry"
@@ -56,6 +58,30 @@ func TestSwitchOnEnrollsDeferred(t *testing.T) {
 	st := setSharing(t, h, true)
 	if !st.Enrolled || cp.apiConns.Load() == 0 {
 		t.Fatalf("switching on did not enroll: %+v", st)
+	}
+	// The org's audit log has the enrollment the switch made, then the
+	// switch; switching again records the switch alone.
+	setSharing(t, h, true)
+	want := []struct {
+		action, target string
+		details        map[string]string
+	}{
+		{"telemetry.enroll", st.EdgeID, map[string]string{"control_plane": cp.api.URL, "control_plane_org": st.OrgID, "subject": st.Subject}},
+		{"telemetry.sharing", "", map[string]string{"on": "true"}},
+		{"telemetry.sharing", "", map[string]string{"on": "true"}},
+	}
+	evs := adminEventsNow(t, h.store, tenants[0].orgID)
+	if len(evs) != len(want) {
+		t.Fatalf("%d admin events, want %d", len(evs), len(want))
+	}
+	for i, w := range want {
+		it, err := audit.ItemOf(evs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it.Action != w.action || it.Target != w.target || it.Via != "admin-api" || it.Actor != "127.0.0.1" || !maps.Equal(it.Details, w.details) || st.EdgeID == "" {
+			t.Errorf("admin event %d: %+v; want %s on %q with %v by admin-api", i, it, w.action, w.target, w.details)
+		}
 	}
 	// The first window once on is sent, without usage: no need to wait
 	// for the heartbeat.

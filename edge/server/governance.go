@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/budget"
 )
 
@@ -88,6 +89,9 @@ func (s *Server) setLimit(c echo.Context) error {
 		return storeError(fmt.Errorf("admin: set limit: %w", err))
 	}
 	s.governanceChanged(o.ID)
+	if err := audit.Admin(ctx, s.store, audit.API(c.Request()), audit.LimitSet(l)); err != nil {
+		return storeUnavailable(fmt.Errorf("admin: the limit was set, but %w", err))
+	}
 	s.log.Info("limit set", "org", o.ID, "key", l.KeyID, "rpm", l.RPM, "tpm", l.TPM, "by", "admin-api")
 	return c.JSON(http.StatusOK, l.JSON())
 }
@@ -126,10 +130,14 @@ func (s *Server) setBudget(c echo.Context) error {
 		return err
 	}
 	b := edge.Budget{OrgID: o.ID, KeyID: req.KeyID, Period: req.Period, CapNanoUSD: capNano, UpdatedAt: time.Now().UTC()}
-	if err := s.store.SetBudget(c.Request().Context(), b); err != nil {
+	ctx := c.Request().Context()
+	if err := s.store.SetBudget(ctx, b); err != nil {
 		return storeError(fmt.Errorf("admin: set budget: %w", err))
 	}
 	s.governanceChanged(o.ID)
+	if err := audit.Admin(ctx, s.store, audit.API(c.Request()), audit.BudgetSet(b)); err != nil {
+		return storeUnavailable(fmt.Errorf("admin: the budget was set, but %w", err))
+	}
 	s.log.Info("budget set", "org", o.ID, "key", b.KeyID, "period", b.Period, "cap_usd", edge.FormatUSD(capNano), "by", "admin-api")
 	uses, err := s.budgetUses(c, o.ID)
 	if err != nil {

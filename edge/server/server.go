@@ -460,7 +460,7 @@ func openTelemetry(ctx context.Context, cfg config.Config, store Store, opts Opt
 	to := telemetry.Options{
 		State: st, Dir: telemetry.DirIn(cfg.DataDir), Keyring: kr, Window: cfg.TelemetryWindow, Queue: cfg.TelemetryQueue,
 		SpoolMaxBatches: cfg.TelemetrySpoolMaxBatches, SpoolMaxBytes: cfg.TelemetrySpoolMaxBytes, Logger: log,
-		Pins: cfg.ControlplanePins, Enroll: opts.Enroll, Minimize: cfg.TelemetryMinimize(),
+		Pins: cfg.ControlplanePins, Enroll: noteEnrolled(opts.Enroll), Minimize: cfg.TelemetryMinimize(),
 		Budgets: budgets,
 	}
 	if cfg.TelemetryNames {

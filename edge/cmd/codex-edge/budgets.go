@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/budget"
 	budgetredis "github.com/persiv/codex/edge/budget/redis"
 	cacheredis "github.com/persiv/codex/edge/cache/redis"
@@ -43,6 +44,9 @@ func (e *env) budgetsSet(args []string) error {
 	return e.withOrg(f, *org, func(_ config.Config, st server.Store, o edge.Org) error {
 		b := edge.Budget{OrgID: o.ID, KeyID: *key, Period: p, CapNanoUSD: capNano, UpdatedAt: timeNow()}
 		if err := st.SetBudget(e.ctx, b); err != nil {
+			return err
+		}
+		if err := e.recordAdmin(st, audit.BudgetSet(b)); err != nil {
 			return err
 		}
 		if capNano == 0 {

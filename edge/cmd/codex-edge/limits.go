@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/persiv/codex/edge"
+	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/server"
 )
@@ -42,6 +43,9 @@ func (e *env) limitsSet(args []string) error {
 		}
 		l.UpdatedAt = timeNow()
 		if err := st.SetLimit(e.ctx, l); err != nil {
+			return err
+		}
+		if err := e.recordAdmin(st, audit.LimitSet(l)); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "limit of %s: %s\n", subject(o, *key), describeLimit(l))

@@ -42,7 +42,12 @@ func (e *env) orgsCreate(args []string) error {
 			}
 			return err
 		}
-		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "orgs.create", Target: o.ID, Details: map[string]string{"name": o.Name}}); err != nil {
+		details := map[string]string{"name": o.Name}
+		if ref != "" {
+			// The master key chosen at creation, as orgs kek set records it.
+			details["kek"] = ref
+		}
+		if err := e.recordAdmin(st, audit.Change{OrgID: o.ID, Action: "orgs.create", Target: o.ID, Details: details}); err != nil {
 			return err
 		}
 		fmt.Fprintln(e.stdout, o.ID)
@@ -100,6 +105,12 @@ func (e *env) orgsKEKSet(args []string) error {
 	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
 		if o.MasterKey != ref {
 			if err := st.SetOrgMasterKey(e.ctx, o.ID, ref); err != nil {
+				return err
+			}
+			// Recorded now: the org's new data keys are wrapped by the
+			// new key from here on, whether or not the re-wrap below
+			// completes.
+			if err := e.recordAdmin(st, audit.KEKSet(o.ID, o.MasterKey, ref)); err != nil {
 				return err
 			}
 		}

@@ -95,8 +95,7 @@ func (e *env) telemetryEnroll(args []string) error {
 		return err
 	}
 	err = e.withStore(f, func(_ config.Config, st server.Store) error {
-		return e.recordAdminAll(st, audit.Change{Action: "telemetry.enroll", Target: enr.EdgeID, Details: map[string]string{
-			"control_plane": *cpURL, "control_plane_org": enr.OrgID, "subject": enr.Subject}})
+		return e.recordAdminAll(st, enrollChange(enr, *cpURL))
 	})
 	if err != nil {
 		return err
@@ -229,21 +228,34 @@ func (e *env) telemetrySet(on bool) func([]string) error {
 		} else if len(pos) > 0 {
 			return usagef("unexpected argument %q", pos[0])
 		}
+		var enrolled *telemetry.Enrollment // made here, to record
+		var cpURL string
 		err := e.withTelemetry(f, func(ls linkState) error {
 			if on {
 				if _, ok, err := ls.st.Enrollment(e.ctx); err != nil {
 					return err
 				} else if !ok && ls.cfg.ControlplaneURL != "" {
 					// Enrollment deferred by serve while sharing was off.
-					if _, err := e.enrollConfigured(ls); err != nil {
+					enr, err := e.enrollConfigured(ls)
+					if err != nil {
 						return fmt.Errorf("enroll with CODEX_CONTROLPLANE_URL: %w", err)
 					}
+					enrolled, cpURL = &enr, ls.cfg.ControlplaneURL
 				} else if !ok {
 					return fmt.Errorf("this edge is not enrolled: run 'codex-edge telemetry enroll --url URL --token TOKEN' first")
 				}
 			}
 			return ls.st.SetSharing(e.ctx, telemetry.Sharing{On: on, ChangedAt: time.Now().UTC(), By: "cli"})
 		})
+		if enrolled != nil {
+			// Recorded even if the switch failed: the enrollment stands.
+			rerr := e.withStore(f, func(_ config.Config, st server.Store) error {
+				return e.recordAdminAll(st, enrollChange(*enrolled, cpURL))
+			})
+			if err == nil {
+				err = rerr
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -260,6 +272,13 @@ func (e *env) telemetrySet(on bool) func([]string) error {
 		}
 		return nil
 	}
+}
+
+// enrollChange is an enrollment as the audit log records it: where to and
+// as what, never the token.
+func enrollChange(enr telemetry.Enrollment, cpURL string) audit.Change {
+	return audit.Change{Action: "telemetry.enroll", Target: enr.EdgeID, Details: map[string]string{
+		"control_plane": cpURL, "control_plane_org": enr.OrgID, "subject": enr.Subject}}
 }
 
 // recordSharing records the sharing switch in every org's audit log: it

@@ -243,6 +243,7 @@ func TestEnrollFromConfig(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("%d requests before sharing was switched on, want 1 (the bad token's)", n)
 	}
+	late.ok("orgs", "create", "acme")
 	late.ok("telemetry", "on")
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("%d requests after sharing was switched on, want 2", n)
@@ -274,6 +275,25 @@ func TestEnrollFromConfig(t *testing.T) {
 	}
 	if strings.Contains(ledger, tok) || strings.Contains(ledger, "eyJ") || nkeySeed.MatchString(ledger) {
 		t.Fatalf("a secret in the ledger: %s", ledger)
+	}
+	// The org's audit log has the enrollment the switch made, then the
+	// switch, and not the token.
+	var actions []string
+	for _, it := range jsonLines(t, late.ok("audit", "list", "--org", "acme", "--json")) {
+		actions = append(actions, it["action"].(string))
+		if it["action"] != "telemetry.enroll" {
+			continue
+		}
+		d, _ := it["details"].(map[string]any)
+		if it["via"] != "cli" || it["target"] != en.Batch.Response.EdgeID || d["control_plane"] != api.URL || d["control_plane_org"] != org || d["subject"] == "" {
+			t.Errorf("enrollment event %v", it)
+		}
+	}
+	if want := "orgs.create telemetry.enroll telemetry.sharing"; strings.Join(actions, " ") != want {
+		t.Errorf("admin events %q, want %q", actions, want)
+	}
+	if out := late.ok("audit", "export", "--org", "acme"); strings.Contains(out, tok) {
+		t.Errorf("the enrollment token is in the audit log: %s", out)
 	}
 
 	tok, err = svc.CreateToken(context.Background(), org, time.Hour)
