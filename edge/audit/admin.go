@@ -21,7 +21,7 @@ type Appender interface {
 
 // Actor is who made an admin change and through which interface.
 type Actor struct {
-	Via string // "cli" or "admin-api"
+	Via string // "cli", "admin-api" or "config"
 	Who string // the OS user and host of a CLI run; the client address of an admin API call
 }
 
@@ -36,6 +36,11 @@ func CLI() Actor {
 	}
 	return Actor{Via: "cli", Who: who}
 }
+
+// Config is the actor of a change the edge's configuration made at
+// start-up (CODEX_SHARE_METRICS, CODEX_ENROLLMENT_TOKEN): setting names
+// whose variable made it.
+func Config(setting string) Actor { return Actor{Via: "config", Who: setting} }
 
 // API is the actor of an admin API request: the admin token does not name
 // its holder, so the client's address does.

@@ -134,9 +134,20 @@ func (e *env) enroll(ls linkState, cpURL, token, name string, once bool) (teleme
 // switched on (telemetry on, the admin API) or is run explicitly
 // (telemetry enroll). A failure is logged, never fatal: the edge serves
 // without the link.
+//
+// What it changes is recorded in every org's audit log, by the variable
+// that made the change; a failure to record is logged.
 func (e *env) applyTelemetryConfig(cfg config.Config, store server.Store, log *slog.Logger) {
+	record := func(setting string, c audit.Change) {
+		if store == nil {
+			return
+		}
+		if err := audit.AdminAll(e.ctx, store, audit.Config(setting), c); err != nil {
+			log.Error("the change was made, but not recorded in the audit log", "action", c.Action, "err", err)
+		}
+	}
 	err := e.onTelemetry(cfg, store, func(ls linkState) error {
-		e.applyTelemetry(ls, log)
+		e.applyTelemetry(ls, log, record)
 		return nil
 	})
 	if err != nil {
@@ -144,7 +155,7 @@ func (e *env) applyTelemetryConfig(cfg config.Config, store server.Store, log *s
 	}
 }
 
-func (e *env) applyTelemetry(ls linkState, log *slog.Logger) {
+func (e *env) applyTelemetry(ls linkState, log *slog.Logger, record func(setting string, c audit.Change)) {
 	cfg := ls.cfg
 	_, enrolled, err := ls.st.Enrollment(e.ctx)
 	if err != nil {
@@ -170,6 +181,7 @@ func (e *env) applyTelemetry(ls linkState, log *slog.Logger) {
 		} else {
 			enrolled = true
 			log.Info("enrolled into the control plane", "edge", enr.EdgeID, "org", enr.OrgID)
+			record("CODEX_ENROLLMENT_TOKEN", enrollChange(enr, cfg.ControlplaneURL))
 		}
 	}
 	if cfg.ShareMetrics == "" {
@@ -181,6 +193,10 @@ func (e *env) applyTelemetry(ls linkState, log *slog.Logger) {
 	}
 	if err := ls.st.SetSharing(e.ctx, telemetry.Sharing{On: on, ChangedAt: time.Now().UTC(), By: "config"}); err != nil {
 		log.Error("apply CODEX_SHARE_METRICS", "err", err)
+		return
+	}
+	if on != sh.On {
+		record("CODEX_SHARE_METRICS", audit.Change{Action: "telemetry.sharing", Details: map[string]string{"on": fmt.Sprint(on)}})
 	}
 }
 

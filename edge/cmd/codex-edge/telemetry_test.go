@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"github.com/persiv/codex/edge/config"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/persiv/codex/edge/config"
 
 	"github.com/nats-io/nats.go"
 
@@ -200,7 +203,12 @@ func TestEnrollFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string { return c.env[k] }}
-		e.applyTelemetryConfig(cfg, nil, log)
+		st, err := e.openStore(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeStore(st, &err)
+		e.applyTelemetryConfig(cfg, st, log)
 	}
 
 	// A bad token: logged, not enrolled, sharing stays off.
@@ -301,6 +309,7 @@ func TestEnrollFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCLI(t)
+	c.ok("orgs", "create", "acme")
 	c.env["CODEX_CONTROLPLANE_URL"], c.env["CODEX_ENROLLMENT_TOKEN"], c.env["CODEX_SHARE_METRICS"] = api.URL, tok, "true"
 	apply(c)
 	out := c.ok("telemetry", "status")
@@ -313,5 +322,21 @@ func TestEnrollFromConfig(t *testing.T) {
 	apply(c)
 	if out := c.ok("telemetry", "status"); !strings.Contains(out, "sharing:          off") || !strings.Contains(out, "edge id:          edge_") {
 		t.Fatalf("after a restart with sharing off:\n%s", out)
+	}
+	// What the configuration changed is in the audit log, by the variable
+	// that changed it; a restart that changes nothing adds nothing.
+	apply(c)
+	var got []string
+	for _, it := range jsonLines(t, c.ok("audit", "list", "--org", "acme", "--json")) {
+		d, _ := it["details"].(map[string]any)
+		got = append(got, fmt.Sprintf("%s %s %s %v", it["action"], it["via"], it["actor"], d["on"]))
+	}
+	want := []string{"orgs.create cli", "telemetry.enroll config CODEX_ENROLLMENT_TOKEN <nil>",
+		"telemetry.sharing config CODEX_SHARE_METRICS true", "telemetry.sharing config CODEX_SHARE_METRICS false"}
+	if len(got) != len(want) || !strings.HasPrefix(got[0], want[0]) || !slices.Equal(got[1:], want[1:]) {
+		t.Errorf("admin events of the configuration:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if out := c.ok("audit", "export", "--org", "acme"); strings.Contains(out, tok) {
+		t.Errorf("the enrollment token is in the audit log: %s", out)
 	}
 }
