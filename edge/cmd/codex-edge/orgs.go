@@ -36,6 +36,9 @@ func (e *env) orgsCreate(args []string) error {
 	}
 	return e.withStore(f, func(_ config.Config, st server.Store) error {
 		o := edge.Org{ID: apikey.NewID("org_"), Name: strings.TrimSpace(pos[0]), CreatedAt: time.Now().UTC(), MasterKey: ref}
+		if err := e.checkOrgKey(o.ID, ref); err != nil {
+			return err
+		}
 		if err := st.CreateOrg(e.ctx, o); err != nil {
 			if errors.Is(err, edge.ErrConflict) {
 				return fmt.Errorf("an org named %q exists already", o.Name)
@@ -103,6 +106,9 @@ func (e *env) orgsKEKSet(args []string) error {
 		return usagef("%v", err)
 	}
 	return e.withOrg(f, *org, func(cfg config.Config, st server.Store, o edge.Org) error {
+		if err := e.checkOrgKey(o.ID, ref); err != nil {
+			return err
+		}
 		if o.MasterKey != ref {
 			if err := st.SetOrgMasterKey(e.ctx, o.ID, ref); err != nil {
 				return err
@@ -280,4 +286,27 @@ func (e *env) orgsDeletions(args []string) error {
 		}
 		return tw.Flush()
 	})
+}
+
+// orgKeyCheckTimeout bounds the check that an org's own KMS key can be
+// used before it is recorded.
+const orgKeyCheckTimeout = 30 * time.Second
+
+// checkOrgKey makes sure this edge can use an org's own KMS key, under
+// the org's encryption context, before the key is recorded: recorded
+// unusable, it would make every new data key of the org fail.
+func (e *env) checkOrgKey(orgID, ref string) error {
+	if ref == "" || ref == kek.Ephemeral {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, orgKeyCheckTimeout)
+	defer cancel()
+	m, err := kek.OpenOrg(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("open the org's master key %s: %w", ref, err)
+	}
+	if err := kek.ProbeOrg(ctx, m, orgID); err != nil {
+		return fmt.Errorf("the org's master key %s cannot be used by this edge (nothing was changed): %w; the key policy must let the edge's role use it with the encryption context org_id=%s (README, \"Per-org master keys\")", ref, err, orgID)
+	}
+	return nil
 }

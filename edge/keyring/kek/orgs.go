@@ -81,6 +81,20 @@ func OpenOrg(ctx context.Context, ref string) (keyring.MasterKey, error) {
 	return m, err
 }
 
+// ProbeOrg checks that m, an org's own master key, can be used for orgID:
+// its probe runs under the org's encryption context, as the key policy a
+// customer writes allows. A key that cannot probe is not checked.
+func ProbeOrg(ctx context.Context, m keyring.MasterKey, orgID string) error {
+	if sp, ok := m.(interface{ SetProbeOrg(string) }); ok {
+		sp.SetProbeOrg(orgID)
+	}
+	p, ok := m.(keyring.Prober)
+	if !ok {
+		return nil
+	}
+	return p.Probe(ctx)
+}
+
 // Previous is the from argument of Keyring.RewrapOrg when an org moves off
 // its own AWS KMS key: a data key still wrapped by that earlier key is
 // opened with it, named by the ARN recorded with the data key (nil for

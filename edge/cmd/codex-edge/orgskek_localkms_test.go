@@ -1,0 +1,43 @@
+//go:build localkms
+
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/persiv/codex/edge/keyring/awskms/kmstest"
+)
+
+// TestOrgKEKCheckedBeforeRecorded: a KMS key the edge cannot use (here
+// disabled) is refused by orgs create --kek and by orgs kek set before
+// anything is recorded: no org is created, the org keeps its key, and the
+// audit log has no change.
+func TestOrgKEKCheckedBeforeRecorded(t *testing.T) {
+	admin := kmstest.Local(t)
+	good, bad := kmstest.CreateKey(t, admin), kmstest.CreateKey(t, admin)
+	if _, err := admin.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(bad)}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	if code, _, errs := c.run("", "orgs", "create", "beta", "--kek", "awskms:"+bad); code == 0 || !strings.Contains(errs, "cannot be used by this edge") {
+		t.Fatalf("orgs create on a disabled key: exit %d, %s", code, errs)
+	}
+	if out := c.ok("orgs", "list"); strings.Contains(out, "beta") {
+		t.Fatalf("an org was created on a key the edge cannot use:\n%s", out)
+	}
+	c.ok("orgs", "create", "acme", "--kek", "awskms:"+good)
+	if code, _, errs := c.run("", "orgs", "kek", "set", "--org", "acme", "awskms:"+bad); code == 0 || !strings.Contains(errs, "cannot be used by this edge") {
+		t.Fatalf("orgs kek set onto a disabled key: exit %d, %s", code, errs)
+	}
+	if out := c.ok("crypto", "status", "--org", "acme"); !strings.Contains(out, good) || strings.Contains(out, bad) {
+		t.Fatalf("after a refused kek set, crypto status:\n%s", out)
+	}
+	if out := c.ok("audit", "list", "--org", "acme", "--json"); strings.Contains(out, "crypto.kek_set") {
+		t.Fatalf("a refused kek set was recorded:\n%s", out)
+	}
+}
