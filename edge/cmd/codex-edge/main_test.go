@@ -257,7 +257,7 @@ func TestOrgsKEK(t *testing.T) {
 	if code, _, errs := c.run("", "orgs", "kek", "set", "--org", "acme", "byok"); code != 2 {
 		t.Fatalf("orgs kek set byok: exit %d: %s", code, errs)
 	}
-	if out := c.ok("crypto", "status", "--org", "acme", "--json"); (!strings.Contains(out, `"backup":"shared"`) || !strings.Contains(out, `"backup_openable":true`)) {
+	if out := c.ok("crypto", "status", "--org", "acme", "--json"); !strings.Contains(out, `"backup":"shared"`) || !strings.Contains(out, `"backup_openable":true`) {
 		t.Fatalf("crypto status: %q", out)
 	}
 	if code, _, errs := c.run("", "crypto", "shred", "--org", "acme", "--yes", "--schedule-key-deletion", "7"); code != 2 || !strings.Contains(errs, "no own master key") {
