@@ -115,9 +115,9 @@ func (c *cli) serveTLS(t *testing.T, client *http.Client) (stop func()) {
 
 // statusByName runs crypto status --json and returns its objects by org
 // name, and what it wrote on stderr.
-func (c *cli) statusByName(t *testing.T) (map[string]map[string]any, string) {
+func (c *cli) statusByName(t *testing.T, args ...string) (map[string]map[string]any, string) {
 	t.Helper()
-	code, out, errs := c.run("", "crypto", "status", "--json")
+	code, out, errs := c.run("", append([]string{"crypto", "status", "--json"}, args...)...)
 	if code != 0 {
 		t.Fatalf("crypto status --json: exit %d: %s", code, errs)
 	}
@@ -213,12 +213,15 @@ func TestCryptoStatus(t *testing.T) {
 
 	// The edge is asked as serve is configured; another token or
 	// certificate is refused, and reported as not reachable.
+	nobody := freeAddr(t)
 	for _, tc := range []struct {
 		name, errHas string
 		env          map[string]string
+		args         []string
 	}{
-		{"wrong token", "401", map[string]string{"CODEX_ADMIN_TOKEN": "another-token-0123456789abcdef"}},
-		{"other certificate", "certificate other than", nil},
+		{"wrong token", "401", map[string]string{"CODEX_ADMIN_TOKEN": "another-token-0123456789abcdef"}, nil},
+		{"other certificate", "certificate other than", nil, nil},
+		{"--admin-addr where no edge listens", "not reachable at " + nobody, map[string]string{}, []string{"--admin-addr", nobody}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			saved := map[string]string{}
@@ -237,7 +240,7 @@ func TestCryptoStatus(t *testing.T) {
 					c.env[k] = v
 				}
 			}()
-			got, errs := c.statusByName(t)
+			got, errs := c.statusByName(t, tc.args...)
 			if got["eph"]["waiting_for_key"] != nil || !strings.Contains(errs, "waiting_for_key unknown") || !strings.Contains(errs, tc.errHas) {
 				t.Fatalf("eph: %v; stderr %q", got["eph"], errs)
 			}
@@ -268,5 +271,21 @@ func TestCryptoStatus(t *testing.T) {
 	var one map[string]any
 	if err := json.Unmarshal([]byte(c.ok("crypto", "status", "--org", "plain", "--json")), &one); err != nil || one["name"] != "plain" {
 		t.Fatalf("crypto status --org plain --json: %v, %v", one, err)
+	}
+}
+
+// The CLI dials a listener on every interface on loopback.
+func TestDialAddr(t *testing.T) {
+	for _, tc := range []struct{ listen, want string }{
+		{"127.0.0.1:8081", "127.0.0.1:8081"},
+		{":8081", "127.0.0.1:8081"},
+		{"0.0.0.0:8081", "127.0.0.1:8081"},
+		{"[::]:8081", "[::1]:8081"},
+		{"10.0.0.5:8081", "10.0.0.5:8081"},
+		{"edge.internal:8081", "edge.internal:8081"},
+	} {
+		if got := dialAddr(tc.listen); got != tc.want {
+			t.Errorf("dialAddr(%q) = %q, want %q", tc.listen, got, tc.want)
+		}
 	}
 }
