@@ -125,14 +125,16 @@ func (a *adminClient) get(ctx context.Context, path string, v any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, AdminQueryTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	// The URL is the operator's own configuration (CODEX_ADMIN_LISTEN or
+	// --admin-addr), not a request's input.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil) //nolint:gosec // G704: the configured admin address
 	if err != nil {
 		return err
 	}
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
-	resp, err := a.client.Do(req)
+	resp, err := a.client.Do(req) //nolint:gosec // G704: the configured admin address
 	if err != nil {
 		return err
 	}

@@ -112,8 +112,8 @@ func ptr[T any](v T) *T { return &v }
 func underEarlier(ref string, deks []keyring.KeyStatus) int {
 	n := 0
 	for _, d := range deks {
-		switch {
-		case ref == kek.Ephemeral:
+		switch ref {
+		case kek.Ephemeral:
 			if d.MasterRef != byok.Ref {
 				n++
 			}
