@@ -10,7 +10,10 @@
 #       installs local-kms (needs the Go module proxy), then, inside
 #       `unshare -n`, starts it and runs the awskms tests against it
 #       (go test -race -count=1 -tags localkms ./edge/keyring/awskms/... ./edge/keyring/kek/... ./edge/server/cloudmode/...
-#       ./controlplane/sealer/awskms/...).
+#       ./controlplane/sealer/awskms/..., then the CLI's own tests against
+#       local KMS: -run 'LocalKMS$' ./edge/cmd/codex-edge/..., since the
+#       rest of that package needs Redis, which the namespace cuts off; a
+#       -run among the flags given replaces that one).
 #   scripts/local-kms.sh install      go install it into .tmp/bin
 #   scripts/local-kms.sh start        start it (inside a private namespace)
 #   scripts/local-kms.sh stop         stop the instance `start` started
@@ -96,8 +99,11 @@ run_tests() {
     ip link set lo up
     "$0" start
     trap "\"$0\" stop" EXIT
-    CODEX_TEST_KMS_ENDPOINT='"$ENDPOINT"' GOPROXY=off \
-      go test -race -count=1 -tags localkms "$@" ./edge/keyring/awskms/... ./edge/keyring/kek/... ./edge/server/cloudmode/... ./controlplane/sealer/awskms/...
+    export CODEX_TEST_KMS_ENDPOINT='"$ENDPOINT"' GOPROXY=off
+    rc=0
+    go test -race -count=1 -tags localkms "$@" ./edge/keyring/awskms/... ./edge/keyring/kek/... ./edge/server/cloudmode/... ./controlplane/sealer/awskms/... || rc=$?
+    go test -race -count=1 -tags localkms -run "LocalKMS\$" "$@" ./edge/cmd/codex-edge/... || rc=$?
+    exit $rc
   ' "$0" "$@"
 }
 

@@ -163,4 +163,21 @@ func TestOrgKMSKeysPolicy(t *testing.T) {
 			t.Errorf("terraform/modules/edge/README.md does not document the customer's key policy: no %q", want)
 		}
 	}
+	// Both READMEs give customers the key policy to add: each names every
+	// call the edge makes, as the role is granted it (kms:ReEncryptFrom and
+	// kms:ReEncryptTo), never a wildcard the role's policy does not use.
+	for _, f := range []string{"README.md", filepath.Join("terraform", "modules", "edge", "README.md")} {
+		b, err := os.ReadFile(filepath.Join(repoRoot, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range append(kmsActions(), "kms:ScheduleKeyDeletion") {
+			if !strings.Contains(string(b), a) {
+				t.Errorf("%s: the per-org key policy does not name %s", f, a)
+			}
+		}
+		if strings.Contains(string(b), "ReEncrypt*") {
+			t.Errorf("%s: names ReEncrypt*, where the role is granted kms:ReEncryptFrom and kms:ReEncryptTo", f)
+		}
+	}
 }

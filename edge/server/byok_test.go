@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,31 @@ func (b *byokEdge) waiting() string {
 	return m["orgs_waiting_for_key"]
 }
 
+// gauge reads codex_edge_orgs_waiting_for_key from the admin listener.
+func (b *byokEdge) gauge() string {
+	b.t.Helper()
+	st, body := b.do("GET", "https://"+b.srv.AdminAddr()+"/metrics", map[string]string{"Authorization": "Bearer " + byokToken}, "")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, "codex_edge_orgs_waiting_for_key "); ok && st == http.StatusOK {
+			return v
+		}
+	}
+	b.t.Fatalf("metrics: %d, no codex_edge_orgs_waiting_for_key", st)
+	return ""
+}
+
+// cryptoStatus reads GET /admin/v1/crypto/status (what codex-edge crypto
+// status asks).
+func (b *byokEdge) cryptoStatus() server.CryptoStatus {
+	b.t.Helper()
+	var cs server.CryptoStatus
+	st, body := b.do("GET", "https://"+b.srv.AdminAddr()+"/admin/v1/crypto/status", map[string]string{"Authorization": "Bearer " + byokToken}, "")
+	if err := json.Unmarshal([]byte(body), &cs); err != nil || st != http.StatusOK {
+		b.t.Fatalf("crypto status: %d %s", st, body)
+	}
+	return cs
+}
+
 // An org on byok-ephemeral waits for its key after start-up (readyz names
 // it); PUT /admin/v1/orgs/{org}/byok is refused on plain HTTP and without
 // the admin token, and accepted over TLS with it, after which the org no
@@ -92,12 +118,35 @@ func TestEphemeralBYOK(t *testing.T) {
 		t.Fatalf("PUT byok on plain HTTP: %d %s", st, body)
 	}
 
+	// Over TLS but with no admin token configured: refused too, since
+	// whoever reaches loopback could set the key.
+	certFile, keyFile, _ := server.SelfSignedCert(t)
+	noToken := newHarnessEnv(t, fakeprovider.Options{}, func(c *config.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }, nil)
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // G402: a test's own self-signed edge
+	req, _ := http.NewRequest("PUT", "https://"+noToken.srv.AdminAddr()+"/admin/v1/orgs/org_x/byok", strings.NewReader(byokBody))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := insecure.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "CODEX_ADMIN_TOKEN") {
+		t.Fatalf("PUT byok over TLS without an admin token configured: %d %s", resp.StatusCode, body)
+	}
+
 	b := newBYOKEdge(t)
+	if g := b.gauge(); g != "0" {
+		t.Fatalf("codex_edge_orgs_waiting_for_key with no org waiting: %s", g)
+	}
 	org := edge.Org{ID: apikey.NewID("org_"), Name: "eph", CreatedAt: time.Now(), MasterKey: kek.Ephemeral}
 	if err := b.store.CreateOrg(context.Background(), org); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "readyz names the org waiting for its key", func() bool { return b.waiting() == org.ID })
+	if g, cs := b.gauge(), b.cryptoStatus(); g != "1" || !slices.Equal(cs.WaitingForKey, []string{org.ID}) || len(cs.KeyInMemory) != 0 {
+		t.Fatalf("waiting for the key: gauge %s, crypto status %+v", g, cs)
+	}
 	if st, body := b.putKey(org.ID, nil); st != http.StatusUnauthorized {
 		t.Fatalf("PUT byok without token: %d %s", st, body)
 	}
@@ -106,6 +155,9 @@ func TestEphemeralBYOK(t *testing.T) {
 	}
 	if w := b.waiting(); w != "" {
 		t.Fatalf("still waiting after the key was sent: %q", w)
+	}
+	if g, cs := b.gauge(), b.cryptoStatus(); g != "0" || len(cs.WaitingForKey) != 0 || !slices.Equal(cs.KeyInMemory, []string{org.ID}) {
+		t.Fatalf("after the key was sent: gauge %s, crypto status %+v", g, cs)
 	}
 }
 

@@ -392,6 +392,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s.registerMemories(s.adminAPI)
 	s.registerGovernance(s.adminAPI)
 	s.adminAPI.PUT("/orgs/:org/byok", s.putBYOK)
+	s.adminAPI.GET("/crypto/status", s.cryptoStatus)
 	// Health stays open: load balancers and orchestrators probe it without
 	// the token, and it says nothing but ok.
 	a.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/awskms"
+	"github.com/persiv/codex/edge/keyring/byok"
 	"github.com/persiv/codex/edge/keyring/kek"
 	"github.com/persiv/codex/edge/server"
 )
@@ -30,85 +33,267 @@ func (e *env) keyringOrgs(cfg config.Config, st server.Store) (*keyring.Keyring,
 	return server.OpenKeyringOrgs(e.ctx, cfg, st, e.getenv, log)
 }
 
-// backupExposure says whether a backup of the org's data keys taken
-// earlier could still be opened: under the shared CODEX_KEK by whoever
-// holds it ("shared"); under the org's own key only while that key works
-// ("own key: usable" / "own key: refused", from one probe of the key).
-func (e *env) backupExposure(orgs *kek.OrgKeys, orgID string) string {
-	if orgs == nil || orgs.Ref(orgID) == "" {
-		return "shared"
+// orgStatus is one org's line of `crypto status` (DESIGN §11).
+type orgStatus struct {
+	OrgID string `json:"org_id"`
+	Name  string `json:"name"`
+	// MasterKey: "default", "awskms:<arn>" or "byok-ephemeral".
+	MasterKey string `json:"master_key"`
+	// Generation of the active data key, 0 when the org has none (new, or
+	// shredded).
+	Generation int `json:"generation"`
+	// BackupOpenable: could a copy of the org's data keys taken before a
+	// shred (a backup of the store) still be opened today? true: on the
+	// default key (whoever holds CODEX_KEK), on its own key while that key
+	// still works, or with data keys still under an earlier master key;
+	// false: its own key refuses (disabled, revoked, deleted or pending
+	// deletion); null: not known (the key could not be probed, or the
+	// ephemeral key is held by the customer alone).
+	BackupOpenable *bool  `json:"backup_openable"`
+	Backup         string `json:"backup"`
+	// WaitingForKey: on byok-ephemeral, and the running edge has not been
+	// sent the key since it started; null when the edge could not be
+	// asked; false for every other org.
+	WaitingForKey *bool          `json:"waiting_for_key"`
+	DataKeys      []dekStatusOut `json:"data_keys"`
+}
+
+// dekStatusOut is one data key of an org, for operators.
+type dekStatusOut struct {
+	DEKID         string     `json:"dek_id"`
+	Generation    int        `json:"generation"`
+	State         string     `json:"state"`
+	MasterRef     string     `json:"master_ref"`
+	MasterVersion string     `json:"master_version"`
+	CreatedAt     time.Time  `json:"created_at"`
+	RewrappedAt   *time.Time `json:"rewrapped_at,omitempty"`
+	AgeSeconds    int64      `json:"age_seconds"`
+	Seals         int64      `json:"seals"`
+}
+
+// The backup states of crypto status (the JSON "backup", the human BACKUP).
+const (
+	backupShared      = "shared"
+	backupOwnUsable   = "own key: usable"
+	backupOwnRefused  = "own key: refused"
+	backupOwnUnknown  = "own key: unknown"
+	backupEarlierKey  = "earlier master key"
+	backupEdgeHolds   = "own key: held by the running edge"
+	backupCustomerKey = "own key: held by the customer"
+)
+
+// probeOwnKey probes the org's own AWS KMS key: usable, refused, or
+// unknown (no definitive answer).
+func (e *env) probeOwnKey(orgs *kek.OrgKeys, orgID string) (string, *bool) {
+	if orgs == nil {
+		return backupOwnUnknown, nil
 	}
 	p, ok := orgs.Master(orgID).(keyring.Prober)
 	if !ok {
-		return "own key"
+		return backupOwnUnknown + " (the key could not be opened)", nil
 	}
 	switch err := p.Probe(e.ctx); {
 	case err == nil:
-		return "own key: usable"
+		return backupOwnUsable, ptr(true)
 	case errors.Is(err, keyring.ErrUnreadable):
-		return "own key: refused"
+		return backupOwnRefused, ptr(false)
 	default:
-		return "own key: unknown"
+		return backupOwnUnknown + " (probe: " + err.Error() + ")", nil
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
+// underEarlier counts the org's data keys not wrapped by its own master
+// key ref: an interrupted `orgs kek set`, or an ephemeral key not yet sent,
+// leaves them under the earlier one (the default, usually), which still
+// opens them and any backup of them. With CODEX_KEK=byok an ephemeral
+// org's earlier keys look like its own and are not counted.
+func underEarlier(ref string, deks []keyring.KeyStatus) int {
+	n := 0
+	for _, d := range deks {
+		switch ref {
+		case kek.Ephemeral:
+			if d.MasterRef != byok.Ref {
+				n++
+			}
+		default:
+			arn := strings.TrimPrefix(ref, string(kek.AWSKMS)+":")
+			if d.MasterRef != awskms.Ref || (strings.HasPrefix(arn, "arn:") && d.MasterVersion != arn) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// cryptoStatus prints one entry per org (every org in the store, shredded
+// ones included: that is when the answer matters), per DESIGN §11. What
+// only the running edge knows (which ephemeral keys it holds) it asks the
+// edge's admin API, and only when some org is on byok-ephemeral.
 func (e *env) cryptoStatus(args []string) error {
 	f := newFlags("crypto status", true)
 	org := f.String("org", "", "org id or name (default: every org)")
+	adminAddr := f.String("admin-addr", "", "the running edge's admin API, HOST:PORT (default: CODEX_ADMIN_LISTEN, on loopback)")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
 	return e.withStore(f, func(cfg config.Config, st server.Store) error {
-		id := ""
+		var list []edge.Org
 		if *org != "" {
 			o, err := e.findOrg(st, *org)
 			if err != nil {
 				return err
 			}
-			id = o.ID
+			list = []edge.Org{o}
+		} else {
+			var err error
+			if list, err = st.Orgs(e.ctx); err != nil {
+				return err
+			}
 		}
 		kr, orgs, err := e.keyringOrgs(cfg, st)
 		if err != nil {
 			return err
 		}
-		list, err := kr.Status(e.ctx, id)
-		if err != nil {
-			return err
-		}
-		exposure := map[string]string{}
-		for _, k := range list {
-			if _, ok := exposure[k.OrgID]; !ok {
-				exposure[k.OrgID] = e.backupExposure(orgs, k.OrgID)
+
+		// The running edge, asked only when an org's key lives in its memory.
+		var (
+			edgeState *server.CryptoStatus
+			edgeErr   error
+			edgeAddr  string
+		)
+		if slices.ContainsFunc(list, func(o edge.Org) bool { return o.MasterKey == kek.Ephemeral }) {
+			a, err := e.newAdminClient(cfg, *adminAddr)
+			edgeAddr = a.addr
+			if err == nil {
+				var cs server.CryptoStatus
+				if err = a.get(e.ctx, "/admin/v1/crypto/status", &cs); err == nil {
+					edgeState = &cs
+				}
 			}
+			edgeErr = err
+		}
+
+		probed := map[string]struct {
+			text string
+			ok   *bool
+		}{}
+		out := make([]orgStatus, 0, len(list))
+		for _, o := range list {
+			deks, err := kr.Status(e.ctx, o.ID)
+			if err != nil {
+				return err
+			}
+			s := orgStatus{OrgID: o.ID, Name: o.Name, MasterKey: o.MasterKey, WaitingForKey: ptr(false), DataKeys: []dekStatusOut{}}
+			if s.MasterKey == "" {
+				s.MasterKey = kek.Default
+			}
+			for _, d := range deks {
+				if d.State == keyring.DEKActive {
+					s.Generation = d.Generation
+				}
+				dk := dekStatusOut{DEKID: d.DEKID.String(), Generation: d.Generation, State: string(d.State), MasterRef: d.MasterRef,
+					MasterVersion: d.MasterVersion, CreatedAt: d.CreatedAt, AgeSeconds: int64(d.Age.Seconds()), Seals: d.Seals}
+				if !d.RewrappedAt.IsZero() {
+					dk.RewrappedAt = &d.RewrappedAt
+				}
+				s.DataKeys = append(s.DataKeys, dk)
+			}
+			held := false
+			if o.MasterKey == kek.Ephemeral {
+				s.WaitingForKey = nil
+				if edgeState != nil {
+					held = slices.Contains(edgeState.KeyInMemory, o.ID)
+					s.WaitingForKey = ptr(!held)
+				}
+			}
+			switch n := underEarlier(o.MasterKey, deks); {
+			case o.MasterKey == "":
+				s.Backup, s.BackupOpenable = backupShared, ptr(true)
+			case n > 0:
+				s.Backup, s.BackupOpenable = fmt.Sprintf("%s: %d data keys still under it", backupEarlierKey, n), ptr(true)
+			case o.MasterKey == kek.Ephemeral && held:
+				s.Backup, s.BackupOpenable = backupEdgeHolds, ptr(true)
+			case o.MasterKey == kek.Ephemeral:
+				s.Backup = backupCustomerKey
+			default:
+				p, ok := probed[o.MasterKey]
+				if !ok {
+					p.text, p.ok = e.probeOwnKey(orgs, o.ID)
+					probed[o.MasterKey] = p
+				}
+				s.Backup, s.BackupOpenable = p.text, p.ok
+			}
+			out = append(out, s)
+		}
+
+		unreachable := ""
+		if edgeErr != nil {
+			unreachable = fmt.Sprintf("running edge not reachable at %s: waiting_for_key unknown (%v)", edgeAddr, edgeErr)
 		}
 		if f.json {
+			if unreachable != "" {
+				fmt.Fprintln(e.stderr, unreachable)
+			}
 			enc := json.NewEncoder(e.stdout)
-			for _, k := range list {
-				m := map[string]any{"org_id": k.OrgID, "dek_id": k.DEKID.String(), "generation": k.Generation, "state": k.State,
-					"master_ref": k.MasterRef, "master_version": k.MasterVersion, "created_at": k.CreatedAt, "age_seconds": int64(k.Age.Seconds()),
-					"seals": k.Seals, "earlier_backups": exposure[k.OrgID]}
-				if !k.RewrappedAt.IsZero() {
-					m["rewrapped_at"] = k.RewrappedAt
-				}
-				if err := enc.Encode(m); err != nil {
+			for _, s := range out {
+				if err := enc.Encode(s); err != nil {
 					return err
 				}
 			}
 			return nil
 		}
-		spec := cfg.KEK
-		fmt.Fprintf(e.stdout, "master key: %s\n", spec)
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ORG\tGEN\tSTATE\tMASTER KEY\tVERSION\tAGE\tSEALS\tEARLIER BACKUPS")
-		for _, k := range list {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", k.OrgID, k.Generation, k.State, k.MasterRef, k.MasterVersion, k.Age.Round(time.Second), k.Seals, exposure[k.OrgID])
+		return printOrgStatus(e.stdout, cfg, out, edgeState != nil, edgeAddr, unreachable)
+	})
+}
+
+// printOrgStatus prints crypto status for people: per org its facts, then
+// a table of its data keys.
+func printOrgStatus(w io.Writer, cfg config.Config, out []orgStatus, asked bool, addr, unreachable string) error {
+	yesNo := func(b *bool) string {
+		switch {
+		case b == nil:
+			return "unknown"
+		case *b:
+			return "yes"
+		}
+		return "no"
+	}
+	fmt.Fprintf(w, "default master key (CODEX_KEK): %s\n", cfg.KEK)
+	if asked {
+		fmt.Fprintf(w, "running edge asked at %s\n", addr)
+	}
+	if unreachable != "" {
+		fmt.Fprintln(w, unreachable)
+	}
+	for _, s := range out {
+		fmt.Fprintf(w, "\norg %s (%s)\n", s.Name, s.OrgID)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  master key:\t%s\n", s.MasterKey)
+		fmt.Fprintf(tw, "  generation:\t%d\n", s.Generation)
+		fmt.Fprintf(tw, "  backup openable:\t%s (%s)\n", yesNo(s.BackupOpenable), s.Backup)
+		fmt.Fprintf(tw, "  waiting for key:\t%s\n", yesNo(s.WaitingForKey))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(s.DataKeys) == 0 {
+			fmt.Fprintln(w, "  no data keys")
+			continue
+		}
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  GEN\tSTATE\tMASTER KEY\tVERSION\tAGE\tSEALS")
+		for _, k := range s.DataKeys {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\n", k.Generation, k.State, k.MasterRef, k.MasterVersion, (time.Duration(k.AgeSeconds) * time.Second).String(), k.Seals)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintln(e.stdout, "earlier backups: shared = a backup taken before a shred still opens with the shared master key; own key: refused = the org's own key is disabled or deleted and no copy opens")
-		return nil
-	})
+	}
+	fmt.Fprintln(w, "\nbackup openable: could a backup taken before a shred still open the org's data? yes for the shared default key (whoever holds it)"+
+		" and for an own key that still works; no once the org's own key is disabled, revoked or scheduled for deletion; unknown when it cannot be told"+
+		" (an ephemeral key is held by the customer alone)")
+	return nil
 }
 
 func (e *env) cryptoRotate(args []string) error {

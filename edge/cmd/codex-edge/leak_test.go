@@ -1,3 +1,5 @@
+//go:build !localkms
+
 package main
 
 import (

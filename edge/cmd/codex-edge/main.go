@@ -38,7 +38,7 @@ Usage:
   codex-edge limits list --org ORG [--json]
   codex-edge budgets set --org ORG [--key KEY] --usd AMOUNT --period day|month
   codex-edge budgets list --org ORG [--json]
-  codex-edge crypto status [--org ORG] [--json]
+  codex-edge crypto status [--org ORG] [--admin-addr HOST:PORT] [--json]
   codex-edge crypto rotate --org ORG
   codex-edge crypto rewrap
   codex-edge crypto shred --org ORG --yes [--schedule-key-deletion DAYS]

@@ -196,18 +196,13 @@ func TestCrypto(t *testing.T) {
 	}
 	status := func(org string) []map[string]any {
 		t.Helper()
-		var out []map[string]any
-		for _, line := range strings.Split(strings.TrimSpace(c.ok("crypto", "status", "--org", org, "--json")), "\n") {
-			if line == "" {
-				continue
-			}
-			var m map[string]any
-			if err := json.Unmarshal([]byte(line), &m); err != nil {
-				t.Fatalf("status line %q: %v", line, err)
-			}
-			out = append(out, m)
+		var st struct {
+			DataKeys []map[string]any `json:"data_keys"`
 		}
-		return out
+		if err := json.Unmarshal([]byte(c.ok("crypto", "status", "--org", org, "--json")), &st); err != nil {
+			t.Fatalf("status of %s: %v", org, err)
+		}
+		return st.DataKeys
 	}
 	if s := status("acme"); len(s) != 1 || s[0]["generation"] != float64(1) || s[0]["state"] != "active" || s[0]["master_ref"] != "local" {
 		t.Fatalf("status after first seal: %v", s)
@@ -262,7 +257,7 @@ func TestOrgsKEK(t *testing.T) {
 	if code, _, errs := c.run("", "orgs", "kek", "set", "--org", "acme", "byok"); code != 2 {
 		t.Fatalf("orgs kek set byok: exit %d: %s", code, errs)
 	}
-	if out := c.ok("crypto", "status", "--org", "acme", "--json"); !strings.Contains(out, `"earlier_backups":"shared"`) {
+	if out := c.ok("crypto", "status", "--org", "acme", "--json"); !strings.Contains(out, `"backup":"shared"`) || !strings.Contains(out, `"backup_openable":true`) {
 		t.Fatalf("crypto status: %q", out)
 	}
 	if code, _, errs := c.run("", "crypto", "shred", "--org", "acme", "--yes", "--schedule-key-deletion", "7"); code != 2 || !strings.Contains(errs, "no own master key") {

@@ -275,3 +275,16 @@ func (o *OrgKeys) Waiting() []string {
 	slices.Sort(w)
 	return w
 }
+
+// Held returns the orgs whose ephemeral BYOK key this process holds in
+// memory (sent since start-up), whatever their reference is now.
+func (o *OrgKeys) Held() []string {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	h := make([]string, 0, len(o.eph))
+	for org := range o.eph {
+		h = append(h, org)
+	}
+	slices.Sort(h)
+	return h
+}
