@@ -13,11 +13,11 @@ import (
 	"github.com/persiv/codex/edge/keyring/awskms/kmstest"
 )
 
-// TestOrgKEKCheckedBeforeRecorded: a KMS key the edge cannot use (here
+// TestOrgKEKCheckedBeforeRecordedLocalKMS: a KMS key the edge cannot use (here
 // disabled) is refused by orgs create --kek and by orgs kek set before
 // anything is recorded: no org is created, the org keeps its key, and the
 // audit log has no change.
-func TestOrgKEKCheckedBeforeRecorded(t *testing.T) {
+func TestOrgKEKCheckedBeforeRecordedLocalKMS(t *testing.T) {
 	admin := kmstest.Local(t)
 	good, bad := kmstest.CreateKey(t, admin), kmstest.CreateKey(t, admin)
 	if _, err := admin.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(bad)}); err != nil {
