@@ -87,10 +87,54 @@ func TestTelemetryCarriesMemoriesAndAuditCounts(t *testing.T) {
 	}
 	setSharing(t, h, true)
 	canaries, _ := memoryAuditSetup(t, h, tn)
-	h.srv.Telemetry().Flush(ctxT(t))
 
 	ws := h.srv.Telemetry().Workspace(tn.orgID)
 	keyRef := h.srv.Telemetry().KeyRef(tn.orgID, tn.keyID)
+	// The sums of what was sent: a request is recorded as its answer
+	// ends, which the client may see first, so flush until all of them
+	// are in a batch.
+	sums := func() (map[[3]string]wire.MemoryUse, map[string]int64) {
+		sum := map[[3]string]wire.MemoryUse{}
+		audit := map[string]int64{}
+		for _, b := range sentBatches(t, h) {
+			if b.SchemaVersion != 3 {
+				t.Fatalf("batch %d: version %d, want 3", b.Seq, b.SchemaVersion)
+			}
+			for _, m := range b.Memories {
+				k := [3]string{m.Workspace, m.KeyRef, fmt.Sprintf("%s@%d", m.Name, m.Version)}
+				s := sum[k]
+				s.Requests += m.Requests
+				s.Tokens += m.Tokens
+				s.Estimated += m.Estimated
+				sum[k] = s
+			}
+			for _, a := range b.Audit {
+				if a.Workspace != ws {
+					t.Fatalf("audit count %+v: workspace is not the pseudonym %s", a, ws)
+				}
+				audit[a.Level] += a.Records
+			}
+		}
+		return sum, audit
+	}
+	var (
+		sum   map[[3]string]wire.MemoryUse
+		audit map[string]int64
+	)
+	testutil.Eventually(t, 10*time.Second, "every request's memory use and audit record in a sent batch", func() bool {
+		h.srv.Telemetry().Flush(ctxT(t))
+		sum, audit = sums()
+		return sum[[3]string{ws, "none", "style@1"}].Requests >= 5 && sum[[3]string{ws, keyRef, "tone@1"}].Requests >= 3 &&
+			audit["hash"] >= 3 && audit["full"] >= 2
+	})
+	style, tone := sum[[3]string{ws, "none", "style@1"}], sum[[3]string{ws, keyRef, "tone@1"}]
+	if len(sum) != 2 || style.Requests != 5 || tone.Requests != 3 || style.Tokens <= 0 || tone.Tokens <= 0 ||
+		style.Estimated != 5 || tone.Estimated != 3 {
+		t.Fatalf("memory uses %+v: want style@1 (workspace's) in 5 requests and tone@1 (the key's) in 3, tokens estimated", sum)
+	}
+	if audit["hash"] != 3 || audit["full"] != 2 || audit["none"] != 0 {
+		t.Fatalf("audit counts %v, want 3 hash and 2 full", audit)
+	}
 	testutil.Eventually(t, 10*time.Second, "memory uses and audit counts at the control plane", func() bool {
 		now := time.Now().UTC()
 		ms, err := cp.store.MemoryUses(context.Background(), org, now.Add(-2*time.Hour), now.Add(2*time.Hour))
@@ -103,38 +147,6 @@ func TestTelemetryCarriesMemoriesAndAuditCounts(t *testing.T) {
 		}
 		return len(ms) == 2 && len(as) == 2
 	})
-
-	var mems []wire.MemoryUse
-	audit := map[string]int64{}
-	for _, b := range sentBatches(t, h) {
-		if b.SchemaVersion != 3 {
-			t.Fatalf("batch %d: version %d, want 3", b.Seq, b.SchemaVersion)
-		}
-		mems = append(mems, b.Memories...)
-		for _, a := range b.Audit {
-			if a.Workspace != ws {
-				t.Fatalf("audit count %+v: workspace is not the pseudonym %s", a, ws)
-			}
-			audit[a.Level] += a.Records
-		}
-	}
-	sum := map[[3]string]wire.MemoryUse{}
-	for _, m := range mems {
-		k := [3]string{m.Workspace, m.KeyRef, fmt.Sprintf("%s@%d", m.Name, m.Version)}
-		s := sum[k]
-		s.Requests += m.Requests
-		s.Tokens += m.Tokens
-		s.Estimated += m.Estimated
-		sum[k] = s
-	}
-	style, tone := sum[[3]string{ws, "none", "style@1"}], sum[[3]string{ws, keyRef, "tone@1"}]
-	if len(sum) != 2 || style.Requests != 5 || tone.Requests != 3 || style.Tokens <= 0 || tone.Tokens <= 0 ||
-		style.Estimated != 5 || tone.Estimated != 3 {
-		t.Fatalf("memory uses %+v: want style@1 (workspace's) in 5 requests and tone@1 (the key's) in 3, tokens estimated", sum)
-	}
-	if audit["hash"] != 3 || audit["full"] != 2 || audit["none"] != 0 {
-		t.Fatalf("audit counts %v, want 3 hash and 2 full", audit)
-	}
 	for _, c := range canaries {
 		scanFiles(t, string(telemetry.DirIn(h.cfg.DataDir)), c)
 		for _, e := range getLedger(t, h) {
