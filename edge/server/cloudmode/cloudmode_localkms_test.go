@@ -184,15 +184,15 @@ func cloudMode(t *testing.T, pg bool) {
 	// Org c's key is the shared CODEX_KEK, which the operator still holds:
 	// the shred deleted c's data keys from the live store only, and the
 	// backup's copies of them still unwrap. This is what `crypto status`
-	// reports for an org without its own key as EARLIER BACKUPS "shared"
-	// (JSON earlier_backups), decided by the same test as here: the org
-	// has no own master key (OrgKeys.Ref is empty).
+	// reports for an org without its own key as backup_openable true,
+	// backup "shared", decided by the same test as here: the org has no
+	// own master key (OrgKeys.Ref is empty).
 	expectSealed(t, "the pre-shred backup", old, restored, sh, true)
 	if ref := oldOrgs.Ref(sh.id); ref != "" {
 		t.Errorf("org c has its own master key %q; want the shared one", ref)
 	}
 	if !t.Failed() {
-		t.Logf("org c is on the shared master key (CODEX_KEK): after its shred, the backup taken before it still opens its credential, memory, audit content and fingerprint secret with that key (crypto status: earlier backups \"shared\"); org a, on its own KMS key now scheduled for deletion, opens nothing from the same backup")
+		t.Logf("org c is on the shared master key (CODEX_KEK): after its shred, the backup taken before it still opens its credential, memory, audit content and fingerprint secret with that key (crypto status: backup_openable true, backup \"shared\"); org a, on its own KMS key now scheduled for deletion, opens nothing from the same backup")
 	}
 	t.Logf("%s run: %s", map[bool]string{false: "sqlite", true: "postgres"}[pg], time.Since(began).Round(time.Millisecond))
 }
