@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -39,5 +40,25 @@ func TestOrgKEKCheckedBeforeRecordedLocalKMS(t *testing.T) {
 	}
 	if out := c.ok("audit", "list", "--org", "acme", "--json"); strings.Contains(out, "crypto.kek_set") {
 		t.Fatalf("a refused kek set was recorded:\n%s", out)
+	}
+	// A move onto a key the edge can use is made and recorded.
+	c.ok("orgs", "create", "gamma")
+	c.ok("orgs", "kek", "set", "--org", "gamma", "awskms:"+good)
+	var moved bool
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("audit", "list", "--org", "gamma", "--json")), "\n") {
+		var it struct {
+			Action  string            `json:"action"`
+			Via     string            `json:"via"`
+			Details map[string]string `json:"details"`
+		}
+		if err := json.Unmarshal([]byte(line), &it); err != nil {
+			t.Fatal(err)
+		}
+		if it.Action == "crypto.kek_set" {
+			moved = it.Via == "cli" && it.Details["from"] == "default" && it.Details["to"] == "awskms:"+good
+		}
+	}
+	if !moved {
+		t.Fatal("the move onto the KMS key is not recorded as crypto.kek_set from default")
 	}
 }
