@@ -9,33 +9,100 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/apikey"
 	"github.com/persiv/codex/edge/fingerprint"
 	"github.com/persiv/codex/edge/keyring"
 	"github.com/persiv/codex/edge/keyring/local"
+	"github.com/persiv/codex/edge/store/postgres/pgtest"
 	"github.com/persiv/codex/edge/store/sqlite"
 )
 
 // fixture is an org in a real embedded store, with a real keyring and the
 // org's fingerprint secret.
 type fixture struct {
-	dir  string
-	st   *sqlite.DB
+	st   fixtureStore
 	keys *keyring.Keyring
 	org  string
 	fp   *fingerprint.Fingerprinter
+	// tamper runs SQL (in the store's dialect, $1 or ? the event id) on
+	// the store's rows directly, as someone with access to the data
+	// directory or the database's owner role could.
+	tamper func(t *testing.T, query, id string)
 }
 
+// fixtureStore is what both stores implement.
+type fixtureStore interface {
+	edge.Store
+	edge.AuditStore
+	keyring.Store
+}
+
+// newFixture is a fixture on the embedded store.
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, dir)
+	st, err := sqlite.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	f := newFixtureOn(t, st)
+	f.tamper = func(t *testing.T, query, id string) {
+		t.Helper()
+		db, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(query, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// newPostgresFixture is a fixture on a fresh database of the dev
+// Postgres; it tampers as the owner role, in the org's row-level scope.
+func newPostgresFixture(t testing.TB) *fixture {
+	t.Helper()
+	owner, app := pgtest.FreshDB(t)
+	f := newFixtureOn(t, pgtest.Open(t, app))
+	f.tamper = func(t *testing.T, query, id string) {
+		t.Helper()
+		ctx := context.Background()
+		c, err := pgx.Connect(ctx, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // after Commit, a no-op
+		if _, err := tx.Exec(ctx, `SELECT set_config('app.org_id', $1, true)`, f.org); err != nil {
+			t.Fatal(err)
+		}
+		tag, err := tx.Exec(ctx, query, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag.RowsAffected() != 1 {
+			t.Fatalf("tampering changed %d rows, want 1", tag.RowsAffected())
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func newFixtureOn(t testing.TB, st fixtureStore) *fixture {
+	t.Helper()
+	ctx := context.Background()
 	master, _, err := local.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +123,7 @@ func newFixture(t testing.TB) *fixture {
 	if _, err := st.SwapFingerprintSecret(ctx, org.ID, nil, sealed); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{dir: dir, st: st, keys: kr, org: org.ID, fp: fingerprint.New(secret)}
+	return &fixture{st: st, keys: kr, org: org.ID, fp: fingerprint.New(secret)}
 }
 
 // request returns a request event of the fixture's org at level, with
@@ -93,62 +160,81 @@ func (f *fixture) verify(t *testing.T) Report {
 	return r
 }
 
-// raw opens the store's file directly, as someone with access to the
-// data directory could.
-func (f *fixture) raw(t *testing.T) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(f.dir, sqlite.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
+// TestVerify: tampering with one stored event (its metadata, a digest,
+// its link, its id, its sealed content, or deleting it) makes Verify name
+// that event, on both stores; an intact chain verifies.
 func TestVerify(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		tamper  string // SQL run on the fourth event (seq 4), ? its id
-		wantSeq int64
-		reason  string
+		name             string
+		sqlite, postgres string // run on the fourth event (seq 4), the parameter its id
+		wantSeq          int64
+		reason           string
 	}{
 		{name: "intact"},
-		{name: "metadata changed", tamper: `UPDATE audit_events SET meta = replace(meta, '"status":200', '"status":201') WHERE id = ?`, wantSeq: 4, reason: "metadata or digests"},
-		{name: "digest changed", tamper: `UPDATE audit_events SET request_digest = zeroblob(32) WHERE id = ?`, wantSeq: 4, reason: "metadata or digests"},
-		{name: "event deleted", tamper: `DELETE FROM audit_events WHERE id = ?`, wantSeq: 5, reason: "missing"},
-		{name: "link rewritten", tamper: `UPDATE audit_events SET prev_hash = zeroblob(32) WHERE id = ?`, wantSeq: 4, reason: "does not link"},
-		{name: "hash recomputed over changed metadata", tamper: `UPDATE audit_events SET meta = replace(meta, '"status":200', '"status":201'), hash = zeroblob(32) WHERE id = ?`, wantSeq: 4, reason: "metadata or digests"},
-		{name: "row moved to another id", tamper: `UPDATE audit_events SET id = 'req_other' WHERE id = ?`, wantSeq: 4, reason: "differ from its metadata"},
-		{name: "ciphertext changed", tamper: `UPDATE audit_events SET content = zeroblob(length(content)) WHERE id = ?`, wantSeq: 4, reason: "does not open"},
+		{name: "metadata changed",
+			sqlite:   `UPDATE audit_events SET meta = replace(meta, '"status":200', '"status":201') WHERE id = ?`,
+			postgres: `UPDATE audit_events SET meta = replace(meta, '"status":200', '"status":201') WHERE id = $1`,
+			wantSeq:  4, reason: "metadata or digests"},
+		{name: "digest changed",
+			sqlite:   `UPDATE audit_events SET request_digest = zeroblob(32) WHERE id = ?`,
+			postgres: `UPDATE audit_events SET request_digest = decode(repeat('00', 32), 'hex') WHERE id = $1`,
+			wantSeq:  4, reason: "metadata or digests"},
+		{name: "event deleted",
+			sqlite:   `DELETE FROM audit_events WHERE id = ?`,
+			postgres: `DELETE FROM audit_events WHERE id = $1`,
+			wantSeq:  5, reason: "missing"},
+		{name: "link rewritten",
+			sqlite:   `UPDATE audit_events SET prev_hash = zeroblob(32) WHERE id = ?`,
+			postgres: `UPDATE audit_events SET prev_hash = decode(repeat('00', 32), 'hex') WHERE id = $1`,
+			wantSeq:  4, reason: "does not link"},
+		{name: "hash recomputed over changed metadata",
+			sqlite:   `UPDATE audit_events SET meta = replace(meta, '"status":200', '"status":201'), hash = zeroblob(32) WHERE id = ?`,
+			postgres: `UPDATE audit_events SET meta = replace(meta, '"status":200', '"status":201'), hash = decode(repeat('00', 32), 'hex') WHERE id = $1`,
+			wantSeq:  4, reason: "metadata or digests"},
+		{name: "row moved to another id",
+			sqlite:   `UPDATE audit_events SET id = 'req_other' WHERE id = ?`,
+			postgres: `UPDATE audit_events SET id = 'req_other' WHERE id = $1`,
+			wantSeq:  4, reason: "differ from its metadata"},
+		{name: "ciphertext changed",
+			sqlite:   `UPDATE audit_events SET content = zeroblob(length(content)) WHERE id = ?`,
+			postgres: `UPDATE audit_events SET content = decode(repeat('00', octet_length(content)), 'hex') WHERE id = $1`,
+			wantSeq:  4, reason: "does not open"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			var evs []edge.AuditEvent
-			for i, l := range []edge.AuditLevel{edge.AuditNone, edge.AuditHash, edge.AuditFull, edge.AuditFull, edge.AuditHash, edge.AuditNone} {
-				evs = append(evs, f.request(t, l, "prompt "+string(rune('a'+i)), "answer"))
-			}
-			if err := f.st.AppendAudit(context.Background(), evs); err != nil {
-				t.Fatal(err)
-			}
-			if tc.tamper != "" {
-				if _, err := f.raw(t).Exec(tc.tamper, evs[3].ID); err != nil {
+		for _, store := range []struct {
+			name   string
+			open   func(testing.TB) *fixture
+			tamper string
+		}{
+			{"sqlite", newFixture, tc.sqlite},
+			{"postgres", newPostgresFixture, tc.postgres},
+		} {
+			t.Run(tc.name+"/"+store.name, func(t *testing.T) {
+				f := store.open(t)
+				var evs []edge.AuditEvent
+				for i, l := range []edge.AuditLevel{edge.AuditNone, edge.AuditHash, edge.AuditFull, edge.AuditFull, edge.AuditHash, edge.AuditNone} {
+					evs = append(evs, f.request(t, l, "prompt "+string(rune('a'+i)), "answer"))
+				}
+				if err := f.st.AppendAudit(context.Background(), evs); err != nil {
 					t.Fatal(err)
 				}
-			}
-			r := f.verify(t)
-			if tc.wantSeq == 0 {
-				if r.Break != nil || r.Events != 6 || r.ContentChecked != 2 || r.HeadSeq != 6 {
-					t.Fatalf("intact chain: %+v", r)
+				if store.tamper != "" {
+					f.tamper(t, store.tamper, evs[3].ID)
 				}
-				return
-			}
-			if r.Break == nil {
-				t.Fatalf("tampered chain verified: %+v", r)
-			}
-			if r.Break.Seq != tc.wantSeq || !strings.Contains(r.Break.Reason, tc.reason) {
-				t.Fatalf("break at seq %d (%s), want seq %d (%s)", r.Break.Seq, r.Break.Reason, tc.wantSeq, tc.reason)
-			}
-		})
+				r := f.verify(t)
+				if tc.wantSeq == 0 {
+					if r.Break != nil || r.Events != 6 || r.ContentChecked != 2 || r.HeadSeq != 6 {
+						t.Fatalf("intact chain: %+v", r)
+					}
+					return
+				}
+				if r.Break == nil {
+					t.Fatalf("tampered chain verified: %+v", r)
+				}
+				if r.Break.Seq != tc.wantSeq || !strings.Contains(r.Break.Reason, tc.reason) {
+					t.Fatalf("break at seq %d (%s), want seq %d (%s)", r.Break.Seq, r.Break.Reason, tc.wantSeq, tc.reason)
+				}
+			})
+		}
 	}
 }
 
@@ -203,9 +289,17 @@ func TestContentRoundTrip(t *testing.T) {
 }
 
 // TestSweep: retention removes old content only, and the chain still
-// verifies.
+// verifies, on both stores.
 func TestSweep(t *testing.T) {
-	f := newFixture(t)
+	for _, store := range []struct {
+		name string
+		open func(testing.TB) *fixture
+	}{{"sqlite", newFixture}, {"postgres", newPostgresFixture}} {
+		t.Run(store.name, func(t *testing.T) { testSweep(t, store.open(t)) })
+	}
+}
+
+func testSweep(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	old := f.request(t, edge.AuditFull, "old prompt", "old answer")
 	old.Time = time.Now().Add(-400 * 24 * time.Hour)
