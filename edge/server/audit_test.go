@@ -453,12 +453,18 @@ func TestAuditStoreDownFull(t *testing.T) {
 	e := f.start(nil)
 	org := f.addOrg("acme")
 	_, key := f.addKey(org)
+	// A second key at level hash: its events go through the queue, with
+	// no synchronous write, so it is answered while the store is down.
+	hashID, hashKey := f.addKey(org)
 	if err := f.admin.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: org, Level: edge.AuditFull}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, "the level to apply", func() bool {
+	if err := f.admin.SetAuditLevel(context.Background(), edge.AuditSetting{OrgID: org, KeyID: hashID, Level: edge.AuditHash}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the levels to apply", func() bool {
 		o, err := e.srv.Directory().Org(context.Background(), org)
-		return err == nil && o.AuditLevel("") == edge.AuditFull
+		return err == nil && o.AuditLevel("") == edge.AuditFull && o.AuditLevel(hashID) == edge.AuditHash
 	})
 	// The org may have been loaded before the edge read the level's
 	// change from the feed, which then drops it: with the store stopped
@@ -476,7 +482,18 @@ func TestAuditStoreDownFull(t *testing.T) {
 	if _, err := oc.Chat.Completions.New(ctxT(t), params("warm up")); err != nil {
 		t.Fatal(err)
 	}
+	hc := openai.NewClient(option.WithBaseURL(e.base+"/v1/"), option.WithAPIKey(hashKey), option.WithMaxRetries(0),
+		option.WithHeader("Cache-Control", "no-store"))
+	if _, err := hc.Chat.Completions.New(ctxT(t), params("warm up hash")); err != nil {
+		t.Fatal(err)
+	}
 	c.Stop()
+	const hashDown = 3
+	for i := range hashDown {
+		if _, err := hc.Chat.Completions.New(ctxT(t), params(fmt.Sprintf("hash while down %d", i))); err != nil {
+			t.Fatalf("level hash, request %d with the audit store down: %v (its event should wait in the queue)", i, err)
+		}
+	}
 	for i := range 5 {
 		canary := newCanary(fmt.Sprintf("down%d", i))
 		r, err := oc.Chat.Completions.New(ctxT(t), params(canary))
@@ -516,9 +533,10 @@ func TestAuditStoreDownFull(t *testing.T) {
 		}
 		ok++
 	}
-	// Every answered request, and only those, has its event: the warm-up
-	// and the ones after the outage.
-	evs := auditEvents(t, f.admin, org, 1+ok)
+	// Every answered request, and only those, has its event: the warm-ups,
+	// the ones at level hash during the outage (queued, written once the
+	// store was back) and the ones at level full after it.
+	evs := auditEvents(t, f.admin, org, 2+hashDown+ok)
 	for _, ev := range evs {
 		if m, _ := audit.ParseMeta(ev.Meta); m.Status != 200 {
 			t.Errorf("event %s has status %d", ev.ID, m.Status)
