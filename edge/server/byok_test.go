@@ -213,8 +213,9 @@ func TestEphemeralBYOKRewrap(t *testing.T) {
 	// unreadable, the other org's is not, until the key is sent again.
 	b.restart(nil)
 	b.base = "https://" + b.srv.Addr()
-	if st := chat(a); st != 503 {
-		t.Fatalf("after a restart without the key: %d; want 503", st)
+	if st, body := b.do("POST", b.base+"/v1/chat/completions", map[string]string{"Authorization": "Bearer " + a.key}, chatBody); st != 503 ||
+		!strings.Contains(body, `"code":"provider_credential_unavailable"`) {
+		t.Fatalf("after a restart without the key: %d %s; want 503 provider_credential_unavailable", st, body)
 	}
 	if st := chat(other); st != 200 {
 		t.Fatalf("other org after the restart: %d", st)
