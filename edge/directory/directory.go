@@ -509,6 +509,11 @@ func (d *Directory) refreshOrg(ctx context.Context, o *Org) {
 	d.mu.Lock()
 	if d.gen == gen && d.orgs[o.ID] == o {
 		d.orgs[o.ID] = n
+	} else {
+		// Discarded: a change may have been applied after the load read
+		// the store. o's next request (if o is still in use) queues
+		// another.
+		o.refreshing.Store(false)
 	}
 	recovered := d.failing[o.ID]
 	delete(d.failing, o.ID)
