@@ -488,8 +488,8 @@ func (d *Directory) refreshOrg(ctx context.Context, o *Org) {
 	if cur != o {
 		return // reloaded by a request, or forgotten: nothing to do
 	}
-	ctx, cancel := context.WithTimeout(ctx, RefreshTimeout)
-	n, err := d.loadOrg(ctx, o.ID)
+	lctx, cancel := context.WithTimeout(ctx, RefreshTimeout)
+	n, err := d.loadOrg(lctx, o.ID)
 	cancel()
 	if err != nil {
 		d.stats.failures.Add(1)

@@ -1,8 +1,12 @@
 package directory_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -335,4 +339,69 @@ func TestUnreadableStateRetriedInBackground(t *testing.T) {
 	if s := d.Stats(); s.RefreshFailures != 0 {
 		t.Fatalf("stats %+v: an unreadable credential is no failure", s)
 	}
+}
+
+// downStore fails every org load while down is set, as a database that
+// cannot be reached does.
+type downStore struct {
+	*counting
+	down atomic.Bool
+}
+
+func (s *downStore) Providers(ctx context.Context, orgID string) ([]edge.ProviderConfig, error) {
+	if s.down.Load() {
+		return nil, errors.New("database down")
+	}
+	return s.counting.Providers(ctx, orgID)
+}
+
+// A background reload that fails leaves the state served until it
+// expires, is tried again after UnreadableRetry, and is logged once per
+// failure streak.
+func TestRefreshFailureKeepsTheState(t *testing.T) {
+	t.Parallel()
+	const lifetime, retry = 2 * time.Second, 50 * time.Millisecond
+	st, _, orgID := setup(t)
+	ds := &downStore{counting: st}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil))
+	d := directory.New(ds, directory.Options{Keys: st.kr, Lifetime: lifetime, UnreadableRetry: retry, Logger: logger})
+	run(t, d)
+	_, h := newKey(t, st, orgID)
+	start := time.Now()
+	first := resolveNow(t, d, h).Org
+	ds.down.Store(true)
+	time.Sleep(time.Until(start.Add(lifetime * 3 / 4)))
+	eventually(t, "three failed background reloads", func() bool {
+		if k := resolveNow(t, d, h); k.Org != first {
+			t.Fatal("the state changed while the store is down")
+		}
+		return d.Stats().RefreshFailures >= 3
+	})
+	if time.Now().After(start.Add(lifetime)) {
+		t.Fatal("too slow: the state expired during the test")
+	}
+	ds.down.Store(false)
+	eventually(t, "the state is reloaded once the store is back", func() bool { return resolveNow(t, d, h).Org != first })
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if n := strings.Count(out, "background reload of an org failed"); n != 1 {
+		t.Fatalf("failure logged %d times in one streak, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "background reload of an org succeeds again") {
+		t.Fatalf("recovery not logged:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -215,3 +215,24 @@ func TestRefreshRefusedOrShredded(t *testing.T) {
 		})
 	}
 }
+
+// A background unwrap that cannot tell (the provider does not answer)
+// keeps the cached DEK until it expires: an outage is no revocation.
+func TestRefreshErrorKeepsTheKey(t *testing.T) {
+	t.Parallel()
+	const lifetime = 400 * time.Millisecond
+	m := newGatedMaster(t)
+	k := newRing(t, keyring.NewMemStore(), m, nil, func(o *keyring.Options) { o.KeyLifetime = lifetime })
+	refreshing(t, k)
+	start := time.Now()
+	ct := seal(t, k, "org_a", keyring.PurposeCache, "r", "x")
+	m.state.Store(provSilent)
+	useUntil(t, k, "org_a", ct, "a failed background unwrap", func() bool { return k.Stats().RefreshErrors == 1 })
+	openNow(t, k, "org_a", ct)
+	if s := k.Stats(); s.CachedKeys != 1 || s.RefreshRefusals != 0 || s.Refreshes != 0 {
+		t.Fatalf("stats %+v: want the DEK kept, one error", s)
+	}
+	if time.Since(start) >= lifetime {
+		t.Fatal("too slow: the DEK's lifetime ended during the test")
+	}
+}
