@@ -491,6 +491,10 @@ func (d *Directory) refreshOrg(ctx context.Context, o *Org) {
 	lctx, cancel := context.WithTimeout(ctx, RefreshTimeout)
 	n, err := d.loadOrg(lctx, o.ID)
 	cancel()
+	if err != nil && ctx.Err() != nil {
+		o.refreshing.Store(false) // stopping: no failure
+		return
+	}
 	if err != nil {
 		d.stats.failures.Add(1)
 		o.retryAt.Store(time.Now().Add(d.opts.UnreadableRetry).UnixNano())
@@ -499,7 +503,7 @@ func (d *Directory) refreshOrg(ctx context.Context, o *Org) {
 		first := !d.failing[o.ID]
 		d.failing[o.ID] = true
 		d.mu.Unlock()
-		if first && ctx.Err() == nil {
+		if first {
 			d.opts.Logger.Warn("background reload of an org failed; its loaded state is served until it expires",
 				"org", o.ID, "expires", o.expires, "err", err)
 		}

@@ -15,11 +15,12 @@
 // drops the DEK (and tells Options.OnPurge), as a refused probe does; one
 // that fails otherwise leaves the DEK to expire at KeyLifetime, after
 // which the next use unwraps it on the request path, as it does without
-// Refresh. Each
-// instance re-reads an org's DEK list from the store when its view is older
-// than Options.Revalidate (default 5 s), so a shred or rotation done by
-// another instance takes effect here within that interval; Invalidate
-// makes it immediate when wired to the store's change feed.
+// Refresh.
+//
+// Each instance re-reads an org's DEK list from the store when its view
+// is older than Options.Revalidate (default 5 s), so a shred or rotation
+// done by another instance takes effect here within that interval;
+// Invalidate makes it immediate when wired to the store's change feed.
 //
 // A cached DEK is used for up to KeyLifetime without the master key
 // accepting it again, so on its own a master key revoked out of band (a
