@@ -5,6 +5,12 @@
 // key revoked or a setting changed by another process (the CLI, another
 // instance) takes effect within one poll interval, and at once when the
 // change is made through this instance.
+//
+// An org's loaded state is used for at most Options.Lifetime. While Run
+// runs, a state past three quarters of it (or past UnreadableRetry, when
+// something in it did not open) is still served and loaded again in the
+// background, so a busy org's requests never wait for that reload; only a
+// state past its Lifetime (the revocation bound) makes requests wait.
 package directory
 
 import (
@@ -73,14 +79,24 @@ type Org struct {
 	// memories holds, by key id, what a key's requests carry: "" the
 	// org's own memories alone, for keys with none of their own.
 	memories map[string]*Memory
-	// expires is when the state is loaded again (Options.Lifetime, or
-	// Options.UnreadableRetry when a sealed value did not open), so that
-	// what it holds opened never outlives its master key by much, and a
-	// master key that accepts again is noticed.
-	expires time.Time
+	// refresh is when the state is loaded again in the background (at
+	// three quarters of Options.Lifetime, or after Options.UnreadableRetry
+	// when a sealed value did not open, so that a master key that accepts
+	// again is noticed); expires, Options.Lifetime after the load, is when
+	// it is no longer served at all, so that what it holds opened never
+	// outlives its master key by much.
+	refresh, expires time.Time
+	// refreshing is set while a background reload of this state is queued
+	// or running: one per org at a time.
+	refreshing atomic.Bool
+	// retryAt (Unix nanoseconds) holds the next background reload back
+	// after one failed, so a store that is down is not asked in a loop.
+	retryAt atomic.Int64
 }
 
 func (o *Org) expired(now time.Time) bool { return now.After(o.expires) }
+
+func (o *Org) stale(now time.Time) bool { return now.After(o.refresh) }
 
 // AuditLevel is the audit level of a request made with the key: the key's
 // own, else its org's, else edge.AuditNone.
@@ -162,14 +178,34 @@ type Options struct {
 	// memories, held opened) is used before it is loaded again: no longer
 	// than the keyring keeps the data keys that opened them
 	// (keyring.DefaultKeyLifetime), so a revoked master key takes effect
-	// here too.
+	// here too. While Run runs, the state is loaded again in the
+	// background from three quarters of Lifetime on (RefreshAt), and
+	// requests wait for a reload only once it is Lifetime old.
 	Lifetime time.Duration
 	// UnreadableRetry is how soon an org whose credential, memory or
 	// fingerprint secret did not open is loaded again, so that a master key
 	// that accepts again (a KMS key re-enabled, an ephemeral key sent
-	// again) takes effect without a restart.
+	// again) takes effect without a restart. While Run runs, that reload
+	// is made in the background and requests keep the unreadable state
+	// meanwhile; without Run they wait for it.
 	UnreadableRetry time.Duration
 }
+
+// Background reloads of orgs' states (see Options.Lifetime). The queue
+// and the workers that empty it are bounded; a state whose reload does not
+// fit in the queue is served as it is and queued by its next request.
+const (
+	// RefreshAt is the fraction of Options.Lifetime after which a state is
+	// loaded again in the background.
+	RefreshAt = 0.75
+	// RefreshWorkers is how many orgs are loaded again at once.
+	RefreshWorkers = 2
+	// RefreshQueue is how many orgs may wait for a background reload.
+	RefreshQueue = 1024
+	// RefreshTimeout bounds one background reload (store reads and the
+	// keyring's opens, which may call the master key).
+	RefreshTimeout = 30 * time.Second
+)
 
 // DefaultOptions returns the defaults New fills in for zero fields: 100000
 // resolved keys kept, an unknown key remembered for 30s, an org's state
@@ -196,6 +232,16 @@ type Directory struct {
 	// serves the request that made it but is not cached.
 	gen uint64
 	seq atomic.Int64 // last change-feed entry applied (read by Applied)
+
+	// refreshes queues orgs' states for a background reload; running says
+	// Run's workers take them (without Run, requests reload a stale state
+	// themselves).
+	refreshes chan *Org
+	running   atomic.Bool
+	// failing holds, under mu, the orgs whose last background reload
+	// failed, so a failure streak is logged once.
+	failing map[string]bool
+	stats   struct{ refreshes, failures atomic.Uint64 }
 }
 
 // New returns an empty directory over store.
@@ -227,6 +273,9 @@ func New(store Store, opts Options) *Directory {
 		absent: expirable.NewLRU[[32]byte, struct{}](opts.MaxKeys, nil, opts.NegativeTTL),
 		orgs:   make(map[string]*Org),
 		local:  make(map[string][]byte),
+
+		refreshes: make(chan *Org, RefreshQueue),
+		failing:   make(map[string]bool),
 	}
 }
 
@@ -234,19 +283,23 @@ func New(store Store, opts Options) *Directory {
 // key reads the store; concurrent first uses share one read.
 func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 	if k, ok := d.keys.Get(hash); ok {
-		if !k.Org.expired(time.Now()) {
+		if !k.Org.stale(time.Now()) {
 			return k, nil
 		}
-		// The org's state expired (nothing changed): reload it and point
-		// this key at it, leaving the org's other keys to do the same on
-		// their next use, rather than dropping them all with a scan.
+		// The org's state is due for a reload (nothing changed): ask for
+		// the org's current state, which waits only when none is fresh
+		// enough to serve, and point this key at it, leaving the org's
+		// other keys to do the same on their next use, rather than
+		// dropping them all with a scan.
 		gen := d.generation()
 		org, err := d.Org(ctx, k.OrgID)
 		if err != nil {
 			return Key{}, err
 		}
-		k.Org, k.Memory = org, org.MemoryFor(k.ID)
-		d.cacheIf(gen, func() { d.keys.Add(hash, k) })
+		if org != k.Org {
+			k.Org, k.Memory = org, org.MemoryFor(k.ID)
+			d.cacheIf(gen, func() { d.keys.Add(hash, k) })
+		}
 		return k, nil
 	}
 	if d.absent.Contains(hash) {
@@ -281,22 +334,29 @@ func (d *Directory) Resolve(ctx context.Context, hash [32]byte) (Key, error) {
 }
 
 // Cached returns the key whose SHA-256 is hash when it is held in memory
-// as valid and its org's state has not expired; it never reads the store.
+// as valid and its org's state is not due for a reload; it never reads the
+// store. A key it does not return goes to Resolve.
 func (d *Directory) Cached(hash [32]byte) (Key, bool) {
 	k, ok := d.keys.Get(hash)
-	if !ok || k.Org.expired(time.Now()) {
+	if !ok || k.Org.stale(time.Now()) {
 		return Key{}, false
 	}
 	return k, true
 }
 
-// Org returns the org's request-path state, loading it on first use.
+// Org returns the org's request-path state, loading it on first use. A
+// state due for a reload is returned as it is while Run's workers load it
+// again; a state past its Lifetime, or any stale one without Run, is
+// loaded again first.
 func (d *Directory) Org(ctx context.Context, id string) (*Org, error) {
 	d.mu.RLock()
 	o := d.orgs[id]
 	d.mu.RUnlock()
-	if o != nil && !o.expired(time.Now()) {
-		return o, nil
+	if o != nil {
+		now := time.Now()
+		if !o.stale(now) || !o.expired(now) && d.refreshAhead(o, now) {
+			return o, nil
+		}
 	}
 	// An expired state stays in the map until its reload (one, shared by
 	// the org's requests, which wait for it) replaces it: expiry is no
@@ -379,11 +439,103 @@ func (d *Directory) loadOrg(ctx context.Context, id string) (*Org, error) {
 	if o.memories, memUnreadable, err = d.loadMemories(ctx, id); err != nil {
 		return nil, err
 	}
-	o.expires = time.Now().Add(d.opts.Lifetime)
+	now := time.Now()
+	o.expires = now.Add(d.opts.Lifetime)
+	o.refresh = now.Add(time.Duration(float64(d.opts.Lifetime) * RefreshAt))
 	if unreadable || memUnreadable {
-		o.expires = time.Now().Add(d.opts.UnreadableRetry)
+		o.refresh = now.Add(min(d.opts.UnreadableRetry, d.opts.Lifetime))
 	}
 	return o, nil
+}
+
+// refreshAhead queues a background reload of o, a stale state that has
+// not expired, unless one is queued or running already, and reports
+// whether o may be served meanwhile: only while Run's workers run.
+func (d *Directory) refreshAhead(o *Org, now time.Time) bool {
+	if !d.running.Load() {
+		return false
+	}
+	if now.UnixNano() < o.retryAt.Load() || !o.refreshing.CompareAndSwap(false, true) {
+		return true
+	}
+	select {
+	case d.refreshes <- o:
+	default:
+		o.refreshing.Store(false) // queue full: the next request queues it
+	}
+	return true
+}
+
+// refreshOrgs runs background reloads until ctx ends.
+func (d *Directory) refreshOrgs(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-d.refreshes:
+			d.refreshOrg(ctx, o)
+		}
+	}
+}
+
+// refreshOrg loads o's org again and puts the result in o's place, unless
+// o was replaced or dropped meanwhile or a change-feed entry was applied
+// since the load began (the load may have read what it replaced).
+func (d *Directory) refreshOrg(ctx context.Context, o *Org) {
+	d.mu.RLock()
+	cur, gen := d.orgs[o.ID], d.gen
+	d.mu.RUnlock()
+	if cur != o {
+		return // reloaded by a request, or forgotten: nothing to do
+	}
+	lctx, cancel := context.WithTimeout(ctx, RefreshTimeout)
+	n, err := d.loadOrg(lctx, o.ID)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		o.refreshing.Store(false) // stopping: no failure
+		return
+	}
+	if err != nil {
+		d.stats.failures.Add(1)
+		o.retryAt.Store(time.Now().Add(d.opts.UnreadableRetry).UnixNano())
+		o.refreshing.Store(false)
+		d.mu.Lock()
+		first := !d.failing[o.ID]
+		d.failing[o.ID] = true
+		d.mu.Unlock()
+		if first {
+			d.opts.Logger.Warn("background reload of an org failed; its loaded state is served until it expires",
+				"org", o.ID, "expires", o.expires, "err", err)
+		}
+		return
+	}
+	d.stats.refreshes.Add(1)
+	d.mu.Lock()
+	if d.gen == gen && d.orgs[o.ID] == o {
+		d.orgs[o.ID] = n
+	} else {
+		// Discarded: a change may have been applied after the load read
+		// the store. o's next request (if o is still in use) queues
+		// another.
+		o.refreshing.Store(false)
+	}
+	recovered := d.failing[o.ID]
+	delete(d.failing, o.ID)
+	d.mu.Unlock()
+	if recovered {
+		d.opts.Logger.Info("background reload of an org succeeds again", "org", o.ID)
+	}
+}
+
+// Stats are counters since New, for metrics.
+type Stats struct {
+	Refreshes       uint64 // orgs' states loaded again in the background
+	RefreshFailures uint64 // background reloads that failed (the state is kept until it expires)
+}
+
+// Stats returns the counters.
+func (d *Directory) Stats() Stats {
+	return Stats{Refreshes: d.stats.refreshes.Load(), RefreshFailures: d.stats.failures.Load()}
 }
 
 // loadMemories opens the org's memories and joins them, per key, into
@@ -568,6 +720,7 @@ func (d *Directory) forgetOrg(orgID string) {
 	d.mu.Lock()
 	d.gen++
 	delete(d.orgs, orgID)
+	delete(d.failing, orgID)
 	d.mu.Unlock()
 	// A change (a shred among them) also ends a process-local secret.
 	d.dropLocal(orgID)
@@ -618,8 +771,28 @@ func (d *Directory) Sync(ctx context.Context) error {
 }
 
 // Run applies the change feed every interval, and at once whenever notify
-// (which may be nil) signals a new entry, until ctx ends.
+// (which may be nil) signals a new entry, and loads orgs' states again in
+// the background before they expire (RefreshWorkers at a time), until ctx
+// ends. It returns once its workers have stopped.
 func (d *Directory) Run(ctx context.Context, interval time.Duration, notify <-chan struct{}) {
+	var wg sync.WaitGroup
+	for range RefreshWorkers {
+		wg.Go(func() { d.refreshOrgs(ctx) })
+	}
+	d.running.Store(true)
+	defer func() {
+		d.running.Store(false)
+		wg.Wait()
+		// Forget what is still queued: a request reloads those itself now.
+		for {
+			select {
+			case o := <-d.refreshes:
+				o.refreshing.Store(false)
+			default:
+				return
+			}
+		}
+	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	failing := false

@@ -5,16 +5,27 @@
 // record key as associated data; the format is in schemas/crypto/ciphertext.md.
 //
 // Unwrapped DEKs live in a bounded, expiring in-memory cache, so the
-// request path makes no master-key call once an org's key is warm. Each
-// instance re-reads an org's DEK list from the store when its view is older
-// than Options.Revalidate (default 5 s), so a shred or rotation done by
-// another instance takes effect here within that interval; Invalidate
-// makes it immediate when wired to the store's change feed.
+// request path makes no master-key call once an org's key is warm. A
+// cached DEK is dropped Options.KeyLifetime (default 10 min) after the
+// master key last unwrapped it. Refresh, run for the life of the keyring,
+// keeps DEKs in use warm: once one is RefreshAt (three quarters) of
+// KeyLifetime old, its next use queues one re-unwrap through the master
+// key in the background and carries on with the cached key, so a busy org
+// never waits for the master key. A re-unwrap the master key refuses
+// drops the DEK (and tells Options.OnPurge), as a refused probe does; one
+// that fails otherwise leaves the DEK to expire at KeyLifetime, after
+// which the next use unwraps it on the request path, as it does without
+// Refresh.
 //
-// A cached DEK is used until Options.KeyLifetime (default 10 min) without
-// asking the master key again, so on its own a master key revoked out of
-// band (a KMS key disabled or scheduled for deletion, our access to it
-// removed) would keep working that long on a running instance. Watch
+// Each instance re-reads an org's DEK list from the store when its view
+// is older than Options.Revalidate (default 5 s), so a shred or rotation
+// done by another instance takes effect here within that interval;
+// Invalidate makes it immediate when wired to the store's change feed.
+//
+// A cached DEK is used for up to KeyLifetime without the master key
+// accepting it again, so on its own a master key revoked out of band (a
+// KMS key disabled or scheduled for deletion, our access to it removed)
+// would keep working that long on a running instance. Watch
 // closes that gap for master keys that implement Prober: it probes the
 // master key every Options.ProbeInterval (default 5 s, at most 10 s) in
 // the background and drops every DEK it unwrapped as soon as the provider
@@ -77,6 +88,14 @@ const (
 	// DefaultMaxAge is how old a DEK may get before new writes move to a
 	// new generation.
 	DefaultMaxAge = 90 * 24 * time.Hour
+	// RefreshAt is the fraction of KeyLifetime after which the next use of
+	// a cached DEK queues its re-unwrap in the background (Refresh).
+	RefreshAt = 0.75
+	// RefreshWorkers is how many DEKs Refresh re-unwraps at once.
+	RefreshWorkers = 2
+	// RefreshQueue is how many DEKs may wait for a re-unwrap; a DEK that
+	// does not fit is queued by its next use.
+	RefreshQueue = 1024
 )
 
 // Options configures a Keyring.
@@ -112,10 +131,12 @@ type Options struct {
 	// CacheSize bounds the number of unwrapped DEKs held in memory (and of
 	// orgs whose DEK list is cached). Default DefaultCacheSize.
 	CacheSize int
-	// KeyLifetime bounds how long an unwrapped DEK stays in memory; after
-	// it the next use unwraps it again through the master key. It is also
-	// how long a removed BYOK version, or a disabled KMS key when Watch is
-	// not running, keeps working on a running instance. Default
+	// KeyLifetime bounds how long an unwrapped DEK stays in memory after
+	// the master key last unwrapped it; after it the next use unwraps it
+	// again through the master key. Refresh re-unwraps a DEK in use in the
+	// background before then (at RefreshAt of it). It is also how long a
+	// removed BYOK version, or a disabled KMS key when Watch is not
+	// running, keeps working on a running instance. Default
 	// DefaultKeyLifetime.
 	KeyLifetime time.Duration
 	// Revalidate is how old an org's cached DEK list may get before the
@@ -159,8 +180,16 @@ type Keyring struct {
 	maxSeals   int64
 	sealLease  int64
 	maxAge     time.Duration
+	refreshIn  time.Duration // RefreshAt of KeyLifetime
 	log        *slog.Logger
 	now        func() time.Time
+
+	// refreshes queues cached DEKs for a background re-unwrap; refreshing
+	// says Refresh takes them. refreshFailing holds the orgs whose last
+	// re-unwrap failed (not refused), so a failure streak is logged once.
+	refreshes      chan *dekKey
+	refreshing     atomic.Bool
+	refreshFailing sync.Map // org id → struct{}
 
 	// leases holds, per org, the seals this instance reserved under the
 	// org's active DEK: a lock-free read on every Seal.
@@ -178,6 +207,7 @@ type Keyring struct {
 		probes, probeRefusals, probeErrors, probePurged       atomic.Uint64
 		probesSkipped                                         atomic.Uint64
 		sealRotations, ageRotations, sealReservations         atomic.Uint64
+		refreshes, refreshRefusals, refreshErrors             atomic.Uint64
 	}
 }
 
@@ -202,6 +232,7 @@ type orgView struct {
 // dekKey is an unwrapped DEK, kept only as its AES-GCM instance: the raw
 // key bytes are cleared as soon as the cipher is built.
 type dekKey struct {
+	id   DEKID
 	org  string
 	aead cipher.AEAD
 	// byDefault: the default master key (Options.Master) unwrapped or
@@ -210,6 +241,11 @@ type dekKey struct {
 	// master is the master key that unwrapped or generated it, so Watch
 	// drops it when that key (an org's own) is revoked.
 	master MasterKey
+	// next (Unix nanoseconds, wall clock as the cache's expiry) is when a
+	// use queues a background re-unwrap; queued is set while one is queued
+	// or running.
+	next   atomic.Int64
+	queued atomic.Bool
 }
 
 type refusal struct {
@@ -286,12 +322,14 @@ func New(o Options) (*Keyring, error) {
 		maxSeals:   o.MaxSeals,
 		sealLease:  o.SealLease,
 		maxAge:     o.MaxAge,
+		refreshIn:  time.Duration(float64(o.KeyLifetime) * RefreshAt),
 		log:        o.Logger,
 		now:        o.Now,
 		views:      views,
 		keys:       expirable.NewLRU[DEKID, *dekKey](o.CacheSize, nil, o.KeyLifetime),
 		refused:    refused,
 		noGen:      noGen,
+		refreshes:  make(chan *dekKey, RefreshQueue),
 	}, nil
 }
 
@@ -634,6 +672,9 @@ func betterActive(d, than *WrappedDEK) bool {
 func (k *Keyring) key(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 	if dk, ok := k.keys.Get(d.ID); ok && dk.org == d.OrgID {
 		k.stats.hits.Add(1)
+		if time.Now().UnixNano() >= dk.next.Load() {
+			k.refreshAhead(dk)
+		}
 		return dk, nil
 	}
 	k.stats.misses.Add(1)
@@ -642,7 +683,7 @@ func (k *Keyring) key(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 		return nil, r.err
 	}
 	r, err := k.shared(ctx, "dek\x00"+d.ID.String(), func(ctx context.Context) (any, error) {
-		return k.unwrap(ctx, d)
+		return k.unwrap(ctx, d, k.epoch.Load())
 	})
 	if err != nil {
 		return nil, err
@@ -650,8 +691,9 @@ func (k *Keyring) key(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
 	return r.(*dekKey), nil
 }
 
-func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK) (*dekKey, error) {
-	e := k.epoch.Load()
+// unwrap unwraps d through its master key and caches it unless a purge
+// happened since epoch e.
+func (k *Keyring) unwrap(ctx context.Context, d *WrappedDEK, e uint64) (*dekKey, error) {
 	b := Binding{OrgID: d.OrgID, DEKID: d.ID}
 	m, byDefault := k.masterByRef(d.OrgID, d.MasterRef)
 	var dek []byte
@@ -691,7 +733,8 @@ func (k *Keyring) cacheKey(orgID string, id DEKID, dek []byte, m MasterKey, byDe
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	dk := &dekKey{org: orgID, aead: aead, byDefault: byDefault, master: m}
+	dk := &dekKey{id: id, org: orgID, aead: aead, byDefault: byDefault, master: m}
+	dk.next.Store(time.Now().Add(k.refreshIn).UnixNano())
 	if k.epoch.Load() == e {
 		k.keys.Add(id, dk)
 	}
@@ -1054,6 +1097,12 @@ type Stats struct {
 	SealLimitRotations uint64 // the active DEK reached MaxSeals
 	AgeRotations       uint64 // the active DEK reached MaxAge
 	SealReservations   uint64
+
+	// Refresh's background re-unwraps of DEKs in use (counted in Unwraps
+	// too).
+	Refreshes       uint64 // re-unwrapped
+	RefreshRefusals uint64 // the master key refused: the DEK was dropped
+	RefreshErrors   uint64 // could not tell (network, store): the DEK kept until it expires
 }
 
 // Stats returns the counters.
@@ -1068,5 +1117,7 @@ func (k *Keyring) Stats() Stats {
 		ProbesSkipped:      k.stats.probesSkipped.Load(),
 		SealLimitRotations: k.stats.sealRotations.Load(), AgeRotations: k.stats.ageRotations.Load(),
 		SealReservations: k.stats.sealReservations.Load(),
+		Refreshes:        k.stats.refreshes.Load(), RefreshRefusals: k.stats.refreshRefusals.Load(),
+		RefreshErrors: k.stats.refreshErrors.Load(),
 	}
 }

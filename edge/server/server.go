@@ -268,8 +268,23 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	s.reg.MustRegister(batches, writeErrors,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_unreadable_total", Help: "Records that failed to decrypt (shredded, revoked master key, tampered); treated as absent."},
 			func() float64 { return float64(s.keys.Stats().Unreadable) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_calls_total", Help: "Calls to the master key (KMS or BYOK) to unwrap or generate data keys; zero in steady state."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_calls_total", Help: "Calls to the master key (KMS or BYOK) to unwrap or generate data keys; in steady state only the background re-unwraps (codex_edge_keyring_data_key_refreshes_total)."},
 			func() float64 { st := s.keys.Stats(); return float64(st.Unwraps + st.Generates) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_data_key_refreshes_total", Help: "Background re-unwraps of data keys in use, before their cache lifetime ends: ok, refused (the data key was dropped) or error (kept until it expires).",
+			ConstLabels: prometheus.Labels{"result": "ok"}},
+			func() float64 { return float64(s.keys.Stats().Refreshes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_data_key_refreshes_total", Help: "Background re-unwraps of data keys in use, before their cache lifetime ends: ok, refused (the data key was dropped) or error (kept until it expires).",
+			ConstLabels: prometheus.Labels{"result": "refused"}},
+			func() float64 { return float64(s.keys.Stats().RefreshRefusals) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_data_key_refreshes_total", Help: "Background re-unwraps of data keys in use, before their cache lifetime ends: ok, refused (the data key was dropped) or error (kept until it expires).",
+			ConstLabels: prometheus.Labels{"result": "error"}},
+			func() float64 { return float64(s.keys.Stats().RefreshErrors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_directory_org_refreshes_total", Help: "Background reloads of orgs' loaded state (credentials, memories) before it expires: ok or error (the state is served until it expires).",
+			ConstLabels: prometheus.Labels{"result": "ok"}},
+			func() float64 { return float64(s.dir.Stats().Refreshes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_directory_org_refreshes_total", Help: "Background reloads of orgs' loaded state (credentials, memories) before it expires: ok or error (the state is served until it expires).",
+			ConstLabels: prometheus.Labels{"result": "error"}},
+			func() float64 { return float64(s.dir.Stats().RefreshFailures) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_probe_refusals_total", Help: "Master-key probes the provider refused (key disabled, deleted or access removed): cached data keys were dropped."},
 			func() float64 { return float64(s.keys.Stats().ProbeRefusals) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "codex_edge_keyring_master_key_probe_errors_total", Help: "Master-key probes that could not tell (network, throttling); cached data keys were kept."},
@@ -611,6 +626,9 @@ func (s *Server) Start(ctx context.Context) error {
 		// within the probe interval (returns at once for local and byok).
 		var wg sync.WaitGroup
 		wg.Go(func() { s.keys.Watch(bg) })
+		// Data keys in use are re-unwrapped before their cache lifetime
+		// ends, so no request waits for the master key.
+		wg.Go(func() { s.keys.Refresh(bg) })
 		wg.Go(func() { s.spend.Run(bg) })
 		wg.Go(func() { audit.RunRetention(bg, s.store, s.cfg.AuditRetention, s.log) })
 		wg.Go(func() { s.retain(bg) })
