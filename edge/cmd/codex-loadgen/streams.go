@@ -299,6 +299,25 @@ func scrapeCounter(url, name string) (float64, bool) {
 	return 0, false
 }
 
+// scrapeSum sums the counter name over all its label sets.
+func scrapeSum(url, name string) (float64, bool) {
+	lines, _ := metricLines(url)
+	sum, found := 0.0, false
+	for _, line := range lines {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		i := strings.LastIndexByte(rest, ' ')
+		n, err := strconv.ParseFloat(strings.TrimSpace(rest[i+1:]), 64)
+		if err != nil {
+			continue
+		}
+		sum, found = sum+n, true
+	}
+	return sum, found
+}
+
 // total is the number of observations.
 func (h hist) total() float64 {
 	if len(h.counts) == 0 {
