@@ -74,6 +74,16 @@ func (a *answer) json() error {
 		a.rec.End(nil, errIncomplete)
 		return nil
 	}
+	if !gone && x.W.Header().Get("Content-Length") != "" {
+		// The client has the whole answer once it is flushed: what the
+		// stages do after it (settling the budget, charging tokens,
+		// recording) then no longer delays it. A level-full audit still
+		// holds it until its record commits (its writer ignores this).
+		// Without a length the client also needs the closing chunk,
+		// which only the end of the handler writes: no flush, no extra
+		// write.
+		x.W.Flush()
+	}
 	if a.resp.StatusCode < 300 {
 		// An answer that is not JSON leaves usage unknown, as it should.
 		res, _ := x.Format.ParseUsage(x.Endpoint, capture.Bytes())

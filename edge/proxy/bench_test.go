@@ -50,7 +50,7 @@ func setupBenchMemory(b *testing.B, memText string) (http.Handler, string, *fake
 // setupBenchWith is setupBench with memText, when not empty, set as the
 // org's memory, and the proxy's options adjusted by mutate, given the
 // store, the org and the key (for limits and budgets).
-func setupBenchWith(b *testing.B, memText string, mutate func(o *proxy.Options, db *sqlite.DB, orgID, keyID string)) (http.Handler, string, *fakeprovider.Server) {
+func setupBenchWith(b testing.TB, memText string, mutate func(o *proxy.Options, db *sqlite.DB, orgID, keyID string)) (http.Handler, string, *fakeprovider.Server) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, b.TempDir())
 	if err != nil {
@@ -172,7 +172,7 @@ func BenchmarkChatStreamDirect(b *testing.B) {
 
 // benchOrg creates an org whose providers (the in-process fake) are ps,
 // and a key of it; it returns their ids and the key's secret.
-func benchOrg(b *testing.B, db *sqlite.DB, ps ...edge.Provider) (orgID, keyID string, secret apikey.Secret) {
+func benchOrg(b testing.TB, db *sqlite.DB, ps ...edge.Provider) (orgID, keyID string, secret apikey.Secret) {
 	b.Helper()
 	ctx := b.Context()
 	org := edge.Org{ID: apikey.NewID("org_"), Name: "bench"}
