@@ -22,7 +22,6 @@ import (
 	"github.com/persiv/codex/edge/config"
 	"github.com/persiv/codex/edge/fakeprovider"
 	"github.com/persiv/codex/edge/internal/testutil"
-	"github.com/persiv/codex/edge/server"
 	"github.com/persiv/codex/edge/store/storetest"
 )
 
@@ -424,7 +423,7 @@ func TestNoContentAtRest(t *testing.T) {
 }
 
 func TestTLSOnly13(t *testing.T) {
-	certFile, keyFile, pool := server.SelfSignedCert(t)
+	certFile, keyFile, pool := testutil.SelfSignedCert(t)
 	h := newHarness(t, fakeprovider.Options{}, func(c *config.Config) {
 		c.Listen, c.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 		c.TLSCert, c.TLSKey = certFile, keyFile

@@ -40,7 +40,7 @@ type byokEdge struct {
 
 func newBYOKEdge(t *testing.T) *byokEdge {
 	t.Helper()
-	certFile, keyFile, pool := server.SelfSignedCert(t)
+	certFile, keyFile, pool := testutil.SelfSignedCert(t)
 	h := newHarnessEnv(t, fakeprovider.Options{}, func(c *config.Config) {
 		c.Listen, c.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 		c.TLSCert, c.TLSKey = certFile, keyFile
@@ -120,7 +120,7 @@ func TestEphemeralBYOK(t *testing.T) {
 
 	// Over TLS but with no admin token configured: refused too, since
 	// whoever reaches loopback could set the key.
-	certFile, keyFile, _ := server.SelfSignedCert(t)
+	certFile, keyFile, _ := testutil.SelfSignedCert(t)
 	noToken := newHarnessEnv(t, fakeprovider.Options{}, func(c *config.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }, nil)
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // G402: a test's own self-signed edge
 	req, _ := http.NewRequest("PUT", "https://"+noToken.srv.AdminAddr()+"/admin/v1/orgs/org_x/byok", strings.NewReader(byokBody))

@@ -2,21 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,54 +16,12 @@ import (
 
 const statusAdminToken = "admin-token-for-crypto-status-0123456789"
 
-// testCert writes a self-signed certificate for 127.0.0.1 and its key,
-// and returns their files and a pool trusting it.
-func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "codex-edge crypto status test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 // tlsEdge configures c for serve over TLS with an admin token (what PUT
 // /admin/v1/orgs/{org}/byok requires) on free loopback addresses, and
 // returns a client that trusts the edge.
 func (c *cli) tlsEdge(t *testing.T) *http.Client {
 	t.Helper()
-	certFile, keyFile, pool := testCert(t)
+	certFile, keyFile, pool := testutil.SelfSignedCert(t)
 	c.env["CODEX_TLS_CERT"], c.env["CODEX_TLS_KEY"] = certFile, keyFile
 	c.env["CODEX_ADMIN_TOKEN"] = statusAdminToken
 	c.env["CODEX_LISTEN"], c.env["CODEX_ADMIN_LISTEN"] = freeAddr(t), freeAddr(t)
@@ -233,7 +181,7 @@ func TestCryptoStatus(t *testing.T) {
 			}
 			if tc.env == nil {
 				saved["CODEX_TLS_CERT"], saved["CODEX_TLS_KEY"] = c.env["CODEX_TLS_CERT"], c.env["CODEX_TLS_KEY"]
-				c.env["CODEX_TLS_CERT"], c.env["CODEX_TLS_KEY"], _ = testCert(t)
+				c.env["CODEX_TLS_CERT"], c.env["CODEX_TLS_KEY"], _ = testutil.SelfSignedCert(t)
 			}
 			defer func() {
 				for k, v := range saved {
