@@ -82,6 +82,18 @@ func ledgerUse(t *testing.T, srv *server.Server, b edge.Budget) (spent, reserved
 	return s, r
 }
 
+// settledUse is ledgerUse once no reservation is left: a JSON answer
+// reaches the client before its request is settled (the stages' work
+// after the answer no longer delays it).
+func settledUse(t *testing.T, srv *server.Server, b edge.Budget) (spent, reserved int64) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "the requests answered to be settled", func() bool {
+		spent, reserved = ledgerUse(t, srv, b)
+		return reserved == 0
+	})
+	return spent, reserved
+}
+
 // TestBudgetTwoEdgesConcurrent: a cap that fits exactly M requests by
 // reservation, 3×M concurrent streams through two edges sharing Redis
 // and Postgres: at most M are answered, the settled spend stays within
@@ -151,7 +163,7 @@ func TestBudgetTwoEdgesConcurrent(t *testing.T) {
 		t.Fatalf("%d answered and %d refused of %d; want %d and %d", answered.Load(), refused.Load(), 3*m, m, 2*m)
 	}
 	for _, e := range []*pgEdge{e1, e2} {
-		spent, reserved := ledgerUse(t, e.srv, b)
+		spent, reserved := settledUse(t, e.srv, b)
 		if spent > b.CapNanoUSD || spent <= 0 || reserved != 0 {
 			t.Fatalf("after all ended: spent %d (cap %d), reserved %d", spent, b.CapNanoUSD, reserved)
 		}
@@ -193,7 +205,7 @@ func TestBudgetRefusals(t *testing.T) {
 	if st, resp, _ := postMessages(ctx, h.base, tn.key, body); st != 200 {
 		t.Fatalf("a request whose worst case is the cap: %d %s", st, resp)
 	}
-	spent, reserved := ledgerUse(t, h.srv, b)
+	spent, reserved := settledUse(t, h.srv, b)
 	if spent <= 0 || spent >= worst || reserved != 0 {
 		t.Fatalf("after one answer: spent %d reserved %d (worst %d)", spent, reserved, worst)
 	}
@@ -298,7 +310,7 @@ func TestBudgetStreams(t *testing.T) {
 			cost = r.CostNanoUSD
 		}
 	}
-	s, r := ledgerUse(t, h.srv, b)
+	s, r := settledUse(t, h.srv, b)
 	if cost <= 0 || s != abandoned+cost || r != 0 {
 		t.Fatalf("after a whole stream of cost %d: spent %d (was %d), reserved %d", cost, s, abandoned, r)
 	}
@@ -323,7 +335,7 @@ func TestBudgetSpentSurvivesRestartAndFlush(t *testing.T) {
 	if st, resp, _ := postMessages(ctx, h.base, tn.key, body); st != 200 {
 		t.Fatalf("first request: %d %s", st, resp)
 	}
-	spent, _ := ledgerUse(t, h.srv, b)
+	spent, _ := settledUse(t, h.srv, b)
 	// Now the next request's worst case is one nano-USD too much.
 	b.CapNanoUSD = spent + worst - 1
 	setBudgetNow(t, h, b)
@@ -369,7 +381,7 @@ func TestBudgetRedisDown(t *testing.T) {
 	if st, resp, _ := postMessages(ctx, h.base, tn.key, body); st != 200 {
 		t.Fatalf("with Redis down: %d %s", st, resp)
 	}
-	spent, reserved := ledgerUse(t, h.srv, b)
+	spent, reserved := settledUse(t, h.srv, b)
 	if spent <= 0 || reserved != 0 {
 		t.Fatalf("local ledger: spent %d reserved %d", spent, reserved)
 	}
@@ -408,7 +420,7 @@ func TestBudgetProviderErrorSettlesNothing(t *testing.T) {
 	if st, resp, _ := postMessages(ctxT(t), h.base, tn.key, body); st != 400 || !strings.Contains(resp, "fault injected") {
 		t.Fatalf("provider error: %d %s", st, resp)
 	}
-	if s, r := ledgerUse(t, h.srv, b); s != 0 || r != 0 {
+	if s, r := settledUse(t, h.srv, b); s != 0 || r != 0 {
 		t.Fatalf("after a provider error: spent %d reserved %d, want 0, 0", s, r)
 	}
 }
