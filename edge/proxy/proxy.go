@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -101,7 +102,14 @@ type Proxy struct {
 	formats provider.Formats
 	log     *slog.Logger
 	chain   pipeline.Handler
+	// busy counts the requests being handled: a client may have its
+	// answer before the stages' work after it is done (see forward).
+	busy atomic.Int64
 }
+
+// Busy returns how many requests are being handled, the work after their
+// answer included.
+func (p *Proxy) Busy() int64 { return p.busy.Load() }
 
 // New returns a proxy; register its routes with Register.
 func New(keys auth.Resolver, sink account.Sink, prices forward.Pricer, opts Options) *Proxy {
@@ -160,6 +168,8 @@ func (p *Proxy) handler(ms []provider.Match) echo.HandlerFunc {
 		r := c.Request()
 		m := provider.Pick(ms, r)
 		x := pipeline.New(c.Response(), r, m.Format, m.Route.Endpoint, apikey.NewTimeID("req_", start), start, p.log)
+		p.busy.Add(1)
+		defer p.busy.Add(-1)
 		return p.chain.Serve(x)
 	}
 }

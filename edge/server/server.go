@@ -141,6 +141,7 @@ type Server struct {
 	// ephemeral key).
 	adminTokenSet bool
 	dir           *directory.Directory
+	px            *proxy.Proxy
 	writer        *metadata.Writer
 	audit         *audit.Writer
 	tel           *telemetry.Service
@@ -380,6 +381,7 @@ func New(ctx context.Context, cfg config.Config, store Store, log *slog.Logger, 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(200, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	px.Register(e)
+	s.px = px
 	s.main = &http.Server{
 		Handler:           e,
 		TLSConfig:         tlsConf,
@@ -773,6 +775,15 @@ func (s *Server) Keyring() *keyring.Keyring { return s.keys }
 
 // Cache exposes the response cache (for tests).
 func (s *Server) Cache() *cache.Cache { return s.cache }
+
+// Busy returns how many client requests are being handled, including the
+// stages' work after a JSON answer has reached its client.
+func (s *Server) Busy() int64 {
+	if s.px == nil {
+		return 0
+	}
+	return s.px.Busy()
+}
 
 // Directory exposes the key directory (for the admin API and tests).
 func (s *Server) Directory() *directory.Directory { return s.dir }

@@ -196,7 +196,7 @@ func TestTelemetryVersion2ControlPlaneGetsNoMemories(t *testing.T) {
 	startTelemetryEdge(h)
 	setSharing(t, h, true)
 	canaries, _ := memoryAuditSetup(t, h, tn)
-	h.srv.Telemetry().Flush(ctxT(t))
+	flushTelemetry(t, ctxT(t), h.srv)
 	testutil.Eventually(t, 10*time.Second, "batches to reach the control plane", func() bool { return cp.totals(org).Requests == 5 })
 	bs := sentBatches(t, h)
 	if len(bs) == 0 {

@@ -367,7 +367,7 @@ func TestTelemetrySharedStoreDownLosesNoWindow(t *testing.T) {
 		}
 	}
 	send(3, "before")
-	e.srv.Telemetry().Flush(ctx)
+	flushTelemetry(t, ctx, e.srv)
 	testutil.Eventually(t, 20*time.Second, "the first window sent", func() bool { return cp.totals(cpOrg).Requests == 3 })
 
 	c.Stop()

@@ -499,12 +499,21 @@ func allRecords(t *testing.T, h *harness, tenants []tenant, n int) []edge.Reques
 	return recs
 }
 
+// flushTelemetry closes the edge's telemetry window once every request
+// being handled is done: a JSON answer reaches its client before its
+// request is recorded.
+func flushTelemetry(t *testing.T, ctx context.Context, srv *server.Server) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "the requests answered to be recorded", func() bool { return srv.Busy() == 0 })
+	srv.Telemetry().Flush(ctx)
+}
+
 // waitTotals flushes the edge's window and waits until the control
 // plane's totals equal the edge's own metadata.
 func waitTotals(t *testing.T, h *harness, cp *controlPlane, orgID string, recs []edge.RequestRecord) {
 	t.Helper()
 	want := edgeTotals(recs)
-	h.srv.Telemetry().Flush(ctxT(t))
+	flushTelemetry(t, ctxT(t), h.srv)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got := cp.totals(orgID)
