@@ -14,6 +14,7 @@ import (
 
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/directory"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 )
 
@@ -22,52 +23,25 @@ import (
 // gate, waits for the test to release it.
 type gated struct {
 	*counting
-	loads   atomic.Int64
-	mu      sync.Mutex
-	gate    chan struct{}
-	waiting chan struct{} // told when a load waits at the gate
+	*testutil.Gate
+	loads atomic.Int64
 }
 
-func newGated(st *counting) *gated { return &gated{counting: st, waiting: make(chan struct{}, 1)} }
+func newGated(st *counting) *gated { return &gated{counting: st, Gate: testutil.NewGate()} }
 
 func (g *gated) FingerprintSecret(ctx context.Context, orgID string) ([]byte, error) {
 	g.loads.Add(1)
-	g.mu.Lock()
-	gate := g.gate
-	g.mu.Unlock()
-	if gate != nil {
-		select {
-		case g.waiting <- struct{}{}:
-		default:
-		}
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if err := g.Pass(ctx); err != nil {
+		return nil, err
 	}
 	return g.counting.FingerprintSecret(ctx, orgID)
-}
-
-// hold makes org loads wait until the returned func is called.
-func (g *gated) hold() (release func()) {
-	gate := make(chan struct{})
-	g.mu.Lock()
-	g.gate = gate
-	g.mu.Unlock()
-	return sync.OnceFunc(func() {
-		g.mu.Lock()
-		g.gate = nil
-		g.mu.Unlock()
-		close(gate)
-	})
 }
 
 // awaitLoad waits until an org load waits at the gate.
 func (g *gated) awaitLoad(t *testing.T, what string) {
 	t.Helper()
 	select {
-	case <-g.waiting:
+	case <-g.Waiting:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("no org load began: %s", what)
 	}
@@ -160,7 +134,7 @@ func TestRefreshAhead(t *testing.T) {
 				t.Fatalf("first use: %d loads, keys share the state: %v", g.loads.Load(), k2.Org == first)
 			}
 
-			release := g.hold()
+			release := g.Hold()
 			defer release()
 			// Past the refresh point, well before Lifetime.
 			sleepUntil(t, loaded.Add(lifetime*3/4+20*time.Millisecond), start.Add(lifetime-200*time.Millisecond))
@@ -240,7 +214,7 @@ func TestExpiredStateWaitsForReload(t *testing.T) {
 	run(t, d)
 	_, h := newKey(t, st, orgID)
 	first := resolveNow(t, d, h).Org
-	release := g.hold()
+	release := g.Hold()
 	defer release()
 	time.Sleep(lifetime + 50*time.Millisecond) // no request meanwhile
 	got := make(chan directory.Key, 1)
@@ -312,7 +286,7 @@ func TestUnreadableStateRetriedInBackground(t *testing.T) {
 		}
 		return g.loads.Load() >= 3
 	})
-	release := g.hold()
+	release := g.Hold()
 	defer release()
 	// A request past the retry point queues the retry, which waits.
 	eventually(t, "a background retry", func() bool {
@@ -320,7 +294,7 @@ func TestUnreadableStateRetriedInBackground(t *testing.T) {
 			t.Fatalf("credential %q opened while refused", c)
 		}
 		select {
-		case <-g.waiting:
+		case <-g.Waiting:
 			return true
 		default:
 			return false

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/keyring"
 )
 
@@ -17,46 +18,20 @@ import (
 // master-key call.
 type gatedMaster struct {
 	*revocable
-	calls   atomic.Int64 // unwraps begun
-	mu      sync.Mutex
-	gate    chan struct{}
-	waiting chan struct{} // told when an unwrap waits at the gate
+	*testutil.Gate
+	calls atomic.Int64 // unwraps begun
 }
 
 func newGatedMaster(t *testing.T) *gatedMaster {
-	return &gatedMaster{revocable: newRevocable(t, testKey(7)), waiting: make(chan struct{}, 1)}
+	return &gatedMaster{revocable: newRevocable(t, testKey(7)), Gate: testutil.NewGate()}
 }
 
 func (g *gatedMaster) Unwrap(ctx context.Context, b keyring.Binding, w keyring.Wrap) ([]byte, error) {
 	g.calls.Add(1)
-	g.mu.Lock()
-	gate := g.gate
-	g.mu.Unlock()
-	if gate != nil {
-		select {
-		case g.waiting <- struct{}{}:
-		default:
-		}
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if err := g.Pass(ctx); err != nil {
+		return nil, err
 	}
 	return g.revocable.Unwrap(ctx, b, w)
-}
-
-func (g *gatedMaster) hold() (release func()) {
-	gate := make(chan struct{})
-	g.mu.Lock()
-	g.gate = gate
-	g.mu.Unlock()
-	return sync.OnceFunc(func() {
-		g.mu.Lock()
-		g.gate = nil
-		g.mu.Unlock()
-		close(gate)
-	})
 }
 
 // refreshing runs k's Refresh for the rest of the test.
@@ -118,9 +93,9 @@ func TestRefreshKeepsAKeyInUseWarm(t *testing.T) {
 		t.Fatalf("%d generates and %d unwraps to seal, want 1 and 0", m.generates.Load(), m.calls.Load())
 	}
 
-	release := m.hold()
+	release := m.Hold()
 	defer release()
-	useUntil(t, k, "org_a", ct, "a background unwrap", waited(m.waiting))
+	useUntil(t, k, "org_a", ct, "a background unwrap", waited(m.Waiting))
 	if since := time.Since(start); since < lifetime*3/4 {
 		t.Fatalf("background unwrap %s after the DEK was made, before three quarters of its lifetime", since)
 	}
@@ -183,9 +158,9 @@ func TestRefreshRefusedOrShredded(t *testing.T) {
 			start := time.Now()
 			ct := seal(t, k, "org_a", keyring.PurposeCache, "r", "x")
 
-			release := m.hold()
+			release := m.Hold()
 			defer release()
-			useUntil(t, k, "org_a", ct, "a background unwrap", waited(m.waiting))
+			useUntil(t, k, "org_a", ct, "a background unwrap", waited(m.Waiting))
 			tc.during(t, k, m)
 			release()
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(3 * time.Millisecond) {

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/persiv/codex/edge"
 	"github.com/persiv/codex/edge/audit"
 	"github.com/persiv/codex/edge/fakeprovider"
+	"github.com/persiv/codex/edge/internal/testutil"
 	"github.com/persiv/codex/edge/store/sqlite"
 	"github.com/persiv/codex/edge/store/storetest"
 )
@@ -31,22 +34,35 @@ import (
 func (c *cli) serveBG(t *testing.T) (base string, stop func()) {
 	t.Helper()
 	c.env["CODEX_LISTEN"], c.env["CODEX_ADMIN_LISTEN"] = freeAddr(t), freeAddr(t)
+	base = "http://" + c.env["CODEX_LISTEN"]
+	return base, c.serveUntil(t, http.DefaultClient, base+"/readyz")
+}
+
+// serveUntil runs codex-edge serve with c's environment as it is now until
+// the test ends or stop is called (once or more), and waits until client
+// gets 200 from readyURL.
+func (c *cli) serveUntil(t *testing.T, client *http.Client, readyURL string) (stop func()) {
+	t.Helper()
+	env := maps.Clone(c.env)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve"}, strings.NewReader(""), io.Discard, io.Discard, func(k string) string { return c.env[k] })
+		done <- run(ctx, []string{"serve"}, strings.NewReader(""), io.Discard, io.Discard, func(k string) string { return env[k] })
 	}()
-	waitReady(t, "http://"+c.env["CODEX_LISTEN"]+"/readyz")
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
+	testutil.Eventually(t, 30*time.Second, readyURL, func() bool {
+		resp, err := client.Get(readyURL)
+		if err != nil {
+			return false
 		}
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	stop = sync.OnceFunc(func() {
+		cancel()
+		<-done
+	})
 	t.Cleanup(stop)
-	return "http://" + c.env["CODEX_LISTEN"], stop
+	return stop
 }
 
 func jsonLines(t *testing.T, out string) []map[string]any {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/persiv/codex/edge/internal/testutil"
 )
@@ -32,33 +30,7 @@ func (c *cli) tlsEdge(t *testing.T) *http.Client {
 // ends or stop is called.
 func (c *cli) serveTLS(t *testing.T, client *http.Client) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	env := map[string]string{}
-	for k, v := range c.env {
-		env[k] = v
-	}
-	go func() {
-		done <- run(ctx, []string{"serve"}, strings.NewReader(""), io.Discard, io.Discard, func(k string) string { return env[k] })
-	}()
-	testutil.Eventually(t, 30*time.Second, "the edge's admin listener ready", func() bool {
-		resp, err := client.Get("https://" + c.env["CODEX_ADMIN_LISTEN"] + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return c.serveUntil(t, client, "https://"+c.env["CODEX_ADMIN_LISTEN"]+"/readyz")
 }
 
 // statusByName runs crypto status --json and returns its objects by org
